@@ -1,0 +1,212 @@
+"""Typed records that flow between the pipeline stages.
+
+decode -> Audio; transcribe -> Transcript; redact -> Redacted; score -> ScoreResult;
+pipeline.build_scorecard -> Scorecard (the stored and returned v1 format).
+Records are frozen: a stage makes new ones rather than changing what it was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+import numpy as np
+
+Speaker = Literal["agent", "customer", "unknown"]
+ChannelLayout = Literal["auto", "stereo", "stereo-agent-right", "mono"]
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio: one float32 array per channel at SAMPLE_RATE, and what it came from."""
+
+    channels: tuple[np.ndarray, ...]
+    duration_s: float
+    source_format: str
+    source_rate: int
+    source_channels: int
+    sample_rate: int = SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stretch of speech by one speaker; times in seconds from the start of the call."""
+
+    speaker: Speaker
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A call as text, with how it was made (model and options) for the scorecard."""
+
+    segments: tuple[Segment, ...]
+    duration_s: float
+    language: str = "en"
+    source: Literal["audio", "text"] = "audio"
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """One span of personal data: where it was in the transcript and in the audio."""
+
+    entity_type: str
+    segment: int
+    char_start: int
+    char_end: int
+    start: float
+    end: float
+    speaker: Speaker
+    score: float = 1.0
+
+
+@dataclass(frozen=True)
+class Redacted:
+    """The transcript with personal data replaced by <ENTITY_TYPE>, segment for segment."""
+
+    transcript: Transcript
+    redactions: tuple[Redaction, ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Utterances behind a verdict: the segments (by index) and their span."""
+
+    segments: tuple[int, ...]
+    start: float
+    end: float
+    speaker: Speaker
+    text: str
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    id: str
+    title: str
+    section: str
+    passed: bool
+    points: float
+    max_points: float
+    evidence: tuple[Evidence, ...] = ()
+    applicable: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Violation:
+    id: str
+    kind: Literal["prohibited", "outdated_policy"]
+    title: str
+    evidence: Evidence
+    detail: str
+    auto_fail: bool = False
+    policy_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    criteria: tuple[CriterionResult, ...]
+    violations: tuple[Violation, ...]
+    score: float
+    auto_fail: bool
+    passed: bool
+    sections: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallMeta:
+    """What the caller told us about a call."""
+
+    call_id: str
+    agent_id: str
+    call_date: date
+    channels: ChannelLayout = "auto"
+
+
+@dataclass(frozen=True)
+class RulesRef:
+    id: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """A scored call in scorecard format v1 (plus extensions); `to_dict` is what is stored and served."""
+
+    call_id: str
+    agent_id: str
+    call_date: date
+    duration_s: float
+    language: str
+    rubric: RulesRef
+    policies: RulesRef
+    transcript: tuple[Segment, ...]
+    redactions: tuple[Redaction, ...]
+    result: ScoreResult
+    models: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format: str = "scorecard/v1"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict in scorecard format v1."""
+        r = self.result
+        return {
+            "format": self.format,
+            "call_id": self.call_id,
+            "agent_id": self.agent_id,
+            "call_date": self.call_date.isoformat(),
+            "duration_s": round(self.duration_s, 3),
+            "language": self.language,
+            "rubric": asdict(self.rubric),
+            "policies": asdict(self.policies),
+            "models": self.models,
+            "transcript": [
+                {"speaker": s.speaker, "start": _t(s.start), "end": _t(s.end), "text": s.text,
+                 **({"confidence": round(s.confidence, 3)} if s.confidence is not None else {})}
+                for s in self.transcript
+            ],
+            "redactions": [
+                {"entity_type": x.entity_type, "start": _t(x.start), "end": _t(x.end), "speaker": x.speaker}
+                for x in self.redactions
+            ],
+            "criteria": [
+                {"id": c.id, "title": c.title, "section": c.section, "passed": c.passed,
+                 "applicable": c.applicable, "points": c.points, "max_points": c.max_points,
+                 "reason": c.reason, "evidence": [_evidence(e) for e in c.evidence]}
+                for c in r.criteria
+            ],
+            "violations": [
+                {"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "title": v.title,
+                 "auto_fail": v.auto_fail, "detail": v.detail, **_evidence(v.evidence)}
+                for v in r.violations
+            ],
+            "sections": r.sections,
+            "metrics": self.metrics,
+            "score": round(r.score, 2),
+            "auto_fail": r.auto_fail,
+            "passed": r.passed,
+        }
+
+
+def _t(seconds: float) -> float:
+    return round(float(seconds), 2)
+
+
+def _evidence(e: Evidence) -> dict[str, Any]:
+    return {"start": _t(e.start), "end": _t(e.end), "speaker": e.speaker, "text": e.text}

