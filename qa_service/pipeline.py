@@ -1,16 +1,17 @@
 """The stage calls in order: decode -> transcribe -> redact -> score -> scorecard.
 
 Engines (speech model, redactor, spaCy pipeline) are loaded once by the caller and passed in;
-nothing here reads settings or touches storage.
+nothing here reads settings or touches storage. Scoring reads the unredacted transcript in
+memory; only the redacted one leaves this module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from qa_service.records import CallMeta, Scorecard, Transcript
+from qa_service.records import CallMeta, Evidence, Redacted, RulesRef, Scorecard, ScoreResult, Transcript
 
 
 @dataclass
@@ -22,12 +23,84 @@ class Engines:
     nlp: Any  # spacy.Language
 
 
+def load_engines(settings: Any, *, speech: bool = True) -> Engines:
+    """Load the speech model, spaCy pipeline and redactor named by the settings (no network)."""
+    import spacy
+
+    from qa_service.stages.redact import load_redactor
+
+    transcriber = None
+    if speech:
+        from qa_service.stages.transcribe import load_transcriber
+
+        transcriber = load_transcriber(
+            settings.asr_model, device=settings.asr_device, compute_type=settings.asr_compute_type,
+            threads=settings.asr_threads, cache_dir=settings.model_cache_dir,
+            beam_size=settings.asr_beam_size,
+        )
+    try:
+        nlp = spacy.load(settings.spacy_model)
+    except OSError as exc:
+        from qa_service.errors import ConfigError
+
+        raise ConfigError(f"spaCy model {settings.spacy_model!r} is not installed: {exc}") from exc
+    return Engines(transcriber=transcriber, redactor=load_redactor(settings.spacy_model), nlp=nlp)
+
+
 def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engines: Engines) -> Scorecard:
     """Run one recorded call through every stage and return its scorecard."""
-    raise NotImplementedError  # filled in with the stages
+    from qa_service.stages.decode import decode
+    from qa_service.stages.transcribe import transcribe_call
+
+    audio = decode(Path(path))
+    transcript = transcribe_call(
+        audio, engines.transcriber, meta.channels,
+        vocabulary=rubric.vocabulary(), agent_phrases=rubric.opening_phrases(),
+    )
+    return process_transcript(transcript, meta, rubric, policies, engines)
 
 
 def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, policies: Any,
                        engines: Engines) -> Scorecard:
-    """Score a call that is already text (chat, email, externally transcribed call)."""
-    raise NotImplementedError  # filled in with the stages
+    """Redact and score a call that is already text (or was just transcribed)."""
+    from qa_service.stages.metrics import call_metrics
+    from qa_service.stages.score import score
+
+    redacted = engines.redactor.redact(transcript)
+    result = score(transcript, rubric, policies, engines.nlp, meta.call_date)
+    return build_scorecard(meta, transcript, redacted, result, rubric, policies, call_metrics(transcript))
+
+
+def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, result: ScoreResult,
+                    rubric: Any, policies: Any, metrics: dict[str, Any]) -> Scorecard:
+    """Assemble the stored scorecard; evidence text is taken from the redacted transcript."""
+    segments = redacted.transcript.segments
+    result = redact_evidence(result, redacted)
+    warnings = () if segments else ("no speech found in the recording",)
+    return Scorecard(
+        call_id=meta.call_id,
+        agent_id=meta.agent_id,
+        call_date=meta.call_date,
+        duration_s=transcript.duration_s,
+        language=transcript.language,
+        rubric=RulesRef(rubric.id, rubric.version, rubric.sha256),
+        policies=RulesRef(policies.id, policies.version, policies.sha256),
+        transcript=segments,
+        redactions=redacted.redactions,
+        result=result,
+        models={"asr": transcript.model, "source": transcript.source},
+        metrics=metrics,
+        warnings=warnings,
+    )
+
+
+def redact_evidence(result: ScoreResult, redacted: Redacted) -> ScoreResult:
+    """Replace every evidence text with the redacted text of the segments it points to."""
+    segments = redacted.transcript.segments
+
+    def clean(e: Evidence) -> Evidence:
+        return replace(e, text=" ".join(segments[i].text for i in e.segments if i < len(segments)))
+
+    criteria = tuple(replace(c, evidence=tuple(clean(e) for e in c.evidence)) for c in result.criteria)
+    violations = tuple(replace(v, evidence=clean(v.evidence)) for v in result.violations)
+    return replace(result, criteria=criteria, violations=violations)

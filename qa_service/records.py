@@ -161,6 +161,7 @@ class Scorecard:
     result: ScoreResult
     models: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
     format: str = "scorecard/v1"
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,6 +199,7 @@ class Scorecard:
             ],
             "sections": r.sections,
             "metrics": self.metrics,
+            "warnings": list(self.warnings),
             "score": round(r.score, 2),
             "auto_fail": r.auto_fail,
             "passed": r.passed,

@@ -1,0 +1,239 @@
+"""The `qa-service` command line: process calls inline, run the API or a worker, manage keys and rules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from qa_service.errors import QAServiceError
+from qa_service.records import CallMeta
+from qa_service.settings import Settings
+
+log = logging.getLogger("qa_service")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One call to process from the command line: audio or a text transcript, and its metadata."""
+
+    meta: CallMeta
+    audio: Path | None
+    transcript: Path | None
+    rubric: Path
+    policies: Path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except QAServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    p = argparse.ArgumentParser(prog="qa-service", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("process", help="score recordings or transcripts inline (no queue)")
+    pr.add_argument("audio", nargs="*", type=Path, help="audio files (wav, flac, mp3, ogg, ...)")
+    pr.add_argument("--manifest", type=Path, 
+                    help="JSONL: audio, call_id, agent_id, call_date[, rubric, policies]")
+    pr.add_argument("--transcript", type=Path, action="append", default=[],
+                    help="a call that is already text: JSON turns or Agent:/Customer: lines")
+    pr.add_argument("--rubric", type=Path, required=True)
+    pr.add_argument("--policies", type=Path, required=True)
+    pr.add_argument("--call-id")
+    pr.add_argument("--agent-id", default="unknown")
+    pr.add_argument("--call-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
+    pr.add_argument("--channels", choices=["auto", "stereo", "stereo-agent-right", "mono"], default="auto")
+    pr.add_argument("--out", type=Path, help="write CALL_ID.scorecard.json files here")
+    pr.add_argument("--no-store", action="store_true", help="do not save scorecards in the database")
+    pr.add_argument("--quiet", action="store_true", help="print only the summary table")
+    pr.set_defaults(func=cmd_process)
+
+    sv = sub.add_parser("serve", help="run the HTTP API")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1)
+    sv.set_defaults(func=cmd_serve)
+
+    wk = sub.add_parser("worker", help="run a queue worker (loads the models once)")
+    wk.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    wk.set_defaults(func=cmd_worker)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    kc = keys.add_parser("create", help="create a key; prints it alone on the last line")
+    kc.add_argument("--role", required=True, choices=["admin", "qa", "telephony", "supervisor"])
+    kc.add_argument("--name", required=True)
+    kc.set_defaults(func=cmd_keys_create)
+    return p
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    """Run the pipeline inline over the given calls, store and print their scorecards."""
+    from tqdm import tqdm
+
+    from qa_service.intake import parse_transcript
+    from qa_service.pipeline import load_engines, process_audio, process_transcript
+    from qa_service.rules.load import load_policy_pack, load_rubric
+
+    settings = Settings()
+    jobs = list(_jobs(args))
+    if not jobs:
+        raise QAServiceError("nothing to process: give audio files, --manifest or --transcript")
+    needs_speech = any(j.audio for j in jobs)
+    print(f"loading models ({settings.asr_model if needs_speech else 'text only'})...", file=sys.stderr)
+    engines = load_engines(settings, speech=needs_speech)
+    repo = None if args.no_store else _repository(settings)
+    rules: dict[Path, Any] = {}
+
+    def rubric_for(path: Path, loader: Any) -> Any:
+        if path not in rules:
+            rules[path] = loader(path)
+        return rules[path]
+
+    cards, failures = [], 0
+    for job in tqdm(jobs, desc="calls", unit="call", disable=len(jobs) < 2, file=sys.stderr):
+        rubric, policies = rubric_for(job.rubric, load_rubric), rubric_for(job.policies, load_policy_pack)
+        try:
+            if job.audio:
+                card = process_audio(job.audio, job.meta, rubric, policies, engines)
+            else:
+                assert job.transcript is not None
+                transcript = parse_transcript(job.transcript.read_bytes(), filename=job.transcript.name)
+                card = process_transcript(transcript, job.meta, rubric, policies, engines)
+        except QAServiceError as exc:
+            failures += 1
+            tqdm.write(f"{job.meta.call_id}: failed: {exc}", file=sys.stderr)
+            continue
+        data = card.to_dict()
+        if repo is not None:
+            repo.save_cli_scorecard(data, rubric=rubric, policies=policies)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / f"{card.call_id}.scorecard.json").write_text(json.dumps(data, indent=2))
+        cards.append(data)
+        if not args.quiet and len(jobs) == 1:
+            print(format_scorecard(data))
+    if len(jobs) > 1 or args.quiet:
+        print(format_table(cards))
+    return 1 if failures else 0
+
+
+def _jobs(args: argparse.Namespace) -> Iterator[Job]:
+    call_date = args.call_date or date.today()
+    for path in args.audio:
+        yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels),
+                  path, None, args.rubric, args.policies)
+    for path in args.transcript:
+        yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels),
+                  None, path, args.rubric, args.policies)
+    if args.manifest:
+        base = args.manifest.parent
+        for n, line in enumerate(args.manifest.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                meta = CallMeta(str(row["call_id"]), str(row.get("agent_id", "unknown")),
+                                date.fromisoformat(str(row.get("call_date", call_date))),
+                                row.get("channels", args.channels))
+            except (ValueError, KeyError) as exc:
+                raise QAServiceError(f"{args.manifest}:{n}: bad manifest line: {exc}") from exc
+            audio = _resolve(row.get("audio"), base)
+            transcript = _resolve(row.get("transcript"), base)
+            if not audio and not transcript:
+                raise QAServiceError(f"{args.manifest}:{n}: needs 'audio' or 'transcript'")
+            yield Job(meta, audio, transcript, _resolve(row.get("rubric"), base) or args.rubric,
+                      _resolve(row.get("policies"), base) or args.policies)
+
+
+def _resolve(value: str | None, base: Path) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() or path.exists() else base / path
+
+
+def _repository(settings: Settings) -> Any:
+    from qa_service.storage import open_repository
+
+    return open_repository(settings)
+
+
+def format_scorecard(card: dict[str, Any]) -> str:
+    """A readable summary: score, verdict, failed criteria, violations with quotes and times."""
+    verdict = "PASS" if card["passed"] else "FAIL"
+    lines = [f"{card['call_id']}  agent {card['agent_id']}  {card['call_date']}  "
+             f"score {card['score']:.1f}  {verdict}" + ("  (auto-fail)" if card["auto_fail"] else "")]
+    lines += [f"  ! {w}" for w in card.get("warnings", [])]
+    failed = [c for c in card["criteria"] if c.get("applicable", True) and not c["passed"]]
+    if failed:
+        lines.append("  failed criteria:")
+        lines += [f"    - {c['id']}: {c['title']} (-{c['max_points']:g})" for c in failed]
+    if card["violations"]:
+        lines.append("  violations:")
+        for v in card["violations"]:
+            lines.append(f"    - [{v['kind']}] {v['id']} at {_clock(v['start'])} ({v['speaker']}): "
+                         f"\"{v['text']}\"")
+            if v.get("detail"):
+                lines.append(f"      {v['detail']}")
+    return "\n".join(lines)
+
+
+def format_table(cards: list[dict[str, Any]]) -> str:
+    """One line per scorecard, for batches."""
+    header = f"{'call':<16} {'agent':<14} {'date':<10} {'score':>6}  {'verdict':<7} violations"
+    rows = [header, "-" * len(header)]
+    for c in cards:
+        verdict = "PASS" if c["passed"] else ("AUTO" if c["auto_fail"] else "FAIL")
+        viol = ", ".join(v.get("policy_id") or v["id"] for v in c["violations"]) or "-"
+        rows.append(f"{c['call_id']:<16} {c['agent_id']:<14} {c['call_date']:<10} {c['score']:>6.1f}  "
+                    f"{verdict:<7} {viol}")
+    return "\n".join(rows)
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the API with uvicorn."""
+    import uvicorn
+
+    uvicorn.run("qa_service.api.app:app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run an RQ worker that preloads the models."""
+    from qa_service.worker import run_worker
+
+    run_worker(Settings(), burst=args.burst)
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Create an API key and print it alone on the last line."""
+    from qa_service.auth import create_key
+
+    key = create_key(_repository(Settings()), role=args.role, name=args.name)
+    print(f"created {args.role} key {args.name!r}; store it now, it is not shown again:", file=sys.stderr)
+    print(key)
+    return 0
