@@ -1,0 +1,276 @@
+"""Schemas of the rule files: rubric v1 (what a call must and must not contain) and policy pack v1.
+
+Every model forbids unknown keys, so a typo in a rule file ("auto_fial") is an error rather than a rule
+that silently never fires. spaCy token patterns are checked with `Matcher(validate=True)`.
+Extensions beyond v1 (all optional, v1 files stay valid): `applies_when` on a criterion; `unit_aliases`
+on a number fact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                                         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+RuleSpeaker = Literal["agent", "customer", "any"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Pattern = Annotated[list[dict[str, Any]], AfterValidator(lambda p: check_pattern(p))]
+
+
+@lru_cache(maxsize=1)
+def _validation_matcher() -> Any:
+    import spacy
+    from spacy.matcher import Matcher
+
+    return Matcher(spacy.blank("en").vocab, validate=True)
+
+
+def check_pattern(pattern: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Raise ValueError when spaCy's Matcher rejects a token pattern."""
+    if not pattern:
+        raise ValueError("a pattern needs at least one token")
+    matcher = _validation_matcher()
+    try:
+        matcher.add("check", [pattern])
+    except Exception as exc:  # spaCy raises MatchPatternError (a ValueError) or others for odd input
+        raise ValueError(f"invalid spaCy token pattern: {_short(str(exc))}") from None
+    finally:
+        if "check" in matcher:
+            matcher.remove("check")
+    return pattern
+
+
+def _short(message: str) -> str:
+    # spaCy: "... Pattern 0:\n- [pattern -> 0 -> LOWR] Extra inputs are not permitted" -> the useful part.
+    found = re.findall(r"\[pattern -> (\d+)(?: -> ([^\]]+))?\] ([^\n]+)", message)
+    if found:
+        parts = [f"token {tok}{' ' + key if key else ''}: {what.strip()}" for tok, key, what in found]
+        return "; ".join(parts)[:300]
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    return " ".join(lines[-2:])[:300]
+
+
+def _as_version(value: Any) -> Any:
+    # YAML reads `version: 2026-11-01` as a date and `version: 3` as an int; both are meant as text.
+    if isinstance(value, dt.date | int | float) and not isinstance(value, bool):
+        return value.isoformat() if isinstance(value, dt.date) else str(value)
+    return value
+
+
+class _Says(_Strict):
+    """Something said: phrases and/or spaCy token patterns, by a speaker."""
+
+    phrases: list[Phrase] = Field(default_factory=list)
+    patterns: list[Pattern] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> _Says:
+        if not self.phrases and not self.patterns:
+            raise ValueError("give at least one of `phrases` or `patterns`")
+        return self
+
+
+class AppliesWhen(_Says):
+    """A criterion applies only when this comes up in the call (by the given speaker)."""
+
+    speaker: RuleSpeaker = "any"
+
+
+class Criterion(_Says):
+    """Something the call must contain."""
+
+    id: Ident
+    title: Phrase
+    section: Phrase = "general"
+    speaker: RuleSpeaker
+    points: float = Field(ge=0)
+    within_seconds: float | None = Field(default=None, gt=0)
+    after: Ident | None = None
+    auto_fail: bool = False
+    applies_when: AppliesWhen | None = None
+
+
+class Prohibited(_Says):
+    """Something the call must not contain (unless negated: "nobody can guarantee approval")."""
+
+    id: Ident
+    title: Phrase
+    speaker: RuleSpeaker
+    auto_fail: bool = False
+
+
+class _Hashed(_Strict):
+    _sha256: str = PrivateAttr(default="")
+    _text: str = PrivateAttr(default="")
+    _source: str = PrivateAttr(default="")
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the file text it was loaded from (of its canonical JSON when built in code)."""
+        if not self._sha256:
+            self._sha256 = hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        return self._sha256
+
+    @property
+    def text(self) -> str:
+        """The file text it was loaded from ("" when built in code)."""
+        return self._text
+
+    @property
+    def source(self) -> str:
+        """Name of the file it was loaded from."""
+        return self._source
+
+    def with_source(self, text: str, source: str) -> Any:
+        """Attach the original text, its hash and the file name (used by the loader)."""
+        self._text = text
+        self._source = source
+        self._sha256 = hashlib.sha256(text.encode()).hexdigest()
+        return self
+
+
+class Rubric(_Hashed):
+    """Rubric format v1: criteria with points, prohibited items, a pass mark in percent."""
+
+    id: Ident
+    version: str
+    title: Phrase = ""
+    description: str = ""
+    pass_mark: float = Field(ge=0, le=100)
+    criteria: list[Criterion] = Field(min_length=1)
+    prohibited: list[Prohibited] = Field(default_factory=list)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return _as_version(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rubric:
+        ids = [c.id for c in self.criteria]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"criterion ids must be unique; repeated: {', '.join(dupes)}")
+        pids = [p.id for p in self.prohibited]
+        dupes = sorted({i for i in pids if pids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"prohibited ids must be unique; repeated: {', '.join(dupes)}")
+        known = set(ids)
+        for c in self.criteria:
+            if c.after is not None and c.after not in known:
+                raise ValueError(f"criterion {c.id!r}: `after` names unknown criterion {c.after!r}")
+            if c.after == c.id:
+                raise ValueError(f"criterion {c.id!r}: `after` cannot name itself")
+        by_id = {c.id: c for c in self.criteria}
+        for c in self.criteria:
+            seen = {c.id}
+            nxt = c.after
+            while nxt is not None:
+                if nxt in seen:
+                    raise ValueError(f"criterion {c.id!r}: `after` chain loops back to {nxt!r}")
+                seen.add(nxt)
+                nxt = by_id[nxt].after
+        if sum(c.points for c in self.criteria) <= 0:
+            raise ValueError("criteria must carry some points (all are 0)")
+        return self
+
+
+class Value(_Strict):
+    """The value of a number fact in force since a date."""
+
+    value: float
+    since: dt.date
+
+
+class OldValue(_Strict):
+    """A value of a number fact that stopped applying after `until`."""
+
+    value: float
+    until: dt.date
+
+
+class NumberFact(_Strict):
+    """A number that changes over time (a fee, a pass mark), stated near one of its topic phrases."""
+
+    id: Ident
+    title: Phrase
+    kind: Literal["number"]
+    topic: list[Phrase] = Field(min_length=1)
+    unit: Phrase | None = None
+    unit_aliases: list[Phrase] = Field(default_factory=list)
+    window: int = Field(default=8, ge=1, le=60)
+    current: Value
+    superseded: list[OldValue] = Field(default_factory=list)
+
+    @field_validator("topic", mode="before")
+    @classmethod
+    def _one_topic(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> NumberFact:
+        for i, old in enumerate(self.superseded):
+            if old.until >= self.current.since:
+                raise ValueError(f"superseded[{i}].until ({old.until}) must be before current.since "
+                                 f"({self.current.since})")
+            if old.value == self.current.value:
+                raise ValueError(f"superseded[{i}].value equals the current value")
+        return self
+
+
+class TermFact(_Strict):
+    """Something that stopped being true on `since` (a withdrawn form, a closed office)."""
+
+    id: Ident
+    title: Phrase
+    kind: Literal["term"]
+    obsolete_phrases: list[Phrase] = Field(min_length=1)
+    since: dt.date
+    replacement: Phrase | None = None
+
+
+Fact = Annotated[NumberFact | TermFact, Field(discriminator="kind")]
+
+
+class PolicyPack(_Hashed):
+    """Policy pack format v1: facts that change over time, checked against the call's date."""
+
+    id: Ident
+    version: str
+    title: Phrase = ""
+    jurisdiction: Phrase | None = None
+    facts: list[Fact] = Field(default_factory=list)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return _as_version(value)
+
+    @model_validator(mode="after")
+    def _unique(self) -> PolicyPack:
+        ids = [f.id for f in self.facts]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"fact ids must be unique; repeated: {', '.join(dupes)}")
+        return self
