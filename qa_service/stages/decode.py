@@ -1,0 +1,117 @@
+"""Decode a recording into 16 kHz float32 samples, one array per channel (PyAV / FFmpeg).
+
+Anything FFmpeg reads is accepted: WAV (PCM 8/16/24/32-bit, mu-law, A-law), FLAC, MP3, Ogg
+Vorbis/Opus, and so on, at any rate. Channels are kept apart because telephone systems record
+the agent and the customer on separate channels. Recordings with more than two channels keep
+the first two (front left/right in every standard layout): call recorders put the parties there.
+
+Error messages describe the problem with the audio, never the file name or its contents.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import av
+import numpy as np
+
+from qa_service.errors import AudioError
+from qa_service.records import SAMPLE_RATE, Audio
+
+log = logging.getLogger(__name__)
+
+MAX_CHANNELS = 2
+
+
+def decode(source: Path | bytes, *, max_duration_s: float | None = None) -> Audio:
+    """Decode a file or bytes into an Audio record at 16 kHz, refusing empty, corrupt or over-long input."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        if len(source) == 0:
+            raise AudioError("the audio is empty (0 bytes)")
+        opened: str | io.BytesIO = io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise AudioError("the audio file does not exist")
+        if path.stat().st_size == 0:
+            raise AudioError("the audio is empty (0 bytes)")
+        opened = str(path)
+
+    try:
+        container = av.open(opened, mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise AudioError(f"the data is not a readable audio file ({_reason(exc)})") from None
+    with container:
+        if not container.streams.audio:
+            raise AudioError("the file has no audio stream")
+        stream = container.streams.audio[0]
+        fmt = f"{container.format.name}/{stream.codec_context.name}"
+        source_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+        source_channels = int(stream.channels or 0)
+        if source_rate <= 0 or source_channels <= 0:
+            raise AudioError(f"the audio stream ({fmt}) has no sample rate or channels")
+        declared = _declared_duration(container, stream)
+        if max_duration_s is not None and declared is not None and declared > max_duration_s + 1.0:
+            raise AudioError(
+                f"the audio lasts {declared:.1f} s, more than the limit of {max_duration_s:g} s"
+            )
+        chunks = _decode_stream(container, stream, fmt, max_duration_s)
+
+    if not chunks:
+        raise AudioError(f"the file ({fmt}) contains no audio samples")
+    samples = np.concatenate(chunks, axis=1)
+    kept = samples[:MAX_CHANNELS] if samples.shape[0] > MAX_CHANNELS else samples
+    if samples.shape[0] > MAX_CHANNELS:
+        log.info("audio has %d channels; keeping the first %d", samples.shape[0], MAX_CHANNELS)
+    channels = tuple(np.ascontiguousarray(np.clip(c, -1.0, 1.0), dtype=np.float32) for c in kept)
+    duration = channels[0].shape[0] / SAMPLE_RATE
+    if duration <= 0:
+        raise AudioError(f"the file ({fmt}) contains no audio samples")
+    return Audio(
+        channels=channels,
+        duration_s=duration,
+        source_format=fmt,
+        source_rate=source_rate,
+        source_channels=source_channels,
+    )
+
+
+def _decode_stream(container, stream, fmt: str, max_duration_s: float | None) -> list[np.ndarray]:
+    # fltp keeps one plane per channel, which is the layout Audio wants.
+    resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
+    limit = None if max_duration_s is None else int(max_duration_s * SAMPLE_RATE)
+    chunks: list[np.ndarray] = []
+    total = 0
+    try:
+        for frame in container.decode(stream):
+            frame.pts = None  # timestamps from odd containers can confuse the resampler; order is enough
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray()
+                chunks.append(chunk)
+                total += chunk.shape[1]
+            if limit is not None and total > limit + SAMPLE_RATE:
+                raise AudioError(f"the audio lasts more than the limit of {max_duration_s:g} s")
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray())
+    except av.error.FFmpegError as exc:
+        # A truncated or partly corrupt file: keep what decoded cleanly, refuse if nothing did.
+        if not chunks:
+            raise AudioError(f"the audio ({fmt}) could not be decoded ({_reason(exc)})") from None
+        log.warning("audio (%s) is damaged after %.1f s; keeping the part that decoded",
+                    fmt, total / SAMPLE_RATE)
+    return [c for c in chunks if c.shape[1] > 0]
+
+
+def _declared_duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    # FFmpeg messages can carry the file name; keep only the error kind.
+    return type(exc).__name__
