@@ -21,6 +21,7 @@ class Engines:
     transcriber: Any  # stages.transcribe.Transcriber
     redactor: Any  # stages.redact.Redactor
     nlp: Any  # spacy.Language
+    max_duration_s: float | None = None
 
 
 def load_engines(settings: Any, *, speech: bool = True) -> Engines:
@@ -44,7 +45,8 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
         from qa_service.errors import ConfigError
 
         raise ConfigError(f"spaCy model {settings.spacy_model!r} is not installed: {exc}") from exc
-    return Engines(transcriber=transcriber, redactor=load_redactor(settings.spacy_model), nlp=nlp)
+    return Engines(transcriber=transcriber, redactor=load_redactor(nlp), nlp=nlp,
+                   max_duration_s=settings.max_duration_s)
 
 
 def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engines: Engines) -> Scorecard:
@@ -52,12 +54,25 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
     from qa_service.stages.decode import decode
     from qa_service.stages.transcribe import transcribe_call
 
-    audio = decode(Path(path))
+    audio = decode(Path(path), max_duration_s=engines.max_duration_s)
     transcript = transcribe_call(
         audio, engines.transcriber, meta.channels,
-        vocabulary=rubric.vocabulary(), agent_phrases=rubric.opening_phrases(),
+        vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric),
     )
     return process_transcript(transcript, meta, rubric, policies, engines)
+
+
+def vocabulary(rubric: Any, policies: Any) -> list[str]:
+    """Words the recogniser should expect on this call: the rubric's phrases and the policy topics."""
+    phrases = [p for c in (*rubric.criteria, *rubric.prohibited) for p in c.phrases]
+    for fact in policies.facts:
+        phrases += getattr(fact, "topic", []) or []
+    return list(dict.fromkeys(phrases))
+
+
+def agent_cues(rubric: Any) -> list[str]:
+    """Phrases only the agent says early in a call, used to tell the agent's voice on mono audio."""
+    return [p for c in rubric.criteria if c.speaker == "agent" and c.within_seconds for p in c.phrases]
 
 
 def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, policies: Any,
