@@ -1,0 +1,199 @@
+"""What the service stores, as a small repository protocol over plain records.
+
+The API, the worker and the command line talk to storage only through `Repository`; one SQL
+implementation (`storage.sql`) serves SQLite and PostgreSQL, and one contract test suite runs
+against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal, Protocol
+
+CallStatus = Literal["queued", "processing", "done", "failed"]
+CallSource = Literal["upload", "webhook", "cli"]
+InputKind = Literal["audio", "transcript"]
+RulesKind = Literal["rubric", "policy_pack"]
+Role = Literal["admin", "qa", "telephony", "supervisor"]
+
+CALL_STATUSES: tuple[str, ...] = ("queued", "processing", "done", "failed")
+ROLES: tuple[str, ...] = ("admin", "qa", "telephony", "supervisor")
+
+
+@dataclass(frozen=True)
+class NewCall:
+    """A call as the API or command line registers it, before any processing."""
+
+    id: str
+    agent_id: str
+    call_date: date
+    rubric_id: str
+    rubric_version: str
+    policy_pack_id: str
+    policy_pack_version: str
+    channels: str = "auto"
+    source: CallSource = "upload"
+    input_kind: InputKind = "audio"
+    input_path: str | None = None
+    input_url: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredCall:
+    """A call row: what was sent, where it is in processing, and why it failed if it did."""
+
+    id: str
+    external_id: str | None
+    agent_id: str
+    call_date: date
+    status: CallStatus
+    failure_reason: str | None
+    rubric_id: str
+    rubric_version: str
+    policy_pack_id: str
+    policy_pack_version: str
+    channels: str
+    source: CallSource
+    input_kind: InputKind
+    input_path: str | None
+    input_url: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredScorecard:
+    """One version of a call's scorecard; rescoring adds a version and keeps the earlier ones."""
+
+    call_id: str
+    version: int
+    agent_id: str
+    call_date: date
+    score: float
+    passed: bool
+    auto_fail: bool
+    rubric_id: str
+    rubric_version: str
+    rubric_sha256: str
+    created_at: datetime
+    data: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    """Aggregate over an agent's latest scorecards in a date range."""
+
+    count: int
+    mean_score: float | None
+    pass_rate: float | None
+    auto_fail_count: int
+
+
+@dataclass(frozen=True)
+class StoredRules:
+    """A rubric or policy pack as uploaded: identity, hash and the YAML text itself."""
+
+    kind: RulesKind
+    id: str
+    version: str
+    sha256: str
+    text: str = field(repr=False)
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """An API key's record; the key itself is never stored, only its sha256."""
+
+    id: str
+    name: str
+    role: Role
+    key_hash: str = field(repr=False)
+    created_at: datetime
+    revoked: bool
+
+
+class Repository(Protocol):
+    """Storage for calls, scorecards, rules and API keys (errors: NotFound, Conflict)."""
+
+    def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:
+        """Store a new call; with a known external id return the existing call and False instead."""
+        ...
+
+    def get_call(self, call_id: str) -> StoredCall:
+        """The call with this id, or NotFound."""
+        ...
+
+    def find_call(self, external_id: str) -> StoredCall | None:
+        """The call registered under this external id, if any."""
+        ...
+
+    def calls_with_status(self, statuses: Iterable[str]) -> list[StoredCall]:
+        """Every call whose status is one of these, oldest first."""
+        ...
+
+    def start_call(self, call_id: str) -> StoredCall:
+        """Mark a call processing and count the attempt."""
+        ...
+
+    def requeue_call(self, call_id: str) -> StoredCall:
+        """Put a call back to queued, clearing any failure reason."""
+        ...
+
+    def fail_call(self, call_id: str, reason: str) -> StoredCall:
+        """Mark a call failed with a reason that is safe to show (no personal data)."""
+        ...
+
+    def set_input_path(self, call_id: str, path: str | None) -> None:
+        """Record where the call's input is stored (None once it has been deleted)."""
+        ...
+
+    def finish_call(self, call_id: str, scorecard: dict[str, Any]) -> StoredScorecard:
+        """Store a new scorecard version and mark the call done, in one transaction."""
+        ...
+
+    def get_scorecard(self, call_id: str, version: int | None = None) -> StoredScorecard:
+        """A call's scorecard (latest version unless one is named), or NotFound."""
+        ...
+
+    def agent_scorecards(self, agent_id: str, date_from: date | None = None, date_to: date | None = None,
+                         limit: int = 100) -> tuple[list[StoredScorecard], AgentSummary]:
+        """An agent's latest scorecard per call in a date range (newest first) and their aggregate."""
+        ...
+
+    def put_rules(self, kind: RulesKind, rules_id: str, version: str, sha256: str, text: str) -> tuple[
+            StoredRules, bool]:
+        """Store a rubric or policy pack; the same content again is a no-op, other content is a Conflict."""
+        ...
+
+    def get_rules(self, kind: RulesKind, rules_id: str, version: str | None = None) -> StoredRules:
+        """A stored rubric or policy pack (latest stored version unless one is named), or NotFound."""
+        ...
+
+    def list_rules(self, kind: RulesKind) -> list[StoredRules]:
+        """Every stored version of every rubric or policy pack."""
+        ...
+
+    def add_key(self, name: str, role: str, key_hash: str) -> StoredKey:
+        """Store a new API key's hash."""
+        ...
+
+    def key_by_hash(self, key_hash: str) -> StoredKey | None:
+        """The key with this hash, revoked or not."""
+        ...
+
+    def list_keys(self) -> list[StoredKey]:
+        """Every key, oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str) -> StoredKey:
+        """Mark a key revoked, or NotFound."""
+        ...
+
+    def ping(self) -> None:
+        """Raise TransientError when the database cannot be reached."""
+        ...

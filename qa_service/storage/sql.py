@@ -1,0 +1,388 @@
+"""The SQL repository: one SQLAlchemy implementation where the URL picks SQLite or PostgreSQL.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on, and every transaction starts
+with BEGIN IMMEDIATE so an API and a worker writing at once wait for each other instead of
+failing with "database is locked". PostgreSQL goes through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from qa_service.errors import ConfigError, Conflict, NotFound, TransientError
+from qa_service.storage import tables as t
+from qa_service.storage.migrate import upgrade
+from qa_service.storage.repository import (
+    AgentSummary,
+    NewCall,
+    RulesKind,
+    StoredCall,
+    StoredKey,
+    StoredRules,
+    StoredScorecard,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for a SQLite or PostgreSQL URL with the settings this service relies on."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"QA_DATABASE_URL is not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own BEGIN is deferred).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            # Plain postgresql:// would pick psycopg2, which is not installed; psycopg 3 is.
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    raise ConfigError(f"unsupported database {backend!r} in QA_DATABASE_URL: use sqlite:/// or postgresql://")
+
+
+def open_repository(url: str, *, migrate: bool = True) -> SqlRepository:
+    """Connect to the database at `url` and (by default) upgrade its schema to head."""
+    engine = make_engine(url)
+    if migrate:
+        try:
+            upgrade(engine)
+        except OperationalError as exc:
+            raise TransientError(f"cannot reach the database to migrate it: {exc.orig.__class__.__name__}") \
+                from exc
+    return SqlRepository(engine)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite gives naive datetimes back; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _valid_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+_RULES_TABLES = {"rubric": t.rubrics, "policy_pack": t.policy_packs}
+_RULES_NAMES = {"rubric": "rubric", "policy_pack": "policy pack"}
+
+
+class SqlRepository:
+    """`Repository` over SQLAlchemy Core; safe to share between threads (one engine, short transactions)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:
+        """Store a new call; with a known external id return the existing call and False instead."""
+        if call.external_id is not None:
+            existing = self.find_call(call.external_id)
+            if existing is not None:
+                return existing, False
+        now = _now()
+        values = {
+            "id": call.id, "external_id": call.external_id, "agent_id": call.agent_id,
+            "call_date": call.call_date, "status": "queued", "failure_reason": None,
+            "rubric_id": call.rubric_id, "rubric_version": call.rubric_version,
+            "policy_pack_id": call.policy_pack_id, "policy_pack_version": call.policy_pack_version,
+            "channels": call.channels, "source": call.source, "input_kind": call.input_kind,
+            "input_path": call.input_path, "input_url": call.input_url, "attempts": 0,
+            "created_at": now, "updated_at": now,
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(t.calls.insert().values(**values))
+        except IntegrityError:
+            # Two requests with the same external id raced; the other one won.
+            if call.external_id is not None:
+                existing = self.find_call(call.external_id)
+                if existing is not None:
+                    return existing, False
+            raise Conflict(f"call {call.id} already exists") from None
+        return self.get_call(call.id), True
+
+    def get_call(self, call_id: str) -> StoredCall:
+        """The call with this id, or NotFound."""
+        if not _valid_uuid(call_id):
+            raise NotFound(f"no call with id {call_id!r}")
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.calls).where(t.calls.c.id == str(call_id))).mappings().first()
+        if row is None:
+            raise NotFound(f"no call with id {call_id!r}")
+        return _call(row)
+
+    def find_call(self, external_id: str) -> StoredCall | None:
+        """The call registered under this external id, if any."""
+        with self.engine.connect() as conn:
+            query = sa.select(t.calls).where(t.calls.c.external_id == external_id)
+            row = conn.execute(query).mappings().first()
+        return _call(row) if row is not None else None
+
+    def calls_with_status(self, statuses: Iterable[str]) -> list[StoredCall]:
+        """Every call whose status is one of these, oldest first."""
+        query = sa.select(t.calls).where(t.calls.c.status.in_(list(statuses))).order_by(t.calls.c.created_at)
+        with self.engine.connect() as conn:
+            return [_call(r) for r in conn.execute(query).mappings()]
+
+    def _update_call(self, call_id: str, **values: Any) -> StoredCall:
+        if not _valid_uuid(call_id):
+            raise NotFound(f"no call with id {call_id!r}")
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                t.calls.update().where(t.calls.c.id == str(call_id)).values(updated_at=_now(), **values))
+            if result.rowcount == 0:
+                raise NotFound(f"no call with id {call_id!r}")
+        return self.get_call(call_id)
+
+    def start_call(self, call_id: str) -> StoredCall:
+        """Mark a call processing and count the attempt."""
+        return self._update_call(call_id, status="processing", failure_reason=None,
+                                 attempts=t.calls.c.attempts + 1)
+
+    def requeue_call(self, call_id: str) -> StoredCall:
+        """Put a call back to queued, clearing any failure reason."""
+        return self._update_call(call_id, status="queued", failure_reason=None)
+
+    def fail_call(self, call_id: str, reason: str) -> StoredCall:
+        """Mark a call failed with a reason that is safe to show (no personal data)."""
+        return self._update_call(call_id, status="failed", failure_reason=reason[:2000])
+
+    def set_input_path(self, call_id: str, path: str | None) -> None:
+        """Record where the call's input is stored (None once it has been deleted)."""
+        self._update_call(call_id, input_path=path)
+
+    # -- scorecards ----------------------------------------------------------------------------
+
+    def finish_call(self, call_id: str, scorecard: dict[str, Any]) -> StoredScorecard:
+        """Store a new scorecard version and mark the call done, in one transaction."""
+        call = self.get_call(call_id)
+        rubric = scorecard.get("rubric") or {}
+        with self.engine.begin() as conn:
+            last = conn.execute(
+                sa.select(sa.func.max(t.scorecards.c.version)).where(t.scorecards.c.call_id == call.id)
+            ).scalar()
+            now = _now()
+            values = {
+                "call_id": call.id, "version": (last or 0) + 1, "agent_id": call.agent_id,
+                "call_date": call.call_date, "score": float(scorecard["score"]),
+                "passed": bool(scorecard["passed"]), "auto_fail": bool(scorecard.get("auto_fail", False)),
+                "rubric_id": str(rubric.get("id", call.rubric_id)),
+                "rubric_version": str(rubric.get("version", call.rubric_version)),
+                "rubric_sha256": str(rubric.get("sha256", "")), "data": scorecard, "created_at": now,
+            }
+            conn.execute(t.scorecards.insert().values(**values))
+            conn.execute(t.calls.update().where(t.calls.c.id == call.id).values(
+                status="done", failure_reason=None, updated_at=now))
+        return self.get_scorecard(call.id, values["version"])
+
+    def get_scorecard(self, call_id: str, version: int | None = None) -> StoredScorecard:
+        """A call's scorecard (latest version unless one is named), or NotFound."""
+        if not _valid_uuid(call_id):
+            raise NotFound(f"no call with id {call_id!r}")
+        query = sa.select(t.scorecards).where(t.scorecards.c.call_id == str(call_id))
+        if version is not None:
+            query = query.where(t.scorecards.c.version == version)
+        query = query.order_by(t.scorecards.c.version.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            which = f"version {version} of the scorecard" if version is not None else "a scorecard"
+            raise NotFound(f"call {call_id} has no {which}")
+        return _scorecard(row, with_data=True)
+
+    def agent_scorecards(self, agent_id: str, date_from: date | None = None, date_to: date | None = None,
+                         limit: int = 100) -> tuple[list[StoredScorecard], AgentSummary]:
+        """An agent's latest scorecard per call in a date range (newest first) and their aggregate."""
+        sc = t.scorecards
+        latest = (sa.select(sc.c.call_id, sa.func.max(sc.c.version).label("v"))
+                  .where(sc.c.agent_id == agent_id))
+        if date_from is not None:
+            latest = latest.where(sc.c.call_date >= date_from)
+        if date_to is not None:
+            latest = latest.where(sc.c.call_date <= date_to)
+        sub = latest.group_by(sc.c.call_id).subquery()
+        joined = sc.join(sub, sa.and_(sc.c.call_id == sub.c.call_id, sc.c.version == sub.c.v))
+        columns = [c for c in sc.c if c.name != "data"]
+        rows_q = (sa.select(*columns).select_from(joined)
+                  .order_by(sc.c.call_date.desc(), sc.c.created_at.desc()).limit(limit))
+        agg_q = sa.select(
+            sa.func.count(), sa.func.avg(sc.c.score),
+            sa.func.sum(sa.case((sc.c.passed, 1), else_=0)),
+            sa.func.sum(sa.case((sc.c.auto_fail, 1), else_=0)),
+        ).select_from(joined)
+        with self.engine.connect() as conn:
+            rows = [_scorecard(r, with_data=False) for r in conn.execute(rows_q).mappings()]
+            count, mean, passed, auto_fail = conn.execute(agg_q).one()
+        count = int(count or 0)
+        summary = AgentSummary(
+            count=count,
+            mean_score=round(float(mean), 2) if count else None,
+            pass_rate=round(int(passed or 0) / count, 4) if count else None,
+            auto_fail_count=int(auto_fail or 0),
+        )
+        return rows, summary
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    def put_rules(self, kind: RulesKind, rules_id: str, version: str, sha256: str, text: str) -> tuple[
+            StoredRules, bool]:
+        """Store a rubric or policy pack; the same content again is a no-op, other content is a Conflict."""
+        table = _RULES_TABLES[kind]
+        for _ in range(2):
+            try:
+                existing = self.get_rules(kind, rules_id, version)
+            except NotFound:
+                existing = None
+            if existing is not None:
+                if existing.sha256 != sha256:
+                    raise Conflict(
+                        f"{_RULES_NAMES[kind]} {rules_id!r} version {version!r} is already stored with "
+                        f"different content; give the changed file a new version")
+                return existing, False
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(table.insert().values(
+                        id=rules_id, version=version, sha256=sha256, yaml_text=text, created_at=_now()))
+            except IntegrityError:
+                continue  # stored by someone else meanwhile: compare with theirs
+            return self.get_rules(kind, rules_id, version), True
+        raise Conflict(f"{_RULES_NAMES[kind]} {rules_id!r} version {version!r} is being stored concurrently")
+
+    def get_rules(self, kind: RulesKind, rules_id: str, version: str | None = None) -> StoredRules:
+        """A stored rubric or policy pack (latest stored version unless one is named), or NotFound."""
+        table = _RULES_TABLES[kind]
+        query = sa.select(table).where(table.c.id == rules_id)
+        if version is not None:
+            query = query.where(table.c.version == version)
+        query = query.order_by(table.c.seq.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            which = f" version {version!r}" if version is not None else ""
+            raise NotFound(f"no {_RULES_NAMES[kind]} {rules_id!r}{which} is stored")
+        return _rules(kind, row)
+
+    def list_rules(self, kind: RulesKind) -> list[StoredRules]:
+        """Every stored version of every rubric or policy pack."""
+        table = _RULES_TABLES[kind]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table).order_by(table.c.id, table.c.seq)).mappings()
+            return [_rules(kind, r) for r in rows]
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    def add_key(self, name: str, role: str, key_hash: str) -> StoredKey:
+        """Store a new API key's hash."""
+        key_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(t.api_keys.insert().values(
+                id=key_id, name=name, role=role, key_hash=key_hash, created_at=_now(), revoked=False))
+            row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
+        return _key(row)
+
+    def key_by_hash(self, key_hash: str) -> StoredKey | None:
+        """The key with this hash, revoked or not."""
+        with self.engine.connect() as conn:
+            query = sa.select(t.api_keys).where(t.api_keys.c.key_hash == key_hash)
+            row = conn.execute(query).mappings().first()
+        return _key(row) if row is not None else None
+
+    def list_keys(self) -> list[StoredKey]:
+        """Every key, oldest first."""
+        with self.engine.connect() as conn:
+            return [_key(r) for r in conn.execute(sa.select(t.api_keys).order_by(t.api_keys.c.created_at))
+                    .mappings()]
+
+    def revoke_key(self, key_id: str) -> StoredKey:
+        """Mark a key revoked, or NotFound."""
+        if not _valid_uuid(key_id):
+            raise NotFound(f"no API key with id {key_id!r}")
+        with self.engine.begin() as conn:
+            result = conn.execute(t.api_keys.update().where(t.api_keys.c.id == key_id).values(revoked=True))
+            if result.rowcount == 0:
+                raise NotFound(f"no API key with id {key_id!r}")
+            row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
+        return _key(row)
+
+    def ping(self) -> None:
+        """Raise TransientError when the database cannot be reached."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except OperationalError as exc:
+            raise TransientError(f"database unreachable: {exc.orig.__class__.__name__}") from None
+
+    def dispose(self) -> None:
+        """Close pooled connections (before a process forks or exits)."""
+        self.engine.dispose()
+
+
+def _call(row: Any) -> StoredCall:
+    return StoredCall(
+        id=str(row["id"]), external_id=row["external_id"], agent_id=row["agent_id"],
+        call_date=row["call_date"],
+        status=row["status"], failure_reason=row["failure_reason"], rubric_id=row["rubric_id"],
+        rubric_version=row["rubric_version"], policy_pack_id=row["policy_pack_id"],
+        policy_pack_version=row["policy_pack_version"], channels=row["channels"], source=row["source"],
+        input_kind=row["input_kind"], input_path=row["input_path"], input_url=row["input_url"],
+        attempts=int(row["attempts"]), created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
+    )
+
+
+def _scorecard(row: Any, *, with_data: bool) -> StoredScorecard:
+    return StoredScorecard(
+        call_id=str(row["call_id"]), version=int(row["version"]), agent_id=row["agent_id"],
+        call_date=row["call_date"], score=float(row["score"]), passed=bool(row["passed"]),
+        auto_fail=bool(row["auto_fail"]), rubric_id=row["rubric_id"], rubric_version=row["rubric_version"],
+        rubric_sha256=row["rubric_sha256"], created_at=_utc(row["created_at"]),
+        data=dict(row["data"]) if with_data else {},
+    )
+
+
+def _rules(kind: RulesKind, row: Any) -> StoredRules:
+    return StoredRules(kind=kind, id=row["id"], version=row["version"], sha256=row["sha256"],
+                       text=row["yaml_text"], created_at=_utc(row["created_at"]))
+
+
+def _key(row: Any) -> StoredKey:
+    return StoredKey(id=str(row["id"]), name=row["name"], role=row["role"], key_hash=row["key_hash"],
+                     created_at=_utc(row["created_at"]), revoked=bool(row["revoked"]))

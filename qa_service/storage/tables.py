@@ -1,0 +1,92 @@
+"""Table definitions used by the SQL repository; the Alembic migrations create the same tables.
+
+Portable types only: `Uuid` is native on PostgreSQL and CHAR(32) on SQLite; JSON becomes JSONB
+on PostgreSQL. Timestamps are stored in UTC.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+calls = sa.Table(
+    "calls", metadata,
+    sa.Column("id", sa.Uuid(as_uuid=False), primary_key=True),
+    sa.Column("external_id", sa.String(200), nullable=True),
+    sa.Column("agent_id", sa.String(100), nullable=False),
+    sa.Column("call_date", sa.Date, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+    sa.Column("rubric_id", sa.String(100), nullable=False),
+    sa.Column("rubric_version", sa.String(50), nullable=False),
+    sa.Column("policy_pack_id", sa.String(100), nullable=False),
+    sa.Column("policy_pack_version", sa.String(50), nullable=False),
+    sa.Column("channels", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("input_kind", sa.String(16), nullable=False),
+    sa.Column("input_path", sa.Text, nullable=True),
+    sa.Column("input_url", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("external_id", name="uq_calls_external_id"),
+    sa.CheckConstraint("status IN ('queued', 'processing', 'done', 'failed')", name="ck_calls_status"),
+    sa.CheckConstraint("source IN ('upload', 'webhook', 'cli')", name="ck_calls_source"),
+    sa.CheckConstraint("input_kind IN ('audio', 'transcript')", name="ck_calls_input_kind"),
+    sa.Index("ix_calls_status", "status"),
+)
+
+scorecards = sa.Table(
+    "scorecards", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.Uuid(as_uuid=False), sa.ForeignKey("calls.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("agent_id", sa.String(100), nullable=False),
+    sa.Column("call_date", sa.Date, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("auto_fail", sa.Boolean, nullable=False),
+    sa.Column("rubric_id", sa.String(100), nullable=False),
+    sa.Column("rubric_version", sa.String(50), nullable=False),
+    sa.Column("rubric_sha256", sa.String(64), nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("call_id", "version", name="uq_scorecards_call_version"),
+    sa.Index("ix_scorecards_agent_date", "agent_id", "call_date"),
+    sa.Index("ix_scorecards_call_date", "call_date"),
+)
+
+
+def _rules_table(name: str) -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(100), nullable=False),
+        sa.Column("version", sa.String(50), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("yaml_text", sa.Text, nullable=False),
+        sa.Column("created_at", Timestamp, nullable=False),
+        sa.UniqueConstraint("id", "version", name=f"uq_{name}_id_version"),
+    )
+
+
+rubrics = _rules_table("rubrics")
+policy_packs = _rules_table("policy_packs")
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("id", sa.Uuid(as_uuid=False), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+    sa.CheckConstraint("role IN ('admin', 'qa', 'telephony', 'supervisor')", name="ck_api_keys_role"),
+)

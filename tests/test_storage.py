@@ -1,0 +1,223 @@
+"""Contract tests of the repository: every test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from qa_service.errors import ConfigError, Conflict, NotFound
+from qa_service.storage import NewCall, SqlRepository, make_engine, open_repository
+from qa_service.storage.migrate import current_revision, head_revision
+
+
+@pytest.fixture
+def repo(database_url: str) -> SqlRepository:
+    r = open_repository(database_url)
+    yield r
+    r.dispose()
+
+
+def new_call(**kw) -> NewCall:
+    values = dict(id=str(uuid.uuid4()), agent_id="agent-1", call_date=date(2026, 10, 14), rubric_id="r1",
+                  rubric_version="1", policy_pack_id="p1", policy_pack_version="1")
+    values.update(kw)
+    return NewCall(**values)
+
+
+def scorecard(score: float, passed: bool, auto_fail: bool = False) -> dict:
+    return {"format": "scorecard/v1", "score": score, "passed": passed, "auto_fail": auto_fail,
+            "rubric": {"id": "r1", "version": "1", "sha256": "ab" * 32}, "transcript": [], "criteria": []}
+
+
+def test_migration_reaches_head_and_is_idempotent(database_url):
+    engine = make_engine(database_url)
+    assert current_revision(engine) is None
+    open_repository(database_url).dispose()
+    assert current_revision(engine) == head_revision()
+    open_repository(database_url).dispose()  # a second start-up changes nothing and does not fail
+    names = set(sa.inspect(engine).get_table_names())
+    assert {"calls", "scorecards", "rubrics", "policy_packs", "api_keys", "alembic_version"} <= names
+    indexes = {i["name"] for i in sa.inspect(engine).get_indexes("scorecards")}
+    assert "ix_scorecards_agent_date" in indexes
+    engine.dispose()
+
+
+def test_add_and_get_call(repo):
+    call, created = repo.add_call(new_call(external_id="ext-1", channels="stereo", source="webhook"))
+    assert created
+    got = repo.get_call(call.id)
+    assert got == call
+    assert (got.status, got.attempts, got.channels, got.source) == ("queued", 0, "stereo", "webhook")
+    assert got.call_date == date(2026, 10, 14)
+    assert got.created_at.tzinfo is not None
+    assert repo.find_call("ext-1") == call
+    assert repo.find_call("ext-2") is None
+
+
+def test_same_external_id_returns_existing_call(repo):
+    first, created = repo.add_call(new_call(external_id="ext-1"))
+    second, created_again = repo.add_call(new_call(external_id="ext-1", agent_id="someone-else"))
+    assert created and not created_again
+    assert second.id == first.id and second.agent_id == "agent-1"
+
+
+def test_calls_without_external_id_are_independent(repo):
+    a, _ = repo.add_call(new_call())
+    b, _ = repo.add_call(new_call())
+    assert a.id != b.id
+
+
+@pytest.mark.parametrize("bad_id", ["nope", "", str(uuid.uuid4())])
+def test_unknown_call_is_not_found(repo, bad_id):
+    with pytest.raises(NotFound):
+        repo.get_call(bad_id)
+    with pytest.raises(NotFound):
+        repo.start_call(bad_id)
+    with pytest.raises(NotFound):
+        repo.get_scorecard(bad_id)
+
+
+def test_status_transitions(repo):
+    call, _ = repo.add_call(new_call())
+    started = repo.start_call(call.id)
+    assert (started.status, started.attempts) == ("processing", 1)
+    failed = repo.fail_call(call.id, "audio could not be decoded")
+    assert (failed.status, failed.failure_reason) == ("failed", "audio could not be decoded")
+    again = repo.requeue_call(call.id)
+    assert (again.status, again.failure_reason) == ("queued", None)
+    assert repo.start_call(call.id).attempts == 2
+    assert [c.id for c in repo.calls_with_status(["processing"])] == [call.id]
+    assert repo.calls_with_status(["failed"]) == []
+    repo.set_input_path(call.id, None)
+    assert repo.get_call(call.id).input_path is None
+
+
+def test_scorecard_versions_are_kept(repo):
+    call, _ = repo.add_call(new_call())
+    repo.start_call(call.id)
+    first = repo.finish_call(call.id, scorecard(60.0, False))
+    assert repo.get_call(call.id).status == "done"
+    second = repo.finish_call(call.id, scorecard(80.0, True))
+    assert (first.version, second.version) == (1, 2)
+    assert repo.get_scorecard(call.id).score == 80.0
+    assert repo.get_scorecard(call.id, 1).data["score"] == 60.0
+    assert second.rubric_sha256 == "ab" * 32 and second.agent_id == "agent-1"
+    with pytest.raises(NotFound):
+        repo.get_scorecard(call.id, 3)
+
+
+def test_agent_aggregate_uses_latest_version_in_date_range(repo):
+    days = [date(2026, 10, 1), date(2026, 10, 10), date(2026, 10, 20)]
+    ids = []
+    for day, (score, passed) in zip(days, [(50.0, False), (90.0, True), (70.0, True)], strict=True):
+        call, _ = repo.add_call(new_call(call_date=day))
+        repo.finish_call(call.id, scorecard(score, passed))
+        ids.append(call.id)
+    repo.add_call(new_call(agent_id="agent-2"))  # another agent's call must not count
+    # Rescoring the first call replaces it in the aggregate instead of counting twice.
+    repo.finish_call(ids[0], scorecard(30.0, False, auto_fail=True))
+
+    rows, summary = repo.agent_scorecards("agent-1")
+    assert [r.call_id for r in rows] == [ids[2], ids[1], ids[0]]
+    assert (summary.count, summary.mean_score, summary.pass_rate, summary.auto_fail_count) == (
+        3, round((30 + 90 + 70) / 3, 2), round(2 / 3, 4), 1)
+    assert rows[2].version == 2 and rows[0].data == {}
+
+    rows, summary = repo.agent_scorecards("agent-1", date(2026, 10, 5), date(2026, 10, 20))
+    assert [r.call_id for r in rows] == [ids[2], ids[1]]
+    assert (summary.count, summary.mean_score, summary.pass_rate) == (2, 80.0, 1.0)
+
+    rows, summary = repo.agent_scorecards("agent-1", limit=1)
+    assert len(rows) == 1 and summary.count == 3
+
+    rows, summary = repo.agent_scorecards("nobody")
+    assert rows == [] and (summary.count, summary.mean_score, summary.pass_rate) == (0, None, None)
+
+
+def test_rules_store_by_id_and_version(repo):
+    text1, text2 = "id: r\nversion: '1'\n", "id: r\nversion: '2'\n"
+    sha1, sha2 = (hashlib.sha256(t.encode()).hexdigest() for t in (text1, text2))
+    stored, created = repo.put_rules("rubric", "r", "1", sha1, text1)
+    assert created and stored.text == text1
+    again, created = repo.put_rules("rubric", "r", "1", sha1, text1)
+    assert not created and again == stored
+    with pytest.raises(Conflict, match="new version"):
+        repo.put_rules("rubric", "r", "1", sha2, text2)
+    repo.put_rules("rubric", "r", "2", sha2, text2)
+    assert repo.get_rules("rubric", "r").version == "2"
+    assert repo.get_rules("rubric", "r", "1").sha256 == sha1
+    assert [(r.id, r.version) for r in repo.list_rules("rubric")] == [("r", "1"), ("r", "2")]
+    # Rubrics and policy packs are separate namespaces.
+    assert repo.list_rules("policy_pack") == []
+    with pytest.raises(NotFound, match="policy pack 'r'"):
+        repo.get_rules("policy_pack", "r")
+
+
+def test_api_keys(repo):
+    key = repo.add_key("ops", "qa", "cd" * 32)
+    assert repo.key_by_hash("cd" * 32) == key
+    assert repo.key_by_hash("ef" * 32) is None
+    assert repo.revoke_key(key.id).revoked
+    assert repo.key_by_hash("cd" * 32).revoked
+    assert [k.id for k in repo.list_keys()] == [key.id]
+    with pytest.raises(NotFound):
+        repo.revoke_key(str(uuid.uuid4()))
+    with pytest.raises(sa.exc.IntegrityError):
+        repo.add_key("bad", "root", "01" * 32)  # unknown role is refused by the database too
+
+
+def test_foreign_keys_are_enforced(repo):
+    from qa_service.storage import tables as t
+
+    with pytest.raises(sa.exc.IntegrityError), repo.engine.begin() as conn:
+        conn.execute(t.scorecards.insert().values(
+            call_id=str(uuid.uuid4()), version=1, agent_id="a", call_date=date(2026, 1, 1), score=1.0,
+            passed=True, auto_fail=False, rubric_id="r", rubric_version="1", rubric_sha256="", data={},
+            created_at=sa.func.now()))
+
+
+def test_concurrent_writers_do_not_fail(repo):
+    # The API and a worker write at once; SQLite must wait (busy timeout), not raise "locked".
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for _ in range(n):
+                call, _ = repo.add_call(new_call())
+                repo.start_call(call.id)
+                repo.finish_call(call.id, scorecard(50.0, False))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(10,)) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert repo.agent_scorecards("agent-1", limit=1000)[1].count == 40
+
+
+def test_sqlite_runs_in_wal_mode(sqlite_url):
+    repo = open_repository(sqlite_url)
+    with repo.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+    repo.dispose()
+
+
+def test_plain_postgresql_url_uses_psycopg3():
+    engine = make_engine("postgresql://user@127.0.0.1:1/db")
+    assert engine.dialect.driver == "psycopg"
+
+
+def test_unknown_database_is_a_config_error():
+    with pytest.raises(ConfigError, match="unsupported database"):
+        make_engine("mysql://x@y/z")
+    with pytest.raises(ConfigError):
+        make_engine("not a url")
