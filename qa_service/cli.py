@@ -88,7 +88,6 @@ def cmd_process(args: argparse.Namespace) -> int:
     """Run the pipeline inline over the given calls, store and print their scorecards."""
     from tqdm import tqdm
 
-    from qa_service.intake import parse_transcript
     from qa_service.pipeline import load_engines, process_audio, process_transcript
     from qa_service.rules.load import load_policy_pack, load_rubric
 
@@ -114,6 +113,8 @@ def cmd_process(args: argparse.Namespace) -> int:
             if job.audio:
                 card = process_audio(job.audio, job.meta, rubric, policies, engines)
             else:
+                from qa_service.intake import parse_transcript
+
                 assert job.transcript is not None
                 transcript = parse_transcript(job.transcript.read_bytes(), filename=job.transcript.name)
                 card = process_transcript(transcript, job.meta, rubric, policies, engines)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Render the sample call scripts in calls/*.yaml to stereo telephone audio.
+"""Render the sample call scripts in calls/*.yaml to stereo call recordings.
 
 Each turn is spoken with espeak-ng (agent and customer in different voices), placed on a
-timeline with a short gap, and written as audio/NAME.flac: 8 kHz stereo, agent on the left
+timeline with a short gap, and written as audio/NAME.flac: 16 kHz stereo (wideband VoIP), agent on the left
 channel, customer on the right, as a telephony platform would record it. Also writes
 manifest.jsonl for `qa-service process --manifest`. Needs espeak-ng and sox (Debian).
 
@@ -19,13 +19,13 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).parent
-RATE = 8000
+RATE = 16000
 GAP_S = 0.5
 
 
 def speak(text: str, voice: str, tmp: Path) -> array.array:
     raw, out = tmp / "raw.wav", tmp / "out.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(raw), text], check=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
     subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out)], check=True)
     with wave.open(str(out)) as w:
         return array.array("h", w.readframes(w.getnframes()))

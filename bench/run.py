@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""`make bench`: how fast the service is, against the bare parts it is made of.
+
+pipeline   whole pipeline (decode, transcribe, redact, score) against bare faster-whisper on the same
+           audio with the same model, threads and decoding options; prints both throughputs (audio
+           seconds per wall-clock second) and their ratio. Audio: samples/audio, plus any folders
+           given with --audio (e.g. long stereo telephone calls).
+
+Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qa_service.pipeline import load_engines, process_audio  # noqa: E402
+from qa_service.records import CallMeta  # noqa: E402
+from qa_service.rules.load import load_policy_pack, load_rubric  # noqa: E402
+from qa_service.settings import Settings  # noqa: E402
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus"}
+
+
+def bare_whisper(model, path: Path, options: dict) -> float:
+    """Transcribe every channel of one file with faster-whisper alone; returns the audio seconds."""
+    from faster_whisper import decode_audio
+
+    channels = decode_audio(str(path), split_stereo=True)
+    channels = channels if isinstance(channels, tuple) else (channels,)
+    for samples in channels:
+        segments, _ = model.transcribe(samples, **options)
+        list(segments)
+    return len(channels[0]) / 16000
+
+
+def whisper_options(transcriber) -> dict:
+    """The decoding options the pipeline's transcriber uses, in faster-whisper's terms."""
+    o = transcriber.options
+    return dict(
+        language="en" if transcriber.name.endswith(".en") else None, beam_size=o.beam_size,
+        temperature=list(o.temperature), compression_ratio_threshold=o.compression_ratio_threshold,
+        log_prob_threshold=o.log_prob_threshold, no_speech_threshold=o.no_speech_threshold,
+        condition_on_previous_text=o.condition_on_previous_text, word_timestamps=True, vad_filter=True,
+        vad_parameters={"threshold": o.vad_threshold, "min_silence_duration_ms": o.vad_min_silence_ms,
+                        "speech_pad_ms": o.vad_speech_pad_ms},
+    )
+
+
+def bench_pipeline(files: list[Path], model: str) -> dict:
+    """Pipeline and bare faster-whisper throughput on the same files, same model and options."""
+    settings = Settings(asr_model=model)
+    engines = load_engines(settings)
+    rubric = load_rubric(ROOT / "samples/rubric.yaml")
+    policies = load_policy_pack(ROOT / "samples/policies.yaml")
+    options = whisper_options(engines.transcriber)
+    whisper = engines.transcriber.model
+    bare_whisper(whisper, files[0], options)  # warm-up: first call pays one-off costs
+    t0 = time.perf_counter()
+    audio_s = sum(bare_whisper(whisper, f, options) for f in files)
+    bare_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for f in files:
+        process_audio(f, CallMeta(f.stem, "bench", date(2026, 10, 1), "stereo"), rubric, policies, engines)
+    pipe_s = time.perf_counter() - t0
+    result = {
+        "model": model, "files": len(files), "audio_s": round(audio_s, 1),
+        "bare_whisper_x_realtime": round(audio_s / bare_s, 2),
+        "pipeline_x_realtime": round(audio_s / pipe_s, 2),
+        "ratio_pipeline_to_bare": round(bare_s / pipe_s, 3),
+    }
+    print(f"pipeline [{model}] {len(files)} files, {audio_s:.0f} s of audio: "
+          f"bare faster-whisper {result['bare_whisper_x_realtime']}x real time, "
+          f"pipeline {result['pipeline_x_realtime']}x real time, ratio {result['ratio_pipeline_to_bare']}")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--audio", type=Path, action="append", default=[], help="extra folder of calls")
+    ap.add_argument("--model", action="append", help="speech model(s) (default: tiny.en)")
+    ap.add_argument("--only", choices=["pipeline"], help="run one benchmark")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    files = sorted(p for d in [ROOT / "samples/audio", *args.audio] for p in d.iterdir()
+                   if p.suffix in AUDIO_SUFFIXES)
+    results = {"pipeline": [bench_pipeline(files, m) for m in (args.model or ["tiny.en"])]}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
