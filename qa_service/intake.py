@@ -1,0 +1,215 @@
+"""Calls that arrive as text (chats, emails, calls transcribed elsewhere) parsed into a Transcript.
+
+Two shapes are accepted:
+
+* JSON: a list of turns, or an object with a "turns" list; a turn has `speaker` and `text`
+  (also `role` / `content`) and optional `start` / `end` in seconds or "mm:ss".
+* Plain text: lines starting with a speaker label ("Agent: ...", "Customer: ...", optionally
+  after a "[mm:ss]" time); other lines continue the previous turn.
+
+Speaker labels accept common synonyms (rep, adviser, caller, client, ...). Without times, they
+are estimated from word counts at a speaking rate of 150 words a minute, and the transcript's
+`model` says so. Errors name the turn or line and never quote its words (they may be personal).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from qa_service.errors import TranscriptError
+from qa_service.records import Segment, Speaker, Transcript
+
+WORDS_PER_MINUTE = 150
+TURN_GAP_S = 0.3
+MIN_TURN_S = 1.0
+
+AGENT_LABELS = frozenset({
+    "agent", "rep", "representative", "sales rep", "adviser", "advisor", "operator", "staff", "support",
+    "consultant", "csr", "employee", "associate", "assistant", "specialist", "caseworker", "case worker",
+})
+CUSTOMER_LABELS = frozenset({
+    "customer", "caller", "client", "applicant", "member", "visitor", "user", "consumer", "prospect",
+    "patient", "guest",
+})
+
+_LINE = re.compile(
+    r"^\s*(?:\[(?P<ts>\d{1,2}(?::\d{1,2}){1,2}(?:\.\d+)?|\d+(?:\.\d+)?)\]\s*)?"
+    r"(?P<label>[A-Za-z][A-Za-z ._-]{0,30}?)\s*(?:\([^)]{0,40}\))?\s*:\s?(?P<text>.*)$"
+)
+_CLOCK = re.compile(r"^\d{1,2}(?::\d{1,2}){1,2}(?:\.\d+)?$")
+
+
+@dataclass
+class _Turn:
+    speaker: Speaker
+    text: str
+    start: float | None = None
+    end: float | None = None
+
+
+def speaker_of(label: str) -> Speaker | None:
+    """Map a speaker label or synonym to agent/customer; None when it is neither."""
+    norm = re.sub(r"[\s._-]+", " ", label.strip().lower())
+    if norm in AGENT_LABELS:
+        return "agent"
+    if norm in CUSTOMER_LABELS:
+        return "customer"
+    return None
+
+
+def parse_transcript(data: bytes | str, *, filename: str | None = None) -> Transcript:
+    """Parse a JSON or plain-text conversation into a Transcript (source "text"); TranscriptError if junk."""
+    text = _as_text(data)
+    if not text.strip():
+        raise TranscriptError("the transcript is empty")
+    turns = _from_json(text) if _looks_json(text, filename) else _from_lines(text)
+    turns = [t for t in turns if t.text]
+    if not turns:
+        raise TranscriptError("the transcript has no turns with text")
+    return _build(turns)
+
+
+def _looks_json(text: str, filename: str | None) -> bool:
+    if (filename or "").lower().endswith(".json"):
+        return True
+    head = text.lstrip()
+    if head[:1] == "{":
+        return True
+    if head[:1] != "[":
+        return False
+    # "[00:03] Agent: ..." starts with a bracket too.
+    m = _LINE.match(head.splitlines()[0])
+    return not (m and m.group("ts") and speaker_of(m.group("label")))
+
+
+def _as_text(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    if b"\x00" in data[:4096]:
+        raise TranscriptError("the transcript is binary data, not text (was audio sent as the transcript?)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TranscriptError(f"the transcript is not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+def _from_json(text: str) -> list[_Turn]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TranscriptError(
+            f"the transcript is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    shape = 'a JSON transcript must be a list of turns or an object with a "turns" list'
+    if isinstance(doc, dict):
+        for key in ("turns", "segments", "messages", "transcript"):
+            if isinstance(doc.get(key), list):
+                doc = doc[key]
+                break
+        else:
+            raise TranscriptError(shape)
+    if not isinstance(doc, list):
+        raise TranscriptError(shape)
+    turns = []
+    for n, item in enumerate(doc, start=1):
+        if not isinstance(item, dict):
+            raise TranscriptError(f"turn {n}: expected an object with speaker and text")
+        label = item.get("speaker", item.get("role"))
+        if not isinstance(label, str):
+            raise TranscriptError(f"turn {n}: missing speaker (agent or customer)")
+        speaker = speaker_of(label)
+        if speaker is None:
+            raise TranscriptError(f"turn {n}: speaker must be agent or customer (or a synonym such as rep, "
+                                  "adviser, caller, client)")
+        body = item.get("text", item.get("content"))
+        if not isinstance(body, str):
+            raise TranscriptError(f"turn {n}: missing text")
+        turns.append(_Turn(speaker, _clean(body), _time(item.get("start"), n, "start"),
+                           _time(item.get("end"), n, "end")))
+    return turns
+
+
+def _from_lines(text: str) -> list[_Turn]:
+    turns: list[_Turn] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        m = _LINE.match(line)
+        speaker = speaker_of(m.group("label")) if m else None
+        if m and speaker is not None:
+            start = _time(m.group("ts"), n, "time", where="line") if m.group("ts") else None
+            turns.append(_Turn(speaker, _clean(m.group("text")), start))
+        elif turns:
+            turns[-1].text = _clean(f"{turns[-1].text} {line}")
+        else:
+            raise TranscriptError(f"line {n}: expected a turn starting with 'Agent:' or 'Customer:' "
+                                  "(or JSON turns with speaker and text)")
+    return turns
+
+
+def _time(value: Any, n: int, name: str, *, where: str = "turn") -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TranscriptError(f"{where} {n}: {name} must be seconds or mm:ss")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _CLOCK.match(value.strip()):
+        seconds = 0.0
+        for part in value.strip().split(":"):
+            seconds = seconds * 60 + float(part)
+    else:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise TranscriptError(f"{where} {n}: {name} must be seconds or mm:ss") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise TranscriptError(f"{where} {n}: {name} must be a time from the start of the call, >= 0")
+    return seconds
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _spoken_length(text: str) -> float:
+    return max(MIN_TURN_S, len(text.split()) * 60.0 / WORDS_PER_MINUTE)
+
+
+def _build(turns: list[_Turn]) -> Transcript:
+    timed = [t.start is not None for t in turns]
+    if any(timed) and not all(timed):
+        missing = [str(i) for i, has in enumerate(timed, start=1) if not has]
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise TranscriptError(f"turns {shown} have no start time: give times on every turn or on none")
+    given = all(timed)
+    segments = []
+    clock = 0.0
+    for i, turn in enumerate(turns):
+        if given:
+            assert turn.start is not None
+            start = turn.start
+            if turn.end is not None:
+                end = turn.end
+            else:
+                # Until the next turn starts, but no longer than the words would take to say.
+                nxt = turns[i + 1].start if i + 1 < len(turns) else None
+                end = start + _spoken_length(turn.text)
+                if nxt is not None and nxt > start:
+                    end = min(end, nxt)
+            if end < start:
+                raise TranscriptError(f"turn {i + 1}: end is before start")
+        else:
+            start = clock
+            end = start + _spoken_length(turn.text)
+            clock = end + TURN_GAP_S
+        segments.append(Segment(speaker=turn.speaker, start=round(start, 3), end=round(end, 3),
+                                text=turn.text))
+    duration = max(s.end for s in segments)
+    model: dict[str, Any] = {"name": "text", "timing": "given" if given else "estimated"}
+    if not given:
+        model["words_per_minute"] = WORDS_PER_MINUTE
+    return Transcript(segments=tuple(segments), duration_s=round(duration, 3), language="en", source="text",
+                      model=model)
