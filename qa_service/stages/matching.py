@@ -1,0 +1,505 @@
+"""Find rubric phrases and patterns in what people said, tolerant of speech-recognition slips.
+
+A call becomes utterances (consecutive segments of one speaker, so a phrase the recogniser split across
+two segments still matches). Each utterance is tokenised once (spaCy tokenizer only: tagging and
+parsing every call would cost more than the whole rule pass) and normalised: lower-case lemmas,
+numbers collapsed to their value ("six hundred and forty" = "640" = "$640"), fillers ("um", "you know")
+marked so a phrase may step over them, and words the recogniser split or joined ("North Wind" for
+"Northwind") rejoined. spaCy token patterns run on the same docs, with `lemma_` filled in by the same
+lemmatiser; the pipeline's tagger, parser or NER run only when a pattern asks for what they produce.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Protocol
+
+from qa_service.records import Segment, Transcript
+from qa_service.spoken import CURRENCY_SYMBOLS, find_numbers, format_value
+
+FILLERS = frozenset({"um", "uh", "erm", "er", "ah", "eh", "hmm", "mm", "mhm", "uhm", "umm", "uhh", "so",
+                     "like", "well", "okay", "ok", "actually", "basically", "just", "really", "now"})
+MULTI_FILLERS = frozenset({("you", "know"), ("i", "mean"), ("sort", "of"), ("kind", "of")})
+MAX_FILLERS = 3  # fillers a phrase may step over; more than this is a different sentence
+
+# Clause edges: negation and withdrawal cues only count inside the clause of the match.
+CLAUSE_BREAKS = frozenset({".", "!", "?", ";", ",", ":", "but", "however", "although", "though", "yet"})
+NEGATIONS = frozenset({"no", "not", "never", "nobody", "none", "nothing", "cannot", "neither", "nor",
+                       "without", "unable", "impossible", "noone", "nowhere", "hardly"})
+CONTRACTIONS = {"n't": "not", "nt": "not", "ca": "can", "wo": "will", "'re": "be", "'m": "be", "'ve": "have",
+                "'ll": "will", "'d": "would", "’re": "be", "’m": "be", "n’t": "not", "’ll": "will"}
+_IRREGULAR = {"is": "be", "are": "be", "was": "be", "were": "be", "am": "be", "been": "be", "being": "be",
+              "has": "have", "had": "have", "does": "do", "did": "do", "done": "do", "said": "say",
+              "an": "a", "%": "percent", "pct": "percent"}
+_ALNUM = re.compile(r"[0-9a-z]")
+
+# Pattern attributes and the pipes that produce them; everything else comes from the tokenizer.
+_TAGGER = {"tok2vec", "tagger", "attribute_ruler"}
+_ATTR_PIPES = {"POS": _TAGGER, "TAG": _TAGGER,
+               "MORPH": {"tok2vec", "tagger", "attribute_ruler", "morphologizer"},
+               "DEP": {"tok2vec", "parser"}, "HEAD": {"tok2vec", "parser"},
+               "SENT_START": {"tok2vec", "parser", "senter"},
+               "IS_SENT_START": {"tok2vec", "parser", "senter"},
+               "ENT_TYPE": {"tok2vec", "ner"}, "ENT_IOB": {"tok2vec", "ner"}, "ENT_ID": {"tok2vec", "ner"},
+               "ENT_KB_ID": {"tok2vec", "ner"}}
+
+
+class NLP(Protocol):
+    """The part of spacy.Language used here."""
+
+    vocab: Any
+    tokenizer: Any
+    pipe_names: list[str]
+
+    def get_pipe(self, name: str) -> Any: ...
+
+    def pipe(self, texts: Iterable[str], **kwargs: Any) -> Iterable[Any]: ...
+
+
+# ---------------------------------------------------------------------------------------------- lemmas
+
+
+class Lemmatizer:
+    """Part-of-speech-free lemmas from the pipeline's rule tables, cached per word.
+
+    spaCy's rule lemmatiser needs the tagger; trying verb, noun then adjective rules and keeping a
+    result the tables know gives the same lemma for the inflections a rubric cares about
+    ("guaranteed" -> "guarantee", "forms" -> "form", "calling" -> "call") at dictionary-lookup cost.
+    """
+
+    def __init__(self, nlp: NLP | None = None) -> None:
+        self._cache: dict[str, str] = {}
+        self._rules: list[tuple[list[list[str]], set[str], dict[str, list[str]]]] = []
+        if nlp is not None and "lemmatizer" in nlp.pipe_names:
+            lookups = nlp.get_pipe("lemmatizer").lookups
+            names = set(lookups.tables)
+            if {"lemma_rules", "lemma_index", "lemma_exc"} <= names:
+                rules, index, exc = (lookups.get_table(n)
+                                     for n in ("lemma_rules", "lemma_index", "lemma_exc"))
+                for pos in ("verb", "noun", "adj"):
+                    self._rules.append((list(rules.get(pos, [])), set(index.get(pos, [])),
+                                        dict(exc.get(pos, {}))))
+
+    def __call__(self, word: str) -> str:
+        """Lemma of a lower-case word."""
+        found = self._cache.get(word)
+        if found is None:
+            found = self._lemma(word)
+            if len(self._cache) < 200_000:
+                self._cache[word] = found
+        return found
+
+    def _lemma(self, word: str) -> str:
+        if word in _IRREGULAR:
+            return _IRREGULAR[word]
+        if word in CONTRACTIONS:
+            return CONTRACTIONS[word]
+        for _, _, exc in self._rules:
+            if word in exc:
+                return exc[word][0]
+        if len(word) <= 3 or not word.isalpha():
+            return word  # short words ("as", "us") would meet false stems ("a", "u")
+        for rules, index, _ in self._rules:
+            for old, new in rules:
+                if word.endswith(old) and old:
+                    stem = word[: len(word) - len(old)] + new
+                    if stem in index:
+                        return stem
+        return word
+
+
+# -------------------------------------------------------------------------------------- tokens, fuzzy
+
+
+@dataclass(frozen=True, slots=True)
+class NTok:
+    """A normalised token: lemma (or number value), surface form, and its doc token span [start, end)."""
+
+    norm: str
+    low: str
+    start: int
+    end: int
+    number: float | None = None
+    unit: str | None = None
+    filler: bool = False
+    punct: bool = False
+
+
+def normalise(words: Sequence[str], lemma: Lemmatizer) -> list[NTok]:
+    """Normalised tokens for a sequence of token texts (numbers collapsed, fillers and punctuation marked)."""
+    lows = [w.lower() for w in words]
+    numbers = {n.start: n for n in find_numbers(lows)}
+    out: list[NTok] = []
+    i = 0
+    n = len(lows)
+    while i < n:
+        num = numbers.get(i)
+        if num is not None:
+            value = format_value(num.value)
+            out.append(NTok(value, value, num.start, num.end, num.value, num.unit))
+            if lows[num.start] in CURRENCY_SYMBOLS and num.unit:
+                # "$640" reads as "640 dollars": give phrases the unit word too.
+                out.append(NTok(num.unit, num.unit, num.start, num.end, punct=False))
+            i = num.end
+            continue
+        low = lows[i]
+        if not _ALNUM.search(low) and low not in ("%", "$", "£", "€"):
+            out.append(NTok(low, low, i, i + 1, punct=True))
+        else:
+            norm = lemma(low)
+            out.append(NTok(norm, low, i, i + 1, filler=low in FILLERS))
+        i += 1
+    return out
+
+
+@lru_cache(maxsize=200_000)
+def fuzzy_equal(a: str, b: str) -> bool:
+    """Same word allowing a small recognition slip: edit distance 1 for 5-7 letters, 2 for 8 or more."""
+    if a == b:
+        return True
+    longest = max(len(a), len(b))
+    if min(len(a), len(b)) < 5 or a[0] != b[0] or not a.isalpha() or not b.isalpha():
+        return False
+    limit = 1 if longest <= 7 else 2
+    if abs(len(a) - len(b)) > limit:
+        return False
+    return _edit_distance(a, b, limit) <= limit
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        best = i
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            best = min(best, cur[j])
+        if best > limit:
+            return limit + 1
+        prev = cur
+    return prev[-1]
+
+
+def token_equal(t: NTok, p: NTok) -> bool:
+    """A transcript token against a phrase token: same number, lemma or surface, or a small slip."""
+    if t.number is not None or p.number is not None:
+        return t.number is not None and p.number is not None and t.number == p.number
+    if t.norm == p.norm or t.low == p.low:
+        return True
+    return fuzzy_equal(t.low, p.low) or fuzzy_equal(t.norm, p.norm)
+
+
+# -------------------------------------------------------------------------------------------- phrases
+
+
+@dataclass(frozen=True)
+class Hit:
+    """Where a label matched: utterance index and doc token span [start, end)."""
+
+    label: str
+    utterance: int
+    start: int
+    end: int
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.utterance, self.start)
+
+
+class PhraseSet:
+    """Labelled phrases matched in one pass over an utterance's normalised tokens."""
+
+    def __init__(self, phrases: Iterable[tuple[str, str]], nlp: NLP, lemma: Lemmatizer) -> None:
+        self._phrases: list[tuple[str, tuple[NTok, ...]]] = []
+        self._by_first: dict[str, list[int]] = defaultdict(list)
+        for label, text in phrases:
+            toks = tuple(t for t in normalise([w.text for w in nlp.tokenizer(text)], lemma) if not t.punct)
+            if not toks:
+                continue
+            idx = len(self._phrases)
+            self._phrases.append((label, toks))
+            self._by_first[toks[0].norm].append(idx)
+        self._firsts = {norm: self._phrases[ids[0]][1][0] for norm, ids in self._by_first.items()}
+        self._candidates: dict[tuple[str, str, str], tuple[int, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._phrases)
+
+    def _starting(self, toks: Sequence[NTok], i: int) -> tuple[int, ...]:
+        t = toks[i]
+        nxt = toks[i + 1].low if i + 1 < len(toks) and not toks[i + 1].punct else ""
+        key = (t.norm, t.low, nxt)
+        found = self._candidates.get(key)
+        if found is None:
+            out: list[int] = []
+            for norm, first in self._firsts.items():
+                joined = bool(nxt) and first.number is None and fuzzy_equal(t.low + nxt, first.low)
+                if token_equal(t, first) or joined:
+                    out.extend(self._by_first[norm])
+                elif any(len(p) > 1 and fuzzy_equal(t.low, p[0].low + p[1].low)
+                         for p in (self._phrases[j][1] for j in self._by_first[norm])):
+                    out.extend(self._by_first[norm])
+            found = tuple(out)
+            if len(self._candidates) < 100_000:
+                self._candidates[key] = found
+        return found
+
+    def find(self, toks: Sequence[NTok], utterance: int) -> list[Hit]:
+        """Every phrase hit in one utterance's normalised tokens (one per label and start)."""
+        hits: list[Hit] = []
+        for i, t in enumerate(toks):
+            if t.punct or t.filler and t.norm not in self._by_first:
+                continue
+            for idx in self._starting(toks, i):
+                label, ptoks = self._phrases[idx]
+                end = _match(toks, i, ptoks, 0, 0)
+                if end is not None:
+                    hits.append(Hit(label, utterance, t.start, toks[end - 1].end))
+        return hits
+
+
+def _function_slip(t: NTok, p: NTok) -> bool:
+    """A misheard short function word ("date on birth" for "date of birth"); never a negation."""
+    return (len(p.low) <= 3 and len(t.low) <= 4 and t.low.isalpha() and p.low.isalpha()
+            and p.low not in NEGATIONS and t.low not in NEGATIONS and t.norm not in NEGATIONS)
+
+
+def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped: int,
+           slipped: bool = False) -> int | None:
+    """End (exclusive, in toks) of a match of ptoks[j:] starting at toks[i], or None.
+
+    Tolerates fillers between words, split or joined words, and in phrases of four or more words one
+    misheard function word in the middle.
+    """
+    if j == len(ptoks):
+        return i
+    n = len(toks)
+    while i < n and j > 0 and toks[i].punct:
+        i += 1  # recognisers put commas and full stops anywhere
+    if i >= n:
+        return None
+    t = toks[i]
+    p = ptoks[j]
+    if token_equal(t, p):
+        end = _match(toks, i + 1, ptoks, j + 1, skipped, slipped)
+        if end is not None:
+            return end
+    if not slipped and 0 < j < len(ptoks) - 1 and len(ptoks) >= 4 and _function_slip(t, p):
+        end = _match(toks, i + 1, ptoks, j + 1, skipped, True)
+        if end is not None:
+            return end
+    if p.number is None and t.number is None:
+        # "north wind" for "northwind"; "any more" for "anymore"
+        if i + 1 < n and not toks[i + 1].punct and toks[i + 1].number is None \
+                and fuzzy_equal(t.low + toks[i + 1].low, p.low):
+            end = _match(toks, i + 2, ptoks, j + 1, skipped, slipped)
+            if end is not None:
+                return end
+        # "northwind" for "north wind"
+        if j + 1 < len(ptoks) and ptoks[j + 1].number is None \
+                and fuzzy_equal(t.low, p.low + ptoks[j + 1].low):
+            end = _match(toks, i + 1, ptoks, j + 2, skipped, slipped)
+            if end is not None:
+                return end
+    if j > 0 and skipped < MAX_FILLERS:
+        if t.filler:
+            return _match(toks, i + 1, ptoks, j, skipped + 1, slipped)
+        if i + 1 < n and (t.low, toks[i + 1].low) in MULTI_FILLERS:
+            return _match(toks, i + 2, ptoks, j, skipped + 1, slipped)
+    return None
+
+
+# ----------------------------------------------------------------------------------------- utterances
+
+
+@dataclass
+class Utterance:
+    """Consecutive segments of one speaker, tokenised once.
+
+    `token_segment` maps doc tokens to transcript segments; `token_time` gives, per doc token, when the
+    stretch of speech holding it began (the segment start, or with word timings the first word after
+    the last pause, since recognisers glue speech either side of a long silence into one segment).
+    """
+
+    index: int
+    speaker: str
+    segments: tuple[int, ...]
+    text: str
+    doc: Any
+    token_segment: list[int]
+    token_time: list[float]
+    toks: list[NTok] = field(default_factory=list)
+
+    def segment_of(self, token: int) -> int:
+        """Index (in the transcript) of the segment holding a doc token."""
+        return self.token_segment[min(token, len(self.token_segment) - 1)]
+
+    def time_of(self, token: int) -> float:
+        """When the stretch of speech holding a doc token began, in seconds from the call start."""
+        return self.token_time[min(token, len(self.token_time) - 1)]
+
+
+def group_segments(segments: Sequence[Segment], max_gap: float = 2.0) -> list[tuple[str, list[int]]]:
+    """Group segment indices into utterances: one speaker's consecutive segments, at most max_gap apart.
+
+    The other side's speech ends an utterance only when it starts after the utterance's last segment
+    ended: on stereo calls recognisers give loose segment times, and a customer's words that overlap
+    the agent's segment do not split the agent's sentence in two.
+    """
+    order = sorted(range(len(segments)), key=lambda k: (segments[k].start, segments[k].end))
+    groups: list[tuple[str, list[int]]] = []
+    open_group: dict[str, tuple[int, float]] = {}  # speaker -> (group index, end of its last segment)
+    for k in order:
+        seg = segments[k]
+        if not seg.text.strip():
+            continue
+        for other, (_, end) in list(open_group.items()):
+            if other != seg.speaker and seg.start >= end - 0.05:
+                del open_group[other]  # this speaker took the turn after the other one stopped
+        current = open_group.get(seg.speaker)
+        if current is not None and seg.start - current[1] <= max_gap:
+            groups[current[0]][1].append(k)
+            open_group[seg.speaker] = (current[0], max(current[1], seg.end))
+        else:
+            groups.append((seg.speaker, [k]))
+            open_group[seg.speaker] = (len(groups) - 1, seg.end)
+    return groups
+
+
+def _run_starts(seg: Segment, pause: float) -> list[tuple[int, float]]:
+    """(char offset in seg.text, start time) for each run of words without a pause longer than `pause`."""
+    text = seg.text.strip()
+    runs = [(0, seg.start)]
+    if not seg.words:
+        return runs
+    pos = 0
+    prev_end: float | None = None
+    for w in seg.words:
+        word = w.text.strip()
+        found = text.find(word, pos) if word else -1
+        at = found if found >= 0 else pos
+        if prev_end is not None and w.start - prev_end > pause:
+            runs.append((at, w.start))
+        elif prev_end is None:
+            runs[0] = (0, w.start)
+        if found >= 0:
+            pos = found + len(word)
+        prev_end = w.end
+    return runs
+
+
+def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes: Sequence[str] = (),
+                     max_gap: float = 2.0, pause: float = 1.5) -> list[Utterance]:
+    """Utterances of a transcript, tokenised (and run through `pipes` when patterns need them)."""
+    segments = transcript.segments
+    groups = group_segments(segments, max_gap)
+    texts: list[str] = []
+    bounds: list[list[tuple[int, int, list[tuple[int, float]]]]] = []
+    for _, idxs in groups:
+        parts: list[str] = []
+        spans: list[tuple[int, int, list[tuple[int, float]]]] = []
+        pos = 0
+        for k in idxs:
+            piece = segments[k].text.strip()
+            spans.append((pos, k, _run_starts(segments[k], pause)))
+            parts.append(piece)
+            pos += len(piece) + 1
+        texts.append(" ".join(parts))
+        bounds.append(spans)
+    if pipes:
+        unneeded = [p for p in nlp.pipe_names if p not in pipes]
+        docs = list(nlp.pipe(texts, disable=unneeded))
+    else:
+        docs = [nlp.tokenizer(t) for t in texts]
+    out: list[Utterance] = []
+    for u, ((speaker, idxs), text, doc, spans) in enumerate(zip(groups, texts, docs, bounds, strict=True)):
+        token_segment: list[int] = []
+        token_time: list[float] = []
+        s = 0
+        for tok in doc:
+            while s + 1 < len(spans) and tok.idx >= spans[s + 1][0]:
+                s += 1
+            offset, seg_index, runs = spans[s]
+            token_segment.append(seg_index)
+            local = tok.idx - offset
+            token_time.append(next((t for at, t in reversed(runs) if at <= local), runs[0][1]))
+        toks = normalise([t.text for t in doc], lemma)
+        if not pipes or "lemmatizer" not in pipes:
+            for tok in doc:
+                tok.lemma_ = lemma(tok.lower_)
+        out.append(Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, toks))
+    return out
+
+
+def pipes_for(patterns: Iterable[Sequence[dict[str, Any]]], nlp: NLP) -> tuple[str, ...]:
+    """Pipeline components that must run for these token patterns (none for text, lemma and shape)."""
+    needed: set[str] = set()
+    for pattern in patterns:
+        for spec in pattern:
+            for key in spec:
+                needed |= _ATTR_PIPES.get(str(key).upper(), set())
+    if needed & {"tagger", "attribute_ruler"} and "lemmatizer" in nlp.pipe_names:
+        needed.add("lemmatizer")
+    return tuple(p for p in nlp.pipe_names if p in needed)
+
+
+# ----------------------------------------------------------------------------------------- negation
+
+
+def clause_before(utt: Utterance, start: int, limit: int = 6) -> list[str]:
+    """Lower-case normalised words before doc token `start`, back to the clause edge (at most `limit`)."""
+    words: list[str] = []
+    doc = utt.doc
+    k = start - 1
+    while k >= 0 and len(words) < limit:
+        low = doc[k].lower_
+        if low in CLAUSE_BREAKS:
+            break
+        words.append(CONTRACTIONS.get(low, low))
+        k -= 1
+    words.reverse()
+    return words
+
+
+def clause_after(utt: Utterance, end: int, limit: int = 6) -> list[str]:
+    """Lower-case normalised words after doc token `end`, up to the clause edge (at most `limit`)."""
+    words: list[str] = []
+    doc = utt.doc
+    k = end
+    while k < len(doc) and len(words) < limit:
+        low = doc[k].lower_
+        if low in CLAUSE_BREAKS:
+            break
+        words.append(CONTRACTIONS.get(low, low))
+        k += 1
+    return words
+
+
+def negated_by_window(utt: Utterance, start: int, end: int) -> bool:
+    """Whether a negation ("not", "never", "nobody", "no one", "can't") precedes the match in its clause."""
+    before = clause_before(utt, start)
+    if any(w in NEGATIONS for w in before):
+        return True
+    return any(a == "no" and b == "one" for a, b in zip(before, before[1:], strict=False))
+
+
+def negated_by_parse(doc: Any, start: int, end: int) -> bool:
+    """Whether the parse attaches a negation to the match's head or its governing verbs."""
+    span = doc[start:end]
+    head = span.root
+    chain = [head, *list(head.ancestors)[:3]]
+    for tok in chain:
+        for child in tok.children:
+            if child.dep_ == "neg" or child.lower_ in ("nobody", "noone", "never") or (
+                    child.dep_ == "det" and child.lower_ == "no"):
+                return True
+            if child.dep_ in ("nsubj", "nsubjpass") and any(
+                    g.lower_ == "no" for g in child.children) and child.lower_ == "one":
+                return True
+        if tok.dep_ in ("ROOT", "ccomp") and tok is not head and tok.pos_ in ("VERB", "AUX"):
+            break
+    return False

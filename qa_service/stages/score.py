@@ -1,0 +1,373 @@
+"""Score a call against a rubric and a policy pack as they stood on the call's date.
+
+Runs on the unredacted transcript in memory: evidence points at segments by index, so the caller can
+swap in the redacted text before anything is stored. Compiled rules are cached per (rubric, policy
+pack, pipeline), so rescoring many stored calls pays for tokenising and matching only.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from qa_service.records import CriterionResult, Evidence, ScoreResult, Transcript, Violation
+from qa_service.rules.schema import Criterion, NumberFact, PolicyPack, Rubric, TermFact
+from qa_service.spoken import canonical_unit, format_value
+from qa_service.stages.matching import (
+    NEGATIONS,
+    NLP,
+    Hit,
+    Lemmatizer,
+    NTok,
+    PhraseSet,
+    Utterance,
+    build_utterances,
+    clause_after,
+    clause_before,
+    negated_by_parse,
+    negated_by_window,
+    pipes_for,
+)
+
+# Words that show a superseded value is being spoken of as history ("it used to be 65", "up from 595").
+HISTORY_CUES = frozenset({"was", "were", "used", "previously", "formerly", "until", "before", "old",
+                          "earlier",
+                          "prior", "instead", "changed", "rose", "raised", "increased", "went", "longer",
+                          "replaced", "last"})
+# Words that show an obsolete thing is being named as gone ("paper forms were withdrawn").
+WITHDRAWN_CUES = frozenset({"withdrawn", "withdraw", "withdrew", "abolished", "abolish", "discontinued",
+                            "scrapped", "replaced", "gone", "stopped", "ended", "removed", "retired",
+                            "obsolete", "anymore", "longer", "instead", "phased", "closed", "accepted",
+                            "rather", "used", "previously", "formerly", "old"})
+
+
+@dataclass
+class CompiledRules:
+    """A rubric and policy pack turned into matchers for one spaCy pipeline."""
+
+    rubric: Rubric
+    policies: PolicyPack
+    lemma: Lemmatizer
+    phrases: PhraseSet
+    matcher: Any  # spacy.matcher.Matcher or None
+    pipes: tuple[str, ...]
+    negation: str = "window"
+
+
+_PerNLP = OrderedDict[tuple[str, str], CompiledRules]
+_CACHE: weakref.WeakKeyDictionary[Any, _PerNLP] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 16
+
+
+def compile_rules(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
+    """Matchers for a rubric and policy pack, built once per (rubric sha, policy sha, pipeline)."""
+    key = (rubric.sha256, policies.sha256)
+    with _CACHE_LOCK:
+        per_nlp = _CACHE.get(nlp)
+        if per_nlp is not None and key in per_nlp:
+            per_nlp.move_to_end(key)
+            return per_nlp[key]
+    compiled = _compile(rubric, policies, nlp)
+    with _CACHE_LOCK:
+        per_nlp = _CACHE.setdefault(nlp, OrderedDict())
+        per_nlp[key] = compiled
+        while len(per_nlp) > _CACHE_SIZE:
+            per_nlp.popitem(last=False)
+    return compiled
+
+
+def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
+    from spacy.matcher import Matcher
+
+    lemma = Lemmatizer(nlp)
+    labelled: list[tuple[str, str]] = []
+    patterns: list[tuple[str, list[dict[str, Any]]]] = []
+    for c in rubric.criteria:
+        labelled += [(f"c:{c.id}", p) for p in c.phrases]
+        patterns += [(f"c:{c.id}", p) for p in c.patterns]
+        if c.applies_when is not None:
+            labelled += [(f"a:{c.id}", p) for p in c.applies_when.phrases]
+            patterns += [(f"a:{c.id}", p) for p in c.applies_when.patterns]
+    for item in rubric.prohibited:
+        labelled += [(f"p:{item.id}", p) for p in item.phrases]
+        patterns += [(f"p:{item.id}", p) for p in item.patterns]
+    for fact in policies.facts:
+        if isinstance(fact, NumberFact):
+            labelled += [(f"t:{fact.id}", p) for p in fact.topic]
+        else:
+            labelled += [(f"o:{fact.id}", p) for p in fact.obsolete_phrases]
+    matcher = None
+    if patterns:
+        matcher = Matcher(nlp.vocab, validate=True)
+        grouped: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+        for label, pattern in patterns:
+            grouped[label].append(pattern)
+        for label, group in grouped.items():
+            matcher.add(label, group)
+    return CompiledRules(rubric, policies, lemma, PhraseSet(labelled, nlp, lemma), matcher,
+                         pipes_for((p for _, p in patterns), nlp))
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP,
+          call_date: date) -> ScoreResult:
+    """Score one call: criteria, prohibited items and policy facts as they stood on call_date."""
+    rules = compile_rules(rubric, policies, nlp)
+    utts = build_utterances(transcript, nlp, rules.lemma, rules.pipes)
+    hits = _find(rules, utts)
+    call = _Call(transcript, utts, hits, rules)
+
+    criteria = _score_criteria(call, rubric)
+    violations = _prohibited(call, rubric) + _policy(call, policies, call_date)
+    violations.sort(key=lambda v: (v.evidence.start, v.id))
+
+    available = sum(c.max_points for c in criteria if c.applicable)
+    earned = sum(c.points for c in criteria if c.applicable)
+    total = 100.0 * earned / available if available > 0 else 100.0
+    auto_fail = any(c.applicable and not c.passed and _criterion(rubric, c.id).auto_fail for c in criteria) \
+        or any(v.auto_fail for v in violations)
+    sections: dict[str, dict[str, float]] = {}
+    for c in criteria:
+        sec = sections.setdefault(c.section, {"points": 0.0, "max_points": 0.0, "score": 100.0})
+        if c.applicable:
+            sec["points"] += c.points
+            sec["max_points"] += c.max_points
+    for sec in sections.values():
+        sec["score"] = round(100.0 * sec["points"] / sec["max_points"], 2) if sec["max_points"] else 100.0
+    return ScoreResult(criteria=tuple(criteria), violations=tuple(violations), score=total,
+                       auto_fail=auto_fail, passed=total >= rubric.pass_mark - 1e-9 and not auto_fail,
+                       sections=sections)
+
+
+def _criterion(rubric: Rubric, cid: str) -> Criterion:
+    return next(c for c in rubric.criteria if c.id == cid)
+
+
+def _find(rules: CompiledRules, utts: Sequence[Utterance]) -> dict[str, list[Hit]]:
+    """All hits by label, in call order, one per (utterance, start)."""
+    found: dict[str, dict[tuple[int, int], Hit]] = defaultdict(dict)
+    for utt in utts:
+        for hit in rules.phrases.find(utt.toks, utt.index):
+            found[hit.label].setdefault((hit.utterance, hit.start), hit)
+        if rules.matcher is not None:
+            strings = utt.doc.vocab.strings
+            for match_id, start, end in rules.matcher(utt.doc):
+                label = strings[match_id]
+                found[label].setdefault((utt.index, start), Hit(label, utt.index, start, end))
+    return {label: sorted(by_start.values(), key=lambda h: h.order) for label, by_start in found.items()}
+
+
+@dataclass
+class _Call:
+    transcript: Transcript
+    utts: Sequence[Utterance]
+    hits: dict[str, list[Hit]]
+    rules: CompiledRules
+
+    def evidence(self, hit: Hit) -> Evidence:
+        """The segments a hit spans, with their times and text (unredacted; the caller swaps text)."""
+        utt = self.utts[hit.utterance]
+        first = utt.segment_of(hit.start)
+        last = utt.segment_of(max(hit.start, hit.end - 1))
+        idxs = utt.segments[utt.segments.index(first): utt.segments.index(last) + 1]
+        segs = [self.transcript.segments[k] for k in idxs]
+        return Evidence(segments=tuple(idxs), start=segs[0].start, end=max(s.end for s in segs),
+                        speaker=segs[0].speaker, text=" ".join(s.text.strip() for s in segs))
+
+    def start_time(self, hit: Hit) -> float:
+        """When the stretch of speech holding the hit's first token began."""
+        return self.utts[hit.utterance].time_of(hit.start)
+
+    def by(self, label: str, speaker: str) -> list[Hit]:
+        """Hits of a label said by a speaker ("any" for anyone; unattributed speech counts for anyone)."""
+        return [h for h in self.hits.get(label, []) if _speaker_ok(self.utts[h.utterance].speaker, speaker)]
+
+
+def _speaker_ok(actual: str, wanted: str) -> bool:
+    return wanted == "any" or actual == wanted or actual == "unknown"
+
+
+def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
+    results: dict[str, CriterionResult] = {}
+    first_ok: dict[str, Hit | None] = {}
+
+    def evaluate(c: Criterion) -> None:
+        if c.id in results:
+            return
+        applicable = c.applies_when is None or bool(call.by(f"a:{c.id}", c.applies_when.speaker))
+        hits = call.by(f"c:{c.id}", c.speaker)
+        reason = ""
+        ok = hits
+        if c.within_seconds is not None:
+            ok = [h for h in ok if call.start_time(h) <= c.within_seconds]
+            if hits and not ok:
+                reason = f"said at {call.start_time(hits[0]):.0f} s, after the {c.within_seconds:g} s limit"
+        if c.after is not None:
+            other = _criterion(rubric, c.after)
+            evaluate(other)
+            anchor = first_ok[other.id]
+            if anchor is None:
+                if ok:
+                    reason = f"{other.id} did not happen, so this cannot come after it"
+                ok = []
+            else:
+                late = [h for h in ok if h.order > anchor.order]
+                if ok and not late:
+                    reason = f"said before {other.id}"
+                ok = late
+        if not hits and not reason:
+            reason = "not said" if c.speaker == "any" else f"not said by the {c.speaker}"
+        passed = bool(ok)
+        first_ok[c.id] = ok[0] if ok else None
+        if not applicable:
+            reason = "not applicable: the topic did not come up"
+        shown = ok[:1] if ok else hits[:1]
+        results[c.id] = CriterionResult(
+            id=c.id, title=c.title, section=c.section, passed=passed or not applicable,
+            points=c.points if passed and applicable else 0.0, max_points=c.points if applicable else 0.0,
+            evidence=tuple(call.evidence(h) for h in shown), applicable=applicable,
+            reason="" if passed and applicable else reason)
+
+    for c in rubric.criteria:
+        evaluate(c)
+    return [results[c.id] for c in rubric.criteria]
+
+
+def _negated(call: _Call, hit: Hit) -> bool:
+    utt = call.utts[hit.utterance]
+    if call.rules.negation == "parse" and utt.doc.has_annotation("DEP"):
+        return negated_by_parse(utt.doc, hit.start, hit.end)
+    return negated_by_window(utt, hit.start, hit.end)
+
+
+def _prohibited(call: _Call, rubric: Rubric) -> list[Violation]:
+    out: list[Violation] = []
+    for item in rubric.prohibited:
+        seen: set[int] = set()
+        for hit in call.by(f"p:{item.id}", item.speaker):
+            if hit.utterance in seen or _negated(call, hit):
+                continue
+            seen.add(hit.utterance)
+            out.append(Violation(id=item.id, kind="prohibited", title=item.title, evidence=call.evidence(hit),
+                                 detail=f"said: {item.title.lower()}", auto_fail=item.auto_fail))
+    return out
+
+
+# ----------------------------------------------------------------------------------- policy facts
+
+
+def in_force(fact: NumberFact, on: date) -> float:
+    """The value of a number fact in force on a date."""
+    for old in sorted(fact.superseded, key=lambda o: o.until):
+        if on <= old.until:
+            return old.value
+    return fact.current.value
+
+
+def _units(fact: NumberFact) -> set[str]:
+    units = {canonical_unit(u) for u in fact.unit_aliases}
+    if fact.unit:
+        units.add(canonical_unit(fact.unit))
+    return units
+
+
+def _policy(call: _Call, policies: PolicyPack, call_date: date) -> list[Violation]:
+    out: list[Violation] = []
+    numbers = [f for f in policies.facts if isinstance(f, NumberFact)]
+    if numbers:
+        out += _number_facts(call, numbers, call_date)
+    for fact in policies.facts:
+        if isinstance(fact, TermFact) and call_date >= fact.since:
+            out += _term_fact(call, fact)
+    return out
+
+
+def _number_facts(call: _Call, facts: Sequence[NumberFact], call_date: date) -> list[Violation]:
+    out: list[Violation] = []
+    for utt in call.utts:
+        if not _speaker_ok(utt.speaker, "agent"):
+            continue
+        words = [t for t in utt.toks if not t.punct]
+        pos_of = {t.start: i for i, t in enumerate(words)}
+        nums = [(i, t) for i, t in enumerate(words) if t.number is not None]
+        if not nums:
+            continue
+        # Each number goes to the fact whose topic phrase is nearest (within that fact's window).
+        best: dict[int, list[tuple[int, NumberFact]]] = defaultdict(list)
+        for fact in facts:
+            units = _units(fact)
+            for hit in call.hits.get(f"t:{fact.id}", []):
+                if hit.utterance != utt.index:
+                    continue
+                t_first = pos_of.get(hit.start)
+                t_last = max((i for i, t in enumerate(words) if t.start < hit.end), default=t_first)
+                if t_first is None or t_last is None:
+                    continue
+                for i, tok in nums:
+                    gap = i - t_last if i > t_last else t_first - i if i < t_first else None
+                    if gap is None or gap > fact.window:
+                        continue
+                    if tok.unit and units and tok.unit not in units:
+                        continue  # "twelve weeks" is not a fee
+                    best[i].append((gap, fact))
+        reported: set[str] = set()
+        for i, cands in best.items():
+            nearest = min(g for g, _ in cands)
+            tok = words[i]
+            for gap, fact in cands:
+                if gap != nearest or fact.id in reported:
+                    continue
+                value = tok.number
+                assert value is not None
+                current = in_force(fact, call_date)
+                old = [o for o in fact.superseded if o.value == value and o.until < call_date]
+                if value == current or not old or _spoken_as_history(utt, tok):
+                    continue
+                reported.add(fact.id)
+                out.append(_outdated_number(call, utt, tok, fact, old[0].until, current, call_date))
+    return out
+
+
+def _spoken_as_history(utt: Utterance, tok: NTok) -> bool:
+    before = clause_before(utt, tok.start, limit=8)
+    if before and before[-1] == "from":
+        return True  # "up from 595", "changed from 65"
+    return any(w in HISTORY_CUES or w in NEGATIONS for w in before)
+
+
+def _outdated_number(call: _Call, utt: Utterance, tok: NTok, fact: NumberFact, until: date, current: float,
+                     call_date: date) -> Violation:
+    unit = f" {fact.unit}" if fact.unit else ""
+    since = fact.current.since if current == fact.current.value else None
+    now = f"{format_value(current)}{unit}" + (f" since {since.isoformat()}" if since else "")
+    detail = (f"stated {format_value(tok.number or 0)}{unit} for {fact.title.lower()}; that value applied "
+              f"until {until.isoformat()}, on {call_date.isoformat()} it is {now}")
+    hit = Hit(f"t:{fact.id}", utt.index, tok.start, tok.end)
+    return Violation(id=fact.id, kind="outdated_policy", title=fact.title,
+                     evidence=call.evidence(hit), detail=detail, policy_id=fact.id)
+
+
+def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
+    out: list[Violation] = []
+    for hit in call.by(f"o:{fact.id}", "agent"):
+        utt = call.utts[hit.utterance]
+        before = clause_before(utt, hit.start, limit=8)
+        after = clause_after(utt, hit.end, limit=8)
+        if any(w in NEGATIONS or w in WITHDRAWN_CUES for w in before) \
+                or any(w in WITHDRAWN_CUES for w in after):
+            continue  # "we no longer accept paper forms", "paper forms were withdrawn"
+        # The detail names the rule, not the words said: it is stored as is, outside redaction.
+        now = f"; now: {fact.replacement}" if fact.replacement else ""
+        detail = f"referred to what no longer applies since {fact.since.isoformat()} ({fact.title}){now}"
+        out.append(Violation(id=fact.id, kind="outdated_policy", title=fact.title,
+                             evidence=call.evidence(hit), detail=detail, policy_id=fact.id))
+        break
+    return out

