@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -124,7 +125,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             continue
         data = card.to_dict()
         if repo is not None:
-            repo.save_cli_scorecard(data, rubric=rubric, policies=policies)
+            _store(repo, job, data, rubric, policies)
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / f"{card.call_id}.scorecard.json").write_text(json.dumps(data, indent=2))
@@ -174,7 +175,29 @@ def _resolve(value: str | None, base: Path) -> Path | None:
 def _repository(settings: Settings) -> Any:
     from qa_service.storage import open_repository
 
-    return open_repository(settings)
+    return open_repository(settings.database_url)
+
+
+def _store(repo: Any, job: Job, card: dict[str, Any], rubric: Any, policies: Any) -> None:
+    """Save a scorecard made on the command line like one made by a worker (external id = call id)."""
+    from qa_service.errors import Conflict
+    from qa_service.storage import NewCall
+
+    for kind, rules in (("rubric", rubric), ("policy_pack", policies)):
+        try:
+            repo.put_rules(kind, rules.id, rules.version, rules.sha256, rules.text)
+        except Conflict:
+            # The scorecard records the sha256 it was scored with, so it stays traceable.
+            log.warning("%s %s version %s differs from the stored one; bump its version", kind, rules.id,
+                        rules.version)
+    call, _ = repo.add_call(NewCall(
+        id=str(uuid.uuid4()), external_id=job.meta.call_id, agent_id=job.meta.agent_id,
+        call_date=job.meta.call_date, rubric_id=rubric.id, rubric_version=rubric.version,
+        policy_pack_id=policies.id, policy_pack_version=policies.version, channels=job.meta.channels,
+        source="cli", input_kind="audio" if job.audio else "transcript",
+    ))
+    repo.start_call(call.id)
+    repo.finish_call(call.id, card)
 
 
 def format_scorecard(card: dict[str, Any]) -> str:

@@ -1,0 +1,132 @@
+"""The qa-service command line: inline processing of recordings and transcripts, manifests, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qa_service.cli import format_scorecard, format_table, main
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+RULES = ["--rubric", str(SAMPLES / "rubric.yaml"), "--policies", str(SAMPLES / "policies.yaml")]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{tmp_path / 'qa.db'}")
+    monkeypatch.setenv("QA_STORAGE_DIR", str(tmp_path / "storage"))
+    return tmp_path
+
+
+def test_transcript_is_scored_stored_and_written(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = env / "out"
+    code = main(["process", "--transcript", str(SAMPLES / "transcript-chat.json"), *RULES,
+                 "--agent-id", "agent-leo", "--call-date", "2026-10-22", "--call-id", "chat-1",
+                 "--out", str(out)])
+    assert code == 0
+    card = json.loads((out / "chat-1.scorecard.json").read_text())
+    assert card["call_id"] == "chat-1" and card["agent_id"] == "agent-leo"
+    assert card["rubric"]["id"] == "harbourline-intake" and len(card["rubric"]["sha256"]) == 64
+    by_id = {c["id"]: c for c in card["criteria"]}
+    assert by_id["greeting"]["passed"] and by_id["greeting"]["evidence"][0]["speaker"] == "agent"
+    assert not by_id["identity_check"]["passed"]
+    # "We no longer accept faxed forms" is correct advice, not an outdated term.
+    assert not [v for v in card["violations"] if v["kind"] == "outdated_policy"]
+    printed = capsys.readouterr().out
+    assert "chat-1" in printed and "identity_check" in printed
+
+    from qa_service.settings import Settings
+    from qa_service.storage import open_repository
+
+    repo = open_repository(Settings().database_url)
+    call = repo.find_call("chat-1")
+    assert call is not None and call.status == "done" and call.source == "cli"
+    stored = repo.get_scorecard(call.id)
+    assert stored.passed == card["passed"]
+
+
+def test_outdated_fee_in_text_transcript(env: Path, tmp_path: Path) -> None:
+    transcript = tmp_path / "call.txt"
+    transcript.write_text(
+        "Agent: Thanks for calling Harbourline, my name is Sam, this call is recorded.\n"
+        "Customer: How much is the permit?\n"
+        "Agent: The permit fee is three hundred and eighty euros.\n"
+    )
+    out = env / "out"
+    assert main(["process", "--transcript", str(transcript), *RULES, "--call-date", "2026-10-01",
+                 "--out", str(out), "--no-store"]) == 0
+    card = json.loads((out / "call.scorecard.json").read_text())
+    outdated = [v for v in card["violations"] if v["kind"] == "outdated_policy"]
+    assert [v["policy_id"] for v in outdated] == ["permit-fee"]
+    assert "420" in outdated[0]["detail"]
+    # The same words on a date when 380 was still the fee are fine.
+    assert main(["process", "--transcript", str(transcript), *RULES, "--call-date", "2026-07-15",
+                 "--out", str(out), "--no-store"]) == 0
+    card = json.loads((out / "call.scorecard.json").read_text())
+    assert not [v for v in card["violations"] if v["kind"] == "outdated_policy"]
+
+
+def test_bad_manifest_line_is_a_clear_error(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = env / "m.jsonl"
+    manifest.write_text(json.dumps({"call_id": "a", "agent_id": "x", "call_date": "2026-13-45",
+                                    "transcript": "t.txt"}) + "\n")
+    assert main(["process", "--manifest", str(manifest), *RULES, "--no-store"]) == 2
+    err = capsys.readouterr().err
+    assert "m.jsonl:1" in err
+
+
+def test_broken_rubric_names_file_and_field(env: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    rubric = tmp_path / "broken.yaml"
+    rubric.write_text((SAMPLES / "rubric.yaml").read_text().replace("points: 10", "points: ten", 1))
+    code = main(["process", "--transcript", str(SAMPLES / "transcript-chat.json"), "--rubric", str(rubric),
+                 "--policies", str(SAMPLES / "policies.yaml"), "--no-store"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml" in err and "points" in err
+
+
+@pytest.mark.slow
+def test_batch_of_recordings_and_a_bad_file(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = env / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(200)))
+    shutil.copy(SAMPLES / "audio" / "sample-002.flac", env / "sample-002.flac")
+    manifest = env / "calls.jsonl"
+    manifest.write_text(
+        json.dumps({"audio": "sample-002.flac", "call_id": "s2", "agent_id": "agent-tom",
+                    "call_date": "2026-10-20", "channels": "stereo"}) + "\n"
+        + json.dumps({"audio": "broken.wav", "call_id": "bad", "agent_id": "agent-tom",
+                      "call_date": "2026-10-20"}) + "\n"
+    )
+    out = env / "out"
+    code = main(["process", "--manifest", str(manifest), *RULES, "--out", str(out)])
+    assert code == 1  # one call failed; the other was still scored
+    captured = capsys.readouterr()
+    assert "bad: failed" in captured.err
+    card = json.loads((out / "s2.scorecard.json").read_text())
+    assert card["auto_fail"] and not card["passed"]
+    assert "promises_result" in {v["id"] for v in card["violations"]}
+    speakers = {s["speaker"] for s in card["transcript"]}
+    assert speakers == {"agent", "customer"}
+    assert card["metrics"]["talk_time_s"]["agent"] > card["metrics"]["talk_time_s"]["customer"] > 0
+    assert not (out / "bad.scorecard.json").exists()
+    assert "s2" in captured.out  # the summary table
+
+
+def test_summary_formats() -> None:
+    card = {
+        "call_id": "c1", "agent_id": "a1", "call_date": "2026-01-02", "score": 42.5, "passed": False,
+        "auto_fail": True, "warnings": [], "criteria": [
+            {"id": "greeting", "title": "Greets", "passed": False, "max_points": 10, "applicable": True}],
+        "violations": [{"id": "promises_result", "kind": "prohibited", "policy_id": None, "start": 75.2,
+                        "speaker": "agent", "text": "I can guarantee your permit", "detail": "a promise"}],
+    }
+    text = format_scorecard(card)
+    assert "score 42.5  FAIL  (auto-fail)" in text
+    assert "greeting" in text and '01:15.2 (agent): "I can guarantee your permit"' in text
+    table = format_table([card])
+    assert "c1" in table and "AUTO" in table and "promises_result" in table
