@@ -1,0 +1,93 @@
+"""Spoken numbers: words and digits to values with token spans, and values back to words."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa_service.spoken import canonical_unit, find_numbers, number_to_words, parse_digits
+
+
+def _found(text: str) -> list[tuple[str, float, str | None]]:
+    tokens = text.split()
+    return [(" ".join(tokens[n.start:n.end]), n.value, n.unit) for n in find_numbers(tokens)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sixty seven points", [("sixty seven", 67, "point")]),
+        ("five hundred and ninety five dollars", [("five hundred and ninety five", 595, "dollar")]),
+        ("six hundred forty", [("six hundred forty", 640, None)]),
+        ("$ 640", [("$ 640", 640, "dollar")]),
+        ("640 dollars", [("640", 640, "dollar")]),
+        ("1,200", [("1,200", 1200, None)]),
+        ("two thousand and five", [("two thousand and five", 2005, None)]),
+        ("one hundred percent chance", [("one hundred", 100, "percent")]),
+        ("a hundred bucks", [("a hundred", 100, "dollar")]),
+        ("twelve hundred", [("twelve hundred", 1200, None)]),
+        ("sixty-seven", [("sixty-seven", 67, None)]),
+        ("sixty - seven", [("sixty - seven", 67, None)]),
+        ("1.5 million", [("1.5 million", 1_500_000, None)]),
+        ("67 %", [("67", 67, "percent")]),
+        ("ten per cent", [("ten", 10, "percent")]),
+        ("three years", [("three", 3, "year")]),
+        ("nineteen eighty seven", [("nineteen eighty seven", 1987, None)]),
+        ("twenty twenty six", [("twenty twenty six", 2026, None)]),
+        ("nineteen oh five", [("nineteen oh five", 1905, None)]),
+        ("fourteen weeks", [("fourteen", 14, "week")]),
+        ("zero", [("zero", 0, None)]),
+        ("one million two hundred thousand", [("one million two hundred thousand", 1_200_000, None)]),
+        ("£ 30", [("£ 30", 30, "pound")]),
+    ],
+)
+def test_single_numbers(text: str, expected: list[tuple[str, float, str | None]]) -> None:
+    assert _found(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("four one five , five five five", [4, 1, 5, 5, 5, 5]),  # digit by digit stays digit by digit
+        ("we have sixty six and sixty five", [66, 65]),
+        ("between 595 and 640", [595, 640]),
+        ("sixty five sixty six", [65, 66]),  # not a year: sixty is not a century
+        ("oh I see", []),
+        ("a lot of people and one more", [1]),
+        ("the hundred", []),  # "hundred" without a count is not a number here
+        ("first second third", []),
+    ],
+)
+def test_sequences(text: str, values: list[float]) -> None:
+    assert [n.value for n in find_numbers(text.split())] == values
+
+
+def test_spans_refer_to_original_tokens_with_unit_end() -> None:
+    tokens = ["fee", "is", "six", "hundred", "and", "forty", "dollars", "now"]
+    (n,) = find_numbers(tokens)
+    assert (n.start, n.end, n.unit_end) == (2, 6, 7)
+    assert n.text_value == "640"
+
+
+@pytest.mark.parametrize(
+    ("token", "value"),
+    [("640", 640), ("1,200", 1200), ("2.5", 2.5), ("12,34", None), ("x1", None), ("", None)],
+)
+def test_parse_digits(token: str, value: float | None) -> None:
+    assert parse_digits(token) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [(0, "zero"), (7, "seven"), (19, "nineteen"), (40, "forty"), (67, "sixty seven"),
+     (100, "one hundred"), (595, "five hundred ninety five"), (2005, "two thousand five"),
+     (1_200_000, "one million two hundred thousand")],
+)
+def test_number_to_words_round_trips(value: int, words: str) -> None:
+    assert number_to_words(value) == words
+    assert [n.value for n in find_numbers(words.split())] == [value]
+
+
+@pytest.mark.parametrize(("word", "unit"), [("Dollars", "dollar"), ("$", "dollar"), ("USD", "dollar"),
+                                            ("years", "year"), ("%", "percent"), ("Parcels", "parcel")])
+def test_canonical_unit(word: str, unit: str) -> None:
+    assert canonical_unit(word) == unit
