@@ -247,7 +247,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run an RQ worker that preloads the models."""
-    from qa_service.worker import run_worker
+    from qa_service.jobs import run_worker
 
     run_worker(Settings(), burst=args.burst)
     return 0

@@ -1,0 +1,81 @@
+"""Pipeline assembly: evidence comes from the redacted transcript, silence is reported, cues are derived."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from qa_service.pipeline import agent_cues, build_scorecard, redact_evidence, vocabulary
+from qa_service.records import (
+    CallMeta,
+    CriterionResult,
+    Evidence,
+    Redacted,
+    Redaction,
+    ScoreResult,
+    Segment,
+    Transcript,
+    Violation,
+)
+from qa_service.rules.load import load_policy_pack, load_rubric
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+RAW = Transcript(segments=(
+    Segment("agent", 0.0, 2.0, "Thanks for calling, my name is Mira."),
+    Segment("customer", 2.5, 4.0, "My card is 4111 1111 1111 1111."),
+), duration_s=4.0)
+REDACTED = Redacted(
+    transcript=Transcript(segments=(
+        Segment("agent", 0.0, 2.0, "Thanks for calling, my name is Mira."),
+        Segment("customer", 2.5, 4.0, "My card is <CREDIT_CARD>."),
+    ), duration_s=4.0),
+    redactions=(Redaction("CREDIT_CARD", 1, 11, 30, 2.9, 3.9, "customer"),),
+)
+
+
+def _result() -> ScoreResult:
+    evidence = Evidence((1,), 2.5, 4.0, "customer", "My card is 4111 1111 1111 1111.")
+    return ScoreResult(
+        criteria=(CriterionResult("card", "Takes the card", "payment", True, 10, 10, (evidence,)),),
+        violations=(Violation("read_back", "prohibited", "Reads card back", evidence, "said"),),
+        score=100.0, auto_fail=False, passed=True,
+    )
+
+
+def test_evidence_text_is_replaced_by_redacted_segments() -> None:
+    result = redact_evidence(_result(), REDACTED)
+    assert result.criteria[0].evidence[0].text == "My card is <CREDIT_CARD>."
+    assert result.violations[0].evidence.text == "My card is <CREDIT_CARD>."
+    assert "4111" not in repr(result)
+
+
+def test_scorecard_keeps_no_raw_text_and_reports_rules_versions() -> None:
+    rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
+    card = build_scorecard(CallMeta("c1", "agent-mira", date(2026, 10, 1)), RAW, REDACTED, _result(),
+                           rubric, policies, {"talk_time_s": {}}).to_dict()
+    assert "4111" not in str(card)
+    assert card["rubric"] == {"id": "harbourline-intake", "version": "2026.10", "sha256": rubric.sha256}
+    assert card["redactions"] == [
+        {"entity_type": "CREDIT_CARD", "start": 2.9, "end": 3.9, "speaker": "customer"}]
+    assert card["warnings"] == []
+
+
+def test_silent_call_says_no_speech_was_found() -> None:
+    rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
+    empty = Transcript(segments=(), duration_s=30.0)
+    result = ScoreResult(criteria=(), violations=(), score=0.0, auto_fail=True, passed=False)
+    card = build_scorecard(CallMeta("c2", "a", date(2026, 10, 1)), empty, Redacted(empty, ()), result,
+                           rubric, policies, {}).to_dict()
+    assert card["warnings"] == ["no speech found in the recording"]
+    assert card["duration_s"] == 30.0 and card["passed"] is False
+
+
+def test_vocabulary_and_agent_cues_come_from_the_rules() -> None:
+    rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
+    words = vocabulary(rubric, policies)
+    assert "thanks for calling harbourline" in words and "permit fee" in words
+    assert len(words) == len(set(words))
+    cues = agent_cues(rubric)
+    assert "my name is" in cues  # an opening phrase with a time limit
+    assert "anything else I can help" not in cues  # said at the end, no time limit
