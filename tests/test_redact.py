@@ -1,0 +1,267 @@
+"""Redaction with the real Presidio engines over the packaged spaCy model (no fakes)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+
+import pytest
+
+from qa_service.errors import ConfigError
+from qa_service.records import Segment, Transcript, Word
+from qa_service.stages.redact import PresidioRedactor, Redactor, load_redactor
+
+
+@pytest.fixture(scope="module")
+def redactor() -> PresidioRedactor:
+    return load_redactor(allow_list=["Northwind", "Ana"])
+
+
+def _segment(
+    text: str, speaker: str = "customer", start: float = 0.0, seconds_per_word: float = 0.4
+) -> Segment:
+    """A segment with word timestamps laid out evenly, the way the recogniser reports them."""
+    words = []
+    t = start
+    for m in re.finditer(r"\S+", text):
+        words.append(Word(" " + m.group(), round(t, 3), round(t + seconds_per_word * 0.9, 3)))
+        t += seconds_per_word
+    return Segment(speaker=speaker, start=start, end=round(t, 3), text=text, words=tuple(words))
+
+
+def _call(*turns: tuple[str, str]) -> Transcript:
+    segs, t = [], 0.0
+    for speaker, text in turns:
+        seg = _segment(text, speaker, t)
+        segs.append(seg)
+        t = seg.end + 0.5
+    return Transcript(segments=tuple(segs), duration_s=t)
+
+
+def _redacted_text(redactor: PresidioRedactor, text: str) -> str:
+    return redactor.redact(_call(("customer", text))).transcript.segments[0].text
+
+
+def _digits(text: str) -> str:
+    spoken = {
+        "zero": "0",
+        "oh": "0",
+        "one": "1",
+        "two": "2",
+        "three": "3",
+        "four": "4",
+        "five": "5",
+        "six": "6",
+        "seven": "7",
+        "eight": "8",
+        "nine": "9",
+    }
+    return "".join(
+        spoken.get(w, w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w in spoken or w.isdigit()
+    )
+
+
+POSITIVE = [
+    # (text, the raw part that must be gone, entity type expected in its place)
+    ("My name is David Okafor and I would like to ask about a visa.", "Okafor", "PERSON"),
+    ("yes my name is james whitfield", "whitfield", "PERSON"),
+    ("Hi, I'm Maria Gonzalez. I failed my visa application last year.", "Gonzalez", "PERSON"),
+    ("my number is 415-555-0132 if you need it", "555-0132", "PHONE_NUMBER"),
+    ("my number is four one five, five five five, zero one three two", "zero one three two", "PHONE_NUMBER"),
+    (
+        "you can call me on zero seven seven zero zero, nine zero zero, one two three",
+        "nine zero zero",
+        "PHONE_NUMBER",
+    ),
+    ("call me on +44 7700 900123 any time", "900123", "PHONE_NUMBER"),
+    ("send it to david.okafor@example.com please", "okafor@example", "EMAIL_ADDRESS"),
+    ("send me the checklist at david dot okafor at example dot com?", "okafor", "EMAIL_ADDRESS"),
+    ("my card is 4111 1111 1111 1111", "1111 1111", "CREDIT_CARD"),
+    (
+        "the card number is four one one one, one one one one, one one one one, one one one one",
+        "one one one one",
+        "CREDIT_CARD",
+    ),
+    ("card number 4 5 3 2 0 1 5 1 1 2 8 3 0 3 6 6", "0 1 5 1", "CREDIT_CARD"),  # valid Luhn, no grouping
+    ("I was born on the fourteenth of March nineteen eighty seven", "nineteen eighty seven", "DATE_TIME"),
+    ("April ninth, nineteen eighty.", "nineteen eighty", "DATE_TIME"),
+    ("It is June 2nd, 1990.", "1990", "DATE_TIME"),
+    ("the expiry is oh nine twenty eight", "twenty eight", "DATE_TIME"),
+    ("my passport number is X, R, four, seven, one, two, nine, eight, three", "nine, eight", "US_PASSPORT"),
+    ("my reference number is N W, seven seven three, one nine two", "one nine two", "ID"),
+    ("reference x-ray romeo four seven one two", "romeo", "ID"),
+    ("my post code is N W one, four R Y", "four R Y", "LOCATION"),
+    ("I live at 14 Baker Street in town", "Baker", "LOCATION"),
+]
+
+
+@pytest.mark.parametrize(("text", "raw", "entity"), POSITIVE, ids=[p[1] for p in POSITIVE])
+def test_personal_data_is_replaced(redactor: PresidioRedactor, text: str, raw: str, entity: str) -> None:
+    out = _redacted_text(redactor, text)
+    assert raw.lower() not in out.lower()
+    assert f"<{entity}>" in out
+    # No 4-digit run of the original number survives, whether written as digits or words.
+    original, left = _digits(raw), _digits(out)
+    if len(original) >= 4:
+        assert not any(original[i : i + 4] in left for i in range(len(original) - 3))
+
+
+NEGATIVE = [
+    "Processing takes about twelve weeks once your file is complete.",
+    "We will review your points together next week, and I will email the checklist today.",
+    "Under the current rules the pass mark is sixty seven points.",
+    "The application fee is six hundred and forty dollars.",
+    "The visa fee is $595, and our assessment is $100.",
+    "The pass mark is 67 points and processing takes 12 weeks.",
+    "Hello, thank you for calling. Have a good day!",
+    "Good morning, how can I help you today?",
+    "Is there anything else I can help you with?",
+    "Great. Sure, that is fine, thanks.",
+    "I have been waiting for three months and called twice.",
+    "The rules changed in July.",
+    "I would like to ask about the skilled worker visa.",
+]
+
+
+@pytest.mark.parametrize("text", NEGATIVE)
+def test_ordinary_speech_is_kept(redactor: PresidioRedactor, text: str) -> None:
+    assert _redacted_text(redactor, text) == text
+
+
+def test_allow_list_keeps_company_and_agent_names(redactor: PresidioRedactor) -> None:
+    text = "Thank you for calling Northwind, my name is Ana."
+    assert _redacted_text(redactor, text) == text
+    plain = load_redactor()
+    assert "Ana" not in _redacted_text(plain, "Hello Ana, my name is Ana Lopez.")
+
+
+def test_record_keeps_segments_and_locates_each_redaction(redactor: PresidioRedactor) -> None:
+    call = _call(
+        ("agent", "Thank you for calling Northwind, my name is Ana."),
+        ("customer", "Hello, my name is David Okafor and my number is 415-555-0132."),
+    )
+    red = redactor.redact(call)
+    assert isinstance(red.transcript, Transcript)
+    assert len(red.transcript.segments) == len(call.segments)
+    for before, after in zip(call.segments, red.transcript.segments, strict=True):
+        assert (before.speaker, before.start, before.end) == (after.speaker, after.start, after.end)
+        assert len(before.words) == len(after.words)
+    seg = red.transcript.segments[1]
+    assert seg.text == "Hello, my name is <PERSON> and my number is <PHONE_NUMBER>."
+    # Words inside a span carry the placeholder, so no raw value is left in the record.
+    raw_words = " ".join(w.text for w in seg.words)
+    assert "Okafor" not in raw_words and "415" not in raw_words
+    assert "<PERSON>" in raw_words and "<PHONE_NUMBER>" in raw_words
+
+    by_type = {r.entity_type: r for r in red.redactions}
+    assert set(by_type) == {"PERSON", "PHONE_NUMBER"}
+    person = by_type["PERSON"]
+    original = call.segments[1]
+    # Offsets index the original text; times come from the words the span covers.
+    assert original.text[person.char_start : person.char_end] == "David Okafor"
+    assert person.segment == 1 and person.speaker == "customer"
+    david = next(w for w in original.words if w.text.strip() == "David")
+    okafor = next(w for w in original.words if w.text.strip() == "Okafor")
+    assert (person.start, person.end) == (david.start, okafor.end)
+    phone = by_type["PHONE_NUMBER"]
+    assert original.text[phone.char_start : phone.char_end] == "415-555-0132"
+    assert phone.start > person.end
+
+
+def test_times_fall_back_to_segment_proportion_without_words(redactor: PresidioRedactor) -> None:
+    text = "Hi there, the number is 415-555-0132"
+    seg = Segment(speaker="customer", start=10.0, end=20.0, text=text)
+    red = redactor.redact(Transcript(segments=(seg,), duration_s=20.0))
+    (r,) = red.redactions
+    assert red.transcript.segments[0].text == "Hi there, the number is <PHONE_NUMBER>"
+    assert r.start == pytest.approx(10.0 + 10.0 * text.index("415") / len(text))
+    assert r.end == pytest.approx(20.0)
+
+
+def test_answer_to_a_question_is_redacted_in_context(redactor: PresidioRedactor) -> None:
+    answer = "Sure, it is the eleventh of the eleventh, ninety two."
+    # On its own the answer is a few numbers, and they stay: nothing says they are a date of birth.
+    assert _redacted_text(redactor, answer) == answer
+    red = redactor.redact(
+        _call(("agent", "To confirm your identity, what is your date of birth?"), ("customer", answer))
+    )
+    out = red.transcript.segments[1].text
+    assert "ninety two" not in out and "<DATE_TIME>" in out
+    assert out.startswith("Sure, it is")  # the ordinary words of the turn stay
+
+
+def test_reference_number_after_question(redactor: PresidioRedactor) -> None:
+    red = redactor.redact(
+        _call(
+            ("agent", "Could you read me your application reference please?"),
+            ("customer", "yes it's A B four four nine"),
+        )
+    )
+    out = red.transcript.segments[1].text
+    assert "four four nine" not in out and out.startswith("yes it's")
+
+
+def test_name_said_back_is_redacted_everywhere(redactor: PresidioRedactor) -> None:
+    red = redactor.redact(
+        _call(
+            ("customer", "Yes, my name is James Whitfield."),
+            ("agent", "Thanks James, what is your date of birth?"),
+            ("customer", "April ninth, nineteen eighty."),
+            ("agent", "Thank you james, that is all done."),
+        )
+    )
+    texts = [s.text for s in red.transcript.segments]
+    assert all("james" not in t.lower() for t in texts)
+    assert texts[1].startswith("Thanks <PERSON>")
+    assert texts[3] == "Thank you <PERSON>, that is all done."
+
+
+def test_no_network_and_no_warnings_while_loading_and_redacting(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    with caplog.at_level(logging.WARNING):
+        fresh = load_redactor()
+        out = _redacted_text(fresh, "mail me at jane.doe@example.co.uk or visit www.example.org today")
+    assert attempts == []
+    assert "<EMAIL_ADDRESS>" in out and "jane.doe" not in out
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_missing_spacy_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no_such_model"):
+        load_redactor("no_such_model")
+
+
+def test_protocol_and_speed(redactor: PresidioRedactor) -> None:
+    assert isinstance(redactor, PresidioRedactor)
+    r: Redactor = redactor
+    # About three minutes of conversation: 60 turns of ordinary speech with some personal data.
+    turns = []
+    for i in range(30):
+        turns.append(
+            ("agent", "Thanks for that. Could you confirm your phone number and date of birth please?")
+        )
+        turns.append(
+            (
+                "customer",
+                f"Sure, it is four one five, five five five, zero one {i % 10} two, and I was "
+                "born on the third of July nineteen seventy nine.",
+            )
+        )
+    call = _call(*turns)
+    t0 = time.perf_counter()
+    red = r.redact(call)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.0, f"redaction took {elapsed:.2f} s"
+    assert sum(x.entity_type == "PHONE_NUMBER" for x in red.redactions) == 30
+    assert all("seventy nine" not in s.text for s in red.transcript.segments)
