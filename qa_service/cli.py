@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--role", required=True, choices=["admin", "qa", "telephony", "supervisor"])
     kc.add_argument("--name", required=True)
     kc.set_defaults(func=cmd_keys_create)
+
+    demo = sub.add_parser("demo", help="score the sample calls (through the queue when Redis answers)")
+    demo.set_defaults(func=cmd_demo)
     return p
 
 
@@ -251,6 +254,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     run_worker(Settings(), burst=args.burst)
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Process the sample calls and print their scorecards."""
+    from qa_service.demo import run_demo
+
+    return run_demo(Settings())
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

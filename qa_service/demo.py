@@ -1,0 +1,117 @@
+"""`qa-service demo` (`make demo`): score the sample calls and print a table of scorecards.
+
+When Redis answers, the calls go the production way: stored, queued, and processed by a worker
+started as a separate process. Otherwise they run inline, as `qa-service process` does. The demo
+keeps its own database and storage under var/demo/, made afresh on each run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+from qa_service.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def run_demo(base: Settings) -> int:
+    """Process the samples through the queue when Redis is reachable, inline otherwise."""
+    home = Path("var/demo")
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    settings = base.model_copy(update={
+        "database_url": f"sqlite:///{home / 'qa.db'}", "storage_dir": home / "storage",
+        "queue_name": f"demo-{uuid.uuid4().hex[:8]}",
+    })
+    env = {**os.environ, "QA_DATABASE_URL": settings.database_url,
+           "QA_STORAGE_DIR": str(settings.storage_dir), "QA_QUEUE_NAME": settings.queue_name,
+           "QA_REDIS_URL": settings.redis_url}
+    if _redis_answers(settings.redis_url):
+        print(f"Redis answers at {settings.redis_url}: the calls go through the queue to a separate worker.")
+        return _through_queue(settings, env)
+    print(f"Redis does not answer at {settings.redis_url}: processing the calls inline instead.")
+    from qa_service.cli import main
+
+    os.environ.update(env)
+    return main(["process", "--manifest", str(SAMPLES / "manifest.jsonl"), "--rubric",
+                 str(SAMPLES / "rubric.yaml"), "--policies", str(SAMPLES / "policies.yaml"),
+                 "--channels", "stereo", "--out", str(home / "scorecards"), "--quiet"])
+
+
+def _redis_answers(url: str) -> bool:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except RedisError:
+        return False
+
+
+def _through_queue(settings: Settings, env: dict[str, str]) -> int:
+    from redis import Redis
+    from rq import Queue
+    from tqdm import tqdm
+
+    from qa_service.cli import format_table
+    from qa_service.jobs import enqueue_call
+    from qa_service.rules.load import load_policy_pack, load_rubric
+    from qa_service.storage import NewCall, open_repository
+    from qa_service.storage.inputs import write_bytes
+
+    repo = open_repository(settings.database_url)
+    rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
+    repo.put_rules("rubric", rubric.id, rubric.version, rubric.sha256, rubric.text)
+    repo.put_rules("policy_pack", policies.id, policies.version, policies.sha256, policies.text)
+    queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
+    ids = []
+    for line in (SAMPLES / "manifest.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        call_id = str(uuid.uuid4())
+        kind = "audio" if "audio" in row else "transcript"
+        source = SAMPLES.parent / row[kind]
+        path = write_bytes(settings.storage_dir, call_id, source.read_bytes(), source.suffix)
+        repo.add_call(NewCall(
+            id=call_id, external_id=row["call_id"], agent_id=row["agent_id"],
+            call_date=date.fromisoformat(row["call_date"]),
+            rubric_id=rubric.id, rubric_version=rubric.version,
+            policy_pack_id=policies.id, policy_pack_version=policies.version,
+            channels="stereo" if kind == "audio" else "auto", source="upload", input_kind=kind,
+            input_path=str(path),
+        ))
+        enqueue_call(queue, call_id)
+        ids.append(call_id)
+    print(f"queued {len(ids)} calls on '{settings.queue_name}'; starting a worker (it loads the models once)")
+    worker = subprocess.Popen([sys.executable, "-m", "qa_service", "worker", "--burst"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with tqdm(total=len(ids), desc="calls", unit="call") as bar:
+        finished: set[str] = set()
+        while len(finished) < len(ids):
+            for call_id in set(ids) - finished:
+                if repo.get_call(call_id).status in ("done", "failed"):
+                    finished.add(call_id)
+                    bar.update(1)
+            if worker.poll() is not None and len(finished) < len(ids):
+                print(f"the worker stopped early:\n{worker.stderr.read() if worker.stderr else ''}")
+                return 1
+            time.sleep(0.5)
+    worker.wait(timeout=60)
+    cards, failed = [], []
+    for call_id in ids:
+        call = repo.get_call(call_id)
+        if call.status == "failed":
+            failed.append(f"{call.external_id}: failed: {call.failure_reason}")
+        else:
+            cards.append(repo.get_scorecard(call_id).data)
+    print(format_table(cards))
+    for line in failed:
+        print(line)
+    return 1 if failed else 0
