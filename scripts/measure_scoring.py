@@ -59,6 +59,23 @@ def asr_transcript(wav: Path, cache: Path) -> Transcript:
     return Transcript(segments=segs, duration_s=data["duration_s"])
 
 
+def product_transcript(wav: Path, cache: Path, vocabulary: list[str], mode: str) -> Transcript:
+    """Transcribe with the product's own decode and transcribe stages (cached as JSON)."""
+    if not cache.exists():
+        from qa_service.stages.decode import decode
+        from qa_service.stages.transcribe import DecodeOptions, load_transcriber, transcribe_call
+
+        global _PRODUCT
+        if _PRODUCT is None:
+            _PRODUCT = load_transcriber("tiny.en", options=DecodeOptions(vocabulary_mode=mode))  # type: ignore[arg-type]
+        t = transcribe_call(decode(wav), _PRODUCT, "stereo", vocabulary=vocabulary if mode != "none" else ())
+        segs = [{"speaker": s.speaker, "start": s.start, "end": s.end, "text": s.text,
+                 "words": [[w.text, w.start, w.end, w.probability] for w in s.words]} for s in t.segments]
+        cache.write_text(json.dumps({"segments": segs, "duration_s": t.duration_s}))
+    return asr_transcript(wav, cache)
+
+
+_PRODUCT = None
 _MODEL = None
 
 
@@ -110,6 +127,8 @@ def main() -> int:
     ap.add_argument("--policies", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--asr", action="store_true", help="score recogniser output instead of the script")
+    ap.add_argument("--product", choices=["none", "hotwords", "prompt"],
+                    help="with --asr: use the product's stages, passing the rubric's vocabulary this way")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/asr-cache"))
     ap.add_argument("--judge", type=Path)
     ap.add_argument("--rubrics", type=Path)
@@ -128,7 +147,14 @@ def main() -> int:
         if args.asr:
             audio_dir = args.audio or args.truth
             tag = audio_dir.name
-            transcript = asr_transcript(audio_dir / f"{name}.stereo.wav", args.cache / f"{tag}-{name}.json")
+            wav = audio_dir / f"{name}.stereo.wav"
+            if args.product:
+                from qa_service.pipeline import vocabulary
+
+                transcript = product_transcript(wav, args.cache / f"{tag}-{name}.product-{args.product}.json",
+                                                vocabulary(rubric, policies), args.product)
+            else:
+                transcript = asr_transcript(wav, args.cache / f"{tag}-{name}.json")
         else:
             transcript = truth_transcript(truth)
         calls.append((truth, transcript))

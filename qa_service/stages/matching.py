@@ -211,69 +211,114 @@ class Hit:
 
 
 class PhraseSet:
-    """Labelled phrases matched in one pass over an utterance's normalised tokens."""
+    """Labelled phrases matched in one pass over an utterance's normalised tokens.
 
-    def __init__(self, phrases: Iterable[tuple[str, str]], nlp: NLP, lemma: Lemmatizer) -> None:
-        self._phrases: list[tuple[str, tuple[NTok, ...]]] = []
-        self._by_first: dict[str, list[int]] = defaultdict(list)
-        for label, text in phrases:
+    A phrase is strict (prohibited items, obsolete terms: a slip must not turn into an accusation) or
+    lenient (what an agent should say: one misheard word in a phrase of four or more words is allowed).
+    """
+
+    def __init__(self, phrases: Iterable[tuple[str, str, bool]], nlp: NLP, lemma: Lemmatizer) -> None:
+        self._phrases: list[tuple[str, tuple[NTok, ...], bool]] = []
+        by_first: dict[str, list[int]] = defaultdict(list)
+        by_second: dict[str, list[int]] = defaultdict(list)
+        for label, text, lenient in phrases:
             toks = tuple(t for t in normalise([w.text for w in nlp.tokenizer(text)], lemma) if not t.punct)
             if not toks:
                 continue
             idx = len(self._phrases)
-            self._phrases.append((label, toks))
-            self._by_first[toks[0].norm].append(idx)
-        self._firsts = {norm: self._phrases[ids[0]][1][0] for norm, ids in self._by_first.items()}
-        self._candidates: dict[tuple[str, str, str], tuple[int, ...]] = {}
+            self._phrases.append((label, toks, lenient))
+            by_first[toks[0].norm].append(idx)
+            if lenient and len(toks) >= 4:
+                by_second[toks[1].norm].append(idx)
+        self._first = _Index(by_first, self._phrases, 0)
+        self._second = _Index(by_second, self._phrases, 1)
 
     def __len__(self) -> int:
         return len(self._phrases)
 
-    def _starting(self, toks: Sequence[NTok], i: int) -> tuple[int, ...]:
-        t = toks[i]
-        nxt = toks[i + 1].low if i + 1 < len(toks) and not toks[i + 1].punct else ""
-        key = (t.norm, t.low, nxt)
-        found = self._candidates.get(key)
-        if found is None:
-            out: list[int] = []
-            for norm, first in self._firsts.items():
-                joined = bool(nxt) and first.number is None and fuzzy_equal(t.low + nxt, first.low)
-                if token_equal(t, first) or joined:
-                    out.extend(self._by_first[norm])
-                elif any(len(p) > 1 and fuzzy_equal(t.low, p[0].low + p[1].low)
-                         for p in (self._phrases[j][1] for j in self._by_first[norm])):
-                    out.extend(self._by_first[norm])
-            found = tuple(out)
-            if len(self._candidates) < 100_000:
-                self._candidates[key] = found
-        return found
-
     def find(self, toks: Sequence[NTok], utterance: int) -> list[Hit]:
-        """Every phrase hit in one utterance's normalised tokens (one per label and start)."""
+        """Every phrase hit in one utterance's normalised tokens."""
         hits: list[Hit] = []
         for i, t in enumerate(toks):
-            if t.punct or t.filler and t.norm not in self._by_first:
+            if t.punct:
                 continue
-            for idx in self._starting(toks, i):
-                label, ptoks = self._phrases[idx]
-                end = _match(toks, i, ptoks, 0, 0)
+            for idx in self._first.lookup(toks, i):
+                label, ptoks, lenient = self._phrases[idx]
+                end = _match(toks, i, ptoks, 0, 0, lenient)
                 if end is not None:
                     hits.append(Hit(label, utterance, t.start, toks[end - 1].end))
+            prev = toks[i - 1] if i > 0 else None
+            if prev is None or prev.punct:
+                continue
+            for idx in self._second.lookup(toks, i):
+                # the phrase's first word misheard: "in there anything else" for "is there anything else"
+                label, ptoks, lenient = self._phrases[idx]
+                if not _slip_ok(prev, ptoks[0], 0, len(ptoks), lenient):
+                    continue
+                end = _match(toks, i, ptoks, 1, 0, lenient, True)
+                if end is not None:
+                    hits.append(Hit(label, utterance, prev.start, toks[end - 1].end))
         return hits
 
 
-def _function_slip(t: NTok, p: NTok) -> bool:
-    """A misheard short function word ("date on birth" for "date of birth"); never a negation."""
-    return (len(p.low) <= 3 and len(t.low) <= 4 and t.low.isalpha() and p.low.isalpha()
-            and p.low not in NEGATIONS and t.low not in NEGATIONS and t.norm not in NEGATIONS)
+class _Index:
+    """Phrases by the normalised form of their k-th token, with a cache of which transcript words hit."""
+
+    def __init__(self, by_norm: dict[str, list[int]], phrases: Sequence[tuple[str, tuple[NTok, ...], bool]],
+                 k: int) -> None:
+        self._by_norm = by_norm
+        self._phrases = phrases
+        self._k = k
+        self._reps = {norm: phrases[ids[0]][1][k] for norm, ids in by_norm.items()}
+        self._cache: dict[tuple[str, str, str], tuple[int, ...]] = {}
+
+    def lookup(self, toks: Sequence[NTok], i: int) -> tuple[int, ...]:
+        """Phrases whose k-th token may be toks[i] (alone, or joined with the next token)."""
+        if not self._by_norm:
+            return ()
+        t = toks[i]
+        nxt = toks[i + 1].low if i + 1 < len(toks) and not toks[i + 1].punct else ""
+        key = (t.norm, t.low, nxt)
+        found = self._cache.get(key)
+        if found is None:
+            out: list[int] = []
+            k = self._k
+            for norm, rep in self._reps.items():
+                joined = bool(nxt) and rep.number is None and fuzzy_equal(t.low + nxt, rep.low)
+                if token_equal(t, rep) or joined:
+                    out.extend(self._by_norm[norm])
+                elif any(len(p) > k + 1 and fuzzy_equal(t.low, p[k].low + p[k + 1].low)
+                         for p in (self._phrases[j][1] for j in self._by_norm[norm])):
+                    out.extend(self._by_norm[norm])
+            found = tuple(out)
+            if len(self._cache) < 100_000:
+                self._cache[key] = found
+        return found
 
 
-def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped: int,
+FUNCTION_WORDS = frozenset({"a", "an", "the", "of", "on", "in", "at", "to", "for", "by", "with", "from",
+                            "is", "are", "was", "be", "am", "and", "or", "i", "you", "we", "it", "my", "your",
+                            "our", "this", "that", "do", "can", "may", "will", "as", "if", "has", "have",
+                            "me"})
+
+
+def _slip_ok(t: NTok, p: NTok, j: int, m: int, lenient: bool) -> bool:
+    """Whether transcript token t may stand for phrase token p (position j of m) as one misheard word."""
+    if t.number is not None or p.number is not None or not t.low.isalpha() or t.punct:
+        return False
+    if t.low in NEGATIONS or t.norm in NEGATIONS or p.low in NEGATIONS or p.norm in NEGATIONS:
+        return False  # a slip must never add or remove a negation
+    function = p.low in FUNCTION_WORDS and len(t.low) <= 4
+    if lenient:
+        return m >= 4 or (m >= 3 and j > 0 and function)
+    return m >= 4 and 0 < j < m - 1 and function
+
+
+def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped: int, lenient: bool,
            slipped: bool = False) -> int | None:
     """End (exclusive, in toks) of a match of ptoks[j:] starting at toks[i], or None.
 
-    Tolerates fillers between words, split or joined words, and in phrases of four or more words one
-    misheard function word in the middle.
+    Tolerates fillers between words, split or joined words, and one misheard word (see `_slip_ok`).
     """
     if j == len(ptoks):
         return i
@@ -285,31 +330,31 @@ def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped:
     t = toks[i]
     p = ptoks[j]
     if token_equal(t, p):
-        end = _match(toks, i + 1, ptoks, j + 1, skipped, slipped)
+        end = _match(toks, i + 1, ptoks, j + 1, skipped, lenient, slipped)
         if end is not None:
             return end
-    if not slipped and 0 < j < len(ptoks) - 1 and len(ptoks) >= 4 and _function_slip(t, p):
-        end = _match(toks, i + 1, ptoks, j + 1, skipped, True)
+    if not slipped and _slip_ok(t, p, j, len(ptoks), lenient):
+        end = _match(toks, i + 1, ptoks, j + 1, skipped, lenient, True)
         if end is not None:
             return end
     if p.number is None and t.number is None:
         # "north wind" for "northwind"; "any more" for "anymore"
         if i + 1 < n and not toks[i + 1].punct and toks[i + 1].number is None \
                 and fuzzy_equal(t.low + toks[i + 1].low, p.low):
-            end = _match(toks, i + 2, ptoks, j + 1, skipped, slipped)
+            end = _match(toks, i + 2, ptoks, j + 1, skipped, lenient, slipped)
             if end is not None:
                 return end
         # "northwind" for "north wind"
         if j + 1 < len(ptoks) and ptoks[j + 1].number is None \
                 and fuzzy_equal(t.low, p.low + ptoks[j + 1].low):
-            end = _match(toks, i + 1, ptoks, j + 2, skipped, slipped)
+            end = _match(toks, i + 1, ptoks, j + 2, skipped, lenient, slipped)
             if end is not None:
                 return end
     if j > 0 and skipped < MAX_FILLERS:
         if t.filler:
-            return _match(toks, i + 1, ptoks, j, skipped + 1, slipped)
+            return _match(toks, i + 1, ptoks, j, skipped + 1, lenient, slipped)
         if i + 1 < n and (t.low, toks[i + 1].low) in MULTI_FILLERS:
-            return _match(toks, i + 2, ptoks, j, skipped + 1, slipped)
+            return _match(toks, i + 2, ptoks, j, skipped + 1, lenient, slipped)
     return None
 
 
@@ -322,7 +367,8 @@ class Utterance:
 
     `token_segment` maps doc tokens to transcript segments; `token_time` gives, per doc token, when the
     stretch of speech holding it began (the segment start, or with word timings the first word after
-    the last pause, since recognisers glue speech either side of a long silence into one segment).
+    the last pause, since recognisers glue speech either side of a long silence into one segment);
+    `token_prob` is the recogniser's confidence in the word holding each token.
     """
 
     index: int
@@ -332,11 +378,16 @@ class Utterance:
     doc: Any
     token_segment: list[int]
     token_time: list[float]
+    token_prob: list[float]
     toks: list[NTok] = field(default_factory=list)
 
     def segment_of(self, token: int) -> int:
         """Index (in the transcript) of the segment holding a doc token."""
         return self.token_segment[min(token, len(self.token_segment) - 1)]
+
+    def confidence(self, start: int, end: int) -> float:
+        """Lowest recogniser confidence over doc tokens [start, end) (1.0 for typed text)."""
+        return min(self.token_prob[start:end], default=1.0)
 
     def time_of(self, token: int) -> float:
         """When the stretch of speech holding a doc token began, in seconds from the call start."""
@@ -370,26 +421,29 @@ def group_segments(segments: Sequence[Segment], max_gap: float = 2.0) -> list[tu
     return groups
 
 
-def _run_starts(seg: Segment, pause: float) -> list[tuple[int, float]]:
-    """(char offset in seg.text, start time) for each run of words without a pause longer than `pause`."""
+def _word_marks(seg: Segment, pause: float) -> list[tuple[int, float, float]]:
+    """Per word of a segment: (char offset in its text, start of its run of speech, recogniser confidence).
+
+    A run ends at a pause longer than `pause`. Without word timings the segment is one run, confidence 1.
+    """
     text = seg.text.strip()
-    runs = [(0, seg.start)]
     if not seg.words:
-        return runs
+        return [(0, seg.start, 1.0)]
+    marks: list[tuple[int, float, float]] = []
     pos = 0
+    run_start = seg.words[0].start
     prev_end: float | None = None
     for w in seg.words:
         word = w.text.strip()
         found = text.find(word, pos) if word else -1
         at = found if found >= 0 else pos
         if prev_end is not None and w.start - prev_end > pause:
-            runs.append((at, w.start))
-        elif prev_end is None:
-            runs[0] = (0, w.start)
+            run_start = w.start
+        marks.append((0 if not marks else at, run_start, w.probability))
         if found >= 0:
             pos = found + len(word)
         prev_end = w.end
-    return runs
+    return marks
 
 
 def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes: Sequence[str] = (),
@@ -398,14 +452,14 @@ def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes:
     segments = transcript.segments
     groups = group_segments(segments, max_gap)
     texts: list[str] = []
-    bounds: list[list[tuple[int, int, list[tuple[int, float]]]]] = []
+    bounds: list[list[tuple[int, int, list[tuple[int, float, float]]]]] = []
     for _, idxs in groups:
         parts: list[str] = []
-        spans: list[tuple[int, int, list[tuple[int, float]]]] = []
+        spans: list[tuple[int, int, list[tuple[int, float, float]]]] = []
         pos = 0
         for k in idxs:
             piece = segments[k].text.strip()
-            spans.append((pos, k, _run_starts(segments[k], pause)))
+            spans.append((pos, k, _word_marks(segments[k], pause)))
             parts.append(piece)
             pos += len(piece) + 1
         texts.append(" ".join(parts))
@@ -419,19 +473,22 @@ def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes:
     for u, ((speaker, idxs), text, doc, spans) in enumerate(zip(groups, texts, docs, bounds, strict=True)):
         token_segment: list[int] = []
         token_time: list[float] = []
+        token_prob: list[float] = []
         s = 0
         for tok in doc:
             while s + 1 < len(spans) and tok.idx >= spans[s + 1][0]:
                 s += 1
-            offset, seg_index, runs = spans[s]
+            offset, seg_index, marks = spans[s]
             token_segment.append(seg_index)
             local = tok.idx - offset
-            token_time.append(next((t for at, t in reversed(runs) if at <= local), runs[0][1]))
+            mark = next((m for m in reversed(marks) if m[0] <= local), marks[0])
+            token_time.append(mark[1])
+            token_prob.append(mark[2])
         toks = normalise([t.text for t in doc], lemma)
         if not pipes or "lemmatizer" not in pipes:
             for tok in doc:
                 tok.lemma_ = lemma(tok.lower_)
-        out.append(Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, toks))
+        out.append(Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, token_prob, toks))
     return out
 
 

@@ -46,6 +46,10 @@ WITHDRAWN_CUES = frozenset({"withdrawn", "withdraw", "withdrew", "abolished", "a
                             "rather", "used", "previously", "formerly", "old"})
 
 
+# Recogniser confidence below which a stated number is not trusted enough to report it as outdated.
+MIN_NUMBER_CONFIDENCE = 0.3
+
+
 @dataclass
 class CompiledRules:
     """A rubric and policy pack turned into matchers for one spaCy pipeline."""
@@ -86,22 +90,23 @@ def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
     from spacy.matcher import Matcher
 
     lemma = Lemmatizer(nlp)
-    labelled: list[tuple[str, str]] = []
+    labelled: list[tuple[str, str, bool]] = []  # (label, phrase, lenient)
     patterns: list[tuple[str, list[dict[str, Any]]]] = []
     for c in rubric.criteria:
-        labelled += [(f"c:{c.id}", p) for p in c.phrases]
+        labelled += [(f"c:{c.id}", p, True) for p in c.phrases]
         patterns += [(f"c:{c.id}", p) for p in c.patterns]
         if c.applies_when is not None:
-            labelled += [(f"a:{c.id}", p) for p in c.applies_when.phrases]
+            labelled += [(f"a:{c.id}", p, True) for p in c.applies_when.phrases]
             patterns += [(f"a:{c.id}", p) for p in c.applies_when.patterns]
     for item in rubric.prohibited:
-        labelled += [(f"p:{item.id}", p) for p in item.phrases]
+        labelled += [(f"p:{item.id}", p, False) for p in item.phrases]
         patterns += [(f"p:{item.id}", p) for p in item.patterns]
     for fact in policies.facts:
         if isinstance(fact, NumberFact):
-            labelled += [(f"t:{fact.id}", p) for p in fact.topic]
+            labelled += [(f"t:{fact.id}", p, True) for p in fact.topic]
+            labelled += [(f"u:{fact.id}", w, False) for w in _topic_words(fact, nlp)]
         else:
-            labelled += [(f"o:{fact.id}", p) for p in fact.obsolete_phrases]
+            labelled += [(f"o:{fact.id}", p, False) for p in fact.obsolete_phrases]
     matcher = None
     if patterns:
         matcher = Matcher(nlp.vocab, validate=True)
@@ -112,6 +117,25 @@ def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
             matcher.add(label, group)
     return CompiledRules(rubric, policies, lemma, PhraseSet(labelled, nlp, lemma), matcher,
                          pipes_for((p for _, p in patterns), nlp))
+
+
+def _topic_words(fact: NumberFact, nlp: NLP) -> list[str]:
+    """Distinctive single words of multi-word topics ("english" of "english test").
+
+    When the recogniser garbles the rest of the topic, such a word still counts, but only for a value
+    said with the fact's unit ("valid for three years"), so the unit stands in for the lost word.
+    """
+    singles = {t.lower() for t in fact.topic if len(t.split()) == 1}
+    words: list[str] = []
+    for topic in fact.topic:
+        doc = nlp.tokenizer(topic)
+        if len(doc) < 2:
+            continue
+        for tok in doc:
+            low = tok.lower_
+            if len(low) >= 4 and tok.is_alpha and not tok.is_stop and low not in singles and low not in words:
+                words.append(low)
+    return words if fact.unit or fact.unit_aliases else []
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -304,7 +328,9 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact], call_date: date) -> 
         best: dict[int, list[tuple[int, NumberFact]]] = defaultdict(list)
         for fact in facts:
             units = _units(fact)
-            for hit in call.hits.get(f"t:{fact.id}", []):
+            topic_hits = [(h, False) for h in call.hits.get(f"t:{fact.id}", [])]
+            topic_hits += [(h, True) for h in call.hits.get(f"u:{fact.id}", [])]
+            for hit, needs_unit in topic_hits:
                 if hit.utterance != utt.index:
                     continue
                 t_first = pos_of.get(hit.start)
@@ -317,6 +343,8 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact], call_date: date) -> 
                         continue
                     if tok.unit and units and tok.unit not in units:
                         continue  # "twelve weeks" is not a fee
+                    if needs_unit and tok.unit not in units:
+                        continue
                     best[i].append((gap, fact))
         reported: set[str] = set()
         for i, cands in best.items():
@@ -331,6 +359,8 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact], call_date: date) -> 
                 old = [o for o in fact.superseded if o.value == value and o.until < call_date]
                 if value == current or not old or _spoken_as_history(utt, tok):
                     continue
+                if utt.confidence(tok.start, tok.end) < MIN_NUMBER_CONFIDENCE:
+                    continue  # a number the recogniser was guessing at is no ground for a violation
                 reported.add(fact.id)
                 out.append(_outdated_number(call, utt, tok, fact, old[0].until, current, call_date))
     return out
