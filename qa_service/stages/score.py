@@ -29,7 +29,6 @@ from qa_service.stages.matching import (
     build_utterances,
     clause_after,
     clause_before,
-    negated_by_parse,
     negated_by_window,
     pipes_for,
 )
@@ -60,7 +59,6 @@ class CompiledRules:
     phrases: PhraseSet
     matcher: Any  # spacy.matcher.Matcher or None
     pipes: tuple[str, ...]
-    negation: str = "window"
 
 
 _PerNLP = OrderedDict[tuple[str, str], CompiledRules]
@@ -266,10 +264,8 @@ def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
 
 
 def _negated(call: _Call, hit: Hit) -> bool:
-    utt = call.utts[hit.utterance]
-    if call.rules.negation == "parse" and utt.doc.has_annotation("DEP"):
-        return negated_by_parse(utt.doc, hit.start, hit.end)
-    return negated_by_window(utt, hit.start, hit.end)
+    # A token window, not the dependency parse: see negated_by_window for the measurement.
+    return negated_by_window(call.utts[hit.utterance], hit.start, hit.end)
 
 
 def _prohibited(call: _Call, rubric: Rubric) -> list[Violation]:
