@@ -336,7 +336,9 @@ class SpeechRules:
         """True for words that are never a name on their own (stop words, greetings, call vocabulary)."""
         from spacy.lang.en.stop_words import STOP_WORDS
 
-        low = word.lower()
+        low = word.lower().replace("’", "'")
+        if "'" in low and low.split("'")[0] in STOP_WORDS:
+            return True  # "i'm", "it's", "we'll"
         return (
             low in STOP_WORDS
             or low in self.vocab.common
@@ -537,7 +539,15 @@ class _Scanner:
         before = text[max(0, start - 2) : start].strip()
         if before and before[-1] in self.v.currency:
             return True
-        after = re.match(r"\s*([A-Za-z%$£€.']+)", text[end:])
+        # Skip the rest of a number said in words ("six hundred | and forty dollars") before the unit.
+        rest = text[end:]
+        number = self.v.number_words | {"and"}
+        for _ in range(8):
+            m = re.match(r"[\s,\-]*([A-Za-z]+|\d+)", rest)
+            if not m or not (m.group(1).lower() in number or m.group(1).isdigit()):
+                break
+            rest = rest[m.end() :]
+        after = re.match(r"\s*([A-Za-z%$£€.']+)", rest)
         return bool(after) and after.group(1).lower().rstrip(".") in self.v.units
 
     def runs(self, toks: Sequence[Token]) -> list[_Run]:
