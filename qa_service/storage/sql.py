@@ -7,6 +7,7 @@ failing with "database is locked". PostgreSQL goes through psycopg 3.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -30,6 +31,8 @@ from qa_service.storage.repository import (
     StoredRules,
     StoredScorecard,
 )
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -71,9 +74,9 @@ def make_engine(url: str) -> Engine:
     raise ConfigError(f"unsupported database {backend!r} in QA_DATABASE_URL: use sqlite:/// or postgresql://")
 
 
-def open_repository(url: str, *, migrate: bool = True) -> SqlRepository:
-    """Connect to the database at `url` and (by default) upgrade its schema to head."""
-    engine = make_engine(url)
+def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
+    """Connect to the database at `url` (or `settings.database_url`) and upgrade its schema to head."""
+    engine = make_engine(url if isinstance(url, str) else str(url.database_url))
     if migrate:
         try:
             upgrade(engine)
@@ -342,6 +345,25 @@ class SqlRepository:
                 raise NotFound(f"no API key with id {key_id!r}")
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
         return _key(row)
+
+    def save_cli_scorecard(self, scorecard: dict[str, Any], *, rubric: Any, policies: Any) -> StoredScorecard:
+        """Store a scorecard made by the command line; scoring the same call id again adds a version."""
+        for kind, rules in (("rubric", rubric), ("policy_pack", policies)):
+            try:
+                self.put_rules(kind, rules.id, rules.version, rules.sha256, rules.text)  # type: ignore[arg-type]
+            except Conflict:
+                # An edited file kept its version; the scorecard still records the sha256 it was made with.
+                log.warning("%s %s %s differs from the stored one; scorecard keeps its own sha256",
+                            kind, rules.id, rules.version)
+        external_id = str(scorecard["call_id"])
+        source = (scorecard.get("models") or {}).get("source")
+        call, _ = self.add_call(NewCall(
+            id=str(uuid.uuid4()), external_id=external_id, agent_id=str(scorecard["agent_id"]),
+            call_date=date.fromisoformat(str(scorecard["call_date"])), rubric_id=rubric.id,
+            rubric_version=rubric.version, policy_pack_id=policies.id, policy_pack_version=policies.version,
+            source="cli", input_kind="transcript" if source == "text" else "audio",
+        ))
+        return self.finish_call(call.id, scorecard)
 
     def ping(self) -> None:
         """Raise TransientError when the database cannot be reached."""

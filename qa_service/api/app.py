@@ -1,0 +1,168 @@
+"""The FastAPI app factory: wires settings, repository and queue, and maps the error tree to HTTP.
+
+The API process never imports the speech or NLP models: routes store, enqueue by dotted path and
+return; workers do the scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from qa_service import __version__
+from qa_service.api import routes, webhooks
+from qa_service.errors import (
+    AuthError,
+    Conflict,
+    Forbidden,
+    InputError,
+    NotFound,
+    QAServiceError,
+    RulesError,
+    TransientError,
+)
+from qa_service.settings import Settings
+from qa_service.storage.inputs import EmptyInput, InputTooLarge
+from qa_service.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+# Multipart framing and the form fields around the file; the file itself is held to the exact limit.
+BODY_SLACK_BYTES = 64 * 1024
+
+# Most specific first: the first matching class decides the status.
+STATUS_OF: tuple[tuple[type[BaseException], int], ...] = (
+    (EmptyInput, 400),
+    (routes.BadRequest, 400),
+    (InputTooLarge, 413),
+    (InputError, 422),
+    (RulesError, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Forbidden, 403),
+    (AuthError, 401),
+    (TransientError, 503),
+    (QAServiceError, 500),
+)
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status an error from the error tree maps to."""
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any = None) -> FastAPI:
+    """Build the API for these settings; migrates the database to head first."""
+    if repo is None:
+        from qa_service.storage import open_repository
+
+        repo = open_repository(settings.database_url)
+    if queue is None:
+        from redis import Redis
+        from rq import Queue
+
+        # Connects lazily: the API starts even when Redis is briefly away (healthz reports it).
+        queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+
+    app = FastAPI(
+        title="Call QA service",
+        version=__version__,
+        description="Recorded customer-service calls in, QA scorecards with evidence out. "
+                    "Authenticate with `Authorization: Bearer <API key>`.",
+    )
+    app.state.settings = settings
+    app.state.repo = repo
+    app.state.queue = queue
+    app.include_router(routes.router)
+    app.include_router(webhooks.router)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + BODY_SLACK_BYTES,
+                       upload_limit=settings.max_upload_bytes)
+
+    @app.exception_handler(QAServiceError)
+    async def _service_error(request: Request, exc: QAServiceError) -> JSONResponse:
+        status = status_for(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name each field and what is wrong; never echo the submitted values (they may be personal).
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")),
+                   "message": e.get("msg", "invalid"), "type": e.get("type", "")} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn (`--factory`): settings from QA_* environment variables."""
+    return create_app(Settings())
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over a byte limit with 413, counting as they stream in.
+
+    A Content-Length over the limit is refused before any byte is read; a chunked body is cut off
+    when the running count passes the limit (the multipart parser never spools the rest to disk).
+    """
+
+    def __init__(self, app: Any, limit: int, upload_limit: int | None = None):
+        self.app = app
+        self.limit = limit
+        self.upload_limit = upload_limit if upload_limit is not None else limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        state = {"received": 0, "exceeded": False, "started": False}
+
+        async def limited_receive() -> dict[str, Any]:
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.limit:
+                    state["exceeded"] = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if state["exceeded"]:
+                return  # whatever the app answers to a cut-off body, the answer is 413
+            state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _BodyTooLarge:
+            pass
+        if state["exceeded"] and not state["started"]:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        detail = f"the upload is larger than the limit of {self.upload_limit} bytes"
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,60 @@
+"""Request dependencies: the repository, queue and settings of the app, and API-key roles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from qa_service.auth import require_role, verify_key
+from qa_service.settings import Settings
+from qa_service.storage.repository import Repository, StoredKey
+
+_bearer = HTTPBearer(auto_error=False, description="An API key made with `qa-service keys create`")
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_repo(request: Request) -> Repository:
+    """The app's repository."""
+    return request.app.state.repo  # type: ignore[no-any-return]
+
+
+def get_queue(request: Request) -> Any:
+    """The app's RQ queue."""
+    return request.app.state.queue
+
+
+def requires(*roles: str) -> Any:
+    """A dependency that lets through keys with one of these roles (or admin): 401 / 403 otherwise."""
+
+    def check(request: Request,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> StoredKey:
+        key = credentials.credentials if credentials is not None else None
+        return require_role(verify_key(get_repo(request), key), roles)
+
+    return Depends(check)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RepoDep = Annotated[Repository, Depends(get_repo)]
+QueueDep = Annotated[Any, Depends(get_queue)]
+
+# Who may do what; admin may do everything.
+SUBMIT = ("qa", "telephony")
+READ_CALL = ("qa", "telephony", "supervisor")
+READ_SCORES = ("qa", "supervisor")
+MANAGE_RULES = ("qa",)
+READ_RULES = ("qa", "telephony", "supervisor")
+RETRY = ("qa",)
+
+SubmitKey = Annotated[StoredKey, requires(*SUBMIT)]
+ReadCallKey = Annotated[StoredKey, requires(*READ_CALL)]
+ReadScoresKey = Annotated[StoredKey, requires(*READ_SCORES)]
+ManageRulesKey = Annotated[StoredKey, requires(*MANAGE_RULES)]
+ReadRulesKey = Annotated[StoredKey, requires(*READ_RULES)]
+RetryKey = Annotated[StoredKey, requires(*RETRY)]

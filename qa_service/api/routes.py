@@ -1,0 +1,371 @@
+"""Routes: each one validates, stores, enqueues or reads, and returns. No scoring happens here."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from qa_service import __version__
+from qa_service.api.deps import (
+    ManageRulesKey,
+    QueueDep,
+    ReadCallKey,
+    ReadRulesKey,
+    ReadScoresKey,
+    RepoDep,
+    RetryKey,
+    SettingsDep,
+    SubmitKey,
+)
+from qa_service.api.rulecheck import check_rules
+from qa_service.api.schemas import (
+    ID_PATTERN,
+    AgentScorecards,
+    Aggregate,
+    CallAccepted,
+    CallOut,
+    Channels,
+    Error,
+    Health,
+    RulesOut,
+    ScorecardSummary,
+)
+from qa_service.errors import Conflict, InputError, NotFound, QAServiceError, TransientError
+from qa_service.intake import parse_transcript
+from qa_service.jobs import enqueue_call
+from qa_service.settings import Settings
+from qa_service.storage.inputs import input_suffix, remove_input, write_input
+from qa_service.storage.repository import NewCall, Repository, RulesKind, StoredCall, StoredRules
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_RULES_BYTES = 1024 * 1024
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Error, "description": "No or bad API key"},
+    403: {"model": Error, "description": "The key's role may not do this"},
+}
+
+
+class BadRequest(InputError):
+    """A request that is malformed in a way that is not a field validation error (HTTP 400)."""
+
+
+class UnknownRules(InputError):
+    """The call names a rubric or policy pack that is not stored (HTTP 422)."""
+
+
+class QueueUnavailable(TransientError):
+    """Redis refused the job; the call is stored and will be enqueued again later."""
+
+
+# -- health ------------------------------------------------------------------------------------
+
+@router.get("/healthz", response_model=Health, tags=["service"])
+def healthz(repo: RepoDep, queue: QueueDep, response: Response) -> Health:
+    """Whether the database and the queue answer."""
+    database = queue_state = "ok"
+    try:
+        repo.ping()
+    except QAServiceError:
+        database = "unreachable"
+    try:
+        queue.connection.ping()
+    except Exception:  # any Redis failure means "not reachable" for a health check
+        queue_state = "unreachable"
+    status = "ok" if database == queue_state == "ok" else ("down" if database != "ok" else "degraded")
+    if status == "down":
+        response.status_code = 503
+    return Health(status=status, database=database, queue=queue_state, version=__version__)
+
+
+# -- calls -------------------------------------------------------------------------------------
+
+@router.post(
+    "/v1/calls", status_code=202, response_model=CallAccepted, tags=["calls"],
+    responses={**_ERRORS, 200: {"model": CallAccepted, "description": "This call_id was submitted before"},
+               400: {"model": Error, "description": "Empty upload"},
+               413: {"model": Error, "description": "Upload larger than the limit"},
+               422: {"model": Error, "description": "Invalid fields, unknown rubric, unparseable transcript"},
+               503: {"model": Error, "description": "Queue unavailable; resend with the same call_id"}},
+)
+def submit_call(
+    settings: SettingsDep, repo: RepoDep, queue: QueueDep, response: Response, _key: SubmitKey,
+    agent_id: Annotated[str, Form(min_length=1, max_length=100, pattern=ID_PATTERN)],
+    call_date: Annotated[date, Form(description="Day of the call, YYYY-MM-DD")],
+    rubric_id: Annotated[str, Form(min_length=1, max_length=100)],
+    policy_pack_id: Annotated[str, Form(min_length=1, max_length=100)],
+    audio: Annotated[UploadFile | None, File(description="The recording (any format FFmpeg reads)")] = None,
+    transcript: Annotated[UploadFile | str | None, File(
+        description="Instead of audio: JSON turns or text with Agent:/Customer: lines")] = None,
+    call_id: Annotated[str | None, Form(min_length=1, max_length=200, pattern=ID_PATTERN,
+                                        description="Your id for the call; resending it is safe")] = None,
+    channels: Annotated[Channels, Form()] = "auto",
+    rubric_version: Annotated[str | None, Form(max_length=50)] = None,
+    policy_pack_version: Annotated[str | None, Form(max_length=50)] = None,
+) -> CallAccepted:
+    """Store a recorded call (or a transcript) and queue it for scoring."""
+    if isinstance(transcript, str) and not transcript.strip():
+        transcript = None
+    if audio is not None and transcript is not None:
+        raise BadRequest("send either an audio file or a transcript, not both")
+    if audio is None and transcript is None:
+        raise BadRequest("send an audio file (field 'audio') or a transcript (field 'transcript')")
+    if call_id is not None:
+        existing = repo.find_call(call_id)
+        if existing is not None:
+            return _existing(existing, queue, settings, response)
+    rubric = _rules_for_call(repo, "rubric", rubric_id, rubric_version)
+    policies = _rules_for_call(repo, "policy_pack", policy_pack_id, policy_pack_version)
+
+    new_id = str(uuid.uuid4())
+    kind = "audio" if audio is not None else "transcript"
+    if isinstance(transcript, str):
+        import io
+
+        source: Any = io.BytesIO(transcript.encode("utf-8"))
+        filename = None
+    else:
+        upload = audio if audio is not None else transcript
+        assert upload is not None
+        source, filename = upload.file, upload.filename
+    path = write_input(settings.storage_dir, new_id, source, input_suffix(filename, kind),
+                       settings.max_upload_bytes)
+    try:
+        if kind == "transcript":
+            # Junk text is refused now, while the caller is still listening, not later by the worker.
+            parse_transcript(path.read_bytes(), filename=path.name)
+        call, created = repo.add_call(NewCall(
+            id=new_id, external_id=call_id, agent_id=agent_id, call_date=call_date,
+            rubric_id=rubric.id, rubric_version=rubric.version, policy_pack_id=policies.id,
+            policy_pack_version=policies.version, channels=channels, source="upload", input_kind=kind,
+            input_path=str(path),
+        ))
+    except BaseException:
+        remove_input(settings.storage_dir, new_id)
+        raise
+    if not created:  # the same call_id raced in from another request
+        remove_input(settings.storage_dir, new_id)
+        return _existing(call, queue, settings, response)
+    _enqueue(queue, call.id, settings)
+    response.headers["Location"] = f"/v1/calls/{call.id}"
+    return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
+
+
+def _rules_for_call(repo: Repository, kind: RulesKind, rules_id: str, version: str | None) -> Any:
+    try:
+        return repo.get_rules(kind, rules_id, version)
+    except NotFound as exc:
+        raise UnknownRules(f"{exc}; upload it first (POST /v1/{_rules_path(kind)})") from None
+
+
+def _rules_path(kind: RulesKind) -> str:
+    return "rubrics" if kind == "rubric" else "policy-packs"
+
+
+def _existing(call: StoredCall, queue: Any, settings: Settings, response: Response) -> CallAccepted:
+    """Answer a repeated submission with the call already stored, making sure it is not stranded."""
+    if call.status == "queued":
+        from rq.job import Job
+
+        try:
+            if not Job.exists(call.id, connection=queue.connection):
+                _enqueue(queue, call.id, settings)
+        except QueueUnavailable:
+            raise
+        except Exception:  # a Redis hiccup here must not hide the stored call from the caller
+            log.warning("could not check the queue for call %s", call.id)
+    response.status_code = 200
+    response.headers["Location"] = f"/v1/calls/{call.id}"
+    return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
+
+
+def _enqueue(queue: Any, call_id: str, settings: Settings) -> None:
+    try:
+        enqueue_call(queue, call_id, timeout=settings.job_timeout_s)
+    except Exception as exc:  # redis-py raises several types; all mean "not queued"
+        log.error("could not enqueue call %s: %s", call_id, type(exc).__name__)
+        raise QueueUnavailable(
+            f"the call is stored as {call_id} but the queue is unavailable; resend the request with the "
+            "same call_id, or it will be queued when a worker starts") from None
+
+
+@router.get("/v1/calls/{call_id}", response_model=CallOut, tags=["calls"],
+            responses={**_ERRORS, 404: {"model": Error}})
+def get_call(call_id: str, repo: RepoDep, _key: ReadCallKey) -> CallOut:
+    """A call's status (queued, processing, done, failed + reason)."""
+    return CallOut.of(repo.get_call(call_id))
+
+
+@router.get(
+    "/v1/calls/{call_id}/scorecard", tags=["calls"],
+    responses={**_ERRORS, 200: {"description": "Scorecard format v1", "content": {"application/json": {}}},
+               404: {"model": Error, "description": "No such call, or not scored yet"},
+               409: {"model": Error, "description": "The call failed; see the reason"}},
+)
+def get_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey,
+                  version: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
+                  ) -> JSONResponse:
+    """The call's scorecard (format v1); rescored calls keep earlier versions."""
+    call = repo.get_call(call_id)
+    if call.status == "failed":
+        return JSONResponse(status_code=409, content={
+            "detail": f"the call failed: {call.failure_reason}", "status": call.status})
+    if call.status != "done" and version is None:
+        return JSONResponse(status_code=404, content={
+            "detail": f"the call is {call.status}; its scorecard is not ready yet", "status": call.status})
+    card = repo.get_scorecard(call.id, version)
+    return JSONResponse(content=card.data, headers={"X-Scorecard-Version": str(card.version)})
+
+
+@router.post("/v1/calls/{call_id}/retry", status_code=202, response_model=CallAccepted, tags=["calls"],
+             responses={**_ERRORS, 404: {"model": Error}, 409: {"model": Error}})
+def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsDep,
+               _key: RetryKey) -> CallAccepted:
+    """Queue a failed call again (its input must still be stored)."""
+    call = repo.get_call(call_id)
+    if call.status != "failed":
+        raise Conflict(f"only failed calls can be retried; this one is {call.status}")
+    if not call.input_url and not (call.input_path and _exists(call.input_path)):
+        raise Conflict("the call's input is no longer stored (deleted after processing); submit it again")
+    call = repo.requeue_call(call.id)
+    _enqueue(queue, call.id, settings)
+    return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
+
+
+def _exists(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).is_file()
+
+
+# -- agents ------------------------------------------------------------------------------------
+
+@router.get("/v1/agents/{agent_id}/scorecards", response_model=AgentScorecards, tags=["agents"],
+            responses={**_ERRORS, 422: {"model": Error}})
+def agent_scorecards(
+    agent_id: str, repo: RepoDep, _key: ReadScoresKey,
+    date_from: Annotated[date | None, Query(alias="from", description="First call date, inclusive")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="Last call date, inclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AgentScorecards:
+    """An agent's latest scorecard per call in a date range, newest first, with count, mean and pass rate."""
+    if date_from and date_to and date_from > date_to:
+        raise InputError("'from' is after 'to'")
+    rows, summary = repo.agent_scorecards(agent_id, date_from, date_to, limit=limit)
+    return AgentScorecards(
+        agent_id=agent_id, date_from=date_from, date_to=date_to,
+        aggregate=Aggregate(count=summary.count, mean_score=summary.mean_score, pass_rate=summary.pass_rate,
+                            auto_fail_count=summary.auto_fail_count),
+        scorecards=[ScorecardSummary.of(r) for r in rows],
+    )
+
+
+# -- rubrics and policy packs ------------------------------------------------------------------
+
+_YAML_BODY = {"requestBody": {"required": True, "content": {
+    "application/yaml": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}}}}
+
+
+async def _put_rules(kind: RulesKind, request: Request, repo: Repository, response: Response) -> RulesOut:
+    body = await request.body()
+    if not body.strip():
+        raise BadRequest("the request body is empty: send the YAML file as the body")
+    if len(body) > MAX_RULES_BYTES:
+        raise BadRequest(f"rules files are limited to {MAX_RULES_BYTES} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    known = await run_in_threadpool(_known_rules, repo, kind, text)
+    if known is not None:
+        response.status_code = 200
+        return RulesOut.of(known, created=False)
+    checked = await run_in_threadpool(check_rules, kind, text)
+    stored, created = await run_in_threadpool(repo.put_rules, kind, checked.id, checked.version,
+                                              checked.sha256, text)
+    response.status_code = 201 if created else 200
+    response.headers["Location"] = f"/v1/{_rules_path(kind)}/{stored.id}/{stored.version}"
+    return RulesOut.of(stored, created)
+
+
+def _known_rules(repo: Repository, kind: RulesKind, text: str) -> StoredRules | None:
+    """Answer repeats and version clashes without starting the checker process."""
+    import hashlib
+
+    import yaml
+
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    for stored in repo.list_rules(kind):
+        if stored.sha256 == digest:
+            return stored
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None  # the checker explains what is wrong, with the line
+    if isinstance(doc, dict) and isinstance(doc.get("id"), str) and isinstance(doc.get("version"), str):
+        try:
+            repo.get_rules(kind, doc["id"], doc["version"])
+        except NotFound:
+            return None
+        # Stored under this id and version with another sha256: put_rules says so with a 409.
+        repo.put_rules(kind, doc["id"], doc["version"], digest, text)
+    return None
+
+
+_RULES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERRORS, 200: {"model": RulesOut, "description": "Identical content was already stored"},
+    409: {"model": Error, "description": "Same id and version, different content"},
+    422: {"model": Error, "description": "The file does not validate (message names the line)"},
+}
+
+
+@router.post("/v1/rubrics", status_code=201, response_model=RulesOut, tags=["rules"],
+             openapi_extra=_YAML_BODY, responses=_RULES_RESPONSES)
+async def post_rubric(request: Request, repo: RepoDep, response: Response,
+                      _key: ManageRulesKey) -> RulesOut:
+    """Store a rubric (YAML body, format v1), validated and kept with its sha256."""
+    return await _put_rules("rubric", request, repo, response)
+
+
+@router.post("/v1/policy-packs", status_code=201, response_model=RulesOut, tags=["rules"],
+             openapi_extra=_YAML_BODY, responses=_RULES_RESPONSES)
+async def post_policy_pack(request: Request, repo: RepoDep, response: Response,
+                           _key: ManageRulesKey) -> RulesOut:
+    """Store a policy pack (YAML body, format v1), validated and kept with its sha256."""
+    return await _put_rules("policy_pack", request, repo, response)
+
+
+@router.get("/v1/rubrics", response_model=list[RulesOut], tags=["rules"], responses=_ERRORS)
+def list_rubrics(repo: RepoDep, _key: ReadRulesKey) -> list[RulesOut]:
+    """Every stored version of every rubric."""
+    return [RulesOut.of(r) for r in repo.list_rules("rubric")]
+
+
+@router.get("/v1/policy-packs", response_model=list[RulesOut], tags=["rules"], responses=_ERRORS)
+def list_policy_packs(repo: RepoDep, _key: ReadRulesKey) -> list[RulesOut]:
+    """Every stored version of every policy pack."""
+    return [RulesOut.of(r) for r in repo.list_rules("policy_pack")]
+
+
+@router.get("/v1/rubrics/{rubric_id}/{version}", tags=["rules"], response_class=Response,
+            responses={**_ERRORS, 200: {"content": {"application/yaml": {}}}, 404: {"model": Error}})
+def get_rubric(rubric_id: str, version: str, repo: RepoDep, _key: ReadRulesKey) -> Response:
+    """The stored YAML of one rubric version."""
+    stored = repo.get_rules("rubric", rubric_id, version)
+    return Response(stored.text, media_type="application/yaml", headers={"X-Sha256": stored.sha256})
+
+
+@router.get("/v1/policy-packs/{pack_id}/{version}", tags=["rules"], response_class=Response,
+            responses={**_ERRORS, 200: {"content": {"application/yaml": {}}}, 404: {"model": Error}})
+def get_policy_pack(pack_id: str, version: str, repo: RepoDep,
+                    _key: ReadRulesKey) -> Response:
+    """The stored YAML of one policy pack version."""
+    stored = repo.get_rules("policy_pack", pack_id, version)
+    return Response(stored.text, media_type="application/yaml", headers={"X-Sha256": stored.sha256})

@@ -1,0 +1,112 @@
+"""Download a call's recording from the URL a telephony system gave, carefully.
+
+Only http and https; no private, loopback or link-local addresses unless QA_ALLOW_PRIVATE_URLS is
+set (a webhook must not make the worker read internal services); redirects are followed by
+hand and each hop is checked again; size cap, timeouts and an audio content type.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from qa_service.errors import InputError, TransientError
+from qa_service.storage.inputs import AUDIO_SUFFIXES, write_input
+
+MAX_REDIRECTS = 3
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 60
+ACCEPTED_TYPES = ("audio/", "video/", "application/octet-stream", "binary/octet-stream", "application/ogg")
+
+
+class UrlRefused(InputError):
+    """A recording URL the service will not fetch."""
+
+
+def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
+    """Refuse URLs that are not http(s) or that point at private addresses (unless allowed)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UrlRefused("recording_url must be an http or https URL")
+    host = parts.hostname
+    if not host:
+        raise UrlRefused("recording_url has no host")
+    if allow_private:
+        return
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if not resolve:
+            return
+        try:
+            infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                       proto=socket.IPPROTO_TCP)
+        except socket.gaierror:
+            raise TransientError("the recording_url host does not resolve (DNS)") from None
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not address.is_global or address.is_multicast:
+            raise UrlRefused("recording_url points to a private, loopback or link-local address; "
+                             "set QA_ALLOW_PRIVATE_URLS=true to allow internal recording servers")
+
+
+class _Reader:
+    """File-like view of an httpx byte stream, for write_input."""
+
+    def __init__(self, chunks: Any):
+        self._chunks = iter(chunks)
+        self._buf = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buf += chunk
+        if size < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+
+def fetch_recording(url: str, storage_dir: Path, call_id: str, settings: Any) -> Path:
+    """Download the recording into the call's folder (fsynced) and return its path."""
+    import httpx
+
+    timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            # Checked just before connecting; a DNS answer that changes between the two is not handled.
+            check_url(url, allow_private=settings.allow_private_urls)
+            try:
+                with client.stream("GET", url, headers={"Accept": "audio/*"}) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    return _save(response, storage_dir, call_id, settings.max_upload_bytes)
+            except httpx.TimeoutException:
+                raise TransientError("downloading the recording timed out") from None
+            except httpx.TransportError as exc:
+                raise TransientError(f"downloading the recording failed ({type(exc).__name__})") from None
+    raise UrlRefused(f"recording_url redirects more than {MAX_REDIRECTS} times")
+
+
+def _save(response: Any, storage_dir: Path, call_id: str, max_bytes: int) -> Path:
+    status = response.status_code
+    if status >= 500 or status == 429:
+        raise TransientError(f"the recording server answered HTTP {status}")
+    if status != 200:
+        raise InputError(f"the recording could not be downloaded: HTTP {status}")
+    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and not ctype.startswith(ACCEPTED_TYPES):
+        raise InputError(f"the recording URL returned {ctype!r}, not audio")
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise InputError(f"the recording is larger than the limit of {max_bytes} bytes")
+    suffix = Path(urlsplit(str(response.url)).path).suffix.lower()
+    suffix = suffix if suffix in AUDIO_SUFFIXES else ".bin"
+    return write_input(storage_dir, call_id, _Reader(response.iter_bytes()), suffix, max_bytes)  # type: ignore[arg-type]

@@ -1,0 +1,89 @@
+"""Call inputs on disk: one folder per call under QA_STORAGE_DIR, written and fsynced before enqueueing.
+
+Inputs are raw recordings or transcripts (personal data): the worker deletes them after
+processing unless `keep_raw_audio` / `keep_raw_transcript` say otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from qa_service.errors import InputError
+
+CHUNK = 1024 * 1024
+AUDIO_SUFFIXES = frozenset({
+    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".amr", ".gsm",
+    ".au", ".aif", ".aiff", ".wma", ".mka", ".mkv", ".caf", ".spx", ".3gp",
+})
+
+
+class EmptyInput(InputError):
+    """The uploaded file has no bytes."""
+
+
+class InputTooLarge(InputError):
+    """The uploaded file is bigger than max_upload_bytes."""
+
+
+def call_dir(storage_dir: Path, call_id: str) -> Path:
+    """The folder that holds one call's input."""
+    # Call ids are UUIDs we make; refuse anything else so no path can escape the storage folder.
+    return Path(storage_dir) / str(uuid.UUID(call_id))
+
+
+def input_suffix(filename: str | None, kind: str) -> str:
+    """A safe file suffix for a stored input: a known audio extension, .json or .txt, else .bin."""
+    suffix = Path(filename or "").suffix.lower()
+    if kind == "transcript":
+        return ".json" if suffix == ".json" else ".txt"
+    return suffix if suffix in AUDIO_SUFFIXES and re.fullmatch(r"\.[a-z0-9]+", suffix) else ".bin"
+
+
+def write_input(storage_dir: Path, call_id: str, source: BinaryIO, suffix: str, max_bytes: int) -> Path:
+    """Copy a stream into the call's folder, counting bytes; fsync file and folder so a crash keeps it."""
+    folder = call_dir(storage_dir, call_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"input{suffix}"
+    size = 0
+    try:
+        with open(path, "wb") as out:
+            while chunk := source.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise InputTooLarge(f"the upload is larger than the limit of {max_bytes} bytes")
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if size == 0:
+            raise EmptyInput("the uploaded file is empty")
+        _fsync_dir(folder)
+        _fsync_dir(folder.parent)
+    except BaseException:
+        remove_input(storage_dir, call_id)
+        raise
+    return path
+
+
+def write_bytes(storage_dir: Path, call_id: str, data: bytes, suffix: str) -> Path:
+    """Store bytes already in memory as the call's input (fsynced)."""
+    import io
+
+    return write_input(storage_dir, call_id, io.BytesIO(data), suffix, max_bytes=max(len(data), 1))
+
+
+def remove_input(storage_dir: Path, call_id: str) -> None:
+    """Delete the call's input folder, if any."""
+    shutil.rmtree(call_dir(storage_dir, call_id), ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,9 @@
+"""Worker entry point: `python worker.py [--burst]` works the `calls` queue on QA_REDIS_URL."""
+
+import sys
+
+from qa_service.jobs import run_worker
+from qa_service.settings import Settings
+
+if __name__ == "__main__":
+    run_worker(Settings(), burst="--burst" in sys.argv[1:])
