@@ -124,11 +124,11 @@ def _score(call: StoredCall, repo: Repository, settings: Settings) -> dict[str, 
     from qa_service.pipeline import process_audio, process_transcript
     from qa_service.records import CallMeta
 
+    path = _input(call, repo, settings)
     rubric = _rules(repo, "rubric", call.rubric_id, call.rubric_version)
     policies = _rules(repo, "policy_pack", call.policy_pack_id, call.policy_pack_version)
     meta = CallMeta(call_id=call.external_id or call.id, agent_id=call.agent_id, call_date=call.call_date,
                     channels=call.channels)  # type: ignore[arg-type]
-    path = _input(call, repo, settings)
     if call.input_kind == "transcript":
         from qa_service.intake import parse_transcript
 

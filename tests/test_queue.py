@@ -1,0 +1,238 @@
+"""Jobs, the reconciler and a real worker process against a private Redis.
+
+The fast tests cover paths that never reach the models (lost jobs, missing input, bad rules);
+the slow end-to-end test runs `python worker.py` with the real pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from rq import Queue, SimpleWorker
+from rq.job import Job, JobStatus
+
+from qa_service import jobs
+from qa_service.api import create_app
+from qa_service.auth import create_key
+from qa_service.storage import NewCall, open_repository
+from qa_service.storage.inputs import write_bytes
+from tests.conftest import REPO_ROOT
+
+RUBRIC = (REPO_ROOT / "samples" / "rubric.yaml").read_text()
+POLICIES = (REPO_ROOT / "samples" / "policies.yaml").read_text()
+CHAT = (REPO_ROOT / "samples" / "transcript-chat.json").read_bytes()
+
+
+def seed_rules(repo) -> None:
+    for kind, rid, version, text in (("rubric", "harbourline-intake", "2026.10", RUBRIC),
+                                     ("policy_pack", "valdoria-residence", "2026-10-01", POLICIES)):
+        repo.put_rules(kind, rid, version, hashlib.sha256(text.encode()).hexdigest(), text)
+
+
+def add_call(repo, settings, data: bytes | None = CHAT, kind: str = "transcript", **kw):
+    call_id = str(uuid.uuid4())
+    path = write_bytes(settings.storage_dir, call_id, data, ".json") if data is not None else None
+    values = dict(id=call_id, agent_id="agent-mira", call_date=date(2026, 10, 14),
+                  rubric_id="harbourline-intake", rubric_version="2026.10",
+                  policy_pack_id="valdoria-residence", policy_pack_version="2026-10-01", input_kind=kind,
+                  input_path=str(path) if path else None)
+    values.update(kw)
+    call, _ = repo.add_call(NewCall(**values))
+    return call
+
+
+@pytest.fixture
+def env(make_settings, redis_url, redis_conn):
+    settings = make_settings(redis_url=redis_url)
+    repo = open_repository(settings.database_url)
+    seed_rules(repo)
+    jobs.configure(settings, repo)
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    yield settings, repo, queue
+    jobs.configure(settings, None)
+    repo.dispose()
+
+
+def test_enqueue_uses_the_call_id_and_the_dotted_path(env):
+    settings, repo, queue = env
+    call = add_call(repo, settings)
+    job = jobs.enqueue_call(queue, call.id, timeout=123)
+    assert (job.id, job.args, job.timeout) == (call.id, (call.id,), 123)
+    assert job.func_name == "qa_service.jobs.process_call"
+    assert queue.job_ids == [call.id]
+
+
+def test_missing_input_fails_the_call_with_a_reason(env):
+    settings, repo, queue = env
+    call = add_call(repo, settings, data=None)
+    assert jobs.process_call(call.id) == call.id
+    failed = repo.get_call(call.id)
+    assert failed.status == "failed" and "no longer stored" in failed.failure_reason
+    assert failed.attempts == 1
+
+
+def test_other_errors_are_recorded_and_reraised(env):
+    settings, repo, queue = env
+    bad = RUBRIC.replace("pass_mark: 75", "pass_mark: lots").replace('"2026.10"', '"broken"')
+    repo.put_rules("rubric", "harbourline-intake", "broken", hashlib.sha256(bad.encode()).hexdigest(), bad)
+    call = add_call(repo, settings, rubric_version="broken")
+    with pytest.raises(Exception, match="pass_mark"):
+        jobs.process_call(call.id)
+    failed = repo.get_call(call.id)
+    assert failed.status == "failed" and "pass_mark" in failed.failure_reason
+    assert "retry" in failed.failure_reason
+    assert Path(failed.input_path).is_file(), "input is kept after an internal failure, so a retry can work"
+
+
+def test_failed_job_keeps_its_traceback_in_rq(env, redis_conn):
+    settings, repo, queue = env
+    call = add_call(repo, settings, policy_pack_version="9999")  # not stored: NotFound inside the job
+    jobs.enqueue_call(queue, call.id)
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    job = Job.fetch(call.id, connection=redis_conn)
+    assert job.get_status() == JobStatus.FAILED
+    assert "NotFound" in job.latest_result().exc_string
+    assert repo.get_call(call.id).status == "failed"
+
+
+def test_done_calls_are_not_processed_again(env):
+    settings, repo, queue = env
+    call = add_call(repo, settings)
+    repo.finish_call(call.id, {"score": 1.0, "passed": False, "rubric": {}})
+    assert jobs.process_call(call.id) == call.id
+    assert repo.get_scorecard(call.id).version == 1 and repo.get_call(call.id).attempts == 0
+
+
+def test_reconcile_requeues_lost_calls_only(env, redis_conn):
+    settings, repo, queue = env
+    lost_queued = add_call(repo, settings)                       # row queued, job never reached Redis
+    lost_processing = add_call(repo, settings)                   # worker died mid-job, job hash gone
+    repo.start_call(lost_processing.id)
+    waiting = add_call(repo, settings)                           # properly queued: leave alone
+    jobs.enqueue_call(queue, waiting.id)
+    gave_up = add_call(repo, settings)                           # died too often: fail it
+    for _ in range(jobs.MAX_ATTEMPTS):
+        repo.start_call(gave_up.id)
+    done = add_call(repo, settings)
+    repo.finish_call(done.id, {"score": 1.0, "passed": False, "rubric": {}})
+
+    requeued = jobs.reconcile(repo, queue)
+    assert sorted(requeued) == sorted([lost_queued.id, lost_processing.id])
+    assert sorted(queue.job_ids) == sorted([waiting.id, lost_queued.id, lost_processing.id])
+    assert repo.get_call(lost_processing.id).status == "queued"
+    assert repo.get_call(gave_up.id).status == "failed"
+    assert "stopped 3 times" in repo.get_call(gave_up.id).failure_reason
+    assert repo.get_call(done.id).status == "done"
+    assert jobs.reconcile(repo, queue) == [], "a second pass finds nothing more to do"
+
+
+# -- a real worker process -----------------------------------------------------------------------
+
+def speech_wav(path: Path) -> Path:
+    """About three seconds of synthetic speech from espeak-ng."""
+    subprocess.run(["espeak-ng", "-s", "190", "-w", str(path),
+                    "Thank you for calling Harbourline. This call is recorded."], check=True)
+    return path
+
+
+def wait_for(client: TestClient, headers: dict, call_id: str, timeout: float, seen: set[str]) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/calls/{call_id}", headers=headers).json()
+        seen.add(body["status"])
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"call {call_id} did not finish within {timeout} s")
+
+
+@pytest.mark.slow
+def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_path):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (needed to make test speech)")
+    settings = make_settings(redis_url=redis_url, asr_beam_size=1)
+    app = create_app(settings)
+    seed_rules(app.state.repo)
+    client = TestClient(app)
+    headers = {"Authorization": f"Bearer {create_key(app.state.repo, 'qa', 'e2e')}"}
+    form = {"agent_id": "agent-mira", "call_date": "2026-10-14", "rubric_id": "harbourline-intake",
+            "policy_pack_id": "valdoria-residence"}
+
+    def submit(field: str, name: str, data: bytes, **extra) -> str:
+        r = client.post("/v1/calls", data={**form, **extra}, files={field: (name, data)}, headers=headers)
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+
+    good_audio = speech_wav(tmp_path / "speech.wav").read_bytes()
+    empty = client.post("/v1/calls", data=form, files={"audio": ("e.wav", b"")}, headers=headers)
+    assert empty.status_code == 400
+    # Bad calls go first: the worker must survive them and still score what follows.
+    noise_id = submit("audio", "noise.wav", os.urandom(20_000))
+    truncated_id = submit("audio", "cut.wav", good_audio[:40])
+    chat_id = submit("transcript", "chat.json", CHAT, call_id="chat-1")
+    audio_id = submit("audio", "speech.wav", good_audio, channels="mono", call_id="audio-1")
+    assert client.get(f"/v1/calls/{chat_id}", headers=headers).json()["status"] == "queued"
+
+    env = {**os.environ, "QA_DATABASE_URL": settings.database_url, "QA_REDIS_URL": redis_url,
+           "QA_STORAGE_DIR": str(settings.storage_dir), "QA_MODEL_CACHE_DIR": str(settings.model_cache_dir),
+           "QA_ASR_BEAM_SIZE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen([sys.executable, "worker.py"], cwd=REPO_ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        seen: set[str] = set()
+        results = {cid: wait_for(client, headers, cid, 300, seen)
+                   for cid in (noise_id, truncated_id, chat_id, audio_id)}
+        assert worker.poll() is None, "the worker must keep running after bad input"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    log_text = log_path.read_text(errors="replace")
+
+    for bad in (noise_id, truncated_id):
+        assert results[bad]["status"] == "failed", log_text[-3000:]
+        reason = results[bad]["failure_reason"]
+        assert "audio" in reason and "internal error" not in reason
+        r = client.get(f"/v1/calls/{bad}/scorecard", headers=headers)
+        assert r.status_code == 409
+
+    for good in (chat_id, audio_id):
+        assert results[good]["status"] == "done", (results[good], log_text[-3000:])
+        card = client.get(f"/v1/calls/{good}/scorecard", headers=headers)
+        assert card.status_code == 200
+        data = card.json()
+        assert data["format"] == "scorecard/v1" and data["agent_id"] == "agent-mira"
+        assert data["rubric"]["id"] == "harbourline-intake" and 0 <= data["score"] <= 100
+        assert data["transcript"], "the scorecard carries the (redacted) transcript"
+
+    chat = client.get(f"/v1/calls/{chat_id}/scorecard", headers=headers).json()
+    assert chat["call_id"] == "chat-1" and chat["models"]["source"] == "text"
+    audio = client.get(f"/v1/calls/{audio_id}/scorecard", headers=headers).json()
+    assert 2.0 < audio["duration_s"] < 8.0 and audio["models"]["source"] == "audio"
+    spoken = " ".join(s["text"] for s in audio["transcript"]).lower()
+    assert "recorded" in spoken, spoken
+    greeting = next(c for c in audio["criteria"] if c["id"] == "recording_notice")
+    assert greeting["passed"]
+
+    # Raw inputs are deleted after processing (keep_raw_audio is off).
+    assert not any(settings.storage_dir.iterdir())
+    # The worker's log names calls by id and never quotes what was said.
+    assert chat_id in log_text and "fax the form" not in log_text.lower()
+    assert "harbourline" not in log_text.lower()
+    agent = client.get("/v1/agents/agent-mira/scorecards", headers=headers).json()
+    assert agent["aggregate"]["count"] == 2
