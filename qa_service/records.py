@@ -166,7 +166,6 @@ class Scorecard:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict in scorecard format v1."""
-        r = self.result
         return {
             "format": self.format,
             "call_id": self.call_id,
@@ -186,24 +185,31 @@ class Scorecard:
                 {"entity_type": x.entity_type, "start": _t(x.start), "end": _t(x.end), "speaker": x.speaker}
                 for x in self.redactions
             ],
-            "criteria": [
-                {"id": c.id, "title": c.title, "section": c.section, "passed": c.passed,
-                 "applicable": c.applicable, "points": c.points, "max_points": c.max_points,
-                 "reason": c.reason, "evidence": [_evidence(e) for e in c.evidence]}
-                for c in r.criteria
-            ],
-            "violations": [
-                {"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "title": v.title,
-                 "auto_fail": v.auto_fail, "detail": v.detail, **_evidence(v.evidence)}
-                for v in r.violations
-            ],
-            "sections": r.sections,
             "metrics": self.metrics,
             "warnings": list(self.warnings),
-            "score": round(r.score, 2),
-            "auto_fail": r.auto_fail,
-            "passed": r.passed,
+            **result_fields(self.result),
         }
+
+
+def result_fields(r: ScoreResult) -> dict[str, Any]:
+    """The scorecard fields that scoring decides: criteria, violations, sections, score and verdict."""
+    return {
+        "criteria": [
+            {"id": c.id, "title": c.title, "section": c.section, "passed": c.passed,
+             "applicable": c.applicable, "points": c.points, "max_points": c.max_points,
+             "reason": c.reason, "evidence": [_evidence(e) for e in c.evidence]}
+            for c in r.criteria
+        ],
+        "violations": [
+            {"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "title": v.title,
+             "auto_fail": v.auto_fail, "detail": v.detail, **_evidence(v.evidence)}
+            for v in r.violations
+        ],
+        "sections": r.sections,
+        "score": round(r.score, 2),
+        "auto_fail": r.auto_fail,
+        "passed": r.passed,
+    }
 
 
 def _t(seconds: float) -> float:
@@ -211,4 +217,5 @@ def _t(seconds: float) -> float:
 
 
 def _evidence(e: Evidence) -> dict[str, Any]:
-    return {"start": _t(e.start), "end": _t(e.end), "speaker": e.speaker, "text": e.text}
+    return {"start": _t(e.start), "end": _t(e.end), "speaker": e.speaker, "text": e.text,
+            "segments": list(e.segments)}
