@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import date
 
 import pytest
@@ -221,3 +223,48 @@ def test_unknown_database_is_a_config_error():
         make_engine("mysql://x@y/z")
     with pytest.raises(ConfigError):
         make_engine("not a url")
+
+
+def test_sqlite_readers_do_not_wait_for_a_writer(sqlite_url):
+    from qa_service.storage.sql import writing
+
+    repo = open_repository(sqlite_url)
+    call, _ = repo.add_call(new_call())
+    with writing(repo.engine) as conn:  # a long write transaction holds the write lock
+        conn.execute(sa.text("UPDATE calls SET agent_id = 'changing'"))
+        started = time.monotonic()
+        result: list = []
+        reader = threading.Thread(target=lambda: result.append(repo.get_call(call.id)))
+        reader.start()
+        reader.join(timeout=5)
+        assert result and time.monotonic() - started < 2, "a read must not queue behind the writer"
+        assert result[0].agent_id == "agent-1", "and it sees the last committed state"
+    repo.dispose()
+
+
+@dataclass
+class FakeRules:
+    id: str
+    version: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def test_cli_scorecards_add_versions_per_external_id(repo):
+    rubric, pack = FakeRules("r1", "1", "id: r1\n"), FakeRules("p1", "1", "id: p1\n")
+    card = {**scorecard(70.0, True), "call_id": "cli-call-1", "agent_id": "agent-9",
+            "call_date": "2026-10-14", "models": {"source": "text"}}
+    first = repo.save_cli_scorecard(card, rubric=rubric, policies=pack)
+    second = repo.save_cli_scorecard({**card, "score": 75.0}, rubric=rubric, policies=pack)
+    assert (first.call_id, first.version, second.version) == (second.call_id, 1, 2)
+    call = repo.get_call(first.call_id)
+    assert (call.external_id, call.source, call.input_kind) == ("cli-call-1", "cli", "transcript")
+    assert call.status == "done"
+    assert repo.get_rules("rubric", "r1").sha256 == rubric.sha256
+    # An edited rubric that kept its version does not stop the scorecard from being stored.
+    edited = FakeRules("r1", "1", "id: r1\ntitle: edited\n")
+    third = repo.save_cli_scorecard(card, rubric=edited, policies=pack)
+    assert third.version == 3 and repo.get_rules("rubric", "r1").sha256 == rubric.sha256

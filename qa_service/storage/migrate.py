@@ -41,7 +41,9 @@ def upgrade(engine: Engine) -> None:
     if current_revision(engine) == head_revision():
         return
     cfg = alembic_config()
-    with engine.begin() as conn:
+    from qa_service.storage.sql import writing
+
+    with writing(engine) as conn:
         if conn.dialect.name == "postgresql":
             # The API and workers may start together: let one migrate while the others wait.
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})

@@ -1,8 +1,10 @@
 """The SQL repository: one SQLAlchemy implementation where the URL picks SQLite or PostgreSQL.
 
-SQLite runs in WAL mode with a busy timeout and foreign keys on, and every transaction starts
-with BEGIN IMMEDIATE so an API and a worker writing at once wait for each other instead of
-failing with "database is locked". PostgreSQL goes through psycopg 3.
+SQLite runs in WAL mode with a busy timeout and foreign keys on. Write transactions start with
+BEGIN IMMEDIATE, so an API and a worker writing at once wait for each other (busy timeout)
+instead of failing with "database is locked" when a reader tries to upgrade its lock; reads
+start with a plain BEGIN and run beside the writer, as WAL allows. PostgreSQL goes through
+psycopg 3.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ from qa_service.storage.repository import (
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option marking a transaction that will write (SQLite then takes the write lock up front).
+WRITE_OPTION = "qa_write"
+
+
+def writing(engine: Engine) -> Any:
+    """A transaction that will write: `with writing(engine) as conn: ...`."""
+    return engine.execution_options(**{WRITE_OPTION: True}).begin()
 
 
 def make_engine(url: str) -> Engine:
@@ -63,7 +72,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            immediate = conn.get_execution_options().get(WRITE_OPTION)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if backend == "postgresql":
@@ -113,6 +123,9 @@ class SqlRepository:
     def __init__(self, engine: Engine):
         self.engine = engine
 
+    def _write(self) -> Any:
+        return writing(self.engine)
+
     # -- calls ---------------------------------------------------------------------------------
 
     def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:
@@ -132,7 +145,7 @@ class SqlRepository:
             "created_at": now, "updated_at": now,
         }
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 conn.execute(t.calls.insert().values(**values))
         except IntegrityError:
             # Two requests with the same external id raced; the other one won.
@@ -169,7 +182,7 @@ class SqlRepository:
     def _update_call(self, call_id: str, **values: Any) -> StoredCall:
         if not _valid_uuid(call_id):
             raise NotFound(f"no call with id {call_id!r}")
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             result = conn.execute(
                 t.calls.update().where(t.calls.c.id == str(call_id)).values(updated_at=_now(), **values))
             if result.rowcount == 0:
@@ -199,7 +212,7 @@ class SqlRepository:
         """Store a new scorecard version and mark the call done, in one transaction."""
         call = self.get_call(call_id)
         rubric = scorecard.get("rubric") or {}
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             last = conn.execute(
                 sa.select(sa.func.max(t.scorecards.c.version)).where(t.scorecards.c.call_id == call.id)
             ).scalar()
@@ -282,7 +295,7 @@ class SqlRepository:
                         f"different content; give the changed file a new version")
                 return existing, False
             try:
-                with self.engine.begin() as conn:
+                with self._write() as conn:
                     conn.execute(table.insert().values(
                         id=rules_id, version=version, sha256=sha256, yaml_text=text, created_at=_now()))
             except IntegrityError:
@@ -316,7 +329,7 @@ class SqlRepository:
     def add_key(self, name: str, role: str, key_hash: str) -> StoredKey:
         """Store a new API key's hash."""
         key_id = str(uuid.uuid4())
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(t.api_keys.insert().values(
                 id=key_id, name=name, role=role, key_hash=key_hash, created_at=_now(), revoked=False))
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
@@ -339,7 +352,7 @@ class SqlRepository:
         """Mark a key revoked, or NotFound."""
         if not _valid_uuid(key_id):
             raise NotFound(f"no API key with id {key_id!r}")
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             result = conn.execute(t.api_keys.update().where(t.api_keys.c.id == key_id).values(revoked=True))
             if result.rowcount == 0:
                 raise NotFound(f"no API key with id {key_id!r}")
