@@ -186,3 +186,17 @@ def test_only_the_pipes_a_pattern_needs(nlp: Language) -> None:
     assert set(pipes_for([[{"POS": "VERB"}]], nlp)) >= {"tok2vec", "tagger", "attribute_ruler"}
     assert "parser" in pipes_for([[{"DEP": "neg"}]], nlp)
     assert "ner" in pipes_for([[{"ENT_TYPE": "ORG"}]], nlp)
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text", "lenient", "matched"),
+    [
+        ("do you consent", "who you can send to us", True, True),  # sound-alike split, function slip
+        ("do you consent", "do you can send to us", False, True),
+        ("is there anything else", "is their anything else", False, True),  # homophone
+        ("you will hear from us", "you will here from us", False, True),
+        ("guarantee your visa", "grant your visa", False, False),  # same skeleton, too different in length
+    ],
+)
+def test_sound_alikes(nlp: Language, phrase: str, text: str, lenient: bool, matched: bool) -> None:
+    assert bool(_matches(nlp, phrase, text, lenient=lenient)) is matched

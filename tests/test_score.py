@@ -263,3 +263,42 @@ def test_rules_are_compiled_once_per_rubric_version(ctx: Ctx) -> None:
                                             (date(2026, 1, 1), 200), (date(2026, 9, 1), 150)])
 def test_value_in_force_on_a_date(ctx: Ctx, day: date, value: float) -> None:
     assert in_force(ctx.pack.facts[0], day) == value  # type: ignore[arg-type]
+
+
+def _timed(text: str, probs: list[float], start: float = 60.0) -> Segment:
+    """A recognised segment whose words carry the given confidences."""
+    words = tuple(Word(" " + w, start + k * 0.3, start + k * 0.3 + 0.25, p)
+                  for k, (w, p) in enumerate(zip(text.split(), probs, strict=True)))
+    return Segment("agent", start, start + 0.3 * len(words), text, words)
+
+
+@pytest.mark.parametrize(
+    ("text", "probs", "reported"),
+    [
+        ("the allowance is 200 dollars", [0.9, 0.9, 0.9, 0.9, 0.9], True),
+        ("the allowance is 200 dollars", [0.9, 0.9, 0.9, 0.1, 0.9], False),  # the number was a guess
+        # "two hundred and fifty" cut short to "two hundred," before an unsure word
+        ("the allowance is two hundred, and fitty", [0.9, 0.9, 0.9, 0.8, 0.8, 0.3, 0.2], False),
+        ("the allowance is two hundred, and more", [0.9, 0.9, 0.9, 0.8, 0.8, 0.9, 0.9], True),
+    ],
+)
+def test_numbers_the_recogniser_was_unsure_of_are_not_reported(ctx: Ctx, text: str, probs: list[float],
+                                                               reported: bool) -> None:
+    transcript = Transcript(segments=(*call(*GOOD).segments, _timed(text, probs)), duration_s=70.0)
+    result = ctx.score(transcript, DAY)
+    assert bool(result.violations) is reported, [v.detail for v in result.violations]
+
+
+@pytest.mark.parametrize(
+    ("text", "fact"),
+    [
+        ("Free storage at the depot is thirty days.", "storage-days"),
+        ("Your depot time is thirty days.", "storage-days"),  # "depot" is a topic of its own
+        ("Storage is free for thirty days.", "storage-days"),  # "storage" of "free storage", with the unit
+        ("Storage is free for thirty minutes more.", None),  # the wrong unit does not stand in
+        ("Storage: thirty of them.", None),  # no unit, no topic: nothing to go on
+    ],
+)
+def test_unit_stands_in_for_a_misheard_topic_word(ctx: Ctx, text: str, fact: str | None) -> None:
+    result = ctx.score(call(*GOOD, ("agent", text)), DAY)
+    assert [v.policy_id for v in result.violations] == ([fact] if fact else [])

@@ -47,6 +47,7 @@ WITHDRAWN_CUES = frozenset({"withdrawn", "withdraw", "withdrew", "abolished", "a
 
 # Recogniser confidence below which a stated number is not trusted enough to report it as outdated.
 MIN_NUMBER_CONFIDENCE = 0.3
+UNSURE_NEXT_WORD = 0.5
 
 
 @dataclass
@@ -355,11 +356,27 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact], call_date: date) -> 
                 old = [o for o in fact.superseded if o.value == value and o.until < call_date]
                 if value == current or not old or _spoken_as_history(utt, tok):
                     continue
-                if utt.confidence(tok.start, tok.end) < MIN_NUMBER_CONFIDENCE:
+                if utt.confidence(tok.start, tok.end) < MIN_NUMBER_CONFIDENCE or _maybe_cut_short(utt, tok):
                     continue  # a number the recogniser was guessing at is no ground for a violation
                 reported.add(fact.id)
                 out.append(_outdated_number(call, utt, tok, fact, old[0].until, current, call_date))
     return out
+
+
+def _maybe_cut_short(utt: Utterance, tok: NTok) -> bool:
+    """A round number ("sixty") followed by a word the recogniser was unsure of may have lost its end.
+
+    "sixty seven" heard as "sixty, and" must not become a claim that someone said 60.
+    """
+    value = tok.number or 0
+    if not ((20 <= value <= 90 and value % 10 == 0) or (value >= 100 and value % 100 == 0)):
+        return False
+    k = tok.end
+    while k < len(utt.doc) and utt.doc[k].is_punct:
+        k += 1
+    if k >= len(utt.doc):
+        return False
+    return utt.confidence(k, k + 1) < UNSURE_NEXT_WORD
 
 
 def _spoken_as_history(utt: Utterance, tok: NTok) -> bool:
