@@ -12,9 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,9 @@ from rq.job import Job, JobStatus
 from qa_service import jobs
 from qa_service.api import create_app
 from qa_service.auth import create_key
+from qa_service.errors import InputError, TransientError
 from qa_service.storage import NewCall, open_repository
+from qa_service.storage.fetch import UrlRefused, fetch_recording
 from qa_service.storage.inputs import write_bytes
 from tests.conftest import REPO_ROOT
 
@@ -236,3 +240,83 @@ def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_pat
     assert "harbourline" not in log_text.lower()
     agent = client.get("/v1/agents/agent-mira/scorecards", headers=headers).json()
     assert agent["aggregate"]["count"] == 2
+
+
+# -- recordings fetched for webhook calls ----------------------------------------------------------
+
+class _Recordings(BaseHTTPRequestHandler):
+    wav = b"RIFF" + b"\x00" * 2000
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        routes = {
+            "/ok.wav": (200, "audio/wav", self.wav, {}),
+            "/page": (200, "text/html; charset=utf-8", b"<html>login</html>", {}),
+            "/missing.wav": (404, "text/plain", b"gone", {}),
+            "/broken.wav": (503, "text/plain", b"busy", {}),
+            "/big.wav": (200, "audio/wav", b"\x00" * 5000, {}),
+            "/hop": (302, "text/plain", b"", {"Location": "/ok.wav"}),
+            "/loop": (302, "text/plain", b"", {"Location": "/loop"}),
+        }
+        status, ctype, body, extra = routes.get(self.path, (404, "text/plain", b"", {}))
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def recordings():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recordings)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("path", "error", "message"), [
+    ("/page", InputError, "text/html"),
+    ("/missing.wav", InputError, "HTTP 404"),
+    ("/broken.wav", TransientError, "HTTP 503"),
+    ("/big.wav", InputError, "larger than the limit of 4000 bytes"),
+    ("/loop", InputError, "redirects more than"),
+])
+def test_fetch_refuses_what_is_not_a_recording(make_settings, recordings, path, error, message):
+    settings = make_settings(allow_private_urls=True, max_upload_bytes=4000)
+    call_id = str(uuid.uuid4())
+    with pytest.raises(error, match=message):
+        fetch_recording(recordings + path, settings.storage_dir, call_id, settings)
+    assert not (settings.storage_dir / call_id).exists()
+
+
+@pytest.mark.parametrize("path", ["/ok.wav", "/hop"])
+def test_fetch_saves_the_recording(make_settings, recordings, path):
+    settings = make_settings(allow_private_urls=True)
+    call_id = str(uuid.uuid4())
+    saved = fetch_recording(recordings + path, settings.storage_dir, call_id, settings)
+    assert saved.read_bytes() == _Recordings.wav and saved.parent.name == call_id and saved.suffix == ".wav"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_fetch_refuses_loopback_without_the_setting(make_settings, recordings, host):
+    settings = make_settings()
+    url = recordings.replace("127.0.0.1", host) + "/ok.wav"
+    with pytest.raises(UrlRefused, match="QA_ALLOW_PRIVATE_URLS"):
+        fetch_recording(url, settings.storage_dir, str(uuid.uuid4()), settings)
+
+
+def test_webhook_call_with_a_private_url_fails_readably(env, recordings):
+    settings, repo, queue = env
+    # "localhost" passes the webhook's literal-address check; the worker resolves it and refuses.
+    call = add_call(repo, settings, data=None, kind="audio", source="webhook",
+                    input_url=recordings.replace("127.0.0.1", "localhost") + "/ok.wav")
+    jobs.process_call(call.id)
+    failed = repo.get_call(call.id)
+    assert failed.status == "failed" and "QA_ALLOW_PRIVATE_URLS" in failed.failure_reason
+    assert "localhost" not in failed.failure_reason
