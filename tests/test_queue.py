@@ -7,6 +7,7 @@ the slow end-to-end test runs `python worker.py` with the real pipeline.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,8 @@ import threading
 import time
 import uuid
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from rq.job import Job, JobStatus
 
 from qa_service import jobs
 from qa_service.api import create_app
+from qa_service.api.webhooks import sign
 from qa_service.auth import create_key
 from qa_service.errors import InputError, TransientError
 from qa_service.storage import NewCall, open_repository
@@ -143,6 +146,11 @@ def test_reconcile_requeues_lost_calls_only(env, redis_conn):
 
 # -- a real worker process -----------------------------------------------------------------------
 
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
 def speech_wav(path: Path) -> Path:
     """About three seconds of synthetic speech from espeak-ng."""
     subprocess.run(["espeak-ng", "-s", "190", "-w", str(path),
@@ -165,7 +173,7 @@ def wait_for(client: TestClient, headers: dict, call_id: str, timeout: float, se
 def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_path):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (needed to make test speech)")
-    settings = make_settings(redis_url=redis_url, asr_beam_size=1)
+    settings = make_settings(redis_url=redis_url, asr_beam_size=1, allow_private_urls=True)
     app = create_app(settings)
     seed_rules(app.state.repo)
     client = TestClient(app)
@@ -187,10 +195,24 @@ def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_pat
     chat_id = submit("transcript", "chat.json", CHAT, call_id="chat-1")
     audio_id = submit("audio", "speech.wav", good_audio, channels="mono", call_id="audio-1")
     assert client.get(f"/v1/calls/{chat_id}", headers=headers).json()["status"] == "queued"
+    # A telephony system posts a finished call; the worker downloads the recording over HTTP.
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "pbx-77.wav").write_bytes(good_audio)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    event = json.dumps({"external_call_id": "pbx-77", "agent_id": "agent-mira",
+                        "start_time": "2026-10-14T10:00:00Z", "channels": "mono",
+                        "recording_url": f"http://127.0.0.1:{server.server_address[1]}/pbx-77.wav",
+                        "rubric_id": "harbourline-intake", "policy_pack_id": "valdoria-residence"}).encode()
+    hook = client.post("/v1/webhooks/telephony", content=event,
+                       headers={"X-Signature": sign(settings.webhook_secret, event)})
+    assert hook.status_code == 202, hook.text
+    hook_id = hook.json()["id"]
 
     env = {**os.environ, "QA_DATABASE_URL": settings.database_url, "QA_REDIS_URL": redis_url,
            "QA_STORAGE_DIR": str(settings.storage_dir), "QA_MODEL_CACHE_DIR": str(settings.model_cache_dir),
-           "QA_ASR_BEAM_SIZE": "1", "PYTHONPATH": str(REPO_ROOT)}
+           "QA_ASR_BEAM_SIZE": "1", "QA_ALLOW_PRIVATE_URLS": "true", "PYTHONPATH": str(REPO_ROOT)}
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
         worker = subprocess.Popen([sys.executable, "worker.py"], cwd=REPO_ROOT, env=env, stdout=log,
@@ -198,9 +220,11 @@ def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_pat
     try:
         seen: set[str] = set()
         results = {cid: wait_for(client, headers, cid, 300, seen)
-                   for cid in (noise_id, truncated_id, chat_id, audio_id)}
+                   for cid in (noise_id, truncated_id, chat_id, audio_id, hook_id)}
         assert worker.poll() is None, "the worker must keep running after bad input"
     finally:
+        server.shutdown()
+        server.server_close()
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=30)
@@ -215,7 +239,7 @@ def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_pat
         r = client.get(f"/v1/calls/{bad}/scorecard", headers=headers)
         assert r.status_code == 409
 
-    for good in (chat_id, audio_id):
+    for good in (chat_id, audio_id, hook_id):
         assert results[good]["status"] == "done", (results[good], log_text[-3000:])
         card = client.get(f"/v1/calls/{good}/scorecard", headers=headers)
         assert card.status_code == 200
@@ -239,7 +263,9 @@ def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_pat
     assert chat_id in log_text and "fax the form" not in log_text.lower()
     assert "harbourline" not in log_text.lower()
     agent = client.get("/v1/agents/agent-mira/scorecards", headers=headers).json()
-    assert agent["aggregate"]["count"] == 2
+    assert agent["aggregate"]["count"] == 3
+    hooked = client.get(f"/v1/calls/{hook_id}/scorecard", headers=headers).json()
+    assert hooked["call_id"] == "pbx-77" and "recorded" in " ".join(t["text"] for t in hooked["transcript"])
 
 
 # -- recordings fetched for webhook calls ----------------------------------------------------------
