@@ -200,3 +200,17 @@ def test_only_the_pipes_a_pattern_needs(nlp: Language) -> None:
 )
 def test_sound_alikes(nlp: Language, phrase: str, text: str, lenient: bool, matched: bool) -> None:
     assert bool(_matches(nlp, phrase, text, lenient=lenient)) is matched
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text", "lenient", "matched"),
+    [
+        ("is there anything else", "isn't there anything else?", True, True),
+        ("do you consent", "don't you consent to that?", True, True),
+        ("is there anything else", "isn't there anything else?", False, False),
+        ("this call is recorded", "this call isn't recorded", True, False),  # not a question form
+    ],
+)
+def test_negative_questions_ask_the_same(nlp: Language, phrase: str, text: str, lenient: bool,
+                                         matched: bool) -> None:
+    assert bool(_matches(nlp, phrase, text, lenient=lenient)) is matched

@@ -341,6 +341,7 @@ class _Index:
         return found
 
 
+AUXILIARIES = frozenset({"be", "do", "can", "will", "would", "could", "shall", "should", "have"})
 FUNCTION_WORDS = frozenset({"a", "an", "the", "of", "on", "in", "at", "to", "for", "by", "with", "from",
                             "is", "are", "was", "be", "am", "and", "or", "i", "you", "we", "it", "my", "your",
                             "our", "this", "that", "do", "can", "may", "will", "as", "if", "has", "have",
@@ -395,6 +396,9 @@ def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped:
             end = _match(toks, i + 1, ptoks, j + 2, skipped, lenient, slipped)
             if end is not None:
                 return end
+    if lenient and j == 1 and t.norm == "not" and ptoks[0].norm in AUXILIARIES and not slipped:
+        # A negative question asks the same thing: "isn't there anything else", "don't you consent".
+        return _match(toks, i + 1, ptoks, j, skipped, lenient, True)
     if j > 0 and skipped < MAX_FILLERS:
         if t.filler:
             return _match(toks, i + 1, ptoks, j, skipped + 1, lenient, slipped)
