@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from qa_service.errors import QAServiceError
+from qa_service.errors import InputError, QAServiceError
 from qa_service.records import CallMeta
 from qa_service.settings import Settings
 
@@ -83,6 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--name", required=True)
     kc.set_defaults(func=cmd_keys_create)
 
+    rs = sub.add_parser("rescore", help="rescore stored calls with changed rules (no re-transcription)")
+    rs.add_argument("--rubric", type=Path, required=True, help="new rubric (same id, usually a new version)")
+    rs.add_argument("--policies", type=Path, help="new policy pack (default: each call's stored one)")
+    rs.add_argument("--since", type=date.fromisoformat, help="first call date, YYYY-MM-DD")
+    rs.add_argument("--until", type=date.fromisoformat, help="last call date, YYYY-MM-DD")
+    rs.add_argument("--dry-run", action="store_true", help="report the impact without storing new versions")
+    rs.add_argument("--report", type=Path, help="also write the impact report as JSON here")
+    rs.set_defaults(func=cmd_rescore)
+
+    rules = sub.add_parser("rubric", help="check and try rubrics and policy packs")
+    rules_sub = rules.add_subparsers(dest="rubric_command", required=True)
+    rc = rules_sub.add_parser("check", help="validate rubric or policy-pack files; explain every error")
+    rc.add_argument("files", nargs="+", type=Path)
+    rc.set_defaults(func=cmd_rubric_check)
+    rt = rules_sub.add_parser("try", help="score a transcript and show what each rule matched and why")
+    rt.add_argument("rubric", type=Path)
+    rt.add_argument("transcript", type=Path, help="JSON turns or Agent:/Customer: lines")
+    rt.add_argument("--policies", type=Path, help="policy pack (default: none)")
+    rt.add_argument("--call-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
+    rt.set_defaults(func=cmd_rubric_try)
+
     demo = sub.add_parser("demo", help="score the sample calls (through the queue when Redis answers)")
     demo.set_defaults(func=cmd_demo)
     return p
@@ -114,6 +135,9 @@ def cmd_process(args: argparse.Namespace) -> int:
     for job in tqdm(jobs, desc="calls", unit="call", disable=len(jobs) < 2, file=sys.stderr):
         rubric, policies = rubric_for(job.rubric, load_rubric), rubric_for(job.policies, load_policy_pack)
         try:
+            source = job.audio or job.transcript
+            if source is None or not source.is_file():
+                raise InputError(f"no such file: {source}")
             if job.audio:
                 card = process_audio(job.audio, job.meta, rubric, policies, engines)
             else:
@@ -169,10 +193,11 @@ def _jobs(args: argparse.Namespace) -> Iterator[Job]:
 
 
 def _resolve(value: str | None, base: Path) -> Path | None:
+    """A manifest path: relative to the manifest's folder, else to the working directory."""
     if not value:
         return None
     path = Path(value)
-    return path if path.is_absolute() or path.exists() else base / path
+    return base / path if not path.is_absolute() and (base / path).exists() else path
 
 
 def _repository(settings: Settings) -> Any:
@@ -253,6 +278,120 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from qa_service.jobs import run_worker
 
     run_worker(Settings(), burst=args.burst)
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    """Rescore stored scorecards with a changed rubric (and policy pack) and print the impact."""
+    import spacy
+    from tqdm import tqdm
+
+    from qa_service.rescore import rescore
+    from qa_service.rules.load import load_policy_pack, load_rubric
+
+    settings = Settings()
+    repo = _repository(settings)
+    rubric = load_rubric(args.rubric)
+    new_pack = load_policy_pack(args.policies) if args.policies else None
+    stored_packs: dict[tuple[str, str], Any] = {}
+
+    def policies_for(card: dict[str, Any]) -> Any:
+        if new_pack is not None:
+            return new_pack
+        ref = card["policies"]
+        key = (ref["id"], ref["version"])
+        if key not in stored_packs:
+            stored_packs[key] = load_policy_pack(repo.get_rules("policy_pack", *key).text,
+                                                 name=f"{key[0]} {key[1]}")
+        return stored_packs[key]
+
+    if not args.dry_run:
+        for kind, rules in (("rubric", rubric), ("policy_pack", new_pack)):
+            if rules is not None:
+                repo.put_rules(kind, rules.id, rules.version, rules.sha256, rules.text)
+    nlp = spacy.load(settings.spacy_model)
+    pending: list[tuple[str, dict[str, Any]]] = []
+
+    def save(call_id: str, card: dict[str, Any]) -> None:
+        pending.append((call_id, card))
+        if len(pending) >= 500:
+            repo.add_scorecard_versions(pending)
+            pending.clear()
+
+    cards = ((s.call_id, s.data) for s in repo.latest_scorecards(args.since, args.until, rubric_id=rubric.id))
+    with tqdm(desc="rescoring", unit="call", file=sys.stderr) as bar:
+        report = rescore(cards, rubric, policies_for, nlp, save=None if args.dry_run else save,
+                         progress=bar.update)
+    if pending:
+        repo.add_scorecard_versions(pending)
+    summary = report.summary()
+    if args.report:
+        args.report.write_text(json.dumps(summary, indent=2))
+    print(format_impact(summary, rubric, dry_run=args.dry_run))
+    return 0
+
+
+def format_impact(summary: dict[str, Any], rubric: Any, *, dry_run: bool) -> str:
+    """The rescore impact report for a terminal."""
+    lines = [f"rescored {summary['calls']} calls with rubric {rubric.id} {rubric.version}"
+             + (" (dry run: nothing stored)" if dry_run else ""),
+             f"  score changed on {summary['score_changed']} calls, "
+             f"mean change {summary['mean_score_change']:+.2f}",
+             f"  verdict flipped: {summary['flipped_to_fail']} to fail, {summary['flipped_to_pass']} to pass"]
+    for agent, flips in summary["agents_with_flips"].items():
+        lines.append(f"    {agent}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in flips.items()))
+    for label, key in (("new violations", "new_violations"), ("vanished violations", "vanished_violations")):
+        if summary[key]:
+            lines.append(f"  {label}: " + ", ".join(f"{v} x{n}" for v, n in summary[key].items()))
+    if summary["refresher"]:
+        lines.append("  refresher list (agents stating outdated policy):")
+        for agent, facts in summary["refresher"].items():
+            listed = ", ".join(f"{fact} ({len(calls)} call{'s' if len(calls) != 1 else ''})"
+                               for fact, calls in facts.items())
+            lines.append(f"    {agent}: {listed}")
+    return "\n".join(lines)
+
+
+def cmd_rubric_check(args: argparse.Namespace) -> int:
+    """Validate rules files; print what is wrong with each, by field path and line."""
+    from qa_service.errors import RulesError
+    from qa_service.rules.load import check_file, explain
+
+    bad = 0
+    for path in args.files:
+        try:
+            print(check_file(path))
+        except RulesError as exc:
+            bad += 1
+            print(explain(exc))
+    return 1 if bad else 0
+
+
+def cmd_rubric_try(args: argparse.Namespace) -> int:
+    """Score one transcript with a rubric and show each rule's verdict, reason and evidence."""
+    import spacy
+
+    from qa_service.intake import parse_transcript
+    from qa_service.rules.load import load_policy_pack, load_rubric
+    from qa_service.rules.schema import PolicyPack
+    from qa_service.stages.score import score
+
+    rubric = load_rubric(args.rubric)
+    policies = (load_policy_pack(args.policies) if args.policies
+                else PolicyPack(id="none", version="0", facts=[]))
+    transcript = parse_transcript(args.transcript.read_bytes(), filename=args.transcript.name)
+    result = score(transcript, rubric, policies, spacy.load(Settings().spacy_model),
+                   args.call_date or date.today())
+    for c in result.criteria:
+        mark = "n/a " if not c.applicable else ("PASS" if c.passed else "FAIL")
+        print(f"{mark} {c.id} ({c.points:g}/{c.max_points:g}): {c.reason or c.title}")
+        for e in c.evidence:
+            print(f"       {_clock(e.start)} {e.speaker}: \"{e.text}\"")
+    for v in result.violations:
+        print(f"VIOLATION [{v.kind}] {v.policy_id or v.id} at {_clock(v.evidence.start)}: {v.detail}")
+        print(f"       {v.evidence.speaker}: \"{v.evidence.text}\"")
+    print(f"score {result.score:.1f}, {'PASS' if result.passed else 'FAIL'}"
+          + (" (auto-fail)" if result.auto_fail else ""))
     return 0
 
 

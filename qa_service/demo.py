@@ -77,7 +77,7 @@ def _through_queue(settings: Settings, env: dict[str, str]) -> int:
         row = json.loads(line)
         call_id = str(uuid.uuid4())
         kind = "audio" if "audio" in row else "transcript"
-        source = SAMPLES.parent / row[kind]
+        source = SAMPLES / row[kind]
         path = write_bytes(settings.storage_dir, call_id, source.read_bytes(), source.suffix)
         repo.add_call(NewCall(
             id=call_id, external_id=row["call_id"], agent_id=row["agent_id"],

@@ -4,7 +4,8 @@
 Each turn is spoken with espeak-ng (agent and customer in different voices), placed on a
 timeline with a short gap, and written as audio/NAME.flac: 16 kHz stereo (wideband VoIP), agent on the left
 channel, customer on the right, as a telephony platform would record it. Also writes
-manifest.jsonl for `qa-service process --manifest` (with the text chat sample too).
+manifest.jsonl for `qa-service process --manifest` (paths relative to this folder; with the
+text chat sample too).
 Needs espeak-ng and sox (Debian).
 
 Usage: python samples/render.py
@@ -55,7 +56,7 @@ def render(spec_path: Path, out_dir: Path) -> dict:
             w.writeframes(inter.tobytes())
         flac = out_dir / f"{spec['call_id']}.flac"
         subprocess.run(["sox", str(wav), str(flac)], check=True)
-    return {"audio": f"samples/audio/{flac.name}", "call_id": spec["call_id"],
+    return {"audio": f"audio/{flac.name}", "call_id": spec["call_id"],
             "agent_id": spec["agent_id"], "call_date": str(spec["call_date"])}
 
 
@@ -64,7 +65,7 @@ def main() -> None:
     out_dir.mkdir(exist_ok=True)
     lines = [render(p, out_dir) for p in sorted((HERE / "calls").glob("*.yaml"))]
     # A chat that arrives as text is scored the same way, without decoding or transcription.
-    lines.append({"transcript": "samples/transcript-chat.json", "call_id": "sample-chat",
+    lines.append({"transcript": "transcript-chat.json", "call_id": "sample-chat",
                   "agent_id": "agent-leo", "call_date": "2026-10-22"})
     (HERE / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 

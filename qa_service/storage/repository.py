@@ -7,7 +7,7 @@ against both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
@@ -163,6 +163,15 @@ class Repository(Protocol):
     def agent_scorecards(self, agent_id: str, date_from: date | None = None, date_to: date | None = None,
                          limit: int = 100) -> tuple[list[StoredScorecard], AgentSummary]:
         """An agent's latest scorecard per call in a date range (newest first) and their aggregate."""
+        ...
+
+    def latest_scorecards(self, date_from: date | None = None, date_to: date | None = None,
+                          rubric_id: str | None = None, batch: int = 500) -> Iterator[StoredScorecard]:
+        """Every call's latest scorecard in a date range (optionally for one rubric id), oldest first."""
+        ...
+
+    def add_scorecard_versions(self, items: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Store new scorecard versions for calls that are done (rescoring), in one transaction."""
         ...
 
     def put_rules(self, kind: RulesKind, rules_id: str, version: str, sha256: str, text: str) -> tuple[

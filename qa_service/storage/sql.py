@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -211,20 +211,12 @@ class SqlRepository:
     def finish_call(self, call_id: str, scorecard: dict[str, Any]) -> StoredScorecard:
         """Store a new scorecard version and mark the call done, in one transaction."""
         call = self.get_call(call_id)
-        rubric = scorecard.get("rubric") or {}
         with self._write() as conn:
             last = conn.execute(
                 sa.select(sa.func.max(t.scorecards.c.version)).where(t.scorecards.c.call_id == call.id)
             ).scalar()
             now = _now()
-            values = {
-                "call_id": call.id, "version": (last or 0) + 1, "agent_id": call.agent_id,
-                "call_date": call.call_date, "score": float(scorecard["score"]),
-                "passed": bool(scorecard["passed"]), "auto_fail": bool(scorecard.get("auto_fail", False)),
-                "rubric_id": str(rubric.get("id", call.rubric_id)),
-                "rubric_version": str(rubric.get("version", call.rubric_version)),
-                "rubric_sha256": str(rubric.get("sha256", "")), "data": scorecard, "created_at": now,
-            }
+            values = _scorecard_row(call, (last or 0) + 1, scorecard, now)
             conn.execute(t.scorecards.insert().values(**values))
             conn.execute(t.calls.update().where(t.calls.c.id == call.id).values(
                 status="done", failure_reason=None, updated_at=now))
@@ -276,6 +268,44 @@ class SqlRepository:
             auto_fail_count=int(auto_fail or 0),
         )
         return rows, summary
+
+    def latest_scorecards(self, date_from: date | None = None, date_to: date | None = None,
+                          rubric_id: str | None = None, batch: int = 500) -> Iterator[StoredScorecard]:
+        """Every call's latest scorecard in a date range (optionally for one rubric id), oldest first."""
+        sc = t.scorecards
+        latest = sa.select(sc.c.call_id, sa.func.max(sc.c.version).label("v"))
+        if date_from is not None:
+            latest = latest.where(sc.c.call_date >= date_from)
+        if date_to is not None:
+            latest = latest.where(sc.c.call_date <= date_to)
+        sub = latest.group_by(sc.c.call_id).subquery()
+        query = (sa.select(sc).join(sub, sa.and_(sc.c.call_id == sub.c.call_id, sc.c.version == sub.c.v))
+                 .order_by(sc.c.call_date, sc.c.call_id))
+        if rubric_id is not None:
+            query = query.where(sc.c.rubric_id == rubric_id)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(query)
+            for row in result.mappings():
+                yield _scorecard(row, with_data=True)
+
+    def add_scorecard_versions(self, items: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Store new scorecard versions for calls that are done (rescoring), in one transaction."""
+        sc = t.scorecards
+        if not items:
+            return 0
+        ids = [call_id for call_id, _ in items]
+        now = _now()
+        with self._write() as conn:
+            last = dict(conn.execute(sa.select(sc.c.call_id, sa.func.max(sc.c.version))
+                                     .where(sc.c.call_id.in_(ids)).group_by(sc.c.call_id)).all())
+            calls = {r.id: r for r in conn.execute(sa.select(t.calls).where(t.calls.c.id.in_(ids)))}
+            rows = []
+            for call_id, card in items:
+                if call_id not in calls:
+                    raise NotFound(f"no call with id {call_id!r}")
+                rows.append(_scorecard_row(calls[call_id], (last.get(call_id) or 0) + 1, card, now))
+            conn.execute(sc.insert(), rows)
+        return len(rows)
 
     # -- rules ---------------------------------------------------------------------------------
 
@@ -401,6 +431,18 @@ def _call(row: Any) -> StoredCall:
         input_kind=row["input_kind"], input_path=row["input_path"], input_url=row["input_url"],
         attempts=int(row["attempts"]), created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
     )
+
+
+def _scorecard_row(call: Any, version: int, card: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The scorecards-table row for one version of a call's scorecard."""
+    rubric = card.get("rubric") or {}
+    return {
+        "call_id": call.id, "version": version, "agent_id": call.agent_id, "call_date": call.call_date,
+        "score": float(card["score"]), "passed": bool(card["passed"]),
+        "auto_fail": bool(card.get("auto_fail", False)), "rubric_id": str(rubric.get("id", call.rubric_id)),
+        "rubric_version": str(rubric.get("version", call.rubric_version)),
+        "rubric_sha256": str(rubric.get("sha256", "")), "data": card, "created_at": now,
+    }
 
 
 def _scorecard(row: Any, *, with_data: bool) -> StoredScorecard:

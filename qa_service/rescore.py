@@ -1,0 +1,148 @@
+"""Rescore stored calls with changed rules, without re-transcribing, and report the impact.
+
+Scoring reads the stored (redacted) transcript; personal data is gone but everything a rule reads
+(phrases, fees, points, dates) is kept. Each rescored call gets a new scorecard version; earlier
+versions stay. The impact report says which calls and agents flip verdict, how scores move, which
+violations are new or gone, and which agents still quote outdated policy (the refresher list).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+from qa_service.records import RulesRef, Segment, Transcript, result_fields
+from qa_service.stages.score import score
+
+
+@dataclass(frozen=True)
+class CallImpact:
+    """How one call's scorecard changed."""
+
+    call_id: str
+    agent_id: str
+    call_date: str
+    old_score: float
+    new_score: float
+    old_passed: bool
+    new_passed: bool
+    new_violations: tuple[str, ...]
+    vanished_violations: tuple[str, ...]
+
+    @property
+    def flipped(self) -> bool:
+        return self.old_passed != self.new_passed
+
+
+@dataclass
+class ImpactReport:
+    """What a rescore changed, over all the calls it touched."""
+
+    calls: int = 0
+    changes: list[CallImpact] = field(default_factory=list)
+    refresher: dict[str, dict[str, list[dict[str, str]]]] = field(default_factory=dict)
+
+    @property
+    def flipped(self) -> list[CallImpact]:
+        return [c for c in self.changes if c.flipped]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and per-agent flips, ready for JSON."""
+        deltas = [c.new_score - c.old_score for c in self.changes]
+        agents: dict[str, Counter[str]] = defaultdict(Counter)
+        for c in self.flipped:
+            agents[c.agent_id]["to_pass" if c.new_passed else "to_fail"] += 1
+        new = Counter(v for c in self.changes for v in c.new_violations)
+        gone = Counter(v for c in self.changes for v in c.vanished_violations)
+        return {
+            "calls": self.calls,
+            "score_changed": sum(1 for d in deltas if abs(d) > 1e-9),
+            "mean_score_change": round(sum(deltas) / len(deltas), 2) if deltas else 0.0,
+            "flipped_to_fail": sum(1 for c in self.flipped if not c.new_passed),
+            "flipped_to_pass": sum(1 for c in self.flipped if c.new_passed),
+            "agents_with_flips": {a: dict(n) for a, n in sorted(agents.items())},
+            "new_violations": dict(new.most_common()),
+            "vanished_violations": dict(gone.most_common()),
+            "flipped_calls": [asdict(c) for c in self.flipped],
+            "refresher": self.refresher,
+        }
+
+
+def transcript_from_card(card: dict[str, Any]) -> Transcript:
+    """The stored, redacted transcript of a scorecard as a Transcript record."""
+    segments = tuple(Segment(s["speaker"], float(s["start"]), float(s["end"]), s["text"])
+                     for s in card.get("transcript", []))
+    return Transcript(segments=segments, duration_s=float(card.get("duration_s", 0.0)),
+                      language=card.get("language", "en"), source="text")
+
+
+def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> dict[str, Any]:
+    """A new scorecard for a stored one under other rules; transcript, redactions and metrics are kept."""
+    transcript = transcript_from_card(card)
+    result = score(transcript, rubric, policies, nlp, date.fromisoformat(card["call_date"]))
+    return {
+        **card,
+        "rubric": asdict(RulesRef(rubric.id, rubric.version, rubric.sha256)),
+        "policies": asdict(RulesRef(policies.id, policies.version, policies.sha256)),
+        **result_fields(result),
+        "rescored_from": {"rubric": card.get("rubric"), "policies": card.get("policies"),
+                          "score": card.get("score"), "passed": card.get("passed")},
+    }
+
+
+def impact(call_id: str, old: dict[str, Any], new: dict[str, Any]) -> CallImpact:
+    """Compare two scorecards of one call."""
+    before, after = _violation_keys(old), _violation_keys(new)
+    return CallImpact(
+        call_id=call_id, agent_id=new["agent_id"], call_date=new["call_date"],
+        old_score=float(old.get("score", 0.0)), new_score=float(new["score"]),
+        old_passed=bool(old.get("passed")), new_passed=bool(new["passed"]),
+        new_violations=tuple(sorted(after - before)), vanished_violations=tuple(sorted(before - after)),
+    )
+
+
+def _violation_keys(card: dict[str, Any]) -> set[str]:
+    return {f"{v['kind']}:{v.get('policy_id') or v['id']}" for v in card.get("violations", [])}
+
+
+def outdated_mentions(call_id: str, card: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """(agent, policy fact, call) for each outdated-policy violation on a scorecard."""
+    for v in card.get("violations", []):
+        if v.get("kind") == "outdated_policy":
+            yield card["agent_id"], v.get("policy_id") or v["id"], {
+                "call_id": call_id, "call_date": card["call_date"], "detail": v.get("detail", "")}
+
+
+def refresher_list(cards: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, list[dict[str, str]]]]:
+    """Per agent and policy fact, the calls in which the agent stated outdated policy."""
+    return _group(m for call_id, card in cards for m in outdated_mentions(call_id, card))
+
+
+def _group(mentions: Iterable[tuple[str, str, dict[str, str]]]) -> dict[str, dict[str, list[dict[str, str]]]]:
+    out: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: defaultdict(list))
+    for agent, fact, call in mentions:
+        out[agent][fact].append(call)
+    return {agent: dict(facts) for agent, facts in sorted(out.items())}
+
+
+def rescore(cards: Iterable[tuple[str, dict[str, Any]]], rubric: Any,
+            policies_for: Callable[[dict[str, Any]], Any], nlp: Any, *,
+            save: Callable[[str, dict[str, Any]], Any] | None = None,
+            progress: Callable[[int], Any] | None = None) -> ImpactReport:
+    """Rescore (call id, scorecard) pairs; `save` stores each new scorecard, `progress` counts calls."""
+    report = ImpactReport()
+    mentions: list[tuple[str, str, dict[str, str]]] = []
+    for call_id, card in cards:
+        new = rescore_card(card, rubric, policies_for(card), nlp)
+        if save is not None:
+            save(call_id, new)
+        report.calls += 1
+        report.changes.append(impact(call_id, card, new))
+        mentions.extend(outdated_mentions(call_id, new))
+        if progress is not None:
+            progress(1)
+    report.refresher = _group(mentions)
+    return report
