@@ -496,8 +496,11 @@ def _word_marks(seg: Segment, pause: float) -> list[tuple[int, float, float]]:
 
 
 def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes: Sequence[str] = (),
-                     max_gap: float = 2.0, pause: float = 1.5) -> list[Utterance]:
-    """Utterances of a transcript, tokenised (and run through `pipes` when patterns need them)."""
+                     max_gap: float = 2.0, pause: float = 1.5, set_lemmas: bool = True) -> list[Utterance]:
+    """Utterances of a transcript, tokenised (and run through `pipes` when patterns need them).
+
+    `set_lemmas` fills `token.lemma_` for LEMMA patterns when the tagger does not run.
+    """
     segments = transcript.segments
     groups = group_segments(segments, max_gap)
     texts: list[str] = []
@@ -524,17 +527,20 @@ def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes:
         token_time: list[float] = []
         token_prob: list[float] = []
         s = 0
+        w = 0  # tokens come in text order, so the word pointer only moves forward
         for tok in doc:
             while s + 1 < len(spans) and tok.idx >= spans[s + 1][0]:
                 s += 1
+                w = 0
             offset, seg_index, marks = spans[s]
             token_segment.append(seg_index)
             local = tok.idx - offset
-            mark = next((m for m in reversed(marks) if m[0] <= local), marks[0])
-            token_time.append(mark[1])
-            token_prob.append(mark[2])
+            while w + 1 < len(marks) and marks[w + 1][0] <= local:
+                w += 1
+            token_time.append(marks[w][1])
+            token_prob.append(marks[w][2])
         toks = normalise([t.text for t in doc], lemma)
-        if not pipes or "lemmatizer" not in pipes:
+        if set_lemmas and "lemmatizer" not in pipes:
             for tok in doc:
                 tok.lemma_ = lemma(tok.lower_)
         out.append(Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, token_prob, toks))

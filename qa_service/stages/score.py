@@ -60,6 +60,7 @@ class CompiledRules:
     phrases: PhraseSet
     matcher: Any  # spacy.matcher.Matcher or None
     pipes: tuple[str, ...]
+    lemma_patterns: bool = False
 
 
 _PerNLP = OrderedDict[tuple[str, str], CompiledRules]
@@ -114,8 +115,9 @@ def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
             grouped[label].append(pattern)
         for label, group in grouped.items():
             matcher.add(label, group)
+    uses_lemma = any(str(key).upper() == "LEMMA" for _, p in patterns for spec in p for key in spec)
     return CompiledRules(rubric, policies, lemma, PhraseSet(labelled, nlp, lemma), matcher,
-                         pipes_for((p for _, p in patterns), nlp))
+                         pipes_for((p for _, p in patterns), nlp), uses_lemma)
 
 
 def _topic_words(fact: NumberFact, nlp: NLP) -> list[str]:
@@ -144,7 +146,7 @@ def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP
           call_date: date) -> ScoreResult:
     """Score one call: criteria, prohibited items and policy facts as they stood on call_date."""
     rules = compile_rules(rubric, policies, nlp)
-    utts = build_utterances(transcript, nlp, rules.lemma, rules.pipes)
+    utts = build_utterances(transcript, nlp, rules.lemma, rules.pipes, set_lemmas=rules.lemma_patterns)
     hits = _find(rules, utts)
     call = _Call(transcript, utts, hits, rules)
 
