@@ -8,15 +8,19 @@ CTranslate2 (faster-whisper) model built before `fork()` hangs forever in the ch
 its compute threads do not survive the fork (measured: the forked job never returned, while the
 same model built inside the child transcribed in under a second). CUDA contexts have the same
 problem. So jobs run in the worker process itself, which loads the engines once at start; a
-job timeout still interrupts a stuck job (SIGALRM in the main thread), and a worker that dies
-mid-job is recovered by `reconcile` when a worker starts again. Run one worker per core group.
+job timeout still interrupts a stuck job (SIGALRM in the main thread), and a call whose worker
+died mid-job is recovered by `reconcile`, which every worker runs at start and about once a
+minute: a worker holds a Redis lease on the call it processes, and a call in queued/processing
+with neither a lease nor a waiting job is enqueued again. Run one worker per core group.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +42,11 @@ JOB_PATH = "qa_service.jobs.process_call"
 # A call that stopped mid-processing this many times (worker killed, machine lost) is failed
 # instead of being handed to the next worker again.
 MAX_ATTEMPTS = 3
+# A worker holds a lease on the call it processes; a dead worker's lease lapses after LEASE_TTL_S.
+LEASE_TTL_S = 60
+LEASE_REFRESH_S = 15
+# How often a worker looks for lost calls (RQ maintenance); idle workers wake this often too.
+MAINTENANCE_S = 60
 
 
 @dataclass
@@ -86,6 +95,8 @@ def engines() -> Engines:
 
 def enqueue_call(queue: Queue, call_id: str, *, timeout: int | None = None) -> Job:
     """Put a call on the queue by dotted path; the RQ job id is the call id."""
+    if timeout is None:
+        timeout = _settings().job_timeout_s  # RQ's own default (180 s) is too short for long calls
     return queue.enqueue(
         JOB_PATH, call_id, job_id=call_id, job_timeout=timeout, result_ttl=24 * 3600,
         failure_ttl=7 * 24 * 3600, description=f"process call {call_id}",
@@ -94,6 +105,19 @@ def enqueue_call(queue: Queue, call_id: str, *, timeout: int | None = None) -> J
 
 def process_call(call_id: str) -> str:
     """Score one stored call: mark processing, run the pipeline, store the scorecard, mark done."""
+    lease = _Lease.for_current_job(call_id)
+    if lease is not None and not lease.acquire():
+        # A duplicate job (resend, recovery) while a live worker holds this call: let that one finish.
+        log.info("call %s is being processed by another worker; skipping", call_id)
+        return call_id
+    try:
+        return _process(call_id)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _process(call_id: str) -> str:
     repo = _repo()
     settings = _settings()
     call = repo.get_call(call_id)
@@ -118,6 +142,61 @@ def process_call(call_id: str) -> str:
     _discard_input(call, repo, settings)
     log.info("call %s done in %.1f s", call_id, time.monotonic() - started)
     return call_id
+
+
+def lease_key(call_id: str) -> str:
+    """Redis key held by the worker processing a call, for as long as it is alive."""
+    return f"qa:call-lease:{call_id}"
+
+
+class _Lease:
+    """A Redis lock on one call, refreshed by a thread while the job runs.
+
+    It stops two workers scoring the same call at once (a job enqueued twice by a resend or a
+    recovery), and tells the reconciler which calls a live worker holds: a killed worker stops
+    refreshing and its lease expires within LEASE_TTL_S.
+    """
+
+    def __init__(self, connection: Redis, call_id: str):
+        self._lock = connection.lock(lease_key(call_id), timeout=LEASE_TTL_S, blocking=False,
+                                     thread_local=False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_current_job(cls, call_id: str) -> _Lease | None:
+        """A lease on the Redis of the RQ job running now; None outside a worker."""
+        from rq import get_current_job
+
+        job = get_current_job()
+        return cls(job.connection, call_id) if job is not None else None
+
+    def acquire(self) -> bool:
+        if not self._lock.acquire():
+            return False
+        self._thread = threading.Thread(target=self._refresh, name="call-lease", daemon=True)
+        self._thread.start()
+        return True
+
+    def _refresh(self) -> None:
+        from redis.exceptions import LockError, RedisError
+
+        while not self._stop.wait(LEASE_REFRESH_S):
+            try:
+                self._lock.reacquire()
+            except (LockError, RedisError):
+                log.warning("could not refresh the lease on a call; another worker may take it over")
+
+    def release(self) -> None:
+        from redis.exceptions import LockError, RedisError
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self._lock.release()
+        except (LockError, RedisError):
+            pass  # expired or Redis restarted: nothing left to release
 
 
 def _score(call: StoredCall, repo: Repository, settings: Settings) -> dict[str, Any]:
@@ -173,15 +252,19 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
     from rq.job import Job, JobStatus
 
     requeued = []
+    connection = queue.connection
     for call in repo.calls_with_status(["queued", "processing"]):
+        if connection.exists(lease_key(call.id)):
+            continue  # a live worker holds it
         try:
-            status = Job.fetch(call.id, connection=queue.connection).get_status()
+            job = Job.fetch(call.id, connection=connection)
+            status, started_at = job.get_status(), job.started_at
         except Exception:  # NoSuchJobError, or a job hash that expired or cannot be read
-            status = None
-        # A job still waiting or running belongs to a live worker (or will be picked up).
+            status, started_at = None, None
+        # Waiting in the queue, or started so recently that the worker may not hold the lease yet.
         if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
             continue
-        if status == JobStatus.STARTED and call.status == "processing" and _job_alive(queue, call.id):
+        if status == JobStatus.STARTED and started_at is not None and _age_s(started_at) < LEASE_TTL_S:
             continue
         if call.attempts >= MAX_ATTEMPTS:
             repo.fail_call(call.id, f"processing stopped {call.attempts} times without finishing "
@@ -195,14 +278,10 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
     return requeued
 
 
-def _job_alive(queue: Queue, job_id: str) -> bool:
-    """Whether a started job is in the started registry of a worker that still sends heartbeats."""
-    from rq.registry import StartedJobRegistry
-
-    registry = StartedJobRegistry(queue=queue)
-    # Entries whose heartbeat expired are dropped by cleanup; what remains is alive.
-    registry.cleanup()
-    return job_id in registry.get_job_ids()
+def _age_s(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - moment).total_seconds()
 
 
 def run_worker(settings: Settings, burst: bool = False) -> bool:
@@ -236,5 +315,7 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
             except Exception:  # maintenance must never stop the worker; try again next round
                 log.exception("reconciling lost calls failed")
 
-    worker = CallWorker([queue], connection=connection)
+    # A short worker TTL makes an idle worker wake (and run maintenance) about once a minute.
+    worker = CallWorker([queue], connection=connection, worker_ttl=MAINTENANCE_S + 15,
+                        maintenance_interval=MAINTENANCE_S)
     return bool(worker.work(burst=burst, logging_level="INFO"))

@@ -346,3 +346,41 @@ def test_webhook_call_with_a_private_url_fails_readably(env, recordings):
     failed = repo.get_call(call.id)
     assert failed.status == "failed" and "QA_ALLOW_PRIVATE_URLS" in failed.failure_reason
     assert "localhost" not in failed.failure_reason
+
+
+def test_a_held_lease_stops_a_second_worker(env, redis_conn):
+    settings, repo, queue = env
+    call = add_call(repo, settings)
+    held = redis_conn.lock(jobs.lease_key(call.id), timeout=60)
+    assert held.acquire(blocking=False)
+    jobs.enqueue_call(queue, call.id)
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    untouched = repo.get_call(call.id)
+    assert (untouched.status, untouched.attempts) == ("queued", 0)
+    assert jobs.reconcile(repo, queue) == [], "a call under a live lease is not recovered"
+    held.release()
+
+
+def test_lease_is_taken_and_released_by_a_job(env, redis_conn):
+    settings, repo, queue = env
+    call = add_call(repo, settings, data=None)  # fails fast: no input
+    jobs.enqueue_call(queue, call.id)
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    assert repo.get_call(call.id).status == "failed"
+    assert not redis_conn.exists(jobs.lease_key(call.id))
+
+
+def test_reconcile_gives_a_just_started_job_time_to_take_its_lease(env, redis_conn):
+    from datetime import UTC, datetime, timedelta
+
+    settings, repo, queue = env
+    call = add_call(repo, settings)
+    job = jobs.enqueue_call(queue, call.id)
+    queue.remove(job.id)
+    job.set_status(JobStatus.STARTED)
+    job.started_at = datetime.now(UTC)
+    job.save()
+    assert jobs.reconcile(repo, queue) == []
+    job.started_at = datetime.now(UTC) - timedelta(seconds=jobs.LEASE_TTL_S + 5)
+    job.save()
+    assert jobs.reconcile(repo, queue) == [call.id]
