@@ -286,44 +286,16 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     import spacy
     from tqdm import tqdm
 
-    from qa_service.rescore import rescore
+    from qa_service.rescore import rescore_stored
     from qa_service.rules.load import load_policy_pack, load_rubric
 
     settings = Settings()
-    repo = _repository(settings)
     rubric = load_rubric(args.rubric)
-    new_pack = load_policy_pack(args.policies) if args.policies else None
-    stored_packs: dict[tuple[str, str], Any] = {}
-
-    def policies_for(card: dict[str, Any]) -> Any:
-        if new_pack is not None:
-            return new_pack
-        ref = card["policies"]
-        key = (ref["id"], ref["version"])
-        if key not in stored_packs:
-            stored_packs[key] = load_policy_pack(repo.get_rules("policy_pack", *key).text,
-                                                 name=f"{key[0]} {key[1]}")
-        return stored_packs[key]
-
-    if not args.dry_run:
-        for kind, rules in (("rubric", rubric), ("policy_pack", new_pack)):
-            if rules is not None:
-                repo.put_rules(kind, rules.id, rules.version, rules.sha256, rules.text)
-    nlp = spacy.load(settings.spacy_model)
-    pending: list[tuple[str, dict[str, Any]]] = []
-
-    def save(call_id: str, card: dict[str, Any]) -> None:
-        pending.append((call_id, card))
-        if len(pending) >= 500:
-            repo.add_scorecard_versions(pending)
-            pending.clear()
-
-    cards = ((s.call_id, s.data) for s in repo.latest_scorecards(args.since, args.until, rubric_id=rubric.id))
+    policies = load_policy_pack(args.policies) if args.policies else None
     with tqdm(desc="rescoring", unit="call", file=sys.stderr) as bar:
-        report = rescore(cards, rubric, policies_for, nlp, save=None if args.dry_run else save,
-                         progress=bar.update)
-    if pending:
-        repo.add_scorecard_versions(pending)
+        report = rescore_stored(_repository(settings), rubric, policies, spacy.load(settings.spacy_model),
+                                since=args.since, until=args.until, store=not args.dry_run,
+                                progress=bar.update)
     summary = report.summary()
     if args.report:
         args.report.write_text(json.dumps(summary, indent=2))

@@ -146,3 +146,43 @@ def rescore(cards: Iterable[tuple[str, dict[str, Any]]], rubric: Any,
             progress(1)
     report.refresher = _group(mentions)
     return report
+
+
+def rescore_stored(repo: Any, rubric: Any, policies: Any | None, nlp: Any, *, since: date | None = None,
+                   until: date | None = None, store: bool = True, batch: int = 500,
+                   progress: Callable[[int], Any] | None = None) -> ImpactReport:
+    """Rescore the latest scorecard of every stored call scored with this rubric id in a date range.
+
+    Without `policies` each call keeps the policy pack it was scored with (loaded from storage).
+    With `store`, the new rules are saved and each call gets a new scorecard version.
+    """
+    from qa_service.rules.load import load_policy_pack
+
+    stored_packs: dict[tuple[str, str], Any] = {}
+
+    def policies_for(card: dict[str, Any]) -> Any:
+        if policies is not None:
+            return policies
+        key = (card["policies"]["id"], card["policies"]["version"])
+        if key not in stored_packs:
+            text = repo.get_rules("policy_pack", *key).text
+            stored_packs[key] = load_policy_pack(text, name=f"policy pack {key[0]} {key[1]}")
+        return stored_packs[key]
+
+    pending: list[tuple[str, dict[str, Any]]] = []
+
+    def save(call_id: str, card: dict[str, Any]) -> None:
+        pending.append((call_id, card))
+        if len(pending) >= batch:
+            repo.add_scorecard_versions(pending)
+            pending.clear()
+
+    if store:
+        for kind, rules in (("rubric", rubric), ("policy_pack", policies)):
+            if rules is not None:
+                repo.put_rules(kind, rules.id, rules.version, rules.sha256, rules.text)
+    cards = ((s.call_id, s.data) for s in repo.latest_scorecards(since, until, rubric_id=rubric.id))
+    report = rescore(cards, rubric, policies_for, nlp, save=save if store else None, progress=progress)
+    if pending:
+        repo.add_scorecard_versions(pending)
+    return report
