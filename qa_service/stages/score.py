@@ -187,7 +187,11 @@ def _find(rules: CompiledRules, utts: Sequence[Utterance]) -> dict[str, list[Hit
             for match_id, start, end in rules.matcher(utt.doc):
                 label = strings[match_id]
                 found[label].setdefault((utt.index, start), Hit(label, utt.index, start, end))
-    return {label: sorted(by_start.values(), key=lambda h: h.order) for label, by_start in found.items()}
+    def when(h: Hit) -> tuple[float, int, int]:
+        # Time first: on stereo calls one speaker's utterance may run on past the other's next one.
+        return (utts[h.utterance].time_of(h.start), h.utterance, h.start)
+
+    return {label: sorted(by_start.values(), key=when) for label, by_start in found.items()}
 
 
 @dataclass
@@ -206,6 +210,10 @@ class _Call:
         segs = [self.transcript.segments[k] for k in idxs]
         return Evidence(segments=tuple(idxs), start=segs[0].start, end=max(s.end for s in segs),
                         speaker=segs[0].speaker, text=" ".join(s.text.strip() for s in segs))
+
+    def order(self, hit: Hit) -> tuple[float, int, int]:
+        """Sort key placing a hit in the call: when its stretch of speech began, then text order."""
+        return (self.utts[hit.utterance].time_of(hit.start), hit.utterance, hit.start)
 
     def start_time(self, hit: Hit) -> float:
         """When the stretch of speech holding the hit's first token began."""
@@ -244,7 +252,7 @@ def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
                     reason = f"{other.id} did not happen, so this cannot come after it"
                 ok = []
             else:
-                late = [h for h in ok if h.order > anchor.order]
+                late = [h for h in ok if call.order(h) > call.order(anchor)]
                 if ok and not late:
                     reason = f"said before {other.id}"
                 ok = late
