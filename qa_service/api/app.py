@@ -84,6 +84,13 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.state.queue = queue
     app.include_router(routes.router)
     app.include_router(webhooks.router)
+    from qa_service import web
+    from qa_service.api import agents, metrics
+
+    app.include_router(agents.router)
+    app.include_router(metrics.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + BODY_SLACK_BYTES,
                        upload_limit=settings.max_upload_bytes)
 

@@ -1,0 +1,452 @@
+"""Read-side queries for supervisors and QA staff: call listings and aggregates over stored scorecards.
+
+Every view works on the latest scorecard version of each call (rescoring adds versions; only the
+newest counts). Aggregates are computed in SQL, reading inside the scorecard JSON with the
+database's own JSON functions (SQLite `json_each`/`json_extract`, PostgreSQL `jsonb_array_elements`
+and `->>`), so a listing never loads transcripts. Only CSV export and the call page read whole
+scorecards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql
+
+from qa_service.storage import tables as t
+
+Verdict = Literal["pass", "fail"]
+VIOLATION_KINDS: tuple[str, ...] = ("prohibited", "outdated_policy")
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which calls a view covers; None means no restriction. Dates are call dates, inclusive."""
+
+    agent_id: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    rubric_id: str | None = None
+    verdict: Verdict | None = None
+    violation: str | None = None
+    status: str | None = None
+
+    def scope(self) -> Filters:
+        """The same agent, dates and rubric without the verdict and violation narrowing."""
+        return Filters(agent_id=self.agent_id, date_from=self.date_from, date_to=self.date_to,
+                       rubric_id=self.rubric_id)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Aggregate over a set of scored calls."""
+
+    count: int
+    mean_score: float | None
+    pass_rate: float | None
+    auto_fail_count: int
+    violations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VIOLATION_KINDS, 0))
+
+
+@dataclass(frozen=True)
+class AgentTotals:
+    """One agent's line in the agent list."""
+
+    agent_id: str
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class WeekPoint:
+    """One ISO week of an agent's trend."""
+
+    week: str
+    week_start: date
+    count: int
+    mean_score: float
+    pass_rate: float
+
+
+@dataclass(frozen=True)
+class CriterionRate:
+    """How often one rubric criterion passed on the calls where it applied."""
+
+    rubric_id: str
+    id: str
+    title: str
+    section: str
+    passed: int
+    total: int
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Share of applicable calls that passed the criterion, 0..1."""
+        return round(self.passed / self.total, 4) if self.total else None
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """A call with its latest scorecard's headline numbers (None while it is not scored)."""
+
+    call_id: str
+    external_id: str | None
+    agent_id: str
+    call_date: date
+    status: str
+    failure_reason: str | None
+    created_at: datetime
+    version: int | None
+    score: float | None
+    passed: bool | None
+    auto_fail: bool | None
+    rubric_id: str
+    rubric_version: str
+    violation_count: int | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and how many items match in all."""
+
+    items: list[CallRow]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        """Number of pages (at least 1, so 'page 1 of 1' reads right on an empty list)."""
+        return max(1, -(-self.total // self.page_size))
+
+
+@dataclass(frozen=True)
+class AgentReport:
+    """Everything the agent view shows: aggregate, weekly trend, criteria and a page of calls."""
+
+    agent_id: str
+    filters: Filters
+    totals: Totals
+    trend: list[WeekPoint]
+    criteria: list[CriterionRate]
+    calls: Page
+
+
+@dataclass(frozen=True)
+class ServiceCounts:
+    """Counts for monitoring: calls by status and scorecards stored."""
+
+    calls_by_status: dict[str, int]
+    scorecards: int
+    scored_calls: int
+
+
+def _round(value: Any, digits: int) -> float | None:
+    return round(float(value), digits) if value is not None else None
+
+
+class Views:
+    """Read-only queries over the SQL repository's tables; shares its engine."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+
+    # -- JSON inside scorecards, per dialect ---------------------------------------------------
+
+    def _elements(self, key: str) -> Any:
+        """A table-valued function yielding each element of `data[key]` of the scorecard row in scope."""
+        data = t.scorecards.c.data
+        if self.postgres:
+            array = data.op("->")(sa.literal_column(f"'{key}'"))
+            return sa.func.jsonb_array_elements(array).table_valued("value", joins_implicitly=True)
+        return sa.func.json_each(data, f"$.{key}").table_valued("value", joins_implicitly=True)
+
+    def _text(self, element: Any, key: str) -> Any:
+        if self.postgres:
+            return element.c.value.op("->>")(sa.literal_column(f"'{key}'"))
+        return sa.func.json_extract(element.c.value, f"$.{key}")
+
+    def _true(self, element: Any, key: str, *, default: bool) -> Any:
+        """SQL condition: the element's boolean `key` is true (missing keys count as `default`)."""
+        if self.postgres:
+            value = sa.func.coalesce(self._text(element, key), "true" if default else "false")
+            return value == "true"
+        # SQLite's json_extract gives JSON true/false as 1/0.
+        return sa.func.coalesce(sa.func.json_extract(element.c.value, f"$.{key}"), 1 if default else 0) == 1
+
+    def _array_length(self, key: str) -> Any:
+        data = t.scorecards.c.data
+        if self.postgres:
+            array = data.op("->")(sa.literal_column(f"'{key}'"))
+            return sa.func.coalesce(sa.func.jsonb_array_length(array), 0)
+        return sa.func.coalesce(sa.func.json_array_length(data, f"$.{key}"), 0)
+
+    def _has_violation(self, violation_id: str) -> Any:
+        data = t.scorecards.c.data
+        if self.postgres:
+            # Containment can use a GIN index on data; see the report on indexes.
+            probe = sa.cast(sa.literal(json.dumps({"violations": [{"id": violation_id}]})), postgresql.JSONB)
+            return data.op("@>")(probe)
+        element = self._elements("violations")
+        return sa.exists(sa.select(sa.literal(1)).select_from(element)
+                         .where(self._text(element, "id") == violation_id))
+
+    # -- the latest scorecard per call ---------------------------------------------------------
+
+    def _latest(self, f: Filters) -> Any:
+        """(call_id, latest version) for the calls in the filters' agent and date range."""
+        sc = t.scorecards
+        query = sa.select(sc.c.call_id, sa.func.max(sc.c.version).label("v")).group_by(sc.c.call_id)
+        # agent and date are copied from the call into every version, so filtering here is exact.
+        if f.agent_id is not None:
+            query = query.where(sc.c.agent_id == f.agent_id)
+        if f.date_from is not None:
+            query = query.where(sc.c.call_date >= f.date_from)
+        if f.date_to is not None:
+            query = query.where(sc.c.call_date <= f.date_to)
+        return query.subquery("latest")
+
+    def _scored(self, f: Filters) -> tuple[Any, list[Any]]:
+        """FROM clause joining each call's latest scorecard, and the conditions on that scorecard."""
+        sc = t.scorecards
+        latest = self._latest(f)
+        joined = sc.join(latest, sa.and_(sc.c.call_id == latest.c.call_id, sc.c.version == latest.c.v))
+        return joined, self._card_conditions(f)
+
+    def _card_conditions(self, f: Filters) -> list[Any]:
+        sc = t.scorecards
+        conds: list[Any] = []
+        # Rubric, verdict and violations can change between versions: test them on the latest only.
+        if f.rubric_id is not None:
+            conds.append(sc.c.rubric_id == f.rubric_id)
+        if f.verdict is not None:
+            conds.append(sc.c.passed if f.verdict == "pass" else sa.not_(sc.c.passed))
+        if f.violation is not None:
+            conds.append(self._has_violation(f.violation))
+        return conds
+
+    # -- aggregates ----------------------------------------------------------------------------
+
+    def totals(self, f: Filters) -> Totals:
+        """Count, mean score, pass rate, auto-fails and violations by kind over the filtered calls."""
+        joined, conds = self._scored(f)
+        with self.engine.connect() as conn:
+            row = conn.execute(self._totals_query(joined, conds)).one()
+            kinds = conn.execute(self._kinds_query(joined, conds)).all()
+        violations = dict.fromkeys(VIOLATION_KINDS, 0)
+        for _agent, kind, n in kinds:
+            violations[str(kind)] = violations.get(str(kind), 0) + int(n)
+        return _totals(row[1:], violations)
+
+    def agents(self, f: Filters) -> list[AgentTotals]:
+        """Per agent over the filtered calls: the same aggregate as `totals`, ordered by agent id."""
+        joined, conds = self._scored(f)
+        sc = t.scorecards
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._totals_query(joined, conds, by_agent=True)
+                                .order_by(sc.c.agent_id)).all()
+            kinds = conn.execute(self._kinds_query(joined, conds)).all()
+        by_agent: dict[str, dict[str, int]] = {}
+        for agent, kind, n in kinds:
+            counts = by_agent.setdefault(agent, dict.fromkeys(VIOLATION_KINDS, 0))
+            counts[str(kind)] = counts.get(str(kind), 0) + int(n)
+        return [AgentTotals(agent_id=row[0], totals=_totals(row[1:], by_agent.get(row[0])))
+                for row in rows]
+
+    def _totals_query(self, joined: Any, conds: list[Any], *, by_agent: bool = False) -> Any:
+        sc = t.scorecards
+        query = sa.select(
+            sc.c.agent_id if by_agent else sa.literal(None),
+            sa.func.count(), sa.func.avg(sc.c.score),
+            sa.func.sum(sa.case((sc.c.passed, 1), else_=0)),
+            sa.func.sum(sa.case((sc.c.auto_fail, 1), else_=0)),
+        ).select_from(joined).where(*conds)
+        return query.group_by(sc.c.agent_id) if by_agent else query
+
+    def _kinds_query(self, joined: Any, conds: list[Any]) -> Any:
+        sc = t.scorecards
+        element = self._elements("violations")
+        kind = self._text(element, "kind")
+        return (sa.select(sc.c.agent_id, kind, sa.func.count())
+                .select_from(joined).join(element, sa.true()).where(*conds)
+                .group_by(sc.c.agent_id, kind))
+
+    def weekly_trend(self, f: Filters) -> list[WeekPoint]:
+        """Calls, mean score and pass rate per ISO week (weeks without calls are left out)."""
+        sc = t.scorecards
+        joined, conds = self._scored(f)
+        # Group by day in SQL (portable), then fold days into ISO weeks here: at most one row a day.
+        query = (sa.select(sc.c.call_date, sa.func.count(), sa.func.sum(sc.c.score),
+                           sa.func.sum(sa.case((sc.c.passed, 1), else_=0)))
+                 .select_from(joined).where(*conds).group_by(sc.c.call_date))
+        weeks: dict[tuple[int, int], list[float]] = {}
+        with self.engine.connect() as conn:
+            for day, n, total, passed in conn.execute(query):
+                year, week, _ = day.isocalendar()
+                acc = weeks.setdefault((year, week), [0, 0.0, 0])
+                acc[0] += int(n)
+                acc[1] += float(total or 0)
+                acc[2] += int(passed or 0)
+        return [WeekPoint(week=f"{year}-W{week:02d}", week_start=date.fromisocalendar(year, week, 1),
+                          count=int(n), mean_score=round(total / n, 2), pass_rate=round(passed / n, 4))
+                for (year, week), (n, total, passed) in sorted(weeks.items())]
+
+    def criterion_rates(self, f: Filters) -> list[CriterionRate]:
+        """Pass counts per rubric criterion over the filtered calls, where the criterion applied."""
+        sc = t.scorecards
+        joined, conds = self._scored(f)
+        element = self._elements("criteria")
+        crit_id = self._text(element, "id")
+        query = (sa.select(sc.c.rubric_id, crit_id, sa.func.max(self._text(element, "title")),
+                           sa.func.max(self._text(element, "section")),
+                           sa.func.sum(sa.case((self._true(element, "passed", default=False), 1), else_=0)),
+                           sa.func.count())
+                 .select_from(joined).join(element, sa.true())
+                 .where(*conds, self._true(element, "applicable", default=True))
+                 .group_by(sc.c.rubric_id, crit_id))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        rates = [CriterionRate(rubric_id=r[0], id=str(r[1]), title=str(r[2] or r[1]), section=str(r[3] or ""),
+                               passed=int(r[4] or 0), total=int(r[5])) for r in rows]
+        order = self._criterion_order(f)
+        return sorted(rates, key=lambda c: (c.rubric_id, order.get((c.rubric_id, c.id), 10_000), c.id))
+
+    def _criterion_order(self, f: Filters) -> dict[tuple[str, str], int]:
+        """Rubric order of the criteria, read from one recent scorecard per rubric."""
+        sc = t.scorecards
+        joined, conds = self._scored(f)
+        newest = (sa.select(sc.c.rubric_id, sa.func.max(sc.c.seq).label("seq"))
+                  .select_from(joined).where(*conds).group_by(sc.c.rubric_id).subquery())
+        query = sa.select(sc.c.rubric_id, sc.c.data).join(newest, sc.c.seq == newest.c.seq)
+        order: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            for rubric_id, data in conn.execute(query):
+                for i, crit in enumerate((data or {}).get("criteria") or []):
+                    order[(rubric_id, str(crit.get("id")))] = i
+        return order
+
+    # -- listings ------------------------------------------------------------------------------
+
+    def _calls_query(self, f: Filters) -> Any:
+        c, sc = t.calls, t.scorecards
+        latest = self._latest(f)
+        query = (sa.select(c.c.id, c.c.external_id, c.c.agent_id, c.c.call_date, c.c.status,
+                           c.c.failure_reason, c.c.created_at, sc.c.version, sc.c.score, sc.c.passed,
+                           sc.c.auto_fail, c.c.rubric_id, c.c.rubric_version,
+                           sc.c.rubric_id.label("sc_rubric"), sc.c.rubric_version.label("sc_rubric_version"),
+                           sa.case((sc.c.call_id.is_(None), None), else_=self._array_length("violations"))
+                           .label("violation_count"))
+                 .select_from(c.outerjoin(latest, latest.c.call_id == c.c.id)
+                              .outerjoin(sc, sa.and_(sc.c.call_id == latest.c.call_id,
+                                                     sc.c.version == latest.c.v))))
+        if f.agent_id is not None:
+            query = query.where(c.c.agent_id == f.agent_id)
+        if f.date_from is not None:
+            query = query.where(c.c.call_date >= f.date_from)
+        if f.date_to is not None:
+            query = query.where(c.c.call_date <= f.date_to)
+        if f.status is not None:
+            query = query.where(c.c.status == f.status)
+        if f.rubric_id is not None:
+            query = query.where(sa.func.coalesce(sc.c.rubric_id, c.c.rubric_id) == f.rubric_id)
+        if f.verdict is not None or f.violation is not None:
+            query = query.where(sc.c.call_id.is_not(None))
+        narrowing = Filters(verdict=f.verdict, violation=f.violation)
+        return query.where(*self._card_conditions(narrowing))
+
+    def calls(self, f: Filters, page: int = 1, page_size: int = 50) -> Page:
+        """One page of calls (newest call date first) with their latest scorecard's verdict."""
+        page, page_size = max(1, page), min(max(1, page_size), MAX_PAGE_SIZE)
+        c = t.calls
+        query = self._calls_query(f)
+        count = sa.select(sa.func.count()).select_from(query.subquery())
+        rows_q = (query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id)
+                  .limit(page_size).offset((page - 1) * page_size))
+        with self.engine.connect() as conn:
+            total = int(conn.execute(count).scalar_one())
+            items = [_call_row(r) for r in conn.execute(rows_q).mappings()]
+        return Page(items=items, total=total, page=page, page_size=page_size)
+
+    def scorecards(self, f: Filters) -> Iterator[tuple[CallRow, dict[str, Any]]]:
+        """Every scored call matching the filters with its latest scorecard, newest first (for export)."""
+        c, sc = t.calls, t.scorecards
+        query = self._calls_query(f).add_columns(sc.c.data).where(sc.c.call_id.is_not(None))
+        query = query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id)
+        with self.engine.connect() as conn:
+            # Stream in batches rather than holding every scorecard at once.
+            result = conn.execution_options(yield_per=200).execute(query).mappings()
+            for row in result:
+                yield _call_row(row), dict(row["data"] or {})
+
+    def agent_report(self, agent_id: str, f: Filters, page: int = 1, page_size: int = 50) -> AgentReport:
+        """The agent view: aggregate, trend and criteria over the date range and rubric; verdict and
+        violation narrow only the list of calls."""
+        f = Filters(agent_id=agent_id, date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id,
+                    verdict=f.verdict, violation=f.violation, status=f.status)
+        scope = f.scope()
+        return AgentReport(agent_id=agent_id, filters=f, totals=self.totals(scope),
+                           trend=self.weekly_trend(scope), criteria=self.criterion_rates(scope),
+                           calls=self.calls(f, page, page_size))
+
+    # -- choices for filter forms --------------------------------------------------------------
+
+    def agent_ids(self) -> list[str]:
+        """Every agent with at least one call."""
+        c = t.calls
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(c.c.agent_id).distinct().order_by(c.c.agent_id))]
+
+    def violation_ids(self, f: Filters | None = None) -> list[tuple[str, str, str]]:
+        """(id, kind, title) of every violation found on the latest scorecards in scope."""
+        joined, conds = self._scored((f or Filters()).scope())
+        element = self._elements("violations")
+        vid = self._text(element, "id")
+        query = (sa.select(vid, sa.func.max(self._text(element, "kind")),
+                           sa.func.max(self._text(element, "title")))
+                 .select_from(joined).join(element, sa.true()).where(*conds).group_by(vid).order_by(vid))
+        with self.engine.connect() as conn:
+            return [(str(i), str(k or ""), str(title or i)) for i, k, title in conn.execute(query)]
+
+    def counts(self) -> ServiceCounts:
+        """Calls by status and scorecards stored, for monitoring."""
+        c, sc = t.calls, t.scorecards
+        with self.engine.connect() as conn:
+            statuses = {str(s): int(n) for s, n in
+                        conn.execute(sa.select(c.c.status, sa.func.count()).group_by(c.c.status))}
+            cards, scored = conn.execute(
+                sa.select(sa.func.count(), sa.func.count(sa.distinct(sc.c.call_id)))).one()
+        return ServiceCounts(calls_by_status=statuses, scorecards=int(cards), scored_calls=int(scored))
+
+
+def _totals(row: Any, violations: dict[str, int] | None) -> Totals:
+    count, mean, passed, auto_fail = row
+    count = int(count or 0)
+    return Totals(
+        count=count,
+        mean_score=_round(mean, 2) if count else None,
+        pass_rate=round(int(passed or 0) / count, 4) if count else None,
+        auto_fail_count=int(auto_fail or 0),
+        violations=violations if violations is not None else dict.fromkeys(VIOLATION_KINDS, 0),
+    )
+
+
+def _call_row(row: Any) -> CallRow:
+    scored = row["version"] is not None
+    return CallRow(
+        call_id=str(row["id"]), external_id=row["external_id"], agent_id=row["agent_id"],
+        call_date=row["call_date"], status=row["status"], failure_reason=row["failure_reason"],
+        created_at=row["created_at"], version=int(row["version"]) if scored else None,
+        score=float(row["score"]) if scored else None, passed=bool(row["passed"]) if scored else None,
+        auto_fail=bool(row["auto_fail"]) if scored else None,
+        rubric_id=row["sc_rubric"] if scored else row["rubric_id"],
+        rubric_version=row["sc_rubric_version"] if scored else row["rubric_version"],
+        violation_count=int(row["violation_count"]) if row["violation_count"] is not None else None,
+    )
+

@@ -1,0 +1,280 @@
+"""The pages people use: sign in with an API key, agents, an agent's trend, calls, one call.
+
+Server-rendered with Jinja2 from the same read-side views as the API; every page works without
+script (a small static script only saves a reload when a criterion is clicked). Sessions are
+signed cookies (see `session.py`); the pages accept the roles that may read scorecards.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from qa_service.api.agents import AUDIO_TYPES, csv_response, redacted_audio, views_of
+from qa_service.api.deps import READ_SCORES
+from qa_service.auth import verify_key
+from qa_service.errors import AuthError, Forbidden, NotFound
+from qa_service.storage.repository import CALL_STATUSES, StoredKey
+from qa_service.storage.views import Filters, Page
+from qa_service.web import callview, charts
+from qa_service.web.session import COOKIE_NAME, MAX_AGE_S, make_token, read_token, session_secret
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["clock"] = callview.clock
+templates.env.filters["redacted"] = callview.redacted_html
+templates.env.filters["bar"] = charts.bar
+templates.env.globals["rate_class"] = charts.rate_class
+
+PAGE_SIZE = 25
+# Pages carry scorecards: no caching, no framing, scripts and styles from this origin only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "script-src 'self'; media-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def static_files() -> StaticFiles:
+    """The stylesheet and script the pages load, served by the app itself (mount at /static)."""
+    return StaticFiles(directory=str(HERE / "static"))
+
+
+# -- session -----------------------------------------------------------------------------------
+
+def signed_in(request: Request) -> StoredKey | None:
+    """The API key behind the session cookie, if it is valid, unrevoked and may read scorecards."""
+    key_hash = read_token(session_secret(request.app.state), request.cookies.get(COOKIE_NAME))
+    if key_hash is None:
+        return None
+    key = request.app.state.repo.key_by_hash(key_hash)
+    if key is None or key.revoked or (key.role != "admin" and key.role not in READ_SCORES):
+        return None
+    return key  # type: ignore[no-any-return]
+
+
+def _to_sign_in(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/?{urlencode({'next': target})}", status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only paths on this site: "//host" and "/\host" would send the browser elsewhere.
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/agents"
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def sign_in_page(request: Request, next: str | None = None) -> Response:
+    """The sign-in form (or straight on to the agents when already signed in)."""
+    if signed_in(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _render(request, "signin.html", {"next": _safe_next(next), "error": None, "key": None})
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+async def sign_in(request: Request) -> Response:
+    """Check a pasted API key and start a session; the key itself is not kept in the cookie."""
+    form = await request.form()
+    api_key = str(form.get("api_key") or "").strip()
+    target = _safe_next(str(form.get("next") or ""))
+    repo = request.app.state.repo
+    try:
+        key = await run_in_threadpool(verify_key, repo, api_key)
+        if key.role != "admin" and key.role not in READ_SCORES:
+            raise Forbidden(f"a {key.role} key cannot view scorecards; use a supervisor or QA key")
+    except (AuthError, Forbidden) as exc:
+        status = 403 if isinstance(exc, Forbidden) else 401
+        message = str(exc) if isinstance(exc, Forbidden) else "That key is not valid (or has been revoked)."
+        return _render(request, "signin.html", {"next": target, "error": message, "key": None}, status)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE_NAME, make_token(session_secret(request.app.state), key.key_hash),
+                        max_age=MAX_AGE_S, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", path="/")
+    log.info("web session started for key %s (%s)", key.id, key.role)
+    return response
+
+
+@router.post("/sign-out")
+def sign_out(request: Request) -> RedirectResponse:
+    """End the session."""
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax")
+    return response
+
+
+# -- filters from query strings ----------------------------------------------------------------
+
+def _filters(request: Request, errors: list[str], *, agent: bool = True) -> Filters:
+    """Filters from a page's query string; bad values are reported on the page, not as JSON 422."""
+    q = request.query_params
+
+    def day(name: str) -> date | None:
+        value = (q.get(name) or "").strip()
+        if not value:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            errors.append(f"'{name}' must be a date like 2026-11-02")
+            return None
+
+    date_from, date_to = day("from"), day("to")
+    if date_from and date_to and date_from > date_to:
+        errors.append("'from' is after 'to'")
+        date_from = date_to = None
+    verdict = q.get("verdict") or None
+    if verdict not in (None, "pass", "fail"):
+        errors.append("verdict must be pass or fail")
+        verdict = None
+    status = q.get("status") or None
+    if status not in (None, *CALL_STATUSES):
+        errors.append("unknown status")
+        status = None
+    return Filters(agent_id=(q.get("agent_id") or None) if agent else None, date_from=date_from,
+                   date_to=date_to, rubric_id=q.get("rubric_id") or None,
+                   verdict=verdict, violation=q.get("violation") or None,  # type: ignore[arg-type]
+                   status=status)
+
+
+def _page_number(request: Request) -> int:
+    value = request.query_params.get("page", "1")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def _query(request: Request, **changes: Any) -> str:
+    """The current query string with some parameters changed (for pager and filter links)."""
+    params = {k: v for k, v in request.query_params.items() if v}
+    for k, v in changes.items():
+        if v is None:
+            params.pop(k, None)
+        else:
+            params[k] = str(v)
+    return "?" + urlencode(params) if params else "?"
+
+
+def _pager(request: Request, page: Page) -> dict[str, Any]:
+    return {"page": page.page, "pages": page.pages, "total": page.total,
+            "prev": _query(request, page=page.page - 1) if page.page > 1 else None,
+            "next": _query(request, page=page.page + 1) if page.page < page.pages else None}
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+@router.get("/agents", response_class=HTMLResponse)
+def agents_page(request: Request) -> Response:
+    """Every agent with scored calls in a date range, with pass-rate and score bars."""
+    key = signed_in(request)
+    if key is None:
+        return _to_sign_in(request)
+    errors: list[str] = []
+    f = _filters(request, errors, agent=False)
+    rows = views_of(request.app.state.repo).agents(Filters(date_from=f.date_from, date_to=f.date_to))
+    return _render(request, "agents.html", {"key": key, "errors": errors, "f": f, "agents": rows})
+
+
+@router.get("/agents/{agent_id}", response_class=HTMLResponse)
+def agent_page(request: Request, agent_id: str) -> Response:
+    """One agent: totals, weekly trend chart, pass rate per criterion and the agent's calls."""
+    key = signed_in(request)
+    if key is None:
+        return _to_sign_in(request)
+    errors: list[str] = []
+    f = _filters(request, errors, agent=False)
+    views = views_of(request.app.state.repo)
+    report = views.agent_report(agent_id, f, _page_number(request), PAGE_SIZE)
+    chart = charts.trend_chart([
+        charts.TrendPoint(label=f"{w.week_start.day} {w.week_start:%b}", mean_score=w.mean_score,
+                          pass_rate=w.pass_rate, count=w.count) for w in report.trend])
+    return _render(request, "agent.html", {
+        "key": key, "errors": errors, "f": report.filters, "r": report, "chart": chart,
+        "violations": views.violation_ids(Filters(agent_id=agent_id)),
+        "pager": _pager(request, report.calls), "csv": f"/agents/{agent_id}/scorecards.csv"
+        + _query(request, page=None).rstrip("?"),
+    })
+
+
+@router.get("/agents/{agent_id}/scorecards.csv")
+def agent_csv(request: Request, agent_id: str) -> Response:
+    """The agent's filtered scorecards as CSV, for a signed-in browser."""
+    if signed_in(request) is None:
+        return _to_sign_in(request)
+    errors: list[str] = []
+    f = _filters(request, errors, agent=False)
+    f = Filters(agent_id=agent_id, date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id,
+                verdict=f.verdict, violation=f.violation)
+    return csv_response(views_of(request.app.state.repo), f, "scorecards.csv")
+
+
+@router.get("/calls", response_class=HTMLResponse)
+def calls_page(request: Request) -> Response:
+    """Calls newest first, filtered by agent, dates, verdict, violation and status."""
+    key = signed_in(request)
+    if key is None:
+        return _to_sign_in(request)
+    errors: list[str] = []
+    f = _filters(request, errors)
+    views = views_of(request.app.state.repo)
+    page = views.calls(f, _page_number(request), PAGE_SIZE)
+    return _render(request, "calls.html", {
+        "key": key, "errors": errors, "f": f, "calls": page.items, "pager": _pager(request, page),
+        "agents": views.agent_ids(), "violations": views.violation_ids(), "statuses": CALL_STATUSES,
+    })
+
+
+@router.get("/calls/{call_id}", response_class=HTMLResponse)
+def call_page(request: Request, call_id: str, c: str | None = None, v: int | None = None) -> Response:
+    """One call: verdict, criteria with their evidence marked in the redacted transcript, violations,
+    talk-time metrics and the redacted audio when it is kept."""
+    key = signed_in(request)
+    if key is None:
+        return _to_sign_in(request)
+    repo = request.app.state.repo
+    try:
+        call = repo.get_call(call_id)
+    except NotFound:
+        return _render(request, "message.html", {"key": key, "title": "No such call",
+                                                 "message": "There is no call with this id."}, 404)
+    card = None
+    if call.status == "done":
+        card = repo.get_scorecard(call.id)
+    view = callview.build(card.data) if card is not None else None
+    audio = redacted_audio(request.app.state.settings.storage_dir, call.id) is not None
+    return _render(request, "call.html", {
+        "key": key, "call": call, "card": card, "data": card.data if card else {}, "view": view,
+        "audio": audio, "selected": c, "selected_violation": v,
+    })
+
+
+@router.get("/calls/{call_id}/audio")
+def call_audio_page(request: Request, call_id: str) -> Response:
+    """The redacted recording for the call page's player (session cookie instead of a bearer key)."""
+    if signed_in(request) is None:
+        return Response(status_code=401)
+    call = request.app.state.repo.get_call(call_id)
+    path = redacted_audio(request.app.state.settings.storage_dir, call.id)
+    if path is None:
+        return Response("no redacted audio is kept for this call", status_code=404, media_type="text/plain")
+    return FileResponse(path, media_type=AUDIO_TYPES[path.suffix.lower()])
