@@ -5,8 +5,9 @@ pipeline   whole pipeline (decode, transcribe, redact, score) against bare faste
            audio with the same model, threads and decoding options; prints both throughputs (audio
            seconds per wall-clock second) and their ratio. Audio: samples/audio, plus any folders
            given with --audio (e.g. long stereo telephone calls).
+rescore    10,000 generated stored transcripts rescored with a changed rubric (target < 60 s).
 
-Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline]
+Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline|rescore]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from qa_service.pipeline import load_engines, process_audio  # noqa: E402
 from qa_service.records import CallMeta  # noqa: E402
@@ -86,12 +88,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--audio", type=Path, action="append", default=[], help="extra folder of calls")
     ap.add_argument("--model", action="append", help="speech model(s) (default: tiny.en)")
-    ap.add_argument("--only", choices=["pipeline"], help="run one benchmark")
+    ap.add_argument("--only", choices=["pipeline", "rescore"], help="run one benchmark")
+    ap.add_argument("--transcripts", type=int, default=10_000, help="how many calls the rescore bench makes")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     files = sorted(p for d in [ROOT / "samples/audio", *args.audio] for p in d.iterdir()
                    if p.suffix in AUDIO_SUFFIXES)
-    results = {"pipeline": [bench_pipeline(files, m) for m in (args.model or ["tiny.en"])]}
+    results: dict[str, object] = {}
+    if args.only in (None, "pipeline"):
+        results["pipeline"] = [bench_pipeline(files, m) for m in (args.model or ["tiny.en"])]
+    if args.only in (None, "rescore"):
+        import rescore
+
+        results["rescore"] = rescore.run(args.transcripts)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
