@@ -302,3 +302,64 @@ def test_numbers_the_recogniser_was_unsure_of_are_not_reported(ctx: Ctx, text: s
 def test_unit_stands_in_for_a_misheard_topic_word(ctx: Ctx, text: str, fact: str | None) -> None:
     result = ctx.score(call(*GOOD, ("agent", text)), DAY)
     assert [v.policy_id for v in result.violations] == ([fact] if fact else [])
+
+
+# A second, unrelated company with recogniser-style text: lower case, no punctuation, fillers, slips.
+RETENTION = [
+    ("agent", "you're through to bright watt my name is priya how can i help", 0.5),
+    ("customer", "hi um i want to leave and switch to another supplier"),
+    ("agent", "sorry to hear that can you confirm the account holder and the first line of your address"),
+    ("customer", "sure its me at twelve mill lane"),
+    ("agent", "thanks may i ask uh why you want to leave"),
+    ("customer", "the standing charge went up and i want a new contract somewhere cheaper"),
+    ("agent", "the standing charge is fifty three pence a day now and any new contract has a "
+              "fourteen day cooling off period"),
+    ("agent", "so to sum up i will send you the final bill thanks for your time today"),
+]
+
+
+@pytest.fixture(scope="module")
+def energy(ctx: Ctx) -> Ctx:
+    return Ctx(ctx.nlp, load_rubric(DATA / "energy-retention.yaml"),
+               load_policy_pack(DATA / "tariff-policy.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "failed", "violations", "passed"),
+    [
+        ({}, [], [], True),
+        # the cooling-off period is not explained although a new contract came up
+        ({6: ("agent", "the standing charge is fifty three pence a day now")}, ["cooling_off"], [], True),
+        # nobody mentions a new contract: the criterion does not apply, so its absence costs nothing
+        ({5: ("customer", "the standing charge went up"), 6: ("agent", "the standing charge is 53p a day")},
+         [], [], True),
+        # an old standing charge, said as a number with its unit
+        ({6: ("agent", "the standing charge is forty seven pence a day and any new contract has a "
+                       "fourteen day cooling off period")}, [], ["standing-charge"], True),
+        # the same old figure said as history is correct advice
+        ({6: ("agent", "the standing charge used to be forty seven pence it is fifty three now and any new "
+                       "contract has a 14 days to change your mind")}, [], [], True),
+        # an invented exit fee fails the call however well it went otherwise
+        ({7: ("agent", "if you go you will be charged an exit fee so to sum up thanks for your time today")},
+         [], ["exit_fee_threat"], False),
+        # the same words denied are fine
+        ({7: ("agent", "no you will not be charged an exit fee so to sum up thanks for your time today")},
+         [], [], True),
+        # security skipped: auto-fail, and the reason question cannot come after it
+        ({2: ("agent", "sorry to hear that")}, ["security", "reason"], [], False),
+        # cheques ended in January
+        ({7: ("agent", "you can send us a cheque for the bill so to sum up thanks for your time today")},
+         [], ["cheque-payments"], True),
+        ({7: ("agent", "we no longer take it if you pay by cheque so to sum up thanks for your time today")},
+         [], [], True),
+    ],
+)
+def test_retention_calls(energy: Ctx, edit: dict[int, tuple[str, str]], failed: list[str],
+                         violations: list[str], passed: bool) -> None:
+    turns = list(RETENTION)
+    for i, turn in edit.items():
+        turns[i] = turn
+    result = energy.score(call(*turns), date(2026, 6, 1))
+    assert [c.id for c in result.criteria if not c.passed] == failed, [c.reason for c in result.criteria]
+    assert [v.id for v in result.violations] == violations, [v.detail for v in result.violations]
+    assert result.passed is passed
