@@ -9,8 +9,8 @@ its compute threads do not survive the fork (measured: the forked job never retu
 same model built inside the child transcribed in under a second). CUDA contexts have the same
 problem. So jobs run in the worker process itself, which loads the engines once at start; a
 job timeout still interrupts a stuck job (SIGALRM in the main thread), and a call whose worker
-died mid-job is recovered by `reconcile`, which every worker runs at start and about once a
-minute: a worker holds a Redis lease on the call it processes, and a call in queued/processing
+died mid-job is recovered by `reconcile`, which every worker runs at start and about every
+30 s: a worker holds a Redis lease on the call it processes, and a call in queued/processing
 with neither a lease nor a waiting job is enqueued again. Run one worker per core group.
 """
 
@@ -43,10 +43,10 @@ JOB_PATH = "qa_service.jobs.process_call"
 # instead of being handed to the next worker again.
 MAX_ATTEMPTS = 3
 # A worker holds a lease on the call it processes; a dead worker's lease lapses after LEASE_TTL_S.
-LEASE_TTL_S = 60
-LEASE_REFRESH_S = 15
+LEASE_TTL_S = 30
+LEASE_REFRESH_S = 10
 # How often a worker looks for lost calls (RQ maintenance); idle workers wake this often too.
-MAINTENANCE_S = 60
+MAINTENANCE_S = 30
 
 
 @dataclass
@@ -315,7 +315,7 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
             except Exception:  # maintenance must never stop the worker; try again next round
                 log.exception("reconciling lost calls failed")
 
-    # A short worker TTL makes an idle worker wake (and run maintenance) about once a minute.
+    # A short worker TTL makes an idle worker wake (and run maintenance) every MAINTENANCE_S or so.
     worker = CallWorker([queue], connection=connection, worker_ttl=MAINTENANCE_S + 15,
                         maintenance_interval=MAINTENANCE_S)
     return bool(worker.work(burst=burst, logging_level="INFO"))
