@@ -160,7 +160,7 @@ def run_calls(args: argparse.Namespace) -> None:
             if base is not None:
                 red = base.redact(tr)
             else:
-                allow = ["Northwind", "Northwind Migration Advisers", *_agent_names(truth)]
+                allow = [*args.company, *_agent_names(truth)]
                 red = (
                     load_redactor(allow_list=allow).redact(tr).transcript
                     if args.allow
@@ -258,6 +258,9 @@ def main() -> None:
     c.add_argument("--rubrics", default=str(SHARED / "eval" / "rubrics"))
     c.add_argument("--baseline", action="store_true")
     c.add_argument("--allow", action="store_true", help="pass company and agent names as the allow-list")
+    c.add_argument(
+        "--company", nargs="*", default=["Northwind Migration Advisers", "Harbour Lane Relocation"]
+    )
     c.add_argument("--verbose", "-v", action="store_true")
     c.add_argument("--transcribe-only", action="store_true")
     t = sub.add_parser("text")

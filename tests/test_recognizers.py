@@ -118,10 +118,21 @@ def test_specific_dates(rules: speech.SpeechRules, value: str, specific: bool) -
     assert rules.is_specific_date(value) is specific
 
 
-def test_prompts_are_requests_not_mentions(rules: speech.SpeechRules) -> None:
+def test_prompts_for_names_and_addresses_must_be_requests(rules: speech.SpeechRules) -> None:
     asked = rules.prompts_in("Thanks. Could you confirm your date of birth and phone number?")
     assert {p.entity for p in asked} == {"DATE_TIME", "PHONE_NUMBER"}
-    assert rules.prompts_in("I will email the checklist today.") == []
+    # Answers to these take ordinary words, so a mere mention is not a question.
+    assert rules.prompts_in("I will post it to your address and put your full name on it.") == []
+    assert [p.kind for p in rules.prompts_in("What is your address")] == ["address"]
+    # Numbers and dates are redacted only where they look like one: a mention is enough (no "?" needed).
+    assert [p.kind for p in rules.prompts_in("and the expiry date")] == ["number"]
+
+
+def test_statement_spans_follow_a_mention(rules: speech.SpeechRules) -> None:
+    text = "The case number is 729, free free 1, 0, 5. Thanks."
+    found = [(s.entity_type, text[s.start : s.end]) for s in rules.statement_spans(text)]
+    assert ("ID", "729") in found and ("ID", "1, 0, 5") in found
+    assert rules.statement_spans("The fee is 640 dollars and takes 12 weeks.") == []
 
 
 def test_broken_rules_file_names_file_and_field(tmp_path: Path) -> None:

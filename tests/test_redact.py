@@ -16,7 +16,7 @@ from qa_service.stages.redact import PresidioRedactor, Redactor, load_redactor
 
 @pytest.fixture(scope="module")
 def redactor() -> PresidioRedactor:
-    return load_redactor(allow_list=["Northwind", "Ana"])
+    return load_redactor(allow_list=["Northwind Migration Advisers", "Ana"])
 
 
 def _segment(
@@ -94,6 +94,12 @@ POSITIVE = [
     ("reference x-ray romeo four seven one two", "romeo", "ID"),
     ("my post code is N W one, four R Y", "four R Y", "LOCATION"),
     ("I live at 14 Baker Street in town", "Baker", "LOCATION"),
+    ("my new address is twenty two Maple Avenue", "Maple", "LOCATION"),
+    ("fine, my postcode is LS6, 2QD", "2QD", "LOCATION"),
+    ("it is HK 447 912 0", "447 912", "ID"),
+    ("The case number is 729, free free 1, 0, 5.", "1, 0, 5", "ID"),
+    # Card, expiry and code in one breath: too long for one card, still one identifier.
+    ("A visa card number is 5-4-5-4-5-4-5-4-5-4-5-4-5-4-5-4-1-1-2-7-4-4-2.", "5-4-5-4", "ID"),
 ]
 
 
@@ -122,6 +128,9 @@ NEGATIVE = [
     "I have been waiting for three months and called twice.",
     "The rules changed in July.",
     "I would like to ask about the skilled worker visa.",
+    "As of today the pass Mark is 65 points.",
+    "To verify your date of birth, and it takes ten weeks and the fee is one hundred and fifty dollars.",
+    "Thanks for calling North Wind Migration Advisors.",  # allow-list, as recognition splits it
 ]
 
 
@@ -259,9 +268,10 @@ def test_protocol_and_speed(redactor: PresidioRedactor) -> None:
             )
         )
     call = _call(*turns)
-    t0 = time.perf_counter()
+    # CPU time, not wall time: the bound is about our work, not about other processes sharing the cores.
+    t0 = time.process_time()
     red = r.redact(call)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     assert elapsed < 1.0, f"redaction took {elapsed:.2f} s"
     assert sum(x.entity_type == "PHONE_NUMBER" for x in red.redactions) == 30
     assert all("seventy nine" not in s.text for s in red.transcript.segments)

@@ -170,7 +170,12 @@ def _combine(files: Sequence[RulesFile]) -> RulesFile:
 
 # -- tokens -------------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"(?i:x-ray)|[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:st|nd|rd|th)?|[^\sA-Za-z\d]")
+_TOKEN = re.compile(
+    r"(?i:x-ray)"
+    r"|\d+(?:st|nd|rd|th)\b"  # ordinals ("14th") before mixed tokens
+    r"|[A-Za-z]+\d[A-Za-z\d]*|\d+[A-Za-z][A-Za-z\d]*"  # letters and digits together ("LS6", "2QD")
+    r"|[A-Za-z]+(?:'[A-Za-z]+)?|\d+|[^\sA-Za-z\d]"
+)
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,7 @@ class _Vocab:
         self.currency = set(v.currency_symbols)
         self.street_types = [s.lower() for s in v.street_types]
         self.common = {w.lower() for w in v.common_words}
+        self._cache: dict[str, tuple[Token, ...]] = {}  # a segment is scanned several times per call
         self.number_words = (
             set(self.digits)
             | set(self.teens)
@@ -214,6 +220,14 @@ class _Vocab:
 
     def tokens(self, text: str) -> list[Token]:
         """Split text into tokens, each marked as digits, number word, letter, separator or word."""
+        cached = self._cache.get(text)
+        if cached is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            cached = self._cache[text] = tuple(self._tokens(text))
+        return list(cached)
+
+    def _tokens(self, text: str) -> list[Token]:
         raw = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
         out: list[Token] = []
         for i, (t, a, b) in enumerate(raw):
@@ -228,6 +242,8 @@ class _Vocab:
                 out.append(Token(t, a, b, "letter", self.spelling[low]))
             elif len(t) == 1 and t.isalpha():
                 out.append(Token(t, a, b, "letter", t.upper()))
+            elif 2 <= len(t) <= 3 and t.isupper() and self._spelling_context(raw, i):
+                out.append(Token(t, a, b, "letter", t))  # "HK 447 912": initials said together
             elif re.fullmatch(r"(?=.*\d)(?=.*[A-Za-z])[A-Za-z\d]+", t):
                 out.append(Token(t, a, b, "alnum", t.upper()))
             elif low in _SEPARATORS or t in ",-/–—":
@@ -246,7 +262,13 @@ class _Vocab:
                 return False
             t = raw[j][0]
             low = t.lower()
-            return (len(t) == 1 and t.isalnum()) or t.isdigit() or low in self.spelling or low in self.digits
+            return (
+                (len(t) == 1 and t.isalnum())
+                or t.isdigit()
+                or low in self.spelling
+                or low in self.digits
+                or bool(re.fullmatch(r"[A-Za-z]*\d[A-Za-z\d]*", t))
+            )
 
         def neighbour(step: int) -> int:
             j = i + step
@@ -361,7 +383,13 @@ class SpeechRules:
             return self.is_specific_date(value)
         if entity_type in ("PERSON", "LOCATION", "NRP"):
             words = re.findall(r"[A-Za-z][A-Za-z'\-]*", value)
-            return bool(words) and not all(self.is_common_word(w) for w in words)
+            if not words or all(self.is_common_word(w) for w in words):
+                return False
+            # "the pass Mark is 65 points": a capitalised noun after an article is not a name.
+            before = re.findall(r"[A-Za-z']+", text[:start])[-2:]
+            return not (
+                entity_type == "PERSON" and len(words) == 1 and any(w.lower() in _ARTICLES for w in before)
+            )
         if entity_type in ("PHONE_NUMBER", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "ID", "CREDIT_CARD"):
             return not self.scanner.is_amount(text, start, end)
         return True
@@ -390,16 +418,39 @@ class SpeechRules:
         found: list[Prompt] = []
         for m in re.finditer(r"[^.?!]+[.?!]*", text):
             sentence = m.group()
-            if not self._request.search(sentence):
-                continue
+            asks = bool(self._request.search(sentence))
             for rule, rx in self._prompts:
+                # Recognition often drops the question mark and garbles "could you": a mention is enough for
+                # numbers, dates and e-mails, whose answers are redacted only where they look like one.
+                # Names and addresses take ordinary words from the answer, so they need a real question.
+                if not asks and rule.kind in ("name", "address"):
+                    continue
                 if rx.search(sentence) and all(p.entity != rule.entity for p in found):
                     found.append(Prompt(rule.entity, rule.kind, m.start(), m.end()))
         return found
 
+    def statement_spans(self, text: str, reach: int = 15) -> list[Span]:
+        """What follows a mention in the same text ("my case number is 729 3 1 0 5"), up to `reach` tokens."""
+        spans: list[Span] = []
+        toks = None
+        for rule, rx in self._prompts:
+            for m in rx.finditer(text):
+                if toks is None:
+                    toks = self.vocab.tokens(text)
+                after = [t for t in toks if t.start >= m.end()][:reach]
+                if after:
+                    prompt = Prompt(rule.entity, rule.kind, m.start(), m.end())
+                    spans.extend(
+                        self.scanner.answer(prompt, text, after[0].start, after[-1].end, statement=True)
+                    )
+        return spans
+
     def answer_spans(self, prompt: Prompt, text: str, lo: int = 0, hi: int | None = None) -> list[Span]:
         """The identifying part of an answer to `prompt`, within text[lo:hi]."""
         return self.scanner.answer(prompt, text, lo, len(text) if hi is None else hi)
+
+
+_ARTICLES = {"the", "a", "an"}
 
 
 def load_rules(paths: Iterable[str | Path], *, with_recognizers: bool = True) -> SpeechRules:
@@ -635,14 +686,14 @@ class _Scanner:
             return None
         for rule in self.rules.source.sequences:
             if rule.compact_regex:
-                if re.fullmatch(rule.compact_regex, run.compact.upper()):
-                    return rule.entity, rule.score
-                continue
-            if not (rule.digits[0] <= nd <= max(rule.digits[1], rule.digits[0])):
-                continue
-            if not (rule.letters[0] <= nl <= rule.letters[1]):
-                continue
-            if nd + nl < rule.min_symbols:
+                # The pattern says all about the symbols; digit and letter counts are not checked.
+                if not re.fullmatch(rule.compact_regex, run.compact.upper()):
+                    continue
+            elif not (
+                rule.digits[0] <= nd <= max(rule.digits[1], rule.digits[0])
+                and rule.letters[0] <= nl <= rule.letters[1]
+                and nd + nl >= rule.min_symbols
+            ):
                 continue
             if rule.luhn and not luhn_ok(run.digits):
                 continue
@@ -665,6 +716,7 @@ class _Scanner:
         spans.extend(self.dates(text))
         spans.extend(self.emails(text))
         spans.extend(self.names(text))
+        spans.extend(self.rules.statement_spans(text))
         return spans
 
     def _is_date_part(self, text: str, run: _Run) -> bool:
@@ -726,7 +778,8 @@ class _Scanner:
         return Span("PERSON", start, end, 0.85 if strong else 0.6)
 
     # -- answers ------------------------------------------------------------------------------
-    def answer(self, prompt: Prompt, text: str, lo: int, hi: int) -> list[Span]:
+    def answer(self, prompt: Prompt, text: str, lo: int, hi: int, statement: bool = False) -> list[Span]:
+        """The identifying part of text[lo:hi] given what was asked (or announced, for a `statement`)."""
         toks = [t for t in self.v.tokens(text) if lo <= t.start and t.end <= hi]
         if not toks:
             return []
@@ -747,16 +800,22 @@ class _Scanner:
                 entity = prompt.entity if prompt.kind == "number" else (named[0] if named else prompt.entity)
                 spans.append(Span(entity, run.start, run.end, 0.7))
         if prompt.kind == "date":
-            spans.extend(self._date_answer(toks))
+            spans.extend(self._date_answer(text, toks))
         if prompt.kind in ("name", "address"):
-            spans.extend(self._proper_words(text, toks, prompt.entity, short_answer=prompt.kind == "name"))
+            # In a statement ("my address is ...") only capitalised words count: the rest of the sentence
+            # goes on in ordinary words.
+            spans.extend(
+                self._proper_words(
+                    text, toks, prompt.entity, short_answer=prompt.kind == "name" and not statement
+                )
+            )
         if prompt.kind == "address":
             spans.extend(self._street(text, toks))
         if prompt.kind == "email":
             spans.extend(self._email_answer(text, toks))
         return spans
 
-    def _date_answer(self, toks: Sequence[Token]) -> list[Span]:
+    def _date_answer(self, text: str, toks: Sequence[Token]) -> list[Span]:
         """Stretches of months, ordinals, years and number words ("11th of November, 1992")."""
         v = self.v
         spans: list[Span] = []
@@ -775,7 +834,8 @@ class _Scanner:
         def flush() -> None:
             while cur and not datey(cur[-1]):
                 cur.pop()
-            if cur:
+            # "ten weeks", "one hundred and fifty dollars": durations and amounts, not a date.
+            if cur and not self.is_amount(text, cur[0].start, cur[-1].end):
                 spans.append(Span("DATE_TIME", cur[0].start, cur[-1].end, 0.7))
             cur.clear()
 
@@ -813,6 +873,11 @@ class _Scanner:
                 j = i - 1
                 while j >= 0 and i - j <= 5 and toks[j].kind in ("word", "digits", "num", "alnum", "sep"):
                     if toks[j].kind in ("digits", "num", "alnum"):
+                        # The whole house number: "twenty-two", "14 b".
+                        while j > 0 and toks[j - 1].kind in ("digits", "num", "alnum", "sep"):
+                            j -= 1
+                        while toks[j].kind == "sep":
+                            j += 1
                         spans.append(Span("LOCATION", toks[j].start, t.end, 0.7))
                         break
                     j -= 1

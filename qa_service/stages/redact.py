@@ -14,6 +14,7 @@ the segment's times by character position.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -137,9 +138,28 @@ class PresidioRedactor:
         norm = _norm(value)
         if not norm:
             return False
-        if norm in self.allow_phrases or all(w in self.allow_words for w in norm.split()):
+        if norm in self.allow_phrases or self._allowed(norm.split()):
             return False
         return self.rules.keep(span.entity_type, value, text, span.start, span.end, own=own)
+
+    def _allowed(self, words: Sequence[str]) -> bool:
+        """Whether every word is on the allow-list, as recognition spells it ("North Wind", "Harbor")."""
+        i = 0
+        while i < len(words):
+            if self._allowed_word(words[i]):
+                i += 1
+            elif i + 1 < len(words) and self._allowed_word(words[i] + words[i + 1]):
+                i += 2
+            else:
+                return False
+        return bool(words)
+
+    def _allowed_word(self, word: str) -> bool:
+        if word in self.allow_words:
+            return True
+        return len(word) >= 5 and any(
+            len(a) >= 5 and difflib.SequenceMatcher(None, word, a).ratio() >= 0.85 for a in self.allow_words
+        )
 
     # -- per call -------------------------------------------------------------------------------
     def redact(self, transcript: Transcript) -> Redacted:
@@ -202,7 +222,7 @@ class PresidioRedactor:
                 if s.entity_type == "PERSON":
                     for w in re.findall(r"[A-Za-z][A-Za-z'\-]+", seg.text[s.start : s.end]):
                         lw = w.lower()
-                        if len(lw) >= 2 and lw not in self.allow_words and not self.rules.is_common_word(lw):
+                        if len(lw) >= 2 and not self._allowed_word(lw) and not self.rules.is_common_word(lw):
                             names.add(lw)
         if not names:
             return found
