@@ -113,6 +113,9 @@ def trend_chart(points: Sequence[TrendPoint], *, pass_mark: float | None = None,
     out.append(f'<circle class="dot" cx="{left + 6}" cy="{legend_y - 4}" r="4"/>'
                f'<text class="axis" x="{left + 16}" y="{legend_y}">mean score</text>'
                f'<rect class="col good" x="{left + 100}" y="{legend_y - 9}" width="10" height="10"/>'
-               f'<text class="axis" x="{left + 116}" y="{legend_y}">pass rate (%)</text>')
+               f'<rect class="col fair" x="{left + 111}" y="{legend_y - 9}" width="10" height="10"/>'
+               f'<rect class="col poor" x="{left + 122}" y="{legend_y - 9}" width="10" height="10"/>'
+               f'<text class="axis" x="{left + 138}" y="{legend_y}">'
+               "pass rate (%): 80+, 50-79, under 50</text>")
     out.append("</svg>")
     return Markup("".join(out))
