@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -79,7 +79,8 @@ def healthz(repo: RepoDep, queue: QueueDep, response: Response) -> Health:
         queue.connection.ping()
     except Exception:  # any Redis failure means "not reachable" for a health check
         queue_state = "unreachable"
-    status = "ok" if database == queue_state == "ok" else ("down" if database != "ok" else "degraded")
+    status: Literal["ok", "degraded", "down"] = (
+        "ok" if database == queue_state == "ok" else ("down" if database != "ok" else "degraded"))
     if status == "down":
         response.status_code = 503
     return Health(status=status, database=database, queue=queue_state, version=__version__)
@@ -125,7 +126,7 @@ def submit_call(
     policies = _rules_for_call(repo, "policy_pack", policy_pack_id, policy_pack_version)
 
     new_id = str(uuid.uuid4())
-    kind = "audio" if audio is not None else "transcript"
+    kind: Literal["audio", "transcript"] = "audio" if audio is not None else "transcript"
     if isinstance(transcript, str):
         import io
 
@@ -260,7 +261,7 @@ def agent_scorecards(
         raise InputError("'from' is after 'to'")
     rows, summary = repo.agent_scorecards(agent_id, date_from, date_to, limit=limit)
     return AgentScorecards(
-        agent_id=agent_id, date_from=date_from, date_to=date_to,
+        agent_id=agent_id, **{"from": date_from, "to": date_to},
         aggregate=Aggregate(count=summary.count, mean_score=summary.mean_score, pass_rate=summary.pass_rate,
                             auto_fail_count=summary.auto_fail_count),
         scorecards=[ScorecardSummary.of(r) for r in rows],

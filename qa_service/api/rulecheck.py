@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from qa_service.errors import RulesError, TransientError
 
@@ -51,7 +53,7 @@ def main(argv: list[str]) -> int:
     from qa_service.rules.load import load_policy_pack, load_rubric
 
     kind = argv[0] if argv else ""
-    loaders = {"rubric": load_rubric, "policy_pack": load_policy_pack}
+    loaders: dict[str, Callable[..., Any]] = {"rubric": load_rubric, "policy_pack": load_policy_pack}
     if kind not in loaders:
         sys.stdout.write(json.dumps({"ok": False, "error": f"unknown kind {kind!r}"}) + "\n")
         return 2
