@@ -384,3 +384,20 @@ def test_reconcile_gives_a_just_started_job_time_to_take_its_lease(env, redis_co
     job.started_at = datetime.now(UTC) - timedelta(seconds=jobs.LEASE_TTL_S + 5)
     job.save()
     assert jobs.reconcile(repo, queue) == [call.id]
+
+
+@pytest.mark.parametrize(("kind", "keep", "kept"), [
+    ("audio", {}, False),
+    ("audio", {"keep_raw_audio": True}, True),
+    ("transcript", {"keep_raw_audio": True}, False),
+    ("transcript", {"keep_raw_transcript": True}, True),
+])
+def test_raw_input_is_deleted_unless_a_setting_keeps_it(make_settings, kind, keep, kept):
+    settings = make_settings(**keep)
+    repo = open_repository(settings.database_url)
+    seed_rules(repo)
+    call = add_call(repo, settings, kind=kind)
+    jobs._discard_input(call, repo, settings)
+    assert Path(call.input_path).exists() == kept
+    assert (repo.get_call(call.id).input_path is not None) == kept
+    repo.dispose()

@@ -268,3 +268,17 @@ def test_cli_scorecards_add_versions_per_external_id(repo):
     edited = FakeRules("r1", "1", "id: r1\ntitle: edited\n")
     third = repo.save_cli_scorecard(card, rubric=edited, policies=pack)
     assert third.version == 3 and repo.get_rules("rubric", "r1").sha256 == rubric.sha256
+
+
+def test_migrations_match_the_table_definitions(database_url):
+    # The repository queries tables.py; the database is built by the migrations: they must agree.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from qa_service.storage.tables import metadata
+
+    repo = open_repository(database_url)
+    with repo.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    repo.dispose()
+    assert diff == []
