@@ -8,11 +8,9 @@ driver is not installed (Debian: apt-get install chromium chromium-driver).
 
 from __future__ import annotations
 
-import io
 import shutil
 import threading
 import time
-import wave
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from qa_service.api import create_app
 from qa_service.auth import create_key
 from qa_service.settings import Settings
 from tests.conftest import free_port
-from tests.test_views import EVIDENCE_SEGMENT, seed_calls
+from tests.test_views import EVIDENCE_SEGMENT, seed_calls, silent_wav
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -48,16 +46,6 @@ def _share(shot: Path, name: str) -> None:
         shutil.copyfile(shot, Path("/tmp") / f"web-{name}.png")
     except OSError:
         pass  # a /tmp that is not writable does not make the page wrong
-
-
-def silent_wav(seconds: float = 1.0) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x00\x00" * int(8000 * seconds))
-    return buf.getvalue()
 
 
 class Site:

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import uuid
+import wave
 from dataclasses import dataclass
 from datetime import date
 
@@ -134,6 +135,17 @@ def make_scorecard(seed: Seed, call_id: str) -> dict:
         "warnings": [], "score": seed.score, "auto_fail": any(VIOLATIONS[v][2] for v in seed.violations),
         "passed": seed.ok,
     }
+
+
+def silent_wav(seconds: float = 1.0) -> bytes:
+    """A short silent 8 kHz WAV, standing in for a redacted recording."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * int(8000 * seconds))
+    return buf.getvalue()
 
 
 def seed_calls(repo, storage_dir=None) -> dict[str, str]:

@@ -1,0 +1,340 @@
+"""The web pages through the ASGI app: sessions, what each page shows, privacy, audio, /metrics.
+
+One SQLite database seeded through the repository serves the module (the pages only read); the
+queries behind the pages are tested on both databases in test_views.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from types import SimpleNamespace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from qa_service.api import create_app
+from qa_service.api.metrics import collect
+from qa_service.auth import create_key
+from qa_service.settings import Settings
+from qa_service.web import callview, charts
+from qa_service.web.session import COOKIE_NAME, make_token, read_token, session_secret
+from tests.test_views import EVIDENCE_SEGMENT, RAW_NAME, seed_calls, silent_wav
+
+
+class Site:
+    def __init__(self, folder):
+        self.settings = Settings(database_url=f"sqlite:///{folder / 'qa.db'}", storage_dir=folder / "storage",
+                                 model_cache_dir=folder / "models", redis_url="redis://127.0.0.1:1/0")
+        self.app = create_app(self.settings)
+        self.repo = self.app.state.repo
+        self.ids = seed_calls(self.repo, self.settings.storage_dir)
+        (self.settings.storage_dir / self.ids["a2"] / "redacted.wav").write_bytes(silent_wav(2.0))
+        self.keys = {r: create_key(self.repo, r, f"{r} person")
+                     for r in ("admin", "qa", "telephony", "supervisor")}
+
+    def client(self, role: str | None = "supervisor") -> TestClient:
+        """A client signed in with a key of this role (None: not signed in)."""
+        c = TestClient(self.app, base_url="http://testserver")
+        if role is not None:
+            r = c.post("/sign-in", data={"api_key": self.keys[role]}, follow_redirects=False)
+            assert r.status_code == 303, r.text
+        return c
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    s = Site(tmp_path_factory.mktemp("web"))
+    yield s
+    s.repo.dispose()
+
+
+@pytest.fixture(scope="module")
+def web(site):
+    return site.client()
+
+
+# -- signing in and out --------------------------------------------------------------------------
+
+def test_sign_in_page_is_a_form(site):
+    r = site.client(None).get("/")
+    assert r.status_code == 200
+    assert 'name="api_key"' in r.text and 'action="/sign-in"' in r.text
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+
+
+def test_sign_in_sets_a_signed_httponly_cookie(site):
+    c = TestClient(site.app)
+    r = c.post("/sign-in", data={"api_key": site.keys["supervisor"], "next": "/calls?verdict=fail"},
+               follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/calls?verdict=fail"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    for attribute in ("HttpOnly", "SameSite=lax", "Path=/", "Max-Age=43200"):
+        assert attribute in cookie
+    assert site.keys["supervisor"] not in cookie  # the browser never holds the key itself
+    assert c.get("/calls", follow_redirects=False).status_code == 200
+
+
+@pytest.mark.parametrize(("key", "status", "message"), [
+    ("qak_not-a-real-key", 401, "not valid"),
+    ("", 401, "not valid"),
+    ("telephony", 403, "cannot view scorecards"),
+])
+def test_bad_or_wrong_role_key_gets_no_session(site, key, status, message):
+    c = TestClient(site.app)
+    r = c.post("/sign-in", data={"api_key": site.keys.get(key, key)}, follow_redirects=False)
+    assert r.status_code == status
+    assert message in r.text
+    assert "set-cookie" not in r.headers
+    assert c.get("/agents", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
+def test_next_never_leaves_the_site(site, target):
+    r = TestClient(site.app).post("/sign-in", data={"api_key": site.keys["qa"], "next": target},
+                                  follow_redirects=False)
+    assert r.headers["location"] == "/agents"
+
+
+@pytest.mark.parametrize("path", ["/agents", "/agents/agent-a", "/calls", "/calls/{a2}",
+                                  "/agents/agent-a/scorecards.csv"])
+def test_pages_send_strangers_to_sign_in(site, path):
+    r = site.client(None).get(path.format(a2=site.ids["a2"]) + "?from=2026-11-01", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/?next=%2F")
+
+
+def test_forged_tampered_and_expired_sessions_are_refused(site):
+    secret = session_secret(site.app.state)
+    key = [k for k in site.repo.list_keys() if k.role == "qa"][0]
+    assert read_token(secret, make_token(secret, key.key_hash)) == key.key_hash
+    good = make_token(secret, key.key_hash)
+    body, mac = good.split(".")
+    for token in (make_token(b"another-secret-entirely", key.key_hash), f"{body}x.{mac}", body,
+                  make_token(secret, key.key_hash, now=time.time() - 13 * 3600), "a.b"):
+        c = TestClient(site.app, cookies={COOKIE_NAME: token})
+        assert c.get("/agents", follow_redirects=False).status_code == 303, token
+    assert TestClient(site.app, cookies={COOKIE_NAME: good}).get("/agents").status_code == 200
+    assert read_token(secret, "é.é") is None and read_token(secret, None) is None
+
+
+def test_revoking_the_key_ends_its_sessions(site):
+    key = create_key(site.repo, "supervisor", "leaving soon")
+    c = TestClient(site.app)
+    c.post("/sign-in", data={"api_key": key}, follow_redirects=False)
+    assert c.get("/agents", follow_redirects=False).status_code == 200
+    [stored] = [k for k in site.repo.list_keys() if k.name == "leaving soon"]
+    site.repo.revoke_key(stored.id)
+    assert c.get("/agents", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_clears_the_cookie(site):
+    c = site.client("qa")
+    r = c.post("/sign-out", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert f'{COOKIE_NAME}=""' in r.headers["set-cookie"] and "Max-Age=0" in r.headers["set-cookie"]
+    assert c.get("/agents", follow_redirects=False).status_code == 303
+
+
+# -- what the pages show -------------------------------------------------------------------------
+
+def test_agents_page_lists_agents_with_bars(web):
+    r = web.get("/agents")
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"
+    rows = re.findall(r'class="agent-link" href="/agents/([^"?]+)', r.text)
+    assert rows == ["agent-a", "agent-b"]
+    assert r.text.count('<svg class="bar"') == 4  # mean score and pass rate for each agent
+    ranged = web.get("/agents?from=2026-11-15&to=2026-11-30").text
+    assert re.findall(r'class="agent-link" href="/agents/([^"?]+)', ranged) == ["agent-b"]
+
+
+def test_agent_page_has_trend_chart_criteria_and_calls(site, web):
+    r = web.get("/agents/agent-a")
+    assert r.status_code == 200
+    chart = re.search(r'<svg class="trend".*?</svg>', r.text, re.S).group(0)
+    assert chart.count("<title>") >= 4  # a column and a dot per week
+    assert "mean score 85.0 over 2 calls" in chart and "mean score 65.0 over 2 calls" in chart
+    assert "Checks who the caller is" in r.text and "3/4" in r.text and "3/3" in r.text
+    assert all(f"/calls/{site.ids[k]}" in r.text for k in ("a1", "a2", "a3", "a4", "failed"))
+    assert f"/calls/{site.ids['b1']}" not in r.text
+    failing = web.get("/agents/agent-a?verdict=fail").text
+    assert f"/calls/{site.ids['a1']}" not in failing and f"/calls/{site.ids['a3']}" in failing
+    assert 'href="/agents/agent-a/scorecards.csv?verdict=fail"' in failing
+
+
+def test_agent_csv_for_the_signed_in_browser(web):
+    r = web.get("/agents/agent-a/scorecards.csv?verdict=pass")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    lines = r.text.strip().splitlines()
+    assert lines[0].startswith("call_id,external_id,agent_id") and len(lines) == 3
+
+
+def test_call_list_filters(site, web):
+    def listed(query: str) -> set[str]:
+        page = web.get(f"/calls{query}")
+        assert page.status_code == 200
+        return set(re.findall(r'href="/calls/([0-9a-f-]{36})"', page.text))
+
+    ids = site.ids
+    assert listed("") == set(ids.values())
+    assert listed("?verdict=fail") == {ids["a2"], ids["a3"], ids["b1"]}
+    assert listed("?violation=fee-amount&agent_id=agent-a") == {ids["a3"], ids["a4"]}
+    assert listed("?from=2026-11-20&to=&verdict=") == {ids["b2"], ids["queued"]}  # empty fields are no filter
+    assert listed("?status=failed") == {ids["failed"]}
+
+
+def test_bad_filters_are_explained_on_the_page(web):
+    r = web.get("/calls?from=yesterday&verdict=maybe")
+    assert r.status_code == 200
+    assert "must be a date" in r.text and "verdict must be pass or fail" in r.text
+
+
+def test_call_page_marks_evidence_and_shows_no_raw_personal_data(site, web):
+    r = web.get(f"/calls/{site.ids['a2']}")
+    assert r.status_code == 200
+    html = r.text
+    # Every evidence line carries its criteria, so a click (or ?c=) can highlight it.
+    for crit in ("greeting", "identity", "next_steps"):
+        line = re.search(rf'<li id="seg-{EVIDENCE_SEGMENT[crit]}"[^>]*data-crits="([^"]*)"', html)
+        assert line and crit in line.group(1).split(), crit
+    assert 'class="seg hl' not in html and " hl\"" not in html  # nothing selected yet
+    assert '<span class="pii" title="Removed: PERSON">PERSON</span>' in html
+    # The raw name is only in the stored input, which the page must never read.
+    assert RAW_NAME not in html and "input.txt" not in html
+    assert "&lt;PERSON&gt;" not in html
+    # Verdict, violation quote with detail, metrics.
+    assert 'class="badge fail"' in html and "auto-fail" in html
+    assert "we guarantee your permit" in html and "Promises a result" in html
+    assert "did not apply" in html  # the criterion that did not apply says so
+    assert '<svg class="bar stacked"' in html and "Overtalk" in html and "Interruptions" in html
+
+
+def test_call_page_server_side_highlight(site, web):
+    html = web.get(f"/calls/{site.ids['a2']}?c=identity").text
+    highlighted = re.findall(r'<li id="(seg-\d+)" class="seg [a-z]+ hl', html)
+    assert highlighted == [f"seg-{EVIDENCE_SEGMENT['identity']}"]
+    assert re.search(r'class="crit pass active" id="crit-identity"', html)
+    violation = web.get(f"/calls/{site.ids['a2']}?v=0").text
+    assert re.findall(r'<li id="(seg-\d+)" class="seg [a-z]+ hl', violation) == ["seg-4"]
+
+
+def test_call_page_for_unscored_calls(site, web):
+    failed = web.get(f"/calls/{site.ids['failed']}").text
+    assert "Processing failed: the recording could not be decoded" in failed
+    queued = web.get(f"/calls/{site.ids['queued']}").text
+    assert "not scored yet" in queued
+    missing = web.get("/calls/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404 and "No such call" in missing.text
+    assert web.get("/calls/not-a-uuid").status_code == 404
+
+
+def test_audio_player_and_stream(site, web):
+    with_audio = web.get(f"/calls/{site.ids['a2']}").text
+    player = f'<audio id="player" controls preload="metadata" src="/calls/{site.ids["a2"]}/audio">'
+    assert player in with_audio
+    without = web.get(f"/calls/{site.ids['a4']}").text
+    assert "<audio" not in without and "No audio is kept for this call" in without
+
+    r = web.get(f"/calls/{site.ids['a2']}/audio")
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    assert r.content == silent_wav(2.0)
+    part = web.get(f"/calls/{site.ids['a2']}/audio", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.content) == 100  # seeking works
+    assert web.get(f"/calls/{site.ids['a4']}/audio").status_code == 404
+    assert site.client(None).get(f"/calls/{site.ids['a2']}/audio").status_code == 401
+
+
+def test_audio_api_route_roles(site):
+    c = TestClient(site.app)
+    url = f"/v1/calls/{site.ids['a2']}/audio"
+    assert c.get(url).status_code == 401
+    assert c.get(url, headers={"Authorization": f"Bearer {site.keys['telephony']}"}).status_code == 403
+    ok = c.get(url, headers={"Authorization": f"Bearer {site.keys['qa']}"})
+    assert ok.status_code == 200 and ok.content[:4] == b"RIFF"
+    none = c.get(f"/v1/calls/{site.ids['a4']}/audio", headers={"Authorization": f"Bearer {site.keys['qa']}"})
+    assert none.status_code == 404 and "no redacted audio" in none.json()["detail"]
+
+
+def test_static_files_are_served_by_the_app(site):
+    c = site.client(None)
+    assert "seg.hl" in c.get("/static/app.css").text
+    assert "data-crits" in c.get("/static/app.js").text
+    page = c.get("/").text
+    assert "http://" not in page and "https://" not in page  # nothing from a CDN
+
+
+# -- /metrics ------------------------------------------------------------------------------------
+
+def test_metrics_exposition(site):
+    r = TestClient(site.app).get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = r.text
+    assert 'qa_calls{status="done"} 6' in text and 'qa_calls{status="queued"} 1' in text
+    assert 'qa_calls{status="failed"} 1' in text and 'qa_calls{status="processing"} 0' in text
+    assert "qa_scorecards_stored 7" in text and "qa_scored_calls 6" in text
+    assert "qa_queue_up 0" in text  # the app's Redis URL points at a closed port
+    assert "# TYPE qa_calls gauge" in text
+    for line in text.splitlines():
+        sample = r'[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? \d+'
+        assert line.startswith("#") or re.fullmatch(sample, line), line
+
+
+def test_metrics_queue_depth_from_redis(site, redis_conn):
+    from rq import Queue
+
+    queue = Queue("calls", connection=redis_conn)
+    for _ in range(3):
+        queue.enqueue("qa_service.jobs.process_call", "00000000-0000-0000-0000-000000000000")
+    text = collect(site.repo, queue)
+    assert "qa_queue_up 1" in text
+    assert 'qa_queue_jobs{queue="calls",state="queued"} 3' in text
+
+
+def test_metrics_report_a_database_that_is_away():
+    broken = SimpleNamespace(engine=None)
+    text = collect(broken, SimpleNamespace())
+    assert "qa_database_up 0" in text and "qa_queue_up 0" in text and "qa_calls{" not in text
+
+
+# -- pure pieces ---------------------------------------------------------------------------------
+
+def test_redacted_text_is_escaped_and_placeholders_become_chips():
+    html = str(callview.redacted_html('<script>alert("x")</script> call <EMAIL_ADDRESS> now'))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert '<span class="pii" title="Removed: EMAIL_ADDRESS">EMAIL ADDRESS</span>' in html
+
+
+@pytest.mark.parametrize(("evidence", "expected"), [
+    ({"start": 9.6, "end": 13.2, "speaker": "agent"}, (1,)),
+    ({"start": 9.6, "end": 13.2, "speaker": "customer"}, (2,)),  # same time, other lane
+    ({"start": 0.0, "end": 20.0, "speaker": "agent"}, (0, 1)),  # a merged utterance spans lines
+    ({"start": 99.0, "end": 99.5, "speaker": "agent", "text": "confirm your date"}, (1,)),  # by words
+    ({"start": 99.0, "end": 99.5, "speaker": "agent", "text": ""}, ()),
+])
+def test_evidence_lines(evidence, expected):
+    lines = [callview.Line(0, "agent", 0.4, 3.8, "Thanks for calling."),
+             callview.Line(1, "agent", 9.6, 13.2, "Can you confirm your date of birth?"),
+             callview.Line(2, "customer", 13.0, 15.1, "It is <DATE_TIME>.")]
+    assert callview.evidence_lines(lines, evidence) == expected
+
+
+def test_clock():
+    assert [callview.clock(x) for x in (0, 4.9, 65, 3725, None)] == ["0:00", "0:04", "1:05", "1:02:05", "-"]
+
+
+def test_bars_and_trend_chart():
+    assert 'width="100.00"' in charts.bar(1.7) and 'class="fill good"' in charts.bar(0.9)
+    assert 'width="0.00"' in charts.bar(None) and 'class="fill poor"' in charts.bar(0.2)
+    parts = [charts.Part(30, "agent", "a"), charts.Part(10, "customer", "c")]
+    stacked = str(charts.stacked_bar(parts, total=80))
+    assert 'x="0.00" width="37.50"' in stacked and 'x="37.50" width="12.50"' in stacked
+    assert "No scored calls" in charts.trend_chart([])
+    chart = str(charts.trend_chart([charts.TrendPoint("W1", 100, 1.0, 2), charts.TrendPoint("W2", 0, 0.0, 1)],
+                                   pass_mark=70))
+    # 100 sits on the top gridline and 0 on the bottom one (top=12, plot height 168).
+    assert re.search(r'<path class="line" d="M[\d.]+,12\.0 L[\d.]+,180\.0"/>', chart)
+    assert 'class="passmark"' in chart
+    assert "<script" not in str(charts.trend_chart([charts.TrendPoint("<script>", 50, 0.5, 1)]))
