@@ -363,3 +363,22 @@ def test_retention_calls(energy: Ctx, edit: dict[int, tuple[str, str]], failed: 
     assert [c.id for c in result.criteria if not c.passed] == failed, [c.reason for c in result.criteria]
     assert [v.id for v in result.violations] == violations, [v.detail for v in result.violations]
     assert result.passed is passed
+
+
+@pytest.mark.parametrize(
+    ("text", "violation"),
+    [
+        ("Please fax the claim form to the depot.", True),
+        ("Fax the claim form, or use the app.", True),
+        ("Fax the claim form rather than use the app.", True),  # "rather" after it is no withdrawal
+        ("Instead of having to fax the claim form, use the app.", False),
+        ("If you fax the claim form it is not accepted anymore.", False),
+        ("If you fax the claim form it's not taken.", False),  # negated right after: not advice to do it
+        ("Fax the claim form to us not the app.", True),  # a "not" further on belongs to something else
+        ("The old way to fax the claim form was withdrawn.", False),
+        ("Before you fax the claim form, sign it.", True),  # "before" here is not history
+    ],
+)
+def test_term_fact_context(ctx: Ctx, text: str, violation: bool) -> None:
+    result = ctx.score(call(*GOOD, ("agent", text)), DAY)
+    assert bool(result.violations) is violation, [v.detail for v in result.violations]

@@ -34,15 +34,14 @@ from qa_service.stages.matching import (
 )
 
 # Words that show a superseded value is being spoken of as history ("it used to be 65", "up from 595").
-HISTORY_CUES = frozenset({"was", "were", "used", "previously", "formerly", "until", "before", "old",
-                          "earlier",
-                          "prior", "instead", "changed", "rose", "raised", "increased", "went", "longer",
-                          "replaced", "last"})
-# Words that show an obsolete thing is being named as gone ("paper forms were withdrawn").
-WITHDRAWN_CUES = frozenset({"withdrawn", "withdraw", "withdrew", "abolished", "abolish", "discontinued",
-                            "scrapped", "replaced", "gone", "stopped", "ended", "removed", "retired",
-                            "obsolete", "anymore", "longer", "instead", "phased", "closed", "accepted",
-                            "rather", "used", "previously", "formerly", "old"})
+HISTORY_CUES = frozenset({"was", "were", "used", "previously", "formerly", "until", "old", "earlier", "prior",
+                          "instead", "changed", "rose", "raised", "increased", "went", "longer", "replaced"})
+# Words that show an obsolete thing is being named as gone: before it ("instead of the paper form",
+# "the old paper form") or after it ("paper forms were withdrawn", "paper forms are no longer used").
+WITHDRAWN_AFTER = frozenset({"withdrawn", "withdraw", "withdrew", "abolished", "discontinued", "scrapped",
+                             "replaced", "gone", "stopped", "ended", "removed", "retired", "obsolete",
+                             "anymore", "longer", "phased", "closed", "used", "previously", "formerly"})
+WITHDRAWN_BEFORE = WITHDRAWN_AFTER | {"instead", "rather", "old", "former"}
 
 
 # Recogniser confidence below which a stated number is not trusted enough to report it as outdated.
@@ -414,9 +413,9 @@ def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
         utt = call.utts[hit.utterance]
         before = clause_before(utt, hit.start, limit=8)
         after = clause_after(utt, hit.end, limit=8)
-        if any(w in NEGATIONS or w in WITHDRAWN_CUES for w in before) \
-                or any(w in WITHDRAWN_CUES for w in after):
-            continue  # "we no longer accept paper forms", "paper forms were withdrawn"
+        if any(w in NEGATIONS or w in WITHDRAWN_BEFORE for w in before) \
+                or any(w in WITHDRAWN_AFTER for w in after) or any(w in NEGATIONS for w in after[:2]):
+            continue  # "we no longer accept paper forms", "paper forms were withdrawn", "... are not taken"
         # The detail names the rule, not the words said: it is stored as is, outside redaction.
         now = f"; now: {fact.replacement}" if fact.replacement else ""
         detail = f"referred to what no longer applies since {fact.since.isoformat()} ({fact.title}){now}"
