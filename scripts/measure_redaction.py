@@ -161,11 +161,8 @@ def run_calls(args: argparse.Namespace) -> None:
                 red = base.redact(tr)
             else:
                 allow = [*args.company, *_agent_names(truth)]
-                red = (
-                    load_redactor(allow_list=allow).redact(tr).transcript
-                    if args.allow
-                    else redactor.redact(tr).transcript
-                )
+                chosen = redactor.with_allow_list(allow) if args.allow else redactor
+                red = chosen.redact(tr).transcript
             t_red += time.perf_counter() - t0
             card = {
                 "call_id": name,

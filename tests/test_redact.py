@@ -239,11 +239,21 @@ def test_no_network_and_no_warnings_while_loading_and_redacting(
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     with caplog.at_level(logging.WARNING):
-        fresh = load_redactor()
+        fresh = load_redactor(reuse=False)
         out = _redacted_text(fresh, "mail me at jane.doe@example.co.uk or visit www.example.org today")
     assert attempts == []
     assert "<EMAIL_ADDRESS>" in out and "jane.doe" not in out
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_engines_load_once_and_allow_lists_are_per_redactor(redactor: PresidioRedactor) -> None:
+    again = load_redactor(allow_list=["Ana"])
+    assert again.analyzer is load_redactor().analyzer
+    per_call = again.with_allow_list(["Priya"])
+    assert per_call.analyzer is again.analyzer
+    text = "Hello Priya, this is Ana from Northwind."
+    assert "Priya" not in _redacted_text(again, text) and "Ana" in _redacted_text(again, text)
+    assert _redacted_text(per_call, text) == text
 
 
 def test_missing_spacy_model_is_a_config_error() -> None:

@@ -81,6 +81,7 @@ class PresidioRedactor:
         allow_list: Sequence[str] = (),
         score_threshold: float = 0.4,
         speech_scanner: bool = True,
+        lexicon: frozenset[str] | None = None,
     ) -> None:
         from presidio_anonymizer import AnonymizerEngine
 
@@ -91,7 +92,18 @@ class PresidioRedactor:
         self.score_threshold = score_threshold
         self.allow_phrases = {_norm(a) for a in allow_list if a.strip()}
         self.allow_words = {w for a in self.allow_phrases for w in a.split()}
-        self.lexicon = _lexicon(analyzer)
+        self.lexicon = _lexicon(analyzer) if lexicon is None else lexicon
+
+    def with_allow_list(self, allow_list: Sequence[str]) -> PresidioRedactor:
+        """A redactor on the same loaded engines that also keeps these words (e.g. this call's agent name)."""
+        return PresidioRedactor(
+            self.analyzer,
+            self.rules,
+            allow_list=[*self.allow_phrases, *allow_list],
+            score_threshold=self.score_threshold,
+            speech_scanner=self.speech,
+            lexicon=self.lexicon,
+        )
 
     # -- per text -------------------------------------------------------------------------------
     def find_spans(self, text: str) -> list[Span]:
@@ -140,6 +152,11 @@ class PresidioRedactor:
             return False
         if norm in self.allow_phrases or self._allowed(norm.split()):
             return False
+        if span.entity_type == "PERSON" and not own and norm in self.lexicon:
+            # "the pass Mark is 65 points": an ordinary word after an article is not a name.
+            before = re.findall(r"[A-Za-z']+", text[: span.start])[-2:]
+            if any(w.lower() in ("the", "a", "an") for w in before):
+                return False
         return self.rules.keep(span.entity_type, value, text, span.start, span.end, own=own)
 
     def _allowed(self, words: Sequence[str]) -> bool:
@@ -266,6 +283,7 @@ def load_redactor(
     rules_files: Iterable[str | Path] = (),
     score_threshold: float = 0.4,
     defaults_only: bool = False,
+    reuse: bool = True,
 ) -> PresidioRedactor:
     """Build the redactor once per process: Presidio over a packaged spaCy model, plus speech rules.
 
@@ -273,7 +291,36 @@ def load_redactor(
     `allow_list` holds words and phrases never redacted (the company's name, agents' first names).
     `rules_files` are extra recogniser YAML files (same schema as rules/recognizers.yaml) that a
     deployment adds to the packaged ones. `defaults_only` leaves out the speech rules (for comparison).
+    Engines are loaded once per process and shared by every redactor built with the same model and
+    rules (`reuse=False` loads afresh); `PresidioRedactor.with_allow_list` adds per-call names cheaply.
     """
+    key = (
+        nlp_model if isinstance(nlp_model, str) else id(nlp_model),
+        tuple(str(p) for p in rules_files),
+        defaults_only,
+    )
+    cached = _ENGINES.get(key) if reuse else None
+    if cached is None:
+        cached = _load_engines(nlp_model, rules_files, defaults_only)
+        _ENGINES[key] = cached
+    analyzer, rules, lexicon, _nlp = cached
+    return PresidioRedactor(
+        analyzer,
+        rules,
+        allow_list=allow_list,
+        score_threshold=score_threshold,
+        speech_scanner=not defaults_only,
+        lexicon=lexicon,
+    )
+
+
+# Loaded engines by (model, rule files, defaults_only); the Language is kept so its id stays unique.
+_ENGINES: dict[tuple[Any, ...], tuple[Any, speech.SpeechRules, frozenset[str], Any]] = {}
+
+
+def _load_engines(
+    nlp_model: str | Language, rules_files: Iterable[str | Path], defaults_only: bool
+) -> tuple[Any, speech.SpeechRules, frozenset[str], Any]:
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
@@ -311,13 +358,7 @@ def load_redactor(
     for recognizer in rules.recognizers:
         registry.add_recognizer(recognizer)
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
-    return PresidioRedactor(
-        analyzer,
-        rules,
-        allow_list=allow_list,
-        score_threshold=score_threshold,
-        speech_scanner=not defaults_only,
-    )
+    return analyzer, rules, _lexicon(analyzer), nlp_model
 
 
 def _lexicon(analyzer: AnalyzerEngine) -> frozenset[str]:
