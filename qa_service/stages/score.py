@@ -412,7 +412,7 @@ def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
     for hit in call.by(f"o:{fact.id}", "agent"):
         utt = call.utts[hit.utterance]
         before = clause_before(utt, hit.start, limit=8)
-        after = clause_after(utt, hit.end, limit=8)
+        after = [w for w in clause_after(utt, hit.end, limit=8) if not w.startswith(("'", "’"))]
         if any(w in NEGATIONS or w in WITHDRAWN_BEFORE for w in before) \
                 or any(w in WITHDRAWN_AFTER for w in after) or any(w in NEGATIONS for w in after[:2]):
             continue  # "we no longer accept paper forms", "paper forms were withdrawn", "... are not taken"
