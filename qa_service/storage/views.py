@@ -341,8 +341,7 @@ class Views:
                            c.c.failure_reason, c.c.created_at, sc.c.version, sc.c.score, sc.c.passed,
                            sc.c.auto_fail, c.c.rubric_id, c.c.rubric_version,
                            sc.c.rubric_id.label("sc_rubric"), sc.c.rubric_version.label("sc_rubric_version"),
-                           sa.case((sc.c.call_id.is_(None), None), else_=self._array_length("violations"))
-                           .label("violation_count"))
+                           sc.c.seq)
                  .select_from(c.outerjoin(latest, latest.c.call_id == c.c.id)
                               .outerjoin(sc, sa.and_(sc.c.call_id == latest.c.call_id,
                                                      sc.c.version == latest.c.v))))
@@ -371,7 +370,15 @@ class Views:
                   .limit(page_size).offset((page - 1) * page_size))
         with self.engine.connect() as conn:
             total = int(conn.execute(count).scalar_one())
-            items = [_call_row(r) for r in conn.execute(rows_q).mappings()]
+            rows = list(conn.execute(rows_q).mappings())
+            # Reading inside the JSON means reading the whole scorecard: do it for this page only.
+            seqs = [r["seq"] for r in rows if r["seq"] is not None]
+            counts: dict[int, int] = {}
+            if seqs:
+                sc = t.scorecards
+                counts = {int(seq): int(n) for seq, n in conn.execute(
+                    sa.select(sc.c.seq, self._array_length("violations")).where(sc.c.seq.in_(seqs)))}
+        items = [_call_row(r, counts.get(r["seq"]) if r["seq"] is not None else None) for r in rows]
         return Page(items=items, total=total, page=page, page_size=page_size)
 
     def scorecards(self, f: Filters) -> Iterator[tuple[CallRow, dict[str, Any]]]:
@@ -383,7 +390,8 @@ class Views:
             # Stream in batches rather than holding every scorecard at once.
             result = conn.execution_options(yield_per=200).execute(query).mappings()
             for row in result:
-                yield _call_row(row), dict(row["data"] or {})
+                data = dict(row["data"] or {})
+                yield _call_row(row, len(data.get("violations") or [])), data
 
     def agent_report(self, agent_id: str, f: Filters, page: int = 1, page_size: int = 50) -> AgentReport:
         """The agent view: aggregate, trend and criteria over the date range and rubric; verdict and
@@ -437,7 +445,7 @@ def _totals(row: Any, violations: dict[str, int] | None) -> Totals:
     )
 
 
-def _call_row(row: Any) -> CallRow:
+def _call_row(row: Any, violation_count: int | None) -> CallRow:
     scored = row["version"] is not None
     return CallRow(
         call_id=str(row["id"]), external_id=row["external_id"], agent_id=row["agent_id"],
@@ -447,6 +455,6 @@ def _call_row(row: Any) -> CallRow:
         auto_fail=bool(row["auto_fail"]) if scored else None,
         rubric_id=row["sc_rubric"] if scored else row["rubric_id"],
         rubric_version=row["sc_rubric_version"] if scored else row["rubric_version"],
-        violation_count=int(row["violation_count"]) if row["violation_count"] is not None else None,
+        violation_count=violation_count,
     )
 
