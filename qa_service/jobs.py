@@ -121,8 +121,10 @@ def _process(call_id: str) -> str:
     repo = _repo()
     settings = _settings()
     call = repo.get_call(call_id)
-    if call.status == "done":
-        log.info("call %s is already done; nothing to do", call_id)
+    if call.status in ("done", "failed"):
+        # A stale duplicate job: done calls are rescored on purpose, failed ones through retry
+        # (which queues them again first), never by a leftover job.
+        log.info("call %s is already %s; nothing to do", call_id, call.status)
         return call_id
     call = repo.start_call(call_id)
     started = time.monotonic()
@@ -236,7 +238,8 @@ def _input(call: StoredCall, repo: Repository, settings: Settings) -> Path:
         path = fetch_recording(call.input_url, settings.storage_dir, call.id, settings)
         repo.set_input_path(call.id, str(path))
         return path
-    raise InputError("the call's input is no longer stored (it is deleted after processing); submit it again")
+    raise InputError("the call's input is not in QA_STORAGE_DIR (deleted after processing, or the storage "
+                     "folder is not shared with this worker); submit it again")
 
 
 def _discard_input(call: StoredCall, repo: Repository, settings: Settings) -> None:

@@ -85,7 +85,7 @@ def test_missing_input_fails_the_call_with_a_reason(env):
     call = add_call(repo, settings, data=None)
     assert jobs.process_call(call.id) == call.id
     failed = repo.get_call(call.id)
-    assert failed.status == "failed" and "no longer stored" in failed.failure_reason
+    assert failed.status == "failed" and "not in QA_STORAGE_DIR" in failed.failure_reason
     assert failed.attempts == 1
 
 
@@ -113,12 +113,17 @@ def test_failed_job_keeps_its_traceback_in_rq(env, redis_conn):
     assert repo.get_call(call.id).status == "failed"
 
 
-def test_done_calls_are_not_processed_again(env):
+def test_done_or_failed_calls_are_not_processed_by_a_leftover_job(env):
     settings, repo, queue = env
-    call = add_call(repo, settings)
-    repo.finish_call(call.id, {"score": 1.0, "passed": False, "rubric": {}})
-    assert jobs.process_call(call.id) == call.id
-    assert repo.get_scorecard(call.id).version == 1 and repo.get_call(call.id).attempts == 0
+    done = add_call(repo, settings)
+    repo.finish_call(done.id, {"score": 1.0, "passed": False, "rubric": {}})
+    assert jobs.process_call(done.id) == done.id
+    assert repo.get_scorecard(done.id).version == 1 and repo.get_call(done.id).attempts == 0
+    failed = add_call(repo, settings)
+    repo.fail_call(failed.id, "the audio could not be decoded")
+    jobs.process_call(failed.id)
+    assert repo.get_call(failed.id).failure_reason == "the audio could not be decoded"
+    assert repo.get_call(failed.id).attempts == 0
 
 
 def test_reconcile_requeues_lost_calls_only(env, redis_conn):

@@ -33,7 +33,8 @@ class InputTooLarge(InputError):
 def call_dir(storage_dir: Path, call_id: str) -> Path:
     """The folder that holds one call's input."""
     # Call ids are UUIDs we make; refuse anything else so no path can escape the storage folder.
-    return Path(storage_dir) / str(uuid.UUID(call_id))
+    # Absolute, because the stored path is read by workers that may run from another directory.
+    return Path(storage_dir).resolve() / str(uuid.UUID(call_id))
 
 
 def input_suffix(filename: str | None, kind: str) -> str:
