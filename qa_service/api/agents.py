@@ -93,10 +93,10 @@ class AgentOut(BaseModel):
 
 
 class AgentList(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(serialize_by_alias=True)
 
-    date_from: date | None = Field(None, alias="from")
-    date_to: date | None = Field(None, alias="to")
+    date_from: date | None = Field(None, serialization_alias="from")
+    date_to: date | None = Field(None, serialization_alias="to")
     agents: list[AgentOut]
 
 
@@ -176,11 +176,11 @@ class AgentSummaryOut(BaseModel):
     """The aggregate, trend and criteria cover the date range and rubric; verdict and violation
     narrow only the paged list of scorecards."""
 
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(serialize_by_alias=True)
 
     agent_id: str
-    date_from: date | None = Field(None, alias="from")
-    date_to: date | None = Field(None, alias="to")
+    date_from: date | None = Field(None, serialization_alias="from")
+    date_to: date | None = Field(None, serialization_alias="to")
     rubric_id: str | None
     aggregate: AggregateOut
     trend: list[WeekOut]
@@ -234,7 +234,8 @@ def agent_summary(agent_id: str, repo: RepoDep, _key: ReadScoresKey, date_from: 
     return AgentSummaryOut.of(views_of(repo).agent_report(agent_id, filters, page, page_size))
 
 
-_CSV = {200: {"description": "One row per scored call", "content": {"text/csv": {}}}}
+_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"description": "One row per scored call", "content": {"text/csv": {}}}}
 
 
 @router.get("/v1/agents/{agent_id}/scorecards.csv", tags=["agents"], response_class=StreamingResponse,
