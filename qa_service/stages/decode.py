@@ -62,10 +62,15 @@ def decode(source: Path | bytes, *, max_duration_s: float | None = None) -> Audi
     if not chunks:
         raise AudioError(f"the file ({fmt}) contains no audio samples")
     samples = np.concatenate(chunks, axis=1)
+    del chunks  # copied into samples; an hour of audio is 230 MB per channel, so hold one copy only
     kept = samples[:MAX_CHANNELS] if samples.shape[0] > MAX_CHANNELS else samples
     if samples.shape[0] > MAX_CHANNELS:
         log.info("audio has %d channels; keeping the first %d", samples.shape[0], MAX_CHANNELS)
-    channels = tuple(np.ascontiguousarray(np.clip(c, -1.0, 1.0), dtype=np.float32) for c in kept)
+    # Float sources can carry NaN or infinities (a broken encoder); the speech model hears nothing in
+    # a channel with even a few of them, so they become silence and the rest of the call is kept.
+    kept = np.nan_to_num(kept, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+    np.clip(kept, -1.0, 1.0, out=kept)
+    channels = tuple(np.ascontiguousarray(c, dtype=np.float32) for c in kept)
     duration = channels[0].shape[0] / SAMPLE_RATE
     if duration <= 0:
         raise AudioError(f"the file ({fmt}) contains no audio samples")
