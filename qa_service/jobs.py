@@ -136,14 +136,23 @@ def _process(call_id: str) -> str:
         log.warning("call %s failed: unusable input (%s)", call_id, type(exc).__name__)
         return call_id
     except Exception as exc:
-        # Our own errors carry safe messages; anything else may quote data, so only its type is kept.
-        reason = str(exc) if isinstance(exc, QAServiceError) else f"internal error ({type(exc).__name__})"
-        repo.fail_call(call_id, f"{reason}; the worker log has the details, retry when fixed")
+        repo.fail_call(call_id, f"{_reason(exc, settings)}; the worker log has the details, retry when fixed")
         raise
     repo.finish_call(call_id, card)
     _discard_input(call, repo, settings)
     log.info("call %s done in %.1f s", call_id, time.monotonic() - started)
     return call_id
+
+
+def _reason(exc: Exception, settings: Settings) -> str:
+    """A failure reason safe to show: our own errors carry safe messages, others only their type."""
+    from rq.timeouts import JobTimeoutException
+
+    if isinstance(exc, JobTimeoutException):
+        return f"processing took longer than the job timeout of {settings.job_timeout_s} s (QA_JOB_TIMEOUT_S)"
+    if isinstance(exc, QAServiceError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__})"
 
 
 def lease_key(call_id: str) -> str:

@@ -406,3 +406,17 @@ def test_raw_input_is_deleted_unless_a_setting_keeps_it(make_settings, kind, kee
     assert Path(call.input_path).exists() == kept
     assert (repo.get_call(call.id).input_path is not None) == kept
     repo.dispose()
+
+
+def test_a_job_over_its_timeout_fails_the_call_readably(env, redis_conn, monkeypatch):
+    settings, repo, queue = env
+    call = add_call(repo, settings)
+    # Stand-in for a pipeline that hangs; the timeout machinery around it is RQ's real one.
+    monkeypatch.setattr(jobs, "_score", lambda *a: time.sleep(10))
+    jobs.enqueue_call(queue, call.id, timeout=1)
+    started = time.monotonic()
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    assert time.monotonic() - started < 8
+    failed = repo.get_call(call.id)
+    assert failed.status == "failed" and "longer than the job timeout" in failed.failure_reason
+    assert Job.fetch(call.id, connection=redis_conn).get_status() == JobStatus.FAILED

@@ -30,8 +30,14 @@ def head_revision() -> str:
     return head
 
 
+def _quiet_alembic() -> None:
+    # Alembic logs each step at INFO; a service start-up only needs to hear about problems.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None when it has never been migrated)."""
+    _quiet_alembic()
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -48,6 +54,4 @@ def upgrade(engine: Engine) -> None:
             # The API and workers may start together: let one migrate while the others wait.
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         cfg.attributes["connection"] = conn
-        # Alembic logs each step at INFO; keep start-up quiet unless asked.
-        logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
         command.upgrade(cfg, "head")
