@@ -11,7 +11,7 @@ import logging
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -211,8 +211,8 @@ def agent_page(request: Request, agent_id: str) -> Response:
     return _render(request, "agent.html", {
         "key": key, "errors": errors, "f": report.filters, "r": report, "chart": chart,
         "violations": views.violation_ids(Filters(agent_id=agent_id)),
-        "pager": _pager(request, report.calls), "csv": f"/agents/{agent_id}/scorecards.csv"
-        + _query(request, page=None).rstrip("?"),
+        "pager": _pager(request, report.calls),
+        "csv": f"/agents/{quote(agent_id, safe='')}/scorecards.csv" + _query(request, page=None).rstrip("?"),
     })
 
 
