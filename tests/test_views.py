@@ -98,7 +98,7 @@ def make_scorecard(seed: Seed, call_id: str) -> dict:
     """A scorecard in format v1 as the pipeline writes it."""
     def ev(i: int) -> dict:
         speaker, start, end, text = TRANSCRIPT[i]
-        return {"start": start, "end": end, "speaker": speaker, "text": text}
+        return {"start": start, "end": end, "speaker": speaker, "text": text, "segments": [i]}
 
     criteria = []
     for cid, title, section, points in CRITERIA:

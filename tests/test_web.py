@@ -313,6 +313,9 @@ def test_redacted_text_is_escaped_and_placeholders_become_chips():
     ({"start": 0.0, "end": 20.0, "speaker": "agent"}, (0, 1)),  # a merged utterance spans lines
     ({"start": 99.0, "end": 99.5, "speaker": "agent", "text": "confirm your date"}, (1,)),  # by words
     ({"start": 99.0, "end": 99.5, "speaker": "agent", "text": ""}, ()),
+    ({"start": 0.0, "end": 20.0, "speaker": "agent", "segments": [2, 0]}, (0, 2)),  # named segments win
+    ({"start": 9.6, "end": 13.2, "speaker": "agent", "segments": [7]}, (1,)),  # out of range: use times
+    ("Thanks for calling.", (0,)),  # bare text, as early scorecards kept it
 ])
 def test_evidence_lines(evidence, expected):
     lines = [callview.Line(0, "agent", 0.4, 3.8, "Thanks for calling."),

@@ -1,8 +1,9 @@
 """What the call page shows, built from a stored scorecard: transcript lines marked with the
 criteria and violations they are evidence for, criteria by section, violations, and talk-time bars.
 
-Evidence in a scorecard is a time span and a speaker (format v1), so it is matched back to the
-transcript lines it overlaps; the page can then mark those lines without any script.
+Evidence in a scorecard names its transcript segments; older scorecards give only a time span and
+a speaker (format v1), which is matched back to the lines it overlaps. The page then marks those
+lines without any script.
 """
 
 from __future__ import annotations
@@ -107,8 +108,14 @@ def _num(value: Any, default: float = 0.0) -> float:
         return default
 
 
-def evidence_lines(lines: list[Line], evidence: dict[str, Any]) -> tuple[int, ...]:
-    """Indexes of the transcript lines an evidence span covers (same speaker, overlapping times)."""
+def evidence_lines(lines: list[Line], evidence: dict[str, Any] | str) -> tuple[int, ...]:
+    """Indexes of the transcript lines an evidence item covers: the segments it names, else the
+    lines of the same speaker whose times overlap it, else the lines that contain its words."""
+    if isinstance(evidence, str):  # early scorecards kept evidence as bare text
+        evidence = {"text": evidence, "start": -1.0, "end": -1.0}
+    named = evidence.get("segments")
+    if isinstance(named, list) and named and all(isinstance(i, int) and 0 <= i < len(lines) for i in named):
+        return tuple(sorted(set(named)))
     start, end = _num(evidence.get("start")), _num(evidence.get("end"))
     speaker = evidence.get("speaker")
     found = tuple(ln.index for ln in lines
