@@ -177,7 +177,8 @@ def test_token_times_start_after_a_pause_and_carry_confidence(nlp: Language) -> 
     (utt,) = build_utterances(Transcript(segments=(seg,), duration_s=21.0), nlp, Lemmatizer(nlp))
     assert [t.text for t in utt.doc] == ["Hello", ".", "Thanks", "for", "calling", "."]
     assert utt.time_of(0) == 1.0 and utt.time_of(2) == 20.0 and utt.time_of(4) == 20.0
-    assert utt.confidence(2, 5) == pytest.approx(0.2)
+    assert utt.confidence(2, 5) == pytest.approx((0.8 + 0.2 + 0.95) / 3)
+    assert utt.confidence(3, 4) == pytest.approx(0.2)
     assert utt.confidence(0, 1) == pytest.approx(0.9)
 
 

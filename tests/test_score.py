@@ -277,6 +277,8 @@ def _timed(text: str, probs: list[float], start: float = 60.0) -> Segment:
     [
         ("the allowance is 200 dollars", [0.9, 0.9, 0.9, 0.9, 0.9], True),
         ("the allowance is 200 dollars", [0.9, 0.9, 0.9, 0.1, 0.9], False),  # the number was a guess
+        # unsure of the first word of a long number only
+        ("the allowance is two hundred and fifty dollars", [0.9, 0.9, 0.9, 0.15, 1.0, 0.8, 0.9, 0.9], True),
         # "two hundred and fifty" cut short to "two hundred," before an unsure word
         ("the allowance is two hundred, and fitty", [0.9, 0.9, 0.9, 0.8, 0.8, 0.3, 0.2], False),
         ("the allowance is two hundred, and more", [0.9, 0.9, 0.9, 0.8, 0.8, 0.9, 0.9], True),

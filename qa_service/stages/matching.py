@@ -435,8 +435,13 @@ class Utterance:
         return self.token_segment[min(token, len(self.token_segment) - 1)]
 
     def confidence(self, start: int, end: int) -> float:
-        """Lowest recogniser confidence over doc tokens [start, end) (1.0 for typed text)."""
-        return min(self.token_prob[start:end], default=1.0)
+        """Mean recogniser confidence over doc tokens [start, end) (1.0 for typed text).
+
+        The mean, not the minimum: Whisper is often unsure of the first word of a spoken number
+        ("five" of "five hundred and ninety five") while sure of the rest.
+        """
+        probs = self.token_prob[start:end]
+        return sum(probs) / len(probs) if probs else 1.0
 
     def time_of(self, token: int) -> float:
         """When the stretch of speech holding a doc token began, in seconds from the call start."""
