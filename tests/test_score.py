@@ -378,6 +378,8 @@ def test_retention_calls(energy: Ctx, edit: dict[int, tuple[str, str]], failed: 
         ("If you fax the claim form it's not taken.", False),  # negated right after: not advice to do it
         ("Fax the claim form to us not the app.", True),  # a "not" further on belongs to something else
         ("The old way to fax the claim form was withdrawn.", False),
+        ("Fax the claim form where withdrawal in March.", False),  # a recogniser's word form
+        ("Fax the claim form, that was replaced by the app.", True),  # a new clause: not about the fax
         ("Before you fax the claim form, sign it.", True),  # "before" here is not history
     ],
 )

@@ -38,10 +38,15 @@ HISTORY_CUES = frozenset({"was", "were", "used", "previously", "formerly", "unti
                           "instead", "changed", "rose", "raised", "increased", "went", "longer", "replaced"})
 # Words that show an obsolete thing is being named as gone: before it ("instead of the paper form",
 # "the old paper form") or after it ("paper forms were withdrawn", "paper forms are no longer used").
-WITHDRAWN_AFTER = frozenset({"withdrawn", "withdraw", "withdrew", "abolished", "discontinued", "scrapped",
-                             "replaced", "gone", "stopped", "ended", "removed", "retired", "obsolete",
-                             "anymore", "longer", "phased", "closed", "used", "previously", "formerly"})
-WITHDRAWN_BEFORE = WITHDRAWN_AFTER | {"instead", "rather", "old", "former"}
+# Stems, because recognisers trade word forms ("withdrawal" for "withdrawn").
+WITHDRAWN_STEMS = ("withdr", "abolish", "discontinu", "scrap", "replac", "remov", "retir", "obsolet", "phas",
+                   "previous", "former")
+WITHDRAWN_WORDS = frozenset({"gone", "stopped", "ended", "anymore", "longer", "closed", "used"})
+BEFORE_ONLY = frozenset({"instead", "rather", "old"})  # "post the form rather than ..." is still advice
+
+
+def _withdrawn_cue(words: Sequence[str], extra: frozenset[str] = frozenset()) -> bool:
+    return any(w in WITHDRAWN_WORDS or w in extra or w.startswith(WITHDRAWN_STEMS) for w in words)
 
 
 # Recogniser confidence below which a stated number is not trusted enough to report it as outdated.
@@ -413,8 +418,8 @@ def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
         utt = call.utts[hit.utterance]
         before = clause_before(utt, hit.start, limit=8)
         after = [w for w in clause_after(utt, hit.end, limit=8) if not w.startswith(("'", "’"))]
-        if any(w in NEGATIONS or w in WITHDRAWN_BEFORE for w in before) \
-                or any(w in WITHDRAWN_AFTER for w in after) or any(w in NEGATIONS for w in after[:2]):
+        if any(w in NEGATIONS for w in before) or _withdrawn_cue(before, BEFORE_ONLY) \
+                or _withdrawn_cue(after) or any(w in NEGATIONS for w in after[:2]):
             continue  # "we no longer accept paper forms", "paper forms were withdrawn", "... are not taken"
         # The detail names the rule, not the words said: it is stored as is, outside redaction.
         now = f"; now: {fact.replacement}" if fact.replacement else ""
