@@ -1,0 +1,187 @@
+"""Speaker roles on mono audio: features, phrase matching, clustering, and a real two-voice call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa_service.records import SAMPLE_RATE, Audio, Segment, Word
+from qa_service.stages import diarize
+from qa_service.stages.decode import decode
+
+AUDIO = Path(__file__).parent / "data" / "audio"
+
+
+def _voice(f0: float, formant: float, seconds: float, seed: int) -> np.ndarray:
+    """A buzzy vowel-like sound: harmonics of f0 shaped by one resonance, with a little noise."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    x = np.zeros_like(t)
+    for h in range(1, 30):
+        f = h * f0
+        if f > 3800:
+            break
+        x += np.exp(-(((f - formant) / 400.0) ** 2)) * np.sin(2 * np.pi * f * t + h)
+    x += np.random.default_rng(seed).normal(0, 0.02, t.size)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_pitch_of_a_voiced_sound():
+    _, f0 = diarize.frame_features(_voice(180.0, 700.0, 1.0, seed=1))
+    voiced = f0[f0 > 0]
+    assert voiced.size > 80
+    assert np.median(voiced) == pytest.approx(180.0, rel=0.05)
+
+
+def test_silence_is_unvoiced():
+    feats, f0 = diarize.frame_features(np.zeros(SAMPLE_RATE, np.float32))
+    assert feats.shape == (98, 20)
+    assert not (f0 > 0).any()
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase", "hit"),
+    [
+        ("Thank you for calling Northwind, my name is Ana.", "thank you for calling", True),
+        ("Thanks for colling, this is Ana.", "thanks for calling", True),  # one ASR slip
+        ("I was calling about my visa.", "thank you for calling", False),
+        ("Hello?", "my name is", False),
+        ("", "my name is", False),
+    ],
+)
+def test_phrase_hits(text, phrase, hit):
+    assert diarize.phrase_hits(diarize._tokens(text), phrase) is hit
+
+
+def _turns_call(turns):
+    """Concatenate (voice samples, text) turns with 0.6 s gaps into one mono signal plus word segments."""
+    gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
+    pieces, segments, t = [gap], [], 0.6
+    for who, samples, text in turns:
+        words = text.split()
+        dur = samples.size / SAMPLE_RATE
+        step = dur / len(words)
+        ws = tuple(Word(" " + w, t + i * step, t + (i + 1) * step - 0.05) for i, w in enumerate(words))
+        segments.append((who, Segment("unknown", t, t + dur, text, ws)))
+        pieces += [samples, gap]
+        t += dur + 0.6
+    return np.concatenate(pieces), segments
+
+
+def test_two_synthetic_voices_are_told_apart_and_the_agent_named():
+    low = [_voice(110.0, 600.0, 2.5, seed=i) for i in range(4)]
+    high = [_voice(230.0, 1200.0, 2.5, seed=10 + i) for i in range(4)]
+    samples, truth = _turns_call(
+        [
+            ("customer", high[0], "Hello? Is anyone there?"),
+            ("agent", low[0], "Thank you for calling Northwind. My name is Sam."),
+            ("customer", high[1], "Hi Sam, I have a question about my visa."),
+            ("agent", low[1], "Of course, I can help with that today."),
+            ("customer", high[2], "How long does it usually take?"),
+            ("agent", low[2], "Processing takes about twelve weeks."),
+            ("customer", high[3], "Great, that is all."),
+            ("agent", low[3], "Is there anything else I can help with?"),
+        ]
+    )
+    out, info = diarize.attribute_speakers(
+        samples, [s for _, s in truth], agent_phrases=["thank you for calling", "my name is"]
+    )
+    assert info["speakers"] == 2
+    assert info["agent_by"] == "phrases"  # the customer spoke first, the phrases still name the agent
+    for who, seg in truth:
+        mine = [s for s in out if s.start < seg.end and s.end > seg.start]
+        assert {s.speaker for s in mine} == {who}, seg.text
+    assert all(s.confidence is not None and 0.5 <= s.confidence <= 1.0 for s in out)
+
+
+def test_first_speaker_is_the_agent_without_phrases():
+    a = [_voice(110.0, 600.0, 2.0, seed=i) for i in range(3)]
+    b = [_voice(230.0, 1200.0, 2.0, seed=10 + i) for i in range(3)]
+    samples, truth = _turns_call(
+        [
+            ("agent", a[0], "Good morning."),
+            ("customer", b[0], "Hi."),
+            ("agent", a[1], "How are you?"),
+            ("customer", b[1], "Fine."),
+            ("agent", a[2], "Right."),
+            ("customer", b[2], "Bye."),
+        ]
+    )
+    out, info = diarize.attribute_speakers(samples, [s for _, s in truth])
+    assert info["agent_by"] == "first-speaker"
+    assert [s.speaker for s in out] == [who for who, _ in truth]
+
+
+def test_one_voice_is_one_speaker():
+    samples, truth = _turns_call(
+        [("x", _voice(150.0, 800.0, 2.0, seed=i), "some words here") for i in range(3)]
+    )
+    out, info = diarize.attribute_speakers(samples, [s for _, s in truth])
+    assert info["speakers"] == 1
+    assert {s.speaker for s in out} == {"unknown"}, "one voice without opening phrases has no known role"
+    out, info = diarize.attribute_speakers(samples, [s for _, s in truth], agent_phrases=["some words"])
+    assert {s.speaker for s in out} == {"agent"}
+
+
+def test_a_segment_spanning_a_speaker_change_is_split():
+    a, b = _voice(110.0, 600.0, 2.0, seed=1), _voice(230.0, 1200.0, 2.0, seed=2)
+    samples, truth = _turns_call(
+        [
+            ("agent", a, "Thank you for calling."),
+            ("customer", b, "Hello there."),
+            ("agent", a.copy(), "How can I help?"),
+            ("customer", b.copy(), "Visa question."),
+        ]
+    )
+    # Whisper often runs two turns into one segment: join the first two.
+    s1, s2 = truth[0][1], truth[1][1]
+    merged = Segment("unknown", s1.start, s2.end, s1.text + " " + s2.text, s1.words + s2.words)
+    out, _ = diarize.attribute_speakers(
+        samples, [merged, truth[2][1], truth[3][1]], agent_phrases=["thank you for calling"]
+    )
+    assert [s.speaker for s in out] == ["agent", "customer", "agent", "customer"]
+    assert out[0].end <= s2.start and out[1].start >= s1.end
+
+
+def test_no_words_returns_segments_unchanged():
+    out, info = diarize.attribute_speakers(np.zeros(SAMPLE_RATE, np.float32), [])
+    assert out == [] and info["speakers"] == 0
+
+
+@pytest.mark.slow
+def test_real_two_voice_mono_call(tiny_model):
+    from qa_service.stages.transcribe import transcribe_call
+
+    agent = decode(AUDIO / "agent.flac").channels[0]
+    customer = decode(AUDIO / "customer.flac").channels[0]
+    gap = np.zeros(int(0.7 * SAMPLE_RATE), np.float32)
+    parts, spans, t = [gap], [], 0.7
+    for who, x in (("agent", agent), ("customer", customer), ("agent", agent), ("customer", customer)):
+        parts += [x, gap]
+        spans.append((who, t, t + x.size / SAMPLE_RATE))
+        t += x.size / SAMPLE_RATE + 0.7
+    mono = np.concatenate(parts)
+    audio = Audio(
+        channels=(mono,),
+        duration_s=mono.size / SAMPLE_RATE,
+        source_format="test",
+        source_rate=SAMPLE_RATE,
+        source_channels=1,
+    )
+    tr = transcribe_call(audio, tiny_model, agent_phrases=["thank you for calling", "my name is"])
+    assert tr.model["speakers"]["method"] == "acoustic-clustering"
+    for who, a, b in spans:
+        dur: dict[str, float] = {}
+        for s in tr.segments:
+            ov = min(s.end, b) - max(s.start, a)
+            if ov > 0:
+                dur[s.speaker] = dur.get(s.speaker, 0.0) + ov
+        assert max(dur, key=dur.get) == who, (who, a, b)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from qa_service.stages.transcribe import load_transcriber
+
+    return load_transcriber("tiny.en", cache_dir=tmp_path_factory.mktemp("models"))
