@@ -459,3 +459,19 @@ def test_api_process_does_not_import_models(tmp_path, redis_url):
                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.postgres
+def test_api_on_postgresql(make_settings, redis_url, redis_conn, pg_url):
+    api = Api(make_settings(redis_url=redis_url, database_url=pg_url), redis_conn)
+    seed_rules(api.repo)
+    first = api.submit(call_id="pg-1")
+    assert first.status_code == 202, first.text
+    assert api.submit(call_id="pg-1").json()["id"] == first.json()["id"]
+    call_id = first.json()["id"]
+    api.repo.finish_call(call_id, {"score": 90.0, "passed": True, "auto_fail": False,
+                                   "rubric": {"id": "harbourline-intake", "version": "2026.10"}})
+    assert api.client.get(f"/v1/calls/{call_id}/scorecard", headers=api.h()).json()["score"] == 90.0
+    agg = api.client.get("/v1/agents/agent-mira/scorecards", headers=api.h()).json()["aggregate"]
+    assert agg == {"count": 1, "mean_score": 90.0, "pass_rate": 1.0, "auto_fail_count": 0}
+    assert api.client.get("/healthz").json()["database"] == "ok"
