@@ -420,3 +420,15 @@ def test_a_job_over_its_timeout_fails_the_call_readably(env, redis_conn, monkeyp
     failed = repo.get_call(call.id)
     assert failed.status == "failed" and "longer than the job timeout" in failed.failure_reason
     assert Job.fetch(call.id, connection=redis_conn).get_status() == JobStatus.FAILED
+
+
+def test_a_dripping_download_hits_the_total_deadline():
+    from qa_service.storage.fetch import _Reader
+
+    def drip():
+        while True:
+            time.sleep(0.05)
+            yield b"x"
+
+    with pytest.raises(TransientError, match="took longer"):
+        _Reader(drip(), deadline_s=0.3).read(1024)

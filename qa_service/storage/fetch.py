@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -19,6 +20,7 @@ from qa_service.storage.inputs import AUDIO_SUFFIXES, write_input
 MAX_REDIRECTS = 3
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
+TOTAL_TIMEOUT_S = 15 * 60
 ACCEPTED_TYPES = ("audio/", "video/", "application/octet-stream", "binary/octet-stream", "application/ogg")
 
 
@@ -54,14 +56,18 @@ def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
 
 
 class _Reader:
-    """File-like view of an httpx byte stream, for write_input."""
+    """File-like view of an httpx byte stream, for write_input, with a deadline for the whole body."""
 
-    def __init__(self, chunks: Any):
+    def __init__(self, chunks: Any, deadline_s: float = TOTAL_TIMEOUT_S):
         self._chunks = iter(chunks)
         self._buf = b""
+        self._deadline = time.monotonic() + deadline_s
 
     def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self._buf) < size:
+            # A server dripping bytes just inside the read timeout must not hold a worker forever.
+            if time.monotonic() > self._deadline:
+                raise TransientError(f"downloading the recording took longer than {TOTAL_TIMEOUT_S} s")
             chunk = next(self._chunks, None)
             if chunk is None:
                 break
