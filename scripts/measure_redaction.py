@@ -4,8 +4,9 @@
     .venv/bin/python scripts/measure_redaction.py calls [--eval DIR ...] [--baseline]
     .venv/bin/python scripts/measure_redaction.py text --dataset FILE.json [--limit N]
 
-`calls` transcribes every NAME.stereo.wav once per channel with Whisper tiny.en (word timestamps,
-VAD; left = agent, right = customer), caches the transcripts as JSON under --cache, redacts them,
+`calls` transcribes every NAME.stereo.wav (NAME.mono.wav with --mono) once per channel with Whisper
+tiny.en (word timestamps, VAD; left = agent, right = customer, mono = unknown), caches the transcripts
+as JSON under --cache, redacts them,
 writes NAME.scorecard.json files and runs the judge (--judge) to read pii_leak_rate and
 word_keep_rate. `--baseline` redacts with Presidio's defaults instead, for comparison.
 
@@ -59,7 +60,10 @@ def _whisper():
 
 
 def transcribe_cached(wav: Path, cache_dir: Path, model_box: list) -> Transcript:
-    """Transcribe a stereo call per channel (cached as JSON) and return it as a Transcript."""
+    """Transcribe a call per channel (cached as JSON) and return it as a Transcript.
+
+    A stereo file gives agent (left) and customer (right) segments; a mono file gives "unknown" ones.
+    """
     cache = cache_dir / f"{wav.parent.name}_{wav.name}.json"
     if not cache.exists():
         if not model_box:
@@ -67,7 +71,8 @@ def transcribe_cached(wav: Path, cache_dir: Path, model_box: list) -> Transcript
         model = model_box[0]
         chans, _ = _read_stereo(wav)
         segs = []
-        for speaker, audio in zip(("agent", "customer"), chans, strict=False):
+        speakers = ("agent", "customer") if len(chans) == 2 else ("unknown",)
+        for speaker, audio in zip(speakers, chans, strict=False):
             out, _info = model.transcribe(
                 audio,
                 language="en",
@@ -149,11 +154,12 @@ def run_calls(args: argparse.Namespace) -> None:
     base = _Baseline() if args.baseline else None
     for eval_dir in args.eval:
         eval_dir = Path(eval_dir)
-        cards = Path(args.out) / eval_dir.name
+        cards = Path(args.out) / (eval_dir.name + ("-mono" if args.mono else ""))
         cards.mkdir(parents=True, exist_ok=True)
         t_red = 0.0
-        for wav in sorted(eval_dir.glob("*.stereo.wav")):
-            name = wav.name.removesuffix(".stereo.wav")
+        suffix = ".mono.wav" if args.mono else ".stereo.wav"
+        for wav in sorted(eval_dir.glob(f"*{suffix}")):
+            name = wav.name.removesuffix(suffix)
             truth = json.loads((eval_dir / f"{name}.truth.json").read_text())
             tr = transcribe_cached(wav, cache_dir, model_box)
             t0 = time.perf_counter()
@@ -260,6 +266,7 @@ def main() -> None:
     )
     c.add_argument("--verbose", "-v", action="store_true")
     c.add_argument("--transcribe-only", action="store_true")
+    c.add_argument("--mono", action="store_true", help="use NAME.mono.wav (one channel, speaker unknown)")
     t = sub.add_parser("text")
     t.add_argument(
         "--dataset", default=str(SHARED / "real" / "pii_text" / "presidio_research_synth_dataset_v2.json")
@@ -269,7 +276,7 @@ def main() -> None:
     if args.cmd == "calls" and args.transcribe_only:
         box: list = []
         for d in args.eval:
-            for wav in sorted(Path(d).glob("*.stereo.wav")):
+            for wav in sorted(Path(d).glob("*.mono.wav" if args.mono else "*.stereo.wav")):
                 transcribe_cached(wav, Path(args.cache), box)
                 print("cached", wav)
         return

@@ -129,6 +129,8 @@ NEGATIVE = [
     "The rules changed in July.",
     "I would like to ask about the skilled worker visa.",
     "As of today the pass Mark is 65 points.",
+    "The fee went up from $500 to $650 on the first of July.",
+    "Can I have your email address? Sure, call me back Monday at 3-30.",
     "To verify your date of birth, and it takes ten weeks and the fee is one hundred and fifty dollars.",
     "Thanks for calling North Wind Migration Advisors.",  # allow-list, as recognition splits it
 ]
@@ -201,6 +203,16 @@ def test_answer_to_a_question_is_redacted_in_context(redactor: PresidioRedactor)
     assert out.startswith("Sure, it is")  # the ordinary words of the turn stay
 
 
+def test_answer_is_named_by_the_question(redactor: PresidioRedactor) -> None:
+    red = redactor.redact(
+        _call(
+            ("agent", "Please read me the long number on your card, and the expiry."), ("customer", "12 29")
+        )
+    )
+    assert red.transcript.segments[1].text == "<DATE_TIME>"
+    assert [r.entity_type for r in red.redactions] == ["DATE_TIME"]
+
+
 def test_reference_number_after_question(redactor: PresidioRedactor) -> None:
     red = redactor.redact(
         _call(
@@ -225,6 +237,19 @@ def test_name_said_back_is_redacted_everywhere(redactor: PresidioRedactor) -> No
     assert all("james" not in t.lower() for t in texts)
     assert texts[1].startswith("Thanks <PERSON>")
     assert texts[3] == "Thank you <PERSON>, that is all done."
+
+
+def test_single_word_guesses_are_not_carried_through_the_call(redactor: PresidioRedactor) -> None:
+    # The NER may call a brand a person once; that guess must not spread to every mention.
+    turns = [
+        ("customer", "So you're kind of comparing Shopify versus Azure."),
+        ("agent", "Information may be accessed internationally by Microsoft, our service provider."),
+        ("agent", "The fortunate thing about Microsoft is it's Microsoft, it's Azure."),
+        ("customer", "Well, does Microsoft offer a service that can look at my application?"),
+    ]
+    red = redactor.redact(_call(*turns))
+    assert "Microsoft" in red.transcript.segments[2].text and "Azure" in red.transcript.segments[2].text
+    assert "Microsoft" in red.transcript.segments[3].text
 
 
 def test_no_network_and_no_warnings_while_loading_and_redacting(

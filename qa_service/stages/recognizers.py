@@ -40,6 +40,9 @@ class Span:
     start: int
     end: int
     score: float
+    # Sure enough to carry through the rest of the call (a name said after "my name is", or a full name):
+    # a single word the NER calls a person ("Microsoft", "Azure") is not.
+    trusted: bool = False
 
 
 # -- schema -------------------------------------------------------------------------------------
@@ -326,6 +329,7 @@ class Prompt:
     kind: str
     char_start: int = 0
     char_end: int = 0
+    question: str = ""  # the words of the question, read as context for naming the answer
 
 
 @dataclass
@@ -395,7 +399,11 @@ class SpeechRules:
         return True
 
     def is_specific_date(self, value: str) -> bool:
-        """A date that can identify someone: day and month, month and year, day and year, or d/m/y."""
+        """A date that can identify someone: a day or month with a year, or d/m/y.
+
+        A day and month alone ("the first of July") is how policy dates are said; birthdays said that
+        way are caught by the question or statement around them.
+        """
         if re.search(r"\b\d{1,4}[/.\-]\d{1,2}[/.\-]\d{2,4}\b", value):
             return True
         toks = self.vocab.tokens(value)
@@ -409,7 +417,7 @@ class SpeechRules:
         )
         has_year = self.scanner.has_year(toks)
         if has_month:
-            return has_day or has_year
+            return has_year
         return has_day and has_year and not any(w in self._relative for w in low)
 
     # -- context ------------------------------------------------------------------------------
@@ -426,7 +434,7 @@ class SpeechRules:
                 if not asks and rule.kind in ("name", "address"):
                     continue
                 if rx.search(sentence) and all(p.entity != rule.entity for p in found):
-                    found.append(Prompt(rule.entity, rule.kind, m.start(), m.end()))
+                    found.append(Prompt(rule.entity, rule.kind, m.start(), m.end(), sentence))
         return found
 
     def statement_spans(self, text: str, reach: int = 15) -> list[Span]:
@@ -439,7 +447,7 @@ class SpeechRules:
                     toks = self.vocab.tokens(text)
                 after = [t for t in toks if t.start >= m.end()][:reach]
                 if after:
-                    prompt = Prompt(rule.entity, rule.kind, m.start(), m.end())
+                    prompt = Prompt(rule.entity, rule.kind, m.start(), m.end(), text[: m.end()])
                     spans.extend(
                         self.scanner.answer(prompt, text, after[0].start, after[-1].end, statement=True)
                     )
@@ -714,6 +722,7 @@ class _Scanner:
             if named:
                 spans.append(Span(named[0], run.start, run.end, named[1]))
         spans.extend(self.dates(text))
+        spans.extend(self._street(text, toks, score=0.6))
         spans.extend(self.emails(text))
         spans.extend(self.names(text))
         spans.extend(self.rules.statement_spans(text))
@@ -725,7 +734,9 @@ class _Scanner:
 
     def dates(self, text: str) -> list[Span]:
         return [
-            Span("DATE_TIME", m.start(), m.end(), 0.85 if self._has_year_text(m.group()) else 0.5)
+            # Without a year ("the first of July") it is a date in general, redacted only where it answers
+            # or follows a question about a birth date or an expiry: below the threshold on its own.
+            Span("DATE_TIME", m.start(), m.end(), 0.85 if self._has_year_text(m.group()) else 0.35)
             for m in self.date_rx.finditer(text)
         ]
 
@@ -775,7 +786,7 @@ class _Scanner:
                 break
         if start is None or end is None:
             return None
-        return Span("PERSON", start, end, 0.85 if strong else 0.6)
+        return Span("PERSON", start, end, 0.85 if strong else 0.6, trusted=strong)
 
     # -- answers ------------------------------------------------------------------------------
     def answer(self, prompt: Prompt, text: str, lo: int, hi: int, statement: bool = False) -> list[Span]:
@@ -784,20 +795,16 @@ class _Scanner:
         if not toks:
             return []
         spans: list[Span] = []
-        ctx = {
-            "CREDIT_CARD": "card",
-            "US_PASSPORT": "passport",
-            "PHONE_NUMBER": "phone",
-            "DATE_TIME": "expiry",
-        }.get(prompt.entity, "")
+        ctx = prompt.question
         if prompt.kind in ("number", "address", "date"):
             for run in self.runs(toks):
                 if self.is_amount(text, run.start, run.end):
                     continue
                 if len(run.digits) + len(run.letters) < (3 if prompt.kind != "date" else 2):
                     continue
+                # The question names the answer ("... and the expiry?" -> "12 29" is a date), else the prompt.
                 named = self.classify(toks, run, extra_context=ctx)
-                entity = prompt.entity if prompt.kind == "number" else (named[0] if named else prompt.entity)
+                entity = named[0] if named else prompt.entity
                 spans.append(Span(entity, run.start, run.end, 0.7))
         if prompt.kind == "date":
             spans.extend(self._date_answer(text, toks))
@@ -859,12 +866,12 @@ class _Scanner:
                 continue
             sentence_start = i == 0 or text[: t.start].rstrip()[-1:] in (".", "?", "!", "")
             if t.text[0].isupper() and (not sentence_start or short or len(t.text) > 1):
-                spans.append(Span(entity, t.start, t.end, 0.6))
+                spans.append(Span(entity, t.start, t.end, 0.6, trusted=short))
             elif short:
-                spans.append(Span(entity, t.start, t.end, 0.6))
+                spans.append(Span(entity, t.start, t.end, 0.6, trusted=True))
         return spans
 
-    def _street(self, text: str, toks: Sequence[Token]) -> list[Span]:
+    def _street(self, text: str, toks: Sequence[Token], score: float = 0.7) -> list[Span]:
         """From a house number through the street type ("fourteen baker street")."""
         types = set(self.v.street_types)
         spans = []
@@ -878,7 +885,7 @@ class _Scanner:
                             j -= 1
                         while toks[j].kind == "sep":
                             j += 1
-                        spans.append(Span("LOCATION", toks[j].start, t.end, 0.7))
+                        spans.append(Span("LOCATION", toks[j].start, t.end, score))
                         break
                     j -= 1
         return spans

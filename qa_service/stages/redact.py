@@ -55,6 +55,7 @@ _IGNORED_SPACY_LABELS = (
 # Presidio's e-mail recogniser calls tldextract's module-level extractor, which fetches the public suffix
 # list over the network (and logs tracebacks offline); it is replaced by one on the bundled snapshot.
 _DROPPED_RECOGNIZERS = ("EmailRecognizer",)
+_NOT_PERSON_LABELS = ("ORG", "GPE", "LOC", "NORP", "PRODUCT", "FAC", "WORK_OF_ART", "EVENT", "LAW")
 # Recognisers built from rules/recognizers.yaml carry these names ("SpeechRecognizer", "speech_...").
 _OWN = ("SpeechRecognizer", "speech_")
 
@@ -108,7 +109,7 @@ class PresidioRedactor:
     # -- per text -------------------------------------------------------------------------------
     def find_spans(self, text: str) -> list[Span]:
         """Personal data in one piece of text on its own (no conversation context)."""
-        return self._analyze(text)[0]
+        return _merge(text, self._analyze(text)[0])
 
     def _artifacts(self, texts: Sequence[str]) -> list[Any]:
         """Presidio NLP artifacts for many texts in one spaCy batch (several times faster than one by one)."""
@@ -130,7 +131,8 @@ class PresidioRedactor:
         )
         spans = [
             (
-                Span(r.entity_type, r.start, r.end, r.score),
+                # A full name from the NER is sure enough to look for again in the rest of the call.
+                Span(r.entity_type, r.start, r.end, r.score, trusted=len(text[r.start : r.end].split()) >= 2),
                 str((r.recognition_metadata or {}).get("recognizer_name", "")).startswith(_OWN),
             )
             for r in results
@@ -139,7 +141,8 @@ class PresidioRedactor:
         # (span, type), and a low-precision spaCy DATE on the same words would hide the scanner's verdict.
         if self.speech:
             spans += [(s, True) for s in self.rules.scanner.scan(text) if s.score >= self.score_threshold]
-        return _merge(text, [s for s, own in spans if self._keep(text, s, own)]), artifacts.tokens
+        # Not merged yet: the redactor reads each span's type and provenance before merging them.
+        return [s for s, own in spans if self._keep(text, s, own)], artifacts.tokens
 
     def analyze_text(self, text: str) -> list[tuple[str, int, int]]:
         """(entity_type, start, end) for each span found in a text on its own."""
@@ -233,13 +236,27 @@ class PresidioRedactor:
         Capitalised, it is the name again. In lower case it is the name unless it is also an ordinary
         English word used as one: "Mark" the customer is redacted, "the pass mark" is not.
         """
+        # Words the NER calls an organisation, place or product anywhere in the call are not carried.
+        not_names = {
+            w.lower()
+            for doc in docs
+            if doc is not None
+            for ent in doc.ents
+            if ent.label_ in _NOT_PERSON_LABELS
+            for w in ent.text.split()
+        }
         names: set[str] = set()
         for seg, spans in zip(segments, found, strict=True):
             for s in spans:
-                if s.entity_type == "PERSON":
+                if s.entity_type == "PERSON" and s.trusted:
                     for w in re.findall(r"[A-Za-z][A-Za-z'\-]+", seg.text[s.start : s.end]):
                         lw = w.lower()
-                        if len(lw) >= 2 and not self._allowed_word(lw) and not self.rules.is_common_word(lw):
+                        if (
+                            len(lw) >= 2
+                            and lw not in not_names
+                            and not self._allowed_word(lw)
+                            and not self.rules.is_common_word(lw)
+                        ):
                             names.add(lw)
         if not names:
             return found
@@ -409,7 +426,11 @@ def _merge(text: str, spans: Iterable[Span]) -> list[Span]:
                 # the NER, but the reference number it starts names the whole.
                 stronger = s if (s.end - s.start, s.score) > (last.end - last.start, last.score) else last
                 out[-1] = Span(
-                    stronger.entity_type, last.start, max(last.end, s.end), max(s.score, last.score)
+                    stronger.entity_type,
+                    last.start,
+                    max(last.end, s.end),
+                    max(s.score, last.score),
+                    trusted=s.trusted or last.trusted,
                 )
                 continue
         out.append(s)
