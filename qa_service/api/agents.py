@@ -340,5 +340,7 @@ def _cell(value: str) -> str:
 
 
 def _safe_name(value: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in value)[:80] or "agent"
+    # ASCII only: the name goes into a Content-Disposition header, which must be latin-1.
+    safe = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "._-" else "_" for ch in value)
+    return safe[:80] or "agent"
 
