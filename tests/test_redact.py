@@ -213,6 +213,20 @@ def test_answer_is_named_by_the_question(redactor: PresidioRedactor) -> None:
     assert [r.entity_type for r in red.redactions] == ["DATE_TIME"]
 
 
+def test_number_split_over_segments_is_read_together(redactor: PresidioRedactor) -> None:
+    # Read out slowly, each digit can come back from recognition as a segment of its own.
+    digits = ["6.", "4.", "6.", "2.", "0.", "1.", "7.", "7.", "8.", "9."]
+    turns = [("agent", "And the best phone number to reach you?"), ("customer", "Sure, it is")]
+    turns += [("customer", d) for d in digits] + [("customer", "Okay, thanks.")]
+    red = redactor.redact(_call(*turns))
+    texts = [s.text for s in red.transcript.segments]
+    assert texts[2:12] == ["<PHONE_NUMBER>."] * 10
+    assert texts[12] == "Okay, thanks."
+    # Two numbers in two sentences are not one.
+    red = redactor.redact(_call(("customer", "I have 2."), ("customer", "And 3 more.")))
+    assert [s.text for s in red.transcript.segments] == ["I have 2.", "And 3 more."]
+
+
 def test_reference_number_after_question(redactor: PresidioRedactor) -> None:
     red = redactor.redact(
         _call(

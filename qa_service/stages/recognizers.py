@@ -609,6 +609,10 @@ class _Scanner:
         after = re.match(r"\s*([A-Za-z%$£€.']+)", rest)
         return bool(after) and after.group(1).lower().rstrip(".") in self.v.units
 
+    def run_is_amount(self, text: str, run: _Run) -> bool:
+        """An amount, unless too long for one: "$41, 1, 1, 1, ..." is a card the recogniser gave a "$"."""
+        return len(run.digits) <= 7 and self.is_amount(text, run.start, run.end)
+
     def runs(self, toks: Sequence[Token]) -> list[_Run]:
         """Maximal stretches of digits, number words and letters, separators allowed between them."""
         out: list[_Run] = []
@@ -716,7 +720,7 @@ class _Scanner:
         toks = self.v.tokens(text)
         spans: list[Span] = []
         for run in self.runs(toks):
-            if self.is_amount(text, run.start, run.end) or self._is_date_part(text, run):
+            if self.run_is_amount(text, run) or self._is_date_part(text, run):
                 continue
             named = self.classify(toks, run)
             if named:
@@ -798,7 +802,7 @@ class _Scanner:
         ctx = prompt.question
         if prompt.kind in ("number", "address", "date"):
             for run in self.runs(toks):
-                if self.is_amount(text, run.start, run.end):
+                if self.run_is_amount(text, run):
                     continue
                 if len(run.digits) + len(run.letters) < (3 if prompt.kind != "date" else 2):
                     continue
@@ -841,8 +845,10 @@ class _Scanner:
         def flush() -> None:
             while cur and not datey(cur[-1]):
                 cur.pop()
-            # "ten weeks", "one hundred and fifty dollars": durations and amounts, not a date.
-            if cur and not self.is_amount(text, cur[0].start, cur[-1].end):
+            # "ten weeks", "one hundred and fifty dollars": durations and amounts, not a date; and a month
+            # name alone ("my family may not") is a word unless a number goes with it.
+            numbered = any(t.kind != "word" or t.low not in v.months for t in cur if datey(t))
+            if cur and numbered and not self.is_amount(text, cur[0].start, cur[-1].end):
                 spans.append(Span("DATE_TIME", cur[0].start, cur[-1].end, 0.7))
             cur.clear()
 

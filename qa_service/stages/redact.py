@@ -55,6 +55,8 @@ _IGNORED_SPACY_LABELS = (
 # Presidio's e-mail recogniser calls tldextract's module-level extractor, which fetches the public suffix
 # list over the network (and logs tracebacks offline); it is replaced by one on the bundled snapshot.
 _DROPPED_RECOGNIZERS = ("EmailRecognizer",)
+# Longest pause between two segments of one speaker that still belong to one number read out.
+_SPLIT_GAP_S = 2.5
 _NOT_PERSON_LABELS = ("ORG", "GPE", "LOC", "NORP", "PRODUCT", "FAC", "WORK_OF_ART", "EVENT", "LAW")
 # Recognisers built from rules/recognizers.yaml carry these names ("SpeechRecognizer", "speech_...").
 _OWN = ("SpeechRecognizer", "speech_")
@@ -188,6 +190,7 @@ class PresidioRedactor:
         artifacts = self._artifacts([s.text for s in segments])
         analysed = [self._analyze(s.text, a) for s, a in zip(segments, artifacts, strict=True)]
         found = self._with_context(segments, [spans for spans, _ in analysed])
+        found = self._with_split_sequences(segments, found)
         found = self._with_repeated_names(segments, found, [doc for _, doc in analysed])
         new_segments: list[Segment] = []
         redactions: list[Redaction] = []
@@ -227,6 +230,66 @@ class PresidioRedactor:
                 for p in prompts:
                     out[ai].extend(self.rules.answer_spans(p, a.text, lo, hi))
         return out
+
+    def _with_split_sequences(self, segments: Sequence[Segment], found: list[list[Span]]) -> list[list[Span]]:
+        """Digits said slowly come out one segment each ("8." "0." "4."): read a speaker's run together."""
+        scanner = self.rules.scanner
+        order = sorted(range(len(segments)), key=lambda i: (segments[i].start, i))
+        streams: dict[str, list[int]] = {}
+        for i in order:
+            streams.setdefault(segments[i].speaker, []).append(i)
+        out = [list(spans) for spans in found]
+
+        def edge(i: int, last: bool) -> bool:
+            toks = [t for t in scanner.v.tokens(segments[i].text) if t.kind not in ("punct", "sep")]
+            return bool(toks) and toks[-1 if last else 0].kind in ("digits", "num", "letter", "alnum")
+
+        for stream in streams.values():
+            chains: list[list[int]] = []
+            for i in stream:
+                prev = chains[-1][-1] if chains else None
+                if (
+                    prev is not None
+                    and segments[i].start - segments[prev].end <= _SPLIT_GAP_S
+                    and edge(prev, last=True)
+                    and edge(i, last=False)
+                ):
+                    chains[-1].append(i)
+                else:
+                    chains.append([i])
+            for chain in chains:
+                if len(chain) > 1:
+                    before = [j for j in order if segments[j].end <= segments[chain[0]].start][-2:]
+                    context = " ".join(segments[j].text for j in before)
+                    for i, span in self._chain_spans(segments, chain, context):
+                        out[i].append(span)
+        return out
+
+    def _chain_spans(
+        self, segments: Sequence[Segment], chain: Sequence[int], context: str
+    ) -> list[tuple[int, Span]]:
+        scanner = self.rules.scanner
+        parts, bases, joined = [], [], ""
+        for i in chain:
+            part = segments[i].text.rstrip(" .?!")
+            bases.append(len(joined))
+            parts.append(part)
+            joined += part + ", "
+        toks = scanner.v.tokens(joined)
+        found = []
+        for run in scanner.runs(toks):
+            crossing = [k for k, b in enumerate(bases) if run.start < b + len(parts[k]) and b < run.end]
+            if len(crossing) < 2 or scanner.run_is_amount(joined, run):
+                continue
+            named = scanner.classify(toks, run, extra_context=context)
+            if named is None:
+                continue
+            for k in crossing:
+                a = max(run.start, bases[k]) - bases[k]
+                e = min(run.end, bases[k] + len(parts[k])) - bases[k]
+                if e > a:
+                    found.append((chain[k], Span(named[0], a, e, named[1])))
+        return found
 
     def _with_repeated_names(
         self, segments: Sequence[Segment], found: list[list[Span]], docs: Sequence[Any]
