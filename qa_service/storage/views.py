@@ -3,8 +3,11 @@
 Every view works on the latest scorecard version of each call (rescoring adds versions; only the
 newest counts). Aggregates are computed in SQL, reading inside the scorecard JSON with the
 database's own JSON functions (SQLite `json_each`/`json_extract`, PostgreSQL `jsonb_array_elements`
-and `->>`), so a listing never loads transcripts. Only CSV export and the call page read whole
-scorecards.
+and `->>`), so no scorecard travels to Python for a listing or an aggregate; CSV export streams them.
+
+Cost: the databases must parse (SQLite) or de-TOAST (PostgreSQL) a scorecard's JSON to look inside
+it, so violation counts and the violation filter scale with the number of scorecards in range;
+score, verdict, agent and date filters use plain indexed columns.
 """
 
 from __future__ import annotations
