@@ -80,6 +80,17 @@ def load_options(text: str | None, base: DecodeOptions) -> DecodeOptions:
     return replace(base, **json.loads(text)) if text else base
 
 
+class BareWhisper:
+    """faster-whisper with its default options and its own segment times: the "before" of every number."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def transcribe(self, samples, vocabulary=()):
+        segs, _ = self.model.transcribe(samples)
+        return [Segment("unknown", s.start, s.end, s.text.strip()) for s in segs]
+
+
 def cmd_calls(args) -> None:
     spec = importlib.util.spec_from_file_location("judge", args.judge)
     judge = importlib.util.module_from_spec(spec)
@@ -87,19 +98,25 @@ def cmd_calls(args) -> None:
     tr = load_transcriber(args.model, cache_dir=Path(args.cache))
     tr.options = load_options(args.options, tr.options)
     rubric = yaml.safe_load(Path(args.rubric).read_text())
-    opening = [p for c in rubric["criteria"] if c.get("speaker") == "agent" and c.get("section") == "opening"
+    # The same cues and vocabulary that qa_service.pipeline derives from a rubric and policy pack.
+    opening = [p for c in rubric["criteria"] if c.get("speaker") == "agent" and c.get("within_seconds")
                for p in c.get("phrases", [])]
     vocab = []
     if args.vocab:
-        vocab = sorted({p for c in rubric["criteria"] for p in c.get("phrases", [])})
-    cards = Path(tempfile.mkdtemp(prefix="cards-"))
+        vocab = [p for c in rubric["criteria"] + rubric.get("prohibited", []) for p in c.get("phrases", [])]
+        if args.policies:
+            facts = yaml.safe_load(Path(args.policies).read_text())["facts"]
+            vocab += [t for f in facts for t in f.get("topic", [])]
+        vocab = list(dict.fromkeys(vocab))
+    engine = BareWhisper(tr.model) if args.baseline else tr
+    cards = Path(tempfile.mkdtemp(prefix="asr-cards-"))
     layout = "auto" if args.kind == "mono" else "stereo"
     total_audio = total_time = 0.0
     for truth in sorted(Path(args.truth).glob("*.truth.json")):
         name = truth.name.removesuffix(".truth.json")
         audio = decode(Path(args.truth) / f"{name}.{args.kind}.wav")
         t0 = time.time()
-        t = transcribe_call(audio, tr, layout=layout, vocabulary=vocab, agent_phrases=opening)
+        t = transcribe_call(audio, engine, layout=layout, vocabulary=vocab, agent_phrases=opening)
         total_time += time.time() - t0
         total_audio += audio.duration_s
         card = {"call_id": name, "passed": False, "criteria": [], "violations": [],
@@ -107,7 +124,8 @@ def cmd_calls(args) -> None:
                                for s in t.segments]}
         (cards / f"{name}.scorecard.json").write_text(json.dumps(card))
     res = judge.judge(args.truth, cards, args.rubrics)
-    print(json.dumps({"kind": args.kind, "options": json.loads(args.options or "{}"), "vocab": bool(vocab),
+    print(json.dumps({"kind": args.kind, "baseline": args.baseline,
+                      "options": json.loads(args.options or "{}"), "vocab": bool(vocab),
                       "speaker_accuracy": res["speaker_accuracy"], "word_keep_rate": res["word_keep_rate"],
                       "x_realtime": round(total_audio / total_time, 1), "cards": str(cards)}))
 
@@ -179,7 +197,9 @@ def main() -> None:
     c.add_argument("--rubrics", required=True)
     c.add_argument("--rubric", required=True, help="rubric whose opening phrases name the agent")
     c.add_argument("--judge", required=True)
+    c.add_argument("--policies", help="policy pack whose topics join the vocabulary")
     c.add_argument("--vocab", action="store_true", help="pass the rubric's phrases as vocabulary")
+    c.add_argument("--baseline", action="store_true", help="bare faster-whisper, default options")
     w = sub.add_parser("wer")
     w.add_argument("files", nargs="+")
     w.add_argument("--baseline", action="store_true")

@@ -14,7 +14,7 @@ import pytest
 
 from qa_service import modelstore
 from qa_service.errors import ConfigError
-from qa_service.records import SAMPLE_RATE, Audio
+from qa_service.records import SAMPLE_RATE, Audio, Segment
 from qa_service.stages.decode import decode
 from qa_service.stages.transcribe import (
     load_transcriber,
@@ -327,3 +327,25 @@ def test_long_pause_splits_a_speakers_turn(tiny, phrases):
     assert len(t.segments) >= 2
     gaps = [b.start - a.end for a, b in zip(t.segments, t.segments[1:], strict=False)]
     assert max(gaps) > 2.0
+
+
+class _OneMethodTranscriber:
+    """The narrowest Transcriber: one method, no model description, no language."""
+
+    def __init__(self):
+        self.calls = []
+
+    def transcribe(self, samples, vocabulary=()):
+        self.calls.append((samples.shape[0], tuple(vocabulary)))
+        t = len(self.calls)
+        return [Segment("unknown", t, t + 0.5, f"channel {t}")]
+
+
+def test_transcribe_call_needs_only_the_one_method():
+    fake = _OneMethodTranscriber()
+    t = transcribe_call(_audio(_tone(300), _tone(500, seed=1)), fake, vocabulary=["Northwind"])
+    assert fake.calls == [(SAMPLE_RATE, ("Northwind",)), (SAMPLE_RATE, ("Northwind",))]
+    assert [(s.speaker, s.text) for s in t.segments] == [("agent", "channel 1"), ("customer", "channel 2")]
+    assert t.language == "en"
+    assert t.model["name"] == "_OneMethodTranscriber"
+    assert t.model["layout"] == {"requested": "auto", "used": "stereo"}

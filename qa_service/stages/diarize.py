@@ -48,6 +48,11 @@ ITERATIONS = 3
 # Two voices only when two models beat one by more than the BIC penalty times this weight; below 1
 # because contact-centre calls are two-party by nature and a false "one voice" costs more than a split.
 BIC_WEIGHT = 0.9
+# The agent's opening phrases are looked for in this first stretch of the call.
+OPENING_S = 180.0
+
+
+_NONE = np.array([], dtype=int)
 
 
 @dataclass
@@ -292,14 +297,13 @@ def _refine(words, frames, feats, f0, labels):
     idx = [np.arange(sl.start, sl.stop) for sl in frames]
     speech = np.unique(np.concatenate(idx))
     x = feats[speech].astype(np.float64)
-    pos = np.searchsorted(speech, speech)  # identity map, kept for clarity below
     local = [np.searchsorted(speech, i) for i in idx]  # word frames as rows of x
     logf0 = np.where(f0[speech] > 0, np.log(np.maximum(f0[speech], 1.0)), np.nan)
     posterior = np.ones(len(words))
     for _ in range(ITERATIONS):
         frame_ll = np.zeros((len(speech), 2))
         for k in range(2):
-            rows = np.concatenate([local[j] for j in np.flatnonzero(labels == k)] or [pos[:0]])
+            rows = np.concatenate([local[j] for j in np.flatnonzero(labels == k)] or [_NONE])
             if rows.size < 100:
                 return labels, posterior
             frame_ll[:, k] = _DiagGMM(x[rows], GMM_COMPONENTS, rng).loglik(x)
@@ -321,7 +325,7 @@ def _refine(words, frames, feats, f0, labels):
 def _bic_gain(frames, feats, labels) -> float:
     """Per-frame log-likelihood gain of two speaker models over one, minus the BIC penalty."""
     idx = [np.arange(sl.start, sl.stop) for sl in frames]
-    parts = [np.unique(np.concatenate([idx[j] for j in np.flatnonzero(labels == k)] or [np.array([], int)]))
+    parts = [np.unique(np.concatenate([idx[j] for j in np.flatnonzero(labels == k)] or [_NONE]))
              for k in range(2)]
     if min(p.size for p in parts) < 100:
         return -1.0
@@ -381,13 +385,15 @@ def phrase_hits(text_tokens: list[str], phrase: str) -> bool:
 def _agent_cluster(words: list[Word], labels: np.ndarray, agent_phrases: Sequence[str]) -> tuple[int, str]:
     clusters = sorted(set(labels.tolist()))
     if len(clusters) == 1:
-        toks = _tokens(" ".join(w.text for w in words))
+        toks = _tokens(" ".join(w.text for w in words if w.start < OPENING_S))
         if any(phrase_hits(toks, p) for p in agent_phrases):
             return clusters[0], "single-speaker-phrases"
         return -1, "single-speaker-unknown"
+    # Opening phrases are said at the start; looking there only also keeps long calls cheap.
+    opening = [(w, lab) for w, lab in zip(words, labels, strict=True) if w.start < OPENING_S]
     scores = {}
     for k in clusters:
-        toks = _tokens(" ".join(w.text for w, lab in zip(words, labels, strict=True) if lab == k))
+        toks = _tokens(" ".join(w.text for w, lab in opening if lab == k))
         scores[k] = sum(phrase_hits(toks, p) for p in agent_phrases)
     if scores[0] != scores[1]:
         return max(scores, key=scores.get), "phrases"
