@@ -227,6 +227,28 @@ def test_number_split_over_segments_is_read_together(redactor: PresidioRedactor)
     assert [s.text for s in red.transcript.segments] == ["I have 2.", "And 3 more."]
 
 
+def test_customer_statements_do_not_make_the_agents_words_an_answer(redactor: PresidioRedactor) -> None:
+    red = redactor.redact(
+        _call(
+            ("customer", "And my birthday is May 5, 1968."),
+            ("agent", "Thank you, the family visa takes around 6 months."),
+            ("customer", "Her case number is 729-331-05."),
+            ("agent", "Thank you, I have noted case number 4 your wife, is there anything else?"),
+        )
+    )
+    texts = [s.text for s in red.transcript.segments]
+    assert texts[0] == "And my birthday is <DATE_TIME>."
+    assert texts[1] == "Thank you, the family visa takes around 6 months."
+    assert "729" not in texts[2]
+    assert texts[3] == "Thank you, I have noted case number 4 your wife, is there anything else?"
+
+
+def test_statement_reaches_past_garbled_words(redactor: PresidioRedactor) -> None:
+    text = "and my reference number in the middle of you, Heaven, Heaven, 3, 1, 9, 2."
+    out = _redacted_text(redactor, text)
+    assert "3, 1, 9, 2" not in out and out.startswith("and my reference number in the middle of you")
+
+
 def test_reference_number_after_question(redactor: PresidioRedactor) -> None:
     red = redactor.redact(
         _call(

@@ -445,7 +445,9 @@ class SpeechRules:
             for m in rx.finditer(text):
                 if toks is None:
                     toks = self.vocab.tokens(text)
-                after = [t for t in toks if t.start >= m.end()][:reach]
+                after = [t for t in toks if t.start >= m.end()]
+                words = [k for k, t in enumerate(after) if t.kind not in ("sep", "punct")]
+                after = after[: words[reach - 1] + 1] if len(words) >= reach else after  # separators are free
                 if after:
                     prompt = Prompt(rule.entity, rule.kind, m.start(), m.end(), text[: m.end()])
                     spans.extend(
@@ -847,7 +849,10 @@ class _Scanner:
                 cur.pop()
             # "ten weeks", "one hundred and fifty dollars": durations and amounts, not a date; and a month
             # name alone ("my family may not") is a word unless a number goes with it.
-            numbered = any(t.kind != "word" or t.low not in v.months for t in cur if datey(t))
+            nums = [t for t in cur if t.kind in ("digits", "num")]
+            numbered = any(t.kind == "word" and t.low not in v.months for t in cur if datey(t)) or (
+                len(v.spoken_digits(nums)) >= 2  # "4" alone is not a date; "11 11 92" is
+            )
             if cur and numbered and not self.is_amount(text, cur[0].start, cur[-1].end):
                 spans.append(Span("DATE_TIME", cur[0].start, cur[-1].end, 0.7))
             cur.clear()

@@ -209,6 +209,8 @@ class PresidioRedactor:
         window = self.rules.answer_window_s
         for qi in by_time:
             q = segments[qi]
+            if q.speaker == "customer":
+                continue  # the customer's questions do not ask for the agent's personal data
             prompts = self.rules.prompts_in(q.text)
             if not prompts:
                 continue
