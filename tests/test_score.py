@@ -386,3 +386,21 @@ def test_retention_calls(energy: Ctx, edit: dict[int, tuple[str, str]], failed: 
 def test_term_fact_context(ctx: Ctx, text: str, violation: bool) -> None:
     result = ctx.score(call(*GOOD, ("agent", text)), DAY)
     assert bool(result.violations) is violation, [v.detail for v in result.violations]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "passed"),
+    [
+        ('[{LOWER: "sixty"}, {LOWER: "seven"}]', "the mark is sixty seven", True),  # numbers stay words here
+        ('[{LEMMA: "refund"}, {LOWER: "you"}]', "we refunded you yesterday", True),
+        ('[{LEMMA: "refund"}, {LOWER: "you"}]', "we paid you yesterday", False),
+        ('[{IS_DIGIT: true}, {LOWER: "days"}]', "within 14 days", True),  # no literal: always run
+        ('[{LOWER: {IN: ["quick", "fast"]}}, {LOWER: "refund"}]', "a FAST refund", True),
+        ('[{ORTH: "Refund"}]', "refund", False),  # ORTH stays case-sensitive
+    ],
+)
+def test_patterns(ctx: Ctx, pattern: str, text: str, passed: bool) -> None:
+    rubric = load_rubric(f"id: p\nversion: '1'\npass_mark: 50\ncriteria:\n  - id: c\n    title: C\n"
+                         f"    speaker: agent\n    points: 1\n    patterns:\n      - {pattern}\n")
+    result = score(call(("agent", text)), rubric, ctx.pack, ctx.nlp, DAY)
+    assert result.criteria[0].passed is passed

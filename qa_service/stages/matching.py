@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
+from spacy.attrs import IDX, LENGTH
+
 from qa_service.records import Segment, Transcript
 from qa_service.spoken import CURRENCY_SYMBOLS, find_numbers, format_value
 
@@ -429,6 +431,7 @@ class Utterance:
     token_time: list[float]
     token_prob: list[float]
     toks: list[NTok] = field(default_factory=list)
+    lows: list[str] = field(default_factory=list)  # lower-case text of each doc token
 
     def segment_of(self, token: int) -> int:
         """Index (in the transcript) of the segment holding a doc token."""
@@ -531,24 +534,28 @@ def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes:
         token_segment: list[int] = []
         token_time: list[float] = []
         token_prob: list[float] = []
+        # Offsets and lengths as arrays: building a Token object per word costs more than the matching.
+        starts_lengths = doc.to_array([IDX, LENGTH]).tolist() if len(doc) else []
+        words = [text[i:i + n] for i, n in starts_lengths]
         s = 0
         w = 0  # tokens come in text order, so the word pointer only moves forward
-        for tok in doc:
-            while s + 1 < len(spans) and tok.idx >= spans[s + 1][0]:
+        for idx, _ in starts_lengths:
+            while s + 1 < len(spans) and idx >= spans[s + 1][0]:
                 s += 1
                 w = 0
             offset, seg_index, marks = spans[s]
             token_segment.append(seg_index)
-            local = tok.idx - offset
+            local = idx - offset
             while w + 1 < len(marks) and marks[w + 1][0] <= local:
                 w += 1
             token_time.append(marks[w][1])
             token_prob.append(marks[w][2])
-        toks = normalise([t.text for t in doc], lemma)
+        toks = normalise(words, lemma)
         if set_lemmas and "lemmatizer" not in pipes:
             for tok in doc:
                 tok.lemma_ = lemma(tok.lower_)
-        out.append(Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, token_prob, toks))
+        out.append(Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, token_prob, toks,
+                             [w.lower() for w in words]))
     return out
 
 

@@ -65,6 +65,7 @@ class CompiledRules:
     matcher: Any  # spacy.matcher.Matcher or None
     pipes: tuple[str, ...]
     lemma_patterns: bool = False
+    anchors: frozenset[str] | None = None  # see _anchors
 
 
 _PerNLP = OrderedDict[tuple[str, str], CompiledRules]
@@ -121,7 +122,49 @@ def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
             matcher.add(label, group)
     uses_lemma = any(str(key).upper() == "LEMMA" for _, p in patterns for spec in p for key in spec)
     return CompiledRules(rubric, policies, lemma, PhraseSet(labelled, nlp, lemma), matcher,
-                         pipes_for((p for _, p in patterns), nlp), uses_lemma)
+                         pipes_for((p for _, p in patterns), nlp), uses_lemma,
+                         _anchors([p for _, p in patterns]))
+
+
+_LITERAL_KEYS = ("LOWER", "LEMMA", "ORTH", "TEXT")
+
+
+def _anchors(patterns: Sequence[Sequence[dict[str, Any]]]) -> frozenset[str] | None:
+    """Words one of which an utterance must contain for any pattern to match (None: no such set).
+
+    Each pattern contributes the literal values of its first required token with a literal test;
+    utterances with none of them skip the Matcher, which walks every token in Python.
+    """
+    words: set[str] = set()
+    for pattern in patterns:
+        found = False
+        for spec in pattern:
+            if str(spec.get("OP", "1")) in ("?", "*", "!"):
+                continue
+            for key, test in spec.items():
+                if str(key).upper() not in _LITERAL_KEYS:
+                    continue
+                if isinstance(test, str):
+                    words.add(test.lower())
+                    found = True
+                elif isinstance(test, dict) and isinstance(test.get("IN"), list) \
+                        and all(isinstance(v, str) for v in test["IN"]) and len(test) == 1:
+                    words.update(v.lower() for v in test["IN"])
+                    found = True
+                if found:
+                    break
+            if found:
+                break
+        if not found:
+            return None
+    return frozenset(words)
+
+
+def _may_match(rules: CompiledRules, utt: Utterance) -> bool:
+    anchors = rules.anchors
+    if anchors is None or "lemmatizer" in rules.pipes:
+        return True  # the pipeline's own lemmas may differ from ours: run the Matcher
+    return any(w in anchors or rules.lemma(w) in anchors for w in utt.lows)
 
 
 def _topic_words(fact: NumberFact, nlp: NLP) -> list[str]:
@@ -186,11 +229,12 @@ def _find(rules: CompiledRules, utts: Sequence[Utterance]) -> dict[str, list[Hit
     for utt in utts:
         for hit in rules.phrases.find(utt.toks, utt.index):
             found[hit.label].setdefault((hit.utterance, hit.start), hit)
-        if rules.matcher is not None:
+        if rules.matcher is not None and _may_match(rules, utt):
             strings = utt.doc.vocab.strings
             for match_id, start, end in rules.matcher(utt.doc):
                 label = strings[match_id]
                 found[label].setdefault((utt.index, start), Hit(label, utt.index, start, end))
+
     def when(h: Hit) -> tuple[float, int, int]:
         # Time first: on stereo calls one speaker's utterance may run on past the other's next one.
         return (utts[h.utterance].time_of(h.start), h.utterance, h.start)
