@@ -441,3 +441,10 @@ def test_csv_export_columns(api):
     calls_csv = api.get("/v1/calls?format=csv&verdict=fail")
     assert {row["call_id"] for row in csv.DictReader(io.StringIO(calls_csv.text))} == \
         {api.ids[k] for k in ("a2", "a3", "b1")}
+
+
+def test_csv_file_name_stays_ascii_for_any_agent_id(api):
+    r = api.get("/v1/agents/agént-ü 李/scorecards.csv")
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == 'attachment; filename="ag_nt-___-scorecards.csv"'
+    assert r.text.strip().split(",")[0] == "call_id"  # header row only: no such agent
