@@ -44,6 +44,7 @@ SWITCH_COST = 12.0
 # Frames are strongly correlated; scaling their summed log-likelihoods keeps posteriors honest.
 FRAME_SCALE = 0.1
 GMM_COMPONENTS = 16
+MAX_TRAIN_FRAMES = 20000
 ITERATIONS = 3
 # Two voices only when two models beat one by more than the BIC penalty times this weight; below 1
 # because contact-centre calls are two-party by nature and a false "one voice" costs more than a split.
@@ -263,6 +264,9 @@ def _kmeans2(x: np.ndarray, w: np.ndarray, restarts: int = 12, iters: int = 50) 
 
 class _DiagGMM:
     def __init__(self, x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 15):
+        if len(x) > MAX_TRAIN_FRAMES:
+            # A few minutes of frames pin a voice down; more only slows long calls.
+            x = x[np.sort(rng.choice(len(x), MAX_TRAIN_FRAMES, replace=False))]
         k = max(1, min(k, len(x) // 20))
         self.means = x[rng.choice(len(x), k, replace=False)]
         self.vars = np.tile(x.var(axis=0) + 1e-3, (k, 1))
