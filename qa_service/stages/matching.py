@@ -358,7 +358,11 @@ def _slip_ok(t: NTok, p: NTok, j: int, m: int, lenient: bool) -> bool:
         return False  # a slip must never add or remove a negation
     function = p.low in FUNCTION_WORDS and len(t.low) <= 4
     if lenient:
-        return m >= 4 or (m >= 3 and function)
+        # A misheard content word still sounds alike ("rules" heard as "room", "help" as "tell", "thing"
+        # for "anything"); "is there anything wrong" is not "is there anything else".
+        alike = t.low[0] == p.low[0] or _edit_distance(t.low, p.low, 2) <= 2 \
+            or (min(len(t.low), len(p.low)) >= 4 and (t.low in p.low or p.low in t.low))
+        return (m >= 3 and function) or (m >= 4 and alike)
     return m >= 4 and 0 < j < m - 1 and function
 
 
