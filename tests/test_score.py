@@ -397,6 +397,9 @@ def test_term_fact_context(ctx: Ctx, text: str, violation: bool) -> None:
         ('[{IS_DIGIT: true}, {LOWER: "days"}]', "within 14 days", True),  # no literal: always run
         ('[{LOWER: {IN: ["quick", "fast"]}}, {LOWER: "refund"}]', "a FAST refund", True),
         ('[{ORTH: "Refund"}]', "refund", False),  # ORTH stays case-sensitive
+        ('[{LOWER: "we"}, {POS: "VERB"}, {LOWER: "you"}]', "we refunded you", True),  # runs the tagger
+        ('[{LOWER: "we"}, {POS: "VERB"}, {LOWER: "you"}]', "we the you", False),
+        ('[{DEP: "neg"}, {LEMMA: "refund"}]', "we do not refund", True),  # runs the parser
     ],
 )
 def test_patterns(ctx: Ctx, pattern: str, text: str, passed: bool) -> None:
