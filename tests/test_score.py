@@ -215,6 +215,10 @@ def test_auto_fail_prohibited_item_fails_a_perfect_call(ctx: Ctx) -> None:
         ("The allowance went up from 120 to 150 dollars, not 200.", DAY, None),
         ("From January the allowance will be 120 dollars.", DAY, None),  # a future value announced
         ("Delivery takes about two hundred minutes, and the allowance is 150.", DAY, None),  # other unit
+        ("The allowance is 200 euros for parcels from the EU.", DAY, None),  # another currency
+        ("The allowance is £200.", DAY, None),
+        ("The allowance is 150 dollars and free storage is thirty days.", DAY, "storage-days"),  # two facts
+        ("Free storage is 14 days and the allowance is two hundred dollars.", DAY, "duty-free-limit"),
         ("Just fax the claim form to us.", DAY, "fax-claims"),
         ("Just fax the claim form to us.", date(2026, 3, 31), None),  # before the fax route closed
         ("We no longer accept it if you fax the claim form.", DAY, None),
