@@ -17,6 +17,7 @@ with neither a lease nor a waiting job is enqueued again. Run one worker per cor
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ LEASE_TTL_S = 30
 LEASE_REFRESH_S = 10
 # How often a worker looks for lost calls (RQ maintenance); idle workers wake this often too.
 MAINTENANCE_S = 30
+# Pause before a worker whose loop died (Redis went away mid-job) starts listening again.
+WORKER_RESTART_S = 2
 
 
 @dataclass
@@ -327,7 +330,27 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
             except Exception:  # maintenance must never stop the worker; try again next round
                 log.exception("reconciling lost calls failed")
 
-    # A short worker TTL makes an idle worker wake (and run maintenance) every MAINTENANCE_S or so.
-    worker = CallWorker([queue], connection=connection, worker_ttl=MAINTENANCE_S + 15,
-                        maintenance_interval=MAINTENANCE_S)
-    return bool(worker.work(burst=burst, logging_level="INFO"))
+    worked = False
+    while True:
+        # A short worker TTL makes an idle worker wake (and run maintenance) every MAINTENANCE_S or so.
+        worker = CallWorker([queue], connection=connection, worker_ttl=MAINTENANCE_S + 15,
+                            maintenance_interval=MAINTENANCE_S)
+        try:
+            worked = worker.work(burst=burst, logging_level="INFO") or worked
+        except RedisError:  # its teardown after the error below fails the same way
+            pass
+        if burst or worker._stop_requested:  # emptied the queue, or asked to stop (SIGTERM)
+            return worked
+        # RQ's loop quits on any unexpected error, e.g. Redis going away while a job finishes (its
+        # bookkeeping after the job raises ConnectionError). Exiting would leave the queue with no
+        # worker until something restarts the process; the models are loaded, so carry on.
+        log.error("the worker loop stopped on an unexpected error; starting it again in %d s",
+                  WORKER_RESTART_S)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # idle in between: a stop request ends it at once
+        while True:
+            time.sleep(WORKER_RESTART_S)
+            try:
+                connection.ping()
+                break
+            except RedisError:
+                continue  # Redis is still away; a new worker could not even register
