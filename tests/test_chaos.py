@@ -64,7 +64,8 @@ class Cluster:
     def env(self) -> dict[str, str]:
         s = self.settings
         return worker_env(database_url=s.database_url, redis_url=self.redis.url, storage_dir=s.storage_dir,
-                          model_cache_dir=s.model_cache_dir, job_timeout_s=s.job_timeout_s)
+                          model_cache_dir=s.model_cache_dir, job_timeout_s=s.job_timeout_s,
+                          QA_ALLOW_PRIVATE_URLS="true", QA_WEBHOOK_SECRET=str(s.webhook_secret))
 
     def start_worker(self, name: str) -> WorkerProcess:
         worker = WorkerProcess(name, self.env(), self.tmp / "logs").start()
@@ -97,7 +98,14 @@ class Cluster:
         return str(self.repo.get_call(call_id).status)
 
     def all_done(self, ids: list[str]) -> bool:
+        failed = [(c.id, c.failure_reason) for c in self.repo.calls_with_status(["failed"]) if c.id in ids]
+        if failed:
+            raise Failed(f"{len(failed)} call(s) failed, e.g. {failed[0]}")
         return {c.id for c in self.repo.calls_with_status(["done"])} >= set(ids)
+
+
+class Failed(BaseException):
+    """A call failed: stop waiting at once (wait_until retries ordinary exceptions)."""
 
 
 @pytest.fixture
