@@ -105,6 +105,10 @@ ONE = "{id: a, title: A, speaker: agent, points: 1, phrases: [x]}"
         # YAML reads a bare `no` as false, which is not a phrase
         (HEAD + f"criteria: [{ONE.replace('[x]', '[no]')}]", "criteria[0].phrases[0]"),
         (HEAD + f"criteria: [{ONE.replace('agent', 'Agent')}]", "criteria[0].speaker"),
+        (HEAD + "criteria: [" + ONE.replace("[x]", "[x, '...']") + "]",
+         "criteria[0].phrases[1]: a phrase needs"),
+        (HEAD + f"criteria: [{ONE}]\nprohibited: [{{id: p, title: P, speaker: agent, phrases: [' ']}}]",
+         "prohibited[0].phrases[0]"),
         ("- just\n- a list\n", "YAML mapping"),
     ],
 )

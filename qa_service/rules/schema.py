@@ -78,10 +78,16 @@ def _as_version(value: Any) -> Any:
     return value
 
 
+def _sayable(phrase: str) -> str:
+    if not any(c.isalnum() for c in phrase):
+        raise ValueError("a phrase needs at least one word or number")
+    return phrase
+
+
 class _Says(_Strict):
     """Something said: phrases and/or spaCy token patterns, by a speaker."""
 
-    phrases: list[Phrase] = Field(default_factory=list)
+    phrases: list[Annotated[Phrase, AfterValidator(_sayable)]] = Field(default_factory=list)
     patterns: list[Pattern] = Field(default_factory=list)
 
     @model_validator(mode="after")
