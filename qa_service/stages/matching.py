@@ -252,10 +252,6 @@ class Hit:
     start: int
     end: int
 
-    @property
-    def order(self) -> tuple[int, int]:
-        return (self.utterance, self.start)
-
 
 class PhraseSet:
     """Labelled phrases matched in one pass over an utterance's normalised tokens.

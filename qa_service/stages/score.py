@@ -236,10 +236,14 @@ def _find(rules: CompiledRules, utts: Sequence[Utterance]) -> dict[str, list[Hit
                 found[label].setdefault((utt.index, start), Hit(label, utt.index, start, end))
 
     def when(h: Hit) -> tuple[float, int, int]:
-        # Time first: on stereo calls one speaker's utterance may run on past the other's next one.
-        return (utts[h.utterance].time_of(h.start), h.utterance, h.start)
+        return _order(utts, h)
 
     return {label: sorted(by_start.values(), key=when) for label, by_start in found.items()}
+
+
+def _order(utts: Sequence[Utterance], hit: Hit) -> tuple[float, int, int]:
+    # Time first: on stereo calls one speaker's utterance may run on past the other's next one.
+    return (utts[hit.utterance].time_of(hit.start), hit.utterance, hit.start)
 
 
 @dataclass
@@ -261,7 +265,7 @@ class _Call:
 
     def order(self, hit: Hit) -> tuple[float, int, int]:
         """Sort key placing a hit in the call: when its stretch of speech began, then text order."""
-        return (self.utts[hit.utterance].time_of(hit.start), hit.utterance, hit.start)
+        return _order(self.utts, hit)
 
     def start_time(self, hit: Hit) -> float:
         """When the stretch of speech holding the hit's first token began."""
