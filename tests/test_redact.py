@@ -249,6 +249,28 @@ def test_statement_reaches_past_garbled_words(redactor: PresidioRedactor) -> Non
     assert "3, 1, 9, 2" not in out and out.startswith("and my reference number in the middle of you")
 
 
+def test_each_question_in_a_segment_opens_its_own_answer(redactor: PresidioRedactor) -> None:
+    # One agent segment asks for a name, then (after the answer, which overlaps it) for a card.
+    agent = _segment(
+        "Of course, who am I speaking with? Thanks, what card would you like to use?", "agent", 10.0
+    )
+    answer = _segment("Lucas, Ferreira.", "customer", 12.6)  # said while the agent segment runs on
+    card = _segment("The number is 4111 1111 1111 1111.", "customer", 20.0)
+    red = redactor.redact(Transcript(segments=(agent, answer, card), duration_s=30.0))
+    assert red.transcript.segments[1].text == "<PERSON>."  # first and last name: one span
+    assert red.transcript.segments[2].text == "The number is <CREDIT_CARD>."
+
+
+def test_security_answers_are_redacted(redactor: PresidioRedactor) -> None:
+    red = redactor.redact(
+        _call(
+            ("agent", "For security, what is the name of your first school?"),
+            ("customer", "It was St. Bartholomew."),
+        )
+    )
+    assert "Bartholomew" not in red.transcript.segments[1].text
+
+
 def test_reference_number_after_question(redactor: PresidioRedactor) -> None:
     red = redactor.redact(
         _call(

@@ -323,7 +323,7 @@ class _Vocab:
 
 @dataclass(frozen=True)
 class Prompt:
-    """A question that asked for personal data: what kind, and where in its segment's text it was asked."""
+    """A question that asked for personal data: what kind, and where in its segment's text it names it."""
 
     entity: str
     kind: str
@@ -433,8 +433,15 @@ class SpeechRules:
                 # Names and addresses take ordinary words from the answer, so they need a real question.
                 if not asks and rule.kind in ("name", "address"):
                     continue
-                if rx.search(sentence) and all(p.entity != rule.entity for p in found):
-                    found.append(Prompt(rule.entity, rule.kind, m.start(), m.end(), sentence))
+                hit = rx.search(sentence)
+                if hit and all(p.entity != rule.entity for p in found):
+                    # The answer may start as soon as the thing asked for is named: recognition often joins
+                    # "who am I speaking with, and what card ..." into one sentence the customer talks over.
+                    found.append(
+                        Prompt(
+                            rule.entity, rule.kind, m.start() + hit.start(), m.start() + hit.end(), sentence
+                        )
+                    )
         return found
 
     def statement_spans(self, text: str, reach: int = 15) -> list[Span]:

@@ -211,26 +211,23 @@ class PresidioRedactor:
             q = segments[qi]
             if q.speaker == "customer":
                 continue  # the customer's questions do not ask for the agent's personal data
-            prompts = self.rules.prompts_in(q.text)
-            if not prompts:
-                continue
-            # The answer starts once the question has been asked (its sentence's last word).
-            asked_at = max(_span_times(q, Span("", p.char_start, p.char_end, 0.0))[1] for p in prompts)
-            answers = [
-                i
-                for i in by_time
-                if i != qi
-                and (segments[i].speaker != q.speaker or q.speaker == "unknown")
-                and segments[i].end > asked_at - 0.5
-                and segments[i].start < asked_at + window
-            ]
-            for ai in answers[: self.rules.answer_turns]:
-                a = segments[ai]
-                lo, hi = _char_window(a, asked_at - 0.5, asked_at + window)
-                if lo >= hi:
-                    continue
-                for p in prompts:
-                    out[ai].extend(self.rules.answer_spans(p, a.text, lo, hi))
+            for p in self.rules.prompts_in(q.text):
+                # The answer starts once the thing asked for has been named (each question on its own:
+                # one segment may ask for a name and then for a card).
+                asked_at = _span_times(q, Span("", p.char_start, p.char_end, 0.0))[1]
+                answers = [
+                    i
+                    for i in by_time
+                    if i != qi
+                    and (segments[i].speaker != q.speaker or q.speaker == "unknown")
+                    and segments[i].end > asked_at - 0.5
+                    and segments[i].start < asked_at + window
+                ]
+                for ai in answers[: self.rules.answer_turns]:
+                    a = segments[ai]
+                    lo, hi = _char_window(a, asked_at - 0.5, asked_at + window)
+                    if lo < hi:
+                        out[ai].extend(self.rules.answer_spans(p, a.text, lo, hi))
         return out
 
     def _with_split_sequences(self, segments: Sequence[Segment], found: list[list[Span]]) -> list[list[Span]]:
