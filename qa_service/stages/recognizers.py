@@ -500,7 +500,7 @@ def _pattern_recognizers(rules: SpeechRules) -> list[Any]:
             supported_entity=p.entity,
             name=f"speech_{p.name}",
             patterns=[Pattern(p.name, regex, p.score)],
-            context=p.context or None,
+            context=p.context,
             global_regex_flags=flags | re.MULTILINE,
         )
         out.append(rec)
@@ -616,7 +616,7 @@ class _Scanner:
                 break
             rest = rest[m.end() :]
         after = re.match(r"\s*([A-Za-z%$£€.']+)", rest)
-        return bool(after) and after.group(1).lower().rstrip(".") in self.v.units
+        return after is not None and after.group(1).lower().rstrip(".") in self.v.units
 
     def run_is_amount(self, text: str, run: _Run) -> bool:
         """An amount, unless too long for one: "$41, 1, 1, 1, ..." is a card the recogniser gave a "$"."""
@@ -979,7 +979,7 @@ class SpeechRecognizer(EntityRecognizer):
         """Spans the speech scanners find in `text`, as Presidio results."""
         wanted = set(entities or self.supported_entities)
         meta = {
-            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+            RecognizerResult.RECOGNIZER_NAME_KEY: "SpeechRecognizer",
             RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
         }
         return [

@@ -115,7 +115,7 @@ class PresidioRedactor:
 
     def _artifacts(self, texts: Sequence[str]) -> list[Any]:
         """Presidio NLP artifacts for many texts in one spaCy batch (several times faster than one by one)."""
-        engine = self.analyzer.nlp_engine
+        engine: Any = self.analyzer.nlp_engine  # a SpacyNlpEngine (load_redactor builds it)
         nlp = engine.nlp["en"]
         # The dependency parse is not read by any recogniser and costs a third of the pipeline's time.
         skip = [name for name in ("parser", "senter") if name in nlp.pipe_names]
@@ -198,6 +198,13 @@ class PresidioRedactor:
             spans = _merge(seg.text, spans)
             new_segments.append(self._redact_segment(seg, spans))
             redactions.extend(_redaction(index, seg, s) for s in spans)
+        # Counts only: log lines never carry what was said.
+        log.debug(
+            "redacted %d spans in %d of %d segments",
+            len(redactions),
+            len({r.segment for r in redactions}),
+            len(segments),
+        )
         return Redacted(
             transcript=replace(transcript, segments=tuple(new_segments)), redactions=tuple(redactions)
         )
@@ -339,7 +346,7 @@ class PresidioRedactor:
         if word.lower() not in self.lexicon:
             return True
         tok = doc.char_span(start, end, alignment_mode="expand") if doc is not None else None
-        return bool(tok) and tok[0].pos_ == "PROPN"
+        return tok is not None and len(tok) > 0 and tok[0].pos_ == "PROPN"
 
     def _redact_segment(self, seg: Segment, spans: Sequence[Span]) -> Segment:
         if not spans:
@@ -414,7 +421,7 @@ def _load_engines(
     )
     if isinstance(nlp_model, str):
         nlp_model = _load_spacy(nlp_model)
-    engine = SpacyNlpEngine(
+    engine: Any = SpacyNlpEngine(
         models=[{"lang_code": "en", "model_name": nlp_model.meta.get("name", "en")}],
         ner_model_configuration=ner,
     )
@@ -443,7 +450,8 @@ def _load_engines(
 def _lexicon(analyzer: AnalyzerEngine) -> frozenset[str]:
     """Ordinary English words (the lemmatizer's word index of the spaCy model), or none if it has none."""
     try:
-        lookups = analyzer.nlp_engine.nlp["en"].get_pipe("lemmatizer").lookups
+        engine: Any = analyzer.nlp_engine
+        lookups = engine.nlp["en"].get_pipe("lemmatizer").lookups
         index = lookups.get_table("lemma_index")
     except (AttributeError, KeyError, ValueError):
         return frozenset()
