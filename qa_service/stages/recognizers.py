@@ -917,11 +917,16 @@ class _Scanner:
         for i, t in enumerate(toks):
             if t.low in at_words or "@" in t.text:
                 a = i
-                while a > 0 and (
-                    toks[a - 1].low in dot_words
-                    or toks[a - 1].text == "."
-                    or (toks[a - 1].kind != "sep" and not self.rules.is_common_word(toks[a - 1].text))
-                ):
+
+                def local_part(t: Token) -> bool:
+                    # "j smith ninety nine at ...": letters, digits and names, not "my email is".
+                    if t.low in dot_words or t.text == "." or t.kind in ("num", "digits", "alnum"):
+                        return True
+                    if t.kind == "letter":
+                        return t.text not in ("a", "I")
+                    return t.kind == "word" and not self.rules.is_common_word(t.text)
+
+                while a > 0 and local_part(toks[a - 1]):
                     a -= 1
                     if i - a > 6:
                         break
