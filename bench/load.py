@@ -174,15 +174,18 @@ def free_port() -> int:
 class Server:
     """`uvicorn qa_service.api.app:app_from_env --factory --workers N` on a free localhost port."""
 
-    def __init__(self, database_url: str, workdir: Path, workers: int, redis_url: str):
+    def __init__(self, database_url: str, workdir: Path, workers: int, redis_url: str,
+                 app: str = "qa_service.api.app:app_from_env"):
         self.port = free_port()
         self.log = workdir / f"uvicorn-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
         env.update({"QA_DATABASE_URL": database_url, "QA_STORAGE_DIR": str(workdir / "storage"),
-                    "QA_REDIS_URL": redis_url, "PYTHONPATH": str(REPO_ROOT)})
-        self.cmd = [sys.executable, "-m", "uvicorn", "qa_service.api.app:app_from_env", "--factory",
+                    "QA_REDIS_URL": redis_url})
+        self.cmd = [sys.executable, "-m", "uvicorn", app, "--factory",
                     "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
                     "--no-access-log", "--log-level", "warning"]
+        extra = os.environ.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + extra if extra else "")
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -208,6 +211,22 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("uvicorn did not answer within 60 s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server and its worker processes."""
+        assert self.proc is not None
+        tick = os.sysconf("SC_CLK_TCK")
+        pids, total = [self.proc.pid], 0.0
+        while pids:
+            pid = pids.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except (OSError, IndexError, ValueError):
+                continue
+            pids.extend(int(c) for c in children)
+        return total
+
     def __exit__(self, *exc: Any) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -219,42 +238,87 @@ class Server:
 
 # -- load ----------------------------------------------------------------------------------------
 
-async def open_loop(base: str, paths: list[str], headers: dict[str, str], rate: float,
-                    duration: float) -> dict[str, Any]:
-    """Send GETs on a fixed schedule (rate per second) for `duration` seconds; latency percentiles."""
-    import httpx
+class _Connection:
+    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol for GETs.
 
+    httpx costs about 7 ms of client CPU per request, which on two cores would measure the client
+    rather than the server; raw asyncio streams cost a tenth of that.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> _Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def get(self, request: bytes) -> int:
+        """Send one prepared request and read the whole response; return its status code."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def open_loop(base: str, paths: list[str], headers: dict[str, str], rate: float,
+                    duration: float, connections: int = 64) -> dict[str, Any]:
+    """Send GETs on a fixed schedule (rate per second) for `duration` seconds; latency percentiles."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    host, port = parts.hostname or "127.0.0.1", int(parts.port or 80)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    requests = [f"GET {p} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode() for p in paths]
     total = int(rate * duration)
     latencies: list[float] = []
     service: list[float] = []
     errors: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits,
-                                 timeout=httpx.Timeout(10.0)) as client:
-        # Warm the connection pool and each worker's caches before measuring.
-        await asyncio.gather(*(client.get(paths[i % len(paths)]) for i in range(50)))
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.2
+    idle: asyncio.Queue[_Connection] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await _Connection.open(host, port))
+    # Warm every connection and each worker's caches before measuring.
+    for _ in range(connections):
+        conn = idle.get_nowait()
+        await conn.get(requests[0])
+        idle.put_nowait(conn)
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
 
-        async def one(i: int) -> None:
-            scheduled = start + i / rate
-            delay = scheduled - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sent = loop.time()
-            try:
-                r = await client.get(paths[i % len(paths)])
-                if r.status_code != 200:
-                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            done = loop.time()
-            latencies.append((done - scheduled) * 1000)
-            service.append((done - sent) * 1000)
+    async def one(i: int) -> None:
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        conn = await idle.get()  # waiting for a free connection counts as latency
+        sent = loop.time()
+        try:
+            status = await conn.get(requests[i % len(requests)])
+            if status != 200:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+            idle.put_nowait(conn)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            conn.close()
+            idle.put_nowait(await _Connection.open(host, port))
+        done = loop.time()
+        latencies.append((done - scheduled) * 1000)
+        service.append((done - sent) * 1000)
 
-        await asyncio.gather(*(one(i) for i in range(total)))
-        elapsed = loop.time() - start
+    await asyncio.gather(*(one(i) for i in range(total)))
+    elapsed = loop.time() - start
+    while not idle.empty():
+        idle.get_nowait().close()
     return {"requests": total, "achieved_rps": round(total / elapsed, 1), "errors": errors,
+            "connections": connections,
             **percentiles("latency_ms", latencies), **percentiles("service_ms", service)}
 
 
@@ -314,7 +378,7 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
         result["aggregate_count"] = summary.count
         repo.dispose()
 
-        with Server(db.url, workdir, args.workers, args.redis_url) as server:
+        with Server(db.url, workdir, args.workers, args.redis_url, args.app) as server:
             with httpx.Client(base_url=server.base, headers=headers, timeout=30) as client:
                 r = client.get(f"/v1/agents/{AGENT}/scorecards")
                 r.raise_for_status()
@@ -326,7 +390,15 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
                 result["scorecard_bytes"] = len(one.content)
             paths = [f"/v1/calls/{cid}/scorecard" for cid in card_ids]
             random.Random(4).shuffle(paths)
+            cpu0, client0 = server.cpu_seconds(), time.process_time()
             result["load"] = asyncio.run(open_loop(server.base, paths, headers, args.rate, args.duration))
+            requests = result["load"]["requests"] + result["load"]["connections"]
+            # CPU per request does not depend on what else the machine runs, unlike latency: the
+            # capacity of N cores is about N * 1000 / server_cpu_ms_per_request requests per second.
+            load = result["load"]
+            load["server_cpu_ms_per_request"] = round((server.cpu_seconds() - cpu0) * 1000 / requests, 2)
+            load["client_cpu_ms_per_request"] = round((time.process_time() - client0) * 1000 / requests, 2)
+            load["machine_load_avg_1m"] = round(os.getloadavg()[0], 2)
     result["load"]["rate"] = args.rate
     result["load"]["duration_s"] = args.duration
     result["meets_p99_target"] = result["load"].get("latency_ms_p99", 1e9) < TARGET_P99_MS \
@@ -375,6 +447,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--aggregate-rows", type=int, default=100_000, help="scorecards of the aggregated agent")
     p.add_argument("--repeat", type=int, default=7, help="timed runs of each aggregate")
     p.add_argument("--quick", action="store_true", help="10 s of load and 20,000 aggregate rows")
+    p.add_argument("--app", default="qa_service.api.app:app_from_env",
+                   help="uvicorn app factory to serve (to compare variants)")
     return p.parse_args(argv)
 
 
