@@ -354,12 +354,19 @@ def _slip_ok(t: NTok, p: NTok, j: int, m: int, lenient: bool) -> bool:
         return False  # a slip must never add or remove a negation
     function = p.low in FUNCTION_WORDS and len(t.low) <= 4
     if lenient:
-        # A misheard content word still sounds alike ("rules" heard as "room", "help" as "tell", "thing"
-        # for "anything"); "is there anything wrong" is not "is there anything else".
-        alike = t.low[0] == p.low[0] or _edit_distance(t.low, p.low, 2) <= 2 \
-            or (min(len(t.low), len(p.low)) >= 4 and (t.low in p.low or p.low in t.low))
-        return (m >= 3 and function) or (m >= 4 and alike)
+        return (m >= 3 and function) or (m >= 4 and _alike(t.low, p.low))
     return m >= 4 and 0 < j < m - 1 and function
+
+
+@lru_cache(maxsize=100_000)
+def _alike(a: str, b: str) -> bool:
+    """Whether a misheard content word still sounds like the one meant.
+
+    "rules" heard as "room", "help" as "tell", "thing" for "anything" are; "wrong" for "else" is not,
+    so "is there anything wrong" does not pass for "is there anything else".
+    """
+    return a[0] == b[0] or _edit_distance(a, b, 2) <= 2 \
+        or (min(len(a), len(b)) >= 4 and (a in b or b in a))
 
 
 def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped: int, lenient: bool,
