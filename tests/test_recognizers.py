@@ -74,6 +74,7 @@ SCANS = [
     ("Eleventh of November, nineteen ninety two", ("DATE_TIME", "Eleventh of November, nineteen ninety two")),
     ("August 8, 1988", ("DATE_TIME", "August 8, 1988")),
     ("my surname is okafor", ("PERSON", "okafor")),
+    ("V-I-O-L-E-T. My last name", ("ID", "V-I-O-L-E-T")),  # a capital O among letters is a letter
     (
         "Bristol, B-F-8, 1-D-H, Sierra Tango uniform, 6-6-1-4-0-9.",
         ("ID", "B-F-8, 1-D-H, Sierra Tango uniform, 6-6-1-4-0-9"),

@@ -231,6 +231,9 @@ def test_number_split_over_segments_is_read_together(redactor: PresidioRedactor)
     # Two numbers in two sentences are not one.
     red = redactor.redact(_call(("customer", "I have 2."), ("customer", "And 3 more.")))
     assert [s.text for s in red.transcript.segments] == ["I have 2.", "And 3 more."]
+    # A number said again at the start of the next segment is the same number, not a longer one.
+    red = redactor.redact(_call(("unknown", "It's 2017."), ("unknown", "2017 Ford Fusion, okay.")))
+    assert [s.text for s in red.transcript.segments] == ["It's 2017.", "2017 Ford Fusion, okay."]
 
 
 def test_customer_statements_do_not_make_the_agents_words_an_answer(redactor: PresidioRedactor) -> None:

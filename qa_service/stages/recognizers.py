@@ -255,6 +255,24 @@ class _Vocab:
                 out.append(Token(t, a, b, "word"))
             else:
                 out.append(Token(t, a, b, "punct"))
+        return self._letter_o(out)
+
+    @staticmethod
+    def _letter_o(toks: list[Token]) -> list[Token]:
+        """A capital "O" among spelled letters ("V-I-O-L-E-T") is the letter, not zero."""
+
+        def near(i: int, step: int) -> Token | None:
+            j = i + step
+            while 0 <= j < len(toks) and toks[j].kind == "sep":
+                j += step
+            return toks[j] if 0 <= j < len(toks) else None
+
+        out = list(toks)
+        for i, t in enumerate(toks):
+            if t.text == "O":
+                sides = [n for n in (near(i, -1), near(i, 1)) if n is not None]
+                if any(n.kind == "letter" and n.text != "O" for n in sides):
+                    out[i] = Token(t.text, t.start, t.end, "letter", "O")
         return out
 
     def _spelling_context(self, raw: list[tuple[str, int, int]], i: int) -> bool:

@@ -246,6 +246,10 @@ class PresidioRedactor:
             streams.setdefault(segments[i].speaker, []).append(i)
         out = [list(spans) for spans in found]
 
+        def pure(i: int) -> bool:
+            toks = [t for t in scanner.v.tokens(segments[i].text) if t.kind not in ("punct", "sep")]
+            return bool(toks) and all(t.kind in ("digits", "num", "letter", "alnum") for t in toks)
+
         def edge(i: int, last: bool) -> bool:
             toks = [t for t in scanner.v.tokens(segments[i].text) if t.kind not in ("punct", "sep")]
             return bool(toks) and toks[-1 if last else 0].kind in ("digits", "num", "letter", "alnum")
@@ -264,7 +268,9 @@ class PresidioRedactor:
                 else:
                     chains.append([i])
             for chain in chains:
-                if len(chain) > 1:
+                # One segment must be nothing but symbols ("8."): "It's 2017." then "2017 Ford Fusion" are
+                # a number said twice, not one long one.
+                if len(chain) > 1 and any(pure(i) for i in chain):
                     before = [j for j in order if segments[j].end <= segments[chain[0]].start][-2:]
                     context = " ".join(segments[j].text for j in before)
                     for i, span in self._chain_spans(segments, chain, context):
