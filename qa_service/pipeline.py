@@ -7,11 +7,21 @@ memory; only the redacted one leaves this module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from qa_service.records import CallMeta, Evidence, Redacted, RulesRef, Scorecard, ScoreResult, Transcript
+from qa_service.records import (
+    Audio,
+    CallMeta,
+    Evidence,
+    Redacted,
+    RulesRef,
+    Scorecard,
+    ScoreResult,
+    Transcript,
+)
 
 
 @dataclass
@@ -49,8 +59,13 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
                    max_duration_s=settings.max_duration_s)
 
 
-def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engines: Engines) -> Scorecard:
-    """Run one recorded call through every stage and return its scorecard."""
+def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engines: Engines, *,
+                  keep_redacted_audio: Callable[[Audio], Any] | None = None) -> Scorecard:
+    """Run one recorded call through every stage and return its scorecard.
+
+    `keep_redacted_audio` receives a copy of the audio with every redacted span silenced on all
+    channels (a customer's digits can echo on the agent's line), for the caller to store.
+    """
     from qa_service.stages.decode import decode
     from qa_service.stages.transcribe import transcribe_call
 
@@ -59,7 +74,12 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
         audio, engines.transcriber, meta.channels,
         vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric),
     )
-    return process_transcript(transcript, meta, rubric, policies, engines)
+    card = process_transcript(transcript, meta, rubric, policies, engines)
+    if keep_redacted_audio is not None:
+        from qa_service.stages.redact_audio import redact_audio
+
+        keep_redacted_audio(redact_audio(audio, card.redactions, bleed=True))
+    return card
 
 
 def vocabulary(rubric: Any, policies: Any) -> list[str]:
