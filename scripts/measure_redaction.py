@@ -59,6 +59,39 @@ def _whisper():
     return WhisperModel(str(path), device="cpu", compute_type="int8")
 
 
+def transcribe_service(wav: Path, cache_dir: Path, model_box: list, layout: str) -> Transcript:
+    """Transcribe with the service's own decode and transcribe stages (cached as JSON)."""
+    from dataclasses import asdict
+
+    cache = cache_dir / f"svc_{wav.parent.name}_{wav.name}.json"
+    if not cache.exists():
+        from qa_service.stages.decode import decode
+        from qa_service.stages.transcribe import load_transcriber, transcribe_call
+
+        if not model_box:
+            model_box.append(load_transcriber("tiny.en", cache_dir=Path("/tmp/redaction_models")))
+        tr = transcribe_call(decode(wav), model_box[0], layout)  # type: ignore[arg-type]
+        segs = [
+            {**asdict(s), "words": [[w.text, w.start, w.end, w.probability] for w in s.words]}
+            for s in tr.segments
+        ]
+        cache.write_text(json.dumps({"duration_s": tr.duration_s, "segments": segs}))
+    data = json.loads(cache.read_text())
+    return Transcript(
+        segments=tuple(
+            Segment(
+                speaker=s["speaker"],
+                start=s["start"],
+                end=s["end"],
+                text=s["text"],
+                words=tuple(Word(w[0], w[1], w[2], w[3]) for w in s["words"]),
+            )
+            for s in data["segments"]
+        ),
+        duration_s=data["duration_s"],
+    )
+
+
 def transcribe_cached(wav: Path, cache_dir: Path, model_box: list) -> Transcript:
     """Transcribe a call per channel (cached as JSON) and return it as a Transcript.
 
@@ -154,14 +187,19 @@ def run_calls(args: argparse.Namespace) -> None:
     base = _Baseline() if args.baseline else None
     for eval_dir in args.eval:
         eval_dir = Path(eval_dir)
-        cards = Path(args.out) / (eval_dir.name + ("-mono" if args.mono else ""))
+        cards = Path(args.out) / (
+            eval_dir.name + ("-mono" if args.mono else "") + ("-svc" if args.service_asr else "")
+        )
         cards.mkdir(parents=True, exist_ok=True)
         t_red = 0.0
         suffix = ".mono.wav" if args.mono else ".stereo.wav"
         for wav in sorted(eval_dir.glob(f"*{suffix}")):
             name = wav.name.removesuffix(suffix)
             truth = json.loads((eval_dir / f"{name}.truth.json").read_text())
-            tr = transcribe_cached(wav, cache_dir, model_box)
+            if args.service_asr:
+                tr = transcribe_service(wav, cache_dir, model_box, "mono" if args.mono else "stereo")
+            else:
+                tr = transcribe_cached(wav, cache_dir, model_box)
             t0 = time.perf_counter()
             if base is not None:
                 red = base.redact(tr)
@@ -267,6 +305,11 @@ def main() -> None:
     c.add_argument("--verbose", "-v", action="store_true")
     c.add_argument("--transcribe-only", action="store_true")
     c.add_argument("--mono", action="store_true", help="use NAME.mono.wav (one channel, speaker unknown)")
+    c.add_argument(
+        "--service-asr",
+        action="store_true",
+        help="transcribe with the service's decode/transcribe stages (its segmenting, diarization)",
+    )
     t = sub.add_parser("text")
     t.add_argument(
         "--dataset", default=str(SHARED / "real" / "pii_text" / "presidio_research_synth_dataset_v2.json")

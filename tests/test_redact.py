@@ -81,6 +81,7 @@ POSITIVE = [
     ("my email is j smith ninety nine at outlook dot com", "smith ninety nine", "EMAIL_ADDRESS"),
     ("you can email me at john at gmail", "john", "EMAIL_ADDRESS"),
     ("my card is 4111 1111 1111 1111", "1111 1111", "CREDIT_CARD"),
+    ("My card number is $41, 1, 1, 1, 1,", "41, 1, 1, 1, 1", "ID"),  # a stray "$" and a cut-short card
     (
         "the card number is four one one one, one one one one, one one one one, one one one one",
         "one one one one",
@@ -122,6 +123,7 @@ NEGATIVE = [
     "Under the current rules the pass mark is sixty seven points.",
     "The application fee is six hundred and forty dollars.",
     "The visa fee is $595, and our assessment is $100.",
+    "The package is $2,000 or $1,420.50 in two payments.",
     "The pass mark is 67 points and processing takes 12 weeks.",
     "Hello, thank you for calling. Have a good day!",
     "I will email you at the end of the week.",

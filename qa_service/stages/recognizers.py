@@ -405,13 +405,7 @@ class SpeechRules:
             return self.is_specific_date(value)
         if entity_type in ("PERSON", "LOCATION", "NRP"):
             words = re.findall(r"[A-Za-z][A-Za-z'\-]*", value)
-            if not words or all(self.is_common_word(w) for w in words):
-                return False
-            # "the pass Mark is 65 points": a capitalised noun after an article is not a name.
-            before = re.findall(r"[A-Za-z']+", text[:start])[-2:]
-            return not (
-                entity_type == "PERSON" and len(words) == 1 and any(w.lower() in _ARTICLES for w in before)
-            )
+            return bool(words) and not all(self.is_common_word(w) for w in words)
         if entity_type in ("PHONE_NUMBER", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "ID", "CREDIT_CARD"):
             return not self.scanner.is_amount(text, start, end)
         return True
@@ -485,7 +479,8 @@ class SpeechRules:
         return self.scanner.answer(prompt, text, lo, len(text) if hi is None else hi)
 
 
-_ARTICLES = {"the", "a", "an"}
+# Money as written: "595", "1,420", "2,000.50", "12.99" (a list of digits has spaces after its commas).
+_MONEY = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 
 
 def load_rules(paths: Iterable[str | Path], *, with_recognizers: bool = True) -> SpeechRules:
@@ -623,7 +618,8 @@ class _Scanner:
     def is_amount(self, text: str, start: int, end: int) -> bool:
         """A number said as money, points, a count or a duration ("640 dollars", "$595", "67 points")."""
         before = text[max(0, start - 2) : start].strip()
-        if before and before[-1] in self.v.currency:
+        # "$1,420.50" is money; "$41, 1, 1, 1, 1" is a card number the recogniser gave a "$".
+        if before and before[-1] in self.v.currency and _MONEY.fullmatch(text[start:end]):
             return True
         # Skip the rest of a number said in words ("six hundred | and forty dollars") before the unit.
         rest = text[end:]
@@ -637,7 +633,7 @@ class _Scanner:
         return after is not None and after.group(1).lower().rstrip(".") in self.v.units
 
     def run_is_amount(self, text: str, run: _Run) -> bool:
-        """An amount, unless too long for one: "$41, 1, 1, 1, ..." is a card the recogniser gave a "$"."""
+        """An amount, unless too long for one."""
         return len(run.digits) <= 7 and self.is_amount(text, run.start, run.end)
 
     def runs(self, toks: Sequence[Token]) -> list[_Run]:
