@@ -188,3 +188,17 @@ def test_offline_tld_extractor_uses_snapshot() -> None:
     ext = speech.offline_tld_extractor()
     assert ext.suffix_list_urls == ()
     assert ext("mail.example.co.uk").suffix == "co.uk"
+
+
+def test_speech_recognizer_plugs_into_presidio(rules: speech.SpeechRules) -> None:
+    from presidio_analyzer import RecognizerResult
+
+    rec = speech.SpeechRecognizer(rules)
+    text = "my number is four one five, five five five, zero one three two"
+    (hit,) = rec.analyze(text, ["PHONE_NUMBER"])
+    assert isinstance(hit, RecognizerResult)
+    assert (hit.entity_type, text[hit.start : hit.end]) == (
+        "PHONE_NUMBER",
+        "four one five, five five five, zero one three two",
+    )
+    assert rec.analyze(text, ["EMAIL_ADDRESS"]) == []
