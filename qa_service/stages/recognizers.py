@@ -4,12 +4,14 @@ Speech-recognition text reads numbers out ("four one five, five five five"), spe
 letter ("X-ray romeo four seven"), says e-mail addresses aloud ("david dot okafor at example dot com")
 and writes names in lower case. Presidio's recognisers expect written text, so these add:
 
-- `SpeechRecognizer`, a Presidio recogniser over a token stream: digit and letter sequences
-  (cards with and without a valid Luhn checksum, phones, passports, references, spelled postcodes),
-  spoken dates, spoken e-mail addresses and names after "my name is";
+- a scanner over a token stream (`SpeechRules.scanner`, also usable in any Presidio registry as
+  `SpeechRecognizer`): digit and letter sequences (cards with and without a valid Luhn checksum,
+  phones, passports, references, spelled postcodes), spoken dates, spoken e-mail addresses, spoken
+  street addresses, names after "my name is", and what follows a mention in the same sentence
+  ("the case number is 729, 3 1 0 5");
 - pattern recognisers (Presidio's own format) for written postcodes, addresses and the like;
-- `SpeechRules`, the data the redactor uses for conversation context (what was just asked for)
-  and to keep ordinary words (durations, amounts, greetings) readable.
+- `SpeechRules`, the data the redactor uses for conversation context (what the agent just asked for)
+  and to keep ordinary words (durations, amounts, greetings, policy dates) readable.
 
 Rules are data: the packaged YAML plus any files a deployment adds, validated on load.
 """
