@@ -20,6 +20,7 @@ from qa_service.stages.transcribe import (
     load_transcriber,
     resolve_layout,
     transcribe_call,
+    vocabulary_text,
     words_to_segments,
 )
 
@@ -349,3 +350,9 @@ def test_transcribe_call_needs_only_the_one_method():
     assert t.language == "en"
     assert t.model["name"] == "_OneMethodTranscriber"
     assert t.model["layout"] == {"requested": "auto", "used": "stereo"}
+
+
+def test_vocabulary_becomes_capitalised_sentences_within_budget():
+    text = vocabulary_text(["thank you for calling", "Northwind", "thank you for calling", " ", "pass mark."])
+    assert text == "Thank you for calling. Northwind. Pass mark."
+    assert len(vocabulary_text([f"phrase number {i}" for i in range(500)])) <= 600

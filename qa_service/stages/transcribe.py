@@ -89,10 +89,9 @@ class WhisperTranscriber:
             return []
         o = self.options
         kwargs: dict[str, Any] = {}
-        if vocabulary and o.vocabulary_mode == "hotwords":
-            kwargs["hotwords"] = ", ".join(vocabulary)
-        elif vocabulary and o.vocabulary_mode == "prompt":
-            kwargs["initial_prompt"] = "Glossary: " + ", ".join(vocabulary) + "."
+        if vocabulary and o.vocabulary_mode != "none":
+            key = "hotwords" if o.vocabulary_mode == "hotwords" else "initial_prompt"
+            kwargs[key] = vocabulary_text(vocabulary)
         multilingual = bool(getattr(self.model.model, "is_multilingual", False))
         segments, info = self.model.transcribe(
             samples,
@@ -249,6 +248,20 @@ def words_to_segments(raw: Sequence[Any], *, pause_split_s: float = 1.0) -> list
             group.append(w)
         out.append(_segment(group))
     return [s for s in out if s.text]
+
+
+def vocabulary_text(vocabulary: Sequence[str], max_chars: int = 600) -> str:
+    """Phrases as capitalised sentences: Whisper copies the style of its prompt, and a lower-case,
+    comma-separated list makes it drop capitals and full stops, which names and segments rely on."""
+    out: list[str] = []
+    size = 0
+    for phrase in dict.fromkeys(p.strip() for p in vocabulary if p.strip()):
+        sentence = phrase[0].upper() + phrase[1:].rstrip(".") + "."
+        if size + len(sentence) > max_chars:  # the prompt shares Whisper's 448-token budget with the text
+            break
+        out.append(sentence)
+        size += len(sentence) + 1
+    return " ".join(out)
 
 
 def _segment(words: list[Word]) -> Segment:
