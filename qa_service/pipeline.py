@@ -55,7 +55,8 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
         from qa_service.errors import ConfigError
 
         raise ConfigError(f"spaCy model {settings.spacy_model!r} is not installed: {exc}") from exc
-    return Engines(transcriber=transcriber, redactor=load_redactor(nlp), nlp=nlp,
+    redactor = load_redactor(nlp, allow_list=settings.redact_allow_list)
+    return Engines(transcriber=transcriber, redactor=redactor, nlp=nlp,
                    max_duration_s=settings.max_duration_s)
 
 

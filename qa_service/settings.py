@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     keep_raw_audio: bool = False
     keep_raw_transcript: bool = False
     encryption_key: str | None = None
+    # Words never redacted as personal data: the company's own names, agents' first names.
+    # In the environment as a JSON list: QA_REDACT_ALLOW_LIST='["Harbourline", "Mira"]'
+    redact_allow_list: list[str] = Field(default_factory=list)
 
     max_upload_bytes: int = 200 * 1024 * 1024
     max_duration_s: float = 4 * 3600
