@@ -30,10 +30,12 @@ def run_demo(base: Settings) -> int:
     settings = base.model_copy(update={
         "database_url": f"sqlite:///{home / 'qa.db'}", "storage_dir": home / "storage",
         "queue_name": f"demo-{uuid.uuid4().hex[:8]}",
+        # The sample company and its agents' first names are not personal data to redact.
+        "redact_allow_list": base.redact_allow_list or ["Harbourline", "Mira", "Tom", "Leo"],
     })
     env = {**os.environ, "QA_DATABASE_URL": settings.database_url,
            "QA_STORAGE_DIR": str(settings.storage_dir), "QA_QUEUE_NAME": settings.queue_name,
-           "QA_REDIS_URL": settings.redis_url}
+           "QA_REDIS_URL": settings.redis_url, "QA_REDACT_ALLOW_LIST": json.dumps(settings.redact_allow_list)}
     if _redis_answers(settings.redis_url):
         print(f"Redis answers at {settings.redis_url}: the calls go through the queue to a separate worker.")
         return _through_queue(settings, env)
