@@ -224,7 +224,7 @@ def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
             continue
         i = start + 1
     out: list[SpokenNumber] = []
-    for start, end, value, unit in found:
+    for start, end, value, unit in _join_compounds(words, found):
         unit_end = end
         if unit is None and end < n:
             if words[end] in UNIT_WORDS:
@@ -235,6 +235,28 @@ def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
         o_end = back[end - 1] + 1
         o_unit_end = back[unit_end - 1] + 1 if unit_end > end else o_end
         out.append(SpokenNumber(o_start, o_end, value, unit, o_unit_end))
+    return out
+
+
+def _join_compounds(words: list[str], found: list[tuple[int, int, float, str | None]]) -> list[
+        tuple[int, int, float, str | None]]:
+    """Join what a recogniser splits: "three hundred and eighty" written as "300 and 80" is 380.
+
+    Only a round hundred or thousand followed (after an optional "and") by a smaller whole number
+    than its last place is joined, so "300 and 80" becomes 380 but "300 and 400" stays two numbers.
+    """
+    out: list[tuple[int, int, float, str | None]] = []
+    for item in found:
+        if out:
+            p_start, p_end, p_value, p_unit = out[-1]
+            start, end, value, unit = item
+            gap = words[p_end:start]
+            place = 1000 if p_value % 1000 == 0 else 100
+            if (p_value >= 100 and p_value % 100 == 0 and gap in ([], ["and"]) and value == int(value)
+                    and 0 < value < place and p_unit is None):
+                out[-1] = (p_start, end, p_value + value, unit)
+                continue
+        out.append(item)
     return out
 
 

@@ -91,3 +91,16 @@ def test_number_to_words_round_trips(value: int, words: str) -> None:
                                             ("years", "year"), ("%", "percent"), ("Parcels", "parcel")])
 def test_canonical_unit(word: str, unit: str) -> None:
     assert canonical_unit(word) == unit
+
+
+@pytest.mark.parametrize("text, values", [
+    ("the fee is 300 and 80 euros", [380]),  # "three hundred and eighty" as a recogniser writes it
+    ("600 and 40 dollars", [640]),
+    ("1,200 and 50", [1250]),
+    ("2,000 and 5", [2005]),
+    ("300 and 400 people", [300, 400]),  # not a smaller place: two numbers
+    ("pass mark 60 and 7 points", [60, 7]),  # 60 is not a round hundred
+    ("300 or 80", [300, 80]),
+])
+def test_recogniser_split_compounds_join(text: str, values: list[int]) -> None:
+    assert [n.value for n in find_numbers(text.split())] == values
