@@ -335,9 +335,12 @@ def _bic_gain(frames, feats, labels) -> float:
         return -1.0
     rng = np.random.default_rng(0)
     every = np.unique(np.concatenate(parts))
-    x = feats.astype(np.float64)
-    one = _DiagGMM(x[every], GMM_COMPONENTS, rng).loglik(x[every]).sum()
-    two = sum(_DiagGMM(x[p], GMM_COMPONENTS, rng).loglik(x[p]).sum() for p in parts)
+    x = feats[every].astype(np.float64)  # speech frames only: a long call's full matrix is large
+    one = _DiagGMM(x, GMM_COMPONENTS, rng).loglik(x).sum()
+    two = 0.0
+    for p in parts:
+        xp = x[np.searchsorted(every, p)]
+        two += _DiagGMM(xp, GMM_COMPONENTS, rng).loglik(xp).sum()
     n, dim = every.size, feats.shape[1]
     params = GMM_COMPONENTS * (2 * dim + 1)
     return float((two - one) / n - BIC_WEIGHT * 0.5 * params * np.log(n) / n)
