@@ -12,6 +12,12 @@
 5. The agent is the speaker who says the rubric's opening phrases (`agent_phrases`), or failing
    that, who speaks first. Segments are split where the speaker changes between words and carry
    the mean posterior of their label in `confidence`.
+
+Measured (tiny.en words, share of reference turns labelled right): 0.96 on 16 kHz and 0.98 on
+8 kHz noisy synthetic two-voice calls; 0.46 on a 30 s real call between two similar voices, where
+even perfect word labels would give 0.92 and MFCC/pitch statistics do not separate the speakers
+(supervised, leave-one-turn-out: 0.77-0.85). Such calls need a trained speaker-embedding model or
+a stereo recording; `confidence` is lower there and says so.
 """
 
 from __future__ import annotations
