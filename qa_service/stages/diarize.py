@@ -3,10 +3,10 @@
 1. Words (with Whisper's timestamps) are grouped into short units at pauses and sentence ends.
 2. Each frame gets MFCCs (80 Hz - 4 kHz, so 8 kHz telephone audio and 16 kHz audio look alike)
    and a pitch estimate; each unit gets the mean and spread of its frames plus its median pitch.
-3. Units are clustered into two speakers (k-means, several starts), then refined: one diagonal
+3. Units are split into two speakers (k-means; and by pitch), then refined: one diagonal
    Gaussian mixture per speaker is fitted on its frames, every word is scored against both, and a
    word-level Viterbi pass with a switching cost (lower at pauses and sentence ends) relabels the
-   words. Fit and relabel repeat a few times.
+   words. Fit and relabel repeat a few times; of the two starts, the better-fitting split wins.
 4. If two models do not explain the frames better than one by the BIC penalty, the call has one
    voice: it is the agent's when it says the opening phrases, otherwise "unknown".
 5. The agent is the speaker who says the rubric's opening phrases (`agent_phrases`), or failing
@@ -81,15 +81,25 @@ def attribute_speakers(
     units = _units(words)
     emb, ok = _unit_embeddings(units, frames, feats, f0)
 
-    labels_units = _initial_clusters(emb, ok, units)
+    # Refinement can settle on a split by something other than voice, so it starts from two
+    # different first guesses (k-means on the units; higher versus lower pitch) and keeps the split
+    # whose two speaker models explain the audio best.
     labels = np.zeros(len(words), dtype=int)
-    for u, lab in zip(units, labels_units, strict=True):
-        labels[u.words] = lab
     posterior = np.ones(len(words))
     gain = 0.0
-    if len(set(labels_units[ok].tolist())) == 2:
-        labels, posterior = _refine(words, frames, feats, f0, labels)
-        gain = _bic_gain(frames, feats, labels)
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for guess in (_initial_clusters(emb, ok, units), _pitch_split(emb, ok)):
+        if len(set(guess[ok].tolist())) < 2:
+            continue
+        start = np.zeros(len(words), dtype=int)
+        for u, lab in zip(units, guess, strict=True):
+            start[u.words] = lab
+        cand, post = _refine(words, frames, feats, f0, start)
+        g = _bic_gain(frames, feats, cand)
+        if best is None or g > best[0]:
+            best = (g, cand, post)
+    if best is not None:
+        gain, labels, posterior = best
     two = gain > 0 and len(set(labels.tolist())) == 2
     if not two:
         labels[:] = 0
@@ -116,23 +126,24 @@ def frame_features(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(samples, dtype=np.float32)
     if x.size < _WIN:
         x = np.pad(x, (0, _WIN - x.size))
-    x = np.append(x[:1], x[1:] - 0.97 * x[:-1]).astype(np.float32)
     n_frames = 1 + (x.size - _WIN) // _HOP
     fb = _mel_filterbank()
     dct = _dct_matrix()
-    window = np.hamming(_WIN).astype(np.float32)
+    window = np.hamming(_WIN - 1).astype(np.float32)
     mfcc = np.empty((n_frames, _N_MFCC), dtype=np.float32)
     f0 = np.zeros(n_frames, dtype=np.float32)
     lag_lo, lag_hi = int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN)
     step = 6000  # frames per chunk (60 s): bounded memory on long calls
     view = np.lib.stride_tricks.sliding_window_view(x, _WIN)[::_HOP]
     for i in range(0, n_frames, step):
-        fr = view[i : i + step] * window
+        raw = view[i : i + step]
+        # Pre-emphasis per frame (as Kaldi does) rather than on a full copy of a long call.
+        fr = (raw[:, 1:] - 0.97 * raw[:, :-1]) * window
         spec = np.abs(np.fft.rfft(fr, _NFFT)) ** 2
         mel = np.log(spec @ fb.T + 1e-8)
         mfcc[i : i + step] = mel @ dct.T
         # Pitch from the normalised autocorrelation (zero-padded to avoid wrap-around).
-        ac = np.fft.irfft(np.abs(np.fft.rfft(fr - fr.mean(axis=1, keepdims=True), 1024)) ** 2, 1024)
+        ac = np.fft.irfft(np.abs(np.fft.rfft(raw - raw.mean(axis=1, keepdims=True), 1024)) ** 2, 1024)
         r0 = ac[:, :1] + 1e-9
         seg = ac[:, lag_lo : lag_hi + 1] / r0
         best = seg.argmax(axis=1)
@@ -239,6 +250,13 @@ def _initial_clusters(emb: np.ndarray, ok: np.ndarray, units: list[_Unit]) -> np
     centres = _kmeans2(emb[ok], weights[ok])
     d = ((emb[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
     return d.argmin(axis=1)
+
+
+def _pitch_split(emb: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Units above the median pitch against those below (the last embedding column is pitch)."""
+    if ok.sum() < 2:
+        return np.zeros(len(emb), dtype=int)
+    return (emb[:, -1] > np.median(emb[ok, -1])).astype(int)
 
 
 def _kmeans2(x: np.ndarray, w: np.ndarray, restarts: int = 12, iters: int = 50) -> np.ndarray:

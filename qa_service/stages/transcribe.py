@@ -317,8 +317,14 @@ def _label(segment: Segment, speaker: Speaker) -> Segment:
     )
 
 
+def _sparse(x: np.ndarray) -> np.ndarray:
+    """At most about 4M evenly spaced samples as float64: enough for levels and correlation, and an
+    hours-long channel is not copied whole."""
+    return x[:: max(1, x.shape[0] // 4_000_000)].astype(np.float64)
+
+
 def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    return float(np.sqrt(np.mean(np.square(_sparse(x))))) if x.size else 0.0
 
 
 def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -327,9 +333,8 @@ def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    # Every 4th sample is plenty to tell a duplicated mix from two independent parties.
     n = min(a.shape[0], b.shape[0])
-    x, y = a[:n:4].astype(np.float64), b[:n:4].astype(np.float64)
+    x, y = _sparse(a[:n]), _sparse(b[:n])
     x -= x.mean()
     y -= y.mean()
     denom = np.sqrt(np.dot(x, x) * np.dot(y, y))
