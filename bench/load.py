@@ -339,6 +339,22 @@ def percentiles(name: str, values: list[float]) -> dict[str, float]:
             f"{name}_max": round(ordered[-1], 2)}
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every local `postgres` process (the server's share of the work; 0 without one)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def time_it(fn: Any, repeat: int) -> dict[str, float]:
     """Median and best of `repeat` timed calls, in milliseconds (one untimed call first)."""
     fn()
@@ -394,7 +410,7 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
                 result["scorecard_bytes"] = len(one.content)
             paths = [f"/v1/calls/{cid}/scorecard" for cid in card_ids]
             random.Random(4).shuffle(paths)
-            cpu0, client0 = server.cpu_seconds(), time.process_time()
+            cpu0, client0, pg0 = server.cpu_seconds(), time.process_time(), postgres_cpu_seconds()
             result["load"] = asyncio.run(open_loop(server.base, paths, headers, args.rate, args.duration))
             requests = result["load"]["requests"] + result["load"]["connections"]
             # CPU per request does not depend on what else the machine runs, unlike latency: the
@@ -402,6 +418,9 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
             load = result["load"]
             load["server_cpu_ms_per_request"] = round((server.cpu_seconds() - cpu0) * 1000 / requests, 2)
             load["client_cpu_ms_per_request"] = round((time.process_time() - client0) * 1000 / requests, 2)
+            if backend == "postgresql":  # includes whatever else this PostgreSQL server did meanwhile
+                pg_ms = (postgres_cpu_seconds() - pg0) * 1000
+                load["postgres_cpu_ms_per_request"] = round(pg_ms / requests, 2)
             load["machine_load_avg_1m"] = round(os.getloadavg()[0], 2)
     result["load"]["rate"] = args.rate
     result["load"]["duration_s"] = args.duration
