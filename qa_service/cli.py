@@ -352,8 +352,8 @@ def cmd_rubric_try(args: argparse.Namespace) -> int:
     policies = (load_policy_pack(args.policies) if args.policies
                 else PolicyPack(id="none", version="0", facts=[]))
     transcript = parse_transcript(args.transcript.read_bytes(), filename=args.transcript.name)
-    result = score(transcript, rubric, policies, spacy.load(Settings().spacy_model),
-                   args.call_date or date.today())
+    nlp: Any = spacy.load(Settings().spacy_model)
+    result = score(transcript, rubric, policies, nlp, args.call_date or date.today())
     for c in result.criteria:
         mark = "n/a " if not c.applicable else ("PASS" if c.passed else "FAIL")
         print(f"{mark} {c.id} ({c.points:g}/{c.max_points:g}): {c.reason or c.title}")

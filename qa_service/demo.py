@@ -68,6 +68,7 @@ def _through_queue(settings: Settings, env: dict[str, str]) -> int:
     from qa_service.rules.load import load_policy_pack, load_rubric
     from qa_service.storage import NewCall, open_repository
     from qa_service.storage.inputs import write_bytes
+    from qa_service.storage.repository import InputKind
 
     repo = open_repository(settings.database_url)
     rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
@@ -78,7 +79,7 @@ def _through_queue(settings: Settings, env: dict[str, str]) -> int:
     for line in (SAMPLES / "manifest.jsonl").read_text().splitlines():
         row = json.loads(line)
         call_id = str(uuid.uuid4())
-        kind = "audio" if "audio" in row else "transcript"
+        kind: InputKind = "audio" if "audio" in row else "transcript"
         source = SAMPLES / row[kind]
         path = write_bytes(settings.storage_dir, call_id, source.read_bytes(), source.suffix)
         repo.add_call(NewCall(
