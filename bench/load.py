@@ -433,7 +433,11 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
 
 def run(args: argparse.Namespace | None = None) -> dict[str, Any]:
     """Run the benchmark for the chosen backends; returns every figure as a dict."""
-    args = args if args is not None else parse_args([])
+    # A caller's namespace (bench/run.py) may carry only some of these options; the rest default.
+    merged = parse_args([])
+    for name, value in (vars(args) if args is not None else {}).items():
+        setattr(merged, name, value)
+    args = merged
     _apply_quick(args)
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
