@@ -42,12 +42,12 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
 
     transcriber = None
     if speech:
-        from qa_service.stages.transcribe import load_transcriber
+        from qa_service.stages.transcribe import DecodeOptions, load_transcriber
 
         transcriber = load_transcriber(
             settings.asr_model, device=settings.asr_device, compute_type=settings.asr_compute_type,
             threads=settings.asr_threads, cache_dir=settings.model_cache_dir,
-            beam_size=settings.asr_beam_size,
+            options=DecodeOptions(beam_size=settings.asr_beam_size, vocabulary_mode=settings.asr_vocabulary),
         )
     try:
         nlp = spacy.load(settings.spacy_model)
@@ -84,8 +84,11 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
 
 
 def vocabulary(rubric: Any, policies: Any) -> list[str]:
-    """Words the recogniser should expect on this call: the rubric's phrases and the policy topics."""
-    phrases = [p for c in (*rubric.criteria, *rubric.prohibited) for p in c.phrases]
+    """Words the recogniser may expect on this call: the criteria's phrases and the policy topics.
+
+    Prohibited phrases are left out: biasing the recogniser towards them would make violations.
+    """
+    phrases = [p for c in rubric.criteria for p in c.phrases]
     for fact in policies.facts:
         phrases += getattr(fact, "topic", []) or []
     return list(dict.fromkeys(phrases))

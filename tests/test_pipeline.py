@@ -75,6 +75,7 @@ def test_vocabulary_and_agent_cues_come_from_the_rules() -> None:
     rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
     words = vocabulary(rubric, policies)
     assert "thanks for calling harbourline" in words and "permit fee" in words
+    assert "guarantee your permit" not in words  # never bias the recogniser towards violations
     assert len(words) == len(set(words))
     cues = agent_cues(rubric)
     assert "my name is" in cues  # an opening phrase with a time limit
