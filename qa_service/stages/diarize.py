@@ -427,7 +427,7 @@ def _agent_cluster(words: list[Word], labels: np.ndarray, agent_phrases: Sequenc
         toks = _tokens(" ".join(w.text for w, lab in opening if lab == k))
         scores[k] = sum(phrase_hits(toks, p) for p in agent_phrases)
     if scores[0] != scores[1]:
-        return max(scores, key=scores.get), "phrases"
+        return max(scores, key=lambda k: scores[k]), "phrases"
     return int(labels[0]), "first-speaker"
 
 
@@ -439,7 +439,7 @@ def _rebuild(segments, words, owner, roles, posterior) -> list[Segment]:
     for i, seg in enumerate(segments):
         js = groups.get(i, [])
         if not js or not seg.words:
-            role = roles[js[0]] if js else "unknown"
+            role: Speaker = roles[js[0]] if js else "unknown"
             conf = float(np.mean([posterior[j] for j in js])) if js and posterior is not None else None
             out.append(Segment(role, seg.start, seg.end, seg.text, seg.words, conf))
             continue
