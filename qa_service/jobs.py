@@ -141,6 +141,11 @@ def _process(call_id: str) -> str:
     except Exception as exc:
         repo.fail_call(call_id, f"{_reason(exc, settings)}; the worker log has the details, retry when fixed")
         raise
+    if repo.get_call(call_id).status == "done":
+        # Another run finished the call meanwhile: its lease was lost (Redis restarted while this
+        # worker held it) and the call was queued again. Keep that scorecard, add no second version.
+        log.warning("call %s was finished by another run meanwhile; discarding this result", call_id)
+        return call_id
     repo.finish_call(call_id, card)
     _discard_input(call, repo, settings)
     log.info("call %s done in %.1f s", call_id, time.monotonic() - started)
