@@ -315,3 +315,29 @@ def test_two_hundred_calls_survive_a_killed_worker_and_a_redis_restart(cluster: 
            f"{finished - restarted_at:.1f} s after the Redis restart")
     assert len(set(ids)) == len(ids) == 201
     assert_exactly_once(cluster, ids)
+
+
+def test_redis_restart_while_a_long_call_runs_scores_it_once(cluster: Cluster) -> None:
+    # A Redis restart wipes the lease of a call that a live worker is still processing; a worker
+    # that starts (and reconciles) meanwhile must not score the same call a second time.
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (needed to make a long recording)")
+    long_call = cluster.tmp / "long.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-stream_loop", "5", "-i",
+                    str(SAMPLE_AUDIO / "sample-001.flac"), "-c:a", "flac", str(long_call)], check=True)
+    first = cluster.start_worker("a")
+    cluster.wait_ready(first)
+    r = cluster.submit_audio("long-during-restart", long_call)
+    assert r.status_code == 202, r.text
+    call_id = r.json()["id"]
+    wait_until(lambda: cluster.status(call_id) == "processing", 60, 0.05, "the long call to start")
+    cluster.redis.restart()
+    second = cluster.start_worker("b")
+    cluster.wait_ready(second)
+    assert cluster.status(call_id) == "processing", "the long call finished too soon to test anything"
+    wait_until(lambda: cluster.status(call_id) == "done", RECOVERY_S, 0.25, "the long call to finish")
+    time.sleep(5)  # a second run, if one started, would finish after the first
+    assert_exactly_once(cluster, [call_id])
