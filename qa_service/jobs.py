@@ -17,9 +17,12 @@ with neither a lease nor a waiting job is enqueued again. Run one worker per cor
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,7 +176,8 @@ class _Lease:
 
     It stops two workers scoring the same call at once (a job enqueued twice by a resend or a
     recovery), and tells the reconciler which calls a live worker holds: a killed worker stops
-    refreshing and its lease expires within LEASE_TTL_S.
+    refreshing and its lease expires within LEASE_TTL_S. The lease names its host and process,
+    so a reconciler on the same machine sees at once that the holder is gone.
     """
 
     def __init__(self, connection: Redis, call_id: str):
@@ -191,7 +195,7 @@ class _Lease:
         return cls(job.connection, call_id) if job is not None else None
 
     def acquire(self) -> bool:
-        if not self._lock.acquire():
+        if not self._lock.acquire(token=_holder_token()):
             return False
         self._thread = threading.Thread(target=self._refresh, name="call-lease", daemon=True)
         self._thread.start()
@@ -274,8 +278,14 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
     requeued = []
     connection = queue.connection
     for call in repo.calls_with_status(["queued", "processing"]):
-        if connection.exists(lease_key(call.id)):
-            continue  # a live worker holds it
+        holder = connection.get(lease_key(call.id))
+        holder_died = holder is not None and _holder_dead(holder)
+        if holder is not None and not holder_died:
+            continue  # a live worker holds it (or one elsewhere whose lease has not lapsed yet)
+        if holder_died:
+            # The holder was a process on this machine that no longer exists: no need to wait
+            # for its lease to lapse.
+            connection.delete(lease_key(call.id))
         try:
             job = Job.fetch(call.id, connection=connection)
             status, started_at = job.get_status(), job.started_at
@@ -284,7 +294,8 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
         # Waiting in the queue, or started so recently that the worker may not hold the lease yet.
         if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
             continue
-        if status == JobStatus.STARTED and started_at is not None and _age_s(started_at) < LEASE_TTL_S:
+        if (status == JobStatus.STARTED and not holder_died and started_at is not None
+                and _age_s(started_at) < LEASE_TTL_S):
             continue
         if call.attempts >= MAX_ATTEMPTS:
             repo.fail_call(call.id, f"processing stopped {call.attempts} times without finishing "
@@ -296,6 +307,27 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
     if requeued:
         log.info("re-enqueued %d call(s) whose jobs were lost", len(requeued))
     return requeued
+
+
+def _holder_token() -> str:
+    """Lease value naming the holding process: host|pid|random (the random part keeps it unique)."""
+    return f"{socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex}"
+
+
+def _holder_dead(value: bytes | str) -> bool:
+    """Whether a lease's holder was a process on this machine that has exited."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    host, _, rest = text.partition("|")
+    pid_text = rest.partition("|")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False  # another machine (or this very process): only the lease TTL can tell
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # exists, owned by someone else
+    return False
 
 
 def _age_s(moment: datetime) -> float:
@@ -344,7 +376,9 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
             worked = worker.work(burst=burst, logging_level="INFO") or worked
         except RedisError:  # its teardown after the error below fails the same way
             pass
-        if burst or worker._stop_requested:  # emptied the queue, or asked to stop (SIGTERM)
+        # Emptied the queue, or asked to stop: RQ notes the time of a SIGTERM/SIGINT whether it came
+        # mid-job or while idle (only the mid-job case sets `_stop_requested`).
+        if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
             return worked
         # RQ's loop quits on any unexpected error, e.g. Redis going away while a job finishes (its
         # bookkeeping after the job raises ConnectionError). Exiting would leave the queue with no

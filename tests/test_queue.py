@@ -232,10 +232,12 @@ def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_pat
         server.server_close()
         worker.send_signal(signal.SIGTERM)
         try:
-            worker.wait(timeout=30)
+            stopped = worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
+            stopped = None
     log_text = log_path.read_text(errors="replace")
+    assert stopped == 0, f"an idle worker must stop on SIGTERM: {log_text[-2000:]}"
 
     for bad in (noise_id, truncated_id):
         assert results[bad]["status"] == "failed", log_text[-3000:]
@@ -432,3 +434,27 @@ def test_a_dripping_download_hits_the_total_deadline():
 
     with pytest.raises(TransientError, match="took longer"):
         _Reader(drip(), deadline_s=0.3).read(1024)
+
+
+def test_reconcile_does_not_wait_for_the_lease_of_a_process_that_exited(env, redis_conn):
+    import socket
+    from datetime import UTC, datetime
+
+    settings, repo, queue = env
+    call = add_call(repo, settings)
+    repo.start_call(call.id)
+    job = jobs.enqueue_call(queue, call.id)
+    queue.remove(job.id)
+    job.set_status(JobStatus.STARTED)
+    job.started_at = datetime.now(UTC)  # just started: without the lease check it would be left alone
+    job.save()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    redis_conn.set(jobs.lease_key(call.id), f"{socket.gethostname()}|{gone.pid}|x", ex=60)
+    assert jobs.reconcile(repo, queue) == [call.id]
+    assert repo.get_call(call.id).status == "queued"
+    # A holder on another machine, or a live process here, is trusted until its lease lapses.
+    for holder in (f"elsewhere|{gone.pid}|x", f"{socket.gethostname()}|{os.getppid()}|x"):
+        other = add_call(repo, settings)
+        redis_conn.set(jobs.lease_key(other.id), holder, ex=60)
+        assert jobs.reconcile(repo, queue) == []
