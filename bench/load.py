@@ -110,7 +110,7 @@ def seed(repo: Any, n_calls: int, agent: str, *, segments: int, rescored: float 
                         "passed": score >= 70, "auto_fail": rng.random() < 0.03, "rubric_id": "bench-rubric",
                         "rubric_version": "1", "rubric_sha256": "0" * 64,
                         "data": {**template, "call_id": cid, "call_date": day.isoformat(), "score": score},
-                        "created_at": now + timedelta(microseconds=i),
+                        "created_at": now + timedelta(microseconds=i), "latest": v == versions,
                     })
             conn.execute(t.calls.insert(), calls)
             conn.execute(t.scorecards.insert(), cards)

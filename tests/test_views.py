@@ -275,6 +275,10 @@ def test_call_list_filters_and_pages(seeded):
     seen = [c.call_id for p in (1, 2, 3) for c in views.calls(Filters(), page=p, page_size=3).items]
     assert len(seen) == len(set(seen)) == 8
     assert seen[0] == ids["queued"] and seen[1] == ids["b2"]
+    # Past the end: empty, with the total, even for a page number no database integer holds.
+    for page in (4, 10**20):
+        beyond = views.calls(Filters(), page=page, page_size=3)
+        assert (beyond.items, beyond.total, beyond.page) == ([], 8, page)
 
     failing = views.calls(Filters(agent_id="agent-a", verdict="fail"))
     assert {c.call_id for c in failing.items} == {ids["a2"], ids["a3"]}

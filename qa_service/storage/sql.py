@@ -218,6 +218,7 @@ class SqlRepository:
             now = _now()
             values = _scorecard_row(call, (last or 0) + 1, scorecard, now)
             conn.execute(t.scorecards.insert().values(**values))
+            _demote_earlier(conn, [call.id])
             conn.execute(t.calls.update().where(t.calls.c.id == call.id).values(
                 status="done", failure_reason=None, updated_at=now))
         return self.get_scorecard(call.id, values["version"])
@@ -241,22 +242,15 @@ class SqlRepository:
                          limit: int = 100) -> tuple[list[StoredScorecard], AgentSummary]:
         """An agent's latest scorecard per call in a date range (newest first) and their aggregate."""
         sc = t.scorecards
-        latest = (sa.select(sc.c.call_id, sa.func.max(sc.c.version).label("v"))
-                  .where(sc.c.agent_id == agent_id))
-        if date_from is not None:
-            latest = latest.where(sc.c.call_date >= date_from)
-        if date_to is not None:
-            latest = latest.where(sc.c.call_date <= date_to)
-        sub = latest.group_by(sc.c.call_id).subquery()
-        joined = sc.join(sub, sa.and_(sc.c.call_id == sub.c.call_id, sc.c.version == sub.c.v))
+        conds = [sc.c.agent_id == agent_id, sc.c.latest, *_date_range(date_from, date_to)]
         columns = [c for c in sc.c if c.name != "data"]
-        rows_q = (sa.select(*columns).select_from(joined)
+        rows_q = (sa.select(*columns).where(*conds)
                   .order_by(sc.c.call_date.desc(), sc.c.created_at.desc()).limit(limit))
         agg_q = sa.select(
             sa.func.count(), sa.func.avg(sc.c.score),
             sa.func.sum(sa.case((sc.c.passed, 1), else_=0)),
             sa.func.sum(sa.case((sc.c.auto_fail, 1), else_=0)),
-        ).select_from(joined)
+        ).where(*conds)
         with self.engine.connect() as conn:
             rows = [_scorecard(r, with_data=False) for r in conn.execute(rows_q).mappings()]
             count, mean, passed, auto_fail = conn.execute(agg_q).one()
@@ -273,13 +267,7 @@ class SqlRepository:
                           rubric_id: str | None = None, batch: int = 500) -> Iterator[StoredScorecard]:
         """Every call's latest scorecard in a date range (optionally for one rubric id), oldest first."""
         sc = t.scorecards
-        latest = sa.select(sc.c.call_id, sa.func.max(sc.c.version).label("v"))
-        if date_from is not None:
-            latest = latest.where(sc.c.call_date >= date_from)
-        if date_to is not None:
-            latest = latest.where(sc.c.call_date <= date_to)
-        sub = latest.group_by(sc.c.call_id).subquery()
-        query = (sa.select(sc).join(sub, sa.and_(sc.c.call_id == sub.c.call_id, sc.c.version == sub.c.v))
+        query = (sa.select(sc).where(sc.c.latest, *_date_range(date_from, date_to))
                  .order_by(sc.c.call_date, sc.c.call_id))
         if rubric_id is not None:
             query = query.where(sc.c.rubric_id == rubric_id)
@@ -303,8 +291,11 @@ class SqlRepository:
             for call_id, card in items:
                 if call_id not in calls:
                     raise NotFound(f"no call with id {call_id!r}")
-                rows.append(_scorecard_row(calls[call_id], (last.get(call_id) or 0) + 1, card, now))
+                version = (last.get(call_id) or 0) + 1
+                last[call_id] = version  # the same call twice in one batch gets two versions
+                rows.append(_scorecard_row(calls[call_id], version, card, now))
             conn.execute(sc.insert(), rows)
+            _demote_earlier(conn, list(dict.fromkeys(ids)))
         return len(rows)
 
     # -- rules ---------------------------------------------------------------------------------
@@ -441,8 +432,28 @@ def _scorecard_row(call: Any, version: int, card: dict[str, Any], now: datetime)
         "score": float(card["score"]), "passed": bool(card["passed"]),
         "auto_fail": bool(card.get("auto_fail", False)), "rubric_id": str(rubric.get("id", call.rubric_id)),
         "rubric_version": str(rubric.get("version", call.rubric_version)),
-        "rubric_sha256": str(rubric.get("sha256", "")), "data": card, "created_at": now,
+        "rubric_sha256": str(rubric.get("sha256", "")), "data": card, "created_at": now, "latest": True,
     }
+
+
+def _demote_earlier(conn: Any, call_ids: list[str]) -> None:
+    """Leave `latest` set only on the newest version of each of these calls (same transaction)."""
+    sc = t.scorecards
+    s2 = sc.alias("s2")
+    newest = sa.select(sa.func.max(s2.c.version)).where(s2.c.call_id == sc.c.call_id).scalar_subquery()
+    for k in range(0, len(call_ids), 500):
+        conn.execute(sc.update().where(sc.c.call_id.in_(call_ids[k:k + 500]), sc.c.latest,
+                                       sc.c.version < newest).values(latest=False))
+
+
+def _date_range(date_from: date | None, date_to: date | None) -> list[Any]:
+    sc = t.scorecards
+    conds: list[Any] = []
+    if date_from is not None:
+        conds.append(sc.c.call_date >= date_from)
+    if date_to is not None:
+        conds.append(sc.c.call_date <= date_to)
+    return conds
 
 
 def _scorecard(row: Any, *, with_data: bool) -> StoredScorecard:

@@ -57,9 +57,16 @@ scorecards = sa.Table(
     sa.Column("rubric_sha256", sa.String(64), nullable=False),
     sa.Column("data", JSONType, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    # True on exactly one version per call, the newest: every view reads only the latest version,
+    # and a flag answers that from an index instead of a GROUP BY over all versions. Kept in the
+    # transaction that adds a version; rows inserted without it are first versions, hence the default.
+    sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.UniqueConstraint("call_id", "version", name="uq_scorecards_call_version"),
     sa.Index("ix_scorecards_agent_date", "agent_id", "call_date"),
     sa.Index("ix_scorecards_call_date", "call_date"),
+    # Covers an agent's aggregate over a date range without reading the table.
+    sa.Index("ix_scorecards_agent_latest", "agent_id", "latest", "call_date", "score", "passed", "auto_fail",
+             "created_at"),
 )
 
 

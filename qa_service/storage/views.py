@@ -203,25 +203,19 @@ class Views:
 
     # -- the latest scorecard per call ---------------------------------------------------------
 
-    def _latest(self, f: Filters) -> Any:
-        """(call_id, latest version) for the calls in the filters' agent and date range."""
+    def _scored(self, f: Filters) -> tuple[Any, list[Any]]:
+        """FROM clause of the latest scorecards, and the conditions for the filters' calls."""
         sc = t.scorecards
-        query = sa.select(sc.c.call_id, sa.func.max(sc.c.version).label("v")).group_by(sc.c.call_id)
+        # The `latest` flag marks each call's newest version (kept by the repository when it adds one).
+        conds: list[Any] = [sc.c.latest]
         # agent and date are copied from the call into every version, so filtering here is exact.
         if f.agent_id is not None:
-            query = query.where(sc.c.agent_id == f.agent_id)
+            conds.append(sc.c.agent_id == f.agent_id)
         if f.date_from is not None:
-            query = query.where(sc.c.call_date >= f.date_from)
+            conds.append(sc.c.call_date >= f.date_from)
         if f.date_to is not None:
-            query = query.where(sc.c.call_date <= f.date_to)
-        return query.subquery("latest")
-
-    def _scored(self, f: Filters) -> tuple[Any, list[Any]]:
-        """FROM clause joining each call's latest scorecard, and the conditions on that scorecard."""
-        sc = t.scorecards
-        latest = self._latest(f)
-        joined = sc.join(latest, sa.and_(sc.c.call_id == latest.c.call_id, sc.c.version == latest.c.v))
-        return joined, self._card_conditions(f)
+            conds.append(sc.c.call_date <= f.date_to)
+        return sc, conds + self._card_conditions(f)
 
     def _card_conditions(self, f: Filters) -> list[Any]:
         sc = t.scorecards
@@ -339,15 +333,12 @@ class Views:
 
     def _calls_query(self, f: Filters) -> Any:
         c, sc = t.calls, t.scorecards
-        latest = self._latest(f)
         query = (sa.select(c.c.id, c.c.external_id, c.c.agent_id, c.c.call_date, c.c.status,
                            c.c.failure_reason, c.c.created_at, sc.c.version, sc.c.score, sc.c.passed,
                            sc.c.auto_fail, c.c.rubric_id, c.c.rubric_version,
                            sc.c.rubric_id.label("sc_rubric"), sc.c.rubric_version.label("sc_rubric_version"),
                            sc.c.seq)
-                 .select_from(c.outerjoin(latest, latest.c.call_id == c.c.id)
-                              .outerjoin(sc, sa.and_(sc.c.call_id == latest.c.call_id,
-                                                     sc.c.version == latest.c.v))))
+                 .select_from(c.outerjoin(sc, sa.and_(sc.c.call_id == c.c.id, sc.c.latest))))
         if f.agent_id is not None:
             query = query.where(c.c.agent_id == f.agent_id)
         if f.date_from is not None:
@@ -369,11 +360,13 @@ class Views:
         c = t.calls
         query = self._calls_query(f)
         count = sa.select(sa.func.count()).select_from(query.subquery())
+        offset = (page - 1) * page_size
         rows_q = (query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id)
-                  .limit(page_size).offset((page - 1) * page_size))
+                  .limit(page_size).offset(offset))
         with self.engine.connect() as conn:
             total = int(conn.execute(count).scalar_one())
-            rows = list(conn.execute(rows_q).mappings())
+            # A page past the end is empty; asking the database would overflow its integers on absurd pages.
+            rows = list(conn.execute(rows_q).mappings()) if offset < total else []
             # Reading inside the JSON means reading the whole scorecard: do it for this page only.
             seqs = [r["seq"] for r in rows if r["seq"] is not None]
             counts: dict[int, int] = {}
@@ -432,8 +425,8 @@ class Views:
             statuses = {str(s): int(n) for s, n in
                         conn.execute(sa.select(c.c.status, sa.func.count()).group_by(c.c.status))}
             cards, scored = conn.execute(
-                sa.select(sa.func.count(), sa.func.count(sa.distinct(sc.c.call_id)))).one()
-        return ServiceCounts(calls_by_status=statuses, scorecards=int(cards), scored_calls=int(scored))
+                sa.select(sa.func.count(), sa.func.sum(sa.case((sc.c.latest, 1), else_=0)))).one()
+        return ServiceCounts(calls_by_status=statuses, scorecards=int(cards), scored_calls=int(scored or 0))
 
 
 def _totals(row: Any, violations: dict[str, int] | None) -> Totals:
