@@ -2,6 +2,11 @@
 
 Roles: admin (everything), qa (upload calls and rules, read scorecards), supervisor (read calls,
 scorecards and agent aggregates), telephony (submit calls and read their status, not scorecards).
+
+Each process remembers a verified key for KEY_CACHE_TTL_S seconds, so a request does not wait on a
+database round trip just to check its key. A key revoked through the same repository (same process)
+stops working at once; one revoked elsewhere (the command line, another API worker) stops working
+in every process within KEY_CACHE_TTL_S. A new key works at once: unknown keys are never remembered.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from qa_service.errors import AuthError, Forbidden
 from qa_service.storage.repository import ROLES, Repository, StoredKey
 
 KEY_PREFIX = "qak_"
+# How stale a remembered key may be: the longest a revocation made in another process can take to apply.
+KEY_CACHE_TTL_S = 30.0
 
 
 def hash_key(key: str) -> str:
@@ -32,11 +39,11 @@ def create_key(repo: Repository, role: str, name: str) -> str:
     return key
 
 
-def verify_key(repo: Repository, key: str | None) -> StoredKey:
+def verify_key(repo: Repository, key: str | None, *, max_age_s: float = KEY_CACHE_TTL_S) -> StoredKey:
     """The stored key for a presented bearer token; AuthError when missing, unknown or revoked."""
     if not key:
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    stored = repo.key_by_hash(hash_key(key))
+    stored = repo.key_by_hash(hash_key(key), max_age_s=max_age_s)
     # The lookup is by hash of a high-entropy token, so timing reveals nothing useful.
     if stored is None or stored.revoked:
         raise AuthError("invalid or revoked API key")

@@ -248,6 +248,10 @@ def test_scorecard_follows_the_call_status(api):
     r = api.client.get(url, headers=api.h("supervisor"))
     assert r.status_code == 200 and r.json()["score"] == 40.0 and r.headers["x-scorecard-version"] == "2"
     assert api.client.get(url + "?version=1", headers=api.h()).json()["score"] == 85.0
+    assert r.json() == {**card, "score": 40.0, "passed": False}
+    assert r.headers["content-type"] == "application/json"
+    r = api.client.get(url + "?version=3", headers=api.h())
+    assert r.status_code == 404 and "no version 3" in r.json()["detail"]
     assert api.client.get(f"/v1/calls/{call_id}", headers=api.h()).json()["scorecard_url"] == url
 
     other = api.submit().json()["id"]

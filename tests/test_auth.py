@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from qa_service.auth import create_key, hash_key, require_role, verify_key
@@ -63,3 +65,46 @@ def test_roles(repo, role, allowed, ok):
     else:
         with pytest.raises(Forbidden):
             require_role(stored, allowed)
+
+
+def test_a_key_revoked_elsewhere_stops_working_within_the_cache_ttl(sqlite_url):
+    # Two repositories on one database stand for two processes (an API worker and the command line).
+    api, cli = open_repository(sqlite_url), open_repository(sqlite_url)
+    key = create_key(cli, "qa", "laptop")
+    stored = verify_key(api, key, max_age_s=0.5)
+    cli.revoke_key(stored.id)
+    # Remembered: still accepted for a while by the process that did not revoke it...
+    assert verify_key(api, key, max_age_s=0.5).id == stored.id
+    # ...but never beyond the TTL,
+    time.sleep(0.6)
+    with pytest.raises(AuthError, match="revoked"):
+        verify_key(api, key, max_age_s=0.5)
+    # and without a TTL the database is asked every time.
+    other = create_key(cli, "qa", "desk")
+    verify_key(api, other, max_age_s=0)
+    cli.revoke_key(verify_key(cli, other).id)
+    with pytest.raises(AuthError):
+        verify_key(api, other, max_age_s=0)
+    api.dispose()
+    cli.dispose()
+
+
+def test_revoking_in_the_same_process_applies_at_once_despite_the_cache(repo):
+    key = create_key(repo, "qa", "pbx")
+    stored = verify_key(repo, key, max_age_s=3600)
+    assert verify_key(repo, key, max_age_s=3600) == stored
+    repo.revoke_key(stored.id)
+    with pytest.raises(AuthError, match="revoked"):
+        verify_key(repo, key, max_age_s=3600)
+
+
+def test_an_unknown_key_is_not_remembered(sqlite_url):
+    # A key made by another process works at once, even right after it was refused.
+    api, cli = open_repository(sqlite_url), open_repository(sqlite_url)
+    key = "qak_" + "x" * 43
+    with pytest.raises(AuthError):
+        verify_key(api, key, max_age_s=3600)
+    stored = cli.add_key("made elsewhere", "supervisor", hash_key(key))
+    assert verify_key(api, key, max_age_s=3600).id == stored.id
+    api.dispose()
+    cli.dispose()

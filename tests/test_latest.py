@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime
 
@@ -97,3 +98,27 @@ def test_migration_flags_the_newest_existing_version(database_url):
     assert "ix_scorecards_agent_latest" in indexes
     repo.dispose()
     engine.dispose()
+
+
+def test_scorecard_text_reads_status_and_stored_json_together(database_url):
+    repo = open_repository(database_url)
+    call, _ = repo.add_call(new_call())
+    queued = repo.scorecard_text(call.id)
+    assert (queued.status, queued.version, queued.json) == ("queued", None, None)
+    first = {**scorecard(40.0, False), "transcript": [{"speaker": "agent", "text": "Grüß Gott — ¿sí? 你好"}]}
+    repo.finish_call(call.id, first)
+    repo.finish_call(call.id, scorecard(90.0, True))
+    latest = repo.scorecard_text(call.id)
+    assert (latest.call_id, latest.status, latest.version) == (call.id, "done", 2)
+    assert json.loads(latest.json) == scorecard(90.0, True)
+    older = repo.scorecard_text(call.id, 1)
+    assert older.version == 1 and json.loads(older.json) == first
+    missing = repo.scorecard_text(call.id, 3)
+    assert (missing.status, missing.version, missing.json) == ("done", None, None)
+    repo.fail_call(call.id, "decoder gave up")
+    failed = repo.scorecard_text(call.id)
+    assert (failed.status, failed.failure_reason) == ("failed", "decoder gave up")
+    for unknown in (str(uuid.uuid4()), "not-a-uuid"):
+        with pytest.raises(NotFound, match="no call"):
+            repo.scorecard_text(unknown)
+    repo.dispose()

@@ -212,17 +212,21 @@ def get_call(call_id: str, repo: RepoDep, _key: ReadCallKey) -> CallOut:
 )
 def get_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey,
                   version: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
-                  ) -> JSONResponse:
+                  ) -> Response:
     """The call's scorecard (format v1); rescored calls keep earlier versions."""
-    call = repo.get_call(call_id)
-    if call.status == "failed":
+    # One database read for the call's status and the scorecard, sent as the JSON text stored.
+    found = repo.scorecard_text(call_id, version)
+    if found.status == "failed":
         return JSONResponse(status_code=409, content={
-            "detail": f"the call failed: {call.failure_reason}", "status": call.status})
-    if call.status != "done" and version is None:
+            "detail": f"the call failed: {found.failure_reason}", "status": found.status})
+    if found.status != "done" and version is None:
         return JSONResponse(status_code=404, content={
-            "detail": f"the call is {call.status}; its scorecard is not ready yet", "status": call.status})
-    card = repo.get_scorecard(call.id, version)
-    return JSONResponse(content=card.data, headers={"X-Scorecard-Version": str(card.version)})
+            "detail": f"the call is {found.status}; its scorecard is not ready yet", "status": found.status})
+    if found.json is None or found.version is None:
+        which = f"version {version} of the scorecard" if version is not None else "a scorecard"
+        raise NotFound(f"call {found.call_id} has no {which}")
+    return Response(found.json, media_type="application/json",
+                    headers={"X-Scorecard-Version": str(found.version)})
 
 
 @router.post("/v1/calls/{call_id}/retry", status_code=202, response_model=CallAccepted, tags=["calls"],

@@ -84,6 +84,17 @@ class StoredScorecard:
 
 
 @dataclass(frozen=True)
+class ScorecardText:
+    """A call's status and one version of its scorecard as the stored JSON text (None when there is none)."""
+
+    call_id: str
+    status: CallStatus
+    failure_reason: str | None
+    version: int | None
+    json: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
 class AgentSummary:
     """Aggregate over an agent's latest scorecards in a date range."""
 
@@ -152,12 +163,21 @@ class Repository(Protocol):
         """Record where the call's input is stored (None once it has been deleted)."""
         ...
 
+    def touch_call(self, call_id: str) -> None:
+        """Note that a worker is still processing the call (its heartbeat: updated_at moves on)."""
+        ...
+
     def finish_call(self, call_id: str, scorecard: dict[str, Any]) -> StoredScorecard:
         """Store a new scorecard version and mark the call done, in one transaction."""
         ...
 
     def get_scorecard(self, call_id: str, version: int | None = None) -> StoredScorecard:
         """A call's scorecard (latest version unless one is named), or NotFound."""
+        ...
+
+    def scorecard_text(self, call_id: str, version: int | None = None) -> ScorecardText:
+        """The call's status with its scorecard (latest unless a version is named) as JSON text, in one
+        read; NotFound when there is no such call."""
         ...
 
     def agent_scorecards(self, agent_id: str, date_from: date | None = None, date_to: date | None = None,
@@ -191,8 +211,9 @@ class Repository(Protocol):
         """Store a new API key's hash."""
         ...
 
-    def key_by_hash(self, key_hash: str) -> StoredKey | None:
-        """The key with this hash, revoked or not."""
+    def key_by_hash(self, key_hash: str, max_age_s: float = 0.0) -> StoredKey | None:
+        """The key with this hash, revoked or not; with max_age_s, possibly as read up to that long ago
+        (revoking through this same repository is seen at once)."""
         ...
 
     def list_keys(self) -> list[StoredKey]:

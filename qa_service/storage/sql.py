@@ -10,6 +10,7 @@ psycopg 3.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -28,6 +29,7 @@ from qa_service.storage.repository import (
     AgentSummary,
     NewCall,
     RulesKind,
+    ScorecardText,
     StoredCall,
     StoredKey,
     StoredRules,
@@ -37,6 +39,8 @@ from qa_service.storage.repository import (
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Keys remembered by key_by_hash(max_age_s=...); past this many the memory starts over.
+KEY_CACHE_SIZE = 10_000
 # Execution option marking a transaction that will write (SQLite then takes the write lock up front).
 WRITE_OPTION = "qa_write"
 
@@ -122,6 +126,8 @@ class SqlRepository:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        # key hash -> (monotonic time read, key); only keys that exist, so a new key works at once.
+        self._keys: dict[str, tuple[float, StoredKey]] = {}
 
     def _write(self) -> Any:
         return writing(self.engine)
@@ -206,6 +212,10 @@ class SqlRepository:
         """Record where the call's input is stored (None once it has been deleted)."""
         self._update_call(call_id, input_path=path)
 
+    def touch_call(self, call_id: str) -> None:
+        """Note that a worker is still processing the call (its heartbeat: updated_at moves on)."""
+        self._update_call(call_id)
+
     # -- scorecards ----------------------------------------------------------------------------
 
     def finish_call(self, call_id: str, scorecard: dict[str, Any]) -> StoredScorecard:
@@ -237,6 +247,24 @@ class SqlRepository:
             which = f"version {version} of the scorecard" if version is not None else "a scorecard"
             raise NotFound(f"call {call_id} has no {which}")
         return _scorecard(row, with_data=True)
+
+    def scorecard_text(self, call_id: str, version: int | None = None) -> ScorecardText:
+        """The call's status with its scorecard (latest unless a version is named) as JSON text, in one
+        read; NotFound when there is no such call."""
+        if not _valid_uuid(call_id):
+            raise NotFound(f"no call with id {call_id!r}")
+        c, sc = t.calls, t.scorecards
+        which = sc.c.latest if version is None else sc.c.version == version
+        # The stored text goes out as it is: no decoding into Python and encoding again per request.
+        query = (sa.select(c.c.id, c.c.status, c.c.failure_reason, sc.c.version, sa.cast(sc.c.data, sa.Text))
+                 .select_from(c.outerjoin(sc, sa.and_(sc.c.call_id == c.c.id, which)))
+                 .where(c.c.id == str(call_id)))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no call with id {call_id!r}")
+        return ScorecardText(call_id=str(row[0]), status=row[1], failure_reason=row[2],
+                             version=int(row[3]) if row[3] is not None else None, json=row[4])
 
     def agent_scorecards(self, agent_id: str, date_from: date | None = None, date_to: date | None = None,
                          limit: int = 100) -> tuple[list[StoredScorecard], AgentSummary]:
@@ -356,12 +384,25 @@ class SqlRepository:
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
         return _key(row)
 
-    def key_by_hash(self, key_hash: str) -> StoredKey | None:
-        """The key with this hash, revoked or not."""
+    def key_by_hash(self, key_hash: str, max_age_s: float = 0.0) -> StoredKey | None:
+        """The key with this hash, revoked or not; with max_age_s, possibly as read up to that long ago
+        (revoking through this same repository is seen at once)."""
+        now = time.monotonic()
+        if max_age_s > 0:
+            cached = self._keys.get(key_hash)
+            if cached is not None and now - cached[0] < max_age_s:
+                return cached[1]
         with self.engine.connect() as conn:
             query = sa.select(t.api_keys).where(t.api_keys.c.key_hash == key_hash)
             row = conn.execute(query).mappings().first()
-        return _key(row) if row is not None else None
+        if row is None:
+            self._keys.pop(key_hash, None)
+            return None
+        key = _key(row)
+        if len(self._keys) >= KEY_CACHE_SIZE:
+            self._keys = {}
+        self._keys[key_hash] = (now, key)
+        return key
 
     def list_keys(self) -> list[StoredKey]:
         """Every key, oldest first."""
@@ -378,6 +419,7 @@ class SqlRepository:
             if result.rowcount == 0:
                 raise NotFound(f"no API key with id {key_id!r}")
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
+        self._keys.pop(row["key_hash"], None)
         return _key(row)
 
     def save_cli_scorecard(self, scorecard: dict[str, Any], *, rubric: Any, policies: Any) -> StoredScorecard:
