@@ -122,3 +122,21 @@ def test_scorecard_text_reads_status_and_stored_json_together(database_url):
         with pytest.raises(NotFound, match="no call"):
             repo.scorecard_text(unknown)
     repo.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_survive_pooled_connections_being_dropped(pg_url):
+    # A database restart kills every pooled connection; the next read must reconnect, not fail.
+    repo = open_repository(pg_url)
+    call, _ = repo.add_call(new_call())
+    repo.finish_call(call.id, scorecard(70.0, True))
+    with repo.engine.connect() as conn:
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+    admin.dispose()
+    assert repo.scorecard_text(call.id).version == 1
+    with repo.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != pid
+    repo.dispose()
