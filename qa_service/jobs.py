@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,7 +112,7 @@ def enqueue_call(queue: Queue, call_id: str, *, timeout: int | None = None) -> J
 
 def process_call(call_id: str) -> str:
     """Score one stored call: mark processing, run the pipeline, store the scorecard, mark done."""
-    lease = _Lease.for_current_job(call_id)
+    lease = _Lease.for_current_job(call_id, touch=lambda: _repo().touch_call(call_id))
     if lease is not None and not lease.acquire():
         # A duplicate job (resend, recovery) while a live worker holds this call: let that one finish.
         log.info("call %s is being processed by another worker; skipping", call_id)
@@ -178,37 +179,56 @@ class _Lease:
     recovery), and tells the reconciler which calls a live worker holds: a killed worker stops
     refreshing and its lease expires within LEASE_TTL_S. The lease names its host and process,
     so a reconciler on the same machine sees at once that the holder is gone.
+
+    Redis may lose the lease (a restart without persistence), so each refresh also touches the
+    call's row: the database, not Redis, is what the reconciler trusts last. A lease found
+    missing is taken again with the same token unless another worker holds it by then.
     """
 
-    def __init__(self, connection: Redis, call_id: str):
+    def __init__(self, connection: Redis, call_id: str, touch: Callable[[], None] | None = None):
         self._lock = connection.lock(lease_key(call_id), timeout=LEASE_TTL_S, blocking=False,
                                      thread_local=False)
+        self._token = _holder_token()
+        self._touch = touch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_current_job(cls, call_id: str) -> _Lease | None:
+    def for_current_job(cls, call_id: str, touch: Callable[[], None] | None = None) -> _Lease | None:
         """A lease on the Redis of the RQ job running now; None outside a worker."""
         from rq import get_current_job
 
         job = get_current_job()
-        return cls(job.connection, call_id) if job is not None else None
+        return cls(job.connection, call_id, touch) if job is not None else None
 
     def acquire(self) -> bool:
-        if not self._lock.acquire(token=_holder_token()):
+        if not self._lock.acquire(token=self._token):
             return False
         self._thread = threading.Thread(target=self._refresh, name="call-lease", daemon=True)
         self._thread.start()
         return True
 
     def _refresh(self) -> None:
-        from redis.exceptions import LockError, RedisError
+        from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
         while not self._stop.wait(LEASE_REFRESH_S):
             try:
                 self._lock.reacquire()
+            except LockNotOwnedError:
+                try:
+                    if self._lock.acquire(token=self._token):
+                        log.warning("the lease on a call was lost (Redis restarted?); took it again")
+                    else:
+                        log.warning("the lease on a call is held by another worker now")
+                except RedisError:
+                    pass
             except (LockError, RedisError):
-                log.warning("could not refresh the lease on a call; another worker may take it over")
+                log.warning("could not refresh the lease on a call (Redis unreachable)")
+            if self._touch is not None:
+                try:
+                    self._touch()
+                except Exception:  # a heartbeat that fails once is retried at the next refresh
+                    log.warning("could not record the heartbeat of a call", exc_info=True)
 
     def release(self) -> None:
         from redis.exceptions import LockError, RedisError
@@ -296,6 +316,10 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
             continue
         if (status == JobStatus.STARTED and not holder_died and started_at is not None
                 and _age_s(started_at) < LEASE_TTL_S):
+            continue
+        # Processing with a recent heartbeat in the database: the worker is alive even though Redis
+        # has lost its lease and its job (a Redis restart); leave the call to it.
+        if call.status == "processing" and not holder_died and _age_s(call.updated_at) < LEASE_TTL_S:
             continue
         if call.attempts >= MAX_ATTEMPTS:
             repo.fail_call(call.id, f"processing stopped {call.attempts} times without finishing "

@@ -59,6 +59,17 @@ def add_call(repo, settings, data: bytes | None = CHAT, kind: str = "transcript"
     return call
 
 
+def age(repo, call_id: str, seconds: float = 3600) -> None:
+    """Move a call's last heartbeat into the past."""
+    from datetime import UTC, datetime, timedelta
+
+    from qa_service.storage import tables
+
+    with repo.engine.begin() as conn:
+        conn.execute(tables.calls.update().where(tables.calls.c.id == call_id)
+                     .values(updated_at=datetime.now(UTC) - timedelta(seconds=seconds)))
+
+
 @pytest.fixture
 def env(make_settings, redis_url, redis_conn):
     settings = make_settings(redis_url=redis_url)
@@ -131,11 +142,13 @@ def test_reconcile_requeues_lost_calls_only(env, redis_conn):
     lost_queued = add_call(repo, settings)                       # row queued, job never reached Redis
     lost_processing = add_call(repo, settings)                   # worker died mid-job, job hash gone
     repo.start_call(lost_processing.id)
+    age(repo, lost_processing.id)                                # ... and its heartbeat stopped
     waiting = add_call(repo, settings)                           # properly queued: leave alone
     jobs.enqueue_call(queue, waiting.id)
     gave_up = add_call(repo, settings)                           # died too often: fail it
     for _ in range(jobs.MAX_ATTEMPTS):
         repo.start_call(gave_up.id)
+    age(repo, gave_up.id)
     done = add_call(repo, settings)
     repo.finish_call(done.id, {"score": 1.0, "passed": False, "rubric": {}})
 
@@ -458,3 +471,28 @@ def test_reconcile_does_not_wait_for_the_lease_of_a_process_that_exited(env, red
         other = add_call(repo, settings)
         redis_conn.set(jobs.lease_key(other.id), holder, ex=60)
         assert jobs.reconcile(repo, queue) == []
+
+
+def test_a_processing_call_with_a_recent_heartbeat_is_left_alone(env):
+    # Redis restarted: the lease and the job are gone, but the worker is alive and touching the row.
+    settings, repo, queue = env
+    call = add_call(repo, settings)
+    repo.start_call(call.id)
+    repo.touch_call(call.id)
+    assert jobs.reconcile(repo, queue) == []
+    age(repo, call.id, jobs.LEASE_TTL_S + 5)
+    assert jobs.reconcile(repo, queue) == [call.id]
+
+
+def test_a_lease_lost_in_redis_is_taken_again_and_the_row_touched(redis_conn, monkeypatch):
+    monkeypatch.setattr(jobs, "LEASE_REFRESH_S", 0.1)
+    touched = []
+    lease = jobs._Lease(redis_conn, str(uuid.uuid4()), touch=lambda: touched.append(1))
+    assert lease.acquire()
+    key = jobs.lease_key(lease._lock.name.split(":")[-1])
+    redis_conn.delete(key)  # what a Redis restart without persistence does
+    time.sleep(0.5)
+    assert redis_conn.get(key).decode() == lease._token
+    assert len(touched) >= 2
+    lease.release()
+    assert not redis_conn.exists(key)
