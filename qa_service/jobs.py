@@ -26,12 +26,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa_service.errors import ConfigError, InputError, QAServiceError
 from qa_service.settings import Settings
-from qa_service.storage.inputs import remove_input
+from qa_service.storage.inputs import remove_input, write_redacted_audio
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -256,7 +257,10 @@ def _score(call: StoredCall, repo: Repository, settings: Settings) -> dict[str, 
 
         transcript = parse_transcript(path.read_bytes(), filename=path.name)
         return process_transcript(transcript, meta, rubric, policies, engines()).to_dict()
-    return process_audio(path, meta, rubric, policies, engines()).to_dict()
+    keep = None
+    if settings.keep_redacted_audio:
+        keep = partial(write_redacted_audio, settings.storage_dir, call.id)
+    return process_audio(path, meta, rubric, policies, engines(), keep_redacted_audio=keep).to_dict()
 
 
 def _rules(repo: Repository, kind: str, rules_id: str, version: str) -> Any:

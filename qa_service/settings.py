@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Privacy: nothing unredacted is kept unless these say so.
     keep_raw_audio: bool = False
     keep_raw_transcript: bool = False
+    # A copy of the audio with every personal-data span silenced, for reviewers' players.
+    keep_redacted_audio: bool = True
     encryption_key: str | None = None
     # Words never redacted as personal data: the company's own names, agents' first names.
     # In the environment as a JSON list: QA_REDACT_ALLOW_LIST='["Harbourline", "Mira"]'

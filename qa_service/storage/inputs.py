@@ -1,7 +1,9 @@
 """Call inputs on disk: one folder per call under QA_STORAGE_DIR, written and fsynced before enqueueing.
 
 Inputs are raw recordings or transcripts (personal data): the worker deletes them after
-processing unless `keep_raw_audio` / `keep_raw_transcript` say otherwise.
+processing unless `keep_raw_audio` / `keep_raw_transcript` say otherwise. The redacted copy of
+a recording (every personal-data span silenced) is kept for the call page's player unless
+`keep_redacted_audio` is off.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from qa_service.errors import InputError
 
+if TYPE_CHECKING:
+    from qa_service.records import Audio
+
 CHUNK = 1024 * 1024
+# A redacted copy of a call's audio (`redacted.wav`) outlives the raw input in the call's folder.
+REDACTED_STEM = "redacted"
 AUDIO_SUFFIXES = frozenset({
     ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".amr", ".gsm",
     ".au", ".aif", ".aiff", ".wma", ".mka", ".mkv", ".caf", ".spx", ".3gp",
@@ -78,8 +85,34 @@ def write_bytes(storage_dir: Path, call_id: str, data: bytes, suffix: str) -> Pa
 
 
 def remove_input(storage_dir: Path, call_id: str) -> None:
-    """Delete the call's input folder, if any."""
-    shutil.rmtree(call_dir(storage_dir, call_id), ignore_errors=True)
+    """Delete the call's raw input; a redacted copy of its audio stays, an otherwise empty folder goes."""
+    folder = call_dir(storage_dir, call_id)
+    if not folder.is_dir():
+        return
+    kept = [p for p in folder.iterdir() if p.name.startswith(REDACTED_STEM + ".")]
+    if not kept:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for path in folder.iterdir():
+        if path not in kept:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def write_redacted_audio(storage_dir: Path, call_id: str, audio: Audio) -> Path:
+    """Store the call's redacted audio as `redacted.wav` beside its input (atomically, fsynced)."""
+    from qa_service.stages.redact_audio import encode_wav
+
+    folder = call_dir(storage_dir, call_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{REDACTED_STEM}.wav"
+    partial = folder / f".{REDACTED_STEM}.wav.partial"
+    with open(partial, "wb") as out:
+        out.write(encode_wav(audio))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    _fsync_dir(folder)
+    return path
 
 
 def _fsync_dir(folder: Path) -> None:
