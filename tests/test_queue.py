@@ -277,8 +277,11 @@ def test_worker_process_end_to_end(make_settings, redis_url, redis_conn, tmp_pat
     greeting = next(c for c in audio["criteria"] if c["id"] == "recording_notice")
     assert greeting["passed"]
 
-    # Raw inputs are deleted after processing (keep_raw_audio is off).
-    assert not any(settings.storage_dir.iterdir())
+    # Raw inputs are deleted after processing (keep_raw_audio is off); a recording leaves only its
+    # redacted copy, a transcript leaves nothing.
+    left = sorted(p.relative_to(settings.storage_dir).as_posix() for p in settings.storage_dir.rglob("*")
+                  if p.is_file())
+    assert left == sorted(f"{cid}/redacted.wav" for cid in (audio_id, hook_id)), left
     # The worker's log names calls by id and never quotes what was said.
     assert chat_id in log_text and "fax the form" not in log_text.lower()
     assert "harbourline" not in log_text.lower()
