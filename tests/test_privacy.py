@@ -1,4 +1,4 @@
-"""A recorded call leaves behind only its redacted audio: the raw input goes, the digits are silenced."""
+"""Privacy after processing: only redacted audio stays, its digits silenced; no personal data anywhere."""
 
 from __future__ import annotations
 
@@ -118,3 +118,56 @@ def test_removing_the_input_keeps_only_the_redacted_copy(tmp_path: Path, with_re
         assert [p.name for p in folder.iterdir()] == ["redacted.wav"]
     else:
         assert not folder.exists()
+
+
+SECRETS_CALL = """Agent: Thanks for calling Harbourline, my name is Mira, and this call is recorded.
+Customer: Hi, this is Adaeze Okonkwo-Baptiste, I want to pay my permit fee.
+Agent: Can I take your card number please?
+Customer: Yes, it is 4111 1111 1111 1111, and my email is adaeze dot okonkwo at example dot com.
+Agent: Thank you. And your date of birth?
+Customer: The third of May, nineteen eighty nine.
+Agent: Thanks Adaeze. Is there anything else I can help you with?
+"""
+SECRETS = [b"Okonkwo", b"okonkwo", b"Adaeze", b"4111111111111111", b"4111 1111 1111 1111", b"1111 1111"]
+
+
+@pytest.mark.parametrize("keep_raw", [False, True])
+def test_nothing_personal_is_left_anywhere(make_settings, caplog: pytest.LogCaptureFixture,
+                                           keep_raw: bool) -> None:
+    """Byte scan of the database, the storage folder, the scorecard and the logs after processing.
+
+    With keep_raw_transcript on, the scan must find the kept raw input: proof that it would see a leak.
+    """
+    settings = make_settings(keep_raw_transcript=keep_raw)
+    repo = open_repository(settings.database_url)
+    rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
+    repo.put_rules("rubric", rubric.id, rubric.version, rubric.sha256, rubric.text)
+    repo.put_rules("policy_pack", policies.id, policies.version, policies.sha256, policies.text)
+    call_id = str(uuid.uuid4())
+    raw = write_bytes(settings.storage_dir, call_id, SECRETS_CALL.encode(), ".txt")
+    repo.add_call(NewCall(id=call_id, external_id="privacy-1", agent_id="agent-mira",
+                          call_date=date(2026, 10, 1), rubric_id=rubric.id, rubric_version=rubric.version,
+                          policy_pack_id=policies.id, policy_pack_version=policies.version,
+                          input_kind="transcript", input_path=str(raw)))
+    jobs.configure(settings, repo)
+    caplog.set_level("DEBUG")
+    try:
+        jobs.process_call(call_id)
+    finally:
+        jobs.configure(make_settings())
+    card = repo.get_scorecard(call_id).data
+    assert card["redactions"], "the call has personal data to redact"
+    assert "<CREDIT_CARD>" in str(card) or "<ID>" in str(card)
+    repo.engine.dispose()  # flush SQLite's write-ahead log into the file before reading its bytes
+
+    places: dict[str, bytes] = {"scorecard": str(card).encode(), "logs": caplog.text.encode()}
+    for path in [*settings.storage_dir.rglob("*"), *Path(settings.database_url.removeprefix("sqlite:///"))
+                 .parent.rglob("*")]:
+        if path.is_file():
+            places[str(path)] = path.read_bytes()
+    leaks = [(where, s.decode()) for where, data in places.items() for s in SECRETS if s in data]
+    if keep_raw:
+        assert {where for where, _ in leaks} == {str(raw)}
+    else:
+        assert not leaks, leaks
+        assert not raw.exists()
