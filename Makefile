@@ -28,8 +28,9 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 ## bench: pipeline against bare faster-whisper, rescoring and API load figures
+##        (BENCH_ARGS="--audio DIR --model base --quick" to add long calls, models, a shorter load run)
 bench: $(STAMP) system-deps
-	$(BIN)/python bench/run.py
+	QA_TEST_POSTGRES_URL="$${QA_TEST_POSTGRES_URL:-$$(bash scripts/postgres.sh)}" $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check qa_service tests bench scripts samples worker.py api.py

@@ -6,8 +6,12 @@ pipeline   whole pipeline (decode, transcribe, redact, score) against bare faste
            seconds per wall-clock second) and their ratio. Audio: samples/audio, plus any folders
            given with --audio (e.g. long stereo telephone calls).
 rescore    10,000 generated stored transcripts rescored with a changed rubric (target < 60 s).
+load       GET scorecard at 200 requests/s for 60 s against 2 API workers, SQLite and PostgreSQL
+           (p50/p99, target p99 < 25 ms), and the agent aggregate over 100,000 scorecards
+           (target < 150 ms); see bench/load.py.
 
-Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline|rescore]
+Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline|rescore|load]
+                           [--quick]
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--audio", type=Path, action="append", default=[], help="extra folder of calls")
     ap.add_argument("--model", action="append", help="speech model(s) (default: tiny.en)")
-    ap.add_argument("--only", choices=["pipeline", "rescore"], help="run one benchmark")
+    ap.add_argument("--only", choices=["pipeline", "rescore", "load"], help="run one benchmark")
+    ap.add_argument("--quick", action="store_true", help="shorter load run (10 s, 20,000 aggregate rows)")
     ap.add_argument("--transcripts", type=int, default=10_000, help="how many calls the rescore bench makes")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -101,6 +106,21 @@ def main() -> None:
         import rescore
 
         results["rescore"] = rescore.run(args.transcripts)
+    if args.only in (None, "load"):
+        import load
+
+        results["load"] = figures = load.run(argparse.Namespace(quick=args.quick))
+        for r in figures["results"]:
+            if "error" in r:
+                print(f"load [{r['backend']}]: not run: {r['error']}")
+                continue
+            lo = r["load"]
+            print(f"load [{r['backend']}] {lo['rate']:.0f} req/s for {lo['duration_s']:.0f} s: "
+                  f"p50 {lo.get('latency_ms_p50')} ms, p99 {lo.get('latency_ms_p99')} ms, "
+                  f"errors {lo['errors']}, "
+                  f"server CPU {lo['server_cpu_ms_per_request']} ms/request; agent aggregate over "
+                  f"{r['aggregate_rows']} scorecards {r['aggregate_http_all']['median_ms']} ms (HTTP), "
+                  f"{r['aggregate_repo_all']['median_ms']} ms (repository)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
