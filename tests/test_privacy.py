@@ -136,9 +136,11 @@ def test_nothing_personal_is_left_anywhere(make_settings, caplog: pytest.LogCapt
                                            keep_raw: bool) -> None:
     """Byte scan of the database, the storage folder, the scorecard and the logs after processing.
 
-    With keep_raw_transcript on, the scan must find the kept raw input: proof that it would see a leak.
+    With keep_raw_transcript on, the raw input stays, encrypted: the scan still finds nothing, and a
+    plain copy planted beside it is found (proof that the scan would see a leak).
     """
-    settings = make_settings(keep_raw_transcript=keep_raw)
+    key = "m3LQ0lOQ4B0Yl7I1tq3yJ0o9cXb2oF8kZb8oQm3x2zU="
+    settings = make_settings(keep_raw_transcript=keep_raw, encryption_key=key if keep_raw else None)
     repo = open_repository(settings.database_url)
     rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
     repo.put_rules("rubric", rubric.id, rubric.version, rubric.sha256, rubric.text)
@@ -160,14 +162,19 @@ def test_nothing_personal_is_left_anywhere(make_settings, caplog: pytest.LogCapt
     assert "<CREDIT_CARD>" in str(card) or "<ID>" in str(card)
     repo.engine.dispose()  # flush SQLite's write-ahead log into the file before reading its bytes
 
-    places: dict[str, bytes] = {"scorecard": str(card).encode(), "logs": caplog.text.encode()}
-    for path in [*settings.storage_dir.rglob("*"), *Path(settings.database_url.removeprefix("sqlite:///"))
-                 .parent.rglob("*")]:
-        if path.is_file():
-            places[str(path)] = path.read_bytes()
-    leaks = [(where, s.decode()) for where, data in places.items() for s in SECRETS if s in data]
+    def leaks() -> list[tuple[str, str]]:
+        places: dict[str, bytes] = {"scorecard": str(card).encode(), "logs": caplog.text.encode()}
+        for path in [*settings.storage_dir.rglob("*"),
+                     *Path(settings.database_url.removeprefix("sqlite:///")).parent.rglob("*")]:
+            if path.is_file():
+                places[str(path)] = path.read_bytes()
+        return [(where, s.decode()) for where, data in places.items() for s in SECRETS if s in data]
+
+    assert not leaks(), leaks()
+    assert not raw.exists()
+    kept = list(call_dir(settings.storage_dir, call_id).glob("*.sealed"))
+    assert len(kept) == (1 if keep_raw else 0)
     if keep_raw:
-        assert {where for where, _ in leaks} == {str(raw)}
-    else:
-        assert not leaks, leaks
-        assert not raw.exists()
+        planted = kept[0].with_name("planted.txt")
+        planted.write_bytes(SECRETS_CALL.encode())
+        assert {where for where, _ in leaks()} == {str(planted)}

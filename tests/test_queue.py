@@ -409,21 +409,39 @@ def test_reconcile_gives_a_just_started_job_time_to_take_its_lease(env, redis_co
     assert jobs.reconcile(repo, queue) == [call.id]
 
 
+KEY = "m3LQ0lOQ4B0Yl7I1tq3yJ0o9cXb2oF8kZb8oQm3x2zU="  # a Fernet key for tests
+
+
 @pytest.mark.parametrize(("kind", "keep", "kept"), [
     ("audio", {}, False),
     ("audio", {"keep_raw_audio": True}, True),
     ("transcript", {"keep_raw_audio": True}, False),
     ("transcript", {"keep_raw_transcript": True}, True),
 ])
-def test_raw_input_is_deleted_unless_a_setting_keeps_it(make_settings, kind, keep, kept):
-    settings = make_settings(**keep)
+def test_raw_input_is_deleted_unless_a_setting_keeps_it_encrypted(make_settings, kind, keep, kept):
+    settings = make_settings(**keep, encryption_key=KEY)
     repo = open_repository(settings.database_url)
     seed_rules(repo)
     call = add_call(repo, settings, kind=kind)
+    original = Path(call.input_path).read_bytes()
     jobs._discard_input(call, repo, settings)
-    assert Path(call.input_path).exists() == kept
-    assert (repo.get_call(call.id).input_path is not None) == kept
+    assert not Path(call.input_path).exists()  # never left in plain form
+    stored = repo.get_call(call.id).input_path
+    assert (stored is not None) == kept
+    if kept:
+        sealed = Path(stored)
+        assert sealed.name.endswith(".sealed") and original not in sealed.read_bytes()
+        # Processing the call again (a retry) decrypts it for the run.
+        again = jobs._input(repo.get_call(call.id), repo, settings)
+        assert again.read_bytes() == original and not sealed.exists()
     repo.dispose()
+
+
+def test_keeping_raw_input_needs_an_encryption_key(make_settings):
+    with pytest.raises(ValueError, match="QA_ENCRYPTION_KEY"):
+        make_settings(keep_raw_audio=True)
+    with pytest.raises(ValueError, match="Fernet key"):
+        make_settings(keep_raw_audio=True, encryption_key="not-a-key")
 
 
 def test_a_job_over_its_timeout_fails_the_call_readably(env, redis_conn, monkeypatch):

@@ -1,7 +1,8 @@
 """Call inputs on disk: one folder per call under QA_STORAGE_DIR, written and fsynced before enqueueing.
 
 Inputs are raw recordings or transcripts (personal data): the worker deletes them after
-processing unless `keep_raw_audio` / `keep_raw_transcript` say otherwise. The redacted copy of
+processing unless `keep_raw_audio` / `keep_raw_transcript` say otherwise, and then seals them
+(encrypted with `encryption_key`, `<name>.sealed`). The redacted copy of
 a recording (every personal-data span silenced) is kept for the call page's player unless
 `keep_redacted_audio` is off.
 """
@@ -96,6 +97,40 @@ def remove_input(storage_dir: Path, call_id: str) -> None:
     for path in folder.iterdir():
         if path not in kept:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+SEALED_SUFFIX = ".sealed"
+
+
+def seal_input(path: Path, key: str) -> Path:
+    """Encrypt a kept raw input in place (Fernet: AES-128-CBC + HMAC); returns the sealed file's path."""
+    from cryptography.fernet import Fernet
+
+    sealed = path.with_name(path.name + SEALED_SUFFIX)
+    partial = path.with_name("." + sealed.name + ".partial")
+    with open(partial, "wb") as out:
+        out.write(Fernet(key).encrypt(path.read_bytes()))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, sealed)
+    path.unlink()
+    _fsync_dir(path.parent)
+    return sealed
+
+
+def unseal_input(sealed: Path, key: str) -> Path:
+    """Decrypt a sealed input back beside it (to process the call again); returns the plain path."""
+    from cryptography.fernet import Fernet, InvalidToken
+
+    plain = sealed.with_name(sealed.name.removesuffix(SEALED_SUFFIX))
+    try:
+        data = Fernet(key).decrypt(sealed.read_bytes())
+    except InvalidToken:
+        raise InputError("the kept input cannot be decrypted with QA_ENCRYPTION_KEY (was the key changed?)") \
+            from None
+    plain.write_bytes(data)
+    sealed.unlink()
+    return plain
 
 
 def write_redacted_audio(storage_dir: Path, call_id: str, audio: Audio) -> Path:
