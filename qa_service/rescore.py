@@ -15,7 +15,6 @@ from datetime import date
 from typing import Any
 
 from qa_service.records import RulesRef, Segment, Transcript, result_fields
-from qa_service.stages.score import score
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,8 @@ def transcript_from_card(card: dict[str, Any]) -> Transcript:
 
 def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> dict[str, Any]:
     """A new scorecard for a stored one under other rules; transcript, redactions and metrics are kept."""
+    from qa_service.stages.score import score  # here: the API reads refresher lists without spaCy
+
     transcript = transcript_from_card(card)
     result = score(transcript, rubric, policies, nlp, date.fromisoformat(card["call_date"]))
     return {

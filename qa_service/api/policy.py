@@ -1,0 +1,49 @@
+"""Policy currency: which agents still state policy that had changed by the day of their calls.
+
+Reads the latest scorecard of each call in a date range; the refresher list is the same one the
+rescore impact report prints.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from qa_service.api.agents import check_range
+from qa_service.api.deps import ReadScoresKey, RepoDep
+from qa_service.api.schemas import Error
+from qa_service.rescore import refresher_list
+
+router = APIRouter()
+
+
+class OutdatedMention(BaseModel):
+    call_id: str
+    call_date: str
+    detail: str
+
+
+class PolicyCurrency(BaseModel):
+    """Per agent and policy fact, the calls in which the agent stated a value or term no longer in force."""
+
+    calls_read: int
+    agents: dict[str, dict[str, list[OutdatedMention]]]
+
+
+@router.get("/v1/policy-currency", response_model=PolicyCurrency, tags=["agents"],
+            responses={401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}})
+def policy_currency(repo: RepoDep, _key: ReadScoresKey,
+                    date_from: Annotated[date | None, Query(alias="from")] = None,
+                    date_to: Annotated[date | None, Query(alias="to")] = None,
+                    agent_id: str | None = None) -> Any:
+    """The refresher list: agents who stated outdated policy, per fact, with the calls."""
+    check_range(date_from, date_to)
+    cards = [(s.call_id, s.data) for s in repo.latest_scorecards(date_from, date_to)
+             if agent_id is None or s.agent_id == agent_id]
+    listing = refresher_list(cards)
+    agents = {agent: {fact: [OutdatedMention(**m) for m in calls] for fact, calls in facts.items()}
+              for agent, facts in listing.items()}
+    return PolicyCurrency(calls_read=len(cards), agents=agents)
