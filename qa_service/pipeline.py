@@ -115,7 +115,11 @@ def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, 
     """Assemble the stored scorecard; evidence text is taken from the redacted transcript."""
     segments = redacted.transcript.segments
     result = redact_evidence(result, redacted)
-    warnings = () if segments else ("no speech found in the recording",)
+    warnings: tuple[str, ...] = () if segments else ("no speech found in the recording",)
+    rubric_language = getattr(rubric, "language", "en")
+    if segments and transcript.language and transcript.language != rubric_language:
+        warnings += (f"the call is in '{transcript.language}' but the rubric's phrases are in "
+                     f"'{rubric_language}': criteria may fail for want of a match; review by hand",)
     return Scorecard(
         call_id=meta.call_id,
         agent_id=meta.agent_id,

@@ -80,3 +80,16 @@ def test_vocabulary_and_agent_cues_come_from_the_rules() -> None:
     cues = agent_cues(rubric)
     assert "my name is" in cues  # an opening phrase with a time limit
     assert "anything else I can help" not in cues  # said at the end, no time limit
+
+
+def test_call_in_another_language_than_the_rubric_is_flagged() -> None:
+    rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
+    chinese = Transcript(segments=(Segment("agent", 0.0, 2.0, "你好，欢迎致电"),), duration_s=2.0,
+                         language="zh")
+    result = ScoreResult(criteria=(), violations=(), score=0.0, auto_fail=False, passed=False)
+    meta = CallMeta("c3", "a", date(2026, 10, 1))
+    card = build_scorecard(meta, chinese, Redacted(chinese, ()), result, rubric, policies, {}).to_dict()
+    assert card["language"] == "zh"
+    assert len(card["warnings"]) == 1 and "'zh'" in card["warnings"][0] and "'en'" in card["warnings"][0]
+    english = build_scorecard(meta, RAW, REDACTED, result, rubric, policies, {}).to_dict()
+    assert english["warnings"] == []

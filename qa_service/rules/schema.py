@@ -3,7 +3,7 @@
 Every model forbids unknown keys, so a typo in a rule file ("auto_fial") is an error rather than a rule
 that silently never fires. spaCy token patterns are checked with `Matcher(validate=True)`.
 Extensions beyond v1 (all optional, v1 files stay valid): `applies_when` on a criterion; `unit_aliases`
-on a number fact.
+on a number fact; `language` on a rubric.
 """
 
 from __future__ import annotations
@@ -164,6 +164,8 @@ class Rubric(_Hashed):
     title: Phrase = ""
     description: str = ""
     pass_mark: float = Field(ge=0, le=100)
+    # The language its phrases are written in (ISO 639-1); a call in another language is flagged.
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")] = "en"
     criteria: list[Criterion] = Field(min_length=1)
     prohibited: list[Prohibited] = Field(default_factory=list)
 
