@@ -97,3 +97,43 @@ api_keys = sa.Table(
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
     sa.CheckConstraint("role IN ('admin', 'qa', 'telephony', 'supervisor')", name="ck_api_keys_role"),
 )
+
+# A reviewer's verdict on one criterion or violation of a call's scorecard. Rows are only ever added:
+# the newest row per target is the reviewed verdict, the earlier ones are its history.
+reviews = sa.Table(
+    "reviews", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.Uuid(as_uuid=False), sa.ForeignKey("calls.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("scorecard_version", sa.Integer, nullable=False),
+    sa.Column("target_kind", sa.String(16), nullable=False),
+    sa.Column("target_id", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reviewer_key_id", sa.Uuid(as_uuid=False), nullable=False),
+    sa.Column("reviewer_name", sa.String(200), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.CheckConstraint("target_kind IN ('criterion', 'violation')", name="ck_reviews_target_kind"),
+    sa.CheckConstraint("action IN ('override_pass', 'override_fail', 'dismiss', 'restore')",
+                       name="ck_reviews_action"),
+    sa.CheckConstraint("length(trim(reason)) > 0", name="ck_reviews_reason"),
+    sa.Index("ix_reviews_call", "call_id", "id"),
+)
+
+# Who read or changed what, and when. No foreign keys: the trail outlives the calls and keys it names.
+# `details` is short and never holds personal data (no transcript text, no reasons).
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("key_id", sa.String(36), nullable=True),
+    sa.Column("key_name", sa.String(200), nullable=True),
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target_kind", sa.String(16), nullable=True),
+    sa.Column("target_id", sa.String(200), nullable=True),
+    sa.Column("details", sa.String(200), nullable=True),
+    sa.Index("ix_audit_log_at", "at"),
+    sa.Index("ix_audit_log_target", "target_id", "at"),
+    sa.Index("ix_audit_log_key", "key_id", "at"),
+)
