@@ -78,3 +78,14 @@ def test_word_timestamps_count_words_when_present():
     words = tuple(Word(text=w, start=i * 0.5, end=i * 0.5 + 0.4) for i, w in enumerate(["a", "b", "c"]))
     t = Transcript(segments=(Segment("agent", 0.0, 1.5, "a b-c", words=words),), duration_s=2.0)
     assert call_metrics(t)["words_per_minute"]["agent"] == 120.0
+
+
+@pytest.mark.parametrize(("gap", "agent_talk"), [
+    (0.4, 6.4),  # a breath between two sentences of one turn is talk time
+    (0.99, 6.99),
+    (1.5, 6.0),  # a real pause is not
+])
+def test_short_pauses_inside_a_turn_count_as_talking(gap: float, agent_talk: float) -> None:
+    metrics = call_metrics(_t((A, 0.0, 3.0, "one two three"), (A, 3.0 + gap, 6.0 + gap, "four five six")))
+    assert metrics["talk_time_s"][A] == pytest.approx(agent_talk)
+    assert metrics["silence_s"] == pytest.approx(gap)  # the gap is still silence on the line

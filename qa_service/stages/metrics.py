@@ -1,7 +1,9 @@
 """Conversation metrics from a transcript's segment times: talk time, silence, overtalk, pace.
 
 Definitions (all in seconds unless said otherwise):
-  talk_time_s        per speaker, the union of that speaker's segments (overlaps counted once)
+  talk_time_s        per speaker, the union of that speaker's segments (overlaps counted once), with
+                     pauses shorter than TURN_PAUSE_S inside a turn counted as talking: a breath
+                     between two sentences is part of the turn (the recogniser splits segments there)
   silence_s          time between the first and the last word of the call that nobody speaks;
                      ringing before the answer and time after the last word are not dead air
   longest_silence_s  the longest such gap
@@ -20,6 +22,8 @@ from typing import Any
 
 from qa_service.records import Segment, Transcript
 
+# A pause this short between one speaker's segments is a breath inside the turn, not a hand-over.
+TURN_PAUSE_S = 1.0
 # Shorter overlaps at a turn change are ordinary hand-over, not an interruption.
 INTERRUPTION_MIN_OVERLAP_S = 0.5
 ROLES = ("agent", "customer")
@@ -32,7 +36,7 @@ def call_metrics(transcript: Transcript) -> dict[str, Any]:
     segs = [s for s in transcript.segments if s.end > s.start]
     by_role = {role: _union((s.start, s.end) for s in segs if s.speaker == role) for role in ROLES}
     unknown = _union((s.start, s.end) for s in segs if s.speaker not in ROLES)
-    talk = {role: _length(iv) for role, iv in by_role.items()}
+    talk = {role: _length(_union(iv, join_gap=TURN_PAUSE_S)) for role, iv in by_role.items()}
     if unknown:
         talk["unknown"] = _length(unknown)
 
@@ -68,10 +72,10 @@ def _word_count(s: Segment) -> int:
     return len(s.words) if s.words else len(s.text.split())
 
 
-def _union(intervals: Iterable[Interval]) -> list[Interval]:
+def _union(intervals: Iterable[Interval], join_gap: float = 0.0) -> list[Interval]:
     out: list[Interval] = []
     for start, end in sorted(intervals):
-        if out and start <= out[-1][1]:
+        if out and start <= out[-1][1] + join_gap:
             out[-1] = (out[-1][0], max(out[-1][1], end))
         else:
             out.append((start, end))
