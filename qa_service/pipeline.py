@@ -7,7 +7,9 @@ memory; only the redacted one leaves this module.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,17 +72,29 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
     from qa_service.stages.decode import decode
     from qa_service.stages.transcribe import transcribe_call
 
-    audio = decode(Path(path), max_duration_s=engines.max_duration_s)
-    transcript = transcribe_call(
-        audio, engines.transcriber, meta.channels,
-        vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric),
-    )
-    card = process_transcript(transcript, meta, rubric, policies, engines)
+    timings: dict[str, float] = {}
+    with _timed(timings, "decode"):
+        audio = decode(Path(path), max_duration_s=engines.max_duration_s)
+    with _timed(timings, "transcribe"):
+        transcript = transcribe_call(
+            audio, engines.transcriber, meta.channels,
+            vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric),
+        )
+    card = process_transcript(transcript, meta, rubric, policies, engines, timings=timings)
     if keep_redacted_audio is not None:
         from qa_service.stages.redact_audio import redact_audio
 
         keep_redacted_audio(redact_audio(audio, card.redactions, bleed=True))
     return card
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.perf_counter() - started, 4)
 
 
 def vocabulary(rubric: Any, policies: Any) -> list[str]:
@@ -100,14 +114,21 @@ def agent_cues(rubric: Any) -> list[str]:
 
 
 def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, policies: Any,
-                       engines: Engines) -> Scorecard:
-    """Redact and score a call that is already text (or was just transcribed)."""
+                       engines: Engines, *, timings: dict[str, float] | None = None) -> Scorecard:
+    """Redact and score a call that is already text (or was just transcribed).
+
+    The scorecard's `models.stage_seconds` says how long each stage took (for /metrics).
+    """
     from qa_service.stages.metrics import call_metrics
     from qa_service.stages.score import score
 
-    redacted = engines.redactor.redact(transcript)
-    result = score(transcript, rubric, policies, engines.nlp, meta.call_date)
-    return build_scorecard(meta, transcript, redacted, result, rubric, policies, call_metrics(transcript))
+    timings = dict(timings or {})
+    with _timed(timings, "redact"):
+        redacted = engines.redactor.redact(transcript)
+    with _timed(timings, "score"):
+        result = score(transcript, rubric, policies, engines.nlp, meta.call_date)
+    card = build_scorecard(meta, transcript, redacted, result, rubric, policies, call_metrics(transcript))
+    return replace(card, models={**card.models, "stage_seconds": timings})
 
 
 def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, result: ScoreResult,
