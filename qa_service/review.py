@@ -1,0 +1,220 @@
+"""Human review of scorecards, as pure functions: reviewed verdicts on top of automatic ones, and sampling.
+
+A reviewer overrides a criterion (`override_pass`, `override_fail`) or dismisses a violation
+(`dismiss`), always with a reason; `restore` returns a target to its automatic verdict. Reviews
+never change the automatic `score` / `passed`: `apply_reviews` adds a `review` section with the
+reviewed verdict of each reviewed target, its history, and a recomputed `reviewed_score` and
+`reviewed_passed`.
+
+Sampling: a deterministic share of each agent's calls per ISO week is marked for review (the hash
+of the call id within agent and week decides, so every process and every rerun agrees), plus every
+auto-failed call.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+import yaml
+
+TargetKind = Literal["criterion", "violation"]
+Action = Literal["override_pass", "override_fail", "dismiss", "restore"]
+
+TARGET_KINDS: tuple[str, ...] = ("criterion", "violation")
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "criterion": ("override_pass", "override_fail", "restore"),
+    "violation": ("dismiss", "restore"),
+}
+DEFAULT_SHARE = 0.10
+SHARE_ENV = "QA_REVIEW_SHARE"
+
+
+@dataclass(frozen=True)
+class Review:
+    """One reviewer action on one criterion or violation of a call's scorecard."""
+
+    call_id: str
+    scorecard_version: int
+    target_kind: TargetKind
+    target_id: str
+    action: Action
+    reason: str
+    reviewer_key_id: str
+    reviewer_name: str
+    created_at: datetime
+    id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"id": self.id, "call_id": self.call_id, "scorecard_version": self.scorecard_version,
+                "target": self.target_kind, "target_id": self.target_id, "action": self.action,
+                "reason": self.reason,
+                "reviewer": {"key_id": self.reviewer_key_id, "name": self.reviewer_name},
+                "created_at": self.created_at.isoformat()}
+
+
+class ReviewError(ValueError):
+    """A review that cannot apply: an action that does not fit its target, or an empty reason."""
+
+
+def check_review(target_kind: str, action: str, reason: str) -> None:
+    """Raise ReviewError unless the action fits the target kind and the reason says something."""
+    if target_kind not in ACTIONS:
+        raise ReviewError(f"target must be one of: {', '.join(TARGET_KINDS)}")
+    if action not in ACTIONS[target_kind]:
+        raise ReviewError(f"a {target_kind} can be reviewed with: {', '.join(ACTIONS[target_kind])}")
+    if not reason.strip():
+        raise ReviewError("a review needs a reason")
+
+
+def has_target(card: dict[str, Any], target_kind: str, target_id: str) -> bool:
+    """Whether the scorecard has a criterion (or a violation) with this id."""
+    key = "criteria" if target_kind == "criterion" else "violations"
+    return any(str(item.get("id")) == target_id for item in card.get(key) or [])
+
+
+def rubric_terms(yaml_text: str) -> tuple[float | None, frozenset[str]]:
+    """The pass mark and the auto-fail criteria of a stored rubric, read without the rule compiler."""
+    # Only two plain fields are needed, so the API process does not load spaCy to validate patterns.
+    doc = yaml.safe_load(yaml_text)
+    if not isinstance(doc, dict):
+        return None, frozenset()
+    mark = doc.get("pass_mark")
+    auto = frozenset(str(c.get("id")) for c in doc.get("criteria") or []
+                     if isinstance(c, dict) and c.get("auto_fail"))
+    return (float(mark) if isinstance(mark, int | float) else None), auto
+
+
+def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark: float | None = None,
+                  auto_fail_criteria: Collection[str] = ()) -> dict[str, Any]:
+    """The scorecard with a `review` section: reviewed verdicts, their history, reviewed score and verdict.
+
+    The automatic fields are left as they are. Reviews of targets that are not on this scorecard
+    (a rescore removed a violation) are kept in `review.stale`. Without a pass mark the reviewed
+    verdict can only keep the automatic one when nothing changed, so it is None otherwise.
+    """
+    out = copy.deepcopy(card)
+    ordered = sorted(reviews, key=lambda r: (r.created_at, r.id))
+    history: dict[tuple[str, str], list[Review]] = {}
+    for r in ordered:
+        history.setdefault((r.target_kind, r.target_id), []).append(r)
+
+    criteria = out.get("criteria") or []
+    violations = out.get("violations") or []
+    on_card = {("criterion", str(c.get("id"))) for c in criteria} | \
+              {("violation", str(v.get("id"))) for v in violations}
+
+    items: list[dict[str, Any]] = []
+    reviewed_passes: dict[str, bool] = {}
+    dismissed: set[str] = set()
+    for (kind, target_id), rows in history.items():
+        if (kind, target_id) not in on_card:
+            continue
+        last = rows[-1]
+        if kind == "criterion":
+            auto = next(bool(c.get("passed")) for c in criteria if str(c.get("id")) == target_id)
+            reviewed = {"override_pass": True, "override_fail": False}.get(last.action, auto)
+            if last.action != "restore":
+                reviewed_passes[target_id] = reviewed
+            automatic_verdict, reviewed_verdict = _word(auto), _word(reviewed)
+        else:
+            automatic_verdict = "violation"
+            reviewed_verdict = "dismissed" if last.action == "dismiss" else "violation"
+            if last.action == "dismiss":
+                dismissed.add(target_id)
+        items.append({
+            "target": kind, "id": target_id, "automatic": automatic_verdict, "reviewed": reviewed_verdict,
+            "action": last.action, "reason": last.reason,
+            "reviewer": {"key_id": last.reviewer_key_id, "name": last.reviewer_name},
+            "at": last.created_at.isoformat(), "scorecard_version": last.scorecard_version,
+            "history": [_step(r) for r in rows],
+        })
+
+    score, auto_fail = _rescore(criteria, violations, reviewed_passes, dismissed, set(auto_fail_criteria))
+    changed = bool(reviewed_passes or dismissed)
+    if pass_mark is not None:
+        passed: bool | None = score >= pass_mark - 1e-9 and not auto_fail
+    else:
+        passed = bool(card.get("passed")) if not changed else None
+    out["review"] = {
+        "reviewed": bool(items),
+        "items": items,
+        "reviewed_score": round(score, 2) if changed else card.get("score"),
+        "reviewed_auto_fail": auto_fail if changed else bool(card.get("auto_fail")),
+        "reviewed_passed": passed,
+        "stale": [_step(r) | {"target": k, "id": i} for (k, i), rows in history.items()
+                  if (k, i) not in on_card for r in rows],
+    }
+    return out
+
+
+def _word(passed: bool) -> str:
+    return "pass" if passed else "fail"
+
+
+def _step(r: Review) -> dict[str, Any]:
+    return {"action": r.action, "reason": r.reason, "reviewer": r.reviewer_name,
+            "reviewer_key_id": r.reviewer_key_id, "at": r.created_at.isoformat(),
+            "scorecard_version": r.scorecard_version}
+
+
+def _rescore(criteria: Sequence[dict[str, Any]], violations: Sequence[dict[str, Any]],
+             passes: dict[str, bool], dismissed: set[str],
+             auto_fail_criteria: set[str]) -> tuple[float, bool]:
+    """Score and auto-fail as scoring defines them, with reviewed verdicts in place of automatic ones."""
+    available = earned = 0.0
+    auto_fail = False
+    for c in criteria:
+        cid = str(c.get("id"))
+        max_points = float(c.get("max_points") or 0.0)
+        if cid in passes:
+            # A reviewer who rules on a criterion says it applied to this call.
+            applicable, passed = True, passes[cid]
+            points = max_points if passed else 0.0
+        else:
+            applicable, passed = bool(c.get("applicable", True)), bool(c.get("passed"))
+            points = float(c.get("points") or 0.0)
+        if applicable:
+            available += max_points
+            earned += points
+            if not passed and cid in auto_fail_criteria:
+                auto_fail = True
+    if any(v.get("auto_fail") and str(v.get("id")) not in dismissed for v in violations):
+        auto_fail = True
+    score = 100.0 * earned / available if available > 0 else 100.0
+    return score, auto_fail
+
+
+# -- sampling ----------------------------------------------------------------------------------
+
+def review_share(environ: dict[str, str] | None = None) -> float:
+    """The share of each agent's weekly calls to sample for review, from QA_REVIEW_SHARE (default 10%)."""
+    raw = (os.environ if environ is None else environ).get(SHARE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SHARE
+    try:
+        share = float(raw.rstrip("%")) / (100.0 if raw.endswith("%") else 1.0)
+    except ValueError:
+        raise ValueError(f"{SHARE_ENV} must be a number between 0 and 1 (or a percentage)") from None
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"{SHARE_ENV} must be between 0 and 1 (or 0% and 100%)")
+    return share
+
+
+def sample_fraction(call_id: str, agent_id: str, call_date: date) -> float:
+    """Where a call falls in [0, 1) within its agent's ISO week; the same inputs give the same number."""
+    year, week, _ = call_date.isocalendar()
+    digest = hashlib.sha256(f"{agent_id}\x1f{year}-W{week:02d}\x1f{call_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def needs_review(call_id: str, agent_id: str, call_date: date, auto_fail: bool,
+                 share: float = DEFAULT_SHARE) -> bool:
+    """Whether a call is marked for human review: every auto-fail, plus a deterministic sample."""
+    return auto_fail or sample_fraction(call_id, agent_id, call_date) < share

@@ -1,0 +1,156 @@
+"""Storage of scorecard reviews and the audit log, as functions over the repository's engine.
+
+Both tables only ever grow: a review is never edited (a later review of the same target supersedes
+it and the earlier one stays as history), and audit rows are never changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from qa_service.errors import NotFound
+from qa_service.review import Review
+from qa_service.storage import tables as t
+from qa_service.storage.sql import writing
+
+DETAILS_MAX = 200
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row: who (key id, name, role) did what (action) to which target, when."""
+
+    at: datetime
+    key_id: str | None
+    key_name: str | None
+    role: str | None
+    action: str
+    target_kind: str | None
+    target_id: str | None
+    details: str | None
+    id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"id": self.id, "at": self.at.isoformat(), "key_id": self.key_id, "key_name": self.key_name,
+                "role": self.role, "action": self.action, "target_kind": self.target_kind,
+                "target_id": self.target_id, "details": self.details}
+
+
+@dataclass(frozen=True)
+class QueueCandidate:
+    """A call's latest scorecard facts that decide whether it is marked for review."""
+
+    call_id: str
+    agent_id: str
+    call_date: date
+    version: int
+    score: float
+    passed: bool
+    auto_fail: bool
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def add_review(engine: Engine, review: Review) -> Review:
+    """Store a review of a call's scorecard; NotFound when the call does not exist."""
+    values = {
+        "call_id": review.call_id, "scorecard_version": review.scorecard_version,
+        "target_kind": review.target_kind, "target_id": review.target_id, "action": review.action,
+        "reason": review.reason, "reviewer_key_id": review.reviewer_key_id,
+        "reviewer_name": review.reviewer_name, "created_at": review.created_at,
+    }
+    with writing(engine) as conn:
+        if conn.execute(sa.select(t.calls.c.id).where(t.calls.c.id == review.call_id)).first() is None:
+            raise NotFound(f"no call with id {review.call_id!r}")
+        new_id = conn.execute(t.reviews.insert().values(**values).returning(t.reviews.c.id)).scalar_one()
+    return Review(**{**values, "created_at": _utc(review.created_at)}, id=int(new_id))
+
+
+def call_reviews(engine: Engine, call_id: str) -> list[Review]:
+    """Every review of a call, oldest first."""
+    r = t.reviews
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(r).where(r.c.call_id == call_id).order_by(r.c.id)).mappings().all()
+    return [_review(row) for row in rows]
+
+
+def reviewed_call_ids(engine: Engine, call_ids: list[str]) -> set[str]:
+    """Which of these calls have at least one review."""
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for k in range(0, len(call_ids), 500):
+            chunk = call_ids[k:k + 500]
+            query = sa.select(t.reviews.c.call_id).where(t.reviews.c.call_id.in_(chunk)).distinct()
+            found.update(str(x) for x in conn.execute(query).scalars())
+    return found
+
+
+def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: date | None = None,
+                     date_to: date | None = None, batch: int = 1000) -> Iterator[QueueCandidate]:
+    """The latest scorecard of each call not yet reviewed (optionally one agent's, in a date range)."""
+    sc = t.scorecards
+    reviewed = sa.select(t.reviews.c.id).where(t.reviews.c.call_id == sc.c.call_id).exists()
+    conds: list[Any] = [sc.c.latest, ~reviewed]
+    if agent_id is not None:
+        conds.append(sc.c.agent_id == agent_id)
+    if date_from is not None:
+        conds.append(sc.c.call_date >= date_from)
+    if date_to is not None:
+        conds.append(sc.c.call_date <= date_to)
+    query = (sa.select(sc.c.call_id, sc.c.agent_id, sc.c.call_date, sc.c.version, sc.c.score, sc.c.passed,
+                       sc.c.auto_fail).where(*conds).order_by(sc.c.call_date, sc.c.call_id))
+    with engine.connect() as conn:
+        for row in conn.execution_options(yield_per=batch).execute(query):
+            yield QueueCandidate(call_id=str(row[0]), agent_id=row[1], call_date=row[2], version=int(row[3]),
+                                 score=float(row[4]), passed=bool(row[5]), auto_fail=bool(row[6]))
+
+
+def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: str | None = None,
+          role: str | None = None, target_kind: str | None = None, target_id: str | None = None,
+          details: str | None = None, at: datetime | None = None) -> None:
+    """Append one row to the audit log (details are cut to a short line; never pass personal data)."""
+    values = {"at": at or datetime.now(UTC), "key_id": key_id, "key_name": key_name, "role": role,
+              "action": action, "target_kind": target_kind,
+              "target_id": target_id[:200] if target_id else target_id,
+              "details": details[:DETAILS_MAX] if details else details}
+    with writing(engine) as conn:
+        conn.execute(t.audit_log.insert().values(**values))
+
+
+def audit_entries(engine: Engine, *, target_id: str | None = None, key_id: str | None = None,
+                  since: datetime | None = None, until: datetime | None = None,
+                  limit: int = 1000) -> list[AuditEntry]:
+    """Audit rows, newest first, filtered by target (a call or rules id), key and time range."""
+    a = t.audit_log
+    conds: list[Any] = []
+    if target_id is not None:
+        conds.append(a.c.target_id == target_id)
+    if key_id is not None:
+        conds.append(a.c.key_id == key_id)
+    if since is not None:
+        conds.append(a.c.at >= since)
+    if until is not None:
+        conds.append(a.c.at <= until)
+    query = sa.select(a).where(*conds).order_by(a.c.at.desc(), a.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [AuditEntry(id=int(r["id"]), at=_utc(r["at"]), key_id=r["key_id"], key_name=r["key_name"],
+                           role=r["role"], action=r["action"], target_kind=r["target_kind"],
+                           target_id=r["target_id"], details=r["details"])
+                for r in conn.execute(query).mappings()]
+
+
+def _review(row: Any) -> Review:
+    return Review(id=int(row["id"]), call_id=str(row["call_id"]),
+                  scorecard_version=int(row["scorecard_version"]),
+                  target_kind=row["target_kind"], target_id=row["target_id"], action=row["action"],
+                  reason=row["reason"], reviewer_key_id=str(row["reviewer_key_id"]),
+                  reviewer_name=row["reviewer_name"], created_at=_utc(row["created_at"]))

@@ -1,0 +1,252 @@
+"""Human review: reviewed verdicts over automatic ones, review sampling, review storage and the API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from qa_service.review import (
+    Review,
+    ReviewError,
+    apply_reviews,
+    check_review,
+    needs_review,
+    review_share,
+    rubric_terms,
+    sample_fraction,
+)
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def card(**over) -> dict:
+    """A scorecard: three criteria (20 + 30 + 50 points), one auto-fail violation."""
+    base = {
+        "call_id": "c1", "score": 50.0, "passed": False, "auto_fail": True,
+        "criteria": [
+            {"id": "greet", "passed": True, "applicable": True, "points": 20.0, "max_points": 20.0},
+            {"id": "verify", "passed": True, "applicable": True, "points": 30.0, "max_points": 30.0},
+            {"id": "close", "passed": False, "applicable": True, "points": 0.0, "max_points": 50.0},
+        ],
+        "violations": [{"id": "guarantee", "kind": "prohibited", "auto_fail": True, "text": "we guarantee"}],
+    }
+    base.update(over)
+    return base
+
+
+V, C = "violation", "criterion"
+
+
+def rv(kind: str, target: str, action: str, minutes: int = 0, reason: str = "checked the audio",
+       who: str = "Ana") -> Review:
+    return Review(call_id="c1", scorecard_version=1, target_kind=kind, target_id=target,  # type: ignore[arg-type]
+                  action=action, reason=reason, reviewer_key_id=str(uuid.uuid5(uuid.NAMESPACE_OID, who)),  # type: ignore[arg-type]
+                  reviewer_name=who, created_at=T0 + timedelta(minutes=minutes))
+
+
+@pytest.mark.parametrize(("reviews", "score", "auto_fail", "passed"), [
+    ([], 50.0, True, False),
+    # Dismissing the only auto-fail violation: the score (50) is still under the pass mark (60).
+    ([rv(V, "guarantee", "dismiss")], 50.0, False, False),
+    ([rv(V, "guarantee", "dismiss"), rv(C, "close", "override_pass", 1)], 100.0, False, True),
+    ([rv(C, "close", "override_pass")], 100.0, True, False),
+    ([rv(C, "greet", "override_fail"), rv(V, "guarantee", "dismiss", 1)], 30.0, False, False),
+    # The newest review of a target wins; restore returns to the automatic verdict.
+    ([rv(V, "guarantee", "dismiss"), rv(V, "guarantee", "restore", 5)], 50.0, True, False),
+    ([rv(C, "close", "override_pass"), rv(C, "close", "restore", 5)], 50.0, True, False),
+    # Order is by time, not by the order given.
+    ([rv(C, "close", "restore", 5), rv(C, "close", "override_pass")], 50.0, True, False),
+    # Auto-fail criterion: failing it by review fails the call.
+    ([rv(V, "guarantee", "dismiss"), rv(C, "close", "override_pass", 1),
+      rv(C, "verify", "override_fail", 2)], 70.0, True, False),
+])
+def test_apply_reviews_recomputes_the_reviewed_verdict(reviews, score, auto_fail, passed):
+    original = card()
+    out = apply_reviews(original, reviews, pass_mark=60.0, auto_fail_criteria={"verify"})
+    assert out["review"]["reviewed_score"] == score
+    assert out["review"]["reviewed_auto_fail"] is auto_fail
+    assert out["review"]["reviewed_passed"] is passed
+    # The automatic verdict stays as it was, and the input is not touched.
+    assert (out["score"], out["passed"], out["auto_fail"]) == (50.0, False, True)
+    assert original == card() and "review" not in original
+
+
+def test_review_items_keep_automatic_and_reviewed_verdicts_and_history():
+    reviews = [rv("criterion", "close", "override_pass", 0, "said in other words", "Ana"),
+               rv("criterion", "close", "override_fail", 3, "second listen: not said", "Ben"),
+               rv("violation", "guarantee", "dismiss", 4, "negated: nobody can guarantee", "Ben")]
+    out = apply_reviews(card(), reviews, pass_mark=60.0)
+    items = {i["id"]: i for i in out["review"]["items"]}
+    close = items["close"]
+    assert (close["automatic"], close["reviewed"], close["action"]) == ("fail", "fail", "override_fail")
+    assert close["reviewer"]["name"] == "Ben" and close["reason"] == "second listen: not said"
+    assert [h["action"] for h in close["history"]] == ["override_pass", "override_fail"]
+    assert [h["reviewer"] for h in close["history"]] == ["Ana", "Ben"]
+    assert (items["guarantee"]["automatic"], items["guarantee"]["reviewed"]) == ("violation", "dismissed")
+    assert out["review"]["reviewed"] is True and out["review"]["stale"] == []
+
+
+def test_reviews_of_targets_not_on_the_scorecard_are_kept_as_stale():
+    out = apply_reviews(card(), [rv("violation", "gone-after-rescore", "dismiss")], pass_mark=60.0)
+    assert out["review"]["items"] == []
+    assert [s["id"] for s in out["review"]["stale"]] == ["gone-after-rescore"]
+    assert out["review"]["reviewed_score"] == 50.0
+
+
+def test_override_of_a_criterion_that_did_not_apply_counts_it():
+    c = card(criteria=[
+        {"id": "a", "passed": True, "applicable": True, "points": 10.0, "max_points": 10.0},
+        {"id": "b", "passed": False, "applicable": False, "points": 0.0, "max_points": 10.0}],
+        violations=[], score=100.0, auto_fail=False, passed=True)
+    out = apply_reviews(c, [rv("criterion", "b", "override_fail")], pass_mark=80.0)
+    assert out["review"]["reviewed_score"] == 50.0 and out["review"]["reviewed_passed"] is False
+
+
+def test_without_a_pass_mark_an_unchanged_verdict_is_kept_and_a_changed_one_is_unknown():
+    assert apply_reviews(card(), [])["review"]["reviewed_passed"] is False
+    out = apply_reviews(card(), [rv("violation", "guarantee", "dismiss")])
+    assert out["review"]["reviewed_passed"] is None
+
+
+@pytest.mark.parametrize(("kind", "action", "reason", "ok"), [
+    ("criterion", "override_pass", "heard it", True),
+    ("criterion", "override_fail", "x", True),
+    ("criterion", "restore", "x", True),
+    ("violation", "dismiss", "x", True),
+    ("violation", "restore", "x", True),
+    ("criterion", "dismiss", "x", False),
+    ("violation", "override_pass", "x", False),
+    ("section", "restore", "x", False),
+    ("criterion", "override_pass", "   ", False),
+    ("violation", "dismiss", "", False),
+])
+def test_check_review(kind, action, reason, ok):
+    if ok:
+        check_review(kind, action, reason)
+    else:
+        with pytest.raises(ReviewError):
+            check_review(kind, action, reason)
+
+
+def test_rubric_terms_reads_pass_mark_and_auto_fail_criteria():
+    text = "id: r\nversion: '1'\npass_mark: 75\ncriteria:\n  - id: a\n    auto_fail: true\n  - id: b\n"
+    assert rubric_terms(text) == (75.0, frozenset({"a"}))
+    assert rubric_terms("- just a list") == (None, frozenset())
+
+
+# -- sampling ----------------------------------------------------------------------------------
+
+def test_sampling_is_deterministic_and_depends_on_agent_and_week():
+    d = date(2026, 11, 4)
+    cid = "7d1f4a52-0000-4000-8000-000000000001"
+    assert sample_fraction(cid, "agent-1", d) == sample_fraction(cid, "agent-1", d)
+    # Same ISO week (Mon 2 Nov .. Sun 8 Nov): same number; another week or agent: another number.
+    assert sample_fraction(cid, "agent-1", date(2026, 11, 8)) == sample_fraction(cid, "agent-1", d)
+    assert sample_fraction(cid, "agent-1", date(2026, 11, 9)) != sample_fraction(cid, "agent-1", d)
+    assert sample_fraction(cid, "agent-2", d) != sample_fraction(cid, "agent-1", d)
+    assert 0.0 <= sample_fraction(cid, "agent-1", d) < 1.0
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.10, 0.25, 1.0])
+def test_sampling_share_is_respected_per_agent_and_week(share):
+    n = 4000
+    for agent in ("agent-a", "agent-b"):
+        picked = sum(needs_review(str(uuid.UUID(int=i + 1)), agent, date(2026, 11, 3), False, share)
+                     for i in range(n))
+        # Binomial standard deviation at n=4000 is at most 0.8%; allow four of them.
+        assert abs(picked / n - share) <= 0.032
+    if share == 0.0:
+        assert picked == 0
+    if share == 1.0:
+        assert picked == n
+
+
+def test_every_auto_fail_is_marked_for_review():
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(500)]
+    assert all(needs_review(c, "agent-a", date(2026, 11, 3), True, 0.0) for c in ids)
+
+
+@pytest.mark.parametrize(("env", "share"), [
+    ({}, 0.10), ({"QA_REVIEW_SHARE": "0.25"}, 0.25), ({"QA_REVIEW_SHARE": "5%"}, 0.05),
+    ({"QA_REVIEW_SHARE": "0"}, 0.0), ({"QA_REVIEW_SHARE": " "}, 0.10),
+])
+def test_review_share_setting(env, share):
+    assert review_share(env) == pytest.approx(share)
+
+
+@pytest.mark.parametrize("bad", ["ten", "1.5", "-0.1", "150%"])
+def test_bad_review_share_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="QA_REVIEW_SHARE"):
+        review_share({"QA_REVIEW_SHARE": bad})
+
+
+# -- storage (SQLite and PostgreSQL) -----------------------------------------------------------
+
+@pytest.fixture
+def repo(database_url):
+    from qa_service.storage import open_repository
+
+    r = open_repository(database_url)
+    yield r
+    r.dispose()
+
+
+def stored_call(repo, *, agent: str = "agent-1", day: date = date(2026, 11, 3),
+                auto_fail: bool = False) -> str:
+    from qa_service.storage import NewCall
+
+    call, _ = repo.add_call(NewCall(id=str(uuid.uuid4()), agent_id=agent, call_date=day, rubric_id="r1",
+                                    rubric_version="1", policy_pack_id="p1", policy_pack_version="1"))
+    repo.finish_call(call.id, card(call_id=call.id, auto_fail=auto_fail))
+    return call.id
+
+
+def test_reviews_are_stored_in_order_and_kept(repo):
+    from qa_service.storage.review import add_review, call_reviews
+
+    cid = stored_call(repo)
+    first = add_review(repo.engine, Review(**{**rv(C, "close", "override_pass").__dict__, "call_id": cid}))
+    second = add_review(repo.engine, Review(**{**rv(C, "close", "restore", 2, who="Ben").__dict__,
+                                               "call_id": cid}))
+    assert second.id > first.id > 0
+    got = call_reviews(repo.engine, cid)
+    assert [(r.action, r.reviewer_name, r.reason) for r in got] == [
+        ("override_pass", "Ana", "checked the audio"), ("restore", "Ben", "checked the audio")]
+    assert got[0].created_at == T0 and got[0].created_at.tzinfo is not None
+    assert call_reviews(repo.engine, stored_call(repo)) == []
+
+
+def test_a_review_of_an_unknown_call_is_not_found(repo):
+    from qa_service.errors import NotFound
+    from qa_service.storage.review import add_review
+
+    with pytest.raises(NotFound):
+        add_review(repo.engine, Review(**{**rv(V, "x", "dismiss").__dict__, "call_id": str(uuid.uuid4())}))
+
+
+def test_the_database_refuses_an_empty_reason(repo):
+    import sqlalchemy as sa
+
+    from qa_service.storage.review import add_review
+
+    cid = stored_call(repo)
+    with pytest.raises(sa.exc.IntegrityError):
+        add_review(repo.engine, Review(**{**rv(V, "x", "dismiss", reason="  ").__dict__, "call_id": cid}))
+
+
+def test_queue_candidates_skip_reviewed_calls_and_filter(repo):
+    from qa_service.storage.review import add_review, queue_candidates, reviewed_call_ids
+
+    a1 = stored_call(repo, agent="a", auto_fail=True)
+    a2 = stored_call(repo, agent="a", day=date(2026, 11, 20))
+    b1 = stored_call(repo, agent="b")
+    add_review(repo.engine, Review(**{**rv(V, "guarantee", "dismiss").__dict__, "call_id": b1}))
+    assert reviewed_call_ids(repo.engine, [a1, a2, b1]) == {b1}
+    everything = {c.call_id: c for c in queue_candidates(repo.engine)}
+    assert set(everything) == {a1, a2}
+    assert everything[a1].auto_fail and not everything[a2].auto_fail
+    early = queue_candidates(repo.engine, agent_id="a", date_to=date(2026, 11, 10))
+    assert [c.call_id for c in early] == [a1]
+    assert [c.call_id for c in queue_candidates(repo.engine, date_from=date(2026, 11, 10))] == [a2]
