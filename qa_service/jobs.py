@@ -157,7 +157,11 @@ def _process(call_id: str) -> str:
         # worker held it) and the call was queued again. Keep that scorecard, add no second version.
         log.warning("call %s was finished by another run meanwhile; discarding this result", call_id)
         return call_id
-    repo.finish_call(call_id, card)
+    stored = repo.finish_call(call_id, card)
+    from qa_service.notify import notify_scored
+
+    notify_scored(settings, call, stored, card)  # enqueues the outgoing webhooks, if set; never raises
+    _record_stage_seconds(card)
     _discard_input(call, repo, settings)
     log.info("call %s done in %.1f s", call_id, time.monotonic() - started)
     return call_id
@@ -298,6 +302,17 @@ def _input(call: StoredCall, repo: Repository, settings: Settings) -> Path:
                      "folder is not shared with this worker); submit it again")
 
 
+def _record_stage_seconds(card: dict[str, Any]) -> None:
+    """Add the call's stage times to the totals /metrics reports (only when run by an RQ worker)."""
+    from rq import get_current_job
+
+    from qa_service.observe import record_stage_seconds
+
+    job = get_current_job()
+    if job is not None:
+        record_stage_seconds(job.connection, card.get("models", {}).get("stage_seconds") or {})
+
+
 def _discard_input(call: StoredCall, repo: Repository, settings: Settings) -> None:
     keep = settings.keep_raw_transcript if call.input_kind == "transcript" else settings.keep_raw_audio
     if keep:
@@ -399,6 +414,9 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
     except RedisError as exc:
         raise ConfigError(f"cannot reach Redis at QA_REDIS_URL ({type(exc).__name__})") from None
     queue = Queue(settings.queue_name, connection=connection)
+    from qa_service import notify
+
+    notify_queue = Queue(notify.queue_name(settings), connection=connection)
     reconcile(repo, queue, timeout=settings.job_timeout_s)
 
     class CallWorker(SimpleWorker):
@@ -410,11 +428,16 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
                 reconcile(repo, queue, timeout=settings.job_timeout_s)
             except Exception:  # maintenance must never stop the worker; try again next round
                 log.exception("reconciling lost calls failed")
+            try:
+                notify.enqueue_due_retries(notify_queue)
+            except Exception:
+                log.exception("queueing webhook retries failed")
 
     worked = False
     while True:
         # A short worker TTL makes an idle worker wake (and run maintenance) every MAINTENANCE_S or so.
-        worker = CallWorker([queue], connection=connection, worker_ttl=MAINTENANCE_S + 15,
+        # Webhook deliveries first: they take a second, a call can take many minutes.
+        worker = CallWorker([notify_queue, queue], connection=connection, worker_ttl=MAINTENANCE_S + 15,
                             maintenance_interval=MAINTENANCE_S)
         try:
             worked = worker.work(burst=burst, logging_level="INFO") or worked

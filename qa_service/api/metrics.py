@@ -2,7 +2,7 @@
 
 Counts only: no ids, names or transcript text appear in labels. Values are read at scrape time
 from the database and Redis, so every API process reports the same numbers. Stage durations are
-not stored with scorecards, so they are left to the worker's own metrics.
+totals that workers keep in Redis (`qa_service.observe`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from qa_service import __version__
+from qa_service.observe import stage_totals
 from qa_service.storage.repository import CALL_STATUSES
 from qa_service.storage.views import Views
 
@@ -39,6 +40,15 @@ class Exposition:
             label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
             self.lines.append(f"{name}{{{label_text}}} {_number(value)}" if label_text
                               else f"{name} {_number(value)}")
+
+    def summary(self, name: str, help_text: str, samples: list[tuple[dict[str, str], float, int]]) -> None:
+        """Add a summary without quantiles: `<name>_sum` and `<name>_count` per label set."""
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} summary")
+        for labels, total, count in samples:
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            self.lines.append(f"{name}_sum{{{label_text}}} {_number(total)}")
+            self.lines.append(f"{name}_count{{{label_text}}} {_number(count)}")
 
     def text(self) -> str:
         """The whole exposition, newline-terminated."""
@@ -87,6 +97,14 @@ def collect(repo: Any, queue: Any) -> str:
         name = str(getattr(queue, "name", "calls"))
         out.metric("qa_queue_jobs", "gauge", "RQ jobs in the calls queue, by state.",
                    [({"queue": name, "state": state}, n) for state, n in queue_samples.items()])
+        try:
+            stages = stage_totals(queue.connection)
+        except Exception as exc:  # Redis went away between the two reads
+            log.warning("metrics: stage durations unreadable (%s)", type(exc).__name__)
+            stages = {}
+        if stages:
+            out.summary("qa_stage_duration_seconds", "Time spent in each pipeline stage, over all calls.",
+                        [({"stage": stage}, total, count) for stage, (total, count) in stages.items()])
     return out.text()
 
 
