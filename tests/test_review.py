@@ -250,3 +250,133 @@ def test_queue_candidates_skip_reviewed_calls_and_filter(repo):
     early = queue_candidates(repo.engine, agent_id="a", date_to=date(2026, 11, 10))
     assert [c.call_id for c in early] == [a1]
     assert [c.call_id for c in queue_candidates(repo.engine, date_from=date(2026, 11, 10))] == [a2]
+
+
+# -- API ---------------------------------------------------------------------------------------
+
+API_CARD = {
+    "format": "scorecard/v1", "score": 25.0, "passed": False, "auto_fail": True,
+    "rubric": {"id": "harbourline-intake", "version": "2026.10"},
+    "transcript": [{"speaker": "agent", "start": 0.0, "end": 2.0, "text": "we guarantee approval"}],
+    "criteria": [
+        {"id": "greeting", "passed": True, "applicable": True, "points": 10.0, "max_points": 10.0},
+        {"id": "recording_notice", "passed": False, "applicable": True, "points": 0.0, "max_points": 10.0},
+        {"id": "identity_check", "passed": False, "applicable": True, "points": 0.0, "max_points": 20.0},
+    ],
+    "violations": [{"id": "promises_result", "kind": "prohibited", "auto_fail": True, "start": 0.0,
+                    "end": 2.0, "speaker": "agent", "text": "we guarantee approval"}],
+}
+
+
+@pytest.fixture
+def api(make_settings, redis_url, redis_conn):
+    from tests.test_api import Api, seed_rules
+
+    a = Api(make_settings(redis_url=redis_url), redis_conn)
+    seed_rules(a.repo)
+    return a
+
+
+def scored(api, **card) -> str:
+    call_id = api.submit().json()["id"]
+    api.repo.start_call(call_id)
+    api.repo.finish_call(call_id, {**API_CARD, **card})
+    return call_id
+
+
+def post(api, call_id, role="qa", **body):
+    payload = {"target": "criterion", "id": "recording_notice", "action": "override_pass",
+               "reason": "notice given before the recording started"} | body
+    return api.client.post(f"/v1/calls/{call_id}/reviews", json=payload, headers=api.h(role))
+
+
+@pytest.mark.parametrize(("role", "status"), [("qa", 201), ("admin", 201), ("supervisor", 403),
+                                              ("telephony", 403)])
+def test_who_may_review(api, role, status):
+    assert post(api, scored(api), role).status_code == status
+
+
+def test_review_errors(api):
+    call_id = scored(api)
+    assert post(api, str(uuid.uuid4())).status_code == 404
+    assert post(api, call_id, id="no_such_criterion").status_code == 404
+    assert post(api, call_id, target="violation", id="greeting", action="dismiss").status_code == 404
+    assert post(api, call_id, reason="").status_code == 422
+    assert post(api, call_id, reason="   ").status_code == 422
+    assert post(api, call_id, action="dismiss").status_code == 422
+    assert post(api, call_id, target="section").status_code == 422
+    unscored = api.submit().json()["id"]
+    assert post(api, unscored).status_code == 404
+    assert api.client.post(f"/v1/calls/{call_id}/reviews", json={"target": "criterion"},
+                           headers=api.h()).status_code == 422
+    assert api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json() == []
+
+
+def test_reviews_change_the_reviewed_verdict_and_keep_the_automatic_one(api):
+    call_id = scored(api)
+    r = post(api, call_id)
+    assert r.status_code == 201
+    assert r.json()["review"]["reviewer"]["name"] == "qa key"
+    assert r.json()["result"]["reviewed_score"] == 50.0 and r.json()["result"]["reviewed_passed"] is False
+    post(api, call_id, role="admin", id="identity_check", reason="checked the date of birth")
+    r = post(api, call_id, target="violation", id="promises_result", action="dismiss",
+             reason="said: nobody can guarantee approval")
+    assert r.json()["result"]["reviewed_passed"] is True
+
+    card = api.client.get(f"/v1/calls/{call_id}/scorecard/reviewed", headers=api.h("supervisor")).json()
+    assert (card["score"], card["passed"], card["auto_fail"]) == (25.0, False, True)
+    review = card["review"]
+    verdict = (review["reviewed_score"], review["reviewed_passed"], review["reviewed_auto_fail"])
+    assert verdict == (100.0, True, False)
+    items = {i["id"]: i for i in review["items"]}
+    assert items["identity_check"]["reviewer"]["name"] == "admin key"
+    assert (items["promises_result"]["automatic"], items["promises_result"]["reviewed"]) == ("violation",
+                                                                                              "dismissed")
+    # The stored automatic scorecard is unchanged.
+    plain = api.client.get(f"/v1/calls/{call_id}/scorecard", headers=api.h()).json()
+    assert plain == API_CARD
+
+    # A second opinion supersedes the first; both stay in the history.
+    post(api, call_id, action="override_fail", reason="notice came after personal details")
+    card = api.client.get(f"/v1/calls/{call_id}/scorecard/reviewed", headers=api.h()).json()
+    notice = next(i for i in card["review"]["items"] if i["id"] == "recording_notice")
+    assert [h["action"] for h in notice["history"]] == ["override_pass", "override_fail"]
+    assert notice["reviewed"] == "fail" and card["review"]["reviewed_passed"] is False
+    listed = api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h("supervisor")).json()
+    assert [x["action"] for x in listed] == ["override_pass", "override_pass", "dismiss", "override_fail"]
+    assert api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h("telephony")).status_code == 403
+
+
+def test_review_queue_lists_auto_fails_and_the_sample_until_reviewed(api, monkeypatch):
+    failed = scored(api)
+    fine = [scored(api, score=90.0, passed=True, auto_fail=False, violations=[]) for _ in range(3)]
+    r = api.client.get("/v1/review-queue", headers=api.h("supervisor"))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["share"] == 0.10
+    by_id = {c["call_id"]: c for c in body["calls"]}
+    assert by_id[failed]["why"] == "auto_fail"
+    sampled = {c for c in fine if needs_review(c, "agent-mira", date(2026, 10, 14), False, 0.10)}
+    assert set(by_id) == {failed} | sampled
+    post(api, failed, target="violation", id="promises_result", action="dismiss", reason="negated")
+    assert failed not in {c["call_id"] for c in api.client.get(
+        "/v1/review-queue", headers=api.h()).json()["calls"]}
+    assert api.client.get("/v1/review-queue?agent_id=someone-else", headers=api.h()).json()["count"] == 0
+    assert api.client.get("/v1/review-queue?from=2026-10-15", headers=api.h()).json()["count"] == 0
+    assert api.client.get("/v1/review-queue", headers=api.h("telephony")).status_code == 403
+
+    monkeypatch.setenv("QA_REVIEW_SHARE", "1")
+    from tests.test_api import Api
+
+    everything = Api(api.settings, api.queue.connection)
+    assert set(c["call_id"] for c in everything.client.get(
+        "/v1/review-queue", headers=everything.h()).json()["calls"]) == set(fine)
+
+
+def test_a_bad_review_share_stops_start_up(make_settings, monkeypatch):
+    from qa_service.api import create_app
+    from qa_service.errors import ConfigError
+
+    monkeypatch.setenv("QA_REVIEW_SHARE", "lots")
+    with pytest.raises(ConfigError, match="QA_REVIEW_SHARE"):
+        create_app(make_settings(), queue=object())

@@ -94,6 +94,9 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.mount("/static", web.static_files(), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + BODY_SLACK_BYTES,
                        upload_limit=settings.max_upload_bytes)
+    from qa_service.api import review
+
+    review.install(app)  # review routes and the audit trail (outermost, so it sees every answer)
 
     @app.exception_handler(QAServiceError)
     async def _service_error(request: Request, exc: QAServiceError) -> JSONResponse:

@@ -6,6 +6,7 @@ it and the earlier one stays as history), and audit rows are never changed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -72,7 +73,7 @@ def add_review(engine: Engine, review: Review) -> Review:
         if conn.execute(sa.select(t.calls.c.id).where(t.calls.c.id == review.call_id)).first() is None:
             raise NotFound(f"no call with id {review.call_id!r}")
         new_id = conn.execute(t.reviews.insert().values(**values).returning(t.reviews.c.id)).scalar_one()
-    return Review(**{**values, "created_at": _utc(review.created_at)}, id=int(new_id))
+    return dataclasses.replace(review, created_at=_utc(review.created_at), id=int(new_id))
 
 
 def call_reviews(engine: Engine, call_id: str) -> list[Review]:
