@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     allow_private_urls: bool = False
     job_timeout_s: int = 3600
+    # Signed POSTs on call.scored and violation.detected (qa_service/notify.py); unset means none.
+    outgoing_webhook_url: str | None = None
+    outgoing_webhook_secret: str | None = None
+    # Requests per minute per API key, counted in Redis across API processes; 0 turns the limit off.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
 
     @model_validator(mode="after")
     def _kept_inputs_are_encrypted(self) -> Settings:
