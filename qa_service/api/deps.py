@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from qa_service.api.ratelimit import limit_rate
 from qa_service.auth import require_role, verify_key
 from qa_service.settings import Settings
 from qa_service.storage.repository import Repository, StoredKey
@@ -30,12 +31,12 @@ def get_queue(request: Request) -> Any:
 
 
 def requires(*roles: str) -> Any:
-    """A dependency that lets through keys with one of these roles (or admin): 401 / 403 otherwise."""
+    """A dependency that lets through keys with one of these roles (or admin): 401 / 403 / 429 otherwise."""
 
     def check(request: Request,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> StoredKey:
         key = credentials.credentials if credentials is not None else None
-        return require_role(verify_key(get_repo(request), key), roles)
+        return require_role(limit_rate(request, verify_key(get_repo(request), key)), roles)
 
     return Depends(check)
 
