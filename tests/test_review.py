@@ -380,3 +380,51 @@ def test_a_bad_review_share_stops_start_up(make_settings, monkeypatch):
     monkeypatch.setenv("QA_REVIEW_SHARE", "lots")
     with pytest.raises(ConfigError, match="QA_REVIEW_SHARE"):
         create_app(make_settings(), queue=object())
+
+
+# -- the call page -----------------------------------------------------------------------------
+
+def signed_in_client(api, role):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(api.app)
+    r = client.post("/sign-in", data={"api_key": api.keys[role]}, follow_redirects=False)
+    assert r.status_code == 303
+    return client
+
+
+def test_review_from_the_call_page(api):
+    call_id = scored(api)
+    qa = signed_in_client(api, "qa")
+    page = qa.get(f"/calls/{call_id}")
+    assert page.status_code == 200 and f'action="/calls/{call_id}/reviews"' in page.text
+    assert 'id="reviewed-verdict"' not in page.text
+
+    form = {"target": "violation", "id": "promises_result", "action": "dismiss",
+            "reason": "negated in context"}
+    r = qa.post(f"/calls/{call_id}/reviews", data=form, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/calls/{call_id}#violations"
+    page = qa.get(f"/calls/{call_id}").text
+    assert 'data-review="violation-promises_result"' in page and "negated in context" in page
+    assert 'id="reviewed-verdict"' in page
+    [stored] = api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json()
+    assert (stored["action"], stored["reviewer"]["name"]) == ("dismiss", "qa key")
+
+    assert qa.post(f"/calls/{call_id}/reviews", data={**form, "reason": " "}).status_code == 422
+    assert qa.post(f"/calls/{call_id}/reviews", data={**form, "id": "nope"}).status_code == 404
+    assert qa.post(f"/calls/{call_id}/reviews", data=form,
+                   headers={"Origin": "https://elsewhere.example"}).status_code == 403
+
+    supervisor = signed_in_client(api, "supervisor")
+    assert f'action="/calls/{call_id}/reviews"' not in supervisor.get(f"/calls/{call_id}").text
+    assert supervisor.post(f"/calls/{call_id}/reviews", data=form).status_code == 403
+    assert len(api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json()) == 1
+    # The web review is in the audit log under the reviewer's key.
+    with api.repo.engine.connect() as conn:
+        import sqlalchemy as sa
+
+        from qa_service.storage import tables as t
+
+        actions = [(r.action, r.key_name, r.details) for r in conn.execute(
+            sa.select(t.audit_log).where(t.audit_log.c.target_id == call_id).order_by(t.audit_log.c.id))]
+    assert ("review", "qa key", "status=303") in actions and ("read_call", "qa key", "status=200") in actions

@@ -33,7 +33,7 @@ from qa_service.review import (
     rubric_terms,
 )
 from qa_service.storage import review as store
-from qa_service.storage.repository import Repository, StoredKey
+from qa_service.storage.repository import Repository, StoredKey, StoredScorecard
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["review"])
@@ -65,8 +65,8 @@ def _engine(repo: Repository) -> Engine:
     return engine  # type: ignore[no-any-return]
 
 
-def _reviewed_card(repo: Repository, call_id: str) -> dict[str, Any]:
-    stored = repo.get_scorecard(call_id)
+def reviewed_card(repo: Repository, stored: StoredScorecard) -> dict[str, Any]:
+    """A stored scorecard with its `review` section (pass mark and auto-fail criteria from its rubric)."""
     try:
         rubric = repo.get_rules("rubric", stored.rubric_id, stored.rubric_version)
         pass_mark, auto_fail = rubric_terms(rubric.text)
@@ -78,21 +78,27 @@ def _reviewed_card(repo: Repository, call_id: str) -> dict[str, Any]:
     return card
 
 
-@router.post("/v1/calls/{call_id}/reviews", status_code=201)
-def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey) -> dict[str, Any]:
-    """Override a criterion or dismiss a violation of the call's latest scorecard, with a reason."""
+def add_review(repo: Repository, key: StoredKey, call_id: str, target: str, target_id: str, action: str,
+               reason: str) -> tuple[Review, dict[str, Any]]:
+    """Check and store a review of the call's latest scorecard; the review and the reviewed scorecard."""
     try:
-        check_review(body.target, body.action, body.reason)
+        check_review(target, action, reason)
     except ReviewError as exc:
         raise BadReview(str(exc)) from None
     stored = repo.get_scorecard(call_id)
-    if not has_target(stored.data, body.target, body.id):
-        raise NotFound(f"the call's scorecard has no {body.target} {body.id!r}")
+    if not has_target(stored.data, target, target_id):
+        raise NotFound(f"the call's scorecard has no {target} {target_id!r}")
     review = store.add_review(_engine(repo), Review(
-        call_id=stored.call_id, scorecard_version=stored.version, target_kind=body.target, target_id=body.id,
-        action=body.action, reason=body.reason.strip(), reviewer_key_id=key.id, reviewer_name=key.name,
-        created_at=datetime.now(UTC)))
-    card = _reviewed_card(repo, stored.call_id)
+        call_id=stored.call_id, scorecard_version=stored.version, target_kind=target,  # type: ignore[arg-type]
+        target_id=target_id, action=action, reason=reason.strip(),  # type: ignore[arg-type]
+        reviewer_key_id=key.id, reviewer_name=key.name, created_at=datetime.now(UTC)))
+    return review, reviewed_card(repo, stored)
+
+
+@router.post("/v1/calls/{call_id}/reviews", status_code=201)
+def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey) -> dict[str, Any]:
+    """Override a criterion or dismiss a violation of the call's latest scorecard, with a reason."""
+    review, card = add_review(repo, key, call_id, body.target, body.id, body.action, body.reason)
     return {"review": review.to_dict(), "result": {k: v for k, v in card["review"].items() if k != "items"}}
 
 
@@ -106,7 +112,7 @@ def get_reviews(call_id: str, repo: RepoDep, _key: ReadScoresKey) -> list[dict[s
 @router.get("/v1/calls/{call_id}/scorecard/reviewed")
 def get_reviewed_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey) -> dict[str, Any]:
     """The latest scorecard with its `review` section: automatic and reviewed verdicts, who, when, why."""
-    return _reviewed_card(repo, call_id)
+    return reviewed_card(repo, repo.get_scorecard(call_id))
 
 
 @router.get("/v1/review-queue")
@@ -176,6 +182,7 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", r"^/v1/webhooks/telephony$", "submit_call", "call"),
     ("POST", rf"^/v1/calls/{_ID}/retry$", "retry_call", "call"),
     ("POST", rf"^/v1/calls/{_ID}/reviews$", "review", "call"),
+    ("POST", rf"^/calls/{_ID}/reviews$", "review", "call"),
     ("POST", r"^/v1/rubrics$", "put_rules", "rubric"),
     ("POST", r"^/v1/policy-packs$", "put_rules", "policy_pack"),
     ("GET", r"^/v1/audit$", "read_audit", None),
@@ -280,5 +287,8 @@ def install(app: FastAPI) -> None:
         app.state.review_share = review_share()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    from qa_service.web import review as web_review
+
     app.include_router(router)
+    app.include_router(web_review.router)
     app.add_middleware(AuditTrail)

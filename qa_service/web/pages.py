@@ -26,6 +26,7 @@ from qa_service.errors import AuthError, Forbidden, NotFound
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.storage.views import Filters, Page
 from qa_service.web import callview, charts
+from qa_service.web.review import may_review, page_review
 from qa_service.web.session import COOKIE_NAME, MAX_AGE_S, make_token, read_token, session_secret
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,7 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
     return _render(request, "call.html", {
         "key": key, "call": call, "card": card, "data": card.data if card else {}, "view": view,
         "audio": audio, "selected": c, "selected_violation": v,
+        "review": page_review(repo, card) if card is not None else None, "can_review": may_review(key.role),
     })
 
 
