@@ -290,13 +290,19 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     from qa_service.rules.load import load_policy_pack, load_rubric
 
     settings = Settings()
+    repo = _repository(settings)
     rubric = load_rubric(args.rubric)
     policies = load_policy_pack(args.policies) if args.policies else None
     with tqdm(desc="rescoring", unit="call", file=sys.stderr) as bar:
-        report = rescore_stored(_repository(settings), rubric, policies, spacy.load(settings.spacy_model),
+        report = rescore_stored(repo, rubric, policies, spacy.load(settings.spacy_model),
                                 since=args.since, until=args.until, store=not args.dry_run,
                                 progress=bar.update)
     summary = report.summary()
+    if not args.dry_run:
+        from qa_service.storage.review import audit
+
+        audit(repo.engine, "rescore", key_name="cli", role="admin", target_kind="rubric",
+              target_id=rubric.id, details=f"version={rubric.version} calls={summary['calls']}")
     if args.report:
         args.report.write_text(json.dumps(summary, indent=2))
     print(format_impact(summary, rubric, dry_run=args.dry_run))
@@ -376,9 +382,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Create an API key and print it alone on the last line."""
-    from qa_service.auth import create_key
+    import getpass
 
-    key = create_key(_repository(Settings()), role=args.role, name=args.name)
+    from qa_service.auth import create_key
+    from qa_service.storage.review import audit
+
+    repo = _repository(Settings())
+    key = create_key(repo, role=args.role, name=args.name)
+    # Who ran the command on which machine: the command line has no API key of its own.
+    audit(repo.engine, "create_key", key_name=f"cli:{getpass.getuser()}", role="admin", target_kind="key",
+          details=f"role={args.role} name={args.name}"[:200])
     print(f"created {args.role} key {args.name!r}; store it now, it is not shown again:", file=sys.stderr)
     print(key)
     return 0

@@ -130,3 +130,22 @@ def test_summary_formats() -> None:
     assert "greeting" in text and '01:15.2 (agent): "I can guarantee your permit"' in text
     table = format_table([card])
     assert "c1" in table and "AUTO" in table and "promises_result" in table
+
+
+def test_keys_create_prints_the_key_alone_and_audits_it(env: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "create", "--role", "supervisor", "--name", "night shift"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    key = out[-1]
+    assert len(out) == 1 and len(key) > 20 and " " not in key
+
+    from qa_service.auth import verify_key
+    from qa_service.settings import Settings
+    from qa_service.storage import open_repository
+    from qa_service.storage.review import audit_entries
+
+    repo = open_repository(Settings().database_url)
+    assert verify_key(repo, key).role == "supervisor"
+    entries = audit_entries(repo.engine)
+    assert [(e.action, e.details) for e in entries] == [("create_key", "role=supervisor name=night shift")]
+    assert key not in str(entries)
