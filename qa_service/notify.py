@@ -106,7 +106,7 @@ def events_for(call: StoredCall, stored: StoredScorecard, card: dict[str, Any]) 
             "start": v.get("start"), "end": v.get("end"), "detail": v.get("detail"),
         }
         payload: dict[str, Any] = {"event": VIOLATION_DETECTED, "occurred_at": occurred_at, **call_fields,
-                   "violation": violation}
+                                   "violation": violation}
         out.append((VIOLATION_DETECTED, delivery_id(call.id, stored.version, VIOLATION_DETECTED, index),
                     payload))
     return out

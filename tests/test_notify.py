@@ -289,3 +289,19 @@ def test_a_processed_call_sends_its_webhooks(env, receiver):
     assert spoken
     for _, body in receiver.received:
         assert not any(text.encode() in body for text in spoken)
+
+
+def test_the_worker_works_the_notify_queue_and_brings_back_due_retries(env, receiver, monkeypatch):
+    settings, repo, queue = env
+    monkeypatch.setattr(jobs, "engines", lambda: None)  # no calls to score here; skip loading the models
+    receiver.statuses[:] = [500]
+    call, stored = stored_call(repo)
+    (job_id,) = notify.enqueue_events(queue, notify.events_for(call, stored, card_with_violations())[:1])
+
+    assert jobs.run_worker(settings, burst=True)  # attempt 1: HTTP 500, a retry is scheduled
+    assert len(receiver.received) == 1
+    wait_until(lambda: Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.SCHEDULED
+               and queue.scheduled_job_registry.get_jobs_to_schedule(), timeout=5, interval=0.1, what="due")
+    assert jobs.run_worker(settings, burst=True)  # its maintenance puts the due retry back, then runs it
+    assert len(receiver.received) == 2
+    assert Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.FINISHED
