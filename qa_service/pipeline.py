@@ -127,12 +127,13 @@ def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, poli
         redacted = engines.redactor.redact(transcript)
     with _timed(timings, "score"):
         result = score(transcript, rubric, policies, engines.nlp, meta.call_date)
-    card = build_scorecard(meta, transcript, redacted, result, rubric, policies, call_metrics(transcript))
-    return replace(card, models={**card.models, "stage_seconds": timings})
+    return build_scorecard(meta, transcript, redacted, result, rubric, policies, call_metrics(transcript),
+                           stage_seconds=timings)
 
 
 def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, result: ScoreResult,
-                    rubric: Any, policies: Any, metrics: dict[str, Any]) -> Scorecard:
+                    rubric: Any, policies: Any, metrics: dict[str, Any], *,
+                    stage_seconds: dict[str, float] | None = None) -> Scorecard:
     """Assemble the stored scorecard; evidence text is taken from the redacted transcript."""
     segments = redacted.transcript.segments
     result = redact_evidence(result, redacted)
@@ -152,7 +153,7 @@ def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, 
         transcript=segments,
         redactions=redacted.redactions,
         result=result,
-        models={"asr": transcript.model, "source": transcript.source},
+        models={"asr": transcript.model, "source": transcript.source, "stage_seconds": stage_seconds or {}},
         metrics=metrics,
         warnings=warnings,
     )
