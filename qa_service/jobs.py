@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa_service.errors import ConfigError, InputError, QAServiceError
+from qa_service.errors import ConfigError, InputError, QAServiceError, TransientError
 from qa_service.settings import Settings
 from qa_service.storage.inputs import (
     SEALED_SUFFIX,
@@ -54,6 +54,9 @@ JOB_PATH = "qa_service.jobs.process_call"
 # A call that stopped mid-processing this many times (worker killed, machine lost) is failed
 # instead of being handed to the next worker again.
 MAX_ATTEMPTS = 3
+# A transient failure (recording download, database, storage) is tried again after a pause that
+# grows fourfold each time, up to MAX_ATTEMPTS runs in all; then the call fails with the reason.
+TRANSIENT_BACKOFF_S = 30.0
 # A worker holds a lease on the call it processes; a dead worker's lease lapses after LEASE_TTL_S.
 LEASE_TTL_S = 30
 LEASE_REFRESH_S = 10
@@ -149,6 +152,14 @@ def _process(call_id: str) -> str:
         _discard_input(call, repo, settings)
         log.warning("call %s failed: unusable input (%s)", call_id, type(exc).__name__)
         return call_id
+    except TransientError as exc:
+        if call.attempts < MAX_ATTEMPTS:
+            delay = _retry_later(call_id, call.attempts)
+            log.warning("call %s: transient failure (%s); trying again in %.0f s", call_id,
+                        type(exc).__name__, delay)
+            return call_id
+        repo.fail_call(call_id, f"{exc}; gave up after {call.attempts} attempts, retry when fixed")
+        raise
     except Exception as exc:
         repo.fail_call(call_id, f"{_reason(exc, settings)}; the worker log has the details, retry when fixed")
         raise
@@ -302,6 +313,33 @@ def _input(call: StoredCall, repo: Repository, settings: Settings) -> Path:
                      "folder is not shared with this worker); submit it again")
 
 
+def retry_job_id(call_id: str, attempt: int) -> str:
+    """The RQ job id of the retry scheduled after a call's `attempt`-th run failed transiently."""
+    return f"{call_id}-retry{attempt}"
+
+
+def _retry_later(call_id: str, attempt: int) -> float:
+    """Queue the call again after a backoff (RQ's scheduled registry); returns the delay in seconds."""
+    from datetime import timedelta
+
+    from rq import Queue, get_current_job
+
+    _repo().requeue_call(call_id)
+    delay = TRANSIENT_BACKOFF_S * 4 ** (attempt - 1)
+    job = get_current_job()
+    connection = job.connection if job is not None else _redis()
+    queue = Queue(_settings().queue_name, connection=connection)
+    queue.enqueue_in(timedelta(seconds=delay), JOB_PATH, call_id, job_id=retry_job_id(call_id, attempt),
+                     job_timeout=_settings().job_timeout_s, description=f"process call {call_id} again")
+    return delay
+
+
+def _redis() -> Redis:
+    from redis import Redis
+
+    return Redis.from_url(_settings().redis_url)
+
+
 def _record_stage_seconds(card: dict[str, Any]) -> None:
     """Add the call's stage times to the totals /metrics reports (only when run by an RQ worker)."""
     from rq import get_current_job
@@ -348,6 +386,10 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
             status, started_at = None, None
         # Waiting in the queue, or started so recently that the worker may not hold the lease yet.
         if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            continue
+        # Waiting out a backoff after a transient failure.
+        retry = retry_job_id(call.id, call.attempts)
+        if call.status == "queued" and Job.exists(retry, connection=connection):
             continue
         if (status == JobStatus.STARTED and not holder_died and started_at is not None
                 and _age_s(started_at) < LEASE_TTL_S):
@@ -430,8 +472,9 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
                 log.exception("reconciling lost calls failed")
             try:
                 notify.enqueue_due_retries(notify_queue)
+                notify.enqueue_due_retries(queue)  # calls waiting out a transient failure
             except Exception:
-                log.exception("queueing webhook retries failed")
+                log.exception("queueing retries failed")
 
     worked = False
     while True:

@@ -517,3 +517,62 @@ def test_a_lease_lost_in_redis_is_taken_again_and_the_row_touched(redis_conn, mo
     assert len(touched) >= 2
     lease.release()
     assert not redis_conn.exists(key)
+
+
+def _flaky_score(failures: int):
+    """A stand-in for the pipeline that fails transiently `failures` times, then scores for real."""
+    real = jobs._score
+    calls = {"n": 0}
+
+    def score(call, repo, settings):
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise TransientError("the recording server answered HTTP 503")
+        return real(call, repo, settings)
+
+    return score
+
+
+def test_transient_failure_is_tried_again_after_a_backoff(env, redis_conn, monkeypatch):
+    from qa_service.notify import enqueue_due_retries
+
+    settings, repo, queue = env
+    monkeypatch.setattr(jobs, "_score", _flaky_score(failures=1))
+    monkeypatch.setattr(jobs, "TRANSIENT_BACKOFF_S", 0.0)
+    call = add_call(repo, settings)
+    jobs.enqueue_call(queue, call.id)
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    waiting = repo.get_call(call.id)
+    assert (waiting.status, waiting.attempts) == ("queued", 1)  # waiting out its backoff, not failed
+    assert jobs.reconcile(repo, queue) == []  # the scheduled retry is not mistaken for a lost job
+    assert enqueue_due_retries(queue) == 1  # the worker's maintenance brings it back when due
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    done = repo.get_call(call.id)
+    assert (done.status, done.attempts) == ("done", 2)
+    assert repo.get_scorecard(call.id).version == 1
+
+
+def test_transient_failures_give_up_after_the_last_attempt(env, redis_conn, monkeypatch):
+    from qa_service.notify import enqueue_due_retries
+
+    settings, repo, queue = env
+    monkeypatch.setattr(jobs, "_score", _flaky_score(failures=99))
+    monkeypatch.setattr(jobs, "TRANSIENT_BACKOFF_S", 0.0)
+    call = add_call(repo, settings)
+    jobs.enqueue_call(queue, call.id)
+    for _ in range(jobs.MAX_ATTEMPTS):
+        SimpleWorker([queue], connection=redis_conn).work(burst=True)
+        enqueue_due_retries(queue)
+    failed = repo.get_call(call.id)
+    assert (failed.status, failed.attempts) == ("failed", jobs.MAX_ATTEMPTS)
+    assert "HTTP 503" in failed.failure_reason
+    assert f"after {jobs.MAX_ATTEMPTS} attempts" in failed.failure_reason
+
+
+def test_backoff_grows_fourfold(env, monkeypatch):
+    settings, repo, queue = env
+    call = add_call(repo, settings)
+    assert [jobs._retry_later(call.id, n) for n in (1, 2)] == [jobs.TRANSIENT_BACKOFF_S,
+                                                               4 * jobs.TRANSIENT_BACKOFF_S]
+    scheduled = queue.scheduled_job_registry.get_job_ids()
+    assert sorted(scheduled) == [jobs.retry_job_id(call.id, 1), jobs.retry_job_id(call.id, 2)]
