@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--call-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
     rt.set_defaults(func=cmd_rubric_try)
 
+    rt_ = sub.add_parser("retry", help="queue failed calls again (by id or external call id)")
+    rt_.add_argument("calls", nargs="+", metavar="CALL_ID")
+    rt_.set_defaults(func=cmd_retry)
+
     demo = sub.add_parser("demo", help="score the sample calls (through the queue when Redis answers)")
     demo.set_defaults(func=cmd_demo)
     return p
@@ -371,6 +375,29 @@ def cmd_rubric_try(args: argparse.Namespace) -> int:
     print(f"score {result.score:.1f}, {'PASS' if result.passed else 'FAIL'}"
           + (" (auto-fail)" if result.auto_fail else ""))
     return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Queue failed calls again; a worker picks them up."""
+    from redis import Redis
+    from rq import Queue
+
+    from qa_service.jobs import enqueue_call, retry_failed_call
+
+    settings = Settings()
+    repo = _repository(settings)
+    queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
+    refused = 0
+    for name in args.calls:
+        try:
+            call = repo.find_call(name) or repo.get_call(name)
+            call = retry_failed_call(repo, call.id)
+            enqueue_call(queue, call.id, timeout=settings.job_timeout_s)
+            print(f"{name}: queued again as {call.id}")
+        except QAServiceError as exc:
+            refused += 1
+            print(f"{name}: {exc}", file=sys.stderr)
+    return 1 if refused else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

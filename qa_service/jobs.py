@@ -120,6 +120,18 @@ def enqueue_call(queue: Queue, call_id: str, *, timeout: int | None = None) -> J
     )
 
 
+def retry_failed_call(repo: Repository, call_id: str) -> StoredCall:
+    """Put a failed call back to queued (the caller enqueues it); Conflict when it cannot be retried."""
+    from qa_service.errors import Conflict
+
+    call = repo.get_call(call_id)
+    if call.status != "failed":
+        raise Conflict(f"only failed calls can be retried; this one is {call.status}")
+    if not call.input_url and not (call.input_path and Path(call.input_path).is_file()):
+        raise Conflict("the call's input is no longer stored (deleted after processing); submit it again")
+    return repo.requeue_call(call.id)
+
+
 def process_call(call_id: str) -> str:
     """Score one stored call: mark processing, run the pipeline, store the scorecard, mark done."""
     lease = _Lease.for_current_job(call_id, touch=lambda: _repo().touch_call(call_id))

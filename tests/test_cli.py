@@ -149,3 +149,34 @@ def test_keys_create_prints_the_key_alone_and_audits_it(env: Path,
     entries = audit_entries(repo.engine)
     assert [(e.action, e.details) for e in entries] == [("create_key", "role=supervisor name=night shift")]
     assert key not in str(entries)
+
+
+def test_retry_queues_failed_calls_again(env: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import uuid
+    from datetime import date
+
+    import redis
+    from rq import Queue
+
+    from qa_service.settings import Settings
+    from qa_service.storage import NewCall, open_repository
+    from qa_service.storage.inputs import write_bytes
+
+    monkeypatch.setenv("QA_REDIS_URL", redis_url)
+    settings = Settings()
+    repo = open_repository(settings.database_url)
+    kept, gone = str(uuid.uuid4()), str(uuid.uuid4())
+    for call_id, external in ((kept, "ext-kept"), (gone, "ext-gone")):
+        path = None if call_id == gone else write_bytes(settings.storage_dir, call_id, b"Agent: hi", ".txt")
+        repo.add_call(NewCall(id=call_id, external_id=external, agent_id="a", call_date=date(2026, 10, 1),
+                              rubric_id="r", rubric_version="1", policy_pack_id="p", policy_pack_version="1",
+                              input_kind="transcript", input_path=str(path) if path else None))
+        repo.fail_call(call_id, "the database was away")
+    assert main(["retry", "ext-kept", "ext-gone", "no-such-call"]) == 1
+    out, err = capsys.readouterr()
+    assert f"ext-kept: queued again as {kept}" in out
+    assert "ext-gone: the call's input is no longer stored" in err and "no-such-call:" in err
+    assert repo.get_call(kept).status == "queued" and repo.get_call(gone).status == "failed"
+    queue = Queue(settings.queue_name, connection=redis.Redis.from_url(redis_url))
+    assert queue.job_ids == [kept]

@@ -36,9 +36,9 @@ from qa_service.api.schemas import (
     RulesOut,
     ScorecardSummary,
 )
-from qa_service.errors import Conflict, InputError, NotFound, QAServiceError, TransientError
+from qa_service.errors import InputError, NotFound, QAServiceError, TransientError
 from qa_service.intake import parse_transcript
-from qa_service.jobs import enqueue_call
+from qa_service.jobs import enqueue_call, retry_failed_call
 from qa_service.settings import Settings
 from qa_service.storage.inputs import input_suffix, remove_input, write_input
 from qa_service.storage.repository import NewCall, Repository, RulesKind, StoredCall, StoredRules
@@ -234,20 +234,9 @@ def get_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey,
 def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsDep,
                _key: RetryKey) -> CallAccepted:
     """Queue a failed call again (its input must still be stored)."""
-    call = repo.get_call(call_id)
-    if call.status != "failed":
-        raise Conflict(f"only failed calls can be retried; this one is {call.status}")
-    if not call.input_url and not (call.input_path and _exists(call.input_path)):
-        raise Conflict("the call's input is no longer stored (deleted after processing); submit it again")
-    call = repo.requeue_call(call.id)
+    call = retry_failed_call(repo, call_id)
     _enqueue(queue, call.id, settings)
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
-
-
-def _exists(path: str) -> bool:
-    from pathlib import Path
-
-    return Path(path).is_file()
 
 
 # -- agents ------------------------------------------------------------------------------------
