@@ -151,7 +151,8 @@ def test_keys_create_prints_the_key_alone_and_audits_it(env: Path,
     assert key not in str(entries)
 
 
-def test_retry_queues_failed_calls_again(env: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+def test_retry_queues_failed_calls_again(env: Path, redis_url: str, redis_conn: object,
+                                         monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     import uuid
     from datetime import date
@@ -179,4 +180,4 @@ def test_retry_queues_failed_calls_again(env: Path, redis_url: str, monkeypatch:
     assert "ext-gone: the call's input is no longer stored" in err and "no-such-call:" in err
     assert repo.get_call(kept).status == "queued" and repo.get_call(gone).status == "failed"
     queue = Queue(settings.queue_name, connection=redis.Redis.from_url(redis_url))
-    assert queue.job_ids == [kept]
+    assert queue.job_ids == [kept]  # the Redis is emptied before each test (redis_conn)
