@@ -422,6 +422,30 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
     return requeued
 
 
+def enqueue_due_retries(queue: Queue) -> int:
+    """Move jobs whose scheduled time has come (webhook retries, calls after a transient failure)
+    back onto their queue; return how many were due.
+
+    Workers run RQ's scheduler here, one pass at maintenance, instead of letting RQ fork a
+    scheduler process (forking after the models are loaded hangs them, see the top of this
+    module); RQ's scheduler lock keeps two workers from moving the same jobs.
+    """
+    from rq.scheduler import RQScheduler
+
+    due = len(queue.scheduled_job_registry.get_jobs_to_schedule())
+    if not due:
+        return 0
+    scheduler = RQScheduler([queue], connection=queue.connection)
+    scheduler.acquire_locks()
+    if not scheduler.acquired_locks:
+        return 0  # another worker is moving them
+    try:
+        scheduler.enqueue_scheduled_jobs()
+    finally:
+        scheduler.release_locks()
+    return due
+
+
 def _holder_token() -> str:
     """Lease value naming the holding process: host|pid|random (the random part keeps it unique)."""
     return f"{socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex}"
@@ -483,8 +507,8 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
             except Exception:  # maintenance must never stop the worker; try again next round
                 log.exception("reconciling lost calls failed")
             try:
-                notify.enqueue_due_retries(notify_queue)
-                notify.enqueue_due_retries(queue)  # calls waiting out a transient failure
+                enqueue_due_retries(notify_queue)
+                enqueue_due_retries(queue)  # calls waiting out a transient failure
             except Exception:
                 log.exception("queueing retries failed")
 

@@ -210,27 +210,3 @@ def _no_more_retries() -> None:
     job = get_current_job()
     if job is not None:
         job.retries_left = 0
-
-
-def enqueue_due_retries(queue: Queue) -> int:
-    """Move deliveries whose retry time has come back onto their queue; return how many were due.
-
-    RQ puts a retry with an interval in the queue's scheduled registry and needs a scheduler to bring
-    it back. Workers run RQ's scheduler here, one pass at maintenance, instead of letting RQ fork a
-    scheduler process (see jobs.py on forking after the models are loaded); RQ's scheduler lock
-    keeps two workers from moving the same jobs.
-    """
-    from rq.scheduler import RQScheduler
-
-    due = len(queue.scheduled_job_registry.get_jobs_to_schedule())
-    if not due:
-        return 0
-    scheduler = RQScheduler([queue], connection=queue.connection)
-    scheduler.acquire_locks()
-    if not scheduler.acquired_locks:
-        return 0  # another worker is moving them
-    try:
-        scheduler.enqueue_scheduled_jobs()
-    finally:
-        scheduler.release_locks()
-    return due

@@ -180,9 +180,9 @@ def test_a_receiver_failing_twice_gets_the_event_on_retry(env, receiver):
     work(queue)  # first attempt: 500, retry scheduled a second later
     assert len(receiver.received) == 1
     assert Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.SCHEDULED
-    assert notify.enqueue_due_retries(queue) == 0  # not due yet
+    assert jobs.enqueue_due_retries(queue) == 0  # not due yet
     for attempts in (2, 3):
-        wait_until(lambda: notify.enqueue_due_retries(queue) == 1, timeout=5, interval=0.1, what="retry")
+        wait_until(lambda: jobs.enqueue_due_retries(queue) == 1, timeout=5, interval=0.1, what="retry")
         work(queue)
         assert len(receiver.received) == attempts
     job = Job.fetch(job_id, connection=queue.connection)

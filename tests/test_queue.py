@@ -534,8 +534,6 @@ def _flaky_score(failures: int):
 
 
 def test_transient_failure_is_tried_again_after_a_backoff(env, redis_conn, monkeypatch):
-    from qa_service.notify import enqueue_due_retries
-
     settings, repo, queue = env
     monkeypatch.setattr(jobs, "_score", _flaky_score(failures=1))
     monkeypatch.setattr(jobs, "TRANSIENT_BACKOFF_S", 0.0)
@@ -545,7 +543,7 @@ def test_transient_failure_is_tried_again_after_a_backoff(env, redis_conn, monke
     waiting = repo.get_call(call.id)
     assert (waiting.status, waiting.attempts) == ("queued", 1)  # waiting out its backoff, not failed
     assert jobs.reconcile(repo, queue) == []  # the scheduled retry is not mistaken for a lost job
-    assert enqueue_due_retries(queue) == 1  # the worker's maintenance brings it back when due
+    assert jobs.enqueue_due_retries(queue) == 1  # the worker's maintenance brings it back when due
     SimpleWorker([queue], connection=redis_conn).work(burst=True)
     done = repo.get_call(call.id)
     assert (done.status, done.attempts) == ("done", 2)
@@ -553,8 +551,6 @@ def test_transient_failure_is_tried_again_after_a_backoff(env, redis_conn, monke
 
 
 def test_transient_failures_give_up_after_the_last_attempt(env, redis_conn, monkeypatch):
-    from qa_service.notify import enqueue_due_retries
-
     settings, repo, queue = env
     monkeypatch.setattr(jobs, "_score", _flaky_score(failures=99))
     monkeypatch.setattr(jobs, "TRANSIENT_BACKOFF_S", 0.0)
@@ -562,7 +558,7 @@ def test_transient_failures_give_up_after_the_last_attempt(env, redis_conn, monk
     jobs.enqueue_call(queue, call.id)
     for _ in range(jobs.MAX_ATTEMPTS):
         SimpleWorker([queue], connection=redis_conn).work(burst=True)
-        enqueue_due_retries(queue)
+        jobs.enqueue_due_retries(queue)
     failed = repo.get_call(call.id)
     assert (failed.status, failed.attempts) == ("failed", jobs.MAX_ATTEMPTS)
     assert "HTTP 503" in failed.failure_reason
