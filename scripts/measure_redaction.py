@@ -76,16 +76,16 @@ def transcribe_service(wav: Path, cache_dir: Path, model_box: list, layout: str)
             for s in tr.segments
         ]
         cache.write_text(json.dumps({"duration_s": tr.duration_s, "segments": segs}))
+    return _load_cached(cache)
+
+
+def _load_cached(cache: Path) -> Transcript:
+    """A transcript cached as JSON (segments with [text, start, end, probability] words)."""
     data = json.loads(cache.read_text())
     return Transcript(
         segments=tuple(
-            Segment(
-                speaker=s["speaker"],
-                start=s["start"],
-                end=s["end"],
-                text=s["text"],
-                words=tuple(Word(w[0], w[1], w[2], w[3]) for w in s["words"]),
-            )
+            Segment(speaker=s["speaker"], start=s["start"], end=s["end"], text=s["text"],
+                    words=tuple(Word(w[0], w[1], w[2], w[3]) for w in s["words"]))
             for s in data["segments"]
         ),
         duration_s=data["duration_s"],
@@ -126,20 +126,7 @@ def transcribe_cached(wav: Path, cache_dir: Path, model_box: list) -> Transcript
                 )
         segs.sort(key=lambda s: s["start"])
         cache.write_text(json.dumps({"duration_s": len(chans[0]) / 16000, "segments": segs}))
-    data = json.loads(cache.read_text())
-    return Transcript(
-        segments=tuple(
-            Segment(
-                speaker=s["speaker"],
-                start=s["start"],
-                end=s["end"],
-                text=s["text"],
-                words=tuple(Word(w[0], w[1], w[2], w[3]) for w in s["words"]),
-            )
-            for s in data["segments"]
-        ),
-        duration_s=data["duration_s"],
-    )
+    return _load_cached(cache)
 
 
 class _Baseline:
