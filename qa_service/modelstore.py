@@ -1,4 +1,5 @@
-"""Find the speech model on disk: a packaged model by name, or a local CTranslate2 Whisper folder.
+"""Find the models on disk: the speech model (a packaged name or a local CTranslate2 Whisper folder)
+and the voice model that tells speakers apart on mono calls (a packaged name or a local file).
 
 Packaged models are listed in `models/manifest.json` (name, source packages, files, sha256).
 A model whose files sit whole in one package ("in-place") is used where it is installed; a
@@ -27,12 +28,14 @@ log = logging.getLogger(__name__)
 MANIFEST_PATH = Path(__file__).resolve().parents[1] / "models" / "manifest.json"
 # faster-whisper fetches a tokenizer from the hub when tokenizer.json is missing, so all three are required.
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
+WHISPER_FORMAT = "ctranslate2-whisper"
+VOICE_FORMAT = "resemblyzer-ge2e"
 _CHUNK = 1 << 20
 
 
 def resolve_model(name: str, cache_dir: Path, manifest_path: Path = MANIFEST_PATH) -> Path:
     """Return the folder of a complete CTranslate2 Whisper model for a packaged name or a local path."""
-    packaged = _packaged_models(manifest_path)
+    packaged = _packaged_models(manifest_path, WHISPER_FORMAT)
     if name in packaged:
         entry = packaged[name]
         if entry["materialise"] == "in-place":
@@ -51,6 +54,25 @@ def resolve_model(name: str, cache_dir: Path, manifest_path: Path = MANIFEST_PAT
     return folder
 
 
+def resolve_voice_model(name: str, manifest_path: Path = MANIFEST_PATH) -> Path:
+    """Return the checkpoint file of the speaker encoder for a packaged name or a local file."""
+    packaged = _packaged_models(manifest_path, VOICE_FORMAT)
+    if name in packaged:
+        entry = packaged[name]
+        try:
+            folder = _in_place_folder(entry)
+        except ConfigError as exc:
+            hints = "; ".join(p["install"] for p in entry.get("packages", []) if p.get("install"))
+            raise ConfigError(f"{exc} (install it with: {hints}; or set QA_SPEAKER_MODEL=none)") from None
+        _verify_once(folder, list(entry["files"]))
+        return folder / entry["files"][0]["name"]
+    path = Path(name).expanduser()
+    if not path.is_file():
+        known = ", ".join(sorted(packaged))
+        raise ConfigError(f"voice model {name!r} is neither a packaged model ({known}) nor an existing file")
+    return path
+
+
 def check_model_folder(folder: Path) -> None:
     """Raise ConfigError naming the first file a CTranslate2 Whisper folder lacks."""
     for file in REQUIRED_FILES:
@@ -59,12 +81,17 @@ def check_model_folder(folder: Path) -> None:
 
 
 def packaged_names(manifest_path: Path = MANIFEST_PATH) -> list[str]:
-    """Names of the models the manifest knows how to materialise."""
-    return sorted(_packaged_models(manifest_path))
+    """Names of the speech models the manifest knows how to materialise."""
+    return sorted(_packaged_models(manifest_path, WHISPER_FORMAT))
+
+
+def _packaged_models(manifest_path: Path, model_format: str) -> dict[str, dict[str, Any]]:
+    models = _manifest(manifest_path)
+    return {name: m for name, m in models.items() if m.get("format", WHISPER_FORMAT) == model_format}
 
 
 @cache
-def _packaged_models(manifest_path: Path) -> dict[str, dict[str, Any]]:
+def _manifest(manifest_path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(manifest_path.read_text())
     except FileNotFoundError:

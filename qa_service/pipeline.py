@@ -34,6 +34,7 @@ class Engines:
     redactor: Any  # stages.redact.Redactor
     nlp: Any  # spacy.Language
     max_duration_s: float | None = None
+    voices: Any = None  # stages.voiceprint.VoiceEncoder, for speaker roles on mono calls
 
 
 def load_engines(settings: Any, *, speech: bool = True) -> Engines:
@@ -42,15 +43,20 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
 
     from qa_service.stages.redact import load_redactor
 
-    transcriber = None
+    transcriber = voices = None
     if speech:
         from qa_service.stages.transcribe import DecodeOptions, load_transcriber
+        from qa_service.stages.voiceprint import load_voice_encoder
 
         transcriber = load_transcriber(
             settings.asr_model, device=settings.asr_device, compute_type=settings.asr_compute_type,
             threads=settings.asr_threads, cache_dir=settings.model_cache_dir,
             options=DecodeOptions(beam_size=settings.asr_beam_size, vocabulary_mode=settings.asr_vocabulary),
         )
+        if settings.speaker_model != "none":
+            from qa_service.modelstore import resolve_voice_model
+
+            voices = load_voice_encoder(resolve_voice_model(settings.speaker_model))
     try:
         nlp = spacy.load(settings.spacy_model)
     except OSError as exc:
@@ -59,7 +65,7 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
         raise ConfigError(f"spaCy model {settings.spacy_model!r} is not installed: {exc}") from exc
     redactor = load_redactor(nlp, allow_list=settings.redact_allow_list)
     return Engines(transcriber=transcriber, redactor=redactor, nlp=nlp,
-                   max_duration_s=settings.max_duration_s)
+                   max_duration_s=settings.max_duration_s, voices=voices)
 
 
 def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engines: Engines, *,
@@ -78,7 +84,7 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
     with _timed(timings, "transcribe"):
         transcript = transcribe_call(
             audio, engines.transcriber, meta.channels,
-            vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric),
+            vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric), voices=engines.voices,
         )
     card = process_transcript(transcript, meta, rubric, policies, engines, timings=timings)
     if keep_redacted_audio is not None:

