@@ -133,12 +133,15 @@ def window_embeddings(
 ) -> np.ndarray:
     """One embedding per (start, end) span in seconds; each window is `frames` long, shorter
     spans are padded with silence before the speech (the LSTM's last state reads the speech)."""
-    batch = np.zeros((len(spans), frames, N_MELS), np.float32)
-    for j, (a, b) in enumerate(spans):
-        lo = max(0, int(round(a * FRAMES_PER_S)))
-        m = mels[lo : max(lo + 1, int(round(b * FRAMES_PER_S)))][:frames]
-        batch[j, frames - m.shape[0] :] = m
-    return encoder.embed(batch)
+    out = np.empty((len(spans), encoder.linear_w.shape[1]), np.float32)
+    for i in range(0, len(spans), _BATCH):  # one batch of windows in memory at a time
+        batch = np.zeros((min(_BATCH, len(spans) - i), frames, N_MELS), np.float32)
+        for j, (a, b) in enumerate(spans[i : i + _BATCH]):
+            lo = max(0, int(round(a * FRAMES_PER_S)))
+            m = mels[lo : max(lo + 1, int(round(b * FRAMES_PER_S)))][:frames]
+            batch[j, frames - m.shape[0] :] = m
+        out[i : i + batch.shape[0]] = encoder.embed(batch)
+    return out
 
 
 def _mel_filterbank() -> np.ndarray:
