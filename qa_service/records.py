@@ -59,6 +59,9 @@ class Transcript:
     language: str = "en"
     source: Literal["audio", "text"] = "audio"
     model: dict[str, Any] = field(default_factory=dict)
+    # Per party, when their voice is heard in the audio (seconds from the start, sorted and merged);
+    # empty for calls that came as text. Talk time and silence are measured on these.
+    speech: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

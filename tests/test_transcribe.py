@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ import pytest
 from qa_service import modelstore
 from qa_service.errors import ConfigError
 from qa_service.records import SAMPLE_RATE, Audio, Segment
+from qa_service.stages import transcribe as transcribe_mod
 from qa_service.stages.decode import decode
 from qa_service.stages.transcribe import (
     load_transcriber,
@@ -224,6 +226,29 @@ def test_ordinary_short_repeats_are_kept():
     assert words_to_segments([_raw(*words)])[0].text == "one one two two"
 
 
+@pytest.mark.parametrize(
+    ("seconds", "block_s", "quiet_at", "blocks"),
+    [
+        (30.0, 600.0, None, 1),  # short: one block
+        (630.0, 600.0, None, 1),  # within the last twentieth's slack: still one block
+        (1300.0, 600.0, 580.0, 3),  # cut in the pause before 600 s, then again near 1180 s
+        (25.0, 10.0, 9.6, 3),
+    ],
+)
+def test_block_bounds_cover_the_channel_and_cut_in_pauses(seconds, block_s, quiet_at, blocks):
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 0.1, int(seconds * SAMPLE_RATE)).astype(np.float32)
+    if quiet_at is not None:
+        x[int(quiet_at * SAMPLE_RATE) : int((quiet_at + 0.5) * SAMPLE_RATE)] = 0.0
+    bounds = transcribe_mod.block_bounds(x, block_s)
+    assert len(bounds) == blocks
+    assert bounds[0][0] == 0 and bounds[-1][1] == x.size
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    if quiet_at is not None:
+        cut = bounds[0][1] / SAMPLE_RATE
+        assert quiet_at <= cut <= quiet_at + 0.5
+
+
 # ---- real transcription (tiny.en) -----------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -318,6 +343,24 @@ def test_silence_yields_no_segments(tiny):
     # Low hiss is not speech either: nothing may be invented from it.
     hiss = np.random.default_rng(3).normal(0, 0.003, SAMPLE_RATE * 5).astype(np.float32)
     assert transcribe_call(_audio(hiss), tiny).segments == ()
+
+
+@pytest.mark.slow
+def test_a_long_channel_is_transcribed_in_blocks_on_the_call_clock(tiny, phrases):
+    agent, customer = phrases
+    pause = np.zeros(2 * SAMPLE_RATE, np.float32)
+    x = np.concatenate([agent, pause, customer, pause, agent])
+    blocked = replace(tiny, block_s=8.0)  # same model, blocks of about 8 s instead of 10 minutes
+    assert len(transcribe_mod.block_bounds(x, blocked.block_s)) == 3
+    t = transcribe_call(_audio(x), blocked)
+    words = [w for s in t.segments for w in s.words]
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    text = " ".join(s.text for s in t.segments).lower()
+    assert text.count("thank you for calling") == 2 and "visa" in text
+    second = (agent.size + pause.size) / SAMPLE_RATE
+    visa = next(w for w in words if "visa" in w.text.lower())
+    assert second < visa.start < second + customer.size / SAMPLE_RATE
+    assert t.language == "en"
 
 
 @pytest.mark.slow

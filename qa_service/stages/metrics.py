@@ -1,7 +1,10 @@
-"""Conversation metrics from a transcript's segment times: talk time, silence, overtalk, pace.
+"""Conversation metrics: talk time, silence, overtalk, pace.
+
+Times come from when each party's voice is heard in the audio (`Transcript.speech`, see
+stages/activity.py); calls that came as text have only their segment times, which are used instead.
 
 Definitions (all in seconds unless said otherwise):
-  talk_time_s        per speaker, the union of that speaker's segments (overlaps counted once), with
+  talk_time_s        per speaker, the union of that speaker's speech (overlaps counted once), with
                      pauses shorter than TURN_PAUSE_S inside a turn counted as talking: a breath
                      between two sentences is part of the turn (the recogniser splits segments there)
   silence_s          time between the first and the last word of the call that nobody speaks;
@@ -17,10 +20,11 @@ Segments with speaker "unknown" count towards silence and appear under "unknown"
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from qa_service.records import Segment, Transcript
+from qa_service.stages.activity import intersect, length, union
 
 # A pause this short between one speaker's segments is a breath inside the turn, not a hand-over.
 TURN_PAUSE_S = 1.0
@@ -28,19 +32,23 @@ TURN_PAUSE_S = 1.0
 INTERRUPTION_MIN_OVERLAP_S = 0.5
 ROLES = ("agent", "customer")
 
-Interval = tuple[float, float]
-
 
 def call_metrics(transcript: Transcript) -> dict[str, Any]:
     """Talk time, silence, overtalk, talk ratio, pace and interruptions for one transcript."""
     segs = [s for s in transcript.segments if s.end > s.start]
-    by_role = {role: _union((s.start, s.end) for s in segs if s.speaker == role) for role in ROLES}
-    unknown = _union((s.start, s.end) for s in segs if s.speaker not in ROLES)
-    talk = {role: _length(_union(iv, join_gap=TURN_PAUSE_S)) for role, iv in by_role.items()}
+    if transcript.speech:
+        by_role = {role: union(transcript.speech.get(role, ())) for role in ROLES}
+    else:
+        by_role = {role: union((s.start, s.end) for s in segs if s.speaker == role) for role in ROLES}
+    unknown = union((s.start, s.end) for s in segs if s.speaker not in ROLES)
+    talk = {role: length(union(iv, join_gap=TURN_PAUSE_S)) for role, iv in by_role.items()}
     if unknown:
-        talk["unknown"] = _length(unknown)
+        talk["unknown"] = length(unknown)
 
-    speech = _union((s.start, s.end) for s in segs)
+    first = min((s.start for s in segs), default=0.0)
+    last = max((s.end for s in segs), default=0.0)
+    heard = union([iv for ivs in by_role.values() for iv in ivs] + unknown)
+    speech = intersect(heard, [(first, last)]) if segs else []
     gaps = [b[0] - a[1] for a, b in zip(speech, speech[1:], strict=False)]
     both = talk["agent"] + talk["customer"]
     words = {role: sum(_word_count(s) for s in segs if s.speaker == role) for role in ROLES}
@@ -48,7 +56,7 @@ def call_metrics(transcript: Transcript) -> dict[str, Any]:
         "talk_time_s": {k: _r(v) for k, v in talk.items()},
         "silence_s": _r(sum(gaps)),
         "longest_silence_s": _r(max(gaps, default=0.0)),
-        "overtalk_s": _r(_length(_intersect(by_role["agent"], by_role["customer"]))),
+        "overtalk_s": _r(length(intersect(by_role["agent"], by_role["customer"]))),
         "agent_talk_ratio": _r(talk["agent"] / both, 3) if both > 0 else None,
         "words_per_minute": {
             role: _r(words[role] / (talk[role] / 60.0), 1) if talk[role] > 0 else None for role in ROLES
@@ -70,33 +78,6 @@ def _interruptions(segs: Sequence[Segment], role: str) -> int:
 
 def _word_count(s: Segment) -> int:
     return len(s.words) if s.words else len(s.text.split())
-
-
-def _union(intervals: Iterable[Interval], join_gap: float = 0.0) -> list[Interval]:
-    out: list[Interval] = []
-    for start, end in sorted(intervals):
-        if out and start <= out[-1][1] + join_gap:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
-
-
-def _intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if hi > lo:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def _length(intervals: list[Interval]) -> float:
-    return sum(end - start for start, end in intervals)
 
 
 def _r(x: float, digits: int = 2) -> float:

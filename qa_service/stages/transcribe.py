@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -21,7 +21,8 @@ import numpy as np
 
 from qa_service.errors import ConfigError
 from qa_service.records import SAMPLE_RATE, Audio, ChannelLayout, Segment, Speaker, Transcript, Word
-from qa_service.stages import diarize
+from qa_service.stages import activity, diarize
+from qa_service.stages.denoise import reduce_noise
 
 # Before faster_whisper (and huggingface_hub) are imported anywhere: a model must never be fetched.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,6 +36,9 @@ SILENT_CHANNEL_RATIO = 0.02
 SAME_CHANNEL_CORRELATION = 0.9
 # Below this RMS (about -60 dBFS) a channel is treated as silence.
 SILENCE_RMS = 1e-3
+SAMPLING_SEED = 0
+# Longer channels are transcribed in blocks of about this many seconds (bounded memory).
+BLOCK_S = 600.0
 
 
 class Transcriber(Protocol):
@@ -78,6 +82,8 @@ class DecodeOptions:
     vocabulary_mode: Literal["none", "hotwords", "prompt"] = "none"
     # Split a segment where the gap between two words is at least this long.
     pause_split_s: float = 1.0
+    # Subtract steady line noise before recognition (stages/denoise.py; no-op on clean audio).
+    denoise: bool = True
 
 
 @dataclass
@@ -92,18 +98,44 @@ class WhisperTranscriber:
     threads: int = 0
     options: DecodeOptions = field(default_factory=DecodeOptions)
     last_language: str | None = None
+    block_s: float = BLOCK_S
 
     def transcribe(self, samples: np.ndarray, vocabulary: Sequence[str] = ()) -> list[Segment]:
-        """Transcribe one 16 kHz channel into segments whose times hug the spoken words."""
+        """Transcribe one 16 kHz channel into segments whose times hug the spoken words.
+
+        A long channel goes to Whisper in blocks of about BLOCK_S seconds cut at the quietest
+        moment near each boundary: faster-whisper computes the spectrogram of all it is given at
+        once (about 1 GB for an hour), so blocks keep memory bounded however long the call.
+        """
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         if samples.size < SAMPLE_RATE // 10 or _rms(samples) < SILENCE_RMS:
             return []
+        o = self.options
+        if o.denoise:
+            samples = reduce_noise(samples)
+        words_by_language: dict[str, int] = {}
+        out: list[Segment] = []
+        for start, stop in block_bounds(samples, self.block_s):
+            segments, language = self._transcribe_block(samples[start:stop], vocabulary)
+            offset = start / SAMPLE_RATE
+            out += [_shifted(seg, offset) for seg in segments] if offset else segments
+            words = sum(len(seg.words) for seg in segments)
+            words_by_language[language] = words_by_language.get(language, 0) + words
+        self.last_language = max(words_by_language, key=lambda k: words_by_language[k])
+        return out
+
+    def _transcribe_block(self, samples: np.ndarray, vocabulary: Sequence[str]) -> tuple[list[Segment], str]:
         o = self.options
         kwargs: dict[str, Any] = {}
         if vocabulary and o.vocabulary_mode != "none":
             key = "hotwords" if o.vocabulary_mode == "hotwords" else "initial_prompt"
             kwargs[key] = vocabulary_text(vocabulary)
         multilingual = bool(getattr(self.model.model, "is_multilingual", False))
+        # Temperature fallback samples; a fixed seed makes the same audio give the same transcript
+        # (and scorecard) every time it is processed.
+        import ctranslate2
+
+        ctranslate2.set_random_seed(SAMPLING_SEED)
         segments, info = self.model.transcribe(
             samples,
             language=None if multilingual else "en",
@@ -126,8 +158,7 @@ class WhisperTranscriber:
             **kwargs,
         )
         raw = list(segments)  # the generator does the work; run it here, inside the stage
-        self.last_language = info.language
-        return words_to_segments(raw, pause_split_s=o.pause_split_s)
+        return words_to_segments(raw, pause_split_s=o.pause_split_s), info.language
 
     def describe(self) -> dict[str, Any]:
         """Model name, path, device, compute type and decoding options, for the transcript record."""
@@ -201,12 +232,17 @@ def transcribe_call(
         segments, attribution = diarize.attribute_speakers(
             samples[0], segments, agent_phrases=agent_phrases, voices=voices
         )
+        speech = activity.split_by_words(activity.voiced_intervals(samples[0]), segments)
     else:
         agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
-        labelled = [_label(s, "agent") for s in run(samples[agent_ch])]
-        labelled += [_label(s, "customer") for s in run(samples[customer_ch])]
-        segments = sorted(labelled, key=lambda s: (s.start, s.end))
+        agent_segs = [_label(s, "agent") for s in run(samples[agent_ch])]
+        customer_segs = [_label(s, "customer") for s in run(samples[customer_ch])]
+        segments = sorted(agent_segs + customer_segs, key=lambda s: (s.start, s.end))
         attribution = {"method": "channels", "agent_channel": "right" if agent_ch else "left"}
+        speech = {
+            "agent": activity.near_words(activity.voiced_intervals(samples[agent_ch]), agent_segs),
+            "customer": activity.near_words(activity.voiced_intervals(samples[customer_ch]), customer_segs),
+        }
 
     spoken = [(lang, n) for lang, n in languages if lang and n]
     language = max(spoken, key=lambda x: x[1])[0] if spoken else "en"
@@ -215,7 +251,8 @@ def transcribe_call(
     model_info["layout"] = {"requested": layout, "used": mode}
     model_info["speakers"] = attribution
     return Transcript(
-        segments=tuple(segments), duration_s=audio.duration_s, language=language or "en", model=model_info
+        segments=tuple(segments), duration_s=audio.duration_s, language=language or "en", model=model_info,
+        speech={role: tuple(iv) for role, iv in speech.items()},
     )
 
 
@@ -263,6 +300,29 @@ def words_to_segments(raw: Sequence[Any], *, pause_split_s: float = 1.0) -> list
             group.append(w)
         out.append(_segment(group))
     return [s for s in out if s.text]
+
+
+def block_bounds(samples: np.ndarray, block_s: float = BLOCK_S) -> list[tuple[int, int]]:
+    """(start, stop) sample ranges of about `block_s` each, cut at the quietest 0.2 s in the last
+    twentieth before each nominal boundary (between words, not through one)."""
+    block, win = int(block_s * SAMPLE_RATE), SAMPLE_RATE // 5
+    search = max(win, block // 20)
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while samples.size - start > block + search:
+        lo = start + block - search
+        window = samples[lo : start + block]
+        energy = np.square(window[: window.size // win * win].reshape(-1, win)).mean(axis=1)
+        cut = lo + int(energy.argmin()) * win + win // 2
+        bounds.append((start, cut))
+        start = cut
+    bounds.append((start, samples.size))
+    return bounds
+
+
+def _shifted(segment: Segment, offset: float) -> Segment:
+    words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
+    return replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
 
 
 def vocabulary_text(vocabulary: Sequence[str], max_chars: int = 600) -> str:
