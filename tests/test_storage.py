@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from qa_service.errors import ConfigError, Conflict, NotFound
-from qa_service.storage import NewCall, SqlRepository, make_engine, open_repository
+from qa_service.storage import NewCall, NewRescoreRun, SqlRepository, make_engine, open_repository
 from qa_service.storage.migrate import current_revision, head_revision
 
 
@@ -43,7 +43,8 @@ def test_migration_reaches_head_and_is_idempotent(database_url):
     assert current_revision(engine) == head_revision()
     open_repository(database_url).dispose()  # a second start-up changes nothing and does not fail
     names = set(sa.inspect(engine).get_table_names())
-    assert {"calls", "scorecards", "rubrics", "policy_packs", "api_keys", "alembic_version"} <= names
+    assert {"calls", "scorecards", "rubrics", "policy_packs", "api_keys", "rescore_runs",
+            "alembic_version"} <= names
     indexes = {i["name"] for i in sa.inspect(engine).get_indexes("scorecards")}
     assert "ix_scorecards_agent_date" in indexes
     engine.dispose()
@@ -171,6 +172,82 @@ def test_api_keys(repo):
         repo.revoke_key(str(uuid.uuid4()))
     with pytest.raises(sa.exc.IntegrityError):
         repo.add_key("bad", "root", "01" * 32)  # unknown role is refused by the database too
+
+
+def new_run(**kw) -> NewRescoreRun:
+    values = dict(id=str(uuid.uuid4()), rubric_id="r1", rubric_version="2", requested_by_name="qa key",
+                  requested_by_key_id=str(uuid.uuid4()))
+    values.update(kw)
+    return NewRescoreRun(**values)
+
+
+def test_rescore_runs_move_from_queued_to_done(repo):
+    asked = new_run(policy_pack_id="p1", policy_pack_version="7", since=date(2026, 10, 1),
+                    until=date(2026, 10, 31), dry_run=True)
+    run = repo.add_rescore_run(asked)
+    assert repo.get_rescore_run(run.id) == run
+    assert (run.status, run.rubric_id, run.rubric_version, run.policy_pack_id, run.policy_pack_version) == (
+        "queued", "r1", "2", "p1", "7")
+    assert (run.since, run.until, run.dry_run) == (date(2026, 10, 1), date(2026, 10, 31), True)
+    assert (run.requested_by_key_id, run.requested_by_name) == (asked.requested_by_key_id, "qa key")
+    assert run.created_at.tzinfo is not None
+    assert (run.started_at, run.finished_at, run.summary, run.failure_reason) == (None, None, None, None)
+
+    started = repo.start_rescore_run(run.id)
+    assert started.status == "running" and started.started_at is not None
+    with pytest.raises(Conflict, match="running"):
+        repo.start_rescore_run(run.id)  # a second job for the same run does not start it again
+
+    summary = {"calls": 2, "score_changed": 1, "mean_score_change": -12.5, "flipped_to_fail": 1,
+               "flipped_to_pass": 0, "agents_with_flips": {"ana": {"to_fail": 1}},
+               "new_violations": {"outdated_policy:fee": 1}, "vanished_violations": {},
+               "flipped_calls": [{"call_id": "c1", "new_violations": ["outdated_policy:fee"]}],
+               "refresher": {"ana": {"fee": [{"call_id": "c1", "call_date": "2026-10-20", "detail": "x"}]}}}
+    done = repo.finish_rescore_run(run.id, summary)
+    assert done.status == "done" and done.summary == summary
+    assert done.finished_at is not None and done.finished_at >= done.started_at >= done.created_at
+    assert repo.get_rescore_run(run.id).summary == summary
+    # A reconciler that saw it running a moment ago cannot turn a finished run into a failed one.
+    assert repo.fail_rescore_run(run.id, "the worker stopped") == done
+
+
+def test_rescore_runs_fail_with_a_reason_and_keep_each_calls_pack(repo):
+    run = repo.add_rescore_run(new_run(requested_by_key_id=None, requested_by_name="cli"))
+    assert (run.policy_pack_id, run.policy_pack_version, run.since, run.until, run.dry_run) == (
+        None, None, None, None, False)
+    failed = repo.fail_rescore_run(run.id, "no rubric 'r1' version '2' is stored " + "x" * 3000)
+    assert failed.status == "failed" and failed.finished_at is not None and failed.summary is None
+    assert failed.failure_reason.startswith("no rubric") and len(failed.failure_reason) == 2000
+    with pytest.raises(Conflict, match="failed"):
+        repo.start_rescore_run(run.id)
+
+
+def test_rescore_runs_are_listed_newest_first(repo):
+    runs = [repo.add_rescore_run(new_run()) for _ in range(4)]
+    repo.start_rescore_run(runs[1].id)
+    repo.fail_rescore_run(runs[2].id, "broken")
+    assert [r.id for r in repo.list_rescore_runs()] == [r.id for r in reversed(runs)]
+    assert [r.id for r in repo.list_rescore_runs(limit=2)] == [runs[3].id, runs[2].id]
+    assert [r.id for r in repo.list_rescore_runs(statuses=["queued", "running"])] == [
+        runs[3].id, runs[1].id, runs[0].id]
+    assert repo.list_rescore_runs(statuses=["done"]) == []
+
+
+@pytest.mark.parametrize("bad_id", ["nope", "", str(uuid.uuid4())])
+def test_unknown_rescore_run_is_not_found(repo, bad_id):
+    for action in (repo.get_rescore_run, repo.start_rescore_run, lambda i: repo.fail_rescore_run(i, "x"),
+                   lambda i: repo.finish_rescore_run(i, {})):
+        with pytest.raises(NotFound, match="no rescore run"):
+            action(bad_id)
+
+
+def test_rescore_run_names_a_policy_pack_with_its_version(repo):
+    # The database refuses a pack without its version too, not only the API.
+    with pytest.raises(sa.exc.IntegrityError):
+        repo.add_rescore_run(new_run(policy_pack_id="p1"))
+    with pytest.raises(sa.exc.IntegrityError):
+        repo.add_rescore_run(new_run(policy_pack_version="1"))
+    assert repo.list_rescore_runs() == []
 
 
 def test_foreign_keys_are_enforced(repo):

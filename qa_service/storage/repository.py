@@ -17,8 +17,10 @@ CallSource = Literal["upload", "webhook", "cli"]
 InputKind = Literal["audio", "transcript"]
 RulesKind = Literal["rubric", "policy_pack"]
 Role = Literal["admin", "qa", "telephony", "supervisor"]
+RescoreStatus = Literal["queued", "running", "done", "failed"]
 
 CALL_STATUSES: tuple[str, ...] = ("queued", "processing", "done", "failed")
+RESCORE_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
 ROLES: tuple[str, ...] = ("admin", "qa", "telephony", "supervisor")
 
 
@@ -128,8 +130,49 @@ class StoredKey:
     revoked: bool
 
 
+@dataclass(frozen=True)
+class NewRescoreRun:
+    """A request to rescore stored calls with stored rules, before a worker takes it.
+
+    No policy pack (both fields None) means each call keeps the pack it was scored with.
+    """
+
+    id: str
+    rubric_id: str
+    rubric_version: str
+    requested_by_name: str
+    requested_by_key_id: str | None = None
+    policy_pack_id: str | None = None
+    policy_pack_version: str | None = None
+    since: date | None = None
+    until: date | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class StoredRescoreRun:
+    """A rescore run: what was asked, by whom, where it is, and the impact summary once it is done."""
+
+    id: str
+    status: RescoreStatus
+    rubric_id: str
+    rubric_version: str
+    policy_pack_id: str | None
+    policy_pack_version: str | None
+    since: date | None
+    until: date | None
+    dry_run: bool
+    requested_by_key_id: str | None
+    requested_by_name: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    failure_reason: str | None
+    summary: dict[str, Any] | None = field(repr=False, default=None)
+
+
 class Repository(Protocol):
-    """Storage for calls, scorecards, rules and API keys (errors: NotFound, Conflict)."""
+    """Storage for calls, scorecards, rules, rescore runs and API keys (errors: NotFound, Conflict)."""
 
     def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:
         """Store a new call; with a known external id return the existing call and False instead."""
@@ -205,6 +248,31 @@ class Repository(Protocol):
 
     def list_rules(self, kind: RulesKind) -> list[StoredRules]:
         """Every stored version of every rubric or policy pack."""
+        ...
+
+    def add_rescore_run(self, run: NewRescoreRun) -> StoredRescoreRun:
+        """Store a new rescore run, queued."""
+        ...
+
+    def get_rescore_run(self, run_id: str) -> StoredRescoreRun:
+        """The rescore run with this id, or NotFound."""
+        ...
+
+    def list_rescore_runs(self, statuses: Iterable[str] | None = None,
+                          limit: int = 50) -> list[StoredRescoreRun]:
+        """Rescore runs, newest first (optionally only those with one of these statuses)."""
+        ...
+
+    def start_rescore_run(self, run_id: str) -> StoredRescoreRun:
+        """Mark a queued run running; Conflict when it is not queued (another job took it), NotFound."""
+        ...
+
+    def finish_rescore_run(self, run_id: str, summary: dict[str, Any]) -> StoredRescoreRun:
+        """Mark a run done with its impact summary."""
+        ...
+
+    def fail_rescore_run(self, run_id: str, reason: str) -> StoredRescoreRun:
+        """Mark a run failed with a reason that is safe to show (no personal data); a done run stays done."""
         ...
 
     def add_key(self, name: str, role: str, key_hash: str) -> StoredKey:

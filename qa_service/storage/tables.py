@@ -137,3 +137,32 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_target", "target_id", "at"),
     sa.Index("ix_audit_log_key", "key_id", "at"),
 )
+
+# A request to rescore stored calls with a stored rubric (and optionally a policy pack), worked by a
+# worker; `summary` is the impact report's summary once it is done. No foreign key to the API key:
+# like the audit log, the run names who asked even after the key is gone.
+rescore_runs = sa.Table(
+    "rescore_runs", metadata,
+    sa.Column("id", sa.Uuid(as_uuid=False), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rubric_id", sa.String(100), nullable=False),
+    sa.Column("rubric_version", sa.String(50), nullable=False),
+    sa.Column("policy_pack_id", sa.String(100), nullable=True),
+    sa.Column("policy_pack_version", sa.String(50), nullable=True),
+    sa.Column("since", sa.Date, nullable=True),
+    sa.Column("until", sa.Date, nullable=True),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("requested_by_key_id", sa.String(36), nullable=True),
+    sa.Column("requested_by_name", sa.String(200), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=True),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("summary", JSONType, nullable=True),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+    sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="ck_rescore_runs_status"),
+    # A policy pack is named with its version, or not at all (each call keeps its own).
+    sa.CheckConstraint("(policy_pack_id IS NULL) = (policy_pack_version IS NULL)",
+                       name="ck_rescore_runs_policy_pack"),
+    sa.Index("ix_rescore_runs_created", "created_at"),
+    sa.Index("ix_rescore_runs_status", "status"),
+)
