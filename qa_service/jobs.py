@@ -12,6 +12,11 @@ job timeout still interrupts a stuck job (SIGALRM in the main thread), and a cal
 died mid-job is recovered by `reconcile`, which every worker runs at start and about every
 30 s: a worker holds a Redis lease on the call it processes, and a call in queued/processing
 with neither a lease nor a waiting job is enqueued again. Run one worker per core group.
+
+Rescore runs (`rescore_run`) go on the same queue: the API stores the run and enqueues its id; the
+worker rescores the stored transcripts with the spaCy pipeline it already holds and stores the
+impact summary on the run. `reconcile_rescores` queues runs whose job never reached Redis and fails
+runs whose job died, so a run never stays queued or running for good.
 """
 
 from __future__ import annotations
@@ -46,11 +51,12 @@ if TYPE_CHECKING:
     from rq.job import Job
 
     from qa_service.pipeline import Engines
-    from qa_service.storage.repository import Repository, StoredCall
+    from qa_service.storage.repository import Repository, StoredCall, StoredRescoreRun
 
 log = logging.getLogger(__name__)
 
 JOB_PATH = "qa_service.jobs.process_call"
+RESCORE_JOB_PATH = "qa_service.jobs.rescore_run"
 # A call that stopped mid-processing this many times (worker killed, machine lost) is failed
 # instead of being handed to the next worker again.
 MAX_ATTEMPTS = 3
@@ -77,11 +83,11 @@ class _Context:
 _ctx = _Context()
 
 
-def configure(settings: Settings, repo: Repository | None = None) -> None:
-    """Set the settings (and optionally the repository) that jobs in this process use."""
+def configure(settings: Settings, repo: Repository | None = None, engines: Engines | None = None) -> None:
+    """Set the settings (and optionally the repository and loaded engines) that jobs in this process use."""
     _ctx.settings = settings
     _ctx.repo = repo
-    _ctx.engines = None
+    _ctx.engines = engines
     _ctx.rules.clear()
 
 
@@ -199,6 +205,114 @@ def _reason(exc: Exception, settings: Settings) -> str:
     if isinstance(exc, QAServiceError):
         return str(exc)
     return f"internal error ({type(exc).__name__})"
+
+
+# -- rescore runs --------------------------------------------------------------------------------
+
+def rescore_job_id(run_id: str) -> str:
+    """The RQ job id of a rescore run (kept apart from call ids, which are job ids too)."""
+    return f"rescore-{run_id}"
+
+
+def enqueue_rescore(queue: Queue, run_id: str, *, timeout: int | None = None) -> Job:
+    """Put a rescore run on the queue by dotted path."""
+    if timeout is None:
+        timeout = _settings().job_timeout_s
+    return queue.enqueue(
+        RESCORE_JOB_PATH, run_id, job_id=rescore_job_id(run_id), job_timeout=timeout, result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600, description=f"rescore run {run_id}",
+    )
+
+
+def rescore_run(run_id: str) -> str:
+    """Rescore the stored calls a run names with its stored rules; store the impact summary, mark it done.
+
+    A failure marks the run failed with a readable reason and is raised again, so RQ keeps the
+    traceback. New scorecard versions are stored in batches as the run goes: a run that fails midway
+    keeps those already stored, and running it again rescores every call once more.
+    """
+    from qa_service.errors import Conflict
+    from qa_service.rescore import rescore_stored
+
+    repo = _repo()
+    settings = _settings()
+    run = repo.get_rescore_run(run_id)
+    if run.status != "queued":
+        log.info("rescore run %s is already %s; nothing to do", run_id, run.status)
+        return run_id
+    try:
+        run = repo.start_rescore_run(run_id)
+    except Conflict:  # a duplicate job started it first
+        log.info("rescore run %s was started by another job; skipping", run_id)
+        return run_id
+    started = time.monotonic()
+    try:
+        rubric = _rules(repo, "rubric", run.rubric_id, run.rubric_version)
+        policies = None
+        if run.policy_pack_id is not None and run.policy_pack_version is not None:
+            policies = _rules(repo, "policy_pack", run.policy_pack_id, run.policy_pack_version)
+        report = rescore_stored(repo, rubric, policies, engines().nlp, since=run.since, until=run.until,
+                                store=not run.dry_run)
+        summary = report.summary()
+    except Exception as exc:
+        reason = _reason(exc, settings)
+        if not run.dry_run:
+            reason += "; scorecards rescored before the failure keep their new version"
+        repo.fail_rescore_run(run_id, f"{reason}; the worker log has the details, start a new run when fixed")
+        _audit_rescore(repo, run, "failed")
+        raise
+    repo.finish_rescore_run(run_id, summary)
+    _audit_rescore(repo, run, f"calls={summary['calls']}")
+    log.info("rescore run %s done in %.1f s: %d calls", run_id, time.monotonic() - started, summary["calls"])
+    return run_id
+
+
+def _audit_rescore(repo: Repository, run: StoredRescoreRun, outcome: str) -> None:
+    """Record in the audit log that a run changed scorecards (as `qa-service rescore` does); never raises."""
+    if run.dry_run:
+        return  # nothing was stored
+    engine = getattr(repo, "engine", None)
+    if engine is None:
+        return
+    try:
+        from qa_service.storage.review import audit
+
+        role = next((k.role for k in repo.list_keys() if k.id == run.requested_by_key_id), None)
+        audit(engine, "rescore", key_id=run.requested_by_key_id, key_name=run.requested_by_name, role=role,
+              target_kind="rubric", target_id=run.rubric_id,
+              details=f"version={run.rubric_version} {outcome} run={run.id}")
+    except Exception:  # the run's own row holds the outcome; a lost audit row is logged
+        log.exception("could not write the audit row of rescore run %s", run.id)
+
+
+def reconcile_rescores(repo: Repository, queue: Queue, *, timeout: int | None = None) -> list[str]:
+    """Queue again runs left queued without a job; fail running ones whose job is gone or died.
+
+    Returns the ids of the runs queued again.
+    """
+    from rq.job import Job, JobStatus
+
+    requeued = []
+    for run in repo.list_rescore_runs(statuses=["queued", "running"], limit=1000):
+        try:
+            status = Job.fetch(rescore_job_id(run.id), connection=queue.connection).get_status()
+        except Exception:  # NoSuchJobError, or a job hash that expired or cannot be read
+            status = None
+        if run.status == "queued":
+            waiting = status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED)
+            # Just stored by the API, which enqueues it a moment later.
+            if waiting or _age_s(run.created_at) < LEASE_TTL_S:
+                continue
+            enqueue_rescore(queue, run.id, timeout=timeout)
+            requeued.append(run.id)
+        elif status not in (JobStatus.QUEUED, JobStatus.STARTED):
+            # RQ marks the job of a worker that was killed failed once its time is up; a job that
+            # is gone altogether went with a Redis restart. The job itself records ordinary failures.
+            repo.fail_rescore_run(run.id, "the worker running it stopped before it finished (killed, timed "
+                                          "out or Redis restarted); start a new run")
+    if requeued:
+        log.info("re-enqueued %d rescore run(s) whose jobs were lost", len(requeued))
+    return requeued
 
 
 def lease_key(call_id: str) -> str:
@@ -496,9 +610,10 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
 
     notify_queue = Queue(notify.queue_name(settings), connection=connection)
     reconcile(repo, queue, timeout=settings.job_timeout_s)
+    reconcile_rescores(repo, queue, timeout=settings.job_timeout_s)
 
     class CallWorker(SimpleWorker):
-        """SimpleWorker that also recovers lost calls whenever RQ runs its periodic maintenance."""
+        """SimpleWorker that also recovers lost calls and rescore runs whenever RQ runs its maintenance."""
 
         def run_maintenance_tasks(self) -> None:
             super().run_maintenance_tasks()
@@ -506,6 +621,10 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
                 reconcile(repo, queue, timeout=settings.job_timeout_s)
             except Exception:  # maintenance must never stop the worker; try again next round
                 log.exception("reconciling lost calls failed")
+            try:
+                reconcile_rescores(repo, queue, timeout=settings.job_timeout_s)
+            except Exception:
+                log.exception("reconciling lost rescore runs failed")
             try:
                 enqueue_due_retries(notify_queue)
                 enqueue_due_retries(queue)  # calls waiting out a transient failure

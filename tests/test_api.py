@@ -453,6 +453,10 @@ def test_api_process_does_not_import_models(tmp_path, redis_url):
         r = client.post("/v1/calls", headers=h, files={{"transcript": ("c.json", open(sys.argv[3], "rb"))}},
                         data={json.dumps(FORM)})
         assert r.status_code == 202, r.text
+        r = client.post("/v1/rescores", headers=h,
+                        json={{"rubric_id": "harbourline-intake", "rubric_version": "2026.10"}})
+        assert r.status_code == 202, r.text
+        assert client.get(r.headers["location"], headers=h).json()["status"] == "queued"
         heavy = ("faster_whisper", "ctranslate2", "spacy", "thinc", "presidio_analyzer",
                  "presidio_anonymizer", "torch", "av")
         print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))

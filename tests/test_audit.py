@@ -28,6 +28,7 @@ REASON = "notice given before the recording started"
     ("POST", "/v1/calls/abc/reviews", ("review", "call", "abc")),
     ("POST", "/v1/calls", ("submit_call", "call", None)),
     ("POST", "/v1/rubrics", ("put_rules", "rubric", None)),
+    ("POST", "/v1/rescores", ("start_rescore", "rescore", None)),
     ("GET", "/calls/abc", ("read_call", "call", "abc")),
     ("GET", "/v1/agents/a-1/scorecards", ("read_scorecards", "agent", "a-1")),
     ("GET", "/v1/calls", None),

@@ -52,6 +52,8 @@ READ_SCORES = ("qa", "supervisor")
 MANAGE_RULES = ("qa",)
 READ_RULES = ("qa", "telephony", "supervisor")
 RETRY = ("qa",)
+START_RESCORE = ("qa",)
+READ_RESCORES = ("qa", "supervisor")
 
 SubmitKey = Annotated[StoredKey, requires(*SUBMIT)]
 ReadCallKey = Annotated[StoredKey, requires(*READ_CALL)]
@@ -59,3 +61,5 @@ ReadScoresKey = Annotated[StoredKey, requires(*READ_SCORES)]
 ManageRulesKey = Annotated[StoredKey, requires(*MANAGE_RULES)]
 ReadRulesKey = Annotated[StoredKey, requires(*READ_RULES)]
 RetryKey = Annotated[StoredKey, requires(*RETRY)]
+StartRescoreKey = Annotated[StoredKey, requires(*START_RESCORE)]
+ReadRescoresKey = Annotated[StoredKey, requires(*READ_RESCORES)]

@@ -185,9 +185,10 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", rf"^/calls/{_ID}/reviews$", "review", "call"),
     ("POST", r"^/v1/rubrics$", "put_rules", "rubric"),
     ("POST", r"^/v1/policy-packs$", "put_rules", "policy_pack"),
+    ("POST", r"^/v1/rescores$", "start_rescore", "rescore"),
     ("GET", r"^/v1/audit$", "read_audit", None),
 ))
-_LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs)/([^/?]+(?:/[^/?]+)?)$")
+_LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs|rescores)/([^/?]+(?:/[^/?]+)?)$")
 
 
 def audited(method: str, path: str) -> tuple[str, str | None, str | None] | None:
