@@ -131,3 +131,21 @@ def _wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("expected", [1, 7, 1000])
+def test_sample_buffer_grows_past_a_wrong_declared_length(expected):
+    from qa_service.stages.decode import _Samples
+
+    rng = np.random.default_rng(2)
+    chunks = [rng.normal(size=(2, n)).astype(np.float32) for n in (5, 0, 9, 300, 1)]
+    buffer = _Samples(expected)
+    for c in chunks:
+        buffer.add(c)
+    np.testing.assert_array_equal(buffer.array(), np.concatenate(chunks, axis=1))
+
+
+def test_decoded_length_does_not_depend_on_the_declared_one():
+    # The WAV header declares the length; the Ogg/Opus stream may not: both decode to about 1.3 s.
+    wav = decode(AUDIO / "short_16k.wav").duration_s
+    assert decode((AUDIO / "short_opus.ogg").read_bytes()).duration_s == pytest.approx(wav, abs=0.1)

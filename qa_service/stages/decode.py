@@ -57,12 +57,10 @@ def decode(source: Path | bytes, *, max_duration_s: float | None = None) -> Audi
             raise AudioError(
                 f"the audio lasts {declared:.1f} s, more than the limit of {max_duration_s:g} s"
             )
-        chunks = _decode_stream(container, stream, fmt, max_duration_s)
+        samples = _decode_stream(container, stream, fmt, max_duration_s, declared)
 
-    if not chunks:
+    if samples.size == 0:
         raise AudioError(f"the file ({fmt}) contains no audio samples")
-    samples = np.concatenate(chunks, axis=1)
-    del chunks  # copied into samples; an hour of audio is 230 MB per channel, so hold one copy only
     kept = samples[:MAX_CHANNELS] if samples.shape[0] > MAX_CHANNELS else samples
     if samples.shape[0] > MAX_CHANNELS:
         log.info("audio has %d channels; keeping the first %d", samples.shape[0], MAX_CHANNELS)
@@ -83,30 +81,55 @@ def decode(source: Path | bytes, *, max_duration_s: float | None = None) -> Audi
     )
 
 
-def _decode_stream(container, stream, fmt: str, max_duration_s: float | None) -> list[np.ndarray]:
+def _decode_stream(container, stream, fmt: str, max_duration_s: float | None,
+                   declared: float | None) -> np.ndarray:
+    """All samples as one (channels, n) array, written into place as they are decoded."""
     # fltp keeps one plane per channel, which is the layout Audio wants.
     resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
     limit = None if max_duration_s is None else int(max_duration_s * SAMPLE_RATE)
-    chunks: list[np.ndarray] = []
-    total = 0
+    buffer = _Samples(int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE)
     try:
         for frame in container.decode(stream):
             frame.pts = None  # timestamps from odd containers can confuse the resampler; order is enough
             for out in resampler.resample(frame):
-                chunk = out.to_ndarray()
-                chunks.append(chunk)
-                total += chunk.shape[1]
-            if limit is not None and total > limit + SAMPLE_RATE:
+                buffer.add(out.to_ndarray())
+            if limit is not None and buffer.n > limit + SAMPLE_RATE:
                 raise AudioError(f"the audio lasts more than the limit of {max_duration_s:g} s")
         for out in resampler.resample(None):
-            chunks.append(out.to_ndarray())
+            buffer.add(out.to_ndarray())
     except av.error.FFmpegError as exc:
         # A truncated or partly corrupt file: keep what decoded cleanly, refuse if nothing did.
-        if not chunks:
+        if not buffer.n:
             raise AudioError(f"the audio ({fmt}) could not be decoded ({_reason(exc)})") from None
         log.warning("audio (%s) is damaged after %.1f s; keeping the part that decoded",
-                    fmt, total / SAMPLE_RATE)
-    return [c for c in chunks if c.shape[1] > 0]
+                    fmt, buffer.n / SAMPLE_RATE)
+    return buffer.array()
+
+
+class _Samples:
+    """A (channels, n) float32 buffer sized from the declared duration and grown by half when short:
+    an hour of audio is 230 MB per channel, and joining decoded chunks would hold it twice."""
+
+    def __init__(self, expected: int):
+        self.expected = expected
+        self.data: np.ndarray | None = None
+        self.n = 0
+
+    def add(self, chunk: np.ndarray) -> None:
+        if chunk.shape[1] == 0:
+            return
+        if self.data is None:
+            self.data = np.empty((chunk.shape[0], max(self.expected, chunk.shape[1])), np.float32)
+        need = self.n + chunk.shape[1]
+        if need > self.data.shape[1]:
+            grown = np.empty((self.data.shape[0], max(need, self.data.shape[1] * 3 // 2)), np.float32)
+            grown[:, : self.n] = self.data[:, : self.n]
+            self.data = grown
+        self.data[:, self.n : need] = chunk
+        self.n = need
+
+    def array(self) -> np.ndarray:
+        return np.zeros((0, 0), np.float32) if self.data is None else self.data[:, : self.n]
 
 
 def _declared_duration(container, stream) -> float | None:
