@@ -364,6 +364,19 @@ def test_a_long_channel_is_transcribed_in_blocks_on_the_call_clock(tiny, phrases
 
 
 @pytest.mark.slow
+def test_batched_pipeline_gives_the_same_words(tiny, phrases):
+    agent, customer = phrases
+    left, right, customer_start = _two_party_call(agent, customer)
+    batched = replace(tiny, options=replace(tiny.options, batch_size=4))
+    t = transcribe_call(_audio(left, right), batched, layout="stereo")
+    assert {"thank", "calling", "help"} <= _words(t, "agent")
+    assert {"visa", "application"} <= _words(t, "customer")
+    first_customer = next(s for s in t.segments if s.speaker == "customer")
+    assert first_customer.start == pytest.approx(customer_start, abs=0.5)
+    assert t.model["options"]["batch_size"] == 4
+
+
+@pytest.mark.slow
 def test_long_pause_splits_a_speakers_turn(tiny, phrases):
     agent, _ = phrases
     pause = np.zeros(3 * SAMPLE_RATE, np.float32)
