@@ -16,6 +16,7 @@ from qa_service.records import (
     Segment,
     Transcript,
     Violation,
+    Word,
 )
 from qa_service.rules.load import load_policy_pack, load_rubric
 
@@ -93,3 +94,24 @@ def test_call_in_another_language_than_the_rubric_is_flagged() -> None:
     assert len(card["warnings"]) == 1 and "'zh'" in card["warnings"][0] and "'en'" in card["warnings"][0]
     english = build_scorecard(meta, RAW, REDACTED, result, rubric, policies, {}).to_dict()
     assert english["warnings"] == []
+
+
+def _heard(probabilities: list[float]) -> Transcript:
+    words = tuple(Word(f" w{i}", i * 0.3, i * 0.3 + 0.2, p) for i, p in enumerate(probabilities))
+    return Transcript(segments=(Segment("agent", 0.0, len(words) * 0.3, "words", words),), duration_s=5.0)
+
+
+def test_a_transcript_the_recogniser_is_unsure_of_is_flagged() -> None:
+    rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
+    result = ScoreResult(criteria=(), violations=(), score=0.0, auto_fail=False, passed=False)
+    meta = CallMeta("c4", "a", date(2026, 10, 1))
+
+    def card(t: Transcript) -> dict:
+        return build_scorecard(meta, t, Redacted(t, ()), result, rubric, policies, {}).to_dict()
+
+    unsure = card(_heard([0.3, 0.5, 0.45, 0.6]))  # what tiny.en gives a call in Chinese
+    assert unsure["models"]["asr"]["mean_word_confidence"] == 0.463
+    assert any("unsure" in w and "0.46" in w for w in unsure["warnings"])
+    sure = card(_heard([0.9, 0.95, 0.7, 0.99]))
+    assert sure["warnings"] == [] and sure["models"]["asr"]["mean_word_confidence"] == 0.885
+    assert "mean_word_confidence" not in card(RAW)["models"]["asr"], "text has no word confidence"
