@@ -5,12 +5,12 @@
    and a pitch estimate; each unit gets the mean and spread of its frames plus its median pitch.
    With a voice model (`stages.voiceprint`), every word also gets a voice embedding: the mean of
    1 s windows every 0.1 s across it, each kept inside the word's unit so that it hears one voice.
-3. A first split into two speakers: k-means on the words' voice embeddings; without a voice
-   model, k-means on the units and a split by pitch. It is refined: one diagonal Gaussian mixture
-   per speaker is fitted on its frames, every word is scored against both (plus the cosine
-   similarity of its voice embedding to each speaker's mean), and a word-level Viterbi pass with
-   a switching cost (lower at pauses and sentence ends) relabels the words. Fit and relabel repeat
-   a few times; of several starts, the better-fitting split wins.
+3. First splits into two speakers: k-means on the units, a split by pitch and, with a voice
+   model, k-means on the voice embeddings. Each is refined: one diagonal Gaussian mixture per
+   speaker is fitted on its frames, every word is scored against both (plus the cosine similarity
+   of its voice embedding to each speaker's mean), and a word-level Viterbi pass with a switching
+   cost (lower at pauses and sentence ends) relabels the words. Fit and relabel repeat a few
+   times; of the refined splits, the best one wins.
 4. If two models do not explain the frames better than one by the BIC penalty, the call has one
    voice: it is the agent's when it says the opening phrases, otherwise "unknown".
 5. The agent is the speaker who says the rubric's opening phrases (`agent_phrases`), or failing
@@ -107,9 +107,9 @@ def attribute_speakers(
     windows, voice = _word_voices(voices, samples, words, units) if voices is not None else (None, None)
 
     # Refinement can settle on a split by something other than voice, so it starts from different
-    # first guesses and keeps the split whose two speaker models explain the audio best. A trained
-    # voice model separates similar voices that MFCC and pitch statistics cannot, so when there is
-    # one its split is the only start.
+    # first guesses and keeps the best split: the one whose words sit nearest their own speaker's
+    # mean voice when there is a voice model (it separates similar voices that MFCC and pitch
+    # statistics cannot), otherwise the one whose two MFCC models explain the audio best.
     guesses: list[np.ndarray] = []
     if windows is not None and voice is not None:
         guesses.append(_voice_clusters(windows, voice, words))
@@ -355,13 +355,14 @@ def _word_voices(
     grid = grid - grid.mean(axis=0)
     grid /= np.linalg.norm(grid, axis=1, keepdims=True) + 1e-9
     grid_t = np.array(times)
-    owner_a = np.array(owner)
+    first = np.searchsorted(owner, np.arange(len(words)), side="left")  # owner is sorted
+    last = np.searchsorted(owner, np.arange(len(words)), side="right")
     out = np.empty((len(words), grid.shape[1]), np.float32)
     for j, w in enumerate(words):
-        mine = np.flatnonzero(owner_a == j)
-        if not mine.size:  # a word shorter than the spacing: the nearest window speaks for it
-            mine = np.array([np.abs(grid_t - (w.start + w.end) / 2).argmin()])
-        v = grid[mine].mean(axis=0)
+        if last[j] > first[j]:
+            v = grid[first[j] : last[j]].mean(axis=0)
+        else:  # a word shorter than the spacing: the nearest window speaks for it
+            v = grid[np.abs(grid_t - (w.start + w.end) / 2).argmin()]
         out[j] = v / (np.linalg.norm(v) + 1e-9)
     return grid, out
 
