@@ -123,7 +123,8 @@ class WhisperTranscriber:
             samples = reduce_noise(samples)
         words_by_language: dict[str, int] = {}
         out: list[Segment] = []
-        for start, stop in block_bounds(samples, self.block_s):
+        # A batch needs as many 30 s windows in its block as it decodes at once.
+        for start, stop in block_bounds(samples, max(self.block_s, 30.0 * o.batch_size)):
             segments, language = self._transcribe_block(samples[start:stop], vocabulary)
             offset = start / SAMPLE_RATE
             out += [_shifted(seg, offset) for seg in segments] if offset else segments
