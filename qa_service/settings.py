@@ -25,8 +25,8 @@ class Settings(BaseSettings):
     asr_compute_type: str = "int8"
     asr_threads: int = Field(default=0, description="0 means one per core")
     asr_beam_size: int = 5
-    # Subtract steady line noise before recognition (stages/denoise.py).
-    asr_denoise: bool = True
+    # Subtract steady line noise before recognition (stages/denoise.py; measured trade-off there).
+    asr_denoise: bool = False
     # Windows decoded at once by faster-whisper's batched pipeline; 0 decodes one after another.
     asr_batch_size: int = Field(default=0, ge=0)
     # Feed the rubric's phrases and policy topics to Whisper. Off by default: measured on telephone
