@@ -129,19 +129,24 @@ class WhisperTranscriber:
         o = self.options
         if o.denoise:
             samples = reduce_noise(samples)
-        words_by_language: dict[str, int] = {}
         out: list[Segment] = []
+        language: str | None = None
+        detected = None
         # A batch needs as many 30 s windows in its block as it decodes at once.
         for start, stop in block_bounds(samples, max(self.block_s, 30.0 * o.batch_size)):
-            segments, language = self._transcribe_block(samples[start:stop], vocabulary)
+            segments, detected = self._transcribe_block(samples[start:stop], vocabulary, language)
+            # The language heard in the first block with speech is kept for the rest (Whisper itself
+            # decides from a channel's first 30 s of speech); that saves a detection pass per block.
+            if language is None and segments:
+                language = detected
             offset = start / SAMPLE_RATE
             out += [_shifted(seg, offset) for seg in segments] if offset else segments
-            words = sum(len(seg.words) for seg in segments)
-            words_by_language[language] = words_by_language.get(language, 0) + words
-        self.last_language = max(words_by_language, key=lambda k: words_by_language[k])
+        self.last_language = language or detected
         return out
 
-    def _transcribe_block(self, samples: np.ndarray, vocabulary: Sequence[str]) -> tuple[list[Segment], str]:
+    def _transcribe_block(
+        self, samples: np.ndarray, vocabulary: Sequence[str], language: str | None
+    ) -> tuple[list[Segment], str]:
         o = self.options
         kwargs: dict[str, Any] = {}
         if vocabulary and o.vocabulary_mode != "none":
@@ -161,7 +166,7 @@ class WhisperTranscriber:
             kwargs["batch_size"] = o.batch_size
         segments, info = engine.transcribe(
             samples,
-            language=None if multilingual else "en",
+            language=language if multilingual else "en",
             beam_size=o.beam_size,
             temperature=list(o.temperature),
             compression_ratio_threshold=o.compression_ratio_threshold,
