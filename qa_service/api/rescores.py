@@ -18,11 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qa_service.api.deps import QueueDep, ReadRescoresKey, RepoDep, SettingsDep, StartRescoreKey
 from qa_service.api.policy import OutdatedMention
-from qa_service.api.routes import QueueUnavailable, UnknownRules
+from qa_service.api.routes import QueueUnavailable, stored_rules
 from qa_service.api.schemas import Error, RulesRefOut
-from qa_service.errors import NotFound
 from qa_service.jobs import enqueue_rescore
-from qa_service.storage.repository import NewRescoreRun, Repository, RulesKind, StoredRescoreRun
+from qa_service.storage.repository import NewRescoreRun, StoredRescoreRun
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["rescores"])
@@ -142,14 +141,6 @@ def _fields(run: StoredRescoreRun) -> dict[str, Any]:
     )
 
 
-def _stored(repo: Repository, kind: RulesKind, rules_id: str, version: str) -> None:
-    try:
-        repo.get_rules(kind, rules_id, version)
-    except NotFound as exc:
-        path = "rubrics" if kind == "rubric" else "policy-packs"
-        raise UnknownRules(f"{exc}; upload it first (POST /v1/{path})") from None
-
-
 @router.post(
     "/v1/rescores", status_code=202, response_model=RescoreAccepted,
     responses={**_ERRORS, 422: {"model": Error, "description": "Invalid body, or the rules are not stored"},
@@ -162,9 +153,9 @@ def start_rescore(body: RescoreIn, repo: RepoDep, queue: QueueDep, settings: Set
     Nothing is transcribed again; each call gets a new scorecard version (unless `dry_run`), and
     `GET /v1/rescores/{id}` reports the impact when the run is done.
     """
-    _stored(repo, "rubric", body.rubric_id, body.rubric_version)
+    stored_rules(repo, "rubric", body.rubric_id, body.rubric_version)
     if body.policy_pack_id is not None and body.policy_pack_version is not None:
-        _stored(repo, "policy_pack", body.policy_pack_id, body.policy_pack_version)
+        stored_rules(repo, "policy_pack", body.policy_pack_id, body.policy_pack_version)
     run = repo.add_rescore_run(NewRescoreRun(
         id=str(uuid.uuid4()), rubric_id=body.rubric_id, rubric_version=body.rubric_version,
         policy_pack_id=body.policy_pack_id, policy_pack_version=body.policy_pack_version,

@@ -122,8 +122,8 @@ def submit_call(
         existing = repo.find_call(call_id)
         if existing is not None:
             return _existing(existing, queue, settings, response)
-    rubric = _rules_for_call(repo, "rubric", rubric_id, rubric_version)
-    policies = _rules_for_call(repo, "policy_pack", policy_pack_id, policy_pack_version)
+    rubric = stored_rules(repo, "rubric", rubric_id, rubric_version)
+    policies = stored_rules(repo, "policy_pack", policy_pack_id, policy_pack_version)
 
     new_id = str(uuid.uuid4())
     kind: Literal["audio", "transcript"] = "audio" if audio is not None else "transcript"
@@ -159,7 +159,8 @@ def submit_call(
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
 
 
-def _rules_for_call(repo: Repository, kind: RulesKind, rules_id: str, version: str | None) -> Any:
+def stored_rules(repo: Repository, kind: RulesKind, rules_id: str, version: str | None) -> Any:
+    """The stored rules of this id and version (None: newest), or UnknownRules (422) naming the upload."""
     try:
         return repo.get_rules(kind, rules_id, version)
     except NotFound as exc:

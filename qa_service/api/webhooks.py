@@ -72,8 +72,8 @@ async def telephony(request: Request, repo: RepoDep, queue: QueueDep, settings: 
         existing = repo.find_call(event.external_call_id)
         if existing is not None:
             return routes._existing(existing, queue, settings, response)
-        rubric = routes._rules_for_call(repo, "rubric", event.rubric_id, event.rubric_version)
-        policies = routes._rules_for_call(repo, "policy_pack", event.policy_pack_id,
+        rubric = routes.stored_rules(repo, "rubric", event.rubric_id, event.rubric_version)
+        policies = routes.stored_rules(repo, "policy_pack", event.policy_pack_id,
                                           event.policy_pack_version)
         call, created = repo.add_call(NewCall(
             id=str(uuid.uuid4()), external_id=event.external_call_id, agent_id=event.agent_id,
