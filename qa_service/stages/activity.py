@@ -11,6 +11,7 @@ audio near their words, split between the parties where both spoke without a pau
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -51,8 +52,8 @@ def voiced_intervals(samples: np.ndarray) -> list[Interval]:
 
 def near_words(voiced: Sequence[Interval], words: Sequence[Segment]) -> list[Interval]:
     """The voiced stretches that come within NEAR_WORDS_S of these words (one party's channel)."""
-    near = union((s.start - NEAR_WORDS_S, s.end + NEAR_WORDS_S) for s in words)
-    return [run for run in voiced if intersect([run], near)]
+    near = _Spans(union((s.start - NEAR_WORDS_S, s.end + NEAR_WORDS_S) for s in words))
+    return [run for run in voiced if near.touches(run)]
 
 
 def split_by_words(voiced: Sequence[Interval], segments: Sequence[Segment],
@@ -64,17 +65,32 @@ def split_by_words(voiced: Sequence[Interval], segments: Sequence[Segment],
     recogniser's times are a little tight) goes the same way by the words near it.
     """
     own = {role: [s for s in segments if s.speaker == role] for role in roles}
+    under = {role: _Spans(union((s.start, s.end) for s in segs)) for role, segs in own.items()}
+    near = {role: _Spans(union((s.start - NEAR_WORDS_S, s.end + NEAR_WORDS_S) for s in segs))
+            for role, segs in own.items()}
     out: dict[str, list[Interval]] = {role: [] for role in roles}
     for run in voiced:
-        mine = [role for role in roles if any(s.start < run[1] and s.end > run[0] for s in own[role])]
+        mine = [role for role in roles if under[role].touches(run)]
         if not mine:
-            mine = [role for role in roles if near_words([run], own[role])]
+            mine = [role for role in roles if near[role].touches(run)]
         if len(mine) == 1:
             out[mine[0]].append(run)
         elif mine:
             for role, part in _nearest_words(run, [s for s in segments if s.speaker in mine]):
                 out[role].append(part)
     return {role: union(ivs) for role, ivs in out.items()}
+
+
+class _Spans:
+    """Sorted, merged intervals that answer "does this interval overlap any of you?" by bisection."""
+
+    def __init__(self, merged: list[Interval]):
+        self.merged = merged
+        self.ends = [end for _, end in merged]
+
+    def touches(self, iv: Interval) -> bool:
+        i = bisect.bisect_right(self.ends, iv[0])  # the first interval ending after iv starts
+        return i < len(self.merged) and self.merged[i][0] < iv[1]
 
 
 def _nearest_words(run: Interval, segments: Sequence[Segment]) -> list[tuple[str, Interval]]:
