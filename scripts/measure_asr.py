@@ -110,7 +110,7 @@ def cmd_calls(args) -> None:
                for p in c.get("phrases", [])]
     vocab = []
     if args.vocab:
-        vocab = [p for c in rubric["criteria"] + rubric.get("prohibited", []) for p in c.get("phrases", [])]
+        vocab = [p for c in rubric["criteria"] for p in c.get("phrases", [])]  # never prohibited phrases
         if args.policies:
             facts = yaml.safe_load(Path(args.policies).read_text())["facts"]
             vocab += [t for f in facts for t in f.get("topic", [])]
@@ -119,12 +119,13 @@ def cmd_calls(args) -> None:
     cards = Path(tempfile.mkdtemp(prefix="asr-cards-"))
     layout = "auto" if args.kind == "mono" else "stereo"
     total_audio = total_time = 0.0
+    voices = load_voices(args.voices)
     for truth in sorted(Path(args.truth).glob("*.truth.json")):
         name = truth.name.removesuffix(".truth.json")
         audio = decode(Path(args.truth) / f"{name}.{args.kind}.wav")
         t0 = time.time()
         t = transcribe_call(audio, engine, layout=layout, vocabulary=vocab, agent_phrases=opening,
-                            voices=load_voices(args.voices))
+                            voices=voices)
         total_time += time.time() - t0
         total_audio += audio.duration_s
         card = {"call_id": name, "passed": False, "criteria": [], "violations": [],
