@@ -123,17 +123,18 @@ def attribute_speakers(
     labels = np.zeros(len(words), dtype=int)
     posterior = np.ones(len(words))
     gain = 0.0
-    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
     for start in guesses:
         if len(set(start.tolist())) < 2:
             continue
         cand, post = _refine(words, frames, feats, f0, start, voice)
-        g = _bic_gain(frames, feats, cand)
-        fit = g if voice is None else _voice_margin(voice, words, cand)
+        fit = _bic_gain(frames, feats, cand) if voice is None else _voice_margin(voice, words, cand)
         if best is None or fit > best[0]:
-            best = (fit, g, cand, post)
+            best = (fit, cand, post)
     if best is not None:
-        _, gain, labels, posterior = best
+        fit, labels, posterior = best
+        # The BIC gain also decides one voice or two; with a voice model it is needed for the winner only.
+        gain = fit if voice is None else _bic_gain(frames, feats, labels)
     two = gain > 0 and len(set(labels.tolist())) == 2
     if not two:
         labels[:] = 0
