@@ -15,8 +15,9 @@ with neither a lease nor a waiting job is enqueued again. Run one worker per cor
 
 Rescore runs (`rescore_run`) go on the same queue: the API stores the run and enqueues its id; the
 worker rescores the stored transcripts with the spaCy pipeline it already holds and stores the
-impact summary on the run. `reconcile_rescores` queues runs whose job never reached Redis and fails
-runs whose job died, so a run never stays queued or running for good.
+impact summary on the run. The worker holds a lease on the run as on a call; `reconcile_rescores`
+queues runs whose job never reached Redis and fails, within about LEASE_TTL_S, running runs whose
+worker is gone, so a run never stays queued or running for good.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def retry_failed_call(repo: Repository, call_id: str) -> StoredCall:
 
 def process_call(call_id: str) -> str:
     """Score one stored call: mark processing, run the pipeline, store the scorecard, mark done."""
-    lease = _Lease.for_current_job(call_id, touch=lambda: _repo().touch_call(call_id))
+    lease = _Lease.for_current_job(lease_key(call_id), touch=lambda: _repo().touch_call(call_id))
     if lease is not None and not lease.acquire():
         # A duplicate job (resend, recovery) while a live worker holds this call: let that one finish.
         log.info("call %s is being processed by another worker; skipping", call_id)
@@ -231,6 +232,20 @@ def rescore_run(run_id: str) -> str:
     traceback. New scorecard versions are stored in batches as the run goes: a run that fails midway
     keeps those already stored, and running it again rescores every call once more.
     """
+    # Taken before the run is marked running, so a running run without a live lease is one whose
+    # worker died (see reconcile_rescores).
+    lease = _Lease.for_current_job(rescore_lease_key(run_id))
+    if lease is not None and not lease.acquire():
+        log.info("rescore run %s is being worked by another job; skipping", run_id)
+        return run_id
+    try:
+        return _rescore(run_id)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _rescore(run_id: str) -> str:
     from qa_service.errors import Conflict
     from qa_service.rescore import rescore_stored
 
@@ -286,30 +301,42 @@ def _audit_rescore(repo: Repository, run: StoredRescoreRun, outcome: str) -> Non
 
 
 def reconcile_rescores(repo: Repository, queue: Queue, *, timeout: int | None = None) -> list[str]:
-    """Queue again runs left queued without a job; fail running ones whose job is gone or died.
+    """Queue again runs left queued without a job; fail running ones whose worker is gone.
 
     Returns the ids of the runs queued again.
     """
     from rq.job import Job, JobStatus
 
     requeued = []
+    connection = queue.connection
     for run in repo.list_rescore_runs(statuses=["queued", "running"], limit=1000):
-        try:
-            status = Job.fetch(rescore_job_id(run.id), connection=queue.connection).get_status()
-        except Exception:  # NoSuchJobError, or a job hash that expired or cannot be read
-            status = None
         if run.status == "queued":
+            try:
+                status = Job.fetch(rescore_job_id(run.id), connection=connection).get_status()
+            except Exception:  # NoSuchJobError, or a job hash that expired or cannot be read
+                status = None
             waiting = status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED)
             # Just stored by the API, which enqueues it a moment later.
             if waiting or _age_s(run.created_at) < LEASE_TTL_S:
                 continue
             enqueue_rescore(queue, run.id, timeout=timeout)
             requeued.append(run.id)
-        elif status not in (JobStatus.QUEUED, JobStatus.STARTED):
-            # RQ marks the job of a worker that was killed failed once its time is up; a job that
-            # is gone altogether went with a Redis restart. The job itself records ordinary failures.
-            repo.fail_rescore_run(run.id, "the worker running it stopped before it finished (killed, timed "
-                                          "out or Redis restarted); start a new run")
+            continue
+        holder = connection.get(rescore_lease_key(run.id))
+        if holder is not None and not _holder_dead(holder):
+            continue  # a live worker is on it (or one elsewhere whose lease has not lapsed yet)
+        # Marked running a moment ago, while Redis restarted: the worker takes its lease again at
+        # its next refresh.
+        if holder is None and run.started_at is not None and _age_s(run.started_at) < LEASE_TTL_S:
+            continue
+        # The worker was killed (its lease lapsed, or names a process here that has exited) or its
+        # job went with a Redis restart: without this the run would wait out RQ's job timeout.
+        # The job itself records ordinary failures and timeouts.
+        connection.delete(rescore_lease_key(run.id))
+        reason = "the worker running it stopped before it finished (killed or Redis restarted)"
+        if not run.dry_run:
+            reason += "; scorecards rescored before it stopped keep their new version"
+        repo.fail_rescore_run(run.id, f"{reason}; start a new run")
     if requeued:
         log.info("re-enqueued %d rescore run(s) whose jobs were lost", len(requeued))
     return requeued
@@ -320,34 +347,38 @@ def lease_key(call_id: str) -> str:
     return f"qa:call-lease:{call_id}"
 
 
+def rescore_lease_key(run_id: str) -> str:
+    """Redis key held by the worker on a rescore run, for as long as it is alive."""
+    return f"qa:rescore-lease:{run_id}"
+
+
 class _Lease:
-    """A Redis lock on one call, refreshed by a thread while the job runs.
+    """A Redis lock on one call (or rescore run), refreshed by a thread while the job runs.
 
     It stops two workers scoring the same call at once (a job enqueued twice by a resend or a
     recovery), and tells the reconciler which calls a live worker holds: a killed worker stops
     refreshing and its lease expires within LEASE_TTL_S. The lease names its host and process,
     so a reconciler on the same machine sees at once that the holder is gone.
 
-    Redis may lose the lease (a restart without persistence), so each refresh also touches the
-    call's row: the database, not Redis, is what the reconciler trusts last. A lease found
-    missing is taken again with the same token unless another worker holds it by then.
+    Redis may lose the lease (a restart without persistence), so each refresh also calls `touch`
+    (a call's row heartbeat): the database, not Redis, is what the reconciler trusts last. A lease
+    found missing is taken again with the same token unless another worker holds it by then.
     """
 
-    def __init__(self, connection: Redis, call_id: str, touch: Callable[[], None] | None = None):
-        self._lock = connection.lock(lease_key(call_id), timeout=LEASE_TTL_S, blocking=False,
-                                     thread_local=False)
+    def __init__(self, connection: Redis, key: str, touch: Callable[[], None] | None = None):
+        self._lock = connection.lock(key, timeout=LEASE_TTL_S, blocking=False, thread_local=False)
         self._token = _holder_token()
         self._touch = touch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_current_job(cls, call_id: str, touch: Callable[[], None] | None = None) -> _Lease | None:
+    def for_current_job(cls, key: str, touch: Callable[[], None] | None = None) -> _Lease | None:
         """A lease on the Redis of the RQ job running now; None outside a worker."""
         from rq import get_current_job
 
         job = get_current_job()
-        return cls(job.connection, call_id, touch) if job is not None else None
+        return cls(job.connection, key, touch) if job is not None else None
 
     def acquire(self) -> bool:
         if not self._lock.acquire(token=self._token):

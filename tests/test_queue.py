@@ -508,9 +508,9 @@ def test_a_processing_call_with_a_recent_heartbeat_is_left_alone(env):
 def test_a_lease_lost_in_redis_is_taken_again_and_the_row_touched(redis_conn, monkeypatch):
     monkeypatch.setattr(jobs, "LEASE_REFRESH_S", 0.1)
     touched = []
-    lease = jobs._Lease(redis_conn, str(uuid.uuid4()), touch=lambda: touched.append(1))
+    key = jobs.lease_key(str(uuid.uuid4()))
+    lease = jobs._Lease(redis_conn, key, touch=lambda: touched.append(1))
     assert lease.acquire()
-    key = jobs.lease_key(lease._lock.name.split(":")[-1])
     redis_conn.delete(key)  # what a Redis restart without persistence does
     time.sleep(0.5)
     assert redis_conn.get(key).decode() == lease._token

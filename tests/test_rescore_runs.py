@@ -6,6 +6,9 @@ spaCy pipeline and redactor loaded once (no speech model: the calls are transcri
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -72,11 +75,11 @@ def audit_rows(api: Api) -> list[dict]:
         return [dict(r) for r in conn.execute(sa.select(t.audit_log).order_by(t.audit_log.c.id)).mappings()]
 
 
-def age(api: Api, run_id: str, seconds: float = 3600) -> None:
-    """Move a run's creation into the past."""
+def age(api: Api, run_id: str, seconds: float = 3600, column: str = "created_at") -> None:
+    """Move a run's creation (or start) into the past."""
     with api.repo.engine.begin() as conn:
         conn.execute(t.rescore_runs.update().where(t.rescore_runs.c.id == run_id)
-                     .values(created_at=datetime.now(UTC) - timedelta(seconds=seconds)))
+                     .values({column: datetime.now(UTC) - timedelta(seconds=seconds)}))
 
 
 # -- the API -------------------------------------------------------------------------------------
@@ -118,7 +121,7 @@ def test_without_a_pack_each_call_keeps_its_own(api):
     (None, 401, 401),
 ])
 def test_who_may_start_and_read_runs(api, role, starts, reads):
-    existing = start(api).json()["id"]
+    existing = start(api, dry_run=True).json()["id"]
     headers = api.h(role) if role else {}
     r = api.client.post(PATH, json=BODY, headers=headers)
     assert r.status_code == starts, r.text
@@ -158,7 +161,7 @@ def test_unknown_run_is_404(api, run_id):
 
 
 def test_runs_are_listed_newest_first_with_totals(api):
-    ids = [start(api).json()["id"] for _ in range(3)]
+    ids = [start(api, dry_run=True).json()["id"] for _ in range(3)]
     api.repo.start_rescore_run(ids[0])
     summary = {"calls": 4, "score_changed": 2, "mean_score_change": -5.0, "flipped_to_fail": 1,
                "flipped_to_pass": 0, "agents_with_flips": {}, "new_violations": {}, "vanished_violations": {},
@@ -173,6 +176,19 @@ def test_runs_are_listed_newest_first_with_totals(api):
     assert [(x["id"], x["status"]) for x in done] == [(ids[0], "done")]
     assert api.client.get(f"{PATH}?status=lost", headers=api.h()).status_code == 422
     assert api.client.get(f"{PATH}?limit=0", headers=api.h()).status_code == 422
+
+
+def test_one_run_at_a_time_stores_a_rubrics_scorecards(api):
+    first = start(api).json()["id"]
+    r = start(api, rubric_version="2026.10")
+    assert r.status_code == 409 and first in r.json()["detail"] and "queued" in r.json()["detail"]
+    assert start(api, dry_run=True).status_code == 202, "a dry run stores nothing and may run beside it"
+    assert start(api, "admin").status_code == 409
+    api.repo.start_rescore_run(first)
+    assert "running" in start(api).json()["detail"]
+    api.repo.fail_rescore_run(first, "worker killed")
+    assert start(api).status_code == 202
+    assert len(api.repo.list_rescore_runs()) == 3
 
 
 def test_starting_a_run_is_audited(api):
@@ -201,22 +217,56 @@ def test_queue_down_keeps_the_run_and_a_worker_queues_it(make_settings, redis_ur
 
 # -- the job -------------------------------------------------------------------------------------
 
-def test_reconcile_fails_running_runs_whose_job_died(api, redis_conn):
-    lost = start(api).json()["id"]            # its job went with a Redis restart
-    died = start(api).json()["id"]            # its worker was killed; RQ marked the job failed
-    alive = start(api).json()["id"]           # a worker is on it
-    for run_id in (lost, died, alive):
+def test_reconcile_fails_running_runs_whose_worker_is_gone(api, redis_conn):
+    runs = {name: start(api, dry_run=True).json()["id"]
+            for name in ("lost", "failed", "killed", "exited", "alive", "just_started")}
+    for name, run_id in runs.items():
         api.repo.start_rescore_run(run_id)
-    api.queue.remove(jobs.rescore_job_id(alive))
-    Job.fetch(jobs.rescore_job_id(alive), connection=redis_conn).set_status(JobStatus.STARTED)
-    Job.fetch(jobs.rescore_job_id(died), connection=redis_conn).set_status(JobStatus.FAILED)
-    Job.fetch(jobs.rescore_job_id(lost), connection=redis_conn).delete()
+        if name != "just_started":
+            age(api, run_id, jobs.LEASE_TTL_S + 5, column="started_at")
+    job = {name: Job.fetch(jobs.rescore_job_id(run_id), connection=redis_conn)
+           for name, run_id in runs.items()}
+    job["lost"].delete()                          # went with a Redis restart
+    job["failed"].set_status(JobStatus.FAILED)    # RQ marked it failed
+    job["killed"].set_status(JobStatus.STARTED)   # RQ still thinks it runs; its lease lapsed
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    redis_conn.set(jobs.rescore_lease_key(runs["exited"]), f"{socket.gethostname()}|{exited.pid}|x", ex=60)
+    # A worker elsewhere holds this one; the last was marked running a moment ago.
+    redis_conn.set(jobs.rescore_lease_key(runs["alive"]), f"elsewhere|{os.getpid()}|x", ex=60)
 
     assert jobs.reconcile_rescores(api.repo, api.queue) == []
-    for run_id in (lost, died):
-        run = api.repo.get_rescore_run(run_id)
-        assert run.status == "failed" and "stopped before it finished" in run.failure_reason
-    assert api.repo.get_rescore_run(alive).status == "running"
+    for name in ("lost", "failed", "killed", "exited"):
+        run = api.repo.get_rescore_run(runs[name])
+        assert run.status == "failed" and "stopped before it finished" in run.failure_reason, name
+        assert "keep their new version" not in run.failure_reason, "a dry run stored nothing"
+    assert not redis_conn.exists(jobs.rescore_lease_key(runs["exited"]))
+    for name in ("alive", "just_started"):
+        assert api.repo.get_rescore_run(runs[name]).status == "running", name
+
+
+def test_a_run_holds_a_lease_while_it_works(api, redis_conn, monkeypatch):
+    run_id = start(api).json()["id"]
+    seen = []
+
+    def rescore_stored(*args, **kwargs):
+        seen.append(redis_conn.get(jobs.rescore_lease_key(run_id)))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("qa_service.rescore.rescore_stored", rescore_stored)
+    work(api, redis_conn)
+    assert seen and seen[0] is not None and socket.gethostname() in seen[0].decode()
+    assert not redis_conn.exists(jobs.rescore_lease_key(run_id)), "released when the job ends"
+    assert api.repo.get_rescore_run(run_id).status == "failed"
+
+
+def test_a_run_under_another_workers_lease_is_left_to_it(api, redis_conn):
+    run_id = start(api).json()["id"]
+    held = redis_conn.lock(jobs.rescore_lease_key(run_id), timeout=60)
+    assert held.acquire(blocking=False)
+    work(api, redis_conn)
+    assert api.repo.get_rescore_run(run_id).status == "queued"
+    held.release()
 
 
 def test_a_run_that_cannot_load_its_rubric_fails_readably(api, redis_conn):
