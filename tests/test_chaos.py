@@ -340,3 +340,37 @@ def test_redis_restart_while_a_long_call_runs_scores_it_once(cluster: Cluster) -
     wait_until(lambda: cluster.status(call_id) == "done", RECOVERY_S, 0.25, "the long call to finish")
     time.sleep(5)  # a second run, if one started, would finish after the first
     assert_exactly_once(cluster, [call_id])
+
+
+def test_worker_killed_mid_rescore_fails_the_run_and_a_new_run_completes(cluster: Cluster) -> None:
+    from bench.rescore import generate
+    from qa_service.rules.load import load_policy_pack, load_rubric
+    from tests.chaos_support import POLICIES, RUBRIC
+
+    n = 3000  # a few seconds of rescoring: long enough to kill the worker in the middle
+    generate(cluster.repo, n, load_rubric(RUBRIC), load_policy_pack(POLICIES))
+    first = cluster.start_worker("a")
+    second = cluster.start_worker("b")
+    cluster.wait_ready(first, second)
+    body = {"rubric_id": "harbourline-intake", "rubric_version": "2026.10"}
+
+    def run_status(run_id: str) -> str:
+        return str(cluster.repo.get_rescore_run(run_id).status)
+
+    run_id = cluster.client.post("/v1/rescores", json=body, headers=cluster.headers).json()["id"]
+    wait_until(lambda: run_status(run_id) == "running", 60, 0.05, "the rescore run to start")
+    owner = wait_until_owner(cluster, run_id, (first, second))
+    time.sleep(1.0)
+    assert run_status(run_id) == "running", "the run finished too soon to test anything"
+    owner.kill()
+    failed = wait_until(lambda: run_status(run_id) == "failed", RECOVERY_S, 0.25,
+                        "the killed worker's run to be marked failed")
+    report(f"kill -9 mid-rescore: run marked failed {failed:.1f} s after the kill")
+    reason = cluster.repo.get_rescore_run(run_id).failure_reason
+    assert "stopped before it finished" in reason and "start a new run" in reason
+
+    again = cluster.client.post("/v1/rescores", json=body, headers=cluster.headers)
+    assert again.status_code == 202, again.text
+    again_id = again.json()["id"]
+    wait_until(lambda: run_status(again_id) == "done", RECOVERY_S, 0.25, "the new run to finish")
+    assert cluster.repo.get_rescore_run(again_id).summary["calls"] == n
