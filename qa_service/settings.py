@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     asr_denoise: bool = False
     # Windows decoded at once by faster-whisper's batched pipeline; 0 decodes one after another.
     asr_batch_size: int = Field(default=0, ge=0)
+    # "words" writes numbers as spoken ("six hundred and forty"); "digits" lets Whisper format them
+    # ("$640"), which it gets wrong on poor lines (measured in stages/transcribe.py DecodeOptions).
+    asr_numbers: Literal["words", "digits"] = "words"
     # Feed the rubric's phrases and policy topics to Whisper. Off by default: measured on telephone
     # audio it lifts recall of those phrases but also makes the recogniser "hear" them (see
     # stages/transcribe.py DecodeOptions).

@@ -297,6 +297,20 @@ def test_telephone_codec_phrase_is_transcribed(tiny):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("clip", ["short_16k.flac", "short_8k_mulaw.wav"])
+def test_numbers_are_written_as_spoken_or_as_digits(tiny, clip):
+    audio = decode(AUDIO / clip)
+    assert tiny.options.numbers_as_words, "words are the default"
+    spoken = transcribe_call(audio, tiny)
+    assert {"one", "two", "three"} <= _words(spoken)
+    assert not re.search(r"[0-9]", " ".join(s.text for s in spoken.segments))
+    digits = replace(tiny, options=replace(tiny.options, numbers_as_words=False))
+    t = transcribe_call(audio, digits)
+    assert re.search(r"1\W+2\W+3", " ".join(s.text for s in t.segments))
+    assert t.model["options"]["numbers_as_words"] is False
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["auto", "stereo"])
 def test_stereo_channels_are_labelled_and_merged_by_time(tiny, phrases, layout):
     agent, customer = phrases
