@@ -311,6 +311,14 @@ def test_numbers_are_written_as_spoken_or_as_digits(tiny, clip):
 
 
 @pytest.mark.slow
+def test_multilingual_base_transcribes_and_detects_the_language(tmp_path_factory):
+    base = load_transcriber("base", cache_dir=tmp_path_factory.mktemp("models"))
+    t = transcribe_call(decode(AUDIO / "short_8k_mulaw.wav"), base)
+    assert {"testing", "one", "two", "three"} <= _words(t)
+    assert t.language == "en" and t.model["name"] == "base"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["auto", "stereo"])
 def test_stereo_channels_are_labelled_and_merged_by_time(tiny, phrases, layout):
     agent, customer = phrases

@@ -224,7 +224,9 @@ def _digit_tokens(model: Any) -> tuple[int, ...]:
     """Ids of the text tokens (not special or timestamp tokens) that write a digit, currency or %."""
     from faster_whisper.tokenizer import Tokenizer
 
-    tok = Tokenizer(model.hf_tokenizer, multilingual=bool(model.model.is_multilingual))
+    multilingual = bool(model.model.is_multilingual)
+    tok = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe" if multilingual else None,
+                    language="en" if multilingual else None)
     return tuple(i for i in range(tok.eot) if _DIGITS.search(tok.decode([i])))
 
 
