@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from qa_service.errors import InputError, QAServiceError
+from qa_service.errors import Conflict, InputError, QAServiceError
 from qa_service.records import CallMeta
 from qa_service.settings import Settings
 
@@ -290,13 +290,17 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     import spacy
     from tqdm import tqdm
 
-    from qa_service.rescore import rescore_stored
+    from qa_service.rescore import rescore_stored, storing_run_under_way
     from qa_service.rules.load import load_policy_pack, load_rubric
 
     settings = Settings()
     repo = _repository(settings)
     rubric = load_rubric(args.rubric)
     policies = load_policy_pack(args.policies) if args.policies else None
+    other = None if args.dry_run else storing_run_under_way(repo, rubric.id)
+    if other is not None:
+        raise Conflict(f"rescore run {other.id} of rubric {rubric.id!r} is {other.status} (started from the "
+                       "API); run this when it is done, or add --dry-run to see the impact now")
     with tqdm(desc="rescoring", unit="call", file=sys.stderr) as bar:
         report = rescore_stored(repo, rubric, policies, spacy.load(settings.spacy_model),
                                 since=args.since, until=args.until, store=not args.dry_run,

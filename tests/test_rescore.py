@@ -12,7 +12,7 @@ import pytest
 from qa_service.cli import main
 from qa_service.rescore import impact, refresher_list, rescore_card, transcript_from_card
 from qa_service.rules.load import load_policy_pack, load_rubric
-from qa_service.storage import NewCall, open_repository
+from qa_service.storage import NewCall, NewRescoreRun, open_repository
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -122,3 +122,19 @@ def test_rescore_command_flips_verdicts_and_reports(tmp_path: Path, monkeypatch:
     call = repo.find_call("c1")
     assert call is not None
     assert repo.get_scorecard(call.id).version == 2 and repo.get_scorecard(call.id, 1).passed is True
+
+
+def test_rescore_command_waits_for_a_storing_run_of_the_same_rubric(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{tmp_path / 'qa.db'}")
+    repo = open_repository(f"sqlite:///{tmp_path / 'qa.db'}")
+    rubric = load_rubric(SAMPLES / "rubric.yaml")
+    run = repo.add_rescore_run(NewRescoreRun(id=str(uuid.uuid4()), rubric_id=rubric.id,
+                                             rubric_version=rubric.version, requested_by_name="qa key"))
+    args = ["rescore", "--rubric", str(SAMPLES / "rubric.yaml")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert run.id in err and "queued" in err and "--dry-run" in err
+    assert main([*args, "--dry-run"]) == 0, "a dry run stores nothing and may run beside it"
+    repo.fail_rescore_run(run.id, "worker killed")
+    assert main(args) == 0
