@@ -47,26 +47,13 @@ def bare_whisper(model, path: Path, options: dict) -> float:
     return len(channels[0]) / 16000
 
 
-def whisper_options(transcriber) -> dict:
-    """The decoding options the pipeline's transcriber uses, in faster-whisper's terms."""
-    o = transcriber.options
-    return dict(
-        language="en" if transcriber.name.endswith(".en") else None, beam_size=o.beam_size,
-        temperature=list(o.temperature), compression_ratio_threshold=o.compression_ratio_threshold,
-        log_prob_threshold=o.log_prob_threshold, no_speech_threshold=o.no_speech_threshold,
-        condition_on_previous_text=o.condition_on_previous_text, word_timestamps=True, vad_filter=True,
-        vad_parameters={"threshold": o.vad_threshold, "min_silence_duration_ms": o.vad_min_silence_ms,
-                        "speech_pad_ms": o.vad_speech_pad_ms},
-    )
-
-
 def bench_pipeline(files: list[Path], model: str) -> dict:
     """Pipeline and bare faster-whisper throughput on the same files, same model and options."""
     settings = Settings(asr_model=model)
     engines = load_engines(settings)
     rubric = load_rubric(ROOT / "samples/rubric.yaml")
     policies = load_policy_pack(ROOT / "samples/policies.yaml")
-    options = whisper_options(engines.transcriber)
+    options = engines.transcriber.whisper_options()
     whisper = engines.transcriber.model
     bare_whisper(whisper, files[0], options)  # warm-up: first call pays one-off costs
     t0 = time.perf_counter()

@@ -162,11 +162,7 @@ class WhisperTranscriber:
         self, samples: np.ndarray, vocabulary: Sequence[str], language: str | None
     ) -> tuple[list[Segment], str]:
         o = self.options
-        kwargs: dict[str, Any] = {}
-        if vocabulary and o.vocabulary_mode != "none":
-            key = "hotwords" if o.vocabulary_mode == "hotwords" else "initial_prompt"
-            kwargs[key] = vocabulary_text(vocabulary)
-        multilingual = bool(getattr(self.model.model, "is_multilingual", False))
+        kwargs = self.whisper_options(language, vocabulary)
         # Temperature fallback samples; a fixed seed makes the same audio give the same transcript
         # (and scorecard) every time it is processed.
         import ctranslate2
@@ -178,10 +174,22 @@ class WhisperTranscriber:
 
             engine = BatchedInferencePipeline(self.model)
             kwargs["batch_size"] = o.batch_size
+        segments, info = engine.transcribe(samples, **kwargs)
+        raw = list(segments)  # the generator does the work; run it here, inside the stage
+        return words_to_segments(raw, pause_split_s=o.pause_split_s), info.language
+
+    def whisper_options(self, language: str | None = None, vocabulary: Sequence[str] = ()) -> dict[str, Any]:
+        """The keyword arguments for faster-whisper's `transcribe` (also what `make bench` gives bare
+        faster-whisper, so both decode alike); `language` None lets a multilingual model detect it."""
+        o = self.options
+        kwargs: dict[str, Any] = {}
+        if vocabulary and o.vocabulary_mode != "none":
+            key = "hotwords" if o.vocabulary_mode == "hotwords" else "initial_prompt"
+            kwargs[key] = vocabulary_text(vocabulary)
         if o.numbers_as_words:
             kwargs["suppress_tokens"] = [-1, *_digit_tokens(self.model)]
-        segments, info = engine.transcribe(
-            samples,
+        multilingual = bool(getattr(self.model.model, "is_multilingual", False))
+        return dict(
             language=language if multilingual else "en",
             beam_size=o.beam_size,
             temperature=list(o.temperature),
@@ -201,8 +209,6 @@ class WhisperTranscriber:
             },
             **kwargs,
         )
-        raw = list(segments)  # the generator does the work; run it here, inside the stage
-        return words_to_segments(raw, pause_split_s=o.pause_split_s), info.language
 
     def describe(self) -> dict[str, Any]:
         """Model name, path, device, compute type and decoding options, for the transcript record."""
