@@ -3,7 +3,9 @@
 
 pipeline   whole pipeline (decode, transcribe, redact, score) against bare faster-whisper on the same
            audio with the same model, threads and decoding options; prints both throughputs (audio
-           seconds per wall-clock second) and their ratio. Audio: samples/audio, plus any folders
+           seconds per wall-clock second) and their ratio. Where Whisper falls back to sampling
+           (noisy 8 kHz calls, base) the two draw different samples, and a file's time moves by
+           up to a third from run to run: compare several runs. Audio: samples/audio, plus any folders
            given with --audio (e.g. long stereo telephone calls).
 rescore    10,000 generated stored transcripts rescored with a changed rubric (target < 60 s).
 load       GET scorecard at 200 requests/s for 60 s against 2 API workers, SQLite and PostgreSQL

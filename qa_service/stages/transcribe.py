@@ -37,10 +37,19 @@ SILENT_CHANNEL_RATIO = 0.02
 SAME_CHANNEL_CORRELATION = 0.9
 # Below this RMS (about -60 dBFS) a channel is treated as silence.
 SILENCE_RMS = 1e-3
+# Temperature fallback samples. CTranslate2 seeds each of its threads' generators once, from the seed
+# set when the thread first samples, so this seed (set before the model loads) makes a process give
+# the same transcripts each time it runs the same calls in the same order (`qa-service process`, an
+# evaluation); a long-lived worker that meets the same audio again after other calls may sample a
+# different fallback (measured: base on a 4-minute 8 kHz call, three runs in one process, three
+# texts; with a freshly loaded model each time, one).
 SAMPLING_SEED = 0
 # Longer channels are transcribed in blocks of about this many seconds: faster-whisper holds about
-# 60 MB of spectrogram per minute it is given (measured: a 10-minute block added 620 MB).
-BLOCK_S = 120.0
+# 60 MB of spectrogram per minute it is given (measured: a 10-minute block added 620 MB). Each cut
+# costs time (windows restart at it): on two 4-minute 8 kHz stereo calls without temperature fallback,
+# base took 63.3 s in 2-minute blocks, 48.7 s in one block, bare faster-whisper 50.3 s. A 20-minute
+# mono call peaks at 738 MB in 5-minute blocks against 657 MB in 2-minute ones (tiny.en, voice model).
+BLOCK_S = 300.0
 
 
 class Transcriber(Protocol):
@@ -163,11 +172,6 @@ class WhisperTranscriber:
     ) -> tuple[list[Segment], str]:
         o = self.options
         kwargs = self.whisper_options(language, vocabulary)
-        # Temperature fallback samples; a fixed seed makes the same audio give the same transcript
-        # (and scorecard) every time it is processed.
-        import ctranslate2
-
-        ctranslate2.set_random_seed(SAMPLING_SEED)
         engine: Any = self.model
         if o.batch_size > 0:
             from faster_whisper import BatchedInferencePipeline
@@ -251,9 +255,11 @@ def load_transcriber(
 
     path = resolve_model(model, cache_dir)
     os.environ["HF_HUB_OFFLINE"] = "1"
+    import ctranslate2
     from faster_whisper import WhisperModel
     from faster_whisper.feature_extractor import FeatureExtractor
 
+    ctranslate2.set_random_seed(SAMPLING_SEED)  # before the model's threads first sample
     try:
         whisper = WhisperModel(
             str(path), device=device, compute_type=compute_type, cpu_threads=threads, local_files_only=True
