@@ -29,7 +29,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -141,16 +142,12 @@ def retry_failed_call(repo: Repository, call_id: str) -> StoredCall:
 
 def process_call(call_id: str) -> str:
     """Score one stored call: mark processing, run the pipeline, store the scorecard, mark done."""
-    lease = _Lease.for_current_job(lease_key(call_id), touch=lambda: _repo().touch_call(call_id))
-    if lease is not None and not lease.acquire():
-        # A duplicate job (resend, recovery) while a live worker holds this call: let that one finish.
-        log.info("call %s is being processed by another worker; skipping", call_id)
-        return call_id
-    try:
+    with _leased(lease_key(call_id), touch=lambda: _repo().touch_call(call_id)) as held:
+        if not held:
+            # A duplicate job (resend, recovery) while a live worker holds this call: let that one finish.
+            log.info("call %s is being processed by another worker; skipping", call_id)
+            return call_id
         return _process(call_id)
-    finally:
-        if lease is not None:
-            lease.release()
 
 
 def _process(call_id: str) -> str:
@@ -234,15 +231,11 @@ def rescore_run(run_id: str) -> str:
     """
     # Taken before the run is marked running, so a running run without a live lease is one whose
     # worker died (see reconcile_rescores).
-    lease = _Lease.for_current_job(rescore_lease_key(run_id))
-    if lease is not None and not lease.acquire():
-        log.info("rescore run %s is being worked by another job; skipping", run_id)
-        return run_id
-    try:
+    with _leased(rescore_lease_key(run_id)) as held:
+        if not held:
+            log.info("rescore run %s is being worked by another job; skipping", run_id)
+            return run_id
         return _rescore(run_id)
-    finally:
-        if lease is not None:
-            lease.release()
 
 
 def _rescore(run_id: str) -> str:
@@ -350,6 +343,21 @@ def lease_key(call_id: str) -> str:
 def rescore_lease_key(run_id: str) -> str:
     """Redis key held by the worker on a rescore run, for as long as it is alive."""
     return f"qa:rescore-lease:{run_id}"
+
+
+@contextmanager
+def _leased(key: str, touch: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold the lease on `key` for the RQ job running now, released on exit. Yields False when another
+    worker holds it (the caller skips its work); outside a worker no lease is taken and it yields True."""
+    lease = _Lease.for_current_job(key, touch)
+    if lease is not None and not lease.acquire():
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 class _Lease:
