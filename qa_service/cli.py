@@ -290,14 +290,14 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     import spacy
     from tqdm import tqdm
 
-    from qa_service.rescore import rescore_stored, storing_run_under_way
+    from qa_service.rescore import rescore_stored
     from qa_service.rules.load import load_policy_pack, load_rubric
 
     settings = Settings()
     repo = _repository(settings)
     rubric = load_rubric(args.rubric)
     policies = load_policy_pack(args.policies) if args.policies else None
-    other = None if args.dry_run else storing_run_under_way(repo, rubric.id)
+    other = None if args.dry_run else repo.storing_rescore_run(rubric.id)
     if other is not None:
         raise Conflict(f"rescore run {other.id} of rubric {rubric.id!r} is {other.status} (started from the "
                        "API); run this when it is done, or add --dry-run to see the impact now")

@@ -149,16 +149,6 @@ def rescore(cards: Iterable[tuple[str, dict[str, Any]]], rubric: Any,
     return report
 
 
-def storing_run_under_way(repo: Any, rubric_id: str) -> Any | None:
-    """A queued or running rescore run that stores new scorecards of this rubric, if there is one.
-
-    Two storing runs of one rubric at once would leave each call with whichever finished last and
-    make both impact reports wrong; dry runs store nothing and may run beside one.
-    """
-    runs = repo.list_rescore_runs(statuses=["queued", "running"], limit=1000)
-    return next((r for r in runs if r.rubric_id == rubric_id and not r.dry_run), None)
-
-
 def rescore_stored(repo: Any, rubric: Any, policies: Any | None, nlp: Any, *, since: date | None = None,
                    until: date | None = None, store: bool = True, batch: int = 500,
                    progress: Callable[[int], Any] | None = None) -> ImpactReport:

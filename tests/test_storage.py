@@ -6,6 +6,7 @@ import hashlib
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from qa_service.errors import ConfigError, Conflict, NotFound
 from qa_service.storage import NewCall, NewRescoreRun, SqlRepository, make_engine, open_repository
 from qa_service.storage.migrate import current_revision, head_revision
+from qa_service.storage.repository import RescoreOverlap
 
 
 @pytest.fixture
@@ -223,7 +225,7 @@ def test_rescore_runs_fail_with_a_reason_and_keep_each_calls_pack(repo):
 
 
 def test_rescore_runs_are_listed_newest_first(repo):
-    runs = [repo.add_rescore_run(new_run()) for _ in range(4)]
+    runs = [repo.add_rescore_run(new_run(rubric_id=f"r{n}")) for n in range(4)]
     repo.start_rescore_run(runs[1].id)
     repo.fail_rescore_run(runs[2].id, "broken")
     assert [r.id for r in repo.list_rescore_runs()] == [r.id for r in reversed(runs)]
@@ -231,6 +233,42 @@ def test_rescore_runs_are_listed_newest_first(repo):
     assert [r.id for r in repo.list_rescore_runs(statuses=["queued", "running"])] == [
         runs[3].id, runs[1].id, runs[0].id]
     assert repo.list_rescore_runs(statuses=["done"]) == []
+
+
+def test_one_storing_rescore_run_per_rubric_at_a_time(repo):
+    first = repo.add_rescore_run(new_run())
+    assert repo.storing_rescore_run("r1") == first
+    with pytest.raises(RescoreOverlap, match=f"{first.id} of rubric 'r1' is queued") as refused:
+        repo.add_rescore_run(new_run(rubric_version="3"))
+    assert refused.value.other == first
+    dry = repo.add_rescore_run(new_run(dry_run=True))  # stores nothing, so it may run beside it
+    other_rubric = repo.add_rescore_run(new_run(rubric_id="r2"))
+    repo.start_rescore_run(first.id)
+    with pytest.raises(RescoreOverlap, match="running"):
+        repo.add_rescore_run(new_run())
+    repo.fail_rescore_run(first.id, "worker killed")
+    assert repo.storing_rescore_run("r1") is None
+    again = repo.add_rescore_run(new_run())
+    assert repo.storing_rescore_run("r1") == again
+    assert {r.id for r in repo.list_rescore_runs()} == {first.id, dry.id, other_rubric.id, again.id}
+
+
+def test_storing_rescore_runs_asked_at_once_are_stored_once(repo):
+    # A check before the insert would let both through; the database lets one.
+    barrier = threading.Barrier(6)
+
+    def ask() -> str:
+        barrier.wait()
+        try:
+            return repo.add_rescore_run(new_run()).id
+        except RescoreOverlap:
+            return "refused"
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(lambda _: ask(), range(6)))
+    stored = [o for o in outcomes if o != "refused"]
+    assert len(stored) == 1 and outcomes.count("refused") == 5
+    assert [r.id for r in repo.list_rescore_runs()] == stored
 
 
 @pytest.mark.parametrize("bad_id", ["nope", "", str(uuid.uuid4())])
@@ -359,3 +397,39 @@ def test_migrations_match_the_table_definitions(database_url):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     repo.dispose()
     assert diff == []
+
+
+def test_migration_resolves_storing_rescore_runs_that_overlap(database_url):
+    # Made before the database refused overlaps: per rubric the oldest storing run stays.
+    from datetime import UTC, datetime, timedelta
+
+    from alembic import command
+
+    from qa_service.storage import tables as t
+    from qa_service.storage.migrate import alembic_config
+    from qa_service.storage.sql import writing
+
+    engine = make_engine(database_url)
+    cfg = alembic_config()
+    with writing(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    runs = [("r1", "running", False), ("r1", "queued", False), ("r1", "queued", True),
+            ("r1", "done", False), ("r2", "queued", False), ("r2", "queued", False)]
+    ids = [str(uuid.uuid4()) for _ in runs]
+    with writing(engine) as conn:
+        conn.execute(t.rescore_runs.insert(), [
+            {"id": run_id, "status": status, "rubric_id": rubric, "rubric_version": "1", "dry_run": dry,
+             "requested_by_name": "qa", "created_at": start + timedelta(minutes=n)}
+            for n, (run_id, (rubric, status, dry)) in enumerate(zip(ids, runs, strict=True))])
+    repo = open_repository(database_url)
+    assert current_revision(engine) == head_revision()
+    statuses = [repo.get_rescore_run(run_id).status for run_id in ids]
+    assert statuses == ["running", "failed", "queued", "done", "queued", "failed"]
+    assert "already under way" in repo.get_rescore_run(ids[1]).failure_reason
+    assert repo.storing_rescore_run("r1").id == ids[0] and repo.storing_rescore_run("r2").id == ids[4]
+    with pytest.raises(RescoreOverlap):
+        repo.add_rescore_run(new_run(rubric_id="r2"))
+    repo.dispose()
+    engine.dispose()

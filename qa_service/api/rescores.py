@@ -22,8 +22,7 @@ from qa_service.api.routes import QueueUnavailable, stored_rules
 from qa_service.api.schemas import Error, RulesRefOut
 from qa_service.errors import Conflict
 from qa_service.jobs import enqueue_rescore
-from qa_service.rescore import storing_run_under_way
-from qa_service.storage.repository import NewRescoreRun, StoredRescoreRun
+from qa_service.storage.repository import NewRescoreRun, RescoreOverlap, StoredRescoreRun
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["rescores"])
@@ -159,17 +158,16 @@ def start_rescore(body: RescoreIn, repo: RepoDep, queue: QueueDep, settings: Set
     stored_rules(repo, "rubric", body.rubric_id, body.rubric_version)
     if body.policy_pack_id is not None and body.policy_pack_version is not None:
         stored_rules(repo, "policy_pack", body.policy_pack_id, body.policy_pack_version)
-    other = None if body.dry_run else storing_run_under_way(repo, body.rubric_id)
-    if other is not None:
-        raise Conflict(f"rescore run {other.id} of rubric {body.rubric_id!r} is {other.status}; "
-                       f"start this run when it is done (GET /v1/rescores/{other.id}); "
-                       "dry runs may run beside it")
-    run = repo.add_rescore_run(NewRescoreRun(
-        id=str(uuid.uuid4()), rubric_id=body.rubric_id, rubric_version=body.rubric_version,
-        policy_pack_id=body.policy_pack_id, policy_pack_version=body.policy_pack_version,
-        since=body.since, until=body.until, dry_run=body.dry_run,
-        requested_by_key_id=key.id, requested_by_name=key.name,
-    ))
+    try:
+        run = repo.add_rescore_run(NewRescoreRun(
+            id=str(uuid.uuid4()), rubric_id=body.rubric_id, rubric_version=body.rubric_version,
+            policy_pack_id=body.policy_pack_id, policy_pack_version=body.policy_pack_version,
+            since=body.since, until=body.until, dry_run=body.dry_run,
+            requested_by_key_id=key.id, requested_by_name=key.name,
+        ))
+    except RescoreOverlap as exc:
+        raise Conflict(f"{exc}; start this run when it is done (GET /v1/rescores/{exc.other.id}); "
+                       "dry runs may run beside it") from None
     try:
         enqueue_rescore(queue, run.id, timeout=settings.job_timeout_s)
     except Exception as exc:  # redis-py raises several types; all mean "not queued"

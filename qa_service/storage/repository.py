@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
+from qa_service.errors import Conflict
+
 CallStatus = Literal["queued", "processing", "done", "failed"]
 CallSource = Literal["upload", "webhook", "cli"]
 InputKind = Literal["audio", "transcript"]
@@ -171,6 +173,18 @@ class StoredRescoreRun:
     summary: dict[str, Any] | None = field(repr=False, default=None)
 
 
+class RescoreOverlap(Conflict):
+    """A storing rescore run of this rubric is already queued or running (`other`).
+
+    Two storing runs of one rubric at once would leave each call with whichever finished last and
+    make both impact reports wrong; dry runs store nothing and may run beside one.
+    """
+
+    def __init__(self, other: StoredRescoreRun) -> None:
+        super().__init__(f"rescore run {other.id} of rubric {other.rubric_id!r} is {other.status}")
+        self.other = other
+
+
 class Repository(Protocol):
     """Storage for calls, scorecards, rules, rescore runs and API keys (errors: NotFound, Conflict)."""
 
@@ -251,7 +265,11 @@ class Repository(Protocol):
         ...
 
     def add_rescore_run(self, run: NewRescoreRun) -> StoredRescoreRun:
-        """Store a new rescore run, queued."""
+        """Store a new rescore run, queued; RescoreOverlap when it would store beside another run."""
+        ...
+
+    def storing_rescore_run(self, rubric_id: str) -> StoredRescoreRun | None:
+        """The queued or running rescore run that stores scorecards of this rubric, if there is one."""
         ...
 
     def get_rescore_run(self, run_id: str) -> StoredRescoreRun:

@@ -29,6 +29,7 @@ from qa_service.storage.repository import (
     AgentSummary,
     NewCall,
     NewRescoreRun,
+    RescoreOverlap,
     RulesKind,
     ScorecardText,
     StoredCall,
@@ -378,7 +379,7 @@ class SqlRepository:
     # -- rescore runs --------------------------------------------------------------------------
 
     def add_rescore_run(self, run: NewRescoreRun) -> StoredRescoreRun:
-        """Store a new rescore run, queued."""
+        """Store a new rescore run, queued; RescoreOverlap when it would store beside another run."""
         values = {
             "id": run.id, "status": "queued", "rubric_id": run.rubric_id,
             "rubric_version": run.rubric_version,
@@ -387,9 +388,23 @@ class SqlRepository:
             "requested_by_key_id": run.requested_by_key_id, "requested_by_name": run.requested_by_name,
             "created_at": _now(),
         }
-        with self._write() as conn:
-            conn.execute(t.rescore_runs.insert().values(**values))
+        try:
+            with self._write() as conn:
+                conn.execute(t.rescore_runs.insert().values(**values))
+        except IntegrityError:
+            other = None if run.dry_run else self.storing_rescore_run(run.rubric_id)
+            if other is None:
+                raise
+            raise RescoreOverlap(other) from None
         return self.get_rescore_run(run.id)
+
+    def storing_rescore_run(self, rubric_id: str) -> StoredRescoreRun | None:
+        """The queued or running rescore run that stores scorecards of this rubric, if there is one."""
+        r = t.rescore_runs
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(r).where(r.c.rubric_id == rubric_id, sa.text(t.STORING_RUN))
+                               ).mappings().first()
+        return None if row is None else _rescore_run(row)
 
     def get_rescore_run(self, run_id: str) -> StoredRescoreRun:
         """The rescore run with this id, or NotFound."""

@@ -141,6 +141,8 @@ audit_log = sa.Table(
 # A request to rescore stored calls with a stored rubric (and optionally a policy pack), worked by a
 # worker; `summary` is the impact report's summary once it is done. No foreign key to the API key:
 # like the audit log, the run names who asked even after the key is gone.
+STORING_RUN = "status IN ('queued', 'running') AND NOT dry_run"
+
 rescore_runs = sa.Table(
     "rescore_runs", metadata,
     sa.Column("id", sa.Uuid(as_uuid=False), primary_key=True),
@@ -165,4 +167,8 @@ rescore_runs = sa.Table(
                        name="ck_rescore_runs_policy_pack"),
     sa.Index("ix_rescore_runs_created", "created_at"),
     sa.Index("ix_rescore_runs_status", "status"),
+    # One storing run per rubric at a time (dry runs store nothing): two requests that ask at the
+    # same moment cannot both pass a check made before the insert, so the database decides.
+    sa.Index("uq_rescore_runs_one_storing", "rubric_id", unique=True,
+             sqlite_where=sa.text(STORING_RUN), postgresql_where=sa.text(STORING_RUN)),
 )
