@@ -290,27 +290,28 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     import spacy
     from tqdm import tqdm
 
+    from qa_service.jobs import rescore_from_cli
     from qa_service.rescore import rescore_stored
     from qa_service.rules.load import load_policy_pack, load_rubric
+    from qa_service.storage.repository import RescoreOverlap
 
     settings = Settings()
     repo = _repository(settings)
     rubric = load_rubric(args.rubric)
     policies = load_policy_pack(args.policies) if args.policies else None
-    other = None if args.dry_run else repo.storing_rescore_run(rubric.id)
-    if other is not None:
-        raise Conflict(f"rescore run {other.id} of rubric {rubric.id!r} is {other.status} (started from the "
-                       "API); run this when it is done, or add --dry-run to see the impact now")
+    nlp = spacy.load(settings.spacy_model)
     with tqdm(desc="rescoring", unit="call", file=sys.stderr) as bar:
-        report = rescore_stored(repo, rubric, policies, spacy.load(settings.spacy_model),
-                                since=args.since, until=args.until, store=not args.dry_run,
-                                progress=bar.update)
+        if args.dry_run:
+            report = rescore_stored(repo, rubric, policies, nlp, since=args.since, until=args.until,
+                                    store=False, progress=bar.update)
+        else:
+            try:
+                report = rescore_from_cli(repo, rubric, policies, nlp, settings=settings, since=args.since,
+                                          until=args.until, progress=bar.update)
+            except RescoreOverlap as exc:
+                raise Conflict(f"{exc}; run this when it is done, or add --dry-run to see the impact "
+                               "now") from None
     summary = report.summary()
-    if not args.dry_run:
-        from qa_service.storage.review import audit
-
-        audit(repo.engine, "rescore", key_name="cli", role="admin", target_kind="rubric",
-              target_id=rubric.id, details=f"version={rubric.version} calls={summary['calls']}")
     if args.report:
         args.report.write_text(json.dumps(summary, indent=2))
     print(format_impact(summary, rubric, dry_run=args.dry_run))

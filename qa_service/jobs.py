@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from rq.job import Job
 
     from qa_service.pipeline import Engines
+    from qa_service.rescore import ImpactReport
     from qa_service.storage.repository import Repository, StoredCall, StoredRescoreRun
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,6 @@ def _rescore(run_id: str) -> str:
     from qa_service.rescore import rescore_stored
 
     repo = _repo()
-    settings = _settings()
     run = repo.get_rescore_run(run_id)
     if run.status != "queued":
         log.info("rescore run %s is already %s; nothing to do", run_id, run.status)
@@ -253,26 +253,62 @@ def _rescore(run_id: str) -> str:
     except Conflict:  # a duplicate job started it first
         log.info("rescore run %s was started by another job; skipping", run_id)
         return run_id
-    started = time.monotonic()
-    try:
+
+    def work() -> ImpactReport:
         rubric = _rules(repo, "rubric", run.rubric_id, run.rubric_version)
         policies = None
         if run.policy_pack_id is not None and run.policy_pack_version is not None:
             policies = _rules(repo, "policy_pack", run.policy_pack_id, run.policy_pack_version)
-        report = rescore_stored(repo, rubric, policies, engines().nlp, since=run.since, until=run.until,
-                                store=not run.dry_run)
-        summary = report.summary()
-    except Exception as exc:
-        reason = _reason(exc, settings)
+        return rescore_stored(repo, rubric, policies, engines().nlp, since=run.since, until=run.until,
+                              store=not run.dry_run)
+
+    _work_rescore(repo, run, work, _settings(), "the worker log has the details")
+    return run_id
+
+
+def rescore_from_cli(repo: Repository, rubric: Any, policies: Any | None, nlp: Any, *, settings: Settings,
+                     since: date | None, until: date | None,
+                     progress: Callable[[int], Any] | None = None) -> ImpactReport:
+    """Rescore and store from the command line as a recorded run, like one started from the API.
+
+    The run is listed with the API's (requested by "cli") and keeps its impact summary; a storing
+    run of the same rubric already under way refuses it (RescoreOverlap), and one started from the
+    API while this runs is refused in turn. Its lease is held on the queue's Redis, so a worker's
+    reconciler leaves it alone while this process lives and fails it if the process is killed.
+    """
+    from qa_service.rescore import rescore_stored
+    from qa_service.storage.repository import NewRescoreRun
+
+    run = repo.add_rescore_run(NewRescoreRun(
+        id=str(uuid.uuid4()), rubric_id=rubric.id, rubric_version=rubric.version, requested_by_name="cli",
+        policy_pack_id=policies and policies.id, policy_pack_version=policies and policies.version,
+        since=since, until=until,
+    ))
+    with _leased(rescore_lease_key(run.id), connection=_redis_if_answering(settings.redis_url)):
+        run = repo.start_rescore_run(run.id)
+        return _work_rescore(repo, run, lambda: rescore_stored(repo, rubric, policies, nlp, since=since,
+                                                                until=until, progress=progress),
+                             settings, "the command's output has the details")
+
+
+def _work_rescore(repo: Repository, run: StoredRescoreRun, work: Callable[[], ImpactReport],
+                  settings: Settings, details: str) -> ImpactReport:
+    """Do a started run's work; mark it done with its summary, or failed with a reason, and audit it."""
+    started = time.monotonic()
+    try:
+        report = work()
+    except BaseException as exc:
+        reason = _reason(exc, settings) if isinstance(exc, Exception) else "stopped before it finished"
         if not run.dry_run:
             reason += "; scorecards rescored before the failure keep their new version"
-        repo.fail_rescore_run(run_id, f"{reason}; the worker log has the details, start a new run when fixed")
+        repo.fail_rescore_run(run.id, f"{reason}; {details}, start a new run when fixed")
         _audit_rescore(repo, run, "failed")
         raise
-    repo.finish_rescore_run(run_id, summary)
+    summary = report.summary()
+    repo.finish_rescore_run(run.id, summary)
     _audit_rescore(repo, run, f"calls={summary['calls']}")
-    log.info("rescore run %s done in %.1f s: %d calls", run_id, time.monotonic() - started, summary["calls"])
-    return run_id
+    log.info("rescore run %s done in %.1f s: %d calls", run.id, time.monotonic() - started, summary["calls"])
+    return report
 
 
 def _audit_rescore(repo: Repository, run: StoredRescoreRun, outcome: str) -> None:
@@ -346,10 +382,14 @@ def rescore_lease_key(run_id: str) -> str:
 
 
 @contextmanager
-def _leased(key: str, touch: Callable[[], None] | None = None) -> Iterator[bool]:
-    """Hold the lease on `key` for the RQ job running now, released on exit. Yields False when another
-    worker holds it (the caller skips its work); outside a worker no lease is taken and it yields True."""
-    lease = _Lease.for_current_job(key, touch)
+def _leased(key: str, touch: Callable[[], None] | None = None, *,
+            connection: Redis | None = None) -> Iterator[bool]:
+    """Hold the lease on `key` for the RQ job running now (or on `connection`), released on exit.
+
+    Yields False when another worker holds it (the caller skips its work); outside a worker and
+    without a connection no lease is taken and it yields True.
+    """
+    lease = _Lease(connection, key, touch) if connection is not None else _Lease.for_current_job(key, touch)
     if lease is not None and not lease.acquire():
         yield False
         return
@@ -503,6 +543,21 @@ def _redis() -> Redis:
     from redis import Redis
 
     return Redis.from_url(_settings().redis_url)
+
+
+def _redis_if_answering(url: str) -> Redis | None:
+    """A client of the Redis at `url`, or None (logged) when it does not answer."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    connection = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        connection.ping()
+    except RedisError:
+        log.warning("Redis does not answer at the configured QA_REDIS_URL: the run holds no lease, so a "
+                    "worker's reconciler may mark it failed while it goes on")
+        return None
+    return connection
 
 
 def _record_stage_seconds(card: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +91,7 @@ def test_refresher_list_groups_outdated_mentions_by_agent_and_fact() -> None:
 def test_rescore_command_flips_verdicts_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{tmp_path / 'qa.db'}")
+    monkeypatch.setenv("QA_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing answers: the run holds no lease
     transcript = tmp_path / "call.txt"
     transcript.write_text(CALL)
     rules = ["--rubric", str(SAMPLES / "rubric.yaml"), "--policies", str(SAMPLES / "policies.yaml")]
@@ -122,11 +124,17 @@ def test_rescore_command_flips_verdicts_and_reports(tmp_path: Path, monkeypatch:
     call = repo.find_call("c1")
     assert call is not None
     assert repo.get_scorecard(call.id).version == 2 and repo.get_scorecard(call.id, 1).passed is True
+    # Recorded as a run, as one started from the API would be, with its rules and impact summary.
+    [run] = repo.list_rescore_runs()
+    assert (run.status, run.requested_by_name, run.rubric_version, run.policy_pack_version, run.since) == (
+        "done", "cli", "2026.11", "2026-10-15", date(2026, 10, 1))
+    assert run.summary == summary
 
 
 def test_rescore_command_waits_for_a_storing_run_of_the_same_rubric(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{tmp_path / 'qa.db'}")
+    monkeypatch.setenv("QA_REDIS_URL", "redis://127.0.0.1:1/0")
     repo = open_repository(f"sqlite:///{tmp_path / 'qa.db'}")
     rubric = load_rubric(SAMPLES / "rubric.yaml")
     run = repo.add_rescore_run(NewRescoreRun(id=str(uuid.uuid4()), rubric_id=rubric.id,
@@ -138,3 +146,65 @@ def test_rescore_command_waits_for_a_storing_run_of_the_same_rubric(
     assert main([*args, "--dry-run"]) == 0, "a dry run stores nothing and may run beside it"
     repo.fail_rescore_run(run.id, "worker killed")
     assert main(args) == 0
+
+
+def _stored_call(repo: Any, rubric: Any) -> None:
+    call, _ = repo.add_call(NewCall(id=str(uuid.uuid4()), agent_id="a1", call_date=date(2026, 10, 20),
+                                    rubric_id=rubric.id, rubric_version=rubric.version,
+                                    policy_pack_id="p", policy_pack_version="1"))
+    repo.put_rules("policy_pack", "p", "1", "x", (SAMPLES / "policies.yaml").read_text())
+    repo.start_call(call.id)
+    card = {**_card("c1", "a1", "2026-10-20", 50.0, False), "rubric": {"id": rubric.id, "version": "0"}}
+    repo.finish_call(call.id, card)
+
+
+def test_a_command_line_run_holds_off_api_runs_while_it_works(tmp_path: Path, redis_conn: Any,
+                                                              redis_url: str, make_settings: Any) -> None:
+    import spacy
+
+    from qa_service.jobs import rescore_from_cli, rescore_lease_key
+    from qa_service.storage.repository import RescoreOverlap
+
+    settings = make_settings(redis_url=redis_url)
+    repo = open_repository(settings.database_url)
+    rubric = load_rubric(SAMPLES / "rubric.yaml")
+    _stored_call(repo, rubric)
+    seen = []
+
+    def during(_n: int) -> None:
+        [run] = repo.list_rescore_runs()
+        assert run.status == "running" and redis_conn.exists(rescore_lease_key(run.id))
+        with pytest.raises(RescoreOverlap):
+            repo.add_rescore_run(NewRescoreRun(id=str(uuid.uuid4()), rubric_id=rubric.id,
+                                               rubric_version=rubric.version, requested_by_name="qa key"))
+        seen.append(run.id)
+
+    report = rescore_from_cli(repo, rubric, None, spacy.load(settings.spacy_model), settings=settings,
+                              since=None, until=None, progress=during)
+    assert report.calls == 1 and len(seen) == 1
+    run = repo.get_rescore_run(seen[0])
+    assert run.status == "done" and run.summary == report.summary()
+    assert not redis_conn.exists(rescore_lease_key(run.id)), "the lease goes when the run ends"
+
+
+def test_a_command_line_run_stopped_with_ctrl_c_is_failed(tmp_path: Path, redis_conn: Any, redis_url: str,
+                                                         make_settings: Any) -> None:
+    import spacy
+
+    from qa_service.jobs import rescore_from_cli, rescore_lease_key
+
+    settings = make_settings(redis_url=redis_url)
+    repo = open_repository(settings.database_url)
+    rubric = load_rubric(SAMPLES / "rubric.yaml")
+    _stored_call(repo, rubric)
+
+    def interrupt(_n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rescore_from_cli(repo, rubric, None, spacy.load(settings.spacy_model), settings=settings,
+                         since=None, until=None, progress=interrupt)
+    [run] = repo.list_rescore_runs()
+    assert run.status == "failed" and run.failure_reason.startswith("stopped before it finished")
+    assert repo.storing_rescore_run(rubric.id) is None, "a new run may start"
+    assert not redis_conn.exists(rescore_lease_key(run.id))
