@@ -40,7 +40,7 @@ CLOSINGS = ["Is there anything else I can help you with?", "Anything else I can 
 
 
 def transcript(rng: random.Random) -> list[dict[str, Any]]:
-    """A plausible redacted call of 10 to 16 turns."""
+    """A plausible redacted call of 10 to 16 turns, with word times and confidences."""
     agent = [rng.choice(OPENINGS), rng.choice(NOTICES), rng.choice(CHECKS), rng.choice(CONSENTS),
              rng.choice(FEES), rng.choice(ADVICE), rng.choice(ADVICE), rng.choice(CLOSINGS)]
     turns, t = [], 0.0
@@ -48,8 +48,13 @@ def transcript(rng: random.Random) -> list[dict[str, Any]]:
         if not line:
             continue
         for speaker, text in (("agent", line), ("customer", rng.choice(CUSTOMER))):
-            dur = 0.4 * len(text.split())
-            turns.append({"speaker": speaker, "start": round(t, 2), "end": round(t + dur, 2), "text": text})
+            words = text.split()
+            dur = 0.4 * len(words)
+            # Stored as the service stores them: each word with its times and the recogniser's confidence.
+            rows = [[w, round(t + 0.4 * k, 2), round(t + 0.4 * k + 0.35, 2), round(rng.uniform(0.6, 1.0), 2)]
+                    for k, w in enumerate(words)]
+            turns.append({"speaker": speaker, "start": round(t, 2), "end": round(t + dur, 2), "text": text,
+                          "words": rows})
             t += dur + 0.5
     return turns
 

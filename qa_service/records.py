@@ -7,6 +7,7 @@ Records are frozen: a stage makes new ones rather than changing what it was give
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -181,7 +182,8 @@ class Scorecard:
             "models": self.models,
             "transcript": [
                 {"speaker": s.speaker, "start": _t(s.start), "end": _t(s.end), "text": s.text,
-                 **({"confidence": round(s.confidence, 3)} if s.confidence is not None else {})}
+                 **({"confidence": round(s.confidence, 3)} if s.confidence is not None else {}),
+                 **({"words": [word_row(w) for w in s.words]} if s.words else {})}
                 for s in self.transcript
             ],
             "redactions": [
@@ -217,6 +219,21 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
 
 def _t(seconds: float) -> float:
     return round(float(seconds), 2)
+
+
+def word_row(word: Word) -> list[Any]:
+    """A word of the redacted transcript as stored: [text, start, end, recogniser confidence].
+
+    Rescoring reads them back (`word_from_row`), so a stored call is scored on the same word times
+    and confidences it was first scored on.
+    """
+    return [word.text.strip(), _t(word.start), _t(word.end), round(float(word.probability), 3)]
+
+
+def word_from_row(row: Sequence[Any]) -> Word:
+    """A stored word row back as a Word."""
+    text, start, end, probability = row
+    return Word(" " + str(text), float(start), float(end), float(probability))
 
 
 def _evidence(e: Evidence) -> dict[str, Any]:

