@@ -10,14 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qa_service.records import (
     Audio,
     CallMeta,
-    Evidence,
     Redacted,
     RulesRef,
     Scorecard,
@@ -116,6 +115,16 @@ def vocabulary(rubric: Any, policies: Any) -> list[str]:
     return list(dict.fromkeys(phrases))
 
 
+def rules_phrases(rubric: Any, policies: Any) -> list[str]:
+    """Every phrase the rubric and policy pack are written with (the company's own words)."""
+    phrases = [p for c in rubric.criteria for p in c.phrases]
+    phrases += [p for item in rubric.prohibited for p in item.phrases]
+    for fact in policies.facts:
+        phrases += getattr(fact, "topic", []) or []
+        phrases += getattr(fact, "obsolete_phrases", []) or []
+    return phrases
+
+
 def agent_cues(rubric: Any) -> list[str]:
     """Phrases only the agent says early in a call, used to tell the agent's voice on mono audio."""
     return [p for c in rubric.criteria if c.speaker == "agent" and c.within_seconds for p in c.phrases]
@@ -132,7 +141,8 @@ def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, poli
 
     timings = dict(timings or {})
     with _timed(timings, "redact"):
-        redacted = engines.redactor.redact(transcript)
+        redactor = engines.redactor.with_rules_vocabulary(rules_phrases(rubric, policies))
+        redacted = redactor.redact(transcript)
     with _timed(timings, "score"):
         result = score(transcript, rubric, policies, engines.nlp, meta.call_date)
     return build_scorecard(meta, transcript, redacted, result, rubric, policies, call_metrics(transcript),
@@ -189,11 +199,7 @@ def word_confidence(transcript: Transcript) -> float | None:
 
 def redact_evidence(result: ScoreResult, redacted: Redacted) -> ScoreResult:
     """Replace every evidence text with the redacted text of the segments it points to."""
-    segments = redacted.transcript.segments
+    from qa_service.stages.score import evidence_text_from
 
-    def clean(e: Evidence) -> Evidence:
-        return replace(e, text=" ".join(segments[i].text for i in e.segments if i < len(segments)))
+    return evidence_text_from(result, redacted.transcript.segments)
 
-    criteria = tuple(replace(c, evidence=tuple(clean(e) for e in c.evidence)) for c in result.criteria)
-    violations = tuple(replace(v, evidence=clean(v.evidence)) for v in result.violations)
-    return replace(result, criteria=criteria, violations=violations)

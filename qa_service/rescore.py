@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -79,12 +79,21 @@ def transcript_from_card(card: dict[str, Any]) -> Transcript:
                       language=card.get("language", "en"), source="text")
 
 
+# The first scoring read the words behind each placeholder; a rescore reads a word of the same shape
+# in its place, so that a pattern such as "this is {IS_TITLE} speaking" still finds a name. The
+# evidence quotes the stored text, placeholders and all.
+STAND_INS = {"<PERSON>": "Alex"}
+
+
 def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> dict[str, Any]:
     """A new scorecard for a stored one under other rules; transcript, redactions and metrics are kept."""
-    from qa_service.stages.score import score  # here: the API reads refresher lists without spaCy
+    # here: the API reads refresher lists without spaCy
+    from qa_service.stages.score import evidence_text_from, score
 
     transcript = transcript_from_card(card)
-    result = score(transcript, rubric, policies, nlp, date.fromisoformat(card["call_date"]))
+    readable = replace(transcript, segments=tuple(_stand_ins(s) for s in transcript.segments))
+    result = score(readable, rubric, policies, nlp, date.fromisoformat(card["call_date"]))
+    result = evidence_text_from(result, transcript.segments)
     return {
         **card,
         "rubric": asdict(RulesRef(rubric.id, rubric.version, rubric.sha256)),
@@ -93,6 +102,19 @@ def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> 
         "rescored_from": {"rubric": card.get("rubric"), "policies": card.get("policies"),
                           "score": card.get("score"), "passed": card.get("passed")},
     }
+
+
+def _stand_ins(segment: Segment) -> Segment:
+    if "<" not in segment.text:
+        return segment
+
+    def fill(text: str) -> str:
+        for placeholder, word in STAND_INS.items():
+            text = text.replace(placeholder, word)
+        return text
+
+    return replace(segment, text=fill(segment.text),
+                   words=tuple(replace(w, text=fill(w.text)) for w in segment.words))
 
 
 def impact(call_id: str, old: dict[str, Any], new: dict[str, Any]) -> CallImpact:

