@@ -179,6 +179,9 @@ def test_redacted_audio_no_longer_says_the_number(tmp_path: Path, mode: str) -> 
 
     after = " ".join(s.text for s in _transcribe(model, again).segments)
     assert _spoken_digits(after) == [], after
-    # The rest of the call is still there.
+    # The rest of the call is still there. What follows the redacted stretch is heard on its own:
+    # in one window with a tone Whisper may fall back to sampling and write anything after it.
     assert re.search(r"hello|thanks|waiting", after.lower()), after
-    assert re.search(r"forward|hearing", after.lower()), after
+    tail = again[int((max(r.end for r in spans) + 0.3) * RATE):]
+    rest = " ".join(s.text for s in _transcribe(model, tail).segments)
+    assert re.search(r"forward|hearing", rest.lower()), rest

@@ -128,7 +128,7 @@ def attribute_speakers(
         if len(set(start.tolist())) < 2:
             continue
         cand, post = _refine(words, frames, feats, f0, start, voice)
-        fit = _bic_gain(frames, feats, cand) if voice is None else _voice_margin(voice, words, cand)
+        fit = _bic_gain(frames, feats, cand) if voice is None else _voice_fit(voice, words, cand)
         if best is None or fit > best[0]:
             best = (fit, cand, post)
     if best is not None:
@@ -404,13 +404,17 @@ def _voice_scores(voice: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return VOICE_WEIGHT * (voice @ centres.T)
 
 
-def _voice_margin(voice: np.ndarray, words: list[Word], labels: np.ndarray) -> float:
-    """How much nearer, on average over speaking time, each word's voice is to its own speaker's
-    mean voice than to the other's: the voice model's judgement of a split."""
-    scores = _voice_scores(voice, labels) / VOICE_WEIGHT
-    rows = np.arange(len(labels))
-    weights = np.array([max(w.end - w.start, 0.02) for w in words])
-    return float(((scores[rows, labels] - scores[rows, 1 - labels]) * weights).sum() / weights.sum())
+def _voice_fit(voice: np.ndarray, words: list[Word], labels: np.ndarray) -> float:
+    """The voice model's judgement of a split, per word: the score the Viterbi pass gives it (each
+    word's similarity to its own speaker's mean voice, less the cost of each change of speaker).
+
+    Similarity alone favours splits that move a turn's weakest words to the other voice (the first
+    words of each agent turn, say), which tightens both clusters but changes speaker mid-sentence.
+    """
+    scores = _voice_scores(voice, labels)
+    own = float(scores[np.arange(len(labels)), labels].sum())
+    switches = sum(_switch_cost(words, j) for j in range(1, len(words)) if labels[j] != labels[j - 1])
+    return (own - switches) / len(words)
 
 
 # ---- refinement: per-speaker GMMs and word-level Viterbi ------------------------------------
@@ -506,12 +510,7 @@ def _viterbi(words: list[Word], emis: np.ndarray) -> np.ndarray:
     score = emis[0].copy()
     back = np.zeros((n, 2), dtype=int)
     for j in range(1, n):
-        gap = words[j].start - words[j - 1].end
-        cost = SWITCH_COST
-        if _sentence_end(words[j - 1]):
-            cost *= 0.4
-        if gap >= UNIT_PAUSE_S:
-            cost *= 0.4
+        cost = _switch_cost(words, j)
         new = np.empty(2)
         for k in range(2):
             stay, switch = score[k], score[1 - k] - cost
@@ -523,6 +522,16 @@ def _viterbi(words: list[Word], emis: np.ndarray) -> np.ndarray:
     for j in range(n - 1, 0, -1):
         out[j - 1] = back[j, out[j]]
     return out
+
+
+def _switch_cost(words: list[Word], j: int) -> float:
+    """Cost of a change of speaker between words j-1 and j: lower after a sentence end or a pause."""
+    cost = SWITCH_COST
+    if _sentence_end(words[j - 1]):
+        cost *= 0.4
+    if words[j].start - words[j - 1].end >= UNIT_PAUSE_S:
+        cost *= 0.4
+    return cost
 
 
 # ---- naming the agent and rebuilding segments -----------------------------------------------
