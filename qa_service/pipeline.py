@@ -118,12 +118,8 @@ def vocabulary(rubric: Any, policies: Any) -> list[str]:
 
 def rules_phrases(rubric: Any, policies: Any) -> list[str]:
     """Every phrase the rubric and policy pack are written with (the company's own words)."""
-    phrases = [p for c in rubric.criteria for p in c.phrases]
-    phrases += [p for item in rubric.prohibited for p in item.phrases]
-    for fact in policies.facts:
-        phrases += getattr(fact, "topic", []) or []
-        phrases += getattr(fact, "obsolete_phrases", []) or []
-    return phrases
+    phrases = vocabulary(rubric, policies) + [p for item in rubric.prohibited for p in item.phrases]
+    return phrases + [p for fact in policies.facts for p in getattr(fact, "obsolete_phrases", []) or []]
 
 
 def agent_cues(rubric: Any) -> list[str]:

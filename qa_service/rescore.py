@@ -87,7 +87,7 @@ STAND_INS = {"<PERSON>": "Alex"}
 
 def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> dict[str, Any]:
     """A new scorecard for a stored one under other rules; transcript, redactions and metrics are kept."""
-    # here: the API reads refresher lists without spaCy
+    # Imported here: the API reads refresher lists without spaCy.
     from qa_service.stages.score import evidence_text_from, score
 
     transcript = transcript_from_card(card)
