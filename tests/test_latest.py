@@ -11,15 +11,14 @@ from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
 from qa_service.errors import NotFound
-from qa_service.storage import make_engine, open_repository
+from qa_service.storage import open_repository
 from qa_service.storage import tables as t
-from qa_service.storage.migrate import alembic_config, current_revision, head_revision
+from qa_service.storage.migrate import current_revision, head_revision
 from qa_service.storage.sql import writing
 from qa_service.storage.views import Filters, Views
-from tests.test_storage import new_call, scorecard
+from tests.test_storage import engine_at_revision, new_call, scorecard
 
 
 def latest_versions(engine: sa.Engine) -> dict[str, list[int]]:
@@ -69,11 +68,7 @@ def test_a_failed_write_leaves_the_flag_where_it_was(database_url):
 
 def test_migration_flags_the_newest_existing_version(database_url):
     # A database made before the flag existed, with rescored calls, is upgraded in place.
-    engine = make_engine(database_url)
-    cfg = alembic_config()
-    with writing(engine) as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    engine = engine_at_revision(database_url, "0001")
     now = datetime.now(UTC)
     versions = {str(uuid.uuid4()): n for n in (1, 2, 3)}
     with writing(engine) as conn:

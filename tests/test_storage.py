@@ -399,13 +399,10 @@ def test_migrations_match_the_table_definitions(database_url):
     assert diff == []
 
 
-def test_migration_resolves_storing_rescore_runs_that_overlap(database_url):
-    # Made before the database refused overlaps: per rubric the oldest storing run stays.
-    from datetime import UTC, datetime, timedelta
-
+def engine_at_revision(database_url: str, revision: str) -> sa.Engine:
+    """An engine on a database migrated only as far as `revision` (to test the migrations after it)."""
     from alembic import command
 
-    from qa_service.storage import tables as t
     from qa_service.storage.migrate import alembic_config
     from qa_service.storage.sql import writing
 
@@ -413,7 +410,18 @@ def test_migration_resolves_storing_rescore_runs_that_overlap(database_url):
     cfg = alembic_config()
     with writing(engine) as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0004")
+        command.upgrade(cfg, revision)
+    return engine
+
+
+def test_migration_resolves_storing_rescore_runs_that_overlap(database_url):
+    # Made before the database refused overlaps: per rubric the oldest storing run stays.
+    from datetime import UTC, datetime, timedelta
+
+    from qa_service.storage import tables as t
+    from qa_service.storage.sql import writing
+
+    engine = engine_at_revision(database_url, "0004")
     start = datetime(2026, 11, 30, tzinfo=UTC)
     runs = [("r1", "running", False), ("r1", "queued", False), ("r1", "queued", True),
             ("r1", "done", False), ("r2", "queued", False), ("r2", "queued", False)]
