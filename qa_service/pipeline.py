@@ -53,7 +53,8 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
             options=DecodeOptions(beam_size=settings.asr_beam_size, vocabulary_mode=settings.asr_vocabulary,
                                   batch_size=settings.asr_batch_size, denoise=settings.asr_denoise,
                                   numbers_as_words=settings.asr_numbers == "words",
-                                  recover_lost_speech=settings.asr_recover_lost_speech),
+                                  recover_lost_speech=settings.asr_recover_lost_speech,
+                                  fill_missing_band=settings.asr_fill_missing_band),
         )
         if settings.speaker_model != "none":
             from qa_service.modelstore import resolve_voice_model

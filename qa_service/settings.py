@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     asr_vocabulary: Literal["none", "hotwords", "prompt"] = "none"
     # Decode a block again stretch by stretch when Whisper left detected speech without words.
     asr_recover_lost_speech: bool = True
+    # Continue a narrowband recording's line noise above its band before recognition.
+    asr_fill_missing_band: bool = True
     model_cache_dir: Path = Path("var/models")
     # Voice model that tells the agent from the customer on mono recordings: "resemblyzer" (packaged,
     # see models/README.md), a local Resemblyzer-compatible checkpoint file, or "none" (MFCC and

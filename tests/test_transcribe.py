@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import sys
+import wave
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +18,7 @@ import pytest
 from qa_service import modelstore
 from qa_service.errors import ConfigError
 from qa_service.records import SAMPLE_RATE, Audio, Segment
+from qa_service.stages import bandfill
 from qa_service.stages import transcribe as transcribe_mod
 from qa_service.stages.decode import decode
 from qa_service.stages.transcribe import (
@@ -321,6 +324,24 @@ def test_short_phrase_is_transcribed(tiny, phrases):
 def test_telephone_codec_phrase_is_transcribed(tiny):
     t = transcribe_call(decode(AUDIO / "short_8k_mulaw.wav"), tiny)
     assert "testing" in _words(t)
+
+
+@pytest.mark.slow
+def test_a_noisy_telephone_line_is_heard_with_its_hiss_continued_above_the_band(tiny, phrases):
+    agent = phrases[0]
+    narrow = np.fft.irfft(np.fft.rfft(agent)[: agent.size // 4 + 1], agent.size // 2) / 2  # 8 kHz
+    line = narrow + np.random.default_rng(5).normal(0, 0.004, narrow.size)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes((np.clip(line, -1, 1) * 32767).astype("<i2").tobytes())
+    audio = decode(buf.getvalue())
+    assert bandfill.fill_missing_band(audio.channels[0]) is not audio.channels[0]
+    t = transcribe_call(audio, tiny)
+    assert {"thank", "calling", "help", "today"} <= _words(t)
+    assert t.model["options"]["fill_missing_band"] is True
 
 
 @pytest.mark.slow
