@@ -15,17 +15,19 @@ from qa_service.storage.repository import Repository, StoredKey
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `qa-service keys create`")
 
 
-def get_settings(request: Request) -> Settings:
+# The app-state lookups are coroutines so that FastAPI runs them on the event loop: a plain function
+# dependency costs a trip through the thread pool on every request.
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_repo(request: Request) -> Repository:
+async def get_repo(request: Request) -> Repository:
     """The app's repository."""
     return request.app.state.repo  # type: ignore[no-any-return]
 
 
-def get_queue(request: Request) -> Any:
+async def get_queue(request: Request) -> Any:
     """The app's RQ queue."""
     return request.app.state.queue
 
@@ -36,7 +38,7 @@ def requires(*roles: str) -> Any:
     def check(request: Request,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> StoredKey:
         key = credentials.credentials if credentials is not None else None
-        return require_role(limit_rate(request, verify_key(get_repo(request), key)), roles)
+        return require_role(limit_rate(request, verify_key(request.app.state.repo, key)), roles)
 
     return Depends(check)
 
