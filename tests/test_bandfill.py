@@ -70,12 +70,6 @@ def test_digitally_silent_pauses_leave_nothing_to_continue():
     np.testing.assert_array_equal(bandfill.fill_missing_band(x), x)
 
 
-@pytest.mark.parametrize("n", [0, 100, 8 * 512 - 1])
-def test_too_short_to_measure_is_returned_as_is(n):
-    x = np.random.default_rng(1).normal(0, 0.01, n).astype(np.float32)
-    np.testing.assert_array_equal(bandfill.fill_missing_band(x), x)
-
-
 def test_the_fill_is_the_same_on_every_run_and_steady_over_a_long_call():
     x = _recorded_at(8000, _voiced_bursts(8000, 30.0, hiss=0.004))  # several noise blocks
     y = bandfill.fill_missing_band(x)

@@ -1,4 +1,5 @@
-"""Steady noise subtraction before recognition: what it removes, what it keeps, and long calls."""
+"""Steady noise subtraction before recognition: what it removes, what it keeps, and long calls
+(and, shared with the band fill, what is too short to touch)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from qa_service.records import SAMPLE_RATE
-from qa_service.stages import denoise
+from qa_service.stages import bandfill, denoise
 
 
 def _bursts(seconds: float, hiss: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,9 +39,10 @@ def test_digital_silence_between_words_means_nothing_to_subtract():
 
 
 @pytest.mark.parametrize("n", [0, 100, 8 * 512 - 1])
-def test_too_short_to_estimate_is_returned_as_is(n):
+@pytest.mark.parametrize("clean", [denoise.reduce_noise, bandfill.fill_missing_band])
+def test_too_short_to_estimate_is_returned_as_is(clean, n):
     x = np.random.default_rng(1).normal(0, 0.01, n).astype(np.float32)
-    np.testing.assert_array_equal(denoise.reduce_noise(x), x)
+    np.testing.assert_array_equal(clean(x), x)
 
 
 def test_blocks_join_seamlessly(monkeypatch):

@@ -4,8 +4,8 @@ A call recorded at 8 kHz holds nothing above 4 kHz. Resampled to Whisper's 16 kH
 the spectrogram is empty, below any noise, in every frame: a picture Whisper's small models rarely
 saw in training, and they mishear more on it. When the recording has a steady noise floor (a real
 line's hiss, which shows in the pauses between words), that floor is continued above the band edge
-at the same level, as white noise; the speech is not touched. A recording whose band is full, or
-whose pauses are digitally silent, is returned unchanged.
+at the same level, as white noise; nothing within the band changes. A recording whose band is full,
+or whose pauses are digitally silent, is returned unchanged.
 
 Only the recogniser hears the filled signal; speaker attribution, redacted audio and metrics use the
 recording as it was.
