@@ -324,6 +324,7 @@ def test_short_phrase_is_transcribed(tiny, phrases):
 def test_telephone_codec_phrase_is_transcribed(tiny):
     t = transcribe_call(decode(AUDIO / "short_8k_mulaw.wav"), tiny)
     assert "testing" in _words(t)
+    assert t.model["audio"] == {"format": "wav/pcm_mulaw", "sample_rate": 8000, "channels": 1}
 
 
 @pytest.mark.slow

@@ -373,6 +373,9 @@ def transcribe_call(
     describe = getattr(transcriber, "describe", None)
     model_info = dict(describe()) if callable(describe) else {"name": type(transcriber).__name__}
     model_info["layout"] = {"requested": layout, "used": mode}
+    # What the recording was before decoding: telephone audio (8 kHz, mu-law) explains a poorer transcript.
+    model_info["audio"] = {"format": audio.source_format, "sample_rate": audio.source_rate,
+                           "channels": audio.source_channels}
     model_info["speakers"] = attribution
     return Transcript(
         segments=tuple(segments), duration_s=audio.duration_s, language=language or "en", model=model_info,
