@@ -34,6 +34,7 @@ FLOOR_BAND = (0.6, 0.8)
 QUIET_SHARE = 0.1
 # Pauses quieter than this (mean power per sample, about -75 dBFS) are digital silence.
 SILENT_FLOOR = 1e-7
+# The same noise on every run, so a call transcribed again reads the same.
 SEED = 0
 
 
