@@ -328,6 +328,21 @@ def test_clock():
     assert [callview.clock(x) for x in (0, 4.9, 65, 3725, None)] == ["0:00", "0:04", "1:05", "1:02:05", "-"]
 
 
+@pytest.mark.parametrize(("asr", "rows"), [
+    ({"audio": {"format": "wav/pcm_mulaw", "sample_rate": 8000, "channels": 1},
+      "mean_word_confidence": 0.731},
+     [("Recording", "8 kHz, 1 channel (wav/pcm_mulaw)"),
+      ("Recogniser confidence", "73% per word on average")]),
+    ({"audio": {"format": "flac/flac", "sample_rate": 16000, "channels": 2}},
+     [("Recording", "16 kHz, 2 channels (flac/flac)")]),
+    ({}, []),  # a call that came as text, or a scorecard from before the audio was recorded
+])
+def test_call_page_says_what_the_transcript_was_made_from(asr, rows):
+    card = {"transcript": [], "criteria": [], "violations": [], "metrics": {}, "duration_s": 10.0,
+            "models": {"asr": asr}}
+    assert callview.build(card).metrics == rows
+
+
 def test_bars_and_trend_chart():
     assert 'width="100.00"' in charts.bar(1.7) and 'class="fill good"' in charts.bar(0.9)
     assert 'width="0.00"' in charts.bar(None) and 'class="fill poor"' in charts.bar(0.2)

@@ -162,8 +162,24 @@ def build(scorecard: dict[str, Any]) -> CallView:
             text=str(v.get("text") or ""), lines=marked_v))
 
     metrics, talk_bar = _metrics(scorecard.get("metrics") or {}, _num(scorecard.get("duration_s")))
+    metrics += _recording((scorecard.get("models") or {}).get("asr") or {})
     return CallView(lines=lines, sections=list(sections.items()), violations=violations, metrics=metrics,
                     talk_bar=talk_bar)
+
+
+def _recording(asr: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the transcript was made from and how sure the recogniser was: a reviewer reads a
+    transcript of an 8 kHz line, or one the recogniser was unsure of, with more care."""
+    rows: list[tuple[str, str]] = []
+    audio = asr.get("audio") or {}
+    if audio.get("sample_rate"):
+        channels = int(_num(audio.get("channels")))
+        rows.append(("Recording", f"{_num(audio['sample_rate']) / 1000:g} kHz, {channels} channel"
+                                  f"{'' if channels == 1 else 's'} ({audio.get('format')})"))
+    if "mean_word_confidence" in asr:
+        confidence = _num(asr["mean_word_confidence"]) * 100
+        rows.append(("Recogniser confidence", f"{confidence:.0f}% per word on average"))
+    return rows
 
 
 def _metrics(m: dict[str, Any], duration: float) -> tuple[list[tuple[str, str]], Markup | None]:
