@@ -3,15 +3,13 @@ fill is, what is left alone."""
 
 from __future__ import annotations
 
-import io
-import wave
-
 import numpy as np
 import pytest
 
 from qa_service.records import SAMPLE_RATE
 from qa_service.stages import bandfill
 from qa_service.stages.decode import decode
+from tests.test_bad_inputs import wav
 
 
 def _voiced_bursts(rate: int, seconds: float, hiss: float) -> np.ndarray:
@@ -25,13 +23,7 @@ def _voiced_bursts(rate: int, seconds: float, hiss: float) -> np.ndarray:
 
 def _recorded_at(rate: int, x: np.ndarray) -> np.ndarray:
     """The signal as a 16-bit WAV at `rate`, decoded to 16 kHz the way calls are."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
-    return decode(buf.getvalue()).channels[0]
+    return decode(wav(x, rate)).channels[0]
 
 
 def _band_power(x: np.ndarray, lo: float, hi: float) -> float:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import sys
-import wave
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +26,7 @@ from qa_service.stages.transcribe import (
     vocabulary_text,
     words_to_segments,
 )
+from tests.test_bad_inputs import wav
 
 AUDIO = Path(__file__).parent / "data" / "audio"
 
@@ -332,13 +331,7 @@ def test_a_noisy_telephone_line_is_heard_with_its_hiss_continued_above_the_band(
     agent = phrases[0]
     narrow = np.fft.irfft(np.fft.rfft(agent)[: agent.size // 4 + 1], agent.size // 2) / 2  # 8 kHz
     line = narrow + np.random.default_rng(5).normal(0, 0.004, narrow.size)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes((np.clip(line, -1, 1) * 32767).astype("<i2").tobytes())
-    audio = decode(buf.getvalue())
+    audio = decode(wav(line, 8000))
     assert bandfill.fill_missing_band(audio.channels[0]) is not audio.channels[0]
     t = transcribe_call(audio, tiny)
     assert {"thank", "calling", "help", "today"} <= _words(t)
