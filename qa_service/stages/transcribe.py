@@ -10,6 +10,7 @@ at long pauses, because reviewers compare segment times with who spoke when.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import os
 import re
@@ -438,11 +439,14 @@ def unheard_s(speech: Sequence[tuple[float, float]], segments: Sequence[Any], sl
     """Seconds of detected speech in stretches with no recognised word within `slack` of them."""
     words = sorted((w.start, w.end) for s in segments for w in (s.words or ()))
     starts = [w[0] for w in words]
+    # The latest end among the words up to each one (sorted by start).
+    reach = list(itertools.accumulate((w[1] for w in words), max))
     lost = 0.0
     for a, b in speech:
-        # Words are sorted by start: only those starting before b + slack can reach into the stretch.
+        # Only words starting before b + slack can reach into the stretch; it is heard when the
+        # furthest-reaching of them ends after a - slack.
         k = bisect.bisect_right(starts, b + slack)
-        if not any(end > a - slack for _, end in words[:k]):
+        if not (k and reach[k - 1] > a - slack):
             lost += b - a
     return lost
 
