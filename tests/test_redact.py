@@ -103,6 +103,9 @@ POSITIVE = [
     ("The case number is 729, free free 1, 0, 5.", "1, 0, 5", "ID"),
     # Card, expiry and code in one breath: too long for one card, still one identifier.
     ("A visa card number is 5-4-5-4-5-4-5-4-5-4-5-4-5-4-5-4-1-1-2-7-4-4-2.", "5-4-5-4", "ID"),
+    # Calls in Chinese: a number read digit by digit.
+    ("我的电话号码是幺三八，零零一三，八零零零。", "零零一三", "ID"),
+    ("身份证号码是一一零一零五一九八七", "零五一九八七", "ID"),
 ]
 
 
@@ -141,6 +144,9 @@ NEGATIVE = [
     "Can I have your email address? Sure, call me back Monday at 3-30.",
     "To verify your date of birth, and it takes ten weeks and the fee is one hundred and fifty dollars.",
     "Thanks for calling North Wind Migration Advisors.",  # allow-list, as recognition splits it
+    # Chinese characters are words, not letters spelled one by one; amounts are not read digit by digit.
+    "测试完成后,将状态更改为成功后,你会发现测试中包含的两个模型都有一个错误率。",
+    "技术工人签证的申请费是六百四十美元,处理时间大约十二周。",
 ]
 
 

@@ -245,7 +245,7 @@ class _Vocab:
                 out.append(Token(t, a, b, "num"))
             elif low in self.spelling and self._spelling_context(raw, i):
                 out.append(Token(t, a, b, "letter", self.spelling[low]))
-            elif len(t) == 1 and t.isalpha():
+            elif len(t) == 1 and t.isascii() and t.isalpha():  # a spelled letter, not a Chinese character
                 out.append(Token(t, a, b, "letter", t.upper()))
             elif 2 <= len(t) <= 3 and t.isupper() and self._spelling_context(raw, i):
                 out.append(Token(t, a, b, "letter", t))  # "HK 447 912": initials said together

@@ -492,7 +492,7 @@ def _load_spacy(name: str) -> Language:
 
 
 def _norm(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+    return " ".join(re.findall(r"[^\W_]+(?:'[^\W_]+)*", text.lower()))  # any script's letters and digits
 
 
 # Two spans of one type with only this between them are one item ("four one one one, one one one one").
