@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qa_service.errors import ConfigError
 from qa_service.records import (
     Audio,
     CallMeta,
@@ -34,6 +35,9 @@ class Engines:
     nlp: Any  # spacy.Language
     max_duration_s: float | None = None
     voices: Any = None  # stages.voiceprint.VoiceEncoder, for speaker roles on mono calls
+    # A multilingual stages.transcribe.WhisperTranscriber beside an English-only one: it detects
+    # each call's language and transcribes the calls that are not in English.
+    other_languages: Any = None
 
 
 def load_engines(settings: Any, *, speech: bool = True) -> Engines:
@@ -42,20 +46,28 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
 
     from qa_service.stages.redact import load_redactor
 
-    transcriber = voices = None
+    transcriber = voices = other_languages = None
     if speech:
         from qa_service.stages.transcribe import DecodeOptions, load_transcriber
         from qa_service.stages.voiceprint import load_voice_encoder
 
-        transcriber = load_transcriber(
-            settings.asr_model, device=settings.asr_device, compute_type=settings.asr_compute_type,
-            threads=settings.asr_threads, cache_dir=settings.model_cache_dir,
-            options=DecodeOptions(beam_size=settings.asr_beam_size, vocabulary_mode=settings.asr_vocabulary,
-                                  batch_size=settings.asr_batch_size, denoise=settings.asr_denoise,
-                                  numbers_as_words=settings.asr_numbers == "words",
-                                  recover_lost_speech=settings.asr_recover_lost_speech,
-                                  fill_missing_band=settings.asr_fill_missing_band),
-        )
+        options = DecodeOptions(beam_size=settings.asr_beam_size, vocabulary_mode=settings.asr_vocabulary,
+                                batch_size=settings.asr_batch_size, denoise=settings.asr_denoise,
+                                numbers_as_words=settings.asr_numbers == "words",
+                                recover_lost_speech=settings.asr_recover_lost_speech,
+                                fill_missing_band=settings.asr_fill_missing_band)
+
+        def load(model: str) -> Any:
+            return load_transcriber(model, device=settings.asr_device, compute_type=settings.asr_compute_type,
+                                    threads=settings.asr_threads, cache_dir=settings.model_cache_dir,
+                                    options=options)
+
+        transcriber = load(settings.asr_model)
+        if not transcriber.multilingual and settings.asr_language_model != "none":
+            other_languages = load(settings.asr_language_model)
+            if not other_languages.multilingual:
+                raise ConfigError(f"QA_ASR_LANGUAGE_MODEL {settings.asr_language_model!r} knows English "
+                                  "only: name a multilingual model (such as base) or none")
         if settings.speaker_model != "none":
             from qa_service.modelstore import resolve_voice_model
 
@@ -63,12 +75,10 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
     try:
         nlp = spacy.load(settings.spacy_model)
     except OSError as exc:
-        from qa_service.errors import ConfigError
-
         raise ConfigError(f"spaCy model {settings.spacy_model!r} is not installed: {exc}") from exc
     redactor = load_redactor(nlp, allow_list=settings.redact_allow_list)
     return Engines(transcriber=transcriber, redactor=redactor, nlp=nlp,
-                   max_duration_s=settings.max_duration_s, voices=voices)
+                   max_duration_s=settings.max_duration_s, voices=voices, other_languages=other_languages)
 
 
 def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engines: Engines, *,
@@ -88,6 +98,7 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
         transcript = transcribe_call(
             audio, engines.transcriber, meta.channels,
             vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric), voices=engines.voices,
+            other_languages=engines.other_languages,
         )
     card = process_transcript(transcript, meta, rubric, policies, engines, timings=timings)
     if keep_redacted_audio is not None:
@@ -158,6 +169,9 @@ def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, 
     if segments and transcript.language and transcript.language != rubric_language:
         warnings += (f"the call is in '{transcript.language}' but the rubric's phrases are in "
                      f"'{rubric_language}': criteria may fail for want of a match; review by hand",)
+    if segments and transcript.language and transcript.language != "en":
+        warnings += (f"personal data in '{transcript.language}' is redacted by number patterns only: names "
+                     "and addresses said in it stay in the transcript; check it before sharing",)
     confidence = word_confidence(transcript)
     if confidence is not None and confidence < LOW_CONFIDENCE:
         warnings += (f"the recogniser is unsure of this transcript (mean word confidence {confidence:.2f}): "

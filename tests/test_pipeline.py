@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from qa_service.pipeline import agent_cues, build_scorecard, redact_evidence, vocabulary
+import pytest
+
+from qa_service.errors import ConfigError
+from qa_service.pipeline import agent_cues, build_scorecard, load_engines, redact_evidence, vocabulary
 from qa_service.records import (
     CallMeta,
     CriterionResult,
@@ -91,7 +94,8 @@ def test_call_in_another_language_than_the_rubric_is_flagged() -> None:
     meta = CallMeta("c3", "a", date(2026, 10, 1))
     card = build_scorecard(meta, chinese, Redacted(chinese, ()), result, rubric, policies, {}).to_dict()
     assert card["language"] == "zh"
-    assert len(card["warnings"]) == 1 and "'zh'" in card["warnings"][0] and "'en'" in card["warnings"][0]
+    assert len(card["warnings"]) == 2 and "'zh'" in card["warnings"][0] and "'en'" in card["warnings"][0]
+    assert "names" in card["warnings"][1] and "'zh'" in card["warnings"][1]
     english = build_scorecard(meta, RAW, REDACTED, result, rubric, policies, {}).to_dict()
     assert english["warnings"] == []
 
@@ -115,3 +119,13 @@ def test_a_transcript_the_recogniser_is_unsure_of_is_flagged() -> None:
     sure = card(_heard([0.9, 0.95, 0.7, 0.99]))
     assert sure["warnings"] == [] and sure["models"]["asr"]["mean_word_confidence"] == 0.885
     assert "mean_word_confidence" not in card(RAW)["models"]["asr"], "text has no word confidence"
+
+
+@pytest.mark.slow
+def test_the_language_model_must_know_other_languages(make_settings) -> None:
+    with pytest.raises(ConfigError, match="QA_ASR_LANGUAGE_MODEL 'tiny.en' knows English only"):
+        load_engines(make_settings(asr_language_model="tiny.en"))
+    engines = load_engines(make_settings(asr_language_model="none"))
+    assert engines.other_languages is None and engines.transcriber.name == "tiny.en"
+    engines = load_engines(make_settings(asr_model="base"))
+    assert engines.other_languages is None, "a multilingual model detects the language itself"

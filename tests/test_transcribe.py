@@ -352,14 +352,47 @@ def test_numbers_are_written_as_spoken_or_as_digits(tiny, clip):
     assert t.model["options"]["numbers_as_words"] is False
 
 
+@pytest.fixture(scope="session")
+def base(tmp_path_factory):
+    return load_transcriber("base", cache_dir=tmp_path_factory.mktemp("models"))
+
+
 @pytest.mark.slow
-def test_multilingual_base_transcribes_and_detects_the_language(tmp_path_factory):
-    base = load_transcriber("base", cache_dir=tmp_path_factory.mktemp("models"))
+def test_multilingual_base_transcribes_and_detects_the_language(base):
     # A whole sentence: on the 8 kHz "testing one two three" clip base's first word depends on the
     # CPU's int8 arithmetic ("testing" on one machine, "F in" on another).
     t = transcribe_call(decode(AUDIO / "agent.flac"), base)
     assert {"thank", "calling", "help", "desk", "today"} <= _words(t)
     assert t.language == "en" and t.model["name"] == "base"
+
+
+@pytest.mark.slow
+def test_a_call_in_chinese_goes_to_the_multilingual_model(tiny, base):
+    # A real Mandarin recording (AISHELL-1, see data/audio/README.md): "广州市房地产中介协会分析".
+    t = transcribe_call(decode(AUDIO / "chinese_16k.flac"), tiny, other_languages=base)
+    assert t.language == "zh" and t.model["name"] == "base"
+    heard = t.model["language_detection"]
+    assert heard["language"] == "zh" and heard["english"] < transcribe_mod.NOT_ENGLISH
+    text = "".join(s.text for s in t.segments)
+    assert re.search(r"[\u4e00-\u9fff]", text) and ("州" in text or "市" in text), text
+    alone = transcribe_call(decode(AUDIO / "chinese_16k.flac"), tiny)
+    assert alone.language == "en" and alone.model["name"] == "tiny.en"  # all an English-only model can say
+
+
+@pytest.mark.slow
+def test_a_call_in_english_stays_with_the_english_model(tiny, base):
+    t = transcribe_call(decode(AUDIO / "agent.flac"), tiny, other_languages=base)
+    assert t.language == "en" and t.model["name"] == "tiny.en"
+    assert t.model["language_detection"]["language"] == "en"
+    assert t.model["language_detection"]["english"] >= transcribe_mod.NOT_ENGLISH
+    assert {"thank", "calling", "help", "desk"} <= _words(t)
+
+
+@pytest.mark.slow
+def test_silence_has_no_language_to_detect(base):
+    assert base.detect_language(np.zeros(SAMPLE_RATE * 5, dtype=np.float32)) is None
+    hiss = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE * 5).astype(np.float32)
+    assert base.detect_language(hiss) is None  # noise the voice detector finds no speech in
 
 
 @pytest.mark.slow

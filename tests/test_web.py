@@ -335,6 +335,10 @@ def test_clock():
       ("Recogniser confidence", "73% per word on average")]),
     ({"audio": {"format": "flac/flac", "sample_rate": 16000, "channels": 2}},
      [("Recording", "16 kHz, 2 channels (flac/flac)")]),
+    ({"name": "base", "audio": {"format": "wav/pcm_s16le", "sample_rate": 16000, "channels": 1},
+      "language_detection": {"language": "zh", "probability": 0.996, "english": 0.001, "model": "base"}},
+     [("Recording", "16 kHz, 1 channel (wav/pcm_s16le)"),
+      ("Language", "zh (100% likely), transcribed by base")]),
     ({}, []),  # a call that came as text, or a scorecard from before the audio was recorded
 ])
 def test_call_page_says_what_the_transcript_was_made_from(asr, rows):

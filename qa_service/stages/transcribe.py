@@ -53,6 +53,15 @@ SAMPLING_SEED = 0
 # base took 63.3 s in 2-minute blocks, 48.7 s in one block, bare faster-whisper 50.3 s. A 20-minute
 # mono call peaks at 738 MB in 5-minute blocks against 657 MB in 2-minute ones (tiny.en, voice model).
 BLOCK_S = 300.0
+# An English-only model is handed a call in another language only when the multilingual model gives
+# English less than this probability on the call's first speech. Measured with base on the first
+# 30 s of speech: four real Mandarin recordings, English 0.00-0.01; English, 14 real calls and
+# recordings (8 kHz mu-law and 8-bit among them) 0.93-1.00 and 16 noisy 8 kHz synthetic calls
+# 0.69-0.98. espeak-ng's robotic Mandarin gets 0.41-0.58: it is not a test of this.
+NOT_ENGLISH = 0.5
+# The language is heard in the first speech of this much of the call: the voice detector runs on
+# this part only, so a long call costs no more than a short one.
+LANGUAGE_WINDOW_S = 120.0
 
 
 class Transcriber(Protocol):
@@ -208,6 +217,26 @@ class WhisperTranscriber:
         self.last_language = language or detected
         return out
 
+    @property
+    def multilingual(self) -> bool:
+        return bool(getattr(self.model.model, "is_multilingual", False))
+
+    def detect_language(self, samples: np.ndarray) -> dict[str, Any] | None:
+        """The language of the first speech in `samples` (16 kHz mono) with its probability and
+        English's; None when there is no speech to hear."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        head = np.ascontiguousarray(samples[: int(LANGUAGE_WINDOW_S * SAMPLE_RATE)], dtype=np.float32)
+        if not self.multilingual or _rms(head) < SILENCE_RMS:
+            return None
+        chunks = get_speech_timestamps(head, VadOptions(**self.vad_parameters()))
+        speech = [head[c["start"]:c["end"]] for c in chunks]
+        if sum(c.size for c in speech) < SAMPLE_RATE // 2:
+            return None
+        language, probability, ranked = self.model.detect_language(np.concatenate(speech))
+        return {"language": language, "probability": round(float(probability), 3),
+                "english": round(float(dict(ranked).get("en", 0.0)), 3), "model": self.name}
+
     def _transcribe_block(
         self, samples: np.ndarray, vocabulary: Sequence[str], language: str | None
     ) -> tuple[list[Segment], str]:
@@ -252,9 +281,8 @@ class WhisperTranscriber:
             kwargs[key] = vocabulary_text(vocabulary)
         if o.numbers_as_words:
             kwargs["suppress_tokens"] = [-1, *_digit_tokens(self.model)]
-        multilingual = bool(getattr(self.model.model, "is_multilingual", False))
         return dict(
-            language=language if multilingual else "en",
+            language=language if self.multilingual else "en",
             beam_size=o.beam_size,
             temperature=list(o.temperature),
             compression_ratio_threshold=o.compression_ratio_threshold,
@@ -266,13 +294,14 @@ class WhisperTranscriber:
             hallucination_silence_threshold=o.hallucination_silence_threshold,
             word_timestamps=True,
             vad_filter=True,
-            vad_parameters={
-                "threshold": o.vad_threshold,
-                "min_silence_duration_ms": o.vad_min_silence_ms,
-                "speech_pad_ms": o.vad_speech_pad_ms,
-            },
+            vad_parameters=self.vad_parameters(),
             **kwargs,
         )
+
+    def vad_parameters(self) -> dict[str, Any]:
+        o = self.options
+        return {"threshold": o.vad_threshold, "min_silence_duration_ms": o.vad_min_silence_ms,
+                "speech_pad_ms": o.vad_speech_pad_ms}
 
     def describe(self) -> dict[str, Any]:
         """Model name, path, device, compute type and decoding options, for the transcript record."""
@@ -345,10 +374,20 @@ def transcribe_call(
     vocabulary: Sequence[str] = (),
     agent_phrases: Sequence[str] = (),
     voices: diarize.voiceprint.VoiceEncoder | None = None,
+    other_languages: WhisperTranscriber | None = None,
 ) -> Transcript:
     """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono
-    (with voice embeddings when a voice model is given)."""
+    (with voice embeddings when a voice model is given).
+
+    With `other_languages` (a multilingual model beside an English-only `transcriber`), the call's
+    language is detected first and a call that is not in English is transcribed by that model.
+    """
     mode, samples = resolve_layout(audio, layout)
+    heard = None
+    if other_languages is not None:
+        heard = other_languages.detect_language(samples[0] if len(samples) == 1 else _mix(*samples))
+        if heard is not None and heard["english"] < NOT_ENGLISH:
+            transcriber = other_languages
     languages: list[tuple[str | None, int]] = []
 
     def run(channel: np.ndarray) -> list[Segment]:
@@ -383,6 +422,8 @@ def transcribe_call(
     model_info["audio"] = {"format": audio.source_format, "sample_rate": audio.source_rate,
                            "channels": audio.source_channels}
     model_info["speakers"] = attribution
+    if heard is not None:
+        model_info["language_detection"] = heard
     return Transcript(
         segments=tuple(segments), duration_s=audio.duration_s, language=language or "en", model=model_info,
         speech={role: tuple(iv) for role, iv in speech.items()},

@@ -176,6 +176,10 @@ def _recording(asr: dict[str, Any]) -> list[tuple[str, str]]:
         channels = int(_num(audio.get("channels")))
         rows.append(("Recording", f"{_num(audio['sample_rate']) / 1000:g} kHz, {channels} channel"
                                   f"{'' if channels == 1 else 's'} ({audio.get('format')})"))
+    heard = asr.get("language_detection") or {}
+    if heard.get("language"):
+        rows.append(("Language", f"{heard['language']} ({_num(heard.get('probability')) * 100:.0f}% likely), "
+                                 f"transcribed by {asr.get('name')}"))
     if "mean_word_confidence" in asr:
         confidence = _num(asr["mean_word_confidence"]) * 100
         rows.append(("Recogniser confidence", f"{confidence:.0f}% per word on average"))
