@@ -170,9 +170,9 @@ def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, 
         warnings += (f"the call is in '{transcript.language}' but the rubric's phrases are in "
                      f"'{rubric_language}': criteria may fail for want of a match; review by hand",)
     if segments and transcript.language and transcript.language != "en":
-        warnings += (f"personal data said in '{transcript.language}' is found by simple patterns only (numbers "
-                     "read digit by digit; in Chinese, a name after 我叫 or before a title): other names and "
-                     "addresses may stay in the transcript; check it before sharing",)
+        warnings += (f"personal data said in '{transcript.language}' is found by simple patterns only "
+                     "(numbers read digit by digit; in Chinese, a name after 我叫 or before a title): other "
+                     "names and addresses may stay in the transcript; check it before sharing",)
     confidence = word_confidence(transcript)
     if confidence is not None and confidence < LOW_CONFIDENCE:
         warnings += (f"the recogniser is unsure of this transcript (mean word confidence {confidence:.2f}): "
