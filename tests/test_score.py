@@ -411,3 +411,52 @@ def test_patterns(ctx: Ctx, pattern: str, text: str, passed: bool) -> None:
                          f"    speaker: agent\n    points: 1\n    patterns:\n      - {pattern}\n")
     result = score(call(("agent", text)), rubric, ctx.pack, ctx.nlp, DAY)
     assert result.criteria[0].passed is passed
+
+
+# ---- a rubric in Chinese: a phrase is a run of characters, negation is a character before it -----
+
+ZH_GOOD = [
+    ("agent", "您好，感谢您致电包裹桥，我是小林。"),
+    ("customer", "你好，我的包裹卡在海关了。"),
+    ("agent", "好的，请先确认您的账号。"),
+    ("agent", "还有什么可以帮您的吗？"),
+]
+
+
+@pytest.fixture(scope="module")
+def zh(ctx: Ctx) -> Ctx:
+    return Ctx(ctx.nlp, load_rubric(DATA / "courier-support-zh.yaml"), ctx.pack)
+
+
+def test_a_chinese_rubric_matches_a_chinese_call(zh: Ctx) -> None:
+    result = zh.score(call(*ZH_GOOD), DAY)
+    assert verdicts(result) == {"opening": True, "verification": True, "closing": True}
+    assert result.violations == () and result.passed
+    opening = next(c for c in result.criteria if c.id == "opening")
+    assert opening.evidence and "感谢您致电包裹桥" in opening.evidence[0].text
+
+
+@pytest.mark.parametrize(
+    ("line", "violation"),
+    [
+        ("我可以保证明天放行。", True),
+        ("嗯，我保证，呃，明天放行。", True),  # fillers and commas between the phrase's words
+        ("我们保证您的包裹明天到。", True),
+        ("我不能保证明天放行。", False),  # "I can't guarantee release tomorrow"
+        ("没有人能保证明天放行。", False),  # "nobody can guarantee"
+        ("我们从来不保证您的包裹明天到。", False),  # "we never guarantee"
+        ("无论如何，我保证明天放行。", True),  # "no matter what, I guarantee": the comma ends a clause
+        ("无论如何我都保证明天放行。", True),  # "no matter what" negates nothing
+        ("海关那边不确定，但我保证明天放行。", True),  # "但" ("but") starts a new clause
+    ],
+)
+def test_chinese_prohibited_phrases_follow_negation(zh: Ctx, line: str, violation: bool) -> None:
+    result = zh.score(call(*ZH_GOOD, ("agent", line)), DAY)
+    assert bool(result.violations) is violation, result.violations
+
+
+def test_chinese_phrases_step_over_fillers(zh: Ctx) -> None:
+    result = zh.score(call(("agent", "嗯，感谢您致电，呃，包裹桥。"),
+                           ("agent", "还有什么，嗯，可以帮您？")), DAY)
+    assert verdicts(result)["closing"] is True
+    assert verdicts(result)["verification"] is False

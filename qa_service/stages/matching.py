@@ -19,29 +19,39 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from spacy.attrs import IDX, LENGTH
+from spacy.tokens import Doc
 
 from qa_service.records import Segment, Transcript
 from qa_service.spoken import CURRENCY_SYMBOLS, find_numbers, format_value
 
 FILLERS = frozenset({"um", "uh", "erm", "er", "ah", "eh", "hmm", "mm", "mhm", "uhm", "umm", "uhh", "so",
-                     "like", "well", "okay", "ok", "actually", "basically", "just", "really", "now"})
+                     "like", "well", "okay", "ok", "actually", "basically", "just", "really", "now",
+                     "嗯", "呃", "啊"})
 MULTI_FILLERS = frozenset({("you", "know"), ("i", "mean"), ("sort", "of"), ("kind", "of")})
 MAX_FILLERS = 3  # fillers a phrase may step over; more than this is a different sentence
 
 # Clause edges: negation and withdrawal cues only count inside the clause of the match.
 CLAUSE_BREAKS = frozenset({".", "!", "?", ";", ",", ":", "but", "however", "although", "though", "yet", "and",
-                           "so", "because", "then", "-", "--"})
+                           "so", "because", "then", "-", "--",
+                           "。", "，", "、", "？", "！", "；", "：", "但"})
 # "no doubt I can ...", "not to worry, ...": negation words that negate nothing after them.
 NOT_NEGATING = (("no", "doubt"), ("no", "problem"), ("no", "question"), ("no", "worries"), ("no", "wonder"),
-                ("no", "matter"), ("not", "only"), ("not", "to", "worry"), ("never", "mind"))
+                ("no", "matter"), ("not", "only"), ("not", "to", "worry"), ("never", "mind"),
+                # Chinese "no matter", "no problem", "don't worry"
+                ("无", "论"), ("没", "问", "题"), ("不", "用", "担", "心"))
 NEGATIONS = frozenset({"no", "not", "never", "nobody", "none", "nothing", "cannot", "neither", "nor",
-                       "without", "unable", "impossible", "noone", "nowhere", "hardly"})
+                       "without", "unable", "impossible", "noone", "nowhere", "hardly",
+                       "不", "没", "无", "未", "别"})  # Chinese: a character is a token (see `tokenize`)
 CONTRACTIONS = {"n't": "not", "nt": "not", "ca": "can", "wo": "will", "'re": "be", "'m": "be", "'ve": "have",
                 "'ll": "will", "'d": "would", "’re": "be", "’m": "be", "n’t": "not", "’ll": "will"}
 _IRREGULAR = {"is": "be", "are": "be", "was": "be", "were": "be", "am": "be", "been": "be", "being": "be",
               "has": "have", "had": "have", "does": "do", "did": "do", "done": "do", "said": "say",
               "an": "a", "%": "percent", "pct": "percent"}
-_ALNUM = re.compile(r"[0-9a-z]")
+_ALNUM = re.compile(r"[^\W_]")  # a letter or digit of any script
+# Chinese and Japanese characters, and their full-width punctuation: written without spaces between words.
+_CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_CJK_PIECES = re.compile(f"[{_CJK}]|[^{_CJK}]+")
+_HAS_CJK = re.compile(f"[{_CJK}]")
 # Words recognisers write for each other; phrases and transcripts both use the left-hand spelling.
 # Applied to lemmas, so "heard" and "here" meet too.
 HOMOPHONES = {"their": "there", "thier": "there", "hear": "here", "write": "right", "wright": "right",
@@ -59,6 +69,25 @@ _ATTR_PIPES = {"POS": _TAGGER, "TAG": _TAGGER,
                "ENT_KB_ID": {"tok2vec", "ner"}}
 
 
+def tokenize(nlp: NLP, text: str) -> Doc:
+    """spaCy's tokens, except that each Chinese or Japanese character is a token of its own.
+
+    Those scripts put no spaces between words, so spaCy's English tokenizer would make a whole clause one
+    token; one character per token lets a phrase match as a run of characters and a negation ("不") be
+    seen before it. The text is unchanged, so character offsets still point into the transcript.
+    """
+    doc = nlp.tokenizer(text)
+    if not _HAS_CJK.search(text):
+        return doc
+    words: list[str] = []
+    spaces: list[bool] = []
+    for tok in doc:
+        pieces = _CJK_PIECES.findall(tok.text)
+        words += pieces
+        spaces += [False] * (len(pieces) - 1) + [bool(tok.whitespace_)]
+    return Doc(nlp.vocab, words=words, spaces=spaces)
+
+
 class NLP(Protocol):
     """The part of spacy.Language used here."""
 
@@ -68,7 +97,7 @@ class NLP(Protocol):
 
     def get_pipe(self, name: str) -> Any: ...
 
-    def pipe(self, texts: Iterable[str], **kwargs: Any) -> Iterable[Any]: ...
+    def pipe(self, texts: Iterable[str | Doc], **kwargs: Any) -> Iterable[Any]: ...
 
 
 # ---------------------------------------------------------------------------------------------- lemmas
@@ -265,7 +294,7 @@ class PhraseSet:
         by_first: dict[str, list[int]] = defaultdict(list)
         by_second: dict[str, list[int]] = defaultdict(list)
         for label, text, lenient in phrases:
-            toks = tuple(t for t in normalise([w.text for w in nlp.tokenizer(text)], lemma) if not t.punct)
+            toks = tuple(t for t in normalise([w.text for w in tokenize(nlp, text)], lemma) if not t.punct)
             if not toks:
                 continue
             idx = len(self._phrases)
@@ -533,9 +562,9 @@ def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes:
         bounds.append(spans)
     if pipes:
         unneeded = [p for p in nlp.pipe_names if p not in pipes]
-        docs = list(nlp.pipe(texts, disable=unneeded))
+        docs = list(nlp.pipe((tokenize(nlp, t) for t in texts), disable=unneeded))
     else:
-        docs = [nlp.tokenizer(t) for t in texts]
+        docs = [tokenize(nlp, t) for t in texts]
     out: list[Utterance] = []
     for u, ((speaker, idxs), text, doc, spans) in enumerate(zip(groups, texts, docs, bounds, strict=True)):
         token_segment: list[int] = []
