@@ -101,6 +101,8 @@ def test_batch_of_recordings_and_a_bad_file(env: Path, capsys: pytest.CaptureFix
                     "call_date": "2026-10-20", "channels": "stereo"}) + "\n"
         + json.dumps({"audio": "broken.wav", "call_id": "bad", "agent_id": "agent-tom",
                       "call_date": "2026-10-20"}) + "\n"
+        + json.dumps({"audio": str(ROOT / "tests/data/audio/chinese_16k.flac"), "call_id": "zh",
+                      "agent_id": "agent-tom", "call_date": "2026-10-20"}) + "\n"
     )
     out = env / "out"
     code = main(["process", "--manifest", str(manifest), *RULES, "--out", str(out)])
@@ -113,8 +115,16 @@ def test_batch_of_recordings_and_a_bad_file(env: Path, capsys: pytest.CaptureFix
     speakers = {s["speaker"] for s in card["transcript"]}
     assert speakers == {"agent", "customer"}
     assert card["metrics"]["talk_time_s"]["agent"] > card["metrics"]["talk_time_s"]["customer"] > 0
+    assert card["language"] == "en" and card["models"]["asr"]["name"] == "tiny.en"
+    assert card["models"]["asr"]["language_detection"]["language"] == "en"
     assert not (out / "bad.scorecard.json").exists()
     assert "s2" in captured.out  # the summary table
+    # A call in Mandarin: heard by the multilingual model, written in Chinese, flagged for review.
+    zh = json.loads((out / "zh.scorecard.json").read_text())
+    assert zh["language"] == "zh" and zh["models"]["asr"]["name"] == "base"
+    assert any("\u4e00" <= ch <= "\u9fff" for s in zh["transcript"] for ch in s["text"])
+    assert any("'zh'" in w and "rubric" in w for w in zh["warnings"])
+    assert any("'zh'" in w and "names" in w for w in zh["warnings"])
 
 
 def test_summary_formats() -> None:
