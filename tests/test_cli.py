@@ -116,12 +116,13 @@ def test_batch_of_recordings_and_a_bad_file(env: Path, capsys: pytest.CaptureFix
     assert speakers == {"agent", "customer"}
     assert card["metrics"]["talk_time_s"]["agent"] > card["metrics"]["talk_time_s"]["customer"] > 0
     assert card["language"] == "en" and card["models"]["asr"]["name"] == "tiny.en"
-    assert card["models"]["asr"]["language_detection"]["language"] == "en"
+    assert "language_detection" not in card["models"]["asr"]  # the English model was sure of it
     assert not (out / "bad.scorecard.json").exists()
     assert "s2" in captured.out  # the summary table
     # A call in Mandarin: heard by the multilingual model, written in Chinese, flagged for review.
     zh = json.loads((out / "zh.scorecard.json").read_text())
     assert zh["language"] == "zh" and zh["models"]["asr"]["name"] == "base"
+    assert zh["models"]["asr"]["language_detection"]["language"] == "zh"
     assert any("\u4e00" <= ch <= "\u9fff" for s in zh["transcript"] for ch in s["text"])
     assert any("'zh'" in w and "rubric" in w for w in zh["warnings"])
     assert any("'zh'" in w and "names" in w for w in zh["warnings"])

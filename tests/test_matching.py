@@ -96,6 +96,12 @@ def test_near_misses_do_not_match(nlp: Language, phrase: str, text: str) -> None
         ("guarantee your visa", "guarantee my visa", False, True),  # three words: function words only
         ("guarantee your visa", "guarantee your vote", False, False),
         ("is there anything else", "is there anything wrong", False, False),  # a different question
+        # an unstressed first auxiliary not heard at all, in a phrase of four words or more
+        ("is there anything else", "Okay. There anything else I can help with?", False, True),
+        ("do i have your permission", "I have your permission to store this", False, True),
+        ("do you consent", "you can send it to us", False, False),  # too short to go without its "do"
+        ("confirm your date of birth", "your date of birth please", False, False),  # not an auxiliary
+        ("is there anything else", "there anything wrong", False, False),  # dropped word plus a slip
     ],
 )
 def test_one_misheard_word_only_for_lenient_phrases(nlp: Language, phrase: str, text: str, strict: bool,

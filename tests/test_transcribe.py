@@ -15,7 +15,7 @@ import pytest
 
 from qa_service import modelstore
 from qa_service.errors import ConfigError
-from qa_service.records import SAMPLE_RATE, Audio, Segment
+from qa_service.records import SAMPLE_RATE, Audio, Segment, Word
 from qa_service.stages import bandfill
 from qa_service.stages import transcribe as transcribe_mod
 from qa_service.stages.decode import decode
@@ -383,9 +383,26 @@ def test_a_call_in_chinese_goes_to_the_multilingual_model(tiny, base):
 def test_a_call_in_english_stays_with_the_english_model(tiny, base):
     t = transcribe_call(decode(AUDIO / "agent.flac"), tiny, other_languages=base)
     assert t.language == "en" and t.model["name"] == "tiny.en"
-    assert t.model["language_detection"]["language"] == "en"
-    assert t.model["language_detection"]["english"] >= transcribe_mod.NOT_ENGLISH
+    assert "language_detection" not in t.model, "a transcript the English model is sure of is not checked"
     assert {"thank", "calling", "help", "desk"} <= _words(t)
+    heard = base.detect_language(decode(AUDIO / "agent.flac").channels[0])
+    assert heard is not None and heard["language"] == "en" and heard["english"] >= transcribe_mod.NOT_ENGLISH
+
+
+def _said(*probabilities: float) -> list[list[Segment]]:
+    words = tuple(Word(" w", i * 0.5, i * 0.5 + 0.3, p) for i, p in enumerate(probabilities))
+    return [[Segment("unknown", 0.0, 5.0, "w", words)]] if words else [[]]
+
+
+@pytest.mark.parametrize(("decoded", "ask"), [
+    (_said(0.9, 0.8, 0.95), False),
+    (_said(0.5, 0.6, 0.45), True),  # what tiny.en makes of Mandarin
+    (_said(0.71, 0.69), False),
+    (_said(0.69, 0.70), True),
+    (_said(), True),  # nothing heard as English at all
+])
+def test_only_an_unsure_english_transcript_asks_for_the_language(decoded, ask):
+    assert transcribe_mod._maybe_not_english(decoded) is ask
 
 
 @pytest.mark.slow

@@ -320,16 +320,19 @@ class PhraseSet:
                 if end is not None:
                     hits.append(Hit(label, utterance, t.start, toks[end - 1].end))
             prev = toks[i - 1] if i > 0 else None
-            if prev is None or prev.punct:
-                continue
             for idx in self._second.lookup(toks, i):
-                # the phrase's first word misheard: "in there anything else" for "is there anything else"
                 label, ptoks, lenient = self._phrases[idx]
-                if not _slip_ok(prev, ptoks[0], 0, len(ptoks), lenient):
+                if prev is not None and not prev.punct and _slip_ok(prev, ptoks[0], 0, len(ptoks), lenient):
+                    start = prev.start  # the first word misheard: "in there anything else" for "is there ..."
+                elif ptoks[0].norm in AUXILIARIES and len(ptoks) >= 4:
+                    # or not heard: recognisers drop an unstressed "do" or "is". Not in shorter phrases:
+                    # "do you consent" would pass for "you can send it to us".
+                    start = t.start
+                else:
                     continue
                 end = _match(toks, i, ptoks, 1, 0, lenient, True)
                 if end is not None:
-                    hits.append(Hit(label, utterance, prev.start, toks[end - 1].end))
+                    hits.append(Hit(label, utterance, start, toks[end - 1].end))
         return hits
 
 

@@ -53,11 +53,15 @@ SAMPLING_SEED = 0
 # base took 63.3 s in 2-minute blocks, 48.7 s in one block, bare faster-whisper 50.3 s. A 20-minute
 # mono call peaks at 738 MB in 5-minute blocks against 657 MB in 2-minute ones (tiny.en, voice model).
 BLOCK_S = 300.0
-# An English-only model is handed a call in another language only when the multilingual model gives
-# English less than this probability on the call's first speech. Measured with base on the first
-# 30 s of speech: four real Mandarin recordings, English 0.00-0.01; English, 14 real calls and
-# recordings (8 kHz mu-law and 8-bit among them) 0.93-1.00 and 16 noisy 8 kHz synthetic calls
-# 0.69-0.98. espeak-ng's robotic Mandarin gets 0.41-0.58: it is not a test of this.
+# Below this mean word probability, an English-only model's transcript may be of another language,
+# and the multilingual model is asked. tiny.en's mean on four real Mandarin recordings: 0.46-0.59; on
+# English, 13 real recordings 0.84-0.96, 48 synthetic calls 0.65-0.90 (16 kHz and noisy 8 kHz).
+UNSURE_ENGLISH = 0.7
+# A call goes to the multilingual model when that model gives English less than this probability on
+# the call's first speech. Measured with base on the first 30 s of speech: four real Mandarin
+# recordings, English 0.00-0.01; English, 14 real calls and recordings (8 kHz mu-law and 8-bit among
+# them) 0.93-1.00 and 16 noisy 8 kHz synthetic calls 0.69-0.98. espeak-ng's robotic Mandarin gets
+# 0.41-0.58: it is not a test of this. Asking costs about 1 s a call, hence only unsure calls ask.
 NOT_ENGLISH = 0.5
 # The language is heard in the first speech of this much of the call: the voice detector runs on
 # this part only, so a long call costs no more than a short one.
@@ -379,38 +383,35 @@ def transcribe_call(
     """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono
     (with voice embeddings when a voice model is given).
 
-    With `other_languages` (a multilingual model beside an English-only `transcriber`), the call's
-    language is detected first and a call that is not in English is transcribed by that model.
+    With `other_languages` (a multilingual model beside an English-only `transcriber`), a call the
+    English model is unsure of has its language detected, and one not in English is transcribed again
+    by that model.
     """
     mode, samples = resolve_layout(audio, layout)
+    agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
+    channels = samples if mode == "mono" else [samples[agent_ch], samples[customer_ch]]
+    decoded, languages = _transcribe_channels(transcriber, channels, vocabulary)
     heard = None
-    if other_languages is not None:
-        heard = other_languages.detect_language(samples[0] if len(samples) == 1 else _mix(*samples))
+    if other_languages is not None and _maybe_not_english(decoded):
+        heard = other_languages.detect_language(channels[0] if mode == "mono" else _mix(*channels))
         if heard is not None and heard["english"] < NOT_ENGLISH:
             transcriber = other_languages
-    languages: list[tuple[str | None, int]] = []
-
-    def run(channel: np.ndarray) -> list[Segment]:
-        segs = transcriber.transcribe(channel, vocabulary)
-        languages.append((getattr(transcriber, "last_language", None), sum(len(s.words) for s in segs)))
-        return segs
+            decoded, languages = _transcribe_channels(transcriber, channels, vocabulary)
 
     attribution: dict[str, Any]
     if mode == "mono":
-        segments = run(samples[0])
         segments, attribution = diarize.attribute_speakers(
-            samples[0], segments, agent_phrases=agent_phrases, voices=voices
+            channels[0], decoded[0], agent_phrases=agent_phrases, voices=voices
         )
-        speech = activity.split_by_words(activity.voiced_intervals(samples[0]), segments)
+        speech = activity.split_by_words(activity.voiced_intervals(channels[0]), segments)
     else:
-        agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
-        agent_segs = [_label(s, "agent") for s in run(samples[agent_ch])]
-        customer_segs = [_label(s, "customer") for s in run(samples[customer_ch])]
+        agent_segs = [_label(s, "agent") for s in decoded[0]]
+        customer_segs = [_label(s, "customer") for s in decoded[1]]
         segments = sorted(agent_segs + customer_segs, key=lambda s: (s.start, s.end))
         attribution = {"method": "channels", "agent_channel": "right" if agent_ch else "left"}
         speech = {
-            "agent": activity.near_words(activity.voiced_intervals(samples[agent_ch]), agent_segs),
-            "customer": activity.near_words(activity.voiced_intervals(samples[customer_ch]), customer_segs),
+            "agent": activity.near_words(activity.voiced_intervals(channels[0]), agent_segs),
+            "customer": activity.near_words(activity.voiced_intervals(channels[1]), customer_segs),
         }
 
     spoken = [(lang, n) for lang, n in languages if lang and n]
@@ -428,6 +429,23 @@ def transcribe_call(
         segments=tuple(segments), duration_s=audio.duration_s, language=language or "en", model=model_info,
         speech={role: tuple(iv) for role, iv in speech.items()},
     )
+
+
+def _transcribe_channels(transcriber: Transcriber, channels: Sequence[np.ndarray], vocabulary: Sequence[str]
+                         ) -> tuple[list[list[Segment]], list[tuple[str | None, int]]]:
+    """Each channel's segments, and the language the transcriber heard in it with its word count."""
+    decoded, languages = [], []
+    for channel in channels:
+        segs = transcriber.transcribe(channel, vocabulary)
+        decoded.append(segs)
+        languages.append((getattr(transcriber, "last_language", None), sum(len(s.words) for s in segs)))
+    return decoded, languages
+
+
+def _maybe_not_english(decoded: Sequence[Sequence[Segment]]) -> bool:
+    """Whether an English-only model's words are unsure enough that the call may be in another language."""
+    probs = [w.probability for segs in decoded for s in segs for w in s.words]
+    return not probs or sum(probs) / len(probs) < UNSURE_ENGLISH
 
 
 def resolve_layout(audio: Audio, layout: ChannelLayout) -> tuple[Literal["mono", "stereo"], list[np.ndarray]]:
