@@ -140,11 +140,13 @@ class DecodeOptions:
     numbers_as_words: bool = True
     # Whisper sometimes ends a 30 s window after a few words and moves on: whole turns vanish, and
     # the few words it wrote get times from elsewhere in the window. When the voice detector's speech
-    # holds at least LOST_SPEECH_S with no word near it, the block is decoded again one stretch of
-    # speech at a time (in its own time frame, stretches split at pauses of STRETCH_GAP_S), and the
-    # decode that leaves less speech without words is kept. It costs a second decode only where speech
-    # was lost: 3 of 80 channels over six renders of the development calls (tiny.en), each recovered
-    # in full (15.3, 14.8 and 5.7 s of speech without words -> 0). Whole pipeline, off -> on (criteria
+    # holds at least LOST_SPEECH_S with no word near it, the speech within LOST_WINDOW_S of what was
+    # lost is decoded again one stretch at a time (in its own time frame, stretches split at pauses of
+    # STRETCH_GAP_S) and replaces Whisper's words there, if that leaves less speech without words. It
+    # costs a decode of that part only where speech was lost: 3 of 80 channels over six renders of the
+    # development calls (tiny.en), each recovered in full (15.3, 14.8 and 5.7 s of speech without
+    # words -> 0). Until 2026-12 the whole block was decoded again: a 4-minute channel that lost 15 s
+    # cost two decodes. Whole pipeline, off -> on (criteria
     # accuracy, verdict accuracy, speaker accuracy, word keep rate): 16 kHz mono 0.931 -> 0.986,
     # 0.875 -> 1.0, 0.964 -> 0.988, 0.874 -> 0.933; 8 kHz noisy stereo 0.889 -> 0.889, 0.75 -> 0.75,
     # 0.964 -> 1.0, 0.724 -> 0.737; the other four renders unchanged. Decoding every block stretch
@@ -173,6 +175,10 @@ class DecodeOptions:
 
 # Seconds of detected speech with no recognised word near it that make a block worth decoding again.
 LOST_SPEECH_S = 3.0
+# Whisper loses speech by ending a 30 s window early, and the few words it wrote in that window may
+# carry times from elsewhere in it: the speech this close to a lost stretch is decoded again with it,
+# and Whisper's first words there give way.
+LOST_WINDOW_S = 30.0
 STRETCH_GAP_S = 1.5
 
 
@@ -260,7 +266,8 @@ class WhisperTranscriber:
 
     def _recover_lost_speech(self, samples: np.ndarray, kwargs: dict[str, Any], raw: list[Any],
                              language: str) -> list[Any]:
-        """Whisper's segments, or those of a decode stretch by stretch when that hears more of the speech."""
+        """Whisper's segments, or, where they left speech without words, a decode stretch by stretch of
+        the speech around it in their place, when that hears more."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         speech = [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE)
@@ -268,12 +275,18 @@ class WhisperTranscriber:
         lost = unheard_s(speech, raw)
         if lost < LOST_SPEECH_S:
             return raw
-        clips = [t for stretch in stretches(speech, STRETCH_GAP_S) for t in stretch]
+        lost_parts = [part for part in speech if unheard_s([part], raw) > 0]
+        redo = around_lost(stretches(speech, STRETCH_GAP_S), lost_parts, LOST_WINDOW_S)
+        clips = [t for part in redo for t in part]
         again = list(self.model.transcribe(samples, **{**kwargs, "language": language, "vad_filter": False,
                                                         "clip_timestamps": clips})[0])
-        lost_again = unheard_s(speech, again)
-        log.info("speech without words: %.1f s; decoded stretch by stretch: %.1f s", lost, lost_again)
-        return again if lost_again < lost else raw
+        kept = [replace(seg, words=[w for w in seg.words or () if not _inside((w.start + w.end) / 2, redo)])
+                for seg in raw]
+        merged = sorted((seg for seg in kept + again if seg.words), key=lambda seg: seg.words[0].start)
+        lost_again = unheard_s(speech, merged)
+        log.info("speech without words: %.1f s; decoded again around it (%.0f s of speech): %.1f s",
+                 lost, sum(b - a for a, b in redo), lost_again)
+        return merged if lost_again < lost else raw
 
     def whisper_options(self, language: str | None = None, vocabulary: Sequence[str] = ()) -> dict[str, Any]:
         """The keyword arguments for faster-whisper's `transcribe` (also what `make bench` gives bare
@@ -508,6 +521,16 @@ def unheard_s(speech: Sequence[tuple[float, float]], segments: Sequence[Any], sl
         if not (k and reach[k - 1] > a - slack):
             lost += b - a
     return lost
+
+
+def around_lost(parts: Sequence[tuple[float, float]], lost: Sequence[tuple[float, float]],
+                window_s: float) -> list[tuple[float, float]]:
+    """The stretches of speech that come within window_s of a lost one (the lost ones included)."""
+    return [p for p in parts if any(p[0] < b + window_s and p[1] > a - window_s for a, b in lost)]
+
+
+def _inside(t: float, spans: Sequence[tuple[float, float]], slack: float = 0.3) -> bool:
+    return any(a - slack <= t <= b + slack for a, b in spans)
 
 
 def stretches(speech: Sequence[tuple[float, float]], gap_s: float) -> list[tuple[float, float]]:
