@@ -272,10 +272,10 @@ class WhisperTranscriber:
 
         speech = [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE)
                   for c in get_speech_timestamps(samples, VadOptions(**kwargs["vad_parameters"]))]
-        lost = unheard_s(speech, raw)
+        lost_parts = unheard(speech, raw)
+        lost = sum(b - a for a, b in lost_parts)
         if lost < LOST_SPEECH_S:
             return raw
-        lost_parts = [part for part in speech if unheard_s([part], raw) > 0]
         redo = around_lost(stretches(speech, STRETCH_GAP_S), lost_parts, LOST_WINDOW_S)
         clips = [t for part in redo for t in part]
         again = list(self.model.transcribe(samples, **{**kwargs, "language": language, "vad_filter": False,
@@ -507,20 +507,26 @@ def words_to_segments(raw: Sequence[Any], *, pause_split_s: float = 1.0) -> list
     return [s for s in out if s.text]
 
 
-def unheard_s(speech: Sequence[tuple[float, float]], segments: Sequence[Any], slack: float = 0.3) -> float:
-    """Seconds of detected speech in stretches with no recognised word within `slack` of them."""
+def unheard(speech: Sequence[tuple[float, float]], segments: Sequence[Any],
+            slack: float = 0.3) -> list[tuple[float, float]]:
+    """The stretches of detected speech with no recognised word within `slack` of them."""
     words = sorted((w.start, w.end) for s in segments for w in (s.words or ()))
     starts = [w[0] for w in words]
     # The latest end among the words up to each one (sorted by start).
     reach = list(itertools.accumulate((w[1] for w in words), max))
-    lost = 0.0
+    out = []
     for a, b in speech:
         # Only words starting before b + slack can reach into the stretch; it is heard when the
         # furthest-reaching of them ends after a - slack.
         k = bisect.bisect_right(starts, b + slack)
         if not (k and reach[k - 1] > a - slack):
-            lost += b - a
-    return lost
+            out.append((a, b))
+    return out
+
+
+def unheard_s(speech: Sequence[tuple[float, float]], segments: Sequence[Any], slack: float = 0.3) -> float:
+    """Seconds of detected speech in stretches with no recognised word within `slack` of them."""
+    return sum(b - a for a, b in unheard(speech, segments, slack))
 
 
 def around_lost(parts: Sequence[tuple[float, float]], lost: Sequence[tuple[float, float]],
