@@ -23,6 +23,7 @@ from qa_service.records import (
     Scorecard,
     ScoreResult,
     Transcript,
+    mean_word_probability,
 )
 
 
@@ -206,8 +207,8 @@ LOW_CONFIDENCE = 0.55
 
 def word_confidence(transcript: Transcript) -> float | None:
     """Mean probability the recogniser gave its words; None for calls that came as text."""
-    probs = [w.probability for s in transcript.segments for w in s.words]
-    return round(sum(probs) / len(probs), 3) if probs else None
+    mean = mean_word_probability(transcript.segments)
+    return round(mean, 3) if mean is not None else None
 
 
 def redact_evidence(result: ScoreResult, redacted: Redacted) -> ScoreResult:

@@ -7,7 +7,7 @@ Records are frozen: a stage makes new ones rather than changing what it was give
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -215,6 +215,12 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
         "auto_fail": r.auto_fail,
         "passed": r.passed,
     }
+
+
+def mean_word_probability(segments: Iterable[Segment]) -> float | None:
+    """Mean probability the recogniser gave the segments' words; None when they have no word timings."""
+    probs = [w.probability for s in segments for w in s.words]
+    return sum(probs) / len(probs) if probs else None
 
 
 def _t(seconds: float) -> float:

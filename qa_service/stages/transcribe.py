@@ -23,7 +23,16 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from qa_service.errors import ConfigError
-from qa_service.records import SAMPLE_RATE, Audio, ChannelLayout, Segment, Speaker, Transcript, Word
+from qa_service.records import (
+    SAMPLE_RATE,
+    Audio,
+    ChannelLayout,
+    Segment,
+    Speaker,
+    Transcript,
+    Word,
+    mean_word_probability,
+)
 from qa_service.stages import activity, diarize
 from qa_service.stages.bandfill import fill_missing_band
 from qa_service.stages.denoise import reduce_noise
@@ -457,8 +466,8 @@ def _transcribe_channels(transcriber: Transcriber, channels: Sequence[np.ndarray
 
 def _maybe_not_english(decoded: Sequence[Sequence[Segment]]) -> bool:
     """Whether an English-only model's words are unsure enough that the call may be in another language."""
-    probs = [w.probability for segs in decoded for s in segs for w in s.words]
-    return not probs or sum(probs) / len(probs) < UNSURE_ENGLISH
+    mean = mean_word_probability(s for segs in decoded for s in segs)
+    return mean is None or mean < UNSURE_ENGLISH
 
 
 def resolve_layout(audio: Audio, layout: ChannelLayout) -> tuple[Literal["mono", "stereo"], list[np.ndarray]]:
