@@ -36,8 +36,8 @@ class Engines:
     nlp: Any  # spacy.Language
     max_duration_s: float | None = None
     voices: Any = None  # stages.voiceprint.VoiceEncoder, for speaker roles on mono calls
-    # A multilingual stages.transcribe.WhisperTranscriber beside an English-only one: it detects
-    # each call's language and transcribes the calls that are not in English.
+    # A multilingual stages.transcribe.WhisperTranscriber beside an English-only one: it hears the
+    # language of the calls the English model is unsure of and transcribes those not in English.
     other_languages: Any = None
 
 

@@ -40,9 +40,9 @@ class Settings(BaseSettings):
     asr_recover_lost_speech: bool = True
     # Continue a narrowband recording's line noise above its band before recognition.
     asr_fill_missing_band: bool = True
-    # Beside an English-only QA_ASR_MODEL, a multilingual model ("base", or a local folder) hears each
-    # call's language first and transcribes the calls that are not in English; "none" treats every
-    # call as English. Ignored when QA_ASR_MODEL is multilingual itself (it detects the language).
+    # Beside an English-only QA_ASR_MODEL, a multilingual model ("base", or a local folder) hears the
+    # language of each call the English model is unsure of and transcribes again those not in English;
+    # "none" treats every call as English. Ignored when QA_ASR_MODEL is multilingual itself.
     asr_language_model: str = "base"
     model_cache_dir: Path = Path("var/models")
     # Voice model that tells the agent from the customer on mono recordings: "resemblyzer" (packaged,

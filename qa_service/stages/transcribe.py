@@ -154,13 +154,13 @@ class DecodeOptions:
     # STRETCH_GAP_S) and replaces Whisper's words there, if that leaves less speech without words. It
     # costs a decode of that part only where speech was lost: 3 of 80 channels over six renders of the
     # development calls (tiny.en), each recovered in full (15.3, 14.8 and 5.7 s of speech without
-    # words -> 0). Until 2026-12 the whole block was decoded again: a 4-minute channel that lost 15 s
-    # cost two decodes. Whole pipeline, off -> on (criteria
-    # accuracy, verdict accuracy, speaker accuracy, word keep rate): 16 kHz mono 0.931 -> 0.986,
-    # 0.875 -> 1.0, 0.964 -> 0.988, 0.874 -> 0.933; 8 kHz noisy stereo 0.889 -> 0.889, 0.75 -> 0.75,
-    # 0.964 -> 1.0, 0.724 -> 0.737; the other four renders unchanged. Decoding every block stretch
-    # by stretch instead lost key phrases elsewhere (8 kHz criteria accuracy 0.889 -> 0.847, and
-    # 0.972 -> 0.903 with other voices): Whisper reads a stretch with less context than a window.
+    # words -> 0); a 4-minute AWS call that lost 15 s decodes 66 s again, not 245 s. Whole pipeline,
+    # off -> on (criteria accuracy, verdict accuracy, speaker accuracy, word keep rate): 16 kHz mono
+    # 0.931 -> 0.986, 0.875 -> 1.0, 0.964 -> 0.988, 0.874 -> 0.933; 8 kHz noisy stereo 0.889 -> 0.889,
+    # 0.75 -> 0.75, 0.964 -> 1.0, 0.724 -> 0.737; the other four renders unchanged. Decoding every
+    # block stretch by stretch instead lost key phrases elsewhere (8 kHz criteria accuracy 0.889 ->
+    # 0.847, and 0.972 -> 0.903 with other voices): Whisper reads a stretch with less context than a
+    # window.
     recover_lost_speech: bool = True
     # Telephone audio has nothing above its band (4 kHz at 8 kHz sampling), which Whisper's small
     # models mishear more on; when the recording has a line noise floor, the recogniser hears it
