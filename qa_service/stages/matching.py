@@ -260,6 +260,12 @@ def _edit_distance(a: str, b: str, limit: int) -> int:
     return prev[-1]
 
 
+def joined_word(a: str, b: str) -> str:
+    """Two tokens written as one word, without the apostrophe of a contraction: "they" + "'re" reads as
+    "theyre", a slip from "there" (the recogniser's there / their / they're)."""
+    return (a + b).replace("'", "").replace("\u2019", "")
+
+
 def token_equal(t: NTok, p: NTok) -> bool:
     """A transcript token against a phrase token: same number, lemma or surface, or a small slip."""
     if t.number is not None or p.number is not None:
@@ -295,6 +301,10 @@ class PhraseSet:
         by_second: dict[str, list[int]] = defaultdict(list)
         for label, text, lenient in phrases:
             toks = tuple(t for t in normalise([w.text for w in tokenize(nlp, text)], lemma) if not t.punct)
+            # Leading fillers ("just to recap", "so, to summarise") are no more required than the fillers
+            # a phrase steps over between its words; what is left must still be two words or more.
+            while len(toks) > 2 and toks[0].filler:
+                toks = toks[1:]
             if not toks:
                 continue
             idx = len(self._phrases)
@@ -359,7 +369,7 @@ class _Index:
             out: list[int] = []
             k = self._k
             for norm, rep in self._reps.items():
-                joined = bool(nxt) and rep.number is None and fuzzy_equal(t.low + nxt, rep.low)
+                joined = bool(nxt) and rep.number is None and fuzzy_equal(joined_word(t.low, nxt), rep.low)
                 if token_equal(t, rep) or joined:
                     out.extend(self._by_norm[norm])
                 elif any(len(p) > k + 1 and fuzzy_equal(t.low, p[k].low + p[k + 1].low)
@@ -425,9 +435,9 @@ def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped:
         if end is not None:
             return end
     if p.number is None and t.number is None:
-        # "north wind" for "northwind"; "any more" for "anymore"
+        # "north wind" for "northwind"; "any more" for "anymore"; "they're" for "there"
         if i + 1 < n and not toks[i + 1].punct and toks[i + 1].number is None \
-                and fuzzy_equal(t.low + toks[i + 1].low, p.low):
+                and fuzzy_equal(joined_word(t.low, toks[i + 1].low), p.low):
             end = _match(toks, i + 2, ptoks, j + 1, skipped, lenient, slipped)
             if end is not None:
                 return end
