@@ -495,23 +495,40 @@ def test_speech_a_decode_lost_is_decoded_again_stretch_by_stretch(tiny, phrases)
     left, right, customer_start = _two_party_call(agent, customer, gap_s=6.0)
     x = left + right
     kwargs = tiny.whisper_options()
-    recovered = tiny._recover_lost_speech(x, kwargs, [], "en")
+    first, _, speech = tiny._decode_speech(x, kwargs)
+    recovered = tiny._recover_lost_speech(x, kwargs, [], "en", speech)
     words = [w for seg in recovered for w in seg.words]
     text = " ".join(w.word for w in words).lower()
     assert "calling" in text and "visa" in text
     visa = next(w for w in words if "visa" in w.word.lower())
     assert customer_start - 0.5 < visa.start < customer_start + customer.size / SAMPLE_RATE
-    first = list(tiny.model.transcribe(x, **kwargs)[0])
-    assert tiny._recover_lost_speech(x, kwargs, first, "en") is first
+    assert tiny._recover_lost_speech(x, kwargs, first, "en", speech) is first
     # Words a first decode wrote with times from elsewhere (the customer's turn heard on the agent's
     # clock) give way to the new decode of the speech around them: nothing is heard twice.
     stray = [seg for seg in first if any("visa" in w.word.lower() for w in seg.words)]
     shift = customer_start - 0.2
     moved = [replace(seg, words=[replace(w, start=w.start - shift, end=w.end - shift) for w in seg.words])
              for seg in stray]
-    again = tiny._recover_lost_speech(x, kwargs, moved, "en")
+    again = tiny._recover_lost_speech(x, kwargs, moved, "en", speech)
     text = " ".join(w.word for seg in again for w in seg.words).lower()
     assert text.count("visa") == 1 and "calling" in text
+
+
+@pytest.mark.slow
+def test_one_voice_detector_pass_decodes_as_faster_whisper_does(tiny, phrases):
+    # The voice detector runs once per block, and its speech serves the lost-speech check too; the
+    # decode itself must be faster-whisper's own, word for word and time for time.
+    agent, customer = phrases
+    left, right, _ = _two_party_call(agent, customer, gap_s=6.0)
+    x = left + right
+    kwargs = tiny.whisper_options()
+    ours, language, speech = tiny._decode_speech(x, kwargs)
+    theirs = list(tiny.model.transcribe(x, **kwargs)[0])
+    assert [(w.word, w.start, w.end) for s in ours for w in s.words] \
+        == [(w.word, w.start, w.end) for s in theirs for w in s.words]
+    assert language == "en"
+    assert speech and all(a < b for a, b in speech)
+    assert tiny._decode_speech(np.zeros(SAMPLE_RATE * 3, np.float32), kwargs) == ([], "en", [])
 
 
 @pytest.mark.slow

@@ -261,26 +261,38 @@ class WhisperTranscriber:
     ) -> tuple[list[Segment], str]:
         o = self.options
         kwargs = self.whisper_options(language, vocabulary)
-        engine: Any = self.model
         if o.batch_size > 0:
             from faster_whisper import BatchedInferencePipeline
 
-            engine = BatchedInferencePipeline(self.model)
-            kwargs["batch_size"] = o.batch_size
-        segments, info = engine.transcribe(samples, **kwargs)
-        raw = list(segments)  # the generator does the work; run it here, inside the stage
-        if o.recover_lost_speech and o.batch_size == 0:
-            raw = self._recover_lost_speech(samples, kwargs, raw, info.language)
-        return words_to_segments(raw, pause_split_s=o.pause_split_s), info.language
+            segments, info = BatchedInferencePipeline(self.model).transcribe(
+                samples, **kwargs, batch_size=o.batch_size)
+            return words_to_segments(list(segments), pause_split_s=o.pause_split_s), info.language
+        raw, language, speech = self._decode_speech(samples, kwargs)
+        if o.recover_lost_speech:
+            raw = self._recover_lost_speech(samples, kwargs, raw, language, speech)
+        return words_to_segments(raw, pause_split_s=o.pause_split_s), language
+
+    def _decode_speech(self, samples: np.ndarray, kwargs: dict[str, Any]
+                       ) -> tuple[list[Any], str, list[tuple[float, float]]]:
+        """What faster-whisper's `transcribe` does with `vad_filter`, keeping the voice detector's
+        speech (seconds) for the lost-speech check instead of running the detector a second time:
+        Whisper's segments (times in `samples`), the language, and the speech."""
+        from faster_whisper.transcribe import restore_speech_timestamps
+        from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+        chunks = get_speech_timestamps(samples, VadOptions(**kwargs["vad_parameters"]))
+        if not chunks:
+            return [], kwargs["language"] or "en", []
+        audio = np.concatenate(collect_chunks(samples, chunks)[0])
+        segments, info = self.model.transcribe(audio, **{**kwargs, "vad_filter": False})
+        # the generator does the work: run it here, inside the stage
+        raw = list(restore_speech_timestamps(segments, chunks, SAMPLE_RATE))
+        return raw, info.language, [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
 
     def _recover_lost_speech(self, samples: np.ndarray, kwargs: dict[str, Any], raw: list[Any],
-                             language: str) -> list[Any]:
+                             language: str, speech: list[tuple[float, float]]) -> list[Any]:
         """Whisper's segments, or, where they left speech without words, a decode stretch by stretch of
         the speech around it in their place, when that hears more."""
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-        speech = [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE)
-                  for c in get_speech_timestamps(samples, VadOptions(**kwargs["vad_parameters"]))]
         lost_parts = unheard(speech, raw)
         lost = sum(b - a for a, b in lost_parts)
         if lost < LOST_SPEECH_S:
