@@ -30,22 +30,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from qa_service.pipeline import load_engines, process_audio  # noqa: E402
+from qa_service.pipeline import load_engines, process_audio, vocabulary  # noqa: E402
 from qa_service.records import CallMeta  # noqa: E402
 from qa_service.rules.load import load_policy_pack, load_rubric  # noqa: E402
 from qa_service.settings import Settings  # noqa: E402
+from qa_service.stages.bandfill import band_edge  # noqa: E402
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus"}
 
 
-def bare_whisper(model, path: Path, options: dict) -> float:
-    """Transcribe every channel of one file with faster-whisper alone; returns the audio seconds."""
+def bare_whisper(transcriber, path: Path, vocabulary: list[str]) -> float:
+    """Transcribe every channel of one file with faster-whisper alone, with the options the pipeline
+    gives it (the vocabulary where the pipeline biases that channel); returns the audio seconds."""
     from faster_whisper import decode_audio
 
     channels = decode_audio(str(path), split_stereo=True)
     channels = channels if isinstance(channels, tuple) else (channels,)
     for samples in channels:
-        segments, _ = model.transcribe(samples, **options)
+        biased = transcriber.biased(telephone=band_edge(samples) is not None)
+        options = transcriber.whisper_options(vocabulary=vocabulary if biased else ())
+        segments, _ = transcriber.model.transcribe(samples, **options)
         list(segments)
     return len(channels[0]) / 16000
 
@@ -61,16 +65,15 @@ def bench_pipeline(files: list[Path], model: str, repeat: int = 2) -> dict:
     engines = load_engines(settings)
     rubric = load_rubric(ROOT / "samples/rubric.yaml")
     policies = load_policy_pack(ROOT / "samples/policies.yaml")
-    options = engines.transcriber.whisper_options()
-    whisper = engines.transcriber.model
-    bare_whisper(whisper, files[0], options)  # warm-up: first call pays one-off costs
+    words = vocabulary(rubric, policies)
+    bare_whisper(engines.transcriber, files[0], words)  # warm-up: first call pays one-off costs
     audio_s = bare_s = pipe_s = 0.0
     for f in files:
         meta = CallMeta(f.stem, "bench", date(2026, 10, 1), "stereo")
         bare, pipe = [], []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            seconds = bare_whisper(whisper, f, options)
+            seconds = bare_whisper(engines.transcriber, f, words)
             bare.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             process_audio(f, meta, rubric, policies, engines)

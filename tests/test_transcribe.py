@@ -346,6 +346,46 @@ def test_a_noisy_telephone_line_is_heard_with_its_hiss_continued_above_the_band(
     assert t.model["options"]["fill_missing_band"] is True
 
 
+class _RecordingModel:
+    """A loaded faster-whisper model that notes the options of every decode it is asked for."""
+
+    def __init__(self, whisper):  # type: ignore[no-untyped-def]
+        self._whisper = whisper
+        self.calls: list[dict] = []
+
+    def transcribe(self, audio, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls.append(kwargs)
+        return self._whisper.transcribe(audio, **kwargs)
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self._whisper, name)
+
+
+@pytest.mark.slow
+def test_the_vocabulary_biases_telephone_band_channels_only(tiny, phrases):
+    agent = phrases[0]
+    narrow = np.fft.irfft(np.fft.rfft(agent)[: agent.size // 4 + 1], agent.size // 2) / 2  # 8 kHz
+    line = narrow + np.random.default_rng(5).normal(0, 0.004, narrow.size)
+    model = _RecordingModel(tiny.model)
+    spied = replace(tiny, model=model)
+    assert spied.options.vocabulary_mode == "telephone", "the default"
+    t = transcribe_call(decode(wav(line, 8000)), spied, vocabulary=["Northwind", "thank you for calling"])
+    assert model.calls and all(c["hotwords"] == "Northwind, thank you for calling" for c in model.calls)
+    assert {"help", "today"} <= _words(t)
+    model.calls.clear()
+    transcribe_call(decode(wav(agent, SAMPLE_RATE)), spied, vocabulary=["Northwind"])
+    assert model.calls and not any("hotwords" in c or "initial_prompt" in c for c in model.calls)
+
+
+@pytest.mark.parametrize(
+    ("mode", "telephone", "biased"),
+    [("telephone", True, True), ("telephone", False, False), ("hotwords", False, True),
+     ("prompt", False, True), ("none", True, False)],
+)
+def test_vocabulary_modes(tiny, mode, telephone, biased):
+    assert replace(tiny, options=replace(tiny.options, vocabulary_mode=mode)).biased(telephone) is biased
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("clip", ["short_16k.flac", "short_8k_mulaw.wav"])
 def test_numbers_are_written_as_spoken_or_as_digits(tiny, clip):

@@ -53,13 +53,13 @@ def band_edge(samples: np.ndarray) -> float | None:
     return edge
 
 
-def fill_missing_band(samples: np.ndarray) -> np.ndarray:
+def fill_missing_band(samples: np.ndarray, edge: float | None = None) -> np.ndarray:
     """The samples with white noise above their band at the level of their noise floor within it
-    (float32, same length)."""
+    (float32, same length); `edge` is their `band_edge` when the caller knows it already."""
     x = np.asarray(samples, dtype=np.float32)
     if x.size < 8 * _N:
         return x
-    edge = band_edge(x)
+    edge = edge or band_edge(x)
     if edge is None:
         return x
     frames = _frames(x)

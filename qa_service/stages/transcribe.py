@@ -34,7 +34,7 @@ from qa_service.records import (
     mean_word_probability,
 )
 from qa_service.stages import activity, diarize
-from qa_service.stages.bandfill import fill_missing_band
+from qa_service.stages.bandfill import band_edge, fill_missing_band
 from qa_service.stages.denoise import reduce_noise
 
 # Before faster_whisper (and huggingface_hub) are imported anywhere: a model must never be fetched.
@@ -109,18 +109,25 @@ class DecodeOptions:
     vad_min_silence_ms: int = 500
     vad_speech_pad_ms: int = 200
     vad_threshold: float = 0.5
-    # How to use the caller's vocabulary: "none", "hotwords" or "prompt" (first window only, since
-    # earlier text is not carried over). Measured on 8 kHz noisy calls with the rubric's phrases as
-    # vocabulary (tiny.en, word keep rate / speaker accuracy): none 0.710 / 1.000, hotwords 0.756 /
-    # 0.952, prompt 0.732 / 0.988; written as capitalised sentences instead, 0.631 and 0.686. Biasing
-    # makes Whisper copy the list's style (lower case, commas: fewer sentence ends, longer segments)
-    # and favours exactly the phrases the scorer looks for, so it is off unless a deployment asks.
-    # Whole pipeline, seeded, hotwords against none (criteria accuracy / verdict accuracy): 8 kHz
-    # noisy stereo, three voice sets, 0.889 / 0.750 vs 0.875 / 0.625, 0.972 / 0.875 vs 0.986 / 1.000,
-    # 0.931 / 0.875 vs 0.694 / 0.375 (no false passes in 39 criteria not met); but 16 kHz stereo
-    # 0.917 / 0.750 vs 0.986 / 1.000, and 8 kHz mono speaker accuracy 0.807 vs 0.976. It helps only
-    # where the recogniser is lost, so it stays a per-deployment choice for poor lines.
-    vocabulary_mode: Literal["none", "hotwords", "prompt"] = "none"
+    # How to use the caller's vocabulary (the rubric's phrases and policy topics): "none", "hotwords",
+    # "prompt" (first window only, since earlier text is not carried over), or "telephone": hotwords on
+    # telephone-band channels (bandfill.band_edge finds their missing top), none on the others.
+    # Measured on 8 kHz noisy calls with the rubric's phrases as vocabulary (tiny.en, word keep rate /
+    # speaker accuracy): none 0.710 / 1.000, hotwords 0.756 / 0.952, prompt 0.732 / 0.988; written as
+    # capitalised sentences instead, 0.631 and 0.686. Biasing makes Whisper copy the list's style
+    # (lower case, commas: fewer sentence ends, longer segments). On wideband audio it costs more than
+    # it gives: 16 kHz stereo criteria accuracy 0.917 / verdict accuracy 0.750 against 0.986 / 1.000
+    # without it. On the telephone band it is where the recogniser is lost that it helps; whole
+    # pipeline, tiny.en, none -> hotwords (criteria accuracy, violation F1, verdict accuracy, word
+    # keep rate), three voice sets of 8 kHz noisy stereo calls: 0.917 -> 0.931, 0.833 -> 0.727,
+    # 0.875 -> 1.0, 0.774 -> 0.821; 0.958 -> 0.986, 0.833 -> 0.833, 0.875 -> 1.0, 0.866 -> 0.876;
+    # 0.889 -> 0.917, 0.6 -> 0.6, 0.75 -> 1.0, 0.831 -> 0.860 (PII leak rate 0.08 -> 0); 8 kHz mono
+    # 0.806 -> 0.889, 0.833 -> 0.833, 0.625 -> 0.75, 0.737 -> 0.744 (speaker accuracy 0.892 ->
+    # 0.916). Of the 52 criteria those calls do not meet, none was passed: it restored phrases the
+    # agent said and invented none. Prohibited phrases are never in the vocabulary (pipeline.vocabulary).
+    # Its cost shows where the rubric does not fit the call: four real 8 kHz recordings about other
+    # things (318 words), word error rate 0.066 without a vocabulary, 0.069 and 0.088 with two rubrics'.
+    vocabulary_mode: Literal["none", "hotwords", "prompt", "telephone"] = "telephone"
     # Split a segment where the gap between two words is at least this long.
     pause_split_s: float = 1.0
     # Subtract steady line noise before recognition (stages/denoise.py; no-op on clean audio). Off by
@@ -219,8 +226,10 @@ class WhisperTranscriber:
         o = self.options
         if o.denoise:
             samples = reduce_noise(samples)
-        if o.fill_missing_band:
-            samples = fill_missing_band(samples)
+        edge = band_edge(samples)
+        if o.fill_missing_band and edge is not None:
+            samples = fill_missing_band(samples, edge)
+        vocabulary = vocabulary if self.biased(telephone=edge is not None) else ()
         out: list[Segment] = []
         language: str | None = None
         detected = None
@@ -235,6 +244,11 @@ class WhisperTranscriber:
             out += [_shifted(seg, offset) for seg in segments] if offset else segments
         self.last_language = language or detected
         return out
+
+    def biased(self, telephone: bool) -> bool:
+        """Whether the caller's vocabulary goes to Whisper for a channel of telephone-band audio or not."""
+        mode = self.options.vocabulary_mode
+        return mode in ("hotwords", "prompt") or (mode == "telephone" and telephone)
 
     @property
     def multilingual(self) -> bool:
@@ -315,7 +329,7 @@ class WhisperTranscriber:
         o = self.options
         kwargs: dict[str, Any] = {}
         if vocabulary and o.vocabulary_mode != "none":
-            key = "hotwords" if o.vocabulary_mode == "hotwords" else "initial_prompt"
+            key = "initial_prompt" if o.vocabulary_mode == "prompt" else "hotwords"
             kwargs[key] = vocabulary_text(vocabulary)
         if o.numbers_as_words:
             kwargs["suppress_tokens"] = [-1, *_digit_tokens(self.model)]
