@@ -317,6 +317,20 @@ def test_name_said_back_is_redacted_everywhere(redactor: PresidioRedactor) -> No
     assert texts[3] == "Thank you <PERSON>, that is all done."
 
 
+def test_a_name_misheard_as_a_word_is_redacted_too(redactor: PresidioRedactor) -> None:
+    red = redactor.redact(
+        _call(
+            ("customer", "Yes, my name is James Whitfield."),
+            ("agent", "and games. Now I need to verify your identity."),
+            ("agent", "There are no games here and the names are on file."),
+        )
+    )
+    texts = [s.text for s in red.transcript.segments]
+    assert texts[1] == "and <PERSON>. Now I need to verify your identity."
+    # Only a like-sounding letter: "names" is not "james" misheard.
+    assert "names are on file" in texts[2]
+
+
 def test_single_word_guesses_are_not_carried_through_the_call(redactor: PresidioRedactor) -> None:
     # The NER may call a brand a person once; that guess must not spread to every mention.
     turns = [

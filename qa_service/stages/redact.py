@@ -321,7 +321,9 @@ class PresidioRedactor:
         """A name found once is redacted wherever it is said again in the call.
 
         Capitalised, it is the name again. In lower case it is the name unless it is also an ordinary
-        English word used as one: "Mark" the customer is redacted, "the pass mark" is not.
+        English word used as one: "Mark" the customer is redacted, "the pass mark" is not. A word of
+        five letters or more one like-sounding letter away from such a name is the name misheard
+        ("Thanks, James" written "and games") and is redacted too; "names" is not.
         """
         # Words the NER calls an organisation, place or product anywhere in the call are not carried.
         not_names = {
@@ -336,7 +338,7 @@ class PresidioRedactor:
         for seg, spans in zip(segments, found, strict=True):
             for s in spans:
                 if s.entity_type == "PERSON" and s.trusted:
-                    for w in re.findall(r"[A-Za-z][A-Za-z'\-]+", seg.text[s.start : s.end]):
+                    for w in _WORD.findall(seg.text[s.start : s.end]):
                         lw = w.lower()
                         if (
                             len(lw) >= 2
@@ -350,12 +352,19 @@ class PresidioRedactor:
         pattern = re.compile(
             r"\b(?:" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b", re.IGNORECASE
         )
+        long_names = [n for n in names if len(n) >= 5]
         out = []
         for seg, spans, doc in zip(segments, found, docs, strict=True):
             extra = [
                 Span("PERSON", m.start(), m.end(), 0.6)
                 for m in pattern.finditer(seg.text)
                 if m.group()[0].isupper() or self._lower_case_name(m.group(), doc, m.start(), m.end())
+            ]
+            extra += [
+                Span("PERSON", m.start(), m.end(), 0.5)
+                for m in _WORD.finditer(seg.text)
+                if any(_one_letter_apart(m.group().lower(), n) for n in long_names)
+                and not self._allowed_word(m.group().lower())
             ]
             out.append(spans + extra)
         return out
@@ -489,6 +498,21 @@ def _load_spacy(name: str) -> Language:
 
 
 # -- helpers over spans, words and times ----------------------------------------------------------
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
+
+
+# Letters a recogniser hears for one another: a name's first sound voiced or not ("James" as "games").
+_NEAR_SOUNDS = ("jgc", "gk", "ck", "bp", "dt", "fv", "sz", "mn", "aeiou")
+
+
+def _one_letter_apart(a: str, b: str) -> bool:
+    """Whether a and b differ in one letter only, and that letter sounds alike in both."""
+    if len(a) != len(b):
+        return False
+    diff = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+    return len(diff) == 1 and any(diff[0][0] in g and diff[0][1] in g for g in _NEAR_SOUNDS)
 
 
 def _norm(text: str) -> str:
