@@ -273,11 +273,15 @@ def test_speech_without_words_is_measured(speech, words, lost):
 
 
 def test_speech_near_lost_speech_is_decoded_again_with_it():
+    # Within twice the lost part's length of it, at least 5 s and at most 30 s.
     parts = [(0.0, 4.0), (8.0, 9.5), (20.0, 21.0), (45.0, 50.0), (120.0, 125.0)]
-    assert transcribe_mod.around_lost(parts, [(8.0, 9.5)], 30.0) == parts[:3]
-    assert transcribe_mod.around_lost(parts, [(20.0, 21.0)], 30.0) == parts[:4]
-    assert transcribe_mod.around_lost(parts, [(120.0, 125.0)], 30.0) == [(120.0, 125.0)]
-    assert transcribe_mod.around_lost(parts, [], 30.0) == []
+    around = transcribe_mod.around_lost
+    assert around(parts, [(8.0, 9.5)]) == parts[:2]
+    assert around(parts, [(20.0, 21.0)]) == [(20.0, 21.0)]
+    assert around(parts, [(45.0, 60.0)]) == [(20.0, 21.0), (45.0, 50.0)]
+    assert around(parts, [(100.0, 125.0)]) == [(120.0, 125.0)]  # 50 s away, past the 30 s bound
+    assert around(parts, [(8.0, 9.5)], 30.0, 30.0) == parts[:3]
+    assert around(parts, []) == []
 
 
 def test_speech_is_joined_into_stretches_at_short_pauses():

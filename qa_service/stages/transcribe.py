@@ -192,9 +192,13 @@ class DecodeOptions:
 # Seconds of detected speech with no recognised word near it that make a block worth decoding again.
 LOST_SPEECH_S = 3.0
 # Whisper loses speech by ending a 30 s window early, and the few words it wrote in that window may
-# carry times from elsewhere in it: the speech this close to a lost stretch is decoded again with it,
-# and Whisper's first words there give way.
+# carry times from elsewhere in it: the speech around a lost stretch is decoded again with it, and
+# Whisper's first words there give way. How far around grows with what was lost (twice its length,
+# LOST_WINDOW_MIN_S to LOST_WINDOW_S): a skipped "hello?" has no words misplaced far from it, and
+# decoding a minute of speech again for it cost more than the first decode of the whole channel
+# (a 4-minute AWS call: three parts of 0.6-2.1 s lost, 87 s decoded again in 20 s, first decode 12 s).
 LOST_WINDOW_S = 30.0
+LOST_WINDOW_MIN_S = 5.0
 STRETCH_GAP_S = 1.5
 
 
@@ -311,7 +315,7 @@ class WhisperTranscriber:
         lost = sum(b - a for a, b in lost_parts)
         if lost < LOST_SPEECH_S:
             return raw
-        redo = around_lost(stretches(speech, STRETCH_GAP_S), lost_parts, LOST_WINDOW_S)
+        redo = around_lost(stretches(speech, STRETCH_GAP_S), lost_parts)
         clips = [t for part in redo for t in part]
         again = list(self.model.transcribe(samples, **{**kwargs, "language": language, "vad_filter": False,
                                                         "clip_timestamps": clips})[0])
@@ -565,9 +569,12 @@ def unheard_s(speech: Sequence[tuple[float, float]], segments: Sequence[Any], sl
 
 
 def around_lost(parts: Sequence[tuple[float, float]], lost: Sequence[tuple[float, float]],
-                window_s: float) -> list[tuple[float, float]]:
-    """The stretches of speech that come within window_s of a lost one (the lost ones included)."""
-    return [p for p in parts if any(p[0] < b + window_s and p[1] > a - window_s for a, b in lost)]
+                window_s: float = LOST_WINDOW_S, min_window_s: float = LOST_WINDOW_MIN_S
+                ) -> list[tuple[float, float]]:
+    """The stretches of speech that come within twice its length (min_window_s to window_s) of a lost
+    one (the lost ones included)."""
+    reach = [(a, b, min(window_s, max(min_window_s, 2 * (b - a)))) for a, b in lost]
+    return [p for p in parts if any(p[0] < b + w and p[1] > a - w for a, b, w in reach)]
 
 
 def _inside(t: float, spans: Sequence[tuple[float, float]], slack: float = 0.3) -> bool:
