@@ -99,7 +99,7 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
         transcript = transcribe_call(
             audio, engines.transcriber, meta.channels,
             vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric), voices=engines.voices,
-            other_languages=engines.other_languages,
+            other_languages=engines.other_languages, vocabulary_language=rubric.language,
         )
     card = process_transcript(transcript, meta, rubric, policies, engines, timings=timings)
     if keep_redacted_audio is not None:

@@ -432,6 +432,18 @@ def test_a_call_in_chinese_goes_to_the_multilingual_model(tiny, base):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("vocabulary", "language", "biased"),
+                         [(["thank you for calling"], "en", False), (["广州市", "房地产"], "zh", True)])
+def test_the_vocabulary_goes_only_to_a_decode_in_its_language(tiny, base, vocabulary, language, biased):
+    model = _RecordingModel(base.model)
+    hotwords = replace(base, model=model, options=replace(base.options, vocabulary_mode="hotwords"))
+    t = transcribe_call(decode(AUDIO / "chinese_16k.flac"), replace(tiny, options=hotwords.options),
+                        other_languages=hotwords, vocabulary=vocabulary, vocabulary_language=language)
+    assert t.language == "zh" and model.calls
+    assert all(("hotwords" in c) is biased for c in model.calls)
+
+
+@pytest.mark.slow
 def test_a_call_in_english_stays_with_the_english_model(tiny, base):
     t = transcribe_call(decode(AUDIO / "agent.flac"), tiny, other_languages=base)
     assert t.language == "en" and t.model["name"] == "tiny.en"

@@ -431,24 +431,28 @@ def transcribe_call(
     agent_phrases: Sequence[str] = (),
     voices: diarize.voiceprint.VoiceEncoder | None = None,
     other_languages: WhisperTranscriber | None = None,
+    vocabulary_language: str = "en",
 ) -> Transcript:
     """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono
     (with voice embeddings when a voice model is given).
 
     With `other_languages` (a multilingual model beside an English-only `transcriber`), a call the
     English model is unsure of has its language detected, and one not in English is transcribed again
-    by that model.
+    by that model. The vocabulary (written in `vocabulary_language`) goes only to a decode that may
+    be in its language: English words would pull a Mandarin call towards English, and the reverse.
     """
     mode, samples = resolve_layout(audio, layout)
     agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
     channels = samples if mode == "mono" else [samples[agent_ch], samples[customer_ch]]
-    decoded, languages = _transcribe_channels(transcriber, channels, vocabulary)
+    fits = vocabulary_language == "en" or getattr(transcriber, "multilingual", False)
+    decoded, languages = _transcribe_channels(transcriber, channels, vocabulary if fits else ())
     heard = None
     if other_languages is not None and _maybe_not_english(decoded):
         heard = other_languages.detect_language(channels[0] if mode == "mono" else _mix(*channels))
         if heard is not None and heard["english"] < NOT_ENGLISH:
             transcriber = other_languages
-            decoded, languages = _transcribe_channels(transcriber, channels, vocabulary)
+            fits = heard["language"] == vocabulary_language
+            decoded, languages = _transcribe_channels(transcriber, channels, vocabulary if fits else ())
 
     attribution: dict[str, Any]
     if mode == "mono":
