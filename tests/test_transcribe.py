@@ -376,9 +376,11 @@ def test_the_vocabulary_biases_telephone_band_channels_only(tiny, phrases):
     t = transcribe_call(decode(wav(line, 8000)), spied, vocabulary=["Northwind", "thank you for calling"])
     assert model.calls and all(c["hotwords"] == "Northwind, thank you for calling" for c in model.calls)
     assert {"help", "today"} <= _words(t)
+    assert t.model["vocabulary"] == {"phrases": 2, "channels": ["call"]}
     model.calls.clear()
-    transcribe_call(decode(wav(agent, SAMPLE_RATE)), spied, vocabulary=["Northwind"])
+    t = transcribe_call(decode(wav(agent, SAMPLE_RATE)), spied, vocabulary=["Northwind"])
     assert model.calls and not any("hotwords" in c or "initial_prompt" in c for c in model.calls)
+    assert "vocabulary" not in t.model
 
 
 @pytest.mark.parametrize(

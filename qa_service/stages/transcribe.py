@@ -214,6 +214,7 @@ class WhisperTranscriber:
     threads: int = 0
     options: DecodeOptions = field(default_factory=DecodeOptions)
     last_language: str | None = None
+    last_biased: bool = False  # whether the last channel was decoded with the caller's vocabulary
     block_s: float = BLOCK_S
 
     def transcribe(self, samples: np.ndarray, vocabulary: Sequence[str] = ()) -> list[Segment]:
@@ -225,6 +226,7 @@ class WhisperTranscriber:
         Whisper reads 30 s windows without carrying text over, so the cuts cost no accuracy.
         """
         samples = np.ascontiguousarray(samples, dtype=np.float32)
+        self.last_biased = False
         if samples.size < SAMPLE_RATE // 10 or _rms(samples) < SILENCE_RMS:
             return []
         o = self.options
@@ -234,6 +236,7 @@ class WhisperTranscriber:
         if o.fill_missing_band and edge is not None:
             samples = fill_missing_band(samples, edge)
         vocabulary = vocabulary if self.biased(telephone=edge is not None) else ()
+        self.last_biased = bool(vocabulary)
         out: list[Segment] = []
         language: str | None = None
         detected = None
@@ -445,14 +448,14 @@ def transcribe_call(
     agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
     channels = samples if mode == "mono" else [samples[agent_ch], samples[customer_ch]]
     fits = vocabulary_language == "en" or getattr(transcriber, "multilingual", False)
-    decoded, languages = _transcribe_channels(transcriber, channels, vocabulary if fits else ())
+    decoded, languages, biased = _transcribe_channels(transcriber, channels, vocabulary if fits else ())
     heard = None
     if other_languages is not None and _maybe_not_english(decoded):
         heard = other_languages.detect_language(channels[0] if mode == "mono" else _mix(*channels))
         if heard is not None and heard["english"] < NOT_ENGLISH:
             transcriber = other_languages
-            fits = heard["language"] == vocabulary_language
-            decoded, languages = _transcribe_channels(transcriber, channels, vocabulary if fits else ())
+            words = vocabulary if heard["language"] == vocabulary_language else ()
+            decoded, languages, biased = _transcribe_channels(transcriber, channels, words)
 
     attribution: dict[str, Any]
     if mode == "mono":
@@ -481,6 +484,11 @@ def transcribe_call(
     model_info["speakers"] = attribution
     if heard is not None:
         model_info["language_detection"] = heard
+    if any(biased):
+        # A reviewer should know the recogniser was told which phrases to expect, and on which channels.
+        roles = ["call"] if mode == "mono" else ["agent", "customer"]
+        model_info["vocabulary"] = {"phrases": len(vocabulary_phrases(vocabulary)),
+                                    "channels": [r for r, b in zip(roles, biased, strict=True) if b]}
     return Transcript(
         segments=tuple(segments), duration_s=audio.duration_s, language=language or "en", model=model_info,
         speech={role: tuple(iv) for role, iv in speech.items()},
@@ -488,14 +496,16 @@ def transcribe_call(
 
 
 def _transcribe_channels(transcriber: Transcriber, channels: Sequence[np.ndarray], vocabulary: Sequence[str]
-                         ) -> tuple[list[list[Segment]], list[tuple[str | None, int]]]:
-    """Each channel's segments, and the language the transcriber heard in it with its word count."""
-    decoded, languages = [], []
+                         ) -> tuple[list[list[Segment]], list[tuple[str | None, int]], list[bool]]:
+    """Each channel's segments, the language the transcriber heard in it with its word count, and
+    whether it was decoded with the vocabulary."""
+    decoded, languages, biased = [], [], []
     for channel in channels:
         segs = transcriber.transcribe(channel, vocabulary)
         decoded.append(segs)
         languages.append((getattr(transcriber, "last_language", None), sum(len(s.words) for s in segs)))
-    return decoded, languages
+        biased.append(bool(getattr(transcriber, "last_biased", False)))
+    return decoded, languages, biased
 
 
 def _maybe_not_english(decoded: Sequence[Sequence[Segment]]) -> bool:
@@ -621,6 +631,11 @@ def _shifted(segment: Segment, offset: float) -> Segment:
 
 def vocabulary_text(vocabulary: Sequence[str], max_chars: int = 600) -> str:
     """The phrases as one comma-separated list, deduplicated and cut to fit Whisper's prompt budget."""
+    return ", ".join(vocabulary_phrases(vocabulary, max_chars))
+
+
+def vocabulary_phrases(vocabulary: Sequence[str], max_chars: int = 600) -> list[str]:
+    """The phrases Whisper is given: deduplicated, in order, as many as fit in max_chars."""
     out: list[str] = []
     size = 0
     for phrase in dict.fromkeys(p.strip().rstrip(".") for p in vocabulary if p.strip()):
@@ -628,7 +643,7 @@ def vocabulary_text(vocabulary: Sequence[str], max_chars: int = 600) -> str:
             break
         out.append(phrase)
         size += len(phrase) + 2
-    return ", ".join(out)
+    return out
 
 
 def _segment(words: list[Word]) -> Segment:

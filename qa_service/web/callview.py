@@ -180,6 +180,11 @@ def _recording(asr: dict[str, Any]) -> list[tuple[str, str]]:
     if heard.get("language"):
         rows.append(("Language", f"{heard['language']} ({_num(heard.get('probability')) * 100:.0f}% likely), "
                                  f"transcribed by {asr.get('name')}"))
+    hints = asr.get("vocabulary") or {}
+    if hints.get("channels"):
+        biased_on = ", ".join(map(str, hints["channels"]))
+        rows.append(("Recogniser hints", f"told to expect the rubric's {int(_num(hints.get('phrases')))} "
+                                         f"phrases and policy topics ({biased_on})"))
     if "mean_word_confidence" in asr:
         confidence = _num(asr["mean_word_confidence"]) * 100
         rows.append(("Recogniser confidence", f"{confidence:.0f}% per word on average"))
