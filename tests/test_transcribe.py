@@ -545,13 +545,18 @@ def test_a_long_channel_is_transcribed_in_blocks_on_the_call_clock(tiny, phrases
     assert t.language == "en"
 
 
+def _both_parties_on_one_channel(phrases):
+    """The agent, then after 6 s the customer, on one channel; and when the customer starts (s)."""
+    left, right, customer_start = _two_party_call(*phrases, gap_s=6.0)
+    return left + right, customer_start
+
+
 @pytest.mark.slow
 def test_speech_a_decode_lost_is_decoded_again_stretch_by_stretch(tiny, phrases):
     # A first decode that heard none of the speech (as when Whisper ends a window early) is replaced
     # by one made stretch by stretch, on the call's clock; one that heard it all is kept as it is.
-    agent, customer = phrases
-    left, right, customer_start = _two_party_call(agent, customer, gap_s=6.0)
-    x = left + right
+    x, customer_start = _both_parties_on_one_channel(phrases)
+    customer = phrases[1]
     kwargs = tiny.whisper_options()
     first, _, speech = tiny._decode_speech(x, kwargs)
     recovered = tiny._recover_lost_speech(x, kwargs, [], "en", speech)
@@ -576,9 +581,7 @@ def test_speech_a_decode_lost_is_decoded_again_stretch_by_stretch(tiny, phrases)
 def test_one_voice_detector_pass_decodes_as_faster_whisper_does(tiny, phrases):
     # The voice detector runs once per block, and its speech serves the lost-speech check too; the
     # decode itself must be faster-whisper's own, word for word and time for time.
-    agent, customer = phrases
-    left, right, _ = _two_party_call(agent, customer, gap_s=6.0)
-    x = left + right
+    x, _ = _both_parties_on_one_channel(phrases)
     kwargs = tiny.whisper_options()
     ours, language, speech = tiny._decode_speech(x, kwargs)
     theirs = list(tiny.model.transcribe(x, **kwargs)[0])

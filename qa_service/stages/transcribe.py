@@ -156,9 +156,10 @@ class DecodeOptions:
     numbers_as_words: bool = True
     # Whisper sometimes ends a 30 s window after a few words and moves on: whole turns vanish, and
     # the few words it wrote get times from elsewhere in the window. When the voice detector's speech
-    # holds at least LOST_SPEECH_S with no word near it, the speech within LOST_WINDOW_S of what was
-    # lost is decoded again one stretch at a time (in its own time frame, stretches split at pauses of
-    # STRETCH_GAP_S) and replaces Whisper's words there, if that leaves less speech without words. It
+    # holds at least LOST_SPEECH_S with no word near it, the speech around what was lost (see
+    # LOST_WINDOW_S) is decoded again one stretch at a time (in its own time frame, stretches split at
+    # pauses of STRETCH_GAP_S) and replaces Whisper's words there, if that leaves less speech without
+    # words. It
     # costs a decode of that part only where speech was lost: 3 of 80 channels over six renders of the
     # development calls (tiny.en), each recovered in full (15.3, 14.8 and 5.7 s of speech without
     # words -> 0); a 4-minute AWS call that lost 15 s decodes 66 s again, not 245 s. Whole pipeline,
