@@ -89,6 +89,39 @@ def test_near_misses_do_not_match(nlp: Language, phrase: str, text: str) -> None
 
 
 @pytest.mark.parametrize(
+    ("phrase", "text", "matched"),
+    [
+        # a form's code as recognisers write it: one word, spaced, spelled, dotted, hyphenated
+        ("cn22 form", "fill in the CN22 form", "CN22 form"),
+        ("cn22 form", "fill in the CN 22 form", "CN 22 form"),
+        ("cn22 form", "fill in the C N twenty two form", "C N twenty two form"),
+        ("cn22 form", "fill in the C.N. 22 form", "C.N. 22 form"),
+        ("cn22 form", "fill in the C-N-22 form", "C-N-22 form"),
+        ("cn22 form", "fill in a cn-22 form", "cn-22 form"),
+        ("file an i-130", "you file an I 130 petition", "file an I 130"),
+        ("file an i-130", "you file an i130", "file an i130"),
+        ("ds-160 confirmation", "print the DS one sixty confirmation", "DS one sixty confirmation"),
+    ],
+)
+def test_codes_match_however_they_are_written(nlp: Language, phrase: str, text: str, matched: str) -> None:
+    assert _matches(nlp, phrase, text) == [matched]
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text"),
+    [
+        ("cn22 form", "fill in the CN 23 form"),  # another number
+        ("cn22 form", "fill in the CM 22 form"),  # other letters
+        ("cn22 form", "fill in the C 22 form"),  # letters missing
+        ("cn22 form", "fill in the CNN 22 form"),  # a letter too many
+        ("a100 visa", "a hundred visa applications"),  # an article and a number are no code
+    ],
+)
+def test_codes_must_be_spelled_whole(nlp: Language, phrase: str, text: str) -> None:
+    assert _matches(nlp, phrase, text) == []
+
+
+@pytest.mark.parametrize(
     ("phrase", "text", "strict", "lenient"),
     [
         ("confirm your date of birth", "confirm your date on birth", True, True),  # function word, middle

@@ -5,7 +5,8 @@ two segments still matches). Each utterance is tokenised once (spaCy tokenizer o
 parsing every call would cost more than the whole rule pass) and normalised: lower-case lemmas,
 numbers collapsed to their value ("six hundred and forty" = "640" = "$640"), fillers ("um", "you know")
 marked so a phrase may step over them, and words the recogniser split or joined ("North Wind" for
-"Northwind") rejoined. spaCy token patterns run on the same docs, with `lemma_` filled in by the same
+"Northwind") rejoined. A phrase's code ("CN22", "I-130") matches however it is spelled out ("C N twenty
+two", "I one thirty"). spaCy token patterns run on the same docs, with `lemma_` filled in by the same
 lemmatiser; the pipeline's tagger, parser or NER run only when a pattern asks for what they produce.
 """
 
@@ -167,6 +168,11 @@ class NTok:
     unit: str | None = None
     filler: bool = False
     punct: bool = False
+    code: tuple[str, str] | None = None  # letters and digits of a code written as one word: "cn22", "i-130"
+
+
+# Letters then digits in one word: the codes of forms and products ("CN22", "I-130", "DS-160", "N400").
+_CODE = re.compile(r"([a-z]+)[-.]?([0-9]+)")
 
 
 def normalise(words: Sequence[str], lemma: Lemmatizer) -> list[NTok]:
@@ -192,9 +198,50 @@ def normalise(words: Sequence[str], lemma: Lemmatizer) -> list[NTok]:
         else:
             norm = lemma(low)
             norm = HOMOPHONES.get(norm, norm)
-            out.append(NTok(norm, low, i, i + 1, filler=low in FILLERS))
+            code = _CODE.fullmatch(low)
+            out.append(NTok(norm, low, i, i + 1, filler=low in FILLERS,
+                            code=(code[1], code[2]) if code else None))
         i += 1
     return out
+
+
+def code_end(toks: Sequence[NTok], i: int, code: tuple[str, str]) -> int | None:
+    """End (exclusive) of the tokens from toks[i] that spell a code the way recognisers write it: "CN22",
+    "CN 22", "C N twenty two", "C.N. 22", "C-N-22" for "cn22", "I one thirty" for "i130"; None when
+    they do not.
+
+    Only a phrase's code is looked for, so "a hundred" is never read as a code "a100".
+    """
+    letters, digits = code
+    got = ""
+    for k in range(i, len(toks)):
+        t = toks[k]
+        if t.punct and got:
+            continue  # "C-N-22", "C.N. 22"
+        if t.code is not None:
+            return k + 1 if (got + t.code[0], t.code[1]) == code else None
+        if t.number is not None:
+            return _digits_end(toks, k, digits) if got == letters else None
+        piece = re.sub("[^a-z]", "", t.low)
+        if not piece or not letters.startswith(got + piece):
+            return None
+        got += piece
+    return None
+
+
+def _digits_end(toks: Sequence[NTok], i: int, digits: str) -> int | None:
+    """End of the numbers from toks[i] whose digits, one after the other, are `digits` ("one sixty")."""
+    got = ""
+    for k in range(i, len(toks)):
+        number = toks[k].number
+        if number is None or number != int(number):
+            return None
+        got += str(int(number))
+        if got == digits:
+            return k + 1
+        if not digits.startswith(got):
+            return None
+    return None
 
 
 @lru_cache(maxsize=200_000)
@@ -370,7 +417,7 @@ class _Index:
             k = self._k
             for norm, rep in self._reps.items():
                 joined = bool(nxt) and rep.number is None and fuzzy_equal(joined_word(t.low, nxt), rep.low)
-                if token_equal(t, rep) or joined:
+                if token_equal(t, rep) or joined or _may_start_code(t, rep):
                     out.extend(self._by_norm[norm])
                 elif any(len(p) > k + 1 and fuzzy_equal(t.low, p[k].low + p[k + 1].low)
                          for p in (self._phrases[j][1] for j in self._by_norm[norm])):
@@ -379,6 +426,16 @@ class _Index:
             if len(self._cache) < 100_000:
                 self._cache[key] = found
         return found
+
+
+def _may_start_code(t: NTok, p: NTok) -> bool:
+    """Whether transcript token t may begin the spelling of phrase token p's code (see `code_end`)."""
+    if p.code is None or t.number is not None:
+        return False
+    if t.code is not None:
+        return p.code[0].startswith(t.code[0])
+    piece = re.sub("[^a-z]", "", t.low)
+    return bool(piece) and p.code[0].startswith(piece)
 
 
 AUXILIARIES = frozenset({"be", "do", "can", "will", "would", "could", "shall", "should", "have"})
@@ -428,6 +485,10 @@ def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped:
     p = ptoks[j]
     if token_equal(t, p):
         end = _match(toks, i + 1, ptoks, j + 1, skipped, lenient, slipped)
+        if end is not None:
+            return end
+    if p.code is not None and (spelled := code_end(toks, i, p.code)) is not None:
+        end = _match(toks, spelled, ptoks, j + 1, skipped, lenient, slipped)
         if end is not None:
             return end
     if not slipped and _slip_ok(t, p, j, len(ptoks), lenient):
