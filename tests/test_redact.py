@@ -374,7 +374,8 @@ def test_engines_load_once_and_allow_lists_are_per_redactor(redactor: PresidioRe
 
 
 RULE_PHRASES = ["thanks for calling harbourline", "welcome to harbourline", "amazing grace package",
-                "is there anything else i can help with"]
+                "is there anything else i can help with", "thank you for calling meridian",
+                "welcome to meridian freight"]
 
 
 @pytest.mark.parametrize(
@@ -386,6 +387,10 @@ RULE_PHRASES = ["thanks for calling harbourline", "welcome to harbourline", "ama
         # An ordinary word in a phrase does not spare a caller of that name.
         ("Hello, my name is Grace Whitfield.", "Hello", "Grace"),
         ("Thanks for calling Harbourline. Could I take your name? Tomasz.", "Harbourline", "Tomasz"),
+        # A name of English words is kept where it is said as in a phrase, not elsewhere.
+        ("Thank you for calling Meridian Freight, my name is Tom.", "Meridian Freight", "Tom"),
+        ("Thank you for calling Meridian. My name is Tom.", "Meridian", "Tom"),
+        ("My name is Grace Meridian.", "My name is", "Meridian"),
     ],
 )
 def test_rules_vocabulary_keeps_the_companys_own_names(redactor: PresidioRedactor, text: str, kept: str,

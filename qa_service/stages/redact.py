@@ -85,6 +85,7 @@ class PresidioRedactor:
         score_threshold: float = 0.4,
         speech_scanner: bool = True,
         lexicon: frozenset[str] | None = None,
+        allow_pairs: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         from presidio_anonymizer import AnonymizerEngine
 
@@ -96,9 +97,12 @@ class PresidioRedactor:
         self.allow_phrases = {_norm(a) for a in allow_list if a.strip()}
         self.allow_words = {w for a in self.allow_phrases for w in a.split()}
         self.lexicon = _lexicon(analyzer) if lexicon is None else lexicon
+        self.allow_pairs = allow_pairs  # neighbouring words of the rules' phrases (see with_rules_vocabulary)
 
-    def with_allow_list(self, allow_list: Sequence[str]) -> PresidioRedactor:
-        """A redactor on the same loaded engines that also keeps these words (e.g. this call's agent name)."""
+    def with_allow_list(self, allow_list: Sequence[str],
+                        pairs: Iterable[tuple[str, str]] = ()) -> PresidioRedactor:
+        """A redactor on the same loaded engines that also keeps these words (e.g. this call's agent name),
+        and words said beside a neighbour they have in `pairs`."""
         return PresidioRedactor(
             self.analyzer,
             self.rules,
@@ -106,6 +110,7 @@ class PresidioRedactor:
             score_threshold=self.score_threshold,
             speech_scanner=self.speech,
             lexicon=self.lexicon,
+            allow_pairs=self.allow_pairs | set(pairs),
         )
 
     def with_rules_vocabulary(self, phrases: Sequence[str]) -> PresidioRedactor:
@@ -114,11 +119,15 @@ class PresidioRedactor:
 
         The recogniser's NER reads an unfamiliar name after "calling" as a person; redacting the
         company's name costs the transcript a word and a rescore the greeting it was first scored on.
-        Ordinary words stay redactable: a phrase with "grace" in it does not spare a caller named Grace.
+        Ordinary words stay redactable, except where they are said as in a phrase: "Thank you for
+        calling Meridian Freight" keeps a company named with English words when a phrase says "calling
+        meridian" and "meridian freight", but a phrase with "grace period" in it does not spare a caller
+        named Grace.
         """
-        words = {w for p in phrases for w in _norm(p).split()}
-        own = sorted(w for w in words if len(w) >= 4 and w.isalpha() and w not in self.lexicon)
-        return self.with_allow_list(own) if own else self
+        words = [_norm(p).split() for p in phrases]
+        own = sorted({w for ws in words for w in ws if len(w) >= 4 and w.isalpha() and w not in self.lexicon})
+        pairs = (pair for ws in words for pair in zip(ws, ws[1:], strict=False))
+        return self.with_allow_list(own, pairs=pairs)
 
     # -- per text -------------------------------------------------------------------------------
     def find_spans(self, text: str) -> list[Span]:
@@ -167,7 +176,7 @@ class PresidioRedactor:
         norm = _norm(value)
         if not norm:
             return False
-        if norm in self.allow_phrases or self._allowed(norm.split()):
+        if norm in self.allow_phrases or self._allowed(norm.split()) or self._as_in_a_phrase(text, span):
             return False
         if span.entity_type == "PERSON" and not own and norm in self.lexicon:
             # "the pass Mark is 65 points": an ordinary word after an article is not a name.
@@ -175,6 +184,19 @@ class PresidioRedactor:
             if any(w.lower() in ("the", "a", "an") for w in before):
                 return False
         return self.rules.keep(span.entity_type, value, text, span.start, span.end, own=own)
+
+    def _as_in_a_phrase(self, text: str, span: Span) -> bool:
+        """Whether every word of the span is said beside a word it stands beside in a rules phrase."""
+        if not self.allow_pairs:
+            return False
+        inside = _norm(text[span.start : span.end]).split()
+        before = _norm(text[: span.start]).split()[-1:]
+        run = before + inside + _norm(text[span.end :]).split()[:1]
+        beside = [False] * len(run)
+        for k, pair in enumerate(zip(run, run[1:], strict=False)):
+            if pair in self.allow_pairs:
+                beside[k] = beside[k + 1] = True
+        return bool(inside) and all(beside[len(before) : len(before) + len(inside)])
 
     def _allowed(self, words: Sequence[str]) -> bool:
         """Whether every word is on the allow-list, as recognition spells it ("North Wind", "Harbor")."""
