@@ -136,8 +136,8 @@ def rules_phrases(rubric: Any, policies: Any) -> list[str]:
 
 
 def agent_cues(rubric: Any) -> list[str]:
-    """Phrases only the agent says early in a call, used to tell the agent's voice on mono audio."""
-    return [p for c in rubric.criteria if c.speaker == "agent" and c.within_seconds for p in c.phrases]
+    """Phrases only the agent says (the agent's criteria), used to tell the agent's voice on mono audio."""
+    return list(dict.fromkeys(p for c in rubric.criteria if c.speaker == "agent" for p in c.phrases))
 
 
 def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, policies: Any,

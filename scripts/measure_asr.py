@@ -4,7 +4,7 @@
   measure_asr.py calls --truth DIR --kind stereo|mono --rubrics DIR [--options JSON] [--vocab-from RUBRIC]
       transcribe DIR/NAME.KIND.wav, write NAME.scorecard.json (transcript only) and run judge.py on them:
       speaker_accuracy and word_keep_rate.
-  measure_asr.py wer FILE.wav... [--options JSON] [--baseline]
+  measure_asr.py wer FILE.wav... [--options JSON] [--baseline] [--vocab-from RUBRIC [--policies PACK]]
       word error rate against the FILE.txt beside each recording; --baseline runs bare faster-whisper
       (default options, same model) instead of the service's transcriber.
   measure_asr.py turns FILE.wav --stm FILE.stm
@@ -98,6 +98,17 @@ class BareWhisper:
         return [Segment("unknown", s.start, s.end, s.text.strip()) for s in segs]
 
 
+def rules_vocabulary(rubric_path: str, policies_path: str | None) -> list[str]:
+    """The vocabulary qa_service.pipeline gives the recogniser: criteria phrases (never prohibited ones)
+    and policy topics."""
+    rubric = yaml.safe_load(Path(rubric_path).read_text())
+    vocab = [p for c in rubric["criteria"] for p in c.get("phrases", [])]
+    if policies_path:
+        facts = yaml.safe_load(Path(policies_path).read_text())["facts"]
+        vocab += [t for f in facts for t in f.get("topic", [])]
+    return list(dict.fromkeys(vocab))
+
+
 def cmd_calls(args) -> None:
     spec = importlib.util.spec_from_file_location("judge", args.judge)
     judge = importlib.util.module_from_spec(spec)
@@ -105,16 +116,10 @@ def cmd_calls(args) -> None:
     tr = load_transcriber(args.model, cache_dir=Path(args.cache))
     tr.options = load_options(args.options, tr.options)
     rubric = yaml.safe_load(Path(args.rubric).read_text())
-    # The same cues and vocabulary that qa_service.pipeline derives from a rubric and policy pack.
-    opening = [p for c in rubric["criteria"] if c.get("speaker") == "agent" and c.get("within_seconds")
-               for p in c.get("phrases", [])]
-    vocab = []
-    if args.vocab:
-        vocab = [p for c in rubric["criteria"] for p in c.get("phrases", [])]  # never prohibited phrases
-        if args.policies:
-            facts = yaml.safe_load(Path(args.policies).read_text())["facts"]
-            vocab += [t for f in facts for t in f.get("topic", [])]
-        vocab = list(dict.fromkeys(vocab))
+    # The same cues that qa_service.pipeline derives from a rubric.
+    cues = list(dict.fromkeys(p for c in rubric["criteria"] if c.get("speaker") == "agent"
+                              for p in c.get("phrases", [])))
+    vocab = rules_vocabulary(args.rubric, args.policies) if args.vocab else []
     engine = BareWhisper(tr.model) if args.baseline else tr
     cards = Path(tempfile.mkdtemp(prefix="asr-cards-"))
     layout = "auto" if args.kind == "mono" else "stereo"
@@ -124,7 +129,7 @@ def cmd_calls(args) -> None:
         name = truth.name.removesuffix(".truth.json")
         audio = decode(Path(args.truth) / f"{name}.{args.kind}.wav")
         t0 = time.time()
-        t = transcribe_call(audio, engine, layout=layout, vocabulary=vocab, agent_phrases=opening,
+        t = transcribe_call(audio, engine, layout=layout, vocabulary=vocab, agent_phrases=cues,
                             voices=voices)
         total_time += time.time() - t0
         total_audio += audio.duration_s
@@ -151,14 +156,16 @@ def cmd_wer(args) -> None:
             segs, _ = tr.model.transcribe(audio.channels[0])
             hyp = " ".join(s.text for s in segs)
         else:
-            hyp = " ".join(s.text for s in transcribe_call(audio, tr, layout="mono").segments)
+            vocab = rules_vocabulary(args.vocab_from, args.policies) if args.vocab_from else []
+            segments = transcribe_call(audio, tr, layout="mono", vocabulary=vocab).segments
+            hyp = " ".join(s.text for s in segments)
         e, m = wer(normalise(reference_text(f.with_suffix(".txt"))), normalise(hyp))
         errs, n = errs + e, n + m
         print(f"{f.name}: WER {e / m:.3f} ({e}/{m}) {time.time() - t0:.1f}s", file=sys.stderr)
         if args.show:
             print(hyp, file=sys.stderr)
     print(json.dumps({"baseline": args.baseline, "options": json.loads(args.options or "{}"),
-                      "wer": round(errs / n, 4), "words": n}))
+                      "vocab_from": args.vocab_from, "wer": round(errs / n, 4), "words": n}))
 
 
 def turn_accuracy(segments: list[Segment], turns: list[tuple[str, float, float]]) -> float:
@@ -205,7 +212,7 @@ def main() -> None:
     c.add_argument("--truth", required=True)
     c.add_argument("--kind", choices=["stereo", "mono"], required=True)
     c.add_argument("--rubrics", required=True)
-    c.add_argument("--rubric", required=True, help="rubric whose opening phrases name the agent")
+    c.add_argument("--rubric", required=True, help="rubric whose agent phrases tell the agent's voice")
     c.add_argument("--judge", required=True)
     c.add_argument("--policies", help="policy pack whose topics join the vocabulary")
     c.add_argument("--vocab", action="store_true", help="pass the rubric's phrases as vocabulary")
@@ -213,6 +220,8 @@ def main() -> None:
     w = sub.add_parser("wer")
     w.add_argument("files", nargs="+")
     w.add_argument("--baseline", action="store_true")
+    w.add_argument("--vocab-from", help="rubric whose phrases are the recogniser's vocabulary")
+    w.add_argument("--policies", help="policy pack whose topics join that vocabulary")
     w.add_argument("--show", action="store_true")
     t = sub.add_parser("turns")
     t.add_argument("file")

@@ -54,6 +54,34 @@ def test_phrase_hits(text, phrase, hit):
     assert diarize.phrase_hits(diarize._tokens(text), phrase) is hit
 
 
+def _words(*runs: tuple[int, str]) -> tuple[list[Word], np.ndarray]:
+    """Words 0.3 s apart, each run of text labelled with its cluster."""
+    words, labels = [], []
+    for label, text in runs:
+        for w in text.split():
+            words.append(Word(" " + w, 0.3 * len(words), 0.3 * len(words) + 0.25))
+            labels.append(label)
+    return words, np.array(labels)
+
+
+@pytest.mark.parametrize(
+    ("runs", "phrases", "agent", "by"),
+    [
+        # the agent's phrases anywhere in the first minutes, not only the opening ones
+        (((1, "hi there"), (0, "hello how can I help"), (1, "I lost my invoice")),
+         ["send the commercial invoice"], 0, "first-speaker"),
+        (((1, "hi there"), (0, "hello how can I help"), (1, "please send the commercial invoice")),
+         ["send the commercial invoice", "thank you for calling"], 1, "phrases"),
+        # no phrases: who says most of the first words, though the very first was heard in the other voice
+        (((1, "Thank"), (0, "you for calling my name is Tom"), (1, "sure it is four four seven")),
+         [], 0, "first-speaker"),
+    ],
+)
+def test_which_voice_is_the_agent(runs, phrases, agent, by):
+    words, labels = _words(*runs)
+    assert diarize._agent_cluster(words, labels, phrases) == (agent, by)
+
+
 def _turns_call(turns):
     """Concatenate (voice samples, text) turns with 0.6 s gaps into one mono signal plus word segments."""
     gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)

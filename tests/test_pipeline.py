@@ -82,8 +82,8 @@ def test_vocabulary_and_agent_cues_come_from_the_rules() -> None:
     assert "guarantee your permit" not in words  # never bias the recogniser towards violations
     assert len(words) == len(set(words))
     cues = agent_cues(rubric)
-    assert "my name is" in cues  # an opening phrase with a time limit
-    assert "anything else I can help" not in cues  # said at the end, no time limit
+    assert "my name is" in cues and "anything else I can help" in cues  # every agent criterion's phrases
+    assert not {"that sounds good", "guarantee your permit"} & set(cues)  # not the customer's, no violations
 
 
 def test_call_in_another_language_than_the_rubric_is_flagged() -> None:

@@ -12,10 +12,11 @@
    cost (lower at pauses and sentence ends) relabels the words. Fit and relabel repeat a few
    times; of the refined splits, the best one wins.
 4. If two models do not explain the frames better than one by the BIC penalty, the call has one
-   voice: it is the agent's when it says the opening phrases, otherwise "unknown".
-5. The agent is the speaker who says the rubric's opening phrases (`agent_phrases`), or failing
-   that, who speaks first. Segments are split where the speaker changes between words and carry
-   the mean posterior of their label in `confidence`.
+   voice: it is the agent's when it says the agent's phrases, otherwise "unknown".
+5. The agent is the speaker who says more of the phrases of the rubric's agent criteria
+   (`agent_phrases`) in the first minutes, or failing that, who says most of the first words.
+   Segments are split where the speaker changes between words and carry the mean posterior of
+   their label in `confidence`.
 
 With a voice model, the start and the choice between starts go by the voice embeddings (the split
 whose words sit nearest their own speaker's mean voice); without one, by the BIC gain of the
@@ -65,8 +66,10 @@ ITERATIONS = 3
 # Two voices only when two models beat one by more than the BIC penalty times this weight; below 1
 # because contact-centre calls are two-party by nature and a false "one voice" costs more than a split.
 BIC_WEIGHT = 0.9
-# The agent's opening phrases are looked for in this first stretch of the call.
+# The agent's phrases are looked for in this first stretch of the call.
 OPENING_S = 180.0
+# Failing those, the agent is who says most words in this first stretch of speech.
+FIRST_WORDS_S = 3.0
 # Voice embeddings: windows this long (mel frames of 10 ms), this far apart, inside one unit; a
 # unit shorter than the half window gets a half window centred on it. Above MAX_VOICE_WINDOWS the
 # spacing grows, so an hour-long call costs about as much as a 20-minute one.
@@ -568,7 +571,9 @@ def _agent_cluster(words: list[Word], labels: np.ndarray, agent_phrases: Sequenc
         scores[k] = sum(phrase_hits(toks, p) for p in agent_phrases)
     if scores[0] != scores[1]:
         return max(scores, key=lambda k: scores[k]), "phrases"
-    return int(labels[0]), "first-speaker"
+    # Whoever says most of the first words: the first word alone may be heard in the other voice.
+    first = [lab for w, lab in zip(words, labels, strict=True) if w.start < words[0].start + FIRST_WORDS_S]
+    return max(clusters, key=first.count), "first-speaker"
 
 
 def _rebuild(segments, words, owner, roles, posterior) -> list[Segment]:
