@@ -251,21 +251,26 @@ def test_block_bounds_cover_the_channel_and_cut_in_pauses(seconds, block_s, quie
         assert quiet_at <= cut <= quiet_at + 0.5
 
 
-def _heard(*spans: tuple[float, float]) -> list[SimpleNamespace]:
-    """faster-whisper-like segments holding one word per (start, end)."""
-    return [SimpleNamespace(words=[SimpleNamespace(start=a, end=b)]) for a, b in spans]
+def _heard(*spans: tuple[float, ...]) -> list[SimpleNamespace]:
+    """faster-whisper-like segments holding one word per (start, end[, text])."""
+    return [SimpleNamespace(words=[SimpleNamespace(start=a, end=b, word=" " + (text or ["yes"])[0])])
+            for a, b, *text in spans]
 
 
 @pytest.mark.parametrize(
     ("speech", "words", "lost"),
     [
-        ([(0.0, 4.0), (10.0, 12.0)], [(1.0, 1.5), (10.5, 11.0)], 0.0),
-        ([(0.0, 4.0), (10.0, 12.0)], [(1.0, 1.5)], 2.0),  # the second stretch got no word
+        ([(0.0, 4.0), (10.0, 12.0)], [(0.5, 2.0), (2.1, 3.5), (10.5, 11.0)], 0.0),
+        ([(0.0, 4.0), (10.0, 12.0)], [(0.5, 2.0), (2.1, 3.5)], 2.0),  # the second stretch got no word
         ([(0.0, 4.0), (10.0, 12.0)], [], 6.0),
+        ([(0.0, 8.0)], [(0.5, 2.0), (6.0, 7.5)], 3.4),  # a turn lost inside a stretch: 2.3 to 5.7 s
+        ([(0.0, 8.0)], [(0.5, 2.0), (3.5, 7.5)], 0.0),  # a pause of 1.5 s between words is no loss
         ([(10.0, 12.0)], [(12.2, 12.6)], 0.0),  # a word just after the stretch, within slack
         ([(10.0, 12.0)], [(12.5, 13.0)], 2.0),
         ([(10.0, 12.0)], [(5.0, 9.8)], 0.0),  # a long word reaching into it
         ([(10.0, 12.0)], [(5.0, 9.0), (30.0, 31.0)], 2.0),
+        ([(10.0, 12.0)], [(9.0, 13.0, "-")], 2.0),  # a dash stretched over speech the recogniser lost
+        ([(10.0, 12.0)], [(9.0, 13.0, "dé-jà")], 0.0),
     ],
 )
 def test_speech_without_words_is_measured(speech, words, lost):
