@@ -47,7 +47,7 @@ def bare_whisper(transcriber, path: Path, vocabulary: list[str]) -> float:
     channels = decode_audio(str(path), split_stereo=True)
     channels = channels if isinstance(channels, tuple) else (channels,)
     for samples in channels:
-        biased = transcriber.biased(telephone=band_edge(samples) is not None)
+        biased = transcriber.biased(telephone=band_edge(samples) is not None, one_party=len(channels) == 2)
         options = transcriber.whisper_options(vocabulary=vocabulary if biased else ())
         segments, _ = transcriber.model.transcribe(samples, **options)
         list(segments)

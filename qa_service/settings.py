@@ -32,10 +32,11 @@ class Settings(BaseSettings):
     # "words" writes numbers as spoken ("six hundred and forty"); "digits" lets Whisper format them
     # ("$640"), which it gets wrong on poor lines (measured in stages/transcribe.py DecodeOptions).
     asr_numbers: Literal["words", "digits"] = "words"
-    # Feed the rubric's phrases and policy topics to Whisper: by default on telephone-band channels
-    # only, where it measurably helps; on wideband audio it costs accuracy (measured in
-    # stages/transcribe.py DecodeOptions).
-    asr_vocabulary: Literal["none", "hotwords", "prompt", "telephone"] = "telephone"
+    # Feed the rubric's phrases and policy topics to Whisper: by default on telephone-band channels and
+    # on each party's channel of a stereo call, where it measurably helps; on a wideband recording of
+    # both parties on one channel it makes Whisper skip turns (measured in stages/transcribe.py
+    # DecodeOptions).
+    asr_vocabulary: Literal["none", "hotwords", "prompt", "telephone", "auto"] = "auto"
     # Decode a block again stretch by stretch when Whisper left detected speech without words.
     asr_recover_lost_speech: bool = True
     # Continue a narrowband recording's line noise above its band before recognition.

@@ -93,7 +93,7 @@ class BareWhisper:
     def __init__(self, model):
         self.model = model
 
-    def transcribe(self, samples, vocabulary=()):
+    def transcribe(self, samples, vocabulary=(), *, one_party=False):
         segs, _ = self.model.transcribe(samples)
         return [Segment("unknown", s.start, s.end, s.text.strip()) for s in segs]
 

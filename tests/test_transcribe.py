@@ -371,13 +371,13 @@ class _RecordingModel:
 
 
 @pytest.mark.slow
-def test_the_vocabulary_biases_telephone_band_channels_only(tiny, phrases):
-    agent = phrases[0]
+def test_the_vocabulary_biases_telephone_band_and_one_party_channels(tiny, phrases):
+    agent, customer = phrases
     narrow = np.fft.irfft(np.fft.rfft(agent)[: agent.size // 4 + 1], agent.size // 2) / 2  # 8 kHz
     line = narrow + np.random.default_rng(5).normal(0, 0.004, narrow.size)
     model = _RecordingModel(tiny.model)
     spied = replace(tiny, model=model)
-    assert spied.options.vocabulary_mode == "telephone", "the default"
+    assert spied.options.vocabulary_mode == "auto", "the default"
     t = transcribe_call(decode(wav(line, 8000)), spied, vocabulary=["Northwind", "thank you for calling"])
     assert model.calls and all(c["hotwords"] == "Northwind, thank you for calling" for c in model.calls)
     assert {"help", "today"} <= _words(t)
@@ -385,16 +385,23 @@ def test_the_vocabulary_biases_telephone_band_channels_only(tiny, phrases):
     model.calls.clear()
     t = transcribe_call(decode(wav(agent, SAMPLE_RATE)), spied, vocabulary=["Northwind"])
     assert model.calls and not any("hotwords" in c or "initial_prompt" in c for c in model.calls)
-    assert "vocabulary" not in t.model
+    assert "vocabulary" not in t.model, "both parties on one wideband channel: no vocabulary"
+    model.calls.clear()
+    n = min(agent.size, customer.size)
+    t = transcribe_call(_audio(agent[:n], customer[:n]), spied, layout="stereo", vocabulary=["Northwind"])
+    assert model.calls and all(c["hotwords"] == "Northwind" for c in model.calls)
+    assert t.model["vocabulary"] == {"phrases": 1, "channels": ["agent", "customer"]}
 
 
 @pytest.mark.parametrize(
-    ("mode", "telephone", "biased"),
-    [("telephone", True, True), ("telephone", False, False), ("hotwords", False, True),
-     ("prompt", False, True), ("none", True, False)],
+    ("mode", "telephone", "one_party", "biased"),
+    [("auto", True, False, True), ("auto", False, True, True), ("auto", False, False, False),
+     ("telephone", True, False, True), ("telephone", False, True, False), ("hotwords", False, False, True),
+     ("prompt", False, False, True), ("none", True, True, False)],
 )
-def test_vocabulary_modes(tiny, mode, telephone, biased):
-    assert replace(tiny, options=replace(tiny.options, vocabulary_mode=mode)).biased(telephone) is biased
+def test_vocabulary_modes(tiny, mode, telephone, one_party, biased):
+    transcriber = replace(tiny, options=replace(tiny.options, vocabulary_mode=mode))
+    assert transcriber.biased(telephone, one_party) is biased
 
 
 @pytest.mark.slow
@@ -626,8 +633,8 @@ class _OneMethodTranscriber:
     def __init__(self):
         self.calls = []
 
-    def transcribe(self, samples, vocabulary=()):
-        self.calls.append((samples.shape[0], tuple(vocabulary)))
+    def transcribe(self, samples, vocabulary=(), *, one_party=False):
+        self.calls.append((samples.shape[0], tuple(vocabulary), one_party))
         t = len(self.calls)
         return [Segment("unknown", t, t + 0.5, f"channel {t}")]
 
@@ -635,7 +642,7 @@ class _OneMethodTranscriber:
 def test_transcribe_call_needs_only_the_one_method():
     fake = _OneMethodTranscriber()
     t = transcribe_call(_audio(_tone(300), _tone(500, seed=1)), fake, vocabulary=["Northwind"])
-    assert fake.calls == [(SAMPLE_RATE, ("Northwind",)), (SAMPLE_RATE, ("Northwind",))]
+    assert fake.calls == [(SAMPLE_RATE, ("Northwind",), True), (SAMPLE_RATE, ("Northwind",), True)]
     assert [(s.speaker, s.text) for s in t.segments] == [("agent", "channel 1"), ("customer", "channel 2")]
     assert t.language == "en"
     assert t.model["name"] == "_OneMethodTranscriber"
