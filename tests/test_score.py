@@ -404,6 +404,15 @@ def test_term_fact_context(ctx: Ctx, text: str, violation: bool) -> None:
         ('[{LOWER: "we"}, {POS: "VERB"}, {LOWER: "you"}]', "we refunded you", True),  # runs the tagger
         ('[{LOWER: "we"}, {POS: "VERB"}, {LOWER: "you"}]', "we the you", False),
         ('[{DEP: "neg"}, {LEMMA: "refund"}]', "we do not refund", True),  # runs the parser
+        # letter case counts where the recogniser wrote capitals, not in text written all in lower case
+        ('[{LOWER: "this"}, {LOWER: "is"}, {IS_TITLE: true}, {LOWER: "speaking"}]', "This is Ben speaking",
+         True),
+        ('[{LOWER: "this"}, {LOWER: "is"}, {IS_TITLE: true}, {LOWER: "speaking"}]', "This is ben speaking",
+         False),
+        ('[{LOWER: "this"}, {LOWER: "is"}, {IS_TITLE: true}, {LOWER: "speaking"}]', "this is ben speaking",
+         True),
+        ('[{LOWER: "this"}, {LOWER: "is"}, {IS_TITLE: true}, {LOWER: "speaking"}]', "this is speaking", False),
+        ('[{IS_UPPER: true, OP: "+"}]', "all in lower case", False),  # nothing left to test
     ],
 )
 def test_patterns(ctx: Ctx, pattern: str, text: str, passed: bool) -> None:

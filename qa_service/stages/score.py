@@ -66,6 +66,7 @@ class CompiledRules:
     pipes: tuple[str, ...]
     lemma_patterns: bool = False
     anchors: frozenset[str] | None = None  # see _anchors
+    caseless: Any = None  # the patterns without their tests of letter case, for text written without capitals
 
 
 _PerNLP = OrderedDict[tuple[str, str], CompiledRules]
@@ -92,8 +93,6 @@ def compile_rules(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRul
 
 
 def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
-    from spacy.matcher import Matcher
-
     lemma = Lemmatizer(nlp)
     labelled: list[tuple[str, str, bool]] = []  # (label, phrase, lenient)
     patterns: list[tuple[str, list[dict[str, Any]]]] = []
@@ -112,18 +111,36 @@ def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
             labelled += [(f"u:{fact.id}", w, False) for w in _topic_words(fact, nlp)]
         else:
             labelled += [(f"o:{fact.id}", p, False) for p in fact.obsolete_phrases]
-    matcher = None
-    if patterns:
-        matcher = Matcher(nlp.vocab, validate=True)
-        grouped: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
-        for label, pattern in patterns:
-            grouped[label].append(pattern)
-        for label, group in grouped.items():
-            matcher.add(label, group)
+    matcher = _matcher(patterns, nlp) if patterns else None
+    caseless = [(label, p) for label, p in ((label, _without_case(p)) for label, p in patterns) if p]
     uses_lemma = any(str(key).upper() == "LEMMA" for _, p in patterns for spec in p for key in spec)
     return CompiledRules(rubric, policies, lemma, PhraseSet(labelled, nlp, lemma), matcher,
                          pipes_for((p for _, p in patterns), nlp), uses_lemma,
-                         _anchors([p for _, p in patterns]))
+                         _anchors([p for _, p in patterns]),
+                         _matcher(caseless, nlp) if caseless != patterns and caseless else matcher)
+
+
+def _matcher(patterns: Sequence[tuple[str, list[dict[str, Any]]]], nlp: NLP) -> Any:
+    from spacy.matcher import Matcher
+
+    matcher = Matcher(nlp.vocab, validate=True)
+    grouped: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    for label, pattern in patterns:
+        grouped[label].append(pattern)
+    for label, group in grouped.items():
+        matcher.add(label, group)
+    return matcher
+
+
+_CASE_KEYS = ("IS_TITLE", "IS_UPPER", "IS_LOWER")
+
+
+def _without_case(pattern: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A pattern without its tests of letter case, which text written all in lower case cannot pass:
+    a recogniser given the rubric's phrases writes "this is ben speaking". None when nothing but
+    letter case was tested: such a pattern says nothing about lower-case text."""
+    out = [{k: v for k, v in spec.items() if str(k).upper() not in _CASE_KEYS} for spec in pattern]
+    return out if any(set(spec) - {"OP"} for spec in out) else None
 
 
 _LITERAL_KEYS = ("LOWER", "LEMMA", "ORTH", "TEXT")
@@ -231,7 +248,8 @@ def _find(rules: CompiledRules, utts: Sequence[Utterance]) -> dict[str, list[Hit
             found[hit.label].setdefault((hit.utterance, hit.start), hit)
         if rules.matcher is not None and _may_match(rules, utt):
             strings = utt.doc.vocab.strings
-            for match_id, start, end in rules.matcher(utt.doc):
+            matcher = rules.matcher if any(c.isupper() for c in utt.text) else rules.caseless
+            for match_id, start, end in matcher(utt.doc):
                 label = strings[match_id]
                 found[label].setdefault((utt.index, start), Hit(label, utt.index, start, end))
 
