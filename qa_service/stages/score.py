@@ -112,12 +112,12 @@ def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
         else:
             labelled += [(f"o:{fact.id}", p, False) for p in fact.obsolete_phrases]
     matcher = _matcher(patterns, nlp) if patterns else None
-    caseless = [(label, p) for label, p in ((label, _without_case(p)) for label, p in patterns) if p]
+    uncased = [(label, p) for label, p in ((label, _without_case(p)) for label, p in patterns) if p]
+    caseless = _matcher(uncased, nlp) if uncased and uncased != patterns else matcher
     uses_lemma = any(str(key).upper() == "LEMMA" for _, p in patterns for spec in p for key in spec)
     return CompiledRules(rubric, policies, lemma, PhraseSet(labelled, nlp, lemma), matcher,
                          pipes_for((p for _, p in patterns), nlp), uses_lemma,
-                         _anchors([p for _, p in patterns]),
-                         _matcher(caseless, nlp) if caseless != patterns and caseless else matcher)
+                         _anchors([p for _, p in patterns]), caseless)
 
 
 def _matcher(patterns: Sequence[tuple[str, list[dict[str, Any]]]], nlp: NLP) -> Any:
