@@ -693,6 +693,10 @@ def clause_before(utt: Utterance, start: int, limit: int = 6) -> list[str]:
         low = doc[k].lower_
         if low in CLAUSE_BREAKS:
             break
+        if low in ("body", "one") and k > 0 and doc[k - 1].lower_ == "no":
+            words.append("no" + low)  # "no body", "no one": one word, as "nobody"
+            k -= 2
+            continue
         words.append(CONTRACTIONS.get(low, low))
         k -= 1
     words.reverse()
