@@ -411,7 +411,8 @@ def test_term_fact_context(ctx: Ctx, text: str, violation: bool) -> None:
          False),
         ('[{LOWER: "this"}, {LOWER: "is"}, {IS_TITLE: true}, {LOWER: "speaking"}]', "this is ben speaking",
          True),
-        ('[{LOWER: "this"}, {LOWER: "is"}, {IS_TITLE: true}, {LOWER: "speaking"}]', "this is speaking", False),
+        ('[{LOWER: "this"}, {LOWER: "is"}, {IS_TITLE: true}, {LOWER: "speaking"}]', "this is speaking",
+         False),
         ('[{IS_UPPER: true, OP: "+"}]', "all in lower case", False),  # nothing left to test
     ],
 )
