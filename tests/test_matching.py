@@ -101,6 +101,9 @@ def test_near_misses_do_not_match(nlp: Language, phrase: str, text: str) -> None
         ("file an i-130", "you file an I 130 petition", "file an I 130"),
         ("file an i-130", "you file an i130", "file an i130"),
         ("ds-160 confirmation", "print the DS one sixty confirmation", "DS one sixty confirmation"),
+        # a code written with a space in the phrase, in capitals
+        ("CN 22 form", "fill in the CN22 form", "CN22 form"),
+        ("DS 160 confirmation", "print the D S one sixty confirmation", "D S one sixty confirmation"),
     ],
 )
 def test_codes_match_however_they_are_written(nlp: Language, phrase: str, text: str, matched: str) -> None:
@@ -115,6 +118,7 @@ def test_codes_match_however_they_are_written(nlp: Language, phrase: str, text: 
         ("cn22 form", "fill in the C 22 form"),  # letters missing
         ("cn22 form", "fill in the CNN 22 form"),  # a letter too many
         ("a100 visa", "a hundred visa applications"),  # an article and a number are no code
+        ("fee is 640 dollars", "the fee is640 dollars"),  # lower-case words before a number stay words
     ],
 )
 def test_codes_must_be_spelled_whole(nlp: Language, phrase: str, text: str) -> None:

@@ -347,7 +347,8 @@ class PhraseSet:
         by_first: dict[str, list[int]] = defaultdict(list)
         by_second: dict[str, list[int]] = defaultdict(list)
         for label, text, lenient in phrases:
-            toks = tuple(t for t in normalise([w.text for w in tokenize(nlp, text)], lemma) if not t.punct)
+            words = [w.text for w in tokenize(nlp, text)]
+            toks = tuple(t for t in _written_codes(words, normalise(words, lemma)) if not t.punct)
             # Leading fillers ("just to recap", "so, to summarise") are no more required than the fillers
             # a phrase steps over between its words; what is left must still be two words or more.
             while len(toks) > 2 and toks[0].filler:
@@ -426,6 +427,25 @@ class _Index:
             if len(self._cache) < 100_000:
                 self._cache[key] = found
         return found
+
+
+def _written_codes(words: Sequence[str], toks: list[NTok]) -> list[NTok]:
+    """A phrase's capitals before a whole number ("CN 22", "DS 160") joined into one code, as if written
+    "CN22"; not "I" or "A", which are words."""
+    out: list[NTok] = []
+    for t in toks:
+        prev = out[-1] if out else None
+        if prev is not None and t.number is not None and t.number == int(t.number) and prev.end == t.start \
+                and prev.number is None and prev.code is None and _CAPITALS.fullmatch(words[prev.start]) \
+                and words[prev.start] not in ("I", "A"):
+            digits = str(int(t.number))
+            out[-1] = NTok(prev.low + digits, prev.low + digits, prev.start, t.end, code=(prev.low, digits))
+        else:
+            out.append(t)
+    return out
+
+
+_CAPITALS = re.compile(r"[A-Z]{1,4}")
 
 
 def _may_start_code(t: NTok, p: NTok) -> bool:
