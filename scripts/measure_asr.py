@@ -147,6 +147,7 @@ def cmd_calls(args) -> None:
 def cmd_wer(args) -> None:
     tr = load_transcriber(args.model, cache_dir=Path(args.cache))
     tr.options = load_options(args.options, tr.options)
+    vocab = rules_vocabulary(args.vocab_from, args.policies) if args.vocab_from else []
     errs = n = 0
     for f in args.files:
         f = Path(f)
@@ -156,7 +157,6 @@ def cmd_wer(args) -> None:
             segs, _ = tr.model.transcribe(audio.channels[0])
             hyp = " ".join(s.text for s in segs)
         else:
-            vocab = rules_vocabulary(args.vocab_from, args.policies) if args.vocab_from else []
             segments = transcribe_call(audio, tr, layout="mono", vocabulary=vocab).segments
             hyp = " ".join(s.text for s in segments)
         e, m = wer(normalise(reference_text(f.with_suffix(".txt"))), normalise(hyp))
