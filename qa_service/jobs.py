@@ -159,6 +159,8 @@ def _process(call_id: str) -> str:
         # A stale duplicate job: done calls are rescored on purpose, failed ones through retry
         # (which queues them again first), never by a leftover job.
         log.info("call %s is already %s; nothing to do", call_id, call.status)
+        if call.status == "done":
+            _discard_input(call, repo, settings)  # in case the run that finished it stopped before this
         return call_id
     call = repo.start_call(call_id)
     started = time.monotonic()
@@ -184,6 +186,7 @@ def _process(call_id: str) -> str:
         # Another run finished the call meanwhile: its lease was lost (Redis restarted while this
         # worker held it) and the call was queued again. Keep that scorecard, add no second version.
         log.warning("call %s was finished by another run meanwhile; discarding this result", call_id)
+        _discard_input(call, repo, settings)
         return call_id
     stored = repo.finish_call(call_id, card)
     from qa_service.notify import notify_scored
@@ -584,6 +587,18 @@ def _discard_input(call: StoredCall, repo: Repository, settings: Settings) -> No
     repo.set_input_path(call.id, None)
 
 
+def discard_leftover_inputs(repo: Repository, settings: Settings) -> int:
+    """Delete (or seal, when a setting keeps inputs) the inputs of done calls that a worker stopped
+    before discarding: it was killed between storing the scorecard and deleting the input, and no job
+    will come back to that call. Returns how many."""
+    calls = repo.done_calls_with_plain_input()
+    for call in calls:
+        _discard_input(call, repo, settings)
+    if calls:
+        log.info("discarded the inputs %d finished call(s) left behind", len(calls))
+    return len(calls)
+
+
 def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> list[str]:
     """Re-enqueue calls left queued or processing whose RQ job is gone or dead; return their ids."""
     from rq.job import Job, JobStatus
@@ -705,6 +720,7 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
     notify_queue = Queue(notify.queue_name(settings), connection=connection)
     reconcile(repo, queue, timeout=settings.job_timeout_s)
     reconcile_rescores(repo, queue, timeout=settings.job_timeout_s)
+    discard_leftover_inputs(repo, settings)
 
     class CallWorker(SimpleWorker):
         """SimpleWorker that also recovers lost calls and rescore runs whenever RQ runs its maintenance."""
@@ -719,6 +735,10 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
                 reconcile_rescores(repo, queue, timeout=settings.job_timeout_s)
             except Exception:
                 log.exception("reconciling lost rescore runs failed")
+            try:
+                discard_leftover_inputs(repo, settings)
+            except Exception:
+                log.exception("discarding left-over inputs failed")
             try:
                 enqueue_due_retries(notify_queue)
                 enqueue_due_retries(queue)  # calls waiting out a transient failure

@@ -127,14 +127,28 @@ def test_failed_job_keeps_its_traceback_in_rq(env, redis_conn):
 def test_done_or_failed_calls_are_not_processed_by_a_leftover_job(env):
     settings, repo, queue = env
     done = add_call(repo, settings)
+    # The run that finished it was stopped before it deleted the input.
     repo.finish_call(done.id, {"score": 1.0, "passed": False, "rubric": {}})
     assert jobs.process_call(done.id) == done.id
     assert repo.get_scorecard(done.id).version == 1 and repo.get_call(done.id).attempts == 0
+    assert not Path(done.input_path).exists() and repo.get_call(done.id).input_path is None
     failed = add_call(repo, settings)
     repo.fail_call(failed.id, "the audio could not be decoded")
     jobs.process_call(failed.id)
     assert repo.get_call(failed.id).failure_reason == "the audio could not be decoded"
     assert repo.get_call(failed.id).attempts == 0
+    assert Path(failed.input_path).is_file(), "a failed call keeps its input for a retry"
+
+
+def test_inputs_left_by_a_stopped_worker_are_discarded(env):
+    settings, repo, queue = env
+    left = add_call(repo, settings)
+    repo.finish_call(left.id, {"score": 1.0, "passed": True, "rubric": {}})
+    waiting = add_call(repo, settings)
+    assert jobs.discard_leftover_inputs(repo, settings) == 1
+    assert not Path(left.input_path).exists() and repo.get_call(left.id).input_path is None
+    assert Path(waiting.input_path).is_file(), "a call not yet processed keeps its input"
+    assert jobs.discard_leftover_inputs(repo, settings) == 0
 
 
 def test_reconcile_requeues_lost_calls_only(env, redis_conn):

@@ -102,6 +102,18 @@ def test_status_transitions(repo):
     assert repo.get_call(call.id).input_path is None
 
 
+def test_done_calls_whose_input_was_left_in_plain_form(repo):
+    left, _ = repo.add_call(new_call(input_path="/store/a/input.wav"))
+    sealed, _ = repo.add_call(new_call(input_path="/store/b/input.wav.sealed"))
+    gone, _ = repo.add_call(new_call(input_path="/store/c/input.wav"))
+    working, _ = repo.add_call(new_call(input_path="/store/d/input.wav"))
+    for call in (left, sealed, gone):
+        repo.finish_call(call.id, {"score": 1.0, "passed": True, "rubric": {}})
+    repo.set_input_path(gone.id, None)
+    repo.start_call(working.id)
+    assert [c.id for c in repo.done_calls_with_plain_input()] == [left.id]
+
+
 def test_scorecard_versions_are_kept(repo):
     call, _ = repo.add_call(new_call())
     repo.start_call(call.id)

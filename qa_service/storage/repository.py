@@ -204,6 +204,11 @@ class Repository(Protocol):
         """Every call whose status is one of these, oldest first."""
         ...
 
+    def done_calls_with_plain_input(self) -> list[StoredCall]:
+        """Done calls whose input is still stored unsealed (a worker stopped between storing the scorecard
+        and deleting or sealing the input), oldest first."""
+        ...
+
     def start_call(self, call_id: str) -> StoredCall:
         """Mark a call processing and count the attempt."""
         ...

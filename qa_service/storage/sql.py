@@ -188,6 +188,15 @@ class SqlRepository:
         with self.engine.connect() as conn:
             return [_call(r) for r in conn.execute(query).mappings()]
 
+    def done_calls_with_plain_input(self) -> list[StoredCall]:
+        from qa_service.storage.inputs import SEALED_SUFFIX
+
+        c = t.calls.c
+        query = sa.select(t.calls).where(c.status == "done", c.input_path.is_not(None),
+                                         sa.not_(c.input_path.endswith(SEALED_SUFFIX))).order_by(c.created_at)
+        with self.engine.connect() as conn:
+            return [_call(r) for r in conn.execute(query).mappings()]
+
     def _update_call(self, call_id: str, **values: Any) -> StoredCall:
         if not _valid_uuid(call_id):
             raise NotFound(f"no call with id {call_id!r}")
