@@ -222,7 +222,7 @@ def code_end(toks: Sequence[NTok], i: int, code: tuple[str, str]) -> int | None:
             return k + 1 if (got + t.code[0], t.code[1]) == code else None
         if t.number is not None:
             return _digits_end(toks, k, digits) if got == letters else None
-        piece = re.sub("[^a-z]", "", t.low)
+        piece = _letters(t)
         if not piece or not letters.startswith(got + piece):
             return None
         got += piece
@@ -454,8 +454,13 @@ def _may_start_code(t: NTok, p: NTok) -> bool:
         return False
     if t.code is not None:
         return p.code[0].startswith(t.code[0])
-    piece = re.sub("[^a-z]", "", t.low)
+    piece = _letters(t)
     return bool(piece) and p.code[0].startswith(piece)
+
+
+def _letters(t: NTok) -> str:
+    """The letters a token spells a code with ("c.n." -> "cn")."""
+    return re.sub("[^a-z]", "", t.low)
 
 
 AUXILIARIES = frozenset({"be", "do", "can", "will", "would", "could", "shall", "should", "have"})

@@ -470,8 +470,9 @@ def transcribe_call(
     agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
     channels = samples if mode == "mono" else [samples[agent_ch], samples[customer_ch]]
     fits = vocabulary_language == "en" or getattr(transcriber, "multilingual", False)
+    one_party = mode == "stereo"
     decoded, languages, biased = _transcribe_channels(transcriber, channels, vocabulary if fits else (),
-                                                      one_party=mode == "stereo")
+                                                      one_party=one_party)
     heard = None
     if other_languages is not None and _maybe_not_english(decoded):
         heard = other_languages.detect_language(channels[0] if mode == "mono" else _mix(*channels))
@@ -479,7 +480,7 @@ def transcribe_call(
             transcriber = other_languages
             words = vocabulary if heard["language"] == vocabulary_language else ()
             decoded, languages, biased = _transcribe_channels(transcriber, channels, words,
-                                                              one_party=mode == "stereo")
+                                                              one_party=one_party)
 
     attribution: dict[str, Any]
     if mode == "mono":
