@@ -88,6 +88,9 @@ POSITIVE = [
         "CREDIT_CARD",
     ),
     ("card number 4 5 3 2 0 1 5 1 1 2 8 3 0 3 6 6", "0 1 5 1", "CREDIT_CARD"),  # valid Luhn, no grouping
+    # A card number the recogniser cut to its first four digits, "card" misheard: still a card's digits.
+    ("current number is for one one one one", "one one one one", "ID"),
+    ("the card ending in 4 4 2 1, yes", "4 4 2 1", "ID"),
     ("I was born on the fourteenth of March nineteen eighty seven", "nineteen eighty seven", "DATE_TIME"),
     ("April ninth, nineteen eighty.", "nineteen eighty", "DATE_TIME"),
     ("It is June 2nd, 1990.", "1990", "DATE_TIME"),
@@ -141,6 +144,8 @@ NEGATIVE = [
     "Great. Sure, that is fine, thanks.",
     "I have been waiting for three months and called twice.",
     "The rules changed in July.",
+    "The number is about two thousand dollars a year.",
+    "The number of points is sixty five, and the numbers are in the letter.",
     "I would like to ask about the skilled worker visa.",
     "As of today the pass Mark is 65 points.",
     "The fee went up from $500 to $650 on the first of July.",
