@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -121,12 +122,15 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 def vocabulary(rubric: Any, policies: Any) -> list[str]:
     """Words the recogniser may expect on this call: the criteria's phrases and the policy topics.
 
-    Prohibited phrases are left out: biasing the recogniser towards them would make violations.
+    They are taken in turns, the first phrase of every criterion and the first topic of every fact,
+    then the second ones, and so on: the recogniser's prompt budget cuts the end of the list, and a
+    rubric with many phrases would otherwise lose its last criteria and every topic. Prohibited
+    phrases are left out: biasing the recogniser towards them would make violations.
     """
-    phrases = [p for c in rubric.criteria for p in c.phrases]
-    for fact in policies.facts:
-        phrases += getattr(fact, "topic", []) or []
-    return list(dict.fromkeys(phrases))
+    groups = [c.phrases for c in rubric.criteria]
+    groups += [getattr(fact, "topic", []) or [] for fact in policies.facts]
+    in_turns = chain.from_iterable(zip_longest(*groups))
+    return list(dict.fromkeys(p for p in in_turns if p))
 
 
 def rules_phrases(rubric: Any, policies: Any) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,6 +23,7 @@ from qa_service.records import (
     Word,
 )
 from qa_service.rules.load import load_policy_pack, load_rubric
+from qa_service.stages.transcribe import vocabulary_phrases
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -84,6 +86,20 @@ def test_vocabulary_and_agent_cues_come_from_the_rules() -> None:
     cues = agent_cues(rubric)
     assert "my name is" in cues and "anything else I can help" in cues  # every agent criterion's phrases
     assert not {"that sounds good", "guarantee your permit"} & set(cues)  # not the customer's, no violations
+
+
+def test_vocabulary_takes_every_criterion_and_topic_in_turns_before_the_budget_cuts_it() -> None:
+    criteria = [SimpleNamespace(phrases=[f"criterion {i} phrase {j}" for j in range(4)]) for i in range(12)]
+    facts = [SimpleNamespace(topic=["visa fee", "application fee"]), SimpleNamespace(topic=["pass mark"]),
+             SimpleNamespace()]  # a term fact has no topic
+    rubric, policies = SimpleNamespace(criteria=criteria), SimpleNamespace(facts=facts)
+    words = vocabulary(rubric, policies)
+    assert words[:14] == [f"criterion {i} phrase 0" for i in range(12)] + ["visa fee", "pass mark"]
+    assert words[14:16] == ["criterion 0 phrase 1", "criterion 1 phrase 1"]
+    assert len(words) == 12 * 4 + 3
+    heard = vocabulary_phrases(words)  # what fits the recogniser's prompt
+    assert len(heard) < len(words)
+    assert {f"criterion {i} phrase 0" for i in range(12)} | {"visa fee", "pass mark"} <= set(heard)
 
 
 def test_call_in_another_language_than_the_rubric_is_flagged() -> None:
