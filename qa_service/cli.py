@@ -242,13 +242,14 @@ def format_scorecard(card: dict[str, Any]) -> str:
     if failed:
         lines.append("  failed criteria:")
         lines += [f"    - {c['id']}: {c['title']} (-{c['max_points']:g})" for c in failed]
-    if card["violations"]:
-        lines.append("  violations:")
-        for v in card["violations"]:
-            lines.append(f"    - [{v['kind']}] {v['id']} at {_clock(v['start'])} ({v['speaker']}): "
-                         f"\"{v['text']}\"")
-            if v.get("detail"):
-                lines.append(f"      {v['detail']}")
+    for key, heading in (("violations", "violations"), ("to_check", "to check (not counted)")):
+        if card.get(key):
+            lines.append(f"  {heading}:")
+            for v in card[key]:
+                lines.append(f"    - [{v['kind']}] {v['id']} at {_clock(v['start'])} ({v['speaker']}): "
+                             f"\"{v['text']}\"")
+                if v.get("detail"):
+                    lines.append(f"      {v['detail']}")
     return "\n".join(lines)
 
 
@@ -376,6 +377,9 @@ def cmd_rubric_try(args: argparse.Namespace) -> int:
             print(f"       {_clock(e.start)} {e.speaker}: \"{e.text}\"")
     for v in result.violations:
         print(f"VIOLATION [{v.kind}] {v.policy_id or v.id} at {_clock(v.evidence.start)}: {v.detail}")
+        print(f"       {v.evidence.speaker}: \"{v.evidence.text}\"")
+    for v in result.to_check:
+        print(f"TO CHECK [{v.kind}] {v.policy_id or v.id} at {_clock(v.evidence.start)}: {v.detail}")
         print(f"       {v.evidence.speaker}: \"{v.evidence.text}\"")
     print(f"score {result.score:.1f}, {'PASS' if result.passed else 'FAIL'}"
           + (" (auto-fail)" if result.auto_fail else ""))

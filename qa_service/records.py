@@ -130,6 +130,9 @@ class ScoreResult:
     auto_fail: bool
     passed: bool
     sections: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Outdated-policy mentions resting on a number the recogniser was unsure of: shown for a person to
+    # check, never counted as violations.
+    to_check: tuple[Violation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,16 +208,18 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
              "reason": c.reason, "evidence": [_evidence(e) for e in c.evidence]}
             for c in r.criteria
         ],
-        "violations": [
-            {"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "title": v.title,
-             "auto_fail": v.auto_fail, "detail": v.detail, **_evidence(v.evidence)}
-            for v in r.violations
-        ],
+        "violations": [_violation(v) for v in r.violations],
+        "to_check": [_violation(v) for v in r.to_check],
         "sections": r.sections,
         "score": round(r.score, 2),
         "auto_fail": r.auto_fail,
         "passed": r.passed,
     }
+
+
+def _violation(v: Violation) -> dict[str, Any]:
+    return {"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "title": v.title,
+            "auto_fail": v.auto_fail, "detail": v.detail, **_evidence(v.evidence)}
 
 
 def mean_word_probability(segments: Iterable[Segment]) -> float | None:

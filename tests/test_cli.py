@@ -135,12 +135,15 @@ def test_summary_formats() -> None:
             {"id": "greeting", "title": "Greets", "passed": False, "max_points": 10, "applicable": True}],
         "violations": [{"id": "promises_result", "kind": "prohibited", "policy_id": None, "start": 75.2,
                         "speaker": "agent", "text": "I can guarantee your permit", "detail": "a promise"}],
+        "to_check": [{"id": "permit-fee", "kind": "outdated_policy", "policy_id": "permit-fee", "start": 80.0,
+                      "speaker": "agent", "text": "the fee is two hundred", "detail": "not counted"}],
     }
     text = format_scorecard(card)
     assert "score 42.5  FAIL  (auto-fail)" in text
     assert "greeting" in text and '01:15.2 (agent): "I can guarantee your permit"' in text
+    assert text.index("to check (not counted):") < text.index("permit-fee at 01:20.0")
     table = format_table([card])
-    assert "c1" in table and "AUTO" in table and "promises_result" in table
+    assert "c1" in table and "AUTO" in table and "promises_result" in table and "permit-fee" not in table
 
 
 def test_keys_create_prints_the_key_alone_and_audits_it(env: Path,

@@ -10,7 +10,7 @@ import pytest
 import spacy
 from spacy.language import Language
 
-from qa_service.records import ScoreResult, Segment, Transcript, Word
+from qa_service.records import ScoreResult, Segment, Transcript, Word, result_fields
 from qa_service.rules.load import load_policy_pack, load_rubric
 from qa_service.rules.schema import PolicyPack, Rubric
 from qa_service.stages.score import compile_rules, in_force, score
@@ -293,6 +293,22 @@ def test_numbers_the_recogniser_was_unsure_of_are_not_reported(ctx: Ctx, text: s
     transcript = Transcript(segments=(*call(*GOOD).segments, _timed(text, probs)), duration_s=70.0)
     result = ctx.score(transcript, DAY)
     assert bool(result.violations) is reported, [v.detail for v in result.violations]
+    # What is not reported is listed for a person to check, with the same evidence and the doubt.
+    assert bool(result.to_check) is not reported
+    for v in result.to_check:
+        assert v.kind == "outdated_policy" and v.evidence.text == text and v.evidence.start == 60.0
+        assert "not counted: " in v.detail and v.detail.startswith("stated 200 dollars")
+
+
+def test_an_unsure_mention_is_not_listed_beside_a_sure_one_of_the_same_fact(ctx: Ctx) -> None:
+    unsure = _timed("the allowance is 200 dollars", [0.9, 0.9, 0.9, 0.1, 0.9], start=60.0)
+    sure = _timed("so the allowance is 200 dollars", [0.9, 0.9, 0.9, 0.9, 0.9, 0.9], start=65.0)
+    result = ctx.score(Transcript(segments=(*call(*GOOD).segments, unsure, sure), duration_s=70.0), DAY)
+    assert [v.evidence.start for v in result.violations] == [65.0]
+    assert result.to_check == ()
+    alone = Transcript(segments=(*call(*GOOD).segments, unsure), duration_s=70.0)
+    card = result_fields(ctx.score(alone, DAY))
+    assert card["violations"] == [] and [v["id"] for v in card["to_check"]] == ["duty-free-limit"]
 
 
 @pytest.mark.parametrize(

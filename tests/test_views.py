@@ -128,6 +128,10 @@ def make_scorecard(seed: Seed, call_id: str) -> dict:
         "transcript": [{"speaker": s, "start": a, "end": b, "text": x} for s, a, b, x in TRANSCRIPT],
         "redactions": [{"entity_type": "PERSON", "start": 4.9, "end": 5.6, "speaker": "customer"}],
         "criteria": criteria, "violations": violations, "sections": {},
+        "to_check": [{"id": "processing-weeks", "kind": "outdated_policy", "policy_id": "processing-weeks",
+                      "title": "Processing time", "auto_fail": False,
+                      "detail": "stated 12 weeks for processing time; not counted: the recogniser was unsure "
+                                "of the number (confidence 0.21)", **ev(5)}] if seed.violations else [],
         "metrics": {"talk_time_s": {"agent": 16.4, "customer": 7.5}, "silence_s": 4.1,
                     "longest_silence_s": 0.8, "overtalk_s": 0.2, "agent_talk_ratio": 0.686,
                     "words_per_minute": {"agent": 150.0, "customer": 120.0},

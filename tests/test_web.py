@@ -208,6 +208,11 @@ def test_call_page_marks_evidence_and_shows_no_raw_personal_data(site, web):
     assert 'class="badge fail"' in html and "auto-fail" in html
     assert "we guarantee your permit" in html and "Promises a result" in html
     assert "did not apply" in html  # the criterion that did not apply says so
+    # A mention resting on a number the recogniser was unsure of is shown apart, uncounted.
+    to_check = html[html.index('id="to-check"'):html.index('id="metrics"')]
+    assert "Processing time" in to_check and "unsure of the number (confidence 0.21)" in to_check
+    assert f'href="#seg-{EVIDENCE_SEGMENT["next_steps"]}"' in to_check
+    assert 'class="badge viol">1<' in html  # the violations' count leaves it out
     assert '<svg class="bar stacked"' in html and "Overtalk" in html and "Interruptions" in html
 
 

@@ -215,7 +215,8 @@ def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP
     call = _Call(transcript, utts, hits, rules)
 
     criteria = _score_criteria(call, rubric)
-    violations = _prohibited(call, rubric) + _policy(call, policies, call_date)
+    outdated, to_check = _policy(call, policies, call_date)
+    violations = _prohibited(call, rubric) + outdated
     violations.sort(key=lambda v: (v.evidence.start, v.id))
 
     available = sum(c.max_points for c in criteria if c.applicable)
@@ -233,7 +234,7 @@ def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP
         sec["score"] = round(100.0 * sec["points"] / sec["max_points"], 2) if sec["max_points"] else 100.0
     return ScoreResult(criteria=tuple(criteria), violations=tuple(violations), score=total,
                        auto_fail=auto_fail, passed=total >= rubric.pass_mark - 1e-9 and not auto_fail,
-                       sections=sections)
+                       sections=sections, to_check=tuple(to_check))
 
 
 def _criterion(rubric: Rubric, cid: str) -> Criterion:
@@ -383,19 +384,23 @@ def _units(fact: NumberFact) -> set[str]:
     return units
 
 
-def _policy(call: _Call, policies: PolicyPack, call_date: date) -> list[Violation]:
+def _policy(call: _Call, policies: PolicyPack, call_date: date) -> tuple[list[Violation], list[Violation]]:
+    """Outdated-policy violations, and the mentions that rest on a number the recogniser was unsure of."""
     out: list[Violation] = []
+    to_check: list[Violation] = []
     numbers = [f for f in policies.facts if isinstance(f, NumberFact)]
     if numbers:
-        out += _number_facts(call, numbers, call_date)
+        out, to_check = _number_facts(call, numbers, call_date)
     for fact in policies.facts:
         if isinstance(fact, TermFact) and call_date >= fact.since:
             out += _term_fact(call, fact)
-    return out
+    return out, to_check
 
 
-def _number_facts(call: _Call, facts: Sequence[NumberFact], call_date: date) -> list[Violation]:
+def _number_facts(call: _Call, facts: Sequence[NumberFact],
+                  call_date: date) -> tuple[list[Violation], list[Violation]]:
     out: list[Violation] = []
+    unsure: dict[str, Violation] = {}
     for utt in call.utts:
         if not _speaker_ok(utt.speaker, "agent"):
             continue
@@ -439,11 +444,24 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact], call_date: date) -> 
                 old = [o for o in fact.superseded if o.value == value and o.until < call_date]
                 if value == current or not old or _spoken_as_history(utt, tok):
                     continue
-                if utt.confidence(tok.start, tok.end) < MIN_NUMBER_CONFIDENCE or _maybe_cut_short(utt, tok):
-                    continue  # a number the recogniser was guessing at is no ground for a violation
+                found = _outdated_number(call, utt, tok, fact, old[0].until, current, call_date)
+                doubt = _doubt(utt, tok)
+                if doubt:  # a number the recogniser was guessing at is no ground for a violation
+                    unsure.setdefault(fact.id, replace(found, detail=f"{found.detail}; {doubt}"))
+                    continue
                 reported.add(fact.id)
-                out.append(_outdated_number(call, utt, tok, fact, old[0].until, current, call_date))
-    return out
+                out.append(found)
+    return out, [v for fid, v in unsure.items() if fid not in reported]
+
+
+def _doubt(utt: Utterance, tok: NTok) -> str | None:
+    """Why the recogniser's number is not to be trusted as said, or None when it is."""
+    confidence = utt.confidence(tok.start, tok.end)
+    if confidence < MIN_NUMBER_CONFIDENCE:
+        return f"not counted: the recogniser was unsure of the number (confidence {confidence:.2f})"
+    if _maybe_cut_short(utt, tok):
+        return "not counted: the word after the number was unclear, so more of it may have been said"
+    return None
 
 
 def _maybe_cut_short(utt: Utterance, tok: NTok) -> bool:
@@ -507,4 +525,5 @@ def evidence_text_from(result: ScoreResult, segments: Sequence[Segment]) -> Scor
 
     criteria = tuple(replace(c, evidence=tuple(clean(e) for e in c.evidence)) for c in result.criteria)
     violations = tuple(replace(v, evidence=clean(v.evidence)) for v in result.violations)
-    return replace(result, criteria=criteria, violations=violations)
+    to_check = tuple(replace(v, evidence=clean(v.evidence)) for v in result.to_check)
+    return replace(result, criteria=criteria, violations=violations, to_check=to_check)

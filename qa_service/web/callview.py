@@ -80,6 +80,8 @@ class CallView:
     violations: list[ViolationView]
     metrics: list[tuple[str, str]]
     talk_bar: Markup | None
+    # Outdated-policy mentions on a number the recogniser was unsure of: for a person to check, uncounted.
+    to_check: list[ViolationView] = field(default_factory=list)
 
 
 def redacted_html(text: str) -> Markup:
@@ -149,22 +151,24 @@ def build(scorecard: dict[str, Any]) -> CallView:
             lines[i].criteria.append(view.id)
         sections.setdefault(view.section, []).append(view)
 
-    violations = []
-    for n, v in enumerate(scorecard.get("violations") or []):
-        marked_v = evidence_lines(lines, v)
-        for i in marked_v:
-            lines[i].violations.append(n)
-        violations.append(ViolationView(
-            index=n, id=str(v.get("id")), kind=str(v.get("kind") or ""),
-            title=str(v.get("title") or v.get("id")),
-            detail=str(v.get("detail") or ""), auto_fail=bool(v.get("auto_fail")),
-            speaker=str(v.get("speaker") or "unknown"), start=_num(v.get("start")), end=_num(v.get("end")),
-            text=str(v.get("text") or ""), lines=marked_v))
+    violations = [_violation_view(n, v, lines) for n, v in enumerate(scorecard.get("violations") or [])]
+    for v in violations:
+        for i in v.lines:
+            lines[i].violations.append(v.index)
+    to_check = [_violation_view(n, v, lines) for n, v in enumerate(scorecard.get("to_check") or [])]
 
     metrics, talk_bar = _metrics(scorecard.get("metrics") or {}, _num(scorecard.get("duration_s")))
     metrics += _recording((scorecard.get("models") or {}).get("asr") or {})
     return CallView(lines=lines, sections=list(sections.items()), violations=violations, metrics=metrics,
-                    talk_bar=talk_bar)
+                    talk_bar=talk_bar, to_check=to_check)
+
+
+def _violation_view(n: int, v: dict[str, Any], lines: list[Line]) -> ViolationView:
+    return ViolationView(
+        index=n, id=str(v.get("id")), kind=str(v.get("kind") or ""), title=str(v.get("title") or v.get("id")),
+        detail=str(v.get("detail") or ""), auto_fail=bool(v.get("auto_fail")),
+        speaker=str(v.get("speaker") or "unknown"), start=_num(v.get("start")), end=_num(v.get("end")),
+        text=str(v.get("text") or ""), lines=evidence_lines(lines, v))
 
 
 def _recording(asr: dict[str, Any]) -> list[tuple[str, str]]:
