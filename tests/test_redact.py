@@ -67,6 +67,7 @@ POSITIVE = [
     # (text, the raw part that must be gone, entity type expected in its place)
     ("My name is David Okafor and I would like to ask about a visa.", "Okafor", "PERSON"),
     ("yes my name is james whitfield", "whitfield", "PERSON"),
+    ("good morning, I am tumbecker, I want to know the points", "tumbecker", "PERSON"),  # a name run together
     ("Hi, I'm Maria Gonzalez. I failed my visa application last year.", "Gonzalez", "PERSON"),
     ("my number is 415-555-0132 if you need it", "555-0132", "PHONE_NUMBER"),
     ("my number is four one five, five five five, zero one three two", "zero one three two", "PHONE_NUMBER"),
@@ -145,6 +146,8 @@ NEGATIVE = [
     "I have been waiting for three months and called twice.",
     "The rules changed in July.",
     "The number is about two thousand dollars a year.",
+    "I am applying for a visa and I'm hoping to move, this is regarding my application.",
+    "Hi, I am unemployed at the moment and studying, thanks, that helps.",
     "The number of points is sixty five, and the numbers are in the letter.",
     "I would like to ask about the skilled worker visa.",
     "As of today the pass Mark is 65 points.",

@@ -338,6 +338,19 @@ class _Vocab:
         return "".join(out)
 
 
+def _base_forms(word: str) -> set[str]:
+    """The word and what it may be an inflection of ("applying" -> "apply", "hoped" -> "hope")."""
+    forms = {word}
+    for suffix, endings in (("s", ("",)), ("es", ("",)), ("ies", ("y",)), ("ied", ("y",)), ("ed", ("", "e")),
+                            ("ing", ("", "e")), ("er", ("", "e")), ("ers", ("", "e")), ("ly", ("",))):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            stem = word[: -len(suffix)]
+            forms.update(stem + e for e in endings)
+            if len(stem) > 2 and stem[-1] == stem[-2]:
+                forms.add(stem[:-1])  # "running" -> "run"
+    return forms
+
+
 # -- rules in use -------------------------------------------------------------------------------
 
 
@@ -358,6 +371,8 @@ class SpeechRules:
 
     source: RulesFile
     recognizers: list[Any] = field(default_factory=list)  # Presidio pattern recognisers from `patterns`
+    # Ordinary English words (the redactor's spaCy model's word index); empty: every word may be one.
+    lexicon: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         src = self.source
@@ -392,6 +407,14 @@ class SpeechRules:
             or low in self.vocab.months
             or low in self.vocab.units
         )
+
+    def is_unknown_word(self, word: str) -> bool:
+        """True for a word of five letters or more that no form of an English word in the lexicon explains
+        ("tumbecker", a name the recogniser ran together): after "I am" it is a name even in lower case."""
+        low = word.lower()
+        if not self.lexicon or len(low) < 5 or not low.isalpha() or self.is_common_word(low):
+            return False
+        return not any(form in self.lexicon for form in _base_forms(low))
 
     def keep(
         self, entity_type: str, value: str, text: str, start: int, end: int, *, own: bool = False
@@ -803,7 +826,9 @@ class _Scanner:
             word = m.group(1)
             if word is None:
                 break  # punctuation ends a name
-            if self.rules.is_common_word(word) or (not strong and not word[0].isupper()):
+            if self.rules.is_common_word(word) or (
+                not strong and not word[0].isupper() and not self.rules.is_unknown_word(word)
+            ):
                 break
             if len(word) == 1 and not strong:
                 break

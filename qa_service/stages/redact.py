@@ -493,7 +493,8 @@ def _load_engines(
     for recognizer in rules.recognizers:
         registry.add_recognizer(recognizer)
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
-    return analyzer, rules, _lexicon(analyzer), nlp_model
+    rules.lexicon = _lexicon(analyzer)
+    return analyzer, rules, rules.lexicon, nlp_model
 
 
 def _lexicon(analyzer: AnalyzerEngine) -> frozenset[str]:
