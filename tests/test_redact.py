@@ -146,6 +146,7 @@ NEGATIVE = [
     "I have been waiting for three months and called twice.",
     "The rules changed in July.",
     "The number is about two thousand dollars a year.",
+    "The number is fifteen hundred, or twelve fifty with the discount.",
     "I am applying for a visa and I'm hoping to move, this is regarding my application.",
     "Hi, I am unemployed at the moment and studying, thanks, that helps.",
     "The number of points is sixty five, and the numbers are in the letter.",

@@ -76,6 +76,8 @@ class SequenceRule(_Strict):
     luhn: bool = False
     compact_regex: str | None = None
     context: list[str] = Field(default_factory=list)
+    # Only digits read one by one ("four four two one", "4 4 2 1"), not an amount ("fifteen hundred").
+    one_by_one: bool = False
     score: float = Field(ge=0.0, le=1.0)
 
 
@@ -739,6 +741,11 @@ class _Scanner:
         window = " " + " ".join(t.low for t in toks[lo:idx]) + " " + extra.lower() + " "
         return any(f" {w.lower()} " in window or (len(w) > 4 and w.lower() in window) for w in words)
 
+    def _one_by_one(self, run: _Run) -> bool:
+        v = self.v
+        return all(len(t.value) == 1 if t.kind == "digits" else t.low in v.digits or t.low in v.repeaters
+                   for t in run.tokens if t.kind in ("digits", "num"))
+
     def classify(self, toks: Sequence[Token], run: _Run, extra_context: str = "") -> tuple[str, float] | None:
         """Name a digit/letter sequence by the first sequence rule it fits."""
         nd, nl = len(run.digits), len(run.letters)
@@ -756,6 +763,8 @@ class _Scanner:
             ):
                 continue
             if rule.luhn and not luhn_ok(run.digits):
+                continue
+            if rule.one_by_one and not self._one_by_one(run):
                 continue
             if rule.context and not self._context_before(toks, run, rule.context, extra_context):
                 continue
