@@ -8,7 +8,7 @@ reviewed verdict of each reviewed target, its history, and a recomputed `reviewe
 
 Sampling: a deterministic share of each agent's calls per ISO week is marked for review (the hash
 of the call id within agent and week decides, so every process and every rerun agrees), plus every
-auto-failed call.
+auto-failed call and every call whose scorecard lists items to check.
 """
 
 from __future__ import annotations
@@ -215,6 +215,7 @@ def sample_fraction(call_id: str, agent_id: str, call_date: date) -> float:
 
 
 def needs_review(call_id: str, agent_id: str, call_date: date, auto_fail: bool,
-                 share: float = DEFAULT_SHARE) -> bool:
-    """Whether a call is marked for human review: every auto-fail, plus a deterministic sample."""
-    return auto_fail or sample_fraction(call_id, agent_id, call_date) < share
+                 share: float = DEFAULT_SHARE, *, to_check: bool = False) -> bool:
+    """Whether a call is marked for human review: every auto-fail and every call with items to check,
+    plus a deterministic sample."""
+    return auto_fail or to_check or sample_fraction(call_id, agent_id, call_date) < share

@@ -358,6 +358,16 @@ def test_review_queue_lists_auto_fails_and_the_sample_until_reviewed(api, monkey
     assert by_id[failed]["why"] == "auto_fail"
     sampled = {c for c in fine if needs_review(c, "agent-mira", date(2026, 10, 14), False, 0.10)}
     assert set(by_id) == {failed} | sampled
+    # A passing call whose scorecard lists an outdated figure the recogniser was unsure of is queued too.
+    unsure = {"id": "fee", "kind": "outdated_policy", "policy_id": "fee", "title": "Fee", "auto_fail": False,
+              "detail": "stated 450; not counted", "start": 1.0, "end": 2.0, "speaker": "agent",
+              "text": "the fee is four fifty", "segments": [0]}
+    checking = scored(api, score=90.0, passed=True, auto_fail=False, violations=[], to_check=[unsure])
+    queued = {c["call_id"]: c for c in api.client.get("/v1/review-queue", headers=api.h()).json()["calls"]}
+    assert queued[checking]["why"] == "to_check" and queued[checking]["to_check"] == 1
+    day = date(2026, 10, 14)
+    assert needs_review(checking, "agent-mira", day, False, 0.0, to_check=True)
+    assert not needs_review(checking, "agent-mira", day, False, 0.0)
     post(api, failed, target="violation", id="promises_result", action="dismiss", reason="negated")
     assert failed not in {c["call_id"] for c in api.client.get(
         "/v1/review-queue", headers=api.h()).json()["calls"]}
@@ -370,7 +380,7 @@ def test_review_queue_lists_auto_fails_and_the_sample_until_reviewed(api, monkey
 
     everything = Api(api.settings, api.queue.connection)
     assert set(c["call_id"] for c in everything.client.get(
-        "/v1/review-queue", headers=everything.h()).json()["calls"]) == set(fine)
+        "/v1/review-queue", headers=everything.h()).json()["calls"]) == {*fine, checking}
 
 
 def test_a_bad_review_share_stops_start_up(make_settings, monkeypatch):

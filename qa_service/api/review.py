@@ -123,16 +123,18 @@ def review_queue(
     date_to: Annotated[date | None, Query(alias="to", description="Last call date, inclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
-    """Calls marked for review and not reviewed yet: every auto-fail plus each agent's weekly sample."""
+    """Calls marked for review and not reviewed yet: every auto-fail, every call with items to check
+    (outdated figures the recogniser was unsure of), plus each agent's weekly sample."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
     share = request.app.state.review_share
     calls = []
     for c in store.queue_candidates(_engine(repo), agent_id, date_from, date_to):
-        if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share):
+        if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share, to_check=c.to_check > 0):
+            why = "auto_fail" if c.auto_fail else "to_check" if c.to_check else "sampled"
             calls.append({"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
                           "scorecard_version": c.version, "score": c.score, "passed": c.passed,
-                          "auto_fail": c.auto_fail, "why": "auto_fail" if c.auto_fail else "sampled"})
+                          "auto_fail": c.auto_fail, "to_check": c.to_check, "why": why})
             if len(calls) >= limit:
                 break
     return {"share": share, "count": len(calls), "calls": calls}

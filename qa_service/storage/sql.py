@@ -569,6 +569,7 @@ def _scorecard_row(call: Any, version: int, card: dict[str, Any], now: datetime)
         "auto_fail": bool(card.get("auto_fail", False)), "rubric_id": str(rubric.get("id", call.rubric_id)),
         "rubric_version": str(rubric.get("version", call.rubric_version)),
         "rubric_sha256": str(rubric.get("sha256", "")), "data": card, "created_at": now, "latest": True,
+        "to_check": len(card.get("to_check") or []),
     }
 
 

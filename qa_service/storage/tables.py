@@ -61,6 +61,8 @@ scorecards = sa.Table(
     # and a flag answers that from an index instead of a GROUP BY over all versions. Kept in the
     # transaction that adds a version; rows inserted without it are first versions, hence the default.
     sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),
+    # How many items the scorecard lists for a person to check (its `to_check`): the review queue takes them.
+    sa.Column("to_check", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("call_id", "version", name="uq_scorecards_call_version"),
     sa.Index("ix_scorecards_agent_date", "agent_id", "call_date"),
     sa.Index("ix_scorecards_call_date", "call_date"),
