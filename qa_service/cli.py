@@ -375,12 +375,10 @@ def cmd_rubric_try(args: argparse.Namespace) -> int:
         print(f"{mark} {c.id} ({c.points:g}/{c.max_points:g}): {c.reason or c.title}")
         for e in c.evidence:
             print(f"       {_clock(e.start)} {e.speaker}: \"{e.text}\"")
-    for v in result.violations:
-        print(f"VIOLATION [{v.kind}] {v.policy_id or v.id} at {_clock(v.evidence.start)}: {v.detail}")
-        print(f"       {v.evidence.speaker}: \"{v.evidence.text}\"")
-    for v in result.to_check:
-        print(f"TO CHECK [{v.kind}] {v.policy_id or v.id} at {_clock(v.evidence.start)}: {v.detail}")
-        print(f"       {v.evidence.speaker}: \"{v.evidence.text}\"")
+    for label, items in (("VIOLATION", result.violations), ("TO CHECK", result.to_check)):
+        for v in items:
+            print(f"{label} [{v.kind}] {v.policy_id or v.id} at {_clock(v.evidence.start)}: {v.detail}")
+            print(f"       {v.evidence.speaker}: \"{v.evidence.text}\"")
     print(f"score {result.score:.1f}, {'PASS' if result.passed else 'FAIL'}"
           + (" (auto-fail)" if result.auto_fail else ""))
     return 0

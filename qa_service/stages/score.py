@@ -523,7 +523,9 @@ def evidence_text_from(result: ScoreResult, segments: Sequence[Segment]) -> Scor
     def clean(e: Evidence) -> Evidence:
         return replace(e, text=" ".join(segments[i].text for i in e.segments if i < len(segments)))
 
+    def cleaned(items: Sequence[Violation]) -> tuple[Violation, ...]:
+        return tuple(replace(v, evidence=clean(v.evidence)) for v in items)
+
     criteria = tuple(replace(c, evidence=tuple(clean(e) for e in c.evidence)) for c in result.criteria)
-    violations = tuple(replace(v, evidence=clean(v.evidence)) for v in result.violations)
-    to_check = tuple(replace(v, evidence=clean(v.evidence)) for v in result.to_check)
-    return replace(result, criteria=criteria, violations=violations, to_check=to_check)
+    return replace(result, criteria=criteria, violations=cleaned(result.violations),
+                   to_check=cleaned(result.to_check))
