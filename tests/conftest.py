@@ -22,6 +22,8 @@ from qa_service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Signing secrets are 32 bytes or more.
+WEBHOOK_SECRET = "test-webhook-secret-0123456789abcdef"
 
 _skip_notes: dict[str, str] = {}
 
@@ -160,7 +162,7 @@ def make_settings(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> C
             "database_url": f"sqlite:///{tmp_path / 'db' / 'qa.db'}",
             "storage_dir": tmp_path / "storage",
             "model_cache_dir": model_cache,
-            "webhook_secret": "test-webhook-secret",
+            "webhook_secret": WEBHOOK_SECRET,
         }
         values.update(overrides)
         return Settings(**values)

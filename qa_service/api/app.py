@@ -61,6 +61,9 @@ def status_for(exc: BaseException) -> int:
 
 def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any = None) -> FastAPI:
     """Build the API for these settings; migrates the database to head first."""
+    from qa_service.web.session import app_secret
+
+    session_secret = app_secret(settings)  # refuses several processes without a shared secret
     if repo is None:
         from qa_service.storage import open_repository
 
@@ -82,6 +85,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.state.settings = settings
     app.state.repo = repo
     app.state.queue = queue
+    app.state.session_secret = session_secret
     app.include_router(routes.router)
     app.include_router(webhooks.router)
     from qa_service import web
