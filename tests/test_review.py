@@ -121,6 +121,8 @@ def test_without_a_pass_mark_an_unchanged_verdict_is_kept_and_a_changed_one_is_u
     ("section", "restore", "x", False),
     ("criterion", "override_pass", "   ", False),
     ("violation", "dismiss", "", False),
+    ("violation", "dismiss", "x" * 2000, True),
+    ("violation", "dismiss", "x" * 2001, False),
 ])
 def test_check_review(kind, action, reason, ok):
     if ok:
@@ -443,6 +445,25 @@ def test_review_from_the_call_page(api):
         actions = [(r.action, r.key_name, r.details) for r in conn.execute(
             sa.select(t.audit_log).where(t.audit_log.c.target_id == call_id).order_by(t.audit_log.c.id))]
     assert ("review", "qa key", "status=303") in actions and ("read_call", "qa key", "status=200") in actions
+
+
+def test_the_call_page_form_keeps_the_reasons_limit(api):
+    from tests.test_web import form_token
+
+    call_id = scored(api)
+    qa = signed_in_client(api, "qa")
+    form = {"target": "violation", "id": "promises_result", "action": "dismiss",
+            "csrf": form_token(qa.get(f"/calls/{call_id}").text)}
+    for reason in ("x" * 2001, "y" * 1_000_000):
+        r = qa.post(f"/calls/{call_id}/reviews", data={**form, "reason": reason}, follow_redirects=False)
+        assert r.status_code == 422 and "limited to 2,000 characters" in r.text
+    # The API holds the same limit.
+    assert post(api, call_id, reason="x" * 2001).status_code == 422
+    assert api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json() == []
+    r = qa.post(f"/calls/{call_id}/reviews", data={**form, "reason": "z" * 2000}, follow_redirects=False)
+    assert r.status_code == 303
+    [stored] = api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json()
+    assert stored["reason"] == "z" * 2000
 
 
 @pytest.mark.parametrize("headers", [{"Origin": "null"}, {"Origin": "https://sibling.example"},

@@ -23,6 +23,7 @@ from qa_service.api.deps import READ_SCORES, RepoDep, requires
 from qa_service.auth import KEY_CACHE_TTL_S, hash_key
 from qa_service.errors import ConfigError, InputError, NotFound
 from qa_service.review import (
+    MAX_REASON_CHARS,
     Review,
     ReviewError,
     apply_reviews,
@@ -55,7 +56,7 @@ class ReviewIn(BaseModel):
     id: str = Field(min_length=1, max_length=100, description="The criterion's or violation's id")
     action: Literal["override_pass", "override_fail", "dismiss", "restore"] = Field(
         description="criterion: override_pass, override_fail, restore; violation: dismiss, restore")
-    reason: str = Field(max_length=2000, description="Why; required")
+    reason: str = Field(max_length=MAX_REASON_CHARS, description="Why; required")
 
 
 def _engine(repo: Repository) -> Engine:

@@ -26,6 +26,7 @@ from qa_service.api.agents import AUDIO_TYPES, csv_response, redacted_audio, vie
 from qa_service.api.deps import READ_SCORES
 from qa_service.auth import verify_key
 from qa_service.errors import AuthError, Forbidden, NotFound
+from qa_service.review import MAX_REASON_CHARS
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.storage.sessions import end_session, session_is_live, start_session
 from qa_service.storage.views import Filters, Page
@@ -56,6 +57,7 @@ templates.env.filters["clock"] = callview.clock
 templates.env.filters["redacted"] = callview.redacted_html
 templates.env.filters["bar"] = charts.bar
 templates.env.globals["rate_class"] = charts.rate_class
+templates.env.globals["reason_max"] = MAX_REASON_CHARS
 
 PAGE_SIZE = 25
 NONCE = re.compile(r"[A-Za-z0-9_-]{43}")  # what new_session_id makes
