@@ -15,7 +15,7 @@ from typing import Any
 
 from qa_service.errors import ConfigError, Conflict, InputError, QAServiceError
 from qa_service.records import CallMeta
-from qa_service.settings import Settings
+from qa_service.settings import LOOPBACK_HOSTS, Settings
 
 log = logging.getLogger("qa_service")
 
@@ -290,6 +290,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ConfigError(_setting_problems(exc)) from None
     app_secret(settings)  # several processes without QA_SESSION_SECRET: refused here, before any starts
+    if args.host not in ("127.0.0.1", "localhost", "::1") and tuple(settings.trusted_hosts) == LOOPBACK_HOSTS:
+        print(f"note: QA_TRUSTED_HOSTS allows {', '.join(LOOPBACK_HOSTS)} only: requests naming this "
+              f"server otherwise get 400 'Invalid host header'", file=sys.stderr)
     uvicorn.run("qa_service.api.app:app_from_env", factory=True, host=args.host, port=args.port,
                 workers=settings.web_concurrency)
     return 0

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # be guessed offline from one signed value.
 MIN_SECRET_BYTES = 32
 MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class Settings(BaseSettings):
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
     # Requests per minute per API key, counted in Redis across API processes; 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
 
-    # Web sessions and forms. The secret signs session cookies and form tokens; unset, each API
+    # Web sessions, forms and hosts. The secret signs session cookies and form tokens; unset, each API
     # process makes its own at start, which only works while one process serves (`web_concurrency`:
     # uvicorn's and gunicorn's WEB_CONCURRENCY, which `qa-service serve --workers` sets).
     session_secret: str | None = None
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
                                  validation_alias=AliasChoices("web_concurrency", "WEB_CONCURRENCY"))
     # Mark cookies Secure (sent over https only); on behind https, off for plain-http local use.
     secure_cookies: bool = False
+    # Host names the API answers to (`*.example.com` for subdomains, `*` for any); others get 400, so a
+    # forged Host header never reaches a page or a redirect. JSON list in the environment.
+    trusted_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
 
     @field_validator("webhook_secret", "session_secret")
     @classmethod
@@ -101,6 +105,17 @@ class Settings(BaseSettings):
             raise ValueError(f"{name} is {len(value.encode())} bytes; it must be at least {MIN_SECRET_BYTES} "
                              f"(make one with: {MAKE_SECRET})")
         return value
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _host_patterns(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not host or host != host.strip() or "/" in host or (":" in host and not host.startswith("[")):
+                raise ValueError(f"QA_TRUSTED_HOSTS: {host!r} is not a host name (give names without "
+                                 "scheme or port, e.g. [\"qa.example.com\", \"localhost\"])")
+            if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+                raise ValueError(f"QA_TRUSTED_HOSTS: {host!r}: a wildcard is '*' alone or '*.example.com'")
+        return hosts
 
     @model_validator(mode="after")
     def _kept_inputs_are_encrypted(self) -> Settings:

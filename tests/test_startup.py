@@ -103,6 +103,7 @@ def _listening(port: int) -> bool:
     ([], {"WEB_CONCURRENCY": "3"}, "3 API processes serve"),
     ([], {"QA_SESSION_SECRET": SHORT}, "QA_SESSION_SECRET is 31 bytes"),
     ([], {"QA_WEBHOOK_SECRET": "change-me"}, "QA_WEBHOOK_SECRET is 9 bytes"),
+    ([], {"QA_TRUSTED_HOSTS": '["qa.example.com:443"]'}, "QA_TRUSTED_HOSTS"),
 ])
 def test_serve_refuses_to_start_misconfigured(tmp_path, args, settings, message):
     port = free_port()
@@ -155,6 +156,21 @@ def test_two_processes_share_sessions_and_sign_out(tmp_path):
         assert [load("/agents") for _ in range(12)] == [303] * 12
     finally:
         _stop(proc)
+
+
+def test_serve_notes_hosts_it_will_refuse(tmp_path):
+    # Listening on every address with the loopback names only: said at start, not found out later.
+    port = free_port()
+    proc = _serve(tmp_path, port, "--host", "0.0.0.0")
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": "qa.example.com"}).status_code == 400
+    finally:
+        stderr = _stop(proc)
+    assert "QA_TRUSTED_HOSTS allows localhost, 127.0.0.1, [::1] only" in stderr
 
 
 # -- docker ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ queries behind the pages are tested on both databases in test_views.py.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from types import SimpleNamespace
@@ -310,6 +311,59 @@ def test_signing_out_in_one_process_ends_the_session_in_all(database_url, make_s
     assert lost.get("/agents", follow_redirects=False).status_code == 303
     for app in (first, second, alone):
         app.state.repo.dispose()
+
+
+# -- hosts -------------------------------------------------------------------------------------
+
+PATHS_THAT_REDIRECT = ["/", "/agents", "/agents/", "/calls/", "/static", "/v1/calls/", "/healthz/", "/docs/"]
+
+
+@pytest.mark.parametrize("path", PATHS_THAT_REDIRECT)
+def test_a_foreign_host_is_refused_and_never_reflected(site, path):
+    for host in ("evil.example", "evil.example:8000", "testserver.evil.example"):
+        r = TestClient(site.app).get(path, headers={"Host": host}, follow_redirects=False)
+        assert r.status_code == 400, (path, host)
+        assert "evil.example" not in r.headers.get("location", "") and "evil.example" not in r.text
+    ok = TestClient(site.app).get(path, follow_redirects=False)
+    assert ok.status_code in (200, 303, 307), path
+
+
+def test_probes_answer_whatever_host_they_name(site):
+    # Monitors probe by address; these routes never build a URL from the Host header.
+    for path in ("/healthz", "/metrics"):
+        assert TestClient(site.app).get(path, headers={"Host": "10.1.2.3:8000"}).status_code in (200, 503)
+
+
+def test_the_default_hosts_are_the_loopback_names(tmp_path, monkeypatch):
+    monkeypatch.delenv("QA_TRUSTED_HOSTS")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'qa.db'}", storage_dir=tmp_path / "storage",
+                        redis_url="redis://127.0.0.1:1/0")
+    assert settings.trusted_hosts == ["localhost", "127.0.0.1", "[::1]"]
+    app = create_app(settings)
+    for base in ("http://localhost:8000", "http://127.0.0.1:8000", "http://[::1]:8000"):
+        assert TestClient(app, base_url=base).get("/").status_code == 200, base
+    assert TestClient(app).get("/").status_code == 400  # "testserver"
+    app.state.repo.dispose()
+
+
+@pytest.mark.parametrize(("hosts", "ok"), [
+    ('["qa.example.com", "*.qa.example.com"]', True),
+    ('["*"]', True),
+    ('["qa.example.com:8000"]', False),
+    ('["https://qa.example.com"]', False),
+    ('["qa.*.com"]', False),
+    ('["*example.com"]', False),
+    ('[""]', False),
+])
+def test_trusted_hosts_setting(monkeypatch, hosts, ok):
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("QA_TRUSTED_HOSTS", hosts)
+    if ok:
+        assert Settings().trusted_hosts == json.loads(hosts)
+    else:
+        with pytest.raises(ValidationError, match="QA_TRUSTED_HOSTS"):
+            Settings()
 
 
 # -- what the pages show -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from qa_service import __version__
 from qa_service.api import routes, webhooks
+from qa_service.api.hosts import TrustedHosts
 from qa_service.errors import (
     AuthError,
     Conflict,
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.mount("/static", web.static_files(), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + BODY_SLACK_BYTES,
                        upload_limit=settings.max_upload_bytes)
+    app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts, www_redirect=False)
     from qa_service.api import review
 
     review.install(app)  # review routes and the audit trail (outermost, so it sees every answer)
