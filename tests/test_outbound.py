@@ -1,4 +1,4 @@
-"""Outgoing connections: which addresses are public, DNS rebinding, TLS to a pinned address.
+"""Outgoing connections: which addresses are public, DNS rebinding, and bodies sent compressed.
 
 The rebinding tests run real HTTP servers on 127.0.0.1 and replace the system resolver
 (`socket.getaddrinfo`) and `socket.create_connection`, the two calls where the process meets the
@@ -8,6 +8,7 @@ the public address is delivered to a local server standing for that public host.
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import socket
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from qa_service import notify, outbound
-from qa_service.errors import TransientError
+from qa_service.errors import InputError, TransientError
 from qa_service.storage.fetch import UrlRefused, check_url, fetch_recording
 
 # Public addresses that stand for two recording hosts; the patched connect keeps them on this machine.
@@ -276,6 +277,39 @@ def test_a_webhook_receiver_that_resolves_to_a_private_address_is_refused_for_go
     with pytest.raises(notify.DeliveryRefused, match="QA_ALLOW_PRIVATE_URLS"):
         notify.post(settings, notify.CALL_SCORED, b"{}", "d-1")
     assert network.connects == []
+
+
+# -- compressed bodies -------------------------------------------------------------------------------
+
+def test_a_gzip_body_is_refused_before_it_expands(make_settings, sites):
+    import tracemalloc
+
+    expanded = 64 * 1024 * 1024
+    bomb = gzip.compress(b"\x00" * expanded, compresslevel=9)
+    assert len(bomb) < expanded // 500
+    site = sites({"/call.wav": (200, {"Content-Encoding": "gzip"}, bomb)})
+    settings = make_settings(allow_private_urls=True)
+    call_id = str(uuid.uuid4())
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"Content-Encoding: gzip.*serve the audio file as it is"):
+            fetch_recording(f"http://127.0.0.1:{site.port}/call.wav", settings.storage_dir, call_id, settings)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 8 * 1024 * 1024, f"the compressed body was expanded: peak {peak / 1e6:.0f} MB"
+    assert site.requests[0][2]["accept-encoding"] == "identity"
+    assert not (settings.storage_dir / call_id).exists()
+
+
+def test_an_identity_body_is_saved_as_sent(make_settings, sites):
+    site = sites({"/call.wav": (200, {"Content-Encoding": "identity"}, PUBLIC_WAV)})
+    settings = make_settings(allow_private_urls=True)
+    saved = fetch_recording(f"http://127.0.0.1:{site.port}/call.wav", settings.storage_dir,
+                            str(uuid.uuid4()), settings)
+    assert saved.read_bytes() == PUBLIC_WAV
 
 
 # -- TLS keeps the name ------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Only http and https; no private, loopback or link-local addresses unless QA_ALLOW_PRIVATE_URLS is
 set (a webhook must not make the worker read internal services): the connection goes to the address
 that was judged (qa_service/outbound.py). Redirects are followed by hand and each hop is checked
-again; size cap, timeouts and an audio content type.
+again; size cap, timeouts, an audio content type, and the body as sent: no Content-Encoding, so a
+small compressed body cannot expand past the size cap.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
 TOTAL_TIMEOUT_S = 15 * 60
 ACCEPTED_TYPES = ("audio/", "video/", "application/octet-stream", "binary/octet-stream", "application/ogg")
-REQUEST_HEADERS = {"Accept": "audio/*"}
+# Compressed transfer is refused rather than decoded: audio hardly compresses, and a gzip bomb would
+# only be caught after it expanded.
+REQUEST_HEADERS = {"Accept": "audio/*", "Accept-Encoding": "identity"}
 LABEL = "recording_url"
 
 
@@ -106,9 +109,14 @@ def _save(response: Any, storage_dir: Path, call_id: str, max_bytes: int) -> Pat
     ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype and not ctype.startswith(ACCEPTED_TYPES):
         raise InputError(f"the recording URL returned {ctype!r}, not audio")
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise InputError(f"the recording server sent the recording compressed (Content-Encoding: {coding}); "
+                         "serve the audio file as it is (requests ask for Accept-Encoding: identity)")
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise InputError(f"the recording is larger than the limit of {max_bytes} bytes")
     suffix = Path(urlsplit(str(response.url)).path).suffix.lower()
     suffix = suffix if suffix in AUDIO_SUFFIXES else ".bin"
-    return write_input(storage_dir, call_id, _Reader(response.iter_bytes()), suffix, max_bytes)  # type: ignore[arg-type]
+    # The raw stream: httpx would otherwise decode a Content-Encoding it was not asked for.
+    return write_input(storage_dir, call_id, _Reader(response.iter_raw()), suffix, max_bytes)  # type: ignore[arg-type]
