@@ -104,6 +104,31 @@ def test_embedded_ipv4_reads_each_form(text: str, carried: list[str]) -> None:
     assert [str(a) for a in outbound.embedded_ipv4(ipaddress.ip_address(text))] == carried
 
 
+@pytest.mark.parametrize("host", ["[64:ff9b::7f00:1]", "[2002:a9fe:a9fe::1]", "[::10.0.0.1]"])
+def test_the_telephony_webhook_refuses_ipv6_forms_of_private_addresses(make_settings, redis_url, host):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from qa_service.api import create_app
+    from qa_service.api.webhooks import sign
+    from tests.chaos_support import seed_rules
+
+    settings = make_settings(redis_url=redis_url)
+    app = create_app(settings)
+    seed_rules(app.state.repo)
+    body = json.dumps({"external_call_id": "pbx-64", "agent_id": "agent-tom",
+                       "start_time": "2026-10-20T09:15:00+02:00", "recording_url": f"http://{host}/r.wav",
+                       "channels": "stereo", "rubric_id": "harbourline-intake",
+                       "policy_pack_id": "valdoria-residence"}).encode()
+    r = TestClient(app).post("/v1/webhooks/telephony", content=body,
+                             headers={"Content-Type": "application/json",
+                                      "X-Signature": sign(settings.webhook_secret or "", body)})
+    assert r.status_code == 422 and "QA_ALLOW_PRIVATE_URLS" in r.json()["detail"]
+    assert app.state.repo.find_call("pbx-64") is None
+    app.state.repo.dispose()
+
+
 # -- a small network on this machine -----------------------------------------------------------------
 
 @dataclass
