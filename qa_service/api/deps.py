@@ -56,6 +56,7 @@ READ_RULES = ("qa", "telephony", "supervisor")
 RETRY = ("qa",)
 START_RESCORE = ("qa",)
 READ_RESCORES = ("qa", "supervisor")
+MANAGE_KEYS: tuple[str, ...] = ()  # no role but admin: list, create and revoke keys, read the audit log
 
 SubmitKey = Annotated[StoredKey, requires(*SUBMIT)]
 ReadCallKey = Annotated[StoredKey, requires(*READ_CALL)]
@@ -65,3 +66,4 @@ ReadRulesKey = Annotated[StoredKey, requires(*READ_RULES)]
 RetryKey = Annotated[StoredKey, requires(*RETRY)]
 StartRescoreKey = Annotated[StoredKey, requires(*START_RESCORE)]
 ReadRescoresKey = Annotated[StoredKey, requires(*READ_RESCORES)]
+AdminKey = Annotated[StoredKey, requires(*MANAGE_KEYS)]
