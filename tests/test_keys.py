@@ -10,6 +10,7 @@ import pytest
 from qa_service.auth import hash_key, issue_key
 from qa_service.errors import NotFound
 from qa_service.storage import open_repository
+from qa_service.storage.review import audit_entries
 from tests.test_api import Api
 
 
@@ -75,6 +76,21 @@ def test_bad_key_requests_say_what_to_fix(api):
         assert r.status_code == 404 and "no API key with id" in r.json()["detail"]
         assert api.client.get(f"/v1/keys/{key_id}", headers=admin).status_code == 404
     assert len(api.repo.list_keys()) == 4 and not any(k.revoked for k in api.repo.list_keys())
+
+
+def test_key_routes_are_audited(api):
+    admin_key = next(k for k in api.repo.list_keys() if k.role == "admin")
+    made = api.client.post("/v1/keys", json={"role": "qa", "name": "laptop"}, headers=api.h("admin")).json()
+    api.client.get("/v1/keys", headers=api.h("admin"))
+    api.client.post(f"/v1/keys/{made['id']}/revoke", headers=api.h("admin"))
+    api.client.get("/v1/keys", headers=api.h("supervisor"))
+    rows = audit_entries(api.repo.engine, target_id=made["id"])
+    assert [(e.action, e.key_id, e.target_kind, e.details) for e in rows] == [
+        ("revoke_key", admin_key.id, "key", "status=200"), ("create_key", admin_key.id, "key", "status=201")]
+    assert [e.action for e in audit_entries(api.repo.engine, action="list_keys")] == ["list_keys"]
+    refused = audit_entries(api.repo.engine, action="forbidden")
+    assert [(e.key_name, e.details.split(" tried=")[1]) for e in refused] == [("supervisor key", "list_keys")]
+    assert made["key"] not in repr(audit_entries(api.repo.engine))
 
 
 def test_key_storage_keeps_prefixes_and_reads_ids_in_any_form(database_url):
