@@ -43,6 +43,8 @@ REASON = "notice given before the recording started"
     ("GET", "/v1/agents/a-1/summary", ("read_scorecards", "agent", "a-1")),
     ("GET", "/v1/policy-currency?agent_id=a-2", ("read_policy_currency", "agent", "a-2")),
     ("GET", "/v1/review-queue", ("read_review_queue", "call", None)),
+    ("GET", "/v1/review-queue?agent_id=a-3", ("read_review_queue", "agent", "a-3")),
+    ("GET", "/v1/audit?agent_id=a-3", ("read_audit", None, None)),  # not a filter of that route
     ("GET", "/v1/rescores", ("list_rescores", "rescore", None)),
     ("GET", "/v1/rescores/r1", ("read_rescore", "rescore", "r1")),
     ("GET", "/v1/keys", ("list_keys", "key", None)),

@@ -221,6 +221,8 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
 _LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs|rescores|keys)/([^/?]+(?:/[^/?]+)?)$")
 # Answers that mean nothing was read or changed and nobody should be recorded: a client over its limit.
 _NOT_RECORDED = frozenset({429})
+# Lists that take `?agent_id=`: a read of one of them filtered so names that agent.
+_BY_AGENT = frozenset({"list_calls", "read_policy_currency", "read_review_queue"})
 
 
 def audited(method: str, path: str, query: bytes | str = b"") -> tuple[str, str | None, str | None] | None:
@@ -243,7 +245,7 @@ def _listing(item: _Audited, method: str, query: bytes | str) -> tuple[str, str 
     action = item.action
     if action == "list_calls" and params.get("format") == ["csv"]:
         action = "export_calls"
-    agent = params.get("agent_id", [""])[0]
+    agent = params.get("agent_id", [""])[0] if item.action in _BY_AGENT else ""
     return (action, "agent", agent) if agent else (action, item.target_kind, None)
 
 
