@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     outgoing_webhook_secret: str | None = None
     # Requests per minute per API key, counted in Redis across API processes; 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
+    # Answers 401/403 per client address per minute; past it the address gets 429 for the rest of the
+    # minute and its failures are no longer written to the audit log one by one. 0 turns it off.
+    failed_auth_per_minute: int = Field(default=30, ge=0)
+    # Sign-in attempts on the web page per client address per minute, counted before the key is checked.
+    sign_in_per_minute: int = Field(default=10, ge=0)
 
     @model_validator(mode="after")
     def _kept_inputs_are_encrypted(self) -> Settings:

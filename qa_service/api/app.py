@@ -85,9 +85,10 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.include_router(routes.router)
     app.include_router(webhooks.router)
     from qa_service import web
-    from qa_service.api import agents, metrics, policy, rescores
+    from qa_service.api import agents, keys, metrics, policy, rescores
 
     app.include_router(agents.router)
+    app.include_router(keys.router)
     app.include_router(policy.router)
     app.include_router(rescores.router)
     app.include_router(metrics.router)

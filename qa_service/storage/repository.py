@@ -7,6 +7,7 @@ against both.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -24,6 +25,14 @@ RescoreStatus = Literal["queued", "running", "done", "failed"]
 CALL_STATUSES: tuple[str, ...] = ("queued", "processing", "done", "failed")
 RESCORE_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
 ROLES: tuple[str, ...] = ("admin", "qa", "telephony", "supervisor")
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The usual form of a UUID however it is written (no hyphens, capitals, braces, urn:uuid:), or None."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,8 @@ class StoredKey:
     key_hash: str = field(repr=False)
     created_at: datetime
     revoked: bool
+    # The key's first characters, to recognise it by; None for keys made before they were kept.
+    prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -298,8 +309,8 @@ class Repository(Protocol):
         """Mark a run failed with a reason that is safe to show (no personal data); a done run stays done."""
         ...
 
-    def add_key(self, name: str, role: str, key_hash: str) -> StoredKey:
-        """Store a new API key's hash."""
+    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
+        """Store a new API key's hash (and its first characters, to recognise it by)."""
         ...
 
     def key_by_hash(self, key_hash: str, max_age_s: float = 0.0) -> StoredKey | None:

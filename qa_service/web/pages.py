@@ -20,7 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from qa_service.api.agents import AUDIO_TYPES, csv_response, redacted_audio, views_of
-from qa_service.api.deps import READ_SCORES
+from qa_service.api.deps import READ_SCORES, sign_in_attempt
+from qa_service.api.ratelimit import limit_rate
 from qa_service.auth import verify_key
 from qa_service.errors import AuthError, Forbidden, NotFound
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
@@ -66,7 +67,7 @@ def signed_in(request: Request) -> StoredKey | None:
     key = request.app.state.repo.key_by_hash(key_hash)
     if key is None or key.revoked or (key.role != "admin" and key.role not in READ_SCORES):
         return None
-    return key  # type: ignore[no-any-return]
+    return limit_rate(request, key)  # a session counts against its key's limit, like the key itself
 
 
 def _to_sign_in(request: Request) -> RedirectResponse:
@@ -102,6 +103,7 @@ async def sign_in(request: Request) -> Response:
     api_key = str(form.get("api_key") or "").strip()
     target = _safe_next(str(form.get("next") or ""))
     repo = request.app.state.repo
+    await run_in_threadpool(sign_in_attempt, request, api_key)
     try:
         key = await run_in_threadpool(verify_key, repo, api_key)
         if key.role != "admin" and key.role not in READ_SCORES:
