@@ -41,6 +41,7 @@ from qa_service.errors import ConfigError, InputError, QAServiceError, Transient
 from qa_service.settings import Settings
 from qa_service.storage.inputs import (
     SEALED_SUFFIX,
+    make_storage_dir,
     remove_input,
     seal_input,
     unseal_input,
@@ -708,6 +709,7 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     repo = open_repository(settings.database_url)
     configure(settings, repo)
+    make_storage_dir(settings.storage_dir)
     engines()
     connection: Redis = Redis.from_url(settings.redis_url)
     try:
