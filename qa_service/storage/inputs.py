@@ -1,11 +1,22 @@
 """Call inputs on disk: one folder per call under QA_STORAGE_DIR, written and fsynced before enqueueing.
 
-Inputs are raw recordings or transcripts (personal data): the worker deletes them after
-processing unless `keep_raw_audio` / `keep_raw_transcript` say otherwise, and then seals them
-(encrypted with `encryption_key`, `<name>.sealed`). The redacted copy of
-a recording (every personal-data span silenced) is kept for the call page's player unless
-`keep_redacted_audio` is off. Only the service's user can read any of them: files are 0600 in
-folders 0700, the storage folder included, whatever the umask.
+Inputs are raw recordings or transcripts: personal data. What happens to one follows the call:
+
+- queued or processing: the input is on disk in plain form, where only the service's user can read
+  it (files 0600 in folders 0700, the storage folder included, whatever the umask). A sealed input
+  processed again (a retry) is decrypted into a run copy (`.unsealed-<name>`, 0600) that the run
+  deletes on every way out; a worker killed mid-run leaves it to whoever ends the call.
+- done: the input is deleted, or sealed (encrypted with `encryption_key`, `<name>.sealed`) when
+  `keep_raw_audio` / `keep_raw_transcript` keep it.
+- failed on bad input: as done, since there is nothing a retry could do with it.
+- failed for any other reason (rules missing, job timeout, transient errors exhausted, a worker
+  killed too often): the input stays for `failed_input_retention_hours`, so the call can be retried,
+  sealed when `encryption_key` is set and otherwise plain (0600); after that the maintenance pass
+  deletes it, sealed or not, and a retry says the input is gone. 0 hours deletes it at once.
+
+Every way a call ends removes run copies and partial files. The redacted copy of a recording (every
+personal-data span silenced, 0600 too) is kept for the call page's player unless `keep_redacted_audio`
+is off.
 """
 
 from __future__ import annotations
@@ -17,10 +28,12 @@ import re
 import shutil
 import stat
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from qa_service.errors import InputError
+from qa_service.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from qa_service.records import Audio
@@ -35,7 +48,9 @@ AUDIO_SUFFIXES = frozenset({
     ".au", ".aif", ".aiff", ".wma", ".mka", ".mkv", ".caf", ".spx", ".3gp",
 })
 SEALED_SUFFIX = ".sealed"
-# A file being written (`_write_atomically`) is renamed into place once complete.
+# A sealed input decrypted for one run (`unsealed`), and a file being written (`_write_atomically`):
+# both are left behind only by a process killed meanwhile, and removed when its call ends.
+RUN_COPY_PREFIX = ".unsealed-"
 PARTIAL_SUFFIX = ".partial"
 # Only the service's own user may read call inputs, whatever the umask of the process that wrote them.
 PRIVATE_DIR = 0o700
@@ -116,6 +131,21 @@ def remove_input(storage_dir: Path, call_id: str) -> None:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
+def remove_run_copies(storage_dir: Path, call_id: str) -> None:
+    """Delete what a killed run left in the call's folder: decrypted run copies and partly written files."""
+    folder = call_dir(storage_dir, call_id)
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.name.startswith(RUN_COPY_PREFIX) or path.name.endswith(PARTIAL_SUFFIX):
+            path.unlink(missing_ok=True)
+
+
+def is_sealed(path: str | Path) -> bool:
+    """Whether a stored input path names a sealed (encrypted) input."""
+    return str(path).endswith(SEALED_SUFFIX)
+
+
 def seal_input(path: Path, key: str) -> Path:
     """Encrypt a kept raw input in place (Fernet: AES-128-CBC + HMAC); returns the sealed file's path."""
     from cryptography.fernet import Fernet
@@ -127,20 +157,29 @@ def seal_input(path: Path, key: str) -> Path:
     return sealed
 
 
-def unseal_input(sealed: Path, key: str) -> Path:
-    """Decrypt a sealed input back beside it (to process the call again); returns the plain path."""
+@contextmanager
+def unsealed(sealed: Path, key: str) -> Iterator[Path]:
+    """Decrypt a sealed input into a private run copy for one run; the copy is deleted however the run ends.
+
+    The sealed file stays as it is, so a run that fails leaves the input as sealed as before.
+    """
     from cryptography.fernet import Fernet, InvalidToken
 
-    plain = sealed.with_name(sealed.name.removesuffix(SEALED_SUFFIX))
     try:
         data = Fernet(key).decrypt(sealed.read_bytes())
     except InvalidToken:
-        raise InputError("the kept input cannot be decrypted with QA_ENCRYPTION_KEY (was the key changed?)") \
-            from None
-    with _private_file(plain) as out:
-        out.write(data)
-    sealed.unlink()
-    return plain
+        # Not the caller's fault and not lost: the call stays retryable once the right key is set.
+        raise ConfigError("the call's kept input cannot be decrypted with QA_ENCRYPTION_KEY (was the key "
+                          "changed?); set the key that sealed it and retry") from None
+    # Named after the input, so readers that go by the suffix (.json, .wav) see the same name.
+    copy = sealed.with_name(RUN_COPY_PREFIX + sealed.name.removesuffix(SEALED_SUFFIX))
+    try:
+        with _private_file(copy) as out:
+            out.write(data)
+        del data  # the run may take an hour: do not hold a second plain copy in memory meanwhile
+        yield copy
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def write_redacted_audio(storage_dir: Path, call_id: str, audio: Audio) -> Path:
