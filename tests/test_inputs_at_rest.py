@@ -48,7 +48,8 @@ Agent: Thank you Adaeze. Is there anything else I can help you with?
 UNPARSEABLE = b"Adaeze Okonkwo-Baptiste rang from 415 555 0132 about her permit fee\n"
 SECRETS = [b"Okonkwo", b"Adaeze", b"555 0132", b"5550132"]
 
-# How each call is made to end, by its external id (the pipeline sees it as the call's id).
+# Calls are named by their external id (the stage sees it as the call's id); these fail for a reason
+# other than bad input, so a retry may still need their input.
 RETRYABLE = ("rules-missing", "rules-broken", "timeout", "transient", "killed", "rerun", "rerun-killed")
 MODES = {
     "no key": {},
