@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # A copy of the audio with every personal-data span silenced, for reviewers' players.
     keep_redacted_audio: bool = True
     encryption_key: str | None = None
+    # A call that failed for a reason other than bad input keeps its input this long, so it can be
+    # retried: sealed with `encryption_key` when one is set, otherwise plain but readable by the
+    # service's user only. Then the maintenance pass deletes it; 0 deletes it as the call fails.
+    failed_input_retention_hours: float = Field(default=72.0, ge=0)
     # Words never redacted as personal data: the company's own names, agents' first names.
     # In the environment as a JSON list: QA_REDACT_ALLOW_LIST='["Harbourline", "Mira"]'
     redact_allow_list: list[str] = Field(default_factory=list)

@@ -27,7 +27,7 @@ from qa_service.errors import (
     TransientError,
 )
 from qa_service.settings import Settings
-from qa_service.storage.inputs import EmptyInput, InputTooLarge
+from qa_service.storage.inputs import EmptyInput, InputTooLarge, make_storage_dir
 from qa_service.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
 
         # Connects lazily: the API starts even when Redis is briefly away (healthz reports it).
         queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    make_storage_dir(settings.storage_dir)
 
     app = FastAPI(
         title="Call QA service",

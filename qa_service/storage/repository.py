@@ -215,9 +215,14 @@ class Repository(Protocol):
         """Every call whose status is one of these, oldest first."""
         ...
 
-    def done_calls_with_plain_input(self) -> list[StoredCall]:
-        """Done calls whose input is still stored unsealed (a worker stopped between storing the scorecard
-        and deleting or sealing the input), oldest first."""
+    def calls_with_plain_input(self, statuses: Iterable[str]) -> list[StoredCall]:
+        """Calls with one of these statuses whose input is stored unsealed, oldest first (for done and failed
+        calls: a worker stopped between ending the call and deleting or sealing its input)."""
+        ...
+
+    def failed_calls_with_input(self, failed_before: datetime) -> list[StoredCall]:
+        """Failed calls that failed before this moment and still have an input stored, sealed or not,
+        oldest first."""
         ...
 
     def start_call(self, call_id: str) -> StoredCall:

@@ -189,12 +189,23 @@ class SqlRepository:
         with self.engine.connect() as conn:
             return [_call(r) for r in conn.execute(query).mappings()]
 
-    def done_calls_with_plain_input(self) -> list[StoredCall]:
+    def calls_with_plain_input(self, statuses: Iterable[str]) -> list[StoredCall]:
+        """Calls with one of these statuses whose input is stored unsealed, oldest first."""
         from qa_service.storage.inputs import SEALED_SUFFIX
 
         c = t.calls.c
-        query = sa.select(t.calls).where(c.status == "done", c.input_path.is_not(None),
+        query = sa.select(t.calls).where(c.status.in_(list(statuses)), c.input_path.is_not(None),
                                          sa.not_(c.input_path.endswith(SEALED_SUFFIX))).order_by(c.created_at)
+        with self.engine.connect() as conn:
+            return [_call(r) for r in conn.execute(query).mappings()]
+
+    def failed_calls_with_input(self, failed_before: datetime) -> list[StoredCall]:
+        """Failed calls that failed before this moment and still have an input stored, oldest first."""
+        c = t.calls.c
+        # A failed call's row changes only when it fails and when its input is sealed at that moment
+        # (a retry makes it queued again), so updated_at is when it failed.
+        query = sa.select(t.calls).where(c.status == "failed", c.input_path.is_not(None),
+                                         c.updated_at < _utc(failed_before)).order_by(c.created_at)
         with self.engine.connect() as conn:
             return [_call(r) for r in conn.execute(query).mappings()]
 
