@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--role", required=True, choices=["admin", "qa", "telephony", "supervisor"])
     kc.add_argument("--name", required=True)
     kc.set_defaults(func=cmd_keys_create)
+    kl = keys.add_parser("list", help="every key: id, name, role, prefix, created, revoked (never the key)")
+    kl.set_defaults(func=cmd_keys_list)
+    kr = keys.add_parser("revoke", help="revoke a key by its id (from `keys list`); it stops working at once")
+    kr.add_argument("key_id", metavar="KEY_ID")
+    kr.set_defaults(func=cmd_keys_revoke)
 
     rs = sub.add_parser("rescore", help="rescore stored calls with changed rules (no re-transcription)")
     rs.add_argument("--rubric", type=Path, required=True, help="new rubric (same id, usually a new version)")
@@ -447,16 +452,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Create an API key and print it alone on the last line."""
-    import getpass
-
-    from qa_service.auth import create_key
+    from qa_service.auth import issue_key
     from qa_service.storage.review import audit
 
     repo = _repository(Settings())
-    key = create_key(repo, role=args.role, name=args.name)
-    # Who ran the command on which machine: the command line has no API key of its own.
-    audit(repo.engine, "create_key", key_name=f"cli:{getpass.getuser()}", role="admin", target_kind="key",
-          details=f"role={args.role} name={args.name}"[:200])
-    print(f"created {args.role} key {args.name!r}; store it now, it is not shown again:", file=sys.stderr)
+    stored, key = issue_key(repo, role=args.role, name=args.name)
+    audit(repo.engine, "create_key", key_name=_cli_user(), role="admin", target_kind="key",
+          target_id=stored.id, details=f"role={args.role} name={args.name}"[:200])
+    print(f"created {args.role} key {args.name!r} ({stored.id}); store it now, it is not shown again:",
+          file=sys.stderr)
     print(key)
     return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """Print every API key as a table: id, name, role, prefix, created, revoked."""
+    repo = _repository(Settings())
+    rows = [(k.id, k.name, k.role, f"{k.prefix}..." if k.prefix else "-",
+             k.created_at.strftime("%Y-%m-%d %H:%M"), "revoked" if k.revoked else "active")
+            for k in repo.list_keys()]
+    if not rows:
+        print("no API keys; make one with `qa-service keys create --role admin --name NAME`", file=sys.stderr)
+        return 0
+    print(_table(("id", "name", "role", "prefix", "created (UTC)", "state"), rows))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    """Revoke an API key by id; revoking a revoked key changes nothing and says so."""
+    from qa_service.auth import revoke_key
+    from qa_service.storage.review import audit
+
+    repo = _repository(Settings())
+    key, changed = revoke_key(repo, args.key_id)
+    audit(repo.engine, "revoke_key", key_name=_cli_user(), role="admin", target_kind="key", target_id=key.id,
+          details=f"role={key.role} name={key.name}{'' if changed else ' already revoked'}"[:200])
+    print(f"{key.role} key {key.name!r} ({key.id}) " + ("revoked" if changed else "was already revoked"))
+    return 0
+
+
+def _cli_user() -> str:
+    # Who ran the command: the command line has no API key of its own, so the audit names the user.
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in (header, *rows))

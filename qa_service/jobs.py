@@ -40,10 +40,12 @@ from typing import TYPE_CHECKING, Any
 from qa_service.errors import ConfigError, InputError, QAServiceError, TransientError
 from qa_service.settings import Settings
 from qa_service.storage.inputs import (
-    SEALED_SUFFIX,
+    is_sealed,
+    make_storage_dir,
     remove_input,
+    remove_run_copies,
     seal_input,
-    unseal_input,
+    unsealed,
     write_redacted_audio,
 )
 
@@ -137,7 +139,9 @@ def retry_failed_call(repo: Repository, call_id: str) -> StoredCall:
     if call.status != "failed":
         raise Conflict(f"only failed calls can be retried; this one is {call.status}")
     if not call.input_url and not (call.input_path and Path(call.input_path).is_file()):
-        raise Conflict("the call's input is no longer stored (deleted after processing); submit it again")
+        raise Conflict("the call's input is no longer stored: it is deleted when the input was unusable, "
+                       "and otherwise QA_FAILED_INPUT_RETENTION_HOURS after the call failed; submit the "
+                       "call again")
     return repo.requeue_call(call.id)
 
 
@@ -167,8 +171,8 @@ def _process(call_id: str) -> str:
     try:
         card = _score(call, repo, settings)
     except InputError as exc:
-        repo.fail_call(call_id, str(exc) or type(exc).__name__)
-        _discard_input(call, repo, settings)
+        failed = repo.fail_call(call_id, str(exc) or type(exc).__name__)
+        _discard_input(failed, repo, settings)  # nothing a retry could do with it
         log.warning("call %s failed: unusable input (%s)", call_id, type(exc).__name__)
         return call_id
     except TransientError as exc:
@@ -177,10 +181,13 @@ def _process(call_id: str) -> str:
             log.warning("call %s: transient failure (%s); trying again in %.0f s", call_id,
                         type(exc).__name__, delay)
             return call_id
-        repo.fail_call(call_id, f"{exc}; gave up after {call.attempts} attempts, retry when fixed")
+        failed = repo.fail_call(call_id, f"{exc}; gave up after {call.attempts} attempts, retry when fixed")
+        _keep_failed_input(failed, repo, settings)
         raise
-    except Exception as exc:
-        repo.fail_call(call_id, f"{_reason(exc, settings)}; the worker log has the details, retry when fixed")
+    except Exception as exc:  # RQ's JobTimeoutException too
+        failed = repo.fail_call(call_id, f"{_reason(exc, settings)}; the worker log has the details, retry "
+                                         "when fixed")
+        _keep_failed_input(failed, repo, settings)
         raise
     if repo.get_call(call_id).status == "done":
         # Another run finished the call meanwhile: its lease was lost (Redis restarted while this
@@ -476,20 +483,20 @@ def _score(call: StoredCall, repo: Repository, settings: Settings) -> dict[str, 
     from qa_service.pipeline import process_audio, process_transcript
     from qa_service.records import CallMeta
 
-    path = _input(call, repo, settings)
     rubric = _rules(repo, "rubric", call.rubric_id, call.rubric_version)
     policies = _rules(repo, "policy_pack", call.policy_pack_id, call.policy_pack_version)
     meta = CallMeta(call_id=call.external_id or call.id, agent_id=call.agent_id, call_date=call.call_date,
                     channels=call.channels)  # type: ignore[arg-type]
-    if call.input_kind == "transcript":
-        from qa_service.intake import parse_transcript
+    with _input(call, repo, settings) as path:
+        if call.input_kind == "transcript":
+            from qa_service.intake import parse_transcript
 
-        transcript = parse_transcript(path.read_bytes(), filename=path.name)
-        return process_transcript(transcript, meta, rubric, policies, engines()).to_dict()
-    keep = None
-    if settings.keep_redacted_audio:
-        keep = partial(write_redacted_audio, settings.storage_dir, call.id)
-    return process_audio(path, meta, rubric, policies, engines(), keep_redacted_audio=keep).to_dict()
+            transcript = parse_transcript(path.read_bytes(), filename=path.name)
+            return process_transcript(transcript, meta, rubric, policies, engines()).to_dict()
+        keep = None
+        if settings.keep_redacted_audio:
+            keep = partial(write_redacted_audio, settings.storage_dir, call.id)
+        return process_audio(path, meta, rubric, policies, engines(), keep_redacted_audio=keep).to_dict()
 
 
 def _rules(repo: Repository, kind: str, rules_id: str, version: str) -> Any:
@@ -503,20 +510,29 @@ def _rules(repo: Repository, kind: str, rules_id: str, version: str) -> Any:
     return _ctx.rules[key]
 
 
-def _input(call: StoredCall, repo: Repository, settings: Settings) -> Path:
+@contextmanager
+def _input(call: StoredCall, repo: Repository, settings: Settings) -> Iterator[Path]:
+    """The call's input as a plain file for the length of one run."""
     if call.input_path and Path(call.input_path).is_file():
         path = Path(call.input_path)
-        if path.name.endswith(SEALED_SUFFIX) and settings.encryption_key:
-            # A kept input processed again (retry, rescoring from audio): decrypted for this run only.
-            path = unseal_input(path, settings.encryption_key)
-            repo.set_input_path(call.id, str(path))
-        return path
+        if not is_sealed(path):
+            yield path
+            return
+        if not settings.encryption_key:
+            raise ConfigError("the call's input is sealed: set QA_ENCRYPTION_KEY to the key that sealed it "
+                              "and retry")
+        # A sealed input processed again (a retry): decrypted into a copy for this run only, so a run
+        # that fails leaves it sealed.
+        with unsealed(path, settings.encryption_key) as plain:
+            yield plain
+        return
     if call.input_url:
         from qa_service.storage.fetch import fetch_recording
 
         path = fetch_recording(call.input_url, settings.storage_dir, call.id, settings)
         repo.set_input_path(call.id, str(path))
-        return path
+        yield path
+        return
     raise InputError("the call's input is not in QA_STORAGE_DIR (deleted after processing, or the storage "
                      "folder is not shared with this worker); submit it again")
 
@@ -575,28 +591,72 @@ def _record_stage_seconds(card: dict[str, Any]) -> None:
 
 
 def _discard_input(call: StoredCall, repo: Repository, settings: Settings) -> None:
+    """A done call's input (or a failed one's that no retry could use): deleted, or sealed when a
+    setting keeps inputs."""
     keep = settings.keep_raw_transcript if call.input_kind == "transcript" else settings.keep_raw_audio
-    if keep:
-        path = Path(call.input_path) if call.input_path else None
-        # Settings refuses to keep inputs without a key, so the key is there.
-        if path is not None and path.is_file() and not path.name.endswith(SEALED_SUFFIX) \
-                and settings.encryption_key:
-            repo.set_input_path(call.id, str(seal_input(path, settings.encryption_key)))
+    if keep and settings.encryption_key:  # Settings refuses to keep inputs without a key
+        _seal(call, repo, settings.encryption_key, settings)
         return
     remove_input(settings.storage_dir, call.id)
     repo.set_input_path(call.id, None)
 
 
+def _keep_failed_input(call: StoredCall, repo: Repository, settings: Settings) -> None:
+    """A failed call's input, kept for a retry: sealed when a key is set, plain otherwise (its file is
+    private either way); deleted at once when QA_FAILED_INPUT_RETENTION_HOURS is 0. Never raises, so
+    the failure it follows is what the caller sees."""
+    try:
+        if settings.failed_input_retention_hours == 0:
+            remove_input(settings.storage_dir, call.id)
+            repo.set_input_path(call.id, None)
+        elif settings.encryption_key:
+            _seal(call, repo, settings.encryption_key, settings)
+        else:
+            remove_run_copies(settings.storage_dir, call.id)
+    except Exception:  # the maintenance pass seals or deletes it later (discard_leftover_inputs)
+        log.exception("could not seal or delete the input of failed call %s", call.id)
+
+
+def _seal(call: StoredCall, repo: Repository, key: str, settings: Settings) -> None:
+    """Seal the call's input unless it is sealed already, and remove what a killed run left beside it."""
+    # Read again: the row passed in may predate the run that downloaded the recording.
+    path = repo.get_call(call.id).input_path
+    remove_run_copies(settings.storage_dir, call.id)
+    if path is not None and not is_sealed(path) and Path(path).is_file():
+        repo.set_input_path(call.id, str(seal_input(Path(path), key)))
+
+
 def discard_leftover_inputs(repo: Repository, settings: Settings) -> int:
-    """Delete (or seal, when a setting keeps inputs) the inputs of done calls that a worker stopped
-    before discarding: it was killed between storing the scorecard and deleting the input, and no job
-    will come back to that call. Returns how many."""
-    calls = repo.done_calls_with_plain_input()
-    for call in calls:
-        _discard_input(call, repo, settings)
-    if calls:
-        log.info("discarded the inputs %d finished call(s) left behind", len(calls))
-    return len(calls)
+    """Settle the inputs that ended calls still hold; returns how many calls it changed.
+
+    The inputs of failed calls older than QA_FAILED_INPUT_RETENTION_HOURS are deleted, sealed or not.
+    A done call's plain input (its worker was killed between storing the scorecard and deleting the
+    input) is deleted or sealed as the run would have done, and with a key set a failed call's plain
+    input (its worker was killed before sealing it, or it failed before a key was set) is sealed.
+    """
+    from datetime import timedelta
+
+    cutoff = datetime.now(UTC) - timedelta(hours=settings.failed_input_retention_hours)
+    expired = 0
+    for call in repo.failed_calls_with_input(failed_before=cutoff):
+        if repo.get_call(call.id).status != "failed":
+            continue  # retried since the query: its run needs the input
+        remove_input(settings.storage_dir, call.id)
+        repo.set_input_path(call.id, None)
+        expired += 1
+    statuses = ["done", "failed"] if settings.encryption_key else ["done"]
+    left = repo.calls_with_plain_input(statuses)
+    for call in left:
+        if call.status == "done":
+            _discard_input(call, repo, settings)
+        else:
+            _keep_failed_input(call, repo, settings)
+    if expired:
+        log.info("deleted the inputs of %d call(s) that failed more than %g h ago", expired,
+                 settings.failed_input_retention_hours)
+    if left:
+        log.info("deleted or sealed the plain inputs %d ended call(s) left behind", len(left))
+    return expired + len(left)
 
 
 def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> list[str]:
@@ -634,8 +694,9 @@ def reconcile(repo: Repository, queue: Queue, *, timeout: int | None = None) -> 
         if call.status == "processing" and not holder_died and _age_s(call.updated_at) < LEASE_TTL_S:
             continue
         if call.attempts >= MAX_ATTEMPTS:
-            repo.fail_call(call.id, f"processing stopped {call.attempts} times without finishing "
-                                    "(worker killed or timed out); retry when fixed")
+            failed = repo.fail_call(call.id, f"processing stopped {call.attempts} times without finishing "
+                                             "(worker killed or timed out); retry when fixed")
+            _keep_failed_input(failed, repo, _settings())
             continue
         repo.requeue_call(call.id)
         enqueue_call(queue, call.id, timeout=timeout)
@@ -708,6 +769,12 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     repo = open_repository(settings.database_url)
     configure(settings, repo)
+    make_storage_dir(settings.storage_dir)
+    if not settings.encryption_key and settings.failed_input_retention_hours > 0:
+        log.warning("QA_ENCRYPTION_KEY is not set: a failed call keeps its input unencrypted (readable by "
+                    "this user only) for QA_FAILED_INPUT_RETENTION_HOURS=%g h so it can be retried; set a "
+                    "key to keep it sealed, or 0 hours to delete it at once",
+                    settings.failed_input_retention_hours)
     engines()
     connection: Redis = Redis.from_url(settings.redis_url)
     try:

@@ -14,7 +14,8 @@ Each event is an RQ job on the `<queue>-notify` queue, enqueued by dotted path. 
 error, a timeout, HTTP 408, 429 or 5xx is retried with exponential backoff (RQ `Retry`); any other
 answer that is not 2xx (3xx included: redirects are not followed) fails the job at once. The URL
 is checked before every attempt like a recording URL: no private, loopback or link-local
-addresses unless QA_ALLOW_PRIVATE_URLS is set.
+addresses unless QA_ALLOW_PRIVATE_URLS is set, and the POST goes to the address that was judged
+(qa_service/outbound.py), not to a later answer of the resolver.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ RETRY_INTERVALS_S = [10, 40, 160, 640, 2560]
 CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 10
 JOB_TIMEOUT_S = 60
+URL_SETTING = "QA_OUTGOING_WEBHOOK_URL"
 # Answers worth trying again; every other non-2xx answer means the request itself is unwelcome.
 RETRY_STATUSES = frozenset({408, 429})
 _DELIVERY_NS = uuid.UUID("6f1c6a52-5d0e-4a57-9a43-1c1a3f3c2b7e")
@@ -173,24 +175,26 @@ def post(settings: Settings, event: str, body: bytes, delivery: str) -> int:
     """One delivery attempt: DeliveryFailed when worth retrying, DeliveryRefused when not."""
     import httpx
 
-    from qa_service.storage.fetch import UrlRefused, check_url
+    from qa_service import outbound
+    from qa_service.storage.fetch import check_url
 
     url, secret = settings.outgoing_webhook_url, settings.outgoing_webhook_secret
     if not url or not secret:
         raise DeliveryRefused("outgoing webhooks are turned off or unsigned now "
                               "(QA_OUTGOING_WEBHOOK_URL / QA_OUTGOING_WEBHOOK_SECRET)")
-    try:
-        # Checked (and resolved) before every attempt; a DNS answer that changes meanwhile is not handled.
-        check_url(url, allow_private=settings.allow_private_urls)
-    except UrlRefused:
-        raise DeliveryRefused("QA_OUTGOING_WEBHOOK_URL must be an http(s) URL of a public address; "
-                              "set QA_ALLOW_PRIVATE_URLS=true for a receiver inside the network") from None
     headers = {"Content-Type": "application/json", "User-Agent": "qa-service-webhook",
                "X-Event": event, "X-Delivery-Id": delivery, "X-Signature": sign(secret, body)}
     timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    allow_private = settings.allow_private_urls
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        # The scheme and a literal address first; the connection resolves the host name once, before
+        # every attempt, and connects only to the addresses it judged.
+        check_url(url, allow_private=allow_private, resolve=False)
+        with outbound.client(allow_private=allow_private, label=URL_SETTING, timeout=timeout) as client:
             status = client.post(url, content=body, headers=headers).status_code
+    except outbound.UrlRefused:
+        raise DeliveryRefused("QA_OUTGOING_WEBHOOK_URL must be an http(s) URL of a public address; "
+                              "set QA_ALLOW_PRIVATE_URLS=true for a receiver inside the network") from None
     except httpx.TimeoutException:
         raise DeliveryFailed(f"webhook {event} {delivery}: the receiver timed out") from None
     except httpx.TransportError as exc:

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # A copy of the audio with every personal-data span silenced, for reviewers' players.
     keep_redacted_audio: bool = True
     encryption_key: str | None = None
+    # A call that failed for a reason other than bad input keeps its input this long, so it can be
+    # retried: sealed with `encryption_key` when one is set, otherwise plain but readable by the
+    # service's user only. Then the maintenance pass deletes it; 0 deletes it as the call fails.
+    failed_input_retention_hours: float = Field(default=72.0, ge=0)
     # Words never redacted as personal data: the company's own names, agents' first names.
     # In the environment as a JSON list: QA_REDACT_ALLOW_LIST='["Harbourline", "Mira"]'
     redact_allow_list: list[str] = Field(default_factory=list)
@@ -82,6 +86,11 @@ class Settings(BaseSettings):
     outgoing_webhook_secret: str | None = None
     # Requests per minute per API key, counted in Redis across API processes; 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
+    # Answers 401/403 per client address per minute; past it the address gets 429 for the rest of the
+    # minute and its failures are no longer written to the audit log one by one. 0 turns it off.
+    failed_auth_per_minute: int = Field(default=30, ge=0)
+    # Sign-in attempts on the web page per client address per minute, counted before the key is checked.
+    sign_in_per_minute: int = Field(default=10, ge=0)
 
     # Web sessions, forms and hosts. The secret signs session cookies and form tokens; unset, each API
     # process makes its own at start, which only works while one process serves (`web_concurrency`:

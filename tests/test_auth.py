@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
-from qa_service.auth import create_key, hash_key, require_role, verify_key
-from qa_service.errors import AuthError, Forbidden
+from qa_service.auth import (
+    create_key,
+    find_key,
+    hash_key,
+    issue_key,
+    require_role,
+    revoke_key,
+    shown_key,
+    verify_key,
+)
+from qa_service.errors import AuthError, Forbidden, InputError, NotFound
 from qa_service.storage import open_repository
 
 
@@ -45,10 +55,61 @@ def test_revoked_key_is_rejected(repo):
         verify_key(repo, key)
 
 
-@pytest.mark.parametrize(("role", "name"), [("root", "x"), ("qa", "  ")])
-def test_bad_role_or_name(repo, role, name):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(("role", "name", "message"), [("root", "x", "unknown role 'root'; choose one of"),
+                                                       ("qa", "  ", "needs a name")])
+def test_bad_role_or_name(repo, role, name, message):
+    # An InputError: the command line prints it, the API answers 422 with it.
+    with pytest.raises(InputError, match=message):
         create_key(repo, role, name)
+    assert repo.list_keys() == []
+
+
+def test_a_key_keeps_its_first_characters_to_be_recognised_by(repo):
+    stored, key = issue_key(repo, "supervisor", "night shift")
+    assert stored.prefix == key[:12] and stored.prefix.startswith("qak_") and len(stored.prefix) == 12
+    [listed] = repo.list_keys()
+    assert listed.prefix == stored.prefix and listed.key_hash == hash_key(key)
+    # The prefix is not the key: 35 of the key's 47 characters are nowhere but with its holder.
+    assert key not in repr(listed) and len(key) - len(stored.prefix) >= 35
+    with pytest.raises(AuthError):
+        verify_key(repo, stored.prefix)
+
+
+def test_keys_made_before_prefixes_were_kept_have_none(repo):
+    old = repo.add_key("old", "qa", hash_key("qak_" + "o" * 43))
+    assert old.prefix is None and find_key(repo, old.id).prefix is None
+
+
+REAL = "qak_" + "A1b2C3d4" + "x" * 35
+
+
+@pytest.mark.parametrize(("token", "shown"), [
+    (None, "none"),
+    ("", "none"),
+    (REAL, "qak_A1b2C3d4"),
+    # Too short to be one of ours: the start of some other secret is not shown, only its length.
+    ("qak_nope", "not-a-key(8 chars)"),
+    ("hunter2-correct-horse", "not-a-key(21 chars)"),
+    ("x" * 60, "not-a-key(60 chars)"),
+])
+def test_a_presented_token_shows_at_most_a_key_prefix(token, shown):
+    assert shown_key(token) == shown
+
+
+def test_revoking_is_idempotent_and_unknown_ids_are_named(repo):
+    stored, key = issue_key(repo, "telephony", "pbx")
+    revoked, changed = revoke_key(repo, stored.id)
+    assert changed and revoked.revoked and revoked.id == stored.id
+    with pytest.raises(AuthError, match="revoked"):
+        verify_key(repo, key, max_age_s=3600)
+    again, changed = revoke_key(repo, stored.id)
+    assert not changed and again.revoked
+    # The id as printed without hyphens or in capitals is the same key.
+    assert revoke_key(repo, uuid.UUID(stored.id).hex.upper())[0].id == stored.id
+    for unknown in (str(uuid.uuid4()), "no-such-key", ""):
+        with pytest.raises(NotFound, match="no API key with id"):
+            revoke_key(repo, unknown)
+    assert [k.revoked for k in repo.list_keys()] == [True]
 
 
 @pytest.mark.parametrize(("role", "allowed", "ok"), [

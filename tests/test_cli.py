@@ -165,6 +165,66 @@ def test_keys_create_prints_the_key_alone_and_audits_it(env: Path,
     assert key not in str(entries)
 
 
+def test_keys_list_and_revoke(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import getpass
+    import uuid
+
+    from qa_service.auth import hash_key, verify_key
+    from qa_service.errors import AuthError
+    from qa_service.settings import Settings
+    from qa_service.storage import open_repository
+    from qa_service.storage.review import audit_entries
+
+    assert main(["keys", "list"]) == 0
+    assert "no API keys" in capsys.readouterr().err
+    assert main(["keys", "create", "--role", "telephony", "--name", "pbx"]) == 0
+    pbx = capsys.readouterr().out.strip()
+    assert main(["keys", "create", "--role", "admin", "--name", "ops"]) == 0
+    capsys.readouterr()
+    repo = open_repository(Settings().database_url)
+    old = repo.add_key("made before prefixes", "qa", hash_key("qak_" + "o" * 43))
+    stored = {k.name: k for k in repo.list_keys()}
+
+    assert main(["keys", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "name", "role", "prefix", "created", "(UTC)", "state"]
+    by_id = {line.split()[0]: line for line in lines[1:]}
+    assert set(by_id) == {k.id for k in stored.values()}
+    assert by_id[stored["pbx"].id].split()[1:4] == ["pbx", "telephony", pbx[:12] + "..."]
+    assert by_id[stored["pbx"].id].endswith("active") and by_id[old.id].split()[5] == "-"
+    # The listing shows no key and no hash.
+    assert pbx not in "\n".join(lines) and stored["pbx"].key_hash not in "\n".join(lines)
+
+    assert main(["keys", "revoke", stored["pbx"].id]) == 0
+    assert capsys.readouterr().out.strip() == f"telephony key 'pbx' ({stored['pbx'].id}) revoked"
+    with pytest.raises(AuthError, match="revoked"):
+        verify_key(repo, pbx, max_age_s=0)
+    # Again: nothing changes, and it says so; written without hyphens it is the same key.
+    assert main(["keys", "revoke", uuid.UUID(stored["pbx"].id).hex]) == 0
+    assert "was already revoked" in capsys.readouterr().out
+    assert main(["keys", "list"]) == 0
+    assert next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith(stored["pbx"].id)).endswith("revoked")
+    # An unknown id is an error that says what to do, and changes nothing.
+    assert main(["keys", "revoke", str(uuid.uuid4())]) == 2
+    err = capsys.readouterr().err
+    assert "no API key with id" in err and "keys list" in err
+    assert [k.revoked for k in repo.list_keys()] == [True, False, False]
+
+    entries = audit_entries(repo.engine, action="revoke_key")
+    assert [(e.key_name, e.target_kind, e.target_id, e.details) for e in entries] == [
+        (f"cli:{getpass.getuser()}", "key", stored["pbx"].id, "role=telephony name=pbx already revoked"),
+        (f"cli:{getpass.getuser()}", "key", stored["pbx"].id, "role=telephony name=pbx")]
+    created = audit_entries(repo.engine, action="create_key")
+    assert {e.target_id for e in created} == {stored["pbx"].id, stored["ops"].id}
+    repo.dispose()
+
+
+def test_keys_create_with_a_blank_name_is_an_error(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "create", "--role", "qa", "--name", "   "]) == 2
+    assert "a key needs a name" in capsys.readouterr().err
+
+
 def test_retry_queues_failed_calls_again(env: Path, redis_url: str, redis_conn: object,
                                          monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,8 +34,8 @@ _TMP = Path(tempfile.mkdtemp(prefix="qa-fuzz-"))
 _APP = create_app(Settings(database_url=f"sqlite:///{_TMP / 'qa.db'}", redis_url="redis://127.0.0.1:1/0",
                            storage_dir=_TMP / "storage", webhook_secret="fuzz-" + "s" * 32,
                            max_upload_bytes=1024 * 1024,
-                           # Every request should reach its route: the rate limit has its own tests.
-                           rate_limit_per_minute=0))
+                           # Every request should reach its route: the rate limits have their own tests.
+                           rate_limit_per_minute=0, failed_auth_per_minute=0, sign_in_per_minute=0))
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 
 

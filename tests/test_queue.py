@@ -445,9 +445,11 @@ def test_raw_input_is_deleted_unless_a_setting_keeps_it_encrypted(make_settings,
     if kept:
         sealed = Path(stored)
         assert sealed.name.endswith(".sealed") and original not in sealed.read_bytes()
-        # Processing the call again (a retry) decrypts it for the run.
-        again = jobs._input(repo.get_call(call.id), repo, settings)
-        assert again.read_bytes() == original and not sealed.exists()
+        # Processing the call again (a retry) decrypts it into a private copy for the run only.
+        with jobs._input(repo.get_call(call.id), repo, settings) as again:
+            assert again.read_bytes() == original and again != sealed
+            assert oct(again.stat().st_mode & 0o777) == oct(0o600)
+        assert not again.exists() and sealed.is_file()
     repo.dispose()
 
 

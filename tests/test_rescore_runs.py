@@ -194,9 +194,11 @@ def test_one_run_at_a_time_stores_a_rubrics_scorecards(api):
 def test_starting_a_run_is_audited(api):
     run_id = start(api).json()["id"]
     assert start(api, "supervisor").status_code == 403
-    rows = [r for r in audit_rows(api) if r["action"] == "start_rescore"]
-    assert [(r["role"], r["target_kind"], r["target_id"], r["details"]) for r in rows] == [
-        ("qa", "rescore", run_id, "status=202"), ("supervisor", "rescore", None, "status=403")]
+    rows = [r for r in audit_rows(api) if r["action"] in ("start_rescore", "forbidden")]
+    assert [(r["action"], r["role"], r["target_kind"], r["target_id"], r["details"].split(" client=")[0])
+            for r in rows] == [("start_rescore", "qa", "rescore", run_id, "status=202"),
+                               ("forbidden", "supervisor", "rescore", None, "status=403")]
+    assert rows[1]["details"].endswith(" tried=start_rescore")
 
 
 def test_queue_down_keeps_the_run_and_a_worker_queues_it(make_settings, redis_url, redis_conn):

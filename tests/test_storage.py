@@ -102,16 +102,45 @@ def test_status_transitions(repo):
     assert repo.get_call(call.id).input_path is None
 
 
-def test_done_calls_whose_input_was_left_in_plain_form(repo):
+def test_ended_calls_whose_input_was_left_in_plain_form(repo):
     left, _ = repo.add_call(new_call(input_path="/store/a/input.wav"))
     sealed, _ = repo.add_call(new_call(input_path="/store/b/input.wav.sealed"))
     gone, _ = repo.add_call(new_call(input_path="/store/c/input.wav"))
     working, _ = repo.add_call(new_call(input_path="/store/d/input.wav"))
+    failed, _ = repo.add_call(new_call(input_path="/store/e/input.txt"))
+    failed_sealed, _ = repo.add_call(new_call(input_path="/store/f/input.txt.sealed"))
     for call in (left, sealed, gone):
         repo.finish_call(call.id, {"score": 1.0, "passed": True, "rubric": {}})
     repo.set_input_path(gone.id, None)
     repo.start_call(working.id)
-    assert [c.id for c in repo.done_calls_with_plain_input()] == [left.id]
+    for call in (failed, failed_sealed):
+        repo.fail_call(call.id, "the database was away")
+    assert [c.id for c in repo.calls_with_plain_input(["done"])] == [left.id]
+    assert [c.id for c in repo.calls_with_plain_input(["done", "failed"])] == [left.id, failed.id]
+    assert [c.id for c in repo.calls_with_plain_input(["processing"])] == [working.id]
+
+
+def test_failed_calls_holding_an_input_by_when_they_failed(repo):
+    from datetime import UTC, datetime, timedelta
+
+    from qa_service.storage import tables
+
+    plain, _ = repo.add_call(new_call(input_path="/store/a/input.txt"))
+    sealed, _ = repo.add_call(new_call(input_path="/store/b/input.txt.sealed"))
+    emptied, _ = repo.add_call(new_call(input_path="/store/c/input.txt"))
+    retried, _ = repo.add_call(new_call(input_path="/store/d/input.txt"))
+    for call in (plain, sealed, emptied, retried):
+        repo.fail_call(call.id, "the job timed out")
+    repo.set_input_path(emptied.id, None)
+    repo.requeue_call(retried.id)
+    now = datetime.now(UTC)
+    assert repo.failed_calls_with_input(failed_before=now - timedelta(hours=1)) == []
+    assert [c.id for c in repo.failed_calls_with_input(failed_before=now + timedelta(seconds=1))] == [
+        plain.id, sealed.id]
+    with repo.engine.begin() as conn:  # the sealed one failed two hours ago
+        conn.execute(tables.calls.update().where(tables.calls.c.id == sealed.id)
+                     .values(updated_at=now - timedelta(hours=2)))
+    assert [c.id for c in repo.failed_calls_with_input(failed_before=now - timedelta(hours=1))] == [sealed.id]
 
 
 def test_scorecard_versions_are_kept(repo):

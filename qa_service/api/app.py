@@ -28,7 +28,7 @@ from qa_service.errors import (
     TransientError,
 )
 from qa_service.settings import Settings
-from qa_service.storage.inputs import EmptyInput, InputTooLarge
+from qa_service.storage.inputs import EmptyInput, InputTooLarge, make_storage_dir
 from qa_service.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
 
         # Connects lazily: the API starts even when Redis is briefly away (healthz reports it).
         queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    make_storage_dir(settings.storage_dir)
 
     app = FastAPI(
         title="Call QA service",
@@ -90,9 +90,10 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.include_router(routes.router)
     app.include_router(webhooks.router)
     from qa_service import web
-    from qa_service.api import agents, metrics, policy, rescores
+    from qa_service.api import agents, keys, metrics, policy, rescores
 
     app.include_router(agents.router)
+    app.include_router(keys.router)
     app.include_router(policy.router)
     app.include_router(rescores.router)
     app.include_router(metrics.router)

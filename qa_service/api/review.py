@@ -1,26 +1,33 @@
 """Human review routes, the review queue, and the audit trail of reads and changes.
 
 `install(app)` adds the routes and the `AuditTrail` middleware. The middleware writes one audit row
-per request to the routes that read transcripts or scorecards or change something (who: the API key
-or web session behind the request; what: an action name, the call or rules id, and the HTTP status).
+per request to the routes that read call, scorecard, agent, review, rescore, audit or key data or
+change something (who: the API key or web session behind the request; what: an action name, the
+call, agent, key or rules id, and the HTTP status), and one per refused request on any route
+(`auth_failed` for 401, `forbidden` for 403: the presented key's prefix, never the key, the client
+address and what was tried). Refusals are bounded by the client limit (`api/ratelimit.py`): past an
+address's limit one row says it is refused, and its later failures are turned away unrecorded.
 It never records bodies, so no transcript text or reason reaches the audit log.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
 
 import anyio
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from qa_service.api.deps import READ_SCORES, RepoDep, requires
-from qa_service.auth import KEY_CACHE_TTL_S, hash_key
+from qa_service.api.deps import PRESENTED_STATE, READ_SCORES, AdminKey, RepoDep, requires
+from qa_service.api.ratelimit import FAILED_AUTH, FAILURES_STATE, ClientLimit, FailureCount, client_address
+from qa_service.auth import KEY_CACHE_TTL_S, Presented, presented
 from qa_service.errors import ConfigError, InputError, NotFound
 from qa_service.review import (
     MAX_REASON_CHARS,
@@ -42,7 +49,6 @@ router = APIRouter(tags=["review"])
 REVIEW = ("qa",)
 ReviewKey = Annotated[StoredKey, requires(*REVIEW)]
 ReadScoresKey = Annotated[StoredKey, requires(*READ_SCORES)]
-AdminKey = Annotated[StoredKey, requires()]  # no role but admin
 
 
 class BadReview(InputError):
@@ -144,15 +150,18 @@ def review_queue(
 @router.get("/v1/audit")
 def get_audit(
     repo: RepoDep, _key: AdminKey,
-    call_id: str | None = None, key_id: str | None = None,
+    call_id: Annotated[str | None, Query(description="A call, agent, key or rules id")] = None,
+    key_id: str | None = None,
+    action: Annotated[str | None, Query(description="e.g. read_scorecard, export_calls, auth_failed")] = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> list[dict[str, Any]]:
-    """Audit rows, newest first, by call (or rules id), key and time range (admin only)."""
+    """Audit rows, newest first, by target (call, agent, key or rules id), key, action and time range
+    (admin only)."""
     since, until = (_aware(x) for x in (since, until))
-    rows = store.audit_entries(_engine(repo), target_id=call_id, key_id=key_id, since=since, until=until,
-                               limit=limit)
+    rows = store.audit_entries(_engine(repo), target_id=call_id, key_id=key_id, action=action, since=since,
+                               until=until, limit=limit)
     return [r.to_dict() for r in rows]
 
 
@@ -171,16 +180,34 @@ class _Audited:
 
 
 _ID = r"([^/]+)"
+# Every route that reads call, scorecard, agent, review, rescore, audit or key data, and every change.
+# Left out on purpose (tests/test_audit.py walks the app's routes against this list and those): health,
+# metrics, the OpenAPI description and docs, static files, the rules listings (no personal or
+# performance data in them), the sign-in form and sign-out. A GET without an id in its path names the
+# agent it is filtered to (`?agent_id=`), when it is.
 AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p, a, k in (
+    ("GET", r"^/v1/calls$", "list_calls", "call"),
     ("GET", rf"^/v1/calls/{_ID}$", "read_call", "call"),
     ("GET", rf"^/v1/calls/{_ID}/scorecard$", "read_scorecard", "call"),
     ("GET", rf"^/v1/calls/{_ID}/scorecard/reviewed$", "read_scorecard", "call"),
     ("GET", rf"^/v1/calls/{_ID}/reviews$", "read_reviews", "call"),
     ("GET", rf"^/v1/calls/{_ID}/audio$", "read_audio", "call"),
+    ("GET", r"^/v1/agents$", "list_agents", "agent"),
     ("GET", rf"^/v1/agents/{_ID}/(?:scorecards|scorecards\.csv|summary)$", "read_scorecards", "agent"),
+    ("GET", r"^/v1/policy-currency$", "read_policy_currency", "agent"),
+    ("GET", r"^/v1/review-queue$", "read_review_queue", "call"),
+    ("GET", r"^/v1/rescores$", "list_rescores", "rescore"),
+    ("GET", rf"^/v1/rescores/{_ID}$", "read_rescore", "rescore"),
+    ("GET", r"^/v1/audit$", "read_audit", None),
+    ("GET", r"^/v1/keys$", "list_keys", "key"),
+    ("GET", rf"^/v1/keys/{_ID}$", "read_key", "key"),
+    ("GET", r"^/agents$", "list_agents", "agent"),
+    ("GET", rf"^/agents/{_ID}$", "read_scorecards", "agent"),
+    ("GET", rf"^/agents/{_ID}/scorecards\.csv$", "read_scorecards", "agent"),
+    ("GET", r"^/calls$", "list_calls", "call"),
     ("GET", rf"^/calls/{_ID}$", "read_call", "call"),
     ("GET", rf"^/calls/{_ID}/audio$", "read_audio", "call"),
-    ("GET", rf"^/agents/{_ID}/scorecards\.csv$", "read_scorecards", "agent"),
+    ("POST", r"^/sign-in$", "sign_in", "key"),
     ("POST", r"^/v1/calls$", "submit_call", "call"),
     ("POST", r"^/v1/webhooks/telephony$", "submit_call", "call"),
     ("POST", rf"^/v1/calls/{_ID}/retry$", "retry_call", "call"),
@@ -189,23 +216,43 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", r"^/v1/rubrics$", "put_rules", "rubric"),
     ("POST", r"^/v1/policy-packs$", "put_rules", "policy_pack"),
     ("POST", r"^/v1/rescores$", "start_rescore", "rescore"),
-    ("GET", r"^/v1/audit$", "read_audit", None),
+    ("POST", r"^/v1/keys$", "create_key", "key"),
+    ("POST", rf"^/v1/keys/{_ID}/revoke$", "revoke_key", "key"),
 ))
-_LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs|rescores)/([^/?]+(?:/[^/?]+)?)$")
+_LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs|rescores|keys)/([^/?]+(?:/[^/?]+)?)$")
+# Answers that mean nothing was read or changed and nobody should be recorded: a client over its limit.
+_NOT_RECORDED = frozenset({429})
+# Lists that take `?agent_id=`: a read of one of them filtered so names that agent.
+_BY_AGENT = frozenset({"list_calls", "read_policy_currency", "read_review_queue"})
 
 
-def audited(method: str, path: str) -> tuple[str, str | None, str | None] | None:
+def audited(method: str, path: str, query: bytes | str = b"") -> tuple[str, str | None, str | None] | None:
     """The audit action, target kind and target id for a request, or None when it is not audited."""
     for item in AUDITED:
         if item.method == method:
             m = item.pattern.match(path)
             if m:
-                return item.action, item.target_kind, (m.group(1) if m.groups() else None)
+                if m.groups():
+                    return item.action, item.target_kind, m.group(1)
+                return _listing(item, method, query)
     return None
 
 
+def _listing(item: _Audited, method: str, query: bytes | str) -> tuple[str, str | None, str | None]:
+    # A list read names the agent it was filtered to, and a CSV export of the calls is an export.
+    if method != "GET" or not query:
+        return item.action, item.target_kind, None
+    params = parse_qs(query.decode("latin-1") if isinstance(query, bytes) else query)
+    action = item.action
+    if action == "list_calls" and params.get("format") == ["csv"]:
+        action = "export_calls"
+    agent = params.get("agent_id", [""])[0] if item.action in _BY_AGENT else ""
+    return (action, "agent", agent) if agent else (action, item.target_kind, None)
+
+
 class AuditTrail:
-    """ASGI middleware appending one audit row per audited request, after the response is sent."""
+    """ASGI middleware appending one audit row per audited request, and one per refused request (401,
+    403) on any route, after the response is sent."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -214,10 +261,10 @@ class AuditTrail:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = audited(scope["method"], scope["path"])
-        if found is None:
-            await self.app(scope, receive, send)
-            return
+        found = audited(scope["method"], scope["path"], scope.get("query_string", b""))
+        # Shared with the app below: a sign-in form leaves the pasted key's prefix here, the client
+        # limit how the address's failures stand.
+        scope.setdefault("state", {})
         seen: dict[str, Any] = {"status": 500, "headers": {}}
 
         async def watching_send(message: dict[str, Any]) -> None:
@@ -230,18 +277,27 @@ class AuditTrail:
         try:
             await self.app(scope, receive, watching_send)
         finally:
-            try:
-                await anyio.to_thread.run_sync(_record, scope, found, seen["status"], seen["headers"])
-            except Exception as exc:  # the response is out; a lost audit row is logged, never raised
-                log.error("could not write the audit row for %s %s: %s", scope["method"],
-                          found[0], type(exc).__name__)
+            status = seen["status"]
+            if (found is not None or status in FAILED_AUTH) and status not in _NOT_RECORDED:
+                try:
+                    await anyio.to_thread.run_sync(_record, scope, found, status, seen["headers"])
+                except Exception as exc:  # the response is out; a lost audit row is logged, never raised
+                    log.error("could not write the audit row for %s %s: %s", scope["method"],
+                              found[0] if found else "request", type(exc).__name__)
 
 
-def _record(scope: dict[str, Any], found: tuple[str, str | None, str | None], status: int,
+def _record(scope: dict[str, Any], found: tuple[str, str | None, str | None] | None, status: int,
             headers: dict[str, str]) -> None:
-    action, target_kind, target_id = found
     app = scope["app"]
-    key = _who(scope, app)
+    presented = _presented(scope, app)
+    stored = _stored_key(app.state.repo, presented)
+    if status in FAILED_AUTH:
+        _record_refusal(scope, found, status, presented, stored)
+        return
+    if found is None:
+        return
+    action, target_kind, target_id = found
+    key = stored if stored is not None and not stored.revoked else None
     if key is None and not (action == "submit_call" and status < 400):
         return  # nobody to name: refused before any read or change happened
     location = _LOCATION.match(headers.get("location", ""))
@@ -259,15 +315,39 @@ def _record(scope: dict[str, Any], found: tuple[str, str | None, str | None], st
                 target_kind=target_kind, target_id=target_id, details=details)
 
 
-def _who(scope: dict[str, Any], app: Any) -> StoredKey | None:
-    """The key behind a request: its bearer token, or the web session cookie."""
+def _record_refusal(scope: dict[str, Any], found: tuple[str, str | None, str | None] | None, status: int,
+                    presented: Presented, stored: StoredKey | None) -> None:
+    """One row per refused request, `auth_failed` (401) or `forbidden` (403): the key's prefix, whose
+    key it is when it is a stored (perhaps revoked) key, the client address and what was tried. The
+    failure that uses up the address's limit says how long the address is now refused; the client
+    limit turns the later ones away before they reach the app, unrecorded."""
+    failures: FailureCount | None = scope["state"].get(FAILURES_STATE)
+    if failures is not None and failures.past_limit:
+        return  # the row of the failure that used up the limit said the address is refused
+    action, target_kind, target_id = found if found is not None else (None, None, None)
+    details = f"status={status} client={client_address(scope)} key={presented.shown}"
+    if stored is not None and stored.revoked:
+        details += " revoked"
+    if failures is not None and failures.first_refused:
+        details += f" refused={math.ceil(failures.refused_for_s)}s"
+    details += f" tried={action or scope['method'] + ' ' + scope['path']}"
+    store.audit(_engine(scope["app"].state.repo), "auth_failed" if status == 401 else "forbidden",
+                key_id=stored.id if stored else None, key_name=stored.name if stored else None,
+                role=stored.role if stored else None, target_kind=target_kind, target_id=target_id,
+                details=details)
+
+
+def _presented(scope: dict[str, Any], app: Any) -> Presented:
+    """The key behind a request as far as the audit may know it: its bearer token, the key a sign-in
+    form carried, or the web session cookie."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-    repo = app.state.repo
     auth = headers.get("authorization", "")
-    key_hash: str | None = None
     if auth.lower().startswith("bearer ") and auth[7:].strip():
-        key_hash = hash_key(auth[7:].strip())
-    elif "cookie" in headers:
+        return presented(auth[7:].strip())
+    noted: Presented | None = scope["state"].get(PRESENTED_STATE)
+    if noted is not None:
+        return noted
+    if "cookie" in headers:
         from http.cookies import SimpleCookie
 
         from qa_service.web.session import COOKIE_NAME, read_token, session_secret
@@ -276,17 +356,24 @@ def _who(scope: dict[str, Any], app: Any) -> StoredKey | None:
         try:
             cookie.load(headers["cookie"])
         except Exception:  # a malformed cookie header names nobody
-            return None
+            return presented(None)
         if COOKIE_NAME in cookie:
             key_hash = read_token(session_secret(app.state), cookie[COOKIE_NAME].value)
-    if key_hash is None:
+            if key_hash is not None:
+                return Presented(key_hash, "session")
+    return presented(None)
+
+
+def _stored_key(repo: Repository, who: Presented) -> StoredKey | None:
+    """The stored key a request presented, revoked or not."""
+    if who.key_hash is None:
         return None
-    key = repo.key_by_hash(key_hash, max_age_s=KEY_CACHE_TTL_S)
-    return key if key is not None and not key.revoked else None  # type: ignore[no-any-return]
+    return repo.key_by_hash(who.key_hash, max_age_s=KEY_CACHE_TTL_S)  # type: ignore[no-any-return]
 
 
 def install(app: FastAPI) -> None:
-    """Add the review routes and the audit trail to the app; reads QA_REVIEW_SHARE (fails fast if bad)."""
+    """Add the review routes, the audit trail and the client limit to the app; reads QA_REVIEW_SHARE
+    (fails fast if bad)."""
     try:
         app.state.review_share = review_share()
     except ValueError as exc:
@@ -295,4 +382,7 @@ def install(app: FastAPI) -> None:
 
     app.include_router(router)
     app.include_router(web_review.router)
+    # Inside the audit trail, so the trail sees how the address's failures stand once it has counted;
+    # outside everything else, so a refused address costs no work.
+    app.add_middleware(ClientLimit)
     app.add_middleware(AuditTrail)

@@ -5,6 +5,11 @@ Vorbis/Opus, and so on, at any rate. Channels are kept apart because telephone s
 the agent and the customer on separate channels. Recordings with more than two channels keep
 the first two (front left/right in every standard layout): call recorders put the parties there.
 
+Work is bounded before decoding and while it runs: a declared duration over the limit, or one
+absurdly long for the size of the file (an hour of silence fits in 806 KB of FLAC and decodes to
+460 MB), is refused before any decoding; a file that declares no duration, or less than it holds,
+is held to the same bounds as it decodes.
+
 Error messages describe the problem with the audio, never the file name or its contents.
 """
 
@@ -23,6 +28,14 @@ from qa_service.records import SAMPLE_RATE, Audio
 log = logging.getLogger(__name__)
 
 MAX_CHANNELS = 2
+# Fewer bytes than this per second of audio is not a recording of a call: speech at the lowest bit
+# rates measured (AMR 4.75 kbit/s with DTX on one party's channel: 399 B/s; Opus 6 kbit/s: 642; GSM:
+# 1625) stays above it, FFmpeg's FLAC of silence (163-232 B/s) does not. The measurements and the
+# command that repeats them: docs/decisions/0001-audio-bitrate-floor.md.
+MIN_BYTES_PER_S = 250
+# Audio up to this long is not held to the floor: it costs little to decode (5 min of 16 kHz stereo
+# is 38 MB), and a short recording may be mostly silence (a voicemail nobody spoke on).
+FLOOR_AFTER_S = 300.0
 
 
 def decode(source: Path | bytes, *, max_duration_s: float | None = None) -> Audio:
@@ -31,11 +44,13 @@ def decode(source: Path | bytes, *, max_duration_s: float | None = None) -> Audi
         if len(source) == 0:
             raise AudioError("the audio is empty (0 bytes)")
         opened: str | io.BytesIO = io.BytesIO(bytes(source))
+        size = len(source)
     else:
         path = Path(source)
         if not path.is_file():
             raise AudioError("the audio file does not exist")
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             raise AudioError("the audio is empty (0 bytes)")
         opened = str(path)
 
@@ -57,6 +72,8 @@ def decode(source: Path | bytes, *, max_duration_s: float | None = None) -> Audi
             raise AudioError(
                 f"the audio lasts {declared:.1f} s, more than the limit of {max_duration_s:g} s"
             )
+        if declared is not None and _too_sparse(size, declared):
+            raise AudioError(_sparse_message(f"declares {declared:.0f} s in {size} bytes"))
         samples = _decode_stream(container, stream, fmt, max_duration_s, declared)
 
     if samples.size == 0:
@@ -88,13 +105,20 @@ def _decode_stream(container, stream, fmt: str, max_duration_s: float | None,
     resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
     limit = None if max_duration_s is None else int(max_duration_s * SAMPLE_RATE)
     buffer = _Samples(int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE)
+    read = 0  # bytes of the audio stream's packets so far
     try:
-        for frame in container.decode(stream):
-            frame.pts = None  # timestamps from odd containers can confuse the resampler; order is enough
-            for out in resampler.resample(frame):
-                buffer.add(out.to_ndarray())
+        for packet in container.demux(stream):
+            read += packet.size
+            for frame in packet.decode():
+                frame.pts = None  # timestamps from odd containers can confuse the resampler; order is enough
+                for out in resampler.resample(frame):
+                    buffer.add(out.to_ndarray())
             if limit is not None and buffer.n > limit + SAMPLE_RATE:
                 raise AudioError(f"the audio lasts more than the limit of {max_duration_s:g} s")
+            # The header may say nothing or too little; what has been decoded so far is held to the floor.
+            seconds = buffer.n / SAMPLE_RATE
+            if _too_sparse(read, seconds):
+                raise AudioError(_sparse_message(f"decodes to {seconds:.0f} s from its first {read} bytes"))
         for out in resampler.resample(None):
             buffer.add(out.to_ndarray())
     except av.error.FFmpegError as exc:
@@ -138,6 +162,15 @@ def _declared_duration(container, stream) -> float | None:
     if container.duration is not None:
         return container.duration / av.time_base
     return None
+
+
+def _too_sparse(size: int, seconds: float) -> bool:
+    return seconds > FLOOR_AFTER_S and size < seconds * MIN_BYTES_PER_S
+
+
+def _sparse_message(found: str) -> str:
+    return (f"the audio {found}, fewer than {MIN_BYTES_PER_S} bytes a second: silence or a damaged "
+            "header, not a call recording; send the recording as it was made")
 
 
 def _reason(exc: Exception) -> str:

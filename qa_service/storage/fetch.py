@@ -1,20 +1,25 @@
 """Download a call's recording from the URL a telephony system gave, carefully.
 
 Only http and https; no private, loopback or link-local addresses unless QA_ALLOW_PRIVATE_URLS is
-set (a webhook must not make the worker read internal services); redirects are followed by
-hand and each hop is checked again; size cap, timeouts and an audio content type.
+set (a webhook must not make the worker read internal services): the connection goes to the address
+that was judged (qa_service/outbound.py). Redirects are followed by hand and each hop is checked
+again; size cap, timeouts, an audio content type, and the body as sent: no Content-Encoding, so a
+small compressed body cannot expand past the size cap.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpx
+
+from qa_service import outbound
 from qa_service.errors import InputError, TransientError
+from qa_service.outbound import UrlRefused
 from qa_service.storage.inputs import AUDIO_SUFFIXES, write_input
 
 MAX_REDIRECTS = 3
@@ -22,10 +27,10 @@ CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
 TOTAL_TIMEOUT_S = 15 * 60
 ACCEPTED_TYPES = ("audio/", "video/", "application/octet-stream", "binary/octet-stream", "application/ogg")
-
-
-class UrlRefused(InputError):
-    """A recording URL the service will not fetch."""
+# Compressed transfer is refused rather than decoded: audio hardly compresses, and a gzip bomb would
+# only be caught after it expanded.
+REQUEST_HEADERS = {"Accept": "audio/*", "Accept-Encoding": "identity"}
+LABEL = "recording_url"
 
 
 def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
@@ -39,20 +44,14 @@ def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
     if allow_private:
         return
     try:
-        addresses = [ipaddress.ip_address(host)]
+        address = ipaddress.ip_address(host)
     except ValueError:
-        if not resolve:
-            return
-        try:
-            infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                       proto=socket.IPPROTO_TCP)
-        except socket.gaierror:
-            raise TransientError("the recording_url host does not resolve (DNS)") from None
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        if not address.is_global or address.is_multicast:
-            raise UrlRefused("recording_url points to a private, loopback or link-local address; "
-                             "set QA_ALLOW_PRIVATE_URLS=true to allow internal recording servers")
+        if resolve:
+            outbound.resolve(host, parts.port or (443 if parts.scheme == "https" else 80),
+                             allow_private=False, label=LABEL)
+        return
+    if not outbound.is_public(address):
+        raise outbound.refused(LABEL)
 
 
 class _Reader:
@@ -81,15 +80,15 @@ class _Reader:
 
 def fetch_recording(url: str, storage_dir: Path, call_id: str, settings: Any) -> Path:
     """Download the recording into the call's folder (fsynced) and return its path."""
-    import httpx
-
     timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    allow_private = settings.allow_private_urls
+    with outbound.client(allow_private=allow_private, label=LABEL, timeout=timeout) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            # Checked just before connecting; a DNS answer that changes between the two is not handled.
-            check_url(url, allow_private=settings.allow_private_urls)
+            # The scheme and a literal address here; the connection resolves a host name once and
+            # judges the addresses it connects to, on every hop.
+            check_url(url, allow_private=allow_private, resolve=False)
             try:
-                with client.stream("GET", url, headers={"Accept": "audio/*"}) as response:
+                with client.stream("GET", url, headers=REQUEST_HEADERS) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
@@ -110,9 +109,14 @@ def _save(response: Any, storage_dir: Path, call_id: str, max_bytes: int) -> Pat
     ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype and not ctype.startswith(ACCEPTED_TYPES):
         raise InputError(f"the recording URL returned {ctype!r}, not audio")
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise InputError(f"the recording server sent the recording compressed (Content-Encoding: {coding}); "
+                         "serve the audio file as it is (requests ask for Accept-Encoding: identity)")
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise InputError(f"the recording is larger than the limit of {max_bytes} bytes")
     suffix = Path(urlsplit(str(response.url)).path).suffix.lower()
     suffix = suffix if suffix in AUDIO_SUFFIXES else ".bin"
-    return write_input(storage_dir, call_id, _Reader(response.iter_bytes()), suffix, max_bytes)  # type: ignore[arg-type]
+    # The raw stream: httpx would otherwise decode a Content-Encoding it was not asked for.
+    return write_input(storage_dir, call_id, _Reader(response.iter_raw()), suffix, max_bytes)  # type: ignore[arg-type]

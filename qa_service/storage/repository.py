@@ -7,6 +7,7 @@ against both.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -24,6 +25,14 @@ RescoreStatus = Literal["queued", "running", "done", "failed"]
 CALL_STATUSES: tuple[str, ...] = ("queued", "processing", "done", "failed")
 RESCORE_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
 ROLES: tuple[str, ...] = ("admin", "qa", "telephony", "supervisor")
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The usual form of a UUID however it is written (no hyphens, capitals, braces, urn:uuid:), or None."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,8 @@ class StoredKey:
     key_hash: str = field(repr=False)
     created_at: datetime
     revoked: bool
+    # The key's first characters, to recognise it by; None for keys made before they were kept.
+    prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,9 +215,14 @@ class Repository(Protocol):
         """Every call whose status is one of these, oldest first."""
         ...
 
-    def done_calls_with_plain_input(self) -> list[StoredCall]:
-        """Done calls whose input is still stored unsealed (a worker stopped between storing the scorecard
-        and deleting or sealing the input), oldest first."""
+    def calls_with_plain_input(self, statuses: Iterable[str]) -> list[StoredCall]:
+        """Calls with one of these statuses whose input is stored unsealed, oldest first (for done and failed
+        calls: a worker stopped between ending the call and deleting or sealing its input)."""
+        ...
+
+    def failed_calls_with_input(self, failed_before: datetime) -> list[StoredCall]:
+        """Failed calls that failed before this moment and still have an input stored, sealed or not,
+        oldest first."""
         ...
 
     def start_call(self, call_id: str) -> StoredCall:
@@ -298,8 +314,8 @@ class Repository(Protocol):
         """Mark a run failed with a reason that is safe to show (no personal data); a done run stays done."""
         ...
 
-    def add_key(self, name: str, role: str, key_hash: str) -> StoredKey:
-        """Store a new API key's hash."""
+    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
+        """Store a new API key's hash (and its first characters, to recognise it by)."""
         ...
 
     def key_by_hash(self, key_hash: str, max_age_s: float = 0.0) -> StoredKey | None:

@@ -18,9 +18,13 @@ from sqlalchemy import Engine
 from qa_service.errors import NotFound
 from qa_service.review import Review
 from qa_service.storage import tables as t
+from qa_service.storage.repository import canonical_uuid
 from qa_service.storage.sql import writing
 
 DETAILS_MAX = 200
+# Targets whose ids are UUIDs: stored in their usual form, however the request wrote them, so a search
+# by the usual id finds a read made with the id in capitals or without hyphens.
+UUID_TARGETS = frozenset({"call", "key", "rescore"})
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: s
           role: str | None = None, target_kind: str | None = None, target_id: str | None = None,
           details: str | None = None, at: datetime | None = None) -> None:
     """Append one row to the audit log (details are cut to a short line; never pass personal data)."""
+    if target_id and target_kind in UUID_TARGETS:
+        target_id = canonical_uuid(target_id) or target_id
     values = {"at": at or datetime.now(UTC), "key_id": key_id, "key_name": key_name, "role": role,
               "action": action, "target_kind": target_kind,
               "target_id": target_id[:200] if target_id else target_id,
@@ -130,15 +136,19 @@ def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: s
 
 
 def audit_entries(engine: Engine, *, target_id: str | None = None, key_id: str | None = None,
-                  since: datetime | None = None, until: datetime | None = None,
+                  action: str | None = None, since: datetime | None = None, until: datetime | None = None,
                   limit: int = 1000) -> list[AuditEntry]:
-    """Audit rows, newest first, filtered by target (a call or rules id), key and time range."""
+    """Audit rows, newest first, filtered by target (a call, agent, key or rules id), key, action and
+    time range."""
     a = t.audit_log
     conds: list[Any] = []
     if target_id is not None:
-        conds.append(a.c.target_id == target_id)
+        # An id written as a UUID in another form also finds the rows stored in the usual one.
+        conds.append(a.c.target_id.in_(sorted({target_id, canonical_uuid(target_id) or target_id})))
     if key_id is not None:
-        conds.append(a.c.key_id == key_id)
+        conds.append(a.c.key_id == (canonical_uuid(key_id) or key_id))
+    if action is not None:
+        conds.append(a.c.action == action)
     if since is not None:
         conds.append(a.c.at >= since)
     if until is not None:

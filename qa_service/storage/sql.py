@@ -37,6 +37,7 @@ from qa_service.storage.repository import (
     StoredRescoreRun,
     StoredRules,
     StoredScorecard,
+    canonical_uuid,
 )
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,13 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _valid_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
+def _uuid_or_404(value: str, what: str) -> str:
+    # SQLite stores the hex digits and PostgreSQL its own uuid type; each reads a different set of the
+    # ways an id can be written (PostgreSQL refuses urn:uuid:, SQLite capitals), so both get the usual form.
+    found = canonical_uuid(value)
+    if found is None:
+        raise NotFound(f"no {what} with id {value!r}")
+    return found
 
 
 _RULES_TABLES = {"rubric": t.rubrics, "policy_pack": t.policy_packs}
@@ -167,10 +169,9 @@ class SqlRepository:
 
     def get_call(self, call_id: str) -> StoredCall:
         """The call with this id, or NotFound."""
-        if not _valid_uuid(call_id):
-            raise NotFound(f"no call with id {call_id!r}")
+        call_id = _uuid_or_404(call_id, "call")
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.calls).where(t.calls.c.id == str(call_id))).mappings().first()
+            row = conn.execute(sa.select(t.calls).where(t.calls.c.id == call_id)).mappings().first()
         if row is None:
             raise NotFound(f"no call with id {call_id!r}")
         return _call(row)
@@ -188,21 +189,31 @@ class SqlRepository:
         with self.engine.connect() as conn:
             return [_call(r) for r in conn.execute(query).mappings()]
 
-    def done_calls_with_plain_input(self) -> list[StoredCall]:
+    def calls_with_plain_input(self, statuses: Iterable[str]) -> list[StoredCall]:
+        """Calls with one of these statuses whose input is stored unsealed, oldest first."""
         from qa_service.storage.inputs import SEALED_SUFFIX
 
         c = t.calls.c
-        query = sa.select(t.calls).where(c.status == "done", c.input_path.is_not(None),
+        query = sa.select(t.calls).where(c.status.in_(list(statuses)), c.input_path.is_not(None),
                                          sa.not_(c.input_path.endswith(SEALED_SUFFIX))).order_by(c.created_at)
         with self.engine.connect() as conn:
             return [_call(r) for r in conn.execute(query).mappings()]
 
+    def failed_calls_with_input(self, failed_before: datetime) -> list[StoredCall]:
+        """Failed calls that failed before this moment and still have an input stored, oldest first."""
+        c = t.calls.c
+        # A failed call's row changes only when it fails and when its input is sealed at that moment
+        # (a retry makes it queued again), so updated_at is when it failed.
+        query = sa.select(t.calls).where(c.status == "failed", c.input_path.is_not(None),
+                                         c.updated_at < _utc(failed_before)).order_by(c.created_at)
+        with self.engine.connect() as conn:
+            return [_call(r) for r in conn.execute(query).mappings()]
+
     def _update_call(self, call_id: str, **values: Any) -> StoredCall:
-        if not _valid_uuid(call_id):
-            raise NotFound(f"no call with id {call_id!r}")
+        call_id = _uuid_or_404(call_id, "call")
         with self._write() as conn:
             result = conn.execute(
-                t.calls.update().where(t.calls.c.id == str(call_id)).values(updated_at=_now(), **values))
+                t.calls.update().where(t.calls.c.id == call_id).values(updated_at=_now(), **values))
             if result.rowcount == 0:
                 raise NotFound(f"no call with id {call_id!r}")
         return self.get_call(call_id)
@@ -247,9 +258,8 @@ class SqlRepository:
 
     def get_scorecard(self, call_id: str, version: int | None = None) -> StoredScorecard:
         """A call's scorecard (latest version unless one is named), or NotFound."""
-        if not _valid_uuid(call_id):
-            raise NotFound(f"no call with id {call_id!r}")
-        query = sa.select(t.scorecards).where(t.scorecards.c.call_id == str(call_id))
+        call_id = _uuid_or_404(call_id, "call")
+        query = sa.select(t.scorecards).where(t.scorecards.c.call_id == call_id)
         if version is not None:
             query = query.where(t.scorecards.c.version == version)
         query = query.order_by(t.scorecards.c.version.desc()).limit(1)
@@ -263,14 +273,13 @@ class SqlRepository:
     def scorecard_text(self, call_id: str, version: int | None = None) -> ScorecardText:
         """The call's status with its scorecard (latest unless a version is named) as JSON text, in one
         read; NotFound when there is no such call."""
-        if not _valid_uuid(call_id):
-            raise NotFound(f"no call with id {call_id!r}")
+        call_id = _uuid_or_404(call_id, "call")
         c, sc = t.calls, t.scorecards
         which = sc.c.latest if version is None else sc.c.version == version
         # The stored text goes out as it is: no decoding into Python and encoding again per request.
         query = (sa.select(c.c.id, c.c.status, c.c.failure_reason, sc.c.version, sa.cast(sc.c.data, sa.Text))
                  .select_from(c.outerjoin(sc, sa.and_(sc.c.call_id == c.c.id, which)))
-                 .where(c.c.id == str(call_id)))
+                 .where(c.c.id == call_id))
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
@@ -417,10 +426,9 @@ class SqlRepository:
 
     def get_rescore_run(self, run_id: str) -> StoredRescoreRun:
         """The rescore run with this id, or NotFound."""
-        if not _valid_uuid(run_id):
-            raise NotFound(f"no rescore run with id {run_id!r}")
+        run_id = _uuid_or_404(run_id, "rescore run")
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.rescore_runs).where(t.rescore_runs.c.id == str(run_id))
+            row = conn.execute(sa.select(t.rescore_runs).where(t.rescore_runs.c.id == run_id)
                                ).mappings().first()
         if row is None:
             raise NotFound(f"no rescore run with id {run_id!r}")
@@ -437,11 +445,10 @@ class SqlRepository:
             return [_rescore_run(row) for row in conn.execute(query).mappings()]
 
     def _update_rescore_run(self, run_id: str, *conditions: Any, **values: Any) -> int:
-        if not _valid_uuid(run_id):
-            raise NotFound(f"no rescore run with id {run_id!r}")
+        run_id = _uuid_or_404(run_id, "rescore run")
         r = t.rescore_runs
         with self._write() as conn:
-            result = conn.execute(r.update().where(r.c.id == str(run_id), *conditions).values(**values))
+            result = conn.execute(r.update().where(r.c.id == run_id, *conditions).values(**values))
             return int(result.rowcount)
 
     def start_rescore_run(self, run_id: str) -> StoredRescoreRun:
@@ -469,12 +476,13 @@ class SqlRepository:
 
     # -- API keys ------------------------------------------------------------------------------
 
-    def add_key(self, name: str, role: str, key_hash: str) -> StoredKey:
-        """Store a new API key's hash."""
+    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
+        """Store a new API key's hash (and its first characters, to recognise it by)."""
         key_id = str(uuid.uuid4())
         with self._write() as conn:
             conn.execute(t.api_keys.insert().values(
-                id=key_id, name=name, role=role, key_hash=key_hash, created_at=_now(), revoked=False))
+                id=key_id, name=name, role=role, key_hash=key_hash, prefix=prefix, created_at=_now(),
+                revoked=False))
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
         return _key(row)
 
@@ -506,8 +514,7 @@ class SqlRepository:
 
     def revoke_key(self, key_id: str) -> StoredKey:
         """Mark a key revoked, or NotFound."""
-        if not _valid_uuid(key_id):
-            raise NotFound(f"no API key with id {key_id!r}")
+        key_id = _uuid_or_404(key_id, "API key")
         with self._write() as conn:
             result = conn.execute(t.api_keys.update().where(t.api_keys.c.id == key_id).values(revoked=True))
             if result.rowcount == 0:
@@ -625,4 +632,4 @@ def _rescore_run(row: Any) -> StoredRescoreRun:
 
 def _key(row: Any) -> StoredKey:
     return StoredKey(id=str(row["id"]), name=row["name"], role=row["role"], key_hash=row["key_hash"],
-                     created_at=_utc(row["created_at"]), revoked=bool(row["revoked"]))
+                     created_at=_utc(row["created_at"]), revoked=bool(row["revoked"]), prefix=row["prefix"])

@@ -94,6 +94,8 @@ api_keys = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False),
+    # The key's first characters ("qak_" and eight more): enough to recognise it, far too few to use it.
+    sa.Column("prefix", sa.String(16), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),

@@ -23,7 +23,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from qa_service.api.agents import AUDIO_TYPES, csv_response, redacted_audio, views_of
-from qa_service.api.deps import READ_SCORES
+from qa_service.api.deps import READ_SCORES, sign_in_attempt
+from qa_service.api.ratelimit import limit_rate
 from qa_service.auth import verify_key
 from qa_service.errors import AuthError, Forbidden, NotFound
 from qa_service.review import MAX_REASON_CHARS
@@ -92,7 +93,7 @@ def signed_in(request: Request) -> StoredKey | None:
     if not session_is_live(repo.engine, session.id, key.id):
         return None  # signed out, or expired on the server
     request.state.web_session = session
-    return key
+    return limit_rate(request, key)  # a session counts against its key's limit, like the key itself
 
 
 def form_refused(request: Request, form: FormData, key: StoredKey) -> Response | None:
@@ -168,6 +169,8 @@ async def sign_in(request: Request) -> Response:
     target = _safe_next(str(form.get("next") or ""))
     state = request.app.state
     secret = session_secret(state)
+    # Every attempt counts against the client address, a refused form too.
+    await run_in_threadpool(sign_in_attempt, request, api_key)
     nonce = request.cookies.get(SIGN_IN_COOKIE)
     if (cross_site(request.headers, request.url.netloc) or not nonce
             or not token_matches(sign_in_token(secret, nonce), form.get(FORM_FIELD))):

@@ -1,0 +1,81 @@
+"""Admin routes for API keys: list, create (the key is shown once), revoke.
+
+Every call is written to the audit log by the audit trail (`api/review.py`), naming the admin's key
+and the key acted on. A key revoked here stops working at once in this process and within
+`auth.KEY_CACHE_TTL_S` in the others.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from qa_service.api.deps import AdminKey, RepoDep
+from qa_service.api.schemas import Error
+from qa_service.auth import find_key, issue_key, revoke_key
+from qa_service.storage.repository import Role, StoredKey
+
+router = APIRouter(tags=["keys"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Error, "description": "No or bad API key"},
+    403: {"model": Error, "description": "Only admin keys manage keys"},
+}
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    prefix: str | None = Field(description="The key's first characters, to recognise it by; "
+                                           "none for keys made before they were kept")
+    created_at: datetime
+    revoked: bool
+
+    @classmethod
+    def of(cls, key: StoredKey) -> KeyOut:
+        """The public face of a stored key (never its hash)."""
+        return cls(id=key.id, name=key.name, role=key.role, prefix=key.prefix, created_at=key.created_at,
+                   revoked=key.revoked)
+
+
+class NewKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    name: str = Field(min_length=1, max_length=200, description="Who or what uses the key")
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="The key itself: shown this once, stored only as a hash")
+
+
+@router.get("/v1/keys", response_model=list[KeyOut], responses=_ERRORS)
+def list_keys(repo: RepoDep, _key: AdminKey) -> list[KeyOut]:
+    """Every API key, oldest first, with its prefix and whether it is revoked (admin only)."""
+    return [KeyOut.of(k) for k in repo.list_keys()]
+
+
+@router.post("/v1/keys", status_code=201, response_model=NewKeyOut,
+             responses={**_ERRORS, 422: {"model": Error, "description": "Unknown role or empty name"}})
+def create_key(body: NewKeyIn, repo: RepoDep, response: Response, _key: AdminKey) -> NewKeyOut:
+    """Make a key with a role; the answer holds the key itself, which is not shown again (admin only)."""
+    stored, key = issue_key(repo, body.role, body.name)
+    response.headers["Location"] = f"/v1/keys/{stored.id}"
+    response.headers["Cache-Control"] = "no-store"
+    return NewKeyOut(**KeyOut.of(stored).model_dump(), key=key)
+
+
+@router.get("/v1/keys/{key_id}", response_model=KeyOut, responses={**_ERRORS, 404: {"model": Error}})
+def get_key(key_id: str, repo: RepoDep, _key: AdminKey) -> KeyOut:
+    """One key's record (admin only)."""
+    return KeyOut.of(find_key(repo, key_id))
+
+
+@router.post("/v1/keys/{key_id}/revoke", response_model=KeyOut, responses={**_ERRORS, 404: {"model": Error}})
+def revoke(key_id: str, repo: RepoDep, _key: AdminKey) -> KeyOut:
+    """Revoke a key: it stops working at once (admin only). Revoking a revoked key changes nothing."""
+    return KeyOut.of(revoke_key(repo, key_id)[0])

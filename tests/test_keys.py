@@ -1,0 +1,110 @@
+"""API keys from the admin routes: list, create (shown once), revoke (at once), each audited; and the
+key storage those routes rely on, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from qa_service.auth import hash_key, issue_key
+from qa_service.errors import NotFound
+from qa_service.storage import open_repository
+from qa_service.storage.review import audit_entries
+from tests.test_api import Api
+
+
+@pytest.fixture
+def api(make_settings, redis_url, redis_conn):
+    return Api(make_settings(redis_url=redis_url), redis_conn)
+
+
+@pytest.mark.parametrize("role", ["qa", "supervisor", "telephony"])
+def test_only_admins_manage_keys(api, role):
+    some = api.repo.list_keys()[0].id
+    for method, path, body in (("GET", "/v1/keys", None), ("GET", f"/v1/keys/{some}", None),
+                               ("POST", "/v1/keys", {"role": "qa", "name": "x"}),
+                               ("POST", f"/v1/keys/{some}/revoke", None)):
+        r = api.client.request(method, path, json=body, headers=api.h(role))
+        assert r.status_code == 403, (method, path)
+        assert "admin" in r.json()["detail"]
+    assert api.client.get("/v1/keys").status_code == 401
+    assert len(api.repo.list_keys()) == 4 and not any(k.revoked for k in api.repo.list_keys())
+
+
+def test_create_list_and_revoke_through_the_api(api):
+    r = api.client.post("/v1/keys", json={"role": "supervisor", "name": "night shift"},
+                        headers=api.h("admin"))
+    assert r.status_code == 201, r.text
+    made = r.json()
+    key = made["key"]
+    assert key.startswith("qak_") and made["prefix"] == key[:12] and made["role"] == "supervisor"
+    assert r.headers["location"] == f"/v1/keys/{made['id']}" and r.headers["cache-control"] == "no-store"
+    new = {"Authorization": f"Bearer {key}"}
+    assert api.client.get("/v1/agents", headers=new).status_code == 200  # works at once
+
+    listed = api.client.get("/v1/keys", headers=api.h("admin")).json()
+    assert [k["name"] for k in listed] == ["admin key", "qa key", "telephony key", "supervisor key",
+                                           "night shift"]
+    # The key is shown once: never in a listing, nor its hash.
+    assert key not in repr(listed) and hash_key(key) not in repr(listed)
+    assert set(listed[-1]) == {"id", "name", "role", "prefix", "created_at", "revoked"}
+    assert api.client.get(f"/v1/keys/{made['id']}", headers=api.h("admin")).json() == listed[-1]
+
+    # Warm the key's cache entry, then revoke it: it stops at once in this process all the same.
+    assert api.client.get("/v1/agents", headers=new).status_code == 200
+    r = api.client.post(f"/v1/keys/{made['id']}/revoke", headers=api.h("admin"))
+    assert r.status_code == 200 and r.json()["revoked"] is True
+    assert api.client.get("/v1/agents", headers=new).status_code == 401
+    # Revoking again changes nothing; an id in another form names the same key.
+    again = api.client.post(f"/v1/keys/{uuid.UUID(made['id']).hex}/revoke", headers=api.h("admin"))
+    assert again.status_code == 200 and again.json() == r.json()
+
+
+def test_bad_key_requests_say_what_to_fix(api):
+    admin = api.h("admin")
+    for body, field in (({"role": "root", "name": "x"}, "role"), ({"role": "qa"}, "name"),
+                        ({"role": "qa", "name": ""}, "name"),
+                        ({"role": "qa", "name": "x", "key": "mine"}, "key")):
+        r = api.client.post("/v1/keys", json=body, headers=admin)
+        assert r.status_code == 422, body
+        assert field in r.json()["detail"], r.json()
+    r = api.client.post("/v1/keys", json={"role": "qa", "name": "   "}, headers=admin)
+    assert r.status_code == 422 and "needs a name" in r.json()["detail"]
+    for key_id in (str(uuid.uuid4()), "nope"):
+        r = api.client.post(f"/v1/keys/{key_id}/revoke", headers=admin)
+        assert r.status_code == 404 and "no API key with id" in r.json()["detail"]
+        assert api.client.get(f"/v1/keys/{key_id}", headers=admin).status_code == 404
+    assert len(api.repo.list_keys()) == 4 and not any(k.revoked for k in api.repo.list_keys())
+
+
+def test_key_routes_are_audited(api):
+    admin_key = next(k for k in api.repo.list_keys() if k.role == "admin")
+    made = api.client.post("/v1/keys", json={"role": "qa", "name": "laptop"}, headers=api.h("admin")).json()
+    api.client.get("/v1/keys", headers=api.h("admin"))
+    api.client.post(f"/v1/keys/{made['id']}/revoke", headers=api.h("admin"))
+    api.client.get("/v1/keys", headers=api.h("supervisor"))
+    rows = audit_entries(api.repo.engine, target_id=made["id"])
+    assert [(e.action, e.key_id, e.target_kind, e.details) for e in rows] == [
+        ("revoke_key", admin_key.id, "key", "status=200"), ("create_key", admin_key.id, "key", "status=201")]
+    assert [e.action for e in audit_entries(api.repo.engine, action="list_keys")] == ["list_keys"]
+    refused = audit_entries(api.repo.engine, action="forbidden")
+    assert [(e.key_name, e.details.split(" tried=")[1]) for e in refused] == [("supervisor key", "list_keys")]
+    assert made["key"] not in repr(audit_entries(api.repo.engine))
+
+
+def test_key_storage_keeps_prefixes_and_reads_ids_in_any_form(database_url):
+    repo = open_repository(database_url)
+    try:
+        stored, key = issue_key(repo, "qa", "desk")
+        assert repo.list_keys()[0].prefix == key[:12]
+        assert repo.key_by_hash(hash_key(key)).prefix == key[:12]
+        as_uuid = uuid.UUID(stored.id)
+        # PostgreSQL and SQLite each read a different set of these forms unless the repository does.
+        for written in (as_uuid.hex, stored.id.upper(), f"{{{stored.id}}}", as_uuid.urn):
+            assert repo.revoke_key(written).id == stored.id
+        for bad in ("", "nope", "urn:uuid:zz"):
+            with pytest.raises(NotFound):
+                repo.revoke_key(bad)
+    finally:
+        repo.dispose()
