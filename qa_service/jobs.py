@@ -482,9 +482,9 @@ def _score(call: StoredCall, repo: Repository, settings: Settings) -> dict[str, 
     meta = CallMeta(call_id=call.external_id or call.id, agent_id=call.agent_id, call_date=call.call_date,
                     channels=call.channels)  # type: ignore[arg-type]
     if call.input_kind == "transcript":
-        from qa_service.intake import parse_transcript
+        from qa_service.intake import read_transcript
 
-        transcript = parse_transcript(path.read_bytes(), filename=path.name)
+        transcript = read_transcript(path, max_bytes=settings.max_transcript_bytes)
         return process_transcript(transcript, meta, rubric, policies, engines()).to_dict()
     keep = None
     if settings.keep_redacted_audio:
