@@ -215,10 +215,12 @@ def test_command_line_call_dates_are_as_strict(tmp_path, monkeypatch, capsys):
     samples = REPO_ROOT / "samples"
     rules = ["--rubric", str(samples / "rubric.yaml"), "--policies", str(samples / "policies.yaml")]
     with pytest.raises(SystemExit) as exited:
-        main(["process", "--transcript", str(samples / "transcript-chat.json"), *rules, "--call-date", "0"])
-    assert exited.value.code == 2 and "YYYY-MM-DD" in capsys.readouterr().err
+        main(["process", "--transcript", str(samples / "transcript-chat.json"), *rules,
+              "--call-date", "1970-01-01"])
+    assert exited.value.code == 2 and "between 2000-01-01 and" in capsys.readouterr().err
 
     manifest = tmp_path / "calls.jsonl"
-    manifest.write_text(json.dumps({"transcript": "chat.json", "call_id": "c1", "call_date": "0"}) + "\n")
+    row = {"transcript": "chat.json", "call_id": "c1", "call_date": "20261014"}  # ISO 8601's basic form
+    manifest.write_text(json.dumps(row) + "\n")
     assert main(["process", "--manifest", str(manifest), *rules]) == 2
     assert "calls.jsonl:1: bad manifest line: call dates are written YYYY-MM-DD" in capsys.readouterr().err
