@@ -175,6 +175,12 @@ def test_nesting_deeper_than_the_limit_is_refused_before_parsing() -> None:
         assert str(caught.value) == f"deep.yaml:{line}: nested more than {MAX_DEPTH} levels deep"
 
 
+@pytest.mark.parametrize("text", ["\x1f", "id: r\x00\n", "a: [1,\n"])
+def test_text_that_is_not_yaml_is_a_rules_error(text: str) -> None:
+    with pytest.raises(RulesFileError, match="not valid YAML"):
+        load_rubric(text)
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("pass_mark: " + "9" * 5000, "not a valid value: a number of more than 4300 digits"),
     ("since: 2026-13-01", "not a valid value: month must be in 1..12"),

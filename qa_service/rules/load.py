@@ -135,9 +135,10 @@ def _why(exc: ValueError) -> str:
 def parse_yaml(text: str, name: str) -> tuple[Any, yaml.Node | None]:
     """Parse rules text (never a file name) into data and its node tree; RulesFileError naming the line."""
     root = None
-    loader = _UniqueKeyLoader(text)
+    loader: _UniqueKeyLoader | None = None
     try:
         _check_depth(text, name)
+        loader = _UniqueKeyLoader(text)  # refuses control characters: inside the try
         # One pass: the node tree (kept for error lines) is built once and the data made from it.
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
@@ -150,7 +151,8 @@ def parse_yaml(text: str, name: str) -> tuple[Any, yaml.Node | None]:
         line, why = _bad_scalar(root)
         raise RulesFileError(name, [Problem("", f"not a valid value: {why}", line)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, root
 
 
