@@ -150,7 +150,9 @@ def _as_text(data: bytes | str) -> str:
         raise TranscriptError(f"the transcript is not UTF-8 text (bad byte at offset {exc.start})") from None
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+# A string runs to its closing quote or, unclosed, to the end of the text: a match that could fail
+# would be tried again from every later quote (quadratic on text full of escaped quotes).
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^][{}]+")
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 

@@ -155,6 +155,15 @@ def test_parsing_time_grows_linearly(make):
     assert t_large < 20 * max(t_small, 1e-3), f"8x the text took {t_large / t_small:.0f}x the time"
 
 
+def test_the_nesting_check_is_linear_on_text_full_of_quotes():
+    small, large = "[" + '\\"' * 20_000, "[" + '\\"' * 160_000  # escaped quotes, never closed
+    t_small = _best_of(3, lambda: json_depth(small))
+    t_large = _best_of(2, lambda: json_depth(large))
+    assert t_large < 20 * max(t_small, 1e-3), f"8x the text took {t_large / t_small:.0f}x the time"
+    with pytest.raises(TranscriptError, match="not valid JSON"):
+        parse_transcript(large)
+
+
 def test_deeply_nested_json_is_refused_before_it_is_parsed():
     deep = "[" * 100_000 + "]" * 100_000
     with pytest.raises(TranscriptError, match=f"nested more than {MAX_JSON_DEPTH} levels"):
