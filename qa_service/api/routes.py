@@ -253,8 +253,7 @@ def _existing(call: StoredCall, queue: Any, settings: Settings, response: Respon
     gets 409 without the call's id or status.
     """
     if not visible:
-        raise CallIdTaken(f"the call id {call.external_id!r} was used by another client first; "
-                          "send this call with an id of its own")
+        raise CallIdTaken("this call id was used by another client first; send the call with an id of yours")
     if call.status == "queued":
         from rq.job import Job
 
