@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qa_service import jobs
+from qa_service.api.app import BODY_LIMIT_BYTES
 from qa_service.api.webhooks import MAX_EVENT_BYTES
 from qa_service.auth import create_key
 from qa_service.storage.inputs import write_bytes
@@ -129,6 +130,24 @@ def test_a_streamed_webhook_is_cut_off_at_its_limit(api):
     status, answer, pulled = drive(api.app, "/v1/webhooks/telephony", headers, (BLOCK for _ in range(64)))
     assert status == 413 and str(MAX_EVENT_BYTES) in answer["detail"]
     assert pulled <= MAX_EVENT_BYTES + len(BLOCK)
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("/v1/rescores", "application/json"),
+    ("/v1/calls/00000000-0000-4000-8000-000000000001/reviews", "application/json"),
+    ("/sign-in", "application/x-www-form-urlencoded"),
+])
+def test_other_bodies_are_cut_off_at_a_small_limit(make_settings, redis_url, redis_conn, path, kind):
+    # FastAPI reads a JSON or form body before it checks the key: held only to the upload limit (200 MiB
+    # here), an anonymous client could make it read that much into memory.
+    api = Api(make_settings(redis_url=redis_url), redis_conn)
+    status, answer, pulled = drive(api.app, path, {"content-type": kind}, (BLOCK for _ in range(128)))
+    assert status == 413
+    assert answer["detail"] == f"the request body is larger than the limit of {BODY_LIMIT_BYTES} bytes"
+    assert pulled <= BODY_LIMIT_BYTES + len(BLOCK)
+    declared = {"content-type": kind, "content-length": str(8 * 2**20)}
+    status, _, pulled = drive(api.app, path, declared, [BLOCK])
+    assert status == 413 and pulled == 0
 
 
 def test_rules_bodies_have_a_limit_of_their_own(make_settings, redis_url, redis_conn):

@@ -34,9 +34,13 @@ from qa_service.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-# Multipart framing and the form fields around the file; the file itself is held to the exact limit.
+# The upload takes QA_MAX_UPLOAD_BYTES, plus this for the multipart framing and the form fields around
+# the file (the file itself is held to the exact limit).
+UPLOAD_PATH = "/v1/calls"
 BODY_SLACK_BYTES = 64 * 1024
-# Routes whose bodies are read whole into memory, with their own (much smaller) limits.
+# Every other body is read whole into memory (JSON, YAML, form fields), and FastAPI reads a JSON or
+# form body before it checks the caller's key: these limits hold them small as they stream in.
+BODY_LIMIT_BYTES = 1024 * 1024
 ROUTE_BODY_LIMITS = {
     "/v1/webhooks/telephony": webhooks.MAX_EVENT_BYTES,
     "/v1/rubrics": routes.MAX_RULES_BYTES,
@@ -101,8 +105,9 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.include_router(metrics.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + BODY_SLACK_BYTES,
-                       upload_limit=settings.max_upload_bytes, route_limits=ROUTE_BODY_LIMITS)
+    limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}
+    app.add_middleware(BodyLimit, limit=BODY_LIMIT_BYTES, route_limits=limits, upload_path=UPLOAD_PATH,
+                       upload_limit=settings.max_upload_bytes)
     from qa_service.api import review
 
     review.install(app)  # review routes and the audit trail (outermost, so it sees every answer)
@@ -140,15 +145,17 @@ class BodyLimit:
 
     A Content-Length over the limit is refused before any byte is read; a chunked body is cut off
     when the running count passes the limit (the multipart parser never spools the rest to disk).
-    `route_limits` gives some paths a limit of their own, in place of the upload limit.
+    `limit` holds every path but those in `route_limits`; the 413 for `upload_path` names
+    `upload_limit`, the size of the file itself.
     """
 
-    def __init__(self, app: Any, limit: int, upload_limit: int | None = None,
-                 route_limits: Mapping[str, int] | None = None):
+    def __init__(self, app: Any, limit: int, route_limits: Mapping[str, int] | None = None,
+                 upload_path: str | None = None, upload_limit: int | None = None):
         self.app = app
         self.limit = limit
-        self.upload_limit = upload_limit if upload_limit is not None else limit
         self.route_limits = dict(route_limits or {})
+        self.upload_path = upload_path
+        self.upload_limit = upload_limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -156,10 +163,12 @@ class BodyLimit:
             return
         path = scope["path"].rstrip("/")
         limit = self.route_limits.get(path, self.limit)
-        if path in self.route_limits:
+        if path == self.upload_path and self.upload_limit is not None:
+            detail = f"the upload is larger than the limit of {self.upload_limit} bytes"
+        elif path in self.route_limits:
             detail = f"the body is larger than the limit of {limit} bytes for {path}"
         else:
-            detail = f"the upload is larger than the limit of {self.upload_limit} bytes"
+            detail = f"the request body is larger than the limit of {limit} bytes"
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await self._refuse(send, detail)
