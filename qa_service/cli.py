@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--policies", type=Path, required=True)
     pr.add_argument("--call-id")
     pr.add_argument("--agent-id", default="unknown")
-    pr.add_argument("--call-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
+    pr.add_argument("--call-date", type=_call_date, default=None, help="YYYY-MM-DD (default: today)")
     pr.add_argument("--channels", choices=["auto", "stereo", "stereo-agent-right", "mono"], default="auto")
     pr.add_argument("--out", type=Path, help="write CALL_ID.scorecard.json files here")
     pr.add_argument("--no-store", action="store_true", help="do not save scorecards in the database")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("rubric", type=Path)
     rt.add_argument("transcript", type=Path, help="JSON turns or Agent:/Customer: lines")
     rt.add_argument("--policies", type=Path, help="policy pack (default: none)")
-    rt.add_argument("--call-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
+    rt.add_argument("--call-date", type=_call_date, default=None, help="YYYY-MM-DD (default: today)")
     rt.set_defaults(func=cmd_rubric_try)
 
     rt_ = sub.add_parser("retry", help="queue failed calls again (by id or external call id)")
@@ -118,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="score the sample calls (through the queue when Redis answers)")
     demo.set_defaults(func=cmd_demo)
     return p
+
+
+def _call_date(text: str) -> date:
+    """A --call-date value, read as strictly as the API reads one."""
+    from qa_service.intake import call_date_from
+
+    try:
+        return call_date_from(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -152,10 +162,10 @@ def cmd_process(args: argparse.Namespace) -> int:
             if job.audio:
                 card = process_audio(job.audio, job.meta, rubric, policies, engines)
             else:
-                from qa_service.intake import parse_transcript
+                from qa_service.intake import read_transcript
 
                 assert job.transcript is not None
-                transcript = parse_transcript(job.transcript.read_bytes(), filename=job.transcript.name)
+                transcript = read_transcript(job.transcript, max_bytes=settings.max_transcript_bytes)
                 card = process_transcript(transcript, job.meta, rubric, policies, engines)
         except QAServiceError as exc:
             failures += 1
@@ -176,6 +186,8 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> Iterator[Job]:
+    from qa_service.intake import call_date_from
+
     call_date = args.call_date or date.today()
     for path in args.audio:
         yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels),
@@ -191,9 +203,9 @@ def _jobs(args: argparse.Namespace) -> Iterator[Job]:
             try:
                 row = json.loads(line)
                 meta = CallMeta(str(row["call_id"]), str(row.get("agent_id", "unknown")),
-                                date.fromisoformat(str(row.get("call_date", call_date))),
+                                call_date_from(str(row.get("call_date", call_date))),
                                 row.get("channels", args.channels))
-            except (ValueError, KeyError) as exc:
+            except (ValueError, KeyError, InputError) as exc:
                 raise QAServiceError(f"{args.manifest}:{n}: bad manifest line: {exc}") from exc
             audio = _resolve(row.get("audio"), base)
             transcript = _resolve(row.get("transcript"), base)
@@ -395,16 +407,17 @@ def cmd_rubric_try(args: argparse.Namespace) -> int:
     """Score one transcript with a rubric and show each rule's verdict, reason and evidence."""
     import spacy
 
-    from qa_service.intake import parse_transcript
+    from qa_service.intake import read_transcript
     from qa_service.rules.load import load_policy_pack, load_rubric
     from qa_service.rules.schema import PolicyPack
     from qa_service.stages.score import score
 
+    settings = Settings()
     rubric = load_rubric(args.rubric)
     policies = (load_policy_pack(args.policies) if args.policies
                 else PolicyPack(id="none", version="0", facts=[]))
-    transcript = parse_transcript(args.transcript.read_bytes(), filename=args.transcript.name)
-    nlp: Any = spacy.load(Settings().spacy_model)
+    transcript = read_transcript(args.transcript, max_bytes=settings.max_transcript_bytes)
+    nlp: Any = spacy.load(settings.spacy_model)
     result = score(transcript, rubric, policies, nlp, args.call_date or date.today())
     for c in result.criteria:
         mark = "n/a " if not c.applicable else ("PASS" if c.passed else "FAIL")

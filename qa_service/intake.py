@@ -10,16 +10,28 @@ Two shapes are accepted:
 Speaker labels accept common synonyms (rep, adviser, caller, client, ...). Without times, they
 are estimated from word counts at a speaking rate of 150 words a minute, and the transcript's
 `model` says so. Errors name the turn or line and never quote its words (they may be personal).
+
+Parsing takes time in proportion to the text: a transcript is parsed at upload and again by the
+worker, so a slow parser would be paid twice. JSON nested deeper than MAX_JSON_DEPTH is refused
+before it is parsed (the parser recurses), and `read_transcript` refuses a file over its byte limit
+before reading it.
+
+A call's date (`call_date_from`) is read as strictly as its transcript: YYYY-MM-DD, within
+EARLIEST_CALL_DATE and tomorrow.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from itertools import accumulate
+from pathlib import Path
 from typing import Any
 
-from qa_service.errors import TranscriptError
+from qa_service.errors import InputError, TranscriptError
 from qa_service.records import Segment, Speaker, Transcript
 
 WORDS_PER_MINUTE = 150
@@ -35,11 +47,22 @@ CUSTOMER_LABELS = frozenset({
     "patient", "guest",
 })
 
+# A label neither starts nor ends with a space and the runs of spaces around it are matched possessively
+# (`\s*+`): otherwise "Agent" followed by a long run of spaces and no colon makes the regex engine try
+# every way to share the run between the label and the spaces after it.
 _LINE = re.compile(
-    r"^\s*(?:\[(?P<ts>\d{1,2}(?::\d{1,2}){1,2}(?:\.\d+)?|\d+(?:\.\d+)?)\]\s*)?"
-    r"(?P<label>[A-Za-z][A-Za-z ._-]{0,30}?)\s*(?:\([^)]{0,40}\))?\s*:\s?(?P<text>.*)$"
+    r"^\s*+(?:\[(?P<ts>\d{1,2}(?::\d{1,2}){1,2}(?:\.\d+)?|\d+(?:\.\d+)?)\]\s*+)?"
+    r"(?P<label>[A-Za-z](?:[A-Za-z ._-]{0,29}[A-Za-z._-])?)\s*+(?:\([^)]{0,40}\)\s*+)?:\s?(?P<text>.*)$"
 )
 _CLOCK = re.compile(r"^\d{1,2}(?::\d{1,2}){1,2}(?:\.\d+)?$")
+
+
+# Transcripts are a list of turns, or an object holding one: 3 levels. Python's JSON parser recurses
+# once per level and ends in a RecursionError a thousand levels down, so depth is checked first.
+MAX_JSON_DEPTH = 32
+# Before this day no call is scored; the upper bound is tomorrow, for callers a time zone ahead.
+EARLIEST_CALL_DATE = date(2000, 1, 1)
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass
@@ -48,6 +71,8 @@ class _Turn:
     text: str
     start: float | None = None
     end: float | None = None
+    # Lines that continue the turn, joined once at the end: joining on every line is quadratic.
+    more: list[str] = field(default_factory=list)
 
 
 def speaker_of(label: str) -> Speaker | None:
@@ -58,6 +83,35 @@ def speaker_of(label: str) -> Speaker | None:
     if norm in CUSTOMER_LABELS:
         return "customer"
     return None
+
+
+def call_date_from(text: str) -> date:
+    """A call date given as YYYY-MM-DD between EARLIEST_CALL_DATE and tomorrow; InputError otherwise."""
+    if not _ISO_DAY.fullmatch(text):
+        raise InputError("call dates are written YYYY-MM-DD, e.g. 2026-10-14")
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise InputError("that day is not in the calendar (YYYY-MM-DD)") from None
+    return check_call_date(day)
+
+
+def check_call_date(day: date) -> date:
+    """The day itself when a call can have happened then (EARLIEST_CALL_DATE to tomorrow), else InputError."""
+    latest = date.today() + timedelta(days=1)
+    if not EARLIEST_CALL_DATE <= day <= latest:
+        raise InputError(f"a call date must be between {EARLIEST_CALL_DATE.isoformat()} and "
+                         f"{latest.isoformat()}")
+    return day
+
+
+def read_transcript(path: Path, *, max_bytes: int) -> Transcript:
+    """Parse a transcript file, refusing one larger than max_bytes before reading it."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise TranscriptError(f"the transcript has {size} bytes, more than the limit of {max_bytes} "
+                              "(QA_MAX_TRANSCRIPT_BYTES)")
+    return parse_transcript(path.read_bytes(), filename=path.name)
 
 
 def parse_transcript(data: bytes | str, *, filename: str | None = None) -> Transcript:
@@ -96,12 +150,31 @@ def _as_text(data: bytes | str) -> str:
         raise TranscriptError(f"the transcript is not UTF-8 text (bad byte at offset {exc.start})") from None
 
 
+# A string runs to its closing quote or, unclosed, to the end of the text: a match that could fail
+# would be tried again from every later quote (quadratic on text full of escaped quotes).
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^][{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON text nest, counted without parsing it."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
 def _from_json(text: str) -> list[_Turn]:
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise TranscriptError(f"the transcript is not valid JSON: nested more than {MAX_JSON_DEPTH} levels "
+                              "deep (a transcript is a list of turns)")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TranscriptError(
             f"the transcript is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError:  # the only other ValueError json raises: an integer too long to convert
+        raise TranscriptError(f"the transcript is not valid JSON: it holds a number of more than "
+                              f"{sys.get_int_max_str_digits()} digits") from None
     shape = 'a JSON transcript must be a list of turns or an object with a "turns" list'
     if isinstance(doc, dict):
         for key in ("turns", "segments", "messages", "transcript"):
@@ -140,12 +213,14 @@ def _from_lines(text: str) -> list[_Turn]:
         speaker = speaker_of(m.group("label")) if m else None
         if m and speaker is not None:
             start = _time(m.group("ts"), n, "time", where="line") if m.group("ts") else None
-            turns.append(_Turn(speaker, _clean(m.group("text")), start))
+            turns.append(_Turn(speaker, m.group("text"), start))
         elif turns:
-            turns[-1].text = _clean(f"{turns[-1].text} {line}")
+            turns[-1].more.append(line)
         else:
             raise TranscriptError(f"line {n}: expected a turn starting with 'Agent:' or 'Customer:' "
                                   "(or JSON turns with speaker and text)")
+    for turn in turns:
+        turn.text = _clean(" ".join([turn.text, *turn.more]))
     return turns
 
 

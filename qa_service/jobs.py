@@ -489,9 +489,9 @@ def _score(call: StoredCall, repo: Repository, settings: Settings) -> dict[str, 
                     channels=call.channels)  # type: ignore[arg-type]
     with _input(call, repo, settings) as path:
         if call.input_kind == "transcript":
-            from qa_service.intake import parse_transcript
+            from qa_service.intake import read_transcript
 
-            transcript = parse_transcript(path.read_bytes(), filename=path.name)
+            transcript = read_transcript(path, max_bytes=settings.max_transcript_bytes)
             return process_transcript(transcript, meta, rubric, policies, engines()).to_dict()
         keep = None
         if settings.keep_redacted_audio:

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     redact_allow_list: list[str] = Field(default_factory=list)
 
     max_upload_bytes: int = 200 * 1024 * 1024
+    # A text transcript is parsed at upload and again by the worker: far below the audio limit.
+    max_transcript_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
     max_duration_s: float = 4 * 3600
     webhook_secret: str | None = None
     allow_private_urls: bool = False

@@ -120,7 +120,7 @@ def test_submit_transcript_stores_input_and_enqueues_by_path(api):
     assert (call.input_kind, call.source, call.channels) == ("transcript", "upload", "stereo")
     assert (call.rubric_id, call.rubric_version) == ("harbourline-intake", "2026.10")
 
-    got = api.client.get(f"/v1/calls/{body['id']}", headers=api.h("telephony")).json()
+    got = api.client.get(f"/v1/calls/{body['id']}", headers=api.h("supervisor")).json()
     assert got["status"] == "queued" and got["agent_id"] == "agent-mira" and got["call_date"] == "2026-10-14"
     assert got["rubric"] == {"id": "harbourline-intake", "version": "2026.10"}
     assert got["scorecard_url"] is None
@@ -230,8 +230,13 @@ def test_roles(api):
     assert api.client.get("/v1/agents/a/scorecards", headers=api.h("telephony")).status_code == 403
     r = api.client.post("/v1/rubrics", content=RUBRIC, headers=api.h("supervisor"))
     assert r.status_code == 403 and "supervisor" in r.json()["detail"]
-    for role in ("admin", "qa", "supervisor", "telephony"):
+    for role in ("admin", "qa", "supervisor"):
         assert api.client.get(f"/v1/calls/{call_id}", headers=api.h(role)).status_code == 200
+    # A telephony key reads the status of the calls it sent, and no other call.
+    own = api.submit("telephony").json()["id"]
+    assert api.client.get(f"/v1/calls/{own}", headers=api.h("telephony")).status_code == 200
+    r = api.client.get(f"/v1/calls/{call_id}", headers=api.h("telephony"))
+    assert r.status_code == 404 and "no call" in r.json()["detail"]
 
 
 def test_scorecard_follows_the_call_status(api):

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import date, timedelta
 
 import pytest
 
-from qa_service.errors import TranscriptError
-from qa_service.intake import WORDS_PER_MINUTE, parse_transcript, speaker_of
+from qa_service.errors import InputError, TranscriptError
+from qa_service.intake import (
+    EARLIEST_CALL_DATE,
+    MAX_JSON_DEPTH,
+    WORDS_PER_MINUTE,
+    call_date_from,
+    json_depth,
+    parse_transcript,
+    read_transcript,
+    speaker_of,
+)
+from tests.conftest import REPO_ROOT
 
 EXPECTED = [("agent", "Thanks for calling, my name is Leo."),
             ("customer", "Hi, I have a question about my permit.")]
@@ -104,3 +116,120 @@ def test_errors_do_not_quote_the_content():
 ])
 def test_speaker_synonyms(label, speaker):
     assert speaker_of(label) == speaker
+
+
+# -- size, time and nesting ------------------------------------------------------------------------
+
+def _best_of(runs: int, fn) -> float:
+    """The shortest of a few timings: another process taking a core only ever adds time."""
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _continued(n_lines: int) -> str:
+    return "Agent: hello\n" + "and then some more words on this line\n" * n_lines
+
+
+def test_a_large_transcript_of_continuation_lines_parses():
+    text = _continued(40_000)  # 1.5 MB: one turn continued over 40,000 lines
+    assert len(text) > 1_500_000
+    [turn] = parse_transcript(text).segments
+    assert turn.text == "hello" + " and then some more words on this line" * 40_000
+
+
+@pytest.mark.parametrize("make", [
+    _continued,
+    # A run of spaces after a label and no colon: the line regex must not try every split of the run.
+    lambda n: "Agent: hello\nAgent" + " " * n + "x\n",
+], ids=["continuation-lines", "spaces-after-a-label"])
+def test_parsing_time_grows_linearly(make):
+    small, large = make(2_000), make(16_000)  # 8x the text
+    parse_transcript(small)  # warm up
+    t_small = _best_of(3, lambda: parse_transcript(small))
+    t_large = _best_of(2, lambda: parse_transcript(large))
+    # Linear: about 8x. Quadratic parsing (joining the turn again for each line) measured about 64x.
+    assert t_large < 20 * max(t_small, 1e-3), f"8x the text took {t_large / t_small:.0f}x the time"
+
+
+def test_the_nesting_check_is_linear_on_text_full_of_quotes():
+    small, large = "[" + '\\"' * 20_000, "[" + '\\"' * 160_000  # escaped quotes, never closed
+    t_small = _best_of(3, lambda: json_depth(small))
+    t_large = _best_of(2, lambda: json_depth(large))
+    assert t_large < 20 * max(t_small, 1e-3), f"8x the text took {t_large / t_small:.0f}x the time"
+    with pytest.raises(TranscriptError, match="not valid JSON"):
+        parse_transcript(large)
+
+
+def test_deeply_nested_json_is_refused_before_it_is_parsed():
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(TranscriptError, match=f"nested more than {MAX_JSON_DEPTH} levels"):
+        parse_transcript(deep)
+    # Brackets inside strings are text, not nesting.
+    t = parse_transcript(json.dumps([{"speaker": "agent", "text": "[[[[" * 100}]))
+    assert t.segments[0].text == "[[[[" * 100
+    assert json_depth('{"turns": [{"a": "]]]}"}]}') == 3
+
+
+def test_a_number_too_long_to_read_is_a_transcript_error():
+    data = '[{"speaker": "agent", "text": "hi", "start": ' + "1" * 5000 + "}]"
+    with pytest.raises(TranscriptError, match="a number of more than 4300 digits"):
+        parse_transcript(data)
+
+
+def test_read_transcript_refuses_a_file_over_the_limit_before_reading_it(tmp_path, monkeypatch):
+    path = tmp_path / "call.txt"
+    path.write_text("Agent: hello\n" * 1000)
+    assert read_transcript(path, max_bytes=13_000).segments[0].speaker == "agent"
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the file was read")
+
+    monkeypatch.setattr(type(path), "read_bytes", no_reading)
+    with pytest.raises(TranscriptError, match="13000 bytes, more than the limit of 12999 .*QA_MAX"):
+        read_transcript(path, max_bytes=12_999)
+
+
+# -- call dates ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0", "YYYY-MM-DD"),
+    ("20261014", "YYYY-MM-DD"),
+    ("2026-10-14T10:00", "YYYY-MM-DD"),
+    ("2026-W42-3", "YYYY-MM-DD"),
+    ("２０２６-１０-１４", "YYYY-MM-DD"),
+    ("2026-13-01", "not in the calendar"),
+    ("2026-02-30", "not in the calendar"),
+    ("1970-01-01", "between 2000-01-01 and"),
+    ("1999-12-31", "between 2000-01-01 and"),
+    (str(date.today() + timedelta(days=2)), "between 2000-01-01 and"),
+])
+def test_call_dates_are_days_in_a_sane_range(text, message):
+    with pytest.raises(InputError, match=message):
+        call_date_from(text)
+
+
+def test_call_dates_from_2000_to_tomorrow_are_taken():
+    for day in (EARLIEST_CALL_DATE, date(2026, 10, 14), date.today(), date.today() + timedelta(days=1)):
+        assert call_date_from(day.isoformat()) == day
+
+
+def test_command_line_call_dates_are_as_strict(tmp_path, monkeypatch, capsys):
+    from qa_service.cli import main
+
+    monkeypatch.setenv("QA_DATABASE_URL", f"sqlite:///{tmp_path / 'qa.db'}")
+    samples = REPO_ROOT / "samples"
+    rules = ["--rubric", str(samples / "rubric.yaml"), "--policies", str(samples / "policies.yaml")]
+    with pytest.raises(SystemExit) as exited:
+        main(["process", "--transcript", str(samples / "transcript-chat.json"), *rules,
+              "--call-date", "1970-01-01"])
+    assert exited.value.code == 2 and "between 2000-01-01 and" in capsys.readouterr().err
+
+    manifest = tmp_path / "calls.jsonl"
+    row = {"transcript": "chat.json", "call_id": "c1", "call_date": "20261014"}  # ISO 8601's basic form
+    manifest.write_text(json.dumps(row) + "\n")
+    assert main(["process", "--manifest", str(manifest), *rules]) == 2
+    assert "calls.jsonl:1: bad manifest line: call dates are written YYYY-MM-DD" in capsys.readouterr().err

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from qa_service.errors import ConfigError, RulesError
-from qa_service.rules.load import RulesFileError, check_file, explain, load_policy_pack, load_rubric
+from qa_service.rules.load import (
+    MAX_DEPTH,
+    RulesFileError,
+    check_file,
+    explain,
+    load_policy_pack,
+    load_rubric,
+)
 from qa_service.rules.schema import NumberFact, TermFact
 
 DATA = Path(__file__).parent / "data" / "rules"
@@ -140,3 +147,46 @@ def test_check_file_tells_rubric_from_policy_pack() -> None:
 def test_unreadable_file_is_a_rules_error(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match="missing.yaml: cannot read file"):
         load_rubric(tmp_path / "missing.yaml")
+
+
+def test_text_is_never_read_as_a_path(tmp_path: Path) -> None:
+    path = tmp_path / "rubric.yaml"
+    path.write_text((DATA / "courier-support.yaml").read_text())
+    assert load_rubric(path).id == "courier-support"  # a Path is a file to read
+    for text in (str(path), f"  {path}  ", str(tmp_path / "missing.json")):
+        with pytest.raises(RulesError) as caught:
+            load_rubric(text)
+        # Read as YAML text: a lone string, not a mapping; nothing says whether such a file exists.
+        assert "YAML mapping" in str(caught.value) and "cannot read" not in str(caught.value)
+    with pytest.raises(RulesError, match="YAML mapping"):
+        load_policy_pack(str(DATA / "parcel-policy.yaml"))
+
+
+def test_nesting_deeper_than_the_limit_is_refused_before_parsing() -> None:
+    at_limit = "x: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    with pytest.raises(RulesFileError) as caught:
+        load_rubric(at_limit)
+    assert "nested" not in str(caught.value)  # parsed, then refused by the schema
+    block = "id: r\ncriteria:\n" + "".join("  " * i + "- \n" for i in range(1, 400))
+    for text, line in (("[" * 100_000 + "]" * 100_000, 1), ("x: " + "{a: " * 3000 + "1" + "}" * 3000, 1),
+                       (block, MAX_DEPTH + 2)):  # depth d starts on line d + 1
+        with pytest.raises(RulesFileError) as caught:
+            load_rubric(text, name="deep.yaml")
+        assert str(caught.value) == f"deep.yaml:{line}: nested more than {MAX_DEPTH} levels deep"
+
+
+@pytest.mark.parametrize("text", ["\x1f", "id: r\x00\n", "a: [1,\n"])
+def test_text_that_is_not_yaml_is_a_rules_error(text: str) -> None:
+    with pytest.raises(RulesFileError, match="not valid YAML"):
+        load_rubric(text)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("pass_mark: " + "9" * 5000, "not a valid value: a number of more than 4300 digits"),
+    ("since: 2026-13-01", "not a valid value: month must be in 1..12"),
+])
+def test_values_yaml_cannot_read_name_their_line(line: str, message: str) -> None:
+    text = "id: r\nversion: '1'\n" + line + "\ncriteria: []\n"
+    with pytest.raises(RulesFileError) as caught:
+        load_rubric(text, name="r.yaml")
+    assert str(caught.value) == f"r.yaml:3: {message}"

@@ -334,6 +334,27 @@ def test_probes_answer_whatever_host_they_name(site):
         assert TestClient(site.app).get(path, headers={"Host": "10.1.2.3:8000"}).status_code in (200, 503)
 
 
+def test_a_request_naming_no_host_is_answered_from_the_servers_own_address(site):
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    # HTTP/1.0 has no Host header: nothing in the request names a host, so nothing is reflected.
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.0", "method": "GET",
+             "scheme": "http", "path": "/calls/", "raw_path": b"/calls/", "query_string": b"",
+             "root_path": "", "headers": [], "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(site.app(scope, receive, send))
+    start = sent[0]
+    assert start["status"] == 307
+    assert dict(start["headers"])[b"location"] == b"http://127.0.0.1:8000/calls"
+
+
 def test_the_default_hosts_are_the_loopback_names(tmp_path, monkeypatch):
     monkeypatch.delenv("QA_TRUSTED_HOSTS")
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'qa.db'}", storage_dir=tmp_path / "storage",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from qa_service import __version__
 from qa_service.api import routes, webhooks
 from qa_service.api.hosts import TrustedHosts
+from qa_service.api.schemas import message_of
 from qa_service.errors import (
     AuthError,
     Conflict,
@@ -33,8 +35,18 @@ from qa_service.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-# Multipart framing and the form fields around the file; the file itself is held to the exact limit.
+# The upload takes QA_MAX_UPLOAD_BYTES, plus this for the multipart framing and the form fields around
+# the file (the file itself is held to the exact limit).
+UPLOAD_PATH = "/v1/calls"
 BODY_SLACK_BYTES = 64 * 1024
+# Every other body is read whole into memory (JSON, YAML, form fields), and FastAPI reads a JSON or
+# form body before it checks the caller's key: these limits hold them small as they stream in.
+BODY_LIMIT_BYTES = 1024 * 1024
+ROUTE_BODY_LIMITS = {
+    "/v1/webhooks/telephony": webhooks.MAX_EVENT_BYTES,
+    "/v1/rubrics": routes.MAX_RULES_BYTES,
+    "/v1/policy-packs": routes.MAX_RULES_BYTES,
+}
 
 # Most specific first: the first matching class decides the status.
 STATUS_OF: tuple[tuple[type[BaseException], int], ...] = (
@@ -99,7 +111,8 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.include_router(metrics.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + BODY_SLACK_BYTES,
+    limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}
+    app.add_middleware(BodyLimit, limit=BODY_LIMIT_BYTES, route_limits=limits, upload_path=UPLOAD_PATH,
                        upload_limit=settings.max_upload_bytes)
     app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts, www_redirect=False)
     from qa_service.api import review
@@ -118,7 +131,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Name each field and what is wrong; never echo the submitted values (they may be personal).
         errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")),
-                   "message": e.get("msg", "invalid"), "type": e.get("type", "")} for e in exc.errors()]
+                   "message": message_of(e), "type": e.get("type", "")} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
         return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
 
@@ -139,20 +152,33 @@ class BodyLimit:
 
     A Content-Length over the limit is refused before any byte is read; a chunked body is cut off
     when the running count passes the limit (the multipart parser never spools the rest to disk).
+    `limit` holds every path but those in `route_limits`; the 413 for `upload_path` names
+    `upload_limit`, the size of the file itself.
     """
 
-    def __init__(self, app: Any, limit: int, upload_limit: int | None = None):
+    def __init__(self, app: Any, limit: int, route_limits: Mapping[str, int] | None = None,
+                 upload_path: str | None = None, upload_limit: int | None = None):
         self.app = app
         self.limit = limit
-        self.upload_limit = upload_limit if upload_limit is not None else limit
+        self.route_limits = dict(route_limits or {})
+        self.upload_path = upload_path
+        self.upload_limit = upload_limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        path = scope["path"].rstrip("/")
+        limit = self.route_limits.get(path, self.limit)
+        if path == self.upload_path and self.upload_limit is not None:
+            detail = f"the upload is larger than the limit of {self.upload_limit} bytes"
+        elif path in self.route_limits:
+            detail = f"the body is larger than the limit of {limit} bytes for {path}"
+        else:
+            detail = f"the request body is larger than the limit of {limit} bytes"
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._refuse(send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._refuse(send, detail)
             return
         state = {"received": 0, "exceeded": False, "started": False}
 
@@ -160,7 +186,7 @@ class BodyLimit:
             message: dict[str, Any] = await receive()
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
-                if state["received"] > self.limit:
+                if state["received"] > limit:
                     state["exceeded"] = True
                     raise _BodyTooLarge()
             return message
@@ -176,10 +202,9 @@ class BodyLimit:
         except _BodyTooLarge:
             pass
         if state["exceeded"] and not state["started"]:
-            await self._refuse(send)
+            await self._refuse(send, detail)
 
-    async def _refuse(self, send: Any) -> None:
-        detail = f"the upload is larger than the limit of {self.upload_limit} bytes"
+    async def _refuse(self, send: Any, detail: str) -> None:
         body = json.dumps({"detail": detail}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]

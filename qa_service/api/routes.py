@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa_service import __version__
 from qa_service.api.deps import (
@@ -23,30 +29,30 @@ from qa_service.api.deps import (
     SettingsDep,
     SubmitKey,
 )
-from qa_service.api.rulecheck import check_rules
+from qa_service.api.rulecheck import check_rules, upload_name
 from qa_service.api.schemas import (
-    ID_PATTERN,
     AgentScorecards,
     Aggregate,
     CallAccepted,
+    CallForm,
     CallOut,
-    Channels,
     Error,
     Health,
     RulesOut,
     ScorecardSummary,
 )
-from qa_service.errors import InputError, NotFound, QAServiceError, TransientError
-from qa_service.intake import parse_transcript
+from qa_service.errors import Conflict, InputError, NotFound, QAServiceError, TransientError
+from qa_service.intake import read_transcript
 from qa_service.jobs import enqueue_call, retry_failed_call
+from qa_service.rules.load import parse_yaml
 from qa_service.settings import Settings
-from qa_service.storage.inputs import input_suffix, remove_input, write_input
-from qa_service.storage.repository import NewCall, Repository, RulesKind, StoredCall, StoredRules
+from qa_service.storage.inputs import InputTooLarge, input_suffix, remove_input, write_input
+from qa_service.storage.repository import NewCall, Repository, RulesKind, StoredCall, StoredKey, StoredRules
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-MAX_RULES_BYTES = 1024 * 1024
+MAX_RULES_BYTES = 1024 * 1024  # a rubric or policy pack body; enforced as it streams in (app.BodyLimit)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "No or bad API key"},
     403: {"model": Error, "description": "The key's role may not do this"},
@@ -88,72 +94,140 @@ def healthz(repo: RepoDep, queue: QueueDep, response: Response) -> Health:
 
 # -- calls -------------------------------------------------------------------------------------
 
+# Roles that read every call. A key of another role (telephony) reads the calls it uploaded, and a
+# call_id it sends again that another client used first is answered without that call's id.
+READS_EVERY_CALL = ("admin", "qa", "supervisor")
+
+
+class CallIdTaken(Conflict):
+    """A call_id another client used first (HTTP 409); the answer does not say which call has it."""
+
+
+def may_read(key: StoredKey, call: StoredCall) -> bool:
+    """Whether a key may read a call: its role reads every call, or the key uploaded the call."""
+    return key.role in READS_EVERY_CALL or (call.submitted_by_key_id is not None
+                                            and call.submitted_by_key_id == key.id)
+
+
+@dataclass(frozen=True)
+class _Input:
+    """The audio or transcript part of an upload, still in the parser's spooled file."""
+
+    kind: Literal["audio", "transcript"]
+    source: BinaryIO
+    filename: str | None
+    size: int | None
+
+
 @router.post(
     "/v1/calls", status_code=202, response_model=CallAccepted, tags=["calls"],
+    openapi_extra=CallForm.openapi(),
     responses={**_ERRORS, 200: {"model": CallAccepted, "description": "This call_id was submitted before"},
                400: {"model": Error, "description": "Empty upload"},
-               413: {"model": Error, "description": "Upload larger than the limit"},
+               409: {"model": Error, "description": "Another client used this call_id first"},
+               413: {"model": Error, "description": "Upload (or transcript) larger than the limit"},
                422: {"model": Error, "description": "Invalid fields, unknown rubric, unparseable transcript"},
                503: {"model": Error, "description": "Queue unavailable; resend with the same call_id"}},
 )
-def submit_call(
-    settings: SettingsDep, repo: RepoDep, queue: QueueDep, response: Response, _key: SubmitKey,
-    agent_id: Annotated[str, Form(min_length=1, max_length=100, pattern=ID_PATTERN)],
-    call_date: Annotated[date, Form(description="Day of the call, YYYY-MM-DD")],
-    rubric_id: Annotated[str, Form(min_length=1, max_length=100)],
-    policy_pack_id: Annotated[str, Form(min_length=1, max_length=100)],
-    audio: Annotated[UploadFile | None, File(description="The recording (any format FFmpeg reads)")] = None,
-    transcript: Annotated[UploadFile | str | None, File(
-        description="Instead of audio: JSON turns or text with Agent:/Customer: lines")] = None,
-    call_id: Annotated[str | None, Form(min_length=1, max_length=200, pattern=ID_PATTERN,
-                                        description="Your id for the call; resending it is safe")] = None,
-    channels: Annotated[Channels, Form()] = "auto",
-    rubric_version: Annotated[str | None, Form(max_length=50)] = None,
-    policy_pack_version: Annotated[str | None, Form(max_length=50)] = None,
-) -> CallAccepted:
+async def submit_call(request: Request, settings: SettingsDep, repo: RepoDep, queue: QueueDep,
+                      response: Response, key: SubmitKey) -> CallAccepted:
     """Store a recorded call (or a transcript) and queue it for scoring."""
+    # The body is read only now, once the key, its role and its rate limit have passed: declared as
+    # form parameters, the fields would be parsed (and the upload spooled to disk) before any check.
+    form = await _read_form(request, settings)
+    try:
+        fields = _call_fields(form)
+        upload = _call_input(form)
+        accepted: CallAccepted = await run_in_threadpool(
+            _store_call, fields, upload, key, settings, repo, queue, response)
+        return accepted
+    finally:
+        await form.close()
+
+
+async def _read_form(request: Request, settings: Settings) -> FormData:
+    try:
+        # Text fields are held in memory while parsing: none may be longer than a transcript.
+        return await request.form(max_part_size=settings.max_transcript_bytes)
+    except StarletteHTTPException as exc:
+        # Starlette answers a field over max_part_size with a 400 in these words: it is a size limit.
+        if exc.status_code == 400 and "exceeded maximum size" in str(exc.detail):
+            raise InputTooLarge(_transcript_too_large(settings)) from None
+        raise
+
+
+def _transcript_too_large(settings: Settings) -> str:
+    return (f"the transcript is larger than the limit of {settings.max_transcript_bytes} bytes "
+            "(QA_MAX_TRANSCRIPT_BYTES); split the conversation, or send the recording")
+
+
+def _call_fields(form: FormData) -> CallForm:
+    """The form's text fields, validated; 422 naming each bad field like any other request."""
+    # An empty field counts as not sent, as FastAPI's own form parameters treat it.
+    sent = {name: value for name in CallForm.model_fields
+            if (value := form.get(name)) is not None and value != ""}
+    try:
+        return CallForm.model_validate(sent)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def _call_input(form: FormData) -> _Input:
+    """The one audio or transcript part of an upload; 400 for none or both, 422 for audio sent as text."""
+    audio, transcript = form.get("audio"), form.get("transcript")
+    if isinstance(audio, str):
+        if audio:
+            raise RequestValidationError([{"loc": ("body", "audio"), "type": "value_error",
+                                           "msg": "send the recording as a file (a part with a filename)"}])
+        audio = None
     if isinstance(transcript, str) and not transcript.strip():
         transcript = None
     if audio is not None and transcript is not None:
         raise BadRequest("send either an audio file or a transcript, not both")
     if audio is None and transcript is None:
         raise BadRequest("send an audio file (field 'audio') or a transcript (field 'transcript')")
-    if call_id is not None:
-        existing = repo.find_call(call_id)
+    if isinstance(transcript, str):
+        text = transcript.encode("utf-8")
+        return _Input("transcript", io.BytesIO(text), None, len(text))
+    part = audio if audio is not None else transcript
+    assert isinstance(part, UploadFile)
+    return _Input("audio" if audio is not None else "transcript", part.file, part.filename, part.size)
+
+
+def _store_call(fields: CallForm, upload: _Input, key: StoredKey, settings: Settings, repo: Repository,
+                queue: Any, response: Response) -> CallAccepted:
+    """Store the input and the call row, then queue it (runs in the thread pool: files and database)."""
+    limit = settings.max_upload_bytes
+    if upload.kind == "transcript":
+        limit = settings.max_transcript_bytes
+        if upload.size is not None and upload.size > limit:
+            raise InputTooLarge(_transcript_too_large(settings))
+    if fields.call_id is not None:
+        existing = repo.find_call(fields.call_id)
         if existing is not None:
-            return _existing(existing, queue, settings, response)
-    rubric = stored_rules(repo, "rubric", rubric_id, rubric_version)
-    policies = stored_rules(repo, "policy_pack", policy_pack_id, policy_pack_version)
+            return _existing(existing, queue, settings, response, visible=may_read(key, existing))
+    rubric = stored_rules(repo, "rubric", fields.rubric_id, fields.rubric_version)
+    policies = stored_rules(repo, "policy_pack", fields.policy_pack_id, fields.policy_pack_version)
 
     new_id = str(uuid.uuid4())
-    kind: Literal["audio", "transcript"] = "audio" if audio is not None else "transcript"
-    if isinstance(transcript, str):
-        import io
-
-        source: Any = io.BytesIO(transcript.encode("utf-8"))
-        filename = None
-    else:
-        upload = audio if audio is not None else transcript
-        assert upload is not None
-        source, filename = upload.file, upload.filename
-    path = write_input(settings.storage_dir, new_id, source, input_suffix(filename, kind),
-                       settings.max_upload_bytes)
+    suffix = input_suffix(upload.filename, upload.kind)
+    path = write_input(settings.storage_dir, new_id, upload.source, suffix, limit)
     try:
-        if kind == "transcript":
+        if upload.kind == "transcript":
             # Junk text is refused now, while the caller is still listening, not later by the worker.
-            parse_transcript(path.read_bytes(), filename=path.name)
+            read_transcript(path, max_bytes=limit)
         call, created = repo.add_call(NewCall(
-            id=new_id, external_id=call_id, agent_id=agent_id, call_date=call_date,
+            id=new_id, external_id=fields.call_id, agent_id=fields.agent_id, call_date=fields.call_date,
             rubric_id=rubric.id, rubric_version=rubric.version, policy_pack_id=policies.id,
-            policy_pack_version=policies.version, channels=channels, source="upload", input_kind=kind,
-            input_path=str(path),
+            policy_pack_version=policies.version, channels=fields.channels, source="upload",
+            input_kind=upload.kind, input_path=str(path), submitted_by_key_id=key.id,
         ))
     except BaseException:
         remove_input(settings.storage_dir, new_id)
         raise
     if not created:  # the same call_id raced in from another request
         remove_input(settings.storage_dir, new_id)
-        return _existing(call, queue, settings, response)
+        return _existing(call, queue, settings, response, visible=may_read(key, call))
     _enqueue(queue, call.id, settings)
     response.headers["Location"] = f"/v1/calls/{call.id}"
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
@@ -171,8 +245,15 @@ def _rules_path(kind: RulesKind) -> str:
     return "rubrics" if kind == "rubric" else "policy-packs"
 
 
-def _existing(call: StoredCall, queue: Any, settings: Settings, response: Response) -> CallAccepted:
-    """Answer a repeated submission with the call already stored, making sure it is not stranded."""
+def _existing(call: StoredCall, queue: Any, settings: Settings, response: Response, *,
+              visible: bool) -> CallAccepted:
+    """Answer a repeated submission with the call already stored, making sure it is not stranded.
+
+    A sender that may not see the stored call (`visible` false: another client used the id first)
+    gets 409 without the call's id or status.
+    """
+    if not visible:
+        raise CallIdTaken("this call id was used by another client first; send the call with an id of yours")
     if call.status == "queued":
         from rq.job import Job
 
@@ -200,9 +281,12 @@ def _enqueue(queue: Any, call_id: str, settings: Settings) -> None:
 
 @router.get("/v1/calls/{call_id}", response_model=CallOut, tags=["calls"],
             responses={**_ERRORS, 404: {"model": Error}})
-def get_call(call_id: str, repo: RepoDep, _key: ReadCallKey) -> CallOut:
+def get_call(call_id: str, repo: RepoDep, key: ReadCallKey) -> CallOut:
     """A call's status (queued, processing, done, failed + reason)."""
-    return CallOut.of(repo.get_call(call_id))
+    call = repo.get_call(call_id)
+    if not may_read(key, call):
+        raise NotFound(f"no call with id {call_id!r}")  # as for a call that does not exist
+    return CallOut.of(call)
 
 
 @router.get(
@@ -269,11 +353,9 @@ _YAML_BODY = {"requestBody": {"required": True, "content": {
 
 
 async def _put_rules(kind: RulesKind, request: Request, repo: Repository, response: Response) -> RulesOut:
-    body = await request.body()
+    body = await request.body()  # at most MAX_RULES_BYTES: the app's BodyLimit stops a longer one
     if not body.strip():
         raise BadRequest("the request body is empty: send the YAML file as the body")
-    if len(body) > MAX_RULES_BYTES:
-        raise BadRequest(f"rules files are limited to {MAX_RULES_BYTES} bytes")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -294,16 +376,12 @@ def _known_rules(repo: Repository, kind: RulesKind, text: str) -> StoredRules | 
     """Answer repeats and version clashes without starting the checker process."""
     import hashlib
 
-    import yaml
-
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     for stored in repo.list_rules(kind):
         if stored.sha256 == digest:
             return stored
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None  # the checker explains what is wrong, with the line
+    # YAML that cannot be read (too deeply nested, an impossible date, ...) is refused here with its line.
+    doc, _ = parse_yaml(text, upload_name(kind))
     if isinstance(doc, dict) and isinstance(doc.get("id"), str) and isinstance(doc.get("version"), str):
         try:
             repo.get_rules(kind, doc["id"], doc["version"])

@@ -48,6 +48,11 @@ def check_rules(kind: str, text: str) -> Checked:
     return Checked(id=answer["id"], version=answer["version"], sha256=answer["sha256"])
 
 
+def upload_name(kind: str) -> str:
+    """The name an uploaded rubric or policy pack goes by in error messages (it has no file name)."""
+    return "rubric.yaml" if kind == "rubric" else "policy-pack.yaml"
+
+
 def main(argv: list[str]) -> int:
     """Child-process entry: read YAML on stdin, print the verdict as one JSON line."""
     from qa_service.rules.load import load_policy_pack, load_rubric
@@ -58,9 +63,8 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(json.dumps({"ok": False, "error": f"unknown kind {kind!r}"}) + "\n")
         return 2
     text = sys.stdin.buffer.read().decode("utf-8")
-    name = "rubric.yaml" if kind == "rubric" else "policy-pack.yaml"
     try:
-        rules = loaders[kind](text, name=name)
+        rules = loaders[kind](text, name=upload_name(kind))
     except RulesError as exc:
         sys.stdout.write(json.dumps({"ok": False, "error": str(exc)}) + "\n")
         return 0

@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from qa_service.errors import InputError
+from qa_service.intake import call_date_from, check_call_date
 from qa_service.storage.repository import StoredCall, StoredRules, StoredScorecard
 
 # Ids appear in URLs and logs: printable, no spaces or slashes.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$"
 Channels = Literal["auto", "stereo", "stereo-agent-right", "mono"]
+_ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
+
+
+def message_of(error: Mapping[str, Any]) -> str:
+    """What a pydantic error says is wrong, without pydantic's "Value error, " in front of our own words."""
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def not_a_uuid(value: str | None) -> str | None:
+    """An external call id, refused when it reads as a UUID: it would be taken for the service's own id."""
+    if value is None:
+        return None
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return value
+    raise ValueError("must not be a UUID: the service's own call ids are UUIDs and yours would be taken "
+                     "for one; add a prefix, e.g. 'pbx-<id>'")
+
+
+def _call_day(value: Any) -> date:
+    if not isinstance(value, str):
+        raise ValueError("write the day of the call as YYYY-MM-DD")  # not a number of seconds since 1970
+    try:
+        return call_date_from(value)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class Error(BaseModel):
@@ -117,6 +149,43 @@ class Health(BaseModel):
     version: str
 
 
+class CallForm(BaseModel):
+    """The text fields of a call upload (multipart/form-data), beside the `audio` or `transcript` part."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: str = Field(min_length=1, max_length=100, pattern=ID_PATTERN)
+    call_date: date = Field(description="Day of the call, YYYY-MM-DD")
+    rubric_id: str = Field(min_length=1, max_length=100)
+    policy_pack_id: str = Field(min_length=1, max_length=100)
+    call_id: str | None = Field(None, min_length=1, max_length=200, pattern=ID_PATTERN,
+                                description="Your id for the call (not a UUID); resending it is safe")
+    channels: Channels = "auto"
+    rubric_version: str | None = Field(None, max_length=50)
+    policy_pack_version: str | None = Field(None, max_length=50)
+
+    _day = field_validator("call_date", mode="before")(_call_day)
+    _call_id = field_validator("call_id")(not_a_uuid)
+
+    @classmethod
+    def openapi(cls) -> dict[str, Any]:
+        """The multipart request body as /openapi.json describes it: these fields plus the two file parts."""
+        schema = cls.model_json_schema()
+        fields = dict(schema["properties"])
+        parts = {
+            "audio": {"anyOf": [{"type": "string", "contentMediaType": "application/octet-stream"},
+                                {"type": "null"}],
+                      "title": "Audio", "description": "The recording (any format FFmpeg reads)"},
+            "transcript": {"anyOf": [{"type": "string", "contentMediaType": "application/octet-stream"},
+                                     {"type": "string"}, {"type": "null"}],
+                           "title": "Transcript",
+                           "description": "Instead of audio: JSON turns or text with Agent:/Customer: lines"},
+        }
+        first = ("agent_id", "call_date", "rubric_id", "policy_pack_id")
+        schema["properties"] = {**{k: fields.pop(k) for k in first}, **parts, **fields}
+        return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
 class TelephonyEvent(BaseModel):
     """A finished call as a telephony system posts it."""
 
@@ -124,13 +193,31 @@ class TelephonyEvent(BaseModel):
 
     external_call_id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
     agent_id: str = Field(min_length=1, max_length=100, pattern=ID_PATTERN)
-    start_time: datetime
+    start_time: datetime = Field(description="ISO 8601, 2026-10-20T09:15:00+02:00; its day is the call date")
     recording_url: str = Field(min_length=8, max_length=2000)
     channels: Channels = "auto"
     rubric_id: str = Field(min_length=1, max_length=100)
     policy_pack_id: str = Field(min_length=1, max_length=100)
     rubric_version: str | None = None
     policy_pack_version: str | None = None
+
+    _external_call_id = field_validator("external_call_id")(not_a_uuid)
+
+    @field_validator("start_time", mode="before")
+    @classmethod
+    def _iso_time(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not _ISO_TIME.match(value):
+            raise ValueError("write the time as ISO 8601, e.g. 2026-10-20T09:15:00+02:00")
+        return value
+
+    @field_validator("start_time")
+    @classmethod
+    def _sane_day(cls, value: datetime) -> datetime:
+        try:
+            check_call_date(value.date())
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 ScorecardJSON = dict[str, Any]

@@ -1,7 +1,12 @@
 """Telephony webhook: a finished call posted as signed JSON; the worker downloads the recording.
 
 Signature: `X-Signature: sha256=<hex HMAC-SHA256 of the raw body with QA_WEBHOOK_SECRET>`.
-Idempotent on `external_call_id`: a system that retries delivery gets the same call back.
+Idempotent on `external_call_id`: a system that retries delivery gets the same call back; an id
+that an upload used first gets 409, without that call's id.
+
+A request without a well-formed signature is refused before its body is read, and a body is
+read only up to MAX_EVENT_BYTES (the app's BodyLimit refuses a longer Content-Length at once and
+cuts off a longer stream).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import uuid
 from typing import Annotated, Any
 
@@ -17,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from qa_service.api.deps import QueueDep, RepoDep, SettingsDep
-from qa_service.api.schemas import CallAccepted, Error, TelephonyEvent
+from qa_service.api.schemas import CallAccepted, Error, TelephonyEvent, message_of
 from qa_service.errors import AuthError, InputError, TransientError
 from qa_service.storage.fetch import check_url
 from qa_service.storage.repository import NewCall
@@ -26,6 +32,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 MAX_EVENT_BYTES = 64 * 1024
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 
 
 class WebhookInvalid(InputError):
@@ -41,6 +48,8 @@ def sign(secret: str, body: bytes) -> str:
     "/v1/webhooks/telephony", status_code=202, response_model=CallAccepted, tags=["webhooks"],
     responses={200: {"model": CallAccepted, "description": "This external_call_id was received before"},
                401: {"model": Error, "description": "Missing or wrong signature"},
+               409: {"model": Error, "description": "An upload used this external_call_id first"},
+               413: {"model": Error, "description": f"Body larger than {MAX_EVENT_BYTES} bytes"},
                422: {"model": Error}, 503: {"model": Error, "description": "Webhooks not configured"}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": TelephonyEvent.model_json_schema()}}}},
@@ -53,25 +62,26 @@ async def telephony(request: Request, repo: RepoDep, queue: QueueDep, settings: 
 
     if not settings.webhook_secret:
         raise TransientError("telephony webhooks are not configured (set QA_WEBHOOK_SECRET)")
+    signature = (x_signature or "").strip().lower()
+    if not _SIGNATURE.fullmatch(signature):
+        raise AuthError("missing or malformed X-Signature (expected sha256=<hex HMAC-SHA256 of the body>)")
     body = await request.body()
-    if len(body) > MAX_EVENT_BYTES:
-        raise WebhookInvalid(f"webhook bodies are limited to {MAX_EVENT_BYTES} bytes")
-    expected = sign(settings.webhook_secret, body)
-    if not x_signature or not hmac.compare_digest(x_signature.strip().lower(), expected):
-        raise AuthError("missing or wrong X-Signature (expected sha256=<hex HMAC-SHA256 of the body>)")
+    if not hmac.compare_digest(signature, sign(settings.webhook_secret, body)):
+        raise AuthError("wrong X-Signature (expected sha256=<hex HMAC-SHA256 of the body>)")
     try:
         event = TelephonyEvent.model_validate_json(body)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {message_of(e)}"
                              for e in exc.errors())
         raise WebhookInvalid(f"invalid telephony event: {problems}") from None
     # Hostnames are resolved and checked again by the worker right before it downloads.
     check_url(event.recording_url, allow_private=settings.allow_private_urls, resolve=False)
 
+    # Every webhook is signed with the one shared secret: one client, which learns only of its own calls.
     def register() -> CallAccepted:
         existing = repo.find_call(event.external_call_id)
         if existing is not None:
-            return routes._existing(existing, queue, settings, response)
+            return routes._existing(existing, queue, settings, response, visible=existing.source == "webhook")
         rubric = routes.stored_rules(repo, "rubric", event.rubric_id, event.rubric_version)
         policies = routes.stored_rules(repo, "policy_pack", event.policy_pack_id,
                                           event.policy_pack_version)
@@ -82,7 +92,7 @@ async def telephony(request: Request, repo: RepoDep, queue: QueueDep, settings: 
             source="webhook", input_kind="audio", input_url=event.recording_url,
         ))
         if not created:
-            return routes._existing(call, queue, settings, response)
+            return routes._existing(call, queue, settings, response, visible=call.source == "webhook")
         routes._enqueue(queue, call.id, settings)
         response.headers["Location"] = f"/v1/calls/{call.id}"
         return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)

@@ -2,10 +2,15 @@
 
 A broken file raises `RulesError` whose message names the file, the field path and the line, e.g.
 ``visa.yaml:31: criteria[2].points: Input should be a valid number``. Nothing falls back to a default.
+
+A `Path` is a file to read; a string is always the rules text itself, never a file name: text comes
+from the API and the database, and must not make the service read its own files.
 """
 
 from __future__ import annotations
 
+import sys
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,35 +69,91 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+# Far deeper than any rubric or policy pack (spaCy token patterns reach 6 levels). PyYAML builds
+# nodes recursively, so a document nested a few hundred levels deep ends in a RecursionError; the
+# depth is counted on the parser's events, which are made without recursion, before anything is built.
+MAX_DEPTH = 50
+_EventLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when installed
+
+
 def _read(source: Path | str, name: str | None) -> tuple[str, str]:
-    """Return (text, display name) for a path or YAML text."""
+    """Return (text, display name) for a path (read) or YAML text (taken as it is)."""
     if isinstance(source, Path):
         try:
             return source.read_text(encoding="utf-8"), name or source.name
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise RulesFileError(name or source.name, [Problem("", f"cannot read file: {why}")]) from None
-    if "\n" not in source and source.strip().endswith((".yaml", ".yml", ".json")):
-        return _read(Path(source), name)
     return source, name or "<text>"
 
 
-def _bad_scalar_line(root: yaml.Node | None) -> int | None:
-    """Line of the first scalar PyYAML cannot construct (an impossible date), for the error message."""
-    stack = [root] if root is not None else []
+def _check_depth(text: str, display: str) -> None:
+    """RulesFileError naming the line where the text nests deeper than MAX_DEPTH; YAMLError if not YAML."""
+    depth = 0
+    parser = _EventLoader(text)
+    try:
+        while (event := parser.get_event()) is not None:
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise RulesFileError(display, [Problem(
+                        "", f"nested more than {MAX_DEPTH} levels deep", event.start_mark.line + 1)])
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+    finally:
+        parser.dispose()
+
+
+def _bad_scalar(root: yaml.Node | None) -> tuple[int | None, str]:
+    """Line of the first scalar PyYAML cannot construct (an impossible date, a huge integer), and why."""
+    queue = deque([root] if root is not None else [])
+    seen: set[int] = set()  # aliases make the tree a graph; each node is looked at once
     loader = yaml.SafeLoader("")
-    while stack:
-        node = stack.pop(0)
+    while queue:
+        node = queue.popleft()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             try:
                 loader.construct_object(node)
-            except ValueError:
-                return node.start_mark.line + 1
+            except ValueError as exc:
+                return node.start_mark.line + 1, _why(exc)
         elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
+            queue.extend(node.value)
         elif isinstance(node, yaml.MappingNode):
-            stack.extend(v for _, v in node.value)
-    return None
+            queue.extend(v for _, v in node.value)
+    return None, "a value YAML cannot read"
+
+
+def _why(exc: ValueError) -> str:
+    if "integer string conversion" in str(exc):  # Python's guard against quadratic int() on long digits
+        return f"a number of more than {sys.get_int_max_str_digits()} digits"
+    return str(exc)
+
+
+def parse_yaml(text: str, name: str) -> tuple[Any, yaml.Node | None]:
+    """Parse rules text (never a file name) into data and its node tree; RulesFileError naming the line."""
+    root = None
+    loader: _UniqueKeyLoader | None = None
+    try:
+        _check_depth(text, name)
+        loader = _UniqueKeyLoader(text)  # refuses control characters: inside the try
+        # One pass: the node tree (kept for error lines) is built once and the data made from it.
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        what = getattr(exc, "problem", None) or str(exc)
+        raise RulesFileError(name, [Problem("", f"not valid YAML: {what}",
+                                            mark.line + 1 if mark else None)]) from None
+    except ValueError:  # PyYAML raises plain ValueError for impossible dates such as 2026-13-01
+        line, why = _bad_scalar(root)
+        raise RulesFileError(name, [Problem("", f"not a valid value: {why}", line)]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return data, root
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -150,17 +211,7 @@ def _problems(exc: ValidationError, root: yaml.Node | None) -> list[Problem]:
 
 def _load(model: type[M], source: Path | str, name: str | None, kind: str) -> M:
     text, display = _read(source, name)
-    try:
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        what = getattr(exc, "problem", None) or str(exc)
-        raise RulesFileError(display, [Problem("", f"not valid YAML: {what}",
-                                               mark.line + 1 if mark else None)]) from None
-    except ValueError as exc:  # PyYAML raises plain ValueError for impossible dates such as 2026-13-01
-        line = _bad_scalar_line(root)
-        raise RulesFileError(display, [Problem("", f"not a valid value: {exc}", line)]) from None
+    data, root = parse_yaml(text, display)
     if not isinstance(data, dict):
         raise RulesFileError(display, [Problem("", f"a {kind} file must be a YAML mapping with an `id`, "
                                                    f"`version`, ... at the top level")])
@@ -172,12 +223,12 @@ def _load(model: type[M], source: Path | str, name: str | None, kind: str) -> M:
 
 
 def load_rubric(source: Path | str, *, name: str | None = None) -> Rubric:
-    """Load and validate a rubric from a path or YAML text; raise RulesError naming file, field and line."""
+    """Load and validate a rubric from a file (Path) or YAML text (str); RulesError names the line."""
     return _load(Rubric, source, name, "rubric")
 
 
 def load_policy_pack(source: Path | str, *, name: str | None = None) -> PolicyPack:
-    """Load and validate a policy pack from a path or YAML text; RulesError names file, field and line."""
+    """Load and validate a policy pack from a file (Path) or YAML text (str); RulesError names the line."""
     return _load(PolicyPack, source, name, "policy pack")
 
 
@@ -193,10 +244,9 @@ def explain(error: BaseException) -> str:
 def check_file(path: Path) -> str:
     """Validate a rubric or policy pack (told apart by its keys); return a summary or raise RulesError."""
     try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError):
-        data = None
+        data, _ = parse_yaml(path.read_text(encoding="utf-8"), path.name)
+    except (OSError, UnicodeDecodeError, RulesError):
+        data = None  # loading it as a rubric below says what is wrong
     if isinstance(data, dict) and "facts" in data and "criteria" not in data:
         pack = load_policy_pack(path)
         return f"{path.name}: policy pack {pack.id} {pack.version}, {len(pack.facts)} facts, ok"

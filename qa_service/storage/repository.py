@@ -52,6 +52,7 @@ class NewCall:
     input_path: str | None = None
     input_url: str | None = None
     external_id: str | None = None
+    submitted_by_key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class StoredCall:
     attempts: int
     created_at: datetime
     updated_at: datetime
+    submitted_by_key_id: str | None = None  # the API key that uploaded it; None: webhook or command line
 
 
 @dataclass(frozen=True)

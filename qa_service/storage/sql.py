@@ -153,7 +153,7 @@ class SqlRepository:
             "policy_pack_id": call.policy_pack_id, "policy_pack_version": call.policy_pack_version,
             "channels": call.channels, "source": call.source, "input_kind": call.input_kind,
             "input_path": call.input_path, "input_url": call.input_url, "attempts": 0,
-            "created_at": now, "updated_at": now,
+            "created_at": now, "updated_at": now, "submitted_by_key_id": call.submitted_by_key_id,
         }
         try:
             with self._write() as conn:
@@ -564,6 +564,7 @@ def _call(row: Any) -> StoredCall:
         policy_pack_version=row["policy_pack_version"], channels=row["channels"], source=row["source"],
         input_kind=row["input_kind"], input_path=row["input_path"], input_url=row["input_url"],
         attempts=int(row["attempts"]), created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
+        submitted_by_key_id=row["submitted_by_key_id"],
     )
 
 

@@ -34,6 +34,10 @@ calls = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    # The API key that uploaded the call (None: the webhook or the command line). A key without a role
+    # that reads every call reads only its own calls, and learns no other call's id. No foreign key:
+    # like the audit log, the call names its submitter even after the key is gone.
+    sa.Column("submitted_by_key_id", sa.String(36), nullable=True),
     sa.UniqueConstraint("external_id", name="uq_calls_external_id"),
     sa.CheckConstraint("status IN ('queued', 'processing', 'done', 'failed')", name="ck_calls_status"),
     sa.CheckConstraint("source IN ('upload', 'webhook', 'cli')", name="ck_calls_source"),
