@@ -13,9 +13,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from qa_service.errors import Conflict, InputError, QAServiceError
+from qa_service.errors import ConfigError, Conflict, InputError, QAServiceError
 from qa_service.records import CallMeta
-from qa_service.settings import Settings
+from qa_service.settings import LOOPBACK_HOSTS, Settings
 
 log = logging.getLogger("qa_service")
 
@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="run the HTTP API")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--workers", type=int, default=1)
+    sv.add_argument("--workers", type=int, default=None,
+                    help="API processes (default: WEB_CONCURRENCY, else 1); "
+                         "more than one needs QA_SESSION_SECRET")
     sv.set_defaults(func=cmd_serve)
 
     wk = sub.add_parser("worker", help="run a queue worker (loads the models once)")
@@ -287,12 +289,41 @@ def _clock(seconds: float) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the API with uvicorn."""
-    import uvicorn
+    """Check the settings, then run the API with uvicorn."""
+    import os
 
+    import uvicorn
+    from pydantic import ValidationError
+
+    from qa_service.web.session import app_secret
+
+    if args.workers is not None:
+        if args.workers < 1:
+            raise InputError("--workers must be 1 or more")
+        # Each process builds its own Settings: they learn how many serve from the environment.
+        os.environ["WEB_CONCURRENCY"] = str(args.workers)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise ConfigError(_setting_problems(exc)) from None
+    app_secret(settings)  # several processes without QA_SESSION_SECRET: refused here, before any starts
+    if args.host not in ("127.0.0.1", "localhost", "::1") and tuple(settings.trusted_hosts) == LOOPBACK_HOSTS:
+        print(f"note: QA_TRUSTED_HOSTS allows {', '.join(LOOPBACK_HOSTS)} only: requests naming this "
+              f"server otherwise get 400 'Invalid host header'", file=sys.stderr)
     uvicorn.run("qa_service.api.app:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers)
+                workers=settings.web_concurrency)
     return 0
+
+
+def _setting_problems(exc: Any) -> str:
+    """What is wrong with the QA_* settings, one clause per setting, from pydantic's ValidationError."""
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error["loc"])
+        named = message.startswith("QA_") or not field
+        problems.append(message if named else f"QA_{field.upper()}: {message}")
+    return "; ".join(problems)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

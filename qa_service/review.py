@@ -31,6 +31,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "criterion": ("override_pass", "override_fail", "restore"),
     "violation": ("dismiss", "restore"),
 }
+# The longest reason a review keeps, whether it comes through the API or the call page's form.
+MAX_REASON_CHARS = 2000
 DEFAULT_SHARE = 0.10
 SHARE_ENV = "QA_REVIEW_SHARE"
 
@@ -64,13 +66,16 @@ class ReviewError(ValueError):
 
 
 def check_review(target_kind: str, action: str, reason: str) -> None:
-    """Raise ReviewError unless the action fits the target kind and the reason says something."""
+    """Raise ReviewError unless the action fits the target kind and the reason says something short."""
     if target_kind not in ACTIONS:
         raise ReviewError(f"target must be one of: {', '.join(TARGET_KINDS)}")
     if action not in ACTIONS[target_kind]:
         raise ReviewError(f"a {target_kind} can be reviewed with: {', '.join(ACTIONS[target_kind])}")
     if not reason.strip():
         raise ReviewError("a review needs a reason")
+    if len(reason) > MAX_REASON_CHARS:
+        raise ReviewError(f"a reason is limited to {MAX_REASON_CHARS:,} characters "
+                          f"(this one has {len(reason):,})")
 
 
 def has_target(card: dict[str, Any], target_kind: str, target_id: str) -> bool:

@@ -5,14 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that sign things (webhook bodies, session cookies) are at least this long: shorter ones can
+# be guessed offline from one signed value.
+MIN_SECRET_BYTES = 32
+MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class Settings(BaseSettings):
     """Everything configurable about a deployment; tests build their own."""
 
-    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+    # Errors name the setting but never echo its value: several are secrets.
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite:///var/qa-service.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -86,6 +93,40 @@ class Settings(BaseSettings):
     failed_auth_per_minute: int = Field(default=30, ge=0)
     # Sign-in attempts on the web page per client address per minute, counted before the key is checked.
     sign_in_per_minute: int = Field(default=10, ge=0)
+
+    # Web sessions, forms and hosts. The secret signs session cookies and form tokens; unset, each API
+    # process makes its own at start, which only works while one process serves (`web_concurrency`:
+    # uvicorn's and gunicorn's WEB_CONCURRENCY, which `qa-service serve --workers` sets).
+    session_secret: str | None = None
+    web_concurrency: int = Field(default=1, ge=1,
+                                 validation_alias=AliasChoices("web_concurrency", "WEB_CONCURRENCY"))
+    # Mark cookies Secure (sent over https only); on behind https, off for plain-http local use.
+    secure_cookies: bool = False
+    # Host names the API answers to (`*.example.com` for subdomains, `*` for any); others get 400, so a
+    # forged Host header never reaches a page or a redirect. JSON list in the environment.
+    trusted_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
+
+    @field_validator("webhook_secret", "session_secret")
+    @classmethod
+    def _long_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None  # an empty variable is no secret: the feature it guards stays off
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            name = f"QA_{(info.field_name or '').upper()}"
+            raise ValueError(f"{name} is {len(value.encode())} bytes; it must be at least {MIN_SECRET_BYTES} "
+                             f"(make one with: {MAKE_SECRET})")
+        return value
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _host_patterns(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not host or host != host.strip() or "/" in host or (":" in host and not host.startswith("[")):
+                raise ValueError(f"QA_TRUSTED_HOSTS: {host!r} is not a host name (give names without "
+                                 "scheme or port, e.g. [\"qa.example.com\", \"localhost\"])")
+            if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+                raise ValueError(f"QA_TRUSTED_HOSTS: {host!r}: a wildcard is '*' alone or '*.example.com'")
+        return hosts
 
     @model_validator(mode="after")
     def _kept_inputs_are_encrypted(self) -> Settings:

@@ -6,6 +6,7 @@ Each run makes its own database there and each test its own schema, so runs neve
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -22,6 +23,11 @@ from qa_service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Signing secrets are 32 bytes or more.
+WEBHOOK_SECRET = "test-webhook-secret-0123456789abcdef"
+# Every app a test builds answers to the host name TestClient sends ("testserver") besides the
+# loopback names of the default; a test of the default itself removes this.
+os.environ["QA_TRUSTED_HOSTS"] = json.dumps(["testserver", "localhost", "127.0.0.1", "[::1]"])
 
 _skip_notes: dict[str, str] = {}
 
@@ -160,7 +166,7 @@ def make_settings(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> C
             "database_url": f"sqlite:///{tmp_path / 'db' / 'qa.db'}",
             "storage_dir": tmp_path / "storage",
             "model_cache_dir": model_cache,
-            "webhook_secret": "test-webhook-secret",
+            "webhook_secret": WEBHOOK_SECRET,
         }
         values.update(overrides)
         return Settings(**values)

@@ -18,6 +18,7 @@ from tests import test_review
 from tests.test_api import Api, seed_rules
 from tests.test_ratelimit import fresh_window
 from tests.test_review import post, scored
+from tests.test_web import sign_in
 
 api = test_review.api  # the same fixture: an app with one key per role over SQLite and Redis
 
@@ -216,9 +217,7 @@ def test_lists_exports_and_pages_are_audited(api):
                  "/v1/agents/agent-mira/summary", "/v1/policy-currency", "/v1/review-queue", "/v1/rescores"):
         assert api.client.get(path, headers=supervisor).status_code == 200, path
     browser = TestClient(api.app)
-    signed = browser.post("/sign-in", data={"api_key": api.keys["supervisor"], "next": "/agents"},
-                          follow_redirects=False)
-    assert signed.status_code == 303
+    assert sign_in(browser, api.keys["supervisor"], next="/agents").status_code == 303
     for path in ("/agents", "/agents/agent-mira", "/calls", f"/calls/{call_id}"):
         assert browser.get(path).status_code == 200, path
     seen = [(r["action"], r["target_kind"], r["target_id"], r["key_name"], r["details"])
@@ -272,7 +271,7 @@ def test_failed_authentication_names_the_key_prefix_and_the_client_address(api):
     api.repo.revoke_key(telephony.id)
     assert client.get("/v1/rubrics", headers=api.h("telephony")).status_code == 401
     pasted = "qak_PaStEd12" + "p" * 35
-    assert client.post("/sign-in", data={"api_key": pasted}).status_code == 401
+    assert sign_in(client, pasted).status_code == 401
     assert client.post("/v1/webhooks/telephony", json={"external_call_id": "x"}).status_code == 401
 
     failed = api.client.get("/v1/audit?action=auth_failed", headers=api.h("admin")).json()[::-1]

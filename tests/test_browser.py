@@ -2,8 +2,9 @@
 free port and a SQLite database seeded through the repository.
 
 Sign in with a real key, open the agent list, an agent, one of its calls, click a criterion and
-check that its evidence lines (and only those) are highlighted. Skipped only when Chromium or its
-driver is not installed (Debian: apt-get install chromium chromium-driver).
+check that its evidence lines (and only those) are highlighted; review from the call page, sign
+out, and see a form posted by a sandboxed frame on a sibling site refused. Skipped only when
+Chromium or its driver is not installed (Debian: apt-get install chromium chromium-driver).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Site:
         # One call keeps a redacted recording, so its page shows a player.
         (self.settings.storage_dir / self.ids["a2"] / "redacted.wav").write_bytes(silent_wav())
         self.key = create_key(self.repo, "supervisor", "Browser test supervisor")
+        self.qa_key = create_key(self.repo, "qa", "Browser test reviewer")
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                                     log_level="warning", access_log=False))
@@ -110,10 +112,10 @@ def wait(driver, condition, timeout: float = 10):
     return WebDriverWait(driver, timeout).until(condition)
 
 
-def sign_in(browser, site) -> None:
+def sign_in(browser, site, key: str | None = None) -> None:
     browser.get(site.url + "/")
     box = wait(browser, ec.presence_of_element_located((By.ID, "api_key")))
-    box.send_keys(site.key)
+    box.send_keys(key or site.key)
     browser.find_element(By.ID, "sign-in").click()
     wait(browser, ec.url_contains("/agents"))
 
@@ -183,8 +185,92 @@ def test_link_without_script_marks_evidence_on_the_server(browser, site):
 def test_sign_out_ends_the_session(browser, site):
     browser.delete_all_cookies()
     sign_in(browser, site)
+    captured = browser.get_cookie("qa_session")
     browser.find_element(By.ID, "sign-out").click()
     wait(browser, ec.presence_of_element_located((By.ID, "api_key")))
     browser.get(site.url + "/agents")
     wait(browser, ec.presence_of_element_located((By.ID, "api_key")))
     assert browser.get_cookie("qa_session") is None
+    # The cookie as it was before signing out opens nothing either.
+    browser.add_cookie({"name": "qa_session", "value": captured["value"], "path": "/"})
+    browser.get(site.url + "/agents")
+    wait(browser, ec.presence_of_element_located((By.ID, "api_key")))
+
+
+def _reviews(site, call_id: str) -> list:
+    from qa_service.storage.review import call_reviews
+
+    return call_reviews(site.repo.engine, call_id)
+
+
+def test_review_from_the_call_page(browser, site):
+    browser.delete_all_cookies()
+    sign_in(browser, site, site.qa_key)
+    call_id = site.ids["a3"]
+    browser.get(f"{site.url}/calls/{call_id}")
+    form = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#violations details.review-form")))
+    form.find_element(By.TAG_NAME, "summary").click()
+    form.find_element(By.NAME, "reason").send_keys("said in jest, corrected at once")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "p.review-note")))
+    [review] = _reviews(site, call_id)
+    assert review.reason == "said in jest, corrected at once"
+    assert review.reviewer_name == "Browser test reviewer"
+
+
+def test_a_sibling_site_cannot_post_a_review(browser, site):
+    """A page on another port of the same host is the same site, so the browser sends the session
+    cookie (SameSite=Lax) with a form it posts; sent on through a redirect, the post says
+    `Origin: null`. Chromium does both."""
+    import http.server
+
+    import sqlalchemy as sa
+
+    from qa_service.storage import tables as t
+
+    call_id = site.ids["a4"]
+    violation = site.repo.get_scorecard(call_id).data["violations"][0]["id"]
+    page = ("<form method='post' action='/bounce'><input name='target' value='violation'>"
+            f"<input name='id' value='{violation}'><input name='action' value='dismiss'>"
+            "<input name='reason' value='planted'></form>"
+            "<script>document.forms[0].submit()</script>").encode()
+
+    class Sibling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def do_POST(self) -> None:  # 307 keeps the method and the body
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(307)
+            self.send_header("Location", f"{site.url}/calls/{call_id}/reviews")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    sibling = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Sibling)
+    threading.Thread(target=sibling.serve_forever, daemon=True).start()
+    browser.delete_all_cookies()
+    sign_in(browser, site, site.qa_key)
+    with site.repo.engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.max(t.audit_log.c.id))).scalar() or 0
+    audit = sa.select(t.audit_log.c.key_name, t.audit_log.c.details).where(
+        t.audit_log.c.target_id == call_id, t.audit_log.c.id > before).order_by(t.audit_log.c.id)
+    try:
+        browser.get(f"http://127.0.0.1:{sibling.server_port}/")
+
+        def posted(_driver: object) -> list:
+            with site.repo.engine.connect() as conn:
+                return conn.execute(audit).all()
+
+        who, details = wait(browser, posted)[0]  # the post; a page it led to would come after
+    finally:
+        sibling.shutdown()
+        sibling.server_close()
+    assert who == "Browser test reviewer"  # the post did carry the reviewer's session
+    assert details.startswith("status=403")
+    assert _reviews(site, call_id) == []

@@ -116,7 +116,7 @@ def cluster(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'db' / 'qa.db'}", redis_url=redis.url,
         storage_dir=tmp_path / "storage", model_cache_dir=tmp_path_factory.getbasetemp() / "model-cache",
-        webhook_secret="chaos-secret", allow_private_urls=True, job_timeout_s=300,
+        webhook_secret="chaos-webhook-secret-0123456789abcdef", allow_private_urls=True, job_timeout_s=300,
     )
     app = create_app(settings)
     repo = app.state.repo
@@ -254,7 +254,8 @@ def test_same_upload_and_same_webhook_twice_give_one_call(cluster: Cluster, reco
         "recording_url": f"{recording_server}/sample-002.flac", "channels": "stereo",
         "rubric_id": FORM["rubric_id"], "policy_pack_id": FORM["policy_pack_id"],
     }).encode()
-    headers = {"X-Signature": sign("chaos-secret", event), "Content-Type": "application/json"}
+    headers = {"X-Signature": sign(str(cluster.settings.webhook_secret), event),
+               "Content-Type": "application/json"}
 
     def deliver(_: int) -> Any:
         return cluster.client.post("/v1/webhooks/telephony", content=event, headers=headers)

@@ -32,7 +32,7 @@ MAX_EXAMPLES = 15
 # `from_fixture` loader does not work with pytest 9.)
 _TMP = Path(tempfile.mkdtemp(prefix="qa-fuzz-"))
 _APP = create_app(Settings(database_url=f"sqlite:///{_TMP / 'qa.db'}", redis_url="redis://127.0.0.1:1/0",
-                           storage_dir=_TMP / "storage", webhook_secret="fuzz-secret",
+                           storage_dir=_TMP / "storage", webhook_secret="fuzz-" + "s" * 32,
                            max_upload_bytes=1024 * 1024,
                            # Every request should reach its route: the rate limits have their own tests.
                            rate_limit_per_minute=0, failed_auth_per_minute=0, sign_in_per_minute=0))

@@ -12,6 +12,7 @@ from qa_service.api import create_app
 from qa_service.api.ratelimit import WINDOW_S, RateLimiter, client_bucket, window_key
 from qa_service.auth import create_key
 from tests.conftest import free_port
+from tests.test_web import sign_in
 
 LIMIT = 3
 
@@ -118,16 +119,15 @@ def test_sign_in_attempts_are_limited_per_address(make_settings, redis_url, redi
     app = client.app
     key = create_key(app.state.repo, "supervisor", "reader")
     fresh_window()
-    attempts = [client.post("/sign-in", data={"api_key": "qak_wrong"}, follow_redirects=False),
-                client.post("/sign-in", data={"api_key": key}, follow_redirects=False),
-                client.post("/sign-in", data={"api_key": "qak_wrong"}, follow_redirects=False)]
+    # Each attempt from a browser of its own, all at one address (opening the form is no attempt).
+    attempts = [sign_in(TestClient(app), pasted) for pasted in ("qak_wrong", key, "qak_wrong")]
     assert [r.status_code for r in attempts] == [401, 303, 401]
     # Every attempt counts, right or wrong, and the next is refused before the key is checked.
-    over = client.post("/sign-in", data={"api_key": key}, follow_redirects=False)
+    over = sign_in(TestClient(app), key)
     assert over.status_code == 429 and 1 <= int(over.headers["Retry-After"]) <= WINDOW_S
     assert "sign-in attempts" in over.json()["detail"]
     elsewhere = TestClient(app, client=("192.0.2.45", 1))
-    assert elsewhere.post("/sign-in", data={"api_key": key}, follow_redirects=False).status_code == 303
+    assert sign_in(elsewhere, key).status_code == 303
 
 
 def test_web_sessions_count_against_their_keys_limit(make_settings, redis_url, redis_conn):
@@ -136,7 +136,7 @@ def test_web_sessions_count_against_their_keys_limit(make_settings, redis_url, r
     key = create_key(app.state.repo, "supervisor", "reader")
     fresh_window()
     browser = TestClient(app)
-    assert browser.post("/sign-in", data={"api_key": key}, follow_redirects=False).status_code == 303
+    assert sign_in(browser, key).status_code == 303
     # The session and the bearer key are one key, with one count.
     assert browser.get("/agents").status_code == 200
     assert client.get("/v1/agents", headers={"Authorization": f"Bearer {key}"}).status_code == 200
@@ -155,7 +155,7 @@ def test_redis_unreachable_lets_requests_through_and_logs_once(make_settings, ca
         for _ in range(4):
             assert client.get("/v1/rubrics", headers=first).status_code == 200
         for _ in range(3):
-            assert client.post("/sign-in", data={"api_key": key}, follow_redirects=False).status_code == 303
+            assert sign_in(TestClient(client.app), key).status_code == 303
     warnings = [r for r in caplog.records if r.name == "qa_service.api.ratelimit"]
     assert len(warnings) == 1 and "Redis unreachable" in warnings[0].getMessage()
 

@@ -121,6 +121,8 @@ def test_without_a_pass_mark_an_unchanged_verdict_is_kept_and_a_changed_one_is_u
     ("section", "restore", "x", False),
     ("criterion", "override_pass", "   ", False),
     ("violation", "dismiss", "", False),
+    ("violation", "dismiss", "x" * 2000, True),
+    ("violation", "dismiss", "x" * 2001, False),
 ])
 def test_check_review(kind, action, reason, ok):
     if ok:
@@ -397,13 +399,16 @@ def test_a_bad_review_share_stops_start_up(make_settings, monkeypatch):
 def signed_in_client(api, role):
     from fastapi.testclient import TestClient
 
+    from tests.test_web import sign_in
+
     client = TestClient(api.app)
-    r = client.post("/sign-in", data={"api_key": api.keys[role]}, follow_redirects=False)
-    assert r.status_code == 303
+    assert sign_in(client, api.keys[role]).status_code == 303
     return client
 
 
 def test_review_from_the_call_page(api):
+    from tests.test_web import form_token
+
     call_id = scored(api)
     qa = signed_in_client(api, "qa")
     page = qa.get(f"/calls/{call_id}")
@@ -411,7 +416,7 @@ def test_review_from_the_call_page(api):
     assert 'id="reviewed-verdict"' not in page.text
 
     form = {"target": "violation", "id": "promises_result", "action": "dismiss",
-            "reason": "negated in context"}
+            "reason": "negated in context", "csrf": form_token(page.text)}
     r = qa.post(f"/calls/{call_id}/reviews", data=form, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == f"/calls/{call_id}#violations"
     page = qa.get(f"/calls/{call_id}").text
@@ -426,8 +431,10 @@ def test_review_from_the_call_page(api):
                    headers={"Origin": "https://elsewhere.example"}).status_code == 403
 
     supervisor = signed_in_client(api, "supervisor")
-    assert f'action="/calls/{call_id}/reviews"' not in supervisor.get(f"/calls/{call_id}").text
-    assert supervisor.post(f"/calls/{call_id}/reviews", data=form).status_code == 403
+    page = supervisor.get(f"/calls/{call_id}").text
+    assert f'action="/calls/{call_id}/reviews"' not in page
+    refused = supervisor.post(f"/calls/{call_id}/reviews", data={**form, "csrf": form_token(page)})
+    assert refused.status_code == 403
     assert len(api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json()) == 1
     # The web review is in the audit log under the reviewer's key.
     with api.repo.engine.connect() as conn:
@@ -438,3 +445,41 @@ def test_review_from_the_call_page(api):
         actions = [(r.action, r.key_name, r.details) for r in conn.execute(
             sa.select(t.audit_log).where(t.audit_log.c.target_id == call_id).order_by(t.audit_log.c.id))]
     assert ("review", "qa key", "status=303") in actions and ("read_call", "qa key", "status=200") in actions
+
+
+def test_the_call_page_form_keeps_the_reasons_limit(api):
+    from tests.test_web import form_token
+
+    call_id = scored(api)
+    qa = signed_in_client(api, "qa")
+    form = {"target": "violation", "id": "promises_result", "action": "dismiss",
+            "csrf": form_token(qa.get(f"/calls/{call_id}").text)}
+    for reason in ("x" * 2001, "y" * 1_000_000):
+        r = qa.post(f"/calls/{call_id}/reviews", data={**form, "reason": reason}, follow_redirects=False)
+        assert r.status_code == 422 and "limited to 2,000 characters" in r.text
+    # The API holds the same limit.
+    assert post(api, call_id, reason="x" * 2001).status_code == 422
+    assert api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json() == []
+    r = qa.post(f"/calls/{call_id}/reviews", data={**form, "reason": "z" * 2000}, follow_redirects=False)
+    assert r.status_code == 303
+    [stored] = api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json()
+    assert stored["reason"] == "z" * 2000
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "null"}, {"Origin": "https://sibling.example"},
+                                     {"Sec-Fetch-Site": "same-site"}])
+def test_review_forms_from_other_sites_or_without_token_are_refused(api, headers):
+    from tests.test_web import form_token
+
+    call_id = scored(api)
+    qa = signed_in_client(api, "qa")
+    form = {"target": "violation", "id": "promises_result", "action": "dismiss", "reason": "planted"}
+    token = form_token(qa.get(f"/calls/{call_id}").text)
+    r = qa.post(f"/calls/{call_id}/reviews", data={**form, "csrf": token}, headers=headers)
+    assert r.status_code == 403 and "came from another site" in r.text
+    for data in (form, {**form, "csrf": "x" * 43}):
+        assert qa.post(f"/calls/{call_id}/reviews", data=data).status_code == 403
+    # Another session's token is no good for this one.
+    other = form_token(signed_in_client(api, "qa").get(f"/calls/{call_id}").text)
+    assert qa.post(f"/calls/{call_id}/reviews", data={**form, "csrf": other}).status_code == 403
+    assert api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json() == []

@@ -1,4 +1,5 @@
-"""The web pages through the ASGI app: sessions, what each page shows, privacy, audio, /metrics.
+"""The web pages through the ASGI app: sessions, form tokens, hosts, what each page shows, privacy,
+audio, /metrics.
 
 One SQLite database seeded through the repository serves the module (the pages only read); the
 queries behind the pages are tested on both databases in test_views.py.
@@ -6,6 +7,7 @@ queries behind the pages are tested on both databases in test_views.py.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from types import SimpleNamespace
@@ -18,14 +20,41 @@ from qa_service.api.metrics import collect
 from qa_service.auth import create_key
 from qa_service.settings import Settings
 from qa_service.web import callview, charts
-from qa_service.web.session import COOKIE_NAME, make_token, read_token, session_secret
+from qa_service.web.session import (
+    COOKIE_NAME,
+    SIGN_IN_COOKIE,
+    make_token,
+    read_session,
+    read_token,
+    session_secret,
+)
 from tests.test_views import EVIDENCE_SEGMENT, RAW_NAME, seed_calls, silent_wav
 
 
+def form_token(html: str) -> str:
+    """The token a page's forms carry."""
+    found = re.search(r'<input type="hidden" name="csrf" value="([^"]+)">', html)
+    assert found, "the page has no form token"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, api_key: str, **form: str):
+    """Sign in as a browser does: open the sign-in form, then post it with its token."""
+    token = form_token(client.get("/").text)
+    return client.post("/sign-in", data={"api_key": api_key, "csrf": token, **form}, follow_redirects=False)
+
+
+def sign_out(client: TestClient, page: str = "/agents", **headers: str):
+    """Press the sign-out button of a page."""
+    token = form_token(client.get(page).text)
+    return client.post("/sign-out", data={"csrf": token}, headers=headers, follow_redirects=False)
+
+
 class Site:
-    def __init__(self, folder):
+    def __init__(self, folder, **settings):
         self.settings = Settings(database_url=f"sqlite:///{folder / 'qa.db'}", storage_dir=folder / "storage",
-                                 model_cache_dir=folder / "models", redis_url="redis://127.0.0.1:1/0")
+                                 model_cache_dir=folder / "models", redis_url="redis://127.0.0.1:1/0",
+                                 **settings)
         self.app = create_app(self.settings)
         self.repo = self.app.state.repo
         self.ids = seed_calls(self.repo, self.settings.storage_dir)
@@ -37,7 +66,7 @@ class Site:
         """A client signed in with a key of this role (None: not signed in)."""
         c = TestClient(self.app, base_url="http://testserver")
         if role is not None:
-            r = c.post("/sign-in", data={"api_key": self.keys[role]}, follow_redirects=False)
+            r = sign_in(c, self.keys[role])
             assert r.status_code == 303, r.text
         return c
 
@@ -61,19 +90,40 @@ def test_sign_in_page_is_a_form(site):
     assert r.status_code == 200
     assert 'name="api_key"' in r.text and 'action="/sign-in"' in r.text
     assert "default-src 'self'" in r.headers["content-security-policy"]
+    # Its token is bound to a random value in a cookie of its own.
+    assert form_token(r.text)
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"{SIGN_IN_COOKIE}=")
+    for attribute in ("HttpOnly", "SameSite=strict", "Path=/"):
+        assert attribute in cookie
 
 
 def test_sign_in_sets_a_signed_httponly_cookie(site):
     c = TestClient(site.app)
-    r = c.post("/sign-in", data={"api_key": site.keys["supervisor"], "next": "/calls?verdict=fail"},
-               follow_redirects=False)
+    r = sign_in(c, site.keys["supervisor"], next="/calls?verdict=fail")
     assert r.status_code == 303 and r.headers["location"] == "/calls?verdict=fail"
-    cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE_NAME}=")
+    [cookie] = [h for h in r.headers.get_list("set-cookie") if h.startswith(f"{COOKIE_NAME}=")]
     for attribute in ("HttpOnly", "SameSite=lax", "Path=/", "Max-Age=43200"):
         assert attribute in cookie
+    assert "Secure" not in cookie  # plain http, QA_SECURE_COOKIES off
     assert site.keys["supervisor"] not in cookie  # the browser never holds the key itself
     assert c.get("/calls", follow_redirects=False).status_code == 200
+    assert SIGN_IN_COOKIE not in c.cookies  # the sign-in form's cookie is cleared
+
+
+def test_secure_cookies_by_setting(tmp_path):
+    site = Site(tmp_path, secure_cookies=True)
+    c = TestClient(site.app)
+    page = c.get("/")
+    assert "Secure" in page.headers["set-cookie"]
+    # httpx keeps Secure cookies from plain-http pages away from them; post the form as a browser
+    # on https would.
+    r = c.post("/sign-in", data={"api_key": site.keys["qa"], "csrf": form_token(page.text)},
+               cookies={SIGN_IN_COOKIE: page.cookies[SIGN_IN_COOKIE]}, follow_redirects=False)
+    assert r.status_code == 303
+    [cookie] = [h for h in r.headers.get_list("set-cookie") if h.startswith(f"{COOKIE_NAME}=")]
+    assert "Secure" in cookie and "HttpOnly" in cookie
+    site.repo.dispose()
 
 
 @pytest.mark.parametrize(("key", "status", "message"), [
@@ -83,18 +133,58 @@ def test_sign_in_sets_a_signed_httponly_cookie(site):
 ])
 def test_bad_or_wrong_role_key_gets_no_session(site, key, status, message):
     c = TestClient(site.app)
-    r = c.post("/sign-in", data={"api_key": site.keys.get(key, key)}, follow_redirects=False)
+    r = sign_in(c, site.keys.get(key, key))
     assert r.status_code == status
     assert message in r.text
-    assert "set-cookie" not in r.headers
+    assert COOKIE_NAME not in r.headers.get("set-cookie", "")
     assert c.get("/agents", follow_redirects=False).status_code == 303
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
 def test_next_never_leaves_the_site(site, target):
-    r = TestClient(site.app).post("/sign-in", data={"api_key": site.keys["qa"], "next": target},
-                                  follow_redirects=False)
+    r = sign_in(TestClient(site.app), site.keys["qa"], next=target)
     assert r.headers["location"] == "/agents"
+
+
+def test_sign_in_needs_its_forms_token(site):
+    c = TestClient(site.app)
+    page = c.get("/")
+    other = TestClient(site.app)
+    other_token = form_token(other.get("/").text)  # valid, but bound to another browser's cookie
+    for data in ({}, {"csrf": ""}, {"csrf": "x" * 43}, {"csrf": other_token}):
+        r = c.post("/sign-in", data={"api_key": site.keys["qa"], **data}, follow_redirects=False)
+        assert r.status_code == 403, data
+        assert "expired or came from another site" in r.text and "sign in again" in r.text
+        assert COOKIE_NAME not in r.headers.get("set-cookie", "")
+        assert form_token(r.text)  # the form comes back, ready to send again
+    # Without its cookie the form's own token is no good either.
+    without_cookie = {"api_key": site.keys["qa"], "csrf": form_token(page.text)}
+    r = TestClient(site.app).post("/sign-in", data=without_cookie, follow_redirects=False)
+    assert r.status_code == 403
+    assert c.get("/agents", follow_redirects=False).status_code == 303
+    assert sign_in(c, site.keys["qa"]).status_code == 303
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "null"},  # a sandboxed frame
+    {"Origin": "https://sibling.example"},
+    {"Origin": "http://testserver.evil.example"},
+    {"Sec-Fetch-Site": "same-site"},  # a sibling site: another site all the same
+    {"Sec-Fetch-Site": "cross-site"},
+])
+def test_forms_posted_from_other_sites_are_refused(site, headers):
+    c = TestClient(site.app)
+    token = form_token(c.get("/").text)
+    r = c.post("/sign-in", data={"api_key": site.keys["qa"], "csrf": token}, headers=headers,
+               follow_redirects=False)
+    assert r.status_code == 403 and COOKIE_NAME not in r.headers.get("set-cookie", "")
+    assert sign_in(c, site.keys["qa"]).status_code == 303
+    r = sign_out(c, **headers)
+    assert r.status_code == 403 and "came from another site" in r.text
+    assert c.get("/agents", follow_redirects=False).status_code == 200  # still signed in
+    # The same site says so, or says nothing (older browsers): the token decides.
+    same = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    assert sign_out(c, **same).status_code == 303
 
 
 @pytest.mark.parametrize("path", ["/agents", "/agents/agent-a", "/calls", "/calls/{a2}",
@@ -108,11 +198,14 @@ def test_pages_send_strangers_to_sign_in(site, path):
 def test_forged_tampered_and_expired_sessions_are_refused(site):
     secret = session_secret(site.app.state)
     key = [k for k in site.repo.list_keys() if k.role == "qa"][0]
-    assert read_token(secret, make_token(secret, key.key_hash)) == key.key_hash
-    good = make_token(secret, key.key_hash)
+    c = site.client("qa")
+    good = c.cookies[COOKIE_NAME]
+    session = read_session(secret, good)
+    assert session is not None and read_token(secret, good) == key.key_hash
     body, mac = good.split(".")
-    for token in (make_token(b"another-secret-entirely", key.key_hash), f"{body}x.{mac}", body,
-                  make_token(secret, key.key_hash, now=time.time() - 13 * 3600), "a.b"):
+    for token in (make_token(b"another-secret-entirely", key.key_hash, session.id), f"{body}x.{mac}", body,
+                  make_token(secret, key.key_hash, session.id, now=time.time() - 13 * 3600), "a.b",
+                  make_token(secret, key.key_hash, "a-session-the-server-never-started")):
         c = TestClient(site.app, cookies={COOKIE_NAME: token})
         assert c.get("/agents", follow_redirects=False).status_code == 303, token
     assert TestClient(site.app, cookies={COOKIE_NAME: good}).get("/agents").status_code == 200
@@ -122,7 +215,7 @@ def test_forged_tampered_and_expired_sessions_are_refused(site):
 def test_revoking_the_key_ends_its_sessions(site):
     key = create_key(site.repo, "supervisor", "leaving soon")
     c = TestClient(site.app)
-    c.post("/sign-in", data={"api_key": key}, follow_redirects=False)
+    sign_in(c, key)
     assert c.get("/agents", follow_redirects=False).status_code == 200
     [stored] = [k for k in site.repo.list_keys() if k.name == "leaving soon"]
     site.repo.revoke_key(stored.id)
@@ -131,10 +224,167 @@ def test_revoking_the_key_ends_its_sessions(site):
 
 def test_sign_out_clears_the_cookie(site):
     c = site.client("qa")
-    r = c.post("/sign-out", follow_redirects=False)
+    r = sign_out(c)
     assert r.status_code == 303 and r.headers["location"] == "/"
     assert f'{COOKIE_NAME}=""' in r.headers["set-cookie"] and "Max-Age=0" in r.headers["set-cookie"]
     assert c.get("/agents", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_ends_the_session_on_the_server(site):
+    c = site.client("qa")
+    captured = c.cookies[COOKIE_NAME]
+    assert sign_out(c).status_code == 303
+    replay = TestClient(site.app, cookies={COOKIE_NAME: captured})
+    r = replay.get("/agents", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/?next=")
+    assert replay.get(f"/calls/{site.ids['a2']}/audio").status_code == 401
+
+
+def test_sign_out_needs_its_token(site):
+    c = site.client("qa")
+    for data in ({}, {"csrf": "forged"}):
+        r = c.post("/sign-out", data=data, follow_redirects=False)
+        assert r.status_code == 403 and "reload the page" in r.text
+    assert c.get("/agents", follow_redirects=False).status_code == 200
+
+
+def test_session_pages_carry_the_sessions_form_token(site):
+    qa, other = site.client("qa"), site.client("qa")
+    tokens = {form_token(qa.get(page).text) for page in ("/agents", "/calls", f"/calls/{site.ids['a2']}")}
+    assert len(tokens) == 1  # one token per session, on every page
+    assert tokens != {form_token(other.get("/agents").text)}  # and another for another session
+    review_form = re.search(r'<form method="post" action="/calls/[^"]+/reviews">.*?</form>',
+                            qa.get(f"/calls/{site.ids['a2']}").text, re.S).group(0)
+    assert form_token(review_form) in tokens and 'maxlength="2000"' in review_form
+
+
+def test_sessions_are_kept_by_hash_and_end_on_sign_out_or_expiry(database_url):
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from qa_service.storage import open_repository
+    from qa_service.storage import tables as t
+    from qa_service.storage.sessions import end_session, session_is_live, start_session
+    from qa_service.web.session import new_session_id
+
+    repo = open_repository(database_url)
+    create_key(repo, "qa", "one")
+    create_key(repo, "qa", "two")
+    one, two = (k.id for k in repo.list_keys())
+    now = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    live, old = new_session_id(), new_session_id()
+    start_session(repo.engine, old, one, 60, now=now - timedelta(hours=1))
+    start_session(repo.engine, live, one, 3600, now=now)
+    assert session_is_live(repo.engine, live, one, now=now + timedelta(minutes=59))
+    assert not session_is_live(repo.engine, live, one, now=now + timedelta(hours=1))  # expired
+    assert not session_is_live(repo.engine, live, two, now=now)  # another key's
+    assert not session_is_live(repo.engine, old, one, now=now)
+    with repo.engine.connect() as conn:
+        stored = conn.execute(sa.select(t.web_sessions.c.id)).scalars().all()
+    assert len(stored) == 1 and live not in stored[0]  # the expired one was cleared; no id in clear
+    end_session(repo.engine, live)
+    end_session(repo.engine, live)  # twice is no error
+    assert not session_is_live(repo.engine, live, one, now=now)
+    repo.dispose()
+
+
+def test_signing_out_in_one_process_ends_the_session_in_all(database_url, make_settings):
+    # Two API processes share the database and QA_SESSION_SECRET.
+    settings = make_settings(database_url=database_url, session_secret="s" * 32, web_concurrency=2,
+                             redis_url="redis://127.0.0.1:1/0")
+    first, second = create_app(settings), create_app(settings)
+    key = create_key(first.state.repo, "supervisor", "two processes")
+    on_first = TestClient(first)
+    assert sign_in(on_first, key).status_code == 303
+    cookie = on_first.cookies[COOKIE_NAME]
+    on_second = TestClient(second, cookies={COOKIE_NAME: cookie})
+    assert on_second.get("/agents", follow_redirects=False).status_code == 200
+    assert sign_out(on_second).status_code == 303
+    for app in (first, second):
+        replay = TestClient(app, cookies={COOKIE_NAME: cookie})
+        assert replay.get("/agents", follow_redirects=False).status_code == 303
+    # A process with a secret of its own accepts none of the others' sessions.
+    assert sign_in(on_first, key).status_code == 303
+    alone = create_app(make_settings(database_url=database_url, redis_url="redis://127.0.0.1:1/0"))
+    lost = TestClient(alone, cookies={COOKIE_NAME: on_first.cookies[COOKIE_NAME]})
+    assert lost.get("/agents", follow_redirects=False).status_code == 303
+    for app in (first, second, alone):
+        app.state.repo.dispose()
+
+
+# -- hosts -------------------------------------------------------------------------------------
+
+PATHS_THAT_REDIRECT = ["/", "/agents", "/agents/", "/calls/", "/static", "/v1/calls/", "/healthz/", "/docs/"]
+
+
+@pytest.mark.parametrize("path", PATHS_THAT_REDIRECT)
+def test_a_foreign_host_is_refused_and_never_reflected(site, path):
+    for host in ("evil.example", "evil.example:8000", "testserver.evil.example"):
+        r = TestClient(site.app).get(path, headers={"Host": host}, follow_redirects=False)
+        assert r.status_code == 400, (path, host)
+        assert "evil.example" not in r.headers.get("location", "") and "evil.example" not in r.text
+    ok = TestClient(site.app).get(path, follow_redirects=False)
+    assert ok.status_code in (200, 303, 307), path
+
+
+def test_probes_answer_whatever_host_they_name(site):
+    # Monitors probe by address; these routes never build a URL from the Host header.
+    for path in ("/healthz", "/metrics"):
+        assert TestClient(site.app).get(path, headers={"Host": "10.1.2.3:8000"}).status_code in (200, 503)
+
+
+def test_a_request_naming_no_host_is_answered_from_the_servers_own_address(site):
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    # HTTP/1.0 has no Host header: nothing in the request names a host, so nothing is reflected.
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.0", "method": "GET",
+             "scheme": "http", "path": "/calls/", "raw_path": b"/calls/", "query_string": b"",
+             "root_path": "", "headers": [], "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(site.app(scope, receive, send))
+    start = sent[0]
+    assert start["status"] == 307
+    assert dict(start["headers"])[b"location"] == b"http://127.0.0.1:8000/calls"
+
+
+def test_the_default_hosts_are_the_loopback_names(tmp_path, monkeypatch):
+    monkeypatch.delenv("QA_TRUSTED_HOSTS")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'qa.db'}", storage_dir=tmp_path / "storage",
+                        redis_url="redis://127.0.0.1:1/0")
+    assert settings.trusted_hosts == ["localhost", "127.0.0.1", "[::1]"]
+    app = create_app(settings)
+    for base in ("http://localhost:8000", "http://127.0.0.1:8000", "http://[::1]:8000"):
+        assert TestClient(app, base_url=base).get("/").status_code == 200, base
+    assert TestClient(app).get("/").status_code == 400  # "testserver"
+    app.state.repo.dispose()
+
+
+@pytest.mark.parametrize(("hosts", "ok"), [
+    ('["qa.example.com", "*.qa.example.com"]', True),
+    ('["*"]', True),
+    ('["qa.example.com:8000"]', False),
+    ('["https://qa.example.com"]', False),
+    ('["qa.*.com"]', False),
+    ('["*example.com"]', False),
+    ('[""]', False),
+])
+def test_trusted_hosts_setting(monkeypatch, hosts, ok):
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("QA_TRUSTED_HOSTS", hosts)
+    if ok:
+        assert Settings().trusted_hosts == json.loads(hosts)
+    else:
+        with pytest.raises(ValidationError, match="QA_TRUSTED_HOSTS"):
+            Settings()
 
 
 # -- what the pages show -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from qa_service import __version__
 from qa_service.api import routes, webhooks
+from qa_service.api.hosts import TrustedHosts
 from qa_service.api.schemas import message_of
 from qa_service.errors import (
     AuthError,
@@ -73,6 +74,9 @@ def status_for(exc: BaseException) -> int:
 
 def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any = None) -> FastAPI:
     """Build the API for these settings; migrates the database to head first."""
+    from qa_service.web.session import app_secret
+
+    session_secret = app_secret(settings)  # refuses several processes without a shared secret
     if repo is None:
         from qa_service.storage import open_repository
 
@@ -94,6 +98,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.state.settings = settings
     app.state.repo = repo
     app.state.queue = queue
+    app.state.session_secret = session_secret
     app.include_router(routes.router)
     app.include_router(webhooks.router)
     from qa_service import web
@@ -109,6 +114,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}
     app.add_middleware(BodyLimit, limit=BODY_LIMIT_BYTES, route_limits=limits, upload_path=UPLOAD_PATH,
                        upload_limit=settings.max_upload_bytes)
+    app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts, www_redirect=False)
     from qa_service.api import review
 
     review.install(app)  # review routes and the audit trail (outermost, so it sees every answer)

@@ -30,6 +30,7 @@ from qa_service.api.ratelimit import FAILED_AUTH, FAILURES_STATE, ClientLimit, F
 from qa_service.auth import KEY_CACHE_TTL_S, Presented, presented
 from qa_service.errors import ConfigError, InputError, NotFound
 from qa_service.review import (
+    MAX_REASON_CHARS,
     Review,
     ReviewError,
     apply_reviews,
@@ -61,7 +62,7 @@ class ReviewIn(BaseModel):
     id: str = Field(min_length=1, max_length=100, description="The criterion's or violation's id")
     action: Literal["override_pass", "override_fail", "dismiss", "restore"] = Field(
         description="criterion: override_pass, override_fail, restore; violation: dismiss, restore")
-    reason: str = Field(max_length=2000, description="Why; required")
+    reason: str = Field(max_length=MAX_REASON_CHARS, description="Why; required")
 
 
 def _engine(repo: Repository) -> Engine:

@@ -180,3 +180,16 @@ rescore_runs = sa.Table(
     sa.Index("uq_rescore_runs_one_storing", "rubric_id", unique=True,
              sqlite_where=sa.text(STORING_RUN), postgresql_where=sa.text(STORING_RUN)),
 )
+
+# A signed-in web session, kept until it expires or its holder signs out (the row is deleted, so a
+# cookie copied before signing out stops working in every API process). `id` is the SHA-256 of the
+# session id the cookie carries: the table alone lets nobody in.
+web_sessions = sa.Table(
+    "web_sessions", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.Uuid(as_uuid=False), sa.ForeignKey("api_keys.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Index("ix_web_sessions_expires", "expires_at"),
+)

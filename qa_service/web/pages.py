@@ -2,15 +2,17 @@
 
 Server-rendered with Jinja2 from the same read-side views as the API; every page works without
 script (a small static script only saves a reload when a criterion is clicked). Sessions are
-signed cookies (see `session.py`); the pages accept the roles that may read scorecards.
+signed cookies naming a session the database keeps, and every form carries a token (see
+`session.py`); the pages accept the roles that may read scorecards.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
@@ -18,17 +20,34 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
 
 from qa_service.api.agents import AUDIO_TYPES, csv_response, redacted_audio, views_of
 from qa_service.api.deps import READ_SCORES, sign_in_attempt
 from qa_service.api.ratelimit import limit_rate
 from qa_service.auth import verify_key
 from qa_service.errors import AuthError, Forbidden, NotFound
+from qa_service.review import MAX_REASON_CHARS
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
+from qa_service.storage.sessions import end_session, session_is_live, start_session
 from qa_service.storage.views import Filters, Page
 from qa_service.web import callview, charts
 from qa_service.web.review import may_review, page_review
-from qa_service.web.session import COOKIE_NAME, MAX_AGE_S, make_token, read_token, session_secret
+from qa_service.web.session import (
+    COOKIE_NAME,
+    FORM_FIELD,
+    MAX_AGE_S,
+    SIGN_IN_COOKIE,
+    SIGN_IN_MAX_AGE_S,
+    cross_site,
+    form_token,
+    make_token,
+    new_session_id,
+    read_session,
+    session_secret,
+    sign_in_token,
+    token_matches,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -39,8 +58,10 @@ templates.env.filters["clock"] = callview.clock
 templates.env.filters["redacted"] = callview.redacted_html
 templates.env.filters["bar"] = charts.bar
 templates.env.globals["rate_class"] = charts.rate_class
+templates.env.globals["reason_max"] = MAX_REASON_CHARS
 
 PAGE_SIZE = 25
+NONCE = re.compile(r"[A-Za-z0-9_-]{43}")  # what new_session_id makes
 # Pages carry scorecards: no caching, no framing, scripts and styles from this origin only.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
@@ -60,14 +81,42 @@ def static_files() -> StaticFiles:
 # -- session -----------------------------------------------------------------------------------
 
 def signed_in(request: Request) -> StoredKey | None:
-    """The API key behind the session cookie, if it is valid, unrevoked and may read scorecards."""
-    key_hash = read_token(session_secret(request.app.state), request.cookies.get(COOKIE_NAME))
-    if key_hash is None:
+    """The API key behind the session cookie, if the session is live and the key unrevoked and allowed
+    to read scorecards; the session is kept on `request.state.web_session` for the pages' forms."""
+    session = read_session(session_secret(request.app.state), request.cookies.get(COOKIE_NAME))
+    if session is None:
         return None
-    key = request.app.state.repo.key_by_hash(key_hash)
+    repo = request.app.state.repo
+    key: StoredKey | None = repo.key_by_hash(session.key_hash)
     if key is None or key.revoked or (key.role != "admin" and key.role not in READ_SCORES):
         return None
+    if not session_is_live(repo.engine, session.id, key.id):
+        return None  # signed out, or expired on the server
+    request.state.web_session = session
     return limit_rate(request, key)  # a session counts against its key's limit, like the key itself
+
+
+def form_refused(request: Request, form: FormData, key: StoredKey) -> Response | None:
+    """A 403 page when a signed-in form post came from another site or lacks its token, else None."""
+    session = getattr(request.state, "web_session", None)
+    if (session is not None and not cross_site(request.headers, request.url.netloc)
+            and token_matches(form_token(session_secret(request.app.state), session.id),
+                              form.get(FORM_FIELD))):
+        return None
+    return _render(request, "message.html", {
+        "key": key, "title": "Form refused",
+        "message": "This form came from another site, or from a page older than your session: "
+                   "go back, reload the page and send it again."}, 403)
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int,
+                samesite: Literal["lax", "strict"]) -> None:
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite=samesite,
+                        secure=_secure(request), path="/")
+
+
+def _secure(request: Request) -> bool:
+    return bool(request.app.state.settings.secure_cookies) or request.url.scheme == "https"
 
 
 def _to_sign_in(request: Request) -> RedirectResponse:
@@ -83,8 +132,24 @@ def _safe_next(target: str | None) -> str:
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    session = getattr(request.state, "web_session", None)
+    if session is not None and "csrf" not in context:
+        context = {**context, "csrf": form_token(session_secret(request.app.state), session.id)}
     response = templates.TemplateResponse(request, name, context, status_code=status)
     response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _sign_in_form(request: Request, target: str, error: str | None = None, status: int = 200) -> Response:
+    # The form's token is bound to a random value in its own cookie, kept while it is there, so two
+    # sign-in tabs do not undo each other.
+    nonce = request.cookies.get(SIGN_IN_COOKIE) or ""
+    if not NONCE.fullmatch(nonce):
+        nonce = new_session_id()
+    csrf = sign_in_token(session_secret(request.app.state), nonce)
+    response = _render(request, "signin.html", {"next": target, "error": error, "key": None, "csrf": csrf},
+                       status)
+    _set_cookie(request, response, SIGN_IN_COOKIE, nonce, SIGN_IN_MAX_AGE_S, "strict")
     return response
 
 
@@ -93,7 +158,7 @@ def sign_in_page(request: Request, next: str | None = None) -> Response:
     """The sign-in form (or straight on to the agents when already signed in)."""
     if signed_in(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _render(request, "signin.html", {"next": _safe_next(next), "error": None, "key": None})
+    return _sign_in_form(request, _safe_next(next))
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
@@ -102,29 +167,45 @@ async def sign_in(request: Request) -> Response:
     form = await request.form()
     api_key = str(form.get("api_key") or "").strip()
     target = _safe_next(str(form.get("next") or ""))
-    repo = request.app.state.repo
+    state = request.app.state
+    secret = session_secret(state)
+    # Every attempt counts against the client address, a refused form too.
     await run_in_threadpool(sign_in_attempt, request, api_key)
+    nonce = request.cookies.get(SIGN_IN_COOKIE)
+    if (cross_site(request.headers, request.url.netloc) or not nonce
+            or not token_matches(sign_in_token(secret, nonce), form.get(FORM_FIELD))):
+        return _sign_in_form(request, target, "This sign-in form had expired or came from another site: "
+                                              "paste the key here and sign in again.", 403)
     try:
-        key = await run_in_threadpool(verify_key, repo, api_key)
+        key = await run_in_threadpool(verify_key, state.repo, api_key)
         if key.role != "admin" and key.role not in READ_SCORES:
             raise Forbidden(f"a {key.role} key cannot view scorecards; use a supervisor or QA key")
     except (AuthError, Forbidden) as exc:
         status = 403 if isinstance(exc, Forbidden) else 401
         message = str(exc) if isinstance(exc, Forbidden) else "That key is not valid (or has been revoked)."
-        return _render(request, "signin.html", {"next": target, "error": message, "key": None}, status)
+        return _sign_in_form(request, target, message, status)
+    session_id = new_session_id()  # a new one on every sign-in: a planted cookie cannot be taken over
+    await run_in_threadpool(start_session, state.repo.engine, session_id, key.id, MAX_AGE_S)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE_NAME, make_token(session_secret(request.app.state), key.key_hash),
-                        max_age=MAX_AGE_S, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https", path="/")
+    token = make_token(secret, key.key_hash, session_id)
+    _set_cookie(request, response, COOKIE_NAME, token, MAX_AGE_S, "lax")
+    response.delete_cookie(SIGN_IN_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=_secure(request))
     log.info("web session started for key %s (%s)", key.id, key.role)
     return response
 
 
 @router.post("/sign-out")
-def sign_out(request: Request) -> RedirectResponse:
-    """End the session."""
+async def sign_out(request: Request) -> Response:
+    """End the session on the server (for every API process) and clear its cookie."""
+    key = await run_in_threadpool(signed_in, request)
+    if key is not None:
+        refused = form_refused(request, await request.form(), key)
+        if refused is not None:
+            return refused
+        await run_in_threadpool(end_session, request.app.state.repo.engine, request.state.web_session.id)
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=_secure(request))
     return response
 
 

@@ -1,12 +1,12 @@
 """The call page's review forms: a QA reviewer overrides a criterion or dismisses a violation.
 
-The form posts with the session cookie (SameSite=Lax, so other sites cannot post it); the Origin
-header, when the browser sends one, must be this site as well.
+The form posts with the session cookie and the session's form token; a post from another site
+(its Origin or Sec-Fetch-Site says so, `Origin: null` included) or without the token is refused.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -26,18 +26,18 @@ def may_review(role: str) -> bool:
 @router.post("/calls/{call_id}/reviews")
 async def review_from_page(request: Request, call_id: str) -> Response:
     """Store a review sent from the call page and go back to the page."""
-    from qa_service.web.pages import _render, _to_sign_in, signed_in
+    from qa_service.web.pages import _render, _to_sign_in, form_refused, signed_in
 
-    key = signed_in(request)
+    key = await run_in_threadpool(signed_in, request)
     if key is None:
         return _to_sign_in(request)
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
-        return Response("cross-site form posts are refused", status_code=403, media_type="text/plain")
+    form = await request.form()
+    refused = form_refused(request, form, key)
+    if refused is not None:
+        return refused
     if not may_review(key.role):
         return _render(request, "message.html", {"key": key, "title": "Not allowed",
                                                  "message": "Only QA reviewers can review scorecards."}, 403)
-    form = await request.form()
     target, target_id = str(form.get("target") or ""), str(form.get("id") or "")
     action, reason = str(form.get("action") or ""), str(form.get("reason") or "")
     repo = request.app.state.repo
