@@ -14,11 +14,12 @@ from qa_service.api.review import audited
 from qa_service.storage import open_repository
 from qa_service.storage import review as store
 from qa_service.storage import tables as t
+from qa_service.web.session import COOKIE_NAME
 from tests import test_review
 from tests.test_api import Api, seed_rules
 from tests.test_ratelimit import fresh_window
 from tests.test_review import post, scored
-from tests.test_web import sign_in
+from tests.test_web import sign_in, sign_out
 
 api = test_review.api  # the same fixture: an app with one key per role over SQLite and Redis
 
@@ -303,3 +304,16 @@ def test_a_flood_of_failures_writes_a_bounded_number_of_rows(make_settings, redi
     assert TestClient(a.app, client=("198.51.100.8", 1)).get("/v1/agents", headers=a.h("supervisor")
                                                                ).status_code == 200
     a.repo.dispose()
+
+
+def test_a_cookie_kept_after_sign_out_names_nobody(api):
+    call_id = scored(api)
+    browser = TestClient(api.app)
+    assert sign_in(browser, api.keys["supervisor"], next="/agents").status_code == 303
+    captured = browser.cookies[COOKIE_NAME]
+    assert sign_out(browser).status_code == 303
+    before = len(rows(api))
+    replay = TestClient(api.app, cookies={COOKIE_NAME: captured})
+    assert replay.get(f"/calls/{call_id}", follow_redirects=False).status_code == 303  # back to sign-in
+    # The page refused the cookie, so no row may say its key read the call.
+    assert [r for r in rows(api)[before:] if r["action"] == "read_call"] == []

@@ -350,7 +350,8 @@ def _presented(scope: dict[str, Any], app: Any) -> Presented:
     if "cookie" in headers:
         from http.cookies import SimpleCookie
 
-        from qa_service.web.session import COOKIE_NAME, read_token, session_secret
+        from qa_service.storage.sessions import session_is_live
+        from qa_service.web.session import COOKIE_NAME, read_session, session_secret
 
         cookie: SimpleCookie = SimpleCookie()
         try:
@@ -358,9 +359,14 @@ def _presented(scope: dict[str, Any], app: Any) -> Presented:
         except Exception:  # a malformed cookie header names nobody
             return presented(None)
         if COOKIE_NAME in cookie:
-            key_hash = read_token(session_secret(app.state), cookie[COOKIE_NAME].value)
-            if key_hash is not None:
-                return Presented(key_hash, "session")
+            session = read_session(session_secret(app.state), cookie[COOKIE_NAME].value)
+            # A cookie kept after its session ended (signed out, expired on the server) names nobody:
+            # the pages refuse it, so the audit must not record its key as the reader.
+            stored = None if session is None else _stored_key(app.state.repo, Presented(session.key_hash,
+                                                                                      "session"))
+            if session is not None and stored is not None \
+                    and session_is_live(_engine(app.state.repo), session.id, stored.id):
+                return Presented(session.key_hash, "session")
     return presented(None)
 
 
