@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
-from qa_service.errors import ConfigError, QAServiceError, TransientError
+from qa_service.errors import QAServiceError, TransientError
 from qa_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -135,9 +135,6 @@ def notify_scored(settings: Settings, call: StoredCall, stored: StoredScorecard,
     if not settings.outgoing_webhook_url:
         return []
     try:
-        if not settings.outgoing_webhook_secret:
-            raise ConfigError("QA_OUTGOING_WEBHOOK_URL is set without QA_OUTGOING_WEBHOOK_SECRET; "
-                              "webhooks are not sent unsigned")
         from rq import Queue
 
         if connection is None:

@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     # forged Host header never reaches a page or a redirect. JSON list in the environment.
     trusted_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
 
-    @field_validator("webhook_secret", "session_secret")
+    @field_validator("webhook_secret", "session_secret", "outgoing_webhook_secret")
     @classmethod
     def _long_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
         if not value:
@@ -127,6 +127,13 @@ class Settings(BaseSettings):
             if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
                 raise ValueError(f"QA_TRUSTED_HOSTS: {host!r}: a wildcard is '*' alone or '*.example.com'")
         return hosts
+
+    @model_validator(mode="after")
+    def _outgoing_webhooks_are_signed(self) -> Settings:
+        if self.outgoing_webhook_url and not self.outgoing_webhook_secret:
+            raise ValueError("QA_OUTGOING_WEBHOOK_URL is set without QA_OUTGOING_WEBHOOK_SECRET: webhooks "
+                             f"are never sent unsigned (make one with: {MAKE_SECRET})")
+        return self
 
     @model_validator(mode="after")
     def _kept_inputs_are_encrypted(self) -> Settings:

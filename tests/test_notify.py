@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
@@ -23,7 +24,7 @@ from qa_service.storage.inputs import write_bytes
 from tests.chaos_support import seed_rules, wait_until
 from tests.conftest import REPO_ROOT
 
-SECRET = "outgoing-test-secret"
+SECRET = "outgoing-test-secret-of-32-bytes-or-more"
 # Words that appear only in the transcript and evidence text of the card below.
 SPOKEN = ("Marguerite", "guaranteed approval", "blue passport")
 
@@ -239,14 +240,11 @@ def test_nothing_is_sent_when_no_url_is_set(env, make_settings, redis_url, recei
     assert receiver.received == []
 
 
-def test_a_url_without_a_secret_sends_nothing(env, make_settings, redis_url, receiver, caplog):
-    _, repo, queue = env
-    settings = make_settings(redis_url=redis_url, outgoing_webhook_url=receiver.url, allow_private_urls=True)
-    call, stored = stored_call(repo)
-    assert notify.notify_scored(settings, call, stored, card_with_violations(),
-                                connection=queue.connection) == []
-    assert queue.count == 0
-    assert "QA_OUTGOING_WEBHOOK_SECRET" in caplog.text
+def test_a_url_without_a_secret_or_with_a_short_one_is_refused_at_start(make_settings, receiver):
+    for secret in (None, "", "short-secret"):
+        with pytest.raises(ValidationError, match="QA_OUTGOING_WEBHOOK_SECRET") as caught:
+            make_settings(outgoing_webhook_url=receiver.url, outgoing_webhook_secret=secret)
+        assert secret is None or not secret or secret not in str(caught.value)  # never echoed
 
 
 def test_a_loopback_receiver_is_refused_without_the_setting(env, make_settings, redis_url, receiver):

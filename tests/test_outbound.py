@@ -281,7 +281,7 @@ def test_a_webhook_receiver_that_rebinds_to_loopback_is_never_reached(make_setti
     network.answers = {"hooks.example": [PUBLIC, "127.0.0.1"]}
     network.routes = {PUBLIC: receiver.port}
     settings = make_settings(outgoing_webhook_url=f"http://hooks.example:{internal.port}/hooks/qa",
-                             outgoing_webhook_secret="s3cret")  # private addresses refused
+                             outgoing_webhook_secret="s" * 32)  # private addresses refused
 
     assert notify.post(settings, notify.CALL_SCORED, b'{"call_id":"c"}', "d-1") == 204
     # The next attempt resolves again and now hears 127.0.0.1: refused, not sent there.
@@ -298,7 +298,7 @@ def test_a_webhook_receiver_that_rebinds_to_loopback_is_never_reached(make_setti
 def test_a_webhook_receiver_that_resolves_to_a_private_address_is_refused_for_good(make_settings, network):
     network.answers = {"hooks.example": ["::ffff:10.0.0.7"]}
     settings = make_settings(outgoing_webhook_url="http://hooks.example/hooks/qa",
-                             outgoing_webhook_secret="s")
+                             outgoing_webhook_secret="s" * 32)
     with pytest.raises(notify.DeliveryRefused, match="QA_ALLOW_PRIVATE_URLS"):
         notify.post(settings, notify.CALL_SCORED, b"{}", "d-1")
     assert network.connects == []
