@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, WEBHOOK_SECRET, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_anonymous_bodies_are_neither_read_nor_kept(tmp_path: Path, redis_url: s
     temp.mkdir()
     port = free_port()
     env = {**os.environ, "QA_DATABASE_URL": f"sqlite:///{tmp_path / 'qa.db'}", "QA_STORAGE_DIR": str(storage),
-           "QA_REDIS_URL": redis_url, "QA_WEBHOOK_SECRET": "memory-test-secret", "TMPDIR": str(temp)}
+           "QA_REDIS_URL": redis_url, "QA_WEBHOOK_SECRET": WEBHOOK_SECRET, "TMPDIR": str(temp)}
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "qa_service.api.app:app_from_env",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
