@@ -294,7 +294,9 @@ def _said(speaker, *probabilities, start=0.0):
         ((_said("unknown", 0.81, 0.21),), "the recogniser was sure of 1 word (2 needed)"),
         # Reversed speech: many words, a few of them the vocabulary's phrases, nearly all guesses.
         ((_said("unknown", *([0.02] * 30 + [0.9] * 8 + [0.05] * 2)),),
-         "the recogniser was unsure of its 40 words (mean confidence 0.20, speech has 0.35 or more)"),
+         "the recogniser was unsure of its 40 words (mean confidence 0.20; speech it can transcribe has "
+         "0.35 or more); nothing to score (check that this is the call's recording and that it is speech in "
+         "a language the speech model knows)"),
         # A short real recording ("What's the weather like?") and a short test phrase on a telephone line.
         ((_said("unknown", 0.86, 0.99, 0.99, 0.98),), None),
         ((_said("unknown", 0.29, 0.42, 0.99, 0.98),), None),
