@@ -523,7 +523,7 @@ def transcribe_call(
     model_info["speakers"] = attribution
     if all(v is not None for v in voice):
         # What the voice detector took for speech, over all channels: a call without speech says so.
-        model_info["voice_activity_s"] = round(sum(filter(None, voice)), 1)
+        model_info["voice_activity_s"] = round(sum(filter(None, voice), 0.0), 1)
     if heard is not None:
         model_info["language_detection"] = heard
     if any(biased):
