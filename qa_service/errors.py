@@ -5,6 +5,7 @@
     │   └── RulesError       a rubric or policy pack does not validate (names file and field)
     ├── InputError           the caller sent something we cannot use (maps to 4xx / failed call)
     │   ├── AudioError       undecodable, empty or unsupported audio
+    │   │   └── NoSpeech     audio that decodes but holds no speech to score (silence, noise)
     │   └── TranscriptError  a text transcript we cannot parse
     ├── NotFound             no such call, scorecard, rubric or key (404)
     ├── Conflict             the request clashes with what is stored (409)
@@ -32,6 +33,10 @@ class InputError(QAServiceError):
 
 class AudioError(InputError):
     """Audio that is empty, corrupt or in a format we cannot decode."""
+
+
+class NoSpeech(AudioError):
+    """Audio that decodes but holds no speech: a call to fail with the reason, never to score."""
 
 
 class TranscriptError(InputError):

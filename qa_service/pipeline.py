@@ -87,11 +87,13 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
                   keep_redacted_audio: Callable[[Audio], Any] | None = None) -> Scorecard:
     """Run one recorded call through every stage and return its scorecard.
 
-    `keep_redacted_audio` receives a copy of the audio with every redacted span silenced on all
-    channels (a customer's digits can echo on the agent's line), for the caller to store.
+    A recording without speech (silence, noise, music) raises NoSpeech instead: it has nothing to
+    score, and a scorecard would fail the agent. `keep_redacted_audio` receives a copy of the audio
+    with every redacted span silenced on all channels (a customer's digits can echo on the agent's
+    line), for the caller to store.
     """
     from qa_service.stages.decode import decode
-    from qa_service.stages.transcribe import transcribe_call
+    from qa_service.stages.transcribe import require_speech, transcribe_call
 
     timings: dict[str, float] = {}
     with _timed(timings, "decode"):
@@ -102,6 +104,7 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
             vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric), voices=engines.voices,
             other_languages=engines.other_languages, vocabulary_language=rubric.language,
         )
+    require_speech(transcript)
     card = process_transcript(transcript, meta, rubric, policies, engines, timings=timings)
     if keep_redacted_audio is not None:
         from qa_service.stages.redact_audio import redact_audio

@@ -1,8 +1,9 @@
 """Broken, odd and hostile recordings through the real path: upload, then the job with the real pipeline.
 
 Every file ends in a defined way: refused at upload with a 4xx, or the call `failed` with a reason
-about the audio, or `done` with a scorecard (saying no speech was found when there was none).
-Never a 5xx, never an internal error, and the next call still works.
+about the audio (no speech found, when it decodes but holds none), or `done` with a scorecard of the
+speech in it. Never a 5xx, never an internal error, never a scorecard without speech (it would fail
+the agent), and the next call still works.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ pytestmark = pytest.mark.slow
 
 SPEECH_WAV = Path(__file__).parent / "data" / "audio" / "short_16k.wav"  # "Testing one two three."
 NO_SPEECH = "no speech found in the recording"
-# Outcomes: refused at upload; call failed with an audio reason; done with speech; done without.
-REFUSED, FAILED, SPEECH, SILENT = "refused", "failed", "speech", "silent"
+# Outcomes: refused at upload; call failed with an audio reason; failed for want of speech; done.
+REFUSED, FAILED, SILENT, SPEECH = "refused", "failed", "silent", "speech"
 
 
 # -- generators ----------------------------------------------------------------------------------
@@ -145,6 +146,50 @@ def tone(seconds: float, rate: int = 16000, hz: float = 440.0) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 
+def noise(seconds: float, colour: float = 0.0, level: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Gaussian noise at 16 kHz whose power falls as 1/f**colour (0 white, 1 pink, 2 brown)."""
+    n = int(seconds * 16000)
+    spectrum = np.fft.rfft(np.random.default_rng(seed).normal(0, 1, n))
+    spectrum /= np.maximum(np.arange(spectrum.size), 1) ** (colour / 2)
+    x = np.fft.irfft(spectrum, n)
+    return (level * x / x.std()).astype(np.float32)
+
+
+def hissing(x: np.ndarray, level: float = 0.02, seed: int = 9) -> np.ndarray:
+    """The samples with white noise added throughout (a poor line)."""
+    return (x + noise(x.size / 16000, level=level, seed=seed)[: x.size]).astype(np.float32)
+
+
+def music(seconds: float, seed: int = 0) -> np.ndarray:
+    """Notes with harmonics and a drum on every other beat: hold music without a voice."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * 16000))
+    for beat in range(int(seconds * 4)):
+        start = beat * 4000
+        t = np.arange(min(6400, out.size - start)) / 16000
+        f0 = [262, 294, 330, 349, 392, 440, 494, 523][rng.integers(8)]
+        out[start:start + t.size] += sum(0.08 / h * np.sin(2 * np.pi * f0 * h * t + h) for h in range(1, 7)) \
+            * np.exp(-4 * t)
+        if beat % 2 == 0:
+            k = min(1600, t.size)
+            out[start:start + k] += 0.15 * rng.normal(0, 1, k) * np.exp(-np.arange(k) / 200)
+    return out.astype(np.float32)
+
+
+def stereo(left: np.ndarray, right: np.ndarray, rate: int = 16000) -> bytes:
+    """A two-channel 16-bit WAV file."""
+    n = max(left.size, right.size)
+    frames = np.zeros((n, 2), np.float32)
+    frames[: left.size, 0], frames[: right.size, 1] = left, right
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(frames, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
 def float_wav(x: np.ndarray, rate: int = 16000) -> bytes:
     return wav_raw(3, 32, x.astype("<f4").tobytes(), rate=rate)
 
@@ -254,6 +299,24 @@ CASES = [
     case("opus", "call.opus", SPEECH_OPUS, SPEECH),
     case("aac-adts", "call.aac", cached("aac", lambda: encode("adts", "aac", speech())), SPEECH),
     case("tiny-valid-10ms", "call.wav", lambda: wav(tone(0.01)), SILENT),
+    # Random bytes under an audio name: no decoder reads them...
+    case("random-200k-noise-wav", "noise.wav", lambda: rand(200_000, 17), FAILED),
+    case("random-200k-noise-mp3", "noise.mp3", lambda: rand(200_000, 17), FAILED, SILENT),
+    case("random-200k-noise-bin", "noise.bin", lambda: rand(200_000, 17), FAILED),
+    # ...unless a header says how: then every byte is a sample, and the call is loud noise.
+    case("random-pcm-body", "noise.wav", lambda: wav_raw(1, 16, rand(80_000, 19)), SILENT),
+    case("random-mulaw-body", "noise.wav", lambda: wav_raw(7, 8, rand(40_000, 21)), SILENT),
+    # Sound that is not speech.
+    case("white-noise", "call.wav", lambda: wav(noise(5.0)), SILENT),
+    case("pink-noise-8k", "call.wav", lambda: wav(noise(5.0, colour=1.0, seed=2), rate=8000), SILENT),
+    case("brown-noise", "call.wav", lambda: wav(noise(5.0, colour=2.0, seed=3)), SILENT),
+    case("music", "call.wav", lambda: wav(music(6.0)), SILENT),
+    case("noise-stereo", "call.wav", lambda: stereo(noise(4.0, level=0.05), noise(4.0, level=0.05, seed=5)),
+         SILENT, channels="stereo"),
+    # Speech beside silence or noise is a call.
+    case("customer-silent", "call.wav", lambda: stereo(speech(), np.zeros(16000, np.float32)), SPEECH,
+         channels="stereo"),
+    case("speech-on-noisy-line", "call.wav", lambda: wav(hissing(speech(8000)), rate=8000), SPEECH),
 ]
 
 
@@ -312,15 +375,12 @@ def outcome(env: Env, status: int, body: dict[str, Any]) -> str:
         # The API answers the scorecard request with the reason too.
         card = env.client.get(f"/v1/calls/{body['id']}/scorecard", headers=env.headers)
         assert card.status_code == 409 and reason in card.json()["detail"]
-        return FAILED
+        return SILENT if reason.startswith(NO_SPEECH) else FAILED
     card = env.client.get(f"/v1/calls/{body['id']}/scorecard", headers=env.headers)
     assert card.status_code == 200, card.text
     data = card.json()
     assert 0 <= data["score"] <= 100
-    if not data["transcript"]:
-        assert NO_SPEECH in data.get("warnings", []), data.get("warnings")
-        return SILENT
-    assert any(seg["text"].strip() for seg in data["transcript"])
+    assert any(seg["text"].strip() for seg in data["transcript"]), "a scorecard without speech"
     return SPEECH
 
 
@@ -333,6 +393,34 @@ def test_bad_input_has_a_defined_outcome(env: Env, c: Case) -> None:
     # Whatever that file did, the next call goes through.
     status, body = run_upload(env, "next.wav", SPEECH_WAV_BYTES())
     assert outcome(env, status, body) == SPEECH
+
+
+def test_calls_without_speech_count_in_no_aggregate(env: Env) -> None:
+    form = {**FORM, "agent_id": "agent-quiet", "channels": "auto"}
+
+    def upload(name: str, data: bytes) -> dict[str, Any]:
+        r = env.client.post("/v1/calls", data=form, headers=env.headers,
+                            files={"audio": (name, data, "application/octet-stream")})
+        assert r.status_code == 202, r.text
+        jobs.process_call(r.json()["id"])
+        return dict(env.client.get(f"/v1/calls/{r.json()['id']}", headers=env.headers).json())
+
+    quiet = [upload("silence.wav", wav(silence(5.0), rate=8000)), upload("noise.wav", wav(noise(5.0))),
+             upload("noise.wav", wav_raw(1, 16, rand(80_000, 19)))]
+    spoken = upload("speech.wav", SPEECH_WAV_BYTES())
+    for call in quiet:
+        assert call["status"] == "failed", call
+        assert call["failure_reason"].startswith("no speech found in the recording: 5.0 s of audio"), call
+    assert spoken["status"] == "done"
+    # The agent's figures hold the call with speech only; the others are listed as failed, with the reason.
+    mine = env.client.get("/v1/agents/agent-quiet/scorecards", headers=env.headers).json()
+    assert mine["aggregate"]["count"] == 1 and [c["call_id"] for c in mine["scorecards"]] == [spoken["id"]]
+    agents = env.client.get("/v1/agents", headers=env.headers).json()["agents"]
+    assert [a["calls"] for a in agents if a["agent_id"] == "agent-quiet"] == [1]
+    failed = env.client.get("/v1/calls", params={"agent_id": "agent-quiet", "status": "failed"},
+                            headers=env.headers).json()
+    assert sorted(c["call_id"] for c in failed["items"]) == sorted(c["id"] for c in quiet)
+    assert all(c["failure_reason"].startswith(NO_SPEECH) for c in failed["items"])
 
 
 def test_worker_input_is_removed_after_bad_files(env: Env) -> None:

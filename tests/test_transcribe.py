@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from qa_service import modelstore
-from qa_service.errors import ConfigError
-from qa_service.records import SAMPLE_RATE, Audio, Segment, Word
+from qa_service.errors import ConfigError, NoSpeech
+from qa_service.records import SAMPLE_RATE, Audio, Segment, Transcript, Word
 from qa_service.stages import bandfill
 from qa_service.stages import transcribe as transcribe_mod
 from qa_service.stages.decode import decode
 from qa_service.stages.transcribe import (
     load_transcriber,
+    require_speech,
     resolve_layout,
     transcribe_call,
     vocabulary_text,
@@ -275,6 +276,52 @@ def _heard(*spans: tuple[float, ...]) -> list[SimpleNamespace]:
 )
 def test_speech_without_words_is_measured(speech, words, lost):
     assert transcribe_mod.unheard_s(speech, _heard(*words)) == pytest.approx(lost)
+
+
+def _said(speaker, *probabilities, start=0.0):
+    """A segment of one speaker whose words the recogniser gave these probabilities."""
+    words = tuple(Word(f" w{i}", start + i * 0.4, start + i * 0.4 + 0.3, p)
+                  for i, p in enumerate(probabilities))
+    end = words[-1].end if words else start
+    return Segment(speaker, start, end, " ".join(w.text.strip() for w in words), words)
+
+
+@pytest.mark.parametrize(
+    ("segments", "refused"),
+    [
+        ((), "the recogniser was sure of 0 words (2 needed)"),
+        # "Thank you." invented on music: one word it is sure of.
+        ((_said("unknown", 0.81, 0.21),), "the recogniser was sure of 1 word (2 needed)"),
+        # Reversed speech: many words, a few of them the vocabulary's phrases, nearly all guesses.
+        ((_said("unknown", *([0.02] * 30 + [0.9] * 8 + [0.05] * 2)),),
+         "the recogniser was unsure of its 40 words (mean confidence 0.20; speech it can transcribe has "
+         "0.35 or more); nothing to score (check that this is the call's recording and that it is speech in "
+         "a language the speech model knows)"),
+        # A short real recording ("What's the weather like?") and a short test phrase on a telephone line.
+        ((_said("unknown", 0.86, 0.99, 0.99, 0.98),), None),
+        ((_said("unknown", 0.29, 0.42, 0.99, 0.98),), None),
+        # One party silent, the other talking: a call with speech.
+        ((_said("customer", 0.9, 0.8, 0.95, 0.7, start=3.0),), None),
+        # Another engine's segments without word timings: their words count as heard.
+        ((Segment("agent", 0.0, 2.0, "thanks for calling"),), None),
+    ],
+)
+def test_a_recording_without_words_the_recogniser_is_sure_of_has_no_speech(segments, refused):
+    transcript = Transcript(segments=segments, duration_s=15.0, model={"voice_activity_s": 0.3})
+    if refused is None:
+        require_speech(transcript)
+        return
+    with pytest.raises(NoSpeech) as caught:
+        require_speech(transcript)
+    message = str(caught.value)
+    assert message.startswith("no speech found in the recording: 15.0 s of audio, 0.3 s of it voice-like")
+    assert refused in message and "check that this is the call's recording" in message
+    assert "w0" not in message, "the words heard stay out of the reason"
+
+
+def test_no_speech_says_what_the_voice_detector_heard_only_when_it_ran():
+    with pytest.raises(NoSpeech, match=r"recording: 4\.0 s of audio, and the recogniser"):
+        require_speech(Transcript(segments=(), duration_s=4.0))
 
 
 def test_speech_near_lost_speech_is_decoded_again_with_it():

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from qa_service.errors import ConfigError
+from qa_service.errors import ConfigError, NoSpeech
 from qa_service.records import (
     SAMPLE_RATE,
     Audio,
@@ -74,6 +74,13 @@ NOT_ENGLISH = 0.5
 # The language is heard in the first speech of this much of the call: the voice detector runs on
 # this part only, so a long call costs no more than a short one.
 LANGUAGE_WINDOW_S = 120.0
+# A recording holds speech to score when the recogniser is sure (probability SURE_WORD or more) of at
+# least MIN_SURE_WORDS words and its words are not mostly guesses (mean probability at least
+# MIN_SPEECH_CONFIDENCE): on noise, music and reversed speech it hears nothing, a few invented words
+# or many unsure ones. Margins measured in docs/decisions/0002-no-speech.md.
+SURE_WORD = 0.5
+MIN_SURE_WORDS = 2
+MIN_SPEECH_CONFIDENCE = 0.35
 
 
 class Transcriber(Protocol):
@@ -234,6 +241,9 @@ class WhisperTranscriber:
     options: DecodeOptions = field(default_factory=DecodeOptions)
     last_language: str | None = None
     last_biased: bool = False  # whether the last channel was decoded with the caller's vocabulary
+    # Seconds of the last channel the voice detector took for speech (None from the batched pipeline,
+    # which runs its own detector and does not say).
+    last_voice_s: float | None = None
     block_s: float = BLOCK_S
 
     def transcribe(self, samples: np.ndarray, vocabulary: Sequence[str] = (), *,
@@ -247,6 +257,7 @@ class WhisperTranscriber:
         """
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         self.last_biased = False
+        self.last_voice_s = 0.0
         if samples.size < SAMPLE_RATE // 10 or _rms(samples) < SILENCE_RMS:
             return []
         o = self.options
@@ -309,8 +320,11 @@ class WhisperTranscriber:
 
             segments, info = BatchedInferencePipeline(self.model).transcribe(
                 samples, **kwargs, batch_size=o.batch_size)
+            self.last_voice_s = None
             return words_to_segments(list(segments), pause_split_s=o.pause_split_s), info.language
         raw, language, speech = self._decode_speech(samples, kwargs)
+        if self.last_voice_s is not None:
+            self.last_voice_s += sum(b - a for a, b in speech)
         if o.recover_lost_speech:
             raw = self._recover_lost_speech(samples, kwargs, raw, language, speech)
         return words_to_segments(raw, pause_split_s=o.pause_split_s), language
@@ -471,16 +485,16 @@ def transcribe_call(
     channels = samples if mode == "mono" else [samples[agent_ch], samples[customer_ch]]
     fits = vocabulary_language == "en" or getattr(transcriber, "multilingual", False)
     one_party = mode == "stereo"
-    decoded, languages, biased = _transcribe_channels(transcriber, channels, vocabulary if fits else (),
-                                                      one_party=one_party)
+    decoded, languages, biased, voice = _transcribe_channels(transcriber, channels,
+                                                             vocabulary if fits else (), one_party=one_party)
     heard = None
     if other_languages is not None and _maybe_not_english(decoded):
         heard = other_languages.detect_language(channels[0] if mode == "mono" else _mix(*channels))
         if heard is not None and heard["english"] < NOT_ENGLISH:
             transcriber = other_languages
             words = vocabulary if heard["language"] == vocabulary_language else ()
-            decoded, languages, biased = _transcribe_channels(transcriber, channels, words,
-                                                              one_party=one_party)
+            decoded, languages, biased, voice = _transcribe_channels(transcriber, channels, words,
+                                                                     one_party=one_party)
 
     attribution: dict[str, Any]
     if mode == "mono":
@@ -507,6 +521,9 @@ def transcribe_call(
     model_info["audio"] = {"format": audio.source_format, "sample_rate": audio.source_rate,
                            "channels": audio.source_channels}
     model_info["speakers"] = attribution
+    if all(v is not None for v in voice):
+        # What the voice detector took for speech, over all channels: a call without speech says so.
+        model_info["voice_activity_s"] = round(sum(filter(None, voice), 0.0), 1)
     if heard is not None:
         model_info["language_detection"] = heard
     if any(biased):
@@ -520,18 +537,50 @@ def transcribe_call(
     )
 
 
+def words_heard(transcript: Transcript) -> tuple[int, int, float]:
+    """How many words the recogniser wrote, how many of them it was sure of, and its mean confidence."""
+    # Segments without word timings (another engine's) count their words as heard.
+    probabilities = [w.probability for s in transcript.segments for w in s.words]
+    probabilities += [1.0 for s in transcript.segments if not s.words for _ in s.text.split()]
+    sure = sum(p >= SURE_WORD for p in probabilities)
+    return len(probabilities), sure, sum(probabilities) / len(probabilities) if probabilities else 0.0
+
+
+def require_speech(transcript: Transcript) -> None:
+    """Raise NoSpeech when the recogniser heard too few words it was sure of for the call to be scored."""
+    words, sure, mean = words_heard(transcript)
+    if sure >= MIN_SURE_WORDS and mean >= MIN_SPEECH_CONFIDENCE:
+        return
+    voice = transcript.model.get("voice_activity_s")
+    found = f"{transcript.duration_s:.1f} s of audio"
+    if voice is not None:
+        found += f", {voice:.1f} s of it voice-like"
+    if sure < MIN_SURE_WORDS:
+        heard = f"the recogniser was sure of {sure} word{'s' if sure != 1 else ''} ({MIN_SURE_WORDS} needed)"
+        check = "that it has sound"
+    else:
+        # Speech in a language the models do not know is heard this way too (an English-only model
+        # on a Mandarin call with QA_ASR_LANGUAGE_MODEL=none): its words are guesses, not to be scored.
+        heard = (f"the recogniser was unsure of its {words} words (mean confidence {mean:.2f}; speech it "
+                 f"can transcribe has {MIN_SPEECH_CONFIDENCE:.2f} or more)")
+        check = "that it is speech in a language the speech model knows"
+    raise NoSpeech(f"no speech found in the recording: {found}, and {heard}; nothing to score (check that "
+                   f"this is the call's recording and {check})")
+
+
 def _transcribe_channels(
     transcriber: Transcriber, channels: Sequence[np.ndarray], vocabulary: Sequence[str], *, one_party: bool
-) -> tuple[list[list[Segment]], list[tuple[str | None, int]], list[bool]]:
-    """Each channel's segments, the language the transcriber heard in it with its word count, and
-    whether it was decoded with the vocabulary."""
-    decoded, languages, biased = [], [], []
+) -> tuple[list[list[Segment]], list[tuple[str | None, int]], list[bool], list[float | None]]:
+    """Each channel's segments, the language the transcriber heard in it with its word count,
+    whether it was decoded with the vocabulary, and the seconds its voice detector took for speech."""
+    decoded, languages, biased, voice = [], [], [], []
     for channel in channels:
         segs = transcriber.transcribe(channel, vocabulary, one_party=one_party)
         decoded.append(segs)
         languages.append((getattr(transcriber, "last_language", None), sum(len(s.words) for s in segs)))
         biased.append(bool(getattr(transcriber, "last_biased", False)))
-    return decoded, languages, biased
+        voice.append(getattr(transcriber, "last_voice_s", None))
+    return decoded, languages, biased, voice
 
 
 def _maybe_not_english(decoded: Sequence[Sequence[Segment]]) -> bool:
