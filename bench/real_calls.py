@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""The service on real recordings (../shared/real) against bare faster-whisper: word error rate and time.
+
+For every recording there (or each FILE given), bare faster-whisper (the same model, int8, its
+default options, every channel) and the whole pipeline (decode, transcribe, redact, score) with each
+rubric; word error rate where a reference transcript sits beside the recording (FILE.txt; a stereo
+file's "LEFT:"/"RIGHT:" lines are joined in time order of neither, so only its words count), and
+the time of each. Bare and pipeline take turns on a file, so the machine's load falls on both alike.
+
+  python bench/real_calls.py [--real ../shared/real] [--model tiny.en] [--rubric NAME=PATH ...] [FILE ...]
+
+Prints one table row a file and rubric, then a JSON line of the totals. The three rubrics by default:
+the sample rubric, the development rubric (../shared/eval) and bench/real/unfit-rubric.yaml, written
+for another business.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qa_service.pipeline import load_engines, process_audio  # noqa: E402
+from qa_service.records import CallMeta  # noqa: E402
+from qa_service.rules.load import load_policy_pack, load_rubric  # noqa: E402
+from qa_service.settings import Settings  # noqa: E402
+from qa_service.spoken import number_to_words  # noqa: E402
+
+AUDIO = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus"}
+SHARED = ROOT.parent / "shared"
+
+
+def default_rubrics() -> dict[str, tuple[Path, Path]]:
+    rubrics = {"sample": (ROOT / "samples/rubric.yaml", ROOT / "samples/policies.yaml"),
+               "unfit": (ROOT / "bench/real/unfit-rubric.yaml", ROOT / "samples/policies.yaml")}
+    dev = SHARED / "eval/rubrics/visa-intake.yaml"
+    if dev.exists():
+        rubrics["development"] = (dev, SHARED / "eval/policies/freedonia.yaml")
+    return rubrics
+
+
+def normalise(text: str) -> list[str]:
+    """Lower-case words, numbers written out, punctuation and "and" dropped (Whisper writes "$595",
+    references "five hundred and ninety-five dollars" or the other way round)."""
+    text = text.lower().replace("%", " percent").replace("$", " ")
+    text = re.sub(r"(\d),(\d{3})", r"\1\2", text)
+    text = re.sub(r"\d+", lambda m: f" {number_to_words(int(m.group()))} ", text)
+    text = re.sub(r"[^a-z' ]+", " ", text.replace("-", " "))
+    return [w.strip("'") for w in text.split() if w.strip("'") and w != "and"]
+
+
+def reference(path: Path) -> list[str] | None:
+    ref = path.with_suffix(".txt")
+    if not ref.exists():
+        return None
+    lines = [re.sub(r"^[^\t]*\t", "", ln) for ln in ref.read_text().splitlines()]
+    lines = [re.sub(r"^[A-Za-z][\w ]{0,20}:\s*", "", ln) for ln in lines]
+    return normalise(" ".join(lines))
+
+
+def errors(ref: list[str], hyp: list[str]) -> int:
+    """Word-level edit distance."""
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row = row, [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
+    return row[-1]
+
+
+def bag_errors(ref: list[str], hyp: list[str]) -> int:
+    """For a stereo file, whose channels' words interleave in time: words missing or extra, as bags."""
+    from collections import Counter
+
+    missing = Counter(ref) - Counter(hyp)
+    extra = Counter(hyp) - Counter(ref)
+    return max(sum(missing.values()), sum(extra.values()))
+
+
+def bare(model, path: Path) -> tuple[str, float]:
+    from faster_whisper import decode_audio
+
+    t0 = time.perf_counter()
+    channels = decode_audio(str(path), split_stereo=True)
+    channels = channels if isinstance(channels, tuple) else (channels,)
+    if len(channels) == 2 and (channels[0] == channels[1]).all():  # a mono file, duplicated
+        channels = channels[:1]
+    text = []
+    for samples in channels:
+        segments, _ = model.transcribe(samples)
+        text += [s.text for s in segments]
+    return " ".join(text), time.perf_counter() - t0
+
+
+def pipeline(engines, path: Path, rubric, policies) -> tuple[str, float, dict]:
+    t0 = time.perf_counter()
+    meta = CallMeta(call_id=path.stem, agent_id="bench", call_date=date(2026, 12, 1))
+    card = process_audio(path, meta, rubric, policies, engines)
+    took = time.perf_counter() - t0
+    text = " ".join(s.text for s in card.transcript)
+    result = card.to_dict()
+    verdicts = {c["id"]: c["passed"] for c in result["criteria"]}
+    return text, took, {"score": result["score"], "passed": result["passed"], "criteria": verdicts}
+
+
+def recordings(real: Path, files: list[str]) -> list[Path]:
+    if files:
+        return [Path(f) for f in files]
+    skip = {"chinese", "pii_text", "callcenter_text", "licenses"}
+    return sorted(p for p in real.rglob("*") if p.suffix in AUDIO and p.parent.name not in skip)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--real", type=Path, default=SHARED / "real")
+    ap.add_argument("--model", default="tiny.en")
+    ap.add_argument("--rubric", action="append", default=[], metavar="NAME=PATH[,POLICIES]")
+    ap.add_argument("--show", action="store_true", help="print each transcript")
+    args = ap.parse_args()
+    rubrics = default_rubrics()
+    for item in args.rubric:
+        name, _, paths = item.partition("=")
+        rubric, _, pack = paths.partition(",")
+        rubrics[name] = (Path(rubric), Path(pack or ROOT / "samples/policies.yaml"))
+    loaded = {n: (load_rubric(r), load_policy_pack(p)) for n, (r, p) in rubrics.items()}
+    engines = load_engines(Settings(asr_model=args.model))
+    model = engines.transcriber.model
+    rows = []
+    print(f"{'file':48s} {'rubric':12s} {'s':>6s} {'bare_s':>7s} {'ratio':>6s} {'WER':>6s} {'bare':>6s}")
+    for path in recordings(args.real, args.files):
+        ref = reference(path)
+        stereo = "stereo" in path.parent.name
+        count = bag_errors if stereo else errors
+        bare_text, bare_s = bare(model, path)
+        for name, (rubric, policies) in loaded.items():
+            text, took, card = pipeline(engines, path, rubric, policies)
+            row = {"file": path.name, "rubric": name, "seconds": round(took, 1),
+                   "bare_seconds": round(bare_s, 1), "ratio": round(took / bare_s, 2), **card}
+            if ref:
+                row["words"] = len(ref)
+                row["wer"] = round(count(ref, normalise(text)) / len(ref), 3)
+                row["bare_wer"] = round(count(ref, normalise(bare_text)) / len(ref), 3)
+            rows.append(row)
+            print(f"{path.name[:48]:48s} {name:12s} {took:6.1f} {bare_s:7.1f} {took / bare_s:6.2f} "
+                  f"{row.get('wer', float('nan')):6.3f} {row.get('bare_wer', float('nan')):6.3f}", flush=True)
+            if args.show:
+                print(f"  pipeline: {text}\n  bare:     {bare_text}", flush=True)
+            # The next rubric's turn: bare runs again so both see the same load.
+            bare_text, bare_s = bare(model, path)
+    worst = max((r["wer"] - r["bare_wer"] for r in rows if "wer" in r), default=0.0)
+    print(json.dumps({"rows": rows, "worst_wer_over_bare": round(worst, 3),
+                      "worst_ratio": max(r["ratio"] for r in rows)}))
+
+
+if __name__ == "__main__":
+    main()
