@@ -34,8 +34,8 @@ class Settings(BaseSettings):
     asr_beam_size: int = 5
     # Subtract steady line noise before recognition (stages/denoise.py; measured trade-off there).
     asr_denoise: bool = False
-    # Windows decoded at once by faster-whisper's batched pipeline; 0 decodes one after another.
-    asr_batch_size: int = Field(default=0, ge=0)
+    # Clips of speech (up to 30 s each) decoded at once; 1 decodes them one after another.
+    asr_batch_size: int = Field(default=4, ge=1, le=64)
     # "words" writes numbers as spoken ("six hundred and forty"); "digits" lets Whisper format them
     # ("$640"), which it gets wrong on poor lines (measured in stages/transcribe.py DecodeOptions).
     asr_numbers: Literal["words", "digits"] = "words"

@@ -324,22 +324,72 @@ def test_no_speech_says_what_the_voice_detector_heard_only_when_it_ran():
         require_speech(Transcript(segments=(), duration_s=4.0))
 
 
-def test_speech_near_lost_speech_is_decoded_again_with_it():
-    # Within twice the lost part's length of it, at least 5 s and at most 30 s.
-    parts = [(0.0, 4.0), (8.0, 9.5), (20.0, 21.0), (45.0, 50.0), (120.0, 125.0)]
-    around = transcribe_mod.around_lost
-    assert around(parts, [(8.0, 9.5)]) == parts[:2]
-    assert around(parts, [(20.0, 21.0)]) == [(20.0, 21.0)]
-    assert around(parts, [(45.0, 60.0)]) == [(20.0, 21.0), (45.0, 50.0)]
-    assert around(parts, [(100.0, 125.0)]) == [(120.0, 125.0)]  # 50 s away, past the 30 s bound
-    assert around(parts, [(8.0, 9.5)], 30.0, 30.0) == parts[:3]
-    assert around(parts, []) == []
+def _chunks(*spans):
+    return [{"start": int(a * SAMPLE_RATE), "end": int(b * SAMPLE_RATE)} for a, b in spans]
 
 
-def test_speech_is_joined_into_stretches_at_short_pauses():
-    speech = [(0.0, 2.0), (2.5, 4.0), (8.0, 9.0), (9.2, 9.5), (20.0, 21.0)]
-    assert transcribe_mod.stretches(speech, 1.5) == [(0.0, 4.0), (8.0, 9.5), (20.0, 21.0)]
-    assert transcribe_mod.stretches([], 1.5) == []
+def _seconds(groups):
+    return [[(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in g] for g in groups]
+
+
+def test_speech_is_grouped_into_clips_cut_at_the_longest_pause():
+    # 12 + 10 + 10 s of speech: 32 s is more than a clip, and the 2 s pause is the cut, not the 1 s one.
+    chunks = _chunks((0, 12), (13, 23), (25, 35))
+    assert _seconds(transcribe_mod.clip_groups(chunks)) == [[(0, 12), (13, 23)], [(25, 35)]]
+    # What fits in one clip stays one clip, short pauses and all; a long pause always ends a clip.
+    assert _seconds(transcribe_mod.clip_groups(_chunks((0, 5), (7, 20)))) == [[(0, 5), (7, 20)]]
+    assert _seconds(transcribe_mod.clip_groups(_chunks((0, 5), (8, 20)))) == [[(0, 5)], [(8, 20)]]
+    assert transcribe_mod.clip_groups([]) == []
+
+
+def test_a_clip_is_not_cut_to_a_few_seconds_when_a_pause_leaves_more():
+    # The longest pause (2.5 s) would leave 2 s on its own; the cut goes to the longest of those that
+    # leave at least MIN_CLIP_S on both sides (1 s, not 0.5 s).
+    chunks = _chunks((0, 2), (4.5, 14.5), (15.5, 25.5), (26, 35.5))
+    groups = _seconds(transcribe_mod.clip_groups(chunks))
+    assert groups == [[(0, 2), (4.5, 14.5)], [(15.5, 25.5), (26, 35.5)]]
+    for g in transcribe_mod.clip_groups(_chunks(*[(i * 3.0, i * 3.0 + 2.5) for i in range(40)])):
+        assert sum(c["end"] - c["start"] for c in g) / SAMPLE_RATE <= transcribe_mod.CLIP_S
+
+
+def test_the_same_conversation_falls_into_the_same_clips_wherever_it_sits():
+    conversation = [(0, 4), (4.6, 11), (12, 19), (19.4, 27), (29, 33), (33.3, 41), (42, 50)]
+    shape = None
+    for offset in (0.0, 61.3, 137.9):
+        before = [(offset - 9, offset - 5)] if offset else []  # other speech, ahead of a long pause
+        spans = before + [(a + offset, b + offset) for a, b in conversation]
+        groups = [g for g in _seconds(transcribe_mod.clip_groups(_chunks(*spans)))
+                  if g[0][0] >= offset - 0.01]
+        relative = [[(round(a - offset, 2), round(b - offset, 2)) for a, b in g] for g in groups]
+        assert shape is None or relative == shape
+        shape = relative
+
+
+def _w(text, p=0.9):
+    return SimpleNamespace(word=f" {text}", probability=p)
+
+
+def test_unsure_words_of_the_vocabulary_give_way_to_a_decode_without_it():
+    told = [_w("thank"), _w("you"), _w("good", 0.001), _w("morning", 0.3), _w("goodbye")]
+    plain = [_w("thank"), _w("you"), _w("goodbye")]
+    assert [w.word for w in transcribe_mod.confirm_words(told, plain)] == [" thank", " you", " goodbye"]
+    # Sure of what it wrote differently: the vocabulary helped, its words stay.
+    told = [_w("welcome"), _w("to"), _w("harbourline", 0.8)]
+    plain = [_w("welcome"), _w("to"), _w("harbour", 0.6), _w("line", 0.4)]
+    assert transcribe_mod.confirm_words(told, plain) == told
+    # Where the told decode wrote nothing, the plain one's words are kept.
+    told = [_w("hello")]
+    plain = [_w("hello"), _w("there")]
+    assert [w.word for w in transcribe_mod.confirm_words(told, plain)] == [" hello", " there"]
+
+
+def test_only_unsure_words_of_the_vocabulary_ask_for_a_second_decode():
+    words = transcribe_mod.vocabulary_words(["Good morning", "how can I help", "thank you for calling"])
+    assert {"good", "morning", "help", "thank", "calling"} <= words and not {"i", "you", "for"} & words
+    clip = [SimpleNamespace(words=[_w("I", 0.1), _w("help")])]
+    assert not transcribe_mod.unsure_key_words(clip, words)
+    clip = [SimpleNamespace(words=[_w("good", 0.001), _w("day")])]
+    assert transcribe_mod.unsure_key_words(clip, words)
 
 
 # ---- real transcription (tiny.en) -----------------------------------------------------------
@@ -403,15 +453,18 @@ def test_a_noisy_telephone_line_is_heard_with_its_hiss_continued_above_the_band(
 
 
 class _RecordingModel:
-    """A loaded faster-whisper model that notes the options of every decode it is asked for."""
+    """A loaded faster-whisper model that notes the vocabulary of every decode it is asked for."""
 
     def __init__(self, whisper):  # type: ignore[no-untyped-def]
         self._whisper = whisper
         self.calls: list[dict] = []
 
-    def transcribe(self, audio, **kwargs):  # type: ignore[no-untyped-def]
-        self.calls.append(kwargs)
-        return self._whisper.transcribe(audio, **kwargs)
+    def get_prompt(self, tokenizer, previous_tokens, **kwargs):  # type: ignore[no-untyped-def]
+        call = {"hotwords": kwargs["hotwords"]} if kwargs.get("hotwords") else {}
+        if previous_tokens:
+            call["initial_prompt"] = tokenizer.decode(previous_tokens)
+        self.calls.append(call)
+        return self._whisper.get_prompt(tokenizer, previous_tokens, **kwargs)
 
     def __getattr__(self, name):  # type: ignore[no-untyped-def]
         return getattr(self._whisper, name)
@@ -426,7 +479,10 @@ def test_the_vocabulary_biases_telephone_band_and_one_party_channels(tiny, phras
     spied = replace(tiny, model=model)
     assert spied.options.vocabulary_mode == "auto", "the default"
     t = transcribe_call(decode(wav(line, 8000)), spied, vocabulary=["Northwind", "thank you for calling"])
-    assert model.calls and all(c["hotwords"] == "Northwind, thank you for calling" for c in model.calls)
+    # Every clip is decoded with the vocabulary first (and again without it only where that decode was
+    # unsure of one of its words).
+    told = [c for c in model.calls if c]
+    assert model.calls[0] and all(c["hotwords"] == "Northwind, thank you for calling" for c in told)
     assert {"help", "today"} <= _words(t)
     assert t.model["vocabulary"] == {"phrases": 2, "channels": ["call"]}
     model.calls.clear()
@@ -436,7 +492,7 @@ def test_the_vocabulary_biases_telephone_band_and_one_party_channels(tiny, phras
     model.calls.clear()
     n = min(agent.size, customer.size)
     t = transcribe_call(_audio(agent[:n], customer[:n]), spied, layout="stereo", vocabulary=["Northwind"])
-    assert model.calls and all(c["hotwords"] == "Northwind" for c in model.calls)
+    assert model.calls[0] and all(c["hotwords"] == "Northwind" for c in model.calls if c)
     assert t.model["vocabulary"] == {"phrases": 1, "channels": ["agent", "customer"]}
 
 
@@ -611,57 +667,48 @@ def _both_parties_on_one_channel(phrases):
 
 
 @pytest.mark.slow
-def test_speech_a_decode_lost_is_decoded_again_stretch_by_stretch(tiny, phrases):
-    # A first decode that heard none of the speech (as when Whisper ends a window early) is replaced
-    # by one made stretch by stretch, on the call's clock; one that heard it all is kept as it is.
+def test_speech_a_decode_lost_is_decoded_again_on_its_own(tiny, phrases):
+    # A first decode that heard none of the speech (as when Whisper ends a clip early) gains the words
+    # of each lost part, on the call's clock; one that heard it all is kept as it is.
     x, customer_start = _both_parties_on_one_channel(phrases)
     customer = phrases[1]
     kwargs = tiny.whisper_options()
-    first, _, speech = tiny._decode_speech(x, kwargs)
-    recovered = tiny._recover_lost_speech(x, kwargs, [], "en", speech)
+    chunks = tiny.speech_chunks(x)
+    first = [seg for clip in tiny._decode_groups(x, transcribe_mod.clip_groups(chunks), kwargs)[0]
+             for seg in clip]
+    recovered = tiny._recover_lost_speech(x, kwargs, [], chunks)
     words = [w for seg in recovered for w in seg.words]
     text = " ".join(w.word for w in words).lower()
     assert "calling" in text and "visa" in text
     visa = next(w for w in words if "visa" in w.word.lower())
     assert customer_start - 0.5 < visa.start < customer_start + customer.size / SAMPLE_RATE
-    assert tiny._recover_lost_speech(x, kwargs, first, "en", speech) is first
-    # Words a first decode wrote with times from elsewhere (the customer's turn heard on the agent's
-    # clock) give way to the new decode of the speech around them: nothing is heard twice.
-    stray = [seg for seg in first if any("visa" in w.word.lower() for w in seg.words)]
-    shift = customer_start - 0.2
-    moved = [replace(seg, words=[replace(w, start=w.start - shift, end=w.end - shift) for w in seg.words])
-             for seg in stray]
-    again = tiny._recover_lost_speech(x, kwargs, moved, "en", speech)
+    assert tiny._recover_lost_speech(x, kwargs, first, chunks) is first
+    # A decode that lost only the customer's turn keeps its own words and gains the customer's once.
+    agent_only = [seg for seg in first if seg.words[0].start < customer_start - 0.5]
+    again = tiny._recover_lost_speech(x, kwargs, agent_only, chunks)
     text = " ".join(w.word for seg in again for w in seg.words).lower()
-    assert text.count("visa") == 1 and "calling" in text
+    assert text.count("visa") == 1 and text.count("calling") == 1
+
+
+def _timed_words(segments, offset=0.0):
+    return [(w.text, round(w.start - offset, 2), round(w.end - offset, 2), round(w.probability, 3))
+            for s in segments for w in s.words]
 
 
 @pytest.mark.slow
-def test_one_voice_detector_pass_decodes_as_faster_whisper_does(tiny, phrases):
-    # The voice detector runs once per block, and its speech serves the lost-speech check too; the
-    # decode itself must be faster-whisper's own, word for word and time for time.
+def test_the_same_audio_gives_the_same_words_after_any_other_audio(tiny, phrases):
+    # A long-lived worker decodes other calls in between: nothing it heard before may change the words.
     x, _ = _both_parties_on_one_channel(phrases)
-    kwargs = tiny.whisper_options()
-    ours, language, speech = tiny._decode_speech(x, kwargs)
-    theirs = list(tiny.model.transcribe(x, **kwargs)[0])
-    assert [(w.word, w.start, w.end) for s in ours for w in s.words] \
-        == [(w.word, w.start, w.end) for s in theirs for w in s.words]
-    assert language == "en"
-    assert speech and all(a < b for a, b in speech)
-    assert tiny._decode_speech(np.zeros(SAMPLE_RATE * 3, np.float32), kwargs) == ([], "en", [])
-
-
-@pytest.mark.slow
-def test_batched_pipeline_gives_the_same_words(tiny, phrases):
-    agent, customer = phrases
-    left, right, customer_start = _two_party_call(agent, customer)
-    batched = replace(tiny, options=replace(tiny.options, batch_size=4))
-    t = transcribe_call(_audio(left, right), batched, layout="stereo")
-    assert {"thank", "calling", "help"} <= _words(t, "agent")
-    assert {"visa", "application"} <= _words(t, "customer")
-    first_customer = next(s for s in t.segments if s.speaker == "customer")
-    assert first_customer.start == pytest.approx(customer_start, abs=0.5)
-    assert t.model["options"]["batch_size"] == 4
+    noisy = np.random.default_rng(1).normal(0, 0.05, x.size).astype(np.float32) + x
+    first = _timed_words(tiny.transcribe(x))
+    for other in (noisy, phrases[1], np.flip(x).copy()):
+        tiny.transcribe(other)
+        assert _timed_words(tiny.transcribe(x)) == first
+    # Clips decoded one at a time give the words decoded in batches give.
+    one_by_one = _timed_words(replace(tiny, options=replace(tiny.options, batch_size=1)).transcribe(x))
+    assert [w[0] for w in one_by_one] == [w[0] for w in first]
+    times = [t for w in first for t in w[1:3]]
+    assert [t for w in one_by_one for t in w[1:3]] == pytest.approx(times, abs=0.05)
 
 
 @pytest.mark.slow

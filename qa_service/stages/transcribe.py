@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
+from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -103,8 +104,9 @@ class DecodeOptions:
     """
 
     beam_size: int = 5
-    # Fallback to sampling only when greedy/beam output looks broken (loops, low confidence).
-    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    # No sampling at higher temperatures: its draws depend on what the process decoded before, so the
+    # same audio could give other words in a long-lived worker (docs/decisions/0003-clips.md).
+    temperature: tuple[float, ...] = (0.0,)
     compression_ratio_threshold: float = 2.4
     log_prob_threshold: float = -1.0
     no_speech_threshold: float = 0.6
@@ -155,12 +157,8 @@ class DecodeOptions:
     # raised the word keep rate (0.691 -> 0.718, 0.734 -> 0.746) but lowered criteria accuracy
     # (0.903 -> 0.875, 0.750 -> 0.694): weak consonants of key phrases go with the noise.
     denoise: bool = False
-    # Above 0, faster-whisper's batched pipeline decodes this many 30 s windows at once (no
-    # temperature fallback there); 0 decodes them one after another. Measured with tiny.en on the
-    # stereo development calls (word keep rate / speaker accuracy, same load): 16 kHz 0.886 / 0.988
-    # one by one, 0.883 / 0.976 in batches of 8; 8 kHz noisy 0.718 / 1.000 against 0.741 / 0.940,
-    # at 13-15x real time against 8-10x. Its word times are looser, so it is off by default.
-    batch_size: int = 0
+    # Clips decoded at once by faster-whisper's batched pipeline (docs/decisions/0003-clips.md).
+    batch_size: int = 4
     # Write numbers as they are spoken ("six hundred and forty dollars", "four one one one") by keeping
     # Whisper from choosing any token with a digit, $ or %. Whisper's own digits are a guess at the
     # format that goes wrong on poor lines ("$600 and $40" for "six hundred and forty dollars") and
@@ -217,15 +215,109 @@ class DecodeOptions:
 LOST_SPEECH_S = 3.0
 # Inside speech the recogniser wrote words in, a gap without words this long is speech it lost.
 LOST_GAP_S = 2.0
-# Whisper loses speech by ending a 30 s window early, and the few words it wrote in that window may
-# carry times from elsewhere in it: the speech around a lost stretch is decoded again with it, and
-# Whisper's first words there give way. How far around grows with what was lost (twice its length,
-# LOST_WINDOW_MIN_S to LOST_WINDOW_S): a skipped "hello?" has no words misplaced far from it, and
-# decoding a minute of speech again for it cost more than the first decode of the whole channel
-# (a 4-minute AWS call: three parts of 0.6-2.1 s lost, 87 s decoded again in 20 s, first decode 12 s).
-LOST_WINDOW_S = 30.0
-LOST_WINDOW_MIN_S = 5.0
-STRETCH_GAP_S = 1.5
+# A lost part is decoded again with this much of the audio either side of it.
+LOST_PAD_S = 0.5
+
+
+# Speech is decoded in clips of at most this many seconds of speech (Whisper's window), CLIPS_AT_ONCE
+# of them at a time (bounded memory: about 1 MB of features a clip).
+CLIP_S = 30.0
+CLIPS_AT_ONCE = 16
+# A clip is not cut shorter than this where a pause leaves the choice (Whisper hears a sentence better
+# with its neighbours); a pause of SEPARATE_S or more always ends one.
+MIN_CLIP_S = 8.0
+SEPARATE_S = 3.0
+# A clip runs from EDGE_PAD_S before its first loud sample (EDGE_LEVEL of its loud level, found within
+# EDGE_SEARCH_S of the detector's edge) to EDGE_PAD_S after its last.
+EDGE_PAD_S = 0.2
+EDGE_LEVEL = 0.05
+EDGE_SEARCH_S = 0.5
+# faster-whisper's options that its batched pipeline ignores here (the clips are the detector's speech).
+_SEQUENTIAL_ONLY = frozenset({"vad_filter", "vad_parameters"})
+
+
+@dataclass
+class Decoded:
+    """Words of one clip after they were checked against a second decode (a Whisper segment's shape)."""
+
+    words: list[Any]
+
+
+def clip_groups(chunks: Sequence[dict[str, int]], max_s: float = CLIP_S - 2 * EDGE_PAD_S,
+                min_s: float = MIN_CLIP_S) -> list[list[dict[str, int]]]:
+    """Speech chunks grouped into clips at most `max_s` seconds long: cut at every pause of SEPARATE_S
+    or more, then, where a stretch runs longer, at the longest pause that leaves at least `min_s` on
+    both sides (any pause when none does). The cuts depend on the pauses inside a stretch of speech,
+    not on where it starts: the same conversation falls into the same clips wherever it sits."""
+    out: list[list[dict[str, int]]] = []
+    todo: list[list[dict[str, int]]] = []
+    for chunk in chunks:
+        if todo and chunk["start"] - todo[-1][-1]["end"] < SEPARATE_S * SAMPLE_RATE:
+            todo[-1].append(chunk)
+        else:
+            todo.append([chunk])
+    todo.reverse()  # taken from the end: the earliest first
+    while todo:
+        part = todo.pop()
+        first, last = part[0]["start"], part[-1]["end"]
+        if len(part) == 1 or last - first <= max_s * SAMPLE_RATE:
+            out.append(part)
+            continue
+        before = np.array([c["end"] - first for c in part[:-1]]) / SAMPLE_RATE
+        after = np.array([last - c["start"] for c in part[1:]]) / SAMPLE_RATE
+        gaps = np.array([b["start"] - a["end"] for a, b in zip(part, part[1:], strict=False)], float)
+        balanced = (before >= min_s) & (after >= min_s)
+        cut = int(np.argmax(np.where(balanced, gaps, -1.0))) if balanced.any() else int(np.argmax(gaps))
+        todo += [part[cut + 1:], part[:cut + 1]]  # the earlier half is taken first
+    return out
+
+
+def clip_edges(samples: np.ndarray, group: Sequence[dict[str, int]]) -> tuple[int, int]:
+    """Where a clip of speech chunks starts and ends: EDGE_PAD_S before the first sample and after the
+    last one that reaches a twentieth of the clip's loud level, searched near the detector's edges.
+    The detector decides in steps of 32 ms, and Whisper may hear a clip that starts a few
+    milliseconds later differently: this makes a clip start at the same place in the same speech."""
+    a, b = group[0]["start"], group[-1]["end"]
+    level = np.abs(samples[a:b])
+    loud = level >= EDGE_LEVEL * float(np.percentile(level, 99)) if level.size else level
+    near = int(EDGE_SEARCH_S * SAMPLE_RATE)
+    pad = int(EDGE_PAD_S * SAMPLE_RATE)
+    head, tail = np.flatnonzero(loud[:near]), np.flatnonzero(loud[-near:])
+    start = a + int(head[0]) - pad if head.size else a
+    end = b - min(near, loud.size) + int(tail[-1]) + 1 + pad if tail.size else b
+    return max(0, start), min(samples.size, max(end, start + 1))
+
+
+_STOP_WORDS = frozenset(
+    "a an and are as at be but by do for from have i if in is it me my of on or so that the this to "
+    "us was we will with you your".split())
+
+
+def vocabulary_words(vocabulary: Sequence[str]) -> frozenset[str]:
+    """The words of the vocabulary's phrases that tell them apart (not "the", "you", "is")."""
+    words = (_norm(w) for phrase in vocabulary for w in phrase.split())
+    return frozenset(w for w in words if w and w not in _STOP_WORDS)
+
+
+def unsure_key_words(clip: Sequence[Any], key_words: frozenset[str]) -> bool:
+    """Whether a decode wrote one of the vocabulary's words with less than SURE_WORD probability."""
+    return any(w.probability < SURE_WORD and _norm(w.word) in key_words
+               for seg in clip for w in seg.words or ())
+
+
+def confirm_words(told: Sequence[Any], plain: Sequence[Any]) -> list[Any]:
+    """One clip's words from a decode told the vocabulary, checked against a decode without it: where
+    the two agree, or where the told decode is sure (SURE_WORD) of every word it wrote differently,
+    its words stay; where it is unsure of one, or wrote nothing, the plain decode's words are taken."""
+    import difflib
+
+    a, b = [_norm(w.word) for w in told], [_norm(w.word) for w in plain]
+    out: list[Any] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        mine = told[i1:i2]
+        sure = mine and all(w.probability >= SURE_WORD for w in mine)
+        out += mine if op == "equal" or sure else plain[j1:j2]
+    return out
 
 
 @dataclass
@@ -250,10 +342,10 @@ class WhisperTranscriber:
                    one_party: bool = False) -> list[Segment]:
         """Transcribe one 16 kHz channel into segments whose times hug the spoken words.
 
-        A long channel goes to Whisper in blocks of about BLOCK_S seconds cut at the quietest
-        moment near each boundary: faster-whisper computes the spectrogram of all it is given at
-        once (about 3.5 GB for an hour), so blocks keep memory bounded however long the call.
-        Whisper reads 30 s windows without carrying text over, so the cuts cost no accuracy.
+        The voice detector finds the speech; its stretches are grouped into clips of at most CLIP_S
+        seconds of speech, cut at the longest pauses, and the clips are decoded in batches, each in
+        its own time frame. A clip's words depend on that clip alone: not on what came before it in
+        the recording, on the calls the process decoded earlier, or on a random draw.
         """
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         self.last_biased = False
@@ -268,19 +360,85 @@ class WhisperTranscriber:
             samples = fill_missing_band(samples, edge)
         vocabulary = vocabulary if self.biased(telephone=edge is not None, one_party=one_party) else ()
         self.last_biased = bool(vocabulary)
-        out: list[Segment] = []
-        language: str | None = None
-        detected = None
-        # A batch needs as many 30 s windows in its block as it decodes at once.
-        for start, stop in block_bounds(samples, max(self.block_s, 30.0 * o.batch_size)):
-            segments, detected = self._transcribe_block(samples[start:stop], vocabulary, language)
-            # The language heard in the first block with speech is kept for the rest (Whisper itself
-            # decides from a channel's first 30 s of speech); that saves a detection pass per block.
-            if language is None and segments:
-                language = detected
-            offset = start / SAMPLE_RATE
-            out += [_shifted(seg, offset) for seg in segments] if offset else segments
-        self.last_language = language or detected
+        chunks = self.speech_chunks(samples)
+        self.last_voice_s = sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE
+        if not chunks:
+            self.last_language = None
+            return []
+        groups = clip_groups(chunks)
+        decoded, language = self._decode_groups(samples, groups, self.whisper_options(None, vocabulary))
+        if vocabulary:
+            decoded = self._confirm_vocabulary(samples, groups, decoded, language, vocabulary)
+        raw = [seg for clip in decoded for seg in clip]
+        if o.recover_lost_speech:
+            raw = self._recover_lost_speech(samples, self.whisper_options(language, vocabulary), raw, chunks)
+        self.last_language = language
+        silences = [(a["end"] / SAMPLE_RATE, b["start"] / SAMPLE_RATE)
+                    for a, b in zip(chunks, chunks[1:], strict=False)
+                    if b["start"] - a["end"] >= o.pause_split_s * SAMPLE_RATE]
+        return split_at(words_to_segments(raw, pause_split_s=o.pause_split_s), silences)
+
+    def speech_chunks(self, samples: np.ndarray) -> list[dict[str, int]]:
+        """The voice detector's speech as sample ranges, none longer than CLIP_S. It runs on blocks of
+        about BLOCK_S cut in the quietest moment near each boundary, which keeps its memory bounded."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        options = VadOptions(**self.vad_parameters(), max_speech_duration_s=CLIP_S)
+        chunks: list[dict[str, int]] = []
+        for start, stop in block_bounds(samples, self.block_s):
+            chunks += [{"start": c["start"] + start, "end": c["end"] + start}
+                       for c in get_speech_timestamps(samples[start:stop], options)]
+        return chunks
+
+    def _decode_groups(self, samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]],
+                       kwargs: dict[str, Any]) -> tuple[list[list[Any]], str]:
+        """Decode each group of speech chunks as one clip (clip_edges), `batch_size` clips at a time;
+        returns each clip's Whisper segments on the channel's clock, and the language (detected on the
+        first clips when `kwargs` names none)."""
+        from faster_whisper import BatchedInferencePipeline
+
+        o = self.options
+        language = kwargs.get("language")
+        batched = {k: v for k, v in kwargs.items() if k not in _SEQUENTIAL_ONLY}
+        frame = 1 / self.model.frames_per_second
+        out: list[list[Any]] = []
+        for first in range(0, len(groups), CLIPS_AT_ONCE):
+            part = groups[first:first + CLIPS_AT_ONCE]
+            bounds = [clip_edges(samples, group) for group in part]
+            segments, info = BatchedInferencePipeline(self.model).transcribe(
+                samples, **{**batched, "language": language}, batch_size=max(1, o.batch_size),
+                clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds],
+                without_timestamps=False)
+            clips: list[list[Any]] = [[] for _ in part]
+            # A segment's `seek` is its clip's start in frames, cut down to a whole frame.
+            starts = [a / SAMPLE_RATE for a, _ in bounds]
+            for seg in segments:
+                if seg.words:
+                    clips[max(0, bisect.bisect_right(starts, seg.seek * frame + frame) - 1)].append(seg)
+            out += clips
+            language = language or info.language
+        return out, language or "en"
+
+    def _confirm_vocabulary(self, samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]],
+                            decoded: list[list[Any]], language: str, vocabulary: Sequence[str]
+                            ) -> list[list[Any]]:
+        """Clips where a decode told the vocabulary wrote one of its words with little confidence are
+        decoded again without it; where the two differ, the unsure words give way (confirm_words)."""
+        key_words = vocabulary_words(vocabulary)
+        doubtful = [i for i, clip in enumerate(decoded) if unsure_key_words(clip, key_words)]
+        if not doubtful:
+            return decoded
+        plain, _ = self._decode_groups(samples, [groups[i] for i in doubtful], self.whisper_options(language))
+        out = list(decoded)
+        for i, again in zip(doubtful, plain, strict=True):
+            kept = confirm_words([w for seg in decoded[i] for w in seg.words],
+                                 [w for seg in again for w in seg.words])
+            # Whisper's segment breaks (sentence ends, mostly) stay where the first decode put them.
+            breaks = [seg.words[0].start for seg in decoded[i][1:]]
+            out[i] = [Decoded(words=list(run))
+                      for _, run in groupby(kept, key=lambda w: bisect.bisect_right(breaks, w.start))]
+        log.info("vocabulary words the recogniser was unsure of: %d of %d clips decoded again without it",
+                 len(doubtful), len(decoded))
         return out
 
     def biased(self, telephone: bool, one_party: bool = False) -> bool:
@@ -310,60 +468,24 @@ class WhisperTranscriber:
         return {"language": language, "probability": round(float(probability), 3),
                 "english": round(float(dict(ranked).get("en", 0.0)), 3), "model": self.name}
 
-    def _transcribe_block(
-        self, samples: np.ndarray, vocabulary: Sequence[str], language: str | None
-    ) -> tuple[list[Segment], str]:
-        o = self.options
-        kwargs = self.whisper_options(language, vocabulary)
-        if o.batch_size > 0:
-            from faster_whisper import BatchedInferencePipeline
-
-            segments, info = BatchedInferencePipeline(self.model).transcribe(
-                samples, **kwargs, batch_size=o.batch_size)
-            self.last_voice_s = None
-            return words_to_segments(list(segments), pause_split_s=o.pause_split_s), info.language
-        raw, language, speech = self._decode_speech(samples, kwargs)
-        if self.last_voice_s is not None:
-            self.last_voice_s += sum(b - a for a, b in speech)
-        if o.recover_lost_speech:
-            raw = self._recover_lost_speech(samples, kwargs, raw, language, speech)
-        return words_to_segments(raw, pause_split_s=o.pause_split_s), language
-
-    def _decode_speech(self, samples: np.ndarray, kwargs: dict[str, Any]
-                       ) -> tuple[list[Any], str, list[tuple[float, float]]]:
-        """What faster-whisper's `transcribe` does with `vad_filter`, keeping the voice detector's
-        speech (seconds) for the lost-speech check instead of running the detector a second time:
-        Whisper's segments (times in `samples`), the language, and the speech."""
-        from faster_whisper.transcribe import restore_speech_timestamps
-        from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
-
-        chunks = get_speech_timestamps(samples, VadOptions(**kwargs["vad_parameters"]))
-        if not chunks:
-            return [], kwargs["language"] or "en", []
-        audio = np.concatenate(collect_chunks(samples, chunks)[0])
-        segments, info = self.model.transcribe(audio, **{**kwargs, "vad_filter": False})
-        # the generator does the work: run it here, inside the stage
-        raw = list(restore_speech_timestamps(segments, chunks, SAMPLE_RATE))
-        return raw, info.language, [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
-
     def _recover_lost_speech(self, samples: np.ndarray, kwargs: dict[str, Any], raw: list[Any],
-                             language: str, speech: list[tuple[float, float]]) -> list[Any]:
-        """Whisper's segments, or, where they left speech without words, a decode stretch by stretch of
-        the speech around it in their place, when that hears more."""
+                             chunks: list[dict[str, int]]) -> list[Any]:
+        """Whisper's segments, with the speech they left without words (a clip's decode can end early)
+        decoded again on its own, each lost part a clip, when that hears more."""
+        speech = [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
         lost_parts = unheard(speech, raw)
         lost = sum(b - a for a, b in lost_parts)
         if lost < LOST_SPEECH_S:
             return raw
-        redo = around_lost(stretches(speech, STRETCH_GAP_S), lost_parts)
-        clips = [t for part in redo for t in part]
-        again = list(self.model.transcribe(samples, **{**kwargs, "language": language, "vad_filter": False,
-                                                        "clip_timestamps": clips})[0])
-        kept = [replace(seg, words=[w for w in seg.words or () if not _inside((w.start + w.end) / 2, redo)])
-                for seg in raw]
-        merged = sorted((seg for seg in kept + again if seg.words), key=lambda seg: seg.words[0].start)
+        pad = int(LOST_PAD_S * SAMPLE_RATE)
+        parts = [{"start": max(0, round(a * SAMPLE_RATE) - pad),
+                  "end": min(samples.size, round(b * SAMPLE_RATE) + pad)} for a, b in lost_parts]
+        decoded = self._decode_groups(samples, [[p] for p in parts], kwargs)[0]
+        again = [Decoded(words=[w for w in seg.words if _inside((w.start + w.end) / 2, lost_parts, 0.0)])
+                 for clip in decoded for seg in clip]
+        merged = sorted((seg for seg in [*raw, *again] if seg.words), key=lambda seg: seg.words[0].start)
         lost_again = unheard_s(speech, merged)
-        log.info("speech without words: %.1f s; decoded again around it (%.0f s of speech): %.1f s",
-                 lost, sum(b - a for a, b in redo), lost_again)
+        log.info("speech without words: %.1f s; decoded again on its own: %.1f s", lost, lost_again)
         return merged if lost_again < lost else raw
 
     def whisper_options(self, language: str | None = None, vocabulary: Sequence[str] = ()) -> dict[str, Any]:
@@ -635,6 +757,29 @@ def words_to_segments(raw: Sequence[Any], *, pause_split_s: float = 1.0) -> list
     return [s for s in out if s.text]
 
 
+def split_at(segments: Sequence[Segment], silences: Sequence[tuple[float, float]]) -> list[Segment]:
+    """Segments split where a silence the voice detector found falls between two of their words (a
+    word's time can stretch over a pause; the detector's silence does not)."""
+    mids, starts = [(a + b) / 2 for a, b in silences], [a for a, _ in silences]
+    out: list[Segment] = []
+    for seg in segments:
+        words = [_outside(w, silences, starts) for w in seg.words]
+        runs = groupby(words, key=lambda w: bisect.bisect_right(mids, (w.start + w.end) / 2))
+        out += [_segment(list(run)) for _, run in runs]
+    return [s for s in out if s.text]
+
+
+def _outside(word: Word, silences: Sequence[tuple[float, float]], starts: Sequence[float]) -> Word:
+    """The word with a start or end that Whisper stretched into a silence moved to its edge."""
+    i = bisect.bisect_right(starts, word.start) - 1
+    if i >= 0 and word.start < silences[i][1] < word.end:
+        word = replace(word, start=silences[i][1])
+    j = bisect.bisect_right(starts, word.end) - 1
+    if j >= 0 and word.start < silences[j][0] < word.end < silences[j][1]:
+        word = replace(word, end=silences[j][0])
+    return word
+
+
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 
@@ -670,28 +815,8 @@ def unheard_s(speech: Sequence[tuple[float, float]], segments: Sequence[Any], sl
     return sum(b - a for a, b in unheard(speech, segments, slack))
 
 
-def around_lost(parts: Sequence[tuple[float, float]], lost: Sequence[tuple[float, float]],
-                window_s: float = LOST_WINDOW_S, min_window_s: float = LOST_WINDOW_MIN_S
-                ) -> list[tuple[float, float]]:
-    """The stretches of speech that come within twice its length (min_window_s to window_s) of a lost
-    one (the lost ones included)."""
-    reach = [(a, b, min(window_s, max(min_window_s, 2 * (b - a)))) for a, b in lost]
-    return [p for p in parts if any(p[0] < b + w and p[1] > a - w for a, b, w in reach)]
-
-
 def _inside(t: float, spans: Sequence[tuple[float, float]], slack: float = 0.3) -> bool:
     return any(a - slack <= t <= b + slack for a, b in spans)
-
-
-def stretches(speech: Sequence[tuple[float, float]], gap_s: float) -> list[tuple[float, float]]:
-    """Speech joined into stretches wherever the pause between two parts is shorter than gap_s."""
-    out: list[tuple[float, float]] = []
-    for a, b in speech:
-        if out and a - out[-1][1] < gap_s:
-            out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
-    return out
 
 
 def block_bounds(samples: np.ndarray, block_s: float = BLOCK_S) -> list[tuple[int, int]]:
