@@ -49,18 +49,10 @@ SILENT_CHANNEL_RATIO = 0.02
 SAME_CHANNEL_CORRELATION = 0.9
 # Below this RMS (about -60 dBFS) a channel is treated as silence.
 SILENCE_RMS = 1e-3
-# Temperature fallback samples. CTranslate2 seeds each of its threads' generators once, from the seed
-# set when the thread first samples, so this seed (set before the model loads) makes a process give
-# the same transcripts each time it runs the same calls in the same order (`qa-service process`, an
-# evaluation); a long-lived worker that meets the same audio again after other calls may sample a
-# different fallback (measured: base on a 4-minute 8 kHz call, three runs in one process, three
-# texts; with a freshly loaded model each time, one).
+# Seed of CTranslate2's random generators, for a decode that samples (the defaults do not: DecodeOptions).
 SAMPLING_SEED = 0
-# Longer channels are transcribed in blocks of about this many seconds: faster-whisper holds about
-# 60 MB of spectrogram per minute it is given (measured: a 10-minute block added 620 MB). Each cut
-# costs time (windows restart at it): on two 4-minute 8 kHz stereo calls without temperature fallback,
-# base took 63.3 s in 2-minute blocks, 48.7 s in one block, bare faster-whisper 50.3 s. A 20-minute
-# mono call peaks at 738 MB in 5-minute blocks against 657 MB in 2-minute ones (tiny.en, voice model).
+# The voice detector reads a channel in blocks of about this many seconds (bounded memory however long
+# the call); the speech it finds is decoded in clips (CLIP_S).
 BLOCK_S = 300.0
 # Below this mean word probability, an English-only model's transcript may be of another language,
 # and the multilingual model is asked. tiny.en's mean on four real Mandarin recordings: 0.46-0.59; on
@@ -172,24 +164,9 @@ class DecodeOptions:
     # 0.806 -> 0.833, 0.625 -> 0.5, 0.703 -> 0.724 (speaker accuracy 0.976 -> 0.964). Word error rate
     # on 8 real recordings 0.047 -> 0.049 (bare faster-whisper 0.061).
     numbers_as_words: bool = True
-    # Whisper sometimes ends a 30 s window after a few words and moves on: whole turns vanish, and
-    # the few words it wrote get times from elsewhere in the window, or it loops ("F- F- F-") and
-    # stretches a dash over the rest. When the voice detector's speech holds at least LOST_SPEECH_S
-    # with no word near it (whole stretches, or gaps of LOST_GAP_S inside one), the speech around what
-    # was lost (see LOST_WINDOW_S) is decoded again one stretch at a time (in its own time frame,
-    # stretches split at pauses of STRETCH_GAP_S) and replaces Whisper's words there, if that leaves
-    # less speech without words. Counting the gaps too (with the agent told by all of its phrases,
-    # stages/diarize.py): 8 kHz mono criteria accuracy 0.861 -> 0.903, violation F1 0.727 -> 0.833,
-    # speaker accuracy 0.831 -> 0.916; the other development renders unchanged. It
-    # costs a decode of that part only where speech was lost: 3 of 80 channels over six renders of the
-    # development calls (tiny.en), each recovered in full (15.3, 14.8 and 5.7 s of speech without
-    # words -> 0); a 4-minute AWS call that lost 15 s decodes 66 s again, not 245 s. Whole pipeline,
-    # off -> on (criteria accuracy, verdict accuracy, speaker accuracy, word keep rate): 16 kHz mono
-    # 0.931 -> 0.986, 0.875 -> 1.0, 0.964 -> 0.988, 0.874 -> 0.933; 8 kHz noisy stereo 0.889 -> 0.889,
-    # 0.75 -> 0.75, 0.964 -> 1.0, 0.724 -> 0.737; the other four renders unchanged. Decoding every
-    # block stretch by stretch instead lost key phrases elsewhere (8 kHz criteria accuracy 0.889 ->
-    # 0.847, and 0.972 -> 0.903 with other voices): Whisper reads a stretch with less context than a
-    # window.
+    # Whisper sometimes ends a clip's decode after a few words: the speech it left without words is
+    # decoded again, each lost part on its own, and what it is sure of there is added
+    # (docs/decisions/0003-clips.md).
     recover_lost_speech: bool = True
     # Telephone audio has nothing above its band (4 kHz at 8 kHz sampling), which Whisper's small
     # models mishear more on; when the recording has a line noise floor, the recogniser hears it
@@ -211,10 +188,11 @@ class DecodeOptions:
     fill_missing_band: bool = True
 
 
-# Seconds of detected speech with no recognised word near it that make a block worth decoding again.
-LOST_SPEECH_S = 3.0
+# Seconds of detected speech with no recognised word near it that make a channel worth decoding again
+# where it lost them (a clip's decode can end before the clip does).
+LOST_SPEECH_S = 1.5
 # Inside speech the recogniser wrote words in, a gap without words this long is speech it lost.
-LOST_GAP_S = 2.0
+LOST_GAP_S = 1.5
 # A lost part is decoded again with this much of the audio either side of it.
 LOST_PAD_S = 0.5
 
@@ -481,8 +459,11 @@ class WhisperTranscriber:
         parts = [{"start": max(0, round(a * SAMPLE_RATE) - pad),
                   "end": min(samples.size, round(b * SAMPLE_RATE) + pad)} for a, b in lost_parts]
         decoded = self._decode_groups(samples, [[p] for p in parts], kwargs)[0]
+        # What it hears there counts when it is sure of it: a lost part may be noise the detector took
+        # for speech, and Whisper invents words in noise.
         again = [Decoded(words=[w for w in seg.words if _inside((w.start + w.end) / 2, lost_parts, 0.0)])
-                 for clip in decoded for seg in clip]
+                 for clip in decoded for seg in clip
+                 if np.mean([w.probability for w in seg.words]) >= SURE_WORD]
         merged = sorted((seg for seg in [*raw, *again] if seg.words), key=lambda seg: seg.words[0].start)
         lost_again = unheard_s(speech, merged)
         log.info("speech without words: %.1f s; decoded again on its own: %.1f s", lost, lost_again)
