@@ -4,14 +4,16 @@
 For every recording there (or each FILE given), bare faster-whisper (the same model, int8, its
 default options, every channel) and the whole pipeline (decode, transcribe, redact, score) with each
 rubric; word error rate where a reference transcript sits beside the recording (FILE.txt; a stereo
-file's "LEFT:"/"RIGHT:" lines are joined in time order of neither, so only its words count), and
-the time of each. Bare and pipeline take turns on a file, so the machine's load falls on both alike.
+file's reference has a line a channel, so its errors are the words missing or extra, in any order),
+and the time of each. Bare and pipeline take turns on a file, so the machine's load falls on both.
 
-  python bench/real_calls.py [--real ../shared/real] [--model tiny.en] [--rubric NAME=PATH ...] [FILE ...]
+  python bench/real_calls.py [--real ../shared/real] [--model tiny.en] [--rubric NAME=PATH[,PACK] ...]
+                             [--only-rubric NAME] [--repeat N] [FILE ...]
 
-Prints one table row a file and rubric, then a JSON line of the totals. The three rubrics by default:
-the sample rubric, the development rubric (../shared/eval) and bench/real/unfit-rubric.yaml, written
-for another business.
+Prints one table row a file and rubric (with faster-whisper's batched pipeline, batch 8, beside them),
+then a JSON line of the totals. `make bench` runs it with the sample rubric when ../shared/real is
+there. The three rubrics by default: the sample rubric, the development rubric (../shared/eval) and
+bench/real/unfit-rubric.yaml, written for another business.
 """
 
 from __future__ import annotations
@@ -84,17 +86,21 @@ def bag_errors(ref: list[str], hyp: list[str]) -> int:
     return max(sum(missing.values()), sum(extra.values()))
 
 
-def bare(model, path: Path) -> tuple[str, float]:
-    from faster_whisper import decode_audio
+def bare(model, path: Path, batch_size: int = 0) -> tuple[str, float]:
+    """faster-whisper alone with its default options on every channel, or its batched pipeline (with
+    its own voice detector) at `batch_size`: the text and the seconds it took."""
+    from faster_whisper import BatchedInferencePipeline, decode_audio
 
     t0 = time.perf_counter()
     channels = decode_audio(str(path), split_stereo=True)
-    channels = channels if isinstance(channels, tuple) else (channels,)
-    if len(channels) == 2 and (channels[0] == channels[1]).all():  # a mono file, duplicated
+    if (channels[0] == channels[1]).all():  # a mono file, duplicated
         channels = channels[:1]
     text = []
     for samples in channels:
-        segments, _ = model.transcribe(samples)
+        if batch_size:
+            segments, _ = BatchedInferencePipeline(model).transcribe(samples, batch_size=batch_size)
+        else:
+            segments, _ = model.transcribe(samples)
         text += [s.text for s in segments]
     return " ".join(text), time.perf_counter() - t0
 
@@ -107,7 +113,8 @@ def pipeline(engines, path: Path, rubric, policies) -> tuple[str, float, dict]:
     text = " ".join(s.text for s in card.transcript)
     result = card.to_dict()
     verdicts = {c["id"]: c["passed"] for c in result["criteria"]}
-    return text, took, {"score": result["score"], "passed": result["passed"], "criteria": verdicts}
+    return text, took, {"score": result["score"], "passed": result["passed"], "criteria": verdicts,
+                        "duration_s": result["duration_s"]}
 
 
 def recordings(real: Path, files: list[str]) -> list[Path]:
@@ -117,47 +124,63 @@ def recordings(real: Path, files: list[str]) -> list[Path]:
     return sorted(p for p in real.rglob("*") if p.suffix in AUDIO and p.parent.name not in skip)
 
 
+def run(files: list[Path], model: str, rubrics: dict[str, tuple[Path, Path]], repeat: int = 1,
+        show: bool = False) -> dict:
+    """Each file through bare faster-whisper, its batched pipeline and the service (once a rubric), in
+    turn, `repeat` times; the fastest run of each counts. Prints a row a file and rubric."""
+    loaded = {n: (load_rubric(r), load_policy_pack(p)) for n, (r, p) in rubrics.items()}
+    engines = load_engines(Settings(asr_model=model))
+    whisper = engines.transcriber.model
+    rows = []
+    print(f"{'file':44s} {'rubric':11s} {'audio_s':>7s} {'s':>6s} {'bare_s':>6s} {'ratio':>5s} "
+          f"{'batch_s':>7s} {'WER':>6s} {'bare':>6s} {'batch':>6s}")
+    for path in files:
+        ref = reference(path)
+        count = bag_errors if "stereo" in path.parent.name else errors
+        for name, (rubric, policies) in loaded.items():
+            runs = []
+            for _ in range(repeat):
+                bare_text, bare_s = bare(whisper, path)
+                batch_text, batch_s = bare(whisper, path, batch_size=8)
+                text, took, card = pipeline(engines, path, rubric, policies)
+                runs.append((bare_s, batch_s, took))
+            bare_s, batch_s, took = (min(r[i] for r in runs) for i in range(3))
+            row = {"file": path.name, "rubric": name, "audio_s": card.pop("duration_s"),
+                   "seconds": round(took, 1), "bare_seconds": round(bare_s, 1),
+                   "batched_seconds": round(batch_s, 1), "ratio": round(took / bare_s, 2), **card}
+            if ref:
+                row["words"] = len(ref)
+                for key, said in (("wer", text), ("bare_wer", bare_text), ("batched_wer", batch_text)):
+                    row[key] = round(count(ref, normalise(said)) / len(ref), 3)
+            rows.append(row)
+            nan = float("nan")
+            print(f"{path.name[:44]:44s} {name:11s} {row['audio_s']:7.1f} {took:6.1f} {bare_s:6.1f} "
+                  f"{took / bare_s:5.2f} {batch_s:7.1f} {row.get('wer', nan):6.3f} "
+                  f"{row.get('bare_wer', nan):6.3f} {row.get('batched_wer', nan):6.3f}", flush=True)
+            if show:
+                print(f"  pipeline: {text}\n  bare:     {bare_text}", flush=True)
+    worst = max((r["wer"] - r["bare_wer"] for r in rows if "wer" in r), default=0.0)
+    return {"model": model, "rows": rows, "worst_wer_over_bare": round(worst, 3),
+            "worst_ratio": max((r["ratio"] for r in rows), default=0.0)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*")
     ap.add_argument("--real", type=Path, default=SHARED / "real")
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--rubric", action="append", default=[], metavar="NAME=PATH[,POLICIES]")
+    ap.add_argument("--only-rubric", action="append", default=[], metavar="NAME", help="of the three")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each, the fastest counts")
     ap.add_argument("--show", action="store_true", help="print each transcript")
     args = ap.parse_args()
-    rubrics = default_rubrics()
+    rubrics = {n: r for n, r in default_rubrics().items() if not args.only_rubric or n in args.only_rubric}
     for item in args.rubric:
         name, _, paths = item.partition("=")
         rubric, _, pack = paths.partition(",")
         rubrics[name] = (Path(rubric), Path(pack or ROOT / "samples/policies.yaml"))
-    loaded = {n: (load_rubric(r), load_policy_pack(p)) for n, (r, p) in rubrics.items()}
-    engines = load_engines(Settings(asr_model=args.model))
-    model = engines.transcriber.model
-    rows = []
-    print(f"{'file':48s} {'rubric':12s} {'s':>6s} {'bare_s':>7s} {'ratio':>6s} {'WER':>6s} {'bare':>6s}")
-    for path in recordings(args.real, args.files):
-        ref = reference(path)
-        stereo = "stereo" in path.parent.name
-        count = bag_errors if stereo else errors
-        bare_text, bare_s = bare(model, path)
-        for name, (rubric, policies) in loaded.items():
-            text, took, card = pipeline(engines, path, rubric, policies)
-            row = {"file": path.name, "rubric": name, "seconds": round(took, 1),
-                   "bare_seconds": round(bare_s, 1), "ratio": round(took / bare_s, 2), **card}
-            if ref:
-                row["words"] = len(ref)
-                row["wer"] = round(count(ref, normalise(text)) / len(ref), 3)
-                row["bare_wer"] = round(count(ref, normalise(bare_text)) / len(ref), 3)
-            rows.append(row)
-            print(f"{path.name[:48]:48s} {name:12s} {took:6.1f} {bare_s:7.1f} {took / bare_s:6.2f} "
-                  f"{row.get('wer', float('nan')):6.3f} {row.get('bare_wer', float('nan')):6.3f}", flush=True)
-            if args.show:
-                print(f"  pipeline: {text}\n  bare:     {bare_text}", flush=True)
-            # The next rubric's turn: bare runs again so both see the same load.
-            bare_text, bare_s = bare(model, path)
-    worst = max((r["wer"] - r["bare_wer"] for r in rows if "wer" in r), default=0.0)
-    print(json.dumps({"rows": rows, "worst_wer_over_bare": round(worst, 3),
-                      "worst_ratio": max(r["ratio"] for r in rows)}))
+    result = run(recordings(args.real, args.files), args.model, rubrics, args.repeat, args.show)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ pipeline   whole pipeline (decode, transcribe, redact, score) against bare faste
            draw different samples, and a file's time moves by up to a third from run to run.
            Audio: samples/audio, plus any folders given with --audio (e.g. long stereo telephone
            calls).
+real       the same on the real recordings in ../shared/real when they are there (bench/real_calls.py,
+           sample rubric): per file, mono and stereo, word error rate where a reference exists,
+           and faster-whisper's batched pipeline beside the two.
 rescore    10,000 generated stored transcripts rescored with a changed rubric (target < 60 s).
 load       GET scorecard at 200 requests/s for 60 s against 2 API workers, SQLite and PostgreSQL
            (p50/p99, target p99 < 25 ms), and the agent aggregate over 100,000 scorecards
            (target < 150 ms); see bench/load.py.
 
-Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline|rescore|load]
+Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline|real|rescore|load]
                            [--quick] [--repeat 2]
 """
 
@@ -97,7 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--audio", type=Path, action="append", default=[], help="extra folder of calls")
     ap.add_argument("--model", action="append", help="speech model(s) (default: tiny.en)")
-    ap.add_argument("--only", choices=["pipeline", "rescore", "load"], help="run one benchmark")
+    ap.add_argument("--only", choices=["pipeline", "real", "rescore", "load"], help="run one benchmark")
     ap.add_argument("--quick", action="store_true", help="shorter load run (10 s, 20,000 aggregate rows)")
     ap.add_argument("--repeat", type=int, default=2, help="pipeline bench: runs per file, the fastest counts")
     ap.add_argument("--transcripts", type=int, default=10_000, help="how many calls the rescore bench makes")
@@ -108,6 +111,15 @@ def main() -> None:
     results: dict[str, object] = {}
     if args.only in (None, "pipeline"):
         results["pipeline"] = [bench_pipeline(files, m, args.repeat) for m in (args.model or ["tiny.en"])]
+    if args.only in (None, "real"):
+        import real_calls
+
+        if real_calls.SHARED.joinpath("real").is_dir():
+            rubrics = {"sample": real_calls.default_rubrics()["sample"]}
+            files = real_calls.recordings(real_calls.SHARED / "real", [])
+            results["real"] = [real_calls.run(files, m, rubrics) for m in (args.model or ["tiny.en"])]
+        else:
+            print(f"real: not run: no recordings at {real_calls.SHARED / 'real'}")
     if args.only in (None, "rescore"):
         import rescore
 
