@@ -11,13 +11,18 @@ dicts and refuses every other class, so a tampered file cannot run code.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
 import io
+import os
 import pickle
 import struct
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,8 @@ class VoiceEncoder:
 
     def embed(self, mels: np.ndarray) -> np.ndarray:
         """(windows, frames, 40) mel power spectra -> (windows, 256) L2-normalised embeddings."""
-        out = [self._forward(mels[i : i + _BATCH]) for i in range(0, mels.shape[0], _BATCH)]
+        with one_blas_thread():
+            out = [self._forward(mels[i : i + _BATCH]) for i in range(0, mels.shape[0], _BATCH)]
         return np.concatenate(out) if out else np.zeros((0, self.linear_w.shape[1]), np.float32)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
@@ -72,6 +78,34 @@ class VoiceEncoder:
     def describe(self) -> dict[str, Any]:
         """What made the embeddings, for the transcript record."""
         return {"name": "resemblyzer-ge2e", "path": self.path}
+
+
+@cache
+def _blas_thread_setter() -> Callable[[int], int] | None:
+    """OpenBLAS's per-thread setter in the library numpy loaded (`openblas_set_num_threads_local`
+    returns the previous count), or None when numpy uses another BLAS."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs", "*openblas*.so*")
+    for path in glob.glob(libs):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        return fn
+    return None
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run numpy's matrix products on this thread only: the encoder's recurrent steps are small
+    products that OpenBLAS threads slow down tenfold when the cores are busy with other work."""
+    setter = _blas_thread_setter()
+    before = setter(1) if setter is not None else None
+    try:
+        yield
+    finally:
+        if setter is not None and before is not None:
+            setter(before)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
