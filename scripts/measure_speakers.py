@@ -10,11 +10,13 @@ tool, not a test).
       print per call: word accuracy against the STM beside the recording (or given by --ref; each
       word's reference speaker is the turn holding its midpoint, words outside every turn are not
       scored; clusters mapped to reference speakers the best way, and "roles" when the reference
-      speakers are named agent and customer), seconds in the voice model and in all of diarization,
+      speakers are named agent and customer, with "turn_roles" as the development judge counts
+      them), seconds in the voice model and in all of diarization,
       and the recogniser's seconds.
 
   The references: ../shared/real/conversations/pyannote_sample_phonecall.stm (human) and
-  bench/real/azure_sales_call_120s.stm (made by reading the text).
+  bench/real/azure_sales_call_120s.stm (made by reading the text); for a development call rendered
+  by ../shared/eval/synth.py (NAME.mono.wav), its NAME.truth.json.
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ def read_stm(path: Path) -> list[tuple[str, float, float]]:
         if len(parts) >= 5 and not line.startswith(";;"):
             turns.append((parts[2], float(parts[3]), float(parts[4])))
     return turns
+
+
+def read_truth(path: Path) -> list[tuple[str, float, float]]:
+    """The turns of a development call rendered by ../shared/eval/synth.py (NAME.truth.json)."""
+    return [(t["speaker"], t["start"], t["end"]) for t in json.loads(path.read_text())["turns"]]
+
+
+def turn_roles(segments: list[Segment], turns: list[tuple[str, float, float]]) -> float:
+    """Share of reference turns whose overlapping segments carry the right role, by duration (as the
+    development judge counts speaker accuracy)."""
+    ok = 0
+    for sp, a, b in turns:
+        dur: dict[str, float] = {}
+        for s in segments:
+            ov = min(s.end, b) - max(s.start, a)
+            if ov > 0:
+                dur[s.speaker] = dur.get(s.speaker, 0.0) + ov
+        ok += bool(dur) and max(dur, key=lambda k: dur[k]) == sp
+    return round(ok / max(1, len(turns)), 4)
 
 
 def agent_cues(rubric: Path) -> list[str]:
@@ -135,12 +156,16 @@ def cmd_score(args) -> None:
         out, info = diarize.attribute_speakers(samples, segs, agent_phrases=cues, voices=voices)
         cpu, wall = time.process_time() - t0, time.perf_counter() - w0
         stm = Path(refs.get(audio.stem, audio.with_suffix(".stm")))
+        truth = audio.with_name(audio.name.split(".")[0] + ".truth.json")
         row = {"call": audio.stem, "speakers": info.get("speakers"), "agent_by": info.get("agent_by"),
                "voice_cpu_s": round(spent["voice"], 2), "diarize_cpu_s": round(cpu, 2),
                "diarize_s": round(wall, 2), "recogniser_cpu_s": kept["recogniser_cpu_s"],
                "recogniser_s": kept.get("recogniser_s")}
-        if stm.exists():
-            row.update(word_accuracy(out, read_stm(stm)))
+        turns = read_stm(stm) if stm.exists() else read_truth(truth) if truth.exists() else None
+        if turns:
+            row.update(word_accuracy(out, turns))
+            if "roles" in row:
+                row["turn_roles"] = turn_roles(out, turns)
         print(json.dumps(row))
         if args.show:
             for s in out:
