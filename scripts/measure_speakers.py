@@ -137,10 +137,10 @@ def cmd_score(args) -> None:
     spent = {"voice": 0.0}
     embed = voiceprint.VoiceEncoder.embed
 
-    def timed_embed(self, mels):
+    def timed_embed(self, *args):
         t0 = time.process_time()
         try:
-            return embed(self, mels)
+            return embed(self, *args)
         finally:
             spent["voice"] += time.process_time() - t0
 

@@ -61,7 +61,7 @@ SWITCH_COST = 12.0
 # Frames are strongly correlated; scaling their summed log-likelihoods keeps posteriors honest.
 FRAME_SCALE = 0.1
 GMM_COMPONENTS = 16
-MAX_TRAIN_FRAMES = 20000
+MAX_TRAIN_FRAMES = 8000
 ITERATIONS = 3
 # Two voices only when two models beat one by more than the BIC penalty times this weight; below 1
 # because contact-centre calls are two-party by nature and a false "one voice" costs more than a split.
@@ -73,9 +73,9 @@ FIRST_WORDS_S = 3.0
 # Voice embeddings: windows this long (mel frames of 10 ms), this far apart, inside one unit; a
 # unit shorter than the half window gets a half window centred on it. Above MAX_VOICE_WINDOWS the
 # spacing grows, so an hour-long call costs about as much as a 20-minute one.
-VOICE_WINDOW = 100
+VOICE_WINDOW = 80
 VOICE_MIN_WINDOW_S = 0.5
-VOICE_HOP_S = 0.1
+VOICE_HOP_S = 0.2
 MAX_VOICE_WINDOWS = 12000
 # Weight of a word's cosine similarity to each speaker's mean voice in the Viterbi scores.
 VOICE_WEIGHT = 20.0

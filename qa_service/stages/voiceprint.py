@@ -49,27 +49,37 @@ class VoiceEncoder:
     linear_b: np.ndarray
     path: str = ""
 
-    def embed(self, mels: np.ndarray) -> np.ndarray:
-        """(windows, frames, 40) mel power spectra -> (windows, 256) L2-normalised embeddings."""
+    def embed(self, mels: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+        """(windows, frames, 40) mel power spectra -> (windows, 256) L2-normalised embeddings.
+
+        With `start`, window k's speech begins at frame start[k]: its state stays zero until then.
+        """
         with one_blas_thread():
-            out = [self._forward(mels[i : i + _BATCH]) for i in range(0, mels.shape[0], _BATCH)]
+            out = [self._forward(mels[i : i + _BATCH], None if start is None else start[i : i + _BATCH])
+                   for i in range(0, mels.shape[0], _BATCH)]
         return np.concatenate(out) if out else np.zeros((0, self.linear_w.shape[1]), np.float32)
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         batch, frames, _ = x.shape
+        first = 0 if start is None else int(start.min())
+        waiting = None if start is None or first == int(start.max()) else start[:, None]
         h = np.zeros((batch, 0), np.float32)
         for w_ih, w_hh, bias in self.layers:
             hidden = w_hh.shape[0]
-            gates_in = x @ w_ih + bias  # the input part of every step at once
+            gates_in = x[:, first:] @ w_ih + bias  # the input part of every step at once
             h = np.zeros((batch, hidden), np.float32)
             c = np.zeros((batch, hidden), np.float32)
-            seq = np.empty((batch, frames, hidden), np.float32)
-            for t in range(frames):
-                g = gates_in[:, t] + h @ w_hh
+            seq = np.zeros((batch, frames, hidden), np.float32)
+            for t in range(first, frames):
+                g = gates_in[:, t - first] + h @ w_hh
                 i, f, cell, o = np.split(g, 4, axis=1)  # PyTorch's gate order
                 c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(cell)
                 h = _sigmoid(o) * np.tanh(c)
+                if waiting is not None:
+                    live = waiting <= t
+                    c *= live
+                    h *= live
                 seq[:, t] = h
             x = seq
         e = np.maximum(h @ self.linear_w + self.linear_b, 0.0)
@@ -165,16 +175,26 @@ def mel_frames(samples: np.ndarray) -> np.ndarray:
 def window_embeddings(
     encoder: VoiceEncoder, mels: np.ndarray, spans: Sequence[tuple[float, float]], frames: int
 ) -> np.ndarray:
-    """One embedding per (start, end) span in seconds; each window is `frames` long, shorter
-    spans are padded with silence before the speech (the LSTM's last state reads the speech)."""
+    """One embedding per (start, end) span in seconds, at most `frames` long. Spans of like length
+    share a batch, and a batch runs only as many steps as its longest span: a shorter span starts
+    later from the zero state rather than after a run of silence."""
     out = np.empty((len(spans), encoder.linear_w.shape[1]), np.float32)
-    for i in range(0, len(spans), _BATCH):  # one batch of windows in memory at a time
-        batch = np.zeros((min(_BATCH, len(spans) - i), frames, N_MELS), np.float32)
-        for j, (a, b) in enumerate(spans[i : i + _BATCH]):
-            lo = max(0, int(round(a * FRAMES_PER_S)))
-            m = mels[lo : max(lo + 1, int(round(b * FRAMES_PER_S)))][:frames]
-            batch[j, frames - m.shape[0] :] = m
-        out[i : i + batch.shape[0]] = encoder.embed(batch)
+    cuts = []
+    for a, b in spans:
+        lo = max(0, min(int(round(a * FRAMES_PER_S)), mels.shape[0] - 1))
+        hi = min(max(lo + 1, int(round(b * FRAMES_PER_S))), lo + frames, mels.shape[0])
+        cuts.append((lo, hi))
+    order = sorted(range(len(spans)), key=lambda k: cuts[k][1] - cuts[k][0])
+    for i in range(0, len(order), _BATCH):  # one batch of windows in memory at a time
+        rows = order[i : i + _BATCH]
+        steps = max(cuts[k][1] - cuts[k][0] for k in rows)
+        batch = np.zeros((len(rows), steps, N_MELS), np.float32)
+        start = np.empty(len(rows), int)
+        for j, k in enumerate(rows):
+            lo, hi = cuts[k]
+            start[j] = steps - (hi - lo)
+            batch[j, start[j] :] = mels[lo:hi]
+        out[rows] = encoder.embed(batch, start)
     return out
 
 
