@@ -58,6 +58,10 @@ UNIT_PAUSE_S = 0.25
 UNIT_MAX_S = 3.0
 # Switching speaker between two words costs this much log-likelihood (scaled), less at pauses.
 SWITCH_COST = 12.0
+# A change inside a clause (no pause, no punctuation) costs this many times more; inside a word,
+# (a token Whisper joined to the one before) a change is not allowed.
+MID_CLAUSE = 4.0
+NO_SWITCH = 1e6
 # Frames are strongly correlated; scaling their summed log-likelihoods keeps posteriors honest.
 FRAME_SCALE = 0.1
 GMM_COMPONENTS = 16
@@ -68,6 +72,8 @@ ITERATIONS = 3
 BIC_WEIGHT = 0.9
 # The agent's phrases are looked for in this first stretch of the call.
 OPENING_S = 180.0
+# A phrase is credited to the voice of the stretch that holds it, up to this many words either side.
+STRETCH_MAX_WORDS = 12
 # Failing those, the agent is who says most words in this first stretch of speech.
 FIRST_WORDS_S = 3.0
 # Voice embeddings: windows this long (mel frames of 10 ms), this far apart, inside one unit; a
@@ -143,7 +149,7 @@ def attribute_speakers(
         labels[:] = 0
         posterior = np.ones(len(words))
 
-    agent_cluster, evidence = _agent_cluster(words, labels, agent_phrases)
+    agent_cluster, evidence = _agent_cluster(words, labels, agent_phrases, voice if two else None)
     roles: list[Speaker] = [
         "agent" if lab == agent_cluster else "unknown" if agent_cluster < 0 else "customer" for lab in labels
     ]
@@ -239,14 +245,18 @@ def _sentence_end(w: Word) -> bool:
     return w.text.rstrip().endswith((".", "?", "!"))
 
 
+def _unit_break(words: Sequence[Word], j: int) -> bool:
+    """True when a pause or a sentence end comes before word j."""
+    return words[j].start - words[j - 1].end >= UNIT_PAUSE_S or _sentence_end(words[j - 1])
+
+
 def _units(words: list[Word]) -> list[_Unit]:
     units: list[_Unit] = []
     cur = [0]
     for j in range(1, len(words)):
-        prev, w = words[j - 1], words[j]
         start = words[cur[0]].start
-        if w.start - prev.end >= UNIT_PAUSE_S or _sentence_end(prev) or w.end - start > UNIT_MAX_S:
-            units.append(_Unit(cur, start, prev.end))
+        if _unit_break(words, j) or words[j].end - start > UNIT_MAX_S:
+            units.append(_Unit(cur, start, words[j - 1].end))
             cur = []
         cur.append(j)
     units.append(_Unit(cur, words[cur[0]].start, words[cur[-1]].end))
@@ -528,13 +538,28 @@ def _viterbi(words: list[Word], emis: np.ndarray) -> np.ndarray:
 
 
 def _switch_cost(words: list[Word], j: int) -> float:
-    """Cost of a change of speaker between words j-1 and j: lower after a sentence end or a pause."""
+    """Cost of a change of speaker between words j-1 and j: lower after a sentence end or a pause,
+    higher inside a clause, and out of reach inside a word."""
+    prev, w = words[j - 1], words[j]
+    if _same_word(prev, w):
+        return NO_SWITCH
     cost = SWITCH_COST
-    if _sentence_end(words[j - 1]):
+    boundary = False
+    if _sentence_end(prev):
         cost *= 0.4
-    if words[j].start - words[j - 1].end >= UNIT_PAUSE_S:
+        boundary = True
+    if w.start - prev.end >= UNIT_PAUSE_S:
         cost *= 0.4
+        boundary = True
+    if not boundary and not prev.text.rstrip().endswith((",", ";", ":")):
+        cost *= MID_CLAUSE
     return cost
+
+
+def _same_word(prev: Word, w: Word) -> bool:
+    """True when w continues prev's word: Whisper writes a new word with a leading space."""
+    return (bool(w.text) and not w.text[0].isspace() and not prev.text[-1:].isspace()) or \
+        prev.text.endswith("-") or w.text.lstrip().startswith("-")
 
 
 # ---- naming the agent and rebuilding segments -----------------------------------------------
@@ -556,7 +581,41 @@ def phrase_hits(text_tokens: list[str], phrase: str) -> bool:
     return False
 
 
-def _agent_cluster(words: list[Word], labels: np.ndarray, agent_phrases: Sequence[str]) -> tuple[int, str]:
+def phrase_spans(words: Sequence[Word], phrase: str) -> list[tuple[int, int]]:
+    """(first, last) word indices of each place the phrase is said (as `phrase_hits` matches it)."""
+    p = _tokens(phrase)
+    toks: list[str] = []
+    owner: list[int] = []
+    for j, w in enumerate(words):
+        for t in _tokens(w.text):
+            toks.append(t)
+            owner.append(j)
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while p and i <= len(toks) - len(p):
+        if phrase_hits(toks[i : i + len(p)], phrase):
+            spans.append((owner[i], owner[i + len(p) - 1]))
+            i += len(p)
+        else:
+            i += 1
+    return spans
+
+
+def _stretch_of(words: Sequence[Word], first: int, last: int) -> np.ndarray:
+    """Indices of words first..last and the rest of their units: the speech around a phrase that
+    runs without a pause or a sentence end, so in one voice."""
+    a = first
+    while a > 0 and not _unit_break(words, a) and first - a < STRETCH_MAX_WORDS:
+        a -= 1
+    b = last
+    while b < len(words) - 1 and not _unit_break(words, b + 1) and b - last < STRETCH_MAX_WORDS:
+        b += 1
+    return np.arange(a, b + 1)
+
+
+def _agent_cluster(
+    words: list[Word], labels: np.ndarray, agent_phrases: Sequence[str], voice: np.ndarray | None = None
+) -> tuple[int, str]:
     clusters = sorted(set(labels.tolist()))
     if len(clusters) == 1:
         toks = _tokens(" ".join(w.text for w in words if w.start < OPENING_S))
@@ -564,11 +623,23 @@ def _agent_cluster(words: list[Word], labels: np.ndarray, agent_phrases: Sequenc
             return clusters[0], "single-speaker-phrases"
         return -1, "single-speaker-unknown"
     # Opening phrases are said at the start; looking there only also keeps long calls cheap.
-    opening = [(w, lab) for w, lab in zip(words, labels, strict=True) if w.start < OPENING_S]
-    scores = {}
-    for k in clusters:
-        toks = _tokens(" ".join(w.text for w, lab in opening if lab == k))
-        scores[k] = sum(phrase_hits(toks, p) for p in agent_phrases)
+    opening = [w for w in words if w.start < OPENING_S]
+    centres = None
+    if voice is not None:
+        centres = np.stack([voice[labels == k].mean(axis=0) for k in (0, 1)])
+    scores = dict.fromkeys(clusters, 0)
+    for phrase in agent_phrases:
+        said_by = set()
+        for first, last in phrase_spans(opening, phrase):
+            # The voice of the stretch around it says who said the phrase, whatever labels its words got.
+            sentence = _stretch_of(words, first, last)
+            if centres is not None:
+                said_by.add(int((voice[sentence].mean(axis=0) @ centres.T).argmax()))
+            else:
+                dur = [sum(words[j].end - words[j].start for j in sentence if labels[j] == k) for k in (0, 1)]
+                said_by.add(int(np.argmax(dur)))
+        for k in said_by:
+            scores[k] += 1
     if scores[0] != scores[1]:
         return max(scores, key=lambda k: scores[k]), "phrases"
     # Whoever says most of the first words: the first word alone may be heard in the other voice.
