@@ -81,7 +81,7 @@ FIRST_WORDS_S = 3.0
 # spacing grows, so an hour-long call costs about as much as a 20-minute one.
 VOICE_WINDOW = 80
 VOICE_MIN_WINDOW_S = 0.5
-VOICE_HOP_S = 0.2
+VOICE_HOP_S = 0.3
 MAX_VOICE_WINDOWS = 12000
 # Weight of a word's cosine similarity to each speaker's mean voice in the Viterbi scores.
 VOICE_WEIGHT = 20.0

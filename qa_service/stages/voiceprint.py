@@ -22,7 +22,7 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -59,23 +59,44 @@ class VoiceEncoder:
                    for i in range(0, mels.shape[0], _BATCH)]
         return np.concatenate(out) if out else np.zeros((0, self.linear_w.shape[1]), np.float32)
 
+    @cached_property
+    def _ifog(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+        """The layers with gate columns as (input, forget, output, cell): three sigmoids in one call."""
+        out = []
+        for w_ih, w_hh, bias in self.layers:
+            hidden = w_hh.shape[0]
+            order = np.r_[0 : 2 * hidden, 3 * hidden : 4 * hidden, 2 * hidden : 3 * hidden]
+            out.append((np.ascontiguousarray(w_ih[:, order]), np.ascontiguousarray(w_hh[:, order]),
+                        bias[order]))
+        return tuple(out)
+
     def _forward(self, x: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         batch, frames, _ = x.shape
         first = 0 if start is None else int(start.min())
         waiting = None if start is None or first == int(start.max()) else start[:, None]
         h = np.zeros((batch, 0), np.float32)
-        for w_ih, w_hh, bias in self.layers:
+        for w_ih, w_hh, bias in self._ifog:
             hidden = w_hh.shape[0]
             gates_in = x[:, first:] @ w_ih + bias  # the input part of every step at once
             h = np.zeros((batch, hidden), np.float32)
             c = np.zeros((batch, hidden), np.float32)
+            g = np.empty((batch, 4 * hidden), np.float32)
             seq = np.zeros((batch, frames, hidden), np.float32)
+            sig, cell = g[:, : 3 * hidden], g[:, 3 * hidden :]
             for t in range(first, frames):
-                g = gates_in[:, t - first] + h @ w_hh
-                i, f, cell, o = np.split(g, 4, axis=1)  # PyTorch's gate order
-                c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(cell)
-                h = _sigmoid(o) * np.tanh(c)
+                np.matmul(h, w_hh, out=g)
+                g += gates_in[:, t - first]
+                # sigmoid(x) = (tanh(x / 2) + 1) / 2, in place: no overflow warnings for large gates
+                sig *= 0.5
+                np.tanh(sig, out=sig)
+                sig += 1.0
+                sig *= 0.5
+                np.tanh(cell, out=cell)
+                c *= sig[:, hidden : 2 * hidden]
+                c += sig[:, :hidden] * cell
+                np.tanh(c, out=h)
+                h *= sig[:, 2 * hidden :]
                 if waiting is not None:
                     live = waiting <= t
                     c *= live
@@ -116,11 +137,6 @@ def one_blas_thread() -> Iterator[None]:
     finally:
         if setter is not None and before is not None:
             setter(before)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # tanh form: no overflow warnings for large negative gates.
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)
 
 
 def load_voice_encoder(path: Path) -> VoiceEncoder:
