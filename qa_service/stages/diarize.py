@@ -4,17 +4,20 @@
 2. Each frame gets MFCCs (80 Hz - 4 kHz, so 8 kHz telephone audio and 16 kHz audio look alike)
    and a pitch estimate; each unit gets the mean and spread of its frames plus its median pitch.
    With a voice model (`stages.voiceprint`), every word also gets a voice embedding: the mean of
-   1 s windows every 0.1 s across it, each kept inside the word's unit so that it hears one voice.
+   0.8 s windows every 0.3 s across it, each kept inside the word's unit so that it hears one voice.
 3. First splits into two speakers: k-means on the units, a split by pitch and, with a voice
    model, k-means on the voice embeddings. Each is refined: one diagonal Gaussian mixture per
    speaker is fitted on its frames, every word is scored against both (plus the cosine similarity
    of its voice embedding to each speaker's mean), and a word-level Viterbi pass with a switching
-   cost (lower at pauses and sentence ends) relabels the words. Fit and relabel repeat a few
-   times; of the refined splits, the best one wins.
+   cost (lower at pauses and sentence ends, higher inside a clause, impossible inside a word)
+   relabels the words. Fit and relabel repeat a few times; of the refined splits, the best wins.
 4. If two models do not explain the frames better than one by the BIC penalty, the call has one
    voice: it is the agent's when it says the agent's phrases, otherwise "unknown".
 5. The agent is the speaker who says more of the phrases of the rubric's agent criteria
    (`agent_phrases`) in the first minutes, or failing that, who says most of the first words.
+   A phrase counts for the voice of the stretch around it (its words and the rest of their units,
+   by voice embedding, or by the labels' duration without a voice model): the phrases only name a
+   voice, they never move a word from one voice to the other.
    Segments are split where the speaker changes between words and carry the mean posterior of
    their label in `confidence`.
 
@@ -23,11 +26,11 @@ whose words sit nearest their own speaker's mean voice); without one, by the BIC
 MFCC models. On synthetic voices the BIC gain can prefer a split along the sentence rather than
 the speaker, which is why it does not judge the voice model's splits.
 
-Measured (tiny.en words, share of reference turns labelled right), MFCC/pitch only -> with voice
-embeddings: 16 kHz synthetic two-voice calls 0.988 -> 0.988 (judge.py speaker accuracy); a 30 s
-real call between two similar voices (pyannote's sample) 0.62 -> 0.85 (11 of 13 turns; tiny.en
-writes no word in a 12th), where MFCC/pitch statistics do not separate the speakers. Windows of
-0.6 s did as well there, 1.6 s windows reached only 0.69 (they straddle its short turns).
+Measured (tiny.en words; docs/decisions/0003-speakers-on-real-calls.md, scripts/measure_speakers.py):
+share of words labelled right on the real pyannote call 0.986 (with the rubric vocabulary), the real
+sales call 0.916 by role, synthetic development calls 0.998 (16 kHz) and 0.997 (8 kHz); MFCC/pitch
+statistics alone do not separate pyannote's two similar voices (0.73). Windows of 0.6-1 s every
+0.2-0.35 s are within a word or two of each other there; 1.6 s windows straddle its short turns.
 """
 
 from __future__ import annotations
@@ -77,8 +80,8 @@ STRETCH_MAX_WORDS = 12
 # Failing those, the agent is who says most words in this first stretch of speech.
 FIRST_WORDS_S = 3.0
 # Voice embeddings: windows this long (mel frames of 10 ms), this far apart, inside one unit; a
-# unit shorter than the half window gets a half window centred on it. Above MAX_VOICE_WINDOWS the
-# spacing grows, so an hour-long call costs about as much as a 20-minute one.
+# unit shorter than VOICE_MIN_WINDOW_S gets a window that long centred on it. Above
+# MAX_VOICE_WINDOWS (an hour of speech) the spacing grows, so longer calls cost no more.
 VOICE_WINDOW = 80
 VOICE_MIN_WINDOW_S = 0.5
 VOICE_HOP_S = 0.3
