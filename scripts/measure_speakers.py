@@ -145,6 +145,7 @@ def cmd_score(args) -> None:
             spent["voice"] += time.process_time() - t0
 
     voiceprint.VoiceEncoder.embed = timed_embed  # type: ignore[method-assign]
+    rows = []
     for path in sorted(Path(args.dir).glob("*.json")):
         kept = json.loads(path.read_text())
         audio = Path(kept["audio"])
@@ -167,10 +168,22 @@ def cmd_score(args) -> None:
             if "roles" in row:
                 row["turn_roles"] = turn_roles(out, turns)
         print(json.dumps(row))
+        rows.append(row)
         if args.show:
             for s in out:
                 print(f"  {s.speaker:9s} {s.start:6.2f} {s.end:6.2f} {s.confidence or 0:.2f} {s.text}",
                       file=sys.stderr)
+    scored = [r for r in rows if "words" in r]
+    if len(scored) > 1:  # word-weighted over the calls, turn accuracy averaged over them as the judge does
+        n = sum(r["words"] for r in scored)
+        total: dict[str, object] = {"call": "all", "calls": len(scored), "words": n,
+                                    "diarize_cpu_s": round(sum(r["diarize_cpu_s"] for r in rows), 2)}
+        for key in ("mapped", "roles"):
+            if all(key in r for r in scored):
+                total[key] = round(sum(r[key] * r["words"] for r in scored) / n, 4)
+        if all("turn_roles" in r for r in scored):
+            total["turn_roles"] = round(sum(r["turn_roles"] for r in scored) / len(scored), 4)
+        print(json.dumps(total))
 
 
 def main() -> None:
