@@ -69,6 +69,7 @@ NO_SWITCH = 1e6
 FRAME_SCALE = 0.1
 GMM_COMPONENTS = 16
 MAX_TRAIN_FRAMES = 8000
+EM_ITERATIONS = 8
 ITERATIONS = 3
 # Two voices only when two models beat one by more than the BIC penalty times this weight; below 1
 # because contact-centre calls are two-party by nature and a false "one voice" costs more than a split.
@@ -436,7 +437,7 @@ def _voice_fit(voice: np.ndarray, words: list[Word], labels: np.ndarray) -> floa
 # ---- refinement: per-speaker GMMs and word-level Viterbi ------------------------------------
 
 class _DiagGMM:
-    def __init__(self, x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 15):
+    def __init__(self, x: np.ndarray, k: int, rng: np.random.Generator, iters: int = EM_ITERATIONS):
         if len(x) > MAX_TRAIN_FRAMES:
             # A few minutes of frames pin a voice down; more only slows long calls.
             x = x[np.sort(rng.choice(len(x), MAX_TRAIN_FRAMES, replace=False))]
