@@ -634,13 +634,13 @@ def _agent_cluster(
     scores = dict.fromkeys(clusters, 0)
     for phrase in agent_phrases:
         said_by = set()
-        for first, last in phrase_spans(opening, phrase):
+        for a, b in phrase_spans(opening, phrase):
             # The voice of the stretch around it says who said the phrase, whatever labels its words got.
-            sentence = _stretch_of(words, first, last)
-            if centres is not None:
-                said_by.add(int((voice[sentence].mean(axis=0) @ centres.T).argmax()))
+            stretch = _stretch_of(words, a, b)
+            if voice is not None and centres is not None:
+                said_by.add(int((voice[stretch].mean(axis=0) @ centres.T).argmax()))
             else:
-                dur = [sum(words[j].end - words[j].start for j in sentence if labels[j] == k) for k in (0, 1)]
+                dur = [sum(words[j].end - words[j].start for j in stretch if labels[j] == k) for k in (0, 1)]
                 said_by.add(int(np.argmax(dur)))
         for k in said_by:
             scores[k] += 1
