@@ -219,3 +219,82 @@ def tiny_model(tmp_path_factory):
     from qa_service.stages.transcribe import load_transcriber
 
     return load_transcriber("tiny.en", cache_dir=tmp_path_factory.mktemp("models"))
+
+
+def _w(text: str, start: float, end: float | None = None) -> Word:
+    return Word(text, start, start + 0.25 if end is None else end)
+
+
+@pytest.mark.parametrize(
+    ("prev", "word", "cost"),
+    [
+        (_w(" speech", 0.0), _w("-to", 0.25), diarize.NO_SWITCH),  # a hyphenated word's parts
+        (_w(" speech-", 0.0), _w("text", 0.25), diarize.NO_SWITCH),
+        (_w(" two", 0.0), _w("fold", 0.25), diarize.NO_SWITCH),  # a token without its leading space
+        (_w(" the", 0.0), _w(" quality", 0.25), diarize.SWITCH_COST * diarize.MID_CLAUSE),
+        (_w(" called,", 0.0), _w(" maybe", 0.25), diarize.SWITCH_COST),
+        (_w(" there.", 0.0), _w(" Hello", 0.25), diarize.SWITCH_COST * 0.4),
+        (_w(" there", 0.0), _w(" Hello", 0.6), diarize.SWITCH_COST * 0.4),  # a pause
+        (_w(" there.", 0.0), _w(" Hello", 0.6), diarize.SWITCH_COST * 0.4 * 0.4),
+    ],
+)
+def test_switch_cost(prev, word, cost):
+    assert diarize._switch_cost([prev, word], 1) == pytest.approx(cost)
+
+
+def test_no_change_of_speaker_inside_a_word():
+    words = [_w(" two", 0.0), _w(" speech", 0.3), _w("-to", 0.55), _w("-text", 0.8), _w(" models", 1.1)]
+    # The voice leans to speaker 1 from "-to" on, strongly: the change may come before "speech"
+    # or after "-text", never inside "speech-to-text".
+    emis = np.array([[80.0, 0.0], [2.0, 0.0], [0.0, 40.0], [0.0, 40.0], [0.0, 40.0]])
+    labels = diarize._viterbi(words, emis)
+    assert labels[1] == labels[2] == labels[3]
+    assert labels[0] == 0 and labels[4] == 1
+
+
+def test_phrase_spans():
+    words = [_w(" Please", 0.0), _w(" note", 0.3), _w(" this", 0.6), _w(" call", 0.9), _w(" is", 1.2),
+             _w(" recorded.", 1.5), _w(" Hi.", 2.0)]
+    assert diarize.phrase_spans(words, "this call is recorded") == [(2, 5)]
+    assert diarize.phrase_spans(words, "my name is") == []
+
+
+def test_a_phrase_counts_for_the_voice_around_it_not_for_its_labels():
+    # Cluster 1 (the customer's voice) took the disclosure's words, but their voice and the voice of
+    # the speech around them are cluster 0's: cluster 0 is the agent, and no label is changed.
+    runs = ((1, "hello there"), (0, "just a heads up for quality"), (1, "this call may be recorded"),
+            (0, "and monitored by our providers is that okay"), (1, "yes sure go ahead"))
+    words, labels = _words(*runs)
+    before = labels.copy()
+    voice = np.zeros((len(words), 2))
+    voice[:, 0] = 1.0
+    voice[:2] = voice[-4:] = [0.0, 1.0]  # only the customer's own turns sound like the customer
+    voice[labels == 1] += [0.0, 0.05]
+    assert diarize._agent_cluster(words, labels, ["call may be recorded"], voice) == (0, "phrases")
+    assert np.array_equal(labels, before)
+    # Without a voice model the labels of the stretch around the phrase decide.
+    assert diarize._agent_cluster(words, labels, ["call may be recorded"]) == (0, "phrases")
+
+
+def test_agent_phrases_name_a_voice_and_move_no_word():
+    low = [_voice(110.0, 600.0, 2.5, seed=i) for i in range(3)]
+    high = [_voice(230.0, 1200.0, 2.5, seed=10 + i) for i in range(3)]
+    samples, truth = _turns_call(
+        [
+            ("customer", high[0], "Hello, is anyone there?"),
+            ("agent", low[0], "Hi, sorry we got cut off."),
+            ("customer", high[1], "No problem at all."),
+            ("agent", low[1], "Please note this call may be recorded and monitored."),
+            ("customer", high[2], "That is fine with me."),
+            ("agent", low[2], "Great, how can I help?"),
+        ]
+    )
+    segs = [s for _, s in truth]
+    plain, info_plain = diarize.attribute_speakers(samples, segs)
+    cued, info = diarize.attribute_speakers(samples, segs, agent_phrases=["this call may be recorded"])
+    assert info_plain["agent_by"] == "first-speaker" and info["agent_by"] == "phrases"
+    assert [s.speaker for s in cued] == [who for who, _ in truth]
+    # The phrases chose which voice is the agent; the words of each voice are the same either way.
+    flip = {"agent": "customer", "customer": "agent"}
+    assert [flip[s.speaker] for s in plain] == [s.speaker for s in cued]
+    assert [s.words for s in plain] == [s.words for s in cued]

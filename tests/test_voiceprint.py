@@ -205,3 +205,52 @@ def test_short_spans_are_padded_and_batches_split(encoder):
     assert out.shape == (131, 256)
     np.testing.assert_allclose(out[0], out[129], atol=1e-6)  # same span, other batch: same vector
     assert float(out[0] @ out[130]) < 0.999
+
+
+def _small_encoder(seed: int = 0, hidden: int = 8) -> voiceprint.VoiceEncoder:
+    rng = np.random.default_rng(seed)
+    layers = []
+    width = voiceprint.N_MELS
+    for _ in range(2):
+        layers.append((rng.normal(0, 0.3, (width, 4 * hidden)).astype(np.float32),
+                       rng.normal(0, 0.3, (hidden, 4 * hidden)).astype(np.float32),
+                       rng.normal(0, 0.1, 4 * hidden).astype(np.float32)))
+        width = hidden
+    return voiceprint.VoiceEncoder(tuple(layers), rng.normal(0, 0.3, (hidden, 6)).astype(np.float32),
+                                   np.zeros(6, np.float32))
+
+
+def test_a_window_that_starts_late_in_its_batch_is_embedded_as_if_alone():
+    enc = _small_encoder()
+    x = np.random.default_rng(1).random((3, 20, voiceprint.N_MELS), dtype=np.float32)
+    start = np.array([0, 5, 12])
+    for k in range(3):
+        x[k, : start[k]] = 7.0  # what comes before a window's start is never read
+    together = enc.embed(x, start)
+    for k in range(3):
+        alone = enc.embed(x[k : k + 1, start[k] :])[0]
+        np.testing.assert_allclose(together[k], alone, atol=1e-5)
+
+
+def test_window_embeddings_cut_each_span_and_keep_the_order():
+    enc = _small_encoder()
+    mels = np.random.default_rng(2).random((300, voiceprint.N_MELS), dtype=np.float32)
+    spans = [(0.5, 1.5), (0.1, 0.3), (2.0, 2.6)]  # 100, 20 and 60 frames; windows of at most 50
+    got = voiceprint.window_embeddings(enc, mels, spans, 50)
+    for (a, b), e in zip(spans, got, strict=True):
+        lo = int(round(a * voiceprint.FRAMES_PER_S))
+        hi = min(int(round(b * voiceprint.FRAMES_PER_S)), lo + 50)
+        np.testing.assert_allclose(e, enc.embed(mels[None, lo:hi])[0], atol=1e-5)
+
+
+def test_one_blas_thread_is_given_back():
+    setter = voiceprint._blas_thread_setter()
+    if setter is None:
+        pytest.skip("numpy does not use OpenBLAS here")
+    before = setter(3)
+    try:
+        with voiceprint.one_blas_thread():
+            assert setter(1) == 1
+        assert setter(3) == 3
+    finally:
+        setter(before)

@@ -4,17 +4,20 @@
 2. Each frame gets MFCCs (80 Hz - 4 kHz, so 8 kHz telephone audio and 16 kHz audio look alike)
    and a pitch estimate; each unit gets the mean and spread of its frames plus its median pitch.
    With a voice model (`stages.voiceprint`), every word also gets a voice embedding: the mean of
-   1 s windows every 0.1 s across it, each kept inside the word's unit so that it hears one voice.
+   0.8 s windows every 0.3 s across it, each kept inside the word's unit so that it hears one voice.
 3. First splits into two speakers: k-means on the units, a split by pitch and, with a voice
    model, k-means on the voice embeddings. Each is refined: one diagonal Gaussian mixture per
    speaker is fitted on its frames, every word is scored against both (plus the cosine similarity
    of its voice embedding to each speaker's mean), and a word-level Viterbi pass with a switching
-   cost (lower at pauses and sentence ends) relabels the words. Fit and relabel repeat a few
-   times; of the refined splits, the best one wins.
+   cost (lower at pauses and sentence ends, higher inside a clause, impossible inside a word)
+   relabels the words. Fit and relabel repeat a few times; of the refined splits, the best wins.
 4. If two models do not explain the frames better than one by the BIC penalty, the call has one
    voice: it is the agent's when it says the agent's phrases, otherwise "unknown".
 5. The agent is the speaker who says more of the phrases of the rubric's agent criteria
    (`agent_phrases`) in the first minutes, or failing that, who says most of the first words.
+   A phrase counts for the voice of the stretch around it (its words and the rest of their units,
+   by voice embedding, or by the labels' duration without a voice model): the phrases only name a
+   voice, they never move a word from one voice to the other.
    Segments are split where the speaker changes between words and carry the mean posterior of
    their label in `confidence`.
 
@@ -23,11 +26,11 @@ whose words sit nearest their own speaker's mean voice); without one, by the BIC
 MFCC models. On synthetic voices the BIC gain can prefer a split along the sentence rather than
 the speaker, which is why it does not judge the voice model's splits.
 
-Measured (tiny.en words, share of reference turns labelled right), MFCC/pitch only -> with voice
-embeddings: 16 kHz synthetic two-voice calls 0.988 -> 0.988 (judge.py speaker accuracy); a 30 s
-real call between two similar voices (pyannote's sample) 0.62 -> 0.85 (11 of 13 turns; tiny.en
-writes no word in a 12th), where MFCC/pitch statistics do not separate the speakers. Windows of
-0.6 s did as well there, 1.6 s windows reached only 0.69 (they straddle its short turns).
+Measured (tiny.en words; docs/decisions/0003-speakers-on-real-calls.md, scripts/measure_speakers.py):
+share of words labelled right on the real pyannote call 0.986 (with the rubric vocabulary), the real
+sales call 0.943 by role, synthetic development calls 0.998 (16 kHz) and 0.997 (8 kHz); MFCC/pitch
+statistics alone do not separate pyannote's two similar voices (0.73). Windows of 0.6-1 s every
+0.2-0.35 s are within a word or two of each other there; 1.6 s windows straddle its short turns.
 """
 
 from __future__ import annotations
@@ -58,24 +61,31 @@ UNIT_PAUSE_S = 0.25
 UNIT_MAX_S = 3.0
 # Switching speaker between two words costs this much log-likelihood (scaled), less at pauses.
 SWITCH_COST = 12.0
+# A change inside a clause (no pause, no punctuation) costs this many times more; inside a word,
+# (a token Whisper joined to the one before) a change is not allowed.
+MID_CLAUSE = 4.0
+NO_SWITCH = 1e6
 # Frames are strongly correlated; scaling their summed log-likelihoods keeps posteriors honest.
 FRAME_SCALE = 0.1
 GMM_COMPONENTS = 16
-MAX_TRAIN_FRAMES = 20000
+MAX_TRAIN_FRAMES = 8000
+EM_ITERATIONS = 8
 ITERATIONS = 3
 # Two voices only when two models beat one by more than the BIC penalty times this weight; below 1
 # because contact-centre calls are two-party by nature and a false "one voice" costs more than a split.
 BIC_WEIGHT = 0.9
 # The agent's phrases are looked for in this first stretch of the call.
 OPENING_S = 180.0
+# A phrase is credited to the voice of the stretch that holds it, up to this many words either side.
+STRETCH_MAX_WORDS = 12
 # Failing those, the agent is who says most words in this first stretch of speech.
 FIRST_WORDS_S = 3.0
 # Voice embeddings: windows this long (mel frames of 10 ms), this far apart, inside one unit; a
-# unit shorter than the half window gets a half window centred on it. Above MAX_VOICE_WINDOWS the
-# spacing grows, so an hour-long call costs about as much as a 20-minute one.
-VOICE_WINDOW = 100
+# unit shorter than VOICE_MIN_WINDOW_S gets a window that long centred on it. Above
+# MAX_VOICE_WINDOWS (an hour of speech) the spacing grows, so longer calls cost no more.
+VOICE_WINDOW = 80
 VOICE_MIN_WINDOW_S = 0.5
-VOICE_HOP_S = 0.1
+VOICE_HOP_S = 0.3
 MAX_VOICE_WINDOWS = 12000
 # Weight of a word's cosine similarity to each speaker's mean voice in the Viterbi scores.
 VOICE_WEIGHT = 20.0
@@ -143,7 +153,7 @@ def attribute_speakers(
         labels[:] = 0
         posterior = np.ones(len(words))
 
-    agent_cluster, evidence = _agent_cluster(words, labels, agent_phrases)
+    agent_cluster, evidence = _agent_cluster(words, labels, agent_phrases, voice if two else None)
     roles: list[Speaker] = [
         "agent" if lab == agent_cluster else "unknown" if agent_cluster < 0 else "customer" for lab in labels
     ]
@@ -239,14 +249,18 @@ def _sentence_end(w: Word) -> bool:
     return w.text.rstrip().endswith((".", "?", "!"))
 
 
+def _unit_break(words: Sequence[Word], j: int) -> bool:
+    """True when a pause or a sentence end comes before word j."""
+    return words[j].start - words[j - 1].end >= UNIT_PAUSE_S or _sentence_end(words[j - 1])
+
+
 def _units(words: list[Word]) -> list[_Unit]:
     units: list[_Unit] = []
     cur = [0]
     for j in range(1, len(words)):
-        prev, w = words[j - 1], words[j]
         start = words[cur[0]].start
-        if w.start - prev.end >= UNIT_PAUSE_S or _sentence_end(prev) or w.end - start > UNIT_MAX_S:
-            units.append(_Unit(cur, start, prev.end))
+        if _unit_break(words, j) or words[j].end - start > UNIT_MAX_S:
+            units.append(_Unit(cur, start, words[j - 1].end))
             cur = []
         cur.append(j)
     units.append(_Unit(cur, words[cur[0]].start, words[cur[-1]].end))
@@ -423,7 +437,7 @@ def _voice_fit(voice: np.ndarray, words: list[Word], labels: np.ndarray) -> floa
 # ---- refinement: per-speaker GMMs and word-level Viterbi ------------------------------------
 
 class _DiagGMM:
-    def __init__(self, x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 15):
+    def __init__(self, x: np.ndarray, k: int, rng: np.random.Generator, iters: int = EM_ITERATIONS):
         if len(x) > MAX_TRAIN_FRAMES:
             # A few minutes of frames pin a voice down; more only slows long calls.
             x = x[np.sort(rng.choice(len(x), MAX_TRAIN_FRAMES, replace=False))]
@@ -528,13 +542,28 @@ def _viterbi(words: list[Word], emis: np.ndarray) -> np.ndarray:
 
 
 def _switch_cost(words: list[Word], j: int) -> float:
-    """Cost of a change of speaker between words j-1 and j: lower after a sentence end or a pause."""
+    """Cost of a change of speaker between words j-1 and j: lower after a sentence end or a pause,
+    higher inside a clause, and out of reach inside a word."""
+    prev, w = words[j - 1], words[j]
+    if _same_word(prev, w):
+        return NO_SWITCH
     cost = SWITCH_COST
-    if _sentence_end(words[j - 1]):
+    boundary = False
+    if _sentence_end(prev):
         cost *= 0.4
-    if words[j].start - words[j - 1].end >= UNIT_PAUSE_S:
+        boundary = True
+    if w.start - prev.end >= UNIT_PAUSE_S:
         cost *= 0.4
+        boundary = True
+    if not boundary and not prev.text.rstrip().endswith((",", ";", ":")):
+        cost *= MID_CLAUSE
     return cost
+
+
+def _same_word(prev: Word, w: Word) -> bool:
+    """True when w continues prev's word: Whisper writes a new word with a leading space."""
+    return (bool(w.text) and not w.text[0].isspace() and not prev.text[-1:].isspace()) or \
+        prev.text.endswith("-") or w.text.lstrip().startswith("-")
 
 
 # ---- naming the agent and rebuilding segments -----------------------------------------------
@@ -556,7 +585,41 @@ def phrase_hits(text_tokens: list[str], phrase: str) -> bool:
     return False
 
 
-def _agent_cluster(words: list[Word], labels: np.ndarray, agent_phrases: Sequence[str]) -> tuple[int, str]:
+def phrase_spans(words: Sequence[Word], phrase: str) -> list[tuple[int, int]]:
+    """(first, last) word indices of each place the phrase is said (as `phrase_hits` matches it)."""
+    p = _tokens(phrase)
+    toks: list[str] = []
+    owner: list[int] = []
+    for j, w in enumerate(words):
+        for t in _tokens(w.text):
+            toks.append(t)
+            owner.append(j)
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while p and i <= len(toks) - len(p):
+        if phrase_hits(toks[i : i + len(p)], phrase):
+            spans.append((owner[i], owner[i + len(p) - 1]))
+            i += len(p)
+        else:
+            i += 1
+    return spans
+
+
+def _stretch_of(words: Sequence[Word], first: int, last: int) -> np.ndarray:
+    """Indices of words first..last and the rest of their units: the speech around a phrase that
+    runs without a pause or a sentence end, so in one voice."""
+    a = first
+    while a > 0 and not _unit_break(words, a) and first - a < STRETCH_MAX_WORDS:
+        a -= 1
+    b = last
+    while b < len(words) - 1 and not _unit_break(words, b + 1) and b - last < STRETCH_MAX_WORDS:
+        b += 1
+    return np.arange(a, b + 1)
+
+
+def _agent_cluster(
+    words: list[Word], labels: np.ndarray, agent_phrases: Sequence[str], voice: np.ndarray | None = None
+) -> tuple[int, str]:
     clusters = sorted(set(labels.tolist()))
     if len(clusters) == 1:
         toks = _tokens(" ".join(w.text for w in words if w.start < OPENING_S))
@@ -564,11 +627,23 @@ def _agent_cluster(words: list[Word], labels: np.ndarray, agent_phrases: Sequenc
             return clusters[0], "single-speaker-phrases"
         return -1, "single-speaker-unknown"
     # Opening phrases are said at the start; looking there only also keeps long calls cheap.
-    opening = [(w, lab) for w, lab in zip(words, labels, strict=True) if w.start < OPENING_S]
-    scores = {}
-    for k in clusters:
-        toks = _tokens(" ".join(w.text for w, lab in opening if lab == k))
-        scores[k] = sum(phrase_hits(toks, p) for p in agent_phrases)
+    opening = [w for w in words if w.start < OPENING_S]
+    centres = None
+    if voice is not None:
+        centres = np.stack([voice[labels == k].mean(axis=0) for k in (0, 1)])
+    scores = dict.fromkeys(clusters, 0)
+    for phrase in agent_phrases:
+        said_by = set()
+        for a, b in phrase_spans(opening, phrase):
+            # The voice of the stretch around it says who said the phrase, whatever labels its words got.
+            stretch = _stretch_of(words, a, b)
+            if voice is not None and centres is not None:
+                said_by.add(int((voice[stretch].mean(axis=0) @ centres.T).argmax()))
+            else:
+                dur = [sum(words[j].end - words[j].start for j in stretch if labels[j] == k) for k in (0, 1)]
+                said_by.add(int(np.argmax(dur)))
+        for k in said_by:
+            scores[k] += 1
     if scores[0] != scores[1]:
         return max(scores, key=lambda k: scores[k]), "phrases"
     # Whoever says most of the first words: the first word alone may be heard in the other voice.

@@ -11,13 +11,18 @@ dicts and refuses every other class, so a tampered file cannot run code.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
 import io
+import os
 import pickle
 import struct
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,26 +49,58 @@ class VoiceEncoder:
     linear_b: np.ndarray
     path: str = ""
 
-    def embed(self, mels: np.ndarray) -> np.ndarray:
-        """(windows, frames, 40) mel power spectra -> (windows, 256) L2-normalised embeddings."""
-        out = [self._forward(mels[i : i + _BATCH]) for i in range(0, mels.shape[0], _BATCH)]
+    def embed(self, mels: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+        """(windows, frames, 40) mel power spectra -> (windows, 256) L2-normalised embeddings.
+
+        With `start`, window k's speech begins at frame start[k]: its state stays zero until then.
+        """
+        with one_blas_thread():
+            out = [self._forward(mels[i : i + _BATCH], None if start is None else start[i : i + _BATCH])
+                   for i in range(0, mels.shape[0], _BATCH)]
         return np.concatenate(out) if out else np.zeros((0, self.linear_w.shape[1]), np.float32)
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        batch, frames, _ = x.shape
-        h = np.zeros((batch, 0), np.float32)
+    @cached_property
+    def _ifog(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+        """The layers with gate columns as (input, forget, output, cell): three sigmoids in one call."""
+        out = []
         for w_ih, w_hh, bias in self.layers:
             hidden = w_hh.shape[0]
-            gates_in = x @ w_ih + bias  # the input part of every step at once
+            order = np.r_[0 : 2 * hidden, 3 * hidden : 4 * hidden, 2 * hidden : 3 * hidden]
+            out.append((np.ascontiguousarray(w_ih[:, order]), np.ascontiguousarray(w_hh[:, order]),
+                        bias[order]))
+        return tuple(out)
+
+    def _forward(self, x: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        batch, frames, _ = x.shape
+        first = 0 if start is None else int(start.min())
+        waiting = None if start is None or first == int(start.max()) else start[:, None]
+        h = np.zeros((batch, 0), np.float32)
+        for w_ih, w_hh, bias in self._ifog:
+            hidden = w_hh.shape[0]
+            gates_in = x[:, first:] @ w_ih + bias  # the input part of every step at once
             h = np.zeros((batch, hidden), np.float32)
             c = np.zeros((batch, hidden), np.float32)
-            seq = np.empty((batch, frames, hidden), np.float32)
-            for t in range(frames):
-                g = gates_in[:, t] + h @ w_hh
-                i, f, cell, o = np.split(g, 4, axis=1)  # PyTorch's gate order
-                c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(cell)
-                h = _sigmoid(o) * np.tanh(c)
+            g = np.empty((batch, 4 * hidden), np.float32)
+            seq = np.zeros((batch, frames, hidden), np.float32)
+            sig, cell = g[:, : 3 * hidden], g[:, 3 * hidden :]
+            for t in range(first, frames):
+                np.matmul(h, w_hh, out=g)
+                g += gates_in[:, t - first]
+                # sigmoid(x) = (tanh(x / 2) + 1) / 2, in place: no overflow warnings for large gates
+                sig *= 0.5
+                np.tanh(sig, out=sig)
+                sig += 1.0
+                sig *= 0.5
+                np.tanh(cell, out=cell)
+                c *= sig[:, hidden : 2 * hidden]
+                c += sig[:, :hidden] * cell
+                np.tanh(c, out=h)
+                h *= sig[:, 2 * hidden :]
+                if waiting is not None:
+                    live = waiting <= t
+                    c *= live
+                    h *= live
                 seq[:, t] = h
             x = seq
         e = np.maximum(h @ self.linear_w + self.linear_b, 0.0)
@@ -74,9 +111,32 @@ class VoiceEncoder:
         return {"name": "resemblyzer-ge2e", "path": self.path}
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # tanh form: no overflow warnings for large negative gates.
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+@cache
+def _blas_thread_setter() -> Callable[[int], int] | None:
+    """OpenBLAS's per-thread setter in the library numpy loaded (`openblas_set_num_threads_local`
+    returns the previous count), or None when numpy uses another BLAS."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs", "*openblas*.so*")
+    for path in glob.glob(libs):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        return fn
+    return None
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run numpy's matrix products on this thread only: the encoder's recurrent steps are small
+    products that OpenBLAS threads slow down tenfold when the cores are busy with other work."""
+    setter = _blas_thread_setter()
+    before = setter(1) if setter is not None else None
+    try:
+        yield
+    finally:
+        if setter is not None and before is not None:
+            setter(before)
 
 
 def load_voice_encoder(path: Path) -> VoiceEncoder:
@@ -131,16 +191,26 @@ def mel_frames(samples: np.ndarray) -> np.ndarray:
 def window_embeddings(
     encoder: VoiceEncoder, mels: np.ndarray, spans: Sequence[tuple[float, float]], frames: int
 ) -> np.ndarray:
-    """One embedding per (start, end) span in seconds; each window is `frames` long, shorter
-    spans are padded with silence before the speech (the LSTM's last state reads the speech)."""
+    """One embedding per (start, end) span in seconds, at most `frames` long. Spans of like length
+    share a batch, and a batch runs only as many steps as its longest span: a shorter span starts
+    later from the zero state rather than after a run of silence."""
     out = np.empty((len(spans), encoder.linear_w.shape[1]), np.float32)
-    for i in range(0, len(spans), _BATCH):  # one batch of windows in memory at a time
-        batch = np.zeros((min(_BATCH, len(spans) - i), frames, N_MELS), np.float32)
-        for j, (a, b) in enumerate(spans[i : i + _BATCH]):
-            lo = max(0, int(round(a * FRAMES_PER_S)))
-            m = mels[lo : max(lo + 1, int(round(b * FRAMES_PER_S)))][:frames]
-            batch[j, frames - m.shape[0] :] = m
-        out[i : i + batch.shape[0]] = encoder.embed(batch)
+    cuts = []
+    for a, b in spans:
+        lo = max(0, min(int(round(a * FRAMES_PER_S)), mels.shape[0] - 1))
+        hi = min(max(lo + 1, int(round(b * FRAMES_PER_S))), lo + frames, mels.shape[0])
+        cuts.append((lo, hi))
+    order = sorted(range(len(spans)), key=lambda k: cuts[k][1] - cuts[k][0])
+    for i in range(0, len(order), _BATCH):  # one batch of windows in memory at a time
+        rows = order[i : i + _BATCH]
+        steps = max(cuts[k][1] - cuts[k][0] for k in rows)
+        batch = np.zeros((len(rows), steps, N_MELS), np.float32)
+        start = np.empty(len(rows), int)
+        for j, k in enumerate(rows):
+            lo, hi = cuts[k]
+            start[j] = steps - (hi - lo)
+            batch[j, start[j] :] = mels[lo:hi]
+        out[rows] = encoder.embed(batch, start)
     return out
 
 
