@@ -371,13 +371,17 @@ def _w(text, p=0.9):
 
 
 def test_unsure_words_of_the_vocabulary_give_way_to_a_decode_without_it():
+    # Heard only with the vocabulary, and barely believed: invented, dropped.
     told = [_w("thank"), _w("you"), _w("good", 0.001), _w("morning", 0.3), _w("goodbye")]
     plain = [_w("thank"), _w("you"), _w("goodbye")]
     assert [w.word for w in transcribe_mod.confirm_words(told, plain)] == [" thank", " you", " goodbye"]
-    # Sure of what it wrote differently: the vocabulary helped, its words stay.
-    told = [_w("welcome"), _w("to"), _w("harbourline", 0.8)]
-    plain = [_w("welcome"), _w("to"), _w("harbour", 0.6), _w("line", 0.4)]
+    # Heard differently without it: the version the recogniser believes more stays.
+    told = [_w("the"), _w("visa", 0.3), _w("fee", 0.2), _w("is")]
+    plain = [_w("for", 0.3), _w("me", 0.2), _w("defeated", 0.1)]
     assert transcribe_mod.confirm_words(told, plain) == told
+    told = [_w("welcome"), _w("to"), _w("harbourline", 0.02)]
+    plain = [_w("welcome"), _w("to"), _w("harbour", 0.6), _w("line", 0.4)]
+    assert transcribe_mod.confirm_words(told, plain) == told[:2] + plain[2:]
     # Where the told decode wrote nothing, the plain one's words are kept.
     told = [_w("hello")]
     plain = [_w("hello"), _w("there")]

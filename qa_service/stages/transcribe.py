@@ -284,17 +284,23 @@ def unsure_key_words(clip: Sequence[Any], key_words: frozenset[str]) -> bool:
 
 
 def confirm_words(told: Sequence[Any], plain: Sequence[Any]) -> list[Any]:
-    """One clip's words from a decode told the vocabulary, checked against a decode without it: where
-    the two agree, or where the told decode is sure (SURE_WORD) of every word it wrote differently,
-    its words stay; where it is unsure of one, or wrote nothing, the plain decode's words are taken."""
+    """One clip's words from a decode told the vocabulary, checked against a decode without it. Where
+    the two agree, the told decode's words stay; where they differ, the version the recogniser was
+    surer of (mean word probability) is kept, and what only the told decode heard stays only when it
+    was sure of it (SURE_WORD): words it barely believes are what biasing invents."""
     import difflib
+
+    def belief(words: Sequence[Any]) -> float:
+        return sum(w.probability for w in words) / len(words) if words else 0.0
 
     a, b = [_norm(w.word) for w in told], [_norm(w.word) for w in plain]
     out: list[Any] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        mine = told[i1:i2]
-        sure = mine and all(w.probability >= SURE_WORD for w in mine)
-        out += mine if op == "equal" or sure else plain[j1:j2]
+        mine, theirs = told[i1:i2], plain[j1:j2]
+        if op == "equal" or belief(mine) >= max(belief(theirs), SURE_WORD if not theirs else 0.0):
+            out += mine
+        else:
+            out += theirs
     return out
 
 
