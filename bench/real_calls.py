@@ -50,11 +50,13 @@ def default_rubrics() -> dict[str, tuple[Path, Path]]:
 
 def normalise(text: str) -> list[str]:
     """Lower-case words, numbers written out, punctuation and "and" dropped (Whisper writes "$595",
-    references "five hundred and ninety-five dollars" or the other way round)."""
+    references "five hundred and ninety-five dollars" or the other way round). What the redactor
+    replaced ("<PERSON>") becomes "*", which matches any one word: redaction is not a recognition error."""
+    text = re.sub(r"<[A-Z_]+>", " * ", text)
     text = text.lower().replace("%", " percent").replace("$", " ")
     text = re.sub(r"(\d),(\d{3})", r"\1\2", text)
     text = re.sub(r"\d+", lambda m: f" {number_to_words(int(m.group()))} ", text)
-    text = re.sub(r"[^a-z' ]+", " ", text.replace("-", " "))
+    text = re.sub(r"[^a-z'* ]+", " ", text.replace("-", " "))
     return [w.strip("'") for w in text.split() if w.strip("'") and w != "and"]
 
 
@@ -73,7 +75,7 @@ def errors(ref: list[str], hyp: list[str]) -> int:
     for i, r in enumerate(ref, 1):
         prev, row = row, [i] + [0] * len(hyp)
         for j, h in enumerate(hyp, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h and h != "*"))
     return row[-1]
 
 
@@ -83,7 +85,8 @@ def bag_errors(ref: list[str], hyp: list[str]) -> int:
 
     missing = Counter(ref) - Counter(hyp)
     extra = Counter(hyp) - Counter(ref)
-    return max(sum(missing.values()), sum(extra.values()))
+    redacted = extra.pop("*", 0)
+    return max(sum(missing.values()) - redacted, sum(extra.values()))
 
 
 def bare(model, path: Path, batch_size: int = 0) -> tuple[str, float]:

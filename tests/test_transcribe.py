@@ -366,6 +366,23 @@ def test_the_same_conversation_falls_into_the_same_clips_wherever_it_sits():
         shape = relative
 
 
+def test_clips_start_at_the_speech_and_never_overlap():
+    x = np.zeros(10 * SAMPLE_RATE, np.float32)
+    x[int(1.0 * SAMPLE_RATE):int(3.0 * SAMPLE_RATE)] = 0.5  # loud from 1.0 s; the detector said 0.8 s
+    x[int(3.1 * SAMPLE_RATE):int(5.0 * SAMPLE_RATE)] = 0.5  # 0.1 s later, the next clip's speech
+    groups = [_chunks((0.8, 3.0)), _chunks((3.1, 5.2))]
+    (a1, b1), (a2, b2) = transcribe_mod.clip_bounds(x, groups)
+    pad = transcribe_mod.EDGE_PAD_S
+    assert a1 / SAMPLE_RATE == pytest.approx(1.0 - pad) and b1 / SAMPLE_RATE == pytest.approx(3.0 + pad)
+    assert a2 == b1 and b2 / SAMPLE_RATE == pytest.approx(5.0 + pad)
+    # The same speech later in the recording gets the same clip, shifted by as much, though the
+    # detector's edges (steps of 32 ms) fall elsewhere in it.
+    shift = 12345 / SAMPLE_RATE
+    shifted = np.concatenate([np.zeros(12345, np.float32), x])
+    [(c1, d1)] = transcribe_mod.clip_bounds(shifted, [_chunks((0.78 + shift, 3.02 + shift))])
+    assert (c1 - 12345, d1 - 12345) == (a1, b1)
+
+
 def _w(text, p=0.9):
     return SimpleNamespace(word=f" {text}", probability=p)
 

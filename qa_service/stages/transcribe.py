@@ -250,6 +250,17 @@ def clip_groups(chunks: Sequence[dict[str, int]], max_s: float = CLIP_S - 2 * ED
     return out
 
 
+def clip_bounds(samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]]) -> list[tuple[int, int]]:
+    """Each group's clip (clip_edges), none overlapping the one before it: faster-whisper's batched
+    pipeline refuses clips that add up to more than the recording."""
+    bounds: list[tuple[int, int]] = []
+    for group in groups:
+        start, end = clip_edges(samples, group)
+        start = max(start, bounds[-1][1]) if bounds else start
+        bounds.append((start, max(end, start + 1)))
+    return bounds
+
+
 def clip_edges(samples: np.ndarray, group: Sequence[dict[str, int]]) -> tuple[int, int]:
     """Where a clip of speech chunks starts and ends: EDGE_PAD_S before the first sample and after the
     last one that reaches a twentieth of the clip's loud level, searched near the detector's edges.
@@ -388,7 +399,7 @@ class WhisperTranscriber:
         out: list[list[Any]] = []
         for first in range(0, len(groups), CLIPS_AT_ONCE):
             part = groups[first:first + CLIPS_AT_ONCE]
-            bounds = [clip_edges(samples, group) for group in part]
+            bounds = clip_bounds(samples, part)
             segments, info = BatchedInferencePipeline(self.model).transcribe(
                 samples, **{**batched, "language": language}, batch_size=max(1, o.batch_size),
                 clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds],
