@@ -383,35 +383,43 @@ def test_clips_start_at_the_speech_and_never_overlap():
     assert (c1 - 12345, d1 - 12345) == (a1, b1)
 
 
-def _w(text, p=0.9):
-    return SimpleNamespace(word=f" {text}", probability=p)
+def _w(text, p=0.9, at=0.0, length=0.3):
+    return SimpleNamespace(word=f" {text}", probability=p, start=at, end=at + length)
 
 
-def test_unsure_words_of_the_vocabulary_give_way_to_a_decode_without_it():
-    # Heard only with the vocabulary, and barely believed: invented, dropped.
-    told = [_w("thank"), _w("you"), _w("good", 0.001), _w("morning", 0.3), _w("goodbye")]
-    plain = [_w("thank"), _w("you"), _w("goodbye")]
-    assert [w.word for w in transcribe_mod.confirm_words(told, plain)] == [" thank", " you", " goodbye"]
-    # Heard differently without it: the version the recogniser believes more stays.
-    told = [_w("the"), _w("visa", 0.3), _w("fee", 0.2), _w("is")]
-    plain = [_w("for", 0.3), _w("me", 0.2), _w("defeated", 0.1)]
+def _spoken(*words, pace=0.35):
+    """Words one after another, `pace` seconds each."""
+    return [_w(text, p, i * pace, pace) for i, (text, p) in enumerate(words)]
+
+
+def test_what_only_the_vocabulary_made_the_recogniser_write_gives_way():
+    # "good morning, good morning" written into 0.3 s at the end of a clip: faster than speech.
+    told = [*_spoken(("thank", 0.9), ("you", 0.9)), *(_w(t, 0.3, 0.8 + i * 0.05, 0.05) for i, t in
+                                                    enumerate(["good", "morning", "good", "morning"]))]
+    plain = _spoken(("thank", 0.9), ("you", 0.9))
+    assert transcribe_mod.confirm_words(told, plain) == told[:2]
+    # Heard only with the vocabulary, at the pace of speech but barely believed: dropped.
+    told = _spoken(("thank", 0.9), ("you", 0.9), ("good", 0.001), ("morning", 0.3), ("bye", 0.9))
+    plain = [told[0], told[1], told[4]]
+    assert transcribe_mod.confirm_words(told, plain) == plain
+    # Heard differently without it, at the pace of speech: the vocabulary helped on a poor line.
+    told = _spoken(("do", 0.46), ("I", 0.42), ("have", 0.99), ("your", 0.97), ("consent", 0.33))
+    plain = _spoken(("you", 0.23), ("might", 0.96), ("have", 1.0), ("your", 0.99), ("content", 0.46))
     assert transcribe_mod.confirm_words(told, plain) == told
-    told = [_w("welcome"), _w("to"), _w("harbourline", 0.02)]
-    plain = [_w("welcome"), _w("to"), _w("harbour", 0.6), _w("line", 0.4)]
-    assert transcribe_mod.confirm_words(told, plain) == told[:2] + plain[2:]
     # Where the told decode wrote nothing, the plain one's words are kept.
-    told = [_w("hello")]
-    plain = [_w("hello"), _w("there")]
+    told = _spoken(("hello", 0.9))
+    plain = _spoken(("hello", 0.9), ("there", 0.8))
     assert [w.word for w in transcribe_mod.confirm_words(told, plain)] == [" hello", " there"]
 
 
-def test_only_unsure_words_of_the_vocabulary_ask_for_a_second_decode():
+def test_a_decode_with_the_vocabulary_is_doubted_where_it_invents():
     words = transcribe_mod.vocabulary_words(["Good morning", "how can I help", "thank you for calling"])
     assert {"good", "morning", "help", "thank", "calling"} <= words and not {"i", "you", "for"} & words
-    clip = [SimpleNamespace(words=[_w("I", 0.1), _w("help")])]
-    assert not transcribe_mod.unsure_key_words(clip, words)
-    clip = [SimpleNamespace(words=[_w("good", 0.001), _w("day")])]
-    assert transcribe_mod.unsure_key_words(clip, words)
+    # Unsure words of the vocabulary are common on a poor line: only almost unbelieved ones count.
+    assert not transcribe_mod.doubtful([SimpleNamespace(words=_spoken(("I", 0.05), ("help", 0.3)))], words)
+    assert transcribe_mod.doubtful([SimpleNamespace(words=_spoken(("good", 0.001), ("day", 0.9)))], words)
+    fast = [_w(t, 0.9, 1.0 + i * 0.04, 0.04) for i, t in enumerate(["great", "day", "how", "can"])]
+    assert transcribe_mod.doubtful([SimpleNamespace(words=fast)], words)
 
 
 # ---- real transcription (tiny.en) -----------------------------------------------------------

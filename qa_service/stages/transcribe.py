@@ -277,6 +277,10 @@ def clip_edges(samples: np.ndarray, group: Sequence[dict[str, int]]) -> tuple[in
     return max(0, start), min(samples.size, max(end, start + 1))
 
 
+# A word of the vocabulary written with less belief than this, or words faster than MAX_WORDS_PER_S,
+# make a clip's decode doubtful (`doubtful`).
+INVENTED_P = 0.1
+MAX_WORDS_PER_S = 8.0
 _STOP_WORDS = frozenset(
     "a an and are as at be but by do for from have i if in is it me my of on or so that the this to "
     "us was we will with you your".split())
@@ -288,17 +292,27 @@ def vocabulary_words(vocabulary: Sequence[str]) -> frozenset[str]:
     return frozenset(w for w in words if w and w not in _STOP_WORDS)
 
 
-def unsure_key_words(clip: Sequence[Any], key_words: frozenset[str]) -> bool:
-    """Whether a decode wrote one of the vocabulary's words with less than SURE_WORD probability."""
-    return any(w.probability < SURE_WORD and _norm(w.word) in key_words
-               for seg in clip for w in seg.words or ())
+def squeezed(words: Sequence[Any]) -> bool:
+    """Whether words come faster than anyone speaks (MAX_WORDS_PER_S): what a biased decode invents
+    it writes into a fraction of a second ("good morning, good morning, good morning" in 0.34 s)."""
+    return len(words) >= 2 and len(words) > MAX_WORDS_PER_S * max(0.0, words[-1].end - words[0].start)
+
+
+def doubtful(clip: Sequence[Any], key_words: frozenset[str]) -> bool:
+    """Whether a decode told the vocabulary wrote one of its words with almost no belief in it
+    (INVENTED_P), or a run of words faster than speech: then a decode without it is asked."""
+    words = [w for seg in clip for w in seg.words or ()]
+    if any(w.probability < INVENTED_P and _norm(w.word) in key_words for w in words):
+        return True
+    return any(squeezed(words[i:i + 3]) for i in range(len(words) - 2))
 
 
 def confirm_words(told: Sequence[Any], plain: Sequence[Any]) -> list[Any]:
     """One clip's words from a decode told the vocabulary, checked against a decode without it. Where
-    the two agree, the told decode's words stay; where they differ, the version the recogniser was
-    surer of (mean word probability) is kept, and what only the told decode heard stays only when it
-    was sure of it (SURE_WORD): words it barely believes are what biasing invents."""
+    the two agree, or differ in words the told decode wrote at the pace of speech, its words stay
+    (the vocabulary helps on a poor line); what it wrote faster than speech gives way to the plain
+    decode's words, and what only it heard stays only at the pace of speech and with some belief
+    (SURE_WORD / 2 on average)."""
     import difflib
 
     def belief(words: Sequence[Any]) -> float:
@@ -308,10 +322,8 @@ def confirm_words(told: Sequence[Any], plain: Sequence[Any]) -> list[Any]:
     out: list[Any] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         mine, theirs = told[i1:i2], plain[j1:j2]
-        if op == "equal" or belief(mine) >= max(belief(theirs), SURE_WORD if not theirs else 0.0):
-            out += mine
-        else:
-            out += theirs
+        keep = op == "equal" or (mine and not squeezed(mine) and (theirs or belief(mine) >= SURE_WORD / 2))
+        out += mine if keep else theirs
     return out
 
 
@@ -417,23 +429,23 @@ class WhisperTranscriber:
     def _confirm_vocabulary(self, samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]],
                             decoded: list[list[Any]], language: str, vocabulary: Sequence[str]
                             ) -> list[list[Any]]:
-        """Clips where a decode told the vocabulary wrote one of its words with little confidence are
-        decoded again without it; where the two differ, the unsure words give way (confirm_words)."""
+        """Clips whose decode with the vocabulary is doubtful are decoded again without it, and its
+        words checked against that decode (confirm_words)."""
         key_words = vocabulary_words(vocabulary)
-        doubtful = [i for i, clip in enumerate(decoded) if unsure_key_words(clip, key_words)]
-        if not doubtful:
+        unsure = [i for i, clip in enumerate(decoded) if doubtful(clip, key_words)]
+        if not unsure:
             return decoded
-        plain, _ = self._decode_groups(samples, [groups[i] for i in doubtful], self.whisper_options(language))
+        plain, _ = self._decode_groups(samples, [groups[i] for i in unsure], self.whisper_options(language))
         out = list(decoded)
-        for i, again in zip(doubtful, plain, strict=True):
+        for i, again in zip(unsure, plain, strict=True):
             kept = confirm_words([w for seg in decoded[i] for w in seg.words],
                                  [w for seg in again for w in seg.words])
             # Whisper's segment breaks (sentence ends, mostly) stay where the first decode put them.
             breaks = [seg.words[0].start for seg in decoded[i][1:]]
             out[i] = [Decoded(words=list(run))
                       for _, run in groupby(kept, key=lambda w: bisect.bisect_right(breaks, w.start))]
-        log.info("vocabulary words the recogniser was unsure of: %d of %d clips decoded again without it",
-                 len(doubtful), len(decoded))
+        log.info("doubtful decodes with the vocabulary: %d of %d clips decoded again without it",
+                 len(unsure), len(decoded))
         return out
 
     def biased(self, telephone: bool, one_party: bool = False) -> bool:
