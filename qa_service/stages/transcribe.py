@@ -277,53 +277,33 @@ def clip_edges(samples: np.ndarray, group: Sequence[dict[str, int]]) -> tuple[in
     return max(0, start), min(samples.size, max(end, start + 1))
 
 
-# A word of the vocabulary written with less belief than this, or words faster than MAX_WORDS_PER_S,
-# make a clip's decode doubtful (`doubtful`).
-INVENTED_P = 0.1
+# Words written faster than this make a clip's decode with the vocabulary doubtful (`doubtful`).
 MAX_WORDS_PER_S = 8.0
-_STOP_WORDS = frozenset(
-    "a an and are as at be but by do for from have i if in is it me my of on or so that the this to "
-    "us was we will with you your".split())
-
-
-def vocabulary_words(vocabulary: Sequence[str]) -> frozenset[str]:
-    """The words of the vocabulary's phrases that tell them apart (not "the", "you", "is")."""
-    words = (_norm(w) for phrase in vocabulary for w in phrase.split())
-    return frozenset(w for w in words if w and w not in _STOP_WORDS)
-
-
 def squeezed(words: Sequence[Any]) -> bool:
-    """Whether words come faster than anyone speaks (MAX_WORDS_PER_S): what a biased decode invents
-    it writes into a fraction of a second ("good morning, good morning, good morning" in 0.34 s)."""
-    return len(words) >= 2 and len(words) > MAX_WORDS_PER_S * max(0.0, words[-1].end - words[0].start)
+    """Whether three or more words come faster than anyone speaks (MAX_WORDS_PER_S): what a biased
+    decode invents it writes into a fraction of a second ("good morning, good morning, good morning"
+    in 0.34 s)."""
+    return len(words) >= 3 and len(words) > MAX_WORDS_PER_S * max(0.0, words[-1].end - words[0].start)
 
 
-def doubtful(clip: Sequence[Any], key_words: frozenset[str]) -> bool:
-    """Whether a decode told the vocabulary wrote one of its words with almost no belief in it
-    (INVENTED_P), or a run of words faster than speech: then a decode without it is asked."""
+def doubtful(clip: Sequence[Any]) -> bool:
+    """Whether a decode told the vocabulary wrote a run of words faster than speech."""
     words = [w for seg in clip for w in seg.words or ()]
-    if any(w.probability < INVENTED_P and _norm(w.word) in key_words for w in words):
-        return True
     return any(squeezed(words[i:i + 3]) for i in range(len(words) - 2))
 
 
 def confirm_words(told: Sequence[Any], plain: Sequence[Any]) -> list[Any]:
-    """One clip's words from a decode told the vocabulary, checked against a decode without it. Where
-    the two agree, or differ in words the told decode wrote at the pace of speech, its words stay
-    (the vocabulary helps on a poor line); what it wrote faster than speech gives way to the plain
-    decode's words, and what only it heard stays only at the pace of speech and with some belief
-    (SURE_WORD / 2 on average)."""
+    """One clip's words from a decode told the vocabulary, checked against a decode without it: where
+    they differ, the told decode's words stay unless it wrote them faster than speech, and then the
+    plain decode's words are taken. Unsure words are not dropped for being unsure: on a poor line the
+    vocabulary's words are mostly right and mostly unsure (docs/decisions/0004-clips.md)."""
     import difflib
-
-    def belief(words: Sequence[Any]) -> float:
-        return sum(w.probability for w in words) / len(words) if words else 0.0
 
     a, b = [_norm(w.word) for w in told], [_norm(w.word) for w in plain]
     out: list[Any] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         mine, theirs = told[i1:i2], plain[j1:j2]
-        keep = op == "equal" or (mine and not squeezed(mine) and (theirs or belief(mine) >= SURE_WORD / 2))
-        out += mine if keep else theirs
+        out += mine if op == "equal" or (mine and not squeezed(mine)) else theirs
     return out
 
 
@@ -375,7 +355,7 @@ class WhisperTranscriber:
         groups = clip_groups(chunks)
         decoded, language = self._decode_groups(samples, groups, self.whisper_options(None, vocabulary))
         if vocabulary:
-            decoded = self._confirm_vocabulary(samples, groups, decoded, language, vocabulary)
+            decoded = self._confirm_vocabulary(samples, groups, decoded, language)
         raw = [seg for clip in decoded for seg in clip]
         if o.recover_lost_speech:
             raw = self._recover_lost_speech(samples, self.whisper_options(language, vocabulary), raw, chunks)
@@ -427,12 +407,10 @@ class WhisperTranscriber:
         return out, language or "en"
 
     def _confirm_vocabulary(self, samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]],
-                            decoded: list[list[Any]], language: str, vocabulary: Sequence[str]
-                            ) -> list[list[Any]]:
+                            decoded: list[list[Any]], language: str) -> list[list[Any]]:
         """Clips whose decode with the vocabulary is doubtful are decoded again without it, and its
         words checked against that decode (confirm_words)."""
-        key_words = vocabulary_words(vocabulary)
-        unsure = [i for i, clip in enumerate(decoded) if doubtful(clip, key_words)]
+        unsure = [i for i, clip in enumerate(decoded) if doubtful(clip)]
         if not unsure:
             return decoded
         plain, _ = self._decode_groups(samples, [groups[i] for i in unsure], self.whisper_options(language))
