@@ -97,7 +97,7 @@ class DecodeOptions:
 
     beam_size: int = 5
     # No sampling at higher temperatures: its draws depend on what the process decoded before, so the
-    # same audio could give other words in a long-lived worker (docs/decisions/0003-clips.md).
+    # same audio could give other words in a long-lived worker (docs/decisions/0004-clips.md).
     temperature: tuple[float, ...] = (0.0,)
     compression_ratio_threshold: float = 2.4
     log_prob_threshold: float = -1.0
@@ -149,7 +149,7 @@ class DecodeOptions:
     # raised the word keep rate (0.691 -> 0.718, 0.734 -> 0.746) but lowered criteria accuracy
     # (0.903 -> 0.875, 0.750 -> 0.694): weak consonants of key phrases go with the noise.
     denoise: bool = False
-    # Clips decoded at once by faster-whisper's batched pipeline (docs/decisions/0003-clips.md).
+    # Clips decoded at once by faster-whisper's batched pipeline (docs/decisions/0004-clips.md).
     batch_size: int = 4
     # Write numbers as they are spoken ("six hundred and forty dollars", "four one one one") by keeping
     # Whisper from choosing any token with a digit, $ or %. Whisper's own digits are a guess at the
@@ -166,7 +166,7 @@ class DecodeOptions:
     numbers_as_words: bool = True
     # Whisper sometimes ends a clip's decode after a few words: the speech it left without words is
     # decoded again, each lost part on its own, and what it is sure of there is added
-    # (docs/decisions/0003-clips.md).
+    # (docs/decisions/0004-clips.md).
     recover_lost_speech: bool = True
     # Telephone audio has nothing above its band (4 kHz at 8 kHz sampling), which Whisper's small
     # models mishear more on; when the recording has a line noise floor, the recogniser hears it
@@ -279,6 +279,8 @@ def clip_edges(samples: np.ndarray, group: Sequence[dict[str, int]]) -> tuple[in
 
 # Words written faster than this make a clip's decode with the vocabulary doubtful (`doubtful`).
 MAX_WORDS_PER_S = 8.0
+
+
 def squeezed(words: Sequence[Any]) -> bool:
     """Whether three or more words come faster than anyone speaks (MAX_WORDS_PER_S): what a biased
     decode invents it writes into a fraction of a second ("good morning, good morning, good morning"
@@ -320,8 +322,7 @@ class WhisperTranscriber:
     options: DecodeOptions = field(default_factory=DecodeOptions)
     last_language: str | None = None
     last_biased: bool = False  # whether the last channel was decoded with the caller's vocabulary
-    # Seconds of the last channel the voice detector took for speech (None from the batched pipeline,
-    # which runs its own detector and does not say).
+    # Seconds of the last channel the voice detector took for speech (None before the first channel).
     last_voice_s: float | None = None
     block_s: float = BLOCK_S
 
@@ -823,11 +824,6 @@ def block_bounds(samples: np.ndarray, block_s: float = BLOCK_S) -> list[tuple[in
         start = cut
     bounds.append((start, samples.size))
     return bounds
-
-
-def _shifted(segment: Segment, offset: float) -> Segment:
-    words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
-    return replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
 
 
 def vocabulary_text(vocabulary: Sequence[str], max_chars: int = 600) -> str:
