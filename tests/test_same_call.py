@@ -58,7 +58,7 @@ def test_one_conversation_five_times_in_a_recording_has_the_same_violations_each
     at = 0
     for i in range(5):
         # Pauses of different lengths, so no copy starts where another does on the detector's grid.
-        pause = np.zeros(int((4.0 + 0.37 * i) * 16000), np.float32)
+        pause = np.zeros(int((9.0 + 0.37 * i) * 16000), np.float32)
         starts.append((at + pause.size) / 16000)
         copies.append((np.concatenate([pause, left]), np.concatenate([pause, right])))
         at += pause.size + left.size

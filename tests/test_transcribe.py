@@ -337,15 +337,16 @@ def test_speech_is_grouped_into_clips_cut_at_the_longest_pause():
     # 12 + 10 + 10 s of speech: 32 s is more than a clip, and the 2 s pause is the cut, not the 1 s one.
     chunks = _chunks((0, 12), (13, 23), (25, 35))
     assert _seconds(transcribe_mod.clip_groups(chunks)) == [[(0, 12), (13, 23)], [(25, 35)]]
-    # What fits in one clip stays one clip, short pauses and all; a long pause always ends a clip.
-    assert _seconds(transcribe_mod.clip_groups(_chunks((0, 5), (7, 20)))) == [[(0, 5), (7, 20)]]
-    assert _seconds(transcribe_mod.clip_groups(_chunks((0, 5), (8, 20)))) == [[(0, 5)], [(8, 20)]]
+    # What fits in one clip stays one clip, pauses and all (they are left out of what is decoded);
+    # a long pause always ends a clip.
+    assert _seconds(transcribe_mod.clip_groups(_chunks((0, 5), (12, 20)))) == [[(0, 5), (12, 20)]]
+    assert _seconds(transcribe_mod.clip_groups(_chunks((0, 5), (14, 20)))) == [[(0, 5)], [(14, 20)]]
     assert transcribe_mod.clip_groups([]) == []
 
 
 def test_a_clip_is_not_cut_to_a_few_seconds_when_a_pause_leaves_more():
     # The longest pause (2.5 s) would leave 2 s on its own; the cut goes to the longest of those that
-    # leave at least MIN_CLIP_S on both sides (1 s, not 0.5 s).
+    # leave at least MIN_CLIP_S of speech on both sides (1 s, not 0.5 s).
     chunks = _chunks((0, 2), (4.5, 14.5), (15.5, 25.5), (26, 35.5))
     groups = _seconds(transcribe_mod.clip_groups(chunks))
     assert groups == [[(0, 2), (4.5, 14.5)], [(15.5, 25.5), (26, 35.5)]]
@@ -357,7 +358,7 @@ def test_the_same_conversation_falls_into_the_same_clips_wherever_it_sits():
     conversation = [(0, 4), (4.6, 11), (12, 19), (19.4, 27), (29, 33), (33.3, 41), (42, 50)]
     shape = None
     for offset in (0.0, 61.3, 137.9):
-        before = [(offset - 9, offset - 5)] if offset else []  # other speech, ahead of a long pause
+        before = [(offset - 13, offset - 9)] if offset else []  # other speech, ahead of a long pause
         spans = before + [(a + offset, b + offset) for a, b in conversation]
         groups = [g for g in _seconds(transcribe_mod.clip_groups(_chunks(*spans)))
                   if g[0][0] >= offset - 0.01]
@@ -366,12 +367,12 @@ def test_the_same_conversation_falls_into_the_same_clips_wherever_it_sits():
         shape = relative
 
 
-def test_clips_start_at_the_speech_and_never_overlap():
+def test_speech_starts_at_the_loud_samples_and_chunks_never_overlap():
     x = np.zeros(10 * SAMPLE_RATE, np.float32)
     x[int(1.0 * SAMPLE_RATE):int(3.0 * SAMPLE_RATE)] = 0.5  # loud from 1.0 s; the detector said 0.8 s
-    x[int(3.1 * SAMPLE_RATE):int(5.0 * SAMPLE_RATE)] = 0.5  # 0.1 s later, the next clip's speech
-    groups = [_chunks((0.8, 3.0)), _chunks((3.1, 5.2))]
-    (a1, b1), (a2, b2) = transcribe_mod.clip_bounds(x, groups)
+    x[int(3.1 * SAMPLE_RATE):int(5.0 * SAMPLE_RATE)] = 0.5  # 0.1 s later, the next chunk's speech
+    refined = transcribe_mod.refine_chunks(x, _chunks((0.8, 3.0), (3.1, 5.2)))
+    (a1, b1), (a2, b2) = [(c["start"], c["end"]) for c in refined]
     pad = transcribe_mod.EDGE_PAD_S
     assert a1 / SAMPLE_RATE == pytest.approx(1.0 - pad) and b1 / SAMPLE_RATE == pytest.approx(3.0 + pad)
     assert a2 == b1 and b2 / SAMPLE_RATE == pytest.approx(5.0 + pad)
@@ -379,7 +380,8 @@ def test_clips_start_at_the_speech_and_never_overlap():
     # detector's edges (steps of 32 ms) fall elsewhere in it.
     shift = 12345 / SAMPLE_RATE
     shifted = np.concatenate([np.zeros(12345, np.float32), x])
-    [(c1, d1)] = transcribe_mod.clip_bounds(shifted, [_chunks((0.78 + shift, 3.02 + shift))])
+    [c] = transcribe_mod.refine_chunks(shifted, _chunks((0.78 + shift, 3.02 + shift)))
+    c1, d1 = c["start"], c["end"]
     assert (c1 - 12345, d1 - 12345) == (a1, b1)
 
 

@@ -197,16 +197,17 @@ LOST_GAP_S = 1.5
 LOST_PAD_S = 0.5
 
 
-# Speech is decoded in clips of at most this many seconds of speech (Whisper's window), CLIPS_AT_ONCE
-# of them at a time (bounded memory: about 1 MB of features a clip).
+# Speech is decoded in clips of at most this many seconds of speech (Whisper's window; the pauses
+# between the detector's chunks are left out), CLIPS_AT_ONCE of them at a time (bounded memory: about
+# 1 MB of features a clip).
 CLIP_S = 30.0
 CLIPS_AT_ONCE = 16
 # A clip is not cut shorter than this where a pause leaves the choice (Whisper hears a sentence better
 # with its neighbours); a pause of SEPARATE_S or more always ends one.
 MIN_CLIP_S = 8.0
-SEPARATE_S = 3.0
-# A clip runs from EDGE_PAD_S before its first loud sample (EDGE_LEVEL of its loud level, found within
-# EDGE_SEARCH_S of the detector's edge) to EDGE_PAD_S after its last.
+SEPARATE_S = 8.0
+# A chunk of speech runs from EDGE_PAD_S before its first loud sample (EDGE_LEVEL of its loud level,
+# found within EDGE_SEARCH_S of the detector's edge) to EDGE_PAD_S after its last.
 EDGE_PAD_S = 0.2
 EDGE_LEVEL = 0.05
 EDGE_SEARCH_S = 0.5
@@ -221,12 +222,13 @@ class Decoded:
     words: list[Any]
 
 
-def clip_groups(chunks: Sequence[dict[str, int]], max_s: float = CLIP_S - 2 * EDGE_PAD_S,
+def clip_groups(chunks: Sequence[dict[str, int]], max_s: float = CLIP_S,
                 min_s: float = MIN_CLIP_S) -> list[list[dict[str, int]]]:
-    """Speech chunks grouped into clips at most `max_s` seconds long: cut at every pause of SEPARATE_S
-    or more, then, where a stretch runs longer, at the longest pause that leaves at least `min_s` on
-    both sides (any pause when none does). The cuts depend on the pauses inside a stretch of speech,
-    not on where it starts: the same conversation falls into the same clips wherever it sits."""
+    """Speech chunks grouped into clips of at most `max_s` seconds of speech: cut at every pause of
+    SEPARATE_S or more, then, where a stretch holds more speech, at the longest pause that leaves at
+    least `min_s` of speech on both sides (any pause when none does). The cuts depend on the pauses
+    inside a stretch of speech, not on where it starts: the same conversation falls into the same
+    clips wherever it sits in a recording."""
     out: list[list[dict[str, int]]] = []
     todo: list[list[dict[str, int]]] = []
     for chunk in chunks:
@@ -237,35 +239,34 @@ def clip_groups(chunks: Sequence[dict[str, int]], max_s: float = CLIP_S - 2 * ED
     todo.reverse()  # taken from the end: the earliest first
     while todo:
         part = todo.pop()
-        first, last = part[0]["start"], part[-1]["end"]
-        if len(part) == 1 or last - first <= max_s * SAMPLE_RATE:
+        sizes = np.array([c["end"] - c["start"] for c in part]) / SAMPLE_RATE
+        if len(part) == 1 or sizes.sum() <= max_s:
             out.append(part)
             continue
-        before = np.array([c["end"] - first for c in part[:-1]]) / SAMPLE_RATE
-        after = np.array([last - c["start"] for c in part[1:]]) / SAMPLE_RATE
+        before = np.cumsum(sizes)[:-1]
         gaps = np.array([b["start"] - a["end"] for a, b in zip(part, part[1:], strict=False)], float)
-        balanced = (before >= min_s) & (after >= min_s)
+        balanced = (before >= min_s) & (sizes.sum() - before >= min_s)
         cut = int(np.argmax(np.where(balanced, gaps, -1.0))) if balanced.any() else int(np.argmax(gaps))
         todo += [part[cut + 1:], part[:cut + 1]]  # the earlier half is taken first
     return out
 
 
-def clip_bounds(samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]]) -> list[tuple[int, int]]:
-    """Each group's clip (clip_edges), none overlapping the one before it: faster-whisper's batched
-    pipeline refuses clips that add up to more than the recording."""
-    bounds: list[tuple[int, int]] = []
-    for group in groups:
-        start, end = clip_edges(samples, group)
-        start = max(start, bounds[-1][1]) if bounds else start
-        bounds.append((start, max(end, start + 1)))
-    return bounds
+def refine_chunks(samples: np.ndarray, chunks: Sequence[dict[str, int]]) -> list[dict[str, int]]:
+    """Each chunk of speech from its first loud sample to its last (clip_edges), none overlapping the
+    one before it: the same speech gives the same chunk wherever it sits in a recording."""
+    out: list[dict[str, int]] = []
+    for chunk in chunks:
+        start, end = clip_edges(samples, [chunk])
+        start = max(start, out[-1]["end"]) if out else start
+        out.append({"start": start, "end": max(end, start + 1)})
+    return out
 
 
 def clip_edges(samples: np.ndarray, group: Sequence[dict[str, int]]) -> tuple[int, int]:
-    """Where a clip of speech chunks starts and ends: EDGE_PAD_S before the first sample and after the
-    last one that reaches a twentieth of the clip's loud level, searched near the detector's edges.
-    The detector decides in steps of 32 ms, and Whisper may hear a clip that starts a few
-    milliseconds later differently: this makes a clip start at the same place in the same speech."""
+    """Where speech chunks start and end: EDGE_PAD_S before the first sample and after the last one
+    that reaches a twentieth of their loud level, searched near the detector's edges. The detector
+    decides in steps of 32 ms, and Whisper may hear speech that starts a few milliseconds later
+    differently: this makes a chunk start at the same place in the same speech."""
     a, b = group[0]["start"], group[-1]["end"]
     level = np.abs(samples[a:b])
     loud = level >= EDGE_LEVEL * float(np.percentile(level, 99)) if level.size else level
@@ -277,8 +278,9 @@ def clip_edges(samples: np.ndarray, group: Sequence[dict[str, int]]) -> tuple[in
     return max(0, start), min(samples.size, max(end, start + 1))
 
 
-# Words written faster than this make a clip's decode with the vocabulary doubtful (`doubtful`).
-MAX_WORDS_PER_S = 8.0
+# Words written faster than this (three or more) make a decode with the vocabulary doubtful (`doubtful`):
+# what it invents it writes at 25-30 words a second, people speak 2-6.
+MAX_WORDS_PER_S = 15.0
 
 
 def squeezed(words: Sequence[Any]) -> bool:
@@ -367,23 +369,25 @@ class WhisperTranscriber:
         return split_at(words_to_segments(raw, pause_split_s=o.pause_split_s), silences)
 
     def speech_chunks(self, samples: np.ndarray) -> list[dict[str, int]]:
-        """The voice detector's speech as sample ranges, none longer than CLIP_S. It runs on blocks of
-        about BLOCK_S cut in the quietest moment near each boundary, which keeps its memory bounded."""
+        """The voice detector's speech as sample ranges (refine_chunks), none longer than CLIP_S. It runs
+        on blocks of about BLOCK_S cut in the quietest moment near each boundary, which keeps its memory
+        bounded."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-        options = VadOptions(**self.vad_parameters(), max_speech_duration_s=CLIP_S)
+        options = VadOptions(**self.vad_parameters(), max_speech_duration_s=CLIP_S - 4 * EDGE_PAD_S)
         chunks: list[dict[str, int]] = []
         for start, stop in block_bounds(samples, self.block_s):
             chunks += [{"start": c["start"] + start, "end": c["end"] + start}
                        for c in get_speech_timestamps(samples[start:stop], options)]
-        return chunks
+        return refine_chunks(samples, chunks)
 
     def _decode_groups(self, samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]],
                        kwargs: dict[str, Any]) -> tuple[list[list[Any]], str]:
-        """Decode each group of speech chunks as one clip (clip_edges), `batch_size` clips at a time;
-        returns each clip's Whisper segments on the channel's clock, and the language (detected on the
-        first clips when `kwargs` names none)."""
+        """Decode each group of speech chunks as one clip (its chunks joined without the pauses between
+        them), `batch_size` clips at a time; returns each clip's Whisper segments on the channel's
+        clock, and the language (detected on the first clips when `kwargs` names none)."""
         from faster_whisper import BatchedInferencePipeline
+        from faster_whisper.transcribe import restore_speech_timestamps
 
         o = self.options
         language = kwargs.get("language")
@@ -392,17 +396,25 @@ class WhisperTranscriber:
         out: list[list[Any]] = []
         for first in range(0, len(groups), CLIPS_AT_ONCE):
             part = groups[first:first + CLIPS_AT_ONCE]
-            bounds = clip_bounds(samples, part)
+            chunks = [c for group in part for c in group]
+            audio = np.concatenate([samples[c["start"]:c["end"]] for c in chunks])
+            starts, at = [], 0
+            for group in part:
+                starts.append(at)
+                at += sum(c["end"] - c["start"] for c in group)
+            ends = [*starts[1:], at]
             segments, info = BatchedInferencePipeline(self.model).transcribe(
-                samples, **{**batched, "language": language}, batch_size=max(1, o.batch_size),
-                clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds],
+                audio, **{**batched, "language": language}, batch_size=max(1, o.batch_size),
+                clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE}
+                                 for a, b in zip(starts, ends, strict=True)],
                 without_timestamps=False)
-            clips: list[list[Any]] = [[] for _ in part]
+            segments = [seg for seg in segments if seg.words]
             # A segment's `seek` is its clip's start in frames, cut down to a whole frame.
-            starts = [a / SAMPLE_RATE for a, _ in bounds]
-            for seg in segments:
-                if seg.words:
-                    clips[max(0, bisect.bisect_right(starts, seg.seek * frame + frame) - 1)].append(seg)
+            seconds = [a / SAMPLE_RATE for a in starts]
+            which = [max(0, bisect.bisect_right(seconds, seg.seek * frame + frame) - 1) for seg in segments]
+            clips: list[list[Any]] = [[] for _ in part]
+            for i, seg in zip(which, restore_speech_timestamps(segments, chunks, SAMPLE_RATE), strict=True):
+                clips[i].append(seg)
             out += clips
             language = language or info.language
         return out, language or "en"
@@ -464,8 +476,11 @@ class WhisperTranscriber:
         if lost < LOST_SPEECH_S:
             return raw
         pad = int(LOST_PAD_S * SAMPLE_RATE)
-        parts = [{"start": max(0, round(a * SAMPLE_RATE) - pad),
-                  "end": min(samples.size, round(b * SAMPLE_RATE) + pad)} for a, b in lost_parts]
+        parts: list[dict[str, int]] = []
+        for a, b in lost_parts:
+            start = max(0, round(a * SAMPLE_RATE) - pad, parts[-1]["end"] if parts else 0)
+            end = min(samples.size, round(b * SAMPLE_RATE) + pad)
+            parts.append({"start": start, "end": max(start + 1, end)})
         decoded = self._decode_groups(samples, [[p] for p in parts], kwargs)[0]
         # What it hears there counts when it is sure of it: a lost part may be noise the detector took
         # for speech, and Whisper invents words in noise.
