@@ -56,13 +56,15 @@ class Codec:
 CODECS = [
     Codec("wav", "pcm_s16le", "wav", ".wav", note="the render itself, the reference"),
     Codec("flac", "flac", "flac", ".flac", note="lossless: the same samples, a check that runs repeat"),
-    Codec("mp3-128k", "libmp3lame", "mp3", ".mp3", bit_rate=128_000),
-    Codec("mp3-32k", "libmp3lame", "mp3", ".mp3", bit_rate=32_000),
-    Codec("aac-m4a-64k", "aac", "ipod", ".m4a", bit_rate=64_000),
-    Codec("opus-24k", "libopus", "ogg", ".opus", bit_rate=24_000, options={"application": "voip"}),
+    Codec("mp3-128k", "libmp3lame", "mp3", ".mp3", bit_rate=128_000,
+          note="LAME CBR; at 8 kHz LAME caps it at 64 kbit/s"),
+    Codec("mp3-32k", "libmp3lame", "mp3", ".mp3", bit_rate=32_000, note="LAME CBR, joint stereo"),
+    Codec("aac-m4a-64k", "aac", "ipod", ".m4a", bit_rate=64_000, note="FFmpeg's AAC-LC in M4A"),
+    Codec("opus-24k", "libopus", "ogg", ".opus", bit_rate=24_000, options={"application": "voip"},
+          note="VBR, voip mode, both channels in one stream"),
     Codec("mulaw-8k", "pcm_mulaw", "wav", ".wav", rate=8000, note="G.711 mu-law, 8 kHz, both channels"),
     Codec("alaw-8k", "pcm_alaw", "wav", ".wav", rate=8000, note="G.711 A-law, 8 kHz, both channels"),
-    Codec("gsm-8k", "libgsm", "wav", ".wav", rate=8000, note="GSM 06.10"),
+    Codec("gsm-8k", "libgsm", "wav", ".wav", rate=8000, note="GSM 06.10, 8 kHz"),
 ]
 QUICK_CALLS = 2
 QUICK_CODECS = ("wav", "mp3-32k", "opus-24k", "mulaw-8k")
@@ -143,6 +145,23 @@ def criteria(card: dict[str, Any]) -> dict[str, bool]:
     return {c["id"]: bool(c["passed"]) for c in card.get("criteria", [])}
 
 
+def said(card: dict[str, Any], start: float, end: float, speaker: str | None) -> str:
+    """What the card's transcript has for that speaker around that time."""
+    return " / ".join(seg["text"] for seg in card.get("transcript", [])
+                      if seg["end"] >= start - 1 and seg["start"] <= end + 1
+                      and (speaker is None or seg.get("speaker") == speaker)) or "(nothing)"
+
+
+def evidence(passed: dict[str, Any], failed: dict[str, Any], cid: str) -> str:
+    """The words that passed a criterion on one card, and what the other card heard there."""
+    item = next((c for c in passed.get("criteria", []) if c["id"] == cid), {})
+    found = (item.get("evidence") or [{}])[0]
+    if "start" not in found:
+        return ""
+    return (f"\n      passed on {found['text']!r}"
+            f"\n      failed on {said(failed, found['start'], found['end'], found.get('speaker'))!r}")
+
+
 def compare(cards: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]],
             truths: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Agreement of one codec's cards with the reference cards, and accuracy against the truth."""
@@ -162,11 +181,20 @@ def compare(cards: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any
             if got.get(cid) == ref_crit.get(cid):
                 crit_same += 1
             else:
-                flips.append(f"{name} {cid}: wav {ref_crit.get(cid)} -> {got.get(cid)} (truth {want[cid]})")
+                why = evidence(ref, card, cid) if ref_crit.get(cid) else evidence(card, ref, cid)
+                flips.append(f"{name} {cid}: wav {ref_crit.get(cid)} -> {got.get(cid)} "
+                             f"(truth {want[cid]}){why}")
         verdict_same += bool(card.get("passed")) == bool(ref.get("passed"))
         if violations(card) != violations(ref):
             flips.append(f"{name} violations: wav {sorted(violations(ref))} -> {sorted(violations(card))} "
                          f"(truth {sorted(truths[name]['expect'].get('violations', []))})")
+            for flagged, other in ((ref, card), (card, ref)):
+                for v in flagged.get("violations", []):
+                    if ({v["id"], f"outdated:{v.get('policy_id')}"} & violations(other)) or "start" not in v:
+                        continue
+                    where = "wav" if flagged is ref else "this codec"
+                    flips.append(f"  {v['id']} flagged by {where} on {v['text']!r}; the other heard "
+                                 f"{said(other, v['start'], v['end'], v.get('speaker'))!r}")
         else:
             viol_same += 1
     calls = sum(name in reference for name in cards)
@@ -194,6 +222,8 @@ def main() -> int:
                         help=f"the first {QUICK_CALLS} calls and {', '.join(QUICK_CODECS)} only")
     parser.add_argument("--out", type=Path, help="write every scorecard to OUT/CODEC/NAME.scorecard.json")
     parser.add_argument("--json", action="store_true", help="print the results as JSON after the table")
+    parser.add_argument("--cards", type=Path, help="compare the scorecards an earlier --out run wrote to "
+                        "CARDS/CODEC/ instead of encoding and scoring again (no bit rates or timings)")
     args = parser.parse_args()
 
     truths = {t.name.removesuffix(".truth.json"): json.loads(t.read_text())
@@ -211,16 +241,31 @@ def main() -> int:
     if not names:
         parser.error(f"no NAME.stereo.wav with NAME.truth.json in {args.renders}")
 
+    cards: dict[str, dict[str, dict[str, Any]]] = {c.name: {} for c in codecs}
+    stats: dict[str, dict[str, float]] = {c.name: {"bytes": 0, "seconds": 0, "cpu_s": 0, "wall_s": 0}
+                                          for c in codecs}
+    skipped = {c.name: reason for c in codecs if (reason := writable(c))}
+    if args.cards:
+        for codec in codecs:
+            for name in names:
+                path = args.cards / codec.name / f"{name}.scorecard.json"
+                if path.is_file():
+                    cards[codec.name][name] = json.loads(path.read_text())
+    else:
+        score_encodings(args, names, codecs, truths, cards, stats, skipped)
+    print_table(args, names, codecs, truths, cards, stats, skipped)
+    return 0
+
+
+def score_encodings(args: argparse.Namespace, names: list[str], codecs: list[Codec], truths: dict[str, Any],
+                    cards: dict[str, dict[str, Any]], stats: dict[str, dict[str, float]],
+                    skipped: dict[str, str]) -> None:
+    """Encode every call in every codec and score it; fills cards and stats."""
     settings = Settings()
     started = time.perf_counter()
     engines = load_engines(settings)
     rubric, policies = load_rubric(args.rubric), load_policy_pack(args.policies)
     print(f"models loaded in {time.perf_counter() - started:.1f} s ({settings.asr_model})", file=sys.stderr)
-
-    cards: dict[str, dict[str, dict[str, Any]]] = {c.name: {} for c in codecs}
-    stats: dict[str, dict[str, float]] = {c.name: {"bytes": 0, "seconds": 0, "cpu_s": 0, "wall_s": 0}
-                                          for c in codecs}
-    skipped = {c.name: reason for c in codecs if (reason := writable(c))}
     with tempfile.TemporaryDirectory(prefix="codecs-") as tmp:
         for name in names:
             x, rate = read_wav(args.renders / f"{name}.stereo.wav")
@@ -247,6 +292,12 @@ def main() -> int:
                 print(f"{name} {codec.name:12s} {path.stat().st_size / 1024:7.0f} KiB  {wall:5.1f} s  "
                       f"passed={card.get('passed')}", file=sys.stderr)
 
+
+
+def print_table(args: argparse.Namespace, names: list[str], codecs: list[Codec], truths: dict[str, Any],
+                cards: dict[str, dict[str, Any]], stats: dict[str, dict[str, float]],
+                skipped: dict[str, str]) -> None:
+    """One row per codec, then every verdict that differs from the WAV scorecard's."""
     results: dict[str, Any] = {}
     header = (f"{'codec':12s} {'kbit/s':>7s} {'criterion':>9s} {'verdict':>8s} {'violation':>9s} "
               f"{'criteria':>8s} {'s/call':>7s}  note")
@@ -255,26 +306,27 @@ def main() -> int:
     print(f"{'':12s} {'':>7s} {'agree':>9s} {'agree':>8s} {'agree':>9s} {'accuracy':>8s}")
     print(header)
     for codec in codecs:
-        if codec.name in skipped:
+        if codec.name in skipped or not cards[codec.name]:
+            skipped.setdefault(codec.name, "no scorecards")
             print(f"{codec.name:12s} {'-':>7s} {'-':>9s} {'-':>8s} {'-':>9s} {'-':>8s} {'-':>7s}  "
                   f"not written: {skipped[codec.name]}")
             results[codec.name] = {"skipped": skipped[codec.name]}
             continue
         r = compare(cards[codec.name], cards["wav"], truths)
         s = stats[codec.name]
-        kbits = 8 * s["bytes"] / s["seconds"] / 1000
-        per_call = s["wall_s"] / len(cards[codec.name])
-        print(f"{codec.name:12s} {kbits:7.1f} {pct(r['criterion_agreement']):>9s} "
+        n = len(cards[codec.name])
+        kbits = round(8 * s["bytes"] / s["seconds"] / 1000, 1) if s["seconds"] else None
+        per_call = round(s["wall_s"] / n, 1) if s["seconds"] else None
+        print(f"{codec.name:12s} {kbits or '-':>7} {pct(r['criterion_agreement']):>9s} "
               f"{pct(r['verdict_agreement']):>8s} {pct(r['violation_agreement']):>9s} "
-              f"{pct(r['criteria_accuracy']):>8s} {per_call:7.1f}  {codec.note}")
-        results[codec.name] = {**r, "kbit_s": round(kbits, 1), "wall_s_per_call": round(per_call, 1),
-                               "cpu_s_per_call": round(s["cpu_s"] / len(cards[codec.name]), 1)}
+              f"{pct(r['criteria_accuracy']):>8s} {per_call or '-':>7}  {codec.note}")
+        results[codec.name] = {**r, "kbit_s": kbits, "wall_s_per_call": per_call,
+                               "cpu_s_per_call": round(s["cpu_s"] / n, 1) if s["seconds"] else None}
     for codec_name, r in results.items():
         for flip in r.get("flips", []):
             print(f"  {codec_name}: {flip}")
     if args.json:
         print(json.dumps(results, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
