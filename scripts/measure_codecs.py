@@ -9,6 +9,8 @@ runs the service's pipeline on the original and on every encoding, and prints on
   criterion agreement  share of (call, criterion) verdicts equal to those of the WAV scorecard
   verdict agreement    share of calls whose pass/fail equals the WAV scorecard's
   violation agreement  share of calls whose set of violations equals the WAV scorecard's
+  flagged agreement    the same, a violation counted when the card lists it under to_check (for a
+                       reviewer to listen to) as well
   criteria accuracy    share of (call, criterion) verdicts equal to the truth (judge.py's measure)
 
 With --out, every scorecard is written to DIR/CODEC/NAME.scorecard.json, for judge.py and for
@@ -133,11 +135,11 @@ def encode(x: np.ndarray, rate: int, codec: Codec, path: Path) -> None:
             out.mux(packet)
 
 
-def violations(card: dict[str, Any]) -> set[str]:
-    """The card's violations as judge.py names them."""
+def violations(card: dict[str, Any], fields: tuple[str, ...] = ("violations",)) -> set[str]:
+    """The card's violations (or other lists of the same shape) as judge.py names them."""
     return {f"outdated:{v.get('policy_id') or v['id']}"
             if v.get("kind") == "outdated_policy" or v.get("policy_id") else v["id"]
-            for v in card.get("violations", [])}
+            for f in fields for v in card.get(f, [])}
 
 
 def criteria(card: dict[str, Any]) -> dict[str, bool]:
@@ -165,7 +167,7 @@ def evidence(passed: dict[str, Any], failed: dict[str, Any], cid: str) -> str:
 def compare(cards: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]],
             truths: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Agreement of one codec's cards with the reference cards, and accuracy against the truth."""
-    crit_same = crit_n = verdict_same = viol_same = truth_ok = truth_n = 0
+    crit_same = crit_n = verdict_same = viol_same = flag_same = truth_ok = truth_n = 0
     flips: list[str] = []
     for name, card in cards.items():
         want = truths[name]["expect"]["criteria"]
@@ -185,6 +187,8 @@ def compare(cards: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any
                 flips.append(f"{name} {cid}: wav {ref_crit.get(cid)} -> {got.get(cid)} "
                              f"(truth {want[cid]}){why}")
         verdict_same += bool(card.get("passed")) == bool(ref.get("passed"))
+        both = ("violations", "to_check")
+        flag_same += violations(card, both) == violations(ref, both)
         if violations(card) != violations(ref):
             flips.append(f"{name} violations: wav {sorted(violations(ref))} -> {sorted(violations(card))} "
                          f"(truth {sorted(truths[name]['expect'].get('violations', []))})")
@@ -201,6 +205,7 @@ def compare(cards: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any
     return {"criterion_agreement": crit_same / crit_n if crit_n else None,
             "verdict_agreement": verdict_same / calls if calls else None,
             "violation_agreement": viol_same / calls if calls else None,
+            "flagged_agreement": flag_same / calls if calls else None,
             "criteria_accuracy": truth_ok / truth_n if truth_n else None,
             "flips": flips}
 
@@ -300,15 +305,15 @@ def print_table(args: argparse.Namespace, names: list[str], codecs: list[Codec],
     """One row per codec, then every verdict that differs from the WAV scorecard's."""
     results: dict[str, Any] = {}
     header = (f"{'codec':12s} {'kbit/s':>7s} {'criterion':>9s} {'verdict':>8s} {'violation':>9s} "
-              f"{'criteria':>8s} {'s/call':>7s}  note")
+              f"{'flagged':>8s} {'criteria':>8s} {'s/call':>7s}  note")
     print(f"{len(names)} calls from {args.renders}; agreement with the WAV scorecards, "
           "accuracy against the truth")
-    print(f"{'':12s} {'':>7s} {'agree':>9s} {'agree':>8s} {'agree':>9s} {'accuracy':>8s}")
+    print(f"{'':12s} {'':>7s} {'agree':>9s} {'agree':>8s} {'agree':>9s} {'agree':>8s} {'accuracy':>8s}")
     print(header)
     for codec in codecs:
         if codec.name in skipped or not cards[codec.name]:
             skipped.setdefault(codec.name, "no scorecards")
-            print(f"{codec.name:12s} {'-':>7s} {'-':>9s} {'-':>8s} {'-':>9s} {'-':>8s} {'-':>7s}  "
+            print(f"{codec.name:12s} {'-':>7s} {'-':>9s} {'-':>8s} {'-':>9s} {'-':>8s} {'-':>8s} {'-':>7s}  "
                   f"not written: {skipped[codec.name]}")
             results[codec.name] = {"skipped": skipped[codec.name]}
             continue
@@ -319,6 +324,7 @@ def print_table(args: argparse.Namespace, names: list[str], codecs: list[Codec],
         per_call = round(s["wall_s"] / n, 1) if s["seconds"] else None
         print(f"{codec.name:12s} {kbits or '-':>7} {pct(r['criterion_agreement']):>9s} "
               f"{pct(r['verdict_agreement']):>8s} {pct(r['violation_agreement']):>9s} "
+              f"{pct(r['flagged_agreement']):>8s} "
               f"{pct(r['criteria_accuracy']):>8s} {per_call or '-':>7}  {codec.note}")
         results[codec.name] = {**r, "kbit_s": kbits, "wall_s_per_call": per_call,
                                "cpu_s_per_call": round(s["cpu_s"] / n, 1) if s["seconds"] else None}
