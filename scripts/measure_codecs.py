@@ -53,6 +53,7 @@ class Codec:
     bit_rate: int | None = None
     options: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    dither_lsb: float = 0.0  # triangular noise added before writing, in 16-bit steps (controls only)
 
 
 CODECS = [
@@ -67,6 +68,13 @@ CODECS = [
     Codec("mulaw-8k", "pcm_mulaw", "wav", ".wav", rate=8000, note="G.711 mu-law, 8 kHz, both channels"),
     Codec("alaw-8k", "pcm_alaw", "wav", ".wav", rate=8000, note="G.711 A-law, 8 kHz, both channels"),
     Codec("gsm-8k", "libgsm", "wav", ".wav", rate=8000, note="GSM 06.10, 8 kHz"),
+]
+# Not codecs: controls that tell a codec's own loss from any change at all to the samples (dither)
+# and, for G.711, from the 8 kHz band limit (plain 16-bit PCM at 8 kHz). Run them with --codecs.
+CONTROLS = [
+    Codec("wav-dither", "pcm_s16le", "wav", ".wav", dither_lsb=1.0,
+          note="control: the render plus 1 LSB of triangular dither"),
+    Codec("pcm-8k", "pcm_s16le", "wav", ".wav", rate=8000, note="control: 16-bit PCM at 8 kHz"),
 ]
 QUICK_CALLS = 2
 QUICK_CODECS = ("wav", "mp3-32k", "opus-24k", "mulaw-8k")
@@ -110,6 +118,9 @@ def encode(x: np.ndarray, rate: int, codec: Codec, path: Path) -> None:
     layout = "stereo" if x.shape[0] == 2 else "mono"
     rate_out = codec.rate or rate
     x = resample(x, rate, rate_out)
+    if codec.dither_lsb:
+        noise = np.random.default_rng(0)
+        x = x + (noise.random(x.shape) - noise.random(x.shape)).astype(np.float32) * codec.dither_lsb / 32768
     with av.open(str(path), "w", format=codec.container) as out:
         stream = out.add_stream(codec.encoder, rate=rate_out, layout=layout, options=codec.options)
         if codec.bit_rate:
@@ -221,8 +232,9 @@ def main() -> int:
     parser.add_argument("renders", type=Path, help="folder with NAME.stereo.wav and NAME.truth.json")
     parser.add_argument("--rubric", type=Path, default=EVAL / "rubrics" / "visa-intake.yaml")
     parser.add_argument("--policies", type=Path, default=EVAL / "policies" / "freedonia.yaml")
-    parser.add_argument("--codecs", help="comma-separated codec names (default: all): "
-                        + ",".join(c.name for c in CODECS))
+    parser.add_argument("--codecs", help="comma-separated codec names (default: all codecs): "
+                        + ",".join(c.name for c in CODECS) + "; controls: "
+                        + ",".join(c.name for c in CONTROLS))
     parser.add_argument("--quick", action="store_true",
                         help=f"the first {QUICK_CALLS} calls and {', '.join(QUICK_CODECS)} only")
     parser.add_argument("--out", type=Path, help="write every scorecard to OUT/CODEC/NAME.scorecard.json")
@@ -237,12 +249,12 @@ def main() -> int:
     wanted = args.codecs.split(",") if args.codecs else [c.name for c in CODECS]
     if args.quick:
         names, wanted = names[:QUICK_CALLS], [w for w in wanted if w in QUICK_CODECS]
-    unknown = set(wanted) - {c.name for c in CODECS}
+    unknown = set(wanted) - {c.name for c in CODECS + CONTROLS}
     if unknown:
         parser.error(f"unknown codecs: {', '.join(sorted(unknown))}")
     if "wav" not in wanted:
         wanted.insert(0, "wav")  # the reference every other row is compared with
-    codecs = [c for c in CODECS if c.name in wanted]
+    codecs = [c for c in CODECS + CONTROLS if c.name in wanted]
     if not names:
         parser.error(f"no NAME.stereo.wav with NAME.truth.json in {args.renders}")
 
