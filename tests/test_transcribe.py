@@ -265,14 +265,15 @@ def _heard(*spans: tuple[float, ...]) -> list[SimpleNamespace]:
         ([(0.0, 4.0), (10.0, 12.0)], [(0.5, 2.0), (2.1, 3.5)], 2.0),  # the second stretch got no word
         ([(0.0, 4.0), (10.0, 12.0)], [], 6.0),
         ([(0.0, 8.0)], [(0.5, 2.0), (6.0, 7.5)], 3.4),  # a turn lost inside a stretch: 2.3 to 5.7 s
-        ([(0.0, 8.0)], [(0.5, 2.0), (3.5, 7.5)], 0.0),  # a pause of 1.5 s between words is no loss
+        ([(0.0, 8.0)], [(0.5, 2.0), (3.5, 5.5), (5.6, 7.5)], 0.0),  # a pause of 1.5 s is no loss
         ([(10.0, 12.0)], [(12.2, 12.6)], 1.9),  # a word just after the stretch covers its end only
         ([(10.0, 11.0)], [(11.2, 11.6)], 0.0),  # and a short stretch whole
         ([(10.0, 12.0)], [(12.5, 13.0)], 2.0),
-        ([(10.0, 11.0)], [(5.0, 9.8)], 0.0),  # a long word reaching into it
+        ([(10.0, 11.0)], [(8.5, 9.8)], 0.0),  # a long word reaching into it
+        ([(10.0, 11.0)], [(5.0, 10.8)], 1.0),  # a "word" of 5.8 s covers what it was stretched over
         ([(10.0, 12.0)], [(5.0, 9.0), (30.0, 31.0)], 2.0),
         ([(10.0, 12.0)], [(9.0, 13.0, "-")], 2.0),  # a dash stretched over speech the recogniser lost
-        ([(10.0, 12.0)], [(9.0, 13.0, "dé-jà")], 0.0),
+        ([(10.0, 11.0)], [(9.0, 10.8, "dé-jà")], 0.0),
     ],
 )
 def test_speech_without_words_is_measured(speech, words, lost):

@@ -193,6 +193,8 @@ class DecodeOptions:
 LOST_SPEECH_S = 1.5
 # Inside speech the recogniser wrote words in, a gap without words this long is speech it lost.
 LOST_GAP_S = 1.5
+# No word is spoken for longer than this: a longer one covers speech the recogniser lost.
+LONGEST_WORD_S = 2.0
 # A lost part is decoded again with this much of the audio either side of it.
 LOST_PAD_S = 0.5
 
@@ -359,7 +361,8 @@ class WhisperTranscriber:
         decoded, language = self._decode_groups(samples, groups, self.whisper_options(None, vocabulary))
         if vocabulary:
             decoded = self._confirm_vocabulary(samples, groups, decoded, language)
-        raw = [seg for clip in decoded for seg in clip]
+        # A loop ("-one -one -one ...") is cut before it can pass for the speech it was stretched over.
+        raw = [Decoded(words=_drop_repeats(list(seg.words))) for clip in decoded for seg in clip]
         if o.recover_lost_speech:
             raw = self._recover_lost_speech(samples, self.whisper_options(language, vocabulary), raw, chunks)
         self.last_language = language
@@ -792,8 +795,10 @@ def unheard(speech: Sequence[tuple[float, float]], segments: Sequence[Any], slac
     """The parts of detected speech with no recognised word within `slack` of them: whole stretches,
     and gaps of at least `min_gap_s` inside a stretch that has words elsewhere (the voice detector joins
     speech across short pauses, so one stretch may hold a turn Whisper heard and one it lost). A "word"
-    of punctuation only, which recognisers stretch over speech they lost, hears nothing."""
-    words = sorted((w.start, w.end) for s in segments for w in (s.words or ())
+    of punctuation only, which recognisers stretch over speech they lost, hears nothing, and a word
+    covers at most its first LONGEST_WORD_S ("four-one-one-one-one" stretched over the rest of a clip
+    Whisper stopped hearing)."""
+    words = sorted((w.start, min(w.end, w.start + LONGEST_WORD_S)) for s in segments for w in (s.words or ())
                    if _LETTER_OR_DIGIT.search(w.word))
     starts = [w[0] for w in words]
     out = []
@@ -873,11 +878,12 @@ def _norm(text: str) -> str:
     return re.sub(r"[^\w']", "", text.lower())
 
 
-def _drop_repeats(words: list[Word]) -> list[Word]:
-    """Cut runs like "1, 1, 1, 1, 1, 1" down to MAX_REPEATS copies; real speech rarely repeats more."""
+def _drop_repeats(words: list[Any]) -> list[Any]:
+    """Cut runs like "1, 1, 1, 1, 1, 1" down to MAX_REPEATS copies; real speech rarely repeats more.
+    Words are ours (`text`) or faster-whisper's (`word`)."""
     if len(words) <= MAX_REPEATS:
         return words
-    keys = [_norm(w.text) for w in words]
+    keys = [_norm(str(getattr(w, "text", None) or getattr(w, "word", ""))) for w in words]
     keep = [True] * len(words)
     for n in range(1, _LOOP_NGRAM + 1):
         i = 0
