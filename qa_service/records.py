@@ -109,6 +109,14 @@ class CriterionResult:
     evidence: tuple[Evidence, ...] = ()
     applicable: bool = True
     reason: str = ""
+    auto_fail: bool = False  # failing it fails the call, whatever the score
+    # The recogniser's mean confidence in the deciding words and how closely they followed the phrase
+    # (1.0: word for word); None when no words decided (nothing like the phrase was heard).
+    confidence: float | None = None
+    match: float | None = None
+    # Why this verdict may be wrong (a near match where the recogniser was unsure, an uncertain
+    # criterion it must follow); empty when the evidence is firm.
+    doubt: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,9 @@ class Violation:
     detail: str
     auto_fail: bool = False
     policy_id: str | None = None
+    confidence: float | None = None
+    match: float | None = None
+    doubt: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,9 +141,15 @@ class ScoreResult:
     auto_fail: bool
     passed: bool
     sections: dict[str, dict[str, float]] = field(default_factory=dict)
-    # Outdated-policy mentions resting on a number the recogniser was unsure of: shown for a person to
-    # check, never counted as violations.
+    # What a person should listen to: outdated-policy mentions resting on a number the recogniser was
+    # unsure of, prohibited phrases and outdated values nearly heard. Counted only once a reviewer
+    # confirms them.
     to_check: tuple[Violation, ...] = ()
+    # A FAIL that rests on weak evidence: it would be a PASS if the doubtful verdicts went the other
+    # way. Such a verdict waits for a reviewer; the reasons say what to check.
+    provisional: bool = False
+    provisional_reasons: tuple[str, ...] = ()
+    pass_mark: float | None = None  # the rubric's, so the scorecard can be re-totalled on its own
 
 
 @dataclass(frozen=True)
@@ -205,7 +222,8 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
         "criteria": [
             {"id": c.id, "title": c.title, "section": c.section, "passed": c.passed,
              "applicable": c.applicable, "points": c.points, "max_points": c.max_points,
-             "reason": c.reason, "evidence": [_evidence(e) for e in c.evidence]}
+             "auto_fail": c.auto_fail, "reason": c.reason, **_certainty(c.confidence, c.match, c.doubt),
+             "evidence": [_evidence(e) for e in c.evidence]}
             for c in r.criteria
         ],
         "violations": [_violation(v) for v in r.violations],
@@ -214,12 +232,21 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
         "score": round(r.score, 2),
         "auto_fail": r.auto_fail,
         "passed": r.passed,
+        **({"pass_mark": r.pass_mark} if r.pass_mark is not None else {}),
+        "provisional": r.provisional,
+        "provisional_reasons": list(r.provisional_reasons),
     }
 
 
 def _violation(v: Violation) -> dict[str, Any]:
     return {"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "title": v.title,
-            "auto_fail": v.auto_fail, "detail": v.detail, **_evidence(v.evidence)}
+            "auto_fail": v.auto_fail, "detail": v.detail, **_certainty(v.confidence, v.match, v.doubt),
+            **_evidence(v.evidence)}
+
+
+def _certainty(confidence: float | None, match: float | None, doubt: str) -> dict[str, Any]:
+    return {"confidence": None if confidence is None else round(confidence, 3),
+            "match": None if match is None else round(match, 3), "doubt": doubt}
 
 
 def mean_word_probability(segments: Iterable[Segment]) -> float | None:

@@ -1,10 +1,12 @@
 """Human review of scorecards, as pure functions: reviewed verdicts on top of automatic ones, and sampling.
 
-A reviewer overrides a criterion (`override_pass`, `override_fail`) or dismisses a violation
-(`dismiss`), always with a reason; `restore` returns a target to its automatic verdict. Reviews
-never change the automatic `score` / `passed`: `apply_reviews` adds a `review` section with the
-reviewed verdict of each reviewed target, its history, and a recomputed `reviewed_score` and
-`reviewed_passed`.
+A reviewer overrides a criterion (`override_pass`, `override_fail`), dismisses a violation
+(`dismiss`), confirms or dismisses an item listed to check (`confirm`, `dismiss`: a confirmed one
+counts as a violation), or confirms a provisional verdict (target `verdict`, id `verdict`), always
+with a reason; `restore` returns a target to its automatic verdict. Reviews never change the
+automatic `score` / `passed`: `apply_reviews` adds a `review` section with the reviewed verdict of
+each reviewed target, its history, the violations as reviewed, and a recomputed `reviewed_score`,
+`reviewed_passed` and `reviewed_provisional`.
 
 Sampling: a deterministic share of each agent's calls per ISO week is marked for review (the hash
 of the call id within agent and week decides, so every process and every rerun agrees), plus every
@@ -23,14 +25,18 @@ from typing import Any, Literal
 
 import yaml
 
-TargetKind = Literal["criterion", "violation"]
-Action = Literal["override_pass", "override_fail", "dismiss", "restore"]
+TargetKind = Literal["criterion", "violation", "to_check", "verdict"]
+Action = Literal["override_pass", "override_fail", "dismiss", "confirm", "restore"]
 
-TARGET_KINDS: tuple[str, ...] = ("criterion", "violation")
+TARGET_KINDS: tuple[str, ...] = ("criterion", "violation", "to_check", "verdict")
 ACTIONS: dict[str, tuple[str, ...]] = {
     "criterion": ("override_pass", "override_fail", "restore"),
     "violation": ("dismiss", "restore"),
+    "to_check": ("confirm", "dismiss", "restore"),
+    "verdict": ("confirm", "restore"),
 }
+VERDICT_ID = "verdict"
+_LISTS = {"criterion": "criteria", "violation": "violations", "to_check": "to_check"}
 # The longest reason a review keeps, whether it comes through the API or the call page's form.
 MAX_REASON_CHARS = 2000
 DEFAULT_SHARE = 0.10
@@ -79,9 +85,11 @@ def check_review(target_kind: str, action: str, reason: str) -> None:
 
 
 def has_target(card: dict[str, Any], target_kind: str, target_id: str) -> bool:
-    """Whether the scorecard has a criterion (or a violation) with this id."""
-    key = "criteria" if target_kind == "criterion" else "violations"
-    return any(str(item.get("id")) == target_id for item in card.get(key) or [])
+    """Whether the scorecard has a criterion, violation or item to check with this id (or, for the
+    verdict, whether the id is "verdict")."""
+    if target_kind == "verdict":
+        return target_id == VERDICT_ID
+    return any(str(item.get("id")) == target_id for item in card.get(_LISTS[target_kind]) or [])
 
 
 def rubric_terms(yaml_text: str) -> tuple[float | None, frozenset[str]]:
@@ -101,10 +109,17 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
     """The scorecard with a `review` section: reviewed verdicts, their history, reviewed score and verdict.
 
     The automatic fields are left as they are. Reviews of targets that are not on this scorecard
-    (a rescore removed a violation) are kept in `review.stale`. Without a pass mark the reviewed
-    verdict can only keep the automatic one when nothing changed, so it is None otherwise.
+    (a rescore removed a violation) are kept in `review.stale`. The pass mark and the auto-fail
+    criteria come from the arguments, else from the scorecard itself; without a pass mark the
+    reviewed verdict can only keep the automatic one when nothing changed, so it is None otherwise.
+    A provisional verdict stays provisional until a reviewer confirms it or rules on one of the
+    criteria or violations that made it so.
     """
     out = copy.deepcopy(card)
+    if pass_mark is None and isinstance(card.get("pass_mark"), int | float):
+        pass_mark = float(card["pass_mark"])
+    auto_fail_criteria = set(auto_fail_criteria) | {str(c.get("id")) for c in card.get("criteria") or []
+                                                    if c.get("auto_fail")}
     ordered = sorted(reviews, key=lambda r: (r.created_at, r.id))
     history: dict[tuple[str, str], list[Review]] = {}
     for r in ordered:
@@ -112,12 +127,16 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
 
     criteria = out.get("criteria") or []
     violations = out.get("violations") or []
+    to_check = out.get("to_check") or []
     on_card = {("criterion", str(c.get("id"))) for c in criteria} | \
-              {("violation", str(v.get("id"))) for v in violations}
+              {("violation", str(v.get("id"))) for v in violations} | \
+              {("to_check", str(v.get("id"))) for v in to_check} | {("verdict", VERDICT_ID)}
 
     items: list[dict[str, Any]] = []
     reviewed_passes: dict[str, bool] = {}
     dismissed: set[str] = set()
+    confirmed: set[str] = set()
+    verdict_confirmed = False
     for (kind, target_id), rows in history.items():
         if (kind, target_id) not in on_card:
             continue
@@ -128,11 +147,20 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
             if last.action != "restore":
                 reviewed_passes[target_id] = reviewed
             automatic_verdict, reviewed_verdict = _word(auto), _word(reviewed)
-        else:
+        elif kind == "violation":
             automatic_verdict = "violation"
             reviewed_verdict = "dismissed" if last.action == "dismiss" else "violation"
             if last.action == "dismiss":
                 dismissed.add(target_id)
+        elif kind == "to_check":
+            automatic_verdict = "to check"
+            reviewed_verdict = {"confirm": "violation", "dismiss": "dismissed"}.get(last.action, "to check")
+            if last.action == "confirm":
+                confirmed.add(target_id)
+        else:
+            automatic_verdict = "provisional" if card.get("provisional") else _word(bool(card.get("passed")))
+            verdict_confirmed = last.action == "confirm"
+            reviewed_verdict = "confirmed" if verdict_confirmed else automatic_verdict
         items.append({
             "target": kind, "id": target_id, "automatic": automatic_verdict, "reviewed": reviewed_verdict,
             "action": last.action, "reason": last.reason,
@@ -141,18 +169,25 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
             "history": [_step(r) for r in rows],
         })
 
-    score, auto_fail = _rescore(criteria, violations, reviewed_passes, dismissed, set(auto_fail_criteria))
-    changed = bool(reviewed_passes or dismissed)
+    counted = [v for v in violations if str(v.get("id")) not in dismissed] + \
+              [v for v in to_check if str(v.get("id")) in confirmed]
+    score, auto_fail = _rescore(criteria, counted, reviewed_passes, set(auto_fail_criteria))
+    changed = bool(reviewed_passes or dismissed or confirmed)
     if pass_mark is not None:
         passed: bool | None = score >= pass_mark - 1e-9 and not auto_fail
     else:
         passed = bool(card.get("passed")) if not changed else None
+    doubted = {str(r).split(":", 1)[0] for r in card.get("provisional_reasons") or []}
+    resolved = verdict_confirmed or bool(doubted & (set(reviewed_passes) | dismissed))
     out["review"] = {
         "reviewed": bool(items),
         "items": items,
+        "violations": [{"id": v.get("id"), "kind": v.get("kind"), "policy_id": v.get("policy_id"),
+                        "auto_fail": bool(v.get("auto_fail"))} for v in counted],
         "reviewed_score": round(score, 2) if changed else card.get("score"),
         "reviewed_auto_fail": auto_fail if changed else bool(card.get("auto_fail")),
         "reviewed_passed": passed,
+        "reviewed_provisional": bool(card.get("provisional")) and not resolved and passed is False,
         "stale": [_step(r) | {"target": k, "id": i} for (k, i), rows in history.items()
                   if (k, i) not in on_card for r in rows],
     }
@@ -170,9 +205,9 @@ def _step(r: Review) -> dict[str, Any]:
 
 
 def _rescore(criteria: Sequence[dict[str, Any]], violations: Sequence[dict[str, Any]],
-             passes: dict[str, bool], dismissed: set[str],
-             auto_fail_criteria: set[str]) -> tuple[float, bool]:
-    """Score and auto-fail as scoring defines them, with reviewed verdicts in place of automatic ones."""
+             passes: dict[str, bool], auto_fail_criteria: set[str]) -> tuple[float, bool]:
+    """Score and auto-fail as scoring defines them, with reviewed verdicts in place of automatic ones
+    (`violations`: those that count after review)."""
     available = earned = 0.0
     auto_fail = False
     for c in criteria:
@@ -190,7 +225,7 @@ def _rescore(criteria: Sequence[dict[str, Any]], violations: Sequence[dict[str, 
             earned += points
             if not passed and cid in auto_fail_criteria:
                 auto_fail = True
-    if any(v.get("auto_fail") and str(v.get("id")) not in dismissed for v in violations):
+    if any(v.get("auto_fail") for v in violations):
         auto_fail = True
     score = 100.0 * earned / available if available > 0 else 100.0
     return score, auto_fail

@@ -242,8 +242,10 @@ def _join_compounds(words: list[str], found: list[tuple[int, int, float, str | N
         tuple[int, int, float, str | None]]:
     """Join what a recogniser splits: "three hundred and eighty" written as "300 and 80" is 380.
 
-    Only a round hundred or thousand followed (after an optional "and") by a smaller whole number
-    than its last place is joined, so "300 and 80" becomes 380 but "300 and 400" stays two numbers.
+    Only a round hundred or thousand followed by a smaller whole number than its last place is joined,
+    so "300 and 80" becomes 380 but "300 and 400" stays two numbers. Between them may stand one "and",
+    the commas and dashes a recogniser writes at a pause, and hesitations: "five hundred, and uh,
+    ninety five" is 595.
     """
     out: list[tuple[int, int, float, str | None]] = []
     for item in found:
@@ -252,12 +254,21 @@ def _join_compounds(words: list[str], found: list[tuple[int, int, float, str | N
             start, end, value, unit = item
             gap = words[p_end:start]
             place = 1000 if p_value % 1000 == 0 else 100
-            if (p_value >= 100 and p_value % 100 == 0 and gap in ([], ["and"]) and value == int(value)
+            if (p_value >= 100 and p_value % 100 == 0 and _joins(gap) and value == int(value)
                     and 0 < value < place and p_unit is None):
                 out[-1] = (p_start, end, p_value + value, unit)
                 continue
         out.append(item)
     return out
+
+
+# What may stand between the parts of one number said with a pause: "five hundred, and uh, ninety five".
+_PAUSE_MARKS = frozenset({",", "-", "--", "...", "…", "uh", "um", "er", "erm", "ah", "hmm"})
+
+
+def _joins(gap: Sequence[str]) -> bool:
+    """Whether the words between two parts of a number still join them (at most one "and", pauses)."""
+    return len(gap) <= 4 and gap.count("and") <= 1 and all(w == "and" or w in _PAUSE_MARKS for w in gap)
 
 
 _SMALL = [*UNITS.keys()][:1] + [k for k in UNITS if k not in ("zero", "oh")] + list(TEENS)

@@ -483,3 +483,89 @@ def test_review_forms_from_other_sites_or_without_token_are_refused(api, headers
     other = form_token(signed_in_client(api, "qa").get(f"/calls/{call_id}").text)
     assert qa.post(f"/calls/{call_id}/reviews", data={**form, "csrf": other}).status_code == 403
     assert api.client.get(f"/v1/calls/{call_id}/reviews", headers=api.h()).json() == []
+
+
+NEARLY = {"id": "promises_result", "kind": "prohibited", "policy_id": None, "title": "Promises a result",
+          "auto_fail": True,
+          "detail": 'nearly heard, "approval" unclear (confidence 0.21): promises a result',
+          "start": 0.0, "end": 2.0, "speaker": "agent", "text": "we guarantee a pearl", "segments": [0]}
+PASSING = {"score": 100.0, "passed": True, "auto_fail": False, "violations": [],
+           "criteria": [{**c, "passed": True, "points": c["max_points"]} for c in API_CARD["criteria"]]}
+
+
+def agent_line(api) -> dict:
+    body = api.client.get("/v1/agents?from=2026-10-01&to=2026-10-31", headers=api.h("supervisor")).json()
+    return next(a for a in body["agents"] if a["agent_id"] == "agent-mira")
+
+
+def test_a_confirmed_item_to_check_counts_as_a_violation_in_the_verdict_and_aggregates(api):
+    call_id = scored(api, **PASSING, to_check=[NEARLY])
+    before = agent_line(api)
+    assert (before["pass_rate"], before["auto_fails"], before["violations"]["prohibited"]) == (1.0, 0, 0)
+    assert post(api, call_id, target="to_check", id="no_such_item", action="confirm").status_code == 404
+    wrong = post(api, call_id, target="to_check", id="promises_result", action="override_pass")
+    assert wrong.status_code == 422
+
+    r = post(api, call_id, target="to_check", id="promises_result", action="confirm",
+             reason="listened: the agent promised approval")
+    assert r.status_code == 201
+    assert (r.json()["result"]["reviewed_passed"], r.json()["result"]["reviewed_auto_fail"]) == (False, True)
+    card = api.client.get(f"/v1/calls/{call_id}/scorecard/reviewed", headers=api.h()).json()
+    assert [v["id"] for v in card["review"]["violations"]] == ["promises_result"]
+    item = card["review"]["items"][0]
+    assert (item["target"], item["automatic"], item["reviewed"]) == ("to_check", "to check", "violation")
+    after = agent_line(api)
+    assert (after["pass_rate"], after["auto_fails"], after["violations"]["prohibited"]) == (0.0, 1, 1)
+
+    post(api, call_id, target="to_check", id="promises_result", action="dismiss", reason="said 'no promise'")
+    dismissed = agent_line(api)
+    assert (dismissed["pass_rate"], dismissed["auto_fails"]) == (1.0, 0)
+    assert dismissed["violations"]["prohibited"] == 0
+
+
+def test_a_provisional_fail_waits_for_a_reviewer_and_is_marked_in_aggregates(api):
+    reason = "promises_result: the recogniser was unsure of these words (confidence 0.31)"
+    failing = {**PASSING, "passed": False, "auto_fail": True, "violations": API_CARD["violations"]}
+    call_id = scored(api, **failing, provisional=True, provisional_reasons=[reason])
+    firm = scored(api)
+    queued = {c["call_id"]: c for c in api.client.get("/v1/review-queue", headers=api.h()).json()["calls"]}
+    assert queued[call_id]["why"] == "provisional" and queued[call_id]["provisional"] is True
+    assert queued[firm]["why"] == "auto_fail" and queued[firm]["provisional"] is False
+    assert agent_line(api)["provisional"] == 1
+    summary = api.client.get("/v1/agents/agent-mira/summary?from=2026-10-01&to=2026-10-31",
+                             headers=api.h("supervisor"))
+    assert summary.status_code == 200 and summary.json()["aggregate"]["provisional_count"] == 1
+
+    r = post(api, call_id, target="verdict", id="verdict", action="confirm", reason="listened: he said it")
+    assert r.status_code == 201 and r.json()["result"]["reviewed_provisional"] is False
+    assert r.json()["result"]["reviewed_passed"] is False
+    assert agent_line(api)["provisional"] == 0
+    assert post(api, firm, target="verdict", id="the verdict", action="confirm").status_code == 404
+
+
+def test_items_to_check_and_a_provisional_verdict_are_reviewed_from_the_call_page(api):
+    from tests.test_web import form_token
+
+    reason = "promises_result: the recogniser was unsure of these words (confidence 0.31)"
+    failing = {**PASSING, "passed": False, "auto_fail": True, "violations": API_CARD["violations"]}
+    call_id = scored(api, **failing, provisional=True, provisional_reasons=[reason],
+                     to_check=[{**NEARLY, "id": "pressure"}])
+    qa = signed_in_client(api, "qa")
+    page = qa.get(f"/calls/{call_id}").text
+    assert 'id="provisional"' in page and "Provisional verdict." in page and reason in page
+    assert 'data-check="0"' in page and "auto-fail if confirmed" in page and "nearly heard" in page
+
+    form = {"target": "to_check", "id": "pressure", "action": "confirm", "reason": "heard it at 0:01",
+            "csrf": form_token(page)}
+    r = qa.post(f"/calls/{call_id}/reviews", data=form, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/calls/{call_id}#to-check"
+    page = qa.get(f"/calls/{call_id}").text
+    assert 'data-review="to_check-pressure"' in page and "heard it at 0:01" in page
+    assert 'id="provisional"' in page  # confirming another item does not settle the verdict
+
+    form = {"target": "verdict", "id": "verdict", "action": "confirm", "reason": "listened: it was said",
+            "csrf": form_token(page)}
+    assert qa.post(f"/calls/{call_id}/reviews", data=form, follow_redirects=False).headers["location"] == \
+        f"/calls/{call_id}#verdict"
+    page = qa.get(f"/calls/{call_id}").text
+    assert 'id="provisional"' not in page and "has been reviewed" in page

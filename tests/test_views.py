@@ -378,7 +378,7 @@ def test_agents_endpoint(api):
     assert body["from"] == "2026-11-01"
     a = {x["agent_id"]: x for x in body["agents"]}["agent-a"]
     assert a == {"agent_id": "agent-a", "calls": 4, "mean_score": 75.0, "pass_rate": 0.5, "auto_fails": 1,
-                 "violations": {"prohibited": 1, "outdated_policy": 2}}
+                 "provisional": 0, "violations": {"prohibited": 1, "outdated_policy": 2}}
 
 
 def test_agent_summary_endpoint(api):

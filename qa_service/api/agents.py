@@ -83,13 +83,15 @@ class AgentOut(BaseModel):
     mean_score: float | None
     pass_rate: float | None = Field(description="Share of calls that passed, 0..1")
     auto_fails: int
+    provisional: int = Field(0, description="FAILs resting on weak evidence that wait for a reviewer")
     violations: ViolationCounts
 
     @classmethod
     def of(cls, agent_id: str, t: Totals) -> AgentOut:
         """An agent's line from its totals."""
         return cls(agent_id=agent_id, calls=t.count, mean_score=t.mean_score, pass_rate=t.pass_rate,
-                   auto_fails=t.auto_fail_count, violations=ViolationCounts(**_known_kinds(t.violations)))
+                   auto_fails=t.auto_fail_count, provisional=t.provisional_count,
+                   violations=ViolationCounts(**_known_kinds(t.violations)))
 
 
 class AgentList(BaseModel):
@@ -105,6 +107,7 @@ class AggregateOut(BaseModel):
     mean_score: float | None
     pass_rate: float | None
     auto_fail_count: int
+    provisional_count: int = Field(0, description="FAILs resting on weak evidence that wait for a reviewer")
     violations: ViolationCounts
 
 
@@ -199,6 +202,7 @@ class AgentSummaryOut(BaseModel):
                    rubric_id=r.filters.rubric_id,
                    aggregate=AggregateOut(count=t.count, mean_score=t.mean_score, pass_rate=t.pass_rate,
                                           auto_fail_count=t.auto_fail_count,
+                                          provisional_count=t.provisional_count,
                                           violations=ViolationCounts(**_known_kinds(t.violations))),
                    trend=[WeekOut.of(w) for w in r.trend], criteria=[CriterionOut.of(c) for c in r.criteria],
                    page=r.calls.page, page_size=r.calls.page_size, total=r.calls.total, pages=r.calls.pages,

@@ -58,10 +58,13 @@ class BadReview(InputError):
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target: Literal["criterion", "violation"]
-    id: str = Field(min_length=1, max_length=100, description="The criterion's or violation's id")
-    action: Literal["override_pass", "override_fail", "dismiss", "restore"] = Field(
-        description="criterion: override_pass, override_fail, restore; violation: dismiss, restore")
+    target: Literal["criterion", "violation", "to_check", "verdict"]
+    id: str = Field(min_length=1, max_length=100,
+                    description='Id of the criterion, violation or item to check; "verdict" for the verdict')
+    action: Literal["override_pass", "override_fail", "dismiss", "confirm", "restore"] = Field(
+        description="criterion: override_pass, override_fail, restore; violation: dismiss, restore; "
+                    "to_check: confirm (it counts as a violation), dismiss, restore; "
+                    "verdict: confirm (a provisional verdict becomes final), restore")
     reason: str = Field(max_length=MAX_REASON_CHARS, description="Why; required")
 
 
@@ -94,12 +97,15 @@ def add_review(repo: Repository, key: StoredKey, call_id: str, target: str, targ
         raise BadReview(str(exc)) from None
     stored = repo.get_scorecard(call_id)
     if not has_target(stored.data, target, target_id):
-        raise NotFound(f"the call's scorecard has no {target} {target_id!r}")
+        what = {"to_check": "item to check"}.get(target, target)
+        raise NotFound(f"the call's scorecard has no {what} {target_id!r}")
     review = store.add_review(_engine(repo), Review(
         call_id=stored.call_id, scorecard_version=stored.version, target_kind=target,  # type: ignore[arg-type]
         target_id=target_id, action=action, reason=reason.strip(),  # type: ignore[arg-type]
         reviewer_key_id=key.id, reviewer_name=key.name, created_at=datetime.now(UTC)))
-    return review, reviewed_card(repo, stored)
+    card = reviewed_card(repo, stored)
+    store.set_reviewed(_engine(repo), stored.call_id, stored.version, card["review"])
+    return review, card
 
 
 @router.post("/v1/calls/{call_id}/reviews", status_code=201)
@@ -130,18 +136,21 @@ def review_queue(
     date_to: Annotated[date | None, Query(alias="to", description="Last call date, inclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
-    """Calls marked for review and not reviewed yet: every auto-fail, every call with items to check
-    (outdated figures the recogniser was unsure of), plus each agent's weekly sample."""
+    """Calls marked for review and not reviewed yet: every provisional verdict, every auto-fail, every
+    call with items to check (phrases and figures nearly heard), plus each agent's weekly sample."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
     share = request.app.state.review_share
     calls = []
     for c in store.queue_candidates(_engine(repo), agent_id, date_from, date_to):
-        if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share, to_check=c.to_check > 0):
-            why = "auto_fail" if c.auto_fail else "to_check" if c.to_check else "sampled"
+        if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
+                        to_check=c.to_check > 0 or c.provisional):
+            why = "provisional" if c.provisional else "auto_fail" if c.auto_fail else \
+                "to_check" if c.to_check else "sampled"
             calls.append({"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
                           "scorecard_version": c.version, "score": c.score, "passed": c.passed,
-                          "auto_fail": c.auto_fail, "to_check": c.to_check, "why": why})
+                          "auto_fail": c.auto_fail, "provisional": c.provisional, "to_check": c.to_check,
+                          "why": why})
             if len(calls) >= limit:
                 break
     return {"share": share, "count": len(calls), "calls": calls}

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
@@ -327,26 +327,40 @@ def token_equal(t: NTok, p: NTok) -> bool:
 
 @dataclass(frozen=True)
 class Hit:
-    """Where a label matched: utterance index and doc token span [start, end)."""
+    """Where a label matched: utterance index and doc token span [start, end).
+
+    `match` says how closely the words followed the phrase (1.0: each word as written; a word heard
+    with a small slip counts 0.8, a misheard word 0); `slip` is the doc token of the misheard word,
+    if one was stepped over, and `slip_for` the phrase word it stood for.
+    """
 
     label: str
     utterance: int
     start: int
     end: int
+    match: float = 1.0
+    slip: int | None = None
+    slip_for: str = ""
+
+
+# How a phrase is matched: "strict" (prohibited items, obsolete terms: a slip must not turn into an
+# accusation), "lenient" (what an agent should say: one misheard word in a longer phrase passes) or
+# "near" (any one word of a phrase of three or more misheard: what a reviewer should listen to).
+Mode = Literal["strict", "lenient", "near"]
 
 
 class PhraseSet:
     """Labelled phrases matched in one pass over an utterance's normalised tokens.
 
-    A phrase is strict (prohibited items, obsolete terms: a slip must not turn into an accusation) or
-    lenient (what an agent should say: one misheard word in a phrase of four or more words is allowed).
+    Each phrase comes with its `Mode`; `True` and `False` stand for "lenient" and "strict".
     """
 
-    def __init__(self, phrases: Iterable[tuple[str, str, bool]], nlp: NLP, lemma: Lemmatizer) -> None:
-        self._phrases: list[tuple[str, tuple[NTok, ...], bool]] = []
+    def __init__(self, phrases: Iterable[tuple[str, str, bool | Mode]], nlp: NLP, lemma: Lemmatizer) -> None:
+        self._phrases: list[tuple[str, tuple[NTok, ...], Mode]] = []
         by_first: dict[str, list[int]] = defaultdict(list)
         by_second: dict[str, list[int]] = defaultdict(list)
-        for label, text, lenient in phrases:
+        for label, text, how in phrases:
+            mode: Mode = ("lenient" if how else "strict") if isinstance(how, bool) else how
             words = [w.text for w in tokenize(nlp, text)]
             toks = tuple(t for t in _written_codes(words, normalise(words, lemma)) if not t.punct)
             # Leading fillers ("just to recap", "so, to summarise") are no more required than the fillers
@@ -356,9 +370,9 @@ class PhraseSet:
             if not toks:
                 continue
             idx = len(self._phrases)
-            self._phrases.append((label, toks, lenient))
+            self._phrases.append((label, toks, mode))
             by_first[toks[0].norm].append(idx)
-            if lenient and len(toks) >= 3:
+            if mode != "strict" and len(toks) >= 3:
                 by_second[toks[1].norm].append(idx)
         self._first = _Index(by_first, self._phrases, 0)
         self._second = _Index(by_second, self._phrases, 1)
@@ -373,31 +387,60 @@ class PhraseSet:
             if t.punct:
                 continue
             for idx in self._first.lookup(toks, i):
-                label, ptoks, lenient = self._phrases[idx]
-                end = _match(toks, i, ptoks, 0, 0, lenient)
+                label, ptoks, mode = self._phrases[idx]
+                end = _match(toks, i, ptoks, 0, 0, mode)
                 if end is not None:
-                    hits.append(Hit(label, utterance, t.start, toks[end - 1].end))
+                    hits.append(_hit(label, utterance, toks, i, end, ptoks))
             prev = toks[i - 1] if i > 0 else None
             for idx in self._second.lookup(toks, i):
-                label, ptoks, lenient = self._phrases[idx]
-                if prev is not None and not prev.punct and _slip_ok(prev, ptoks[0], 0, len(ptoks), lenient):
-                    start = prev.start  # the first word misheard: "in there anything else" for "is there ..."
+                label, ptoks, mode = self._phrases[idx]
+                if prev is not None and not prev.punct and _slip_ok(prev, ptoks[0], 0, len(ptoks), mode):
+                    first = i - 1  # the first word misheard: "in there anything else" for "is there ..."
                 elif ptoks[0].norm in AUXILIARIES and len(ptoks) >= 4:
                     # or not heard: recognisers drop an unstressed "do" or "is". Not in shorter phrases:
                     # "do you consent" would pass for "you can send it to us".
-                    start = t.start
+                    first = i
                 else:
                     continue
-                end = _match(toks, i, ptoks, 1, 0, lenient, True)
+                end = _match(toks, i, ptoks, 1, 0, mode, True)
                 if end is not None:
-                    hits.append(Hit(label, utterance, start, toks[end - 1].end))
+                    hits.append(_hit(label, utterance, toks, first, end, ptoks))
         return hits
+
+
+def _hit(label: str, utterance: int, toks: Sequence[NTok], first: int, end: int,
+         ptoks: Sequence[NTok]) -> Hit:
+    """A hit over toks[first:end], with how closely its words followed the phrase."""
+    words = [t for t in toks[first:end] if not t.punct and not t.filler]
+    taken: set[int] = set()
+    total = 0.0
+    for p in ptoks:
+        best, at = 0.0, -1
+        for k, t in enumerate(words):
+            if k in taken:
+                continue
+            same = t.norm == p.norm or t.low == p.low or (t.number is not None and t.number == p.number)
+            close = token_equal(t, p) or (p.low.startswith(t.low) and len(t.low) >= 3)
+            score = 1.0 if same else 0.8 if close else 0.0
+            if score > best:
+                best, at = score, k
+        if at >= 0:
+            taken.add(at)
+        total += best
+    slip, slip_for = None, ""
+    unmatched = [k for k in range(len(words)) if k not in taken]
+    if unmatched and total < len(ptoks):
+        slip = words[unmatched[0]].start
+        heard = {words[k].low for k in taken}
+        slip_for = next((p.low for p in ptoks if p.low not in heard), "")
+    match = round(total / len(ptoks), 3)
+    return Hit(label, utterance, toks[first].start, toks[end - 1].end, match, slip, slip_for)
 
 
 class _Index:
     """Phrases by the normalised form of their k-th token, with a cache of which transcript words hit."""
 
-    def __init__(self, by_norm: dict[str, list[int]], phrases: Sequence[tuple[str, tuple[NTok, ...], bool]],
+    def __init__(self, by_norm: dict[str, list[int]], phrases: Sequence[tuple[str, tuple[NTok, ...], Mode]],
                  k: int) -> None:
         self._by_norm = by_norm
         self._phrases = phrases
@@ -470,20 +513,22 @@ FUNCTION_WORDS = frozenset({"a", "an", "the", "of", "on", "in", "at", "to", "for
                             "me"})
 
 
-def _slip_ok(t: NTok, p: NTok, j: int, m: int, lenient: bool) -> bool:
+def _slip_ok(t: NTok, p: NTok, j: int, m: int, mode: Mode) -> bool:
     """Whether transcript token t may stand for phrase token p (position j of m) as one misheard word."""
     if t.number is not None or p.number is not None or not t.low.isalpha() or t.punct:
         return False
     if t.low in NEGATIONS or t.norm in NEGATIONS or p.low in NEGATIONS or p.norm in NEGATIONS:
         return False  # a slip must never add or remove a negation
     function = p.low in FUNCTION_WORDS and len(t.low) <= 4
-    if lenient:
-        return (m >= 3 and function) or (m >= 4 and _alike(t.low, p.low))
+    if mode == "near":
+        return m >= 3
+    if mode == "lenient":
+        return (m >= 3 and function) or (m >= 4 and alike(t.low, p.low))
     return m >= 4 and 0 < j < m - 1 and function
 
 
 @lru_cache(maxsize=100_000)
-def _alike(a: str, b: str) -> bool:
+def alike(a: str, b: str) -> bool:
     """Whether a misheard content word still sounds like the one meant.
 
     "rules" heard as "room", "help" as "tell", "thing" for "anything" are; "wrong" for "else" is not,
@@ -493,7 +538,7 @@ def _alike(a: str, b: str) -> bool:
         or (min(len(a), len(b)) >= 4 and (a in b or b in a))
 
 
-def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped: int, lenient: bool,
+def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped: int, mode: Mode,
            slipped: bool = False) -> int | None:
     """End (exclusive, in toks) of a match of ptoks[j:] starting at toks[i], or None.
 
@@ -509,38 +554,38 @@ def _match(toks: Sequence[NTok], i: int, ptoks: Sequence[NTok], j: int, skipped:
     t = toks[i]
     p = ptoks[j]
     if token_equal(t, p):
-        end = _match(toks, i + 1, ptoks, j + 1, skipped, lenient, slipped)
+        end = _match(toks, i + 1, ptoks, j + 1, skipped, mode, slipped)
         if end is not None:
             return end
     if p.code is not None and (spelled := code_end(toks, i, p.code)) is not None:
-        end = _match(toks, spelled, ptoks, j + 1, skipped, lenient, slipped)
+        end = _match(toks, spelled, ptoks, j + 1, skipped, mode, slipped)
         if end is not None:
             return end
-    if not slipped and _slip_ok(t, p, j, len(ptoks), lenient):
-        end = _match(toks, i + 1, ptoks, j + 1, skipped, lenient, True)
+    if not slipped and _slip_ok(t, p, j, len(ptoks), mode):
+        end = _match(toks, i + 1, ptoks, j + 1, skipped, mode, True)
         if end is not None:
             return end
     if p.number is None and t.number is None:
         # "north wind" for "northwind"; "any more" for "anymore"; "they're" for "there"
         if i + 1 < n and not toks[i + 1].punct and toks[i + 1].number is None \
                 and fuzzy_equal(joined_word(t.low, toks[i + 1].low), p.low):
-            end = _match(toks, i + 2, ptoks, j + 1, skipped, lenient, slipped)
+            end = _match(toks, i + 2, ptoks, j + 1, skipped, mode, slipped)
             if end is not None:
                 return end
         # "northwind" for "north wind"
         if j + 1 < len(ptoks) and ptoks[j + 1].number is None \
                 and fuzzy_equal(t.low, p.low + ptoks[j + 1].low):
-            end = _match(toks, i + 1, ptoks, j + 2, skipped, lenient, slipped)
+            end = _match(toks, i + 1, ptoks, j + 2, skipped, mode, slipped)
             if end is not None:
                 return end
-    if lenient and j == 1 and t.norm == "not" and ptoks[0].norm in AUXILIARIES and not slipped:
+    if mode == "lenient" and j == 1 and t.norm == "not" and ptoks[0].norm in AUXILIARIES and not slipped:
         # A negative question asks the same thing: "isn't there anything else", "don't you consent".
-        return _match(toks, i + 1, ptoks, j, skipped, lenient, True)
+        return _match(toks, i + 1, ptoks, j, skipped, mode, True)
     if j > 0 and skipped < MAX_FILLERS:
         if t.filler:
-            return _match(toks, i + 1, ptoks, j, skipped + 1, lenient, slipped)
+            return _match(toks, i + 1, ptoks, j, skipped + 1, mode, slipped)
         if i + 1 < n and (t.low, toks[i + 1].low) in MULTI_FILLERS:
-            return _match(toks, i + 2, ptoks, j, skipped + 1, lenient, slipped)
+            return _match(toks, i + 2, ptoks, j, skipped + 1, mode, slipped)
     return None
 
 

@@ -13,19 +13,22 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
+from difflib import SequenceMatcher
 from typing import Any
 
 from qa_service.records import CriterionResult, Evidence, ScoreResult, Segment, Transcript, Violation
 from qa_service.rules.schema import Criterion, NumberFact, PolicyPack, Rubric, TermFact
-from qa_service.spoken import canonical_unit, format_value
+from qa_service.spoken import canonical_unit, format_value, number_to_words
 from qa_service.stages.matching import (
     NEGATIONS,
     NLP,
     Hit,
     Lemmatizer,
+    Mode,
     NTok,
     PhraseSet,
     Utterance,
+    alike,
     build_utterances,
     clause_after,
     clause_before,
@@ -52,6 +55,11 @@ def _withdrawn_cue(words: Sequence[str], extra: frozenset[str] = frozenset()) ->
 # Recogniser confidence below which a stated number is not trusted enough to report it as outdated.
 MIN_NUMBER_CONFIDENCE = 0.3
 UNSURE_NEXT_WORD = 0.5
+# A phrase heard but for one word the recogniser was unsure of (below this confidence), or heard as a
+# word that sounds like it, is a near match: a reviewer listens to it, the verdict does not rest on it.
+NEAR_CONFIDENCE = 0.6
+# Deciding words heard with a lower mean confidence than this make an auto-fail violation weak evidence.
+WEAK_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -94,16 +102,18 @@ def compile_rules(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRul
 
 def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
     lemma = Lemmatizer(nlp)
-    labelled: list[tuple[str, str, bool]] = []  # (label, phrase, lenient)
+    labelled: list[tuple[str, str, bool | Mode]] = []  # (label, phrase, lenient or a Mode)
     patterns: list[tuple[str, list[dict[str, Any]]]] = []
     for c in rubric.criteria:
         labelled += [(f"c:{c.id}", p, True) for p in c.phrases]
+        labelled += [(f"n:c:{c.id}", p, "near") for p in c.phrases]
         patterns += [(f"c:{c.id}", p) for p in c.patterns]
         if c.applies_when is not None:
             labelled += [(f"a:{c.id}", p, True) for p in c.applies_when.phrases]
             patterns += [(f"a:{c.id}", p) for p in c.applies_when.patterns]
     for item in rubric.prohibited:
         labelled += [(f"p:{item.id}", p, False) for p in item.phrases]
+        labelled += [(f"n:p:{item.id}", p, "near") for p in item.phrases]
         patterns += [(f"p:{item.id}", p) for p in item.patterns]
     for fact in policies.facts:
         if isinstance(fact, NumberFact):
@@ -218,6 +228,8 @@ def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP
     outdated, to_check = _policy(call, policies, call_date)
     violations = _prohibited(call, rubric) + outdated
     violations.sort(key=lambda v: (v.evidence.start, v.id))
+    to_check += _nearly_prohibited(call, rubric)
+    to_check.sort(key=lambda v: (v.evidence.start, v.id))
 
     available = sum(c.max_points for c in criteria if c.applicable)
     earned = sum(c.points for c in criteria if c.applicable)
@@ -232,9 +244,27 @@ def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP
             sec["max_points"] += c.max_points
     for sec in sections.values():
         sec["score"] = round(100.0 * sec["points"] / sec["max_points"], 2) if sec["max_points"] else 100.0
+    passed = total >= rubric.pass_mark - 1e-9 and not auto_fail
+    reasons = () if passed else _provisional(rubric, criteria, violations)
     return ScoreResult(criteria=tuple(criteria), violations=tuple(violations), score=total,
-                       auto_fail=auto_fail, passed=total >= rubric.pass_mark - 1e-9 and not auto_fail,
-                       sections=sections, to_check=tuple(to_check))
+                       auto_fail=auto_fail, passed=passed, sections=sections, to_check=tuple(to_check),
+                       provisional=bool(reasons), provisional_reasons=reasons, pass_mark=rubric.pass_mark)
+
+
+def _provisional(rubric: Rubric, criteria: Sequence[CriterionResult],
+                 violations: Sequence[Violation]) -> tuple[str, ...]:
+    """Why a FAIL is provisional: it would pass were its doubtful verdicts the other way; else ()."""
+    doubtful = [c for c in criteria if c.applicable and not c.passed and c.doubt]
+    weak = [v for v in violations if v.auto_fail and v.doubt]
+    if not doubtful and not weak:
+        return ()
+    firm_auto_fail = any(c.applicable and not c.passed and not c.doubt and _criterion(rubric, c.id).auto_fail
+                         for c in criteria) or any(v.auto_fail and not v.doubt for v in violations)
+    available = sum(c.max_points for c in criteria if c.applicable)
+    best = sum(c.points for c in criteria if c.applicable) + sum(c.max_points for c in doubtful)
+    if firm_auto_fail or (available > 0 and 100.0 * best / available < rubric.pass_mark - 1e-9):
+        return ()
+    return tuple([f"{c.id}: {c.doubt}" for c in doubtful] + [f"{v.id}: {v.doubt}" for v in weak])
 
 
 def _criterion(rubric: Rubric, cid: str) -> Criterion:
@@ -294,6 +324,38 @@ class _Call:
         """Hits of a label said by a speaker ("any" for anyone; unattributed speech counts for anyone)."""
         return [h for h in self.hits.get(label, []) if _speaker_ok(self.utts[h.utterance].speaker, speaker)]
 
+    def certainty(self, hit: Hit) -> tuple[float, float]:
+        """The recogniser's mean confidence in a hit's words, and how closely they followed the phrase."""
+        return self.utts[hit.utterance].confidence(hit.start, hit.end), hit.match
+
+    def slip_confidence(self, hit: Hit) -> float:
+        """The recogniser's confidence in the word a hit stepped over as misheard (1.0 without one)."""
+        if hit.slip is None:
+            return 1.0
+        return self.utts[hit.utterance].confidence(hit.slip, hit.slip + 1)
+
+    def near(self, label: str, speaker: str) -> list[Hit]:
+        """Near matches of a label ("n:" hits) whose misheard word the recogniser was unsure of, or that
+        sounds like the phrase's word: what may have been said, for a person to check."""
+        out = []
+        for hit in self.by(label, speaker):
+            if hit.slip is None:
+                continue
+            heard = self.utts[hit.utterance].lows[hit.slip]
+            if self.slip_confidence(hit) < NEAR_CONFIDENCE or alike(heard, hit.slip_for):
+                out.append(hit)
+        return out
+
+    def weakness(self, hit: Hit) -> str:
+        """Why a hit is weak evidence (a misheard word stepped over, words the recogniser was unsure
+        of), or "" when it is firm."""
+        confidence, _ = self.certainty(hit)
+        if hit.slip is not None:
+            return f'one word of the phrase was misheard ("{hit.slip_for}")'
+        if confidence < WEAK_CONFIDENCE:
+            return f"the recogniser was unsure of these words (confidence {confidence:.2f})"
+        return ""
+
 
 def _speaker_ok(actual: str, wanted: str) -> bool:
     return wanted == "any" or actual == wanted or actual == "unknown"
@@ -302,6 +364,7 @@ def _speaker_ok(actual: str, wanted: str) -> bool:
 def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
     results: dict[str, CriterionResult] = {}
     first_ok: dict[str, Hit | None] = {}
+    doubtful: set[str] = set()
 
     def evaluate(c: Criterion) -> None:
         if c.id in results:
@@ -337,11 +400,25 @@ def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
         if not applicable:
             reason = "not applicable: the topic did not come up"
         shown = ok[:1] if ok else hits[:1]
+        doubt = ""
+        if applicable and not passed:
+            near = [h for h in call.near(f"n:c:{c.id}", c.speaker)
+                    if c.within_seconds is None or call.start_time(h) <= c.within_seconds]
+            if hits and c.after in doubtful:
+                doubt = f"it must follow {c.after}, whose verdict is uncertain"
+            elif near and not hits:
+                shown = near[:1]
+                doubt = (f'nearly heard at {call.start_time(near[0]):.0f} s, "{near[0].slip_for}" unclear '
+                         f"(confidence {call.slip_confidence(near[0]):.2f})")
+        if doubt:
+            doubtful.add(c.id)
+        confidence, match = call.certainty(shown[0]) if shown else (None, None)
         results[c.id] = CriterionResult(
             id=c.id, title=c.title, section=c.section, passed=passed or not applicable,
             points=c.points if passed and applicable else 0.0, max_points=c.points if applicable else 0.0,
             evidence=tuple(call.evidence(h) for h in shown), applicable=applicable,
-            reason="" if passed and applicable else reason)
+            reason="" if passed and applicable else reason, auto_fail=c.auto_fail, confidence=confidence,
+            match=match, doubt=doubt)
 
     for c in rubric.criteria:
         evaluate(c)
@@ -361,8 +438,28 @@ def _prohibited(call: _Call, rubric: Rubric) -> list[Violation]:
             if hit.utterance in seen or _negated(call, hit):
                 continue
             seen.add(hit.utterance)
+            confidence, match = call.certainty(hit)
             out.append(Violation(id=item.id, kind="prohibited", title=item.title, evidence=call.evidence(hit),
-                                 detail=f"said: {item.title.lower()}", auto_fail=item.auto_fail))
+                                 detail=f"said: {item.title.lower()}", auto_fail=item.auto_fail,
+                                 confidence=confidence, match=match, doubt=call.weakness(hit)))
+    return out
+
+
+def _nearly_prohibited(call: _Call, rubric: Rubric) -> list[Violation]:
+    """Prohibited phrases nearly heard, one per item and utterance, where none was heard outright."""
+    out: list[Violation] = []
+    for item in rubric.prohibited:
+        seen = {h.utterance for h in call.by(f"p:{item.id}", item.speaker)}
+        for hit in call.near(f"n:p:{item.id}", item.speaker):
+            if hit.utterance in seen or _negated(call, hit):
+                continue
+            seen.add(hit.utterance)
+            confidence, match = call.certainty(hit)
+            unclear = f'"{hit.slip_for}" unclear (confidence {call.slip_confidence(hit):.2f})'
+            out.append(Violation(id=item.id, kind="prohibited", title=item.title, evidence=call.evidence(hit),
+                                 detail=f"nearly heard, {unclear}: {item.title.lower()}; not counted unless "
+                                        "a reviewer confirms it", auto_fail=item.auto_fail,
+                                 confidence=confidence, match=match, doubt=f"nearly heard, {unclear}"))
     return out
 
 
@@ -442,12 +539,23 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact],
                 assert value is not None
                 current = in_force(fact, call_date)
                 old = [o for o in fact.superseded if o.value == value and o.until < call_date]
-                if value == current or not old or _spoken_as_history(utt, tok):
+                if value == current or _spoken_as_history(utt, tok):
+                    continue
+                doubt = _doubt(utt, tok)
+                if not old:
+                    # Not a value that ever applied, but perhaps one misheard: "three hundred and may"
+                    # for "three hundred and eighty".
+                    maybe = [o for o in fact.superseded if o.until < call_date and _could_be(value, o.value)]
+                    if doubt and maybe:
+                        found = _outdated_number(call, utt, tok, fact, maybe[0].until, current, call_date)
+                        unsure.setdefault(fact.id, replace(
+                            found, detail=f"heard {format_value(value)}, which may have been "
+                                          f"{format_value(maybe[0].value)}: {found.detail}; {doubt}",
+                            doubt=doubt))
                     continue
                 found = _outdated_number(call, utt, tok, fact, old[0].until, current, call_date)
-                doubt = _doubt(utt, tok)
                 if doubt:  # a number the recogniser was guessing at is no ground for a violation
-                    unsure.setdefault(fact.id, replace(found, detail=f"{found.detail}; {doubt}"))
+                    unsure.setdefault(fact.id, replace(found, detail=f"{found.detail}; {doubt}", doubt=doubt))
                     continue
                 reported.add(fact.id)
                 out.append(found)
@@ -464,6 +572,15 @@ def _doubt(utt: Utterance, tok: NTok) -> str | None:
     return None
 
 
+def _could_be(heard: float, value: float) -> bool:
+    """Whether a number heard may be a mishearing of another: the start of it as spoken ("three hundred"
+    of "three hundred and eighty") or spoken much alike ("sixty five" and "sixty nine")."""
+    if not (float(heard).is_integer() and float(value).is_integer()) or heard == value:
+        return False
+    a, b = number_to_words(int(heard)), number_to_words(int(value))
+    return b.startswith(a + " ") or SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
 def _maybe_cut_short(utt: Utterance, tok: NTok) -> bool:
     """A round number ("sixty") followed by a word the recogniser was unsure of may have lost its end.
 
@@ -473,8 +590,8 @@ def _maybe_cut_short(utt: Utterance, tok: NTok) -> bool:
     if not ((20 <= value <= 90 and value % 10 == 0) or (value >= 100 and value % 100 == 0)):
         return False
     k = tok.end
-    while k < len(utt.doc) and utt.doc[k].is_punct:
-        k += 1
+    while k < len(utt.doc) and (utt.doc[k].is_punct or utt.lows[k] == "and"):
+        k += 1  # "three hundred and ..." goes on: the word after "and" is the one that may be lost
     if k >= len(utt.doc):
         return False
     return utt.confidence(k, k + 1) < UNSURE_NEXT_WORD
@@ -496,7 +613,8 @@ def _outdated_number(call: _Call, utt: Utterance, tok: NTok, fact: NumberFact, u
               f"until {until.isoformat()}, on {call_date.isoformat()} it is {now}")
     hit = Hit(f"t:{fact.id}", utt.index, tok.start, tok.end)
     return Violation(id=fact.id, kind="outdated_policy", title=fact.title,
-                     evidence=call.evidence(hit), detail=detail, policy_id=fact.id)
+                     evidence=call.evidence(hit), detail=detail, policy_id=fact.id,
+                     confidence=utt.confidence(tok.start, tok.end), match=1.0)
 
 
 def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
@@ -511,8 +629,10 @@ def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
         # The detail names the rule, not the words said: it is stored as is, outside redaction.
         now = f"; now: {fact.replacement}" if fact.replacement else ""
         detail = f"referred to what no longer applies since {fact.since.isoformat()} ({fact.title}){now}"
+        confidence, match = call.certainty(hit)
         out.append(Violation(id=fact.id, kind="outdated_policy", title=fact.title,
-                             evidence=call.evidence(hit), detail=detail, policy_id=fact.id))
+                             evidence=call.evidence(hit), detail=detail, policy_id=fact.id,
+                             confidence=confidence, match=match))
         break
     return out
 

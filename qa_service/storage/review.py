@@ -60,6 +60,7 @@ class QueueCandidate:
     passed: bool
     auto_fail: bool
     to_check: int = 0
+    provisional: bool = False
 
 
 def _utc(value: datetime) -> datetime:
@@ -79,6 +80,23 @@ def add_review(engine: Engine, review: Review) -> Review:
             raise NotFound(f"no call with id {review.call_id!r}")
         new_id = conn.execute(t.reviews.insert().values(**values).returning(t.reviews.c.id)).scalar_one()
     return dataclasses.replace(review, created_at=_utc(review.created_at), id=int(new_id))
+
+
+def set_reviewed(engine: Engine, call_id: str, version: int, review: dict[str, Any]) -> None:
+    """Keep a scorecard version's verdict after reviews (the `review` section `apply_reviews` gives)
+    where the aggregates read it: the reviewed score, pass, auto-fail and violations when a reviewer
+    changed any, and whether the verdict is still provisional."""
+    changed = any(item["reviewed"] != item["automatic"] for item in review.get("items") or []
+                  if item["target"] != "verdict")
+    values: dict[str, Any] = {"provisional": bool(review.get("reviewed_provisional"))}
+    values |= {"reviewed_score": review.get("reviewed_score"),
+               "reviewed_passed": review.get("reviewed_passed"),
+               "reviewed_auto_fail": review.get("reviewed_auto_fail"),
+               "reviewed_violations": review.get("violations")} if changed else \
+        dict.fromkeys(("reviewed_score", "reviewed_passed", "reviewed_auto_fail", "reviewed_violations"))
+    sc = t.scorecards
+    with writing(engine) as conn:
+        conn.execute(sc.update().where(sc.c.call_id == call_id, sc.c.version == version).values(**values))
 
 
 def call_reviews(engine: Engine, call_id: str) -> list[Review]:
@@ -113,12 +131,13 @@ def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: dat
     if date_to is not None:
         conds.append(sc.c.call_date <= date_to)
     query = (sa.select(sc.c.call_id, sc.c.agent_id, sc.c.call_date, sc.c.version, sc.c.score, sc.c.passed,
-                       sc.c.auto_fail, sc.c.to_check).where(*conds).order_by(sc.c.call_date, sc.c.call_id))
+                       sc.c.auto_fail, sc.c.to_check, sc.c.provisional)
+             .where(*conds).order_by(sc.c.call_date, sc.c.call_id))
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=batch).execute(query):
             yield QueueCandidate(call_id=str(row[0]), agent_id=row[1], call_date=row[2], version=int(row[3]),
                                  score=float(row[4]), passed=bool(row[5]), auto_fail=bool(row[6]),
-                                 to_check=int(row[7]))
+                                 to_check=int(row[7]), provisional=bool(row[8]))
 
 
 def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: str | None = None,

@@ -67,6 +67,14 @@ scorecards = sa.Table(
     sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),
     # How many items the scorecard lists for a person to check (its `to_check`): the review queue takes them.
     sa.Column("to_check", sa.Integer, nullable=False, server_default="0"),
+    # True while a FAIL resting on weak evidence waits for a reviewer (the scorecard's `provisional`,
+    # cleared when a reviewer rules on it).
+    sa.Column("provisional", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The verdict after reviews, when a reviewer changed something: aggregates read these first.
+    sa.Column("reviewed_score", sa.Float, nullable=True),
+    sa.Column("reviewed_passed", sa.Boolean, nullable=True),
+    sa.Column("reviewed_auto_fail", sa.Boolean, nullable=True),
+    sa.Column("reviewed_violations", JSONType, nullable=True),
     sa.UniqueConstraint("call_id", "version", name="uq_scorecards_call_version"),
     sa.Index("ix_scorecards_agent_date", "agent_id", "call_date"),
     sa.Index("ix_scorecards_call_date", "call_date"),
@@ -121,8 +129,9 @@ reviews = sa.Table(
     sa.Column("reviewer_key_id", sa.Uuid(as_uuid=False), nullable=False),
     sa.Column("reviewer_name", sa.String(200), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
-    sa.CheckConstraint("target_kind IN ('criterion', 'violation')", name="ck_reviews_target_kind"),
-    sa.CheckConstraint("action IN ('override_pass', 'override_fail', 'dismiss', 'restore')",
+    sa.CheckConstraint("target_kind IN ('criterion', 'violation', 'to_check', 'verdict')",
+                       name="ck_reviews_target_kind"),
+    sa.CheckConstraint("action IN ('override_pass', 'override_fail', 'dismiss', 'restore', 'confirm')",
                        name="ck_reviews_action"),
     sa.CheckConstraint("length(trim(reason)) > 0", name="ck_reviews_reason"),
     sa.Index("ix_reviews_call", "call_id", "id"),

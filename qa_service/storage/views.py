@@ -56,6 +56,8 @@ class Totals:
     pass_rate: float | None
     auto_fail_count: int
     violations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VIOLATION_KINDS, 0))
+    # FAILs resting on weak evidence that no reviewer has ruled on yet (counted in the pass rate as fails).
+    provisional_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,12 +166,20 @@ class Views:
     # -- JSON inside scorecards, per dialect ---------------------------------------------------
 
     def _elements(self, key: str) -> Any:
-        """A table-valued function yielding each element of `data[key]` of the scorecard row in scope."""
-        data = t.scorecards.c.data
+        """A table-valued function yielding each element of `data[key]` of the scorecard row in scope;
+        for "violations", those that count after review where a reviewer changed them."""
+        sc = t.scorecards
+        array: Any
         if self.postgres:
-            array = data.op("->")(sa.literal_column(f"'{key}'"))
+            array = sc.c.data.op("->")(sa.literal_column(f"'{key}'"))
+            if key == "violations":
+                array = sa.func.coalesce(sc.c.reviewed_violations, array)
             return sa.func.jsonb_array_elements(array).table_valued("value", joins_implicitly=True)
-        return sa.func.json_each(data, f"$.{key}").table_valued("value", joins_implicitly=True)
+        if key == "violations":
+            automatic = sa.func.json_extract(sc.c.data, "$.violations")
+            array = sa.func.coalesce(sc.c.reviewed_violations, automatic)
+            return sa.func.json_each(array).table_valued("value", joins_implicitly=True)
+        return sa.func.json_each(sc.c.data, f"$.{key}").table_valued("value", joins_implicitly=True)
 
     def _text(self, element: Any, key: str) -> Any:
         if self.postgres:
@@ -261,9 +271,10 @@ class Views:
         sc = t.scorecards
         query = sa.select(
             sc.c.agent_id if by_agent else sa.literal(None),
-            sa.func.count(), sa.func.avg(sc.c.score),
-            sa.func.sum(sa.case((sc.c.passed, 1), else_=0)),
-            sa.func.sum(sa.case((sc.c.auto_fail, 1), else_=0)),
+            sa.func.count(), sa.func.avg(_reviewed("score")),
+            sa.func.sum(sa.case((_reviewed("passed"), 1), else_=0)),
+            sa.func.sum(sa.case((_reviewed("auto_fail"), 1), else_=0)),
+            sa.func.sum(sa.case((sc.c.provisional, 1), else_=0)),
         ).select_from(joined).where(*conds)
         return query.group_by(sc.c.agent_id) if by_agent else query
 
@@ -280,8 +291,8 @@ class Views:
         sc = t.scorecards
         joined, conds = self._scored(f)
         # Group by day in SQL (portable), then fold days into ISO weeks here: at most one row a day.
-        query = (sa.select(sc.c.call_date, sa.func.count(), sa.func.sum(sc.c.score),
-                           sa.func.sum(sa.case((sc.c.passed, 1), else_=0)))
+        query = (sa.select(sc.c.call_date, sa.func.count(), sa.func.sum(_reviewed("score")),
+                           sa.func.sum(sa.case((_reviewed("passed"), 1), else_=0)))
                  .select_from(joined).where(*conds).group_by(sc.c.call_date))
         weeks: dict[tuple[int, int], list[float]] = {}
         with self.engine.connect() as conn:
@@ -429,8 +440,14 @@ class Views:
         return ServiceCounts(calls_by_status=statuses, scorecards=int(cards), scored_calls=int(scored or 0))
 
 
+def _reviewed(column: str) -> Any:
+    """A scorecard's score, pass or auto-fail after review where a reviewer changed it, else as scored."""
+    sc = t.scorecards
+    return sa.func.coalesce(sc.c[f"reviewed_{column}"], sc.c[column])
+
+
 def _totals(row: Any, violations: dict[str, int] | None) -> Totals:
-    count, mean, passed, auto_fail = row
+    count, mean, passed, auto_fail, provisional = row
     count = int(count or 0)
     return Totals(
         count=count,
@@ -438,6 +455,7 @@ def _totals(row: Any, violations: dict[str, int] | None) -> Totals:
         pass_rate=round(int(passed or 0) / count, 4) if count else None,
         auto_fail_count=int(auto_fail or 0),
         violations=violations if violations is not None else dict.fromkeys(VIOLATION_KINDS, 0),
+        provisional_count=int(provisional or 0),
     )
 
 

@@ -51,6 +51,8 @@ class CriterionView:
     max_points: float
     reason: str
     lines: tuple[int, ...]
+    confidence: float | None = None  # the recogniser's, in the deciding words
+    doubt: str = ""
 
     @property
     def state(self) -> str:
@@ -71,6 +73,7 @@ class ViolationView:
     end: float
     text: str
     lines: tuple[int, ...]
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,9 @@ class CallView:
     violations: list[ViolationView]
     metrics: list[tuple[str, str]]
     talk_bar: Markup | None
-    # Outdated-policy mentions on a number the recogniser was unsure of: for a person to check, uncounted.
+    # Phrases and figures nearly heard: for a person to check, counted once confirmed.
     to_check: list[ViolationView] = field(default_factory=list)
+    provisional_reasons: list[str] = field(default_factory=list)
 
 
 def redacted_html(text: str) -> Markup:
@@ -146,7 +150,8 @@ def build(scorecard: dict[str, Any]) -> CallView:
             section=str(c.get("section") or ""),
             passed=bool(c.get("passed")), applicable=bool(c.get("applicable", True)),
             points=_num(c.get("points")), max_points=_num(c.get("max_points")),
-            reason=str(c.get("reason") or ""), lines=tuple(marked))
+            reason=str(c.get("reason") or ""), lines=tuple(marked), confidence=_maybe(c.get("confidence")),
+            doubt=str(c.get("doubt") or ""))
         for i in marked:
             lines[i].criteria.append(view.id)
         sections.setdefault(view.section, []).append(view)
@@ -160,7 +165,8 @@ def build(scorecard: dict[str, Any]) -> CallView:
     metrics, talk_bar = _metrics(scorecard.get("metrics") or {}, _num(scorecard.get("duration_s")))
     metrics += _recording((scorecard.get("models") or {}).get("asr") or {})
     return CallView(lines=lines, sections=list(sections.items()), violations=violations, metrics=metrics,
-                    talk_bar=talk_bar, to_check=to_check)
+                    talk_bar=talk_bar, to_check=to_check,
+                    provisional_reasons=[str(r) for r in scorecard.get("provisional_reasons") or []])
 
 
 def _violation_view(n: int, v: dict[str, Any], lines: list[Line]) -> ViolationView:
@@ -168,7 +174,11 @@ def _violation_view(n: int, v: dict[str, Any], lines: list[Line]) -> ViolationVi
         index=n, id=str(v.get("id")), kind=str(v.get("kind") or ""), title=str(v.get("title") or v.get("id")),
         detail=str(v.get("detail") or ""), auto_fail=bool(v.get("auto_fail")),
         speaker=str(v.get("speaker") or "unknown"), start=_num(v.get("start")), end=_num(v.get("end")),
-        text=str(v.get("text") or ""), lines=evidence_lines(lines, v))
+        text=str(v.get("text") or ""), lines=evidence_lines(lines, v), confidence=_maybe(v.get("confidence")))
+
+
+def _maybe(value: Any) -> float | None:
+    return None if value is None else _num(value)
 
 
 def _recording(asr: dict[str, Any]) -> list[tuple[str, str]]:

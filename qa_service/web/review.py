@@ -50,12 +50,13 @@ async def review_from_page(request: Request, call_id: str) -> Response:
         return _render(request, "message.html", {"key": key, "title": "Review not saved",
                                                  "message": f"{exc}."}, 404)
     query = urlencode({"c": target_id} if target == "criterion" else {})
-    anchor = "criteria" if target == "criterion" else "violations"
+    anchor = {"criterion": "criteria", "to_check": "to-check", "verdict": "verdict"}.get(target, "violations")
     return RedirectResponse(f"/calls/{call_id}{'?' + query if query else ''}#{anchor}", status_code=303)
 
 
 def page_review(repo: object, card: object) -> dict[str, object]:
-    """What the call page shows of the reviews: reviewed verdicts by criterion and violation id."""
+    """What the call page shows of the reviews: reviewed verdicts by criterion, violation and item to
+    check id, the verdict's review, and whether the verdict is still provisional."""
     from qa_service.api.review import reviewed_card
 
     section = reviewed_card(repo, card)["review"]  # type: ignore[arg-type]
@@ -63,6 +64,9 @@ def page_review(repo: object, card: object) -> dict[str, object]:
     return {
         "criteria": {i["id"]: i for i in items if i["target"] == "criterion"},
         "violations": {i["id"]: i for i in items if i["target"] == "violation"},
+        "to_check": {i["id"]: i for i in items if i["target"] == "to_check"},
+        "verdict": next((i for i in items if i["target"] == "verdict"), None),
         "reviewed": section["reviewed"], "score": section["reviewed_score"],
         "passed": section["reviewed_passed"], "auto_fail": section["reviewed_auto_fail"],
+        "provisional": section["reviewed_provisional"],
     }
