@@ -389,8 +389,8 @@ class PhraseSet:
             for idx in self._first.lookup(toks, i):
                 label, ptoks, mode = self._phrases[idx]
                 end = _match(toks, i, ptoks, 0, 0, mode)
-                if end is not None:
-                    hits.append(_hit(label, utterance, toks, i, end, ptoks))
+                if end is not None and (hit := _hit(label, utterance, toks, i, end, ptoks, mode)):
+                    hits.append(hit)
             prev = toks[i - 1] if i > 0 else None
             for idx in self._second.lookup(toks, i):
                 label, ptoks, mode = self._phrases[idx]
@@ -403,14 +403,18 @@ class PhraseSet:
                 else:
                     continue
                 end = _match(toks, i, ptoks, 1, 0, mode, True)
-                if end is not None:
-                    hits.append(_hit(label, utterance, toks, first, end, ptoks))
+                if end is not None and (hit := _hit(label, utterance, toks, first, end, ptoks, mode)):
+                    hits.append(hit)
         return hits
 
 
-def _hit(label: str, utterance: int, toks: Sequence[NTok], first: int, end: int,
-         ptoks: Sequence[NTok]) -> Hit:
-    """A hit over toks[first:end], with how closely its words followed the phrase."""
+def _hit(label: str, utterance: int, toks: Sequence[NTok], first: int, end: int, ptoks: Sequence[NTok],
+         mode: Mode) -> Hit | None:
+    """A hit over toks[first:end], with how closely its words followed the phrase.
+
+    None for a near match whose words heard as written are only function words: "did not render"
+    is no near "do not declare" when "declare" is the word misheard.
+    """
     words = [t for t in toks[first:end] if not t.punct and not t.filler]
     taken: set[int] = set()
     total = 0.0
@@ -427,6 +431,9 @@ def _hit(label: str, utterance: int, toks: Sequence[NTok], first: int, end: int,
         if at >= 0:
             taken.add(at)
         total += best
+    if mode == "near" and total < len(ptoks) and not any(
+            words[k].norm not in FUNCTION_WORDS and words[k].norm not in NEGATIONS for k in taken):
+        return None
     slip, slip_for = None, ""
     unmatched = [k for k in range(len(words)) if k not in taken]
     if unmatched and total < len(ptoks):
