@@ -13,7 +13,9 @@ redacts the calls' scripted turns instead of a recogniser's (no speech model run
 them as a recogniser does, in lower case without punctuation.
 
 `text` reports per-entity recall and precision on a Presidio-research style dataset
-(full_text + spans), ours against Presidio's defaults.
+(full_text + spans), ours against Presidio's defaults: a gold span is found when any predicted span
+overlaps it, a predicted span is right when it overlaps any gold span (whatever the types; the last
+lines also count PERSON spans that overlap a gold PERSON).
 
 This is a measuring tool; the service and its tests never run it.
 """
@@ -276,6 +278,7 @@ def run_text(args: argparse.Namespace) -> None:
             for ent, a, b in pred:
                 t[ent]["pred"] += 1
                 t[ent]["correct"] += any(ga < b and a < gb for _, ga, gb in gold)
+                t[ent]["same_type"] += any(ge == ent and ga < b and a < gb for ge, ga, gb in gold)
     ents = sorted({e for t in table.values() for e in t})
     print(f"{'entity':22} {'gold':>5} | {'ours R':>7} {'ours P':>7} | {'pres R':>7} {'pres P':>7}")
     for e in ents:
@@ -296,6 +299,11 @@ def run_text(args: argparse.Namespace) -> None:
         c = sum(v["correct"] for v in t.values())
         print(
             f"{sys_name}: any-type span recall {f / g:.3f}, precision {c / pr:.3f} ({g} gold, {pr} predicted)"
+        )
+        n = t["PERSON"]
+        print(
+            f"{sys_name}: PERSON found {n['found']}/{n['gold']}, predicted on any gold span "
+            f"{n['correct']}/{n['pred']}, on a gold PERSON {n['same_type']}/{n['pred']}"
         )
 
 
