@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """Measure redaction on rendered evaluation calls and on labelled PII text.
 
-    .venv/bin/python scripts/measure_redaction.py calls [--eval DIR ...] [--baseline]
+    .venv/bin/python scripts/measure_redaction.py calls [--eval DIR ...] [--baseline] [--scripted [--lower]]
     .venv/bin/python scripts/measure_redaction.py text --dataset FILE.json [--limit N]
 
 `calls` transcribes every NAME.stereo.wav (NAME.mono.wav with --mono) once per channel with Whisper
 tiny.en (word timestamps, VAD; left = agent, right = customer, mono = unknown), caches the transcripts
 as JSON under --cache, redacts them,
 writes NAME.scorecard.json files and runs the judge (--judge) to read pii_leak_rate and
-word_keep_rate. `--baseline` redacts with Presidio's defaults instead, for comparison.
+word_keep_rate. `--baseline` redacts with Presidio's defaults instead, for comparison. `--scripted`
+redacts the calls' scripted turns instead of a recogniser's (no speech model runs); `--lower` writes
+them as a recogniser does, in lower case without punctuation.
 
 `text` reports per-entity recall and precision on a Presidio-research style dataset
-(full_text + spans), ours against Presidio's defaults.
+(full_text + spans), ours against Presidio's defaults: a gold span is found when any predicted span
+overlaps it, a predicted span is right when it overlaps any gold span (whatever the types; the last
+lines also count PERSON spans that overlap a gold PERSON).
 
 This is a measuring tool; the service and its tests never run it.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -157,6 +162,22 @@ class _Baseline:
         return replace(transcript, segments=tuple(segs))
 
 
+def scripted_transcript(truth: dict, lower: bool = False) -> Transcript:
+    """The call's scripted turns as a transcript; `lower`: lower case without punctuation, as recognised."""
+
+    def text(t: str) -> str:
+        return " ".join(re.sub(r"[^\w\s']", " ", t.lower()).split()) if lower else t
+
+    return Transcript(
+        segments=tuple(
+            Segment(speaker=t["speaker"], start=float(t["start"]), end=float(t["end"]), text=text(t["text"]))
+            for t in truth["turns"]
+        ),
+        duration_s=float(truth["duration_s"]),
+        source="text",
+    )
+
+
 def _agent_names(truth: dict) -> list[str]:
     # The caller derives the allow-list from what it knows (company name, agent first name);
     # here the agent id carries the first name, as a deployment's agent directory would.
@@ -175,7 +196,11 @@ def run_calls(args: argparse.Namespace) -> None:
     for eval_dir in args.eval:
         eval_dir = Path(eval_dir)
         cards = Path(args.out) / (
-            eval_dir.name + ("-mono" if args.mono else "") + ("-svc" if args.service_asr else "")
+            eval_dir.name
+            + ("-mono" if args.mono else "")
+            + ("-svc" if args.service_asr else "")
+            + ("-scripted" if args.scripted else "")
+            + ("-lower" if args.lower else "")
         )
         cards.mkdir(parents=True, exist_ok=True)
         t_red = 0.0
@@ -183,7 +208,9 @@ def run_calls(args: argparse.Namespace) -> None:
         for wav in sorted(eval_dir.glob(f"*{suffix}")):
             name = wav.name.removesuffix(suffix)
             truth = json.loads((eval_dir / f"{name}.truth.json").read_text())
-            if args.service_asr:
+            if args.scripted:
+                tr = scripted_transcript(truth, lower=args.lower)
+            elif args.service_asr:
                 tr = transcribe_service(wav, cache_dir, model_box, "mono" if args.mono else "stereo")
             else:
                 tr = transcribe_cached(wav, cache_dir, model_box)
@@ -251,6 +278,7 @@ def run_text(args: argparse.Namespace) -> None:
             for ent, a, b in pred:
                 t[ent]["pred"] += 1
                 t[ent]["correct"] += any(ga < b and a < gb for _, ga, gb in gold)
+                t[ent]["same_type"] += any(ge == ent and ga < b and a < gb for ge, ga, gb in gold)
     ents = sorted({e for t in table.values() for e in t})
     print(f"{'entity':22} {'gold':>5} | {'ours R':>7} {'ours P':>7} | {'pres R':>7} {'pres P':>7}")
     for e in ents:
@@ -271,6 +299,11 @@ def run_text(args: argparse.Namespace) -> None:
         c = sum(v["correct"] for v in t.values())
         print(
             f"{sys_name}: any-type span recall {f / g:.3f}, precision {c / pr:.3f} ({g} gold, {pr} predicted)"
+        )
+        n = t["PERSON"]
+        print(
+            f"{sys_name}: PERSON found {n['found']}/{n['gold']}, predicted on any gold span "
+            f"{n['correct']}/{n['pred']}, on a gold PERSON {n['same_type']}/{n['pred']}"
         )
 
 
@@ -297,6 +330,8 @@ def main() -> None:
         action="store_true",
         help="transcribe with the service's decode/transcribe stages (its segmenting, diarization)",
     )
+    c.add_argument("--scripted", action="store_true", help="redact the scripted turns (no speech model)")
+    c.add_argument("--lower", action="store_true", help="with --scripted: lower case, no punctuation")
     t = sub.add_parser("text")
     t.add_argument(
         "--dataset", default=str(SHARED / "real" / "pii_text" / "presidio_research_synth_dataset_v2.json")

@@ -93,6 +93,10 @@ class PatternRule(_Strict):
 class NameCues(_Strict):
     strong: list[str] = Field(default_factory=list)
     weak: list[str] = Field(default_factory=list)
+    # A one-word place the NER found right after one of these stays a place ("flying to Jordan").
+    places: list[str] = Field(default_factory=list)
+    # Words that make a capitalised run a company's name, not a person's ("Xignite Inc").
+    organisation_words: list[str] = Field(default_factory=list)
 
 
 class EmailRule(_Strict):
@@ -157,6 +161,8 @@ def _combine(files: Sequence[RulesFile]) -> RulesFile:
                 "name_cues": NameCues(
                     strong=[*out.name_cues.strong, *f.name_cues.strong],
                     weak=[*out.name_cues.weak, *f.name_cues.weak],
+                    places=[*out.name_cues.places, *f.name_cues.places],
+                    organisation_words=[*out.name_cues.organisation_words, *f.name_cues.organisation_words],
                 ),
                 "email": f.email or out.email,
                 "prompts": [*out.prompts, *f.prompts],

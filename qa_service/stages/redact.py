@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from qa_service.errors import ConfigError
 from qa_service.records import Redacted, Redaction, Segment, Transcript, Word
+from qa_service.stages import names as person_names
 from qa_service.stages import recognizers as speech
 
 if TYPE_CHECKING:
@@ -131,8 +132,11 @@ class PresidioRedactor:
 
     # -- per text -------------------------------------------------------------------------------
     def find_spans(self, text: str) -> list[Span]:
-        """Personal data in one piece of text on its own (no conversation context)."""
-        return _merge(text, self._analyze(text)[0])
+        """Personal data in one piece of text on its own (no conversation context); a name found in it is
+        redacted wherever the text says it again, as in a call."""
+        spans, doc = self._analyze(text)
+        whole = Segment(speaker="unknown", start=0.0, end=0.0, text=text)
+        return _merge(text, self._with_repeated_names([whole], [spans], [doc])[0])
 
     def _artifacts(self, texts: Sequence[str]) -> list[Any]:
         """Presidio NLP artifacts for many texts in one spaCy batch (several times faster than one by one)."""
@@ -356,6 +360,15 @@ class PresidioRedactor:
             if ent.label_ in _NOT_PERSON_LABELS
             for w in ent.text.split()
         }
+        trusted = [
+            w.lower()
+            for seg, spans in zip(segments, found, strict=True)
+            for s in spans
+            if s.entity_type == "PERSON" and s.trusted
+            for w in _WORD.findall(seg.text[s.start : s.end])
+        ]
+        # A full name the NER called an organisation but the name finder took back is a name.
+        not_names -= set(trusted)
         names: set[str] = set()
         for seg, spans in zip(segments, found, strict=True):
             for s in spans:
@@ -492,6 +505,10 @@ def _load_engines(
     )
     for recognizer in rules.recognizers:
         registry.add_recognizer(recognizer)
+    if not defaults_only:
+        registry.add_recognizer(
+            person_names.NameRecognizer(person_names.NameFinder(rules, person_names.load_name_lists()))
+        )
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
     rules.lexicon = _lexicon(analyzer)
     return analyzer, rules, rules.lexicon, nlp_model
