@@ -73,7 +73,8 @@ class ImpactReport:
 def transcript_from_card(card: dict[str, Any]) -> Transcript:
     """The stored, redacted transcript of a scorecard as a Transcript record."""
     segments = tuple(Segment(s["speaker"], float(s["start"]), float(s["end"]), s["text"],
-                             words=tuple(word_from_row(w) for w in s.get("words", ())))
+                             words=tuple(word_from_row(w) for w in s.get("words", ())),
+                             confidence=None if s.get("confidence") is None else float(s["confidence"]))
                      for s in card.get("transcript", []))
     return Transcript(segments=segments, duration_s=float(card.get("duration_s", 0.0)),
                       language=card.get("language", "en"), source="text")

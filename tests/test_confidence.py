@@ -169,3 +169,46 @@ def test_a_number_read_whole_across_a_pause(nlp: Language, rubric: Rubric) -> No
     paused = sure("agent", 17.0, "the fee is three hundred, and uh, eighty euros")
     [violation] = scored(nlp, rubric, fees, OPENING, ACCOUNT, CONSENT, TRACK, FAREWELL, paused).violations
     assert violation.policy_id == "visa-fee" and violation.detail.startswith("stated 380 euros")
+
+
+def test_an_outdated_value_said_where_the_topic_was_not_heard_goes_to_a_reviewer(nlp: Language,
+                                                                                  rubric: Rubric) -> None:
+    fees = load_policy_pack(FEES)
+    garbled = said("agent", 17.0, ("thank", 0.9), ("you", 0.9), ("the", 0.2), ("undefeated", 0.04),
+                   ("three", 0.6), ("hundred", 0.9), ("and", 0.9), ("eighty", 0.8), ("euros", 0.9))
+    result = scored(nlp, rubric, fees, OPENING, ACCOUNT, CONSENT, TRACK, FAREWELL, garbled)
+    assert not result.violations
+    [item] = result.to_check
+    assert item.policy_id == "visa-fee" and "no topic heard" in item.detail
+    # Said clearly without a topic, an amount is nobody's concern; nor is a value in force.
+    clear = sure("agent", 17.0, "thank you that is three hundred and eighty euros")
+    assert not scored(nlp, rubric, fees, OPENING, ACCOUNT, CONSENT, TRACK, FAREWELL, clear).to_check
+    current = said("agent", 17.0, ("the", 0.2), ("undefeated", 0.04), ("four", 0.9), ("hundred", 0.9),
+                   ("and", 0.9), ("twenty", 0.9), ("euros", 0.9))
+    assert not scored(nlp, rubric, fees, OPENING, ACCOUNT, CONSENT, TRACK, FAREWELL, current).to_check
+
+
+def test_a_phrase_heard_from_the_other_voice_on_a_mono_call_makes_the_fail_doubtful(
+        nlp: Language, rubric: Rubric, pack: PolicyPack) -> None:
+    from dataclasses import replace
+
+    voiced = replace(sure("customer", 6.0, "can you confirm your account number"), confidence=0.8)
+    result = scored(nlp, rubric, pack, OPENING, voiced, CONSENT, TRACK, FAREWELL)
+    account = next(c for c in result.criteria if c.id == "account_check")
+    assert not account.passed and account.doubt.startswith("heard at 6 s from the customer")
+    assert result.provisional
+    # On a stereo call each party has a channel: the label is certain.
+    channel = replace(voiced, confidence=1.0)
+    result = scored(nlp, rubric, pack, OPENING, channel, CONSENT, TRACK, FAREWELL)
+    assert not result.passed and not result.provisional
+
+
+def test_an_unclear_negation_is_a_near_miss_but_a_clear_one_is_not(nlp: Language, rubric: Rubric,
+                                                                   pack: PolicyPack) -> None:
+    unclear = said("agent", 21.0, ("have", 0.9), ("a", 0.9), ("not", 0.3), ("day", 0.9))
+    result = scored(nlp, rubric, pack, OPENING, ACCOUNT, CONSENT, TRACK, unclear)
+    farewell = next(c for c in result.criteria if c.id == "farewell")
+    assert not farewell.passed and "nearly heard" in farewell.doubt
+    clear = said("agent", 21.0, ("have", 0.9), ("a", 0.9), ("not", 0.95), ("day", 0.9))
+    result = scored(nlp, rubric, pack, OPENING, ACCOUNT, CONSENT, TRACK, clear)
+    assert next(c for c in result.criteria if c.id == "farewell").doubt == ""

@@ -524,8 +524,9 @@ def _slip_ok(t: NTok, p: NTok, j: int, m: int, mode: Mode) -> bool:
     """Whether transcript token t may stand for phrase token p (position j of m) as one misheard word."""
     if t.number is not None or p.number is not None or not t.low.isalpha() or t.punct:
         return False
-    if t.low in NEGATIONS or t.norm in NEGATIONS or p.low in NEGATIONS or p.norm in NEGATIONS:
-        return False  # a slip must never add or remove a negation
+    negation = t.low in NEGATIONS or t.norm in NEGATIONS or p.low in NEGATIONS or p.norm in NEGATIONS
+    if negation and mode != "near":
+        return False  # a slip must never add or remove a negation (a near match is only for a reviewer)
     function = p.low in FUNCTION_WORDS and len(t.low) <= 4
     if mode == "near":
         return m >= 3

@@ -342,8 +342,24 @@ class _Call:
             if hit.slip is None:
                 continue
             heard = self.utts[hit.utterance].lows[hit.slip]
-            if self.slip_confidence(hit) < NEAR_CONFIDENCE or alike(heard, hit.slip_for):
+            unsure = self.slip_confidence(hit) < NEAR_CONFIDENCE
+            if heard in NEGATIONS or hit.slip_for in NEGATIONS:
+                sounds_alike = False  # "not" for "that" is a reviewer's question only when it was unclear
+            else:
+                sounds_alike = alike(heard, hit.slip_for)
+            if unsure or sounds_alike:
                 out.append(hit)
+        return out
+
+    def voiced_by_other(self, label: str, speaker: str) -> list[tuple[Hit, float]]:
+        """Hits of a label said by another party than `speaker` in speech whose party was told apart
+        by voice with less than full certainty (mono recordings), with that certainty."""
+        out = []
+        for hit in self.hits.get(label, []):
+            utt = self.utts[hit.utterance]
+            certainty = self.transcript.segments[utt.segment_of(hit.start)].confidence
+            if utt.speaker not in (speaker, "unknown") and certainty is not None and certainty < 1.0:
+                out.append((hit, certainty))
         return out
 
     def weakness(self, hit: Hit) -> str:
@@ -404,8 +420,15 @@ def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
         if applicable and not passed:
             near = [h for h in call.near(f"n:c:{c.id}", c.speaker)
                     if c.within_seconds is None or call.start_time(h) <= c.within_seconds]
+            voiced = [] if hits or c.speaker == "any" else call.voiced_by_other(f"c:{c.id}", c.speaker)
             if hits and c.after in doubtful:
                 doubt = f"it must follow {c.after}, whose verdict is uncertain"
+            elif voiced:
+                hit, certainty = voiced[0]
+                shown = [hit]
+                party = call.utts[hit.utterance].speaker
+                doubt = (f"heard at {call.start_time(hit):.0f} s from the {party}, a voice told apart with "
+                         f"confidence {certainty:.2f}")
             elif near and not hits:
                 shown = near[:1]
                 doubt = (f'nearly heard at {call.start_time(near[0]):.0f} s, "{near[0].slip_for}" unclear '
@@ -498,6 +521,7 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact],
                   call_date: date) -> tuple[list[Violation], list[Violation]]:
     out: list[Violation] = []
     unsure: dict[str, Violation] = {}
+    reported_in_call: set[str] = set()
     for utt in call.utts:
         if not _speaker_ok(utt.speaker, "agent"):
             continue
@@ -559,7 +583,37 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact],
                     continue
                 reported.add(fact.id)
                 out.append(found)
-    return out, [v for fid, v in unsure.items() if fid not in reported]
+        reported_in_call |= reported
+        for i, _tok in nums:
+            if i not in best:
+                for found in _topic_unclear(call, utt, words, i, facts, call_date):
+                    unsure.setdefault(found.id, found)
+    return out, [v for fid, v in unsure.items() if fid not in reported_in_call]
+
+
+def _topic_unclear(call: _Call, utt: Utterance, words: Sequence[NTok], i: int, facts: Sequence[NumberFact],
+                   call_date: date) -> list[Violation]:
+    """An outdated value said with its fact's unit where no topic was heard, but words before it were
+    unclear: "the undefeated five hundred and ninety five dollars" for "the visa fee is ...". For a
+    reviewer, never a violation; not when the value is in force for a fact of that unit."""
+    tok = words[i]
+    if tok.unit is None or _spoken_as_history(utt, tok):
+        return []
+    same_unit = [f for f in facts if tok.unit in _units(f)]
+    if any(in_force(f, call_date) == tok.number for f in same_unit):
+        return []
+    before = [t for t in words[max(0, i - max((f.window for f in same_unit), default=0)):i] if not t.filler]
+    unclear = [t for t in before if utt.confidence(t.start, t.end) < NEAR_CONFIDENCE]
+    if not unclear:
+        return []
+    out: list[Violation] = []
+    for fact in same_unit:
+        old = [o for o in fact.superseded if o.value == tok.number and o.until < call_date]
+        if old:
+            found = _outdated_number(call, utt, tok, fact, old[0].until, in_force(fact, call_date), call_date)
+            doubt = f"no topic heard, and {len(unclear)} word(s) before the number were unclear"
+            out.append(replace(found, detail=f"{found.detail}; not counted: {doubt}", doubt=doubt))
+    return out
 
 
 def _doubt(utt: Utterance, tok: NTok) -> str | None:
@@ -578,7 +632,12 @@ def _could_be(heard: float, value: float) -> bool:
     if not (float(heard).is_integer() and float(value).is_integer()) or heard == value:
         return False
     a, b = number_to_words(int(heard)), number_to_words(int(value))
-    return b.startswith(a + " ") or SequenceMatcher(None, a, b).ratio() >= 0.8
+    return (_round(heard) and b.startswith(a + " ")) or SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
+def _round(value: float) -> bool:
+    """A number that may be the start of a longer one: "sixty" of "sixty seven", "300" of "380"."""
+    return (20 <= value <= 90 and value % 10 == 0) or (value >= 100 and value % 100 == 0)
 
 
 def _maybe_cut_short(utt: Utterance, tok: NTok) -> bool:
@@ -586,8 +645,7 @@ def _maybe_cut_short(utt: Utterance, tok: NTok) -> bool:
 
     "sixty seven" heard as "sixty, and" must not become a claim that someone said 60.
     """
-    value = tok.number or 0
-    if not ((20 <= value <= 90 and value % 10 == 0) or (value >= 100 and value % 100 == 0)):
+    if not _round(tok.number or 0):
         return False
     k = tok.end
     while k < len(utt.doc) and (utt.doc[k].is_punct or utt.lows[k] == "and"):
