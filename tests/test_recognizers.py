@@ -104,6 +104,11 @@ def test_scanner_finds(rules: speech.SpeechRules, text: str, expected: tuple[str
         "checklist at the office",
         "my name is on the form",
         "I have 3 children and 2 dogs",
+        # Amounts said as quantities, however long, next to a unit or a word of money.
+        "you need twenty four thousand five hundred dollars in savings",
+        "the savings requirement is twenty four thousand five hundred",
+        "that will be 24,500 in savings",
+        "the fee is one thousand two hundred and fifty",
     ],
 )
 def test_scanner_leaves_ordinary_speech(rules: speech.SpeechRules, text: str) -> None:

@@ -30,6 +30,7 @@ from presidio_analyzer.predefined_recognizers import EmailRecognizer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qa_service.errors import ConfigError
+from qa_service.spoken import SCALES, find_numbers
 
 PACKAGED_RULES = Path(__file__).resolve().parents[1] / "rules" / "recognizers.yaml"
 
@@ -63,6 +64,8 @@ class Vocabulary(_Strict):
     months: list[str] = Field(default_factory=list)
     ordinals: dict[str, int] = Field(default_factory=dict)
     units: list[str] = Field(default_factory=list)
+    # A number said as a quantity ("twenty four thousand five hundred") next to one of these is money.
+    amount_cues: list[str] = Field(default_factory=list)
     currency_symbols: list[str] = Field(default_factory=list)
     street_types: list[str] = Field(default_factory=list)
     common_words: list[str] = Field(default_factory=list)
@@ -219,6 +222,7 @@ class _Vocab:
         self.months = {m.lower() for m in v.months}
         self.ordinals = {k.lower(): n for k, n in v.ordinals.items()}
         self.units = {u.lower() for u in v.units}
+        self.amount_cues = {w.lower() for w in v.amount_cues}
         self.currency = set(v.currency_symbols)
         self.street_types = [s.lower() for s in v.street_types]
         self.common = {w.lower() for w in v.common_words}
@@ -513,6 +517,7 @@ class SpeechRules:
 
 
 # Money as written: "595", "1,420", "2,000.50", "12.99" (a list of digits has spaces after its commas).
+SCALE_WORDS = frozenset({"hundred", *SCALES})
 _MONEY = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 
 
@@ -666,8 +671,28 @@ class _Scanner:
         return after is not None and after.group(1).lower().rstrip(".") in self.v.units
 
     def run_is_amount(self, text: str, run: _Run) -> bool:
-        """An amount, unless too long for one."""
-        return len(run.digits) <= 7 and self.is_amount(text, run.start, run.end)
+        """An amount: a short number before a unit, or a number said as a quantity ("twenty four
+        thousand five hundred", "24,500") before a unit or next to a word of money ("in savings")."""
+        if len(run.digits) <= 7 and self.is_amount(text, run.start, run.end):
+            return True
+        if not self.is_quantity(text, run):
+            return False
+        return self.is_amount(text, run.start, run.end) or self.near_amount_cue(text, run)
+
+    def is_quantity(self, text: str, run: _Run) -> bool:
+        """Whether a run is one number said as a quantity, with scale words or thousands separators,
+        as nobody reads out the digits of an identifier."""
+        words = re.findall(r"[A-Za-z]+|\d[\d,.]*", text[run.start:run.end])
+        if not any(w.lower() in SCALE_WORDS or re.fullmatch(r"\d{1,3}(?:,\d{3})+", w) for w in words):
+            return False
+        numbers = find_numbers(words)
+        return len(numbers) == 1 and numbers[0].start == 0 and numbers[0].end == len(words)
+
+    def near_amount_cue(self, text: str, run: _Run) -> bool:
+        """A word of money within four words before a run or three after it ("the fee is", "in savings")."""
+        before = re.findall(r"[A-Za-z$£€¥]+", text[:run.start])[-4:]
+        after = re.findall(r"[A-Za-z$£€¥]+", text[run.end:])[:3]
+        return any(w.lower() in self.v.amount_cues or w in self.v.currency for w in before + after)
 
     def runs(self, toks: Sequence[Token]) -> list[_Run]:
         """Maximal stretches of digits, number words and letters, separators allowed between them."""
