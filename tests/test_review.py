@@ -535,6 +535,8 @@ def test_a_provisional_fail_waits_for_a_reviewer_and_is_marked_in_aggregates(api
     summary = api.client.get("/v1/agents/agent-mira/summary?from=2026-10-01&to=2026-10-31",
                              headers=api.h("supervisor"))
     assert summary.status_code == 200 and summary.json()["aggregate"]["provisional_count"] == 1
+    listed = api.client.get("/v1/calls?agent_id=agent-mira", headers=api.h("supervisor")).json()
+    assert {c["call_id"]: c["provisional"] for c in listed["items"]} == {call_id: True, firm: False}
 
     r = post(api, call_id, target="verdict", id="verdict", action="confirm", reason="listened: he said it")
     assert r.status_code == 201 and r.json()["result"]["reviewed_provisional"] is False

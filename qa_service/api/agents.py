@@ -154,6 +154,7 @@ class CallItem(BaseModel):
     score: float | None
     passed: bool | None
     auto_fail: bool | None
+    provisional: bool = Field(False, description="A FAIL resting on weak evidence, waiting for a reviewer")
     violations: int | None
     scorecard_url: str | None
 
@@ -163,7 +164,8 @@ class CallItem(BaseModel):
         return cls(call_id=c.call_id, external_id=c.external_id, agent_id=c.agent_id, call_date=c.call_date,
                    status=c.status, failure_reason=c.failure_reason,  # type: ignore[arg-type]
                    rubric_id=c.rubric_id, rubric_version=c.rubric_version, scorecard_version=c.version,
-                   score=c.score, passed=c.passed, auto_fail=c.auto_fail, violations=c.violation_count,
+                   score=c.score, passed=c.passed, auto_fail=c.auto_fail, provisional=c.provisional,
+                   violations=c.violation_count,
                    scorecard_url=f"/v1/calls/{c.call_id}/scorecard" if c.version is not None else None)
 
 

@@ -114,6 +114,7 @@ class CallRow:
     rubric_id: str
     rubric_version: str
     violation_count: int | None
+    provisional: bool = False  # a FAIL resting on weak evidence, waiting for a reviewer
 
 
 @dataclass(frozen=True)
@@ -346,7 +347,7 @@ class Views:
         c, sc = t.calls, t.scorecards
         query = (sa.select(c.c.id, c.c.external_id, c.c.agent_id, c.c.call_date, c.c.status,
                            c.c.failure_reason, c.c.created_at, sc.c.version, sc.c.score, sc.c.passed,
-                           sc.c.auto_fail, c.c.rubric_id, c.c.rubric_version,
+                           sc.c.auto_fail, sc.c.provisional, c.c.rubric_id, c.c.rubric_version,
                            sc.c.rubric_id.label("sc_rubric"), sc.c.rubric_version.label("sc_rubric_version"),
                            sc.c.seq)
                  .select_from(c.outerjoin(sc, sa.and_(sc.c.call_id == c.c.id, sc.c.latest))))
@@ -467,6 +468,7 @@ def _call_row(row: Any, violation_count: int | None) -> CallRow:
         created_at=row["created_at"], version=int(row["version"]) if scored else None,
         score=float(row["score"]) if scored else None, passed=bool(row["passed"]) if scored else None,
         auto_fail=bool(row["auto_fail"]) if scored else None,
+        provisional=bool(row["provisional"]) if scored else False,
         rubric_id=row["sc_rubric"] if scored else row["rubric_id"],
         rubric_version=row["sc_rubric_version"] if scored else row["rubric_version"],
         violation_count=violation_count,
