@@ -158,7 +158,8 @@ def test_an_outdated_value_nearly_heard_goes_to_a_reviewer(nlp: Language, rubric
     assert not result.violations
     [item] = result.to_check
     assert item.kind == "outdated_policy" and item.policy_id == "visa-fee"
-    assert item.detail.startswith("heard 300, which may have been 380: ")
+    assert item.detail.startswith("heard 300, which may have been 380 euros, for visa application fee; "
+                                  "that value applied until 2025-12-31")
     # Heard clearly, a value that never applied is nobody's concern.
     clear = sure("agent", 17.0, "the fee is three hundred and more than that")
     assert not scored(nlp, rubric, fees, OPENING, ACCOUNT, CONSENT, TRACK, FAREWELL, clear).to_check

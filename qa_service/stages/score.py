@@ -571,11 +571,10 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact],
                     # for "three hundred and eighty".
                     maybe = [o for o in fact.superseded if o.until < call_date and _could_be(value, o.value)]
                     if doubt and maybe:
-                        found = _outdated_number(call, utt, tok, fact, maybe[0].until, current, call_date)
-                        unsure.setdefault(fact.id, replace(
-                            found, detail=f"heard {format_value(value)}, which may have been "
-                                          f"{format_value(maybe[0].value)}: {found.detail}; {doubt}",
-                            doubt=doubt))
+                        found = _outdated_number(call, utt, tok, fact, maybe[0].until, current, call_date,
+                                                 maybe=maybe[0].value)
+                        found = replace(found, detail=f"{found.detail}; {doubt}", doubt=doubt)
+                        unsure.setdefault(fact.id, found)
                     continue
                 found = _outdated_number(call, utt, tok, fact, old[0].until, current, call_date)
                 if doubt:  # a number the recogniser was guessing at is no ground for a violation
@@ -663,12 +662,15 @@ def _spoken_as_history(utt: Utterance, tok: NTok) -> bool:
 
 
 def _outdated_number(call: _Call, utt: Utterance, tok: NTok, fact: NumberFact, until: date, current: float,
-                     call_date: date) -> Violation:
+                     call_date: date, *, maybe: float | None = None) -> Violation:
+    """An outdated value stated (or, with `maybe`, perhaps stated: the value it may have been)."""
     unit = f" {fact.unit}" if fact.unit else ""
     since = fact.current.since if current == fact.current.value else None
     now = f"{format_value(current)}{unit}" + (f" since {since.isoformat()}" if since else "")
-    detail = (f"stated {format_value(tok.number or 0)}{unit} for {fact.title.lower()}; that value applied "
-              f"until {until.isoformat()}, on {call_date.isoformat()} it is {now}")
+    said = f"stated {format_value(tok.number or 0)}{unit}" if maybe is None else \
+        f"heard {format_value(tok.number or 0)}, which may have been {format_value(maybe)}{unit},"
+    detail = (f"{said} for {fact.title.lower()}; that value applied until {until.isoformat()}, "
+              f"on {call_date.isoformat()} it is {now}")
     hit = Hit(f"t:{fact.id}", utt.index, tok.start, tok.end)
     return Violation(id=fact.id, kind="outdated_policy", title=fact.title,
                      evidence=call.evidence(hit), detail=detail, policy_id=fact.id,
