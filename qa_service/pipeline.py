@@ -206,9 +206,8 @@ def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, 
     )
 
 
-# Below this mean word probability a transcript is mostly guesswork. Measured with tiny.en: Chinese
-# calls (which it cannot transcribe, and fills with "thanks for watching") 0.41-0.51; English calls
-# 0.66-0.76 on noisy 8 kHz synthetic voices, 0.84-0.96 on real recordings.
+# Below this mean word probability a transcript is mostly guesswork: it lies between calls tiny.en
+# cannot transcribe and English ones on noisy lines (docs/decisions/0009-measured-options.md).
 LOW_CONFIDENCE = 0.55
 
 

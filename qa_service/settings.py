@@ -32,17 +32,18 @@ class Settings(BaseSettings):
     asr_compute_type: str = "int8"
     asr_threads: int = Field(default=0, description="0 means one per core")
     asr_beam_size: int = 5
-    # Subtract steady line noise before recognition (stages/denoise.py; measured trade-off there).
+    # Subtract steady line noise before recognition (stages/denoise.py; measured trade-off in
+    # docs/decisions/0009-measured-options.md).
     asr_denoise: bool = False
     # Clips of speech (up to 30 s each) decoded at once; 1 decodes them one after another.
     asr_batch_size: int = Field(default=4, ge=1, le=64)
     # "words" writes numbers as spoken ("six hundred and forty"); "digits" lets Whisper format them
-    # ("$640"), which it gets wrong on poor lines (measured in stages/transcribe.py DecodeOptions).
+    # ("$640"), which it gets wrong on poor lines (measured in docs/decisions/0009-measured-options.md).
     asr_numbers: Literal["words", "digits"] = "words"
     # Feed the rubric's phrases and policy topics to Whisper: by default on telephone-band channels and
     # on each party's channel of a stereo call, where it measurably helps; on a wideband recording of
-    # both parties on one channel it makes Whisper skip turns (measured in stages/transcribe.py
-    # DecodeOptions).
+    # both parties on one channel it makes Whisper skip turns (measured in
+    # docs/decisions/0009-measured-options.md).
     asr_vocabulary: Literal["none", "hotwords", "prompt", "telephone", "auto"] = "auto"
     # Decode a block again stretch by stretch when Whisper left detected speech without words.
     asr_recover_lost_speech: bool = True

@@ -1,8 +1,14 @@
 """Numbers as people say them and recognisers write them: "sixty seven", "$640", "1,200", "two thousand".
 
-`find_numbers` works on a token sequence (spaCy token texts or plain words) and returns token spans with
-values, so a rule can say "a value within N tokens of the topic" whether the recogniser wrote words or
-digits. `number_to_words` goes the other way (for phrases written with digits in a rubric).
+The one place where number words are defined, and the two ways of reading them:
+
+- `find_numbers` reads quantities: on a token sequence (spaCy token texts or plain words) it returns token
+  spans with values, so a rule can say "a value within N tokens of the topic" whether the recogniser wrote
+  words or digits; redaction uses it to tell an amount from an identifier.
+- `read_digits` reads an identifier read out digit by digit ("oh nine twenty eight" -> "0928", "double
+  five" -> "55"), as the redaction recognisers need it.
+
+`number_to_words` goes the other way (for phrases written with digits in a rubric).
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ TENS = {
     "eighty": 80, "ninety": 90,
 }
 SCALES = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+MULTIPLIERS = frozenset({"hundred", *SCALES})
+
+# Zero as people also say it when they read digits out one by one ("o", and British "nought" and "nil"),
+# never in a quantity; and the words that repeat the next digit ("double five" -> "55").
+READ_OUT_ZEROS = ("o", "nought", "nil")
+REPEATERS = {"double": 2, "triple": 3}
+# The digit each word stands for when digits are read out.
+DIGIT_WORDS = {**{w: str(v) for w, v in UNITS.items()}, **dict.fromkeys(READ_OUT_ZEROS, "0")}
+# Every word a number read out is made of (the redaction recognisers' "number word" tokens).
+READ_OUT_WORDS = frozenset({*DIGIT_WORDS, *TEENS, *TENS, *REPEATERS, "hundred", "thousand"})
 
 CURRENCY_SYMBOLS = {"$": "dollar", "£": "pound", "€": "euro", "¥": "yen"}
 
@@ -40,8 +56,8 @@ UNIT_WORDS = {
     "hour": "hour", "hours": "hour", "minute": "minute", "minutes": "minute",
 }
 
-_DIGITS = re.compile(r"^\d{1,3}(,\d{3})+(\.\d+)?$|^\d+(\.\d+)?$")
-_MULTIPLIERS = {"hundred", *SCALES}
+# A number written in digits: "595", "1,420", "2,000.50" (a list of digits, "41, 1, 1", is not one).
+WRITTEN_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 _WORD_KINDS = {**{w: "unit" for w in UNITS}, **{w: "teen" for w in TEENS}, **{w: "tens" for w in TENS}}
 
 
@@ -83,9 +99,47 @@ def canonical_unit(word: str) -> str:
 def parse_digits(token: str) -> float | None:
     """Value of a digit token ("640", "1,200", "2.5"), or None."""
     t = token.strip()
-    if not _DIGITS.match(t):
+    if not WRITTEN_NUMBER.fullmatch(t):
         return None
     return float(t.replace(",", ""))
+
+
+def read_digits(words: Sequence[str]) -> str:
+    """Digits that a run of lower-case number words and digit strings stands for, read as an identifier
+    is read out: "four one five" -> "415", "twenty eight" -> "28", "double five" -> "55".
+    """
+    out: list[str] = []
+    repeat = 1
+    i = 0
+    while i < len(words):
+        low = words[i]
+        if low.isdigit():
+            out.append(low * repeat)
+            repeat = 1
+        elif low in REPEATERS:
+            repeat = REPEATERS[low]
+        elif low in DIGIT_WORDS:
+            out.append(DIGIT_WORDS[low] * repeat)
+            repeat = 1
+        elif low in TEENS:
+            out.append(str(TEENS[low]))
+        elif low in TENS:
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            if DIGIT_WORDS.get(nxt, "0") != "0":  # "twenty eight" is 28, "twenty oh" is 20 then 0
+                out.append(str(TENS[low] + int(DIGIT_WORDS[nxt])))
+                i += 1
+            else:
+                out.append(str(TENS[low]))
+        elif low == "hundred":
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            if not (nxt in TENS or nxt in TEENS or nxt in DIGIT_WORDS):
+                out.append("00")
+            elif nxt in DIGIT_WORDS:
+                out.append("0")
+        elif low == "thousand":
+            out.append("000")
+        i += 1
+    return "".join(out)
 
 
 def _split(tokens: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -210,7 +264,7 @@ def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
         value = parse_digits(w)
         if value is not None:
             end = i + 1
-            if end < n and words[end] in _MULTIPLIERS:
+            if end < n and words[end] in MULTIPLIERS:
                 value *= 100 if words[end] == "hundred" else SCALES[words[end]]
                 end += 1
             found.append((start, end, value, unit))

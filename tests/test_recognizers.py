@@ -16,7 +16,7 @@ def rules() -> speech.SpeechRules:
 
 
 def _found(rules: speech.SpeechRules, text: str) -> list[tuple[str, str]]:
-    return [(s.entity_type, text[s.start : s.end]) for s in rules.scanner.scan(text)]
+    return [(s.entity_type, text[s.start : s.end]) for s in rules.scan(text)]
 
 
 @pytest.mark.parametrize(
@@ -207,3 +207,12 @@ def test_speech_recognizer_plugs_into_presidio(rules: speech.SpeechRules) -> Non
         "four one five, five five five, zero one three two",
     )
     assert rec.analyze(text, ["EMAIL_ADDRESS"]) == []
+
+
+def test_number_words_in_a_rules_file_are_a_clear_error(tmp_path: Path) -> None:
+    # Number words are defined once, in qa_service.spoken; a file that still lists them says so.
+    old = tmp_path / "old.yaml"
+    old.write_text("vocabulary:\n  digits: {niner: '9'}\n  repeaters: {double: 2}\n  months: [sept]\n")
+    removed = r"old\.yaml.*vocabulary\.digits, vocabulary\.repeaters.*spoken\.py"
+    with pytest.raises(ConfigError, match=removed):
+        speech.load_rules([speech.PACKAGED_RULES, old])

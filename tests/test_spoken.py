@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa_service.spoken import canonical_unit, find_numbers, number_to_words, parse_digits
+from qa_service.spoken import canonical_unit, find_numbers, number_to_words, parse_digits, read_digits
 
 
 def _found(text: str) -> list[tuple[str, float, str | None]]:
@@ -104,3 +104,26 @@ def test_canonical_unit(word: str, unit: str) -> None:
 ])
 def test_recogniser_split_compounds_join(text: str, values: list[int]) -> None:
     assert [n.value for n in find_numbers(text.split())] == values
+
+
+@pytest.mark.parametrize(
+    ("words", "digits"),
+    [
+        ("four one five", "415"),
+        ("oh nine twenty eight", "0928"),
+        ("nought seven nil o", "0700"),  # zero as read out, never in a quantity
+        ("twenty oh five", "2005"),
+        ("nineteen eighty seven", "1987"),
+        ("double five triple 2", "55222"),
+        ("five hundred", "500"),
+        ("one hundred five", "105"),
+        ("three thousand", "3000"),
+    ],
+)
+def test_read_digits_as_an_identifier_is_read_out(words: str, digits: str) -> None:
+    assert read_digits(words.split()) == digits
+
+
+def test_zero_as_read_out_is_no_quantity() -> None:
+    # "o", "nought" and "nil" are zero only when digits are read out one by one.
+    assert find_numbers("nought".split()) == [] and find_numbers("nil points".split()) == []

@@ -9,9 +9,8 @@ away. A recording whose pauses are digitally silent is returned unchanged.
 Only the recogniser hears the cleaned signal; speaker attribution, redacted audio and metrics use
 the recording as it was.
 
-Measured on the 8 kHz noisy development calls (tiny.en, per channel, word keep rate): 0.686 ->
-0.713, 0.813 -> 0.833 and 0.729 -> 0.737 for three voice sets; base 0.747 -> 0.759. Criteria
-accuracy fell on the same calls, so it is a setting (QA_ASR_DENOISE), off by default.
+More words come through on noisy lines, but criteria accuracy fell on the same calls
+(docs/decisions/0009-measured-options.md), so it is a setting (QA_ASR_DENOISE), off by default.
 """
 
 from __future__ import annotations

@@ -26,11 +26,9 @@ whose words sit nearest their own speaker's mean voice); without one, by the BIC
 MFCC models. On synthetic voices the BIC gain can prefer a split along the sentence rather than
 the speaker, which is why it does not judge the voice model's splits.
 
-Measured (tiny.en words; docs/decisions/0003-speakers-on-real-calls.md, scripts/measure_speakers.py):
-share of words labelled right on the real pyannote call 0.986 (with the rubric vocabulary), the real
-sales call 0.943 by role, synthetic development calls 0.998 (16 kHz) and 0.997 (8 kHz); MFCC/pitch
-statistics alone do not separate pyannote's two similar voices (0.73). Windows of 0.6-1 s every
-0.2-0.35 s are within a word or two of each other there; 1.6 s windows straddle its short turns.
+The voice embeddings are there because MFCC and pitch statistics alone do not separate two similar
+voices. The figures, and the command that measures them (scripts/measure_speakers.py), are in
+docs/decisions/0003-speakers-on-real-calls.md and 0009-measured-options.md.
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ from typing import Any
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from qa_service.errors import ConfigError
-from qa_service.stages.recognizers import Span, SpeechRules, _base_forms, _phrase_rx
+from qa_service.stages.recognizers import Span, SpeechRules
+from qa_service.stages.recognizers.name_cues import phrase_rx
+from qa_service.stages.recognizers.vocabulary import base_forms
 
 # NER labels whose spans may be a person's name misread; WORK_OF_ART, EVENT and LAW spans are titles
 # ("Secretly Love"), taken back only after a cue.
@@ -117,14 +119,14 @@ class NameFinder:
         self.rules = rules
         self.names = names
         cues = rules.source.name_cues
-        rx = _phrase_rx([*cues.strong, *cues.weak])
+        rx = phrase_rx([*cues.strong, *cues.weak])
         self.cue_rx = re.compile(rf"(?:{rx.pattern})[\s,.:]*$", re.IGNORECASE) if rx else None
         self.places = {w.lower() for w in cues.places}
         self.organisation_words = {w.lower() for w in cues.organisation_words}
 
     def english(self, word: str) -> bool:
         """Whether some form of the word is an English word the spaCy model knows."""
-        return any(form in self.rules.lexicon for form in _base_forms(word.lower()))
+        return any(form in self.rules.lexicon for form in base_forms(word.lower()))
 
     def find(self, text: str, doc: Any = None) -> list[Span]:
         """PERSON spans for names in entities of other labels, in lists, and as given name + surname."""

@@ -167,7 +167,7 @@ class PresidioRedactor:
         # The speech scanner runs beside the analyzer rather than inside it: Presidio keeps one result per
         # (span, type), and a low-precision spaCy DATE on the same words would hide the scanner's verdict.
         if self.speech:
-            spans += [(s, True) for s in self.rules.scanner.scan(text) if s.score >= self.score_threshold]
+            spans += [(s, True) for s in self.rules.scan(text) if s.score >= self.score_threshold]
         # Not merged yet: the redactor reads each span's type and provenance before merging them.
         return [s for s, own in spans if self._keep(text, s, own)], artifacts.tokens
 
@@ -277,7 +277,7 @@ class PresidioRedactor:
 
     def _with_split_sequences(self, segments: Sequence[Segment], found: list[list[Span]]) -> list[list[Span]]:
         """Digits said slowly come out one segment each ("8." "0." "4."): read a speaker's run together."""
-        scanner = self.rules.scanner
+        vocab = self.rules.vocab
         order = sorted(range(len(segments)), key=lambda i: (segments[i].start, i))
         streams: dict[str, list[int]] = {}
         for i in order:
@@ -285,11 +285,11 @@ class PresidioRedactor:
         out = [list(spans) for spans in found]
 
         def pure(i: int) -> bool:
-            toks = [t for t in scanner.v.tokens(segments[i].text) if t.kind not in ("punct", "sep")]
+            toks = [t for t in vocab.tokens(segments[i].text) if t.kind not in ("punct", "sep")]
             return bool(toks) and all(t.kind in ("digits", "num", "letter", "alnum") for t in toks)
 
         def edge(i: int, last: bool) -> bool:
-            toks = [t for t in scanner.v.tokens(segments[i].text) if t.kind not in ("punct", "sep")]
+            toks = [t for t in vocab.tokens(segments[i].text) if t.kind not in ("punct", "sep")]
             return bool(toks) and toks[-1 if last else 0].kind in ("digits", "num", "letter", "alnum")
 
         for stream in streams.values():
@@ -318,20 +318,20 @@ class PresidioRedactor:
     def _chain_spans(
         self, segments: Sequence[Segment], chain: Sequence[int], context: str
     ) -> list[tuple[int, Span]]:
-        scanner = self.rules.scanner
+        rules = self.rules
         parts, bases, joined = [], [], ""
         for i in chain:
             part = segments[i].text.rstrip(" .?!")
             bases.append(len(joined))
             parts.append(part)
             joined += part + ", "
-        toks = scanner.v.tokens(joined)
+        toks = rules.vocab.tokens(joined)
         found = []
-        for run in scanner.runs(toks):
+        for run in rules.sequences.runs(toks):
             crossing = [k for k, b in enumerate(bases) if run.start < b + len(parts[k]) and b < run.end]
-            if len(crossing) < 2 or scanner.run_is_amount(joined, run):
+            if len(crossing) < 2 or rules.amounts.run_is_amount(joined, run):
                 continue
-            named = scanner.classify(toks, run, extra_context=context)
+            named = rules.sequences.classify(toks, run, extra_context=context)
             if named is None:
                 continue
             for k in crossing:

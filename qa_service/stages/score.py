@@ -388,7 +388,7 @@ def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
         applicable = c.applies_when is None or bool(call.by(f"a:{c.id}", c.applies_when.speaker))
         # Negation is not checked here: on phone audio recognisers turn "is there anything else" into
         # "didn't there anything else" far more often than agents say a required line in the negative
-        # (measured: 8 kHz verdict accuracy fell from 0.75 to 0.375 with the check).
+        # (docs/decisions/0009-measured-options.md).
         hits = call.by(f"c:{c.id}", c.speaker)
         reason = ""
         ok = hits

@@ -89,12 +89,11 @@ class Transcriber(Protocol):
 class DecodeOptions:
     """faster-whisper decoding settings; kept on every transcript so a result can be reproduced.
 
-    Chosen on 8 kHz noisy two-channel calls (tiny.en, word keep rate / speaker accuracy): these
-    defaults 0.710 / 1.000; greedy (beam 1) 0.635 / 0.952; no temperature fallback 0.703 / 0.964;
-    conditioning on earlier text 0.713 / 0.988; faster-whisper's VAD defaults (2 s silence, 400 ms
-    pad) 0.695 / 1.000; VAD threshold 0.35 0.683 / 1.000; repetition penalty 1.1 0.719 / 0.988.
+    Chosen on 8 kHz noisy two-channel calls; the figures behind each default, and the commands that
+    measure them again, are in docs/decisions/0009-measured-options.md.
     """
 
+    # Greedy decoding (beam 1) loses words and speaker accuracy on noisy telephone calls.
     beam_size: int = 5
     # No sampling at higher temperatures: its draws depend on what the process decoded before, so the
     # same audio could give other words in a long-lived worker (docs/decisions/0004-clips.md).
@@ -104,9 +103,11 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6
     # Conditioning on earlier text lets one bad window poison the rest of a long call.
     condition_on_previous_text: bool = False
+    # A repetition penalty keeps a few more words but costs speaker accuracy.
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     hallucination_silence_threshold: float | None = None
+    # Shorter silences and pads than faster-whisper's VAD defaults (2 s, 400 ms) keep more words.
     vad_min_silence_ms: int = 500
     vad_speech_pad_ms: int = 200
     vad_threshold: float = 0.5
@@ -114,40 +115,13 @@ class DecodeOptions:
     # "prompt" (first window only, since earlier text is not carried over), "telephone": hotwords on
     # telephone-band channels (bandfill.band_edge finds their missing top), none on the others, or
     # "auto": hotwords on telephone-band channels and on each party's channel of a stereo call, none on
-    # a wideband recording of both parties on one channel.
-    # Measured on 8 kHz noisy calls with the rubric's phrases as vocabulary (tiny.en, word keep rate /
-    # speaker accuracy): none 0.710 / 1.000, hotwords 0.756 / 0.952, prompt 0.732 / 0.988; written as
-    # capitalised sentences instead, 0.631 and 0.686. Biasing makes Whisper copy the list's style
-    # (lower case, commas: fewer sentence ends, longer segments). On wideband audio it costs more than
-    # it gives: 16 kHz stereo criteria accuracy 0.917 / verdict accuracy 0.750 against 0.986 / 1.000
-    # without it. On the telephone band it is where the recogniser is lost that it helps; whole
-    # pipeline, tiny.en, none -> hotwords (criteria accuracy, violation F1, verdict accuracy, word
-    # keep rate), three voice sets of 8 kHz noisy stereo calls: 0.917 -> 0.931, 0.833 -> 0.727,
-    # 0.875 -> 1.0, 0.774 -> 0.821; 0.958 -> 0.986, 0.833 -> 0.833, 0.875 -> 1.0, 0.866 -> 0.876;
-    # 0.889 -> 0.917, 0.6 -> 0.6, 0.75 -> 1.0, 0.831 -> 0.860 (PII leak rate 0.08 -> 0); 8 kHz mono
-    # 0.806 -> 0.889, 0.833 -> 0.833, 0.625 -> 0.75, 0.737 -> 0.744 (speaker accuracy 0.892 ->
-    # 0.916). Of the 52 criteria those calls do not meet, none was passed: it restored phrases the
-    # agent said and invented none. Prohibited phrases are never in the vocabulary (pipeline.vocabulary).
-    # Its cost shows where the rubric does not fit the call: four real 8 kHz recordings about other
-    # things (318 words), word error rate 0.066 without a vocabulary, 0.069 and 0.088 with two rubrics';
-    # five real 16 kHz ones (631 words) 0.089, 0.100 and 0.108.
-    # A company whose rubric has words tiny.en rarely writes ("Meridian Freight", "import duty",
-    # "waybill": seven calls of a customs desk, two voice sets) is heard far better with them at 16 kHz
-    # too, when each party has a channel: none -> hotwords, criteria accuracy 0.857 -> 1.0 and 0.837 ->
-    # 0.959, verdict accuracy 0.857 -> 1.0 and 0.714 -> 0.857, violation F1 0.714 -> 0.8 and 0.667 ->
-    # 0.714, word keep rate 0.889 -> 0.944 and 0.892 -> 0.931; development calls 0.986 -> 0.986 and
-    # 0.986 -> 0.972 (verdicts and violations unchanged; patterns that test letter case go without it
-    # on text written all in lower case, as biased Whisper writes: score.py). On one channel holding
-    # both parties, hotwords make Whisper skip whole turns (development calls, 16 kHz mono: criteria
-    # accuracy 0.986 -> 0.917, verdict accuracy 1.0 -> 0.875; the customs calls' violation F1 0.714 ->
-    # 0.2), hence "auto". The customs calls are in bench/meridian.
+    # a wideband recording of both parties on one channel, where it makes Whisper skip whole turns
+    # (docs/decisions/0009-measured-options.md).
     vocabulary_mode: Literal["none", "hotwords", "prompt", "telephone", "auto"] = "auto"
     # Split a segment where the gap between two words is at least this long.
     pause_split_s: float = 1.0
     # Subtract steady line noise before recognition (stages/denoise.py; no-op on clean audio). Off by
-    # default: on the 8 kHz noisy development calls (tiny.en, whole pipeline, two voice sets) it
-    # raised the word keep rate (0.691 -> 0.718, 0.734 -> 0.746) but lowered criteria accuracy
-    # (0.903 -> 0.875, 0.750 -> 0.694): weak consonants of key phrases go with the noise.
+    # default: more words come through, but weak consonants of key phrases go with the noise (0009).
     denoise: bool = False
     # Clips decoded at once by faster-whisper's batched pipeline (docs/decisions/0004-clips.md).
     batch_size: int = 4
@@ -155,14 +129,7 @@ class DecodeOptions:
     # Whisper from choosing any token with a digit, $ or %. Whisper's own digits are a guess at the
     # format that goes wrong on poor lines ("$600 and $40" for "six hundred and forty dollars") and
     # loops on spoken card numbers ("1, 1, 1, 1, ..."); the scorer reads numbers in words and digits
-    # alike, and the redactor finds spoken digit runs. Measured with tiny.en over the whole pipeline,
-    # digits -> words (criteria accuracy, verdict accuracy, word keep rate; PII leak rate 0 unless
-    # said): 16 kHz stereo 0.986 -> 0.986, 1.0 -> 1.0, 0.892 -> 0.936; 16 kHz mono 0.986 -> 0.986,
-    # 1.0 -> 1.0, 0.876 -> 0.930 (violation F1 0.923 -> 1.0); 8 kHz noisy stereo 0.861 -> 0.889,
-    # 0.625 -> 0.750, 0.706 -> 0.749; the same with two other voice sets 0.972 -> 0.986, 0.875 -> 1.0,
-    # 0.816 -> 0.855 (leak 0.04 -> 0) and 0.778 -> 0.764, 0.625 -> 0.625, 0.741 -> 0.764; 8 kHz mono
-    # 0.806 -> 0.833, 0.625 -> 0.5, 0.703 -> 0.724 (speaker accuracy 0.976 -> 0.964). Word error rate
-    # on 8 real recordings 0.047 -> 0.049 (bare faster-whisper 0.061).
+    # alike, and the redactor finds spoken digit runs (measured in docs/decisions/0009).
     numbers_as_words: bool = True
     # Whisper sometimes ends a clip's decode after a few words: the speech it left without words is
     # decoded again, each lost part on its own, and what it is sure of there is added
@@ -170,21 +137,8 @@ class DecodeOptions:
     recover_lost_speech: bool = True
     # Telephone audio has nothing above its band (4 kHz at 8 kHz sampling), which Whisper's small
     # models mishear more on; when the recording has a line noise floor, the recogniser hears it
-    # continued above the band (stages/bandfill.py). Whole pipeline, tiny.en, off -> on (word keep
-    # rate, criteria accuracy, violation F1, verdict accuracy), 8 kHz noisy development calls:
-    # stereo 0.729 -> 0.770, 0.861 -> 0.889, 0.833 -> 0.833, 0.5 -> 0.875; two other voice sets
-    # 0.863 -> 0.869, 0.972 -> 0.944, 0.923 -> 0.833, 1.0 -> 0.875 and 0.770 -> 0.807, 0.764 ->
-    # 0.806, 0.667 -> 0.6, 0.5 -> 0.625; mono 0.732 -> 0.734, 0.806 -> 0.819, 0.833 -> 0.833, 0.5
-    # -> 0.5; a fourth voice set (customer piper joe) 0.842 -> 0.843, 0.903 -> 0.889, 0.833 -> 0.667,
-    # 0.75 -> 0.5. Another draw of the fill's noise moves single phrases either way (same four
-    # stereo sets: keep 0.770, 0.879, 0.836, 0.840; criteria 0.889, 0.944, 0.861, 0.917; violation
-    # F1 0.833, 0.769, 0.833, 0.727; verdicts 0.875, 0.875, 0.75, 1.0): keep and verdicts rise on
-    # average, violation F1 moves by up to 0.17 either way. 16 kHz calls are left alone. Word error
-    # rate on five real recordings taken to 8 kHz with three levels of hiss (1,893 words): 0.1764 ->
-    # 0.1754. Bare faster-whisper on the first set with white noise at fixed levels instead: -60 dBFS
-    # 0.740, -55 0.759, -50 0.784 (three seeds 0.768-0.794), -45 0.755, -40 0.749, none 0.726; on
-    # noiseless 8 kHz renders (digital silence between words, so nothing is filled now) -50 dBFS
-    # cost 0.759 -> 0.749.
+    # continued above the band (stages/bandfill.py): words kept and verdicts rise on average on 8 kHz
+    # calls (docs/decisions/0009); 16 kHz calls are left alone.
     fill_missing_band: bool = True
 
 
