@@ -97,10 +97,11 @@ def test_a_clearly_heard_different_word_is_no_near_miss(nlp: Language, rubric: R
     assert not result.violations and not result.to_check
 
 
-def test_a_word_that_sounds_alike_is_a_near_miss_however_sure(nlp: Language, rubric: Rubric,
-                                                              pack: PolicyPack) -> None:
-    alike = sure("agent", 17.0, "you could declare a lower volume")
-    result = scored(nlp, rubric, pack, OPENING, ACCOUNT, CONSENT, TRACK, FAREWELL, alike)
+def test_one_unclear_word_in_a_prohibited_phrase_is_a_near_miss(nlp: Language, rubric: Rubric,
+                                                                pack: PolicyPack) -> None:
+    unsure = said("agent", 17.0, ("you", 0.9), ("could", 0.9), ("declare", 0.9), ("a", 0.9), ("lower", 0.9),
+                  ("volume", 0.3))
+    result = scored(nlp, rubric, pack, OPENING, ACCOUNT, CONSENT, TRACK, FAREWELL, unsure)
     assert [v.id for v in result.to_check] == ["undervalue"] and not result.violations
 
 

@@ -270,3 +270,22 @@ def test_sound_alikes(nlp: Language, phrase: str, text: str, lenient: bool, matc
 def test_negative_questions_ask_the_same(nlp: Language, phrase: str, text: str, lenient: bool,
                                          matched: bool) -> None:
     assert bool(_matches(nlp, phrase, text, lenient=lenient)) is matched
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text", "slip"),
+    [
+        ("guarantee your visa", "I can guarantee your mean", "visa"),  # the last word misheard
+        ("offer ends today", "our offer and today", "ends"),
+        ("that makes sense", "not make sense", "that"),  # a negation may stand in, for a reviewer
+        ("do not declare", "did not render anything", None),  # only function words heard as written
+        ("guarantee approval", "guarantee a pearl", None),  # two words: no near match
+    ],
+)
+def test_near_matches(nlp: Language, phrase: str, text: str, slip: str | None) -> None:
+    phrases = PhraseSet([("x", phrase, "near")], nlp, Lemmatizer(nlp))
+    utt = _utterance(nlp, text)
+    hits = [h for h in phrases.find(utt.toks, 0) if h.slip is not None]
+    assert [h.slip_for for h in hits] == ([slip] if slip else [])
+    for h in hits:
+        assert 0.0 < h.match < 1.0

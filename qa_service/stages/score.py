@@ -28,7 +28,6 @@ from qa_service.stages.matching import (
     NTok,
     PhraseSet,
     Utterance,
-    alike,
     build_utterances,
     clause_after,
     clause_before,
@@ -55,8 +54,8 @@ def _withdrawn_cue(words: Sequence[str], extra: frozenset[str] = frozenset()) ->
 # Recogniser confidence below which a stated number is not trusted enough to report it as outdated.
 MIN_NUMBER_CONFIDENCE = 0.3
 UNSURE_NEXT_WORD = 0.5
-# A phrase heard but for one word the recogniser was unsure of (below this confidence), or heard as a
-# word that sounds like it, is a near match: a reviewer listens to it, the verdict does not rest on it.
+# A phrase heard but for one word the recogniser was unsure of (below this confidence) is a near match:
+# a reviewer listens to it, the verdict does not rest on it.
 NEAR_CONFIDENCE = 0.6
 # Deciding words heard with a lower mean confidence than this make an auto-fail violation weak evidence.
 WEAK_CONFIDENCE = 0.5
@@ -75,6 +74,7 @@ class CompiledRules:
     lemma_patterns: bool = False
     anchors: frozenset[str] | None = None  # see _anchors
     caseless: Any = None  # the patterns without their tests of letter case, for text written without capitals
+    near: PhraseSet | None = None  # the rubric's phrases as near matches ("n:c:" and "n:p:" labels)
 
 
 _PerNLP = OrderedDict[tuple[str, str], CompiledRules]
@@ -102,18 +102,19 @@ def compile_rules(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRul
 
 def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
     lemma = Lemmatizer(nlp)
-    labelled: list[tuple[str, str, bool | Mode]] = []  # (label, phrase, lenient or a Mode)
+    labelled: list[tuple[str, str, bool]] = []  # (label, phrase, lenient)
+    near: list[tuple[str, str, Mode]] = []
     patterns: list[tuple[str, list[dict[str, Any]]]] = []
     for c in rubric.criteria:
         labelled += [(f"c:{c.id}", p, True) for p in c.phrases]
-        labelled += [(f"n:c:{c.id}", p, "near") for p in c.phrases]
+        near += [(f"n:c:{c.id}", p, "near") for p in c.phrases]
         patterns += [(f"c:{c.id}", p) for p in c.patterns]
         if c.applies_when is not None:
             labelled += [(f"a:{c.id}", p, True) for p in c.applies_when.phrases]
             patterns += [(f"a:{c.id}", p) for p in c.applies_when.patterns]
     for item in rubric.prohibited:
         labelled += [(f"p:{item.id}", p, False) for p in item.phrases]
-        labelled += [(f"n:p:{item.id}", p, "near") for p in item.phrases]
+        near += [(f"n:p:{item.id}", p, "near") for p in item.phrases]
         patterns += [(f"p:{item.id}", p) for p in item.patterns]
     for fact in policies.facts:
         if isinstance(fact, NumberFact):
@@ -127,7 +128,8 @@ def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
     uses_lemma = any(str(key).upper() == "LEMMA" for _, p in patterns for spec in p for key in spec)
     return CompiledRules(rubric, policies, lemma, PhraseSet(labelled, nlp, lemma), matcher,
                          pipes_for((p for _, p in patterns), nlp), uses_lemma,
-                         _anchors([p for _, p in patterns]), caseless)
+                         _anchors([p for _, p in patterns]), caseless,
+                         PhraseSet(near, nlp, lemma) if near else None)
 
 
 def _matcher(patterns: Sequence[tuple[str, list[dict[str, Any]]]], nlp: NLP) -> Any:
@@ -277,6 +279,10 @@ def _find(rules: CompiledRules, utts: Sequence[Utterance]) -> dict[str, list[Hit
     for utt in utts:
         for hit in rules.phrases.find(utt.toks, utt.index):
             found[hit.label].setdefault((hit.utterance, hit.start), hit)
+        if rules.near is not None and min(utt.token_prob, default=1.0) < NEAR_CONFIDENCE:
+            # A near match rests on a word the recogniser was unsure of: only such utterances have one.
+            for hit in rules.near.find(utt.toks, utt.index):
+                found[hit.label].setdefault((hit.utterance, hit.start), hit)
         if rules.matcher is not None and _may_match(rules, utt):
             strings = utt.doc.vocab.strings
             matcher = rules.matcher if any(c.isupper() for c in utt.text) else rules.caseless
@@ -335,21 +341,10 @@ class _Call:
         return self.utts[hit.utterance].confidence(hit.slip, hit.slip + 1)
 
     def near(self, label: str, speaker: str) -> list[Hit]:
-        """Near matches of a label ("n:" hits) whose misheard word the recogniser was unsure of, or that
-        sounds like the phrase's word: what may have been said, for a person to check."""
-        out = []
-        for hit in self.by(label, speaker):
-            if hit.slip is None:
-                continue
-            heard = self.utts[hit.utterance].lows[hit.slip]
-            unsure = self.slip_confidence(hit) < NEAR_CONFIDENCE
-            if heard in NEGATIONS or hit.slip_for in NEGATIONS:
-                sounds_alike = False  # "not" for "that" is a reviewer's question only when it was unclear
-            else:
-                sounds_alike = alike(heard, hit.slip_for)
-            if unsure or sounds_alike:
-                out.append(hit)
-        return out
+        """Near matches of a label ("n:" hits) whose misheard word the recogniser was unsure of: what may
+        have been said, for a person to check."""
+        return [h for h in self.by(label, speaker)
+                if h.slip is not None and self.slip_confidence(h) < NEAR_CONFIDENCE]
 
     def voiced_by_other(self, label: str, speaker: str) -> list[tuple[Hit, float]]:
         """Hits of a label said by another party than `speaker` in speech whose party was told apart
