@@ -82,7 +82,7 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
                                   "only: name a multilingual model (such as base) or none")
         narrow = narrowband_model_name(settings.asr_model, settings.asr_model_narrowband)
         if narrow is not None and other_languages is not None and narrow == settings.asr_language_model:
-            # The language model is that model, already loaded: telephone lines cost no memory more.
+            # The language model is that model, already loaded: its weights are not held twice.
             narrowband = LoadOnce(narrow, lambda: other_languages)
         elif narrow is not None:
             resolve_model(narrow, settings.model_cache_dir)  # a missing model stops start-up, not a call

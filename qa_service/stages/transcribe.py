@@ -642,8 +642,9 @@ def transcribe_call(
     """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono
     (with voice embeddings when a voice model is given).
 
-    With `narrowband` (a model, or a loader of one, for telephone-band channels), each channel with
-    nothing above the telephone band is decoded by that model and the others by `transcriber`.
+    With `narrowband` (a callable that gives the model for telephone-band channels, such as LoadOnce),
+    each channel with nothing above the telephone band is decoded by that model and the others by
+    `transcriber`; `models.asr.lines` says which model decoded which channel.
     With `other_languages` (a multilingual model beside an English-only `transcriber`), a call the
     English model is unsure of has its language detected, and one not in English is transcribed again
     by that model. The vocabulary (written in `vocabulary_language`) goes only to a decode that may
