@@ -7,12 +7,14 @@ rubric; word error rate where a reference transcript sits beside the recording (
 file's reference has a line a channel, so its errors are the words missing or extra, in any order),
 and the time of each. Bare and pipeline take turns on a file, so the machine's load falls on both.
 
-  python bench/real_calls.py [--real ../shared/real] [--model tiny.en] [--rubric NAME=PATH[,PACK] ...]
-                             [--only-rubric NAME] [--repeat N] [FILE ...]
+  python bench/real_calls.py [--real ../shared/real] [--model tiny.en] [--narrowband-model NAME|same]
+                             [--rubric NAME=PATH[,PACK] ...] [--only-rubric NAME] [--repeat N] [FILE ...]
 
 Prints one table row a file and rubric (with faster-whisper's batched pipeline, batch 8, beside them),
 then a JSON line of the totals. `make bench` runs it with the sample rubric when ../shared/real is
-there. The three rubrics by default: the sample rubric, the development rubric (../shared/eval) and
+there. `--narrowband-model` is QA_ASR_MODEL_NARROWBAND (the settings' default unless given); bare
+faster-whisper runs the model that decoded the file's first channel in the pipeline (the `model`
+column). The three rubrics by default: the sample rubric, the development rubric (../shared/eval) and
 bench/real/unfit-rubric.yaml, written for another business.
 """
 
@@ -120,6 +122,14 @@ def pipeline(engines, path: Path, rubric, policies) -> tuple[str, float, dict]:
                         "duration_s": result["duration_s"]}
 
 
+def decoder(engines, path: Path):
+    """The transcriber the pipeline gives the file's first channel (by its line)."""
+    from qa_service.stages.decode import decode
+    from qa_service.stages.transcribe import model_for_line
+
+    return model_for_line(decode(path).channels[0], engines.transcriber, engines.narrowband)[0]
+
+
 def recordings(real: Path, files: list[str]) -> list[Path]:
     if files:
         return [Path(f) for f in files]
@@ -128,22 +138,24 @@ def recordings(real: Path, files: list[str]) -> list[Path]:
 
 
 def run(files: list[Path], model: str, rubrics: dict[str, tuple[Path, Path]], repeat: int = 1,
-        show: bool = False) -> dict:
+        show: bool = False, narrowband: str | None = None) -> dict:
     """Each file through bare faster-whisper, its batched pipeline and the service (once a rubric), in
     turn, `repeat` times; the fastest run of each counts. Prints a row a file and rubric."""
     loaded = {n: (load_rubric(r), load_policy_pack(p)) for n, (r, p) in rubrics.items()}
-    engines = load_engines(Settings(asr_model=model))
-    whisper = engines.transcriber.model
+    settings = Settings(asr_model=model, **({"asr_model_narrowband": narrowband} if narrowband else {}))
+    engines = load_engines(settings)
     if files:  # warm-up: the first call in a process pays one-off costs (spaCy, Presidio, the models)
         rubric, policies = next(iter(loaded.values()))
-        bare(whisper, files[0])
         pipeline(engines, files[0], rubric, policies)
+        bare(decoder(engines, files[0]).model, files[0])
     rows = []
-    print(f"{'file':44s} {'rubric':11s} {'audio_s':>7s} {'s':>6s} {'bare_s':>6s} {'ratio':>5s} "
+    print(f"{'file':44s} {'rubric':11s} {'model':7s} {'audio_s':>7s} {'s':>6s} {'bare_s':>6s} {'ratio':>5s} "
           f"{'batch_s':>7s} {'WER':>6s} {'bare':>6s} {'batch':>6s}")
     for path in files:
         ref = reference(path)
         count = bag_errors if "stereo" in path.parent.name else errors
+        used = decoder(engines, path)
+        whisper = used.model
         for name, (rubric, policies) in loaded.items():
             runs = []
             for _ in range(repeat):
@@ -152,7 +164,7 @@ def run(files: list[Path], model: str, rubrics: dict[str, tuple[Path, Path]], re
                 text, took, card = pipeline(engines, path, rubric, policies)
                 runs.append((bare_s, batch_s, took))
             bare_s, batch_s, took = (min(r[i] for r in runs) for i in range(3))
-            row = {"file": path.name, "rubric": name, "audio_s": card.pop("duration_s"),
+            row = {"file": path.name, "rubric": name, "model": used.name, "audio_s": card.pop("duration_s"),
                    "seconds": round(took, 1), "bare_seconds": round(bare_s, 1),
                    "batched_seconds": round(batch_s, 1), "ratio": round(took / bare_s, 2), **card}
             if ref:
@@ -161,13 +173,15 @@ def run(files: list[Path], model: str, rubrics: dict[str, tuple[Path, Path]], re
                     row[key] = round(count(ref, normalise(said)) / len(ref), 3)
             rows.append(row)
             nan = float("nan")
-            print(f"{path.name[:44]:44s} {name:11s} {row['audio_s']:7.1f} {took:6.1f} {bare_s:6.1f} "
+            print(f"{path.name[:44]:44s} {name:11s} {used.name[:7]:7s}"
+                  f" {row['audio_s']:7.1f} {took:6.1f} {bare_s:6.1f} "
                   f"{took / bare_s:5.2f} {batch_s:7.1f} {row.get('wer', nan):6.3f} "
                   f"{row.get('bare_wer', nan):6.3f} {row.get('batched_wer', nan):6.3f}", flush=True)
             if show:
                 print(f"  pipeline: {text}\n  bare:     {bare_text}", flush=True)
     worst = max((r["wer"] - r["bare_wer"] for r in rows if "wer" in r), default=0.0)
-    return {"model": model, "rows": rows, "worst_wer_over_bare": round(worst, 3),
+    return {"model": model, "narrowband_model": settings.asr_model_narrowband, "rows": rows,
+            "worst_wer_over_bare": round(worst, 3),
             "worst_ratio": max((r["ratio"] for r in rows), default=0.0)}
 
 
@@ -176,6 +190,7 @@ def main() -> None:
     ap.add_argument("files", nargs="*")
     ap.add_argument("--real", type=Path, default=SHARED / "real")
     ap.add_argument("--model", default="tiny.en")
+    ap.add_argument("--narrowband-model", help="QA_ASR_MODEL_NARROWBAND: a model name, or same")
     ap.add_argument("--rubric", action="append", default=[], metavar="NAME=PATH[,POLICIES]")
     ap.add_argument("--only-rubric", action="append", default=[], metavar="NAME", help="of the three")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each, the fastest counts")
@@ -186,7 +201,8 @@ def main() -> None:
         name, _, paths = item.partition("=")
         rubric, _, pack = paths.partition(",")
         rubrics[name] = (Path(rubric), Path(pack or ROOT / "samples/policies.yaml"))
-    result = run(recordings(args.real, args.files), args.model, rubrics, args.repeat, args.show)
+    result = run(recordings(args.real, args.files), args.model, rubrics, args.repeat, args.show,
+                 args.narrowband_model)
     print(json.dumps(result))
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ class Engines:
     # A multilingual stages.transcribe.WhisperTranscriber beside an English-only one: it hears the
     # language of the calls the English model is unsure of and transcribes those not in English.
     other_languages: Any = None
+    # The speech model for telephone-band channels when it is not `transcriber`: a callable that loads
+    # it on first use (stages.transcribe.LoadOnce), or None.
+    narrowband: Any = None
 
 
 def load_engines(settings: Any, *, speech: bool = True) -> Engines:
@@ -48,9 +52,15 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
 
     from qa_service.stages.redact import load_redactor
 
-    transcriber = voices = other_languages = None
+    transcriber = voices = other_languages = narrowband = None
     if speech:
-        from qa_service.stages.transcribe import DecodeOptions, load_transcriber
+        from qa_service.modelstore import resolve_model
+        from qa_service.stages.transcribe import (
+            DecodeOptions,
+            LoadOnce,
+            load_transcriber,
+            narrowband_model_name,
+        )
         from qa_service.stages.voiceprint import load_voice_encoder
 
         options = DecodeOptions(beam_size=settings.asr_beam_size, vocabulary_mode=settings.asr_vocabulary,
@@ -70,6 +80,13 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
             if not other_languages.multilingual:
                 raise ConfigError(f"QA_ASR_LANGUAGE_MODEL {settings.asr_language_model!r} knows English "
                                   "only: name a multilingual model (such as base) or none")
+        narrow = narrowband_model_name(settings.asr_model, settings.asr_model_narrowband)
+        if narrow is not None and other_languages is not None and narrow == settings.asr_language_model:
+            # The language model is that model, already loaded: its weights are not held twice.
+            narrowband = LoadOnce(narrow, lambda: other_languages)
+        elif narrow is not None:
+            resolve_model(narrow, settings.model_cache_dir)  # a missing model stops start-up, not a call
+            narrowband = LoadOnce(narrow, partial(load, narrow))
         if settings.speaker_model != "none":
             from qa_service.modelstore import resolve_voice_model
 
@@ -80,7 +97,8 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
         raise ConfigError(f"spaCy model {settings.spacy_model!r} is not installed: {exc}") from exc
     redactor = load_redactor(nlp, allow_list=settings.redact_allow_list)
     return Engines(transcriber=transcriber, redactor=redactor, nlp=nlp,
-                   max_duration_s=settings.max_duration_s, voices=voices, other_languages=other_languages)
+                   max_duration_s=settings.max_duration_s, voices=voices, other_languages=other_languages,
+                   narrowband=narrowband)
 
 
 def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engines: Engines, *,
@@ -103,6 +121,7 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
             audio, engines.transcriber, meta.channels,
             vocabulary=vocabulary(rubric, policies), agent_phrases=agent_cues(rubric), voices=engines.voices,
             other_languages=engines.other_languages, vocabulary_language=rubric.language,
+            narrowband=engines.narrowband,
         )
     require_speech(transcript)
     card = process_transcript(transcript, meta, rubric, policies, engines, timings=timings)

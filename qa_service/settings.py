@@ -28,6 +28,10 @@ class Settings(BaseSettings):
 
     # Speech model: a packaged name ("tiny.en", "base") or a local CTranslate2 Whisper folder.
     asr_model: str = "tiny.en"
+    # Speech model for telephone-band channels (nothing above about 4 kHz: bandfill.band_edge); "same"
+    # or empty decodes them with asr_model too. The measured choice is in
+    # docs/decisions/0006-model-by-line-quality.md.
+    asr_model_narrowband: str = "same"
     asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
     asr_compute_type: str = "int8"
     asr_threads: int = Field(default=0, description="0 means one per core")

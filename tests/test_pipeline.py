@@ -145,3 +145,31 @@ def test_the_language_model_must_know_other_languages(make_settings) -> None:
     assert engines.other_languages is None and engines.transcriber.name == "tiny.en"
     engines = load_engines(make_settings(asr_model="base"))
     assert engines.other_languages is None, "a multilingual model detects the language itself"
+
+
+@pytest.mark.parametrize(("overrides", "loads", "shared"), [
+    ({"asr_model_narrowband": "same"}, ["tiny.en", "base"], None),
+    # The language model is the narrowband one: telephone lines load nothing more.
+    ({"asr_model_narrowband": "base"}, ["tiny.en", "base"], True),
+    # No language model: the narrowband one is loaded on the first telephone line, once.
+    ({"asr_model_narrowband": "base", "asr_language_model": "none"}, ["tiny.en"], False),
+])
+def test_the_narrowband_model_is_wired_by_the_settings(make_settings, monkeypatch, overrides, loads, shared):
+    loaded: list[str] = []
+
+    def fake_load(model: str, **_: object) -> SimpleNamespace:
+        loaded.append(model)
+        return SimpleNamespace(name=model, multilingual=model != "tiny.en")
+
+    monkeypatch.setattr("qa_service.stages.transcribe.load_transcriber", fake_load)
+    monkeypatch.setattr("qa_service.modelstore.resolve_model", lambda *_a, **_k: Path("."))
+    monkeypatch.setattr("qa_service.stages.voiceprint.load_voice_encoder", lambda *_a, **_k: None)
+    engines = load_engines(make_settings(speaker_model="none", **overrides))
+    assert loaded == loads
+    if shared is None:
+        assert engines.narrowband is None
+        return
+    model = engines.narrowband()
+    assert model.name == "base" and engines.narrowband() is model
+    assert (model is engines.other_languages) is shared
+    assert loaded == ["tiny.en", "base"]

@@ -784,3 +784,102 @@ def test_vocabulary_is_one_deduplicated_list_within_budget():
     text = vocabulary_text(["thank you for calling", "Northwind", "thank you for calling", " ", "pass mark."])
     assert text == "thank you for calling, Northwind, pass mark"
     assert len(vocabulary_text([f"phrase number {i}" for i in range(500)])) <= 600
+
+
+# ---- the model by line quality ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("model", "narrowband", "want"), [
+    ("tiny.en", "same", None),
+    ("tiny.en", "", None),
+    ("tiny.en", "tiny.en", None),
+    ("tiny.en", "base", "base"),
+    ("tiny.en", " base ", "base"),
+    ("base", "tiny.en", "tiny.en"),
+    ("/models/small", "/models/small", None),
+])
+def test_the_narrowband_model_is_another_one_or_none(model, narrowband, want):
+    assert transcribe_mod.narrowband_model_name(model, narrowband) == want
+
+
+def _telephone(seconds=1.0, seed=0):
+    """Noise with nothing above 4 kHz, as a call recorded at 8 kHz is after resampling."""
+    x = np.random.default_rng(seed).normal(0, 0.1, int(seconds * SAMPLE_RATE))
+    spectrum = np.fft.rfft(x)
+    spectrum[np.fft.rfftfreq(x.size, 1 / SAMPLE_RATE) > 3800] = 0
+    return np.fft.irfft(spectrum, x.size).astype(np.float32)
+
+
+def _wideband(seconds=1.0, seed=0):
+    return np.random.default_rng(seed).normal(0, 0.1, int(seconds * SAMPLE_RATE)).astype(np.float32)
+
+
+class _Loader:
+    def __init__(self, model):
+        self.model, self.loads = model, 0
+
+    def __call__(self):
+        self.loads += 1
+        return self.model
+
+
+@pytest.mark.parametrize(("line", "given", "want_narrowband", "loads"), [
+    (_telephone, True, True, 1),
+    (_wideband, True, False, 0),  # a wideband line never loads the narrowband model
+    (_telephone, False, False, 0),
+    (_wideband, False, False, 0),
+])
+def test_a_channel_is_decoded_by_the_model_of_its_line(line, given, want_narrowband, loads):
+    wide, narrow = _OneMethodTranscriber(), _OneMethodTranscriber()
+    loader = _Loader(narrow) if given else None
+    model, telephone = transcribe_mod.model_for_line(line(), wide, loader)
+    assert telephone is (line is _telephone)
+    assert model is (narrow if want_narrowband else wide)
+    assert (loader.loads if loader else 0) == loads
+
+
+def test_the_narrowband_model_is_loaded_once():
+    loader = _Loader(_OneMethodTranscriber())
+    once = transcribe_mod.LoadOnce("base", loader)
+    assert not once.loaded
+    assert once() is once() is loader.model
+    assert loader.loads == 1 and once.loaded
+
+
+class _NamedTranscriber(_OneMethodTranscriber):
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def describe(self):
+        return {"name": self.name}
+
+
+def test_the_record_says_which_model_decoded_which_line():
+    wide, narrow = _NamedTranscriber("tiny.en"), _NamedTranscriber("base")
+    mixed = transcribe_call(_audio(_telephone(), _wideband(seed=1)), wide, layout="stereo",
+                            narrowband=lambda: narrow)
+    assert len(wide.calls) == len(narrow.calls) == 1
+    assert mixed.model["name"] == "tiny.en", "lines that differ: the wideband model's record"
+    assert mixed.model["lines"] == {"agent": {"band": "telephone", "model": "base"},
+                                    "customer": {"band": "full", "model": "tiny.en"}}
+    phone = transcribe_call(_audio(_telephone(), _telephone(seed=1)), wide, layout="stereo",
+                            narrowband=lambda: narrow)
+    assert phone.model["name"] == "base"
+    assert {line["model"] for line in phone.model["lines"].values()} == {"base"}
+    mono = transcribe_call(_audio(_telephone()), wide, narrowband=None)
+    assert mono.model["name"] == "tiny.en"
+    assert mono.model["lines"] == {"call": {"band": "telephone", "model": "tiny.en"}}
+
+
+@pytest.mark.slow
+def test_a_real_telephone_call_is_decoded_by_the_narrowband_model(tiny, base):
+    # A real 8 kHz 8-bit recording (data/audio/README.md): the dealer's agent greets the caller.
+    audio = decode(AUDIO / "dealer_8k_u8.wav")
+    loader = _Loader(base)
+    t = transcribe_call(audio, tiny, narrowband=transcribe_mod.LoadOnce("base", loader))
+    assert loader.loads == 1
+    assert t.model["name"] == "base" and t.model["lines"] == {"call": {"band": "telephone", "model": "base"}}
+    assert t.language == "en" and len(_words(t)) >= 5
+    wide = transcribe_call(decode(AUDIO / "weather_16k.flac"), tiny,
+                           narrowband=transcribe_mod.LoadOnce("base", loader))
+    assert wide.model["name"] == "tiny.en" and loader.loads == 1, "a wideband call keeps the wideband model"

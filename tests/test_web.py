@@ -598,6 +598,12 @@ def test_clock():
       "language_detection": {"language": "zh", "probability": 0.996, "english": 0.001, "model": "base"}},
      [("Recording", "16 kHz, 1 channel (wav/pcm_s16le)"),
       ("Language", "zh (100% likely), transcribed by base")]),
+    ({"audio": {"format": "wav/pcm_s16le", "sample_rate": 8000, "channels": 1},
+      "lines": {"call": {"band": "telephone", "model": "base"}}},
+     [("Recording", "8 kHz, 1 channel (wav/pcm_s16le)"), ("Speech model", "base (telephone band)")]),
+    ({"lines": {"agent": {"band": "telephone", "model": "base"},
+                "customer": {"band": "full", "model": "tiny.en"}}},
+     [("Speech model", "agent base (telephone band), customer tiny.en (full band)")]),
     ({}, []),  # a call that came as text, or a scorecard from before the audio was recorded
 ])
 def test_call_page_says_what_the_transcript_was_made_from(asr, rows):

@@ -13,7 +13,8 @@ import bisect
 import logging
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from itertools import groupby
@@ -545,6 +546,42 @@ def load_transcriber(
     )
 
 
+def narrowband_model_name(model: str, narrowband: str) -> str | None:
+    """The model that decodes telephone-band channels when it is not `model` itself ("same" or empty
+    means `model`), else None."""
+    name = narrowband.strip()
+    return None if name in ("", "same", model) else name
+
+
+class LoadOnce:
+    """A transcriber loaded on its first use and kept: a worker that never meets a telephone line never
+    holds the narrowband model in memory."""
+
+    def __init__(self, name: str, load: Callable[[], Transcriber]) -> None:
+        self.name = name
+        self._load = load
+        self._loaded: Transcriber | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def __call__(self) -> Transcriber:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            return self._loaded
+
+
+def model_for_line(channel: np.ndarray, wideband: Transcriber,
+                   narrowband: Callable[[], Transcriber] | None) -> tuple[Transcriber, bool]:
+    """The transcriber for one channel and whether it is telephone-band (bandfill.band_edge finds its
+    missing top): `narrowband()` for such a channel when given, `wideband` otherwise."""
+    telephone = channel.size >= SAMPLE_RATE // 10 and band_edge(channel) is not None
+    return (narrowband() if telephone and narrowband is not None else wideband), telephone
+
+
 def transcribe_call(
     audio: Audio,
     transcriber: Transcriber,
@@ -554,10 +591,14 @@ def transcribe_call(
     voices: diarize.voiceprint.VoiceEncoder | None = None,
     other_languages: WhisperTranscriber | None = None,
     vocabulary_language: str = "en",
+    narrowband: Callable[[], Transcriber] | None = None,
 ) -> Transcript:
     """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono
     (with voice embeddings when a voice model is given).
 
+    With `narrowband` (a callable that gives the model for telephone-band channels, such as LoadOnce),
+    each channel with nothing above the telephone band is decoded by that model and the others by
+    `transcriber`; `models.asr.lines` says which model decoded which channel.
     With `other_languages` (a multilingual model beside an English-only `transcriber`), a call the
     English model is unsure of has its language detected, and one not in English is transcribed again
     by that model. The vocabulary (written in `vocabulary_language`) goes only to a decode that may
@@ -566,18 +607,21 @@ def transcribe_call(
     mode, samples = resolve_layout(audio, layout)
     agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
     channels = samples if mode == "mono" else [samples[agent_ch], samples[customer_ch]]
-    fits = vocabulary_language == "en" or getattr(transcriber, "multilingual", False)
+    lines = [model_for_line(channel, transcriber, narrowband) for channel in channels]
+    used = [model for model, _ in lines]
     one_party = mode == "stereo"
-    decoded, languages, biased, voice = _transcribe_channels(transcriber, channels,
-                                                             vocabulary if fits else (), one_party=one_party)
+    decoded, languages, biased, voice = _transcribe_channels(used, channels, vocabulary, vocabulary_language,
+                                                             one_party=one_party)
     heard = None
-    if other_languages is not None and _maybe_not_english(decoded):
+    english_only = [segs for segs, model in zip(decoded, used, strict=True)
+                    if not getattr(model, "multilingual", False)]
+    if other_languages is not None and english_only and _maybe_not_english(english_only):
         heard = other_languages.detect_language(channels[0] if mode == "mono" else _mix(*channels))
         if heard is not None and heard["english"] < NOT_ENGLISH:
-            transcriber = other_languages
+            used = [other_languages] * len(channels)
             words = vocabulary if heard["language"] == vocabulary_language else ()
-            decoded, languages, biased, voice = _transcribe_channels(transcriber, channels, words,
-                                                                     one_party=one_party)
+            decoded, languages, biased, voice = _transcribe_channels(
+                used, channels, words, vocabulary_language, one_party=one_party)
 
     attribution: dict[str, Any]
     if mode == "mono":
@@ -597,8 +641,14 @@ def transcribe_call(
 
     spoken = [(lang, n) for lang, n in languages if lang and n]
     language = max(spoken, key=lambda x: x[1])[0] if spoken else "en"
-    describe = getattr(transcriber, "describe", None)
-    model_info = dict(describe()) if callable(describe) else {"name": type(transcriber).__name__}
+    # The record is that of the model that decoded the call; when the lines differ, of the wideband one,
+    # and `lines` says which model decoded each channel.
+    main = used[0] if all(model is used[0] for model in used) else transcriber
+    describe = getattr(main, "describe", None)
+    model_info = dict(describe()) if callable(describe) else {"name": _model_name(main)}
+    roles = ["call"] if mode == "mono" else ["agent", "customer"]
+    model_info["lines"] = {role: {"band": "telephone" if telephone else "full", "model": _model_name(model)}
+                           for role, (_, telephone), model in zip(roles, lines, used, strict=True)}
     model_info["layout"] = {"requested": layout, "used": mode}
     # What the recording was before decoding: telephone audio (8 kHz, mu-law) explains a poorer transcript.
     model_info["audio"] = {"format": audio.source_format, "sample_rate": audio.source_rate,
@@ -611,7 +661,6 @@ def transcribe_call(
         model_info["language_detection"] = heard
     if any(biased):
         # A reviewer should know the recogniser was told which phrases to expect, and on which channels.
-        roles = ["call"] if mode == "mono" else ["agent", "customer"]
         model_info["vocabulary"] = {"phrases": len(vocabulary_phrases(vocabulary)),
                                     "channels": [r for r, b in zip(roles, biased, strict=True) if b]}
     return Transcript(
@@ -652,18 +701,25 @@ def require_speech(transcript: Transcript) -> None:
 
 
 def _transcribe_channels(
-    transcriber: Transcriber, channels: Sequence[np.ndarray], vocabulary: Sequence[str], *, one_party: bool
+    transcribers: Sequence[Transcriber], channels: Sequence[np.ndarray], vocabulary: Sequence[str],
+    vocabulary_language: str, *, one_party: bool
 ) -> tuple[list[list[Segment]], list[tuple[str | None, int]], list[bool], list[float | None]]:
-    """Each channel's segments, the language the transcriber heard in it with its word count,
-    whether it was decoded with the vocabulary, and the seconds its voice detector took for speech."""
+    """Each channel's segments (decoded by its transcriber), the language the transcriber heard in it
+    with its word count, whether it was decoded with the vocabulary, and the seconds its voice detector
+    took for speech. The vocabulary goes only to a transcriber that may hear its language."""
     decoded, languages, biased, voice = [], [], [], []
-    for channel in channels:
-        segs = transcriber.transcribe(channel, vocabulary, one_party=one_party)
+    for transcriber, channel in zip(transcribers, channels, strict=True):
+        fits = vocabulary_language == "en" or getattr(transcriber, "multilingual", False)
+        segs = transcriber.transcribe(channel, vocabulary if fits else (), one_party=one_party)
         decoded.append(segs)
         languages.append((getattr(transcriber, "last_language", None), sum(len(s.words) for s in segs)))
         biased.append(bool(getattr(transcriber, "last_biased", False)))
         voice.append(getattr(transcriber, "last_voice_s", None))
     return decoded, languages, biased, voice
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "name", None) or type(model).__name__)
 
 
 def _maybe_not_english(decoded: Sequence[Sequence[Segment]]) -> bool:

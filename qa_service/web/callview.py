@@ -190,6 +190,12 @@ def _recording(asr: dict[str, Any]) -> list[tuple[str, str]]:
         channels = int(_num(audio.get("channels")))
         rows.append(("Recording", f"{_num(audio['sample_rate']) / 1000:g} kHz, {channels} channel"
                                   f"{'' if channels == 1 else 's'} ({audio.get('format')})"))
+    lines = {role: line for role, line in (asr.get("lines") or {}).items() if isinstance(line, dict)}
+    if lines:
+        # Telephone-band lines may be decoded by another model than wideband ones (QA_ASR_MODEL_NARROWBAND).
+        said = [(role, f"{line.get('model')} ({line.get('band')} band)") for role, line in lines.items()]
+        rows.append(("Speech model", said[0][1] if len(said) == 1 else
+                     ", ".join(f"{role} {text}" for role, text in said)))
     heard = asr.get("language_detection") or {}
     if heard.get("language"):
         rows.append(("Language", f"{heard['language']} ({_num(heard.get('probability')) * 100:.0f}% likely), "
