@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = "calls"
     storage_dir: Path = Path("var/storage")
+    # Call inputs in an S3-compatible object store, s3://bucket/prefix, shared by the API and the workers
+    # on other machines (endpoint and credentials from the standard AWS_* variables); unset keeps them
+    # in storage_dir, which then holds only the workers' run copies (qa_service/storage/objects.py).
+    storage_url: str | None = None
 
     # Speech model: a packaged name ("tiny.en", "base") or a local CTranslate2 Whisper folder.
     asr_model: str = "tiny.en"
@@ -121,6 +125,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{name} is {len(value.encode())} bytes; it must be at least {MIN_SECRET_BYTES} "
                              f"(make one with: {MAKE_SECRET})")
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        from qa_service.errors import ConfigError
+        from qa_service.storage.objects import parse_storage_url
+
+        try:
+            parse_storage_url(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
 
     @field_validator("trusted_hosts")
     @classmethod

@@ -1,4 +1,5 @@
-"""Shared fixtures: a private redis-server, PostgreSQL and SQLite database URLs, and a settings factory.
+"""Shared fixtures: a private redis-server, S3 server (moto), PostgreSQL and SQLite database URLs, and a
+settings factory.
 
 PostgreSQL: QA_TEST_POSTGRES_URL, else postgresql+psycopg://postgres@127.0.0.1:5432/test (trust auth).
 Each run makes its own database there and each test its own schema, so runs never see each other's rows.
@@ -89,6 +90,55 @@ def redis_conn(redis_url: str) -> Iterator[Any]:
     conn.flushall()
     yield conn
     conn.close()
+
+
+# -- S3-compatible object store ---------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """URL of a private moto S3 server (`moto[server]`, a dev dependency) started on a free port."""
+    import importlib.util
+    import sys
+    import urllib.request
+
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        reason = "moto's S3 server is not installed (pip install 'moto[server]', in the dev extras)"
+        _skip_notes["s3"] = reason
+        pytest.skip(reason)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto's S3 server did not start on port {port}")
+            time.sleep(0.1)
+    try:
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The standard AWS variables pointed at the private S3 server; returns its endpoint."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return s3_endpoint
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ Inputs are raw recordings or transcripts: personal data. What happens to one fol
   it (files 0600 in folders 0700, the storage folder included, whatever the umask). A sealed input
   processed again (a retry) is decrypted into a run copy (`.unsealed-<name>`, 0600) that the run
   deletes on every way out; a worker killed mid-run leaves it to whoever ends the call.
-- done: the input is deleted, or sealed (encrypted with `encryption_key`, `<name>.sealed`) when
-  `keep_raw_audio` / `keep_raw_transcript` keep it.
+- done: the input is deleted, or sealed (encrypted with `encryption_key` a chunk at a time,
+  storage/sealing.py, `<name>.sealed`) when `keep_raw_audio` / `keep_raw_transcript` keep it.
 - failed on bad input: as done, since there is nothing a retry could do with it.
 - failed for any other reason (rules missing, job timeout, transient errors exhausted, a worker
   killed too often): the input stays for `failed_input_retention_hours`, so the call can be retried,
@@ -28,12 +28,12 @@ import re
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from qa_service.errors import ConfigError, InputError
+from qa_service.errors import InputError
 
 if TYPE_CHECKING:
     from qa_service.records import Audio
@@ -147,11 +147,12 @@ def is_sealed(path: str | Path) -> bool:
 
 
 def seal_input(path: Path, key: str) -> Path:
-    """Encrypt a kept raw input in place (Fernet: AES-128-CBC + HMAC); returns the sealed file's path."""
-    from cryptography.fernet import Fernet
+    """Encrypt a kept raw input in place, a chunk at a time (storage/sealing.py: Fernet, AES-128-CBC +
+    HMAC); returns the sealed file's path."""
+    from qa_service.storage.sealing import seal_chunks
 
-    sealed = _write_atomically(path.with_name(path.name + SEALED_SUFFIX),
-                               Fernet(key).encrypt(path.read_bytes()))
+    with path.open("rb") as plain:
+        sealed = _write_atomically(path.with_name(path.name + SEALED_SUFFIX), seal_chunks(plain, key))
     path.unlink()
     _fsync_dir(path.parent)
     return sealed
@@ -163,20 +164,14 @@ def unsealed(sealed: Path, key: str) -> Iterator[Path]:
 
     The sealed file stays as it is, so a run that fails leaves the input as sealed as before.
     """
-    from cryptography.fernet import Fernet, InvalidToken
+    from qa_service.storage.sealing import unseal_chunks
 
-    try:
-        data = Fernet(key).decrypt(sealed.read_bytes())
-    except InvalidToken:
-        # Not the caller's fault and not lost: the call stays retryable once the right key is set.
-        raise ConfigError("the call's kept input cannot be decrypted with QA_ENCRYPTION_KEY (was the key "
-                          "changed?); set the key that sealed it and retry") from None
     # Named after the input, so readers that go by the suffix (.json, .wav) see the same name.
     copy = sealed.with_name(RUN_COPY_PREFIX + sealed.name.removesuffix(SEALED_SUFFIX))
     try:
-        with _private_file(copy) as out:
-            out.write(data)
-        del data  # the run may take an hour: do not hold a second plain copy in memory meanwhile
+        with sealed.open("rb") as source, _private_file(copy) as out:
+            for chunk in unseal_chunks(source, key):
+                out.write(chunk)
         yield copy
     finally:
         copy.unlink(missing_ok=True)
@@ -186,8 +181,13 @@ def write_redacted_audio(storage_dir: Path, call_id: str, audio: Audio) -> Path:
     """Store the call's redacted audio as `redacted.wav` beside its input (atomically, fsynced)."""
     from qa_service.stages.redact_audio import encode_wav
 
+    return write_redacted_stream(storage_dir, call_id, io.BytesIO(encode_wav(audio)), ".wav")
+
+
+def write_redacted_stream(storage_dir: Path, call_id: str, source: BinaryIO, suffix: str) -> Path:
+    """Store a stream as the call's redacted audio, `redacted<suffix>` (atomically, fsynced)."""
     folder = _call_folder(storage_dir, call_id)
-    return _write_atomically(folder / f"{REDACTED_STEM}.wav", encode_wav(audio))
+    return _write_atomically(folder / f"{REDACTED_STEM}{suffix}", iter(lambda: source.read(CHUNK), b""))
 
 
 def _call_folder(storage_dir: Path, call_id: str) -> Path:
@@ -227,13 +227,18 @@ def _private_file(path: Path) -> BinaryIO:
         raise
 
 
-def _write_atomically(path: Path, data: bytes) -> Path:
+def _write_atomically(path: Path, chunks: Iterable[bytes]) -> Path:
     """Write a private file under a partial name, fsync it and rename it into place."""
     partial = path.with_name("." + path.name + PARTIAL_SUFFIX)
-    with _private_file(partial) as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with _private_file(partial) as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
     _fsync_dir(path.parent)
     return path
