@@ -1,25 +1,27 @@
-"""The stage calls in order: decode -> transcribe -> redact -> score -> scorecard.
+"""The stage calls in order: decode -> channels -> transcribe -> language -> speakers -> redact ->
+score -> scorecard.
 
-Engines (speech model, redactor, spaCy pipeline) are loaded once by the caller and passed in;
-nothing here reads settings or touches storage. Scoring reads the unredacted transcript in
-memory; only the redacted one leaves this module.
+Engines (speech models, voice model, redactor, spaCy pipeline) are loaded once by the caller and
+passed in; nothing here reads settings or touches storage. Scoring reads the unredacted transcript
+in memory; only the redacted one leaves this module.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, zip_longest
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qa_service.errors import ConfigError
 from qa_service.records import (
     Audio,
     CallMeta,
+    ChannelLayout,
     Redacted,
     RulesRef,
     Scorecard,
@@ -28,22 +30,29 @@ from qa_service.records import (
     mean_word_probability,
 )
 
+if TYPE_CHECKING:
+    from qa_service.stages.language import LanguageModel
+    from qa_service.stages.matching import NLP
+    from qa_service.stages.redact import RulesRedactor
+    from qa_service.stages.transcribe import Transcriber
+    from qa_service.stages.voiceprint import VoiceEncoder
+
 
 @dataclass
 class Engines:
     """The loaded models a worker or the CLI keeps for its lifetime."""
 
-    transcriber: Any  # stages.transcribe.Transcriber
-    redactor: Any  # stages.redact.Redactor
-    nlp: Any  # spacy.Language
+    transcriber: Transcriber | None  # None when loaded without speech (calls that come as text)
+    redactor: RulesRedactor
+    nlp: NLP  # a spacy.Language
     max_duration_s: float | None = None
-    voices: Any = None  # stages.voiceprint.VoiceEncoder, for speaker roles on mono calls
-    # A multilingual stages.transcribe.WhisperTranscriber beside an English-only one: it hears the
-    # language of the calls the English model is unsure of and transcribes those not in English.
-    other_languages: Any = None
+    voices: VoiceEncoder | None = None  # for speaker roles on mono calls
+    # A multilingual model beside an English-only one: it hears the language of the calls the English
+    # model is unsure of and transcribes those not in English.
+    other_languages: LanguageModel | None = None
     # The speech model for telephone-band channels when it is not `transcriber`: a callable that loads
     # it on first use (stages.transcribe.LoadOnce), or None.
-    narrowband: Any = None
+    narrowband: Callable[[], Transcriber] | None = None
 
 
 def load_engines(settings: Any, *, speech: bool = True) -> Engines:
@@ -52,12 +61,16 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
 
     from qa_service.stages.redact import load_redactor
 
-    transcriber = voices = other_languages = narrowband = None
+    transcriber: Transcriber | None = None
+    voices: VoiceEncoder | None = None
+    other_languages: LanguageModel | None = None
+    narrowband: Callable[[], Transcriber] | None = None
     if speech:
         from qa_service.modelstore import resolve_model
         from qa_service.stages.transcribe import (
             DecodeOptions,
             LoadOnce,
+            WhisperTranscriber,
             load_transcriber,
             narrowband_model_name,
         )
@@ -69,21 +82,21 @@ def load_engines(settings: Any, *, speech: bool = True) -> Engines:
                                 recover_lost_speech=settings.asr_recover_lost_speech,
                                 fill_missing_band=settings.asr_fill_missing_band)
 
-        def load(model: str) -> Any:
+        def load(model: str) -> WhisperTranscriber:
             return load_transcriber(model, device=settings.asr_device, compute_type=settings.asr_compute_type,
                                     threads=settings.asr_threads, cache_dir=settings.model_cache_dir,
                                     options=options)
 
-        transcriber = load(settings.asr_model)
-        if not transcriber.multilingual and settings.asr_language_model != "none":
-            other_languages = load(settings.asr_language_model)
-            if not other_languages.multilingual:
+        wideband = transcriber = load(settings.asr_model)
+        if not wideband.multilingual and settings.asr_language_model != "none":
+            languages = other_languages = load(settings.asr_language_model)
+            if not languages.multilingual:
                 raise ConfigError(f"QA_ASR_LANGUAGE_MODEL {settings.asr_language_model!r} knows English "
                                   "only: name a multilingual model (such as base) or none")
         narrow = narrowband_model_name(settings.asr_model, settings.asr_model_narrowband)
         if narrow is not None and other_languages is not None and narrow == settings.asr_language_model:
             # The language model is that model, already loaded: its weights are not held twice.
-            narrowband = LoadOnce(narrow, lambda: other_languages)
+            narrowband = LoadOnce(narrow, lambda: languages)
         elif narrow is not None:
             resolve_model(narrow, settings.model_cache_dir)  # a missing model stops start-up, not a call
             narrowband = LoadOnce(narrow, partial(load, narrow))
@@ -111,11 +124,15 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
     line), for the caller to store.
     """
     from qa_service.stages.decode import decode
-    from qa_service.stages.transcribe import require_speech, transcribe_call
+    from qa_service.stages.transcribe import require_speech
 
     timings: dict[str, float] = {}
     with _timed(timings, "decode"):
         audio = decode(Path(path), max_duration_s=engines.max_duration_s)
+    # After decoding: a file that is no audio is refused as such, whatever the engines hold.
+    if engines.transcriber is None:
+        raise ConfigError("the engines were loaded without a speech model: a recording cannot be transcribed")
+    # One timing covers the four speech stages: their sum is what /metrics has always called transcribe.
     with _timed(timings, "transcribe"):
         transcript = transcribe_call(
             audio, engines.transcriber, meta.channels,
@@ -130,6 +147,38 @@ def process_audio(path: Path, meta: CallMeta, rubric: Any, policies: Any, engine
 
         keep_redacted_audio(redact_audio(audio, card.redactions, bleed=True))
     return card
+
+
+def transcribe_call(
+    audio: Audio,
+    transcriber: Transcriber,
+    layout: ChannelLayout = "auto",
+    vocabulary: Sequence[str] = (),
+    agent_phrases: Sequence[str] = (),
+    voices: VoiceEncoder | None = None,
+    other_languages: LanguageModel | None = None,
+    vocabulary_language: str = "en",
+    narrowband: Callable[[], Transcriber] | None = None,
+) -> Transcript:
+    """Speech to a transcript with speaker roles: channels -> transcribe -> language -> speakers.
+
+    The lines are laid out (one for mono, the agent's and the customer's for stereo), each decoded by
+    the model for its band (`narrowband()` for telephone-band lines when given), the call decoded
+    again by `other_languages` when the English-only model is unsure and the call is not in English,
+    and who spoke named by line or, on mono, by diarization (with `voices` when given). The
+    vocabulary (written in `vocabulary_language`) goes only to a decode that may be in its language.
+    """
+    from qa_service.stages.channels import split_channels
+    from qa_service.stages.language import route_language
+    from qa_service.stages.speakers import attribute_roles
+    from qa_service.stages.transcribe import transcribe_lines
+
+    channels = split_channels(audio, layout)
+    heard = transcribe_lines(channels, transcriber, vocabulary=vocabulary,
+                             vocabulary_language=vocabulary_language, narrowband=narrowband)
+    heard = route_language(channels, heard, other_languages, vocabulary=vocabulary,
+                           vocabulary_language=vocabulary_language)
+    return attribute_roles(audio, channels, heard, agent_phrases=agent_phrases, voices=voices)
 
 
 @contextmanager

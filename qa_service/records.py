@@ -1,7 +1,8 @@
 """Typed records that flow between the pipeline stages.
 
-decode -> Audio; transcribe -> Transcript; redact -> Redacted; score -> ScoreResult;
-pipeline.build_scorecard -> Scorecard (the stored and returned v1 format).
+decode -> Audio; channels -> Channels; transcribe -> Heard (a Transcription per line); language ->
+Heard; speakers -> Transcript; redact -> Redacted; score -> ScoreResult; pipeline.build_scorecard ->
+Scorecard (the stored and returned v1 format).
 Records are frozen: a stage makes new ones rather than changing what it was given.
 """
 
@@ -15,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 Speaker = Literal["agent", "customer", "unknown"]
+# Whose voice a line carries: both parties ("call", a mono recording) or one of them.
+Role = Literal["call", "agent", "customer"]
 ChannelLayout = Literal["auto", "stereo", "stereo-agent-right", "mono"]
 SAMPLE_RATE = 16000
 
@@ -29,6 +32,27 @@ class Audio:
     source_rate: int
     source_channels: int
     sample_rate: int = SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One line of a call to transcribe: its 16 kHz samples, whose voice it carries, and whether it is
+    telephone-band (nothing above about 4 kHz: stages.bandfill.band_edge)."""
+
+    samples: np.ndarray
+    role: Role
+    telephone: bool = False
+
+
+@dataclass(frozen=True)
+class Channels:
+    """The lines of a call as they are transcribed: one ("call") for mono, the agent's then the
+    customer's for stereo, and the layout asked for and used."""
+
+    lines: tuple[Channel, ...]
+    layout: Literal["mono", "stereo"]
+    requested: ChannelLayout = "auto"
+    agent_channel: Literal["left", "right"] | None = None  # stereo only: the recording's channel
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,64 @@ class Segment:
     text: str
     words: tuple[Word, ...] = ()
     confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """What a recogniser made of one line, and how (the shape of faster-whisper's TranscriptionInfo).
+
+    A transcriber returns one per call of its `transcribe` and keeps nothing of it: the same model
+    can serve several calls at once.
+    """
+
+    segments: tuple[Segment, ...]  # speaker "unknown": roles are named by the speakers stage
+    # The language the words were decoded in and the model's probability for it (1.0 when it was
+    # given, not detected); None when nothing was decoded.
+    language: str | None = None
+    language_probability: float | None = None
+    # Whether the decode was told the caller's vocabulary, and the phrases it was told.
+    biased: bool = False
+    vocabulary: tuple[str, ...] = ()
+    # Seconds of the line the voice detector took for speech; None when the transcriber has none.
+    voice_s: float | None = None
+    # Whether the model knows languages other than English: an English-only one writes any speech
+    # as English, so its words may be of another language (stages.language).
+    multilingual: bool = False
+    # The model and the options it decoded with (WhisperTranscriber.describe); {} when not said.
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def word_count(self) -> int:
+        return sum(len(s.words) for s in self.segments)
+
+
+@dataclass(frozen=True)
+class LanguageHeard:
+    """The language a multilingual model hears in a call's first speech, with its probability and
+    English's."""
+
+    language: str
+    probability: float
+    english: float
+    model: str
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A call as the recogniser heard it, line by line (in Channels order), before speakers are named."""
+
+    lines: tuple[Transcription, ...]
+    # The record of the model that decoded the call; when its lines were decoded by different models,
+    # of the wideband one (each line's own is in `lines`).
+    model: dict[str, Any] = field(default_factory=dict)
+    # Set when the call's language was checked by a multilingual model (stages.language).
+    language_detection: LanguageHeard | None = None
+
+    @property
+    def language(self) -> str:
+        """The language of the line with the most words; English when no line has words."""
+        spoken = [(t.language, t.word_count) for t in self.lines if t.language and t.word_count]
+        return max(spoken, key=lambda x: x[1])[0] if spoken else "en"
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from qa_service.records import Segment
+from qa_service.pipeline import transcribe_call
+from qa_service.records import Segment, Transcription
 from qa_service.stages.decode import decode
-from qa_service.stages.transcribe import DecodeOptions, load_transcriber, transcribe_call
+from qa_service.stages.transcribe import DecodeOptions, load_transcriber
 from qa_service.stages.voiceprint import VoiceEncoder, load_voice_encoder
 
 ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
@@ -95,7 +96,7 @@ class BareWhisper:
 
     def transcribe(self, samples, vocabulary=(), *, one_party=False):
         segs, _ = self.model.transcribe(samples)
-        return [Segment("unknown", s.start, s.end, s.text.strip()) for s in segs]
+        return Transcription(tuple(Segment("unknown", s.start, s.end, s.text.strip()) for s in segs))
 
 
 def rules_vocabulary(rubric_path: str, policies_path: str | None) -> list[str]:

@@ -145,11 +145,11 @@ def render(out: Path, speech: list[Path]) -> None:
 def measure(files: list[Path], layout: str, rubric_path: Path, policies_path: Path) -> None:
     """One JSON line per file with the figures `require_speech` reads."""
     from qa_service.errors import NoSpeech, QAServiceError
-    from qa_service.pipeline import agent_cues, load_engines, vocabulary
+    from qa_service.pipeline import agent_cues, load_engines, transcribe_call, vocabulary
     from qa_service.rules.load import load_policy_pack, load_rubric
     from qa_service.settings import Settings
     from qa_service.stages.decode import decode
-    from qa_service.stages.transcribe import require_speech, transcribe_call, words_heard
+    from qa_service.stages.transcribe import require_speech, words_heard
 
     settings = Settings()
     engines = load_engines(settings)

@@ -70,8 +70,9 @@ def transcribe_service(wav: Path, cache_dir: Path, model_box: list, layout: str)
 
     cache = cache_dir / f"svc_{wav.parent.name}_{wav.name}.json"
     if not cache.exists():
+        from qa_service.pipeline import transcribe_call
         from qa_service.stages.decode import decode
-        from qa_service.stages.transcribe import load_transcriber, transcribe_call
+        from qa_service.stages.transcribe import load_transcriber
 
         if not model_box:
             model_box.append(load_transcriber("tiny.en", cache_dir=Path("/tmp/redaction_models")))

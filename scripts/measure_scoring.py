@@ -62,8 +62,9 @@ def asr_transcript(wav: Path, cache: Path) -> Transcript:
 def product_transcript(wav: Path, cache: Path, vocabulary: list[str], mode: str) -> Transcript:
     """Transcribe with the product's own decode and transcribe stages (cached as JSON)."""
     if not cache.exists():
+        from qa_service.pipeline import transcribe_call
         from qa_service.stages.decode import decode
-        from qa_service.stages.transcribe import DecodeOptions, load_transcriber, transcribe_call
+        from qa_service.stages.transcribe import DecodeOptions, load_transcriber
 
         global _PRODUCT
         if _PRODUCT is None:

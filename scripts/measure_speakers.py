@@ -97,7 +97,8 @@ def word_accuracy(segments: list[Segment], turns: list[tuple[str, float, float]]
 
 
 def cmd_words(args) -> None:
-    from qa_service.stages.transcribe import load_transcriber, transcribe_call
+    from qa_service.pipeline import transcribe_call
+    from qa_service.stages.transcribe import load_transcriber
 
     tr = load_transcriber(args.model, cache_dir=Path(args.cache))
     vocab = []

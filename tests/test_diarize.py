@@ -181,7 +181,7 @@ def test_no_words_returns_segments_unchanged():
 @pytest.mark.parametrize("voice_model", ["resemblyzer", "none"])
 def test_real_two_voice_mono_call(tiny_model, voice_model):
     from qa_service.modelstore import resolve_voice_model
-    from qa_service.stages.transcribe import transcribe_call
+    from qa_service.pipeline import transcribe_call
     from qa_service.stages.voiceprint import load_voice_encoder
 
     voices = load_voice_encoder(resolve_voice_model(voice_model)) if voice_model != "none" else None

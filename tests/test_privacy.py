@@ -90,7 +90,8 @@ def test_processed_call_keeps_only_redacted_audio(make_settings, tmp_path: Path)
         from qa_service.stages.decode import decode
 
         kept = decode(call_dir(settings.storage_dir, call_id) / "redacted.wav")
-        heard = " ".join(s.text for ch in kept.channels for s in jobs.engines().transcriber.transcribe(ch))
+        transcriber = jobs.engines().transcriber
+        heard = " ".join(s.text for ch in kept.channels for s in transcriber.transcribe(ch).segments)
         runs = _digit_runs(heard)
         assert not any(DIGITS[i:i + 4] in runs for i in range(len(DIGITS) - 3)), heard
         assert "phone number" in heard.lower()  # the rest of the call is still there

@@ -15,15 +15,25 @@ import pytest
 
 from qa_service import modelstore
 from qa_service.errors import ConfigError, NoSpeech
-from qa_service.records import SAMPLE_RATE, Audio, Segment, Transcript, Word
+from qa_service.pipeline import transcribe_call
+from qa_service.records import (
+    SAMPLE_RATE,
+    Audio,
+    Heard,
+    LanguageHeard,
+    Segment,
+    Transcript,
+    Transcription,
+    Word,
+)
 from qa_service.stages import bandfill
+from qa_service.stages import language as language_mod
 from qa_service.stages import transcribe as transcribe_mod
+from qa_service.stages.channels import resolve_layout, split_channels
 from qa_service.stages.decode import decode
 from qa_service.stages.transcribe import (
     load_transcriber,
     require_speech,
-    resolve_layout,
-    transcribe_call,
     vocabulary_text,
     words_to_segments,
 )
@@ -200,6 +210,23 @@ def test_one_silent_channel_keeps_the_loud_one():
     loud = _tone(300)
     _, samples = resolve_layout(_audio(np.zeros_like(loud), loud), "auto")
     np.testing.assert_array_equal(samples[0], loud)
+
+
+@pytest.mark.parametrize(("layout", "roles", "agent_channel", "agent_is_left"), [
+    ("auto", ("agent", "customer"), "left", True),
+    ("stereo", ("agent", "customer"), "left", True),
+    ("stereo-agent-right", ("agent", "customer"), "right", False),
+    ("mono", ("call",), None, None),
+])
+def test_the_lines_say_whose_voice_they_carry(layout, roles, agent_channel, agent_is_left):
+    left, right = _tone(300), _tone(500, seed=1)
+    channels = split_channels(_audio(left, right), layout)
+    assert tuple(line.role for line in channels.lines) == roles
+    assert channels.agent_channel == agent_channel and channels.requested == layout
+    assert channels.layout == ("mono" if layout == "mono" else "stereo")
+    if agent_is_left is not None:
+        np.testing.assert_array_equal(channels.lines[0].samples, left if agent_is_left else right)
+    assert not any(line.telephone for line in channels.lines), "tones with noise up to 8 kHz"
 
 
 # ---- segments from words (pure) -------------------------------------------------------------
@@ -471,6 +498,18 @@ def test_short_phrase_is_transcribed(tiny, phrases):
 
 
 @pytest.mark.slow
+def test_a_line_comes_back_as_a_record_of_how_it_was_heard(tiny, phrases):
+    heard = tiny.transcribe(phrases[0])
+    assert heard.segments and heard.language == "en" and heard.language_probability == 1.0
+    assert not heard.biased and heard.vocabulary == () and not heard.multilingual
+    assert heard.model == tiny.describe() and 0 < heard.voice_s <= phrases[0].size / SAMPLE_RATE
+    told = tiny.transcribe(phrases[0], ["Northwind", "thank you for calling"], one_party=True)
+    assert told.biased and told.vocabulary == ("Northwind", "thank you for calling")
+    silent = tiny.transcribe(np.zeros(SAMPLE_RATE, np.float32), ["Northwind"], one_party=True)
+    assert silent == Transcription((), voice_s=0.0, model=tiny.describe()), "nothing kept from before"
+
+
+@pytest.mark.slow
 def test_telephone_codec_phrase_is_transcribed(tiny):
     t = transcribe_call(decode(AUDIO / "short_8k_mulaw.wav"), tiny)
     assert "testing" in _words(t)
@@ -578,7 +617,7 @@ def test_a_call_in_chinese_goes_to_the_multilingual_model(tiny, base):
     t = transcribe_call(decode(AUDIO / "chinese_16k.flac"), tiny, other_languages=base)
     assert t.language == "zh" and t.model["name"] == "base"
     heard = t.model["language_detection"]
-    assert heard["language"] == "zh" and heard["english"] < transcribe_mod.NOT_ENGLISH
+    assert heard["language"] == "zh" and heard["english"] < language_mod.NOT_ENGLISH
     text = "".join(s.text for s in t.segments)
     assert re.search(r"[\u4e00-\u9fff]", text) and ("州" in text or "市" in text), text
     alone = transcribe_call(decode(AUDIO / "chinese_16k.flac"), tiny)
@@ -604,7 +643,7 @@ def test_a_call_in_english_stays_with_the_english_model(tiny, base):
     assert "language_detection" not in t.model, "a transcript the English model is sure of is not checked"
     assert {"thank", "calling", "help", "desk"} <= _words(t)
     heard = base.detect_language(decode(AUDIO / "agent.flac").channels[0])
-    assert heard is not None and heard["language"] == "en" and heard["english"] >= transcribe_mod.NOT_ENGLISH
+    assert heard is not None and heard.language == "en" and heard.english >= language_mod.NOT_ENGLISH
 
 
 def _said(*probabilities: float) -> list[list[Segment]]:
@@ -620,7 +659,7 @@ def _said(*probabilities: float) -> list[list[Segment]]:
     (_said(), True),  # nothing heard as English at all
 ])
 def test_only_an_unsure_english_transcript_asks_for_the_language(decoded, ask):
-    assert transcribe_mod._maybe_not_english(decoded) is ask
+    assert language_mod.maybe_not_english(decoded) is ask
 
 
 @pytest.mark.slow
@@ -737,12 +776,13 @@ def test_the_same_audio_gives_the_same_words_after_any_other_audio(tiny, phrases
     # A long-lived worker decodes other calls in between: nothing it heard before may change the words.
     x, _ = _both_parties_on_one_channel(phrases)
     noisy = np.random.default_rng(1).normal(0, 0.05, x.size).astype(np.float32) + x
-    first = _timed_words(tiny.transcribe(x))
+    first = _timed_words(tiny.transcribe(x).segments)
     for other in (noisy, phrases[1], np.flip(x).copy()):
         tiny.transcribe(other)
-        assert _timed_words(tiny.transcribe(x)) == first
+        assert _timed_words(tiny.transcribe(x).segments) == first
     # Clips decoded one at a time give the words decoded in batches give.
-    one_by_one = _timed_words(replace(tiny, options=replace(tiny.options, batch_size=1)).transcribe(x))
+    one_at_a_time = replace(tiny, options=replace(tiny.options, batch_size=1))
+    one_by_one = _timed_words(one_at_a_time.transcribe(x).segments)
     assert [w[0] for w in one_by_one] == [w[0] for w in first]
     times = [t for w in first for t in w[1:3]]
     assert [t for w in one_by_one for t in w[1:3]] == pytest.approx(times, abs=0.05)
@@ -767,7 +807,7 @@ class _OneMethodTranscriber:
     def transcribe(self, samples, vocabulary=(), *, one_party=False):
         self.calls.append((samples.shape[0], tuple(vocabulary), one_party))
         t = len(self.calls)
-        return [Segment("unknown", t, t + 0.5, f"channel {t}")]
+        return Transcription((Segment("unknown", t, t + 0.5, f"channel {t}"),))
 
 
 def test_transcribe_call_needs_only_the_one_method():
@@ -850,8 +890,9 @@ class _NamedTranscriber(_OneMethodTranscriber):
         super().__init__()
         self.name = name
 
-    def describe(self):
-        return {"name": self.name}
+    def transcribe(self, samples, vocabulary=(), *, one_party=False):
+        heard = super().transcribe(samples, vocabulary, one_party=one_party)
+        return replace(heard, model={"name": self.name})
 
 
 def test_the_record_says_which_model_decoded_which_line():
@@ -883,3 +924,44 @@ def test_a_real_telephone_call_is_decoded_by_the_narrowband_model(tiny, base):
     wide = transcribe_call(decode(AUDIO / "weather_16k.flac"), tiny,
                            narrowband=transcribe_mod.LoadOnce("base", loader))
     assert wide.model["name"] == "tiny.en" and loader.loads == 1, "a wideband call keeps the wideband model"
+
+
+# ---- language routing (with fakes) -----------------------------------------------------------
+
+class _LanguageModel(_NamedTranscriber):
+    """A multilingual fake that hears `language` with English at `english` (None: no speech)."""
+
+    multilingual = True
+
+    def __init__(self, english, language="zh"):
+        super().__init__("base")
+        self.english, self.language = english, language
+
+    def detect_language(self, samples):
+        if self.english is None:
+            return None
+        return LanguageHeard(self.language, 0.9, self.english, self.name)
+
+
+def _english_call(*probabilities):
+    words = tuple(Word(" w", i * 0.5, i * 0.5 + 0.3, p) for i, p in enumerate(probabilities))
+    line = Transcription((Segment("unknown", 0.0, 5.0, "w", words),) if words else (), language="en",
+                         model={"name": "tiny.en"})
+    return Heard(lines=(line,), model=line.model)
+
+
+@pytest.mark.parametrize(("heard", "english", "detected", "again"), [
+    (_english_call(0.9, 0.95), 0.0, False, False),  # sure of its English: not checked
+    (_english_call(0.5, 0.6), 0.0, True, True),  # unsure, and not English: decoded again
+    (_english_call(0.5, 0.6), 0.9, True, False),  # unsure, but English: kept, with the detection
+    (_english_call(0.5, 0.6), None, False, False),  # no speech to hear the language in
+])
+def test_an_unsure_english_call_not_in_english_is_decoded_again(heard, english, detected, again):
+    other = _LanguageModel(english)
+    channels = split_channels(_audio(_tone(300)))
+    out = language_mod.route_language(channels, heard, other, vocabulary=["广州市"], vocabulary_language="zh")
+    assert (out.language_detection is not None) is detected
+    assert (out.model["name"] == "base") is again and len(other.calls) == again
+    if again:
+        assert other.calls[0][1] == ("广州市",), "the vocabulary is in the language heard"
+    assert language_mod.route_language(channels, heard, None) is heard

@@ -94,11 +94,14 @@ class NLP(Protocol):
 
     vocab: Any
     tokenizer: Any
-    pipe_names: list[str]
+
+    @property
+    def pipe_names(self) -> list[str]: ...
 
     def get_pipe(self, name: str) -> Any: ...
 
-    def pipe(self, texts: Iterable[str | Doc], **kwargs: Any) -> Iterable[Any]: ...
+    def pipe(self, texts: Iterable[str | Doc], *, batch_size: int | None = ...,
+             disable: Iterable[str] = ...) -> Iterable[Any]: ...
 
 
 # ---------------------------------------------------------------------------------------------- lemmas

@@ -71,6 +71,14 @@ class Redactor(Protocol):
         ...
 
 
+class RulesRedactor(Redactor, Protocol):
+    """A Redactor that is told, per rubric and policy pack, the company's own words to leave alone."""
+
+    def with_rules_vocabulary(self, phrases: Sequence[str]) -> Redactor:
+        """A redactor that keeps the unusual words of these phrases (PresidioRedactor's says which)."""
+        ...
+
+
 Span = speech.Span
 
 

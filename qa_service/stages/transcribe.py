@@ -1,8 +1,9 @@
-"""Speech to text with speaker roles: faster-whisper per channel, or one pass plus diarization on mono.
+"""Speech to text, line by line: faster-whisper on each line that stages.channels laid out.
 
-Stereo telephone recordings carry the agent and the customer on separate channels, so each
-channel is transcribed on its own and the segments are labelled by channel and merged by
-time. Mono recordings are transcribed once and handed to `stages.diarize` for the roles.
+Each line is decoded by the model for its band (a telephone-band line by the narrowband model when
+there is one) and comes back as a Transcription record: its segments (speaker "unknown"), the
+language, whether the caller's vocabulary was used, and the model and options behind it. Naming
+who spoke is the speakers stage's work, checking the language the language stage's.
 Segment times come from word timestamps (not Whisper's 30 s windows) and a segment is split
 at long pauses, because reviewers compare segment times with who spoke when.
 """
@@ -26,16 +27,16 @@ import numpy as np
 from qa_service.errors import ConfigError, NoSpeech
 from qa_service.records import (
     SAMPLE_RATE,
-    Audio,
-    ChannelLayout,
+    Channels,
+    Heard,
+    LanguageHeard,
     Segment,
-    Speaker,
     Transcript,
+    Transcription,
     Word,
-    mean_word_probability,
 )
-from qa_service.stages import activity, diarize
 from qa_service.stages.bandfill import band_edge, fill_missing_band
+from qa_service.stages.channels import SILENCE_RMS, rms, telephone_band
 from qa_service.stages.denoise import reduce_noise
 
 # Before faster_whisper (and huggingface_hub) are imported anywhere: a model must never be fetched.
@@ -44,27 +45,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 log = logging.getLogger(__name__)
 
-# A channel this much quieter than the other (RMS ratio) carries no party of its own.
-SILENT_CHANNEL_RATIO = 0.02
-# Channels this correlated are one mix recorded twice, not two parties.
-SAME_CHANNEL_CORRELATION = 0.9
-# Below this RMS (about -60 dBFS) a channel is treated as silence.
-SILENCE_RMS = 1e-3
 # Seed of CTranslate2's random generators, for a decode that samples (the defaults do not: DecodeOptions).
 SAMPLING_SEED = 0
 # The voice detector reads a channel in blocks of about this many seconds (bounded memory however long
 # the call); the speech it finds is decoded in clips (CLIP_S).
 BLOCK_S = 300.0
-# Below this mean word probability, an English-only model's transcript may be of another language,
-# and the multilingual model is asked. tiny.en's mean on four real Mandarin recordings: 0.46-0.59; on
-# English, 13 real recordings 0.84-0.96, 48 synthetic calls 0.65-0.90 (16 kHz and noisy 8 kHz).
-UNSURE_ENGLISH = 0.7
-# A call goes to the multilingual model when that model gives English less than this probability on
-# the call's first speech. Measured with base on the first 30 s of speech: four real Mandarin
-# recordings, English 0.00-0.01; English, 14 real calls and recordings (8 kHz mu-law and 8-bit among
-# them) 0.93-1.00 and 16 noisy 8 kHz synthetic calls 0.69-0.98. espeak-ng's robotic Mandarin gets
-# 0.41-0.58: it is not a test of this. Asking costs about 1 s a call, hence only unsure calls ask.
-NOT_ENGLISH = 0.5
 # The language is heard in the first speech of this much of the call: the voice detector runs on
 # this part only, so a long call costs no more than a short one.
 LANGUAGE_WINDOW_S = 120.0
@@ -78,10 +63,15 @@ MIN_SPEECH_CONFIDENCE = 0.35
 
 
 class Transcriber(Protocol):
-    """Turns 16 kHz mono float32 samples into time-stamped segments (speaker "unknown")."""
+    """Turns 16 kHz mono float32 samples into a Transcription: time-stamped segments (speaker
+    "unknown") and how they were made. It keeps nothing of a call, so one can serve several at once.
+
+    A transcriber may also say whether it knows languages other than English (`multilingual`); one
+    that does not say is taken for English-only (`knows_languages`).
+    """
 
     def transcribe(self, samples: np.ndarray, vocabulary: Sequence[str] = (), *,
-                   one_party: bool = False) -> list[Segment]:
+                   one_party: bool = False) -> Transcription:
         """Transcribe one channel; `one_party` when it holds one party of a stereo call."""
         ...
 
@@ -279,14 +269,10 @@ class WhisperTranscriber:
     compute_type: str = "int8"
     threads: int = 0
     options: DecodeOptions = field(default_factory=DecodeOptions)
-    last_language: str | None = None
-    last_biased: bool = False  # whether the last channel was decoded with the caller's vocabulary
-    # Seconds of the last channel the voice detector took for speech (None before the first channel).
-    last_voice_s: float | None = None
     block_s: float = BLOCK_S
 
     def transcribe(self, samples: np.ndarray, vocabulary: Sequence[str] = (), *,
-                   one_party: bool = False) -> list[Segment]:
+                   one_party: bool = False) -> Transcription:
         """Transcribe one 16 kHz channel into segments whose times hug the spoken words.
 
         The voice detector finds the speech; its stretches are grouped into clips of at most CLIP_S
@@ -295,10 +281,8 @@ class WhisperTranscriber:
         the recording, on the calls the process decoded earlier, or on a random draw.
         """
         samples = np.ascontiguousarray(samples, dtype=np.float32)
-        self.last_biased = False
-        self.last_voice_s = 0.0
-        if samples.size < SAMPLE_RATE // 10 or _rms(samples) < SILENCE_RMS:
-            return []
+        if samples.size < SAMPLE_RATE // 10 or rms(samples) < SILENCE_RMS:
+            return self._made((), voice_s=0.0)
         o = self.options
         if o.denoise:
             samples = reduce_noise(samples)
@@ -306,25 +290,34 @@ class WhisperTranscriber:
         if o.fill_missing_band and edge is not None:
             samples = fill_missing_band(samples, edge)
         vocabulary = vocabulary if self.biased(telephone=edge is not None, one_party=one_party) else ()
-        self.last_biased = bool(vocabulary)
         chunks = self.speech_chunks(samples)
-        self.last_voice_s = sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE
+        voice_s = sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE
         if not chunks:
-            self.last_language = None
-            return []
+            return self._made((), voice_s=voice_s, vocabulary=vocabulary)
         groups = clip_groups(chunks)
-        decoded, language = self._decode_groups(samples, groups, self.whisper_options(None, vocabulary))
+        decoded, language, probability = self._decode_groups(samples, groups,
+                                                             self.whisper_options(None, vocabulary))
         if vocabulary:
             decoded = self._confirm_vocabulary(samples, groups, decoded, language)
         # A loop ("-one -one -one ...") is cut before it can pass for the speech it was stretched over.
         raw = [Decoded(words=_drop_repeats(list(seg.words))) for clip in decoded for seg in clip]
         if o.recover_lost_speech:
             raw = self._recover_lost_speech(samples, self.whisper_options(language, vocabulary), raw, chunks)
-        self.last_language = language
         silences = [(a["end"] / SAMPLE_RATE, b["start"] / SAMPLE_RATE)
                     for a, b in zip(chunks, chunks[1:], strict=False)
                     if b["start"] - a["end"] >= o.pause_split_s * SAMPLE_RATE]
-        return split_at(words_to_segments(raw, pause_split_s=o.pause_split_s), silences)
+        segments = split_at(words_to_segments(raw, pause_split_s=o.pause_split_s), silences)
+        return self._made(tuple(segments), voice_s=voice_s, vocabulary=vocabulary, language=language,
+                          probability=probability)
+
+    def _made(self, segments: tuple[Segment, ...], *, voice_s: float, vocabulary: Sequence[str] = (),
+              language: str | None = None, probability: float | None = None) -> Transcription:
+        """The record of one line's decode: its segments and what they were made with."""
+        return Transcription(
+            segments=segments, language=language, language_probability=probability,
+            biased=bool(vocabulary), vocabulary=tuple(vocabulary_phrases(vocabulary)) if vocabulary else (),
+            voice_s=voice_s, multilingual=self.multilingual, model=self.describe(),
+        )
 
     def speech_chunks(self, samples: np.ndarray) -> list[dict[str, int]]:
         """The voice detector's speech as sample ranges (refine_chunks), none longer than CLIP_S. It runs
@@ -340,15 +333,17 @@ class WhisperTranscriber:
         return refine_chunks(samples, chunks)
 
     def _decode_groups(self, samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]],
-                       kwargs: dict[str, Any]) -> tuple[list[list[Any]], str]:
+                       kwargs: dict[str, Any]) -> tuple[list[list[Any]], str, float | None]:
         """Decode each group of speech chunks as one clip (its chunks joined without the pauses between
         them), `batch_size` clips at a time; returns each clip's Whisper segments on the channel's
-        clock, and the language (detected on the first clips when `kwargs` names none)."""
+        clock, the language (detected on the first clips when `kwargs` names none) and its probability
+        (1.0 when it was named; None when there was nothing to decode)."""
         from faster_whisper import BatchedInferencePipeline
         from faster_whisper.transcribe import restore_speech_timestamps
 
         o = self.options
         language = kwargs.get("language")
+        probability: float | None = None
         batched = {k: v for k, v in kwargs.items() if k not in _SEQUENTIAL_ONLY}
         frame = 1 / self.model.frames_per_second
         out: list[list[Any]] = []
@@ -374,8 +369,10 @@ class WhisperTranscriber:
             for i, seg in zip(which, restore_speech_timestamps(segments, chunks, SAMPLE_RATE), strict=True):
                 clips[i].append(seg)
             out += clips
+            if probability is None:
+                probability = float(info.language_probability)
             language = language or info.language
-        return out, language or "en"
+        return out, language or "en", probability
 
     def _confirm_vocabulary(self, samples: np.ndarray, groups: Sequence[Sequence[dict[str, int]]],
                             decoded: list[list[Any]], language: str) -> list[list[Any]]:
@@ -384,7 +381,7 @@ class WhisperTranscriber:
         unsure = [i for i, clip in enumerate(decoded) if doubtful(clip)]
         if not unsure:
             return decoded
-        plain, _ = self._decode_groups(samples, [groups[i] for i in unsure], self.whisper_options(language))
+        plain = self._decode_groups(samples, [groups[i] for i in unsure], self.whisper_options(language))[0]
         out = list(decoded)
         for i, again in zip(unsure, plain, strict=True):
             kept = confirm_words([w for seg in decoded[i] for w in seg.words],
@@ -408,21 +405,21 @@ class WhisperTranscriber:
     def multilingual(self) -> bool:
         return bool(getattr(self.model.model, "is_multilingual", False))
 
-    def detect_language(self, samples: np.ndarray) -> dict[str, Any] | None:
+    def detect_language(self, samples: np.ndarray) -> LanguageHeard | None:
         """The language of the first speech in `samples` (16 kHz mono) with its probability and
         English's; None when there is no speech to hear."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         head = np.ascontiguousarray(samples[: int(LANGUAGE_WINDOW_S * SAMPLE_RATE)], dtype=np.float32)
-        if not self.multilingual or _rms(head) < SILENCE_RMS:
+        if not self.multilingual or rms(head) < SILENCE_RMS:
             return None
         chunks = get_speech_timestamps(head, VadOptions(**self.vad_parameters()))
         speech = [head[c["start"]:c["end"]] for c in chunks]
         if sum(c.size for c in speech) < SAMPLE_RATE // 2:
             return None
         language, probability, ranked = self.model.detect_language(np.concatenate(speech))
-        return {"language": language, "probability": round(float(probability), 3),
-                "english": round(float(dict(ranked).get("en", 0.0)), 3), "model": self.name}
+        return LanguageHeard(language=language, probability=round(float(probability), 3),
+                             english=round(float(dict(ranked).get("en", 0.0)), 3), model=self.name)
 
     def _recover_lost_speech(self, samples: np.ndarray, kwargs: dict[str, Any], raw: list[Any],
                              chunks: list[dict[str, int]]) -> list[Any]:
@@ -576,97 +573,47 @@ class LoadOnce:
 
 def model_for_line(channel: np.ndarray, wideband: Transcriber,
                    narrowband: Callable[[], Transcriber] | None) -> tuple[Transcriber, bool]:
-    """The transcriber for one channel and whether it is telephone-band (bandfill.band_edge finds its
-    missing top): `narrowband()` for such a channel when given, `wideband` otherwise."""
-    telephone = channel.size >= SAMPLE_RATE // 10 and band_edge(channel) is not None
+    """The transcriber for one channel and whether it is telephone-band (channels.telephone_band):
+    `narrowband()` for such a channel when given, `wideband` otherwise."""
+    telephone = telephone_band(channel)
     return (narrowband() if telephone and narrowband is not None else wideband), telephone
 
 
-def transcribe_call(
-    audio: Audio,
-    transcriber: Transcriber,
-    layout: ChannelLayout = "auto",
-    vocabulary: Sequence[str] = (),
-    agent_phrases: Sequence[str] = (),
-    voices: diarize.voiceprint.VoiceEncoder | None = None,
-    other_languages: WhisperTranscriber | None = None,
-    vocabulary_language: str = "en",
-    narrowband: Callable[[], Transcriber] | None = None,
-) -> Transcript:
-    """Transcribe a call and label who spoke: by channel when stereo, by diarization when mono
-    (with voice embeddings when a voice model is given).
+def transcribe_lines(channels: Channels, transcriber: Transcriber, *, vocabulary: Sequence[str] = (),
+                     vocabulary_language: str = "en",
+                     narrowband: Callable[[], Transcriber] | None = None) -> Heard:
+    """Transcribe every line of a call, each by the model for its band.
 
-    With `narrowband` (a callable that gives the model for telephone-band channels, such as LoadOnce),
-    each channel with nothing above the telephone band is decoded by that model and the others by
-    `transcriber`; `models.asr.lines` says which model decoded which channel.
-    With `other_languages` (a multilingual model beside an English-only `transcriber`), a call the
-    English model is unsure of has its language detected, and one not in English is transcribed again
-    by that model. The vocabulary (written in `vocabulary_language`) goes only to a decode that may
-    be in its language: English words would pull a Mandarin call towards English, and the reverse.
+    With `narrowband` (a callable that gives the model for telephone-band lines, such as LoadOnce),
+    each line with nothing above the telephone band is decoded by that model and the others by
+    `transcriber`. The vocabulary (written in `vocabulary_language`) goes only to a model that may
+    decode in its language: English words would pull a Mandarin call towards English.
     """
-    mode, samples = resolve_layout(audio, layout)
-    agent_ch, customer_ch = (1, 0) if layout == "stereo-agent-right" else (0, 1)
-    channels = samples if mode == "mono" else [samples[agent_ch], samples[customer_ch]]
-    lines = [model_for_line(channel, transcriber, narrowband) for channel in channels]
-    used = [model for model, _ in lines]
-    one_party = mode == "stereo"
-    decoded, languages, biased, voice = _transcribe_channels(used, channels, vocabulary, vocabulary_language,
-                                                             one_party=one_party)
-    heard = None
-    english_only = [segs for segs, model in zip(decoded, used, strict=True)
-                    if not getattr(model, "multilingual", False)]
-    if other_languages is not None and english_only and _maybe_not_english(english_only):
-        heard = other_languages.detect_language(channels[0] if mode == "mono" else _mix(*channels))
-        if heard is not None and heard["english"] < NOT_ENGLISH:
-            used = [other_languages] * len(channels)
-            words = vocabulary if heard["language"] == vocabulary_language else ()
-            decoded, languages, biased, voice = _transcribe_channels(
-                used, channels, words, vocabulary_language, one_party=one_party)
+    models = [narrowband() if line.telephone and narrowband is not None else transcriber
+              for line in channels.lines]
+    return transcribe_with(channels, models, vocabulary=vocabulary, vocabulary_language=vocabulary_language)
 
-    attribution: dict[str, Any]
-    if mode == "mono":
-        segments, attribution = diarize.attribute_speakers(
-            channels[0], decoded[0], agent_phrases=agent_phrases, voices=voices
-        )
-        speech = activity.split_by_words(activity.voiced_intervals(channels[0]), segments)
-    else:
-        agent_segs = [_label(s, "agent") for s in decoded[0]]
-        customer_segs = [_label(s, "customer") for s in decoded[1]]
-        segments = sorted(agent_segs + customer_segs, key=lambda s: (s.start, s.end))
-        attribution = {"method": "channels", "agent_channel": "right" if agent_ch else "left"}
-        speech = {
-            "agent": activity.near_words(activity.voiced_intervals(channels[0]), agent_segs),
-            "customer": activity.near_words(activity.voiced_intervals(channels[1]), customer_segs),
-        }
 
-    spoken = [(lang, n) for lang, n in languages if lang and n]
-    language = max(spoken, key=lambda x: x[1])[0] if spoken else "en"
-    # The record is that of the model that decoded the call; when the lines differ, of the wideband one,
-    # and `lines` says which model decoded each channel.
-    main = used[0] if all(model is used[0] for model in used) else transcriber
-    describe = getattr(main, "describe", None)
-    model_info = dict(describe()) if callable(describe) else {"name": _model_name(main)}
-    roles = ["call"] if mode == "mono" else ["agent", "customer"]
-    model_info["lines"] = {role: {"band": "telephone" if telephone else "full", "model": _model_name(model)}
-                           for role, (_, telephone), model in zip(roles, lines, used, strict=True)}
-    model_info["layout"] = {"requested": layout, "used": mode}
-    # What the recording was before decoding: telephone audio (8 kHz, mu-law) explains a poorer transcript.
-    model_info["audio"] = {"format": audio.source_format, "sample_rate": audio.source_rate,
-                           "channels": audio.source_channels}
-    model_info["speakers"] = attribution
-    if all(v is not None for v in voice):
-        # What the voice detector took for speech, over all channels: a call without speech says so.
-        model_info["voice_activity_s"] = round(sum(filter(None, voice), 0.0), 1)
-    if heard is not None:
-        model_info["language_detection"] = heard
-    if any(biased):
-        # A reviewer should know the recogniser was told which phrases to expect, and on which channels.
-        model_info["vocabulary"] = {"phrases": len(vocabulary_phrases(vocabulary)),
-                                    "channels": [r for r, b in zip(roles, biased, strict=True) if b]}
-    return Transcript(
-        segments=tuple(segments), duration_s=audio.duration_s, language=language or "en", model=model_info,
-        speech={role: tuple(iv) for role, iv in speech.items()},
-    )
+def transcribe_with(channels: Channels, models: Sequence[Transcriber], *, vocabulary: Sequence[str] = (),
+                    vocabulary_language: str = "en") -> Heard:
+    """Each line of `channels` decoded by the model beside it; the call's record is that of the model
+    that decoded it, or, when the lines' models differ, of the wideband line's."""
+    one_party = channels.layout == "stereo"
+    lines = []
+    for model, line in zip(models, channels.lines, strict=True):
+        fits = vocabulary_language == "en" or knows_languages(model)
+        heard = model.transcribe(line.samples, vocabulary if fits else (), one_party=one_party)
+        # A transcriber that does not describe itself is named in the record by its name or class.
+        lines.append(heard if heard.model else replace(heard, model={"name": _model_name(model)}))
+    same = all(model is models[0] for model in models)
+    main = lines[0] if same else next(t for t, line in zip(lines, channels.lines, strict=True)
+                                      if not line.telephone)
+    return Heard(lines=tuple(lines), model=main.model)
+
+
+def knows_languages(transcriber: Transcriber) -> bool:
+    """Whether a transcriber knows languages other than English; one that does not say does not."""
+    return bool(getattr(transcriber, "multilingual", False))
 
 
 def words_heard(transcript: Transcript) -> tuple[int, int, float]:
@@ -700,55 +647,8 @@ def require_speech(transcript: Transcript) -> None:
                    f"this is the call's recording and {check})")
 
 
-def _transcribe_channels(
-    transcribers: Sequence[Transcriber], channels: Sequence[np.ndarray], vocabulary: Sequence[str],
-    vocabulary_language: str, *, one_party: bool
-) -> tuple[list[list[Segment]], list[tuple[str | None, int]], list[bool], list[float | None]]:
-    """Each channel's segments (decoded by its transcriber), the language the transcriber heard in it
-    with its word count, whether it was decoded with the vocabulary, and the seconds its voice detector
-    took for speech. The vocabulary goes only to a transcriber that may hear its language."""
-    decoded, languages, biased, voice = [], [], [], []
-    for transcriber, channel in zip(transcribers, channels, strict=True):
-        fits = vocabulary_language == "en" or getattr(transcriber, "multilingual", False)
-        segs = transcriber.transcribe(channel, vocabulary if fits else (), one_party=one_party)
-        decoded.append(segs)
-        languages.append((getattr(transcriber, "last_language", None), sum(len(s.words) for s in segs)))
-        biased.append(bool(getattr(transcriber, "last_biased", False)))
-        voice.append(getattr(transcriber, "last_voice_s", None))
-    return decoded, languages, biased, voice
-
-
 def _model_name(model: Any) -> str:
     return str(getattr(model, "name", None) or type(model).__name__)
-
-
-def _maybe_not_english(decoded: Sequence[Sequence[Segment]]) -> bool:
-    """Whether an English-only model's words are unsure enough that the call may be in another language."""
-    mean = mean_word_probability(s for segs in decoded for s in segs)
-    return mean is None or mean < UNSURE_ENGLISH
-
-
-def resolve_layout(audio: Audio, layout: ChannelLayout) -> tuple[Literal["mono", "stereo"], list[np.ndarray]]:
-    """Decide mono or stereo and return the channel arrays to transcribe (one for mono, two for stereo)."""
-    chans = list(audio.channels)
-    if len(chans) == 1:
-        if layout in ("stereo", "stereo-agent-right"):
-            log.warning("stereo layout requested for a one-channel recording; transcribing it as mono")
-        return "mono", chans
-    left, right = chans[0], chans[1]
-    if layout == "mono":
-        return "mono", [_mix(left, right)]
-    if layout in ("stereo", "stereo-agent-right"):
-        return "stereo", [left, right]
-    rms_l, rms_r = _rms(left), _rms(right)
-    loud = max(rms_l, rms_r)
-    if loud < SILENCE_RMS:
-        return "mono", [left]
-    if min(rms_l, rms_r) < SILENT_CHANNEL_RATIO * loud:
-        return "mono", [left if rms_l >= rms_r else right]
-    if _correlation(left, right) >= SAME_CHANNEL_CORRELATION:
-        return "mono", [_mix(left, right)]
-    return "stereo", [left, right]
 
 
 def words_to_segments(raw: Sequence[Any], *, pause_split_s: float = 1.0) -> list[Segment]:
@@ -909,34 +809,3 @@ def _drop_repeats(words: list[Any]) -> list[Any]:
             else:
                 i += 1
     return [w for w, k in zip(words, keep, strict=True) if k]
-
-
-def _label(segment: Segment, speaker: Speaker) -> Segment:
-    return Segment(
-        speaker=speaker, start=segment.start, end=segment.end, text=segment.text, words=segment.words,
-        confidence=1.0,
-    )
-
-
-def _sparse(x: np.ndarray) -> np.ndarray:
-    """At most about 4M evenly spaced samples as float64: enough for levels and correlation, and an
-    hours-long channel is not copied whole."""
-    return x[:: max(1, x.shape[0] // 4_000_000)].astype(np.float64)
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(_sparse(x))))) if x.size else 0.0
-
-
-def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    n = min(a.shape[0], b.shape[0])
-    return ((a[:n] + b[:n]) * 0.5).astype(np.float32)
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    n = min(a.shape[0], b.shape[0])
-    x, y = _sparse(a[:n]), _sparse(b[:n])
-    x -= x.mean()
-    y -= y.mean()
-    denom = np.sqrt(np.dot(x, x) * np.dot(y, y))
-    return float(np.dot(x, y) / denom) if denom > 0 else 1.0
