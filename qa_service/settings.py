@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qa_service.review import DEFAULT_SHARE, parse_share
 
 # Secrets that sign things (webhook bodies, session cookies) are at least this long: shorter ones can
 # be guessed offline from one signed value.
@@ -106,6 +108,10 @@ class Settings(BaseSettings):
     # forged Host header never reaches a page or a redirect. JSON list in the environment.
     trusted_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
 
+    # The share of each agent's weekly calls sampled for review, besides the calls that always are:
+    # a fraction or a percentage ("0.1", "10%").
+    review_share: float = DEFAULT_SHARE
+
     @field_validator("webhook_secret", "session_secret", "outgoing_webhook_secret")
     @classmethod
     def _long_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -116,6 +122,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{name} is {len(value.encode())} bytes; it must be at least {MIN_SECRET_BYTES} "
                              f"(make one with: {MAKE_SECRET})")
         return value
+
+    @field_validator("review_share", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> float:
+        return parse_share(value if isinstance(value, str) else str(value))
 
     @field_validator("trusted_hosts")
     @classmethod

@@ -10,11 +10,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from qa_service.api.review import audited
+from qa_service.access.audit import audited
+from qa_service.access.session import COOKIE_NAME
 from qa_service.storage import open_repository
 from qa_service.storage import review as store
 from qa_service.storage import tables as t
-from qa_service.web.session import COOKIE_NAME
 from tests import test_review
 from tests.test_api import Api, seed_rules
 from tests.test_ratelimit import fresh_window
@@ -92,7 +92,7 @@ def app_routes(app) -> list[tuple[str, str]]:
 
 
 def test_every_route_that_reads_or_changes_data_is_audited(make_settings):
-    from qa_service.api import create_app
+    from qa_service.app import create_app
 
     app = create_app(make_settings())
     routes = app_routes(app)

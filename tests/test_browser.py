@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_service.api import create_app
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from qa_service.settings import Settings
 from tests.conftest import free_port

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qa_service.cli import format_scorecard, format_table, main
+from qa_service.cli import main
+from qa_service.report import format_scorecard, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

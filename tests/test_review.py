@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from qa_service.review import (
     Review,
@@ -13,10 +14,10 @@ from qa_service.review import (
     apply_reviews,
     check_review,
     needs_review,
-    review_share,
     rubric_terms,
     sample_fraction,
 )
+from qa_service.settings import Settings
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -174,14 +175,18 @@ def test_every_auto_fail_is_marked_for_review():
     ({}, 0.10), ({"QA_REVIEW_SHARE": "0.25"}, 0.25), ({"QA_REVIEW_SHARE": "5%"}, 0.05),
     ({"QA_REVIEW_SHARE": "0"}, 0.0), ({"QA_REVIEW_SHARE": " "}, 0.10),
 ])
-def test_review_share_setting(env, share):
-    assert review_share(env) == pytest.approx(share)
+def test_review_share_setting(env, share, monkeypatch):
+    monkeypatch.delenv("QA_REVIEW_SHARE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().review_share == pytest.approx(share)
 
 
 @pytest.mark.parametrize("bad", ["ten", "1.5", "-0.1", "150%"])
-def test_bad_review_share_is_a_clear_error(bad):
-    with pytest.raises(ValueError, match="QA_REVIEW_SHARE"):
-        review_share({"QA_REVIEW_SHARE": bad})
+def test_bad_review_share_is_a_clear_error(bad, monkeypatch):
+    monkeypatch.setenv("QA_REVIEW_SHARE", bad)
+    with pytest.raises(ValidationError, match="QA_REVIEW_SHARE"):
+        Settings()
 
 
 # -- storage (SQLite and PostgreSQL) -----------------------------------------------------------
@@ -377,21 +382,19 @@ def test_review_queue_lists_auto_fails_and_the_sample_until_reviewed(api, monkey
     assert api.client.get("/v1/review-queue?from=2026-10-15", headers=api.h()).json()["count"] == 0
     assert api.client.get("/v1/review-queue", headers=api.h("telephony")).status_code == 403
 
-    monkeypatch.setenv("QA_REVIEW_SHARE", "1")
     from tests.test_api import Api
 
-    everything = Api(api.settings, api.queue.connection)
+    everything = Api(api.settings.model_copy(update={"review_share": 1.0}), api.queue.connection)
     assert set(c["call_id"] for c in everything.client.get(
         "/v1/review-queue", headers=everything.h()).json()["calls"]) == {*fine, checking}
 
 
-def test_a_bad_review_share_stops_start_up(make_settings, monkeypatch):
-    from qa_service.api import create_app
-    from qa_service.errors import ConfigError
+def test_a_bad_review_share_stops_start_up(monkeypatch, capsys):
+    from qa_service.cli import main
 
     monkeypatch.setenv("QA_REVIEW_SHARE", "lots")
-    with pytest.raises(ConfigError, match="QA_REVIEW_SHARE"):
-        create_app(make_settings(), queue=object())
+    assert main(["serve"]) == 2  # stopped before the server starts, naming the setting
+    assert "QA_REVIEW_SHARE" in capsys.readouterr().err
 
 
 # -- the call page -----------------------------------------------------------------------------

@@ -15,12 +15,7 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from qa_service.api import create_app
-from qa_service.api.metrics import collect
-from qa_service.auth import create_key
-from qa_service.settings import Settings
-from qa_service.web import callview, charts
-from qa_service.web.session import (
+from qa_service.access.session import (
     COOKIE_NAME,
     SIGN_IN_COOKIE,
     make_token,
@@ -28,6 +23,11 @@ from qa_service.web.session import (
     read_token,
     session_secret,
 )
+from qa_service.api.metrics import collect
+from qa_service.app import create_app
+from qa_service.auth import create_key
+from qa_service.settings import Settings
+from qa_service.web import callview, charts
 from tests.test_views import EVIDENCE_SEGMENT, RAW_NAME, seed_calls, silent_wav
 
 
@@ -263,10 +263,10 @@ def test_sessions_are_kept_by_hash_and_end_on_sign_out_or_expiry(database_url):
 
     import sqlalchemy as sa
 
+    from qa_service.access.session import new_session_id
     from qa_service.storage import open_repository
     from qa_service.storage import tables as t
     from qa_service.storage.sessions import end_session, session_is_live, start_session
-    from qa_service.web.session import new_session_id
 
     repo = open_repository(database_url)
     create_key(repo, "qa", "one")
@@ -542,7 +542,7 @@ def test_metrics_queue_depth_from_redis(site, redis_conn):
 
     queue = Queue("calls", connection=redis_conn)
     for _ in range(3):
-        queue.enqueue("qa_service.jobs.process_call", "00000000-0000-0000-0000-000000000000")
+        queue.enqueue("qa_service.worker.jobs.process_call", "00000000-0000-0000-0000-000000000000")
     text = collect(site.repo, queue)
     assert "qa_queue_up 1" in text
     assert 'qa_queue_jobs{queue="calls",state="queued"} 3' in text

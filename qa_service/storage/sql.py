@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from qa_service.errors import ConfigError, Conflict, NotFound, TransientError
 from qa_service.storage import tables as t
+from qa_service.storage.db import WRITE_OPTION, writing
 from qa_service.storage.migrate import upgrade
 from qa_service.storage.repository import (
     AgentSummary,
@@ -39,21 +40,15 @@ from qa_service.storage.repository import (
     StoredScorecard,
     canonical_uuid,
 )
+from qa_service.storage.review import SqlAudit, SqlReviews
+from qa_service.storage.sessions import SqlSessions
+from qa_service.storage.views import Views
 
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Keys remembered by key_by_hash(max_age_s=...); past this many the memory starts over.
 KEY_CACHE_SIZE = 10_000
-# Execution option marking a transaction that will write (SQLite then takes the write lock up front).
-WRITE_OPTION = "qa_write"
-
-
-def writing(engine: Engine) -> Any:
-    """A transaction that will write: `with writing(engine) as conn: ...`."""
-    return engine.execution_options(**{WRITE_OPTION: True}).begin()
-
-
 def make_engine(url: str) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL with the settings this service relies on."""
     try:
@@ -130,7 +125,12 @@ class SqlRepository:
     """`Repository` over SQLAlchemy Core; safe to share between threads (one engine, short transactions)."""
 
     def __init__(self, engine: Engine):
+        # Public for the storage contract tests only; nothing outside storage/ touches it.
         self.engine = engine
+        self.reviews = SqlReviews(engine)
+        self.audit = SqlAudit(engine)
+        self.sessions = SqlSessions(engine)
+        self.views = Views(engine)
         # key hash -> (monotonic time read, key); only keys that exist, so a new key works at once.
         self._keys: dict[str, tuple[float, StoredKey]] = {}
 
@@ -522,25 +522,6 @@ class SqlRepository:
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
         self._keys.pop(row["key_hash"], None)
         return _key(row)
-
-    def save_cli_scorecard(self, scorecard: dict[str, Any], *, rubric: Any, policies: Any) -> StoredScorecard:
-        """Store a scorecard made by the command line; scoring the same call id again adds a version."""
-        for kind, rules in (("rubric", rubric), ("policy_pack", policies)):
-            try:
-                self.put_rules(kind, rules.id, rules.version, rules.sha256, rules.text)  # type: ignore[arg-type]
-            except Conflict:
-                # An edited file kept its version; the scorecard still records the sha256 it was made with.
-                log.warning("%s %s %s differs from the stored one; scorecard keeps its own sha256",
-                            kind, rules.id, rules.version)
-        external_id = str(scorecard["call_id"])
-        source = (scorecard.get("models") or {}).get("source")
-        call, _ = self.add_call(NewCall(
-            id=str(uuid.uuid4()), external_id=external_id, agent_id=str(scorecard["agent_id"]),
-            call_date=date.fromisoformat(str(scorecard["call_date"])), rubric_id=rubric.id,
-            rubric_version=rubric.version, policy_pack_id=policies.id, policy_pack_version=policies.version,
-            source="cli", input_kind="transcript" if source == "text" else "audio",
-        ))
-        return self.finish_call(call.id, scorecard)
 
     def ping(self) -> None:
         """Raise TransientError when the database cannot be reached."""
