@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from qa_service.errors import NotFound
 from qa_service.storage import open_repository
 from qa_service.storage import tables as t
+from qa_service.storage.db import writing
 from qa_service.storage.migrate import current_revision, head_revision
-from qa_service.storage.sql import writing
 from qa_service.storage.views import Filters, Views
 from tests.test_storage import engine_at_revision, new_call, scorecard
 

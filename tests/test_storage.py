@@ -382,7 +382,7 @@ def test_unknown_database_is_a_config_error():
 
 
 def test_sqlite_readers_do_not_wait_for_a_writer(sqlite_url):
-    from qa_service.storage.sql import writing
+    from qa_service.storage.db import writing
 
     repo = open_repository(sqlite_url)
     call, _ = repo.add_call(new_call())
@@ -453,8 +453,8 @@ def engine_at_revision(database_url: str, revision: str) -> sa.Engine:
     """An engine on a database migrated only as far as `revision` (to test the migrations after it)."""
     from alembic import command
 
+    from qa_service.storage.db import writing
     from qa_service.storage.migrate import alembic_config
-    from qa_service.storage.sql import writing
 
     engine = make_engine(database_url)
     cfg = alembic_config()
@@ -469,7 +469,7 @@ def test_migration_resolves_storing_rescore_runs_that_overlap(database_url):
     from datetime import UTC, datetime, timedelta
 
     from qa_service.storage import tables as t
-    from qa_service.storage.sql import writing
+    from qa_service.storage.db import writing
 
     engine = engine_at_revision(database_url, "0004")
     start = datetime(2026, 11, 30, tzinfo=UTC)

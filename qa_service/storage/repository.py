@@ -263,29 +263,8 @@ class SessionStore(Protocol):
         ...
 
 
-class Repository(Protocol):
-    """Storage for calls, scorecards, rules, rescore runs and API keys (errors: NotFound, Conflict),
-    with reviews, the audit log, web sessions and the read-side views as its parts."""
-
-    @property
-    def reviews(self) -> ReviewStore:
-        """Reviews of scorecards."""
-        ...
-
-    @property
-    def audit(self) -> AuditLog:
-        """The audit log."""
-        ...
-
-    @property
-    def sessions(self) -> SessionStore:
-        """Web sessions."""
-        ...
-
-    @property
-    def views(self) -> Views:
-        """Read-side views over the latest scorecards (supervisor reports, call lists, exports)."""
-        ...
+class CallStore(Protocol):
+    """Calls: registered, processed, failed, retried (errors: NotFound)."""
 
     def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:
         """Store a new call; with a known external id return the existing call and False instead."""
@@ -333,6 +312,10 @@ class Repository(Protocol):
         """Note that a worker is still processing the call (its heartbeat: updated_at moves on)."""
         ...
 
+
+class ScorecardStore(Protocol):
+    """Scorecards: one version per scoring of a call; the latest per call counts."""
+
     def finish_call(self, call_id: str, scorecard: dict[str, Any]) -> StoredScorecard:
         """Store a new scorecard version and mark the call done, in one transaction."""
         ...
@@ -360,6 +343,10 @@ class Repository(Protocol):
         """Store new scorecard versions for calls that are done (rescoring), in one transaction."""
         ...
 
+
+class RulesStore(Protocol):
+    """Rubrics and policy packs as uploaded, by id and version (errors: NotFound, Conflict)."""
+
     def put_rules(self, kind: RulesKind, rules_id: str, version: str, sha256: str, text: str) -> tuple[
             StoredRules, bool]:
         """Store a rubric or policy pack; the same content again is a no-op, other content is a Conflict."""
@@ -372,6 +359,10 @@ class Repository(Protocol):
     def list_rules(self, kind: RulesKind) -> list[StoredRules]:
         """Every stored version of every rubric or policy pack."""
         ...
+
+
+class RescoreRunStore(Protocol):
+    """Rescore runs: requested, running, done or failed with the impact summary."""
 
     def add_rescore_run(self, run: NewRescoreRun) -> StoredRescoreRun:
         """Store a new rescore run, queued; RescoreOverlap when it would store beside another run."""
@@ -402,6 +393,10 @@ class Repository(Protocol):
         """Mark a run failed with a reason that is safe to show (no personal data); a done run stays done."""
         ...
 
+
+class KeyStore(Protocol):
+    """API keys, stored by their hash only."""
+
     def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
         """Store a new API key's hash (and its first characters, to recognise it by)."""
         ...
@@ -417,6 +412,31 @@ class Repository(Protocol):
 
     def revoke_key(self, key_id: str) -> StoredKey:
         """Mark a key revoked, or NotFound."""
+        ...
+
+
+class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStore, Protocol):
+    """The one storage object: calls, scorecards, rules, rescore runs and API keys as its methods (by
+    aggregate above), with reviews, the audit log, web sessions and the read-side views as its parts."""
+
+    @property
+    def reviews(self) -> ReviewStore:
+        """Reviews of scorecards."""
+        ...
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log."""
+        ...
+
+    @property
+    def sessions(self) -> SessionStore:
+        """Web sessions."""
+        ...
+
+    @property
+    def views(self) -> Views:
+        """Read-side views over the latest scorecards (supervisor reports, call lists, exports)."""
         ...
 
     def ping(self) -> None:
