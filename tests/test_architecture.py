@@ -162,3 +162,25 @@ def test_nothing_outside_storage_touches_the_sql_engine() -> None:
     outside = [m for m in MODULES if not (m == "qa_service.storage" or m.startswith("qa_service.storage."))]
     uses = [u for m in sorted(outside) for u in _engine_uses(m)]
     assert not uses, "\n".join(uses)
+
+
+# Where the environment may be read or changed: the settings, and the entry points (the command line
+# sets WEB_CONCURRENCY for the API processes it starts; the demo hands its settings to the worker
+# process it starts). Alembic's env.py is not in MODULES: Alembic loads it by path when run by hand.
+READS_THE_ENVIRONMENT = {"qa_service.settings", "qa_service.cli", "qa_service.demo"}
+# Still to move: the stage sets Hugging Face's offline switches when imported, before any model code
+# is imported, so nothing is ever fetched.
+KNOWN_ENVIRONMENT_WRITERS = {"qa_service.stages.transcribe"}
+
+
+def _environment_uses(module: str) -> list[str]:
+    tree = ast.parse(MODULES[module].read_text(), str(MODULES[module]))
+    return [f"{module}:{node.lineno}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv")
+            and isinstance(node.value, ast.Name) and node.value.id == "os"]
+
+
+def test_only_settings_and_entry_points_read_the_environment() -> None:
+    uses = [u for m in sorted(MODULES) if m not in READS_THE_ENVIRONMENT | KNOWN_ENVIRONMENT_WRITERS
+            for u in _environment_uses(m)]
+    assert not uses, "\n".join(uses)
