@@ -86,6 +86,7 @@ class Lease:
         return cls(job.connection, key, touch) if job is not None else None
 
     def acquire(self) -> bool:
+        """Take the lease and start refreshing it; False when another worker holds it."""
         if not self._lock.acquire(token=self._token):
             return False
         self._thread = threading.Thread(target=self._refresh, name="call-lease", daemon=True)
@@ -115,6 +116,7 @@ class Lease:
                     log.warning("could not record the heartbeat of a call", exc_info=True)
 
     def release(self) -> None:
+        """Stop refreshing and let the lease go."""
         from redis.exceptions import LockError, RedisError
 
         self._stop.set()
@@ -148,6 +150,7 @@ def holder_dead(value: bytes | str) -> bool:
 
 
 def age_s(moment: datetime) -> float:
+    """Seconds since `moment` (a naive time counts as UTC)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (datetime.now(UTC) - moment).total_seconds()
