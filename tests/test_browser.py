@@ -198,9 +198,8 @@ def test_sign_out_ends_the_session(browser, site):
 
 
 def _reviews(site, call_id: str) -> list:
-    from qa_service.storage.review import call_reviews
 
-    return call_reviews(site.repo.engine, call_id)
+    return site.repo.reviews.for_call(call_id)
 
 
 def test_review_from_the_call_page(browser, site):

@@ -168,9 +168,8 @@ def test_redis_unreachable_still_stops_failures_in_each_process(make_settings):
     bad = {"Authorization": "Bearer qak_wrong"}
     statuses = [client.get("/v1/agents", headers=bad).status_code for _ in range(LIMIT + 2)]
     assert statuses == [401] * LIMIT + [429] * 2
-    from qa_service.storage.review import audit_entries
 
-    assert len(audit_entries(client.app.state.repo.engine, action="auth_failed")) == LIMIT
+    assert len(client.app.state.repo.audit.entries(action="auth_failed")) == LIMIT
     elsewhere = TestClient(client.app, client=("192.0.2.46", 1))
     assert elsewhere.get("/v1/agents", headers=first).status_code == 200
 

@@ -211,52 +211,48 @@ def stored_call(repo, *, agent: str = "agent-1", day: date = date(2026, 11, 3),
 
 
 def test_reviews_are_stored_in_order_and_kept(repo):
-    from qa_service.storage.review import add_review, call_reviews
 
     cid = stored_call(repo)
-    first = add_review(repo.engine, Review(**{**rv(C, "close", "override_pass").__dict__, "call_id": cid}))
-    second = add_review(repo.engine, Review(**{**rv(C, "close", "restore", 2, who="Ben").__dict__,
+    first = repo.reviews.add(Review(**{**rv(C, "close", "override_pass").__dict__, "call_id": cid}))
+    second = repo.reviews.add(Review(**{**rv(C, "close", "restore", 2, who="Ben").__dict__,
                                                "call_id": cid}))
     assert second.id > first.id > 0
-    got = call_reviews(repo.engine, cid)
+    got = repo.reviews.for_call(cid)
     assert [(r.action, r.reviewer_name, r.reason) for r in got] == [
         ("override_pass", "Ana", "checked the audio"), ("restore", "Ben", "checked the audio")]
     assert got[0].created_at == T0 and got[0].created_at.tzinfo is not None
-    assert call_reviews(repo.engine, stored_call(repo)) == []
+    assert repo.reviews.for_call(stored_call(repo)) == []
 
 
 def test_a_review_of_an_unknown_call_is_not_found(repo):
     from qa_service.errors import NotFound
-    from qa_service.storage.review import add_review
 
     with pytest.raises(NotFound):
-        add_review(repo.engine, Review(**{**rv(V, "x", "dismiss").__dict__, "call_id": str(uuid.uuid4())}))
+        repo.reviews.add(Review(**{**rv(V, "x", "dismiss").__dict__, "call_id": str(uuid.uuid4())}))
 
 
 def test_the_database_refuses_an_empty_reason(repo):
     import sqlalchemy as sa
 
-    from qa_service.storage.review import add_review
 
     cid = stored_call(repo)
     with pytest.raises(sa.exc.IntegrityError):
-        add_review(repo.engine, Review(**{**rv(V, "x", "dismiss", reason="  ").__dict__, "call_id": cid}))
+        repo.reviews.add(Review(**{**rv(V, "x", "dismiss", reason="  ").__dict__, "call_id": cid}))
 
 
 def test_queue_candidates_skip_reviewed_calls_and_filter(repo):
-    from qa_service.storage.review import add_review, queue_candidates, reviewed_call_ids
 
     a1 = stored_call(repo, agent="a", auto_fail=True)
     a2 = stored_call(repo, agent="a", day=date(2026, 11, 20))
     b1 = stored_call(repo, agent="b")
-    add_review(repo.engine, Review(**{**rv(V, "guarantee", "dismiss").__dict__, "call_id": b1}))
-    assert reviewed_call_ids(repo.engine, [a1, a2, b1]) == {b1}
-    everything = {c.call_id: c for c in queue_candidates(repo.engine)}
+    repo.reviews.add(Review(**{**rv(V, "guarantee", "dismiss").__dict__, "call_id": b1}))
+    assert repo.reviews.reviewed_call_ids([a1, a2, b1]) == {b1}
+    everything = {c.call_id: c for c in repo.reviews.queue_candidates()}
     assert set(everything) == {a1, a2}
     assert everything[a1].auto_fail and not everything[a2].auto_fail
-    early = queue_candidates(repo.engine, agent_id="a", date_to=date(2026, 11, 10))
+    early = repo.reviews.queue_candidates(agent_id="a", date_to=date(2026, 11, 10))
     assert [c.call_id for c in early] == [a1]
-    assert [c.call_id for c in queue_candidates(repo.engine, date_from=date(2026, 11, 10))] == [a2]
+    assert [c.call_id for c in repo.reviews.queue_candidates(date_from=date(2026, 11, 10))] == [a2]
 
 
 # -- API ---------------------------------------------------------------------------------------

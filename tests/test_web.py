@@ -266,7 +266,6 @@ def test_sessions_are_kept_by_hash_and_end_on_sign_out_or_expiry(database_url):
     from qa_service.access.session import new_session_id
     from qa_service.storage import open_repository
     from qa_service.storage import tables as t
-    from qa_service.storage.sessions import end_session, session_is_live, start_session
 
     repo = open_repository(database_url)
     create_key(repo, "qa", "one")
@@ -274,18 +273,18 @@ def test_sessions_are_kept_by_hash_and_end_on_sign_out_or_expiry(database_url):
     one, two = (k.id for k in repo.list_keys())
     now = datetime(2026, 12, 1, 9, tzinfo=UTC)
     live, old = new_session_id(), new_session_id()
-    start_session(repo.engine, old, one, 60, now=now - timedelta(hours=1))
-    start_session(repo.engine, live, one, 3600, now=now)
-    assert session_is_live(repo.engine, live, one, now=now + timedelta(minutes=59))
-    assert not session_is_live(repo.engine, live, one, now=now + timedelta(hours=1))  # expired
-    assert not session_is_live(repo.engine, live, two, now=now)  # another key's
-    assert not session_is_live(repo.engine, old, one, now=now)
+    repo.sessions.start(old, one, 60, now=now - timedelta(hours=1))
+    repo.sessions.start(live, one, 3600, now=now)
+    assert repo.sessions.is_live(live, one, now=now + timedelta(minutes=59))
+    assert not repo.sessions.is_live(live, one, now=now + timedelta(hours=1))  # expired
+    assert not repo.sessions.is_live(live, two, now=now)  # another key's
+    assert not repo.sessions.is_live(old, one, now=now)
     with repo.engine.connect() as conn:
         stored = conn.execute(sa.select(t.web_sessions.c.id)).scalars().all()
     assert len(stored) == 1 and live not in stored[0]  # the expired one was cleared; no id in clear
-    end_session(repo.engine, live)
-    end_session(repo.engine, live)  # twice is no error
-    assert not session_is_live(repo.engine, live, one, now=now)
+    repo.sessions.end(live)
+    repo.sessions.end(live)  # twice is no error
+    assert not repo.sessions.is_live(live, one, now=now)
     repo.dispose()
 
 

@@ -118,14 +118,14 @@ class MemorySessions:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[str, datetime]] = {}
 
-    def start(self, session_id: str, key_id: str, max_age_s: int) -> None:
+    def start(self, session_id: str, key_id: str, max_age_s: int, now: datetime | None = None) -> None:
         """Keep a new session of this key for `max_age_s` seconds."""
-        self.rows[session_id] = (key_id, _now() + timedelta(seconds=max_age_s))
+        self.rows[session_id] = (key_id, (now or _now()) + timedelta(seconds=max_age_s))
 
-    def is_live(self, session_id: str, key_id: str) -> bool:
+    def is_live(self, session_id: str, key_id: str, now: datetime | None = None) -> bool:
         """Whether this session of this key was started, has not expired and was not ended."""
         found = self.rows.get(session_id)
-        return found is not None and found[0] == key_id and found[1] > _now()
+        return found is not None and found[0] == key_id and found[1] > (now or _now())
 
     def end(self, session_id: str) -> None:
         """Forget a session."""

@@ -250,11 +250,11 @@ class AuditLog(Protocol):
 class SessionStore(Protocol):
     """The web sessions the server keeps (stored by a hash of their id)."""
 
-    def start(self, session_id: str, key_id: str, max_age_s: int) -> None:
-        """Keep a new session of this key for `max_age_s` seconds."""
+    def start(self, session_id: str, key_id: str, max_age_s: int, now: datetime | None = None) -> None:
+        """Keep a new session of this key for `max_age_s` seconds (from `now`, default: now)."""
         ...
 
-    def is_live(self, session_id: str, key_id: str) -> bool:
+    def is_live(self, session_id: str, key_id: str, now: datetime | None = None) -> bool:
         """Whether this session of this key was started, has not expired and was not ended."""
         ...
 

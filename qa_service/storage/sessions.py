@@ -52,13 +52,13 @@ class SqlSessions:
     def __init__(self, engine: Engine):
         self._engine = engine
 
-    def start(self, session_id: str, key_id: str, max_age_s: int) -> None:
+    def start(self, session_id: str, key_id: str, max_age_s: int, now: datetime | None = None) -> None:
         """Keep a new session of this key for `max_age_s` seconds."""
-        start_session(self._engine, session_id, key_id, max_age_s)
+        start_session(self._engine, session_id, key_id, max_age_s, now)
 
-    def is_live(self, session_id: str, key_id: str) -> bool:
+    def is_live(self, session_id: str, key_id: str, now: datetime | None = None) -> bool:
         """Whether this session of this key was started, has not expired and was not ended."""
-        return session_is_live(self._engine, session_id, key_id)
+        return session_is_live(self._engine, session_id, key_id, now)
 
     def end(self, session_id: str) -> None:
         """Forget a session (signing out)."""
