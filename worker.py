@@ -2,8 +2,8 @@
 
 import sys
 
-from qa_service.jobs import run_worker
 from qa_service.settings import Settings
+from qa_service.worker.run import run_worker
 
 if __name__ == "__main__":
     run_worker(Settings(), burst="--burst" in sys.argv[1:])

@@ -172,10 +172,10 @@ def free_port() -> int:
 
 
 class Server:
-    """`uvicorn qa_service.api.app:app_from_env --factory --workers N` on a free localhost port."""
+    """`uvicorn qa_service.app:app_from_env --factory --workers N` on a free localhost port."""
 
     def __init__(self, database_url: str, workdir: Path, workers: int, redis_url: str,
-                 app: str = "qa_service.api.app:app_from_env", nice: int = 0):
+                 app: str = "qa_service.app:app_from_env", nice: int = 0):
         self.port = free_port()
         self.log = workdir / f"uvicorn-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
@@ -479,7 +479,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nice", type=int, default=0,
                    help="scheduling priority of the server and this client (negative needs root): on a "
                         "shared machine, measures the service rather than its neighbours")
-    p.add_argument("--app", default="qa_service.api.app:app_from_env",
+    p.add_argument("--app", default="qa_service.app:app_from_env",
                    help="uvicorn app factory to serve (to compare variants)")
     return p.parse_args(argv)
 

@@ -5,30 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from qa_service.errors import ConfigError, Conflict, InputError, QAServiceError
+from qa_service.inline import Job, process_jobs, read_manifest
 from qa_service.records import CallMeta
+from qa_service.report import clock, format_impact
 from qa_service.settings import LOOPBACK_HOSTS, Settings
 
 log = logging.getLogger("qa_service")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One call to process from the command line: audio or a text transcript, and its metadata."""
-
-    meta: CallMeta
-    audio: Path | None
-    transcript: Path | None
-    rubric: Path
-    policies: Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,10 +28,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        # The one Settings of this command, from QA_* variables (not needed to check rules files).
+        settings = load_settings(args) if args.func is not cmd_rubric_check else None
+        return int(args.func(args, settings) or 0)
     except QAServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """The settings from the environment; ConfigError naming each bad QA_* variable."""
+    from pydantic import ValidationError
+
+    if getattr(args, "workers", None) is not None:
+        if args.workers < 1:
+            raise InputError("--workers must be 1 or more")
+        # Each API process builds its own Settings: they learn how many serve from the environment.
+        os.environ["WEB_CONCURRENCY"] = str(args.workers)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_setting_problems(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,64 +137,12 @@ def _call_date(text: str) -> date:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def cmd_process(args: argparse.Namespace) -> int:
+def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     """Run the pipeline inline over the given calls, store and print their scorecards."""
-    from tqdm import tqdm
-
-    from qa_service.pipeline import load_engines, process_audio, process_transcript
-    from qa_service.rules.load import load_policy_pack, load_rubric
-
-    settings = Settings()
-    jobs = list(_jobs(args))
-    if not jobs:
-        raise QAServiceError("nothing to process: give audio files, --manifest or --transcript")
-    needs_speech = any(j.audio for j in jobs)
-    print(f"loading models ({settings.asr_model if needs_speech else 'text only'})...", file=sys.stderr)
-    engines = load_engines(settings, speech=needs_speech)
-    repo = None if args.no_store else _repository(settings)
-    rules: dict[Path, Any] = {}
-
-    def rubric_for(path: Path, loader: Any) -> Any:
-        if path not in rules:
-            rules[path] = loader(path)
-        return rules[path]
-
-    cards, failures = [], 0
-    for job in tqdm(jobs, desc="calls", unit="call", disable=len(jobs) < 2, file=sys.stderr):
-        rubric, policies = rubric_for(job.rubric, load_rubric), rubric_for(job.policies, load_policy_pack)
-        try:
-            source = job.audio or job.transcript
-            if source is None or not source.is_file():
-                raise InputError(f"no such file: {source}")
-            if job.audio:
-                card = process_audio(job.audio, job.meta, rubric, policies, engines)
-            else:
-                from qa_service.intake import read_transcript
-
-                assert job.transcript is not None
-                transcript = read_transcript(job.transcript, max_bytes=settings.max_transcript_bytes)
-                card = process_transcript(transcript, job.meta, rubric, policies, engines)
-        except QAServiceError as exc:
-            failures += 1
-            tqdm.write(f"{job.meta.call_id}: failed: {exc}", file=sys.stderr)
-            continue
-        data = card.to_dict()
-        if repo is not None:
-            _store(repo, job, data, rubric, policies)
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"{card.call_id}.scorecard.json").write_text(json.dumps(data, indent=2))
-        cards.append(data)
-        if not args.quiet and len(jobs) == 1:
-            print(format_scorecard(data))
-    if len(jobs) > 1 or args.quiet:
-        print(format_table(cards))
-    return 1 if failures else 0
+    return process_jobs(settings, list(_jobs(args)), store=not args.no_store, out=args.out, quiet=args.quiet)
 
 
 def _jobs(args: argparse.Namespace) -> Iterator[Job]:
-    from qa_service.intake import call_date_from
-
     call_date = args.call_date or date.today()
     for path in args.audio:
         yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels),
@@ -196,31 +151,8 @@ def _jobs(args: argparse.Namespace) -> Iterator[Job]:
         yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels),
                   None, path, args.rubric, args.policies)
     if args.manifest:
-        base = args.manifest.parent
-        for n, line in enumerate(args.manifest.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                meta = CallMeta(str(row["call_id"]), str(row.get("agent_id", "unknown")),
-                                call_date_from(str(row.get("call_date", call_date))),
-                                row.get("channels", args.channels))
-            except (ValueError, KeyError, InputError) as exc:
-                raise QAServiceError(f"{args.manifest}:{n}: bad manifest line: {exc}") from exc
-            audio = _resolve(row.get("audio"), base)
-            transcript = _resolve(row.get("transcript"), base)
-            if not audio and not transcript:
-                raise QAServiceError(f"{args.manifest}:{n}: needs 'audio' or 'transcript'")
-            yield Job(meta, audio, transcript, _resolve(row.get("rubric"), base) or args.rubric,
-                      _resolve(row.get("policies"), base) or args.policies)
-
-
-def _resolve(value: str | None, base: Path) -> Path | None:
-    """A manifest path: relative to the manifest's folder, else to the working directory."""
-    if not value:
-        return None
-    path = Path(value)
-    return base / path if not path.is_absolute() and (base / path).exists() else path
+        yield from read_manifest(args.manifest, rubric=args.rubric, policies=args.policies,
+                                 call_date=call_date, channels=args.channels)
 
 
 def _repository(settings: Settings) -> Any:
@@ -229,88 +161,17 @@ def _repository(settings: Settings) -> Any:
     return open_repository(settings.database_url)
 
 
-def _store(repo: Any, job: Job, card: dict[str, Any], rubric: Any, policies: Any) -> None:
-    """Save a scorecard made on the command line like one made by a worker (external id = call id)."""
-    from qa_service.errors import Conflict
-    from qa_service.storage import NewCall
-
-    for kind, rules in (("rubric", rubric), ("policy_pack", policies)):
-        try:
-            repo.put_rules(kind, rules.id, rules.version, rules.sha256, rules.text)
-        except Conflict:
-            # The scorecard records the sha256 it was scored with, so it stays traceable.
-            log.warning("%s %s version %s differs from the stored one; bump its version", kind, rules.id,
-                        rules.version)
-    call, _ = repo.add_call(NewCall(
-        id=str(uuid.uuid4()), external_id=job.meta.call_id, agent_id=job.meta.agent_id,
-        call_date=job.meta.call_date, rubric_id=rubric.id, rubric_version=rubric.version,
-        policy_pack_id=policies.id, policy_pack_version=policies.version, channels=job.meta.channels,
-        source="cli", input_kind="audio" if job.audio else "transcript",
-    ))
-    repo.start_call(call.id)
-    repo.finish_call(call.id, card)
-
-
-def format_scorecard(card: dict[str, Any]) -> str:
-    """A readable summary: score, verdict, failed criteria, violations with quotes and times."""
-    verdict = "PASS" if card["passed"] else "FAIL"
-    lines = [f"{card['call_id']}  agent {card['agent_id']}  {card['call_date']}  "
-             f"score {card['score']:.1f}  {verdict}" + ("  (auto-fail)" if card["auto_fail"] else "")]
-    lines += [f"  ! {w}" for w in card.get("warnings", [])]
-    failed = [c for c in card["criteria"] if c.get("applicable", True) and not c["passed"]]
-    if failed:
-        lines.append("  failed criteria:")
-        lines += [f"    - {c['id']}: {c['title']} (-{c['max_points']:g})" for c in failed]
-    for key, heading in (("violations", "violations"), ("to_check", "to check (not counted)")):
-        if card.get(key):
-            lines.append(f"  {heading}:")
-            for v in card[key]:
-                lines.append(f"    - [{v['kind']}] {v['id']} at {_clock(v['start'])} ({v['speaker']}): "
-                             f"\"{v['text']}\"")
-                if v.get("detail"):
-                    lines.append(f"      {v['detail']}")
-    return "\n".join(lines)
-
-
-def format_table(cards: list[dict[str, Any]]) -> str:
-    """One line per scorecard, for batches."""
-    header = f"{'call':<16} {'agent':<14} {'date':<10} {'score':>6}  {'verdict':<7} violations"
-    rows = [header, "-" * len(header)]
-    for c in cards:
-        verdict = "PASS" if c["passed"] else ("AUTO" if c["auto_fail"] else "FAIL")
-        viol = ", ".join(v.get("policy_id") or v["id"] for v in c["violations"]) or "-"
-        rows.append(f"{c['call_id']:<16} {c['agent_id']:<14} {c['call_date']:<10} {c['score']:>6.1f}  "
-                    f"{verdict:<7} {viol}")
-    return "\n".join(rows)
-
-
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Check the settings, then run the API with uvicorn."""
-    import os
-
     import uvicorn
-    from pydantic import ValidationError
 
-    from qa_service.web.session import app_secret
+    from qa_service.access.session import app_secret
 
-    if args.workers is not None:
-        if args.workers < 1:
-            raise InputError("--workers must be 1 or more")
-        # Each process builds its own Settings: they learn how many serve from the environment.
-        os.environ["WEB_CONCURRENCY"] = str(args.workers)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise ConfigError(_setting_problems(exc)) from None
     app_secret(settings)  # several processes without QA_SESSION_SECRET: refused here, before any starts
     if args.host not in ("127.0.0.1", "localhost", "::1") and tuple(settings.trusted_hosts) == LOOPBACK_HOSTS:
         print(f"note: QA_TRUSTED_HOSTS allows {', '.join(LOOPBACK_HOSTS)} only: requests naming this "
               f"server otherwise get 400 'Invalid host header'", file=sys.stderr)
-    uvicorn.run("qa_service.api.app:app_from_env", factory=True, host=args.host, port=args.port,
+    uvicorn.run("qa_service.app:app_from_env", factory=True, host=args.host, port=args.port,
                 workers=settings.web_concurrency)
     return 0
 
@@ -326,25 +187,24 @@ def _setting_problems(exc: Any) -> str:
     return "; ".join(problems)
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run an RQ worker that preloads the models."""
-    from qa_service.jobs import run_worker
+    from qa_service.worker.run import run_worker
 
-    run_worker(Settings(), burst=args.burst)
+    run_worker(settings, burst=args.burst)
     return 0
 
 
-def cmd_rescore(args: argparse.Namespace) -> int:
+def cmd_rescore(args: argparse.Namespace, settings: Settings) -> int:
     """Rescore stored scorecards with a changed rubric (and policy pack) and print the impact."""
     import spacy
     from tqdm import tqdm
 
-    from qa_service.jobs import rescore_from_cli
     from qa_service.rescore import rescore_stored
     from qa_service.rules.load import load_policy_pack, load_rubric
+    from qa_service.services.rescores import rescore_now
     from qa_service.storage.repository import RescoreOverlap
 
-    settings = Settings()
     repo = _repository(settings)
     rubric = load_rubric(args.rubric)
     policies = load_policy_pack(args.policies) if args.policies else None
@@ -355,8 +215,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
                                     store=False, progress=bar.update)
         else:
             try:
-                report = rescore_from_cli(repo, rubric, policies, nlp, settings=settings, since=args.since,
-                                          until=args.until, progress=bar.update)
+                report = rescore_now(store=repo, settings=settings, rubric=rubric, policies=policies, nlp=nlp,
+                                     since=args.since, until=args.until, progress=bar.update)
             except RescoreOverlap as exc:
                 raise Conflict(f"{exc}; run this when it is done, or add --dry-run to see the impact "
                                "now") from None
@@ -367,28 +227,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_impact(summary: dict[str, Any], rubric: Any, *, dry_run: bool) -> str:
-    """The rescore impact report for a terminal."""
-    lines = [f"rescored {summary['calls']} calls with rubric {rubric.id} {rubric.version}"
-             + (" (dry run: nothing stored)" if dry_run else ""),
-             f"  score changed on {summary['score_changed']} calls, "
-             f"mean change {summary['mean_score_change']:+.2f}",
-             f"  verdict flipped: {summary['flipped_to_fail']} to fail, {summary['flipped_to_pass']} to pass"]
-    for agent, flips in summary["agents_with_flips"].items():
-        lines.append(f"    {agent}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in flips.items()))
-    for label, key in (("new violations", "new_violations"), ("vanished violations", "vanished_violations")):
-        if summary[key]:
-            lines.append(f"  {label}: " + ", ".join(f"{v} x{n}" for v, n in summary[key].items()))
-    if summary["refresher"]:
-        lines.append("  refresher list (agents stating outdated policy):")
-        for agent, facts in summary["refresher"].items():
-            listed = ", ".join(f"{fact} ({len(calls)} call{'s' if len(calls) != 1 else ''})"
-                               for fact, calls in facts.items())
-            lines.append(f"    {agent}: {listed}")
-    return "\n".join(lines)
-
-
-def cmd_rubric_check(args: argparse.Namespace) -> int:
+def cmd_rubric_check(args: argparse.Namespace, settings: Settings | None) -> int:
     """Validate rules files; print what is wrong with each, by field path and line."""
     from qa_service.errors import RulesError
     from qa_service.rules.load import check_file, explain
@@ -403,7 +242,7 @@ def cmd_rubric_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def cmd_rubric_try(args: argparse.Namespace) -> int:
+def cmd_rubric_try(args: argparse.Namespace, settings: Settings) -> int:
     """Score one transcript with a rubric and show each rule's verdict, reason and evidence."""
     import spacy
 
@@ -412,7 +251,6 @@ def cmd_rubric_try(args: argparse.Namespace) -> int:
     from qa_service.rules.schema import PolicyPack
     from qa_service.stages.score import score
 
-    settings = Settings()
     rubric = load_rubric(args.rubric)
     policies = (load_policy_pack(args.policies) if args.policies
                 else PolicyPack(id="none", version="0", facts=[]))
@@ -423,32 +261,30 @@ def cmd_rubric_try(args: argparse.Namespace) -> int:
         mark = "n/a " if not c.applicable else ("PASS" if c.passed else "FAIL")
         print(f"{mark} {c.id} ({c.points:g}/{c.max_points:g}): {c.reason or c.title}")
         for e in c.evidence:
-            print(f"       {_clock(e.start)} {e.speaker}: \"{e.text}\"")
+            print(f"       {clock(e.start)} {e.speaker}: \"{e.text}\"")
     for label, items in (("VIOLATION", result.violations), ("TO CHECK", result.to_check)):
         for v in items:
-            print(f"{label} [{v.kind}] {v.policy_id or v.id} at {_clock(v.evidence.start)}: {v.detail}")
+            print(f"{label} [{v.kind}] {v.policy_id or v.id} at {clock(v.evidence.start)}: {v.detail}")
             print(f"       {v.evidence.speaker}: \"{v.evidence.text}\"")
     print(f"score {result.score:.1f}, {'PASS' if result.passed else 'FAIL'}"
           + (" (auto-fail)" if result.auto_fail else ""))
     return 0
 
 
-def cmd_retry(args: argparse.Namespace) -> int:
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     """Queue failed calls again; a worker picks them up."""
     from redis import Redis
     from rq import Queue
 
-    from qa_service.jobs import enqueue_call, retry_failed_call
+    from qa_service.services.calls import retry_call
 
-    settings = Settings()
     repo = _repository(settings)
     queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
     refused = 0
     for name in args.calls:
         try:
             call = repo.find_call(name) or repo.get_call(name)
-            call = retry_failed_call(repo, call.id)
-            enqueue_call(queue, call.id, timeout=settings.job_timeout_s)
+            call = retry_call(store=repo, settings=settings, queue=queue, call_id=call.id)
             print(f"{name}: queued again as {call.id}")
         except QAServiceError as exc:
             refused += 1
@@ -456,31 +292,30 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Process the sample calls and print their scorecards."""
     from qa_service.demo import run_demo
 
-    return run_demo(Settings())
+    return run_demo(settings)
 
 
-def cmd_keys_create(args: argparse.Namespace) -> int:
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     """Create an API key and print it alone on the last line."""
     from qa_service.auth import issue_key
-    from qa_service.storage.review import audit
 
-    repo = _repository(Settings())
+    repo = _repository(settings)
     stored, key = issue_key(repo, role=args.role, name=args.name)
-    audit(repo.engine, "create_key", key_name=_cli_user(), role="admin", target_kind="key",
-          target_id=stored.id, details=f"role={args.role} name={args.name}"[:200])
+    repo.audit.record("create_key", key_name=_cli_user(), role="admin", target_kind="key",
+                      target_id=stored.id, details=f"role={args.role} name={args.name}"[:200])
     print(f"created {args.role} key {args.name!r} ({stored.id}); store it now, it is not shown again:",
           file=sys.stderr)
     print(key)
     return 0
 
 
-def cmd_keys_list(args: argparse.Namespace) -> int:
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     """Print every API key as a table: id, name, role, prefix, created, revoked."""
-    repo = _repository(Settings())
+    repo = _repository(settings)
     rows = [(k.id, k.name, k.role, f"{k.prefix}..." if k.prefix else "-",
              k.created_at.strftime("%Y-%m-%d %H:%M"), "revoked" if k.revoked else "active")
             for k in repo.list_keys()]
@@ -491,15 +326,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys_revoke(args: argparse.Namespace) -> int:
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Revoke an API key by id; revoking a revoked key changes nothing and says so."""
     from qa_service.auth import revoke_key
-    from qa_service.storage.review import audit
 
-    repo = _repository(Settings())
+    repo = _repository(settings)
     key, changed = revoke_key(repo, args.key_id)
-    audit(repo.engine, "revoke_key", key_name=_cli_user(), role="admin", target_kind="key", target_id=key.id,
-          details=f"role={key.role} name={key.name}{'' if changed else ' already revoked'}"[:200])
+    repo.audit.record("revoke_key", key_name=_cli_user(), role="admin", target_kind="key", target_id=key.id,
+                      details=f"role={key.role} name={key.name}{'' if changed else ' already revoked'}"[:200])
     print(f"{key.role} key {key.name!r} ({key.id}) " + ("revoked" if changed else "was already revoked"))
     return 0
 

@@ -17,6 +17,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
+from qa_service.errors import QAServiceError
 from qa_service.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -33,19 +34,26 @@ def run_demo(base: Settings) -> int:
         # The sample company and its agents' first names are not personal data to redact.
         "redact_allow_list": base.redact_allow_list or ["Harbourline", "Mira", "Tom", "Leo"],
     })
-    env = {**os.environ, "QA_DATABASE_URL": settings.database_url,
-           "QA_STORAGE_DIR": str(settings.storage_dir), "QA_QUEUE_NAME": settings.queue_name,
-           "QA_REDIS_URL": settings.redis_url, "QA_REDACT_ALLOW_LIST": json.dumps(settings.redact_allow_list)}
     if _redis_answers(settings.redis_url):
         print(f"Redis answers at {settings.redis_url}: the calls go through the queue to a separate worker.")
-        return _through_queue(settings, env)
+        return _through_queue(settings)
     print(f"Redis does not answer at {settings.redis_url}: processing the calls inline instead.")
-    from qa_service.cli import main
+    from qa_service.inline import process_jobs, read_manifest
 
-    os.environ.update(env)
-    return main(["process", "--manifest", str(SAMPLES / "manifest.jsonl"), "--rubric",
-                 str(SAMPLES / "rubric.yaml"), "--policies", str(SAMPLES / "policies.yaml"),
-                 "--channels", "stereo", "--out", str(home / "scorecards"), "--quiet"])
+    jobs = list(read_manifest(SAMPLES / "manifest.jsonl", rubric=SAMPLES / "rubric.yaml",
+                              policies=SAMPLES / "policies.yaml", call_date=date.today(), channels="stereo"))
+    try:
+        return process_jobs(settings, jobs, out=home / "scorecards", quiet=True)
+    except QAServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """The worker process's environment: this one's, with the demo's own database, storage and queue."""
+    return {**os.environ, "QA_DATABASE_URL": settings.database_url, "QA_REDIS_URL": settings.redis_url,
+            "QA_STORAGE_DIR": str(settings.storage_dir), "QA_QUEUE_NAME": settings.queue_name,
+            "QA_REDACT_ALLOW_LIST": json.dumps(settings.redact_allow_list)}
 
 
 def _redis_answers(url: str) -> bool:
@@ -58,43 +66,40 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
-def _through_queue(settings: Settings, env: dict[str, str]) -> int:
+def _through_queue(settings: Settings) -> int:
     from redis import Redis
     from rq import Queue
     from tqdm import tqdm
 
-    from qa_service.cli import format_table
-    from qa_service.jobs import enqueue_call
+    from qa_service.report import format_table
     from qa_service.rules.load import load_policy_pack, load_rubric
-    from qa_service.storage import NewCall, open_repository
-    from qa_service.storage.inputs import write_bytes
+    from qa_service.services.calls import CallInput, CallRequest, submit_call
+    from qa_service.services.rules import keep_loaded_rules
+    from qa_service.storage import open_repository
     from qa_service.storage.repository import InputKind
 
     repo = open_repository(settings.database_url)
     rubric, policies = load_rubric(SAMPLES / "rubric.yaml"), load_policy_pack(SAMPLES / "policies.yaml")
-    repo.put_rules("rubric", rubric.id, rubric.version, rubric.sha256, rubric.text)
-    repo.put_rules("policy_pack", policies.id, policies.version, policies.sha256, policies.text)
+    keep_loaded_rules(store=repo, kind="rubric", rules=rubric)
+    keep_loaded_rules(store=repo, kind="policy_pack", rules=policies)
     queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
     ids = []
     for line in (SAMPLES / "manifest.jsonl").read_text().splitlines():
         row = json.loads(line)
-        call_id = str(uuid.uuid4())
         kind: InputKind = "audio" if "audio" in row else "transcript"
         source = SAMPLES / row[kind]
-        path = write_bytes(settings.storage_dir, call_id, source.read_bytes(), source.suffix)
-        repo.add_call(NewCall(
-            id=call_id, external_id=row["call_id"], agent_id=row["agent_id"],
-            call_date=date.fromisoformat(row["call_date"]),
-            rubric_id=rubric.id, rubric_version=rubric.version,
-            policy_pack_id=policies.id, policy_pack_version=policies.version,
-            channels="stereo" if kind == "audio" else "auto", source="upload", input_kind=kind,
-            input_path=str(path),
-        ))
-        enqueue_call(queue, call_id)
-        ids.append(call_id)
+        with source.open("rb") as data:
+            submitted = submit_call(store=repo, settings=settings, queue=queue, request=CallRequest(
+                external_id=row["call_id"], agent_id=row["agent_id"],
+                call_date=date.fromisoformat(row["call_date"]), rubric_id=rubric.id,
+                rubric_version=rubric.version, policy_pack_id=policies.id,
+                policy_pack_version=policies.version, channels="stereo" if kind == "audio" else "auto",
+                source="upload"), upload=CallInput(kind, data, source.name))
+        ids.append(submitted.call.id)
     print(f"queued {len(ids)} calls on '{settings.queue_name}'; starting a worker (it loads the models once)")
-    worker = subprocess.Popen([sys.executable, "-m", "qa_service", "worker", "--burst"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen([sys.executable, "-m", "qa_service", "worker", "--burst"],
+                              env=_worker_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
     with tqdm(total=len(ids), desc="calls", unit="call") as bar:
         finished: set[str] = set()
         while len(finished) < len(ids):

@@ -29,6 +29,7 @@ from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
 from qa_service.errors import QAServiceError, TransientError
+from qa_service.queueing import DELIVER_JOB
 from qa_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DELIVER_PATH = "qa_service.notify.deliver"
 CALL_SCORED = "call.scored"
 VIOLATION_DETECTED = "violation.detected"
 # Seconds before each retry: about 10 s, 40 s, 3 min, 11 min, 43 min (the receiver may be redeploying).
@@ -122,7 +122,7 @@ def enqueue_events(queue: Queue, events: list[Event]) -> list[str]:
     for event, delivery, payload in events:
         # Serialised once here: every attempt sends (and signs) exactly the same bytes.
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-        queue.enqueue(DELIVER_PATH, event, body, delivery, job_id=delivery, job_timeout=JOB_TIMEOUT_S,
+        queue.enqueue(DELIVER_JOB, event, body, delivery, job_id=delivery, job_timeout=JOB_TIMEOUT_S,
                       retry=Retry(max=len(RETRY_INTERVALS_S), interval=list(RETRY_INTERVALS_S)),
                       result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600, description=f"webhook {event}")
         ids.append(delivery)
@@ -156,11 +156,9 @@ def _connection(settings: Settings) -> Redis:
     return job.connection if job is not None else Redis.from_url(settings.redis_url)
 
 
-def deliver(event: str, body: str, delivery: str) -> int:
-    """RQ job: POST one signed event; return the HTTP status. Raises DeliveryFailed to be retried."""
-    from qa_service import jobs
-
-    settings = jobs._settings()
+def deliver(settings: Settings, event: str, body: str, delivery: str) -> int:
+    """POST one signed event for the delivery job; return the HTTP status. Raises DeliveryFailed to be
+    retried, DeliveryRefused (with no retries left) when retrying would not help."""
     try:
         return post(settings, event, body.encode("utf-8"), delivery)
     except DeliveryRefused:

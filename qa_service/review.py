@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -233,9 +232,10 @@ def _rescore(criteria: Sequence[dict[str, Any]], violations: Sequence[dict[str, 
 
 # -- sampling ----------------------------------------------------------------------------------
 
-def review_share(environ: dict[str, str] | None = None) -> float:
-    """The share of each agent's weekly calls to sample for review, from QA_REVIEW_SHARE (default 10%)."""
-    raw = (os.environ if environ is None else environ).get(SHARE_ENV, "").strip()
+def parse_share(raw: str) -> float:
+    """A review share as QA_REVIEW_SHARE gives it: a fraction or a percentage ("0.1", "10%"); blank is
+    the default (10%)."""
+    raw = raw.strip()
     if not raw:
         return DEFAULT_SHARE
     try:

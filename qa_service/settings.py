@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qa_service.review import DEFAULT_SHARE, parse_share
 
 # Secrets that sign things (webhook bodies, session cookies) are at least this long: shorter ones can
 # be guessed offline from one signed value.
@@ -29,6 +31,9 @@ class Settings(BaseSettings):
     # on other machines (endpoint and credentials from the standard AWS_* variables); unset keeps them
     # in storage_dir, which then holds only the workers' run copies (qa_service/storage/objects.py).
     storage_url: str | None = None
+    # The S3-compatible store's address, from the standard AWS variables (unset: AWS itself).
+    storage_endpoint: str | None = Field(default=None, validation_alias=AliasChoices(
+        "storage_endpoint", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
 
     # Speech model: a packaged name ("tiny.en", "base") or a local CTranslate2 Whisper folder.
     asr_model: str = "tiny.en"
@@ -115,6 +120,10 @@ class Settings(BaseSettings):
     # forged Host header never reaches a page or a redirect. JSON list in the environment.
     trusted_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
 
+    # The share of each agent's weekly calls sampled for review, besides the calls that always are:
+    # a fraction or a percentage ("0.1", "10%").
+    review_share: float = DEFAULT_SHARE
+
     @field_validator("webhook_secret", "session_secret", "outgoing_webhook_secret")
     @classmethod
     def _long_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -139,6 +148,11 @@ class Settings(BaseSettings):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return value.strip()
+
+    @field_validator("review_share", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> float:
+        return parse_share(value if isinstance(value, str) else str(value))
 
     @field_validator("trusted_hosts")
     @classmethod

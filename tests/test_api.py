@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from rq import Queue
 
-from qa_service.api import create_app
 from qa_service.api.webhooks import sign
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from tests.conftest import REPO_ROOT, free_port
 
@@ -112,7 +112,7 @@ def test_submit_transcript_stores_input_and_enqueues_by_path(api):
     assert r.headers["location"] == f"/v1/calls/{body['id']}"
     [job] = api.queue.get_jobs()
     assert job.id == body["id"] and job.args == (body["id"],)
-    assert job.func_name == "qa_service.jobs.process_call"
+    assert job.func_name == "qa_service.worker.jobs.process_call"
 
     call = api.repo.get_call(body["id"])
     assert Path(call.input_path).read_bytes() == CHAT
@@ -442,7 +442,7 @@ def test_api_process_does_not_import_models(tmp_path, redis_url):
         import hashlib
         import sys
         from fastapi.testclient import TestClient
-        from qa_service.api import create_app
+        from qa_service.app import create_app
         from qa_service.auth import create_key
         from qa_service.settings import Settings
         app = create_app(Settings(database_url="sqlite:///{tmp_path}/db.sqlite", storage_dir="{tmp_path}/s",

@@ -102,7 +102,7 @@ def test_anonymous_bodies_are_neither_read_nor_kept(tmp_path: Path, redis_url: s
     env = {**os.environ, "QA_DATABASE_URL": f"sqlite:///{tmp_path / 'qa.db'}", "QA_STORAGE_DIR": str(storage),
            "QA_REDIS_URL": redis_url, "QA_WEBHOOK_SECRET": WEBHOOK_SECRET, "TMPDIR": str(temp)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "qa_service.api.app:app_from_env",
+        [sys.executable, "-m", "uvicorn", "--factory", "qa_service.app:app_from_env",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

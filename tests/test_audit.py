@@ -10,11 +10,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from qa_service.api.review import audited
+from qa_service.access.audit import audited
+from qa_service.access.session import COOKIE_NAME
 from qa_service.storage import open_repository
 from qa_service.storage import review as store
 from qa_service.storage import tables as t
-from qa_service.web.session import COOKIE_NAME
 from tests import test_review
 from tests.test_api import Api, seed_rules
 from tests.test_ratelimit import fresh_window
@@ -92,7 +92,7 @@ def app_routes(app) -> list[tuple[str, str]]:
 
 
 def test_every_route_that_reads_or_changes_data_is_audited(make_settings):
-    from qa_service.api import create_app
+    from qa_service.app import create_app
 
     app = create_app(make_settings())
     routes = app_routes(app)
@@ -191,22 +191,22 @@ def test_audit_storage(database_url):
     try:
         t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
         key = str(uuid.uuid4())
-        store.audit(repo.engine, "read_scorecard", key_id=key, key_name="Ana", role="qa", target_kind="call",
+        repo.audit.record("read_scorecard", key_id=key, key_name="Ana", role="qa", target_kind="call",
                     target_id="c1", details="status=200", at=t0)
-        store.audit(repo.engine, "review", key_id=key, key_name="Ana", role="qa", target_kind="call",
+        repo.audit.record("review", key_id=key, key_name="Ana", role="qa", target_kind="call",
                     target_id="c1", details="x" * 500, at=t0 + timedelta(minutes=5))
-        store.audit(repo.engine, "put_rules", target_kind="rubric", target_id="r/1",
+        repo.audit.record("put_rules", target_kind="rubric", target_id="r/1",
                     at=t0 + timedelta(hours=1))
-        by_call = store.audit_entries(repo.engine, target_id="c1")
+        by_call = repo.audit.entries(target_id="c1")
         assert [e.action for e in by_call] == ["review", "read_scorecard"]
         assert len(by_call[0].details or "") == store.DETAILS_MAX
-        by_key = store.audit_entries(repo.engine, key_id=key)
+        by_key = repo.audit.entries(key_id=key)
         assert [e.action for e in by_key] == ["review", "read_scorecard"]
-        window = store.audit_entries(repo.engine, since=t0 + timedelta(minutes=1),
+        window = repo.audit.entries(since=t0 + timedelta(minutes=1),
                                      until=t0 + timedelta(minutes=30))
         assert [e.action for e in window] == ["review"]
         assert window[0].at == t0 + timedelta(minutes=5)
-        assert store.audit_entries(repo.engine, limit=1)[0].action == "put_rules"
+        assert repo.audit.entries(limit=1)[0].action == "put_rules"
     finally:
         repo.dispose()
 
@@ -297,7 +297,7 @@ def test_a_flood_of_failures_writes_a_bounded_number_of_rows(make_settings, redi
     statuses = [attacker.get("/v1/agents", headers={"Authorization": f"Bearer qak_{n:08d}" + "x" * 35}
                              ).status_code for n in range(40)]
     assert statuses == [401] * 5 + [429] * 35
-    failed = store.audit_entries(a.repo.engine, action="auth_failed")
+    failed = a.repo.audit.entries(action="auth_failed")
     assert len(failed) == 5
     assert "refused=" in failed[0].details and all("refused=" not in e.details for e in failed[1:])
     # Someone else is not held up by it.

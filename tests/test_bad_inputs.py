@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from qa_service import jobs
-from qa_service.api import create_app
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from qa_service.errors import AudioError
 from qa_service.settings import Settings
 from qa_service.stages.decode import decode
+from qa_service.worker import jobs
+from qa_service.worker.context import WorkerContext, activate
 from tests.chaos_support import CHAT, FORM, seed_rules
 
 pytestmark = pytest.mark.slow
@@ -340,10 +341,10 @@ def env(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[En
     app = create_app(settings)
     repo = app.state.repo
     seed_rules(repo)
-    jobs.configure(settings, repo)
+    activate(WorkerContext(settings=settings, store=repo))
     headers = {"Authorization": f"Bearer {create_key(repo, 'qa', 'bad inputs')}"}
     yield Env(settings, TestClient(app, raise_server_exceptions=False), repo, headers)
-    jobs.configure(Settings())
+    activate(None)
     repo.dispose()
 
 

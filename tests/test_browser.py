@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_service.api import create_app
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from qa_service.settings import Settings
 from tests.conftest import free_port
@@ -198,9 +198,8 @@ def test_sign_out_ends_the_session(browser, site):
 
 
 def _reviews(site, call_id: str) -> list:
-    from qa_service.storage.review import call_reviews
 
-    return call_reviews(site.repo.engine, call_id)
+    return site.repo.reviews.for_call(call_id)
 
 
 def test_review_from_the_call_page(browser, site):

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from qa_service.api import create_app
 from qa_service.api.webhooks import sign
+from qa_service.app import create_app
 from qa_service.auth import create_key
-from qa_service.jobs import MAINTENANCE_S
 from qa_service.settings import Settings
+from qa_service.worker.run import MAINTENANCE_S
 from tests.chaos_support import (
     CHAT,
     FORM,

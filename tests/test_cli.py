@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qa_service.cli import format_scorecard, format_table, main
+from qa_service.cli import main
+from qa_service.report import format_scorecard, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -156,11 +157,10 @@ def test_keys_create_prints_the_key_alone_and_audits_it(env: Path,
     from qa_service.auth import verify_key
     from qa_service.settings import Settings
     from qa_service.storage import open_repository
-    from qa_service.storage.review import audit_entries
 
     repo = open_repository(Settings().database_url)
     assert verify_key(repo, key).role == "supervisor"
-    entries = audit_entries(repo.engine)
+    entries = repo.audit.entries()
     assert [(e.action, e.details) for e in entries] == [("create_key", "role=supervisor name=night shift")]
     assert key not in str(entries)
 
@@ -173,7 +173,6 @@ def test_keys_list_and_revoke(env: Path, capsys: pytest.CaptureFixture[str]) -> 
     from qa_service.errors import AuthError
     from qa_service.settings import Settings
     from qa_service.storage import open_repository
-    from qa_service.storage.review import audit_entries
 
     assert main(["keys", "list"]) == 0
     assert "no API keys" in capsys.readouterr().err
@@ -211,11 +210,11 @@ def test_keys_list_and_revoke(env: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "no API key with id" in err and "keys list" in err
     assert [k.revoked for k in repo.list_keys()] == [True, False, False]
 
-    entries = audit_entries(repo.engine, action="revoke_key")
+    entries = repo.audit.entries(action="revoke_key")
     assert [(e.key_name, e.target_kind, e.target_id, e.details) for e in entries] == [
         (f"cli:{getpass.getuser()}", "key", stored["pbx"].id, "role=telephony name=pbx already revoked"),
         (f"cli:{getpass.getuser()}", "key", stored["pbx"].id, "role=telephony name=pbx")]
-    created = audit_entries(repo.engine, action="create_key")
+    created = repo.audit.entries(action="create_key")
     assert {e.target_id for e in created} == {stored["pbx"].id, stored["ops"].id}
     repo.dispose()
 

@@ -251,18 +251,19 @@ def test_the_worker_fails_such_a_call_with_the_reason_and_scores_no_one(hour_of_
     import uuid
     from datetime import date
 
-    from qa_service import jobs
     from qa_service.pipeline import Engines
     from qa_service.storage import NewCall, open_repository
     from qa_service.storage.inputs import write_bytes
+    from qa_service.worker import jobs
+    from qa_service.worker.context import WorkerContext, activate
     from tests.chaos_support import seed_rules
 
     settings = make_settings(redis_url=redis_url)
     repo = open_repository(settings.database_url)
     seed_rules(repo)
     # No models are loaded: decoding refuses the file before any of them would be used.
-    jobs.configure(settings, repo, Engines(transcriber=None, redactor=None, nlp=None,
-                                           max_duration_s=settings.max_duration_s))
+    activate(WorkerContext(settings=settings, store=repo, engines_loaded=Engines(
+        transcriber=None, redactor=None, nlp=None, max_duration_s=settings.max_duration_s)))
     try:
         call_id = str(uuid.uuid4())
         path = write_bytes(settings.storage_dir, call_id, hour_of_flac_silence.read_bytes(), ".flac")
@@ -280,5 +281,5 @@ def test_the_worker_fails_such_a_call_with_the_reason_and_scores_no_one(hour_of_
         assert cards == [] and summary.count == 0  # the agent is not scored on it
         assert not path.exists()  # the input is discarded like any unusable one
     finally:
-        jobs.configure(make_settings())
+        activate(None)
         repo.dispose()

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from qa_service import jobs
-from qa_service.api.app import BODY_LIMIT_BYTES
 from qa_service.api.webhooks import MAX_EVENT_BYTES
+from qa_service.app import BODY_LIMIT_BYTES
 from qa_service.auth import create_key
 from qa_service.storage.inputs import write_bytes
+from qa_service.worker import jobs
+from qa_service.worker.context import WorkerContext, activate
 from tests.conftest import REPO_ROOT
 from tests.test_api import CHAT, FORM, POLICIES, RUBRIC, Api, event, post_event, seed_rules
 
@@ -188,11 +189,11 @@ def test_the_worker_refuses_a_stored_transcript_over_the_limit(small):
         id=call_id, agent_id="agent-mira", call_date=date(2026, 10, 14), rubric_id="harbourline-intake",
         rubric_version="2026.10", policy_pack_id="valdoria-residence", policy_pack_version="2026-10-01",
         input_kind="transcript", input_path=str(path)))
-    jobs.configure(small.settings, small.repo)
+    activate(WorkerContext(settings=small.settings, store=small.repo))
     try:
         jobs.process_call(call_id)
     finally:
-        jobs.configure(small.settings, None)
+        activate(None)
     failed = small.repo.get_call(call_id)
     assert failed.status == "failed"
     assert "5700 bytes, more than the limit of 4096 (QA_MAX_TRANSCRIPT_BYTES)" in failed.failure_reason

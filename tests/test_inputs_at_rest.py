@@ -27,12 +27,16 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from rq import Queue, SimpleWorker
 
-from qa_service import jobs, pipeline
-from qa_service.api import create_app
+from qa_service import pipeline, queueing
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from qa_service.errors import TransientError
 from qa_service.storage import NewCall, open_repository, tables
 from qa_service.storage.inputs import call_dir, write_bytes
+from qa_service.worker import calls as worker_calls
+from qa_service.worker import inputs as worker_inputs
+from qa_service.worker import jobs, recovery
+from qa_service.worker.context import WorkerContext, activate, current
 from tests.conftest import REPO_ROOT
 
 RUBRIC = (REPO_ROOT / "samples" / "rubric.yaml").read_text()
@@ -95,7 +99,7 @@ class Scenario:
         # What the stage does per call, and which plain copies of the call it saw on disk while running.
         self.behaviour: dict[str, str] = {}
         self.seen: dict[str, list[list[str]]] = {}
-        jobs.configure(settings, self.repo, engines)
+        activate(WorkerContext(settings=settings, store=self.repo, engines_loaded=engines))
         real = pipeline.process_transcript
 
         def stage(transcript: Any, meta: Any, *args: Any, **kwargs: Any) -> Any:
@@ -113,7 +117,7 @@ class Scenario:
             return real(transcript, meta, *args, **kwargs)
 
         monkeypatch.setattr(pipeline, "process_transcript", stage)
-        monkeypatch.setattr(jobs, "TRANSIENT_BACKOFF_S", 0.0)
+        monkeypatch.setattr(worker_calls, "TRANSIENT_BACKOFF_S", 0.0)
 
     def add(self, label: str, data: bytes = CALL, **kw: Any) -> str:
         call_id = str(uuid.uuid4())
@@ -129,7 +133,7 @@ class Scenario:
 
     def work(self, call_id: str, timeout: int | None = None) -> None:
         """Queue the call and let a real RQ worker run it (with the job timeout given)."""
-        jobs.enqueue_call(self.queue, call_id, timeout=timeout)
+        queueing.enqueue_call(self.queue, call_id, timeout=timeout)
         SimpleWorker([self.queue], connection=self.redis).work(burst=True)
 
     def kill_mid_run(self, label: str) -> None:
@@ -139,7 +143,8 @@ class Scenario:
         pid = os.fork()
         if pid == 0:  # the worker: its own database connections, the stage that never returns
             try:
-                jobs.configure(self.settings, open_repository(self.settings.database_url), self.engines)
+                activate(WorkerContext(settings=self.settings, engines_loaded=self.engines,
+                                       store=open_repository(self.settings.database_url)))
                 jobs.process_call(self.ids[label])
             finally:
                 os._exit(1)
@@ -153,12 +158,12 @@ class Scenario:
 
     def reconcile_after_kills(self, call_id: str) -> None:
         """The killed worker's call is found by the reconciler; with its attempts used up, it fails."""
-        while self.repo.get_call(call_id).attempts < jobs.MAX_ATTEMPTS:
+        while self.repo.get_call(call_id).attempts < worker_calls.MAX_ATTEMPTS:
             self.repo.start_call(call_id)  # as many more runs, killed the same way
         with self.repo.engine.begin() as conn:  # its heartbeat stopped a while ago
             conn.execute(tables.calls.update().where(tables.calls.c.id == call_id)
                          .values(updated_at=datetime.now(UTC) - timedelta(minutes=5)))
-        assert jobs.reconcile(self.repo, self.queue) == []
+        assert recovery.reconcile(current(), self.queue) == []
         assert self.repo.get_call(call_id).status == "failed"
 
     def retry(self, client: TestClient, headers: dict[str, str], call_id: str) -> Any:
@@ -235,8 +240,8 @@ def test_every_way_a_call_ends_leaves_no_plain_input(mode, database_url, make_se
         s.behaviour["transient"] = "transient"
         s.add("transient")
         s.work(s.ids["transient"])
-        for _ in range(jobs.MAX_ATTEMPTS - 1):
-            assert jobs.enqueue_due_retries(s.queue) == 1
+        for _ in range(worker_calls.MAX_ATTEMPTS - 1):
+            assert recovery.enqueue_due_retries(s.queue) == 1
             SimpleWorker([s.queue], connection=redis_conn).work(burst=True)
         s.add("killed")
         s.kill_mid_run("killed")
@@ -254,7 +259,7 @@ def test_every_way_a_call_ends_leaves_no_plain_input(mode, database_url, make_se
             s.kill_mid_run("rerun-killed")
             s.reconcile_after_kills(s.ids["rerun-killed"])
     finally:
-        jobs.configure(make_settings())
+        activate(None)
 
     statuses = {label: s.repo.get_call(call_id).status for label, call_id in s.ids.items()}
     assert statuses == {label: "done" if label == "done" else "failed" for label in s.ids}
@@ -304,10 +309,10 @@ def test_failed_inputs_are_deleted_after_the_retention_and_retry_then_says_so(
         kept = Path(s.repo.get_call(old).input_path)
         assert kept.is_file() and kept.name.endswith(".sealed") == (mode == "key")
 
-        assert jobs.discard_leftover_inputs(s.repo, settings) == 1
+        assert worker_inputs.discard_leftover_inputs(s.repo, settings) == 1
         assert not call_dir(settings.storage_dir, old).exists() and s.repo.get_call(old).input_path is None
         assert Path(s.repo.get_call(recent).input_path).is_file(), "a recent failure stays retryable"
-        assert jobs.discard_leftover_inputs(s.repo, settings) == 0
+        assert worker_inputs.discard_leftover_inputs(s.repo, settings) == 0
 
         r = s.retry(client, headers, old)
         assert r.status_code == 409, r.text
@@ -329,7 +334,7 @@ def test_failed_inputs_are_deleted_after_the_retention_and_retry_then_says_so(
         assert s.repo.get_call(recent).status == "done" and s.repo.get_call(recent).input_path is None
         assert not any(settings.storage_dir.iterdir())
     finally:
-        jobs.configure(make_settings())
+        activate(None)
         s.repo.dispose()
 
 
@@ -375,13 +380,14 @@ def test_a_sealed_input_without_its_key_fails_and_stays_sealed(key, make_setting
     sealed = s.repo.get_call(s.ids["sealed"]).input_path
     assert sealed.endswith(".sealed")
     # The worker now runs with no key, or another one; the call is retried.
-    jobs.configure(make_settings(redis_url=redis_url, encryption_key=key), s.repo, text_engines)
+    activate(WorkerContext(settings=make_settings(redis_url=redis_url, encryption_key=key), store=s.repo,
+                           engines_loaded=text_engines))
     s.behaviour.pop("sealed")
     try:
         s.repo.requeue_call(s.ids["sealed"])
         s.work(s.ids["sealed"])
     finally:
-        jobs.configure(make_settings())
+        activate(None)
     failed = s.repo.get_call(s.ids["sealed"])
     assert failed.status == "failed" and "QA_ENCRYPTION_KEY" in failed.failure_reason
     assert failed.input_path == sealed and Path(sealed).is_file(), "retryable once the key is right"

@@ -10,7 +10,6 @@ import pytest
 from qa_service.auth import hash_key, issue_key
 from qa_service.errors import NotFound
 from qa_service.storage import open_repository
-from qa_service.storage.review import audit_entries
 from tests.test_api import Api
 
 
@@ -84,13 +83,13 @@ def test_key_routes_are_audited(api):
     api.client.get("/v1/keys", headers=api.h("admin"))
     api.client.post(f"/v1/keys/{made['id']}/revoke", headers=api.h("admin"))
     api.client.get("/v1/keys", headers=api.h("supervisor"))
-    rows = audit_entries(api.repo.engine, target_id=made["id"])
+    rows = api.repo.audit.entries(target_id=made["id"])
     assert [(e.action, e.key_id, e.target_kind, e.details) for e in rows] == [
         ("revoke_key", admin_key.id, "key", "status=200"), ("create_key", admin_key.id, "key", "status=201")]
-    assert [e.action for e in audit_entries(api.repo.engine, action="list_keys")] == ["list_keys"]
-    refused = audit_entries(api.repo.engine, action="forbidden")
+    assert [e.action for e in api.repo.audit.entries(action="list_keys")] == ["list_keys"]
+    refused = api.repo.audit.entries(action="forbidden")
     assert [(e.key_name, e.details.split(" tried=")[1]) for e in refused] == [("supervisor key", "list_keys")]
-    assert made["key"] not in repr(audit_entries(api.repo.engine))
+    assert made["key"] not in repr(api.repo.audit.entries())
 
 
 def test_key_storage_keeps_prefixes_and_reads_ids_in_any_form(database_url):

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from qa_service.errors import NotFound
 from qa_service.storage import open_repository
 from qa_service.storage import tables as t
+from qa_service.storage.db import writing
 from qa_service.storage.migrate import current_revision, head_revision
-from qa_service.storage.sql import writing
-from qa_service.storage.views import Filters, Views
+from qa_service.storage.views import Filters
 from tests.test_storage import engine_at_revision, new_call, scorecard
 
 
@@ -50,7 +50,7 @@ def test_each_write_moves_the_flag_to_the_newest_version(database_url):
     assert (summary.count, summary.mean_score, summary.pass_rate) == (2, 80.0, 1.0)
     assert sorted(c.score for c in repo.latest_scorecards()) == [70.0, 90.0]
     assert repo.get_scorecard(b.id).version == 3 and repo.get_scorecard(b.id, 2).score == 80.0
-    counts = Views(repo.engine).counts()
+    counts = repo.views.counts()
     assert (counts.scorecards, counts.scored_calls) == (6, 2)
     repo.dispose()
 
@@ -88,7 +88,7 @@ def test_migration_flags_the_newest_existing_version(database_url):
     assert latest_versions(engine) == {call_id: [n] for call_id, n in versions.items()}
     _, summary = repo.agent_scorecards("ag")
     assert (summary.count, summary.mean_score, summary.pass_rate) == (3, 20.0, 1.0)
-    assert Views(repo.engine).totals(Filters(agent_id="ag")).count == 3
+    assert repo.views.totals(Filters(agent_id="ag")).count == 3
     indexes = {i["name"] for i in sa.inspect(engine).get_indexes("scorecards")}
     assert "ix_scorecards_agent_latest" in indexes
     repo.dispose()

@@ -18,9 +18,12 @@ from pydantic import ValidationError
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from qa_service import jobs, notify
+from qa_service import notify
 from qa_service.storage import NewCall, open_repository
 from qa_service.storage.inputs import write_bytes
+from qa_service.worker import jobs, recovery
+from qa_service.worker.context import WorkerContext, activate, current
+from qa_service.worker.run import run_worker
 from tests.chaos_support import seed_rules, wait_until
 from tests.conftest import REPO_ROOT
 
@@ -78,9 +81,9 @@ def env(make_settings, redis_url, redis_conn, receiver, monkeypatch):
                              outgoing_webhook_secret=SECRET, allow_private_urls=True)
     repo = open_repository(settings.database_url)
     seed_rules(repo)
-    jobs.configure(settings, repo)
+    activate(WorkerContext(settings=settings, store=repo))
     yield settings, repo, Queue(notify.queue_name(settings), connection=redis_conn)
-    jobs.configure(make_settings())
+    activate(None)
     repo.dispose()
 
 
@@ -181,9 +184,9 @@ def test_a_receiver_failing_twice_gets_the_event_on_retry(env, receiver):
     work(queue)  # first attempt: 500, retry scheduled a second later
     assert len(receiver.received) == 1
     assert Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.SCHEDULED
-    assert jobs.enqueue_due_retries(queue) == 0  # not due yet
+    assert recovery.enqueue_due_retries(queue) == 0  # not due yet
     for attempts in (2, 3):
-        wait_until(lambda: jobs.enqueue_due_retries(queue) == 1, timeout=5, interval=0.1, what="retry")
+        wait_until(lambda: recovery.enqueue_due_retries(queue) == 1, timeout=5, interval=0.1, what="retry")
         work(queue)
         assert len(receiver.received) == attempts
     job = Job.fetch(job_id, connection=queue.connection)
@@ -221,8 +224,9 @@ def test_an_unreachable_receiver_is_retried(env, make_settings, redis_url):
     settings, repo, queue = env
     from tests.conftest import free_port
 
-    jobs.configure(make_settings(redis_url=redis_url, outgoing_webhook_secret=SECRET, allow_private_urls=True,
-                                 outgoing_webhook_url=f"http://127.0.0.1:{free_port()}/x"))
+    activate(WorkerContext(store=repo, settings=make_settings(
+        redis_url=redis_url, outgoing_webhook_secret=SECRET, allow_private_urls=True,
+        outgoing_webhook_url=f"http://127.0.0.1:{free_port()}/x")))
     call, stored = stored_call(repo)
     (job_id,) = notify.enqueue_events(queue, notify.events_for(call, stored, card_with_violations())[:1])
     work(queue)
@@ -249,8 +253,8 @@ def test_a_url_without_a_secret_or_with_a_short_one_is_refused_at_start(make_set
 
 def test_a_loopback_receiver_is_refused_without_the_setting(env, make_settings, redis_url, receiver):
     _, repo, queue = env
-    jobs.configure(make_settings(redis_url=redis_url, outgoing_webhook_url=receiver.url,
-                                 outgoing_webhook_secret=SECRET))  # allow_private_urls off
+    activate(WorkerContext(store=repo, settings=make_settings(  # allow_private_urls off
+        redis_url=redis_url, outgoing_webhook_url=receiver.url, outgoing_webhook_secret=SECRET)))
     call, stored = stored_call(repo)
     (job_id,) = notify.enqueue_events(queue, notify.events_for(call, stored, card_with_violations())[:1])
     work(queue)
@@ -265,7 +269,7 @@ def test_a_processed_call_sends_its_webhooks(env, receiver):
     from qa_service.pipeline import load_engines
 
     settings, repo, queue = env
-    jobs._ctx.engines = load_engines(settings, speech=False)  # a transcript call needs no speech model
+    current().engines_loaded = load_engines(settings, speech=False)  # a transcript call needs no speech model
     chat = (REPO_ROOT / "samples" / "transcript-chat.json").read_bytes()
     call_id = str(uuid.uuid4())
     path = write_bytes(settings.storage_dir, call_id, chat, ".json")
@@ -291,15 +295,17 @@ def test_a_processed_call_sends_its_webhooks(env, receiver):
 
 def test_the_worker_works_the_notify_queue_and_brings_back_due_retries(env, receiver, monkeypatch):
     settings, repo, queue = env
-    monkeypatch.setattr(jobs, "engines", lambda: None)  # no calls to score here; skip loading the models
+    # No calls to score here: a context whose engines count as loaded skips loading the models.
+    context = WorkerContext(settings=settings, store=repo, engines_loaded=object())
     receiver.statuses[:] = [500]
     call, stored = stored_call(repo)
     (job_id,) = notify.enqueue_events(queue, notify.events_for(call, stored, card_with_violations())[:1])
 
-    assert jobs.run_worker(settings, burst=True)  # attempt 1: HTTP 500, a retry is scheduled
+    assert run_worker(settings, burst=True, context=context)  # attempt 1: HTTP 500, a retry is scheduled
     assert len(receiver.received) == 1
     wait_until(lambda: Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.SCHEDULED
                and queue.scheduled_job_registry.get_jobs_to_schedule(), timeout=5, interval=0.1, what="due")
-    assert jobs.run_worker(settings, burst=True)  # its maintenance puts the due retry back, then runs it
+    # Its maintenance puts the due retry back, then runs it.
+    assert run_worker(settings, burst=True, context=context)
     assert len(receiver.received) == 2
     assert Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.FINISHED

@@ -72,11 +72,11 @@ def bucket(kind: str, request: pytest.FixtureRequest) -> str | None:
     """A fresh bucket on the private S3 server for S3 tests; None for the local folder."""
     if kind == "local":
         return None
-    request.getfixturevalue("s3_env")
+    endpoint = request.getfixturevalue("s3_env")
     from qa_service.storage.objects import make_client
 
     name = f"qa-{uuid.uuid4().hex[:20]}"
-    make_client().create_bucket(Bucket=name)
+    make_client(endpoint).create_bucket(Bucket=name)
     return name
 
 
@@ -261,7 +261,7 @@ def test_missing_objects_and_foreign_references(store: InputStore):
 def test_objects_sit_under_the_prefix_and_are_encrypted_by_the_store(s3_env, make_settings):
     from qa_service.storage.objects import make_client
 
-    client = make_client()
+    client = make_client(s3_env)
     client.create_bucket(Bucket="qa-layout")
     store = input_store(make_settings(storage_url="s3://qa-layout/site/a/"))
     call_id = str(uuid.uuid4())
@@ -299,7 +299,7 @@ class RefusesEncryption:
 def test_a_store_without_encryption_gets_the_objects_with_a_notice(s3_env, tmp_path, caplog):
     from qa_service.storage.objects import make_client
 
-    client = RefusesEncryption(make_client())
+    client = RefusesEncryption(make_client(s3_env))
     client.create_bucket(Bucket="qa-plain")
     store = S3Store("qa-plain", "", scratch_dir=tmp_path / "scratch", client=client)
     call_id = str(uuid.uuid4())
@@ -313,7 +313,7 @@ def test_a_store_without_encryption_gets_the_objects_with_a_notice(s3_env, tmp_p
 
 
 def test_a_missing_bucket_is_a_configuration_error(s3_env, tmp_path):
-    store = S3Store("qa-never-made", "", scratch_dir=tmp_path)
+    store = S3Store("qa-never-made", "", scratch_dir=tmp_path, endpoint=s3_env)
     with pytest.raises(ConfigError, match="'qa-never-made' of QA_STORAGE_URL does not exist"):
         store.check()
     with pytest.raises(ConfigError, match="NoSuchBucket"):

@@ -6,7 +6,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from qa_service.api import create_app
+from qa_service.app import create_app
 from qa_service.observe import record_stage_seconds, stage_totals
 
 

@@ -110,8 +110,8 @@ def test_the_telephony_webhook_refuses_ipv6_forms_of_private_addresses(make_sett
 
     from fastapi.testclient import TestClient
 
-    from qa_service.api import create_app
     from qa_service.api.webhooks import sign
+    from qa_service.app import create_app
     from tests.chaos_support import seed_rules
 
     settings = make_settings(redis_url=redis_url)

@@ -7,7 +7,7 @@ from datetime import date
 
 from fastapi.testclient import TestClient
 
-from qa_service.api import create_app
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from qa_service.storage import NewCall
 

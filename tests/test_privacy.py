@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from qa_service import jobs
 from qa_service.rules.load import load_policy_pack, load_rubric
 from qa_service.storage import NewCall, open_repository
 from qa_service.storage.inputs import call_dir, write_bytes
+from qa_service.worker import jobs
+from qa_service.worker.context import WorkerContext, activate, current
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 PHONE = "four one five, five five five, zero one three two"
@@ -75,7 +76,7 @@ def test_processed_call_keeps_only_redacted_audio(make_settings, tmp_path: Path)
     repo.add_call(NewCall(id=call_id, agent_id="agent-mira", call_date=date(2026, 10, 1), rubric_id=rubric.id,
                           rubric_version=rubric.version, policy_pack_id=policies.id,
                           policy_pack_version=policies.version, channels="stereo", input_path=str(raw)))
-    jobs.configure(settings, repo)
+    activate(WorkerContext(settings=settings, store=repo))
     try:
         assert jobs.process_call(call_id) == call_id
         card = repo.get_scorecard(call_id).data
@@ -90,13 +91,13 @@ def test_processed_call_keeps_only_redacted_audio(make_settings, tmp_path: Path)
         from qa_service.stages.decode import decode
 
         kept = decode(call_dir(settings.storage_dir, call_id) / "redacted.wav")
-        transcriber = jobs.engines().transcriber
+        transcriber = current().engines().transcriber
         heard = " ".join(s.text for ch in kept.channels for s in transcriber.transcribe(ch).segments)
         runs = _digit_runs(heard)
         assert not any(DIGITS[i:i + 4] in runs for i in range(len(DIGITS) - 3)), heard
         assert "phone number" in heard.lower()  # the rest of the call is still there
     finally:
-        jobs.configure(make_settings())
+        activate(None)
 
 
 @pytest.mark.parametrize("with_redacted", [True, False])
@@ -152,12 +153,12 @@ def test_nothing_personal_is_left_anywhere(make_settings, caplog: pytest.LogCapt
                           call_date=date(2026, 10, 1), rubric_id=rubric.id, rubric_version=rubric.version,
                           policy_pack_id=policies.id, policy_pack_version=policies.version,
                           input_kind="transcript", input_path=str(raw)))
-    jobs.configure(settings, repo)
+    activate(WorkerContext(settings=settings, store=repo))
     caplog.set_level("DEBUG")
     try:
         jobs.process_call(call_id)
     finally:
-        jobs.configure(make_settings())
+        activate(None)
     card = repo.get_scorecard(call_id).data
     assert card["redactions"], "the call has personal data to redact"
     assert "<CREDIT_CARD>" in str(card) or "<ID>" in str(card)

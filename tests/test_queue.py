@@ -26,14 +26,18 @@ from fastapi.testclient import TestClient
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from qa_service import jobs
-from qa_service.api import create_app
+from qa_service import queueing
 from qa_service.api.webhooks import sign
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from qa_service.errors import InputError, TransientError
 from qa_service.storage import NewCall, open_repository
 from qa_service.storage.fetch import UrlRefused, fetch_recording
 from qa_service.storage.inputs import write_bytes
+from qa_service.worker import calls as worker_calls
+from qa_service.worker import inputs as worker_inputs
+from qa_service.worker import jobs, lease, recovery
+from qa_service.worker.context import WorkerContext, activate, current
 from tests.conftest import REPO_ROOT
 
 RUBRIC = (REPO_ROOT / "samples" / "rubric.yaml").read_text()
@@ -75,19 +79,19 @@ def env(make_settings, redis_url, redis_conn):
     settings = make_settings(redis_url=redis_url)
     repo = open_repository(settings.database_url)
     seed_rules(repo)
-    jobs.configure(settings, repo)
+    activate(WorkerContext(settings=settings, store=repo))
     queue = Queue(settings.queue_name, connection=redis_conn)
     yield settings, repo, queue
-    jobs.configure(settings, None)
+    activate(None)
     repo.dispose()
 
 
 def test_enqueue_uses_the_call_id_and_the_dotted_path(env):
     settings, repo, queue = env
     call = add_call(repo, settings)
-    job = jobs.enqueue_call(queue, call.id, timeout=123)
+    job = queueing.enqueue_call(queue, call.id, timeout=123)
     assert (job.id, job.args, job.timeout) == (call.id, (call.id,), 123)
-    assert job.func_name == "qa_service.jobs.process_call"
+    assert job.func_name == "qa_service.worker.jobs.process_call"
     assert queue.job_ids == [call.id]
 
 
@@ -116,7 +120,7 @@ def test_other_errors_are_recorded_and_reraised(env):
 def test_failed_job_keeps_its_traceback_in_rq(env, redis_conn):
     settings, repo, queue = env
     call = add_call(repo, settings, policy_pack_version="9999")  # not stored: NotFound inside the job
-    jobs.enqueue_call(queue, call.id)
+    queueing.enqueue_call(queue, call.id, timeout=3600)
     SimpleWorker([queue], connection=redis_conn).work(burst=True)
     job = Job.fetch(call.id, connection=redis_conn)
     assert job.get_status() == JobStatus.FAILED
@@ -145,10 +149,10 @@ def test_inputs_left_by_a_stopped_worker_are_discarded(env):
     left = add_call(repo, settings)
     repo.finish_call(left.id, {"score": 1.0, "passed": True, "rubric": {}})
     waiting = add_call(repo, settings)
-    assert jobs.discard_leftover_inputs(repo, settings) == 1
+    assert worker_inputs.discard_leftover_inputs(repo, settings) == 1
     assert not Path(left.input_path).exists() and repo.get_call(left.id).input_path is None
     assert Path(waiting.input_path).is_file(), "a call not yet processed keeps its input"
-    assert jobs.discard_leftover_inputs(repo, settings) == 0
+    assert worker_inputs.discard_leftover_inputs(repo, settings) == 0
 
 
 def test_reconcile_requeues_lost_calls_only(env, redis_conn):
@@ -158,22 +162,22 @@ def test_reconcile_requeues_lost_calls_only(env, redis_conn):
     repo.start_call(lost_processing.id)
     age(repo, lost_processing.id)                                # ... and its heartbeat stopped
     waiting = add_call(repo, settings)                           # properly queued: leave alone
-    jobs.enqueue_call(queue, waiting.id)
+    queueing.enqueue_call(queue, waiting.id, timeout=3600)
     gave_up = add_call(repo, settings)                           # died too often: fail it
-    for _ in range(jobs.MAX_ATTEMPTS):
+    for _ in range(worker_calls.MAX_ATTEMPTS):
         repo.start_call(gave_up.id)
     age(repo, gave_up.id)
     done = add_call(repo, settings)
     repo.finish_call(done.id, {"score": 1.0, "passed": False, "rubric": {}})
 
-    requeued = jobs.reconcile(repo, queue)
+    requeued = recovery.reconcile(current(), queue)
     assert sorted(requeued) == sorted([lost_queued.id, lost_processing.id])
     assert sorted(queue.job_ids) == sorted([waiting.id, lost_queued.id, lost_processing.id])
     assert repo.get_call(lost_processing.id).status == "queued"
     assert repo.get_call(gave_up.id).status == "failed"
     assert "stopped 3 times" in repo.get_call(gave_up.id).failure_reason
     assert repo.get_call(done.id).status == "done"
-    assert jobs.reconcile(repo, queue) == [], "a second pass finds nothing more to do"
+    assert recovery.reconcile(current(), queue) == [], "a second pass finds nothing more to do"
 
 
 # -- a real worker process -----------------------------------------------------------------------
@@ -388,23 +392,23 @@ def test_webhook_call_with_a_private_url_fails_readably(env, recordings):
 def test_a_held_lease_stops_a_second_worker(env, redis_conn):
     settings, repo, queue = env
     call = add_call(repo, settings)
-    held = redis_conn.lock(jobs.lease_key(call.id), timeout=60)
+    held = redis_conn.lock(lease.lease_key(call.id), timeout=60)
     assert held.acquire(blocking=False)
-    jobs.enqueue_call(queue, call.id)
+    queueing.enqueue_call(queue, call.id, timeout=3600)
     SimpleWorker([queue], connection=redis_conn).work(burst=True)
     untouched = repo.get_call(call.id)
     assert (untouched.status, untouched.attempts) == ("queued", 0)
-    assert jobs.reconcile(repo, queue) == [], "a call under a live lease is not recovered"
+    assert recovery.reconcile(current(), queue) == [], "a call under a live lease is not recovered"
     held.release()
 
 
 def test_lease_is_taken_and_released_by_a_job(env, redis_conn):
     settings, repo, queue = env
     call = add_call(repo, settings, data=None)  # fails fast: no input
-    jobs.enqueue_call(queue, call.id)
+    queueing.enqueue_call(queue, call.id, timeout=3600)
     SimpleWorker([queue], connection=redis_conn).work(burst=True)
     assert repo.get_call(call.id).status == "failed"
-    assert not redis_conn.exists(jobs.lease_key(call.id))
+    assert not redis_conn.exists(lease.lease_key(call.id))
 
 
 def test_reconcile_gives_a_just_started_job_time_to_take_its_lease(env, redis_conn):
@@ -412,15 +416,15 @@ def test_reconcile_gives_a_just_started_job_time_to_take_its_lease(env, redis_co
 
     settings, repo, queue = env
     call = add_call(repo, settings)
-    job = jobs.enqueue_call(queue, call.id)
+    job = queueing.enqueue_call(queue, call.id, timeout=3600)
     queue.remove(job.id)
     job.set_status(JobStatus.STARTED)
     job.started_at = datetime.now(UTC)
     job.save()
-    assert jobs.reconcile(repo, queue) == []
-    job.started_at = datetime.now(UTC) - timedelta(seconds=jobs.LEASE_TTL_S + 5)
+    assert recovery.reconcile(current(), queue) == []
+    job.started_at = datetime.now(UTC) - timedelta(seconds=lease.LEASE_TTL_S + 5)
     job.save()
-    assert jobs.reconcile(repo, queue) == [call.id]
+    assert recovery.reconcile(current(), queue) == [call.id]
 
 
 KEY = "m3LQ0lOQ4B0Yl7I1tq3yJ0o9cXb2oF8kZb8oQm3x2zU="  # a Fernet key for tests
@@ -438,7 +442,7 @@ def test_raw_input_is_deleted_unless_a_setting_keeps_it_encrypted(make_settings,
     seed_rules(repo)
     call = add_call(repo, settings, kind=kind)
     original = Path(call.input_path).read_bytes()
-    jobs._discard_input(call, repo, settings)
+    worker_inputs.discard_input(call, repo, settings)
     assert not Path(call.input_path).exists()  # never left in plain form
     stored = repo.get_call(call.id).input_path
     assert (stored is not None) == kept
@@ -446,7 +450,7 @@ def test_raw_input_is_deleted_unless_a_setting_keeps_it_encrypted(make_settings,
         sealed = Path(stored)
         assert sealed.name.endswith(".sealed") and original not in sealed.read_bytes()
         # Processing the call again (a retry) decrypts it into a private copy for the run only.
-        with jobs._input(repo.get_call(call.id), repo, settings) as again:
+        with worker_inputs.call_input(repo.get_call(call.id), repo, settings) as again:
             assert again.read_bytes() == original and again != sealed
             assert oct(again.stat().st_mode & 0o777) == oct(0o600)
         assert not again.exists() and sealed.is_file()
@@ -464,8 +468,8 @@ def test_a_job_over_its_timeout_fails_the_call_readably(env, redis_conn, monkeyp
     settings, repo, queue = env
     call = add_call(repo, settings)
     # Stand-in for a pipeline that hangs; the timeout machinery around it is RQ's real one.
-    monkeypatch.setattr(jobs, "_score", lambda *a: time.sleep(10))
-    jobs.enqueue_call(queue, call.id, timeout=1)
+    monkeypatch.setattr(worker_calls, "_score", lambda *a: time.sleep(10))
+    queueing.enqueue_call(queue, call.id, timeout=1)
     started = time.monotonic()
     SimpleWorker([queue], connection=redis_conn).work(burst=True)
     assert time.monotonic() - started < 8
@@ -493,21 +497,21 @@ def test_reconcile_does_not_wait_for_the_lease_of_a_process_that_exited(env, red
     settings, repo, queue = env
     call = add_call(repo, settings)
     repo.start_call(call.id)
-    job = jobs.enqueue_call(queue, call.id)
+    job = queueing.enqueue_call(queue, call.id, timeout=3600)
     queue.remove(job.id)
     job.set_status(JobStatus.STARTED)
     job.started_at = datetime.now(UTC)  # just started: without the lease check it would be left alone
     job.save()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    redis_conn.set(jobs.lease_key(call.id), f"{socket.gethostname()}|{gone.pid}|x", ex=60)
-    assert jobs.reconcile(repo, queue) == [call.id]
+    redis_conn.set(lease.lease_key(call.id), f"{socket.gethostname()}|{gone.pid}|x", ex=60)
+    assert recovery.reconcile(current(), queue) == [call.id]
     assert repo.get_call(call.id).status == "queued"
     # A holder on another machine, or a live process here, is trusted until its lease lapses.
     for holder in (f"elsewhere|{gone.pid}|x", f"{socket.gethostname()}|{os.getppid()}|x"):
         other = add_call(repo, settings)
-        redis_conn.set(jobs.lease_key(other.id), holder, ex=60)
-        assert jobs.reconcile(repo, queue) == []
+        redis_conn.set(lease.lease_key(other.id), holder, ex=60)
+        assert recovery.reconcile(current(), queue) == []
 
 
 def test_a_processing_call_with_a_recent_heartbeat_is_left_alone(env):
@@ -516,50 +520,50 @@ def test_a_processing_call_with_a_recent_heartbeat_is_left_alone(env):
     call = add_call(repo, settings)
     repo.start_call(call.id)
     repo.touch_call(call.id)
-    assert jobs.reconcile(repo, queue) == []
-    age(repo, call.id, jobs.LEASE_TTL_S + 5)
-    assert jobs.reconcile(repo, queue) == [call.id]
+    assert recovery.reconcile(current(), queue) == []
+    age(repo, call.id, lease.LEASE_TTL_S + 5)
+    assert recovery.reconcile(current(), queue) == [call.id]
 
 
 def test_a_lease_lost_in_redis_is_taken_again_and_the_row_touched(redis_conn, monkeypatch):
-    monkeypatch.setattr(jobs, "LEASE_REFRESH_S", 0.1)
+    monkeypatch.setattr(lease, "LEASE_REFRESH_S", 0.1)
     touched = []
-    key = jobs.lease_key(str(uuid.uuid4()))
-    lease = jobs._Lease(redis_conn, key, touch=lambda: touched.append(1))
-    assert lease.acquire()
+    key = lease.lease_key(str(uuid.uuid4()))
+    held = lease.Lease(redis_conn, key, touch=lambda: touched.append(1))
+    assert held.acquire()
     redis_conn.delete(key)  # what a Redis restart without persistence does
     time.sleep(0.5)
-    assert redis_conn.get(key).decode() == lease._token
+    assert redis_conn.get(key).decode() == held._token
     assert len(touched) >= 2
-    lease.release()
+    held.release()
     assert not redis_conn.exists(key)
 
 
 def _flaky_score(failures: int):
     """A stand-in for the pipeline that fails transiently `failures` times, then scores for real."""
-    real = jobs._score
+    real = worker_calls._score
     calls = {"n": 0}
 
-    def score(call, repo, settings):
+    def score(context, call):
         calls["n"] += 1
         if calls["n"] <= failures:
             raise TransientError("the recording server answered HTTP 503")
-        return real(call, repo, settings)
+        return real(context, call)
 
     return score
 
 
 def test_transient_failure_is_tried_again_after_a_backoff(env, redis_conn, monkeypatch):
     settings, repo, queue = env
-    monkeypatch.setattr(jobs, "_score", _flaky_score(failures=1))
-    monkeypatch.setattr(jobs, "TRANSIENT_BACKOFF_S", 0.0)
+    monkeypatch.setattr(worker_calls, "_score", _flaky_score(failures=1))
+    monkeypatch.setattr(worker_calls, "TRANSIENT_BACKOFF_S", 0.0)
     call = add_call(repo, settings)
-    jobs.enqueue_call(queue, call.id)
+    queueing.enqueue_call(queue, call.id, timeout=3600)
     SimpleWorker([queue], connection=redis_conn).work(burst=True)
     waiting = repo.get_call(call.id)
     assert (waiting.status, waiting.attempts) == ("queued", 1)  # waiting out its backoff, not failed
-    assert jobs.reconcile(repo, queue) == []  # the scheduled retry is not mistaken for a lost job
-    assert jobs.enqueue_due_retries(queue) == 1  # the worker's maintenance brings it back when due
+    assert recovery.reconcile(current(), queue) == []  # the scheduled retry is not mistaken for a lost job
+    assert recovery.enqueue_due_retries(queue) == 1  # the worker's maintenance brings it back when due
     SimpleWorker([queue], connection=redis_conn).work(burst=True)
     done = repo.get_call(call.id)
     assert (done.status, done.attempts) == ("done", 2)
@@ -568,23 +572,23 @@ def test_transient_failure_is_tried_again_after_a_backoff(env, redis_conn, monke
 
 def test_transient_failures_give_up_after_the_last_attempt(env, redis_conn, monkeypatch):
     settings, repo, queue = env
-    monkeypatch.setattr(jobs, "_score", _flaky_score(failures=99))
-    monkeypatch.setattr(jobs, "TRANSIENT_BACKOFF_S", 0.0)
+    monkeypatch.setattr(worker_calls, "_score", _flaky_score(failures=99))
+    monkeypatch.setattr(worker_calls, "TRANSIENT_BACKOFF_S", 0.0)
     call = add_call(repo, settings)
-    jobs.enqueue_call(queue, call.id)
-    for _ in range(jobs.MAX_ATTEMPTS):
+    queueing.enqueue_call(queue, call.id, timeout=3600)
+    for _ in range(worker_calls.MAX_ATTEMPTS):
         SimpleWorker([queue], connection=redis_conn).work(burst=True)
-        jobs.enqueue_due_retries(queue)
+        recovery.enqueue_due_retries(queue)
     failed = repo.get_call(call.id)
-    assert (failed.status, failed.attempts) == ("failed", jobs.MAX_ATTEMPTS)
+    assert (failed.status, failed.attempts) == ("failed", worker_calls.MAX_ATTEMPTS)
     assert "HTTP 503" in failed.failure_reason
-    assert f"after {jobs.MAX_ATTEMPTS} attempts" in failed.failure_reason
+    assert f"after {worker_calls.MAX_ATTEMPTS} attempts" in failed.failure_reason
 
 
 def test_backoff_grows_fourfold(env, monkeypatch):
     settings, repo, queue = env
     call = add_call(repo, settings)
-    assert [jobs._retry_later(call.id, n) for n in (1, 2)] == [jobs.TRANSIENT_BACKOFF_S,
-                                                               4 * jobs.TRANSIENT_BACKOFF_S]
+    backoff = worker_calls.TRANSIENT_BACKOFF_S
+    assert [worker_calls.retry_later(current(), call.id, n) for n in (1, 2)] == [backoff, 4 * backoff]
     scheduled = queue.scheduled_job_registry.get_job_ids()
-    assert sorted(scheduled) == [jobs.retry_job_id(call.id, 1), jobs.retry_job_id(call.id, 2)]
+    assert sorted(scheduled) == [queueing.retry_job_id(call.id, 1), queueing.retry_job_id(call.id, 2)]

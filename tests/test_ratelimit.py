@@ -8,8 +8,8 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from qa_service.api import create_app
-from qa_service.api.ratelimit import WINDOW_S, RateLimiter, client_bucket, window_key
+from qa_service.access.ratelimit import WINDOW_S, RateLimiter, client_bucket, window_key
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from tests.conftest import free_port
 from tests.test_web import sign_in
@@ -151,12 +151,12 @@ def test_redis_unreachable_lets_requests_through_and_logs_once(make_settings, ca
     client, (first, _) = client_with(make_settings(redis_url=dead, rate_limit_per_minute=1,
                                                    sign_in_per_minute=1))
     key = create_key(client.app.state.repo, "supervisor", "reader")
-    with caplog.at_level(logging.WARNING, logger="qa_service.api.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="qa_service.access.ratelimit"):
         for _ in range(4):
             assert client.get("/v1/rubrics", headers=first).status_code == 200
         for _ in range(3):
             assert sign_in(TestClient(client.app), key).status_code == 303
-    warnings = [r for r in caplog.records if r.name == "qa_service.api.ratelimit"]
+    warnings = [r for r in caplog.records if r.name == "qa_service.access.ratelimit"]
     assert len(warnings) == 1 and "Redis unreachable" in warnings[0].getMessage()
 
 
@@ -168,9 +168,8 @@ def test_redis_unreachable_still_stops_failures_in_each_process(make_settings):
     bad = {"Authorization": "Bearer qak_wrong"}
     statuses = [client.get("/v1/agents", headers=bad).status_code for _ in range(LIMIT + 2)]
     assert statuses == [401] * LIMIT + [429] * 2
-    from qa_service.storage.review import audit_entries
 
-    assert len(audit_entries(client.app.state.repo.engine, action="auth_failed")) == LIMIT
+    assert len(client.app.state.repo.audit.entries(action="auth_failed")) == LIMIT
     elsewhere = TestClient(client.app, client=("192.0.2.46", 1))
     assert elsewhere.get("/v1/agents", headers=first).status_code == 200
 

@@ -162,8 +162,9 @@ def test_a_command_line_run_holds_off_api_runs_while_it_works(tmp_path: Path, re
                                                               redis_url: str, make_settings: Any) -> None:
     import spacy
 
-    from qa_service.jobs import rescore_from_cli, rescore_lease_key
+    from qa_service.services.rescores import rescore_now
     from qa_service.storage.repository import RescoreOverlap
+    from qa_service.worker.lease import rescore_lease_key
 
     settings = make_settings(redis_url=redis_url)
     repo = open_repository(settings.database_url)
@@ -179,8 +180,8 @@ def test_a_command_line_run_holds_off_api_runs_while_it_works(tmp_path: Path, re
                                                rubric_version=rubric.version, requested_by_name="qa key"))
         seen.append(run.id)
 
-    report = rescore_from_cli(repo, rubric, None, spacy.load(settings.spacy_model), settings=settings,
-                              since=None, until=None, progress=during)
+    report = rescore_now(store=repo, settings=settings, rubric=rubric, policies=None,
+                         nlp=spacy.load(settings.spacy_model), since=None, until=None, progress=during)
     assert report.calls == 1 and len(seen) == 1
     run = repo.get_rescore_run(seen[0])
     assert run.status == "done" and run.summary == report.summary()
@@ -191,7 +192,8 @@ def test_a_command_line_run_stopped_with_ctrl_c_is_failed(tmp_path: Path, redis_
                                                          make_settings: Any) -> None:
     import spacy
 
-    from qa_service.jobs import rescore_from_cli, rescore_lease_key
+    from qa_service.services.rescores import rescore_now
+    from qa_service.worker.lease import rescore_lease_key
 
     settings = make_settings(redis_url=redis_url)
     repo = open_repository(settings.database_url)
@@ -202,8 +204,8 @@ def test_a_command_line_run_stopped_with_ctrl_c_is_failed(tmp_path: Path, redis_
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        rescore_from_cli(repo, rubric, None, spacy.load(settings.spacy_model), settings=settings,
-                         since=None, until=None, progress=interrupt)
+        rescore_now(store=repo, settings=settings, rubric=rubric, policies=None,
+                    nlp=spacy.load(settings.spacy_model), since=None, until=None, progress=interrupt)
     [run] = repo.list_rescore_runs()
     assert run.status == "failed" and run.failure_reason.startswith("stopped before it finished")
     assert repo.storing_rescore_run(rubric.id) is None, "a new run may start"

@@ -16,8 +16,10 @@ import sqlalchemy as sa
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
 
-from qa_service import jobs
+from qa_service import queueing
 from qa_service.storage import tables as t
+from qa_service.worker import jobs, lease, recovery
+from qa_service.worker.context import WorkerContext, activate, current
 from tests.conftest import free_port
 from tests.test_api import POLICIES, RUBRIC, Api, seed_rules, sha
 
@@ -47,9 +49,9 @@ POLICIES_2 = POLICIES.replace('version: "2026-10-01"', 'version: "2026-10-15"').
 def api(make_settings, redis_url, redis_conn):
     a = Api(make_settings(redis_url=redis_url), redis_conn)
     seed_rules(a.repo)
-    jobs.configure(a.settings, a.repo)
+    activate(WorkerContext(settings=a.settings, store=a.repo))
     yield a
-    jobs.configure(a.settings, None)
+    activate(None)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def test_a_run_is_stored_and_its_id_enqueued_by_path(api):
     [job] = api.queue.get_jobs()
     assert api.queue.name == api.settings.queue_name  # the queue calls go on
     assert (job.id, job.args) == (f"rescore-{run_id}", (run_id,))
-    assert job.func_name == "qa_service.jobs.rescore_run"
+    assert job.func_name == "qa_service.worker.jobs.rescore_run"
     assert job.timeout == api.settings.job_timeout_s
 
     got = api.client.get(f"{PATH}/{run_id}", headers=api.h("supervisor"))
@@ -210,11 +212,12 @@ def test_queue_down_keeps_the_run_and_a_worker_queues_it(make_settings, redis_ur
     assert run.status == "queued" and run.id in r.json()["detail"]
 
     up = Api(make_settings(redis_url=redis_url), redis_conn)  # same database, Redis back
-    assert jobs.reconcile_rescores(up.repo, up.queue) == []  # just stored: the API may still enqueue it
+    worker = WorkerContext(settings=up.settings, store=up.repo)
+    assert recovery.reconcile_rescores(worker, up.queue) == []  # just stored: the API may still enqueue it
     age(up, run.id)
-    assert jobs.reconcile_rescores(up.repo, up.queue) == [run.id]
-    assert up.queue.job_ids == [jobs.rescore_job_id(run.id)]
-    assert jobs.reconcile_rescores(up.repo, up.queue) == [], "a second pass finds nothing more to do"
+    assert recovery.reconcile_rescores(worker, up.queue) == [run.id]
+    assert up.queue.job_ids == [queueing.rescore_job_id(run.id)]
+    assert recovery.reconcile_rescores(worker, up.queue) == [], "a second pass finds nothing more to do"
 
 
 # -- the job -------------------------------------------------------------------------------------
@@ -225,24 +228,24 @@ def test_reconcile_fails_running_runs_whose_worker_is_gone(api, redis_conn):
     for name, run_id in runs.items():
         api.repo.start_rescore_run(run_id)
         if name != "just_started":
-            age(api, run_id, jobs.LEASE_TTL_S + 5, column="started_at")
-    job = {name: Job.fetch(jobs.rescore_job_id(run_id), connection=redis_conn)
+            age(api, run_id, lease.LEASE_TTL_S + 5, column="started_at")
+    job = {name: Job.fetch(queueing.rescore_job_id(run_id), connection=redis_conn)
            for name, run_id in runs.items()}
     job["lost"].delete()                          # went with a Redis restart
     job["failed"].set_status(JobStatus.FAILED)    # RQ marked it failed
     job["killed"].set_status(JobStatus.STARTED)   # RQ still thinks it runs; its lease lapsed
     exited = subprocess.Popen(["true"])
     exited.wait()
-    redis_conn.set(jobs.rescore_lease_key(runs["exited"]), f"{socket.gethostname()}|{exited.pid}|x", ex=60)
+    redis_conn.set(lease.rescore_lease_key(runs["exited"]), f"{socket.gethostname()}|{exited.pid}|x", ex=60)
     # A worker elsewhere holds this one; the last was marked running a moment ago.
-    redis_conn.set(jobs.rescore_lease_key(runs["alive"]), f"elsewhere|{os.getpid()}|x", ex=60)
+    redis_conn.set(lease.rescore_lease_key(runs["alive"]), f"elsewhere|{os.getpid()}|x", ex=60)
 
-    assert jobs.reconcile_rescores(api.repo, api.queue) == []
+    assert recovery.reconcile_rescores(current(), api.queue) == []
     for name in ("lost", "failed", "killed", "exited"):
         run = api.repo.get_rescore_run(runs[name])
         assert run.status == "failed" and "stopped before it finished" in run.failure_reason, name
         assert "keep their new version" not in run.failure_reason, "a dry run stored nothing"
-    assert not redis_conn.exists(jobs.rescore_lease_key(runs["exited"]))
+    assert not redis_conn.exists(lease.rescore_lease_key(runs["exited"]))
     for name in ("alive", "just_started"):
         assert api.repo.get_rescore_run(runs[name]).status == "running", name
 
@@ -252,19 +255,19 @@ def test_a_run_holds_a_lease_while_it_works(api, redis_conn, monkeypatch):
     seen = []
 
     def rescore_stored(*args, **kwargs):
-        seen.append(redis_conn.get(jobs.rescore_lease_key(run_id)))
+        seen.append(redis_conn.get(lease.rescore_lease_key(run_id)))
         raise RuntimeError("stop here")
 
     monkeypatch.setattr("qa_service.rescore.rescore_stored", rescore_stored)
     work(api, redis_conn)
     assert seen and seen[0] is not None and socket.gethostname() in seen[0].decode()
-    assert not redis_conn.exists(jobs.rescore_lease_key(run_id)), "released when the job ends"
+    assert not redis_conn.exists(lease.rescore_lease_key(run_id)), "released when the job ends"
     assert api.repo.get_rescore_run(run_id).status == "failed"
 
 
 def test_a_run_under_another_workers_lease_is_left_to_it(api, redis_conn):
     run_id = start(api).json()["id"]
-    held = redis_conn.lock(jobs.rescore_lease_key(run_id), timeout=60)
+    held = redis_conn.lock(lease.rescore_lease_key(run_id), timeout=60)
     assert held.acquire(blocking=False)
     work(api, redis_conn)
     assert api.repo.get_rescore_run(run_id).status == "queued"
@@ -280,7 +283,7 @@ def test_a_run_that_cannot_load_its_rubric_fails_readably(api, redis_conn):
     body = api.client.get(f"{PATH}/{run_id}", headers=api.h()).json()
     assert body["status"] == "failed" and body["finished_at"] is not None and body["summary"] is None
     assert "pass_mark" in body["failure_reason"] and "start a new run" in body["failure_reason"]
-    job = Job.fetch(jobs.rescore_job_id(run_id), connection=redis_conn)
+    job = Job.fetch(queueing.rescore_job_id(run_id), connection=redis_conn)
     assert job.get_status() == JobStatus.FAILED and "pass_mark" in job.latest_result().exc_string
     [row] = [r for r in audit_rows(api) if r["action"] == "rescore"]
     assert row["details"] == f"version=broken failed run={run_id}" and row["key_name"] == "qa key"
@@ -297,7 +300,7 @@ def test_a_leftover_job_does_not_run_a_run_again(api):
 # -- end to end ----------------------------------------------------------------------------------
 
 def test_rescore_through_the_api_flips_a_verdict(api, redis_conn, engines):
-    jobs.configure(api.settings, api.repo, engines=engines)
+    activate(WorkerContext(settings=api.settings, store=api.repo, engines_loaded=engines))
     r = api.client.post("/v1/calls", headers=api.h(), data={
         "agent_id": "agent-sam", "call_date": "2026-10-20", "rubric_id": "harbourline-intake",
         "policy_pack_id": "valdoria-residence", "transcript": CALL})

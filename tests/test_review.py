@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from qa_service.review import (
     Review,
@@ -13,10 +14,10 @@ from qa_service.review import (
     apply_reviews,
     check_review,
     needs_review,
-    review_share,
     rubric_terms,
     sample_fraction,
 )
+from qa_service.settings import Settings
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -174,14 +175,18 @@ def test_every_auto_fail_is_marked_for_review():
     ({}, 0.10), ({"QA_REVIEW_SHARE": "0.25"}, 0.25), ({"QA_REVIEW_SHARE": "5%"}, 0.05),
     ({"QA_REVIEW_SHARE": "0"}, 0.0), ({"QA_REVIEW_SHARE": " "}, 0.10),
 ])
-def test_review_share_setting(env, share):
-    assert review_share(env) == pytest.approx(share)
+def test_review_share_setting(env, share, monkeypatch):
+    monkeypatch.delenv("QA_REVIEW_SHARE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().review_share == pytest.approx(share)
 
 
 @pytest.mark.parametrize("bad", ["ten", "1.5", "-0.1", "150%"])
-def test_bad_review_share_is_a_clear_error(bad):
-    with pytest.raises(ValueError, match="QA_REVIEW_SHARE"):
-        review_share({"QA_REVIEW_SHARE": bad})
+def test_bad_review_share_is_a_clear_error(bad, monkeypatch):
+    monkeypatch.setenv("QA_REVIEW_SHARE", bad)
+    with pytest.raises(ValidationError, match="QA_REVIEW_SHARE"):
+        Settings()
 
 
 # -- storage (SQLite and PostgreSQL) -----------------------------------------------------------
@@ -206,52 +211,48 @@ def stored_call(repo, *, agent: str = "agent-1", day: date = date(2026, 11, 3),
 
 
 def test_reviews_are_stored_in_order_and_kept(repo):
-    from qa_service.storage.review import add_review, call_reviews
 
     cid = stored_call(repo)
-    first = add_review(repo.engine, Review(**{**rv(C, "close", "override_pass").__dict__, "call_id": cid}))
-    second = add_review(repo.engine, Review(**{**rv(C, "close", "restore", 2, who="Ben").__dict__,
+    first = repo.reviews.add(Review(**{**rv(C, "close", "override_pass").__dict__, "call_id": cid}))
+    second = repo.reviews.add(Review(**{**rv(C, "close", "restore", 2, who="Ben").__dict__,
                                                "call_id": cid}))
     assert second.id > first.id > 0
-    got = call_reviews(repo.engine, cid)
+    got = repo.reviews.for_call(cid)
     assert [(r.action, r.reviewer_name, r.reason) for r in got] == [
         ("override_pass", "Ana", "checked the audio"), ("restore", "Ben", "checked the audio")]
     assert got[0].created_at == T0 and got[0].created_at.tzinfo is not None
-    assert call_reviews(repo.engine, stored_call(repo)) == []
+    assert repo.reviews.for_call(stored_call(repo)) == []
 
 
 def test_a_review_of_an_unknown_call_is_not_found(repo):
     from qa_service.errors import NotFound
-    from qa_service.storage.review import add_review
 
     with pytest.raises(NotFound):
-        add_review(repo.engine, Review(**{**rv(V, "x", "dismiss").__dict__, "call_id": str(uuid.uuid4())}))
+        repo.reviews.add(Review(**{**rv(V, "x", "dismiss").__dict__, "call_id": str(uuid.uuid4())}))
 
 
 def test_the_database_refuses_an_empty_reason(repo):
     import sqlalchemy as sa
 
-    from qa_service.storage.review import add_review
 
     cid = stored_call(repo)
     with pytest.raises(sa.exc.IntegrityError):
-        add_review(repo.engine, Review(**{**rv(V, "x", "dismiss", reason="  ").__dict__, "call_id": cid}))
+        repo.reviews.add(Review(**{**rv(V, "x", "dismiss", reason="  ").__dict__, "call_id": cid}))
 
 
 def test_queue_candidates_skip_reviewed_calls_and_filter(repo):
-    from qa_service.storage.review import add_review, queue_candidates, reviewed_call_ids
 
     a1 = stored_call(repo, agent="a", auto_fail=True)
     a2 = stored_call(repo, agent="a", day=date(2026, 11, 20))
     b1 = stored_call(repo, agent="b")
-    add_review(repo.engine, Review(**{**rv(V, "guarantee", "dismiss").__dict__, "call_id": b1}))
-    assert reviewed_call_ids(repo.engine, [a1, a2, b1]) == {b1}
-    everything = {c.call_id: c for c in queue_candidates(repo.engine)}
+    repo.reviews.add(Review(**{**rv(V, "guarantee", "dismiss").__dict__, "call_id": b1}))
+    assert repo.reviews.reviewed_call_ids([a1, a2, b1]) == {b1}
+    everything = {c.call_id: c for c in repo.reviews.queue_candidates()}
     assert set(everything) == {a1, a2}
     assert everything[a1].auto_fail and not everything[a2].auto_fail
-    early = queue_candidates(repo.engine, agent_id="a", date_to=date(2026, 11, 10))
+    early = repo.reviews.queue_candidates(agent_id="a", date_to=date(2026, 11, 10))
     assert [c.call_id for c in early] == [a1]
-    assert [c.call_id for c in queue_candidates(repo.engine, date_from=date(2026, 11, 10))] == [a2]
+    assert [c.call_id for c in repo.reviews.queue_candidates(date_from=date(2026, 11, 10))] == [a2]
 
 
 # -- API ---------------------------------------------------------------------------------------
@@ -377,21 +378,19 @@ def test_review_queue_lists_auto_fails_and_the_sample_until_reviewed(api, monkey
     assert api.client.get("/v1/review-queue?from=2026-10-15", headers=api.h()).json()["count"] == 0
     assert api.client.get("/v1/review-queue", headers=api.h("telephony")).status_code == 403
 
-    monkeypatch.setenv("QA_REVIEW_SHARE", "1")
     from tests.test_api import Api
 
-    everything = Api(api.settings, api.queue.connection)
+    everything = Api(api.settings.model_copy(update={"review_share": 1.0}), api.queue.connection)
     assert set(c["call_id"] for c in everything.client.get(
         "/v1/review-queue", headers=everything.h()).json()["calls"]) == {*fine, checking}
 
 
-def test_a_bad_review_share_stops_start_up(make_settings, monkeypatch):
-    from qa_service.api import create_app
-    from qa_service.errors import ConfigError
+def test_a_bad_review_share_stops_start_up(monkeypatch, capsys):
+    from qa_service.cli import main
 
     monkeypatch.setenv("QA_REVIEW_SHARE", "lots")
-    with pytest.raises(ConfigError, match="QA_REVIEW_SHARE"):
-        create_app(make_settings(), queue=object())
+    assert main(["serve"]) == 2  # stopped before the server starts, naming the setting
+    assert "QA_REVIEW_SHARE" in capsys.readouterr().err
 
 
 # -- the call page -----------------------------------------------------------------------------

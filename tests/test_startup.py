@@ -18,7 +18,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from qa_service.api import create_app
+from qa_service.app import create_app
 from qa_service.errors import ConfigError
 from qa_service.settings import Settings
 from tests.conftest import REPO_ROOT, free_port

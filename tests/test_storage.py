@@ -382,7 +382,7 @@ def test_unknown_database_is_a_config_error():
 
 
 def test_sqlite_readers_do_not_wait_for_a_writer(sqlite_url):
-    from qa_service.storage.sql import writing
+    from qa_service.storage.db import writing
 
     repo = open_repository(sqlite_url)
     call, _ = repo.add_call(new_call())
@@ -409,12 +409,21 @@ class FakeRules:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def test_cli_scorecards_add_versions_per_external_id(repo):
+def test_cli_scorecards_add_versions_per_external_id(repo, make_settings):
+    from qa_service.records import CallMeta
+    from qa_service.services.calls import store_scored_call
+
     rubric, pack = FakeRules("r1", "1", "id: r1\n"), FakeRules("p1", "1", "id: p1\n")
     card = {**scorecard(70.0, True), "call_id": "cli-call-1", "agent_id": "agent-9",
             "call_date": "2026-10-14", "models": {"source": "text"}}
-    first = repo.save_cli_scorecard(card, rubric=rubric, policies=pack)
-    second = repo.save_cli_scorecard({**card, "score": 75.0}, rubric=rubric, policies=pack)
+    meta = CallMeta("cli-call-1", "agent-9", date(2026, 10, 14), "auto")
+
+    def save(card, rubric):
+        return store_scored_call(store=repo, settings=make_settings(), meta=meta, card=card, rubric=rubric,
+                                 policies=pack, input_kind="transcript")
+
+    first = save(card, rubric)
+    second = save({**card, "score": 75.0}, rubric)
     assert (first.call_id, first.version, second.version) == (second.call_id, 1, 2)
     call = repo.get_call(first.call_id)
     assert (call.external_id, call.source, call.input_kind) == ("cli-call-1", "cli", "transcript")
@@ -422,7 +431,7 @@ def test_cli_scorecards_add_versions_per_external_id(repo):
     assert repo.get_rules("rubric", "r1").sha256 == rubric.sha256
     # An edited rubric that kept its version does not stop the scorecard from being stored.
     edited = FakeRules("r1", "1", "id: r1\ntitle: edited\n")
-    third = repo.save_cli_scorecard(card, rubric=edited, policies=pack)
+    third = save(card, edited)
     assert third.version == 3 and repo.get_rules("rubric", "r1").sha256 == rubric.sha256
 
 
@@ -444,8 +453,8 @@ def engine_at_revision(database_url: str, revision: str) -> sa.Engine:
     """An engine on a database migrated only as far as `revision` (to test the migrations after it)."""
     from alembic import command
 
+    from qa_service.storage.db import writing
     from qa_service.storage.migrate import alembic_config
-    from qa_service.storage.sql import writing
 
     engine = make_engine(database_url)
     cfg = alembic_config()
@@ -460,7 +469,7 @@ def test_migration_resolves_storing_rescore_runs_that_overlap(database_url):
     from datetime import UTC, datetime, timedelta
 
     from qa_service.storage import tables as t
-    from qa_service.storage.sql import writing
+    from qa_service.storage.db import writing
 
     engine = engine_at_revision(database_url, "0004")
     start = datetime(2026, 11, 30, tzinfo=UTC)

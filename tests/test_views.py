@@ -17,11 +17,11 @@ from datetime import date
 import pytest
 from fastapi.testclient import TestClient
 
-from qa_service.api import create_app
+from qa_service.app import create_app
 from qa_service.auth import create_key
 from qa_service.settings import Settings
 from qa_service.storage.repository import NewCall
-from qa_service.storage.views import Filters, Views
+from qa_service.storage.views import Filters
 
 RUBRIC_YAML = "id: intake\nversion: '1'\ntitle: Intake\npass_mark: 70\ncriteria: []\n"
 CHAT_RUBRIC_YAML = "id: chat-intake\nversion: '1'\ntitle: Chat intake\npass_mark: 70\ncriteria: []\n"
@@ -224,7 +224,7 @@ def stored(db_url):
 @pytest.fixture
 def seeded(stored):
     repo, ids = stored
-    return Views(repo.engine), ids, repo
+    return repo.views, ids, repo
 
 
 def test_totals_use_only_the_latest_version(seeded):

@@ -15,12 +15,7 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from qa_service.api import create_app
-from qa_service.api.metrics import collect
-from qa_service.auth import create_key
-from qa_service.settings import Settings
-from qa_service.web import callview, charts
-from qa_service.web.session import (
+from qa_service.access.session import (
     COOKIE_NAME,
     SIGN_IN_COOKIE,
     make_token,
@@ -28,6 +23,11 @@ from qa_service.web.session import (
     read_token,
     session_secret,
 )
+from qa_service.api.metrics import collect
+from qa_service.app import create_app
+from qa_service.auth import create_key
+from qa_service.settings import Settings
+from qa_service.web import callview, charts
 from tests.test_views import EVIDENCE_SEGMENT, RAW_NAME, seed_calls, silent_wav
 
 
@@ -263,10 +263,9 @@ def test_sessions_are_kept_by_hash_and_end_on_sign_out_or_expiry(database_url):
 
     import sqlalchemy as sa
 
+    from qa_service.access.session import new_session_id
     from qa_service.storage import open_repository
     from qa_service.storage import tables as t
-    from qa_service.storage.sessions import end_session, session_is_live, start_session
-    from qa_service.web.session import new_session_id
 
     repo = open_repository(database_url)
     create_key(repo, "qa", "one")
@@ -274,18 +273,18 @@ def test_sessions_are_kept_by_hash_and_end_on_sign_out_or_expiry(database_url):
     one, two = (k.id for k in repo.list_keys())
     now = datetime(2026, 12, 1, 9, tzinfo=UTC)
     live, old = new_session_id(), new_session_id()
-    start_session(repo.engine, old, one, 60, now=now - timedelta(hours=1))
-    start_session(repo.engine, live, one, 3600, now=now)
-    assert session_is_live(repo.engine, live, one, now=now + timedelta(minutes=59))
-    assert not session_is_live(repo.engine, live, one, now=now + timedelta(hours=1))  # expired
-    assert not session_is_live(repo.engine, live, two, now=now)  # another key's
-    assert not session_is_live(repo.engine, old, one, now=now)
+    repo.sessions.start(old, one, 60, now=now - timedelta(hours=1))
+    repo.sessions.start(live, one, 3600, now=now)
+    assert repo.sessions.is_live(live, one, now=now + timedelta(minutes=59))
+    assert not repo.sessions.is_live(live, one, now=now + timedelta(hours=1))  # expired
+    assert not repo.sessions.is_live(live, two, now=now)  # another key's
+    assert not repo.sessions.is_live(old, one, now=now)
     with repo.engine.connect() as conn:
         stored = conn.execute(sa.select(t.web_sessions.c.id)).scalars().all()
     assert len(stored) == 1 and live not in stored[0]  # the expired one was cleared; no id in clear
-    end_session(repo.engine, live)
-    end_session(repo.engine, live)  # twice is no error
-    assert not session_is_live(repo.engine, live, one, now=now)
+    repo.sessions.end(live)
+    repo.sessions.end(live)  # twice is no error
+    assert not repo.sessions.is_live(live, one, now=now)
     repo.dispose()
 
 
@@ -542,7 +541,7 @@ def test_metrics_queue_depth_from_redis(site, redis_conn):
 
     queue = Queue("calls", connection=redis_conn)
     for _ in range(3):
-        queue.enqueue("qa_service.jobs.process_call", "00000000-0000-0000-0000-000000000000")
+        queue.enqueue("qa_service.worker.jobs.process_call", "00000000-0000-0000-0000-000000000000")
     text = collect(site.repo, queue)
     assert "qa_queue_up 1" in text
     assert 'qa_queue_jobs{queue="calls",state="queued"} 3' in text

@@ -6,11 +6,7 @@ they compute nothing themselves.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -20,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qa_service.api.deps import ReadScoresKey, RepoDep, SettingsDep
 from qa_service.api.schemas import Error
 from qa_service.errors import InputError, NotFound
-from qa_service.storage.inputs import call_dir
-from qa_service.storage.repository import Repository
+from qa_service.services.exports import AUDIO_TYPES, CSV_MEDIA_TYPE, attachment, csv_rows, redacted_audio
 from qa_service.storage.views import (
     MAX_PAGE_SIZE,
     AgentReport,
@@ -42,10 +37,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Error, "description": "A query parameter is invalid"},
 }
 
-# Redacted audio a worker may leave beside a call's input; the browser plays these natively.
-AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".opus": "audio/ogg",
-               ".flac": "audio/flac", ".m4a": "audio/mp4", ".webm": "audio/webm"}
-
 CallStatus = Literal["queued", "processing", "done", "failed"]
 DateFrom = Annotated[date | None, Query(alias="from", description="First call date, inclusive")]
 DateTo = Annotated[date | None, Query(alias="to", description="Last call date, inclusive")]
@@ -54,14 +45,6 @@ ViolationQ = Annotated[str | None, Query(max_length=200, description="Only calls
 RubricQ = Annotated[str | None, Query(max_length=100, description="Only calls scored with this rubric")]
 PageQ = Annotated[int, Query(ge=1)]
 PageSizeQ = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-
-
-def views_of(repo: Repository) -> Views:
-    """Read-side views over the repository's database."""
-    engine = getattr(repo, "engine", None)
-    if engine is None:
-        raise TypeError("supervisor views need the SQL repository")
-    return Views(engine)
 
 
 def check_range(date_from: date | None, date_to: date | None) -> None:
@@ -222,7 +205,7 @@ def list_agents(repo: RepoDep, _key: ReadScoresKey, date_from: DateFrom = None,
                 date_to: DateTo = None) -> AgentList:
     """Every agent with scored calls in the range: calls, mean score, pass rate, auto-fails, violations."""
     check_range(date_from, date_to)
-    rows = views_of(repo).agents(Filters(date_from=date_from, date_to=date_to))
+    rows = repo.views.agents(Filters(date_from=date_from, date_to=date_to))
     return AgentList(date_from=date_from, date_to=date_to,
                      agents=[AgentOut.of(a.agent_id, a.totals) for a in rows])
 
@@ -237,7 +220,7 @@ def agent_summary(agent_id: str, repo: RepoDep, _key: ReadScoresKey, date_from: 
     check_range(date_from, date_to)
     filters = Filters(date_from=date_from, date_to=date_to, rubric_id=rubric_id, verdict=verdict,
                       violation=violation)
-    return AgentSummaryOut.of(views_of(repo).agent_report(agent_id, filters, page, page_size))
+    return AgentSummaryOut.of(repo.views.agent_report(agent_id, filters, page, page_size))
 
 
 _CSV: dict[int | str, dict[str, Any]] = {
@@ -253,7 +236,7 @@ def agent_scorecards_csv(agent_id: str, repo: RepoDep, _key: ReadScoresKey, date
     check_range(date_from, date_to)
     filters = Filters(agent_id=agent_id, date_from=date_from, date_to=date_to, rubric_id=rubric_id,
                       verdict=verdict, violation=violation)
-    return csv_response(views_of(repo), filters, f"{_safe_name(agent_id)}-scorecards.csv")
+    return _csv(repo.views, filters, f"{_safe_name(agent_id)}-scorecards.csv")
 
 
 @router.get("/v1/calls", response_model=CallPage, tags=["calls"], responses={**_ERRORS, **_CSV})
@@ -268,9 +251,9 @@ def list_calls(repo: RepoDep, _key: ReadScoresKey,
     check_range(date_from, date_to)
     filters = Filters(agent_id=agent_id, date_from=date_from, date_to=date_to, verdict=verdict,
                       violation=violation, status=status, rubric_id=rubric_id)
-    views = views_of(repo)
+    views = repo.views
     if format == "csv":
-        return csv_response(views, filters, "scorecards.csv")
+        return _csv(views, filters, "scorecards.csv")
     result = views.calls(filters, page, page_size)
     return CallPage(page=result.page, page_size=result.page_size, total=result.total, pages=result.pages,
                     items=[CallItem.of(c) for c in result.items])
@@ -287,62 +270,9 @@ def call_audio(call_id: str, repo: RepoDep, settings: SettingsDep, _key: ReadSco
     return FileResponse(path, media_type=AUDIO_TYPES[path.suffix.lower()])
 
 
-def redacted_audio(storage_dir: Path, call_id: str) -> Path | None:
-    """`<storage>/<call id>/redacted.<ext>` when it exists; None otherwise."""
-    try:
-        folder = call_dir(storage_dir, call_id)
-    except ValueError:
-        return None
-    for suffix in AUDIO_TYPES:
-        path = folder / f"redacted{suffix}"
-        if path.is_file():
-            return path
-    return None
-
-
-# -- CSV ---------------------------------------------------------------------------------------
-
-CSV_COLUMNS = ("call_id", "external_id", "agent_id", "call_date", "rubric_id", "rubric_version",
-               "scorecard_version", "score", "passed", "auto_fail", "prohibited", "outdated_policy",
-               "violation_ids", "failed_criteria")
-
-
-def csv_response(views: Views, filters: Filters, filename: str) -> StreamingResponse:
-    """Stream the filtered latest scorecards as CSV rows."""
-    return StreamingResponse(_csv_rows(views, filters), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-def _csv_rows(views: Views, filters: Filters) -> Iterator[str]:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-
-    def flush() -> str:
-        text = buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
-        return text
-
-    writer.writerow(CSV_COLUMNS)
-    yield flush()
-    for row, data in views.scorecards(filters):
-        violations = data.get("violations") or []
-        kinds = [v.get("kind") for v in violations]
-        failed = [str(c.get("id")) for c in data.get("criteria") or []
-                  if c.get("applicable", True) and not c.get("passed")]
-        writer.writerow([
-            row.call_id, _cell(row.external_id or ""), _cell(row.agent_id), row.call_date.isoformat(),
-            _cell(row.rubric_id), _cell(row.rubric_version), row.version, row.score,
-            "true" if row.passed else "false", "true" if row.auto_fail else "false",
-            kinds.count("prohibited"), kinds.count("outdated_policy"),
-            _cell(";".join(str(v.get("id")) for v in violations)), _cell(";".join(failed)),
-        ])
-        yield flush()
-
-
-def _cell(value: str) -> str:
-    # A spreadsheet runs cells starting with these as formulas; a leading quote keeps them text.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+def _csv(views: Views, filters: Filters, filename: str) -> StreamingResponse:
+    return StreamingResponse(csv_rows(views, filters), media_type=CSV_MEDIA_TYPE,
+                             headers=attachment(filename))
 
 
 def _safe_name(value: str) -> str:

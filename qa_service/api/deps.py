@@ -1,21 +1,26 @@
-"""Request dependencies: the repository, queue and settings of the app, and API-key roles."""
+"""Request dependencies: the repository, queue and settings of the app, and the keys routes accept."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from qa_service.api.ratelimit import limit_rate, limit_sign_in
-from qa_service.auth import presented, require_role, verify_key
+from qa_service.access.keys import (
+    MANAGE_KEYS,
+    MANAGE_RULES,
+    READ_CALL,
+    READ_RESCORES,
+    READ_RULES,
+    READ_SCORES,
+    RETRY,
+    START_RESCORE,
+    SUBMIT,
+    requires,
+)
+from qa_service.services.reviews import REVIEW
 from qa_service.settings import Settings
 from qa_service.storage.repository import Repository, StoredKey
-
-_bearer = HTTPBearer(auto_error=False, description="An API key made with `qa-service keys create`")
-# Where a handler that takes a key from a form leaves it (as `auth.Presented`) for the audit trail,
-# which sees the bearer header itself but never a body.
-PRESENTED_STATE = "presented_key"
 
 
 # The app-state lookups are coroutines so that FastAPI runs them on the event loop: a plain function
@@ -35,38 +40,9 @@ async def get_queue(request: Request) -> Any:
     return request.app.state.queue
 
 
-def requires(*roles: str) -> Any:
-    """A dependency that lets through keys with one of these roles (or admin): 401 / 403 / 429 otherwise."""
-
-    def check(request: Request,
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> StoredKey:
-        key = credentials.credentials if credentials is not None else None
-        return require_role(limit_rate(request, verify_key(request.app.state.repo, key)), roles)
-
-    return Depends(check)
-
-
-def sign_in_attempt(request: Request, api_key: str) -> None:
-    """Before a pasted key is checked: count the sign-in attempt against the client address (429 beyond
-    QA_SIGN_IN_PER_MINUTE) and note the key's prefix for the audit trail."""
-    setattr(request.state, PRESENTED_STATE, presented(api_key))
-    limit_sign_in(request)
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RepoDep = Annotated[Repository, Depends(get_repo)]
 QueueDep = Annotated[Any, Depends(get_queue)]
-
-# Who may do what; admin may do everything.
-SUBMIT = ("qa", "telephony")
-READ_CALL = ("qa", "telephony", "supervisor")
-READ_SCORES = ("qa", "supervisor")
-MANAGE_RULES = ("qa",)
-READ_RULES = ("qa", "telephony", "supervisor")
-RETRY = ("qa",)
-START_RESCORE = ("qa",)
-READ_RESCORES = ("qa", "supervisor")
-MANAGE_KEYS: tuple[str, ...] = ()  # no role but admin: list, create and revoke keys, read the audit log
 
 SubmitKey = Annotated[StoredKey, requires(*SUBMIT)]
 ReadCallKey = Annotated[StoredKey, requires(*READ_CALL)]
@@ -76,4 +52,5 @@ ReadRulesKey = Annotated[StoredKey, requires(*READ_RULES)]
 RetryKey = Annotated[StoredKey, requires(*RETRY)]
 StartRescoreKey = Annotated[StoredKey, requires(*START_RESCORE)]
 ReadRescoresKey = Annotated[StoredKey, requires(*READ_RESCORES)]
+ReviewKey = Annotated[StoredKey, requires(*REVIEW)]
 AdminKey = Annotated[StoredKey, requires(*MANAGE_KEYS)]

@@ -1,6 +1,6 @@
 """Admin routes for API keys: list, create (the key is shown once), revoke.
 
-Every call is written to the audit log by the audit trail (`api/review.py`), naming the admin's key
+Every call is written to the audit log by the audit trail (`access/audit.py`), naming the admin's key
 and the key acted on. A key revoked here stops working at once in this process and within
 `auth.KEY_CACHE_TTL_S` in the others.
 """

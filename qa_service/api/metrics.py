@@ -17,7 +17,6 @@ from fastapi.responses import PlainTextResponse
 from qa_service import __version__
 from qa_service.observe import stage_totals
 from qa_service.storage.repository import CALL_STATUSES
-from qa_service.storage.views import Views
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -70,7 +69,7 @@ def collect(repo: Any, queue: Any) -> str:
 
     database_up = 1
     try:
-        counts = Views(repo.engine).counts()
+        counts = repo.views.counts()
     except Exception as exc:  # a scrape must answer even when the database is away
         log.warning("metrics: database unreachable (%s)", type(exc).__name__)
         database_up, counts = 0, None

@@ -1,7 +1,7 @@
 """Rescore runs: rescore stored calls with stored rules from the API, and read the impact.
 
 A run is stored and its id enqueued; a worker rescores the stored (redacted) transcripts with the
-spaCy pipeline it already holds and stores the impact summary on the run (`jobs.rescore_run`).
+spaCy pipeline it already holds and stores the impact summary on the run (`worker.jobs.rescore_run`).
 The API process never scores anything: it checks that the rules are stored, stores, enqueues,
 and reads runs back.
 """
@@ -9,7 +9,6 @@ and reads runs back.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,11 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qa_service.api.deps import QueueDep, ReadRescoresKey, RepoDep, SettingsDep, StartRescoreKey
 from qa_service.api.policy import OutdatedMention
-from qa_service.api.routes import QueueUnavailable, stored_rules
 from qa_service.api.schemas import Error, RulesRefOut
-from qa_service.errors import Conflict
-from qa_service.jobs import enqueue_rescore
-from qa_service.storage.repository import NewRescoreRun, RescoreOverlap, StoredRescoreRun
+from qa_service.services import rescores
+from qa_service.storage.repository import StoredRescoreRun
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["rescores"])
@@ -155,26 +152,11 @@ def start_rescore(body: RescoreIn, repo: RepoDep, queue: QueueDep, settings: Set
     Nothing is transcribed again; each call gets a new scorecard version (unless `dry_run`), and
     `GET /v1/rescores/{id}` reports the impact when the run is done.
     """
-    stored_rules(repo, "rubric", body.rubric_id, body.rubric_version)
-    if body.policy_pack_id is not None and body.policy_pack_version is not None:
-        stored_rules(repo, "policy_pack", body.policy_pack_id, body.policy_pack_version)
-    try:
-        run = repo.add_rescore_run(NewRescoreRun(
-            id=str(uuid.uuid4()), rubric_id=body.rubric_id, rubric_version=body.rubric_version,
-            policy_pack_id=body.policy_pack_id, policy_pack_version=body.policy_pack_version,
-            since=body.since, until=body.until, dry_run=body.dry_run,
-            requested_by_key_id=key.id, requested_by_name=key.name,
-        ))
-    except RescoreOverlap as exc:
-        raise Conflict(f"{exc}; start this run when it is done (GET /v1/rescores/{exc.other.id}); "
-                       "dry runs may run beside it") from None
-    try:
-        enqueue_rescore(queue, run.id, timeout=settings.job_timeout_s)
-    except Exception as exc:  # redis-py raises several types; all mean "not queued"
-        log.error("could not enqueue rescore run %s: %s", run.id, type(exc).__name__)
-        raise QueueUnavailable(
-            f"the rescore run is stored as {run.id} but the queue is unavailable; a worker queues it "
-            f"when it starts (GET /v1/rescores/{run.id})") from None
+    run = rescores.start_rescore(store=repo, settings=settings, queue=queue, key=key,
+                                 rubric_id=body.rubric_id,
+                                 rubric_version=body.rubric_version, policy_pack_id=body.policy_pack_id,
+                                 policy_pack_version=body.policy_pack_version, since=body.since,
+                                 until=body.until, dry_run=body.dry_run)
     response.headers["Location"] = f"/v1/rescores/{run.id}"
     return RescoreAccepted(id=run.id, status=run.status)
 

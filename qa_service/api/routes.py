@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
-import uuid
-from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, BinaryIO, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -29,7 +27,6 @@ from qa_service.api.deps import (
     SettingsDep,
     SubmitKey,
 )
-from qa_service.api.rulecheck import check_rules, upload_name
 from qa_service.api.schemas import (
     AgentScorecards,
     Aggregate,
@@ -41,13 +38,13 @@ from qa_service.api.schemas import (
     RulesOut,
     ScorecardSummary,
 )
-from qa_service.errors import Conflict, InputError, NotFound, QAServiceError, TransientError
-from qa_service.intake import read_transcript
-from qa_service.jobs import enqueue_call, retry_failed_call
-from qa_service.rules.load import parse_yaml
+from qa_service.errors import InputError, NotFound, QAServiceError
+from qa_service.services import calls
+from qa_service.services.calls import CallInput, CallRequest, Submitted, may_read, transcript_too_large
+from qa_service.services.rules import add_rules, rules_path
 from qa_service.settings import Settings
-from qa_service.storage.inputs import InputTooLarge, input_suffix, remove_input, write_input
-from qa_service.storage.repository import NewCall, Repository, RulesKind, StoredCall, StoredKey, StoredRules
+from qa_service.storage.inputs import InputTooLarge
+from qa_service.storage.repository import Repository, RulesKind
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -61,14 +58,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 class BadRequest(InputError):
     """A request that is malformed in a way that is not a field validation error (HTTP 400)."""
-
-
-class UnknownRules(InputError):
-    """The call names a rubric or policy pack that is not stored (HTTP 422)."""
-
-
-class QueueUnavailable(TransientError):
-    """Redis refused the job; the call is stored and will be enqueued again later."""
 
 
 # -- health ------------------------------------------------------------------------------------
@@ -94,31 +83,6 @@ def healthz(repo: RepoDep, queue: QueueDep, response: Response) -> Health:
 
 # -- calls -------------------------------------------------------------------------------------
 
-# Roles that read every call. A key of another role (telephony) reads the calls it uploaded, and a
-# call_id it sends again that another client used first is answered without that call's id.
-READS_EVERY_CALL = ("admin", "qa", "supervisor")
-
-
-class CallIdTaken(Conflict):
-    """A call_id another client used first (HTTP 409); the answer does not say which call has it."""
-
-
-def may_read(key: StoredKey, call: StoredCall) -> bool:
-    """Whether a key may read a call: its role reads every call, or the key uploaded the call."""
-    return key.role in READS_EVERY_CALL or (call.submitted_by_key_id is not None
-                                            and call.submitted_by_key_id == key.id)
-
-
-@dataclass(frozen=True)
-class _Input:
-    """The audio or transcript part of an upload, still in the parser's spooled file."""
-
-    kind: Literal["audio", "transcript"]
-    source: BinaryIO
-    filename: str | None
-    size: int | None
-
-
 @router.post(
     "/v1/calls", status_code=202, response_model=CallAccepted, tags=["calls"],
     openapi_extra=CallForm.openapi(),
@@ -138,9 +102,15 @@ async def submit_call(request: Request, settings: SettingsDep, repo: RepoDep, qu
     try:
         fields = _call_fields(form)
         upload = _call_input(form)
-        accepted: CallAccepted = await run_in_threadpool(
-            _store_call, fields, upload, key, settings, repo, queue, response)
-        return accepted
+        request_ = CallRequest(
+            external_id=fields.call_id, agent_id=fields.agent_id, call_date=fields.call_date,
+            rubric_id=fields.rubric_id, rubric_version=fields.rubric_version,
+            policy_pack_id=fields.policy_pack_id, policy_pack_version=fields.policy_pack_version,
+            channels=fields.channels, source="upload", submitted_by_key_id=key.id)
+        submitted = await run_in_threadpool(lambda: calls.submit_call(
+            store=repo, settings=settings, queue=queue, request=request_, upload=upload,
+            visible=lambda call: may_read(key, call)))
+        return accepted(submitted, response)
     finally:
         await form.close()
 
@@ -152,13 +122,8 @@ async def _read_form(request: Request, settings: Settings) -> FormData:
     except StarletteHTTPException as exc:
         # Starlette answers a field over max_part_size with a 400 in these words: it is a size limit.
         if exc.status_code == 400 and "exceeded maximum size" in str(exc.detail):
-            raise InputTooLarge(_transcript_too_large(settings)) from None
+            raise InputTooLarge(transcript_too_large(settings)) from None
         raise
-
-
-def _transcript_too_large(settings: Settings) -> str:
-    return (f"the transcript is larger than the limit of {settings.max_transcript_bytes} bytes "
-            "(QA_MAX_TRANSCRIPT_BYTES); split the conversation, or send the recording")
 
 
 def _call_fields(form: FormData) -> CallForm:
@@ -172,7 +137,7 @@ def _call_fields(form: FormData) -> CallForm:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
-def _call_input(form: FormData) -> _Input:
+def _call_input(form: FormData) -> CallInput:
     """The one audio or transcript part of an upload; 400 for none or both, 422 for audio sent as text."""
     audio, transcript = form.get("audio"), form.get("transcript")
     if isinstance(audio, str):
@@ -188,95 +153,19 @@ def _call_input(form: FormData) -> _Input:
         raise BadRequest("send an audio file (field 'audio') or a transcript (field 'transcript')")
     if isinstance(transcript, str):
         text = transcript.encode("utf-8")
-        return _Input("transcript", io.BytesIO(text), None, len(text))
+        return CallInput("transcript", io.BytesIO(text), None, len(text))
     part = audio if audio is not None else transcript
     assert isinstance(part, UploadFile)
-    return _Input("audio" if audio is not None else "transcript", part.file, part.filename, part.size)
+    return CallInput("audio" if audio is not None else "transcript", part.file, part.filename, part.size)
 
 
-def _store_call(fields: CallForm, upload: _Input, key: StoredKey, settings: Settings, repo: Repository,
-                queue: Any, response: Response) -> CallAccepted:
-    """Store the input and the call row, then queue it (runs in the thread pool: files and database)."""
-    limit = settings.max_upload_bytes
-    if upload.kind == "transcript":
-        limit = settings.max_transcript_bytes
-        if upload.size is not None and upload.size > limit:
-            raise InputTooLarge(_transcript_too_large(settings))
-    if fields.call_id is not None:
-        existing = repo.find_call(fields.call_id)
-        if existing is not None:
-            return _existing(existing, queue, settings, response, visible=may_read(key, existing))
-    rubric = stored_rules(repo, "rubric", fields.rubric_id, fields.rubric_version)
-    policies = stored_rules(repo, "policy_pack", fields.policy_pack_id, fields.policy_pack_version)
-
-    new_id = str(uuid.uuid4())
-    suffix = input_suffix(upload.filename, upload.kind)
-    path = write_input(settings.storage_dir, new_id, upload.source, suffix, limit)
-    try:
-        if upload.kind == "transcript":
-            # Junk text is refused now, while the caller is still listening, not later by the worker.
-            read_transcript(path, max_bytes=limit)
-        call, created = repo.add_call(NewCall(
-            id=new_id, external_id=fields.call_id, agent_id=fields.agent_id, call_date=fields.call_date,
-            rubric_id=rubric.id, rubric_version=rubric.version, policy_pack_id=policies.id,
-            policy_pack_version=policies.version, channels=fields.channels, source="upload",
-            input_kind=upload.kind, input_path=str(path), submitted_by_key_id=key.id,
-        ))
-    except BaseException:
-        remove_input(settings.storage_dir, new_id)
-        raise
-    if not created:  # the same call_id raced in from another request
-        remove_input(settings.storage_dir, new_id)
-        return _existing(call, queue, settings, response, visible=may_read(key, call))
-    _enqueue(queue, call.id, settings)
+def accepted(submitted: Submitted, response: Response) -> CallAccepted:
+    """The answer to a submission: 202 for a new call, 200 for one submitted before; where to find it."""
+    call = submitted.call
+    if not submitted.created:
+        response.status_code = 200
     response.headers["Location"] = f"/v1/calls/{call.id}"
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
-
-
-def stored_rules(repo: Repository, kind: RulesKind, rules_id: str, version: str | None) -> Any:
-    """The stored rules of this id and version (None: newest), or UnknownRules (422) naming the upload."""
-    try:
-        return repo.get_rules(kind, rules_id, version)
-    except NotFound as exc:
-        raise UnknownRules(f"{exc}; upload it first (POST /v1/{_rules_path(kind)})") from None
-
-
-def _rules_path(kind: RulesKind) -> str:
-    return "rubrics" if kind == "rubric" else "policy-packs"
-
-
-def _existing(call: StoredCall, queue: Any, settings: Settings, response: Response, *,
-              visible: bool) -> CallAccepted:
-    """Answer a repeated submission with the call already stored, making sure it is not stranded.
-
-    A sender that may not see the stored call (`visible` false: another client used the id first)
-    gets 409 without the call's id or status.
-    """
-    if not visible:
-        raise CallIdTaken("this call id was used by another client first; send the call with an id of yours")
-    if call.status == "queued":
-        from rq.job import Job
-
-        try:
-            if not Job.exists(call.id, connection=queue.connection):
-                _enqueue(queue, call.id, settings)
-        except QueueUnavailable:
-            raise
-        except Exception:  # a Redis hiccup here must not hide the stored call from the caller
-            log.warning("could not check the queue for call %s", call.id)
-    response.status_code = 200
-    response.headers["Location"] = f"/v1/calls/{call.id}"
-    return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
-
-
-def _enqueue(queue: Any, call_id: str, settings: Settings) -> None:
-    try:
-        enqueue_call(queue, call_id, timeout=settings.job_timeout_s)
-    except Exception as exc:  # redis-py raises several types; all mean "not queued"
-        log.error("could not enqueue call %s: %s", call_id, type(exc).__name__)
-        raise QueueUnavailable(
-            f"the call is stored as {call_id} but the queue is unavailable; resend the request with the "
-            "same call_id, or it will be queued when a worker starts") from None
 
 
 @router.get("/v1/calls/{call_id}", response_model=CallOut, tags=["calls"],
@@ -319,8 +208,7 @@ def get_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey,
 def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsDep,
                _key: RetryKey) -> CallAccepted:
     """Queue a failed call again (its input must still be stored)."""
-    call = retry_failed_call(repo, call_id)
-    _enqueue(queue, call.id, settings)
+    call = calls.retry_call(store=repo, settings=settings, queue=queue, call_id=call_id)
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
 
 
@@ -360,36 +248,11 @@ async def _put_rules(kind: RulesKind, request: Request, repo: Repository, respon
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
-    known = await run_in_threadpool(_known_rules, repo, kind, text)
-    if known is not None:
-        response.status_code = 200
-        return RulesOut.of(known, created=False)
-    checked = await run_in_threadpool(check_rules, kind, text)
-    stored, created = await run_in_threadpool(repo.put_rules, kind, checked.id, checked.version,
-                                              checked.sha256, text)
+    stored, created = await run_in_threadpool(lambda: add_rules(store=repo, kind=kind, text=text))
     response.status_code = 201 if created else 200
-    response.headers["Location"] = f"/v1/{_rules_path(kind)}/{stored.id}/{stored.version}"
+    if created:
+        response.headers["Location"] = f"/v1/{rules_path(kind)}/{stored.id}/{stored.version}"
     return RulesOut.of(stored, created)
-
-
-def _known_rules(repo: Repository, kind: RulesKind, text: str) -> StoredRules | None:
-    """Answer repeats and version clashes without starting the checker process."""
-    import hashlib
-
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    for stored in repo.list_rules(kind):
-        if stored.sha256 == digest:
-            return stored
-    # YAML that cannot be read (too deeply nested, an impossible date, ...) is refused here with its line.
-    doc, _ = parse_yaml(text, upload_name(kind))
-    if isinstance(doc, dict) and isinstance(doc.get("id"), str) and isinstance(doc.get("version"), str):
-        try:
-            repo.get_rules(kind, doc["id"], doc["version"])
-        except NotFound:
-            return None
-        # Stored under this id and version with another sha256: put_rules says so with a 409.
-        repo.put_rules(kind, doc["id"], doc["version"], digest, text)
-    return None
 
 
 _RULES_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -15,18 +15,18 @@ import hashlib
 import hmac
 import logging
 import re
-import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from qa_service.api.deps import QueueDep, RepoDep, SettingsDep
+from qa_service.api.routes import accepted
 from qa_service.api.schemas import CallAccepted, Error, TelephonyEvent, message_of
 from qa_service.errors import AuthError, InputError, TransientError
+from qa_service.services.calls import CallRequest, submit_call
 from qa_service.storage.fetch import check_url
-from qa_service.storage.repository import NewCall
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -58,8 +58,6 @@ async def telephony(request: Request, repo: RepoDep, queue: QueueDep, settings: 
                     response: Response,
                     x_signature: Annotated[str | None, Header()] = None) -> CallAccepted:
     """Register a finished call from a telephony system; its recording is fetched by the worker."""
-    from qa_service.api import routes
-
     if not settings.webhook_secret:
         raise TransientError("telephony webhooks are not configured (set QA_WEBHOOK_SECRET)")
     signature = (x_signature or "").strip().lower()
@@ -78,24 +76,12 @@ async def telephony(request: Request, repo: RepoDep, queue: QueueDep, settings: 
     check_url(event.recording_url, allow_private=settings.allow_private_urls, resolve=False)
 
     # Every webhook is signed with the one shared secret: one client, which learns only of its own calls.
-    def register() -> CallAccepted:
-        existing = repo.find_call(event.external_call_id)
-        if existing is not None:
-            return routes._existing(existing, queue, settings, response, visible=existing.source == "webhook")
-        rubric = routes.stored_rules(repo, "rubric", event.rubric_id, event.rubric_version)
-        policies = routes.stored_rules(repo, "policy_pack", event.policy_pack_id,
-                                          event.policy_pack_version)
-        call, created = repo.add_call(NewCall(
-            id=str(uuid.uuid4()), external_id=event.external_call_id, agent_id=event.agent_id,
-            call_date=event.start_time.date(), rubric_id=rubric.id, rubric_version=rubric.version,
-            policy_pack_id=policies.id, policy_pack_version=policies.version, channels=event.channels,
-            source="webhook", input_kind="audio", input_url=event.recording_url,
-        ))
-        if not created:
-            return routes._existing(call, queue, settings, response, visible=call.source == "webhook")
-        routes._enqueue(queue, call.id, settings)
-        response.headers["Location"] = f"/v1/calls/{call.id}"
-        return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
-
-    accepted: Any = await run_in_threadpool(register)
-    return accepted  # type: ignore[no-any-return]
+    request_ = CallRequest(
+        external_id=event.external_call_id, agent_id=event.agent_id, call_date=event.start_time.date(),
+        rubric_id=event.rubric_id, rubric_version=event.rubric_version, policy_pack_id=event.policy_pack_id,
+        policy_pack_version=event.policy_pack_version, channels=event.channels, source="webhook",
+        input_url=event.recording_url, input_kind="audio")
+    submitted = await run_in_threadpool(lambda: submit_call(
+        store=repo, settings=settings, queue=queue, request=request_,
+        visible=lambda call: call.source == "webhook"))
+    return accepted(submitted, response)

@@ -1,4 +1,7 @@
-"""Storage: a small repository protocol (`repository`), its SQL implementation (`sql`), and migrations."""
+"""Storage: the protocols by aggregate and the one storage object (`repository`), its SQL
+implementation (`sql`, with a module per aggregate: `calls`, `scorecards`, `rules`, `rescore_runs`,
+`keys`, `review` for reviews and the audit log, `sessions`, `views`), an in-memory twin (`memory`),
+migrations, and call inputs on disk (`inputs`, `fetch`). The SQL engine never leaves this package."""
 
 from qa_service.storage.repository import (
     AgentSummary,

@@ -11,6 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+from qa_service.storage.db import writing
+
 HERE = Path(__file__).resolve().parent
 # Any fixed number works; it only has to be the same in every process that migrates this database.
 _PG_LOCK_KEY = 0x51A5E1
@@ -47,8 +49,6 @@ def upgrade(engine: Engine) -> None:
     if current_revision(engine) == head_revision():
         return
     cfg = alembic_config()
-    from qa_service.storage.sql import writing
-
     with writing(engine) as conn:
         if conn.dialect.name == "postgresql":
             # The API and workers may start together: let one migrate while the others wait.

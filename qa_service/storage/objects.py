@@ -26,7 +26,6 @@ second net.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -118,10 +117,11 @@ class InputStore(Protocol):
 
 
 class StoreSettings(Protocol):
-    """The two settings the factory reads (qa_service.settings.Settings has them)."""
+    """The settings the factory reads (qa_service.settings.Settings has them)."""
 
     storage_dir: Path
     storage_url: str | None
+    storage_endpoint: str | None
 
 
 def input_store(settings: StoreSettings) -> InputStore:
@@ -130,7 +130,7 @@ def input_store(settings: StoreSettings) -> InputStore:
         return LocalFolderStore(settings.storage_dir)
     bucket, prefix = parse_storage_url(settings.storage_url)
     # Workers still need a local folder: the decoder reads files, so a run's copy is made there.
-    return S3Store(bucket, prefix, scratch_dir=settings.storage_dir)
+    return S3Store(bucket, prefix, scratch_dir=settings.storage_dir, endpoint=settings.storage_endpoint)
 
 
 def parse_storage_url(url: str) -> tuple[str, str]:
@@ -258,8 +258,10 @@ class LocalFolderStore:
 class S3Store:
     """Inputs as objects `<prefix>/calls/<call id>/<name>` in one bucket; references are `s3://bucket/key`."""
 
-    def __init__(self, bucket: str, prefix: str, scratch_dir: Path, client: Any = None) -> None:
+    def __init__(self, bucket: str, prefix: str, scratch_dir: Path, client: Any = None,
+                 endpoint: str | None = None) -> None:
         self.bucket = bucket
+        self.endpoint = endpoint
         self.root = f"{prefix.strip('/')}/calls/" if prefix.strip("/") else "calls/"
         self.scratch_dir = Path(scratch_dir)
         self._client = client
@@ -268,9 +270,9 @@ class S3Store:
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client, made on first use from the standard AWS settings in the environment."""
+        """The boto3 S3 client, made on first use (credentials and region from the standard AWS settings)."""
         if self._client is None:
-            self._client = make_client()
+            self._client = make_client(self.endpoint)
         return self._client
 
     def check(self) -> None:
@@ -478,16 +480,17 @@ class S3Store:
         return method(**kwargs)
 
 
-def make_client() -> Any:
-    """A boto3 S3 client from the standard AWS settings (AWS_ENDPOINT_URL, credentials, region)."""
+def make_client(endpoint: str | None = None) -> Any:
+    """A boto3 S3 client for an endpoint (Settings.storage_endpoint: AWS_ENDPOINT_URL_S3 or
+    AWS_ENDPOINT_URL; None for AWS itself); boto3 reads the credentials and region from the standard
+    AWS settings."""
     import boto3
     from botocore.config import Config
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     # Stores other than AWS (MinIO, Ceph, moto) are reached by one host name: the bucket goes in the path.
     config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60,
                     s3={"addressing_style": "path" if endpoint else "auto"})
-    return boto3.session.Session().client("s3", config=config)
+    return boto3.session.Session().client("s3", config=config, endpoint_url=endpoint)
 
 
 @contextmanager

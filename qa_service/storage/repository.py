@@ -1,8 +1,11 @@
-"""What the service stores, as a small repository protocol over plain records.
+"""What the service stores, as small protocols over plain records, one storage object holding them.
 
-The API, the worker and the command line talk to storage only through `Repository`; one SQL
-implementation (`storage.sql`) serves SQLite and PostgreSQL, and one contract test suite runs
-against both.
+The services, the worker and the command line talk to storage only through `Repository`: calls,
+scorecards, rules, rescore runs and keys as its methods, and reviews, the audit log, web sessions
+and the read-side views as its parts (`repo.reviews`, `repo.audit`, `repo.sessions`, `repo.views`).
+One SQL implementation (`storage.sql`) serves SQLite and PostgreSQL, and one contract test suite
+runs against both; its engine never leaves `storage/`. `storage.memory` keeps the same protocols
+in memory for the services' unit tests.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from qa_service.errors import Conflict
+
+if TYPE_CHECKING:
+    from qa_service.review import Review
+    from qa_service.storage.review import AuditEntry, QueueCandidate
+    from qa_service.storage.views import Views
 
 CallStatus = Literal["queued", "processing", "done", "failed"]
 CallSource = Literal["upload", "webhook", "cli"]
@@ -198,8 +206,65 @@ class RescoreOverlap(Conflict):
         self.other = other
 
 
-class Repository(Protocol):
-    """Storage for calls, scorecards, rules, rescore runs and API keys (errors: NotFound, Conflict)."""
+class ReviewStore(Protocol):
+    """Reviews of scorecards (they only ever grow) and the reviewed verdicts they leave."""
+
+    def add(self, review: Review) -> Review:
+        """Store a review; NotFound when its call does not exist."""
+        ...
+
+    def set_reviewed(self, call_id: str, version: int, review: dict[str, Any]) -> None:
+        """Keep a scorecard version's reviewed verdict where the aggregates read it."""
+        ...
+
+    def for_call(self, call_id: str) -> list[Review]:
+        """Every review of a call, oldest first."""
+        ...
+
+    def reviewed_call_ids(self, call_ids: list[str]) -> set[str]:
+        """Which of these calls have at least one review."""
+        ...
+
+    def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
+                         date_to: date | None = None) -> Iterator[QueueCandidate]:
+        """The latest scorecard of each call not yet reviewed (one agent's, in a date range)."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Who did what to which target, when; rows are appended, never changed."""
+
+    def record(self, action: str, *, key_id: str | None = None, key_name: str | None = None,
+               role: str | None = None, target_kind: str | None = None, target_id: str | None = None,
+               details: str | None = None, at: datetime | None = None) -> None:
+        """Append one row (never pass personal data)."""
+        ...
+
+    def entries(self, *, target_id: str | None = None, key_id: str | None = None, action: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                limit: int = 1000) -> list[AuditEntry]:
+        """Rows, newest first, filtered by target, key, action and time range."""
+        ...
+
+
+class SessionStore(Protocol):
+    """The web sessions the server keeps (stored by a hash of their id)."""
+
+    def start(self, session_id: str, key_id: str, max_age_s: int, now: datetime | None = None) -> None:
+        """Keep a new session of this key for `max_age_s` seconds (from `now`, default: now)."""
+        ...
+
+    def is_live(self, session_id: str, key_id: str, now: datetime | None = None) -> bool:
+        """Whether this session of this key was started, has not expired and was not ended."""
+        ...
+
+    def end(self, session_id: str) -> None:
+        """Forget a session (signing out)."""
+        ...
+
+
+class CallStore(Protocol):
+    """Calls: registered, processed, failed, retried (errors: NotFound)."""
 
     def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:
         """Store a new call; with a known external id return the existing call and False instead."""
@@ -247,6 +312,10 @@ class Repository(Protocol):
         """Note that a worker is still processing the call (its heartbeat: updated_at moves on)."""
         ...
 
+
+class ScorecardStore(Protocol):
+    """Scorecards: one version per scoring of a call; the latest per call counts."""
+
     def finish_call(self, call_id: str, scorecard: dict[str, Any]) -> StoredScorecard:
         """Store a new scorecard version and mark the call done, in one transaction."""
         ...
@@ -274,6 +343,10 @@ class Repository(Protocol):
         """Store new scorecard versions for calls that are done (rescoring), in one transaction."""
         ...
 
+
+class RulesStore(Protocol):
+    """Rubrics and policy packs as uploaded, by id and version (errors: NotFound, Conflict)."""
+
     def put_rules(self, kind: RulesKind, rules_id: str, version: str, sha256: str, text: str) -> tuple[
             StoredRules, bool]:
         """Store a rubric or policy pack; the same content again is a no-op, other content is a Conflict."""
@@ -286,6 +359,10 @@ class Repository(Protocol):
     def list_rules(self, kind: RulesKind) -> list[StoredRules]:
         """Every stored version of every rubric or policy pack."""
         ...
+
+
+class RescoreRunStore(Protocol):
+    """Rescore runs: requested, running, done or failed with the impact summary."""
 
     def add_rescore_run(self, run: NewRescoreRun) -> StoredRescoreRun:
         """Store a new rescore run, queued; RescoreOverlap when it would store beside another run."""
@@ -316,6 +393,10 @@ class Repository(Protocol):
         """Mark a run failed with a reason that is safe to show (no personal data); a done run stays done."""
         ...
 
+
+class KeyStore(Protocol):
+    """API keys, stored by their hash only."""
+
     def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
         """Store a new API key's hash (and its first characters, to recognise it by)."""
         ...
@@ -331,6 +412,31 @@ class Repository(Protocol):
 
     def revoke_key(self, key_id: str) -> StoredKey:
         """Mark a key revoked, or NotFound."""
+        ...
+
+
+class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStore, Protocol):
+    """The one storage object: calls, scorecards, rules, rescore runs and API keys as its methods (by
+    aggregate above), with reviews, the audit log, web sessions and the read-side views as its parts."""
+
+    @property
+    def reviews(self) -> ReviewStore:
+        """Reviews of scorecards."""
+        ...
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log."""
+        ...
+
+    @property
+    def sessions(self) -> SessionStore:
+        """Web sessions."""
+        ...
+
+    @property
+    def views(self) -> Views:
+        """Read-side views over the latest scorecards (supervisor reports, call lists, exports)."""
         ...
 
     def ping(self) -> None:

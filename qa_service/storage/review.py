@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 from qa_service.errors import NotFound
 from qa_service.review import Review
 from qa_service.storage import tables as t
+from qa_service.storage.db import writing
 from qa_service.storage.repository import canonical_uuid
-from qa_service.storage.sql import writing
 
 DETAILS_MAX = 200
 # Targets whose ids are UUIDs: stored in their usual form, however the request wrote them, so a search
@@ -186,3 +186,52 @@ def _review(row: Any) -> Review:
                   target_kind=row["target_kind"], target_id=row["target_id"], action=row["action"],
                   reason=row["reason"], reviewer_key_id=str(row["reviewer_key_id"]),
                   reviewer_name=row["reviewer_name"], created_at=_utc(row["created_at"]))
+
+
+class SqlReviews:
+    """`ReviewStore` over the SQL database: reviews of scorecards and the verdicts they leave."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def add(self, review: Review) -> Review:
+        """Store a review; NotFound when its call does not exist."""
+        return add_review(self._engine, review)
+
+    def set_reviewed(self, call_id: str, version: int, review: dict[str, Any]) -> None:
+        """Keep a scorecard version's reviewed verdict where the aggregates read it."""
+        set_reviewed(self._engine, call_id, version, review)
+
+    def for_call(self, call_id: str) -> list[Review]:
+        """Every review of a call, oldest first."""
+        return call_reviews(self._engine, call_id)
+
+    def reviewed_call_ids(self, call_ids: list[str]) -> set[str]:
+        """Which of these calls have at least one review."""
+        return reviewed_call_ids(self._engine, call_ids)
+
+    def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
+                         date_to: date | None = None) -> Iterator[QueueCandidate]:
+        """The latest scorecard of each call not yet reviewed."""
+        return queue_candidates(self._engine, agent_id, date_from, date_to)
+
+
+class SqlAudit:
+    """`AuditLog` over the SQL database: rows are appended, never changed."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def record(self, action: str, *, key_id: str | None = None, key_name: str | None = None,
+               role: str | None = None, target_kind: str | None = None, target_id: str | None = None,
+               details: str | None = None, at: datetime | None = None) -> None:
+        """Append one row (details are cut to a short line; never pass personal data)."""
+        audit(self._engine, action, key_id=key_id, key_name=key_name, role=role, target_kind=target_kind,
+              target_id=target_id, details=details, at=at)
+
+    def entries(self, *, target_id: str | None = None, key_id: str | None = None, action: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                limit: int = 1000) -> list[AuditEntry]:
+        """Rows, newest first, filtered by target, key, action and time range."""
+        return audit_entries(self._engine, target_id=target_id, key_id=key_id, action=action, since=since,
+                             until=until, limit=limit)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from qa_service.storage import tables as t
-from qa_service.storage.sql import writing
+from qa_service.storage.db import writing
 
 
 def _row_id(session_id: str) -> str:
@@ -44,3 +44,22 @@ def end_session(engine: Engine, session_id: str) -> None:
     """Forget a session (signing out); a session already gone is no error."""
     with writing(engine) as conn:
         conn.execute(t.web_sessions.delete().where(t.web_sessions.c.id == _row_id(session_id)))
+
+
+class SqlSessions:
+    """`SessionStore` over the SQL database."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def start(self, session_id: str, key_id: str, max_age_s: int, now: datetime | None = None) -> None:
+        """Keep a new session of this key for `max_age_s` seconds."""
+        start_session(self._engine, session_id, key_id, max_age_s, now)
+
+    def is_live(self, session_id: str, key_id: str, now: datetime | None = None) -> bool:
+        """Whether this session of this key was started, has not expired and was not ended."""
+        return session_is_live(self._engine, session_id, key_id, now)
+
+    def end(self, session_id: str) -> None:
+        """Forget a session (signing out)."""
+        end_session(self._engine, session_id)

@@ -1,5 +1,6 @@
-"""Web pages for supervisors and QA staff: templates, static files and the router that serves them."""
+"""Web pages for supervisors and QA staff: templates, static files and the routers that serve them."""
 
 from qa_service.web.pages import router, static_files
+from qa_service.web.review import router as review_router
 
-__all__ = ["router", "static_files"]
+__all__ = ["review_router", "router", "static_files"]

@@ -17,23 +17,14 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from qa_service.api.agents import AUDIO_TYPES, csv_response, redacted_audio, views_of
-from qa_service.api.deps import READ_SCORES, sign_in_attempt
-from qa_service.api.ratelimit import limit_rate
-from qa_service.auth import verify_key
-from qa_service.errors import AuthError, Forbidden, NotFound
-from qa_service.review import MAX_REASON_CHARS
-from qa_service.storage.repository import CALL_STATUSES, StoredKey
-from qa_service.storage.sessions import end_session, session_is_live, start_session
-from qa_service.storage.views import Filters, Page
-from qa_service.web import callview, charts
-from qa_service.web.review import may_review, page_review
-from qa_service.web.session import (
+from qa_service.access.keys import READ_SCORES, sign_in_attempt
+from qa_service.access.ratelimit import limit_rate
+from qa_service.access.session import (
     COOKIE_NAME,
     FORM_FIELD,
     MAX_AGE_S,
@@ -48,6 +39,14 @@ from qa_service.web.session import (
     sign_in_token,
     token_matches,
 )
+from qa_service.auth import verify_key
+from qa_service.errors import AuthError, Forbidden, NotFound
+from qa_service.review import MAX_REASON_CHARS
+from qa_service.services.exports import AUDIO_TYPES, CSV_MEDIA_TYPE, attachment, csv_rows, redacted_audio
+from qa_service.services.reviews import may_review, page_review
+from qa_service.storage.repository import CALL_STATUSES, StoredKey
+from qa_service.storage.views import Filters, Page
+from qa_service.web import callview, charts
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -90,7 +89,7 @@ def signed_in(request: Request) -> StoredKey | None:
     key: StoredKey | None = repo.key_by_hash(session.key_hash)
     if key is None or key.revoked or (key.role != "admin" and key.role not in READ_SCORES):
         return None
-    if not session_is_live(repo.engine, session.id, key.id):
+    if not repo.sessions.is_live(session.id, key.id):
         return None  # signed out, or expired on the server
     request.state.web_session = session
     return limit_rate(request, key)  # a session counts against its key's limit, like the key itself
@@ -103,7 +102,7 @@ def form_refused(request: Request, form: FormData, key: StoredKey) -> Response |
             and token_matches(form_token(session_secret(request.app.state), session.id),
                               form.get(FORM_FIELD))):
         return None
-    return _render(request, "message.html", {
+    return render(request, "message.html", {
         "key": key, "title": "Form refused",
         "message": "This form came from another site, or from a page older than your session: "
                    "go back, reload the page and send it again."}, 403)
@@ -119,7 +118,8 @@ def _secure(request: Request) -> bool:
     return bool(request.app.state.settings.secure_cookies) or request.url.scheme == "https"
 
 
-def _to_sign_in(request: Request) -> RedirectResponse:
+def to_sign_in(request: Request) -> RedirectResponse:
+    """To the sign-in page, which comes back here once signed in."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/?{urlencode({'next': target})}", status_code=303)
 
@@ -131,7 +131,8 @@ def _safe_next(target: str | None) -> str:
     return "/agents"
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    """A page from its template, with the form token of the session and the security headers."""
     session = getattr(request.state, "web_session", None)
     if session is not None and "csrf" not in context:
         context = {**context, "csrf": form_token(session_secret(request.app.state), session.id)}
@@ -147,7 +148,7 @@ def _sign_in_form(request: Request, target: str, error: str | None = None, statu
     if not NONCE.fullmatch(nonce):
         nonce = new_session_id()
     csrf = sign_in_token(session_secret(request.app.state), nonce)
-    response = _render(request, "signin.html", {"next": target, "error": error, "key": None, "csrf": csrf},
+    response = render(request, "signin.html", {"next": target, "error": error, "key": None, "csrf": csrf},
                        status)
     _set_cookie(request, response, SIGN_IN_COOKIE, nonce, SIGN_IN_MAX_AGE_S, "strict")
     return response
@@ -185,7 +186,7 @@ async def sign_in(request: Request) -> Response:
         message = str(exc) if isinstance(exc, Forbidden) else "That key is not valid (or has been revoked)."
         return _sign_in_form(request, target, message, status)
     session_id = new_session_id()  # a new one on every sign-in: a planted cookie cannot be taken over
-    await run_in_threadpool(start_session, state.repo.engine, session_id, key.id, MAX_AGE_S)
+    await run_in_threadpool(state.repo.sessions.start, session_id, key.id, MAX_AGE_S)
     response = RedirectResponse(target, status_code=303)
     token = make_token(secret, key.key_hash, session_id)
     _set_cookie(request, response, COOKIE_NAME, token, MAX_AGE_S, "lax")
@@ -203,7 +204,7 @@ async def sign_out(request: Request) -> Response:
         refused = form_refused(request, await request.form(), key)
         if refused is not None:
             return refused
-        await run_in_threadpool(end_session, request.app.state.repo.engine, request.state.web_session.id)
+        await run_in_threadpool(request.app.state.repo.sessions.end, request.state.web_session.id)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=_secure(request))
     return response
@@ -272,11 +273,11 @@ def agents_page(request: Request) -> Response:
     """Every agent with scored calls in a date range, with pass-rate and score bars."""
     key = signed_in(request)
     if key is None:
-        return _to_sign_in(request)
+        return to_sign_in(request)
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
-    rows = views_of(request.app.state.repo).agents(Filters(date_from=f.date_from, date_to=f.date_to))
-    return _render(request, "agents.html", {"key": key, "errors": errors, "f": f, "agents": rows})
+    rows = request.app.state.repo.views.agents(Filters(date_from=f.date_from, date_to=f.date_to))
+    return render(request, "agents.html", {"key": key, "errors": errors, "f": f, "agents": rows})
 
 
 @router.get("/agents/{agent_id}", response_class=HTMLResponse)
@@ -284,15 +285,15 @@ def agent_page(request: Request, agent_id: str) -> Response:
     """One agent: totals, weekly trend chart, pass rate per criterion and the agent's calls."""
     key = signed_in(request)
     if key is None:
-        return _to_sign_in(request)
+        return to_sign_in(request)
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
-    views = views_of(request.app.state.repo)
+    views = request.app.state.repo.views
     report = views.agent_report(agent_id, f, _page_number(request), PAGE_SIZE)
     chart = charts.trend_chart([
         charts.TrendPoint(label=f"{w.week_start.day} {w.week_start:%b}", mean_score=w.mean_score,
                           pass_rate=w.pass_rate, count=w.count) for w in report.trend])
-    return _render(request, "agent.html", {
+    return render(request, "agent.html", {
         "key": key, "errors": errors, "f": report.filters, "r": report, "chart": chart,
         "violations": views.violation_ids(Filters(agent_id=agent_id)),
         "pager": _pager(request, report.calls),
@@ -304,12 +305,13 @@ def agent_page(request: Request, agent_id: str) -> Response:
 def agent_csv(request: Request, agent_id: str) -> Response:
     """The agent's filtered scorecards as CSV, for a signed-in browser."""
     if signed_in(request) is None:
-        return _to_sign_in(request)
+        return to_sign_in(request)
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
     f = Filters(agent_id=agent_id, date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id,
                 verdict=f.verdict, violation=f.violation)
-    return csv_response(views_of(request.app.state.repo), f, "scorecards.csv")
+    return StreamingResponse(csv_rows(request.app.state.repo.views, f), media_type=CSV_MEDIA_TYPE,
+                             headers=attachment("scorecards.csv"))
 
 
 @router.get("/calls", response_class=HTMLResponse)
@@ -317,12 +319,12 @@ def calls_page(request: Request) -> Response:
     """Calls newest first, filtered by agent, dates, verdict, violation and status."""
     key = signed_in(request)
     if key is None:
-        return _to_sign_in(request)
+        return to_sign_in(request)
     errors: list[str] = []
     f = _filters(request, errors)
-    views = views_of(request.app.state.repo)
+    views = request.app.state.repo.views
     page = views.calls(f, _page_number(request), PAGE_SIZE)
-    return _render(request, "calls.html", {
+    return render(request, "calls.html", {
         "key": key, "errors": errors, "f": f, "calls": page.items, "pager": _pager(request, page),
         "agents": views.agent_ids(), "violations": views.violation_ids(), "statuses": CALL_STATUSES,
     })
@@ -334,22 +336,23 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
     talk-time metrics and the redacted audio when it is kept."""
     key = signed_in(request)
     if key is None:
-        return _to_sign_in(request)
+        return to_sign_in(request)
     repo = request.app.state.repo
     try:
         call = repo.get_call(call_id)
     except NotFound:
-        return _render(request, "message.html", {"key": key, "title": "No such call",
+        return render(request, "message.html", {"key": key, "title": "No such call",
                                                  "message": "There is no call with this id."}, 404)
     card = None
     if call.status == "done":
         card = repo.get_scorecard(call.id)
     view = callview.build(card.data) if card is not None else None
     audio = redacted_audio(request.app.state.settings.storage_dir, call.id) is not None
-    return _render(request, "call.html", {
+    return render(request, "call.html", {
         "key": key, "call": call, "card": card, "data": card.data if card else {}, "view": view,
         "audio": audio, "selected": c, "selected_violation": v,
-        "review": page_review(repo, card) if card is not None else None, "can_review": may_review(key.role),
+        "review": page_review(store=repo, stored=card) if card is not None else None,
+        "can_review": may_review(key.role),
     })
 
 

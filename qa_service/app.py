@@ -1,4 +1,5 @@
-"""The FastAPI app factory: wires settings, repository and queue, and maps the error tree to HTTP.
+"""The app factory: wires settings, repository and queue, mounts the API (`api/`) and the pages
+(`web/`) with what they share (`access/`), and maps the error tree to HTTP.
 
 The API process never imports the speech or NLP models: routes store, enqueue by dotted path and
 return; workers do the scoring.
@@ -15,8 +16,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from qa_service import __version__
-from qa_service.api import routes, webhooks
+from qa_service import __version__, web
+from qa_service.access.audit import AuditTrail
+from qa_service.access.ratelimit import ClientLimit
+from qa_service.access.session import app_secret
+from qa_service.api import agents, keys, metrics, policy, rescores, review, routes, webhooks
 from qa_service.api.hosts import TrustedHosts
 from qa_service.api.schemas import message_of
 from qa_service.errors import (
@@ -74,8 +78,6 @@ def status_for(exc: BaseException) -> int:
 
 def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any = None) -> FastAPI:
     """Build the API for these settings; migrates the database to head first."""
-    from qa_service.web.session import app_secret
-
     session_secret = app_secret(settings)  # refuses several processes without a shared secret
     if repo is None:
         from qa_service.storage import open_repository
@@ -99,25 +101,19 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.state.repo = repo
     app.state.queue = queue
     app.state.session_secret = session_secret
-    app.include_router(routes.router)
-    app.include_router(webhooks.router)
-    from qa_service import web
-    from qa_service.api import agents, keys, metrics, policy, rescores
-
-    app.include_router(agents.router)
-    app.include_router(keys.router)
-    app.include_router(policy.router)
-    app.include_router(rescores.router)
-    app.include_router(metrics.router)
-    app.include_router(web.router)
+    for router in (routes.router, webhooks.router, agents.router, keys.router, policy.router,
+                   rescores.router, metrics.router, web.router, review.router, web.review_router):
+        app.include_router(router)
     app.mount("/static", web.static_files(), name="static")
     limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}
     app.add_middleware(BodyLimit, limit=BODY_LIMIT_BYTES, route_limits=limits, upload_path=UPLOAD_PATH,
                        upload_limit=settings.max_upload_bytes)
     app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts, www_redirect=False)
-    from qa_service.api import review
-
-    review.install(app)  # review routes and the audit trail (outermost, so it sees every answer)
+    # The client limit inside the audit trail, so the trail sees how the address's failures stand once
+    # it has counted; the trail outermost, so it sees every answer; both outside everything else, so a
+    # refused address costs no work.
+    app.add_middleware(ClientLimit)
+    app.add_middleware(AuditTrail)
 
     @app.exception_handler(QAServiceError)
     async def _service_error(request: Request, exc: QAServiceError) -> JSONResponse:

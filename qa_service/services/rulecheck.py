@@ -3,7 +3,7 @@
 Checking spaCy token patterns needs spaCy, and the API process must stay free of the NLP
 libraries (memory, start-up time, and one place where models live: the worker). Rules uploads
 are rare, so a child process per upload costs little. Run as
-`python -m qa_service.api.rulecheck rubric|policy_pack` with the YAML on stdin; it prints one
+`python -m qa_service.services.rulecheck rubric|policy_pack` with the YAML on stdin; it prints one
 JSON line: {"ok": true, "id", "version", "sha256"} or {"ok": false, "error"}.
 """
 
@@ -32,7 +32,7 @@ def check_rules(kind: str, text: str) -> Checked:
     """Validate rules text in a child process; RulesError with the loader's message when it is invalid."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "qa_service.api.rulecheck", kind], input=text.encode("utf-8"),
+            [sys.executable, "-m", "qa_service.services.rulecheck", kind], input=text.encode("utf-8"),
             capture_output=True, timeout=TIMEOUT_S, check=False,
         )
     except subprocess.TimeoutExpired:

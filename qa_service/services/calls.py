@@ -1,0 +1,206 @@
+"""Calls: register a call and queue it, answer a repeated submission, queue a failed call again.
+
+Every way a call enters (an upload, the telephony webhook, `qa-service process` and its manifest
+batches through `store_scored_call`, the demo) goes through `submit_call`: the same checks of the
+rules it names, the same handling of a call id sent again, the same input storage and queueing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from qa_service.errors import Conflict, TransientError
+from qa_service.intake import read_transcript
+from qa_service.queueing import enqueue_call, is_queued
+from qa_service.records import CallMeta
+from qa_service.services.rules import keep_loaded_rules, stored_rules
+from qa_service.settings import Settings
+from qa_service.storage.inputs import InputTooLarge, input_suffix, remove_input, write_input
+from qa_service.storage.repository import (
+    CallSource,
+    InputKind,
+    NewCall,
+    Repository,
+    StoredCall,
+    StoredKey,
+    StoredScorecard,
+)
+
+log = logging.getLogger(__name__)
+
+# Roles that read every call. A key of another role (telephony) reads the calls it uploaded, and a
+# call_id it sends again that another client used first is answered without that call's id.
+READS_EVERY_CALL = ("admin", "qa", "supervisor")
+
+
+class CallIdTaken(Conflict):
+    """A call_id another client used first (HTTP 409); the answer does not say which call has it."""
+
+
+class QueueUnavailable(TransientError):
+    """Redis refused the job; the call is stored and will be enqueued again later."""
+
+
+def may_read(key: StoredKey, call: StoredCall) -> bool:
+    """Whether a key may read a call: its role reads every call, or the key uploaded the call."""
+    return key.role in READS_EVERY_CALL or (call.submitted_by_key_id is not None
+                                            and call.submitted_by_key_id == key.id)
+
+
+@dataclass(frozen=True)
+class CallInput:
+    """The recording or transcript sent with a call, as a stream (an upload's spooled file)."""
+
+    kind: InputKind
+    source: BinaryIO
+    filename: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """What the sender says about a call: who, when, which rules (None: the newest stored version)."""
+
+    agent_id: str
+    call_date: date
+    rubric_id: str
+    policy_pack_id: str
+    rubric_version: str | None = None
+    policy_pack_version: str | None = None
+    channels: str = "auto"
+    external_id: str | None = None
+    source: CallSource = "upload"
+    input_url: str | None = None  # a recording the worker downloads (webhook)
+    input_kind: InputKind = "audio"  # when no input is sent along (a recording URL, a call scored inline)
+    submitted_by_key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The call stored for a submission, and whether this submission created it."""
+
+    call: StoredCall
+    created: bool
+
+
+def _anyone(call: StoredCall) -> bool:
+    return True
+
+
+def transcript_too_large(settings: Settings) -> str:
+    """Why a transcript was refused for its size, naming the setting."""
+    return (f"the transcript is larger than the limit of {settings.max_transcript_bytes} bytes "
+            "(QA_MAX_TRANSCRIPT_BYTES); split the conversation, or send the recording")
+
+
+def submit_call(*, store: Repository, settings: Settings, queue: Any | None, request: CallRequest,
+                upload: CallInput | None = None,
+                visible: Callable[[StoredCall], bool] = _anyone) -> Submitted:
+    """Store a call (and its input) and queue it; a call id sent before gets the stored call back.
+
+    `queue` None registers the call without queueing it (the command line scores it inline).
+    `visible` says whether the sender may see a call stored under its external id: when not,
+    CallIdTaken (409) without that call's id. UnknownRules (422) for rules that are not stored,
+    QueueUnavailable (503) when the call is stored but Redis refused the job.
+    """
+    limit = settings.max_upload_bytes
+    if upload is not None and upload.kind == "transcript":
+        limit = settings.max_transcript_bytes
+        if upload.size is not None and upload.size > limit:
+            raise InputTooLarge(transcript_too_large(settings))
+    if request.external_id is not None:
+        existing = store.find_call(request.external_id)
+        if existing is not None:
+            return _existing(existing, queue, settings, visible)
+    rubric = stored_rules(store, "rubric", request.rubric_id, request.rubric_version)
+    policies = stored_rules(store, "policy_pack", request.policy_pack_id, request.policy_pack_version)
+
+    new_id = str(uuid.uuid4())
+    path: Path | None = None
+    if upload is not None:
+        suffix = input_suffix(upload.filename, upload.kind)
+        path = write_input(settings.storage_dir, new_id, upload.source, suffix, limit)
+    try:
+        if upload is not None and upload.kind == "transcript":
+            # Junk text is refused now, while the caller is still listening, not later by the worker.
+            read_transcript(path, max_bytes=limit)  # type: ignore[arg-type]
+        call, created = store.add_call(NewCall(
+            id=new_id, external_id=request.external_id, agent_id=request.agent_id,
+            call_date=request.call_date, rubric_id=rubric.id, rubric_version=rubric.version,
+            policy_pack_id=policies.id, policy_pack_version=policies.version, channels=request.channels,
+            source=request.source, input_kind=upload.kind if upload is not None else request.input_kind,
+            input_path=str(path) if path is not None else None, input_url=request.input_url,
+            submitted_by_key_id=request.submitted_by_key_id,
+        ))
+    except BaseException:
+        if path is not None:
+            remove_input(settings.storage_dir, new_id)
+        raise
+    if not created:  # the same external id raced in from another request
+        if path is not None:
+            remove_input(settings.storage_dir, new_id)
+        return _existing(call, queue, settings, visible)
+    if queue is not None:
+        queue_call(queue, call.id, settings)
+    return Submitted(call, created=True)
+
+
+def _existing(call: StoredCall, queue: Any | None, settings: Settings,
+              visible: Callable[[StoredCall], bool]) -> Submitted:
+    """A repeated submission: the call already stored, made sure not to be stranded off the queue."""
+    if not visible(call):
+        raise CallIdTaken("this call id was used by another client first; send the call with an id of yours")
+    if call.status == "queued" and queue is not None:
+        try:
+            if not is_queued(queue, call.id):
+                queue_call(queue, call.id, settings)
+        except QueueUnavailable:
+            raise
+        except Exception:  # a Redis hiccup here must not hide the stored call from the caller
+            log.warning("could not check the queue for call %s", call.id)
+    return Submitted(call, created=False)
+
+
+def queue_call(queue: Any, call_id: str, settings: Settings) -> None:
+    """Enqueue a stored call; QueueUnavailable when Redis refuses it (the call stays stored)."""
+    try:
+        enqueue_call(queue, call_id, timeout=settings.job_timeout_s)
+    except Exception as exc:  # redis-py raises several types; all mean "not queued"
+        log.error("could not enqueue call %s: %s", call_id, type(exc).__name__)
+        raise QueueUnavailable(
+            f"the call is stored as {call_id} but the queue is unavailable; resend the request with the "
+            "same call_id, or it will be queued when a worker starts") from None
+
+
+def retry_call(*, store: Repository, settings: Settings, queue: Any, call_id: str) -> StoredCall:
+    """Put a failed call back to queued and enqueue it; Conflict when it cannot be retried."""
+    call = store.get_call(call_id)
+    if call.status != "failed":
+        raise Conflict(f"only failed calls can be retried; this one is {call.status}")
+    if not call.input_url and not (call.input_path and Path(call.input_path).is_file()):
+        raise Conflict("the call's input is no longer stored: it is deleted when the input was unusable, "
+                       "and otherwise QA_FAILED_INPUT_RETENTION_HOURS after the call failed; submit the "
+                       "call again")
+    call = store.requeue_call(call.id)
+    queue_call(queue, call.id, settings)
+    return call
+
+
+def store_scored_call(*, store: Repository, settings: Settings, meta: CallMeta, card: dict[str, Any],
+                      rubric: Any, policies: Any, input_kind: InputKind) -> StoredScorecard:
+    """Register a call scored in this process (the command line) and store its scorecard as a worker
+    would: the rules it was scored with are stored first; the same call id again adds a version."""
+    keep_loaded_rules(store=store, kind="rubric", rules=rubric)
+    keep_loaded_rules(store=store, kind="policy_pack", rules=policies)
+    submitted = submit_call(store=store, settings=settings, queue=None, request=CallRequest(
+        external_id=meta.call_id, agent_id=meta.agent_id, call_date=meta.call_date, rubric_id=rubric.id,
+        rubric_version=rubric.version, policy_pack_id=policies.id, policy_pack_version=policies.version,
+        channels=meta.channels, source="cli", input_kind=input_kind))
+    store.start_call(submitted.call.id)
+    return store.finish_call(submitted.call.id, card)

@@ -1,0 +1,74 @@
+"""Exports: the filtered latest scorecards as CSV rows, and the redacted recording a call keeps."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+from qa_service.storage.inputs import call_dir
+from qa_service.storage.views import Filters, Views
+
+# Redacted audio a worker may leave beside a call's input; the browser plays these natively.
+AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".opus": "audio/ogg",
+               ".flac": "audio/flac", ".m4a": "audio/mp4", ".webm": "audio/webm"}
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+
+
+def redacted_audio(storage_dir: Path, call_id: str) -> Path | None:
+    """`<storage>/<call id>/redacted.<ext>` when it exists; None otherwise."""
+    try:
+        folder = call_dir(storage_dir, call_id)
+    except ValueError:
+        return None
+    for suffix in AUDIO_TYPES:
+        path = folder / f"redacted{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("call_id", "external_id", "agent_id", "call_date", "rubric_id", "rubric_version",
+               "scorecard_version", "score", "passed", "auto_fail", "prohibited", "outdated_policy",
+               "violation_ids", "failed_criteria")
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """The header that makes a browser save a download under this (ASCII) name."""
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def csv_rows(views: Views, filters: Filters) -> Iterator[str]:
+    """The filtered latest scorecards as CSV text, a header line first, one row at a time."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+        return text
+
+    writer.writerow(CSV_COLUMNS)
+    yield flush()
+    for row, data in views.scorecards(filters):
+        violations = data.get("violations") or []
+        kinds = [v.get("kind") for v in violations]
+        failed = [str(c.get("id")) for c in data.get("criteria") or []
+                  if c.get("applicable", True) and not c.get("passed")]
+        writer.writerow([
+            row.call_id, _cell(row.external_id or ""), _cell(row.agent_id), row.call_date.isoformat(),
+            _cell(row.rubric_id), _cell(row.rubric_version), row.version, row.score,
+            "true" if row.passed else "false", "true" if row.auto_fail else "false",
+            kinds.count("prohibited"), kinds.count("outdated_policy"),
+            _cell(";".join(str(v.get("id")) for v in violations)), _cell(";".join(failed)),
+        ])
+        yield flush()
+
+
+def _cell(value: str) -> str:
+    # A spreadsheet runs cells starting with these as formulas; a leading quote keeps them text.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

@@ -1,0 +1,102 @@
+"""Human review: review a scorecard with a reason, read it reviewed, list the calls waiting for review."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+from qa_service.errors import InputError, NotFound
+from qa_service.review import (
+    Review,
+    ReviewError,
+    apply_reviews,
+    check_review,
+    has_target,
+    needs_review,
+    rubric_terms,
+)
+from qa_service.storage.repository import Repository, StoredKey, StoredScorecard
+
+# Roles that review scorecards (admin may do everything).
+REVIEW = ("qa",)
+
+
+class BadReview(InputError):
+    """A review whose action does not fit its target, or without a reason (HTTP 422)."""
+
+
+def may_review(role: str) -> bool:
+    """Whether a role may review scorecards."""
+    return role == "admin" or role in REVIEW
+
+
+def reviewed_card(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:
+    """A stored scorecard with its `review` section (pass mark and auto-fail criteria from its rubric)."""
+    try:
+        rubric = store.get_rules("rubric", stored.rubric_id, stored.rubric_version)
+        pass_mark, auto_fail = rubric_terms(rubric.text)
+    except NotFound:
+        pass_mark, auto_fail = None, frozenset()
+    reviews = store.reviews.for_call(stored.call_id)
+    card = apply_reviews(stored.data, reviews, pass_mark=pass_mark, auto_fail_criteria=auto_fail)
+    card["review"]["scorecard_version"] = stored.version
+    return card
+
+
+def add_review(*, store: Repository, key: StoredKey, call_id: str, target: str, target_id: str, action: str,
+               reason: str) -> tuple[Review, dict[str, Any]]:
+    """Check and store a review of the call's latest scorecard; the review and the reviewed scorecard."""
+    try:
+        check_review(target, action, reason)
+    except ReviewError as exc:
+        raise BadReview(str(exc)) from None
+    stored = store.get_scorecard(call_id)
+    if not has_target(stored.data, target, target_id):
+        what = {"to_check": "item to check"}.get(target, target)
+        raise NotFound(f"the call's scorecard has no {what} {target_id!r}")
+    review = store.reviews.add(Review(
+        call_id=stored.call_id, scorecard_version=stored.version, target_kind=target,  # type: ignore[arg-type]
+        target_id=target_id, action=action, reason=reason.strip(),  # type: ignore[arg-type]
+        reviewer_key_id=key.id, reviewer_name=key.name, created_at=datetime.now(UTC)))
+    card = reviewed_card(store=store, stored=stored)
+    store.reviews.set_reviewed(stored.call_id, stored.version, card["review"])
+    return review, card
+
+
+def call_reviews(*, store: Repository, call_id: str) -> list[Review]:
+    """Every review of a call, oldest first (NotFound for a call that does not exist)."""
+    return store.reviews.for_call(store.get_call(call_id).id)
+
+
+def review_queue(*, store: Repository, share: float, agent_id: str | None = None,
+                 date_from: date | None = None, date_to: date | None = None) -> Iterator[dict[str, Any]]:
+    """Calls marked for review and not reviewed yet, oldest first: every provisional verdict, every
+    auto-fail, every call with items to check, plus each agent's weekly sample of `share`."""
+    if date_from and date_to and date_from > date_to:
+        raise InputError("'from' is after 'to'")
+    for c in store.reviews.queue_candidates(agent_id, date_from, date_to):
+        if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
+                        to_check=c.to_check > 0 or c.provisional):
+            why = "provisional" if c.provisional else "auto_fail" if c.auto_fail else \
+                "to_check" if c.to_check else "sampled"
+            yield {"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
+                   "scorecard_version": c.version, "score": c.score, "passed": c.passed,
+                   "auto_fail": c.auto_fail, "provisional": c.provisional, "to_check": c.to_check,
+                   "why": why}
+
+
+def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:
+    """What a call's page shows of the reviews: reviewed verdicts by criterion, violation and item to
+    check id, the verdict's review, and whether the verdict is still provisional."""
+    section = reviewed_card(store=store, stored=stored)["review"]
+    items = section["items"]
+    return {
+        "criteria": {i["id"]: i for i in items if i["target"] == "criterion"},
+        "violations": {i["id"]: i for i in items if i["target"] == "violation"},
+        "to_check": {i["id"]: i for i in items if i["target"] == "to_check"},
+        "verdict": next((i for i in items if i["target"] == "verdict"), None),
+        "reviewed": section["reviewed"], "score": section["reviewed_score"],
+        "passed": section["reviewed_passed"], "auto_fail": section["reviewed_auto_fail"],
+        "provisional": section["reviewed_provisional"],
+    }

@@ -1,0 +1,403 @@
+"""The storage protocols kept in memory, for the services' unit tests (no database, no migrations).
+
+`MemoryRepository` holds calls, scorecards, rules, rescore runs and keys as its methods and reviews,
+the audit log and web sessions as its parts, with the errors the SQL implementation raises. The
+read-side views are SQL queries over the latest scorecards and have no twin here (`views` raises).
+One process, one thread: nothing here is shared between processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from qa_service.errors import Conflict, NotFound
+from qa_service.review import Review
+from qa_service.storage.repository import (
+    AgentSummary,
+    NewCall,
+    NewRescoreRun,
+    Repository,
+    RescoreOverlap,
+    RulesKind,
+    ScorecardText,
+    StoredCall,
+    StoredKey,
+    StoredRescoreRun,
+    StoredRules,
+    StoredScorecard,
+    canonical_uuid,
+)
+from qa_service.storage.review import DETAILS_MAX, UUID_TARGETS, AuditEntry, QueueCandidate
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in_range(day: date, date_from: date | None, date_to: date | None) -> bool:
+    return (date_from is None or day >= date_from) and (date_to is None or day <= date_to)
+
+
+class MemoryReviews:
+    """`ReviewStore` in memory."""
+
+    def __init__(self, repo: MemoryRepository):
+        self._repo = repo
+        self.rows: list[Review] = []
+
+    def add(self, review: Review) -> Review:
+        """Store a review; NotFound when its call does not exist."""
+        self._repo.get_call(review.call_id)
+        stored = dataclasses.replace(review, id=len(self.rows) + 1)
+        self.rows.append(stored)
+        return stored
+
+    def set_reviewed(self, call_id: str, version: int, review: dict[str, Any]) -> None:
+        """Keep the reviewed verdict on the scorecard version (here: its provisional flag)."""
+        self._repo.reviewed[(call_id, version)] = review
+
+    def for_call(self, call_id: str) -> list[Review]:
+        """Every review of a call, oldest first."""
+        return [r for r in self.rows if r.call_id == call_id]
+
+    def reviewed_call_ids(self, call_ids: list[str]) -> set[str]:
+        """Which of these calls have at least one review."""
+        return {r.call_id for r in self.rows} & set(call_ids)
+
+    def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
+                         date_to: date | None = None) -> Iterator[QueueCandidate]:
+        """The latest scorecard of each call not yet reviewed, oldest call date first."""
+        reviewed = {r.call_id for r in self.rows}
+        latest = [c for c in self._repo.latest_scorecards(date_from, date_to)
+                  if c.call_id not in reviewed and (agent_id is None or c.agent_id == agent_id)]
+        for c in sorted(latest, key=lambda c: (c.call_date, c.call_id)):
+            review = self._repo.reviewed.get((c.call_id, c.version), {})
+            provisional = bool(review.get("reviewed_provisional", c.data.get("provisional", False)))
+            yield QueueCandidate(call_id=c.call_id, agent_id=c.agent_id, call_date=c.call_date,
+                                 version=c.version, score=c.score, passed=c.passed, auto_fail=c.auto_fail,
+                                 to_check=len(c.data.get("to_check") or []), provisional=provisional)
+
+
+class MemoryAudit:
+    """`AuditLog` in memory."""
+
+    def __init__(self) -> None:
+        self.rows: list[AuditEntry] = []
+
+    def record(self, action: str, *, key_id: str | None = None, key_name: str | None = None,
+               role: str | None = None, target_kind: str | None = None, target_id: str | None = None,
+               details: str | None = None, at: datetime | None = None) -> None:
+        """Append one row (details cut to a short line, UUID targets in their usual form)."""
+        if target_id and target_kind in UUID_TARGETS:
+            target_id = canonical_uuid(target_id) or target_id
+        self.rows.append(AuditEntry(
+            id=len(self.rows) + 1, at=at or _now(), key_id=key_id, key_name=key_name, role=role,
+            action=action, target_kind=target_kind, target_id=target_id[:200] if target_id else target_id,
+            details=details[:DETAILS_MAX] if details else details))
+
+    def entries(self, *, target_id: str | None = None, key_id: str | None = None, action: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                limit: int = 1000) -> list[AuditEntry]:
+        """Rows, newest first, filtered by target, key, action and time range."""
+        targets = {target_id, canonical_uuid(target_id) or target_id} if target_id is not None else None
+        rows = [r for r in self.rows
+                if (targets is None or r.target_id in targets)
+                and (key_id is None or r.key_id == (canonical_uuid(key_id) or key_id))
+                and (action is None or r.action == action)
+                and (since is None or r.at >= since) and (until is None or r.at <= until)]
+        return sorted(rows, key=lambda r: (r.at, r.id), reverse=True)[:limit]
+
+
+class MemorySessions:
+    """`SessionStore` in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[str, datetime]] = {}
+
+    def start(self, session_id: str, key_id: str, max_age_s: int, now: datetime | None = None) -> None:
+        """Keep a new session of this key for `max_age_s` seconds."""
+        self.rows[session_id] = (key_id, (now or _now()) + timedelta(seconds=max_age_s))
+
+    def is_live(self, session_id: str, key_id: str, now: datetime | None = None) -> bool:
+        """Whether this session of this key was started, has not expired and was not ended."""
+        found = self.rows.get(session_id)
+        return found is not None and found[0] == key_id and found[1] > (now or _now())
+
+    def end(self, session_id: str) -> None:
+        """Forget a session."""
+        self.rows.pop(session_id, None)
+
+
+class MemoryRepository:
+    """`Repository` in memory (but for the read-side views)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, StoredCall] = {}
+        self.scorecards: dict[str, list[StoredScorecard]] = {}
+        self.reviewed: dict[tuple[str, int], dict[str, Any]] = {}
+        self.rules: dict[tuple[RulesKind, str, str], StoredRules] = {}
+        self.runs: dict[str, StoredRescoreRun] = {}
+        self.keys: dict[str, StoredKey] = {}
+        self.reviews = MemoryReviews(self)
+        self.audit = MemoryAudit()
+        self.sessions = MemorySessions()
+
+    @property
+    def views(self) -> NoReturn:
+        """The read-side views are SQL queries: use the SQL repository for them."""
+        raise NotImplementedError("the read-side views need the SQL repository")
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:
+        """Store a new call; with a known external id return the existing call and False instead."""
+        if call.external_id is not None:
+            existing = self.find_call(call.external_id)
+            if existing is not None:
+                return existing, False
+        if call.id in self.calls:
+            raise Conflict(f"call {call.id} already exists")
+        now = _now()
+        self.calls[call.id] = StoredCall(
+            id=call.id, external_id=call.external_id, agent_id=call.agent_id, call_date=call.call_date,
+            status="queued", failure_reason=None, rubric_id=call.rubric_id,
+            rubric_version=call.rubric_version, policy_pack_id=call.policy_pack_id,
+            policy_pack_version=call.policy_pack_version, channels=call.channels, source=call.source,
+            input_kind=call.input_kind, input_path=call.input_path, input_url=call.input_url, attempts=0,
+            created_at=now, updated_at=now, submitted_by_key_id=call.submitted_by_key_id)
+        return self.calls[call.id], True
+
+    def get_call(self, call_id: str) -> StoredCall:
+        """A call by id; NotFound when there is none."""
+        found = self.calls.get(canonical_uuid(call_id) or call_id)
+        if found is None:
+            raise NotFound(f"no call with id {call_id!r}")
+        return found
+
+    def find_call(self, external_id: str) -> StoredCall | None:
+        """A call by the sender's own id."""
+        return next((c for c in self.calls.values() if c.external_id == external_id), None)
+
+    def calls_with_status(self, statuses: Iterable[str]) -> list[StoredCall]:
+        """Calls in these statuses."""
+        wanted = set(statuses)
+        return [c for c in self.calls.values() if c.status in wanted]
+
+    def calls_with_plain_input(self, statuses: Iterable[str]) -> list[StoredCall]:
+        """Calls in these statuses whose input is stored and not sealed."""
+        wanted = set(statuses)
+        return [c for c in self.calls.values()
+                if c.status in wanted and c.input_path and not c.input_path.endswith(".sealed")]
+
+    def failed_calls_with_input(self, failed_before: datetime) -> list[StoredCall]:
+        """Failed calls that still hold an input, failed before this time."""
+        return [c for c in self.calls.values()
+                if c.status == "failed" and c.input_path and c.updated_at < failed_before]
+
+    def _update(self, call_id: str, **values: Any) -> StoredCall:
+        call = self.get_call(call_id)
+        self.calls[call.id] = dataclasses.replace(call, updated_at=_now(), **values)
+        return self.calls[call.id]
+
+    def start_call(self, call_id: str) -> StoredCall:
+        """Mark a call processing and count the attempt."""
+        return self._update(call_id, status="processing", failure_reason=None,
+                            attempts=self.get_call(call_id).attempts + 1)
+
+    def requeue_call(self, call_id: str) -> StoredCall:
+        """Put a call back to queued, clearing any failure reason."""
+        return self._update(call_id, status="queued", failure_reason=None)
+
+    def fail_call(self, call_id: str, reason: str) -> StoredCall:
+        """Mark a call failed with a reason."""
+        return self._update(call_id, status="failed", failure_reason=reason[:2000])
+
+    def set_input_path(self, call_id: str, path: str | None) -> None:
+        """Record where the call's input is now (None: deleted)."""
+        self._update(call_id, input_path=path)
+
+    def touch_call(self, call_id: str) -> None:
+        """Record that a worker is still on the call."""
+        self._update(call_id)
+
+    # -- scorecards ----------------------------------------------------------------------------
+
+    def finish_call(self, call_id: str, scorecard: dict[str, Any]) -> StoredScorecard:
+        """Store a new scorecard version and mark the call done."""
+        call = self.get_call(call_id)
+        versions = self.scorecards.setdefault(call.id, [])
+        rubric = scorecard.get("rubric") or {}
+        stored = StoredScorecard(
+            call_id=call.id, version=len(versions) + 1, agent_id=call.agent_id, call_date=call.call_date,
+            score=float(scorecard["score"]), passed=bool(scorecard["passed"]),
+            auto_fail=bool(scorecard.get("auto_fail", False)),
+            rubric_id=str(rubric.get("id", call.rubric_id)),
+            rubric_version=str(rubric.get("version", call.rubric_version)),
+            rubric_sha256=str(rubric.get("sha256", "")), created_at=_now(), data=scorecard)
+        versions.append(stored)
+        self._update(call.id, status="done", failure_reason=None)
+        return stored
+
+    def get_scorecard(self, call_id: str, version: int | None = None) -> StoredScorecard:
+        """One version of a call's scorecard (None: the latest); NotFound when there is none."""
+        versions = self.scorecards.get(self.get_call(call_id).id) or []
+        found = versions[-1] if versions and version is None else next(
+            (v for v in versions if v.version == version), None)
+        if found is None:
+            raise NotFound(f"call {call_id} has no scorecard" + (f" version {version}" if version else ""))
+        return found
+
+    def scorecard_text(self, call_id: str, version: int | None = None) -> ScorecardText:
+        """The call's status and one version of its scorecard as JSON text."""
+        call = self.get_call(call_id)
+        try:
+            card = self.get_scorecard(call.id, version)
+        except NotFound:
+            return ScorecardText(call.id, call.status, call.failure_reason, None, None)
+        return ScorecardText(call.id, call.status, call.failure_reason, card.version, json.dumps(card.data))
+
+    def agent_scorecards(self, agent_id: str, date_from: date | None = None, date_to: date | None = None,
+                         limit: int = 100) -> tuple[list[StoredScorecard], AgentSummary]:
+        """An agent's latest scorecard per call in a date range, newest first, and their aggregate."""
+        rows = sorted((c for c in self.latest_scorecards(date_from, date_to) if c.agent_id == agent_id),
+                      key=lambda c: (c.call_date, c.created_at), reverse=True)
+        count = len(rows)
+        summary = AgentSummary(
+            count=count, mean_score=sum(c.score for c in rows) / count if count else None,
+            pass_rate=sum(c.passed for c in rows) / count if count else None,
+            auto_fail_count=sum(c.auto_fail for c in rows))
+        return rows[:limit], summary
+
+    def latest_scorecards(self, date_from: date | None = None, date_to: date | None = None,
+                          rubric_id: str | None = None, batch: int = 500) -> Iterator[StoredScorecard]:
+        """Every call's latest scorecard in a date range (optionally for one rubric id), oldest first."""
+        latest = [v[-1] for v in self.scorecards.values()
+                  if v and _in_range(v[-1].call_date, date_from, date_to)
+                  and (rubric_id is None or v[-1].rubric_id == rubric_id)]
+        return iter(sorted(latest, key=lambda c: (c.call_date, c.call_id)))
+
+    def add_scorecard_versions(self, items: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Add a new scorecard version to each call (a rescore); returns how many were added."""
+        for call_id, card in items:
+            self.finish_call(call_id, card)
+        return len(items)
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    def put_rules(self, kind: RulesKind, rules_id: str, version: str, sha256: str,
+                  text: str) -> tuple[StoredRules, bool]:
+        """Store rules; the same content again is no change, other content under the id and version a
+        Conflict."""
+        stored = self.rules.get((kind, rules_id, version))
+        if stored is not None:
+            if stored.sha256 != sha256:
+                raise Conflict(f"{kind.replace('_', ' ')} {rules_id} version {version} is stored with other "
+                               "content; give the changed file a new version")
+            return stored, False
+        self.rules[(kind, rules_id, version)] = StoredRules(kind=kind, id=rules_id, version=version,
+                                                            sha256=sha256, text=text, created_at=_now())
+        return self.rules[(kind, rules_id, version)], True
+
+    def get_rules(self, kind: RulesKind, rules_id: str, version: str | None = None) -> StoredRules:
+        """Rules by id and version (None: the newest stored); NotFound when there are none."""
+        found = [r for (k, i, _), r in self.rules.items() if k == kind and i == rules_id
+                 and (version is None or r.version == version)]
+        if not found:
+            what = kind.replace("_", " ")
+            raise NotFound(f"no {what} {rules_id!r}" + (f" version {version!r}" if version else ""))
+        return max(found, key=lambda r: r.created_at)
+
+    def list_rules(self, kind: RulesKind) -> list[StoredRules]:
+        """Every stored version of every rubric (or policy pack)."""
+        return [r for (k, _, _), r in self.rules.items() if k == kind]
+
+    # -- rescore runs --------------------------------------------------------------------------
+
+    def add_rescore_run(self, run: NewRescoreRun) -> StoredRescoreRun:
+        """Store a queued run; RescoreOverlap while a storing run of the same rubric is under way."""
+        other = None if run.dry_run else self.storing_rescore_run(run.rubric_id)
+        if other is not None:
+            raise RescoreOverlap(other)
+        self.runs[run.id] = StoredRescoreRun(
+            id=run.id, status="queued", rubric_id=run.rubric_id, rubric_version=run.rubric_version,
+            policy_pack_id=run.policy_pack_id, policy_pack_version=run.policy_pack_version, since=run.since,
+            until=run.until, dry_run=run.dry_run, requested_by_key_id=run.requested_by_key_id,
+            requested_by_name=run.requested_by_name, created_at=_now(), started_at=None, finished_at=None,
+            failure_reason=None)
+        return self.runs[run.id]
+
+    def storing_rescore_run(self, rubric_id: str) -> StoredRescoreRun | None:
+        """The queued or running run of this rubric that stores new versions, if any."""
+        return next((r for r in self.runs.values() if r.rubric_id == rubric_id and not r.dry_run
+                     and r.status in ("queued", "running")), None)
+
+    def get_rescore_run(self, run_id: str) -> StoredRescoreRun:
+        """A run by id; NotFound when there is none."""
+        found = self.runs.get(canonical_uuid(run_id) or run_id)
+        if found is None:
+            raise NotFound(f"no rescore run with id {run_id!r}")
+        return found
+
+    def list_rescore_runs(self, statuses: Iterable[str] | None = None,
+                          limit: int = 50) -> list[StoredRescoreRun]:
+        """Runs, newest first, optionally in these statuses."""
+        wanted = set(statuses) if statuses is not None else None
+        runs = [r for r in self.runs.values() if wanted is None or r.status in wanted]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def _update_run(self, run_id: str, **values: Any) -> StoredRescoreRun:
+        run = self.get_rescore_run(run_id)
+        self.runs[run.id] = dataclasses.replace(run, **values)
+        return self.runs[run.id]
+
+    def start_rescore_run(self, run_id: str) -> StoredRescoreRun:
+        """Mark a queued run running; Conflict when it is not queued."""
+        if self.get_rescore_run(run_id).status != "queued":
+            raise Conflict(f"rescore run {run_id} is not queued")
+        return self._update_run(run_id, status="running", started_at=_now())
+
+    def finish_rescore_run(self, run_id: str, summary: dict[str, Any]) -> StoredRescoreRun:
+        """Mark a run done with its impact summary."""
+        return self._update_run(run_id, status="done", finished_at=_now(), summary=summary)
+
+    def fail_rescore_run(self, run_id: str, reason: str) -> StoredRescoreRun:
+        """Mark a run failed with a reason."""
+        return self._update_run(run_id, status="failed", finished_at=_now(), failure_reason=reason)
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
+        """Store a key's hash under a new id."""
+        import uuid
+
+        key = StoredKey(id=str(uuid.uuid4()), name=name, role=role, key_hash=key_hash,  # type: ignore[arg-type]
+                        created_at=_now(), revoked=False, prefix=prefix)
+        self.keys[key.id] = key
+        return key
+
+    def key_by_hash(self, key_hash: str, max_age_s: float = 0.0) -> StoredKey | None:
+        """The key with this hash, revoked or not."""
+        return next((k for k in self.keys.values() if k.key_hash == key_hash), None)
+
+    def list_keys(self) -> list[StoredKey]:
+        """Every key, oldest first."""
+        return sorted(self.keys.values(), key=lambda k: k.created_at)
+
+    def revoke_key(self, key_id: str) -> StoredKey:
+        """Revoke a key; NotFound when there is none."""
+        key = self.keys.get(canonical_uuid(key_id) or key_id)
+        if key is None:
+            raise NotFound(f"no API key with id {key_id!r}")
+        self.keys[key.id] = dataclasses.replace(key, revoked=True)
+        return self.keys[key.id]
+
+    def ping(self) -> None:
+        """Memory always answers."""
+
+
+if TYPE_CHECKING:
+    _checked: Repository = MemoryRepository()  # mypy checks that it keeps every protocol
