@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
+from qa_service.totals import Line, Totals, tally
+
 TargetKind = Literal["criterion", "violation", "to_check", "verdict"]
 Action = Literal["override_pass", "override_fail", "dismiss", "confirm", "restore"]
 
@@ -170,12 +172,10 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
 
     counted = [v for v in violations if str(v.get("id")) not in dismissed] + \
               [v for v in to_check if str(v.get("id")) in confirmed]
-    score, auto_fail = _rescore(criteria, counted, reviewed_passes, set(auto_fail_criteria))
+    totals = _reviewed_totals(criteria, counted, reviewed_passes, set(auto_fail_criteria), pass_mark)
+    score, auto_fail = totals.score, totals.auto_fail
     changed = bool(reviewed_passes or dismissed or confirmed)
-    if pass_mark is not None:
-        passed: bool | None = score >= pass_mark - 1e-9 and not auto_fail
-    else:
-        passed = bool(card.get("passed")) if not changed else None
+    passed = totals.passed if pass_mark is not None else bool(card.get("passed")) if not changed else None
     doubted = {str(r).split(":", 1)[0] for r in card.get("provisional_reasons") or []}
     resolved = verdict_confirmed or bool(doubted & (set(reviewed_passes) | dismissed))
     out["review"] = {
@@ -203,12 +203,12 @@ def _step(r: Review) -> dict[str, Any]:
             "scorecard_version": r.scorecard_version}
 
 
-def _rescore(criteria: Sequence[dict[str, Any]], violations: Sequence[dict[str, Any]],
-             passes: dict[str, bool], auto_fail_criteria: set[str]) -> tuple[float, bool]:
-    """Score and auto-fail as scoring defines them, with reviewed verdicts in place of automatic ones
+def _reviewed_totals(criteria: Sequence[dict[str, Any]], violations: Sequence[dict[str, Any]],
+                     passes: dict[str, bool], auto_fail_criteria: set[str],
+                     pass_mark: float | None) -> Totals:
+    """The totals as scoring defines them, with reviewed verdicts in place of automatic ones
     (`violations`: those that count after review)."""
-    available = earned = 0.0
-    auto_fail = False
+    lines = []
     for c in criteria:
         cid = str(c.get("id"))
         max_points = float(c.get("max_points") or 0.0)
@@ -219,15 +219,9 @@ def _rescore(criteria: Sequence[dict[str, Any]], violations: Sequence[dict[str, 
         else:
             applicable, passed = bool(c.get("applicable", True)), bool(c.get("passed"))
             points = float(c.get("points") or 0.0)
-        if applicable:
-            available += max_points
-            earned += points
-            if not passed and cid in auto_fail_criteria:
-                auto_fail = True
-    if any(v.get("auto_fail") for v in violations):
-        auto_fail = True
-    score = 100.0 * earned / available if available > 0 else 100.0
-    return score, auto_fail
+        lines.append(Line(str(c.get("section") or ""), applicable, passed, points, max_points,
+                          cid in auto_fail_criteria))
+    return tally(lines, auto_fail_violation=any(v.get("auto_fail") for v in violations), pass_mark=pass_mark)
 
 
 # -- sampling ----------------------------------------------------------------------------------

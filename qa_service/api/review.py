@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.deps import AdminKey, ReadScoresKey, RepoDep, ReviewKey
 from qa_service.review import MAX_REASON_CHARS
+from qa_service.scorecard import ReviewedScorecardDoc
 from qa_service.services import reviews
 
 router = APIRouter(tags=["review"])
@@ -46,7 +47,9 @@ def get_reviews(call_id: str, repo: RepoDep, _key: ReadScoresKey) -> list[dict[s
     return [r.to_dict() for r in reviews.call_reviews(store=repo, call_id=call_id)]
 
 
-@router.get("/v1/calls/{call_id}/scorecard/reviewed")
+@router.get("/v1/calls/{call_id}/scorecard/reviewed",
+            responses={200: {"description": "Scorecard format v1 with its review",
+                             "model": ReviewedScorecardDoc}})
 def get_reviewed_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey) -> dict[str, Any]:
     """The latest scorecard with its `review` section: automatic and reviewed verdicts, who, when, why."""
     return reviews.reviewed_card(store=repo, stored=repo.get_scorecard(call_id))

@@ -39,6 +39,7 @@ from qa_service.api.schemas import (
     ScorecardSummary,
 )
 from qa_service.errors import InputError, NotFound, QAServiceError
+from qa_service.scorecard import ScorecardDoc
 from qa_service.services import calls
 from qa_service.services.calls import CallInput, CallRequest, Submitted, may_read, transcript_too_large
 from qa_service.services.rules import add_rules, rules_path
@@ -180,7 +181,7 @@ def get_call(call_id: str, repo: RepoDep, key: ReadCallKey) -> CallOut:
 
 @router.get(
     "/v1/calls/{call_id}/scorecard", tags=["calls"],
-    responses={**_ERRORS, 200: {"description": "Scorecard format v1", "content": {"application/json": {}}},
+    responses={**_ERRORS, 200: {"description": "Scorecard format v1", "model": ScorecardDoc},
                404: {"model": Error, "description": "No such call, or not scored yet"},
                409: {"model": Error, "description": "The call failed; see the reason"}},
 )

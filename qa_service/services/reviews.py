@@ -32,12 +32,16 @@ def may_review(role: str) -> bool:
 
 
 def reviewed_card(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:
-    """A stored scorecard with its `review` section (pass mark and auto-fail criteria from its rubric)."""
-    try:
-        rubric = store.get_rules("rubric", stored.rubric_id, stored.rubric_version)
-        pass_mark, auto_fail = rubric_terms(rubric.text)
-    except NotFound:
-        pass_mark, auto_fail = None, frozenset()
+    """A stored scorecard with its `review` section. The scorecard names its pass mark and auto-fail
+    criteria; for one stored before it did, they are read from its rubric."""
+    pass_mark: float | None = None
+    auto_fail: frozenset[str] = frozenset()
+    if "pass_mark" not in stored.data:
+        try:
+            rubric = store.get_rules("rubric", stored.rubric_id, stored.rubric_version)
+            pass_mark, auto_fail = rubric_terms(rubric.text)
+        except NotFound:
+            pass
     reviews = store.reviews.for_call(stored.call_id)
     card = apply_reviews(stored.data, reviews, pass_mark=pass_mark, auto_fail_criteria=auto_fail)
     card["review"]["scorecard_version"] = stored.version

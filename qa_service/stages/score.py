@@ -34,6 +34,7 @@ from qa_service.stages.matching import (
     negated_by_window,
     pipes_for,
 )
+from qa_service.totals import Line, tally
 
 # Words that show a superseded value is being spoken of as history ("it used to be 65", "up from 595").
 HISTORY_CUES = frozenset({"was", "were", "used", "previously", "formerly", "until", "old", "earlier", "prior",
@@ -233,24 +234,21 @@ def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP
     to_check += _nearly_prohibited(call, rubric)
     to_check.sort(key=lambda v: (v.evidence.start, v.id))
 
-    available = sum(c.max_points for c in criteria if c.applicable)
-    earned = sum(c.points for c in criteria if c.applicable)
-    total = 100.0 * earned / available if available > 0 else 100.0
-    auto_fail = any(c.applicable and not c.passed and _criterion(rubric, c.id).auto_fail for c in criteria) \
-        or any(v.auto_fail for v in violations)
-    sections: dict[str, dict[str, float]] = {}
-    for c in criteria:
-        sec = sections.setdefault(c.section, {"points": 0.0, "max_points": 0.0, "score": 100.0})
-        if c.applicable:
-            sec["points"] += c.points
-            sec["max_points"] += c.max_points
-    for sec in sections.values():
-        sec["score"] = round(100.0 * sec["points"] / sec["max_points"], 2) if sec["max_points"] else 100.0
-    passed = total >= rubric.pass_mark - 1e-9 and not auto_fail
+    totals = tally((_line(c) for c in criteria), auto_fail_violation=any(v.auto_fail for v in violations),
+                   pass_mark=rubric.pass_mark)
+    passed = bool(totals.passed)
     reasons = () if passed else _provisional(rubric, criteria, violations)
-    return ScoreResult(criteria=tuple(criteria), violations=tuple(violations), score=total,
-                       auto_fail=auto_fail, passed=passed, sections=sections, to_check=tuple(to_check),
-                       provisional=bool(reasons), provisional_reasons=reasons, pass_mark=rubric.pass_mark)
+    return ScoreResult(criteria=tuple(criteria), violations=tuple(violations), score=totals.score,
+                       auto_fail=totals.auto_fail, passed=passed, sections=totals.sections,
+                       to_check=tuple(to_check), provisional=bool(reasons), provisional_reasons=reasons,
+                       pass_mark=rubric.pass_mark)
+
+
+def _line(c: CriterionResult, *, passed: bool | None = None) -> Line:
+    """A criterion for the totals; `passed` in place of its verdict (points follow)."""
+    if passed is None:
+        return Line(c.section, c.applicable, c.passed, c.points, c.max_points, c.auto_fail)
+    return Line(c.section, c.applicable, passed, c.max_points if passed else 0.0, c.max_points, c.auto_fail)
 
 
 def _provisional(rubric: Rubric, criteria: Sequence[CriterionResult],
@@ -260,11 +258,10 @@ def _provisional(rubric: Rubric, criteria: Sequence[CriterionResult],
     weak = [v for v in violations if v.auto_fail and v.doubt]
     if not doubtful and not weak:
         return ()
-    firm_auto_fail = any(c.applicable and not c.passed and not c.doubt and _criterion(rubric, c.id).auto_fail
-                         for c in criteria) or any(v.auto_fail and not v.doubt for v in violations)
-    available = sum(c.max_points for c in criteria if c.applicable)
-    best = sum(c.points for c in criteria if c.applicable) + sum(c.max_points for c in doubtful)
-    if firm_auto_fail or (available > 0 and 100.0 * best / available < rubric.pass_mark - 1e-9):
+    best = tally((_line(c, passed=True) if c in doubtful else _line(c) for c in criteria),
+                 auto_fail_violation=any(v.auto_fail and not v.doubt for v in violations),
+                 pass_mark=rubric.pass_mark)
+    if not best.passed:
         return ()
     return tuple([f"{c.id}: {c.doubt}" for c in doubtful] + [f"{v.id}: {v.doubt}" for v in weak])
 
