@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--yes", action="store_true", help="erase without asking (nothing brings the calls back)")
     er.set_defaults(func=cmd_erase)
 
+    sw = sub.add_parser("sweep", help="delete what the QA_RETAIN_* settings no longer allow (workers do it "
+                                      "hourly)")
+    sw.set_defaults(func=cmd_sweep)
+
     demo = sub.add_parser("demo", help="score the sample calls (through the queue when Redis answers)")
     demo.set_defaults(func=cmd_demo)
     return p
@@ -321,6 +325,19 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
                           settings=settings, calls=calls, asker=Asker(key_id=None, name=_cli_user()),
                           external_id=args.external_id, agent_id=args.agent)
     print(json.dumps(receipt.to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the retention sweep once and print what it deleted."""
+    from redis import Redis
+
+    from qa_service.services.retention import sweep
+    from qa_service.storage.objects import input_store
+
+    done = sweep(store=_repository(settings), objects=input_store(settings),
+                 redis=Redis.from_url(settings.redis_url), settings=settings)
+    print(" ".join(f"{k}={v}" for k, v in done.items()))
     return 0
 
 

@@ -224,3 +224,61 @@ def test_the_command_line_erases_with_confirmation(api, database_url, redis_conn
     assert redis_hits(redis_conn, call_id, "ext-cli-1") == []
     assert store_hits(api, call_id, call_id, "ext-cli-1") == []
     assert main(["erase", "--call", call_id, "--yes"]) == 2  # no such call any more
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+def test_the_retention_sweep_deletes_by_age(make_settings, database_url, redis_url, redis_conn):
+    from datetime import UTC, datetime
+
+    from qa_service.services.retention import sweep
+
+    api = Api(make_settings(redis_url=redis_url, database_url=database_url, retain_scorecards_days=365,
+                            retain_transcripts_days=30, retain_redacted_audio_days=7), redis_conn)
+    seed_rules(api.repo)
+    call_id = full_call(api, "ext-old-1")
+    waiting = api.submit(call_id="ext-waiting").json()["id"]  # never ended: no retention applies
+    store = input_store(api.settings)
+    t0 = datetime.now(UTC)
+
+    def run(days: int) -> dict[str, int]:
+        return sweep(store=api.repo, objects=store, redis=redis_conn, settings=api.settings,
+                     now=t0 + timedelta(days=days))
+
+    assert run(1) == {"calls_erased": 0, "earlier_versions": 0, "transcripts_removed": 0, "redacted_audio": 0}
+    assert run(10)["redacted_audio"] == 1
+    assert store.redacted_audio(call_id) is None and store.list_call(call_id)  # the input stays
+    assert api.repo.get_scorecard(call_id).data["transcript"]
+
+    assert run(40)["transcripts_removed"] == 2  # both versions
+    card = api.repo.get_scorecard(call_id)
+    assert card.data["transcript"] == [] and "transcript_removed_at" in card.data
+    assert all(v["text"] == "" for v in card.data["violations"])
+    assert (card.score, card.passed, card.auto_fail) == (25.0, False, True)  # the verdict stays
+    assert "we guarantee" not in json.dumps(api.repo.get_scorecard(call_id, 1).data)
+    assert run(41)["transcripts_removed"] == 0  # nothing left to strip
+
+    done = run(400)
+    assert done["calls_erased"] == 1
+    assert {row["action"] for _, row in database_hits(database_url, call_id, "ext-old-1")} == {"erased_call"}
+    [receipt] = api.repo.audit.entries(action="erased_call")
+    assert receipt.key_name == "retention" and receipt.key_id is None
+    assert redis_hits(redis_conn, call_id) == [] and store_hits(api, call_id, call_id) == []
+    assert api.repo.get_call(waiting).status == "queued"
+
+
+def test_earlier_scorecard_versions_go_past_the_scorecard_retention(make_settings, redis_url, redis_conn):
+    from datetime import UTC, datetime
+
+    from qa_service.services.retention import sweep
+
+    api = Api(make_settings(redis_url=redis_url, retain_scorecards_days=365), redis_conn)
+    seed_rules(api.repo)
+    call_id = full_call(api, "ext-versions")
+    api.repo.requeue_call(call_id)  # not ended: the call itself is kept, its earlier version is not
+    done = sweep(store=api.repo, objects=input_store(api.settings), redis=redis_conn, settings=api.settings,
+                 now=datetime.now(UTC) + timedelta(days=400))
+    assert done["earlier_versions"] == 1 and done["calls_erased"] == 0
+    assert api.repo.get_scorecard(call_id).version == 2
+    with pytest.raises(Exception, match="version"):
+        api.repo.get_scorecard(call_id, 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,6 +52,24 @@ def summary_without(summary: dict[str, Any], call_ids: Collection[str],
     return out
 
 
+def without_transcript(card: dict[str, Any], at: str) -> dict[str, Any]:
+    """A scorecard without its redacted transcript and evidence quotes: the verdicts, points, times and
+    rule references stay, and `transcript_removed_at` says when the text went."""
+    out = copy.deepcopy(card)
+    out["transcript"] = []
+    for item in [*(out.get("violations") or []), *(out.get("to_check") or []),
+                 *(e for c in out.get("criteria") or [] for e in c.get("evidence") or [])]:
+        if isinstance(item, dict) and "text" in item:
+            item["text"] = ""
+    out["transcript_removed_at"] = at
+    return out
+
+
+def has_transcript(card: dict[str, Any]) -> bool:
+    """Whether a scorecard still holds transcript text."""
+    return "transcript_removed_at" not in card
+
+
 class SqlErasure(SqlPart):
     """`ErasureStore` over SQL."""
 
@@ -60,6 +79,34 @@ class SqlErasure(SqlPart):
         with self.engine.connect() as conn:
             return [str(r) for r in conn.execute(
                 sa.select(c.c.id).where(c.c.agent_id == agent_id).order_by(c.c.created_at, c.c.id)).scalars()]
+
+    def ended_calls_before(self, cutoff: datetime) -> list[str]:
+        """The ids of done and failed calls received before this moment, oldest first (retention)."""
+        c = t.calls
+        with self.engine.connect() as conn:
+            return [str(r) for r in conn.execute(
+                sa.select(c.c.id).where(c.c.created_at < cutoff, c.c.status.in_(("done", "failed")))
+                .order_by(c.c.created_at, c.c.id)).scalars()]
+
+    def drop_earlier_versions(self, cutoff: datetime) -> int:
+        """Delete the scorecard versions made before this moment that are not their call's latest."""
+        s = t.scorecards
+        with self._write() as conn:
+            earlier = s.delete().where(s.c.latest.is_(False), s.c.created_at < cutoff)
+            return int(conn.execute(earlier).rowcount)
+
+    def strip_transcripts(self, cutoff: datetime) -> int:
+        """Remove the transcript text from the scorecards of calls received before this moment."""
+        s, c = t.scorecards, t.calls
+        at = utc_now().isoformat(timespec="seconds")
+        changed = 0
+        with self._write() as conn:
+            old = sa.select(c.c.id).where(c.c.created_at < cutoff)
+            for seq, data in conn.execute(sa.select(s.c.seq, s.c.data).where(s.c.call_id.in_(old))):
+                if has_transcript(data):
+                    conn.execute(s.update().where(s.c.seq == seq).values(data=without_transcript(data, at)))
+                    changed += 1
+        return changed
 
     def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
         """Delete the calls and all that names them in one transaction; write one receipt row per call."""

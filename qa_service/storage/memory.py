@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from qa_service.errors import Conflict, NotFound
 from qa_service.review import Review
-from qa_service.storage.erasure import RECEIPT_ACTION, RECEIPT_KIND, receipt_details, summary_without
+from qa_service.storage.erasure import (
+    RECEIPT_ACTION,
+    RECEIPT_KIND,
+    has_transcript,
+    receipt_details,
+    summary_without,
+    without_transcript,
+)
 from qa_service.storage.repository import (
     AgentSummary,
     ErasureNote,
@@ -403,6 +410,32 @@ class MemoryRepository:
         """The ids of every call of an agent, oldest first."""
         return [c.id for c in sorted(self.calls.values(), key=lambda c: (c.created_at, c.id))
                 if c.agent_id == agent_id]
+
+    def ended_calls_before(self, cutoff: datetime) -> list[str]:
+        """The ids of done and failed calls received before this moment, oldest first."""
+        return [c.id for c in sorted(self.calls.values(), key=lambda c: (c.created_at, c.id))
+                if c.created_at < cutoff and c.status in ("done", "failed")]
+
+    def drop_earlier_versions(self, cutoff: datetime) -> int:
+        """Delete the scorecard versions made before this moment that are not their call's latest."""
+        dropped = 0
+        for call_id, versions in self.scorecards.items():
+            kept = [v for i, v in enumerate(versions) if i == len(versions) - 1 or v.created_at >= cutoff]
+            dropped += len(versions) - len(kept)
+            self.scorecards[call_id] = kept
+        return dropped
+
+    def strip_transcripts(self, cutoff: datetime) -> int:
+        """Remove the transcript text from the scorecards of calls received before this moment."""
+        at = _now().isoformat(timespec="seconds")
+        changed = 0
+        for call_id, versions in self.scorecards.items():
+            if call_id in self.calls and self.calls[call_id].created_at < cutoff:
+                for i, v in enumerate(versions):
+                    if has_transcript(v.data):
+                        versions[i] = dataclasses.replace(v, data=without_transcript(v.data, at))
+                        changed += 1
+        return changed
 
     def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
         """Delete the calls and all that names them; write one receipt row per call."""

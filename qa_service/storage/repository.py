@@ -422,6 +422,19 @@ class ErasureStore(Protocol):
         """The ids of every call of an agent, oldest first."""
         ...
 
+    def ended_calls_before(self, cutoff: datetime) -> list[str]:
+        """The ids of done and failed calls received before this moment, oldest first (retention)."""
+        ...
+
+    def drop_earlier_versions(self, cutoff: datetime) -> int:
+        """Delete the scorecard versions made before this moment that are not their call's latest."""
+        ...
+
+    def strip_transcripts(self, cutoff: datetime) -> int:
+        """Remove the redacted transcript and evidence quotes from the scorecards of calls received
+        before this moment; returns how many scorecard versions changed."""
+        ...
+
     def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
         """Delete the calls, every scorecard version and review of them, take them out of rescore
         summaries, point earlier audit rows naming them at the receipt, and append one receipt row per
