@@ -122,6 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     rt_.add_argument("calls", nargs="+", metavar="CALL_ID")
     rt_.set_defaults(func=cmd_retry)
 
+    er = sub.add_parser("erase", help="erase calls everywhere (rows, scorecards, reviews, stored objects, "
+                                      "queued jobs); prints the receipt")
+    which = er.add_mutually_exclusive_group(required=True)
+    which.add_argument("--call", metavar="ID", help="the call's id")
+    which.add_argument("--external-id", metavar="X", help="the call id its sender gave it")
+    which.add_argument("--agent", metavar="A", help="every call of this agent")
+    er.add_argument("--yes", action="store_true", help="erase without asking (nothing brings the calls back)")
+    er.set_defaults(func=cmd_erase)
+
+    sw = sub.add_parser("sweep", help="delete what the QA_RETAIN_* settings no longer allow (workers do it "
+                                      "hourly)")
+    sw.set_defaults(func=cmd_sweep)
+
     demo = sub.add_parser("demo", help="score the sample calls (through the queue when Redis answers)")
     demo.set_defaults(func=cmd_demo)
     return p
@@ -290,6 +303,42 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
             refused += 1
             print(f"{name}: {exc}", file=sys.stderr)
     return 1 if refused else 0
+
+
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase one call (by id or external id) or every call of an agent, and print the receipt as JSON."""
+    from redis import Redis
+
+    from qa_service.services.erasure import Asker, calls_to_erase, erase_calls
+    from qa_service.storage.objects import input_store
+
+    repo = _repository(settings)
+    calls = calls_to_erase(store=repo, call_id=args.call, external_id=args.external_id, agent_id=args.agent)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"this erases {len(calls)} call(s) for good: add --yes to confirm")
+        answer = input(f"erase {len(calls)} call(s) for good? type 'erase' to confirm: ")
+        if answer.strip() != "erase":
+            print("nothing was erased", file=sys.stderr)
+            return 1
+    receipt = erase_calls(store=repo, objects=input_store(settings), redis=Redis.from_url(settings.redis_url),
+                          settings=settings, calls=calls, asker=Asker(key_id=None, name=_cli_user()),
+                          external_id=args.external_id, agent_id=args.agent)
+    print(json.dumps(receipt.to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the retention sweep once and print what it deleted."""
+    from redis import Redis
+
+    from qa_service.services.retention import sweep
+    from qa_service.storage.objects import input_store
+
+    done = sweep(store=_repository(settings), objects=input_store(settings),
+                 redis=Redis.from_url(settings.redis_url), settings=settings)
+    print(" ".join(f"{k}={v}" for k, v in done.items()))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

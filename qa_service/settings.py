@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     # retried: sealed with `encryption_key` when one is set, otherwise plain but readable by the
     # service's user only. Then the maintenance pass deletes it; 0 deletes it as the call fails.
     failed_input_retention_hours: float = Field(default=72.0, ge=0)
+    # Retention, in days since a call was received (unset: kept until erased). Past the first, the whole
+    # call goes as an erasure would take it (rows, every scorecard version, reviews, stored objects,
+    # jobs), and earlier scorecard versions go from every call; past the second, scorecards lose their
+    # redacted transcript and evidence quotes (verdicts, scores and aggregates stay); past the third, the
+    # redacted audio is deleted. The worker's maintenance pass and `qa-service sweep` apply them.
+    retain_scorecards_days: float | None = Field(default=None, gt=0)
+    retain_transcripts_days: float | None = Field(default=None, gt=0)
+    retain_redacted_audio_days: float | None = Field(default=None, gt=0)
     # Words never redacted as personal data: the company's own names, agents' first names.
     # In the environment as a JSON list: QA_REDACT_ALLOW_LIST='["Harbourline", "Mira"]'
     redact_allow_list: list[str] = Field(default_factory=list)

@@ -58,7 +58,11 @@ REASON = "notice given before the recording started"
     ("GET", "/healthz", None),
     ("GET", "/v1/rubrics", None),
     ("POST", "/sign-out", None),
-    ("DELETE", "/v1/calls/abc", None),
+    # Erasures name no target: the erasure's receipt rows do, without external or agent ids.
+    ("DELETE", "/v1/calls/abc", ("erase", None, None)),
+    ("DELETE", "/v1/calls?external_id=ext-1", ("erase", None, None)),
+    ("DELETE", "/v1/agents/a-1/calls", ("erase", None, None)),
+    ("DELETE", "/v1/calls/abc/reviews", None),
 ])
 def test_which_requests_are_audited(method, path, expected):
     path, _, query = path.partition("?")

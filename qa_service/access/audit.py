@@ -77,6 +77,10 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", r"^/v1/rescores$", "start_rescore", "rescore"),
     ("POST", r"^/v1/keys$", "create_key", "key"),
     ("POST", rf"^/v1/keys/{_ID}/revoke$", "revoke_key", "key"),
+    # Erasures name no target here: the erasure writes its own receipt rows, and the external id or
+    # agent id a request names must not reach the audit log.
+    ("DELETE", r"^/v1/calls(?:/[^/]+)?$", "erase", None),
+    ("DELETE", r"^/v1/agents/[^/]+/calls$", "erase", None),
 ))
 _LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs|rescores|keys)/([^/?]+(?:/[^/?]+)?)$")
 # Answers that mean nothing was read or changed and nobody should be recorded: a client over its limit.

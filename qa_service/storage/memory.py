@@ -16,8 +16,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from qa_service.errors import Conflict, NotFound
 from qa_service.review import Review
+from qa_service.storage.erasure import (
+    RECEIPT_ACTION,
+    RECEIPT_KIND,
+    has_transcript,
+    receipt_details,
+    summary_without,
+    without_transcript,
+)
 from qa_service.storage.repository import (
     AgentSummary,
+    ErasureNote,
     NewCall,
     NewRescoreRun,
     Repository,
@@ -394,6 +403,78 @@ class MemoryRepository:
             raise NotFound(f"no API key with id {key_id!r}")
         self.keys[key.id] = dataclasses.replace(key, revoked=True)
         return self.keys[key.id]
+
+    # -- erasure ------------------------------------------------------------------------------
+
+    def call_ids_of_agent(self, agent_id: str) -> list[str]:
+        """The ids of every call of an agent, oldest first."""
+        return [c.id for c in sorted(self.calls.values(), key=lambda c: (c.created_at, c.id))
+                if c.agent_id == agent_id]
+
+    def ended_calls_before(self, cutoff: datetime) -> list[str]:
+        """The ids of done and failed calls received before this moment, oldest first."""
+        return [c.id for c in sorted(self.calls.values(), key=lambda c: (c.created_at, c.id))
+                if c.created_at < cutoff and c.status in ("done", "failed")]
+
+    def drop_earlier_versions(self, cutoff: datetime) -> int:
+        """Delete the scorecard versions made before this moment that are not their call's latest."""
+        dropped = 0
+        for call_id, versions in self.scorecards.items():
+            kept = [v for i, v in enumerate(versions) if i == len(versions) - 1 or v.created_at >= cutoff]
+            dropped += len(versions) - len(kept)
+            self.scorecards[call_id] = kept
+        return dropped
+
+    def strip_transcripts(self, cutoff: datetime) -> int:
+        """Remove the transcript text from the scorecards of calls received before this moment."""
+        at = _now().isoformat(timespec="seconds")
+        changed = 0
+        for call_id, versions in self.scorecards.items():
+            if call_id in self.calls and self.calls[call_id].created_at < cutoff:
+                for i, v in enumerate(versions):
+                    if has_transcript(v.data):
+                        versions[i] = dataclasses.replace(v, data=without_transcript(v.data, at))
+                        changed += 1
+        return changed
+
+    def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
+        """Delete the calls and all that names them; write one receipt row per call."""
+        removed: dict[str, dict[str, int]] = {}
+        for call_id in (canonical_uuid(c) for c in call_ids):
+            if call_id is None or self.calls.pop(call_id, None) is None:
+                continue
+            reviews = [r for r in self.reviews.rows if r.call_id == call_id]
+            self.reviews.rows = [r for r in self.reviews.rows if r.call_id != call_id]
+            self.reviewed = {k: v for k, v in self.reviewed.items() if k[0] != call_id}
+            removed[call_id] = {"calls": 1, "scorecard_versions": len(self.scorecards.pop(call_id, [])),
+                                "reviews": len(reviews)}
+        erased = set(removed)
+        runs = 0
+        for run_id, run in list(self.runs.items()):
+            if run.summary is not None:
+                kept = summary_without(run.summary, erased, receipt.agent_id)
+                if kept != run.summary:
+                    self.runs[run_id] = dataclasses.replace(run, summary=kept)
+                    runs += 1
+        moved = 0
+        for i, row in enumerate(self.audit.rows):
+            named = row.target_id in erased or (receipt.agent_id is not None and row.target_kind == "agent"
+                                                and row.target_id == receipt.agent_id)
+            details = row.details
+            for call_id in erased:
+                details = details.replace(call_id, receipt.id) if details else details
+            if named or details != row.details:
+                moved += 1
+                self.audit.rows[i] = dataclasses.replace(
+                    row, details=details, target_kind=RECEIPT_KIND if named else row.target_kind,
+                    target_id=receipt.id if named else row.target_id)
+        for call_id, counts in removed.items():
+            counts.update(receipt.removed_elsewhere.get(call_id, {}))
+            counts["rescore_runs_changed"], counts["audit_rows_repointed"] = runs, moved
+            self.audit.record(RECEIPT_ACTION, key_id=receipt.key_id, key_name=receipt.key_name,
+                              role=receipt.role, target_kind="call", target_id=call_id,
+                              details=receipt_details(receipt.id, counts))
+        return removed
 
     def ping(self) -> None:
         """Memory always answers."""

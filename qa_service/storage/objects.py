@@ -103,6 +103,10 @@ class InputStore(Protocol):
         """Delete the local run copies and partial writes a killed run left; the input itself stays."""
         ...
 
+    def delete_redacted_audio(self, call_id: str) -> bool:
+        """Delete the call's redacted audio (retention); whether there was one."""
+        ...
+
     def list_call(self, call_id: str) -> list[str]:
         """Names of everything stored for the call, partial writes included (as `.<name>.partial`)."""
         ...
@@ -225,6 +229,13 @@ class LocalFolderStore:
     def remove_leftovers(self, call_id: str) -> None:
         """Delete run copies and partial files a killed run left in the call's folder."""
         inputs.remove_run_copies(self.root, call_id)
+
+    def delete_redacted_audio(self, call_id: str) -> bool:
+        """Delete the call's redacted audio file; whether there was one."""
+        ref = self.redacted_audio(call_id)
+        if ref is not None:
+            Path(ref).unlink(missing_ok=True)
+        return ref is not None
 
     def list_call(self, call_id: str) -> list[str]:
         """Names of the files in the call's folder."""
@@ -364,6 +375,14 @@ class S3Store:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload_key, UploadId=upload_id)
         inputs.remove_run_copies(self.scratch_dir, call_id)
         _remove_empty(inputs.call_dir(self.scratch_dir, call_id))
+
+    def delete_redacted_audio(self, call_id: str) -> bool:
+        """Delete the call's redacted audio object; whether there was one."""
+        names = [n for n in self._object_names(call_id) if n.startswith(REDACTED_STEM + ".")]
+        for name in names:
+            with _errors(f"the call's {name}"):
+                self.client.delete_object(Bucket=self.bucket, Key=self._key(call_id, name))
+        return bool(names)
 
     def list_call(self, call_id: str) -> list[str]:
         """Names of the call's objects, with unfinished uploads as `.<name>.partial`."""

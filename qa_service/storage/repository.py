@@ -415,7 +415,48 @@ class KeyStore(Protocol):
         ...
 
 
-class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStore, Protocol):
+class ErasureStore(Protocol):
+    """Erasing calls for good, with the receipt the audit log keeps (errors: NotFound)."""
+
+    def call_ids_of_agent(self, agent_id: str) -> list[str]:
+        """The ids of every call of an agent, oldest first."""
+        ...
+
+    def ended_calls_before(self, cutoff: datetime) -> list[str]:
+        """The ids of done and failed calls received before this moment, oldest first (retention)."""
+        ...
+
+    def drop_earlier_versions(self, cutoff: datetime) -> int:
+        """Delete the scorecard versions made before this moment that are not their call's latest."""
+        ...
+
+    def strip_transcripts(self, cutoff: datetime) -> int:
+        """Remove the redacted transcript and evidence quotes from the scorecards of calls received
+        before this moment; returns how many scorecard versions changed."""
+        ...
+
+    def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
+        """Delete the calls, every scorecard version and review of them, take them out of rescore
+        summaries, point earlier audit rows naming them at the receipt, and append one receipt row per
+        call, all in one transaction; returns the rows removed per call and kind."""
+        ...
+
+
+@dataclass(frozen=True)
+class ErasureNote:
+    """What the receipt rows of an erasure say besides the rows the database removes: who asked (no
+    external id, no agent id: the audit log keeps no personal data) and what was removed elsewhere."""
+
+    id: str
+    key_id: str | None
+    key_name: str | None
+    role: str | None
+    removed_elsewhere: dict[str, dict[str, int]] = field(default_factory=dict)  # per call id: kind -> count
+    # An agent whose calls are all erased: audit rows naming the agent are pointed at the receipt too.
+    agent_id: str | None = field(default=None, repr=False)
+
+
+class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStore, ErasureStore, Protocol):
     """The one storage object: calls, scorecards, rules, rescore runs and API keys as its methods (by
     aggregate above), with reviews, the audit log, web sessions and the read-side views as its parts."""
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from qa_service.errors import ConfigError, TransientError
 from qa_service.storage.db import WRITE_OPTION
+from qa_service.storage.erasure import SqlErasure
 from qa_service.storage.keys import SqlKeys
 from qa_service.storage.migrate import upgrade
 from qa_service.storage.rescore_runs import SqlRescoreRuns
@@ -84,10 +85,10 @@ def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
     return SqlRepository(engine)
 
 
-class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys):
+class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure):
     """`Repository` over SQLAlchemy Core, one part per aggregate (calls and scorecards, rules, rescore
-    runs, keys, and reviews, audit, sessions and views as attributes); safe to share between threads
-    (one engine, short transactions)."""
+    runs, keys, erasure, and reviews, audit, sessions and views as attributes); safe to share between
+    threads (one engine, short transactions)."""
 
     def __init__(self, engine: Engine):
         # Public for the storage contract tests only; nothing outside storage/ touches it.

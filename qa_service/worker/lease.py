@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from qa_service.queueing import call_lease_key
+
 if TYPE_CHECKING:
     from redis import Redis
 
@@ -30,7 +32,7 @@ LEASE_REFRESH_S = 10
 
 def lease_key(call_id: str) -> str:
     """Redis key held by the worker processing a call, for as long as it is alive."""
-    return f"qa:call-lease:{call_id}"
+    return call_lease_key(call_id)
 
 
 def rescore_lease_key(run_id: str) -> str:

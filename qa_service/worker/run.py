@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 from qa_service import notify
 from qa_service.errors import ConfigError
+from qa_service.services.retention import SWEEP_S, sweep
 from qa_service.settings import Settings
 from qa_service.storage.inputs import make_storage_dir
+from qa_service.storage.objects import input_store
 from qa_service.worker.context import WorkerContext, activate
 from qa_service.worker.inputs import discard_leftover_inputs
 from qa_service.worker.recovery import enqueue_due_retries, reconcile, reconcile_rescores
@@ -57,6 +59,7 @@ def run_worker(settings: Settings, burst: bool = False, *, context: WorkerContex
     reconcile(worker_context, queue)
     reconcile_rescores(worker_context, queue)
     discard_leftover_inputs(repo, settings)
+    swept = [float("-inf")]  # when this worker last ran the retention sweep (monotonic seconds)
 
     class CallWorker(SimpleWorker):
         """SimpleWorker that also recovers lost calls and rescore runs whenever RQ runs its maintenance."""
@@ -80,6 +83,12 @@ def run_worker(settings: Settings, burst: bool = False, *, context: WorkerContex
                 enqueue_due_retries(queue)  # calls waiting out a transient failure
             except Exception:
                 log.exception("queueing retries failed")
+            if time.monotonic() - swept[0] >= SWEEP_S:
+                swept[0] = time.monotonic()
+                try:
+                    sweep(store=repo, objects=input_store(settings), redis=connection, settings=settings)
+                except Exception:
+                    log.exception("the retention sweep failed")
 
     worked = False
     while True:
