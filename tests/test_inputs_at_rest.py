@@ -33,6 +33,7 @@ from qa_service.auth import create_key
 from qa_service.errors import TransientError
 from qa_service.storage import NewCall, open_repository, tables
 from qa_service.storage.inputs import call_dir, write_bytes
+from qa_service.storage.objects import input_store
 from qa_service.worker import calls as worker_calls
 from qa_service.worker import inputs as worker_inputs
 from qa_service.worker import jobs, recovery
@@ -309,10 +310,10 @@ def test_failed_inputs_are_deleted_after_the_retention_and_retry_then_says_so(
         kept = Path(s.repo.get_call(old).input_path)
         assert kept.is_file() and kept.name.endswith(".sealed") == (mode == "key")
 
-        assert worker_inputs.discard_leftover_inputs(s.repo, settings) == 1
+        assert worker_inputs.discard_leftover_inputs(s.repo, settings, input_store(settings)) == 1
         assert not call_dir(settings.storage_dir, old).exists() and s.repo.get_call(old).input_path is None
         assert Path(s.repo.get_call(recent).input_path).is_file(), "a recent failure stays retryable"
-        assert worker_inputs.discard_leftover_inputs(s.repo, settings) == 0
+        assert worker_inputs.discard_leftover_inputs(s.repo, settings, input_store(settings)) == 0
 
         r = s.retry(client, headers, old)
         assert r.status_code == 409, r.text
