@@ -34,7 +34,8 @@ from qa_service.errors import (
     TransientError,
 )
 from qa_service.settings import Settings
-from qa_service.storage.inputs import EmptyInput, InputTooLarge, make_storage_dir
+from qa_service.storage.inputs import EmptyInput, InputTooLarge
+from qa_service.storage.objects import InputStore, S3Store, input_store
 from qa_service.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,12 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
-def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any = None) -> FastAPI:
-    """Build the API for these settings; migrates the database to head first."""
+def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any = None,
+               inputs: InputStore | None = None) -> FastAPI:
+    """Build the API for these settings; migrates the database to head first.
+
+    `inputs`: where call inputs go (None: the store QA_STORAGE_URL / QA_STORAGE_DIR name, checked now).
+    """
     session_secret = app_secret(settings)  # refuses several processes without a shared secret
     if repo is None:
         from qa_service.storage import open_repository
@@ -89,7 +94,10 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
 
         # Connects lazily: the API starts even when Redis is briefly away (healthz reports it).
         queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
-    make_storage_dir(settings.storage_dir)
+    if inputs is None:
+        inputs = input_store(settings)
+        if isinstance(inputs, S3Store):
+            inputs.check()  # a missing bucket or refused credentials stop start-up, not each upload
 
     app = FastAPI(
         title="Call QA service",
@@ -100,6 +108,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.state.settings = settings
     app.state.repo = repo
     app.state.queue = queue
+    app.state.inputs = inputs
     app.state.session_secret = session_secret
     for router in (routes.router, webhooks.router, agents.router, keys.router, policy.router,
                    rescores.router, metrics.router, web.router, review.router, web.review_router,

@@ -290,14 +290,16 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     from rq import Queue
 
     from qa_service.services.calls import retry_call
+    from qa_service.storage.objects import input_store
 
     repo = _repository(settings)
+    inputs = input_store(settings)
     queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
     refused = 0
     for name in args.calls:
         try:
             call = repo.find_call(name) or repo.get_call(name)
-            call = retry_call(store=repo, settings=settings, queue=queue, call_id=call.id)
+            call = retry_call(store=repo, inputs=inputs, settings=settings, queue=queue, call_id=call.id)
             print(f"{name}: queued again as {call.id}")
         except QAServiceError as exc:
             refused += 1

@@ -76,6 +76,7 @@ def _through_queue(settings: Settings) -> int:
     from qa_service.services.calls import CallInput, CallRequest, submit_call
     from qa_service.services.rules import keep_loaded_rules
     from qa_service.storage import open_repository
+    from qa_service.storage.objects import input_store
     from qa_service.storage.repository import InputKind
 
     repo = open_repository(settings.database_url)
@@ -83,18 +84,20 @@ def _through_queue(settings: Settings) -> int:
     keep_loaded_rules(store=repo, kind="rubric", rules=rubric)
     keep_loaded_rules(store=repo, kind="policy_pack", rules=policies)
     queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
+    inputs = input_store(settings)
     ids = []
     for line in (SAMPLES / "manifest.jsonl").read_text().splitlines():
         row = json.loads(line)
         kind: InputKind = "audio" if "audio" in row else "transcript"
         source = SAMPLES / row[kind]
+        request = CallRequest(
+            external_id=row["call_id"], agent_id=row["agent_id"],
+            call_date=date.fromisoformat(row["call_date"]), rubric_id=rubric.id,
+            rubric_version=rubric.version, policy_pack_id=policies.id, policy_pack_version=policies.version,
+            channels="stereo" if kind == "audio" else "auto", source="upload")
         with source.open("rb") as data:
-            submitted = submit_call(store=repo, settings=settings, queue=queue, request=CallRequest(
-                external_id=row["call_id"], agent_id=row["agent_id"],
-                call_date=date.fromisoformat(row["call_date"]), rubric_id=rubric.id,
-                rubric_version=rubric.version, policy_pack_id=policies.id,
-                policy_pack_version=policies.version, channels="stereo" if kind == "audio" else "auto",
-                source="upload"), upload=CallInput(kind, data, source.name))
+            submitted = submit_call(store=repo, settings=settings, queue=queue, request=request,
+                                    upload=CallInput(kind, data, source.name), inputs=inputs)
         ids.append(submitted.call.id)
     print(f"queued {len(ids)} calls on '{settings.queue_name}'; starting a worker (it loads the models once)")
     worker = subprocess.Popen([sys.executable, "-m", "qa_service", "worker", "--burst"],

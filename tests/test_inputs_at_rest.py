@@ -10,6 +10,7 @@ under storage is checked, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import signal
@@ -33,6 +34,7 @@ from qa_service.auth import create_key
 from qa_service.errors import TransientError
 from qa_service.storage import NewCall, open_repository, tables
 from qa_service.storage.inputs import call_dir, write_bytes
+from qa_service.storage.objects import input_store, make_client
 from qa_service.worker import calls as worker_calls
 from qa_service.worker import inputs as worker_inputs
 from qa_service.worker import jobs, recovery
@@ -94,6 +96,7 @@ class Scenario:
         self.repo.put_rules("rubric", "harbourline-intake", "broken",
                             hashlib.sha256(broken.encode()).hexdigest(), broken)
         self.queue = Queue(settings.queue_name, connection=redis_conn)
+        self.inputs = input_store(settings)
         self.engines = engines
         self.ids: dict[str, str] = {}
         # What the stage does per call, and which plain copies of the call it saw on disk while running.
@@ -121,7 +124,7 @@ class Scenario:
 
     def add(self, label: str, data: bytes = CALL, **kw: Any) -> str:
         call_id = str(uuid.uuid4())
-        path = write_bytes(self.settings.storage_dir, call_id, data, ".txt")
+        path = self.inputs.put_input(call_id, io.BytesIO(data), ".txt", max_bytes=len(data))
         values: dict[str, Any] = dict(
             id=call_id, external_id=label, agent_id="agent-mira", call_date=date(2026, 10, 14),
             rubric_id="harbourline-intake", rubric_version="2026.10", policy_pack_id="valdoria-residence",
@@ -309,10 +312,10 @@ def test_failed_inputs_are_deleted_after_the_retention_and_retry_then_says_so(
         kept = Path(s.repo.get_call(old).input_path)
         assert kept.is_file() and kept.name.endswith(".sealed") == (mode == "key")
 
-        assert worker_inputs.discard_leftover_inputs(s.repo, settings) == 1
+        assert worker_inputs.discard_leftover_inputs(s.repo, settings, input_store(settings)) == 1
         assert not call_dir(settings.storage_dir, old).exists() and s.repo.get_call(old).input_path is None
         assert Path(s.repo.get_call(recent).input_path).is_file(), "a recent failure stays retryable"
-        assert worker_inputs.discard_leftover_inputs(s.repo, settings) == 0
+        assert worker_inputs.discard_leftover_inputs(s.repo, settings, input_store(settings)) == 0
 
         r = s.retry(client, headers, old)
         assert r.status_code == 409, r.text
@@ -392,4 +395,46 @@ def test_a_sealed_input_without_its_key_fails_and_stays_sealed(key, make_setting
     assert failed.status == "failed" and "QA_ENCRYPTION_KEY" in failed.failure_reason
     assert failed.input_path == sealed and Path(sealed).is_file(), "retryable once the key is right"
     assert [p.name for p in Path(sealed).parent.iterdir()] == [Path(sealed).name]
+    s.repo.dispose()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("mode", ["key", "key, raw kept", "no key, 0 h"])
+def test_on_the_object_store_no_plain_input_outlives_its_call(mode, make_settings, redis_url, redis_conn,
+                                                               text_engines, monkeypatch, caplog, s3_env):
+    bucket = f"qa-{uuid.uuid4().hex[:20]}"
+    client = make_client(s3_env)
+    client.create_bucket(Bucket=bucket)
+    settings = make_settings(redis_url=redis_url, storage_url=f"s3://{bucket}/qa", **MODES[mode])
+    s = Scenario(settings, redis_conn, text_engines, monkeypatch)
+    caplog.set_level("DEBUG")
+    try:
+        s.work(s.add("done"))
+        s.work(s.add("bad-input", UNPARSEABLE))
+        s.behaviour["transient"] = "transient"
+        s.work(s.add("transient"))
+        for _ in range(worker_calls.MAX_ATTEMPTS - 1):
+            assert recovery.enqueue_due_retries(s.queue) == 1
+            SimpleWorker([s.queue], connection=redis_conn).work(burst=True)
+        s.behaviour["fail"] = "fail"
+        s.work(s.add("fail"))
+    finally:
+        activate(None)
+
+    statuses = {label: s.repo.get_call(call_id).status for label, call_id in s.ids.items()}
+    assert statuses == {"done": "done", "bad-input": "failed", "transient": "failed", "fail": "failed"}
+    # Each run read a plain copy of its input in the worker's scratch folder, gone once the run ended.
+    assert all(copies == [".unsealed-input.txt"] for runs in s.seen.values() for copies in runs), s.seen
+    assert not plain_copies(s, caplog.text)  # scratch folder, database, Redis and log
+    objects = {o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+               for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert not [key for key, body in objects.items() if has_secret(body)], list(objects)
+    assert all(key.endswith("/input.txt.sealed") for key in objects), list(objects)
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    refs = {label: s.repo.get_call(call_id).input_path for label, call_id in s.ids.items()}
+    kept = {label for label, ref in refs.items() if ref is not None}
+    expected = {"no key, 0 h": set(), "key": {"transient", "fail"},
+                "key, raw kept": {"done", "bad-input", "transient", "fail"}}
+    assert kept == expected[mode], refs
+    assert {f"s3://{bucket}/{key}" for key in objects} == {refs[label] for label in kept}
     s.repo.dispose()

@@ -24,6 +24,7 @@ import pytest
 from qa_service import notify, outbound
 from qa_service.errors import InputError, TransientError
 from qa_service.storage.fetch import UrlRefused, check_url, fetch_recording
+from qa_service.storage.objects import input_store
 
 # Public addresses that stand for two recording hosts; the patched connect keeps them on this machine.
 PUBLIC = "93.184.216.34"
@@ -236,10 +237,10 @@ def test_a_recording_host_that_rebinds_to_loopback_is_never_reached(make_setting
     network.routes = {PUBLIC: first.port, PUBLIC_2: second.port}
     settings = make_settings()  # private addresses refused
 
-    saved = fetch_recording(f"http://recordings.example:{internal.port}{start}", settings.storage_dir,
+    saved = fetch_recording(f"http://recordings.example:{internal.port}{start}", input_store(settings),
                             str(uuid.uuid4()), settings)
 
-    assert saved.read_bytes() == PUBLIC_WAV
+    assert Path(saved).read_bytes() == PUBLIC_WAV
     assert internal.requests == []
     assert "127.0.0.1" not in network.connects
     assert set(network.connects) <= {PUBLIC, PUBLIC_2}
@@ -260,7 +261,7 @@ def test_a_name_that_answers_a_private_address_first_is_refused_without_connecti
     settings = make_settings()
     call_id = str(uuid.uuid4())
     with pytest.raises(UrlRefused, match="recording_url points to a private.*QA_ALLOW_PRIVATE_URLS"):
-        fetch_recording(f"http://recordings.example:{internal.port}/call.wav", settings.storage_dir,
+        fetch_recording(f"http://recordings.example:{internal.port}/call.wav", input_store(settings),
                         call_id, settings)
     assert network.connects == [] and internal.requests == []
     assert not (settings.storage_dir / call_id).exists()
@@ -319,7 +320,8 @@ def test_a_gzip_body_is_refused_before_it_expands(make_settings, sites):
     tracemalloc.start()
     try:
         with pytest.raises(InputError, match=r"Content-Encoding: gzip.*serve the audio file as it is"):
-            fetch_recording(f"http://127.0.0.1:{site.port}/call.wav", settings.storage_dir, call_id, settings)
+            fetch_recording(f"http://127.0.0.1:{site.port}/call.wav", input_store(settings), call_id,
+                            settings)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -332,9 +334,9 @@ def test_a_gzip_body_is_refused_before_it_expands(make_settings, sites):
 def test_an_identity_body_is_saved_as_sent(make_settings, sites):
     site = sites({"/call.wav": (200, {"Content-Encoding": "identity"}, PUBLIC_WAV)})
     settings = make_settings(allow_private_urls=True)
-    saved = fetch_recording(f"http://127.0.0.1:{site.port}/call.wav", settings.storage_dir,
+    saved = fetch_recording(f"http://127.0.0.1:{site.port}/call.wav", input_store(settings),
                             str(uuid.uuid4()), settings)
-    assert saved.read_bytes() == PUBLIC_WAV
+    assert Path(saved).read_bytes() == PUBLIC_WAV
 
 
 # -- TLS keeps the name ------------------------------------------------------------------------------
@@ -388,13 +390,13 @@ def test_https_to_a_pinned_address_keeps_the_name_for_sni_and_verification(make_
     url = f"https://recordings.example:{site.port}/call.wav"
 
     if trusted:
-        saved = fetch_recording(url, settings.storage_dir, str(uuid.uuid4()), settings)
-        assert saved.read_bytes() == PUBLIC_WAV
+        saved = fetch_recording(url, input_store(settings), str(uuid.uuid4()), settings)
+        assert Path(saved).read_bytes() == PUBLIC_WAV
         assert site.requests[0][2]["host"] == f"recordings.example:{site.port}"
     else:
         # An unknown authority is still refused: pinning the address did not turn verification off.
         with pytest.raises(TransientError, match="ConnectError"):
-            fetch_recording(url, settings.storage_dir, str(uuid.uuid4()), settings)
+            fetch_recording(url, input_store(settings), str(uuid.uuid4()), settings)
         assert site.requests == []
     assert names and set(names) == {"recordings.example"}
     assert network.connects == [PUBLIC]

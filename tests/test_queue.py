@@ -34,6 +34,7 @@ from qa_service.errors import InputError, TransientError
 from qa_service.storage import NewCall, open_repository
 from qa_service.storage.fetch import UrlRefused, fetch_recording
 from qa_service.storage.inputs import write_bytes
+from qa_service.storage.objects import input_store
 from qa_service.worker import calls as worker_calls
 from qa_service.worker import inputs as worker_inputs
 from qa_service.worker import jobs, lease, recovery
@@ -149,10 +150,10 @@ def test_inputs_left_by_a_stopped_worker_are_discarded(env):
     left = add_call(repo, settings)
     repo.finish_call(left.id, {"score": 1.0, "passed": True, "rubric": {}})
     waiting = add_call(repo, settings)
-    assert worker_inputs.discard_leftover_inputs(repo, settings) == 1
+    assert worker_inputs.discard_leftover_inputs(repo, settings, input_store(settings)) == 1
     assert not Path(left.input_path).exists() and repo.get_call(left.id).input_path is None
     assert Path(waiting.input_path).is_file(), "a call not yet processed keeps its input"
-    assert worker_inputs.discard_leftover_inputs(repo, settings) == 0
+    assert worker_inputs.discard_leftover_inputs(repo, settings, input_store(settings)) == 0
 
 
 def test_reconcile_requeues_lost_calls_only(env, redis_conn):
@@ -358,7 +359,7 @@ def test_fetch_refuses_what_is_not_a_recording(make_settings, recordings, path, 
     settings = make_settings(allow_private_urls=True, max_upload_bytes=4000)
     call_id = str(uuid.uuid4())
     with pytest.raises(error, match=message):
-        fetch_recording(recordings + path, settings.storage_dir, call_id, settings)
+        fetch_recording(recordings + path, input_store(settings), call_id, settings)
     assert not (settings.storage_dir / call_id).exists()
 
 
@@ -366,7 +367,7 @@ def test_fetch_refuses_what_is_not_a_recording(make_settings, recordings, path, 
 def test_fetch_saves_the_recording(make_settings, recordings, path):
     settings = make_settings(allow_private_urls=True)
     call_id = str(uuid.uuid4())
-    saved = fetch_recording(recordings + path, settings.storage_dir, call_id, settings)
+    saved = Path(fetch_recording(recordings + path, input_store(settings), call_id, settings))
     assert saved.read_bytes() == _Recordings.wav and saved.parent.name == call_id and saved.suffix == ".wav"
 
 
@@ -375,7 +376,7 @@ def test_fetch_refuses_loopback_without_the_setting(make_settings, recordings, h
     settings = make_settings()
     url = recordings.replace("127.0.0.1", host) + "/ok.wav"
     with pytest.raises(UrlRefused, match="QA_ALLOW_PRIVATE_URLS"):
-        fetch_recording(url, settings.storage_dir, str(uuid.uuid4()), settings)
+        fetch_recording(url, input_store(settings), str(uuid.uuid4()), settings)
 
 
 def test_webhook_call_with_a_private_url_fails_readably(env, recordings):
@@ -442,7 +443,7 @@ def test_raw_input_is_deleted_unless_a_setting_keeps_it_encrypted(make_settings,
     seed_rules(repo)
     call = add_call(repo, settings, kind=kind)
     original = Path(call.input_path).read_bytes()
-    worker_inputs.discard_input(call, repo, settings)
+    worker_inputs.discard_input(call, repo, settings, input_store(settings))
     assert not Path(call.input_path).exists()  # never left in plain form
     stored = repo.get_call(call.id).input_path
     assert (stored is not None) == kept
@@ -450,7 +451,7 @@ def test_raw_input_is_deleted_unless_a_setting_keeps_it_encrypted(make_settings,
         sealed = Path(stored)
         assert sealed.name.endswith(".sealed") and original not in sealed.read_bytes()
         # Processing the call again (a retry) decrypts it into a private copy for the run only.
-        with worker_inputs.call_input(repo.get_call(call.id), repo, settings) as again:
+        with worker_inputs.call_input(repo.get_call(call.id), repo, settings, input_store(settings)) as again:
             assert again.read_bytes() == original and again != sealed
             assert oct(again.stat().st_mode & 0o777) == oct(0o600)
         assert not again.exists() and sealed.is_file()

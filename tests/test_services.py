@@ -19,7 +19,8 @@ from qa_service.services import calls, rescores, reviews
 from qa_service.services.rules import UnknownRules, keep_loaded_rules
 from qa_service.settings import Settings
 from qa_service.storage.memory import MemoryRepository
-from qa_service.storage.repository import StoredKey
+from qa_service.storage.objects import input_store
+from qa_service.storage.repository import StoredCall, StoredKey
 from tests.test_review import card
 
 RUBRIC = "id: r1\nversion: '1'\npass_mark: 80\ncriteria: []\n"
@@ -82,6 +83,16 @@ def request(**over: Any) -> calls.CallRequest:
     return calls.CallRequest(**{**fields, **over})
 
 
+def submit(store: MemoryRepository, settings: Settings, **kwargs: Any) -> calls.Submitted:
+    """submit_call with the input store the settings name."""
+    return calls.submit_call(store=store, settings=settings, inputs=input_store(settings), **kwargs)
+
+
+def retry(store: MemoryRepository, settings: Settings, **kwargs: Any) -> StoredCall:
+    """retry_call with the input store the settings name."""
+    return calls.retry_call(store=store, settings=settings, inputs=input_store(settings), **kwargs)
+
+
 def transcript(text: bytes = TRANSCRIPT) -> calls.CallInput:
     return calls.CallInput("transcript", io.BytesIO(text), "call.txt", len(text))
 
@@ -90,7 +101,7 @@ def transcript(text: bytes = TRANSCRIPT) -> calls.CallInput:
 
 def test_a_call_is_stored_with_its_input_and_queued(store, settings):
     queue = Queue()
-    submitted = calls.submit_call(store=store, settings=settings, queue=queue, request=request(),
+    submitted = submit(store, settings, queue=queue, request=request(),
                                   upload=transcript())
     call = submitted.call
     assert submitted.created and call.status == "queued" and call.input_kind == "transcript"
@@ -100,34 +111,34 @@ def test_a_call_is_stored_with_its_input_and_queued(store, settings):
 
 
 def test_the_same_call_id_again_gets_the_stored_call_and_requeues_a_stranded_one(store, settings):
-    first = calls.submit_call(store=store, settings=settings, queue=None,
+    first = submit(store, settings, queue=None,
                               request=request(), upload=transcript())
     queue = Queue()  # the job never reached this queue: the call would be stranded
-    again = calls.submit_call(store=store, settings=settings, queue=queue, request=request(),
+    again = submit(store, settings, queue=queue, request=request(),
                               upload=transcript())
     assert not again.created and again.call.id == first.call.id and len(store.calls) == 1
     assert queue.jobs == [(CALL_JOB, first.call.id)]
-    third = calls.submit_call(store=store, settings=settings, queue=queue, request=request(),
+    third = submit(store, settings, queue=queue, request=request(),
                               upload=transcript())
     assert queue.jobs == [(CALL_JOB, first.call.id)], "a call already on the queue is not queued twice"
     assert third.call.id == first.call.id
 
 
 def test_a_call_id_another_sender_used_first_is_refused_without_its_call(store, settings):
-    calls.submit_call(store=store, settings=settings, queue=Queue(), request=request(submitted_by_key_id="a"))
+    submit(store, settings, queue=Queue(), request=request(submitted_by_key_id="a"))
     other = key("telephony", "b")
     with pytest.raises(calls.CallIdTaken) as refused:
-        calls.submit_call(store=store, settings=settings, queue=Queue(), request=request(),
+        submit(store, settings, queue=Queue(), request=request(),
                           visible=lambda call: calls.may_read(other, call))
     assert next(iter(store.calls)) not in str(refused.value)
 
 
 def test_unknown_rules_and_junk_transcripts_leave_nothing_behind(store, settings):
     with pytest.raises(UnknownRules, match="upload it first"):
-        calls.submit_call(store=store, settings=settings, queue=Queue(), request=request(rubric_id="nope"),
+        submit(store, settings, queue=Queue(), request=request(rubric_id="nope"),
                           upload=transcript())
     with pytest.raises(InputError):
-        calls.submit_call(store=store, settings=settings, queue=Queue(), request=request(),
+        submit(store, settings, queue=Queue(), request=request(),
                           upload=transcript(b"\x00\x01 not a conversation"))
     assert not store.calls
     assert not any((settings.storage_dir).rglob("*.*")), "the inputs written were removed"
@@ -135,12 +146,12 @@ def test_unknown_rules_and_junk_transcripts_leave_nothing_behind(store, settings
 
 def test_a_queue_that_refuses_leaves_the_call_stored(store, settings):
     with pytest.raises(calls.QueueUnavailable, match="resend the request with the same call_id"):
-        calls.submit_call(store=store, settings=settings, queue=Queue(down=True), request=request())
+        submit(store, settings, queue=Queue(down=True), request=request())
     assert [c.status for c in store.calls.values()] == ["queued"]
 
 
 def test_a_recording_url_is_kept_for_the_worker(store, settings):
-    submitted = calls.submit_call(store=store, settings=settings, queue=Queue(), request=request(
+    submitted = submit(store, settings, queue=Queue(), request=request(
         source="webhook", input_url="https://recordings.example.com/1.wav"))
     assert (submitted.call.source, submitted.call.input_url, submitted.call.input_path) == (
         "webhook", "https://recordings.example.com/1.wav", None)
@@ -170,24 +181,24 @@ def test_keeping_loaded_rules_twice_is_no_change(store):
 
 
 def test_only_a_failed_call_with_its_input_is_retried(store, settings):
-    call = calls.submit_call(store=store, settings=settings, queue=Queue(), request=request(),
+    call = submit(store, settings, queue=Queue(), request=request(),
                              upload=transcript()).call
     with pytest.raises(Conflict, match="only failed calls"):
-        calls.retry_call(store=store, settings=settings, queue=Queue(), call_id=call.id)
+        retry(store, settings, queue=Queue(), call_id=call.id)
     store.fail_call(call.id, "the recording server answered HTTP 503")
     queue = Queue()
-    assert calls.retry_call(store=store, settings=settings, queue=queue, call_id=call.id).status == "queued"
+    assert retry(store, settings, queue=queue, call_id=call.id).status == "queued"
     assert queue.jobs == [(CALL_JOB, call.id)]
     store.fail_call(call.id, "again")
     store.set_input_path(call.id, None)
     with pytest.raises(Conflict, match="no longer stored"):
-        calls.retry_call(store=store, settings=settings, queue=queue, call_id=call.id)
+        retry(store, settings, queue=queue, call_id=call.id)
 
 
 # -- reviews -------------------------------------------------------------------------------------
 
 def scored_call(store: MemoryRepository, settings: Settings, **over: Any) -> str:
-    call = calls.submit_call(store=store, settings=settings, queue=None, request=request(**over)).call
+    call = submit(store, settings, queue=None, request=request(**over)).call
     store.finish_call(call.id, card())
     return call.id
 

@@ -10,13 +10,21 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa_service.api.deps import ReadScoresKey, RepoDep, SettingsDep
+from qa_service.api.deps import InputsDep, ReadScoresKey, RepoDep
 from qa_service.api.schemas import Error
 from qa_service.errors import InputError, NotFound
-from qa_service.services.exports import AUDIO_TYPES, CSV_MEDIA_TYPE, attachment, csv_rows, redacted_audio
+from qa_service.services.exports import (
+    CSV_MEDIA_TYPE,
+    attachment,
+    audio_type,
+    csv_rows,
+    local_file,
+    redacted_audio,
+    stored_chunks,
+)
 from qa_service.storage.views import (
     MAX_PAGE_SIZE,
     AgentReport,
@@ -262,12 +270,16 @@ def list_calls(repo: RepoDep, _key: ReadScoresKey,
 @router.get("/v1/calls/{call_id}/audio", tags=["calls"], response_class=FileResponse,
             responses={**_ERRORS, 200: {"content": {"audio/*": {}}, "description": "The redacted recording"},
                        404: {"model": Error, "description": "No such call, or no redacted audio is kept"}})
-def call_audio(call_id: str, repo: RepoDep, settings: SettingsDep, _key: ReadScoresKey) -> FileResponse:
-    """The call's redacted recording, when one is kept (supports Range requests for seeking)."""
-    path = redacted_audio(settings.storage_dir, repo.get_call(call_id).id)
-    if path is None:
+def call_audio(call_id: str, repo: RepoDep, inputs: InputsDep, _key: ReadScoresKey) -> Response:
+    """The call's redacted recording, when one is kept (from a local folder with Range requests for
+    seeking; from an object store streamed whole)."""
+    ref = redacted_audio(inputs, repo.get_call(call_id).id)
+    if ref is None:
         raise NotFound("no redacted audio is kept for this call")
-    return FileResponse(path, media_type=AUDIO_TYPES[path.suffix.lower()])
+    path = local_file(ref)
+    if path is not None:
+        return FileResponse(path, media_type=audio_type(ref))
+    return StreamingResponse(stored_chunks(inputs, ref), media_type=audio_type(ref))
 
 
 def _csv(views: Views, filters: Filters, filename: str) -> StreamingResponse:

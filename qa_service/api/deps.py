@@ -1,4 +1,5 @@
-"""Request dependencies: the repository, queue and settings of the app, and the keys routes accept."""
+"""Request dependencies: the repository, queue, input store and settings of the app, and the keys
+routes accept."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from qa_service.access.keys import (
 )
 from qa_service.services.reviews import REVIEW
 from qa_service.settings import Settings
+from qa_service.storage.objects import InputStore
 from qa_service.storage.repository import Repository, StoredKey
 
 
@@ -40,9 +42,15 @@ async def get_queue(request: Request) -> Any:
     return request.app.state.queue
 
 
+async def get_inputs(request: Request) -> InputStore:
+    """The app's input store."""
+    return request.app.state.inputs  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RepoDep = Annotated[Repository, Depends(get_repo)]
 QueueDep = Annotated[Any, Depends(get_queue)]
+InputsDep = Annotated[InputStore, Depends(get_inputs)]
 
 SubmitKey = Annotated[StoredKey, requires(*SUBMIT)]
 ReadCallKey = Annotated[StoredKey, requires(*READ_CALL)]

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa_service import __version__
 from qa_service.api.deps import (
+    InputsDep,
     ManageRulesKey,
     QueueDep,
     ReadCallKey,
@@ -95,7 +96,7 @@ def healthz(repo: RepoDep, queue: QueueDep, response: Response) -> Health:
                503: {"model": Error, "description": "Queue unavailable; resend with the same call_id"}},
 )
 async def submit_call(request: Request, settings: SettingsDep, repo: RepoDep, queue: QueueDep,
-                      response: Response, key: SubmitKey) -> CallAccepted:
+                      inputs: InputsDep, response: Response, key: SubmitKey) -> CallAccepted:
     """Store a recorded call (or a transcript) and queue it for scoring."""
     # The body is read only now, once the key, its role and its rate limit have passed: declared as
     # form parameters, the fields would be parsed (and the upload spooled to disk) before any check.
@@ -109,7 +110,7 @@ async def submit_call(request: Request, settings: SettingsDep, repo: RepoDep, qu
             policy_pack_id=fields.policy_pack_id, policy_pack_version=fields.policy_pack_version,
             channels=fields.channels, source="upload", submitted_by_key_id=key.id)
         submitted = await run_in_threadpool(lambda: calls.submit_call(
-            store=repo, settings=settings, queue=queue, request=request_, upload=upload,
+            store=repo, settings=settings, queue=queue, request=request_, upload=upload, inputs=inputs,
             visible=lambda call: may_read(key, call)))
         return accepted(submitted, response)
     finally:
@@ -206,10 +207,10 @@ def get_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey,
 
 @router.post("/v1/calls/{call_id}/retry", status_code=202, response_model=CallAccepted, tags=["calls"],
              responses={**_ERRORS, 404: {"model": Error}, 409: {"model": Error}})
-def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsDep,
+def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsDep, inputs: InputsDep,
                _key: RetryKey) -> CallAccepted:
     """Queue a failed call again (its input must still be stored)."""
-    call = calls.retry_call(store=repo, settings=settings, queue=queue, call_id=call_id)
+    call = calls.retry_call(store=repo, inputs=inputs, settings=settings, queue=queue, call_id=call_id)
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
 
 

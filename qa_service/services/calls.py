@@ -12,16 +12,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from qa_service.errors import Conflict, TransientError
-from qa_service.intake import read_transcript
+from qa_service.intake import parse_transcript
 from qa_service.queueing import enqueue_call, is_queued
 from qa_service.records import CallMeta
 from qa_service.services.rules import keep_loaded_rules, stored_rules
 from qa_service.settings import Settings
-from qa_service.storage.inputs import InputTooLarge, input_suffix, remove_input, write_input
+from qa_service.storage.inputs import InputTooLarge, input_suffix
+from qa_service.storage.objects import InputStore, ObjectMissing
 from qa_service.storage.repository import (
     CallSource,
     InputKind,
@@ -100,11 +100,13 @@ def transcript_too_large(settings: Settings) -> str:
 
 
 def submit_call(*, store: Repository, settings: Settings, queue: Any | None, request: CallRequest,
-                upload: CallInput | None = None,
+                upload: CallInput | None = None, inputs: InputStore | None = None,
                 visible: Callable[[StoredCall], bool] = _anyone) -> Submitted:
-    """Store a call (and its input) and queue it; a call id sent before gets the stored call back.
+    """Store a call (and its input, streamed into `inputs`) and queue it; a call id sent before gets the
+    stored call back.
 
-    `queue` None registers the call without queueing it (the command line scores it inline).
+    `inputs` is where an upload goes (the process's input store; needed only with an upload). `queue`
+    None registers the call without queueing it (the command line scores it inline).
     `visible` says whether the sender may see a call stored under its external id: when not,
     CallIdTaken (409) without that call's id. UnknownRules (422) for rules that are not stored,
     QueueUnavailable (503) when the call is stored but Redis refused the job.
@@ -122,29 +124,33 @@ def submit_call(*, store: Repository, settings: Settings, queue: Any | None, req
     policies = stored_rules(store, "policy_pack", request.policy_pack_id, request.policy_pack_version)
 
     new_id = str(uuid.uuid4())
-    path: Path | None = None
+    ref: str | None = None
     if upload is not None:
+        if inputs is None:
+            raise ValueError("an upload needs the input store to go to")
         suffix = input_suffix(upload.filename, upload.kind)
-        path = write_input(settings.storage_dir, new_id, upload.source, suffix, limit)
+        ref = inputs.put_input(new_id, upload.source, suffix, limit)
     try:
-        if upload is not None and upload.kind == "transcript":
-            # Junk text is refused now, while the caller is still listening, not later by the worker.
-            read_transcript(path, max_bytes=limit)  # type: ignore[arg-type]
+        if inputs is not None and ref is not None and upload is not None and upload.kind == "transcript":
+            # Junk text is refused now, while the caller is still listening, not later by the worker
+            # (read back from the store: put_input refused anything over the limit).
+            with inputs.open(ref) as stored:
+                parse_transcript(stored.read(limit + 1), filename=ref.rsplit("/", 1)[-1])
         call, created = store.add_call(NewCall(
             id=new_id, external_id=request.external_id, agent_id=request.agent_id,
             call_date=request.call_date, rubric_id=rubric.id, rubric_version=rubric.version,
             policy_pack_id=policies.id, policy_pack_version=policies.version, channels=request.channels,
             source=request.source, input_kind=upload.kind if upload is not None else request.input_kind,
-            input_path=str(path) if path is not None else None, input_url=request.input_url,
+            input_path=ref, input_url=request.input_url,
             submitted_by_key_id=request.submitted_by_key_id,
         ))
     except BaseException:
-        if path is not None:
-            remove_input(settings.storage_dir, new_id)
+        if inputs is not None and ref is not None:
+            inputs.delete_input(new_id)
         raise
     if not created:  # the same external id raced in from another request
-        if path is not None:
-            remove_input(settings.storage_dir, new_id)
+        if inputs is not None and ref is not None:
+            inputs.delete_input(new_id)
         return _existing(call, queue, settings, visible)
     if queue is not None:
         queue_call(queue, call.id, settings)
@@ -178,18 +184,27 @@ def queue_call(queue: Any, call_id: str, settings: Settings) -> None:
             "same call_id, or it will be queued when a worker starts") from None
 
 
-def retry_call(*, store: Repository, settings: Settings, queue: Any, call_id: str) -> StoredCall:
+def retry_call(*, store: Repository, inputs: InputStore, settings: Settings, queue: Any,
+               call_id: str) -> StoredCall:
     """Put a failed call back to queued and enqueue it; Conflict when it cannot be retried."""
     call = store.get_call(call_id)
     if call.status != "failed":
         raise Conflict(f"only failed calls can be retried; this one is {call.status}")
-    if not call.input_url and not (call.input_path and Path(call.input_path).is_file()):
+    if not call.input_url and not (call.input_path and is_stored(inputs, call.id, call.input_path)):
         raise Conflict("the call's input is no longer stored: it is deleted when the input was unusable, "
                        "and otherwise QA_FAILED_INPUT_RETENTION_HOURS after the call failed; submit the "
                        "call again")
     call = store.requeue_call(call.id)
     queue_call(queue, call.id, settings)
     return call
+
+
+def is_stored(inputs: InputStore, call_id: str, ref: str) -> bool:
+    """Whether the input a reference names is still in the store."""
+    try:
+        return ref.rsplit("/", 1)[-1] in inputs.list_call(call_id)
+    except (ValueError, ObjectMissing):  # not a call id of this store
+        return False
 
 
 def store_scored_call(*, store: Repository, settings: Settings, meta: CallMeta, card: dict[str, Any],

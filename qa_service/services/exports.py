@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from qa_service.storage.inputs import call_dir
+from qa_service.storage.inputs import CHUNK
+from qa_service.storage.objects import InputStore, ObjectMissing
 from qa_service.storage.views import Filters, Views
 
 # Redacted audio a worker may leave beside a call's input; the browser plays these natively.
@@ -16,17 +17,34 @@ AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", "
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 
 
-def redacted_audio(storage_dir: Path, call_id: str) -> Path | None:
-    """`<storage>/<call id>/redacted.<ext>` when it exists; None otherwise."""
+def redacted_audio(inputs: InputStore, call_id: str) -> str | None:
+    """The reference of the call's redacted audio when one is kept in a format browsers play; else None."""
     try:
-        folder = call_dir(storage_dir, call_id)
-    except ValueError:
+        ref = inputs.redacted_audio(call_id)
+    except ValueError:  # not a call id
         return None
-    for suffix in AUDIO_TYPES:
-        path = folder / f"redacted{suffix}"
-        if path.is_file():
-            return path
-    return None
+    return ref if ref is not None and audio_type(ref) is not None else None
+
+
+def audio_type(ref: str) -> str | None:
+    """The media type of a stored recording, by its suffix."""
+    return AUDIO_TYPES.get(PurePosixPath(ref).suffix.lower())
+
+
+def local_file(ref: str) -> Path | None:
+    """The file a reference names when the store is a local folder (served with Range support); None for
+    an object store's reference."""
+    return None if ref.startswith("s3://") else Path(ref)
+
+
+def stored_chunks(inputs: InputStore, ref: str) -> Iterator[bytes]:
+    """A stored object's bytes a chunk at a time (for a streamed response)."""
+    try:
+        with inputs.open(ref) as stream:
+            while chunk := stream.read(CHUNK):
+                yield chunk
+    except ObjectMissing:  # deleted between the lookup and the read: the response ends short
+        return
 
 
 # -- CSV ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -20,7 +20,10 @@ import httpx
 from qa_service import outbound
 from qa_service.errors import InputError, TransientError
 from qa_service.outbound import UrlRefused
-from qa_service.storage.inputs import AUDIO_SUFFIXES, write_input
+from qa_service.storage.inputs import AUDIO_SUFFIXES
+
+if TYPE_CHECKING:
+    from qa_service.storage.objects import InputStore
 
 MAX_REDIRECTS = 3
 CONNECT_TIMEOUT_S = 10
@@ -55,7 +58,7 @@ def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
 
 
 class _Reader:
-    """File-like view of an httpx byte stream, for write_input, with a deadline for the whole body."""
+    """File-like view of an httpx byte stream, for the input store, with a deadline for the whole body."""
 
     def __init__(self, chunks: Any, deadline_s: float = TOTAL_TIMEOUT_S):
         self._chunks = iter(chunks)
@@ -78,8 +81,8 @@ class _Reader:
         return out
 
 
-def fetch_recording(url: str, storage_dir: Path, call_id: str, settings: Any) -> Path:
-    """Download the recording into the call's folder (fsynced) and return its path."""
+def fetch_recording(url: str, inputs: InputStore, call_id: str, settings: Any) -> str:
+    """Download the recording, streamed into the input store as the call's input; returns its reference."""
     timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     allow_private = settings.allow_private_urls
     with outbound.client(allow_private=allow_private, label=LABEL, timeout=timeout) as client:
@@ -92,7 +95,7 @@ def fetch_recording(url: str, storage_dir: Path, call_id: str, settings: Any) ->
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
-                    return _save(response, storage_dir, call_id, settings.max_upload_bytes)
+                    return _save(response, inputs, call_id, settings.max_upload_bytes)
             except httpx.TimeoutException:
                 raise TransientError("downloading the recording timed out") from None
             except httpx.TransportError as exc:
@@ -100,7 +103,7 @@ def fetch_recording(url: str, storage_dir: Path, call_id: str, settings: Any) ->
     raise UrlRefused(f"recording_url redirects more than {MAX_REDIRECTS} times")
 
 
-def _save(response: Any, storage_dir: Path, call_id: str, max_bytes: int) -> Path:
+def _save(response: Any, inputs: InputStore, call_id: str, max_bytes: int) -> str:
     status = response.status_code
     if status >= 500 or status == 429:
         raise TransientError(f"the recording server answered HTTP {status}")
@@ -119,4 +122,4 @@ def _save(response: Any, storage_dir: Path, call_id: str, max_bytes: int) -> Pat
     suffix = Path(urlsplit(str(response.url)).path).suffix.lower()
     suffix = suffix if suffix in AUDIO_SUFFIXES else ".bin"
     # The raw stream: httpx would otherwise decode a Content-Encoding it was not asked for.
-    return write_input(storage_dir, call_id, _Reader(response.iter_raw()), suffix, max_bytes)  # type: ignore[arg-type]
+    return inputs.put_input(call_id, _Reader(response.iter_raw()), suffix, max_bytes)  # type: ignore[arg-type]

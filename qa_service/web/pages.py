@@ -42,7 +42,15 @@ from qa_service.access.session import (
 from qa_service.auth import verify_key
 from qa_service.errors import AuthError, Forbidden, NotFound
 from qa_service.review import MAX_REASON_CHARS
-from qa_service.services.exports import AUDIO_TYPES, CSV_MEDIA_TYPE, attachment, csv_rows, redacted_audio
+from qa_service.services.exports import (
+    CSV_MEDIA_TYPE,
+    attachment,
+    audio_type,
+    csv_rows,
+    local_file,
+    redacted_audio,
+    stored_chunks,
+)
 from qa_service.services.reviews import may_review, page_review
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.storage.views import Filters, Page
@@ -347,7 +355,7 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
     if call.status == "done":
         card = repo.get_scorecard(call.id)
     view = callview.build(card.data) if card is not None else None
-    audio = redacted_audio(request.app.state.settings.storage_dir, call.id) is not None
+    audio = redacted_audio(request.app.state.inputs, call.id) is not None
     return render(request, "call.html", {
         "key": key, "call": call, "card": card, "data": card.data if card else {}, "view": view,
         "audio": audio, "selected": c, "selected_violation": v,
@@ -362,7 +370,11 @@ def call_audio_page(request: Request, call_id: str) -> Response:
     if signed_in(request) is None:
         return Response(status_code=401)
     call = request.app.state.repo.get_call(call_id)
-    path = redacted_audio(request.app.state.settings.storage_dir, call.id)
-    if path is None:
+    inputs = request.app.state.inputs
+    ref = redacted_audio(inputs, call.id)
+    if ref is None:
         return Response("no redacted audio is kept for this call", status_code=404, media_type="text/plain")
-    return FileResponse(path, media_type=AUDIO_TYPES[path.suffix.lower()])
+    path = local_file(ref)
+    if path is not None:
+        return FileResponse(path, media_type=audio_type(ref))
+    return StreamingResponse(stored_chunks(inputs, ref), media_type=audio_type(ref))

@@ -7,6 +7,7 @@ runs in all; anything else fails it with a safe reason while RQ keeps the traceb
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from datetime import timedelta
@@ -16,9 +17,9 @@ from typing import Any
 from qa_service import notify
 from qa_service.errors import InputError, TransientError
 from qa_service.queueing import CALL_JOB, retry_job_id
-from qa_service.records import CallMeta
+from qa_service.records import Audio, CallMeta
 from qa_service.services.rescores import failure_reason
-from qa_service.storage.inputs import write_redacted_audio
+from qa_service.storage.objects import InputStore
 from qa_service.storage.repository import StoredCall
 from qa_service.worker.context import WorkerContext
 from qa_service.worker.inputs import call_input, discard_input, keep_failed_input
@@ -41,7 +42,8 @@ def score_stored_call(context: WorkerContext, call_id: str) -> str:
         # (which queues them again first), never by a leftover job.
         log.info("call %s is already %s; nothing to do", call_id, call.status)
         if call.status == "done":
-            discard_input(call, repo, settings)  # in case the run that finished it stopped before this
+            # In case the run that finished it stopped before this.
+            discard_input(call, repo, settings, context.inputs)
         return call_id
     call = repo.start_call(call_id)
     started = time.monotonic()
@@ -49,7 +51,7 @@ def score_stored_call(context: WorkerContext, call_id: str) -> str:
         card = _score(context, call)
     except InputError as exc:
         failed = repo.fail_call(call_id, str(exc) or type(exc).__name__)
-        discard_input(failed, repo, settings)  # nothing a retry could do with it
+        discard_input(failed, repo, settings, context.inputs)  # nothing a retry could do with it
         log.warning("call %s failed: unusable input (%s)", call_id, type(exc).__name__)
         return call_id
     except TransientError as exc:
@@ -59,23 +61,23 @@ def score_stored_call(context: WorkerContext, call_id: str) -> str:
                         type(exc).__name__, delay)
             return call_id
         failed = repo.fail_call(call_id, f"{exc}; gave up after {call.attempts} attempts, retry when fixed")
-        keep_failed_input(failed, repo, settings)
+        keep_failed_input(failed, repo, settings, context.inputs)
         raise
     except Exception as exc:  # RQ's JobTimeoutException too
         failed = repo.fail_call(call_id, f"{failure_reason(exc, settings)}; the worker log has the details, "
                                          "retry when fixed")
-        keep_failed_input(failed, repo, settings)
+        keep_failed_input(failed, repo, settings, context.inputs)
         raise
     if repo.get_call(call_id).status == "done":
         # Another run finished the call meanwhile: its lease was lost (Redis restarted while this
         # worker held it) and the call was queued again. Keep that scorecard, add no second version.
         log.warning("call %s was finished by another run meanwhile; discarding this result", call_id)
-        discard_input(call, repo, settings)
+        discard_input(call, repo, settings, context.inputs)
         return call_id
     stored = repo.finish_call(call_id, card)
     notify.notify_scored(settings, call, stored, card)  # enqueues the outgoing webhooks, if set; never raises
     _record_stage_seconds(card)
-    discard_input(call, repo, settings)
+    discard_input(call, repo, settings, context.inputs)
     log.info("call %s done in %.1f s", call_id, time.monotonic() - started)
     return call_id
 
@@ -88,7 +90,7 @@ def _score(context: WorkerContext, call: StoredCall) -> dict[str, Any]:
     policies = context.compiled_rules("policy_pack", call.policy_pack_id, call.policy_pack_version)
     meta = CallMeta(call_id=call.external_id or call.id, agent_id=call.agent_id, call_date=call.call_date,
                     channels=call.channels)  # type: ignore[arg-type]
-    with call_input(call, repo, settings) as path:
+    with call_input(call, repo, settings, context.inputs) as path:
         if call.input_kind == "transcript":
             from qa_service.intake import read_transcript
 
@@ -96,9 +98,16 @@ def _score(context: WorkerContext, call: StoredCall) -> dict[str, Any]:
             return process_transcript(transcript, meta, rubric, policies, context.engines()).to_dict()
         keep = None
         if settings.keep_redacted_audio:
-            keep = partial(write_redacted_audio, settings.storage_dir, call.id)
+            keep = partial(keep_redacted_audio, context.inputs, call.id)
         return process_audio(path, meta, rubric, policies, context.engines(),
                              keep_redacted_audio=keep).to_dict()
+
+
+def keep_redacted_audio(inputs: InputStore, call_id: str, audio: Audio) -> str:
+    """Store the call's redacted audio as `redacted.wav` in the input store; returns its reference."""
+    from qa_service.stages.redact_audio import encode_wav
+
+    return inputs.put_redacted_audio(call_id, io.BytesIO(encode_wav(audio)), ".wav")
 
 
 def retry_later(context: WorkerContext, call_id: str, attempt: int) -> float:

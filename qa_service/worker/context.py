@@ -17,6 +17,7 @@ from qa_service.settings import Settings
 
 if TYPE_CHECKING:
     from qa_service.pipeline import Engines
+    from qa_service.storage.objects import InputStore
     from qa_service.storage.repository import Repository, RulesKind
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,21 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerContext:
-    """What jobs need: settings, storage, the engines (loaded on first use) and compiled rules."""
+    """What jobs need: settings, storage, the input store, the engines (loaded on first use) and
+    compiled rules."""
 
     settings: Settings
     store: Repository
     engines_loaded: Engines | None = None
     rules: dict[tuple[str, str, str, str], Any] = field(default_factory=dict)
+    # Where call inputs live (storage/objects.py); None: the store the settings name, built here.
+    inputs: InputStore = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.inputs is None:
+            from qa_service.storage.objects import input_store
+
+            self.inputs = input_store(self.settings)
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:

@@ -58,7 +58,7 @@ def reconcile(context: WorkerContext, queue: Queue) -> list[str]:
         if call.attempts >= MAX_ATTEMPTS:
             failed = repo.fail_call(call.id, f"processing stopped {call.attempts} times without finishing "
                                              "(worker killed or timed out); retry when fixed")
-            keep_failed_input(failed, repo, settings)
+            keep_failed_input(failed, repo, settings, context.inputs)
             continue
         repo.requeue_call(call.id)
         enqueue_call(queue, call.id, timeout=settings.job_timeout_s)

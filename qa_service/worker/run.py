@@ -11,8 +11,7 @@ from qa_service import notify
 from qa_service.errors import ConfigError
 from qa_service.services.retention import SWEEP_S, sweep
 from qa_service.settings import Settings
-from qa_service.storage.inputs import make_storage_dir
-from qa_service.storage.objects import input_store
+from qa_service.storage.objects import S3Store
 from qa_service.worker.context import WorkerContext, activate
 from qa_service.worker.inputs import discard_leftover_inputs
 from qa_service.worker.recovery import enqueue_due_retries, reconcile, reconcile_rescores
@@ -42,7 +41,9 @@ def run_worker(settings: Settings, burst: bool = False, *, context: WorkerContex
     worker_context = context if context is not None else WorkerContext.build(settings)
     activate(worker_context)
     repo = worker_context.store
-    make_storage_dir(settings.storage_dir)
+    inputs = worker_context.inputs
+    if isinstance(inputs, S3Store):
+        inputs.check()  # a missing bucket or refused credentials stop the worker now, not each call
     if not settings.encryption_key and settings.failed_input_retention_hours > 0:
         log.warning("QA_ENCRYPTION_KEY is not set: a failed call keeps its input unencrypted (readable by "
                     "this user only) for QA_FAILED_INPUT_RETENTION_HOURS=%g h so it can be retried; set a "
@@ -58,7 +59,7 @@ def run_worker(settings: Settings, burst: bool = False, *, context: WorkerContex
     notify_queue = Queue(notify.queue_name(settings), connection=connection)
     reconcile(worker_context, queue)
     reconcile_rescores(worker_context, queue)
-    discard_leftover_inputs(repo, settings)
+    discard_leftover_inputs(repo, settings, inputs)
     swept = [float("-inf")]  # when this worker last ran the retention sweep (monotonic seconds)
 
     class CallWorker(SimpleWorker):
@@ -75,7 +76,7 @@ def run_worker(settings: Settings, burst: bool = False, *, context: WorkerContex
             except Exception:
                 log.exception("reconciling lost rescore runs failed")
             try:
-                discard_leftover_inputs(repo, settings)
+                discard_leftover_inputs(repo, settings, inputs)
             except Exception:
                 log.exception("discarding left-over inputs failed")
             try:
@@ -86,7 +87,7 @@ def run_worker(settings: Settings, burst: bool = False, *, context: WorkerContex
             if time.monotonic() - swept[0] >= SWEEP_S:
                 swept[0] = time.monotonic()
                 try:
-                    sweep(store=repo, objects=input_store(settings), redis=connection, settings=settings)
+                    sweep(store=repo, objects=inputs, redis=connection, settings=settings)
                 except Exception:
                     log.exception("the retention sweep failed")
 
