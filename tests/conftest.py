@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def _serving(proc: subprocess.Popen[bytes], answers: Callable[[], Any], down: type[Exception], what: str,
+             timeout_s: float, poll_s: float) -> Iterator[None]:
+    """A server process the session started: wait until `answers()` stops raising `down` (fail the
+    test when the process dies or the time runs out), then stop it when the block ends."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            answers()
+            break
+        except down:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"{what} did not start")
+            time.sleep(poll_s)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 # -- Redis ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -60,25 +86,11 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        with _serving(proc, client.ping, redis.ConnectionError, f"redis-server on port {port}", 10, 0.05):
+            yield f"redis://127.0.0.1:{port}/0"
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture
@@ -109,24 +121,12 @@ def s3_endpoint() -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto's S3 server did not start on port {port}")
-            time.sleep(0.1)
-    try:
+
+    def answers() -> None:
+        urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+
+    with _serving(proc, answers, OSError, f"moto's S3 server on port {port}", 30, 0.1):
         yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture
