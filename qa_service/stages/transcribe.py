@@ -576,7 +576,12 @@ def model_for_line(channel: np.ndarray, wideband: Transcriber,
     """The transcriber for one channel and whether it is telephone-band (channels.telephone_band):
     `narrowband()` for such a channel when given, `wideband` otherwise."""
     telephone = telephone_band(channel)
-    return (narrowband() if telephone and narrowband is not None else wideband), telephone
+    return _model_for(telephone, wideband, narrowband), telephone
+
+
+def _model_for(telephone: bool, wideband: Transcriber,
+               narrowband: Callable[[], Transcriber] | None) -> Transcriber:
+    return narrowband() if telephone and narrowband is not None else wideband
 
 
 def transcribe_lines(channels: Channels, transcriber: Transcriber, *, vocabulary: Sequence[str] = (),
@@ -589,8 +594,7 @@ def transcribe_lines(channels: Channels, transcriber: Transcriber, *, vocabulary
     `transcriber`. The vocabulary (written in `vocabulary_language`) goes only to a model that may
     decode in its language: English words would pull a Mandarin call towards English.
     """
-    models = [narrowband() if line.telephone and narrowband is not None else transcriber
-              for line in channels.lines]
+    models = [_model_for(line.telephone, transcriber, narrowband) for line in channels.lines]
     return transcribe_with(channels, models, vocabulary=vocabulary, vocabulary_language=vocabulary_language)
 
 
