@@ -534,12 +534,12 @@ def _slip_ok(t: NTok, p: NTok, j: int, m: int, mode: Mode) -> bool:
     if mode == "near":
         return m >= 3
     if mode == "lenient":
-        return (m >= 3 and function) or (m >= 4 and alike(t.low, p.low))
+        return (m >= 3 and function) or (m >= 4 and _alike(t.low, p.low))
     return m >= 4 and 0 < j < m - 1 and function
 
 
 @lru_cache(maxsize=100_000)
-def alike(a: str, b: str) -> bool:
+def _alike(a: str, b: str) -> bool:
     """Whether a misheard content word still sounds like the one meant.
 
     "rules" heard as "room", "help" as "tell", "thing" for "anything" are; "wrong" for "else" is not,
