@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from rq import Queue
 from qa_service import notify
 from qa_service.cli import main
 from qa_service.queueing import CALL_JOB, call_lease_key, retry_job_id
-from qa_service.storage.objects import input_store
+from qa_service.storage.objects import input_store, make_client, parse_storage_url
 from qa_service.storage.repository import NewRescoreRun
 from tests.test_api import Api, seed_rules
 from tests.test_review import API_CARD
@@ -26,10 +27,22 @@ AGENT = "agent-erased"
 
 
 @pytest.fixture
-def api(make_settings, database_url, redis_url, redis_conn) -> Api:
+def backend() -> str:
+    """Where inputs live: "local" (QA_STORAGE_DIR) unless a test is parametrized with "s3"."""
+    return "local"
+
+
+@pytest.fixture
+def api(backend, make_settings, database_url, redis_url, redis_conn, request) -> Api:
+    storage: dict[str, Any] = {}
+    if backend == "s3":
+        endpoint = request.getfixturevalue("s3_env")
+        bucket = f"qa-{uuid.uuid4().hex[:20]}"
+        make_client(endpoint).create_bucket(Bucket=bucket)
+        storage = {"storage_url": f"s3://{bucket}/tenant"}
     a = Api(make_settings(redis_url=redis_url, database_url=database_url,
                           outgoing_webhook_url="https://hooks.example.com/qa",
-                          outgoing_webhook_secret="s" * 32), redis_conn)
+                          outgoing_webhook_secret="s" * 32, **storage), redis_conn)
     seed_rules(a.repo)
     return a
 
@@ -66,8 +79,6 @@ def full_call(api: Api, external_id: str, agent_id: str = AGENT) -> str:
 
 
 def _uuid() -> str:
-    import uuid
-
     return str(uuid.uuid4())
 
 
@@ -122,13 +133,25 @@ def redis_hits(conn: Any, *needles: str) -> list[str]:
 
 
 def store_hits(api: Api, call_id: str, *needles: str) -> list[str]:
-    """What the input store lists for the call, and every file under the storage folder naming a needle."""
+    """What the input store lists for the call, every file under the storage folder and, on an object
+    store, every object and unfinished upload in the bucket whose name or content holds a needle."""
     root = Path(api.settings.storage_dir)
     files = [str(p) for p in root.rglob("*") if any(n in str(p) for n in needles)
              or (p.is_file() and any(n.encode() in p.read_bytes() for n in needles))]
-    return input_store(api.settings).list_call(call_id) + files
+    objects: list[str] = []
+    if api.settings.storage_url:
+        bucket, _ = parse_storage_url(api.settings.storage_url)
+        client = make_client(api.settings.storage_endpoint)
+        for o in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            if any(n in o["Key"] or n.encode() in body for n in needles):
+                objects.append(o["Key"])
+        objects += [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+                    if any(n in u["Key"] for n in needles)]
+    return input_store(api.settings).list_call(call_id) + files + objects
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
 def test_erasing_a_call_leaves_nothing_of_it_but_the_receipt(api, database_url, redis_conn):
     call_id = full_call(api, "ext-erase-1")
     kept = full_call(api, "ext-kept-1", agent_id="agent-kept")
@@ -184,6 +207,7 @@ def test_erasing_by_external_id_keeps_it_out_of_the_audit_log(api, database_url,
     assert redis_hits(redis_conn, call_id, "ext-person-42") == []
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
 def test_erasing_an_agents_calls(api, database_url, redis_conn):
     ids = [full_call(api, f"ext-agent-{i}") for i in range(2)]
     kept = full_call(api, "ext-other", agent_id="agent-kept")
