@@ -17,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from qa_service.errors import ConfigError
+from qa_service.services.exports import RangeNotSatisfiable, byte_range
 from qa_service.storage.inputs import EmptyInput, InputTooLarge
 from qa_service.storage.objects import (
     PART_BYTES,
@@ -135,6 +136,40 @@ def test_round_trip(store: InputStore, kind: str):
         assert stream.read() == b"RIFF-silenced"
     assert store.list_call(call_id) == ["input.wav", "redacted.wav"]
     assert store.redacted_audio(str(uuid.uuid4())) is None
+
+
+def test_byte_spans_of_redacted_audio(store: InputStore):
+    call_id = str(uuid.uuid4())
+    audio = bytes(range(256)) * 40
+    ref = store.put_redacted_audio(call_id, io.BytesIO(audio))
+    assert store.size(ref) == len(audio)
+    for first, last in ((0, 99), (1000, 1000), (len(audio) - 10, len(audio) - 1)):
+        with store.open_span(ref, first, last) as stream:
+            assert stream.read() == audio[first:last + 1]
+    with store.open_span(ref, 5, 5000) as stream:  # read a chunk at a time, as a response does
+        assert b"".join(iter(lambda: stream.read(777), b"")) == audio[5:5001]
+    sealed = store.seal(store.put_input(call_id, io.BytesIO(SECRET), ".wav", len(SECRET)), KEY)
+    with pytest.raises(ValueError, match="sealed"), store.open_span(sealed, 0, 9):
+        pass
+    store.delete_call(call_id)
+    with pytest.raises(ObjectMissing):
+        store.size(ref)
+
+
+@pytest.mark.parametrize(("header", "span"), [
+    (None, None), ("bytes=0-99", (0, 99)), ("bytes=100-", (100, 999)), ("bytes=-10", (990, 999)),
+    ("bytes=-5000", (0, 999)), ("bytes=990-5000", (990, 999)), ("bytes = 7 - 8", (7, 8)),
+    ("bytes=0-1,5-6", None), ("items=0-1", None), ("bytes=9-3", None), ("bytes=-", None), ("junk", None),
+])
+def test_range_headers_read_as_a_player_sends_them(header: str | None, span: tuple[int, int] | None):
+    assert byte_range(header, 1000) == span
+
+
+@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5000-6000", "bytes=-0"])
+def test_a_range_outside_the_object_is_not_satisfiable(header: str):
+    with pytest.raises(RangeNotSatisfiable) as caught:
+        byte_range(header, 1000)
+    assert caught.value.size == 1000
 
 
 def test_a_large_input_streams_through_in_bounded_memory(store: InputStore):

@@ -511,6 +511,33 @@ def test_audio_api_route_roles(site):
     assert none.status_code == 404 and "no redacted audio" in none.json()["detail"]
 
 
+def test_audio_from_an_object_store_seeks_by_ranged_reads(tmp_path, s3_env):
+    import io
+    import uuid
+
+    from qa_service.storage.objects import input_store, make_client
+
+    bucket = f"qa-{uuid.uuid4().hex[:20]}"
+    make_client(s3_env).create_bucket(Bucket=bucket)
+    s = Site(tmp_path, storage_url=f"s3://{bucket}/qa")
+    audio = silent_wav(2.0)
+    input_store(s.settings).put_redacted_audio(s.ids["a2"], io.BytesIO(audio))
+    api = TestClient(s.app)
+    qa = {"Authorization": f"Bearer {s.keys['qa']}"}
+    url = f"/v1/calls/{s.ids['a2']}/audio"
+    whole = api.get(url, headers=qa)
+    assert whole.status_code == 200 and whole.content == audio
+    assert whole.headers["accept-ranges"] == "bytes" and whole.headers["content-length"] == str(len(audio))
+    part = api.get(url, headers={**qa, "Range": "bytes=44-143"})
+    assert part.status_code == 206 and part.content == audio[44:144]
+    assert part.headers["content-range"] == f"bytes 44-143/{len(audio)}"
+    tail = s.client().get(f"/calls/{s.ids['a2']}/audio", headers={"Range": "bytes=-16"})
+    assert tail.status_code == 206 and tail.content == audio[-16:]
+    beyond = api.get(url, headers={**qa, "Range": f"bytes={len(audio)}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{len(audio)}"
+    s.repo.dispose()
+
+
 def test_static_files_are_served_by_the_app(site):
     c = site.client(None)
     assert "seg.hl" in c.get("/static/app.css").text

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.deps import InputsDep, ReadScoresKey, RepoDep
@@ -18,12 +18,12 @@ from qa_service.api.schemas import Error
 from qa_service.errors import InputError, NotFound
 from qa_service.services.exports import (
     CSV_MEDIA_TYPE,
+    RangeNotSatisfiable,
     attachment,
     audio_type,
     csv_rows,
-    local_file,
     redacted_audio,
-    stored_chunks,
+    stored_body,
 )
 from qa_service.storage.views import (
     MAX_PAGE_SIZE,
@@ -267,19 +267,25 @@ def list_calls(repo: RepoDep, _key: ReadScoresKey,
                     items=[CallItem.of(c) for c in result.items])
 
 
-@router.get("/v1/calls/{call_id}/audio", tags=["calls"], response_class=FileResponse,
+@router.get("/v1/calls/{call_id}/audio", tags=["calls"], response_class=StreamingResponse,
             responses={**_ERRORS, 200: {"content": {"audio/*": {}}, "description": "The redacted recording"},
+                       206: {"content": {"audio/*": {}}, "description": "The byte range asked for"},
+                       416: {"description": "The range asked for is outside the recording"},
                        404: {"model": Error, "description": "No such call, or no redacted audio is kept"}})
-def call_audio(call_id: str, repo: RepoDep, inputs: InputsDep, _key: ReadScoresKey) -> Response:
-    """The call's redacted recording, when one is kept (from a local folder with Range requests for
-    seeking; from an object store streamed whole)."""
+def call_audio(call_id: str, request: Request, repo: RepoDep, inputs: InputsDep,
+               _key: ReadScoresKey) -> Response:
+    """The call's redacted recording, when one is kept; a `Range: bytes=...` request gets that part
+    (206), so a player seeks without fetching the whole recording, from a local folder or an object
+    store alike."""
     ref = redacted_audio(inputs, repo.get_call(call_id).id)
     if ref is None:
         raise NotFound("no redacted audio is kept for this call")
-    path = local_file(ref)
-    if path is not None:
-        return FileResponse(path, media_type=audio_type(ref))
-    return StreamingResponse(stored_chunks(inputs, ref), media_type=audio_type(ref))
+    try:
+        body = stored_body(inputs, ref, request.headers.get("range"))
+    except RangeNotSatisfiable as exc:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
+    return StreamingResponse(body.chunks, status_code=body.status, headers=body.headers,
+                             media_type=audio_type(ref))
 
 
 def _csv(views: Views, filters: Filters, filename: str) -> StreamingResponse:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from qa_service.storage.inputs import CHUNK
 from qa_service.storage.objects import InputStore, ObjectMissing
@@ -31,20 +33,66 @@ def audio_type(ref: str) -> str | None:
     return AUDIO_TYPES.get(PurePosixPath(ref).suffix.lower())
 
 
-def local_file(ref: str) -> Path | None:
-    """The file a reference names when the store is a local folder (served with Range support); None for
-    an object store's reference."""
-    return None if ref.startswith("s3://") else Path(ref)
 
-
-def stored_chunks(inputs: InputStore, ref: str) -> Iterator[bytes]:
-    """A stored object's bytes a chunk at a time (for a streamed response)."""
+def stored_chunks(inputs: InputStore, ref: str, span: tuple[int, int] | None = None) -> Iterator[bytes]:
+    """A stored object's bytes (or bytes first..last of it) a chunk at a time, for a streamed response."""
     try:
-        with inputs.open(ref) as stream:
+        with inputs.open(ref) if span is None else inputs.open_span(ref, *span) as stream:
             while chunk := stream.read(CHUNK):
                 yield chunk
     except ObjectMissing:  # deleted between the lookup and the read: the response ends short
         return
+
+
+class RangeNotSatisfiable(ValueError):
+    """A Range header that asks for bytes the object does not have (HTTP 416)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the range asked for is outside the {size} bytes stored")
+        self.size = size
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    """An object store's recording as an HTTP answer: the whole object (200) or the range asked (206)."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """First and last byte (inclusive) of a single-range `Range: bytes=...` header; None for the whole
+    object (no header, one the server may ignore: several ranges, another unit, bad syntax).
+    RangeNotSatisfiable when the range starts past the end."""
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header or "")
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    start, end = match.groups()
+    if start == "":  # the last n bytes
+        if int(end) == 0:
+            raise RangeNotSatisfiable(size)
+        return max(size - int(end), 0), size - 1
+    first = int(start)
+    last = size - 1 if end == "" else min(int(end), size - 1)
+    if first >= size:
+        raise RangeNotSatisfiable(size)
+    if last < first:
+        return None
+    return first, last
+
+
+def stored_body(inputs: InputStore, ref: str, range_header: str | None) -> StoredBody:
+    """A plain stored object streamed whole or by the byte range a player asks for (seeking without
+    fetching the whole recording); RangeNotSatisfiable for a range outside it."""
+    size = inputs.size(ref)
+    span = byte_range(range_header, size)
+    headers = {"Accept-Ranges": "bytes"}
+    if span is None:
+        return StoredBody(200, headers | {"Content-Length": str(size)}, stored_chunks(inputs, ref))
+    first, last = span
+    headers |= {"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)}
+    return StoredBody(206, headers, stored_chunks(inputs, ref, span))
 
 
 # -- CSV ---------------------------------------------------------------------------------------

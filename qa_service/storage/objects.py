@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import urlsplit
 
 from qa_service.errors import ConfigError, InputError, TransientError
@@ -85,6 +85,15 @@ class InputStore(Protocol):
 
     def open(self, ref: str, key: str | None = None) -> AbstractContextManager[BinaryIO]:
         """A stored object as a readable stream; a sealed one is decrypted on the way with `key`."""
+        ...
+
+    def size(self, ref: str) -> int:
+        """The stored object's size in bytes (as stored: a sealed one's sealed size)."""
+        ...
+
+    def open_span(self, ref: str, first: int, last: int) -> AbstractContextManager[BinaryIO]:
+        """Bytes first..last (inclusive) of a plain stored object as a readable stream (a player
+        seeking in redacted audio); ValueError for a sealed one."""
         ...
 
     def local_copy(self, ref: str, key: str | None = None) -> AbstractContextManager[Path]:
@@ -200,6 +209,21 @@ class LocalFolderStore:
             raise ObjectMissing(f"the call's {path.name} is no longer stored") from None
         with raw:
             yield _plain(raw, ref, key)
+
+    def size(self, ref: str) -> int:
+        """The file's size in bytes."""
+        try:
+            return self._path(ref).stat().st_size
+        except FileNotFoundError:
+            raise ObjectMissing(f"the call's {Path(ref).name} is no longer stored") from None
+
+    @contextmanager
+    def open_span(self, ref: str, first: int, last: int) -> Iterator[BinaryIO]:
+        """Bytes first..last of a plain stored file."""
+        _plain_only(ref)
+        with self.open(ref) as raw:
+            raw.seek(first)
+            yield cast(BinaryIO, _Limited(raw, last - first + 1))
 
     @contextmanager
     def local_copy(self, ref: str, key: str | None = None) -> Iterator[Path]:
@@ -325,6 +349,24 @@ class S3Store:
         body = self._get(self._object_key(ref))
         try:
             yield _plain(body, ref, key)
+        finally:
+            body.close()
+
+    def size(self, ref: str) -> int:
+        """The object's size in bytes (a HEAD request)."""
+        key = self._object_key(ref)
+        with _errors(f"the call's {key.rsplit('/', 1)[-1]}"):
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+
+    @contextmanager
+    def open_span(self, ref: str, first: int, last: int) -> Iterator[BinaryIO]:
+        """Bytes first..last of a plain object: a ranged GET, so only they travel."""
+        _plain_only(ref)
+        key = self._object_key(ref)
+        with _errors(f"the call's {key.rsplit('/', 1)[-1]}"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={first}-{last}")["Body"]
+        try:
+            yield body
         finally:
             body.close()
 
@@ -541,6 +583,25 @@ def _code(exc: Any) -> str:
 def _plain(raw: BinaryIO, ref: str, key: str | None) -> BinaryIO:
     """A stored object's bytes as they were put, decrypted when it is sealed."""
     return unsealed_reader(raw, _need_key(key)) if is_sealed(ref) else raw
+
+
+def _plain_only(ref: str) -> None:
+    if is_sealed(ref):
+        raise ValueError(f"{ref!r} is sealed: it is read whole, never by byte ranges")
+
+
+class _Limited:
+    """At most `left` bytes of a stream."""
+
+    def __init__(self, raw: BinaryIO, left: int) -> None:
+        self._raw = raw
+        self._left = left
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._left if size < 0 else min(size, self._left)
+        data = self._raw.read(want) if want > 0 else b""
+        self._left -= len(data)
+        return data
 
 
 def _need_key(key: str | None) -> str:

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
@@ -44,12 +44,12 @@ from qa_service.errors import AuthError, Forbidden, NotFound
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.services.exports import (
     CSV_MEDIA_TYPE,
+    RangeNotSatisfiable,
     attachment,
     audio_type,
     csv_rows,
-    local_file,
     redacted_audio,
-    stored_chunks,
+    stored_body,
 )
 from qa_service.services.reviews import may_review, page_review
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
@@ -374,7 +374,9 @@ def call_audio_page(request: Request, call_id: str) -> Response:
     ref = redacted_audio(inputs, call.id)
     if ref is None:
         return Response("no redacted audio is kept for this call", status_code=404, media_type="text/plain")
-    path = local_file(ref)
-    if path is not None:
-        return FileResponse(path, media_type=audio_type(ref))
-    return StreamingResponse(stored_chunks(inputs, ref), media_type=audio_type(ref))
+    try:
+        body = stored_body(inputs, ref, request.headers.get("range"))
+    except RangeNotSatisfiable as exc:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
+    return StreamingResponse(body.chunks, status_code=body.status, headers=body.headers,
+                             media_type=audio_type(ref))
