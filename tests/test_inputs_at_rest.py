@@ -418,11 +418,17 @@ def test_on_the_object_store_no_plain_input_outlives_its_call(mode, make_setting
             SimpleWorker([s.queue], connection=redis_conn).work(burst=True)
         s.behaviour["fail"] = "fail"
         s.work(s.add("fail"))
+        s.behaviour["timeout"] = "hang"
+        s.work(s.add("timeout"), timeout=1)
+        s.add("killed")
+        s.kill_mid_run("killed")
+        s.reconcile_after_kills(s.ids["killed"])
     finally:
         activate(None)
 
     statuses = {label: s.repo.get_call(call_id).status for label, call_id in s.ids.items()}
-    assert statuses == {"done": "done", "bad-input": "failed", "transient": "failed", "fail": "failed"}
+    assert statuses == {label: "done" if label == "done" else "failed" for label in s.ids}
+    assert set(statuses) == {"done", "bad-input", "transient", "fail", "timeout", "killed"}
     # Each run read a plain copy of its input in the worker's scratch folder, gone once the run ended.
     assert all(copies == [".unsealed-input.txt"] for runs in s.seen.values() for copies in runs), s.seen
     assert not plain_copies(s, caplog.text)  # scratch folder, database, Redis and log
@@ -433,8 +439,8 @@ def test_on_the_object_store_no_plain_input_outlives_its_call(mode, make_setting
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     refs = {label: s.repo.get_call(call_id).input_path for label, call_id in s.ids.items()}
     kept = {label for label, ref in refs.items() if ref is not None}
-    expected = {"no key, 0 h": set(), "key": {"transient", "fail"},
-                "key, raw kept": {"done", "bad-input", "transient", "fail"}}
+    expected = {"no key, 0 h": set(), "key": {"transient", "fail", "timeout", "killed"},
+                "key, raw kept": set(statuses)}
     assert kept == expected[mode], refs
     assert {f"s3://{bucket}/{key}" for key in objects} == {refs[label] for label in kept}
     s.repo.dispose()
