@@ -444,3 +444,31 @@ def test_on_the_object_store_no_plain_input_outlives_its_call(mode, make_setting
     assert kept == expected[mode], refs
     assert {f"s3://{bucket}/{key}" for key in objects} == {refs[label] for label in kept}
     s.repo.dispose()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("switch", ["to the object store", "to the local folder"])
+def test_a_call_stored_before_a_storage_switch_fails_clearly_and_keeps_its_input(
+        switch, make_settings, redis_url, redis_conn, text_engines, monkeypatch, s3_env):
+    bucket = f"qa-{uuid.uuid4().hex[:20]}"
+    make_client(s3_env).create_bucket(Bucket=bucket)
+    local = make_settings(redis_url=redis_url)
+    s3 = local.model_copy(update={"storage_url": f"s3://{bucket}/qa"})
+    before, after = (local, s3) if switch == "to the object store" else (s3, local)
+    s = Scenario(before, redis_conn, text_engines, monkeypatch)
+    try:
+        call_id = s.add("stored-before")
+        activate(WorkerContext(settings=after, store=s.repo, engines_loaded=text_engines))
+        s.work(call_id)
+        failed = s.repo.get_call(call_id)
+        assert failed.status == "failed" and "before QA_STORAGE_URL changed" in failed.failure_reason
+        # Nothing lost: a worker on the old setting scores it after a retry.
+        with s.inputs.open(failed.input_path) as stream:
+            assert stream.read() == CALL
+        activate(WorkerContext(settings=before, store=s.repo, engines_loaded=text_engines))
+        s.repo.requeue_call(call_id)
+        s.work(call_id)
+        assert s.repo.get_call(call_id).status == "done"
+    finally:
+        activate(None)
+        s.repo.dispose()

@@ -12,7 +12,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from qa_service.errors import InputError
+from qa_service.errors import ConfigError, InputError
 from qa_service.settings import Settings
 from qa_service.storage.fetch import fetch_recording
 from qa_service.storage.inputs import is_sealed
@@ -36,6 +36,10 @@ def call_input(call: StoredCall, repo: Repository, settings: Settings, inputs: I
                 path = run.enter_context(inputs.local_copy(call.input_path, settings.encryption_key))
             except ObjectMissing:
                 path = None
+            except ValueError:  # a reference of the other kind of store
+                where = "an object store" if call.input_path.startswith("s3://") else "a local folder"
+                raise ConfigError(f"the call's input was stored in {where} before QA_STORAGE_URL changed; "
+                                  "score it with a worker on the old setting, or submit it again") from None
         if path is None and call.input_url:
             ref = fetch_recording(call.input_url, inputs, call.id, settings)
             repo.set_input_path(call.id, ref)
