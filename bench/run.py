@@ -11,12 +11,16 @@ pipeline   whole pipeline (decode, transcribe, redact, score) against bare faste
 real       the same on the real recordings in ../shared/real when they are there (bench/real_calls.py,
            sample rubric): per file, mono and stereo, word error rate where a reference exists,
            and faster-whisper's batched pipeline beside the two.
+storage    the pipeline as a worker runs it (upload into the input store, score, redacted audio stored,
+           input deleted) with inputs in the local folder and in an S3-compatible object store (moto's
+           S3 server, started here), same files and engines; both throughputs and their ratio (target:
+           the object store within 5%); see bench/storage.py.
 rescore    10,000 generated stored transcripts rescored with a changed rubric (target < 60 s).
 load       GET scorecard at 200 requests/s for 60 s against 2 API workers, SQLite and PostgreSQL
            (p50/p99, target p99 < 25 ms), and the agent aggregate over 100,000 scorecards
            (target < 150 ms); see bench/load.py.
 
-Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline|real|rescore|load]
+Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline|real|storage|rescore|load]
                            [--quick] [--repeat 2]
 """
 
@@ -100,7 +104,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--audio", type=Path, action="append", default=[], help="extra folder of calls")
     ap.add_argument("--model", action="append", help="speech model(s) (default: tiny.en)")
-    ap.add_argument("--only", choices=["pipeline", "real", "rescore", "load"], help="run one benchmark")
+    ap.add_argument("--only", choices=["pipeline", "real", "storage", "rescore", "load"],
+                    help="run one benchmark")
     ap.add_argument("--quick", action="store_true", help="shorter load run (10 s, 20,000 aggregate rows)")
     ap.add_argument("--repeat", type=int, default=2, help="pipeline bench: runs per file, the fastest counts")
     ap.add_argument("--transcripts", type=int, default=10_000, help="how many calls the rescore bench makes")
@@ -120,6 +125,10 @@ def main() -> None:
             results["real"] = [real_calls.run(files, m, rubrics) for m in (args.model or ["tiny.en"])]
         else:
             print(f"real: not run: no recordings at {real_calls.SHARED / 'real'}")
+    if args.only in (None, "storage"):
+        import storage
+
+        results["storage"] = [storage.run(files, m, max(args.repeat, 3)) for m in (args.model or ["tiny.en"])]
     if args.only in (None, "rescore"):
         import rescore
 
