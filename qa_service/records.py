@@ -330,8 +330,8 @@ def _violation(v: Violation) -> dict[str, Any]:
     cost = {"consequence": v.consequence, "deducted_points": v.deducted_points} \
         if v.consequence is not None else {}
     return {"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "title": v.title,
-            "auto_fail": v.auto_fail, **cost, "detail": v.detail, **_certainty(v.confidence, v.match, v.doubt),
-            **_evidence(v.evidence)}
+            "auto_fail": v.auto_fail, **cost, "detail": v.detail,
+            **_certainty(v.confidence, v.match, v.doubt), **_evidence(v.evidence)}
 
 
 def _certainty(confidence: float | None, match: float | None, doubt: str) -> dict[str, Any]:

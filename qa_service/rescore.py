@@ -140,7 +140,8 @@ def outdated_mentions(call_id: str, card: dict[str, Any]) -> Iterator[tuple[str,
     dismissed is left out and an item to check a reviewer confirmed is in; each mention says whether
     a reviewer confirmed it. Items to check that nobody confirmed are left out.
     """
-    verdicts = {(i["target"], str(i["id"])): i["reviewed"] for i in (card.get("review") or {}).get("items", [])}
+    items = (card.get("review") or {}).get("items", [])
+    verdicts = {(i["target"], str(i["id"])): i["reviewed"] for i in items}
     for target, key in (("violation", "violations"), ("to_check", "to_check")):
         for v in card.get(key) or []:
             if v.get("kind") != "outdated_policy":

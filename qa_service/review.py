@@ -4,14 +4,16 @@ A reviewer overrides a criterion (`override_pass`, `override_fail`), confirms or
 violation (`confirm`: it was said and counts as found; `dismiss`: it gives back what it cost, its
 points or its auto-fail), confirms or dismisses an item listed to check (`confirm`, `dismiss`: a
 confirmed one counts as a violation, at the cost its scorecard names), or confirms a provisional
-verdict (target `verdict`, id `verdict`), always with a reason; `restore` returns a target to its automatic verdict. Reviews never change the
-automatic `score` / `passed`: `apply_reviews` adds a `review` section with the reviewed verdict of
-each reviewed target, its history, the violations as reviewed, and a recomputed `reviewed_score`,
-`reviewed_passed` and `reviewed_provisional`.
+verdict (target `verdict`, id `verdict`), always with a reason; `restore` returns a target to its
+automatic verdict. Reviews never change the automatic `score` / `passed`: `apply_reviews` adds a
+`review` section with the reviewed verdict of each reviewed target, its history, the violations as
+reviewed, and a recomputed `reviewed_score`, `reviewed_deducted_points`, `reviewed_passed` and
+`reviewed_provisional`.
 
 Sampling: a deterministic share of each agent's calls per ISO week is marked for review (the hash
 of the call id within agent and week decides, so every process and every rerun agrees), plus every
-auto-failed call and every call whose scorecard lists items to check.
+auto-failed call, every call whose scorecard lists items to check and every call with an
+outdated-policy violation.
 """
 
 from __future__ import annotations
@@ -190,7 +192,8 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
                         **({"consequence": v["consequence"], "deducted_points": v.get("deducted_points", 0.0)}
                            if v.get("consequence") else {})} for v in counted],
         "reviewed_score": round(score, 2) if changed else card.get("score"),
-        "reviewed_deducted_points": round(totals.deducted, 2) if changed else card.get("deducted_points", 0.0),
+        "reviewed_deducted_points": round(totals.deducted, 2) if changed else
+        card.get("deducted_points", 0.0),
         "reviewed_auto_fail": auto_fail if changed else bool(card.get("auto_fail")),
         "reviewed_passed": passed,
         "reviewed_provisional": bool(card.get("provisional")) and not resolved and passed is False,

@@ -24,7 +24,8 @@ class OutdatedMention(BaseModel):
     call_id: str
     call_date: str
     detail: str
-    consequence: str = Field("note", description="What the policy pack says it costs: note, deduct, auto_fail")
+    consequence: str = Field("note", description="What its policy pack says it costs: note, deduct, "
+                                                 "auto_fail")
     confirmed: bool = Field(False, description="A reviewer confirmed it (a violation, or an item to check)")
 
 

@@ -113,7 +113,9 @@ def policy_currency(*, store: Repository, date_from: date | None = None, date_to
     """How many calls were read, and the refresher list as reviewed: per agent and policy fact, the
     outdated mentions that count (dismissed ones left out, confirmed items to check in), each saying
     whether a reviewer confirmed it."""
-    cards = [(s.call_id, s.data) for s in store.latest_scorecards(date_from, date_to)
+    # The stored row's agent and date are the call's, whatever the scorecard's JSON says.
+    cards = [(s.call_id, {**s.data, "agent_id": s.agent_id, "call_date": s.call_date.isoformat()})
+             for s in store.latest_scorecards(date_from, date_to)
              if agent_id is None or s.agent_id == agent_id]
     reviewed = store.reviews.reviewed_call_ids([call_id for call_id, _ in cards])
     read = [(call_id, apply_reviews(card, store.reviews.for_call(call_id)) if call_id in reviewed else card)
