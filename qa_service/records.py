@@ -213,6 +213,10 @@ class Violation:
     confidence: float | None = None
     match: float | None = None
     doubt: str = ""
+    # Outdated-policy mentions: what the policy pack says one costs (note, deduct, auto_fail) and the
+    # percentage points it takes off the score (once per fact), so a review can re-total the card alone.
+    consequence: Literal["note", "deduct", "auto_fail"] | None = None
+    deducted_points: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,7 @@ class ScoreResult:
     provisional: bool = False
     provisional_reasons: tuple[str, ...] = ()
     pass_mark: float | None = None  # the rubric's, so the scorecard can be re-totalled on its own
+    deducted_points: float = 0.0  # percentage points outdated-policy mentions took off the score
 
 
 @dataclass(frozen=True)
@@ -312,6 +317,7 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
         "to_check": [_violation(v) for v in r.to_check],
         "sections": r.sections,
         "score": round(r.score, 2),
+        "deducted_points": round(r.deducted_points, 2),
         "auto_fail": r.auto_fail,
         "passed": r.passed,
         **({"pass_mark": r.pass_mark} if r.pass_mark is not None else {}),
@@ -321,9 +327,11 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
 
 
 def _violation(v: Violation) -> dict[str, Any]:
+    cost = {"consequence": v.consequence, "deducted_points": v.deducted_points} \
+        if v.consequence is not None else {}
     return {"id": v.id, "kind": v.kind, "policy_id": v.policy_id, "title": v.title,
-            "auto_fail": v.auto_fail, "detail": v.detail, **_certainty(v.confidence, v.match, v.doubt),
-            **_evidence(v.evidence)}
+            "auto_fail": v.auto_fail, **cost, "detail": v.detail,
+            **_certainty(v.confidence, v.match, v.doubt), **_evidence(v.evidence)}
 
 
 def _certainty(confidence: float | None, match: float | None, doubt: str) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class ImpactReport:
 
     calls: int = 0
     changes: list[CallImpact] = field(default_factory=list)
-    refresher: dict[str, dict[str, list[dict[str, str]]]] = field(default_factory=dict)
+    refresher: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
 
     @property
     def flipped(self) -> list[CallImpact]:
@@ -133,21 +133,39 @@ def _violation_keys(card: dict[str, Any]) -> set[str]:
     return {f"{v['kind']}:{v.get('policy_id') or v['id']}" for v in card.get("violations", [])}
 
 
-def outdated_mentions(call_id: str, card: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """(agent, policy fact, call) for each outdated-policy violation on a scorecard."""
-    for v in card.get("violations", []):
-        if v.get("kind") == "outdated_policy":
+def outdated_mentions(call_id: str, card: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(agent, policy fact, mention) for each outdated-policy mention on a scorecard that counts.
+
+    On a scorecard with its `review` section (`review.apply_reviews`), a violation a reviewer
+    dismissed is left out and an item to check a reviewer confirmed is in; each mention says whether
+    a reviewer confirmed it. Items to check that nobody confirmed are left out.
+    """
+    items = (card.get("review") or {}).get("items", [])
+    verdicts = {(i["target"], str(i["id"])): i["reviewed"] for i in items}
+    for target, key in (("violation", "violations"), ("to_check", "to_check")):
+        for v in card.get(key) or []:
+            if v.get("kind") != "outdated_policy":
+                continue
+            reviewed = verdicts.get((target, str(v.get("id"))))
+            if reviewed == "dismissed" or (target == "to_check" and reviewed != "violation"):
+                continue
             yield card["agent_id"], v.get("policy_id") or v["id"], {
-                "call_id": call_id, "call_date": card["call_date"], "detail": v.get("detail", "")}
+                "call_id": call_id, "call_date": card["call_date"], "detail": v.get("detail", ""),
+                "consequence": v.get("consequence") or "note",
+                "confirmed": reviewed in ("confirmed", "violation")}
 
 
-def refresher_list(cards: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, list[dict[str, str]]]]:
-    """Per agent and policy fact, the calls in which the agent stated outdated policy."""
+Refresher = dict[str, dict[str, list[dict[str, Any]]]]
+
+
+def refresher_list(cards: Iterable[tuple[str, dict[str, Any]]]) -> Refresher:
+    """Per agent and policy fact, the calls in which the agent stated outdated policy (as reviewed, for
+    scorecards that carry their `review` section)."""
     return _group(m for call_id, card in cards for m in outdated_mentions(call_id, card))
 
 
-def _group(mentions: Iterable[tuple[str, str, dict[str, str]]]) -> dict[str, dict[str, list[dict[str, str]]]]:
-    out: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: defaultdict(list))
+def _group(mentions: Iterable[tuple[str, str, dict[str, Any]]]) -> Refresher:
+    out: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for agent, fact, call in mentions:
         out[agent][fact].append(call)
     return {agent: dict(facts) for agent, facts in sorted(out.items())}
@@ -159,7 +177,7 @@ def rescore(cards: Iterable[tuple[str, dict[str, Any]]], rubric: Any,
             progress: Callable[[int], Any] | None = None) -> ImpactReport:
     """Rescore (call id, scorecard) pairs; `save` stores each new scorecard, `progress` counts calls."""
     report = ImpactReport()
-    mentions: list[tuple[str, str, dict[str, str]]] = []
+    mentions: list[tuple[str, str, dict[str, Any]]] = []
     for call_id, card in cards:
         new = rescore_card(card, rubric, policies_for(card), nlp)
         if save is not None:

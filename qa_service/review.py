@@ -1,16 +1,19 @@
 """Human review of scorecards, as pure functions: reviewed verdicts on top of automatic ones, and sampling.
 
-A reviewer overrides a criterion (`override_pass`, `override_fail`), dismisses a violation
-(`dismiss`), confirms or dismisses an item listed to check (`confirm`, `dismiss`: a confirmed one
-counts as a violation), or confirms a provisional verdict (target `verdict`, id `verdict`), always
-with a reason; `restore` returns a target to its automatic verdict. Reviews never change the
-automatic `score` / `passed`: `apply_reviews` adds a `review` section with the reviewed verdict of
-each reviewed target, its history, the violations as reviewed, and a recomputed `reviewed_score`,
-`reviewed_passed` and `reviewed_provisional`.
+A reviewer overrides a criterion (`override_pass`, `override_fail`), confirms or dismisses a
+violation (`confirm`: it was said and counts as found; `dismiss`: it gives back what it cost, its
+points or its auto-fail), confirms or dismisses an item listed to check (`confirm`, `dismiss`: a
+confirmed one counts as a violation, at the cost its scorecard names), or confirms a provisional
+verdict (target `verdict`, id `verdict`), always with a reason; `restore` returns a target to its
+automatic verdict. Reviews never change the automatic `score` / `passed`: `apply_reviews` adds a
+`review` section with the reviewed verdict of each reviewed target, its history, the violations as
+reviewed, and a recomputed `reviewed_score`, `reviewed_deducted_points`, `reviewed_passed` and
+`reviewed_provisional`.
 
 Sampling: a deterministic share of each agent's calls per ISO week is marked for review (the hash
 of the call id within agent and week decides, so every process and every rerun agrees), plus every
-auto-failed call and every call whose scorecard lists items to check.
+auto-failed call, every call whose scorecard lists items to check and every call with an
+outdated-policy violation.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-from qa_service.totals import Line, Totals, tally
+from qa_service.totals import Line, Totals, charge_of, tally
 
 TargetKind = Literal["criterion", "violation", "to_check", "verdict"]
 Action = Literal["override_pass", "override_fail", "dismiss", "confirm", "restore"]
@@ -32,7 +35,7 @@ Action = Literal["override_pass", "override_fail", "dismiss", "confirm", "restor
 TARGET_KINDS: tuple[str, ...] = ("criterion", "violation", "to_check", "verdict")
 ACTIONS: dict[str, tuple[str, ...]] = {
     "criterion": ("override_pass", "override_fail", "restore"),
-    "violation": ("dismiss", "restore"),
+    "violation": ("confirm", "dismiss", "restore"),
     "to_check": ("confirm", "dismiss", "restore"),
     "verdict": ("confirm", "restore"),
 }
@@ -137,6 +140,7 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
     reviewed_passes: dict[str, bool] = {}
     dismissed: set[str] = set()
     confirmed: set[str] = set()
+    upheld: set[str] = set()  # violations a reviewer confirmed
     verdict_confirmed = False
     for (kind, target_id), rows in history.items():
         if (kind, target_id) not in on_card:
@@ -150,9 +154,11 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
             automatic_verdict, reviewed_verdict = _word(auto), _word(reviewed)
         elif kind == "violation":
             automatic_verdict = "violation"
-            reviewed_verdict = "dismissed" if last.action == "dismiss" else "violation"
+            reviewed_verdict = {"confirm": "confirmed", "dismiss": "dismissed"}.get(last.action, "violation")
             if last.action == "dismiss":
                 dismissed.add(target_id)
+            elif last.action == "confirm":
+                upheld.add(target_id)
         elif kind == "to_check":
             automatic_verdict = "to check"
             reviewed_verdict = {"confirm": "violation", "dismiss": "dismissed"}.get(last.action, "to check")
@@ -177,13 +183,17 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
     changed = bool(reviewed_passes or dismissed or confirmed)
     passed = totals.passed if pass_mark is not None else bool(card.get("passed")) if not changed else None
     doubted = {str(r).split(":", 1)[0] for r in card.get("provisional_reasons") or []}
-    resolved = verdict_confirmed or bool(doubted & (set(reviewed_passes) | dismissed))
+    resolved = verdict_confirmed or bool(doubted & (set(reviewed_passes) | dismissed | upheld))
     out["review"] = {
         "reviewed": bool(items),
         "items": items,
         "violations": [{"id": v.get("id"), "kind": v.get("kind"), "policy_id": v.get("policy_id"),
-                        "auto_fail": bool(v.get("auto_fail"))} for v in counted],
+                        "auto_fail": bool(v.get("auto_fail")),
+                        **({"consequence": v["consequence"], "deducted_points": v.get("deducted_points", 0.0)}
+                           if v.get("consequence") else {})} for v in counted],
         "reviewed_score": round(score, 2) if changed else card.get("score"),
+        "reviewed_deducted_points": round(totals.deducted, 2) if changed else
+        card.get("deducted_points", 0.0),
         "reviewed_auto_fail": auto_fail if changed else bool(card.get("auto_fail")),
         "reviewed_passed": passed,
         "reviewed_provisional": bool(card.get("provisional")) and not resolved and passed is False,
@@ -221,7 +231,7 @@ def _reviewed_totals(criteria: Sequence[dict[str, Any]], violations: Sequence[di
             points = float(c.get("points") or 0.0)
         lines.append(Line(str(c.get("section") or ""), applicable, passed, points, max_points,
                           cid in auto_fail_criteria))
-    return tally(lines, auto_fail_violation=any(v.get("auto_fail") for v in violations), pass_mark=pass_mark)
+    return tally(lines, charges=[charge_of(v) for v in violations], pass_mark=pass_mark)
 
 
 # -- sampling ----------------------------------------------------------------------------------
@@ -249,7 +259,13 @@ def sample_fraction(call_id: str, agent_id: str, call_date: date) -> float:
 
 
 def needs_review(call_id: str, agent_id: str, call_date: date, auto_fail: bool,
-                 share: float = DEFAULT_SHARE, *, to_check: bool = False) -> bool:
-    """Whether a call is marked for human review: every auto-fail and every call with items to check,
-    plus a deterministic sample."""
-    return auto_fail or to_check or sample_fraction(call_id, agent_id, call_date) < share
+                 share: float = DEFAULT_SHARE, *, to_check: bool = False, outdated: bool = False) -> bool:
+    """Whether a call is marked for human review: every auto-fail, every call with items to check and
+    every call with an outdated-policy mention, plus a deterministic sample."""
+    return auto_fail or to_check or outdated or sample_fraction(call_id, agent_id, call_date) < share
+
+
+def outdated_count(card: dict[str, Any]) -> int:
+    """How many outdated-policy violations a scorecard lists: each sends the call to review, whatever
+    its pack says it costs (those listed to check send it there as items to check)."""
+    return sum(1 for v in card.get("violations") or [] if v.get("kind") == "outdated_policy")

@@ -78,6 +78,10 @@ class ViolationDoc(_Certainty):
     policy_id: str | None = None
     title: str = ""
     auto_fail: bool = False
+    consequence: Literal["note", "deduct", "auto_fail"] | None = Field(
+        None, description="Outdated-policy items: what the policy pack says one costs")
+    deducted_points: float = Field(0.0, description="Percentage points it takes off the score (once per "
+                                                    "fact); an item to check, once confirmed")
     detail: str = ""
     start: float
     end: float
@@ -114,6 +118,8 @@ class ScorecardDoc(_Doc):
         default_factory=list, description="Nearly heard: counted only once a reviewer confirms them")
     sections: dict[str, SectionDoc] = Field(default_factory=dict)
     score: float
+    deducted_points: float = Field(0.0, description="Percentage points outdated-policy violations took "
+                                                    "off the score")
     auto_fail: bool
     passed: bool
     pass_mark: float | None = None

@@ -1,7 +1,7 @@
 """Policy currency: which agents still state policy that had changed by the day of their calls.
 
-Reads the latest scorecard of each call in a date range; the refresher list is the same one the
-rescore impact report prints.
+Reads the latest scorecard of each call in a date range, as reviewed; the refresher list is the same
+one the rescore impact report prints.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from qa_service.api.agents import check_range
 from qa_service.api.deps import ReadScoresKey, RepoDep
 from qa_service.api.schemas import Error
-from qa_service.rescore import refresher_list
+from qa_service.services.reviews import policy_currency as reviewed_currency
 
 router = APIRouter()
 
@@ -24,6 +24,9 @@ class OutdatedMention(BaseModel):
     call_id: str
     call_date: str
     detail: str
+    consequence: str = Field("note", description="What its policy pack says it costs: note, deduct, "
+                                                 "auto_fail")
+    confirmed: bool = Field(False, description="A reviewer confirmed it (a violation, or an item to check)")
 
 
 class PolicyCurrency(BaseModel):
@@ -39,11 +42,11 @@ def policy_currency(repo: RepoDep, _key: ReadScoresKey,
                     date_from: Annotated[date | None, Query(alias="from")] = None,
                     date_to: Annotated[date | None, Query(alias="to")] = None,
                     agent_id: str | None = None) -> Any:
-    """The refresher list: agents who stated outdated policy, per fact, with the calls."""
+    """The refresher list: agents who stated outdated policy, per fact, with the calls. Mentions a
+    reviewer dismissed are left out; items to check a reviewer confirmed are in."""
     check_range(date_from, date_to)
-    cards = [(s.call_id, s.data) for s in repo.latest_scorecards(date_from, date_to)
-             if agent_id is None or s.agent_id == agent_id]
-    listing = refresher_list(cards)
+    calls_read, listing = reviewed_currency(store=repo, date_from=date_from, date_to=date_to,
+                                            agent_id=agent_id)
     agents = {agent: {fact: [OutdatedMention(**m) for m in calls] for fact, calls in facts.items()}
               for agent, facts in listing.items()}
-    return PolicyCurrency(calls_read=len(cards), agents=agents)
+    return PolicyCurrency(calls_read=calls_read, agents=agents)

@@ -27,7 +27,8 @@ class ReviewIn(BaseModel):
     id: str = Field(min_length=1, max_length=100,
                     description='Id of the criterion, violation or item to check; "verdict" for the verdict')
     action: Literal["override_pass", "override_fail", "dismiss", "confirm", "restore"] = Field(
-        description="criterion: override_pass, override_fail, restore; violation: dismiss, restore; "
+        description="criterion: override_pass, override_fail, restore; violation: confirm (it was said), "
+                    "dismiss (it gives back what it cost: points or auto-fail), restore; "
                     "to_check: confirm (it counts as a violation), dismiss, restore; "
                     "verdict: confirm (a provisional verdict becomes final), restore")
     reason: str = Field(max_length=MAX_REASON_CHARS, description="Why; required")
@@ -35,7 +36,8 @@ class ReviewIn(BaseModel):
 
 @router.post("/v1/calls/{call_id}/reviews", status_code=201)
 def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey) -> dict[str, Any]:
-    """Override a criterion or dismiss a violation of the call's latest scorecard, with a reason."""
+    """Override a criterion, confirm or dismiss a violation or an item to check, or confirm a provisional
+    verdict of the call's latest scorecard, with a reason."""
     review, card = reviews.add_review(store=repo, key=key, call_id=call_id, target=body.target,
                                       target_id=body.id, action=body.action, reason=body.reason)
     return {"review": review.to_dict(), "result": {k: v for k, v in card["review"].items() if k != "items"}}
@@ -63,8 +65,9 @@ def review_queue(
     date_to: Annotated[date | None, Query(alias="to", description="Last call date, inclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
-    """Calls marked for review and not reviewed yet: every provisional verdict, every auto-fail, every
-    call with items to check (phrases and figures nearly heard), plus each agent's weekly sample."""
+    """Calls marked for review and not reviewed yet: every provisional verdict, every call with an
+    outdated-policy mention (whatever its pack says it costs), every auto-fail, every call with items to
+    check (phrases and figures nearly heard), plus each agent's weekly sample. `why` says which."""
     share = request.app.state.settings.review_share
     calls = []
     for call in reviews.review_queue(store=repo, share=share, agent_id=agent_id, date_from=date_from,

@@ -3,7 +3,8 @@
 Every model forbids unknown keys, so a typo in a rule file ("auto_fial") is an error rather than a rule
 that silently never fires. spaCy token patterns are checked with `Matcher(validate=True)`.
 Extensions beyond v1 (all optional, v1 files stay valid): `applies_when` on a criterion; `unit_aliases`
-on a number fact; `language` on a rubric.
+on a number fact; `language` on a rubric; `outdated` (what an outdated mention costs) on a policy pack
+and on each of its facts.
 """
 
 from __future__ import annotations
@@ -204,6 +205,50 @@ class Rubric(_Hashed):
         return self
 
 
+CONSEQUENCES = ("note", "deduct", "auto_fail")
+_CONSEQUENCE_FORM = ("`outdated` must be `note`, `auto_fail` or `{deduct: POINTS}` (percentage points taken "
+                     "off the call's score, more than 0 and at most 100)")
+
+
+class Consequence(_Strict):
+    """What an outdated mention of a policy fact costs the call.
+
+    `note`: listed and sent to review, score and verdict unchanged (v1's behaviour); `deduct`:
+    `points` percentage points off the call's score, once per fact however often it is said;
+    `auto_fail`: the call fails whatever its score.
+    """
+
+    kind: Literal["note", "deduct", "auto_fail"] = "note"
+    points: float = Field(default=0.0, ge=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written(cls, value: Any) -> Any:
+        # The YAML forms: `note`, `auto_fail`, `{deduct: 10}`. The model's own form (kind, points)
+        # is accepted too, so a pack built in code and dumped reads back.
+        if isinstance(value, str):
+            if value.strip() in ("note", "auto_fail"):
+                return {"kind": value.strip()}
+            raise ValueError(f"{_CONSEQUENCE_FORM}; got {value!r}")
+        if isinstance(value, dict) and set(value) == {"deduct"}:
+            points = value["deduct"]
+            if isinstance(points, bool) or not isinstance(points, int | float) or not 0 < points <= 100:
+                raise ValueError(f"{_CONSEQUENCE_FORM}; got deduct: {points!r}")
+            return {"kind": "deduct", "points": float(points)}
+        if isinstance(value, dict) and "kind" in value:
+            return value
+        raise ValueError(f"{_CONSEQUENCE_FORM}; got {value!r}")
+
+    @model_validator(mode="after")
+    def _points_fit(self) -> Consequence:
+        if (self.kind == "deduct") != (self.points > 0):
+            raise ValueError(f"{_CONSEQUENCE_FORM}; points go with `deduct` only")
+        return self
+
+
+NOTE = Consequence(kind="note")
+
+
 class Value(_Strict):
     """The value of a number fact in force since a date."""
 
@@ -230,6 +275,7 @@ class NumberFact(_Strict):
     window: int = Field(default=8, ge=1, le=60)
     current: Value
     superseded: list[OldValue] = Field(default_factory=list)
+    outdated: Consequence | None = None  # None: the pack's `outdated`
 
     @field_validator("topic", mode="before")
     @classmethod
@@ -256,6 +302,7 @@ class TermFact(_Strict):
     obsolete_phrases: list[Phrase] = Field(min_length=1)
     since: dt.date
     replacement: Phrase | None = None
+    outdated: Consequence | None = None  # None: the pack's `outdated`
 
 
 Fact = Annotated[NumberFact | TermFact, Field(discriminator="kind")]
@@ -268,6 +315,8 @@ class PolicyPack(_Hashed):
     version: str
     title: Phrase = ""
     jurisdiction: Phrase | None = None
+    # What an outdated mention costs, for every fact that does not say (default: note, v1's behaviour).
+    outdated: Consequence = NOTE
     facts: list[Fact] = Field(default_factory=list)
 
     @field_validator("version", mode="before")
@@ -282,3 +331,8 @@ class PolicyPack(_Hashed):
         if dupes:
             raise ValueError(f"fact ids must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    def consequence(self, fact_id: str) -> Consequence:
+        """What an outdated mention of this fact costs: the fact's own `outdated`, else the pack's."""
+        fact = next((f for f in self.facts if f.id == fact_id), None)
+        return fact.outdated if fact is not None and fact.outdated is not None else self.outdated

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from qa_service.errors import InputError, NotFound
+from qa_service.rescore import Refresher, refresher_list
 from qa_service.review import (
     Review,
     ReviewError,
@@ -76,18 +77,19 @@ def call_reviews(*, store: Repository, call_id: str) -> list[Review]:
 def review_queue(*, store: Repository, share: float, agent_id: str | None = None,
                  date_from: date | None = None, date_to: date | None = None) -> Iterator[dict[str, Any]]:
     """Calls marked for review and not reviewed yet, oldest first: every provisional verdict, every
-    auto-fail, every call with items to check, plus each agent's weekly sample of `share`."""
+    call with an outdated-policy mention, every auto-fail, every call with items to check, plus each
+    agent's weekly sample of `share`. `why` names the first of these that holds."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
     for c in store.reviews.queue_candidates(agent_id, date_from, date_to):
         if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
-                        to_check=c.to_check > 0 or c.provisional):
-            why = "provisional" if c.provisional else "auto_fail" if c.auto_fail else \
-                "to_check" if c.to_check else "sampled"
+                        to_check=c.to_check > 0 or c.provisional, outdated=c.outdated > 0):
+            why = "provisional" if c.provisional else "outdated_policy" if c.outdated else \
+                "auto_fail" if c.auto_fail else "to_check" if c.to_check else "sampled"
             yield {"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
                    "scorecard_version": c.version, "score": c.score, "passed": c.passed,
                    "auto_fail": c.auto_fail, "provisional": c.provisional, "to_check": c.to_check,
-                   "why": why}
+                   "outdated": c.outdated, "why": why}
 
 
 def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:
@@ -104,3 +106,18 @@ def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]
         "passed": section["reviewed_passed"], "auto_fail": section["reviewed_auto_fail"],
         "provisional": section["reviewed_provisional"],
     }
+
+
+def policy_currency(*, store: Repository, date_from: date | None = None, date_to: date | None = None,
+                    agent_id: str | None = None) -> tuple[int, Refresher]:
+    """How many calls were read, and the refresher list as reviewed: per agent and policy fact, the
+    outdated mentions that count (dismissed ones left out, confirmed items to check in), each saying
+    whether a reviewer confirmed it."""
+    # The stored row's agent and date are the call's, whatever the scorecard's JSON says.
+    cards = [(s.call_id, {**s.data, "agent_id": s.agent_id, "call_date": s.call_date.isoformat()})
+             for s in store.latest_scorecards(date_from, date_to)
+             if agent_id is None or s.agent_id == agent_id]
+    reviewed = store.reviews.reviewed_call_ids([call_id for call_id, _ in cards])
+    read = [(call_id, apply_reviews(card, store.reviews.for_call(call_id)) if call_id in reviewed else card)
+            for call_id, card in cards]
+    return len(cards), refresher_list(read)

@@ -34,7 +34,7 @@ from qa_service.stages.matching import (
     negated_by_window,
     pipes_for,
 )
-from qa_service.totals import Line, tally
+from qa_service.totals import Charge, Line, tally
 
 # Words that show a superseded value is being spoken of as history ("it used to be 65", "up from 595").
 HISTORY_CUES = frozenset({"was", "were", "used", "previously", "formerly", "until", "old", "earlier", "prior",
@@ -229,19 +229,36 @@ def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP
 
     criteria = _score_criteria(call, rubric)
     outdated, to_check = _policy(call, policies, call_date)
+    outdated, to_check = _costed(outdated, policies), _costed(to_check, policies)
     violations = _prohibited(call, rubric) + outdated
     violations.sort(key=lambda v: (v.evidence.start, v.id))
     to_check += _nearly_prohibited(call, rubric)
     to_check.sort(key=lambda v: (v.evidence.start, v.id))
 
-    totals = tally((_line(c) for c in criteria), auto_fail_violation=any(v.auto_fail for v in violations),
+    totals = tally((_line(c) for c in criteria), charges=[_charge(v) for v in violations],
                    pass_mark=rubric.pass_mark)
     passed = bool(totals.passed)
     reasons = () if passed else _provisional(rubric, criteria, violations)
     return ScoreResult(criteria=tuple(criteria), violations=tuple(violations), score=totals.score,
                        auto_fail=totals.auto_fail, passed=passed, sections=totals.sections,
                        to_check=tuple(to_check), provisional=bool(reasons), provisional_reasons=reasons,
-                       pass_mark=rubric.pass_mark)
+                       pass_mark=rubric.pass_mark, deducted_points=totals.deducted)
+
+
+def _costed(items: Sequence[Violation], policies: PolicyPack) -> list[Violation]:
+    """Outdated-policy items with what their policy pack says one costs (an item to check carries
+    the cost it would have once a reviewer confirms it)."""
+    out = []
+    for v in items:
+        cost = policies.consequence(v.policy_id or v.id)
+        out.append(replace(v, consequence=cost.kind, deducted_points=cost.points,
+                           auto_fail=cost.kind == "auto_fail"))
+    return out
+
+
+def _charge(v: Violation) -> Charge:
+    """What a violation costs, for the totals (a fact's deduction comes off once per call)."""
+    return Charge(f"{v.kind}:{v.policy_id or v.id}", v.auto_fail, v.deducted_points)
 
 
 def _line(c: CriterionResult, *, passed: bool | None = None) -> Line:
@@ -255,12 +272,11 @@ def _provisional(rubric: Rubric, criteria: Sequence[CriterionResult],
                  violations: Sequence[Violation]) -> tuple[str, ...]:
     """Why a FAIL is provisional: it would pass were its doubtful verdicts the other way; else ()."""
     doubtful = [c for c in criteria if c.applicable and not c.passed and c.doubt]
-    weak = [v for v in violations if v.auto_fail and v.doubt]
+    weak = [v for v in violations if (v.auto_fail or v.deducted_points) and v.doubt]
     if not doubtful and not weak:
         return ()
     best = tally((_line(c, passed=True) if c in doubtful else _line(c) for c in criteria),
-                 auto_fail_violation=any(v.auto_fail and not v.doubt for v in violations),
-                 pass_mark=rubric.pass_mark)
+                 charges=[_charge(v) for v in violations if v not in weak], pass_mark=rubric.pass_mark)
     if not best.passed:
         return ()
     return tuple([f"{c.id}: {c.doubt}" for c in doubtful] + [f"{v.id}: {v.doubt}" for v in weak])
@@ -664,9 +680,13 @@ def _outdated_number(call: _Call, utt: Utterance, tok: NTok, fact: NumberFact, u
     detail = (f"{said} for {fact.title.lower()}; that value applied until {until.isoformat()}, "
               f"on {call_date.isoformat()} it is {now}")
     hit = Hit(f"t:{fact.id}", utt.index, tok.start, tok.end)
+    confidence = utt.confidence(tok.start, tok.end)
+    # Weak evidence (not so weak as to be only listed to check): a FAIL resting on it is provisional.
+    doubt = f"the recogniser was unsure of the number (confidence {confidence:.2f})" \
+        if confidence < WEAK_CONFIDENCE else ""
     return Violation(id=fact.id, kind="outdated_policy", title=fact.title,
                      evidence=call.evidence(hit), detail=detail, policy_id=fact.id,
-                     confidence=utt.confidence(tok.start, tok.end), match=1.0)
+                     confidence=confidence, match=1.0, doubt=doubt)
 
 
 def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
@@ -684,7 +704,7 @@ def _term_fact(call: _Call, fact: TermFact) -> list[Violation]:
         confidence, match = call.certainty(hit)
         out.append(Violation(id=fact.id, kind="outdated_policy", title=fact.title,
                              evidence=call.evidence(hit), detail=detail, policy_id=fact.id,
-                             confidence=confidence, match=match))
+                             confidence=confidence, match=match, doubt=call.weakness(hit)))
         break
     return out
 

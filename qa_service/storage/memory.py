@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from qa_service.errors import Conflict, NotFound
-from qa_service.review import Review
+from qa_service.review import Review, outdated_count
 from qa_service.storage.erasure import (
     RECEIPT_ACTION,
     RECEIPT_KIND,
@@ -88,7 +88,8 @@ class MemoryReviews:
             provisional = bool(review.get("reviewed_provisional", c.data.get("provisional", False)))
             yield QueueCandidate(call_id=c.call_id, agent_id=c.agent_id, call_date=c.call_date,
                                  version=c.version, score=c.score, passed=c.passed, auto_fail=c.auto_fail,
-                                 to_check=len(c.data.get("to_check") or []), provisional=provisional)
+                                 to_check=len(c.data.get("to_check") or []), provisional=provisional,
+                                 outdated=outdated_count(c.data))
 
 
 class MemoryAudit:

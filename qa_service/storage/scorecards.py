@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from qa_service.errors import NotFound
+from qa_service.review import outdated_count
 from qa_service.storage import tables as t
 from qa_service.storage.calls import SqlCalls
 from qa_service.storage.db import utc, utc_now, uuid_or_404
@@ -143,6 +144,7 @@ def _scorecard_row(call: Any, version: int, card: dict[str, Any], now: datetime)
         "rubric_version": str(rubric.get("version", call.rubric_version)),
         "rubric_sha256": str(rubric.get("sha256", "")), "data": card, "created_at": now, "latest": True,
         "to_check": len(card.get("to_check") or []),
+        "outdated": outdated_count(card),
         "provisional": bool(card.get("provisional", False)),
     }
 

@@ -67,6 +67,8 @@ scorecards = sa.Table(
     sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),
     # How many items the scorecard lists for a person to check (its `to_check`): the review queue takes them.
     sa.Column("to_check", sa.Integer, nullable=False, server_default="0"),
+    # How many outdated-policy violations it lists: each sends the call to review, whatever it costs.
+    sa.Column("outdated", sa.Integer, nullable=False, server_default="0"),
     # True while a FAIL resting on weak evidence waits for a reviewer (the scorecard's `provisional`,
     # cleared when a reviewer rules on it).
     sa.Column("provisional", sa.Boolean, nullable=False, server_default=sa.false()),

@@ -74,6 +74,8 @@ class ViolationView:
     text: str
     lines: tuple[int, ...]
     confidence: float | None = None
+    consequence: str | None = None  # outdated-policy mentions: note, deduct or auto_fail
+    deducted_points: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,9 @@ def _violation_view(n: int, v: dict[str, Any], lines: list[Line]) -> ViolationVi
         index=n, id=str(v.get("id")), kind=str(v.get("kind") or ""), title=str(v.get("title") or v.get("id")),
         detail=str(v.get("detail") or ""), auto_fail=bool(v.get("auto_fail")),
         speaker=str(v.get("speaker") or "unknown"), start=_num(v.get("start")), end=_num(v.get("end")),
-        text=str(v.get("text") or ""), lines=evidence_lines(lines, v), confidence=_maybe(v.get("confidence")))
+        text=str(v.get("text") or ""), lines=evidence_lines(lines, v), confidence=_maybe(v.get("confidence")),
+        consequence=str(v["consequence"]) if v.get("consequence") else None,
+        deducted_points=_num(v.get("deducted_points") or 0.0))
 
 
 def _maybe(value: Any) -> float | None:
