@@ -3,7 +3,8 @@
 Every model forbids unknown keys, so a typo in a rule file ("auto_fial") is an error rather than a rule
 that silently never fires. spaCy token patterns are checked with `Matcher(validate=True)`.
 Extensions beyond v1 (all optional, v1 files stay valid): `applies_when` on a criterion; `unit_aliases`
-on a number fact; `language` on a rubric.
+on a number fact; `language` on a rubric; a number fact's values written in words or Chinese numerals
+("六百四十", "两万四千五百").
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from qa_service.spoken import read_number
 
 Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
                                          pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
@@ -204,11 +207,23 @@ class Rubric(_Hashed):
         return self
 
 
+def _numeral(value: Any) -> Any:
+    """A value written as a number, or in words or Chinese numerals ("六百四十", "两万四千五百")."""
+    if not isinstance(value, str):
+        return value
+    read = read_number(value.strip())
+    if read is None:
+        raise ValueError(f"{value!r} is not one number (write it in digits, words or Chinese numerals)")
+    return read[0]
+
+
 class Value(_Strict):
     """The value of a number fact in force since a date."""
 
     value: float
     since: dt.date
+
+    _read = field_validator("value", mode="before")(_numeral)
 
 
 class OldValue(_Strict):
@@ -216,6 +231,8 @@ class OldValue(_Strict):
 
     value: float
     until: dt.date
+
+    _read = field_validator("value", mode="before")(_numeral)
 
 
 class NumberFact(_Strict):
