@@ -66,12 +66,12 @@ UNIT_WORDS = {
 CN_DIGITS = {
     "零": 0, "〇": 0, "一": 1, "壹": 1, "幺": 1, "二": 2, "贰": 2, "两": 2, "三": 3, "叁": 3,
     "四": 4, "肆": 4, "五": 5, "伍": 5, "六": 6, "陆": 6, "七": 7, "柒": 7,
-    "八": 8, "捌": 8, "九": 9, "玖": 9,
+    "八": 8, "捌": 8, "九": 9, "玖": 9, "兩": 2,
 }
 CN_SMALL_SCALES = {"十": 10, "拾": 10, "百": 100, "佰": 100, "千": 1_000, "仟": 1_000}
 CN_BIG_SCALES = {"万": 10_000, "萬": 10_000, "亿": 100_000_000, "億": 100_000_000}
 CN_SCALES = {**CN_SMALL_SCALES, **CN_BIG_SCALES}
-CN_POINT = "点"
+CN_POINTS = frozenset({"点", "點"})
 CN_PERCENT = ("百", "分", "之")  # 百分之五: five percent, the unit before the number
 # Unit words after a Chinese number -> canonical unit. Not 块 (colloquial for any currency, yuan or
 # dollars): a number before it carries no unit. Not 月 or 日 alone (三月 is March), nor 年 alone of a
@@ -81,13 +81,16 @@ CN_UNITS = {
     "镑": "pound", "日元": "yen", "年": "year", "个月": "month", "周": "week", "个星期": "week",
     "星期": "week", "个礼拜": "week", "天": "day", "工作日": "day", "个工作日": "day", "小时": "hour",
     "个小时": "hour", "钟头": "hour", "个钟头": "hour", "分钟": "minute", "分": "point",
+    # Traditional characters (a multilingual recogniser may write them): 歐元, 個月, 小時.
+    "歐元": "euro", "英鎊": "pound", "鎊": "pound", "人民幣": "yuan", "個月": "month", "個星期": "week",
+    "個禮拜": "week", "小時": "hour", "個小時": "hour", "鐘頭": "hour", "分鐘": "minute",
 }
 # Measure words that make a lone 一 a count ("一个", "一次"): otherwise 一 is part of a word (一些 some,
 # 一下 a moment, 一定 surely, 一起 together, 唯一 only, 万一 in case).
-CN_COUNTERS = frozenset("个次份张位名件项本页笔条封种家人岁倍")
+CN_COUNTERS = frozenset("个次份张位名件项本页笔条封种家人岁倍個張項頁筆條種歲")
 # Characters before a digit that make it a name, not a quantity: 第一 (first), 周一 / 星期一 (Monday).
 CN_ORDINAL_BEFORE = frozenset({"第", "周", "期", "拜"})
-_CN_NUMBER_CHARS = frozenset({*CN_DIGITS, *CN_SCALES, CN_POINT})
+_CN_NUMBER_CHARS = frozenset({*CN_DIGITS, *CN_SCALES, *CN_POINTS})
 
 # A number written in digits: "595", "1,420", "2,000.50" (a list of digits, "41, 1, 1", is not one).
 WRITTEN_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
@@ -392,7 +395,7 @@ def _read_chinese(words: Sequence[str], i: int) -> tuple[int, float, str | None]
     while j < n and words[j] in CN_DIGITS and words[j] != "两":
         j += 1
     if j - i >= 2:
-        if j < n and (words[j] in CN_SCALES or words[j] == CN_POINT):
+        if j < n and (words[j] in CN_SCALES or words[j] in CN_POINTS):
             return None  # 三四百: "three or four hundred"
         return j, float("".join(str(CN_DIGITS[c]) for c in words[i:j])), None
     total = 0.0
@@ -433,7 +436,7 @@ def _read_chinese(words: Sequence[str], i: int) -> tuple[int, float, str | None]
             section += pending or 0.0
             total = (total + section) * scale if scale > 10_000 else total + section * scale
             section, pending, last_small, last_scale, zero = 0.0, None, None, scale, False
-        elif c == CN_POINT and j + 1 < n and words[j + 1] in CN_DIGITS and total == 0 and not zero:
+        elif c in CN_POINTS and j + 1 < n and words[j + 1] in CN_DIGITS and total == 0 and not zero:
             # 三点五, 十二点五, 一点五万: the digits after 点 one by one, then perhaps a scale.
             k = j + 1
             while k < n and words[k] in CN_DIGITS:

@@ -45,6 +45,8 @@ def _chars(text: str) -> list[tuple[float, str | None]]:
         ("十分钟", 10, "minute"),
         ("八十分", 80, "point"),
         ("零", 0, None),
+        ("兩萬四千五百歐元", 24500, "euro"),  # traditional characters, as a recogniser may write them
+        ("一點五億", 150_000_000, None),
     ],
 )
 def test_chinese_numbers(text: str, value: float, unit: str | None) -> None:
