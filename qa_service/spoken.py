@@ -203,7 +203,7 @@ def _split(tokens: Sequence[str]) -> tuple[list[str], list[int]]:
     back: list[int] = []
     for i, tok in enumerate(tokens):
         low = tok.lower()
-        if len(low) > 1 and not low.isascii() and _CJK_CHAR.search(low):
+        if len(low) > 1 and not low.isascii() and _CJK_CHAR.search(low) is not None:
             pieces = _CJK_PIECES.findall(low)
             out += pieces
             back += [i] * len(pieces)
@@ -309,6 +309,7 @@ def _parse_pair(words: list[str], j: int) -> tuple[int, int] | None:
 def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
     """Numbers spoken as digits or words in a token sequence, with token spans and attached units."""
     words, back = _split(tokens)
+    cjk = not "".join(words).isascii()  # Chinese numerals and units are looked for only then
     found: list[tuple[int, int, float, str | None]] = []  # in split-word indices
     i = 0
     n = len(words)
@@ -316,7 +317,7 @@ def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
         w = words[i]
         start = i
         unit: str | None = None
-        if w in _CN_NUMBER_CHARS or (w[:1].isdigit() and i + 1 < n and words[i + 1] in CN_SCALES):
+        if cjk and (w in _CN_NUMBER_CHARS or (w[:1].isdigit() and i + 1 < n and words[i + 1] in CN_SCALES)):
             chinese = _read_chinese(words, i)
             if chinese is not None:
                 found.append((i, *chinese))
@@ -353,7 +354,7 @@ def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
     for start, end, value, unit in _join_compounds(words, found):
         unit_end = end
         if unit is None and end < n:
-            cn = _cn_unit(words, end, value)
+            cn = _cn_unit(words, end, value) if cjk else None
             if cn is not None:
                 unit, unit_end = cn
             elif words[end] in UNIT_WORDS:
