@@ -116,6 +116,20 @@ class LanguageHeard:
 
 
 @dataclass(frozen=True)
+class LanguageSwitch:
+    """A stretch of one line that an English-only model was unsure of, heard by a multilingual model in
+    another language and decoded again by it (a call that goes on in another language than it opened
+    in): the line's index, the stretch's times, the language heard, English's probability, the model."""
+
+    line: int
+    start: float
+    end: float
+    language: str
+    english: float
+    model: str
+
+
+@dataclass(frozen=True)
 class Heard:
     """A call as the recogniser heard it, line by line (in Channels order), before speakers are named."""
 
@@ -125,6 +139,8 @@ class Heard:
     model: dict[str, Any] = field(default_factory=dict)
     # Set when the call's language was checked by a multilingual model (stages.language).
     language_detection: LanguageHeard | None = None
+    # Stretches decoded again in another language after the call opened in English (stages.language).
+    switches: tuple[LanguageSwitch, ...] = ()
 
     @property
     def language(self) -> str:

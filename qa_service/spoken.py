@@ -8,6 +8,11 @@ The one place where number words are defined, and the two ways of reading them:
 - `read_digits` reads an identifier read out digit by digit ("oh nine twenty eight" -> "0928", "double
   five" -> "55"), as the redaction recognisers need it.
 
+Chinese numerals are read by `find_numbers` too: 六百四十美元 is 640 dollars, 两万四千五百 24500, 一千零五十
+1050, 3千 3000, 1.5万 15000, 2万4千5 24500, 百分之五 5 percent. Chinese is written without spaces, so
+the characters of a token are read one by one (a whole clause may come as one token); see
+`_read_chinese` for what is not a number (一些, 万一, 十分, 第一, 周一).
+
 `number_to_words` goes the other way (for phrases written with digits in a rubric).
 """
 
@@ -56,6 +61,37 @@ UNIT_WORDS = {
     "hour": "hour", "hours": "hour", "minute": "minute", "minutes": "minute",
 }
 
+# Chinese numerals. A Chinese number starts with a digit, 十 or Arabic digits before a scale (3千); the
+# financial forms (壹, 贰, 拾, 佰, 仟) read as the plain ones; 幺 is "one" as read in phone numbers.
+CN_DIGITS = {
+    "零": 0, "〇": 0, "一": 1, "壹": 1, "幺": 1, "二": 2, "贰": 2, "两": 2, "三": 3, "叁": 3,
+    "四": 4, "肆": 4, "五": 5, "伍": 5, "六": 6, "陆": 6, "七": 7, "柒": 7,
+    "八": 8, "捌": 8, "九": 9, "玖": 9, "兩": 2,
+}
+CN_SMALL_SCALES = {"十": 10, "拾": 10, "百": 100, "佰": 100, "千": 1_000, "仟": 1_000}
+CN_BIG_SCALES = {"万": 10_000, "萬": 10_000, "亿": 100_000_000, "億": 100_000_000}
+CN_SCALES = {**CN_SMALL_SCALES, **CN_BIG_SCALES}
+CN_POINTS = frozenset({"点", "點"})
+CN_PERCENT = ("百", "分", "之")  # 百分之五: five percent, the unit before the number
+# Unit words after a Chinese number -> canonical unit. Not 块 (colloquial for any currency, yuan or
+# dollars): a number before it carries no unit. Not 月 or 日 alone (三月 is March), nor 年 alone of a
+# four-digit year (2024年 is a date, but 三年 three years: see `_cn_unit`).
+CN_UNITS = {
+    "美元": "dollar", "美金": "dollar", "元": "yuan", "人民币": "yuan", "欧元": "euro", "英镑": "pound",
+    "镑": "pound", "日元": "yen", "年": "year", "个月": "month", "周": "week", "个星期": "week",
+    "星期": "week", "个礼拜": "week", "天": "day", "工作日": "day", "个工作日": "day", "小时": "hour",
+    "个小时": "hour", "钟头": "hour", "个钟头": "hour", "分钟": "minute", "分": "point",
+    # Traditional characters (a multilingual recogniser may write them): 歐元, 個月, 小時.
+    "歐元": "euro", "英鎊": "pound", "鎊": "pound", "人民幣": "yuan", "個月": "month", "個星期": "week",
+    "個禮拜": "week", "小時": "hour", "個小時": "hour", "鐘頭": "hour", "分鐘": "minute",
+}
+# Measure words that make a lone 一 a count ("一个", "一次"): otherwise 一 is part of a word (一些 some,
+# 一下 a moment, 一定 surely, 一起 together, 唯一 only, 万一 in case).
+CN_COUNTERS = frozenset("个次份张位名件项本页笔条封种家人岁倍個張項頁筆條種歲")
+# Characters before a digit that make it a name, not a quantity: 第一 (first), 周一 / 星期一 (Monday).
+CN_ORDINAL_BEFORE = frozenset({"第", "周", "期", "拜"})
+_CN_NUMBER_CHARS = frozenset({*CN_DIGITS, *CN_SCALES, *CN_POINTS})
+
 # A number written in digits: "595", "1,420", "2,000.50" (a list of digits, "41, 1, 1", is not one).
 WRITTEN_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 _WORD_KINDS = {**{w: "unit" for w in UNITS}, **{w: "teen" for w in TEENS}, **{w: "tens" for w in TENS}}
@@ -89,6 +125,8 @@ def format_value(value: float) -> str:
 def canonical_unit(word: str) -> str:
     """Canonical unit for a unit word or symbol ("Dollars" -> "dollar"); unknown words are lower-cased."""
     w = word.strip().lower()
+    if w in CN_UNITS:
+        return CN_UNITS[w]
     if w in CURRENCY_SYMBOLS:
         return CURRENCY_SYMBOLS[w]
     if w in UNIT_WORDS:
@@ -102,6 +140,16 @@ def parse_digits(token: str) -> float | None:
     if not WRITTEN_NUMBER.fullmatch(t):
         return None
     return float(t.replace(",", ""))
+
+
+def read_number(text: str) -> tuple[float, str | None] | None:
+    """The one number a short text states, with its unit if it names one: "六百四十美元" -> (640, "dollar"),
+    "两万四千五百" -> (24500, None), "five hundred" -> (500, None); None when the text holds anything else."""
+    words, _ = _split(text.split())
+    found = find_numbers(words)
+    if len(found) != 1 or found[0].start != 0 or max(found[0].end, found[0].unit_end) != len(words):
+        return None
+    return found[0].value, found[0].unit
 
 
 def read_digits(words: Sequence[str]) -> str:
@@ -142,12 +190,24 @@ def read_digits(words: Sequence[str]) -> str:
     return "".join(out)
 
 
+_CJK_CHAR = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_CJK_PIECES = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
+                         "|[^\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+")
+
+
 def _split(tokens: Sequence[str]) -> tuple[list[str], list[int]]:
-    """Lower-case tokens, splitting "sixty-seven" style tokens; keep a map back to the original index."""
+    """Lower-case tokens, splitting "sixty-seven" style tokens and Chinese characters (Chinese is written
+    without spaces: "申请费是640美元" is one word to a whitespace split); keep a map back to the original
+    index."""
     out: list[str] = []
     back: list[int] = []
     for i, tok in enumerate(tokens):
         low = tok.lower()
+        if len(low) > 1 and not low.isascii() and _CJK_CHAR.search(low) is not None:
+            pieces = _CJK_PIECES.findall(low)
+            out += pieces
+            back += [i] * len(pieces)
+            continue
         if "-" in low and len(low) > 1 and all(p in _WORD_KINDS or p in SCALES or p == "hundred"
                                                for p in low.split("-") if p):
             for part in low.split("-"):
@@ -249,6 +309,7 @@ def _parse_pair(words: list[str], j: int) -> tuple[int, int] | None:
 def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
     """Numbers spoken as digits or words in a token sequence, with token spans and attached units."""
     words, back = _split(tokens)
+    cjk = not "".join(words).isascii()  # Chinese numerals and units are looked for only then
     found: list[tuple[int, int, float, str | None]] = []  # in split-word indices
     i = 0
     n = len(words)
@@ -256,6 +317,18 @@ def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
         w = words[i]
         start = i
         unit: str | None = None
+        if cjk and (w in _CN_NUMBER_CHARS or (w[:1].isdigit() and i + 1 < n and words[i + 1] in CN_SCALES)):
+            chinese = _read_chinese(words, i)
+            if chinese is not None:
+                found.append((i, *chinese))
+                i = chinese[0]
+                continue
+            if w in _CN_NUMBER_CHARS:
+                # Not a number (一些, 第一百, 三四百): none of its run of numerals is one either.
+                i += 1
+                while i < n and words[i] in _CN_NUMBER_CHARS:
+                    i += 1
+                continue
         if w in CURRENCY_SYMBOLS and i + 1 < n and (parse_digits(words[i + 1]) is not None
                                                    or _is_numword(words[i + 1])):
             unit = CURRENCY_SYMBOLS[w]
@@ -281,7 +354,10 @@ def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
     for start, end, value, unit in _join_compounds(words, found):
         unit_end = end
         if unit is None and end < n:
-            if words[end] in UNIT_WORDS:
+            cn = _cn_unit(words, end, value) if cjk else None
+            if cn is not None:
+                unit, unit_end = cn
+            elif words[end] in UNIT_WORDS:
                 unit, unit_end = UNIT_WORDS[words[end]], end + 1
             elif words[end] == "per" and end + 1 < n and words[end + 1] == "cent":
                 unit, unit_end = "percent", end + 2
@@ -290,6 +366,120 @@ def find_numbers(tokens: Sequence[str]) -> list[SpokenNumber]:
         o_unit_end = back[unit_end - 1] + 1 if unit_end > end else o_end
         out.append(SpokenNumber(o_start, o_end, value, unit, o_unit_end))
     return out
+
+
+def _read_chinese(words: Sequence[str], i: int) -> tuple[int, float, str | None] | None:
+    """A number in Chinese numerals (or digits with Chinese scales) from words[i], one character a word:
+    (end, value, unit) or None.
+
+    Read as written: 两万四千五百 24500, 一千零五十 1050, 十二 12, 二十万 200000, 3千 3000, 1.5万 15000,
+    一点五万 15000, 二零二四 2024 (digits one by one). A digit after a scale without 零 stands for the
+    next place down, as people shorten numbers: 两万四 24000, 一百五 150, 2万4千5 24500. 百分之五 is 5
+    percent. Not numbers: a lone 一 other than before a measure word (一些 some, 一下, 一定, 唯一),
+    a number starting with 百, 千 or 万 (千万 "by all means", 万一 "in case"), 十分 not followed by
+    钟 ("very"), digits after 第 (ordinals) or 周 / 星期 (weekdays), and digits said one by one before
+    a scale (三四百 is "three or four hundred", no one value).
+    """
+    n = len(words)
+    if tuple(words[i:i + 3]) == CN_PERCENT:
+        inner = _read_chinese(words, i + 3) if i + 3 < n else None
+        if inner is None and i + 3 < n and parse_digits(words[i + 3]) is not None:
+            inner = (i + 4, parse_digits(words[i + 3]) or 0.0, None)
+        return (inner[0], inner[1], "percent") if inner is not None else None
+    if i > 0 and words[i - 1] in CN_ORDINAL_BEFORE:
+        return None
+    w = words[i]
+    if w not in CN_DIGITS and w not in ("十", "拾") and not (w[:1].isdigit() and parse_digits(w) is not None):
+        return None
+    # Digits one by one: a year, a phone number ("二零二四", "幺三八").
+    j = i
+    while j < n and words[j] in CN_DIGITS and words[j] != "两":
+        j += 1
+    if j - i >= 2:
+        if j < n and (words[j] in CN_SCALES or words[j] in CN_POINTS):
+            return None  # 三四百: "three or four hundred"
+        return j, float("".join(str(CN_DIGITS[c]) for c in words[i:j])), None
+    total = 0.0
+    section = 0.0
+    pending: float | None = None
+    last_small: int | None = None  # the last 十/百/千 in this section (they come in falling order)
+    last_scale: int | None = None
+    zero = False
+    j = i
+    while j < n:
+        c = words[j]
+        if c in CN_DIGITS and (pending is None):
+            if CN_DIGITS[c] == 0:
+                zero = True
+            else:
+                pending = float(CN_DIGITS[c])
+        elif pending is None and j > i and c[:1].isdigit() and (value := parse_digits(c)) is not None:
+            pending = value  # 2万4千5: Arabic digits between Chinese scales
+        elif j == i and (value := parse_digits(c)) is not None:
+            pending = value
+        elif c in CN_SMALL_SCALES:
+            scale = CN_SMALL_SCALES[c]
+            if last_small is not None and scale >= last_small:
+                break
+            if pending is None:
+                if scale != 10:
+                    break
+                if c == "十" and j == i and j + 1 < n and words[j + 1] == "分" \
+                        and (j + 2 >= n or words[j + 2] != "钟"):
+                    return None  # 十分: "very"
+                pending = 1.0
+            section += pending * scale
+            pending, last_small, last_scale, zero = None, scale, scale, False
+        elif c in CN_BIG_SCALES:
+            scale = CN_BIG_SCALES[c]
+            if pending is None and section == 0 or scale == last_scale:
+                break
+            section += pending or 0.0
+            total = (total + section) * scale if scale > 10_000 else total + section * scale
+            section, pending, last_small, last_scale, zero = 0.0, None, None, scale, False
+        elif c in CN_POINTS and j + 1 < n and words[j + 1] in CN_DIGITS and total == 0 and not zero:
+            # 三点五, 十二点五, 一点五万: the digits after 点 one by one, then perhaps a scale.
+            k = j + 1
+            while k < n and words[k] in CN_DIGITS:
+                k += 1
+            fraction = float("0." + "".join(str(CN_DIGITS[d]) for d in words[j + 1:k]))
+            value = section + (pending or 0.0) + fraction
+            if k < n and words[k] in CN_SCALES:
+                value *= CN_SCALES[words[k]]
+                k += 1
+            return k, value, None
+        else:
+            break
+        j += 1
+    if j == i + 1 and words[i] == "一" and not _cn_counted(words, j):
+        return None  # 一些, 一下, 一定, 唯一: a word, not the number one
+    value = total + section
+    if pending is not None:
+        shortened = last_scale is not None and last_scale >= 100 and not zero and pending == int(pending) \
+            and pending < 10 and words[j - 2] in CN_SCALES
+        value += pending * (last_scale // 10 if shortened and last_scale else 1)
+    if j == i or (value == 0 and not any(words[k] in CN_DIGITS for k in range(i, j))):
+        return None
+    return j, value, None
+
+
+def _cn_counted(words: Sequence[str], j: int) -> bool:
+    """Whether a measure word or unit follows position j ("一个", "一次", "一美元")."""
+    return j < len(words) and (words[j] in CN_COUNTERS or _cn_unit(words, j, 1.0) is not None)
+
+
+def _cn_unit(words: Sequence[str], j: int, value: float) -> tuple[str, int] | None:
+    """The Chinese unit word starting at words[j] (the longest: 个月 before 月), and where it ends."""
+    for k in (3, 2, 1):
+        if j + k > len(words):
+            continue
+        key = "".join(words[j:j + k])
+        unit = CN_UNITS.get(key)
+        if unit is not None:
+            if unit == "year" and 1000 <= value < 3000:
+                return None  # 2024年: a date
+            return unit, j + k
+    return None
 
 
 def _join_compounds(words: list[str], found: list[tuple[int, int, float, str | None]]) -> list[

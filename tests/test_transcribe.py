@@ -965,3 +965,62 @@ def test_an_unsure_english_call_not_in_english_is_decoded_again(heard, english, 
     if again:
         assert other.calls[0][1] == ("广州市",), "the vocabulary is in the language heard"
     assert language_mod.route_language(channels, heard, None) is heard
+
+
+# ---- a call that opens in English and goes on in another language ------------------------------
+
+def _opening_then_unsure():
+    sure = tuple(Word(" w", i * 0.5, i * 0.5 + 0.3, 0.95) for i in range(8))
+    unsure = tuple(Word(" go", 6.0 + i * 0.5, 6.3 + i * 0.5, 0.55) for i in range(6))
+    segments = (Segment("unknown", 0.0, 3.8, "w w", sure), Segment("unknown", 6.0, 8.8, "go on", unsure))
+    line = Transcription(segments, language="en", model={"name": "tiny.en"})
+    return Heard(lines=(line,), model=line.model)
+
+
+class _StretchModel(_LanguageModel):
+    """Hears `language` in any stretch and writes one segment over it."""
+
+    def transcribe(self, samples, vocabulary=(), *, one_party=False):
+        self.calls.append((samples.size, tuple(vocabulary)))
+        words = (Word("申请费", 0.3, 1.0, 0.9), Word("是六百四十美元", 1.0, 2.5, 0.9))
+        return Transcription((Segment("unknown", 0.3, 2.5, "申请费是六百四十美元", words),), language="zh",
+                             multilingual=True, model={"name": "base"})
+
+
+@pytest.mark.parametrize(("english", "switched"), [(0.01, True), (0.9, False), (None, False)])
+def test_an_unsure_stretch_after_an_english_opening_is_heard_again(english, switched):
+    heard = _opening_then_unsure()
+    assert language_mod.unsure_stretches(heard.lines[0].segments) == [(6.0, 8.8)]
+    assert not language_mod.maybe_not_english([heard.lines[0].segments]), "the call as a whole looks English"
+    other = _StretchModel(english)
+    channels = split_channels(_audio(_tone(300, seconds=12.0)))
+    out = language_mod.route_language(channels, heard, other)
+    assert bool(out.switches) is switched and len(other.calls) == switched
+    texts = [s.text for s in out.lines[0].segments]
+    if switched:
+        (switch,) = out.switches
+        assert (switch.start, switch.end, switch.language, switch.model) == (6.0, 8.8, "zh", "base")
+        assert texts == ["w w", "申请费是六百四十美元"], "the English opening stays, the guesses go"
+        assert 6.0 <= out.lines[0].segments[1].start < 7.0, "the new words on the call's clock"
+    else:
+        assert out is heard
+
+
+@pytest.mark.slow
+def test_a_call_that_goes_on_in_mandarin_reaches_the_multilingual_model(tiny, base):
+    # Real recordings (data/audio/README.md): an English opening, then Mandarin (AISHELL-1).
+    english = np.concatenate([decode(AUDIO / f).channels[0] for f in ("agent.flac", "weather_16k.flac")])
+    mandarin = decode(AUDIO / "chinese_16k.flac").channels[0]
+    gap = np.zeros(int(0.8 * SAMPLE_RATE), np.float32)
+    call = _audio(np.concatenate([english, gap, mandarin]))
+    t = transcribe_call(call, tiny, other_languages=base)
+    assert t.model["name"] == "tiny.en" and "language_detection" not in t.model, "the opening is English"
+    (switch,) = t.model["language_switches"]
+    assert switch["language"] == "zh" and switch["model"] == "base" and switch["english"] < 0.5
+    opening, *rest = sorted(t.segments, key=lambda s: s.start)
+    assert "calling" in opening.text.lower()
+    later = "".join(s.text for s in t.segments if s.start >= switch["start"] - 0.5)
+    assert re.search(r"[\u4e00-\u9fff]", later) and ("州" in later or "市" in later), later
+    alone = transcribe_call(call, tiny)
+    assert "language_switches" not in alone.model and not re.search(r"[\u4e00-\u9fff]",
+                                                                     "".join(s.text for s in alone.segments))

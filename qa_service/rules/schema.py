@@ -4,7 +4,8 @@ Every model forbids unknown keys, so a typo in a rule file ("auto_fial") is an e
 that silently never fires. spaCy token patterns are checked with `Matcher(validate=True)`.
 Extensions beyond v1 (all optional, v1 files stay valid): `applies_when` on a criterion; `unit_aliases`
 on a number fact; `language` on a rubric; `outdated` (what an outdated mention costs) on a policy pack
-and on each of its facts.
+and on each of its facts; a number fact's values written in words or Chinese numerals ("六百四十",
+"两万四千五百").
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from qa_service.spoken import read_number
 
 Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
                                          pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
@@ -249,11 +252,23 @@ class Consequence(_Strict):
 NOTE = Consequence(kind="note")
 
 
+def _numeral(value: Any) -> Any:
+    """A value written as a number, or in words or Chinese numerals ("六百四十", "两万四千五百")."""
+    if not isinstance(value, str):
+        return value
+    read = read_number(value.strip())
+    if read is None:
+        raise ValueError(f"{value!r} is not one number (write it in digits, words or Chinese numerals)")
+    return read[0]
+
+
 class Value(_Strict):
     """The value of a number fact in force since a date."""
 
     value: float
     since: dt.date
+
+    _read = field_validator("value", mode="before")(_numeral)
 
 
 class OldValue(_Strict):
@@ -261,6 +276,8 @@ class OldValue(_Strict):
 
     value: float
     until: dt.date
+
+    _read = field_validator("value", mode="before")(_numeral)
 
 
 class NumberFact(_Strict):

@@ -39,6 +39,10 @@ from qa_service.totals import Charge, Line, tally
 # Words that show a superseded value is being spoken of as history ("it used to be 65", "up from 595").
 HISTORY_CUES = frozenset({"was", "were", "used", "previously", "formerly", "until", "old", "earlier", "prior",
                           "instead", "changed", "rose", "raised", "increased", "went", "longer", "replaced"})
+# The same in Chinese, where each character is a token: looked for in the clause's characters joined
+# ("以前是640" it used to be 640, "原来", "从640涨到" up from 640, "改成" changed to).
+HISTORY_CUES_ZH = ("以前", "之前", "原来", "原先", "过去", "曾经", "从前", "旧", "涨", "上调", "改成", "改为",
+                   "调整", "不再", "降")
 # Words that show an obsolete thing is being named as gone: before it ("instead of the paper form",
 # "the old paper form") or after it ("paper forms were withdrawn", "paper forms are no longer used").
 # Stems, because recognisers trade word forms ("withdrawal" for "withdrawn").
@@ -664,8 +668,11 @@ def _maybe_cut_short(utt: Utterance, tok: NTok) -> bool:
 
 def _spoken_as_history(utt: Utterance, tok: NTok) -> bool:
     before = clause_before(utt, tok.start, limit=8)
-    if before and before[-1] == "from":
+    if before and before[-1] in ("from", "从"):
         return True  # "up from 595", "changed from 65"
+    joined = "".join(before)
+    if not joined.isascii() and any(cue in joined for cue in HISTORY_CUES_ZH):
+        return True
     return any(w in HISTORY_CUES or w in NEGATIONS for w in before)
 
 

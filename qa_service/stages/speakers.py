@@ -65,6 +65,10 @@ def asr_record(audio: Audio, channels: Channels, heard: Heard, speakers: dict[st
         record["voice_activity_s"] = round(sum(filter(None, voice), 0.0), 1)
     if heard.language_detection is not None:
         record["language_detection"] = asdict(heard.language_detection)
+    if heard.switches:
+        # Which stretches a multilingual model decoded again, in which language (the call went on in it).
+        record["language_switches"] = [asdict(s) | {"line": channels.lines[s.line].role}
+                                       for s in heard.switches]
     told = [(line.role, text) for line, text in zip(channels.lines, heard.lines, strict=True) if text.biased]
     if told:
         # A reviewer should know the recogniser was told which phrases to expect, and on which channels.
