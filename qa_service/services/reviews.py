@@ -76,18 +76,19 @@ def call_reviews(*, store: Repository, call_id: str) -> list[Review]:
 def review_queue(*, store: Repository, share: float, agent_id: str | None = None,
                  date_from: date | None = None, date_to: date | None = None) -> Iterator[dict[str, Any]]:
     """Calls marked for review and not reviewed yet, oldest first: every provisional verdict, every
-    auto-fail, every call with items to check, plus each agent's weekly sample of `share`."""
+    auto-fail, every call with items to check or findings (a lapsed certification), plus each agent's
+    weekly sample of `share`."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
     for c in store.reviews.queue_candidates(agent_id, date_from, date_to):
         if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
-                        to_check=c.to_check > 0 or c.provisional):
+                        to_check=c.to_check > 0 or c.provisional or c.findings > 0):
             why = "provisional" if c.provisional else "auto_fail" if c.auto_fail else \
-                "to_check" if c.to_check else "sampled"
+                "to_check" if c.to_check else "finding" if c.findings else "sampled"
             yield {"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
                    "scorecard_version": c.version, "score": c.score, "passed": c.passed,
                    "auto_fail": c.auto_fail, "provisional": c.provisional, "to_check": c.to_check,
-                   "why": why}
+                   "findings": c.findings, "why": why}
 
 
 def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:

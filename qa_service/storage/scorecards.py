@@ -144,6 +144,7 @@ def _scorecard_row(call: Any, version: int, card: dict[str, Any], now: datetime)
         "rubric_sha256": str(rubric.get("sha256", "")), "data": card, "created_at": now, "latest": True,
         "to_check": len(card.get("to_check") or []),
         "provisional": bool(card.get("provisional", False)),
+        "findings": len(card.get("findings") or []),
     }
 
 
