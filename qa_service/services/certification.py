@@ -115,8 +115,10 @@ def training_from(fields: dict[str, str],
     return TrainingRecord(agent_id=agent, pack_id=pack, pack_version=version, completed_on=completed), []
 
 
-def _rows(text: str, columns: tuple[str, ...], what: str) -> list[tuple[int, dict[str, str]]]:
-    """The data lines of a CSV file with exactly these columns (any order), with their line numbers."""
+def _rows(text: str, columns: tuple[str, ...],
+          what: str) -> tuple[list[tuple[int, dict[str, str]]], list[tuple[int, str]]]:
+    """The data lines of a CSV file with exactly these columns (any order), with their line numbers, and
+    the lines that could not be read; ImportRefused for a file without the header."""
     if text.startswith("\ufeff"):
         text = text[1:]  # a spreadsheet's byte order mark
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -147,9 +149,7 @@ def _rows(text: str, columns: tuple[str, ...], what: str) -> list[tuple[int, dic
             rows.append((line, dict(zip(header, values, strict=True))))
     except csv.Error as exc:
         problems.append((reader.line_num, f"not CSV: {exc}"))
-    if problems:
-        raise ImportRefused(what, problems)
-    return rows
+    return rows, problems
 
 
 def read_certifications(text: str) -> list[Certification]:
@@ -157,9 +157,9 @@ def read_certifications(text: str) -> list[Certification]:
     bad line."""
     what = "certifications file"
     items: list[Certification] = []
-    problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str, date], int] = {}
-    for line, fields in _rows(text, CERTIFICATION_COLUMNS, what):
+    rows, problems = _rows(text, CERTIFICATION_COLUMNS, what)
+    for line, fields in rows:
         cert, bad = certification_from(fields)
         problems.extend((line, m) for m in bad)
         if cert is not None:
@@ -169,7 +169,7 @@ def read_certifications(text: str) -> list[Certification]:
             seen.setdefault(key, line)
             items.append(cert)
     if problems:
-        raise ImportRefused(what, problems)
+        raise ImportRefused(what, sorted(problems, key=lambda p: p[0]))
     return items
 
 
@@ -183,14 +183,14 @@ def read_training(store: Repository, text: str) -> list[TrainingRecord]:
     what = "training file"
     known = _known_packs(store)
     items: list[TrainingRecord] = []
-    problems: list[tuple[int, str]] = []
-    for line, fields in _rows(text, TRAINING_COLUMNS, what):
+    rows, problems = _rows(text, TRAINING_COLUMNS, what)
+    for line, fields in rows:
         record, bad = training_from(fields, known)
         problems.extend((line, m) for m in bad)
         if record is not None:
             items.append(record)
     if problems:
-        raise ImportRefused(what, problems)
+        raise ImportRefused(what, sorted(problems, key=lambda p: p[0]))
     return items
 
 
