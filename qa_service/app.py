@@ -20,7 +20,18 @@ from qa_service import __version__, web
 from qa_service.access.audit import AuditTrail
 from qa_service.access.ratelimit import ClientLimit
 from qa_service.access.session import app_secret
-from qa_service.api import agents, erasure, keys, metrics, policy, rescores, review, routes, webhooks
+from qa_service.api import (
+    agents,
+    certification,
+    erasure,
+    keys,
+    metrics,
+    policy,
+    rescores,
+    review,
+    routes,
+    webhooks,
+)
 from qa_service.api.hosts import TrustedHosts
 from qa_service.api.schemas import message_of
 from qa_service.errors import (
@@ -112,7 +123,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.state.session_secret = session_secret
     for router in (routes.router, webhooks.router, agents.router, keys.router, policy.router,
                    rescores.router, metrics.router, web.router, review.router, web.review_router,
-                   erasure.router):
+                   erasure.router, certification.router):
         app.include_router(router)
     app.mount("/static", web.static_files(), name="static")
     limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}

@@ -135,6 +135,34 @@ def build_parser() -> argparse.ArgumentParser:
                                       "hourly)")
     sw.set_defaults(func=cmd_sweep)
 
+    certs = sub.add_parser("certifications", help="agents' certifications: import a CSV file, list them")
+    certs_sub = certs.add_subparsers(dest="certifications_command", required=True)
+    ci = certs_sub.add_parser("import", help="import a CSV file (agent_id,name,covers,issued,expires): all "
+                                             "lines or, when one is bad, none")
+    ci.add_argument("file", type=Path, metavar="FILE.csv")
+    ci.set_defaults(func=cmd_certifications_import)
+    cl = certs_sub.add_parser("list", help="certifications: all, one agent's, expiring soon or lapsed")
+    cl.add_argument("--agent", metavar="A", help="only this agent's")
+    which_certs = cl.add_mutually_exclusive_group()
+    which_certs.add_argument("--expiring", type=int, metavar="DAYS", help="only those expiring within DAYS")
+    which_certs.add_argument("--lapsed", action="store_true", help="only those expired and not renewed")
+    cl.set_defaults(func=cmd_certifications_list)
+
+    training = sub.add_parser("training", help="refresher training records: import a CSV file, list them")
+    training_sub = training.add_subparsers(dest="training_command", required=True)
+    ti = training_sub.add_parser("import", help="import a CSV file (agent_id,pack_id,version,completed): all "
+                                                "lines or, when one is bad, none")
+    ti.add_argument("file", type=Path, metavar="FILE.csv")
+    ti.set_defaults(func=cmd_training_import)
+    tl = training_sub.add_parser("list", help="training records, by agent and policy pack version")
+    tl.add_argument("--agent", metavar="A")
+    tl.add_argument("--pack", metavar="PACK_ID")
+    tl.add_argument("--version", metavar="V")
+    tl.add_argument("--untrained", action="store_true",
+                    help="instead: agents with calls under --pack (or certified for it) not trained "
+                         "on --version")
+    tl.set_defaults(func=cmd_training_list)
+
     demo = sub.add_parser("demo", help="score the sample calls (through the queue when Redis answers)")
     demo.set_defaults(func=cmd_demo)
     return p
@@ -340,6 +368,92 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     done = sweep(store=_repository(settings), objects=input_store(settings),
                  redis=Redis.from_url(settings.redis_url), settings=settings)
     print(" ".join(f"{k}={v}" for k, v in done.items()))
+    return 0
+
+
+def _read_csv_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text") from None
+
+
+def cmd_certifications_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Import certifications from a CSV file; a bad line refuses the whole file, naming every bad line."""
+    from qa_service.services import certification as certs
+
+    repo = _repository(settings)
+    items = certs.read_certifications(_read_csv_file(args.file))
+    counts = certs.import_certifications(store=repo, items=items)
+    repo.audit.record("import_certifications", key_name=_cli_user(), role="admin",
+                      details=f"added={counts.added} updated={counts.updated} unchanged={counts.unchanged}")
+    print(f"{args.file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged")
+    return 0
+
+
+def cmd_certifications_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Print certifications as a table (all, one agent's, expiring within DAYS, or lapsed)."""
+    from datetime import UTC, datetime
+
+    from qa_service.services import certification as certs
+
+    repo = _repository(settings)
+    today = datetime.now(UTC).date()
+    if args.expiring is not None or args.lapsed:
+        listed = certs.lapsed(store=repo, today=today) if args.lapsed else \
+            certs.expiring(store=repo, today=today, within_days=args.expiring)
+        items = [(i.certification, str(i.days_left)) for i in listed
+                 if args.agent is None or i.certification.agent_id == args.agent]
+    else:
+        items = [(c, str((c.expires_on - today).days))
+                 for c in repo.certification.certifications(agent_id=args.agent)]
+    rows = [(c.agent_id, c.name, ";".join(c.covers), c.issued_on.isoformat(), c.expires_on.isoformat(), days)
+            for c, days in items]
+    if not rows:
+        print("no certifications", file=sys.stderr)
+        return 0
+    print(_table(("agent", "name", "covers", "issued", "expires", "days left"), rows))
+    return 0
+
+
+def cmd_training_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Import training records from a CSV file; a bad line refuses the whole file, naming every bad line."""
+    from qa_service.services import certification as certs
+
+    repo = _repository(settings)
+    items = certs.read_training(repo, _read_csv_file(args.file))
+    counts = certs.import_training(store=repo, items=items)
+    repo.audit.record("import_training", key_name=_cli_user(), role="admin",
+                      details=f"added={counts.added} unchanged={counts.unchanged}")
+    print(f"{args.file}: {counts.added} added, {counts.unchanged} already recorded")
+    return 0
+
+
+def cmd_training_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Print training records as a table, or the agents not yet trained on a pack version."""
+    from qa_service.services import certification as certs
+
+    repo = _repository(settings)
+    if args.untrained:
+        if not args.pack or not args.version:
+            raise InputError("--untrained needs --pack and --version")
+        agents = certs.untrained(store=repo, pack_id=args.pack, version=args.version)
+        if not agents:
+            print(f"every agent of {args.pack} is trained on version {args.version}", file=sys.stderr)
+            return 0
+        print(_table(("agent", "took calls", "certified"),
+                     [(a["agent_id"], "yes" if a["took_calls"] else "no", "yes" if a["certified"] else "no")
+                      for a in agents]))
+        return 0
+    rows = [(r.agent_id, r.pack_id, r.pack_version, r.completed_on.isoformat())
+            for r in repo.certification.training(agent_id=args.agent, pack_id=args.pack,
+                                                 pack_version=args.version)]
+    if not rows:
+        print("no training records", file=sys.stderr)
+        return 0
+    print(_table(("agent", "pack", "version", "completed"), rows))
     return 0
 
 

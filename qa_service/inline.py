@@ -19,6 +19,7 @@ from qa_service.intake import call_date_from
 from qa_service.records import CallMeta
 from qa_service.report import format_scorecard, format_table
 from qa_service.services.calls import store_scored_call
+from qa_service.services.certification import CertificationCheck
 from qa_service.settings import Settings
 
 
@@ -108,6 +109,7 @@ def process_jobs(settings: Settings, jobs: list[Job], *, store: bool = True, out
             continue
         data = card.to_dict()
         if repo is not None:
+            data = CertificationCheck(repo).annotate(data, rubric, policies)
             store_scored_call(store=repo, settings=settings, meta=job.meta, card=data, rubric=rubric,
                               policies=policies, input_kind="audio" if job.audio else "transcript")
         if out:

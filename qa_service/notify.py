@@ -1,13 +1,15 @@
 """Outgoing webhooks: signed POSTs to one URL per deployment when a call is scored.
 
-Events: `call.scored` once per stored scorecard, and `violation.detected` once per violation on it.
+Events: `call.scored` once per stored scorecard, `violation.detected` once per violation on it, and
+`certification.expiring` once per certification and expiry date when it enters the notice window
+(services/certification.py, checked by the worker's maintenance).
 Payloads carry ids, scores, rule references and times only, built field by field from a list:
 never transcript or evidence text, never personal data (the receiver fetches the scorecard with
 an API key when it needs more).
 
 Headers, as for the incoming telephony webhook:
   X-Signature: sha256=<hex HMAC-SHA256 of the raw body with QA_OUTGOING_WEBHOOK_SECRET>
-  X-Event: call.scored | violation.detected
+  X-Event: call.scored | violation.detected | certification.expiring
   X-Delivery-Id: the same for every attempt at one event, so receivers can drop repeats.
 
 Each event is an RQ job on the `<queue>-notify` queue, enqueued by dotted path. A connection
@@ -74,6 +76,11 @@ def sign(secret: str, body: bytes) -> str:
 def delivery_id(call_id: str, version: int, event: str, index: int = 0) -> str:
     """A stable id for one event about one scorecard version: the same on every attempt and re-enqueue."""
     return str(uuid.uuid5(_DELIVERY_NS, f"{call_id}/{version}/{event}/{index}"))
+
+
+def event_delivery_id(*parts: str) -> str:
+    """A stable delivery id for an event that is not about a scorecard (its parts name it)."""
+    return str(uuid.uuid5(_DELIVERY_NS, "/".join(parts)))
 
 
 Event = tuple[str, str, dict[str, Any]]

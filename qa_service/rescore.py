@@ -174,12 +174,17 @@ def _group(mentions: Iterable[tuple[str, str, dict[str, Any]]]) -> Refresher:
 def rescore(cards: Iterable[tuple[str, dict[str, Any]]], rubric: Any,
             policies_for: Callable[[dict[str, Any]], Any], nlp: Any, *,
             save: Callable[[str, dict[str, Any]], Any] | None = None,
-            progress: Callable[[int], Any] | None = None) -> ImpactReport:
-    """Rescore (call id, scorecard) pairs; `save` stores each new scorecard, `progress` counts calls."""
+            progress: Callable[[int], Any] | None = None,
+            annotate: Callable[[dict[str, Any], Any, Any], dict[str, Any]] | None = None) -> ImpactReport:
+    """Rescore (call id, scorecard) pairs; `save` stores each new scorecard, `progress` counts calls,
+    `annotate(card, rubric, policies)` adds what the stored records say (certification findings)."""
     report = ImpactReport()
     mentions: list[tuple[str, str, dict[str, Any]]] = []
     for call_id, card in cards:
-        new = rescore_card(card, rubric, policies_for(card), nlp)
+        policies = policies_for(card)
+        new = rescore_card(card, rubric, policies, nlp)
+        if annotate is not None:
+            new = annotate(new, rubric, policies)
         if save is not None:
             save(call_id, new)
         report.calls += 1
@@ -200,6 +205,7 @@ def rescore_stored(repo: Any, rubric: Any, policies: Any | None, nlp: Any, *, si
     With `store`, the new rules are saved and each call gets a new scorecard version.
     """
     from qa_service.rules.load import load_policy_pack
+    from qa_service.services.certification import CertificationCheck
 
     stored_packs: dict[tuple[str, str], Any] = {}
 
@@ -225,7 +231,10 @@ def rescore_stored(repo: Any, rubric: Any, policies: Any | None, nlp: Any, *, si
             if rules is not None:
                 repo.put_rules(kind, rules.id, rules.version, rules.sha256, rules.text)
     cards = ((s.call_id, s.data) for s in repo.latest_scorecards(since, until, rubric_id=rubric.id))
-    report = rescore(cards, rubric, policies_for, nlp, save=save if store else None, progress=progress)
+    # Findings and repeat marks come from the agents' records as they stand now, under the new rules.
+    check = CertificationCheck(repo)
+    report = rescore(cards, rubric, policies_for, nlp, save=save if store else None, progress=progress,
+                     annotate=check.annotate)
     if pending:
         repo.add_scorecard_versions(pending)
     return report

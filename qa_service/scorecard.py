@@ -88,6 +88,22 @@ class ViolationDoc(_Certainty):
     speaker: Speaker
     text: str = ""
     segments: list[int] = Field(default_factory=list)
+    repeat: bool = Field(False, description="Outdated policy stated after the agent completed the refresher "
+                                            "for the pack (`trained_on`, `trained_version`)")
+    trained_on: date | None = None
+    trained_version: str | None = None
+
+
+class FindingDoc(_Doc):
+    """Something about the call beyond what was said: it changes no score, but puts the call in the review
+    queue."""
+
+    id: str
+    kind: Literal["certification_lapsed"]
+    certification: str = Field(description="The certification the rubric or policy pack requires")
+    required_by: dict[str, str] = Field(description="kind (rubric | policy_pack), id, version")
+    detail: str = ""
+    expired_on: date | None = None
 
 
 class SectionDoc(_Doc):
@@ -116,6 +132,9 @@ class ScorecardDoc(_Doc):
     violations: list[ViolationDoc]
     to_check: list[ViolationDoc] = Field(
         default_factory=list, description="Nearly heard: counted only once a reviewer confirms them")
+    findings: list[FindingDoc] = Field(
+        default_factory=list, description="E.g. certification_lapsed: the agent held no valid certification "
+                                          "the rules require on the call's date; no points, review queue")
     sections: dict[str, SectionDoc] = Field(default_factory=dict)
     score: float
     deducted_points: float = Field(0.0, description="Percentage points outdated-policy violations took "

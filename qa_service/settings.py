@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     # The share of each agent's weekly calls sampled for review, besides the calls that always are:
     # a fraction or a percentage ("0.1", "10%").
     review_share: float = DEFAULT_SHARE
+    # Days before a certification expires that its `certification.expiring` webhook is sent (once).
+    certification_notice_days: int = Field(default=90, ge=0, le=3650)
 
     @field_validator("webhook_secret", "session_secret", "outgoing_webhook_secret")
     @classmethod

@@ -57,6 +57,10 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("GET", r"^/v1/review-queue$", "read_review_queue", "call"),
     ("GET", r"^/v1/rescores$", "list_rescores", "rescore"),
     ("GET", rf"^/v1/rescores/{_ID}$", "read_rescore", "rescore"),
+    ("GET", r"^/v1/certifications(?:/expiring|/lapsed)?$", "list_certifications", "agent"),
+    ("GET", r"^/v1/training-records$", "list_training", "agent"),
+    ("GET", rf"^/v1/policy-packs/{_ID}/versions/[^/]+/untrained$", "read_untrained", "policy_pack"),
+    ("GET", r"^/certifications$", "list_certifications", "agent"),
     ("GET", r"^/v1/audit$", "read_audit", None),
     ("GET", r"^/v1/keys$", "list_keys", "key"),
     ("GET", rf"^/v1/keys/{_ID}$", "read_key", "key"),
@@ -75,6 +79,8 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", r"^/v1/rubrics$", "put_rules", "rubric"),
     ("POST", r"^/v1/policy-packs$", "put_rules", "policy_pack"),
     ("POST", r"^/v1/rescores$", "start_rescore", "rescore"),
+    ("POST", r"^/v1/certifications$", "import_certifications", None),
+    ("POST", r"^/v1/training-records$", "import_training", None),
     ("POST", r"^/v1/keys$", "create_key", "key"),
     ("POST", rf"^/v1/keys/{_ID}/revoke$", "revoke_key", "key"),
     # Erasures name no target here: the erasure writes its own receipt rows, and the external id or
@@ -86,7 +92,8 @@ _LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs|rescores|keys)/([^/?
 # Answers that mean nothing was read or changed and nobody should be recorded: a client over its limit.
 _NOT_RECORDED = frozenset({429})
 # Lists that take `?agent_id=`: a read of one of them filtered so names that agent.
-_BY_AGENT = frozenset({"list_calls", "read_policy_currency", "read_review_queue"})
+_BY_AGENT = frozenset({"list_calls", "read_policy_currency", "read_review_queue", "list_certifications",
+                       "list_training"})
 
 
 def audited(method: str, path: str, query: bytes | str = b"") -> tuple[str, str | None, str | None] | None:

@@ -25,6 +25,8 @@ READ_RULES = ("qa", "telephony", "supervisor")
 RETRY = ("qa",)
 START_RESCORE = ("qa",)
 READ_RESCORES = ("qa", "supervisor")
+MANAGE_CERTIFICATIONS = ("qa",)  # certifications and training records
+READ_CERTIFICATIONS = ("qa", "supervisor")
 MANAGE_KEYS: tuple[str, ...] = ()  # no role but admin: list, create and revoke keys, read the audit log
 
 

@@ -5,7 +5,7 @@ that silently never fires. spaCy token patterns are checked with `Matcher(valida
 Extensions beyond v1 (all optional, v1 files stay valid): `applies_when` on a criterion; `unit_aliases`
 on a number fact; `language` on a rubric; `outdated` (what an outdated mention costs) on a policy pack
 and on each of its facts; a number fact's values written in words or Chinese numerals ("六百四十",
-"两万四千五百").
+"两万四千五百"); `requires_certification` on a rubric or policy pack.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
                                          pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 RuleSpeaker = Literal["agent", "customer", "any"]
+# The name of a certification a rubric or policy pack requires (as the certification records spell it).
+CertificationName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                                                     pattern=r"^[^\x00-\x1f]+$")]
 
 
 class _Strict(BaseModel):
@@ -172,6 +175,9 @@ class Rubric(_Hashed):
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")] = "en"
     criteria: list[Criterion] = Field(min_length=1)
     prohibited: list[Prohibited] = Field(default_factory=list)
+    # An agent taking calls under this rubric needs a certification of this name covering it, valid on
+    # the call's date; a call without one gets a `certification_lapsed` finding. None: none is needed.
+    requires_certification: CertificationName | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -335,6 +341,8 @@ class PolicyPack(_Hashed):
     # What an outdated mention costs, for every fact that does not say (default: note, v1's behaviour).
     outdated: Consequence = NOTE
     facts: list[Fact] = Field(default_factory=list)
+    # As on a rubric: a certification of this name covering this pack, valid on the call's date.
+    requires_certification: CertificationName | None = None
 
     @field_validator("version", mode="before")
     @classmethod

@@ -77,19 +77,22 @@ def call_reviews(*, store: Repository, call_id: str) -> list[Review]:
 def review_queue(*, store: Repository, share: float, agent_id: str | None = None,
                  date_from: date | None = None, date_to: date | None = None) -> Iterator[dict[str, Any]]:
     """Calls marked for review and not reviewed yet, oldest first: every provisional verdict, every
-    call with an outdated-policy mention, every auto-fail, every call with items to check, plus each
-    agent's weekly sample of `share`. `why` names the first of these that holds."""
+    call with an outdated-policy mention, every auto-fail, every call with items to check or findings
+    (a lapsed certification), plus each agent's weekly sample of `share`. `why` names the first of
+    these that holds."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
     for c in store.reviews.queue_candidates(agent_id, date_from, date_to):
         if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
-                        to_check=c.to_check > 0 or c.provisional, outdated=c.outdated > 0):
+                        to_check=c.to_check > 0 or c.provisional or c.findings > 0,
+                        outdated=c.outdated > 0):
             why = "provisional" if c.provisional else "outdated_policy" if c.outdated else \
-                "auto_fail" if c.auto_fail else "to_check" if c.to_check else "sampled"
+                "auto_fail" if c.auto_fail else "to_check" if c.to_check else \
+                "finding" if c.findings else "sampled"
             yield {"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
                    "scorecard_version": c.version, "score": c.score, "passed": c.passed,
                    "auto_fail": c.auto_fail, "provisional": c.provisional, "to_check": c.to_check,
-                   "outdated": c.outdated, "why": why}
+                   "outdated": c.outdated, "findings": c.findings, "why": why}
 
 
 def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Storage: the protocols by aggregate and the one storage object (`repository`), its SQL
 implementation (`sql`, with a module per aggregate: `calls`, `scorecards`, `rules`, `rescore_runs`,
-`keys`, `review` for reviews and the audit log, `sessions`, `views`), an in-memory twin (`memory`),
-migrations, and call inputs on disk (`inputs`, `fetch`). The SQL engine never leaves this package."""
+`keys`, `review` for reviews and the audit log, `sessions`, `certification`, `views`), an in-memory
+twin (`memory`), migrations, and call inputs on disk (`inputs`, `fetch`). The SQL engine never leaves
+this package."""
 
 from qa_service.storage.repository import (
     AgentSummary,

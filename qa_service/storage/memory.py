@@ -1,8 +1,8 @@
 """The storage protocols kept in memory, for the services' unit tests (no database, no migrations).
 
 `MemoryRepository` holds calls, scorecards, rules, rescore runs and keys as its methods and reviews,
-the audit log and web sessions as its parts, with the errors the SQL implementation raises. The
-read-side views are SQL queries over the latest scorecards and have no twin here (`views` raises).
+the audit log, web sessions and certifications as its parts, with the errors the SQL implementation
+raises. The read-side views are SQL queries over the latest scorecards and have no twin here (`views` raises).
 One process, one thread: nothing here is shared between processes.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,7 +27,9 @@ from qa_service.storage.erasure import (
 )
 from qa_service.storage.repository import (
     AgentSummary,
+    Certification,
     ErasureNote,
+    ImportCounts,
     NewCall,
     NewRescoreRun,
     Repository,
@@ -38,6 +41,7 @@ from qa_service.storage.repository import (
     StoredRescoreRun,
     StoredRules,
     StoredScorecard,
+    TrainingRecord,
     canonical_uuid,
 )
 from qa_service.storage.review import DETAILS_MAX, UUID_TARGETS, AuditEntry, QueueCandidate
@@ -89,7 +93,8 @@ class MemoryReviews:
             yield QueueCandidate(call_id=c.call_id, agent_id=c.agent_id, call_date=c.call_date,
                                  version=c.version, score=c.score, passed=c.passed, auto_fail=c.auto_fail,
                                  to_check=len(c.data.get("to_check") or []), provisional=provisional,
-                                 outdated=outdated_count(c.data))
+                                 outdated=outdated_count(c.data),
+                                 findings=len(c.data.get("findings") or []))
 
 
 class MemoryAudit:
@@ -142,6 +147,79 @@ class MemorySessions:
         self.rows.pop(session_id, None)
 
 
+class MemoryCertification:
+    """`CertificationStore` in memory."""
+
+    def __init__(self, repo: MemoryRepository):
+        self._repo = repo
+        self.certs: dict[tuple[str, str, date], Certification] = {}
+        self.records: dict[tuple[str, str, str], TrainingRecord] = {}
+
+    def import_certifications(self, items: Sequence[Certification]) -> ImportCounts:
+        """Store certifications (one per agent, name and issue date; a changed one replaces the stored)."""
+        added = updated = unchanged = 0
+        for item in items:
+            key = (item.agent_id, item.name, item.issued_on)
+            stored = self.certs.get(key)
+            if stored is None:
+                self.certs[key] = dataclasses.replace(item, id=str(uuid.uuid4()), notified_expiry=None)
+                added += 1
+            elif (stored.covers, stored.expires_on) == (tuple(item.covers), item.expires_on):
+                unchanged += 1
+            else:
+                self.certs[key] = dataclasses.replace(stored, covers=tuple(item.covers),
+                                                      expires_on=item.expires_on)
+                updated += 1
+        return ImportCounts(added=added, updated=updated, unchanged=unchanged)
+
+    def certifications(self, agent_id: str | None = None, expires_from: date | None = None,
+                       expires_to: date | None = None) -> list[Certification]:
+        """Certifications (one agent's, expiring in a date range), by agent, name and issue date."""
+        return [c for _, c in sorted(self.certs.items())
+                if (agent_id is None or c.agent_id == agent_id)
+                and _in_range(c.expires_on, expires_from, expires_to)]
+
+    def _by_id(self, certification_id: str) -> tuple[tuple[str, str, date], Certification] | None:
+        return next(((k, c) for k, c in self.certs.items() if c.id == certification_id), None)
+
+    def claim_expiry_notice(self, certification_id: str, expires_on: date) -> bool:
+        """Mark the notice for this expiry date sent; False when it already was."""
+        found = self._by_id(certification_id)
+        if found is None or found[1].expires_on != expires_on or found[1].notified_expiry == expires_on:
+            return False
+        self.certs[found[0]] = dataclasses.replace(found[1], notified_expiry=expires_on)
+        return True
+
+    def release_expiry_notice(self, certification_id: str) -> None:
+        """Forget a claimed notice."""
+        found = self._by_id(certification_id)
+        if found is not None:
+            self.certs[found[0]] = dataclasses.replace(found[1], notified_expiry=None)
+
+    def import_training(self, items: Sequence[TrainingRecord]) -> ImportCounts:
+        """Store training records (the first completion date of a version stays)."""
+        added = unchanged = 0
+        for item in items:
+            key = (item.agent_id, item.pack_id, item.pack_version)
+            if key in self.records:
+                unchanged += 1
+            else:
+                self.records[key] = item
+                added += 1
+        return ImportCounts(added=added, unchanged=unchanged)
+
+    def training(self, agent_id: str | None = None, pack_id: str | None = None,
+                 pack_version: str | None = None) -> list[TrainingRecord]:
+        """Training records, by agent, pack, version."""
+        return [r for _, r in sorted(self.records.items())
+                if (agent_id is None or r.agent_id == agent_id) and (pack_id is None or r.pack_id == pack_id)
+                and (pack_version is None or r.pack_version == pack_version)]
+
+    def pack_agents(self, pack_id: str) -> set[str]:
+        """The agents of every stored call scored under any version of this policy pack."""
+        return {c.agent_id for c in self._repo.calls.values() if c.policy_pack_id == pack_id}
+
+
 class MemoryRepository:
     """`Repository` in memory (but for the read-side views)."""
 
@@ -155,6 +233,7 @@ class MemoryRepository:
         self.reviews = MemoryReviews(self)
         self.audit = MemoryAudit()
         self.sessions = MemorySessions()
+        self.certification = MemoryCertification(self)
 
     @property
     def views(self) -> NoReturn:
@@ -382,8 +461,6 @@ class MemoryRepository:
 
     def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
         """Store a key's hash under a new id."""
-        import uuid
-
         key = StoredKey(id=str(uuid.uuid4()), name=name, role=role, key_hash=key_hash,  # type: ignore[arg-type]
                         created_at=_now(), revoked=False, prefix=prefix)
         self.keys[key.id] = key

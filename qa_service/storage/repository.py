@@ -1,8 +1,9 @@
 """What the service stores, as small protocols over plain records, one storage object holding them.
 
 The services, the worker and the command line talk to storage only through `Repository`: calls,
-scorecards, rules, rescore runs and keys as its methods, and reviews, the audit log, web sessions
-and the read-side views as its parts (`repo.reviews`, `repo.audit`, `repo.sessions`, `repo.views`).
+scorecards, rules, rescore runs and keys as its methods, and reviews, the audit log, web sessions,
+certifications and the read-side views as its parts (`repo.reviews`, `repo.audit`, `repo.sessions`,
+`repo.certification`, `repo.views`).
 One SQL implementation (`storage.sql`) serves SQLite and PostgreSQL, and one contract test suite
 runs against both; its engine never leaves `storage/`. `storage.memory` keeps the same protocols
 in memory for the services' unit tests.
@@ -456,9 +457,89 @@ class ErasureNote:
     agent_id: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class Certification:
+    """An agent's certification: its name, the rubric and policy pack ids it covers, and the days it is
+    valid (issued and expires inclusive). `id` is given by storage; `notified_expiry` is the expiry date a
+    `certification.expiring` notice was sent for (None: none yet)."""
+
+    agent_id: str
+    name: str
+    covers: tuple[str, ...]
+    issued_on: date
+    expires_on: date
+    id: str = ""
+    notified_expiry: date | None = None
+
+    def valid_on(self, day: date) -> bool:
+        """Whether the certification was in force on this day."""
+        return self.issued_on <= day <= self.expires_on
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """An agent completed the refresher for one policy pack version on a day."""
+
+    agent_id: str
+    pack_id: str
+    pack_version: str
+    completed_on: date
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    """What an import changed: rows added, rows whose values changed, rows already stored as they are."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class CertificationStore(Protocol):
+    """Certifications and training records of agents (errors: Conflict)."""
+
+    def import_certifications(self, items: Sequence[Certification]) -> ImportCounts:
+        """Store certifications in one transaction: one row per agent, name and issue date; the same key
+        again with other covers or expiry replaces them (a correction)."""
+        ...
+
+    def certifications(self, agent_id: str | None = None, expires_from: date | None = None,
+                       expires_to: date | None = None) -> list[Certification]:
+        """Certifications (one agent's, expiring in a date range), by agent, name and issue date."""
+        ...
+
+    def claim_expiry_notice(self, certification_id: str, expires_on: date) -> bool:
+        """Mark the notice for this expiry date sent; False when it already was (another worker took it)."""
+        ...
+
+    def release_expiry_notice(self, certification_id: str) -> None:
+        """Forget a claimed notice that could not be queued, so the next check sends it."""
+        ...
+
+    def import_training(self, items: Sequence[TrainingRecord]) -> ImportCounts:
+        """Store training records in one transaction: one per agent and pack version (the first
+        completion date stays)."""
+        ...
+
+    def training(self, agent_id: str | None = None, pack_id: str | None = None,
+                 pack_version: str | None = None) -> list[TrainingRecord]:
+        """Training records, by agent, pack, version."""
+        ...
+
+    def pack_agents(self, pack_id: str) -> set[str]:
+        """The agents of every stored call scored under any version of this policy pack."""
+        ...
+
+
 class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStore, ErasureStore, Protocol):
     """The one storage object: calls, scorecards, rules, rescore runs and API keys as its methods (by
-    aggregate above), with reviews, the audit log, web sessions and the read-side views as its parts."""
+    aggregate above), with reviews, the audit log, web sessions, certifications and the read-side views
+    as its parts."""
+
+    @property
+    def certification(self) -> CertificationStore:
+        """Agents' certifications and training records."""
+        ...
 
     @property
     def reviews(self) -> ReviewStore:

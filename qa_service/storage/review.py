@@ -62,6 +62,7 @@ class QueueCandidate:
     to_check: int = 0
     provisional: bool = False
     outdated: int = 0  # outdated-policy violations
+    findings: int = 0
 
 
 def _utc(value: datetime) -> datetime:
@@ -132,13 +133,14 @@ def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: dat
     if date_to is not None:
         conds.append(sc.c.call_date <= date_to)
     query = (sa.select(sc.c.call_id, sc.c.agent_id, sc.c.call_date, sc.c.version, sc.c.score, sc.c.passed,
-                       sc.c.auto_fail, sc.c.to_check, sc.c.provisional, sc.c.outdated)
+                       sc.c.auto_fail, sc.c.to_check, sc.c.provisional, sc.c.outdated, sc.c.findings)
              .where(*conds).order_by(sc.c.call_date, sc.c.call_id))
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=batch).execute(query):
             yield QueueCandidate(call_id=str(row[0]), agent_id=row[1], call_date=row[2], version=int(row[3]),
                                  score=float(row[4]), passed=bool(row[5]), auto_fail=bool(row[6]),
-                                 to_check=int(row[7]), provisional=bool(row[8]), outdated=int(row[9]))
+                                 to_check=int(row[7]), provisional=bool(row[8]), outdated=int(row[9]),
+                                 findings=int(row[10]))
 
 
 def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: str | None = None,

@@ -146,6 +146,7 @@ def _scorecard_row(call: Any, version: int, card: dict[str, Any], now: datetime)
         "to_check": len(card.get("to_check") or []),
         "outdated": outdated_count(card),
         "provisional": bool(card.get("provisional", False)),
+        "findings": len(card.get("findings") or []),
     }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from qa_service.errors import ConfigError, TransientError
+from qa_service.storage.certification import SqlCertification
 from qa_service.storage.db import WRITE_OPTION
 from qa_service.storage.erasure import SqlErasure
 from qa_service.storage.keys import SqlKeys
@@ -87,8 +88,8 @@ def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
 
 class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure):
     """`Repository` over SQLAlchemy Core, one part per aggregate (calls and scorecards, rules, rescore
-    runs, keys, erasure, and reviews, audit, sessions and views as attributes); safe to share between
-    threads (one engine, short transactions)."""
+    runs, keys, erasure, and reviews, audit, sessions, certifications and views as attributes); safe to
+    share between threads (one engine, short transactions)."""
 
     def __init__(self, engine: Engine):
         # Public for the storage contract tests only; nothing outside storage/ touches it.
@@ -96,6 +97,7 @@ class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure
         self.reviews = SqlReviews(engine)
         self.audit = SqlAudit(engine)
         self.sessions = SqlSessions(engine)
+        self.certification = SqlCertification(engine)
         self.views = Views(engine)
         self._keys = {}
 

@@ -72,6 +72,9 @@ scorecards = sa.Table(
     # True while a FAIL resting on weak evidence waits for a reviewer (the scorecard's `provisional`,
     # cleared when a reviewer rules on it).
     sa.Column("provisional", sa.Boolean, nullable=False, server_default=sa.false()),
+    # How many findings the scorecard lists (its `findings`, e.g. `certification_lapsed`): they change
+    # no score, but the review queue takes the call.
+    sa.Column("findings", sa.Integer, nullable=False, server_default="0"),
     # The verdict after reviews, when a reviewer changed something: aggregates read these first.
     sa.Column("reviewed_score", sa.Float, nullable=True),
     sa.Column("reviewed_passed", sa.Boolean, nullable=True),
@@ -203,4 +206,36 @@ web_sessions = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False),
     sa.Index("ix_web_sessions_expires", "expires_at"),
+)
+
+# An agent's certification: a name, the rubric and policy pack ids it covers (a JSON list), the days it
+# is valid. One row per agent, name and issue date (a renewal is a new row). `notified_expiry` is the
+# expiry date a `certification.expiring` notice was sent for: a corrected expiry is noticed again.
+certifications = sa.Table(
+    "certifications", metadata,
+    sa.Column("id", sa.Uuid(as_uuid=False), primary_key=True),
+    sa.Column("agent_id", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("covers", JSONType, nullable=False),
+    sa.Column("issued_on", sa.Date, nullable=False),
+    sa.Column("expires_on", sa.Date, nullable=False),
+    sa.Column("notified_expiry", sa.Date, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("agent_id", "name", "issued_on", name="uq_certifications_agent_name_issued"),
+    sa.CheckConstraint("issued_on <= expires_on", name="ck_certifications_dates"),
+    sa.Index("ix_certifications_expires", "expires_on"),
+)
+
+# An agent completed the refresher for a policy pack version on a day; one row per agent and version.
+training_records = sa.Table(
+    "training_records", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("agent_id", sa.String(100), nullable=False),
+    sa.Column("pack_id", sa.String(100), nullable=False),
+    sa.Column("pack_version", sa.String(50), nullable=False),
+    sa.Column("completed_on", sa.Date, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("agent_id", "pack_id", "pack_version", name="uq_training_records_agent_version"),
+    sa.Index("ix_training_records_pack", "pack_id", "pack_version"),
 )

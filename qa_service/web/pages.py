@@ -1,4 +1,5 @@
-"""The pages people use: sign in with an API key, agents, an agent's trend, calls, one call.
+"""The pages people use: sign in with an API key, agents, an agent's trend, calls, one call,
+certifications.
 
 Server-rendered with Jinja2 from the same read-side views as the API; every page works without
 script (a small static script only saves a reload when a criterion is clicked). Sessions are
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
@@ -42,6 +43,7 @@ from qa_service.access.session import (
 from qa_service.auth import verify_key
 from qa_service.errors import AuthError, Forbidden, NotFound
 from qa_service.review import MAX_REASON_CHARS
+from qa_service.services import certification as certs
 from qa_service.services.exports import (
     CSV_MEDIA_TYPE,
     RangeNotSatisfiable,
@@ -380,3 +382,34 @@ def call_audio_page(request: Request, call_id: str) -> Response:
         return Response(status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
     return StreamingResponse(body.chunks, status_code=body.status, headers=body.headers,
                              media_type=audio_type(ref))
+
+
+@router.get("/certifications", response_class=HTMLResponse)
+def certifications_page(request: Request) -> Response:
+    """Certifications expiring soon, lapsed ones, and one agent's certifications and training."""
+    key = signed_in(request)
+    if key is None:
+        return to_sign_in(request)
+    errors: list[str] = []
+    value = (request.query_params.get("within_days") or "").strip()
+    within = certs.DEFAULT_WITHIN_DAYS
+    if value:
+        if value.isdigit() and int(value) <= 3650:
+            within = int(value)
+        else:
+            errors.append("'within_days' must be a whole number of days from 0 to 3650")
+    agent_id = (request.query_params.get("agent_id") or "").strip() or None
+    repo = request.app.state.repo
+    today = datetime.now(UTC).date()
+    agent_items = []
+    training = []
+    if agent_id is not None:
+        agent_items = [certs.Expiring(c, (c.expires_on - today).days)
+                       for c in repo.certification.certifications(agent_id=agent_id)]
+        training = repo.certification.training(agent_id=agent_id)
+    return render(request, "certifications.html", {
+        "key": key, "errors": errors, "within_days": within, "default_days": certs.DEFAULT_WITHIN_DAYS,
+        "agent_id": agent_id, "agent_items": agent_items, "training": training,
+        "expiring": certs.expiring(store=repo, today=today, within_days=within),
+        "lapsed": certs.lapsed(store=repo, today=today),
+    })

@@ -18,6 +18,7 @@ from qa_service import notify
 from qa_service.errors import InputError, TransientError
 from qa_service.queueing import CALL_JOB, retry_job_id
 from qa_service.records import Audio, CallMeta
+from qa_service.services.certification import CertificationCheck
 from qa_service.services.rescores import failure_reason
 from qa_service.storage.objects import InputStore
 from qa_service.storage.repository import StoredCall
@@ -95,12 +96,15 @@ def _score(context: WorkerContext, call: StoredCall) -> dict[str, Any]:
             from qa_service.intake import read_transcript
 
             transcript = read_transcript(path, max_bytes=settings.max_transcript_bytes)
-            return process_transcript(transcript, meta, rubric, policies, context.engines()).to_dict()
-        keep = None
-        if settings.keep_redacted_audio:
-            keep = partial(keep_redacted_audio, context.inputs, call.id)
-        return process_audio(path, meta, rubric, policies, context.engines(),
-                             keep_redacted_audio=keep).to_dict()
+            card = process_transcript(transcript, meta, rubric, policies, context.engines()).to_dict()
+        else:
+            keep = None
+            if settings.keep_redacted_audio:
+                keep = partial(keep_redacted_audio, context.inputs, call.id)
+            card = process_audio(path, meta, rubric, policies, context.engines(),
+                                 keep_redacted_audio=keep).to_dict()
+    # The agent's certifications and refresher training, read from the database after the pure scoring.
+    return CertificationCheck(repo).annotate(card, rubric, policies)
 
 
 def keep_redacted_audio(inputs: InputStore, call_id: str, audio: Audio) -> str:

@@ -1,4 +1,6 @@
-"""`run_worker`: build the worker context, recover what was lost, then work the queues for good."""
+"""`run_worker`: build the worker context, recover what was lost, then work the queues for good.
+
+Its maintenance also runs the retention sweep and the certification expiry check about hourly."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from qa_service import notify
 from qa_service.errors import ConfigError
+from qa_service.services.certification import send_expiry_notices
 from qa_service.services.retention import SWEEP_S, sweep
 from qa_service.settings import Settings
 from qa_service.storage.objects import S3Store
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # How often a worker looks for lost calls (RQ maintenance); idle workers wake this often too.
 MAINTENANCE_S = 30
+# How often a worker looks for certifications that entered the expiry notice window (each is sent once).
+NOTICE_S = 3600
 # Pause before a worker whose loop died (Redis went away mid-job) starts listening again.
 WORKER_RESTART_S = 2
 
@@ -61,6 +66,7 @@ def run_worker(settings: Settings, burst: bool = False, *, context: WorkerContex
     reconcile_rescores(worker_context, queue)
     discard_leftover_inputs(repo, settings, inputs)
     swept = [float("-inf")]  # when this worker last ran the retention sweep (monotonic seconds)
+    noticed = [float("-inf")]  # when it last looked for certifications entering the notice window
 
     class CallWorker(SimpleWorker):
         """SimpleWorker that also recovers lost calls and rescore runs whenever RQ runs its maintenance."""
@@ -90,6 +96,12 @@ def run_worker(settings: Settings, burst: bool = False, *, context: WorkerContex
                     sweep(store=repo, objects=inputs, redis=connection, settings=settings)
                 except Exception:
                     log.exception("the retention sweep failed")
+            if time.monotonic() - noticed[0] >= NOTICE_S:
+                noticed[0] = time.monotonic()
+                try:
+                    send_expiry_notices(store=repo, settings=settings, queue=notify_queue)
+                except Exception:
+                    log.exception("checking certifications for expiry notices failed")
 
     worked = False
     while True:

@@ -1,0 +1,424 @@
+"""Certifications and refresher training: records in (CSV or JSON), what they mean for scorecards, and
+the lists QA leads act on.
+
+- A rubric or policy pack may name the certification a call needs (`requires_certification`). A call
+  whose agent held no certification of that name covering the rubric (or pack) id and valid on the
+  call's date (issued <= call date <= expires) gets a `certification_lapsed` finding: the score stays,
+  the call goes to the review queue (`CertificationCheck.annotate`, run by the worker after scoring,
+  by `qa-service process` and by every rescore).
+- An outdated-policy violation on a call dated after the agent completed the refresher for the pack
+  is marked `repeat: true` with the training date, when the version trained on taught the fact as it
+  stood for the call (the call's own pack version, or another stored version with the same current
+  value and date for that fact).
+- Expiring within N days (renewed ones left out), lapsed, and the agents not yet trained on a pack
+  version; the worker sends a `certification.expiring` webhook once per certification and expiry date.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from qa_service.errors import InputError, NotFound
+from qa_service.settings import Settings
+from qa_service.storage.repository import Certification, ImportCounts, Repository, TrainingRecord
+
+log = logging.getLogger(__name__)
+
+FINDING_KIND = "certification_lapsed"
+EXPIRING_EVENT = "certification.expiring"
+DEFAULT_WITHIN_DAYS = 90
+CERTIFICATION_COLUMNS = ("agent_id", "name", "covers", "issued", "expires")
+TRAINING_COLUMNS = ("agent_id", "pack_id", "version", "completed")
+# A line's problems are all listed, up to this many lines' worth (a wrong file fails on every line).
+MAX_PROBLEMS = 50
+_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_COVERS_SPLIT = re.compile(r"[;|\s]+")
+
+
+class ImportRefused(InputError):
+    """A records file (or request) with bad lines: nothing of it was stored. `problems` are (line, message)
+    pairs; line 1 is the header (`unit` "item": the n-th record of a JSON request)."""
+
+    def __init__(self, what: str, problems: list[tuple[int, str]], unit: str = "line"):
+        shown = problems[:MAX_PROBLEMS]
+        more = f"; and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        lines = "; ".join(f"{unit} {n}: {m}" for n, m in shown)
+        self.unit = unit
+        super().__init__(f"{what} refused, nothing was imported: {lines}{more}")
+        self.problems = problems
+
+
+# -- reading records -------------------------------------------------------------------------------
+
+def _day(value: str, field: str, problems: list[str]) -> date | None:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        problems.append(f"{field} {value.strip()!r} is not a date (YYYY-MM-DD)" if value.strip()
+                        else f"{field} is empty")
+        return None
+
+
+def _text(value: str, field: str, problems: list[str], *, limit: int = 100, ident: bool = False) -> str:
+    value = value.strip()
+    if not value:
+        problems.append(f"{field} is empty")
+    elif len(value) > limit:
+        problems.append(f"{field} is longer than {limit} characters")
+    elif ident and not _IDENT.match(value):
+        problems.append(f"{field} {value!r} is not an id (letters, digits and _ . : -)")
+    elif any(ord(c) < 32 for c in value):
+        problems.append(f"{field} holds control characters")
+    return value
+
+
+def certification_from(fields: dict[str, str]) -> tuple[Certification | None, list[str]]:
+    """A certification from text fields (agent_id, name, covers, issued, expires), or the problems."""
+    problems: list[str] = []
+    agent = _text(fields.get("agent_id") or "", "agent_id", problems)
+    name = _text(fields.get("name") or "", "name", problems)
+    covers = tuple(c for c in _COVERS_SPLIT.split(fields.get("covers") or "") if c)
+    if not covers:
+        problems.append("covers is empty: name the rubric and/or policy pack ids it covers, separated by ;")
+    for c in covers:
+        _text(c, "covers id", problems, ident=True)
+    issued = _day(fields.get("issued") or "", "issued", problems)
+    expires = _day(fields.get("expires") or "", "expires", problems)
+    if issued and expires and issued > expires:
+        problems.append(f"expires ({expires}) is before issued ({issued})")
+    if problems or issued is None or expires is None:
+        return None, problems
+    return Certification(agent_id=agent, name=name, covers=tuple(dict.fromkeys(covers)), issued_on=issued,
+                         expires_on=expires), []
+
+
+def training_from(fields: dict[str, str],
+                  known: set[tuple[str, str]]) -> tuple[TrainingRecord | None, list[str]]:
+    """A training record from text fields (agent_id, pack_id, version, completed), or the problems; the
+    pack version must be one stored (`known`)."""
+    problems: list[str] = []
+    agent = _text(fields.get("agent_id") or "", "agent_id", problems)
+    pack = _text(fields.get("pack_id") or "", "pack_id", problems, ident=True)
+    version = _text(fields.get("version") or "", "version", problems, limit=50)
+    completed = _day(fields.get("completed") or "", "completed", problems)
+    if pack and version and not problems and (pack, version) not in known:
+        problems.append(f"no policy pack {pack!r} version {version!r} is stored (upload it first)")
+    if problems or completed is None:
+        return None, problems
+    return TrainingRecord(agent_id=agent, pack_id=pack, pack_version=version, completed_on=completed), []
+
+
+def _rows(text: str, columns: tuple[str, ...],
+          what: str) -> tuple[list[tuple[int, dict[str, str]]], list[tuple[int, str]]]:
+    """The data lines of a CSV file with exactly these columns (any order), with their line numbers, and
+    the lines that could not be read; ImportRefused for a file without the header."""
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a spreadsheet's byte order mark
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise ImportRefused(what, [(1, f"the file is empty; the first line names the columns: "
+                                       f"{','.join(columns)}")]) from None
+    except csv.Error as exc:
+        raise ImportRefused(what, [(1, f"not CSV: {exc}")]) from None
+    missing = [c for c in columns if c not in header]
+    extra = [h for h in header if h not in columns]
+    if missing or extra or len(set(header)) != len(header):
+        told = (f"missing {', '.join(missing)}" if missing else "") + \
+            ("; " if missing and extra else "") + (f"unknown {', '.join(extra)}" if extra else "")
+        raise ImportRefused(what, [(1, f"the header must name the columns {','.join(columns)} "
+                                       f"({told or 'a column is repeated'})")])
+    rows: list[tuple[int, dict[str, str]]] = []
+    problems: list[tuple[int, str]] = []
+    try:
+        for values in reader:
+            line = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                problems.append((line, f"{len(values)} values for {len(header)} columns"))
+                continue
+            rows.append((line, dict(zip(header, values, strict=True))))
+    except csv.Error as exc:
+        problems.append((reader.line_num, f"not CSV: {exc}"))
+    return rows, problems
+
+
+def read_certifications(text: str) -> list[Certification]:
+    """Every certification of a CSV file (agent_id,name,covers,issued,expires); ImportRefused naming each
+    bad line."""
+    what = "certifications file"
+    items: list[Certification] = []
+    seen: dict[tuple[str, str, date], int] = {}
+    rows, problems = _rows(text, CERTIFICATION_COLUMNS, what)
+    for line, fields in rows:
+        cert, bad = certification_from(fields)
+        problems.extend((line, m) for m in bad)
+        if cert is not None:
+            key = (cert.agent_id, cert.name, cert.issued_on)
+            if key in seen:
+                problems.append((line, f"the same agent, name and issue date as line {seen[key]}"))
+            seen.setdefault(key, line)
+            items.append(cert)
+    if problems:
+        raise ImportRefused(what, sorted(problems, key=lambda p: p[0]))
+    return items
+
+
+def _known_packs(store: Repository) -> set[tuple[str, str]]:
+    return {(r.id, r.version) for r in store.list_rules("policy_pack")}
+
+
+def read_training(store: Repository, text: str) -> list[TrainingRecord]:
+    """Every training record of a CSV file (agent_id,pack_id,version,completed); ImportRefused naming each
+    bad line."""
+    what = "training file"
+    known = _known_packs(store)
+    items: list[TrainingRecord] = []
+    rows, problems = _rows(text, TRAINING_COLUMNS, what)
+    for line, fields in rows:
+        record, bad = training_from(fields, known)
+        problems.extend((line, m) for m in bad)
+        if record is not None:
+            items.append(record)
+    if problems:
+        raise ImportRefused(what, sorted(problems, key=lambda p: p[0]))
+    return items
+
+
+def import_certifications(*, store: Repository, items: Sequence[Certification]) -> ImportCounts:
+    """Store checked certifications, all or none."""
+    return store.certification.import_certifications(items)
+
+
+def import_training(*, store: Repository, items: Sequence[TrainingRecord]) -> ImportCounts:
+    """Store checked training records, all or none."""
+    return store.certification.import_training(items)
+
+
+def check_items(store: Repository, rows: Sequence[dict[str, str]], kind: str) -> list[Any]:
+    """Records sent as JSON objects (fields as in the CSV files), checked like file lines: item 1 is the
+    first; ImportRefused naming each bad item."""
+    known = _known_packs(store) if kind == "training" else set()
+    items: list[Any] = []
+    problems: list[tuple[int, str]] = []
+    for n, fields in enumerate(rows, 1):
+        record, bad = certification_from(fields) if kind == "certifications" else training_from(fields, known)
+        problems.extend((n, m) for m in bad)
+        if record is not None:
+            items.append(record)
+    if problems:
+        raise ImportRefused(f"{kind} request", problems, unit="item")
+    return items
+
+
+# -- scorecards --------------------------------------------------------------------------------------
+
+def _fact_change(fact: Any) -> tuple[Any, ...]:
+    """What a refresher teaches about a fact: its current value and since when (a term: its end date)."""
+    if getattr(fact, "kind", None) == "number":
+        return ("number", fact.current.value, fact.current.since)
+    return ("term", getattr(fact, "since", None))
+
+
+class CertificationCheck:
+    """Adds certification findings and repeat marks to scorecards; keeps the records it read, so a rescore
+    of many calls reads each agent's records once."""
+
+    def __init__(self, store: Repository):
+        self._store = store
+        self._certs: dict[str, list[Certification]] = {}
+        self._training: dict[tuple[str, str], list[TrainingRecord]] = {}
+        self._packs: dict[tuple[str, str], Any] = {}
+
+    def _certifications(self, agent_id: str) -> list[Certification]:
+        if agent_id not in self._certs:
+            self._certs[agent_id] = self._store.certification.certifications(agent_id=agent_id)
+        return self._certs[agent_id]
+
+    def _trained(self, agent_id: str, pack_id: str) -> list[TrainingRecord]:
+        key = (agent_id, pack_id)
+        if key not in self._training:
+            self._training[key] = self._store.certification.training(agent_id=agent_id, pack_id=pack_id)
+        return self._training[key]
+
+    def _pack(self, pack_id: str, version: str) -> Any | None:
+        key = (pack_id, version)
+        if key not in self._packs:
+            from qa_service.rules.load import load_policy_pack
+
+            try:
+                text = self._store.get_rules("policy_pack", pack_id, version).text
+                self._packs[key] = load_policy_pack(text, name=f"policy pack {pack_id} {version}")
+            except NotFound:
+                self._packs[key] = None
+        return self._packs[key]
+
+    def annotate(self, card: dict[str, Any], rubric: Any, policies: Any) -> dict[str, Any]:
+        """The scorecard with its `findings` (certification_lapsed) and outdated-policy violations made
+        after the agent's refresher marked `repeat`; score and verdict are untouched."""
+        agent_id, day = str(card["agent_id"]), date.fromisoformat(str(card["call_date"]))
+        findings = [f for f in (card.get("findings") or []) if f.get("kind") != FINDING_KIND]
+        for kind, rules in (("rubric", rubric), ("policy_pack", policies)):
+            needed = getattr(rules, "requires_certification", None)
+            if needed:
+                finding = lapsed_finding(self._certifications(agent_id), kind, rules.id, rules.version,
+                                         needed, day)
+                if finding is not None:
+                    findings.append(finding)
+        violations = card.get("violations") or []
+        if any(v.get("kind") == "outdated_policy" for v in violations):
+            violations = self._mark_repeats(agent_id, day, policies, violations)
+        return {**card, "findings": findings, "violations": violations}
+
+    def _mark_repeats(self, agent_id: str, day: date, policies: Any,
+                      violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        before = [r for r in self._trained(agent_id, policies.id) if r.completed_on < day]
+        facts = {f.id: f for f in policies.facts}
+        out = []
+        for v in violations:
+            v = {k: val for k, val in v.items() if k not in ("repeat", "trained_on", "trained_version")}
+            fact = facts.get(v.get("policy_id") or v.get("id"))
+            if v.get("kind") == "outdated_policy" and fact is not None:
+                taught = [r for r in before if self._teaches(r, policies, fact)]
+                if taught:
+                    last = max(taught, key=lambda r: r.completed_on)
+                    v |= {"repeat": True, "trained_on": last.completed_on.isoformat(),
+                          "trained_version": last.pack_version}
+            out.append(v)
+        return out
+
+    def _teaches(self, record: TrainingRecord, policies: Any, fact: Any) -> bool:
+        """Whether the version trained on taught this fact as the call's pack states it."""
+        if record.pack_version == policies.version:
+            return True
+        other = self._pack(record.pack_id, record.pack_version)
+        if other is None:
+            return False
+        same = next((f for f in other.facts if f.id == fact.id), None)
+        return same is not None and _fact_change(same) == _fact_change(fact)
+
+
+def lapsed_finding(certs: Iterable[Certification], kind: str, rules_id: str, version: str, name: str,
+                   day: date) -> dict[str, Any] | None:
+    """The `certification_lapsed` finding for one requirement on a call's date, or None when a
+    certification of that name covering the rules was valid that day."""
+    named = [c for c in certs if c.name == name]
+    covering = [c for c in named if rules_id in c.covers]
+    if any(c.valid_on(day) for c in covering):
+        return None
+    what = f"{kind.replace('_', ' ')} {rules_id}"
+    expired = [c for c in covering if c.expires_on < day]
+    later = [c for c in covering if c.issued_on > day]
+    if expired:
+        last = max(expired, key=lambda c: c.expires_on)
+        detail, extra = f"certification {name!r} for {what} expired on {last.expires_on}", {
+            "expired_on": last.expires_on.isoformat()}
+    elif later:
+        first = min(later, key=lambda c: c.issued_on)
+        detail = f"certification {name!r} for {what} was issued on {first.issued_on}, after the call"
+        extra = {}
+    elif named:
+        detail, extra = f"the agent's certification {name!r} does not cover {what}", {}
+    else:
+        detail, extra = f"no certification {name!r} on record for the agent", {}
+    return {"id": f"{kind}:{rules_id}:{name}", "kind": FINDING_KIND, "certification": name,
+            "required_by": {"kind": kind, "id": rules_id, "version": version},
+            "detail": f"{detail} ({what} requires it; call dated {day})", **extra}
+
+
+# -- lists -------------------------------------------------------------------------------------------
+
+def _renewed(cert: Certification, others: Iterable[Certification]) -> bool:
+    return any(o.agent_id == cert.agent_id and o.name == cert.name and o.expires_on > cert.expires_on
+               for o in others)
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """A certification with the days left before it lapses (negative: lapsed that many days ago)."""
+
+    certification: Certification
+    days_left: int
+
+
+def expiring(*, store: Repository, today: date, within_days: int = DEFAULT_WITHIN_DAYS) -> list[Expiring]:
+    """Certifications expiring from today to `within_days` from now, soonest first; one renewed already
+    (the agent holds the same name expiring later) is left out."""
+    if within_days < 0:
+        raise InputError("within_days must be 0 or more")
+    later = store.certification.certifications(expires_from=today)
+    due = [c for c in later if c.expires_on <= today + timedelta(days=within_days) and not _renewed(c, later)]
+    return [Expiring(c, (c.expires_on - today).days)
+            for c in sorted(due, key=lambda c: (c.expires_on, c.agent_id, c.name))]
+
+
+def lapsed(*, store: Repository, today: date) -> list[Expiring]:
+    """Certifications that have expired and were not renewed, most recently lapsed first."""
+    every = store.certification.certifications()
+    gone = [c for c in every if c.expires_on < today and not _renewed(c, every)]
+    return [Expiring(c, (c.expires_on - today).days)
+            for c in sorted(gone, key=lambda c: (c.expires_on, c.agent_id, c.name), reverse=True)]
+
+
+def untrained(*, store: Repository, pack_id: str, version: str) -> list[dict[str, Any]]:
+    """Agents who took calls under this policy pack (any version) or hold a certification covering it,
+    and have no training record for this version; NotFound for a version not stored."""
+    store.get_rules("policy_pack", pack_id, version)
+    with_calls = store.certification.pack_agents(pack_id)
+    certified = {c.agent_id for c in store.certification.certifications() if pack_id in c.covers}
+    trained = {r.agent_id for r in store.certification.training(pack_id=pack_id, pack_version=version)}
+    return [{"agent_id": agent, "took_calls": agent in with_calls, "certified": agent in certified}
+            for agent in sorted((with_calls | certified) - trained)]
+
+
+# -- the expiry webhook ------------------------------------------------------------------------------
+
+def expiring_event(cert: Certification, today: date) -> tuple[str, str, dict[str, Any]]:
+    """The (event, delivery id, payload) of a certification.expiring webhook: ids and dates only."""
+    from qa_service.notify import event_delivery_id
+
+    payload = {
+        "event": EXPIRING_EVENT, "occurred_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "certification_id": cert.id, "agent_id": cert.agent_id, "name": cert.name,
+        "covers": list(cert.covers),
+        "issued_on": cert.issued_on.isoformat(), "expires_on": cert.expires_on.isoformat(),
+        "days_left": (cert.expires_on - today).days,
+    }
+    return EXPIRING_EVENT, event_delivery_id("certification", cert.id, cert.expires_on.isoformat(),
+                                             EXPIRING_EVENT), payload
+
+
+def send_expiry_notices(*, store: Repository, settings: Settings, queue: Any,
+                        today: date | None = None) -> list[str]:
+    """Queue a certification.expiring webhook for each certification that has entered the window
+    (QA_CERTIFICATION_NOTICE_DAYS) and has had none for its expiry date; returns the delivery ids. Without
+    an outgoing webhook URL nothing is sent or marked (the notices go once one is set)."""
+    from qa_service.notify import enqueue_events
+
+    if not settings.outgoing_webhook_url:
+        return []
+    today = today or datetime.now(UTC).date()
+    sent = []
+    for item in expiring(store=store, today=today, within_days=settings.certification_notice_days):
+        cert = item.certification
+        if cert.notified_expiry == cert.expires_on:
+            continue
+        if not store.certification.claim_expiry_notice(cert.id, cert.expires_on):
+            continue  # another worker sent it meanwhile
+        try:
+            sent.extend(enqueue_events(queue, [expiring_event(cert, today)]))
+        except Exception:
+            store.certification.release_expiry_notice(cert.id)  # the next check tries again
+            raise
+    if sent:
+        log.info("certification expiry notices queued: %d", len(sent))
+    return sent
