@@ -6,7 +6,7 @@ when; `training_records` which policy pack versions an agent has had the refresh
 column counts them. Scorecards stored before this have none.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-07
 """
 
