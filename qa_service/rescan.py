@@ -34,6 +34,7 @@ from qa_service.records import Violation, violation_fields
 from qa_service.rescore import (
     CallImpact,
     ImpactReport,
+    group_mentions,
     impact,
     outdated_mentions,
     readable_transcript,
@@ -188,8 +189,6 @@ def partial(report: ImpactReport) -> dict[str, Any]:
 
 def merge(parts: Iterable[dict[str, Any]]) -> ImpactReport:
     """One report from the partial reports of a run's chunks."""
-    from qa_service.rescore import group_mentions
-
     report = ImpactReport()
     mentions: list[tuple[str, str, dict[str, str]]] = []
     for part in parts:
@@ -201,3 +200,56 @@ def merge(parts: Iterable[dict[str, Any]]) -> ImpactReport:
     report.changes.sort(key=lambda c: (c.call_date, c.call_id))
     report.refresher = group_mentions(mentions)
     return report
+
+
+# ------------------------------------------------------------------------------- the stored calls
+
+# A publish rescan is a rescore run whose rubric field names the pack (each call keeps its own
+# rubric): one storing rescan per pack at a time, by the rescore runs' own rule.
+PUBLISH_PREFIX = "policy-pack:"
+
+
+def publish_rubric_id(pack_id: str) -> str:
+    """The rubric field of the rescore run that rescans the calls of a policy pack."""
+    return PUBLISH_PREFIX + pack_id
+
+
+def published_pack(rubric_id: str) -> str | None:
+    """The policy pack id a rescore run rescans on publish, or None for an ordinary rescore run."""
+    return rubric_id[len(PUBLISH_PREFIX):] if rubric_id.startswith(PUBLISH_PREFIX) else None
+
+
+def rescan_stored(repo: Any, policies: Any, nlp: Any, *, pack_version: Callable[[str], Any],
+                  rubric: Callable[[str, str], Any], store: bool = True, batch: int = 500) -> ImpactReport:
+    """Rescan the latest scorecards of the calls scored with this pack id (another version of it),
+    dated on or after the new version's effective date against that version; store changed ones."""
+    versions = {r.version for r in repo.list_rules("policy_pack") if r.id == policies.id} - {policies.version}
+    effective = {v: effective_from(pack_version(v), policies) for v in sorted(versions)}
+    dates = [d for d in effective.values() if d is not None]
+    report = ImpactReport()
+    report.notes = {"effective_from": {v: None if d is None else d.isoformat() for v, d in effective.items()}}
+    if not dates:
+        return report
+    pending: list[tuple[str, dict[str, Any]]] = []
+
+    def save(call_id: str, card: dict[str, Any]) -> None:
+        pending.append((call_id, card))
+        if len(pending) >= batch:
+            repo.add_scorecard_versions(pending)
+            pending.clear()
+
+    def in_scope(card: dict[str, Any]) -> bool:
+        ref = card.get("policies") or {}
+        since = effective.get(ref.get("version")) if ref.get("id") == policies.id else None
+        return since is not None and card["call_date"] >= since.isoformat()
+
+    first = min(dates)
+    cards = ((s.call_id, s.data) for s in repo.latest_scorecards(None if first == dt.date.min else first)
+             if in_scope(s.data))
+    found = rescan(cards, lambda card: rubric(card["rubric"]["id"], card["rubric"]["version"]), policies, nlp,
+                   save=save if store else None)
+    if pending:
+        repo.add_scorecard_versions(pending)
+    found.refresher = group_mentions(found.mentions)
+    found.notes = report.notes
+    return found

@@ -44,6 +44,7 @@ class ImpactReport:
     changes: list[CallImpact] = field(default_factory=list)  # a rescan lists only the calls that changed
     refresher: dict[str, dict[str, list[dict[str, str]]]] = field(default_factory=dict)
     mentions: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # a rescan chunk's
+    notes: dict[str, Any] = field(default_factory=dict)  # more for the summary (a rescan's effective dates)
 
     @property
     def flipped(self) -> list[CallImpact]:
@@ -70,6 +71,7 @@ class ImpactReport:
             "flipped_calls": [asdict(c) for c in self.flipped],
             "refresher": self.refresher,
             "now_outdated": now_outdated(self.changes),
+            **self.notes,
         }
 
 

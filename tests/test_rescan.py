@@ -131,3 +131,110 @@ def test_policy_rescan_equals_a_full_rescore(nlp: Any) -> None:
             assert {k: v for k, v in _scored(rescanned).items() if k != "policies"} == \
                 {k: v for k, v in _scored(full).items() if k != "policies"}
     assert changed > 10 and unchanged > 10
+
+
+# -- through the API, a real Redis queue and an RQ worker ------------------------------------------
+
+CALL_FEE = """Agent: Thanks for calling Harbourline, my name is Sam, and this call is recorded.
+Customer: Hi, how much is the permit?
+Agent: The permit fee is {fee} euros. It usually takes six weeks.
+Agent: Is there anything else I can help you with?
+"""
+
+
+def _publish_rescan_shows_exactly_the_old_fee_after_the_new_date(api: Any, redis_conn: Any, engines: Any) -> None:
+    import json
+
+    from rq import Queue
+
+    from qa_service import notify
+    from qa_service.worker.context import WorkerContext, activate
+    from tests.test_rescore_runs import POLICIES_2, work
+
+    activate(WorkerContext(settings=api.settings, store=api.repo, engines_loaded=engines))
+    calls = {}
+    for name, day, fee in [("old-fee-before", "2026-10-10", "four hundred and twenty"),
+                           ("old-fee-after", "2026-10-20", "four hundred and twenty"),
+                           ("old-fee-after-2", "2026-10-31", "420"),
+                           ("new-fee-after", "2026-10-21", "four hundred and fifty"),
+                           ("no-fee", "2026-10-22", None)]:
+        text = CALL_FEE.format(fee=fee) if fee else CALL_FEE.replace("Agent: The permit fee is {fee} euros. ", "")
+        r = api.client.post("/v1/calls", headers=api.h(), data={
+            "agent_id": f"agent-{name}", "call_date": day, "rubric_id": "harbourline-intake",
+            "policy_pack_id": "valdoria-residence", "transcript": text})
+        assert r.status_code == 202, r.text
+        calls[name] = r.json()["id"]
+    work(api, redis_conn)
+    first = {n: api.repo.get_scorecard(c) for n, c in calls.items()}
+    assert all(s.data["tokens"]["lengths"] for s in first.values())  # kept at scoring time
+    assert not any(v["kind"] == "outdated_policy" for s in first.values() for v in s.data["violations"])
+
+    r = api.client.post("/v1/policy-packs", content=POLICIES_2, headers=api.h())
+    assert r.status_code == 201, r.text
+    rescan = r.json()["rescan"]
+    assert rescan["status"] == "queued" and rescan["url"] == f"/v1/rescores/{rescan['id']}"
+    work(api, redis_conn)
+    body = api.client.get(rescan["url"], headers=api.h("supervisor")).json()
+    assert body["status"] == "done", body
+    summary = body["summary"]
+    assert summary["effective_from"] == {"2026-10-01": "2026-10-15"}
+    assert summary["calls"] == 4  # the call before 2026-10-15 is not even read
+    outdated = summary["now_outdated"]["permit-fee"]
+    assert {c["call_id"] for c in outdated} == {calls["old-fee-after"], calls["old-fee-after-2"]}
+    assert summary["new_violations"] == {"outdated_policy:permit-fee": 2}
+    assert set(summary["refresher"]) == {"agent-old-fee-after", "agent-old-fee-after-2"}
+    # New versions for the calls that changed, under the new pack; the others keep theirs.
+    for name, call_id in calls.items():
+        latest = api.repo.get_scorecard(call_id)
+        changed = name.startswith("old-fee-after")
+        assert latest.version == (2 if changed else 1), name
+        if changed:
+            assert latest.data["policies"]["version"] == "2026-10-15"
+            assert [v["policy_id"] for v in latest.data["violations"]] == ["permit-fee"]
+
+    # The policy.impact webhook, queued for delivery with the impact (ids and counts, no text).
+    jobs = Queue(notify.queue_name(api.settings), connection=redis_conn).jobs
+    [(event, payload, _)] = [j.args for j in jobs if j.args[0] == notify.POLICY_IMPACT]
+    payload = json.loads(payload)
+    assert event == "policy.impact" and payload["run_id"] == rescan["id"]
+    assert payload["policies"] == {"id": "valdoria-residence", "version": "2026-10-15"}
+    assert {c["call_id"] for c in payload["now_outdated"]["permit-fee"]} == \
+        {calls["old-fee-after"], calls["old-fee-after-2"]}
+    assert payload["calls"] == 4 and "text" not in json.dumps(payload)
+
+
+def test_publish_rescan_through_the_api(make_settings: Any, redis_url: str, redis_conn: Any, engines: Any) -> None:
+    from tests.test_api import Api, seed_rules
+
+    api = Api(make_settings(redis_url=redis_url, outgoing_webhook_url="https://hooks.example.com/qa",
+                            outgoing_webhook_secret="x" * 40), redis_conn)
+    seed_rules(api.repo)
+    _publish_rescan_shows_exactly_the_old_fee_after_the_new_date(api, redis_conn, engines)
+
+
+@pytest.mark.postgres
+def test_publish_rescan_through_the_api_on_postgresql(make_settings: Any, redis_url: str, redis_conn: Any,
+                                                      engines: Any, pg_url: str) -> None:
+    from tests.test_api import Api, seed_rules
+
+    api = Api(make_settings(redis_url=redis_url, database_url=pg_url,
+                            outgoing_webhook_url="https://hooks.example.com/qa",
+                            outgoing_webhook_secret="x" * 40), redis_conn)
+    seed_rules(api.repo)
+    _publish_rescan_shows_exactly_the_old_fee_after_the_new_date(api, redis_conn, engines)
+
+
+@pytest.fixture(scope="module")
+def engines() -> Any:
+    from qa_service.pipeline import load_engines
+    from qa_service.settings import Settings
+
+    return load_engines(Settings(), speech=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_context() -> Any:
+    from qa_service.worker.context import activate
+
+    yield
+    activate(None)
