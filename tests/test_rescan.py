@@ -142,7 +142,8 @@ Agent: Is there anything else I can help you with?
 """
 
 
-def _publish_rescan_shows_exactly_the_old_fee_after_the_new_date(api: Any, redis_conn: Any, engines: Any) -> None:
+def _publish_rescan_shows_exactly_the_old_fee_after_the_new_date(api: Any, redis_conn: Any,
+                                                                 engines: Any) -> None:
     import json
 
     from rq import Queue
@@ -158,7 +159,8 @@ def _publish_rescan_shows_exactly_the_old_fee_after_the_new_date(api: Any, redis
                            ("old-fee-after-2", "2026-10-31", "420"),
                            ("new-fee-after", "2026-10-21", "four hundred and fifty"),
                            ("no-fee", "2026-10-22", None)]:
-        text = CALL_FEE.format(fee=fee) if fee else CALL_FEE.replace("Agent: The permit fee is {fee} euros. ", "")
+        no_fee = CALL_FEE.replace("Agent: The permit fee is {fee} euros. ", "")
+        text = CALL_FEE.format(fee=fee) if fee else no_fee
         r = api.client.post("/v1/calls", headers=api.h(), data={
             "agent_id": f"agent-{name}", "call_date": day, "rubric_id": "harbourline-intake",
             "policy_pack_id": "valdoria-residence", "transcript": text})
@@ -203,7 +205,8 @@ def _publish_rescan_shows_exactly_the_old_fee_after_the_new_date(api: Any, redis
     assert payload["calls"] == 4 and "text" not in json.dumps(payload)
 
 
-def test_publish_rescan_through_the_api(make_settings: Any, redis_url: str, redis_conn: Any, engines: Any) -> None:
+def test_publish_rescan_through_the_api(make_settings: Any, redis_url: str, redis_conn: Any,
+                                        engines: Any) -> None:
     from tests.test_api import Api, seed_rules
 
     api = Api(make_settings(redis_url=redis_url, outgoing_webhook_url="https://hooks.example.com/qa",
