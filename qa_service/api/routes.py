@@ -284,14 +284,15 @@ async def post_rubric(request: Request, repo: RepoDep, response: Response,
 @router.post("/v1/policy-packs", status_code=201, response_model=RulesOut, tags=["rules"],
              openapi_extra=_YAML_BODY, responses=_RULES_RESPONSES)
 async def post_policy_pack(request: Request, repo: RepoDep, response: Response, queue: QueueDep,
-                           settings: SettingsDep, key: ManageRulesKey) -> RulesOut:
+                           settings: SettingsDep, key: ManageRulesKey, rescan: bool = True) -> RulesOut:
     """Store a policy pack (YAML body, format v1), validated and kept with its sha256.
 
     A new version rescans, in a background rescore run, the stored calls of the pack it changes
     (dated from its effective date on, nothing transcribed again); `rescan.url` reports the impact.
+    `?rescan=false` stores it without (a rescore run can name it later).
     """
     out = await _put_rules("policy_pack", request, repo, response)
-    if out.created:
+    if out.created and rescan:
         out.rescan = await run_in_threadpool(
             lambda: _publish_rescan(repo=repo, settings=settings, queue=queue, key=key, out=out))
     return out
