@@ -32,6 +32,7 @@ from typing import Any
 
 from qa_service.records import Violation, violation_fields
 from qa_service.rescore import (
+    TOKENS_KEY,
     CallImpact,
     ImpactReport,
     group_mentions,
@@ -39,10 +40,9 @@ from qa_service.rescore import (
     outdated_mentions,
     readable_transcript,
     rescore_card,
+    stored_lengths,
+    tokenizer_name,
 )
-
-TOKENS_KEY = "tokens"
-
 
 # ------------------------------------------------------------------------------ the effective date
 
@@ -89,15 +89,6 @@ def effective_from(old: Any, new: Any) -> dt.date | None:
 # ----------------------------------------------------------------------------------- stored tokens
 
 
-def tokenizer_name(nlp: Any) -> str:
-    """Which tokenizer cut the stored tokens: the pipeline's name and version and spaCy's version."""
-    import spacy
-
-    meta = getattr(nlp, "meta", {}) or {}
-    name = f"{meta.get('lang', '?')}_{meta.get('name', '?')}-{meta.get('version', '?')}"
-    return f"{name}/spacy-{spacy.__version__}"
-
-
 def token_record(card: dict[str, Any], nlp: Any) -> dict[str, Any]:
     """The token lengths of each utterance of a scorecard's redacted transcript, to keep with it.
 
@@ -108,15 +99,6 @@ def token_record(card: dict[str, Any], nlp: Any) -> dict[str, Any]:
     _, readable = readable_transcript(card)
     return {"tokenizer": tokenizer_name(nlp),
             "lengths": [token_lengths(tokenize(nlp, text)) for text in utterance_texts(readable)]}
-
-
-def stored_lengths(card: dict[str, Any], nlp: Any) -> list[list[int]] | None:
-    """The stored token lengths of a scorecard, when the same tokenizer cut them (else None)."""
-    record = card.get(TOKENS_KEY)
-    if not isinstance(record, dict) or record.get("tokenizer") != tokenizer_name(nlp):
-        return None
-    lengths = record.get("lengths")
-    return lengths if isinstance(lengths, list) else None
 
 
 def with_tokens(card: dict[str, Any], nlp: Any) -> dict[str, Any]:

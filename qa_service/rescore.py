@@ -106,7 +106,6 @@ STAND_INS = {"<PERSON>": "Alex"}
 def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> dict[str, Any]:
     """A new scorecard for a stored one under other rules; transcript, redactions and metrics are kept."""
     # Imported here: the API reads refresher lists without spaCy.
-    from qa_service.rescan import stored_lengths
     from qa_service.stages.score import evidence_text_from, score
 
     transcript, readable = readable_transcript(card)
@@ -121,6 +120,27 @@ def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> 
         "rescored_from": {"rubric": card.get("rubric"), "policies": card.get("policies"),
                           "score": card.get("score"), "passed": card.get("passed")},
     }
+
+
+TOKENS_KEY = "tokens"  # the token lengths kept with a scorecard (qa_service/rescan.py)
+
+
+def tokenizer_name(nlp: Any) -> str:
+    """Which tokenizer cut the stored tokens: the pipeline's name and version and spaCy's version."""
+    import spacy
+
+    meta = getattr(nlp, "meta", {}) or {}
+    name = f"{meta.get('lang', '?')}_{meta.get('name', '?')}-{meta.get('version', '?')}"
+    return f"{name}/spacy-{spacy.__version__}"
+
+
+def stored_lengths(card: dict[str, Any], nlp: Any) -> list[list[int]] | None:
+    """The stored token lengths of a scorecard, when the same tokenizer cut them (else None)."""
+    record = card.get(TOKENS_KEY)
+    if not isinstance(record, dict) or record.get("tokenizer") != tokenizer_name(nlp):
+        return None
+    lengths = record.get("lengths")
+    return lengths if isinstance(lengths, list) else None
 
 
 def readable_transcript(card: dict[str, Any]) -> tuple[Transcript, Transcript]:
