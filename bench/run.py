@@ -16,12 +16,14 @@ storage    the pipeline as a worker runs it (upload into the input store, score,
            S3 server, started here), same files and engines; both throughputs and their ratio (target:
            the object store within 5%); see bench/storage.py.
 rescore    10,000 generated stored transcripts rescored with a changed rubric (target < 60 s).
+rescan     100,000 stored, scored calls rescanned on publish of a policy pack version with a changed
+           fee, as the worker does it (target < 60 s); see bench/rescore.py.
 load       GET scorecard at 200 requests/s for 60 s against 2 API workers, SQLite and PostgreSQL
            (p50/p99, target p99 < 25 ms), and the agent aggregate over 100,000 scorecards
            (target < 150 ms); see bench/load.py.
 
-Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--only pipeline|real|storage|rescore|load]
-                           [--quick] [--repeat 2]
+Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--quick] [--repeat 2]
+                           [--only pipeline|real|storage|rescore|rescan|load]
 """
 
 from __future__ import annotations
@@ -104,11 +106,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--audio", type=Path, action="append", default=[], help="extra folder of calls")
     ap.add_argument("--model", action="append", help="speech model(s) (default: tiny.en)")
-    ap.add_argument("--only", choices=["pipeline", "real", "storage", "rescore", "load"],
+    ap.add_argument("--only", choices=["pipeline", "real", "storage", "rescore", "rescan", "load"],
                     help="run one benchmark")
     ap.add_argument("--quick", action="store_true", help="shorter load run (10 s, 20,000 aggregate rows)")
     ap.add_argument("--repeat", type=int, default=2, help="pipeline bench: runs per file, the fastest counts")
     ap.add_argument("--transcripts", type=int, default=10_000, help="how many calls the rescore bench makes")
+    ap.add_argument("--rescan-calls", type=int, default=100_000, help="how many calls the rescan bench makes")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     files = sorted(p for d in [ROOT / "samples/audio", *args.audio] for p in d.iterdir()
@@ -133,6 +136,10 @@ def main() -> None:
         import rescore
 
         results["rescore"] = rescore.run(args.transcripts)
+    if args.only in (None, "rescan"):
+        import rescore
+
+        results["rescan"] = rescore.run_rescan(args.rescan_calls)
     if args.only in (None, "load"):
         import load
 

@@ -1,8 +1,9 @@
 """Outgoing webhooks: signed POSTs to one URL per deployment when a call is scored.
 
-Events: `call.scored` once per stored scorecard, `violation.detected` once per violation on it, and
+Events: `call.scored` once per stored scorecard, `violation.detected` once per violation on it,
 `certification.expiring` once per certification and expiry date when it enters the notice window
-(services/certification.py, checked by the worker's maintenance).
+(services/certification.py, checked by the worker's maintenance), and `policy.impact` once per
+finished rescan of a published policy pack (qa_service/rescan.py).
 Payloads carry ids, scores, rule references and times only, built field by field from a list:
 never transcript or evidence text, never personal data (the receiver fetches the scorecard with
 an API key when it needs more).
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from redis import Redis
     from rq import Queue
 
-    from qa_service.storage.repository import StoredCall, StoredScorecard
+    from qa_service.storage.repository import StoredCall, StoredRescoreRun, StoredScorecard
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,52 @@ def notify_scored(settings: Settings, call: StoredCall, stored: StoredScorecard,
     except Exception as exc:
         # The scorecard is stored whatever happens here; a lost notification must not fail the call.
         log.error("webhooks for call %s were not queued: %s", call.id,
+                  exc if isinstance(exc, QAServiceError) else type(exc).__name__)
+        return []
+
+
+POLICY_IMPACT = "policy.impact"
+MAX_LISTED = 1000  # calls named per list in a policy.impact payload; the run's URL has them all
+
+
+def policy_impact_event(run: StoredRescoreRun, summary: dict[str, Any]) -> Event:
+    """The `policy.impact` event of a finished rescan: counts, agents, facts and call ids, no text."""
+    def ids(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: c[k] for k in ("call_id", "agent_id", "call_date")} for c in calls[:MAX_LISTED]]
+
+    now_outdated = summary.get("now_outdated") or {}
+    payload: dict[str, Any] = {
+        "event": POLICY_IMPACT, "occurred_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_id": run.id, "status": run.status,
+        "policies": {"id": run.policy_pack_id, "version": run.policy_pack_version},
+        "effective_from": summary.get("effective_from") or {},
+        **{k: summary.get(k, 0) for k in ("calls", "score_changed", "flipped_to_fail", "flipped_to_pass")},
+        "agents_with_flips": summary.get("agents_with_flips") or {},
+        "new_violations": summary.get("new_violations") or {},
+        "vanished_violations": summary.get("vanished_violations") or {},
+        "flipped_calls": ids(summary.get("flipped_calls") or []),
+        "now_outdated": {fact: ids(calls) for fact, calls in now_outdated.items()},
+        "truncated": any(len(c) > MAX_LISTED for c in [summary.get("flipped_calls") or [],
+                                                       *now_outdated.values()]),
+        "report_url": f"/v1/rescores/{run.id}",
+    }
+    return POLICY_IMPACT, delivery_id(run.id, 0, POLICY_IMPACT), payload
+
+
+def notify_policy_impact(settings: Settings, run: StoredRescoreRun, summary: dict[str, Any],
+                         connection: Redis | None = None) -> list[str]:
+    """Enqueue `policy.impact` for a finished rescan (none when no URL is set); never raises."""
+    if not settings.outgoing_webhook_url:
+        return []
+    try:
+        from rq import Queue
+
+        if connection is None:
+            connection = _connection(settings)
+        return enqueue_events(Queue(queue_name(settings), connection=connection),
+                              [policy_impact_event(run, summary)])
+    except Exception as exc:
+        log.error("the policy.impact webhook of run %s was not queued: %s", run.id,
                   exc if isinstance(exc, QAServiceError) else type(exc).__name__)
         return []
 

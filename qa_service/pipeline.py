@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from itertools import chain, zip_longest
 from pathlib import Path
@@ -221,6 +221,7 @@ def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, poli
 
     The scorecard's `models.stage_seconds` says how long each stage took (for /metrics).
     """
+    from qa_service.rescan import token_record
     from qa_service.stages.metrics import call_metrics
     from qa_service.stages.score import score
 
@@ -230,8 +231,10 @@ def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, poli
         redacted = redactor.redact(transcript)
     with _timed(timings, "score"):
         result = score(transcript, rubric, policies, engines.nlp, meta.call_date)
-    return build_scorecard(meta, transcript, redacted, result, rubric, policies, call_metrics(transcript),
+    card = build_scorecard(meta, transcript, redacted, result, rubric, policies, call_metrics(transcript),
                            stage_seconds=timings)
+    # What a rescore needs of the tokenizer, kept with the stored (redacted) transcript.
+    return replace(card, tokens=token_record(card.to_dict(), engines.nlp))
 
 
 def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, result: ScoreResult,

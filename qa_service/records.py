@@ -290,6 +290,9 @@ class Scorecard:
     metrics: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     format: str = "scorecard/v1"
+    # Token lengths per utterance of the redacted transcript (qa_service/rescan.py), so that a rescore
+    # cuts the same tokens without the tokenizer; None: not kept.
+    tokens: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict in scorecard format v1."""
@@ -316,6 +319,7 @@ class Scorecard:
             "metrics": self.metrics,
             "warnings": list(self.warnings),
             **result_fields(self.result),
+            **({"tokens": self.tokens} if self.tokens is not None else {}),
         }
 
 
@@ -340,6 +344,11 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
         "provisional": r.provisional,
         "provisional_reasons": list(r.provisional_reasons),
     }
+
+
+def violation_fields(v: Violation) -> dict[str, Any]:
+    """A violation (or item to check) as the scorecard stores it."""
+    return _violation(v)
 
 
 def _violation(v: Violation) -> dict[str, Any]:

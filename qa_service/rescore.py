@@ -41,8 +41,10 @@ class ImpactReport:
     """What a rescore changed, over all the calls it touched."""
 
     calls: int = 0
-    changes: list[CallImpact] = field(default_factory=list)
+    changes: list[CallImpact] = field(default_factory=list)  # a rescan lists only the calls that changed
     refresher: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    mentions: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # a rescan chunk's
+    notes: dict[str, Any] = field(default_factory=dict)  # more for the summary (a rescan's effective dates)
 
     @property
     def flipped(self) -> list[CallImpact]:
@@ -59,7 +61,8 @@ class ImpactReport:
         return {
             "calls": self.calls,
             "score_changed": sum(1 for d in deltas if abs(d) > 1e-9),
-            "mean_score_change": round(sum(deltas) / len(deltas), 2) if deltas else 0.0,
+            # Over every call: a call left out of `changes` did not change.
+            "mean_score_change": round(sum(deltas) / max(self.calls, len(deltas)), 2) if deltas else 0.0,
             "flipped_to_fail": sum(1 for c in self.flipped if not c.new_passed),
             "flipped_to_pass": sum(1 for c in self.flipped if c.new_passed),
             "agents_with_flips": {a: dict(n) for a, n in sorted(agents.items())},
@@ -67,7 +70,21 @@ class ImpactReport:
             "vanished_violations": dict(gone.most_common()),
             "flipped_calls": [asdict(c) for c in self.flipped],
             "refresher": self.refresher,
+            "now_outdated": now_outdated(self.changes),
+            **self.notes,
         }
+
+
+def now_outdated(changes: Iterable[CallImpact]) -> dict[str, list[dict[str, str]]]:
+    """Per policy fact, the calls that now state it outdated and did not before (new violations)."""
+    out: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for c in changes:
+        for key in c.new_violations:
+            kind, _, fact = key.partition(":")
+            if kind == "outdated_policy":
+                out[fact].append({"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date})
+    return {fact: sorted(calls, key=lambda x: (x["call_date"], x["call_id"]))
+            for fact, calls in sorted(out.items())}
 
 
 def transcript_from_card(card: dict[str, Any]) -> Transcript:
@@ -91,9 +108,9 @@ def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> 
     # Imported here: the API reads refresher lists without spaCy.
     from qa_service.stages.score import evidence_text_from, score
 
-    transcript = transcript_from_card(card)
-    readable = replace(transcript, segments=tuple(_stand_ins(s) for s in transcript.segments))
-    result = score(readable, rubric, policies, nlp, date.fromisoformat(card["call_date"]))
+    transcript, readable = readable_transcript(card)
+    result = score(readable, rubric, policies, nlp, date.fromisoformat(card["call_date"]),
+                   lengths=stored_lengths(card, nlp))
     result = evidence_text_from(result, transcript.segments)
     return {
         **card,
@@ -103,6 +120,33 @@ def rescore_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> 
         "rescored_from": {"rubric": card.get("rubric"), "policies": card.get("policies"),
                           "score": card.get("score"), "passed": card.get("passed")},
     }
+
+
+TOKENS_KEY = "tokens"  # the token lengths kept with a scorecard (qa_service/rescan.py)
+
+
+def tokenizer_name(nlp: Any) -> str:
+    """Which tokenizer cut the stored tokens: the pipeline's name and version and spaCy's version."""
+    import spacy
+
+    meta = getattr(nlp, "meta", {}) or {}
+    name = f"{meta.get('lang', '?')}_{meta.get('name', '?')}-{meta.get('version', '?')}"
+    return f"{name}/spacy-{spacy.__version__}"
+
+
+def stored_lengths(card: dict[str, Any], nlp: Any) -> list[list[int]] | None:
+    """The stored token lengths of a scorecard, when the same tokenizer cut them (else None)."""
+    record = card.get(TOKENS_KEY)
+    if not isinstance(record, dict) or record.get("tokenizer") != tokenizer_name(nlp):
+        return None
+    lengths = record.get("lengths")
+    return lengths if isinstance(lengths, list) else None
+
+
+def readable_transcript(card: dict[str, Any]) -> tuple[Transcript, Transcript]:
+    """A scorecard's stored transcript, and the same with stand-ins for placeholders (what is scored)."""
+    transcript = transcript_from_card(card)
+    return transcript, replace(transcript, segments=tuple(_stand_ins(s) for s in transcript.segments))
 
 
 def _stand_ins(segment: Segment) -> Segment:
@@ -162,6 +206,11 @@ def refresher_list(cards: Iterable[tuple[str, dict[str, Any]]]) -> Refresher:
     """Per agent and policy fact, the calls in which the agent stated outdated policy (as reviewed, for
     scorecards that carry their `review` section)."""
     return _group(m for call_id, card in cards for m in outdated_mentions(call_id, card))
+
+
+def group_mentions(mentions: Iterable[tuple[str, str, dict[str, Any]]]) -> Refresher:
+    """(agent, fact, call) mentions grouped per agent and fact, as the refresher list shows them."""
+    return _group(mentions)
 
 
 def _group(mentions: Iterable[tuple[str, str, dict[str, Any]]]) -> Refresher:

@@ -85,6 +85,12 @@ class FlippedCall(BaseModel):
     vanished_violations: list[str]
 
 
+class CallRef(BaseModel):
+    call_id: str
+    agent_id: str
+    call_date: str
+
+
 class ImpactSummary(BaseModel):
     """What the run changed (or, for a dry run, would change)."""
 
@@ -99,6 +105,12 @@ class ImpactSummary(BaseModel):
     flipped_calls: list[FlippedCall]
     refresher: dict[str, dict[str, list[OutdatedMention]]] = Field(
         description="Per agent and policy fact, the calls in which the agent stated outdated policy")
+    now_outdated: dict[str, list[CallRef]] = Field(
+        default_factory=dict,
+        description="Per policy fact, the calls that now state it outdated and did not before")
+    effective_from: dict[str, str | None] | None = Field(
+        None, description="A rescan on publish: per earlier version of the pack, the first call date "
+                          "the new version changes (None: it changes none)")
 
 
 class RescoreRunOut(BaseModel):

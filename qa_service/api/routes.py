@@ -36,17 +36,26 @@ from qa_service.api.schemas import (
     CallOut,
     Error,
     Health,
+    RescanStarted,
     RulesOut,
     ScorecardSummary,
 )
 from qa_service.errors import InputError, NotFound, QAServiceError
 from qa_service.scorecard import ScorecardDoc
 from qa_service.services import calls
-from qa_service.services.calls import CallInput, CallRequest, Submitted, may_read, transcript_too_large
+from qa_service.services.calls import (
+    CallInput,
+    CallRequest,
+    QueueUnavailable,
+    Submitted,
+    may_read,
+    transcript_too_large,
+)
+from qa_service.services.rescores import start_publish_rescan
 from qa_service.services.rules import add_rules, rules_path
 from qa_service.settings import Settings
 from qa_service.storage.inputs import InputTooLarge
-from qa_service.storage.repository import Repository, RulesKind
+from qa_service.storage.repository import Repository, RescoreOverlap, RulesKind
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -274,10 +283,32 @@ async def post_rubric(request: Request, repo: RepoDep, response: Response,
 
 @router.post("/v1/policy-packs", status_code=201, response_model=RulesOut, tags=["rules"],
              openapi_extra=_YAML_BODY, responses=_RULES_RESPONSES)
-async def post_policy_pack(request: Request, repo: RepoDep, response: Response,
-                           _key: ManageRulesKey) -> RulesOut:
-    """Store a policy pack (YAML body, format v1), validated and kept with its sha256."""
-    return await _put_rules("policy_pack", request, repo, response)
+async def post_policy_pack(request: Request, repo: RepoDep, response: Response, queue: QueueDep,
+                           settings: SettingsDep, key: ManageRulesKey, rescan: bool = True) -> RulesOut:
+    """Store a policy pack (YAML body, format v1), validated and kept with its sha256.
+
+    A new version rescans, in a background rescore run, the stored calls of the pack it changes
+    (dated from its effective date on, nothing transcribed again); `rescan.url` reports the impact.
+    `?rescan=false` stores it without (a rescore run can name it later).
+    """
+    out = await _put_rules("policy_pack", request, repo, response)
+    if out.created and rescan:
+        out.rescan = await run_in_threadpool(
+            lambda: _publish_rescan(repo=repo, settings=settings, queue=queue, key=key, out=out))
+    return out
+
+
+def _publish_rescan(*, repo: Repository, settings: Any, queue: Any, key: Any, out: RulesOut) -> RescanStarted:
+    """Start the rescan of a published pack; the pack stays stored whatever happens to the run."""
+    try:
+        run = start_publish_rescan(store=repo, settings=settings, queue=queue, key=key, pack_id=out.id,
+                                   pack_version=out.version)
+    except RescoreOverlap as exc:
+        return RescanStarted(id=None, status="not_started", url=None,
+                             note=f"{exc}; start a rescore run of this version when it is done")
+    except QueueUnavailable as exc:
+        return RescanStarted(id=None, status="queued", url=None, note=str(exc))
+    return RescanStarted(id=run.id, status=run.status, url=f"/v1/rescores/{run.id}")
 
 
 @router.get("/v1/rubrics", response_model=list[RulesOut], tags=["rules"], responses=_ERRORS)

@@ -128,18 +128,29 @@ class AgentScorecards(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
+class RescanStarted(BaseModel):
+    """The rescore run that rescans stored calls under a policy pack version just published."""
+
+    id: str | None = Field(description="The run's id; None when it could not start (see `note`)")
+    status: str
+    url: str | None = Field(description="GET it for the impact once the run is done")
+    note: str | None = None
+
+
 class RulesOut(BaseModel):
     id: str
     version: str
     sha256: str
     created_at: datetime
     created: bool | None = None
+    rescan: RescanStarted | None = Field(
+        None, description="A new policy pack version: the rescan of the stored calls it changes")
 
     @classmethod
     def of(cls, rules: StoredRules, created: bool | None = None) -> RulesOut:
         """Response body for a stored rubric or policy pack."""
         return cls(id=rules.id, version=rules.version, sha256=rules.sha256, created_at=rules.created_at,
-                   created=created)
+                   created=created, rescan=None)
 
 
 class Health(BaseModel):

@@ -61,6 +61,27 @@ def start_rescore(*, store: Repository, settings: Settings, queue: Any, key: Sto
     return run
 
 
+def start_publish_rescan(*, store: Repository, settings: Settings, queue: Any, key: StoredKey | None,
+                         pack_id: str, pack_version: str) -> StoredRescoreRun:
+    """Store and queue the rescan of the calls of a policy pack just published (`qa_service.rescan`):
+    RescoreOverlap while the rescan of an earlier version is under way, QueueUnavailable when
+    Redis refuses the job (a worker queues the run later)."""
+    from qa_service.rescan import publish_rubric_id
+
+    run = store.add_rescore_run(NewRescoreRun(
+        id=str(uuid.uuid4()), rubric_id=publish_rubric_id(pack_id), rubric_version=pack_version,
+        policy_pack_id=pack_id, policy_pack_version=pack_version,
+        requested_by_key_id=key.id if key else None, requested_by_name=key.name if key else "cli"))
+    try:
+        enqueue_rescore(queue, run.id, timeout=settings.job_timeout_s)
+    except Exception as exc:  # redis-py raises several types; all mean "not queued"
+        log.error("could not enqueue rescan run %s: %s", run.id, type(exc).__name__)
+        raise QueueUnavailable(
+            f"the rescan is stored as run {run.id} but the queue is unavailable; a worker queues it "
+            f"when it starts (GET /v1/rescores/{run.id})") from None
+    return run
+
+
 def add_cli_run(*, store: Repository, rubric: Any, policies: Any | None, since: date | None,
                 until: date | None) -> StoredRescoreRun:
     """Record a rescore run the command line does itself (requested by "cli"); RescoreOverlap while

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 from spacy.attrs import IDX, LENGTH
+from spacy.lang.lex_attrs import is_punct
 from spacy.tokens import Doc
 
 from qa_service.records import Segment, Transcript
@@ -624,6 +625,10 @@ class Utterance:
     toks: list[NTok] = field(default_factory=list)
     lows: list[str] = field(default_factory=list)  # lower-case text of each doc token
 
+    def is_punct(self, token: int) -> bool:
+        """Whether a doc token is punctuation (spaCy's IS_PUNCT, without the Doc)."""
+        return is_punct(self.lows[token])
+
     def segment_of(self, token: int) -> int:
         """Index (in the transcript) of the segment holding a doc token."""
         return self.token_segment[min(token, len(self.token_segment) - 1)]
@@ -695,10 +700,14 @@ def _word_marks(seg: Segment, pause: float) -> list[tuple[int, float, float]]:
 
 
 def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes: Sequence[str] = (),
-                     max_gap: float = 2.0, pause: float = 1.5, set_lemmas: bool = True) -> list[Utterance]:
+                     max_gap: float = 2.0, pause: float = 1.5, set_lemmas: bool = True,
+                     lengths: Sequence[Sequence[int]] | None = None, docs: bool = True) -> list[Utterance]:
     """Utterances of a transcript, tokenised (and run through `pipes` when patterns need them).
 
-    `set_lemmas` fills `token.lemma_` for LEMMA patterns when the tagger does not run.
+    `set_lemmas` fills `token.lemma_` for LEMMA patterns when the tagger does not run. `lengths`, the
+    token lengths per utterance kept with a stored transcript (`token_lengths`), stand in for the
+    tokenizer; an utterance they do not fit is tokenised. Without `docs` no spaCy Doc is made
+    (`Utterance.doc` is None): enough for phrases and policy facts, not for token patterns.
     """
     segments = transcript.segments
     groups = group_segments(segments, max_gap)
@@ -715,19 +724,30 @@ def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes:
             pos += len(piece) + 1
         texts.append(" ".join(parts))
         bounds.append(spans)
-    if pipes:
-        unneeded = [p for p in nlp.pipe_names if p not in pipes]
-        docs = list(nlp.pipe((tokenize(nlp, t) for t in texts), disable=unneeded))
+    stored = [_split(t, lengths[u]) if lengths is not None and u < len(lengths) else None
+              for u, t in enumerate(texts)] if lengths is not None and len(lengths) == len(texts) else None
+    made: list[Any]
+    if not docs and stored is not None and all(w is not None for w in stored):
+        made = [None] * len(texts)
     else:
-        docs = [tokenize(nlp, t) for t in texts]
+        made = [tokenize(nlp, t) if stored is None or stored[u] is None
+                else Doc(nlp.vocab, words=stored[u][0], spaces=stored[u][1])  # type: ignore[index]
+                for u, t in enumerate(texts)]
+        if pipes:
+            unneeded = [p for p in nlp.pipe_names if p not in pipes]
+            made = list(nlp.pipe(made, disable=unneeded))
     out: list[Utterance] = []
-    for u, ((speaker, idxs), text, doc, spans) in enumerate(zip(groups, texts, docs, bounds, strict=True)):
+    for u, ((speaker, idxs), text, doc, spans) in enumerate(zip(groups, texts, made, bounds, strict=True)):
         token_segment: list[int] = []
         token_time: list[float] = []
         token_prob: list[float] = []
-        # Offsets and lengths as arrays: building a Token object per word costs more than the matching.
-        starts_lengths = doc.to_array([IDX, LENGTH]).tolist() if len(doc) else []
-        words = [text[i:i + n] for i, n in starts_lengths]
+        if doc is None:
+            words = stored[u][0]  # type: ignore[index]
+            starts_lengths = _offsets(words, stored[u][1])  # type: ignore[index]
+        else:
+            # Offsets and lengths as arrays: building a Token object per word costs more than the matching.
+            starts_lengths = doc.to_array([IDX, LENGTH]).tolist() if len(doc) else []
+            words = [text[i:i + n] for i, n in starts_lengths]
         s = 0
         w = 0  # tokens come in text order, so the word pointer only moves forward
         for idx, _ in starts_lengths:
@@ -742,11 +762,49 @@ def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes:
             token_time.append(marks[w][1])
             token_prob.append(marks[w][2])
         toks = normalise(words, lemma)
-        if set_lemmas and "lemmatizer" not in pipes:
+        if doc is not None and set_lemmas and "lemmatizer" not in pipes:
             for tok in doc:
                 tok.lemma_ = lemma(tok.lower_)
         out.append(Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, token_prob, toks,
                              [w.lower() for w in words]))
+    return out
+
+
+def utterance_texts(transcript: Transcript, max_gap: float = 2.0) -> list[str]:
+    """The text of each utterance as `build_utterances` makes it (its segments joined by a space)."""
+    return [" ".join(transcript.segments[k].text.strip() for k in idxs)
+            for _, idxs in group_segments(transcript.segments, max_gap)]
+
+
+def token_lengths(doc: Any) -> list[int]:
+    """The length of each token of a doc: with the text, all a stored transcript needs to rebuild it."""
+    return [len(tok.text) for tok in doc]
+
+
+def _split(text: str, lengths: Sequence[int]) -> tuple[list[str], list[bool]] | None:
+    """Words and trailing spaces of a text cut at stored token lengths; None when they do not fit it
+    (a token ends at a space or at the next token, as spaCy's tokenizer cuts)."""
+    words: list[str] = []
+    spaces: list[bool] = []
+    pos = 0
+    n = len(text)
+    for length in lengths:
+        if length <= 0 or pos + length > n:
+            return None
+        words.append(text[pos:pos + length])
+        pos += length
+        space = pos < n and text[pos] == " "
+        spaces.append(space)
+        pos += space
+    return (words, spaces) if pos == n else None
+
+
+def _offsets(words: Sequence[str], spaces: Sequence[bool]) -> list[list[int]]:
+    out: list[list[int]] = []
+    pos = 0
+    for word, space in zip(words, spaces, strict=True):
+        out.append([pos, len(word)])
+        pos += len(word) + space
     return out
 
 
@@ -768,13 +826,13 @@ def pipes_for(patterns: Iterable[Sequence[dict[str, Any]]], nlp: NLP) -> tuple[s
 def clause_before(utt: Utterance, start: int, limit: int = 6) -> list[str]:
     """Lower-case normalised words before doc token `start`, back to the clause edge (at most `limit`)."""
     words: list[str] = []
-    doc = utt.doc
+    lows = utt.lows  # each doc token's lower-case text
     k = start - 1
     while k >= 0 and len(words) < limit:
-        low = doc[k].lower_
+        low = lows[k]
         if low in CLAUSE_BREAKS:
             break
-        if low in ("body", "one") and k > 0 and doc[k - 1].lower_ == "no":
+        if low in ("body", "one") and k > 0 and lows[k - 1] == "no":
             words.append("no" + low)  # "no body", "no one": one word, as "nobody"
             k -= 2
             continue
@@ -787,10 +845,10 @@ def clause_before(utt: Utterance, start: int, limit: int = 6) -> list[str]:
 def clause_after(utt: Utterance, end: int, limit: int = 6) -> list[str]:
     """Lower-case normalised words after doc token `end`, up to the clause edge (at most `limit`)."""
     words: list[str] = []
-    doc = utt.doc
+    lows = utt.lows
     k = end
-    while k < len(doc) and len(words) < limit:
-        low = doc[k].lower_
+    while k < len(lows) and len(words) < limit:
+        low = lows[k]
         if low in CLAUSE_BREAKS:
             break
         words.append(CONTRACTIONS.get(low, low))

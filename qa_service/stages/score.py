@@ -70,7 +70,7 @@ WEAK_CONFIDENCE = 0.5
 class CompiledRules:
     """A rubric and policy pack turned into matchers for one spaCy pipeline."""
 
-    rubric: Rubric
+    rubric: Rubric | None  # None: a policy pack's phrases alone (`compile_policy`)
     policies: PolicyPack
     lemma: Lemmatizer
     phrases: PhraseSet
@@ -80,6 +80,7 @@ class CompiledRules:
     anchors: frozenset[str] | None = None  # see _anchors
     caseless: Any = None  # the patterns without their tests of letter case, for text written without capitals
     near: PhraseSet | None = None  # the rubric's phrases as near matches ("n:c:" and "n:p:" labels)
+    uses_norm: bool = False  # a pattern tests NORM
 
 
 _PerNLP = OrderedDict[tuple[str, str], CompiledRules]
@@ -88,9 +89,14 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 16
 
 
-def compile_rules(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
+def compile_policy(policies: PolicyPack, nlp: NLP) -> CompiledRules:
+    """The phrases of a policy pack alone (no rubric), built once per (policy sha, pipeline)."""
+    return compile_rules(None, policies, nlp)
+
+
+def compile_rules(rubric: Rubric | None, policies: PolicyPack, nlp: NLP) -> CompiledRules:
     """Matchers for a rubric and policy pack, built once per (rubric sha, policy sha, pipeline)."""
-    key = (rubric.sha256, policies.sha256)
+    key = (rubric.sha256 if rubric is not None else "", policies.sha256)
     with _CACHE_LOCK:
         per_nlp = _CACHE.get(nlp)
         if per_nlp is not None and key in per_nlp:
@@ -105,19 +111,19 @@ def compile_rules(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRul
     return compiled
 
 
-def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
+def _compile(rubric: Rubric | None, policies: PolicyPack, nlp: NLP) -> CompiledRules:
     lemma = Lemmatizer(nlp)
     labelled: list[tuple[str, str, bool]] = []  # (label, phrase, lenient)
     near: list[tuple[str, str, Mode]] = []
     patterns: list[tuple[str, list[dict[str, Any]]]] = []
-    for c in rubric.criteria:
+    for c in rubric.criteria if rubric is not None else ():
         labelled += [(f"c:{c.id}", p, True) for p in c.phrases]
         near += [(f"n:c:{c.id}", p, "near") for p in c.phrases]
         patterns += [(f"c:{c.id}", p) for p in c.patterns]
         if c.applies_when is not None:
             labelled += [(f"a:{c.id}", p, True) for p in c.applies_when.phrases]
             patterns += [(f"a:{c.id}", p) for p in c.applies_when.patterns]
-    for item in rubric.prohibited:
+    for item in rubric.prohibited if rubric is not None else ():
         labelled += [(f"p:{item.id}", p, False) for p in item.phrases]
         near += [(f"n:p:{item.id}", p, "near") for p in item.phrases]
         patterns += [(f"p:{item.id}", p) for p in item.patterns]
@@ -134,7 +140,8 @@ def _compile(rubric: Rubric, policies: PolicyPack, nlp: NLP) -> CompiledRules:
     return CompiledRules(rubric, policies, lemma, PhraseSet(labelled, nlp, lemma), matcher,
                          pipes_for((p for _, p in patterns), nlp), uses_lemma,
                          _anchors([p for _, p in patterns]), caseless,
-                         PhraseSet(near, nlp, lemma) if near else None)
+                         PhraseSet(near, nlp, lemma) if near else None,
+                         any(str(key).upper() == "NORM" for _, p in patterns for spec in p for key in spec))
 
 
 def _matcher(patterns: Sequence[tuple[str, list[dict[str, Any]]]], nlp: NLP) -> Any:
@@ -224,16 +231,21 @@ def _topic_words(fact: NumberFact, nlp: NLP) -> list[str]:
 
 
 def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP,
-          call_date: date) -> ScoreResult:
-    """Score one call: criteria, prohibited items and policy facts as they stood on call_date."""
+          call_date: date, lengths: Sequence[Sequence[int]] | None = None) -> ScoreResult:
+    """Score one call: criteria, prohibited items and policy facts as they stood on call_date.
+
+    `lengths` (the token lengths kept with a stored transcript) spare the tokenizer on a rescore.
+    """
     rules = compile_rules(rubric, policies, nlp)
-    utts = build_utterances(transcript, nlp, rules.lemma, rules.pipes, set_lemmas=rules.lemma_patterns)
+    if rules.uses_norm:
+        lengths = None  # NORM comes from the tokenizer's exceptions, which a rebuilt Doc lacks
+    utts = build_utterances(transcript, nlp, rules.lemma, rules.pipes, set_lemmas=rules.lemma_patterns,
+                            lengths=lengths)
     hits = _find(rules, utts)
     call = _Call(transcript, utts, hits, rules)
 
     criteria = _score_criteria(call, rubric)
-    outdated, to_check = _policy(call, policies, call_date)
-    outdated, to_check = _costed(outdated, policies), _costed(to_check, policies)
+    outdated, to_check = policy_items(call, policies, call_date)
     violations = _prohibited(call, rubric) + outdated
     violations.sort(key=lambda v: (v.evidence.start, v.id))
     to_check += _nearly_prohibited(call, rubric)
@@ -265,6 +277,26 @@ def _charge(v: Violation) -> Charge:
     return Charge(f"{v.kind}:{v.policy_id or v.id}", v.auto_fail, v.deducted_points)
 
 
+def policy_items(call: _Call, policies: PolicyPack,
+                 call_date: date) -> tuple[list[Violation], list[Violation]]:
+    """A call's outdated-policy violations and policy items to check: all that a policy pack decides
+    on a scorecard (`policy_check` computes only these, for a rescan)."""
+    outdated, to_check = _policy(call, policies, call_date)
+    return _costed(outdated, policies), _costed(to_check, policies)
+
+
+def policy_check(transcript: Transcript, policies: PolicyPack, nlp: NLP, call_date: date,
+                 lengths: Sequence[Sequence[int]] | None = None) -> tuple[list[Violation], list[Violation]]:
+    """The policy items `score` would give a call, without the rubric: only the speech an outdated
+    mention counts in (the agent's, or unattributed) is matched, and only against the pack's phrases."""
+    rules = compile_policy(policies, nlp)
+    utts = build_utterances(transcript, nlp, rules.lemma, set_lemmas=False, lengths=lengths, docs=False)
+    call = _Call(transcript, utts, _find(rules, utts, speaker="agent"), rules)
+    outdated, to_check = policy_items(call, policies, call_date)
+    return (sorted(outdated, key=lambda v: (v.evidence.start, v.id)),
+            sorted(to_check, key=lambda v: (v.evidence.start, v.id)))
+
+
 def _line(c: CriterionResult, *, passed: bool | None = None) -> Line:
     """A criterion for the totals; `passed` in place of its verdict (points follow)."""
     if passed is None:
@@ -290,10 +322,12 @@ def _criterion(rubric: Rubric, cid: str) -> Criterion:
     return next(c for c in rubric.criteria if c.id == cid)
 
 
-def _find(rules: CompiledRules, utts: Sequence[Utterance]) -> dict[str, list[Hit]]:
-    """All hits by label, in call order, one per (utterance, start)."""
+def _find(rules: CompiledRules, utts: Sequence[Utterance], speaker: str = "any") -> dict[str, list[Hit]]:
+    """All hits by label, in call order, one per (utterance, start); only in `speaker`'s speech."""
     found: dict[str, dict[tuple[int, int], Hit]] = defaultdict(dict)
     for utt in utts:
+        if not _speaker_ok(utt.speaker, speaker):
+            continue
         for hit in rules.phrases.find(utt.toks, utt.index):
             found[hit.label].setdefault((hit.utterance, hit.start), hit)
         if rules.near is not None and min(utt.token_prob, default=1.0) < NEAR_CONFIDENCE:
@@ -659,9 +693,9 @@ def _maybe_cut_short(utt: Utterance, tok: NTok) -> bool:
     if not _round(tok.number or 0):
         return False
     k = tok.end
-    while k < len(utt.doc) and (utt.doc[k].is_punct or utt.lows[k] == "and"):
+    while k < len(utt.lows) and (utt.is_punct(k) or utt.lows[k] == "and"):
         k += 1  # "three hundred and ..." goes on: the word after "and" is the one that may be lost
-    if k >= len(utt.doc):
+    if k >= len(utt.lows):
         return False
     return utt.confidence(k, k + 1) < UNSURE_NEXT_WORD
 

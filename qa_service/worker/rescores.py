@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from qa_service import rescore
+from qa_service import notify, rescore
 from qa_service.errors import Conflict
+from qa_service.rescan import published_pack, rescan_stored
 from qa_service.rescore import ImpactReport
 from qa_service.services.rescores import work_rescore
+from qa_service.storage.repository import StoredRescoreRun
 from qa_service.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,9 @@ def rescore_started_run(context: WorkerContext, run_id: str) -> str:
         log.info("rescore run %s was started by another job; skipping", run_id)
         return run_id
 
+    if published_pack(run.rubric_id) is not None:
+        return _rescan_started_run(context, run)
+
     def work() -> ImpactReport:
         rubric = context.compiled_rules("rubric", run.rubric_id, run.rubric_version)
         policies = None
@@ -37,3 +42,21 @@ def rescore_started_run(context: WorkerContext, run_id: str) -> str:
     work_rescore(store=repo, run=run, work=work, settings=context.settings,
                  details="the worker log has the details")
     return run_id
+
+
+def _rescan_started_run(context: WorkerContext, run: StoredRescoreRun) -> str:
+    """Rescan the calls of a policy pack just published; send `policy.impact` when it is done."""
+    repo = context.store
+    pack_id, version = run.policy_pack_id, run.policy_pack_version
+    assert pack_id is not None and version is not None  # a publish run names its pack
+
+    def work() -> ImpactReport:
+        return rescan_stored(
+            repo, context.compiled_rules("policy_pack", pack_id, version), context.engines().nlp,
+            pack_version=lambda v: context.compiled_rules("policy_pack", pack_id, v),
+            rubric=lambda rid, v: context.compiled_rules("rubric", rid, v), store=not run.dry_run)
+
+    report = work_rescore(store=repo, run=run, work=work, settings=context.settings,
+                          details="the worker log has the details")
+    notify.notify_policy_impact(context.settings, repo.get_rescore_run(run.id), report.summary())
+    return run.id

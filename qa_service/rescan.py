@@ -1,0 +1,245 @@
+"""Rescan on publish: what a new policy pack version changes on the calls already scored.
+
+Which calls. A policy pack's facts are read against the call's date, so two versions of a pack can
+only disagree on calls dated where what they say differs. `effective_from(old, new)` is the earliest
+date on which the facts of `new`, as scoring reads them on that date, differ from those of `old`:
+per fact, in the pack's order, everything but its dates (topic, unit, window, phrases, ...), the
+value in force on the date, the superseded values already past on the date (with their `until`),
+and whether a term fact is in force yet (with its `since`). The date from which the value in force
+applies is left out: a violation's detail quotes it ("it is 420 euros since 2026-08-01"), and only
+that wording changes when the next version turns the value into a superseded one. A fact added or
+removed, or a phrase changed, differs on every date (the effective date is then `date.min`: every
+call). None: the versions agree on every date. A stored call is rescanned when it is dated on or
+after the effective date of the new version against the version the call was scored with.
+
+How. Nothing is transcribed again. The scorecard keeps, beside its redacted transcript, the token
+lengths of each utterance (`tokens`, from the tokenizer of the pipeline named in it), so a rescan
+cuts the text into the same tokens without running spaCy. A policy pack decides only a scorecard's
+outdated-policy items (criteria and prohibited items read the rubric alone): the rescan computes
+those under the new version first (`policy_check`, the pack's phrases on the agent's speech only)
+and, when they equal the stored ones, leaves the scorecard as it is: the new version gives it the
+same items, score and verdict. A call whose items differ is rescored in full with its own rubric
+and the new pack (`rescore_card`, from the stored tokens), stored as a new scorecard version, and
+counted in the impact. Calls scored before tokens were kept are tokenised as a rescore does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, replace
+from typing import Any
+
+from qa_service.records import Violation, violation_fields
+from qa_service.rescore import (
+    TOKENS_KEY,
+    CallImpact,
+    ImpactReport,
+    group_mentions,
+    impact,
+    outdated_mentions,
+    readable_transcript,
+    rescore_card,
+    stored_lengths,
+    tokenizer_name,
+)
+
+# ------------------------------------------------------------------------------ the effective date
+
+
+def _fact_view(fact: Any, on: dt.date) -> Any:
+    """What scoring reads of one fact on a date (see the module docstring)."""
+    if fact.kind == "term":
+        static = fact.model_dump(mode="json", exclude={"since"})
+        return ("term", static, fact.since.isoformat()) if on >= fact.since else ("term", static, None)
+    from qa_service.stages.score import in_force
+
+    static = fact.model_dump(mode="json", exclude={"current", "superseded"})
+    past = tuple((o.value, o.until.isoformat()) for o in fact.superseded if o.until < on)
+    # Not the date the value in force took effect: a violation's detail quotes it, but a value that
+    # becomes a superseded one on a later date does not change what calls before that date said.
+    return ("number", static, in_force(fact, on), past)
+
+
+def _pack_view(pack: Any, on: dt.date) -> Any:
+    extra = pack.model_dump(mode="json", exclude={"id", "version", "title", "jurisdiction", "facts"})
+    return (extra, tuple(_fact_view(f, on) for f in pack.facts))
+
+
+def _turning_dates(pack: Any) -> set[dt.date]:
+    """The dates on which what a pack says may change: the day after each `until`, each `since`."""
+    out: set[dt.date] = set()
+    for fact in pack.facts:
+        if fact.kind == "term":
+            out.add(fact.since)
+        else:
+            out.update(o.until + dt.timedelta(days=1) for o in fact.superseded if o.until < dt.date.max)
+    return out
+
+
+def effective_from(old: Any, new: Any) -> dt.date | None:
+    """The earliest date from which `new` says something else than `old` (`date.min`: from the start;
+    None: never)."""
+    for day in sorted({dt.date.min} | _turning_dates(old) | _turning_dates(new)):
+        if _pack_view(old, day) != _pack_view(new, day):
+            return day
+    return None
+
+
+# ----------------------------------------------------------------------------------- stored tokens
+
+
+def token_record(card: dict[str, Any], nlp: Any) -> dict[str, Any]:
+    """The token lengths of each utterance of a scorecard's redacted transcript, to keep with it.
+
+    Lengths only: with the stored text they give back every token, and they hold no text of their own.
+    """
+    from qa_service.stages.matching import token_lengths, tokenize, utterance_texts
+
+    _, readable = readable_transcript(card)
+    return {"tokenizer": tokenizer_name(nlp),
+            "lengths": [token_lengths(tokenize(nlp, text)) for text in utterance_texts(readable)]}
+
+
+def with_tokens(card: dict[str, Any], nlp: Any) -> dict[str, Any]:
+    """The scorecard with its token lengths (as stored from now on)."""
+    return {**card, TOKENS_KEY: token_record(card, nlp)}
+
+
+# ------------------------------------------------------------------------------------- the rescan
+
+
+def _policy_rows(items: Iterable[Violation], segments: Any) -> list[dict[str, Any]]:
+    """Policy items as the scorecard stores them (evidence text from the stored, redacted segments)."""
+    def clean(v: Violation) -> Violation:
+        text = " ".join(segments[i].text for i in v.evidence.segments if i < len(segments))
+        return replace(v, evidence=replace(v.evidence, text=text))
+
+    return [violation_fields(clean(v)) for v in items]
+
+
+def _stored_policy_rows(card: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    return [v for v in card.get(field) or [] if v.get("kind") == "outdated_policy"]
+
+
+def same_policy_items(card: dict[str, Any], policies: Any, nlp: Any) -> bool:
+    """Whether the new pack gives a stored scorecard exactly its outdated-policy items (violations and
+    items to check), so that its score and verdict stand as they are."""
+    from qa_service.stages.score import policy_check
+
+    stored, readable = readable_transcript(card)
+    outdated, to_check = policy_check(readable, policies, nlp, dt.date.fromisoformat(card["call_date"]),
+                                      lengths=stored_lengths(card, nlp))
+    return (_policy_rows(outdated, stored.segments) == _stored_policy_rows(card, "violations")
+            and _policy_rows(to_check, stored.segments) == _stored_policy_rows(card, "to_check"))
+
+
+def rescan_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> dict[str, Any] | None:
+    """The new scorecard of a stored one under a new policy pack, or None when it would not change."""
+    if same_policy_items(card, policies, nlp):
+        return None
+    return rescore_card(card, rubric, policies, nlp)
+
+
+def rescan(cards: Iterable[tuple[str, dict[str, Any]]], rubric_for: Callable[[dict[str, Any]], Any],
+           policies: Any, nlp: Any, *,
+           save: Callable[[str, dict[str, Any]], Any] | None = None,
+           annotate: Callable[[dict[str, Any], Any, Any], dict[str, Any]] | None = None) -> ImpactReport:
+    """Rescan (call id, scorecard) pairs under a new pack; `save` stores each changed scorecard,
+    `annotate(card, rubric, policies)` adds what the stored records say (certification findings and
+    repeats) to it.
+
+    The report lists the calls that changed; every call scanned counts in `calls` and gives its
+    outdated mentions (new or standing) to the refresher list.
+    """
+    report = ImpactReport()
+    mentions: list[tuple[str, str, dict[str, str]]] = []
+    for call_id, card in cards:
+        rubric = rubric_for(card)
+        new = rescan_card(card, rubric, policies, nlp)
+        report.calls += 1
+        if new is not None:
+            if annotate is not None:
+                new = annotate(new, rubric, policies)
+            if save is not None:
+                save(call_id, new)
+            report.changes.append(impact(call_id, card, new))
+        mentions.extend(outdated_mentions(call_id, new if new is not None else card))
+    report.mentions = mentions
+    return report
+
+
+def partial(report: ImpactReport) -> dict[str, Any]:
+    """A chunk's report as JSON, to merge with the other chunks of its run (`merge`)."""
+    return {"calls": report.calls, "changes": [asdict(c) for c in report.changes],
+            "mentions": [list(m) for m in report.mentions]}
+
+
+def merge(parts: Iterable[dict[str, Any]]) -> ImpactReport:
+    """One report from the partial reports of a run's chunks."""
+    report = ImpactReport()
+    mentions: list[tuple[str, str, dict[str, str]]] = []
+    for part in parts:
+        report.calls += int(part["calls"])
+        report.changes += [CallImpact(**{**c, "new_violations": tuple(c["new_violations"]),
+                                         "vanished_violations": tuple(c["vanished_violations"])})
+                           for c in part["changes"]]
+        mentions += [(a, f, dict(call)) for a, f, call in part["mentions"]]
+    report.changes.sort(key=lambda c: (c.call_date, c.call_id))
+    report.refresher = group_mentions(mentions)
+    return report
+
+
+# ------------------------------------------------------------------------------- the stored calls
+
+# A publish rescan is a rescore run whose rubric field names the pack (each call keeps its own
+# rubric): one storing rescan per pack at a time, by the rescore runs' own rule.
+PUBLISH_PREFIX = "policy-pack:"
+
+
+def publish_rubric_id(pack_id: str) -> str:
+    """The rubric field of the rescore run that rescans the calls of a policy pack."""
+    return PUBLISH_PREFIX + pack_id
+
+
+def published_pack(rubric_id: str) -> str | None:
+    """The policy pack id a rescore run rescans on publish, or None for an ordinary rescore run."""
+    return rubric_id[len(PUBLISH_PREFIX):] if rubric_id.startswith(PUBLISH_PREFIX) else None
+
+
+def rescan_stored(repo: Any, policies: Any, nlp: Any, *, pack_version: Callable[[str], Any],
+                  rubric: Callable[[str, str], Any], store: bool = True, batch: int = 500) -> ImpactReport:
+    """Rescan the latest scorecards of the calls scored with this pack id (another version of it),
+    dated on or after the new version's effective date against that version; store changed ones."""
+    versions = {r.version for r in repo.list_rules("policy_pack") if r.id == policies.id} - {policies.version}
+    effective = {v: effective_from(pack_version(v), policies) for v in sorted(versions)}
+    dates = [d for d in effective.values() if d is not None]
+    report = ImpactReport()
+    report.notes = {"effective_from": {v: None if d is None else d.isoformat() for v, d in effective.items()}}
+    if not dates:
+        return report
+    pending: list[tuple[str, dict[str, Any]]] = []
+
+    def save(call_id: str, card: dict[str, Any]) -> None:
+        pending.append((call_id, card))
+        if len(pending) >= batch:
+            repo.add_scorecard_versions(pending)
+            pending.clear()
+
+    def in_scope(card: dict[str, Any]) -> bool:
+        ref = card.get("policies") or {}
+        since = effective.get(ref.get("version")) if ref.get("id") == policies.id else None
+        return since is not None and card["call_date"] >= since.isoformat()
+
+    first = min(dates)
+    cards = ((s.call_id, s.data) for s in repo.latest_scorecards(None if first == dt.date.min else first)
+             if in_scope(s.data))
+    from qa_service.services.certification import CertificationCheck
+
+    found = rescan(cards, lambda card: rubric(card["rubric"]["id"], card["rubric"]["version"]), policies, nlp,
+                   save=save if store else None, annotate=CertificationCheck(repo).annotate)
+    if pending:
+        repo.add_scorecard_versions(pending)
+    found.refresher = group_mentions(found.mentions)
+    found.notes = report.notes
+    return found
