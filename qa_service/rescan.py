@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any
 
-from qa_service.records import Violation, violation_fields
+from qa_service.records import RulesRef, Violation, violation_fields
 from qa_service.rescore import (
     TOKENS_KEY,
     CallImpact,
@@ -94,11 +95,13 @@ def token_record(card: dict[str, Any], nlp: Any) -> dict[str, Any]:
 
     Lengths only: with the stored text they give back every token, and they hold no text of their own.
     """
+    from qa_service.spoken import find_numbers
     from qa_service.stages.matching import token_lengths, tokenize, utterance_texts
 
     _, readable = readable_transcript(card)
-    return {"tokenizer": tokenizer_name(nlp),
-            "lengths": [token_lengths(tokenize(nlp, text)) for text in utterance_texts(readable)]}
+    docs = [tokenize(nlp, text) for text in utterance_texts(readable)]
+    return {"tokenizer": tokenizer_name(nlp), "lengths": [token_lengths(doc) for doc in docs],
+            "numbers": [sorted({n.value for n in find_numbers([t.lower_ for t in doc])}) for doc in docs]}
 
 
 def with_tokens(card: dict[str, Any], nlp: Any) -> dict[str, Any]:
@@ -122,32 +125,204 @@ def _stored_policy_rows(card: dict[str, Any], field: str) -> list[dict[str, Any]
     return [v for v in card.get(field) or [] if v.get("kind") == "outdated_policy"]
 
 
-def same_policy_items(card: dict[str, Any], policies: Any, nlp: Any) -> bool:
+def same_policy_items(card: dict[str, Any], policies: Any, nlp: Any, change: Change | None = None) -> bool:
     """Whether the new pack gives a stored scorecard exactly its outdated-policy items (violations and
     items to check), so that its score and verdict stand as they are."""
+    return new_policy_rows(card, policies, nlp, change) is None
+
+
+def new_policy_rows(card: dict[str, Any], policies: Any, nlp: Any, change: Change | None = None
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The outdated-policy violations and items to check the new pack gives a stored scorecard, as
+    the scorecard stores them; None when they are the ones it has.
+
+    With the `change` from the call's pack version, a call it cannot touch is not read at all, and a
+    call whose only way to change is a number it said is read only where it said one
+    (`may_change`, `numbers_to_read`): its items of unchanged facts are the stored ones."""
     from qa_service.stages.score import policy_check
 
+    if change is not None and not may_change(card, change):
+        return None
+    keep = numbers_to_read(card, change) if change is not None else None
     stored, readable = readable_transcript(card)
     outdated, to_check = policy_check(readable, policies, nlp, dt.date.fromisoformat(card["call_date"]),
-                                      lengths=stored_lengths(card, nlp))
-    return (_policy_rows(outdated, stored.segments) == _stored_policy_rows(card, "violations")
-            and _policy_rows(to_check, stored.segments) == _stored_policy_rows(card, "to_check"))
+                                      lengths=stored_lengths(card, nlp), keep=keep)
+    rows = (_policy_rows(outdated, stored.segments), _policy_rows(to_check, stored.segments))
+    old = (_stored_policy_rows(card, "violations"), _stored_policy_rows(card, "to_check"))
+    if keep is not None:
+        # Only utterances with a number in question were read, and the call holds no item of a changed
+        # fact (numbers_to_read): the items of the changed facts found there are all that is new.
+        assert change is not None
+        found = tuple([r for r in part if _fact_id(r) in change.facts] for part in rows)
+        if not any(found):
+            return None
+        rows = (_by_time(old[0] + found[0]), _by_time(old[1] + found[1]))
+    return None if rows == old else rows
 
 
-def rescan_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any) -> dict[str, Any] | None:
-    """The new scorecard of a stored one under a new policy pack, or None when it would not change."""
-    if same_policy_items(card, policies, nlp):
+def _by_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (r.get("start") or 0.0, str(r.get("id"))))
+
+
+def patched_card(card: dict[str, Any], rubric: Any, policies: Any, violations: list[dict[str, Any]],
+                 to_check: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The scorecard with new outdated-policy items, totalled again as scoring totals it (criteria and
+    prohibited items read the rubric only, so a full rescore gives them unchanged); None when the card
+    was scored with another text of the rubric, or before scorecards carried what the totals need."""
+    from qa_service.totals import Line, charge_of, tally
+
+    criteria = card.get("criteria") or []
+    ref = card.get("rubric") or {}
+    if (ref.get("sha256") != rubric.sha256 or card.get("pass_mark") != rubric.pass_mark
+            or any("auto_fail" not in c or "doubt" not in c for c in criteria)):
         return None
-    return rescore_card(card, rubric, policies, nlp)
+    kept = [v for v in card.get("violations") or [] if v.get("kind") != "outdated_policy"]
+    checks = [v for v in card.get("to_check") or [] if v.get("kind") != "outdated_policy"]
+    all_violations = _by_time(kept + violations)
+
+    def line(c: dict[str, Any], passed: bool | None = None) -> Line:
+        max_points = float(c.get("max_points") or 0.0)
+        if passed is None:
+            return Line(str(c.get("section") or ""), bool(c.get("applicable", True)), bool(c.get("passed")),
+                        float(c.get("points") or 0.0), max_points, bool(c.get("auto_fail")))
+        return Line(str(c.get("section") or ""), bool(c.get("applicable", True)), passed,
+                    max_points if passed else 0.0, max_points, bool(c.get("auto_fail")))
+
+    totals = tally((line(c) for c in criteria), charges=[charge_of(v) for v in all_violations],
+                   pass_mark=rubric.pass_mark)
+    passed = bool(totals.passed)
+    reasons: list[str] = []
+    if not passed:  # as stages/score.py's _provisional
+        doubtful = [c for c in criteria
+                    if c.get("applicable", True) and not c.get("passed") and c.get("doubt")]
+        weak = [i for i, v in enumerate(all_violations)
+                if (v.get("auto_fail") or v.get("deducted_points")) and v.get("doubt")]
+        if doubtful or weak:
+            best = tally((line(c, passed=True) if c in doubtful else line(c) for c in criteria),
+                         charges=[charge_of(v) for i, v in enumerate(all_violations) if i not in weak],
+                         pass_mark=rubric.pass_mark)
+            if best.passed:
+                reasons = [f"{c.get('id')}: {c.get('doubt')}" for c in doubtful]
+                reasons += [f"{all_violations[i].get('id')}: {all_violations[i].get('doubt')}" for i in weak]
+    return {
+        **card,
+        "rubric": asdict(RulesRef(rubric.id, rubric.version, rubric.sha256)),
+        "policies": asdict(RulesRef(policies.id, policies.version, policies.sha256)),
+        "violations": all_violations,
+        "to_check": _by_time(checks + to_check),
+        "score": round(totals.score, 2),
+        "deducted_points": round(totals.deducted, 2),
+        "auto_fail": totals.auto_fail,
+        "passed": passed,
+        "provisional": bool(reasons),
+        "provisional_reasons": reasons,
+        "rescored_from": {"rubric": card.get("rubric"), "policies": card.get("policies"),
+                          "score": card.get("score"), "passed": card.get("passed")},
+    }
+
+
+# ------------------------------------------------------------------------ what a new version changes
+
+
+@dataclass(frozen=True)
+class Change:
+    """What differs between two versions of a pack, as far as a stored call's items go.
+
+    `facts`: the ids of the facts whose items may differ (added, removed or changed in any way).
+    `values`: every value, in either version, of the number facts whose values or dates differ: a
+    call says one of them (or a number that may be one misheard) or these facts give it nothing new.
+    `everywhere`: a change no stored number rules out (a phrase, topic, unit or window, a fact added,
+    removed or moved, a term fact, a pack-wide setting other than `outdated`): every call is read whole.
+    """
+
+    facts: frozenset[str]
+    values: frozenset[float]
+    everywhere: bool
+
+
+def change_between(old: Any, new: Any) -> Change:
+    """The Change from pack version `old` to `new`."""
+    wide = {"id", "version", "title", "jurisdiction", "facts", "outdated"}
+    if old.model_dump(mode="json", exclude=wide) != new.model_dump(mode="json", exclude=wide):
+        return Change(frozenset(), frozenset(), everywhere=True)
+    before = {f.id: f for f in old.facts}
+    after = {f.id: f for f in new.facts}
+    if list(before) != list(after):
+        return Change(frozenset(before) | frozenset(after), frozenset(), everywhere=True)
+    facts: set[str] = set(after) if old.outdated != new.outdated else set()
+    values: set[float] = set()
+    matching = {"title", "current", "superseded", "outdated"}
+    for fid, a in before.items():
+        b = after[fid]
+        if a == b:
+            continue
+        facts.add(fid)
+        if a.kind != "number" or b.kind != "number" or (
+                a.model_dump(mode="json", exclude=matching) != b.model_dump(mode="json", exclude=matching)):
+            return Change(frozenset(facts | set(after)), frozenset(), everywhere=True)
+        if (a.current, a.superseded) != (b.current, b.superseded):
+            values.update(o.value for f in (a, b) for o in (f.current, *f.superseded))
+    return Change(frozenset(facts), frozenset(values), everywhere=False)
+
+
+def _fact_id(row: dict[str, Any]) -> str:
+    return str(row.get("policy_id") or row.get("id"))
+
+
+def _stored_numbers(card: dict[str, Any]) -> list[list[float]] | None:
+    record = card.get(TOKENS_KEY)
+    numbers = record.get("numbers") if isinstance(record, dict) else None
+    return numbers if isinstance(numbers, list) else None
+
+
+@lru_cache(maxsize=65536)
+def _in_question(said: float, values: frozenset[float]) -> bool:
+    from qa_service.stages.score import could_be
+
+    return said in values or any(could_be(said, v) for v in values)
+
+
+def may_change(card: dict[str, Any], change: Change) -> bool:
+    """Whether the new version may give the call other policy items: it holds an item of a changed
+    fact, or says a number in question, or the change reaches every call (or the call's numbers were
+    not kept)."""
+    if change.everywhere or any(_fact_id(row) in change.facts for field in ("violations", "to_check")
+                                for row in _stored_policy_rows(card, field)):
+        return True
+    said = _stored_numbers(card)
+    return said is None or any(_in_question(n, change.values) for per in said for n in per)
+
+
+def numbers_to_read(card: dict[str, Any], change: Change) -> Callable[[int], bool] | None:
+    """The utterances a call that may change needs read (by index): those saying a number in
+    question, when that is its only way to change; None: all of them."""
+    said = _stored_numbers(card)
+    if change.everywhere or said is None or any(
+            _fact_id(row) in change.facts for field in ("violations", "to_check")
+            for row in _stored_policy_rows(card, field)):
+        return None
+    wanted = {u for u, per in enumerate(said) if any(_in_question(n, change.values) for n in per)}
+    return wanted.__contains__
+
+
+def rescan_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any,
+                change: Change | None = None) -> dict[str, Any] | None:
+    """The new scorecard of a stored one under a new policy pack, or None when it would not change
+    (`change`: from the call's pack version, to skip what it cannot touch)."""
+    rows = new_policy_rows(card, policies, nlp, change)
+    if rows is None:
+        return None
+    return patched_card(card, rubric, policies, *rows) or rescore_card(card, rubric, policies, nlp)
 
 
 def rescan(cards: Iterable[tuple[str, dict[str, Any]]], rubric_for: Callable[[dict[str, Any]], Any],
            policies: Any, nlp: Any, *,
            save: Callable[[str, dict[str, Any]], Any] | None = None,
-           annotate: Callable[[dict[str, Any], Any, Any], dict[str, Any]] | None = None) -> ImpactReport:
+           annotate: Callable[[dict[str, Any], Any, Any], dict[str, Any]] | None = None,
+           change_for: Callable[[dict[str, Any]], Change | None] | None = None) -> ImpactReport:
     """Rescan (call id, scorecard) pairs under a new pack; `save` stores each changed scorecard,
     `annotate(card, rubric, policies)` adds what the stored records say (certification findings and
-    repeats) to it.
+    repeats) to it, `change_for(card)` says what changed since the card's pack version.
 
     The report lists the calls that changed; every call scanned counts in `calls` and gives its
     outdated mentions (new or standing) to the refresher list.
@@ -156,7 +331,7 @@ def rescan(cards: Iterable[tuple[str, dict[str, Any]]], rubric_for: Callable[[di
     mentions: list[tuple[str, str, dict[str, str]]] = []
     for call_id, card in cards:
         rubric = rubric_for(card)
-        new = rescan_card(card, rubric, policies, nlp)
+        new = rescan_card(card, rubric, policies, nlp, change_for(card) if change_for is not None else None)
         report.calls += 1
         if new is not None:
             if annotate is not None:
@@ -236,8 +411,14 @@ def rescan_stored(repo: Any, policies: Any, nlp: Any, *, pack_version: Callable[
              if in_scope(s.data))
     from qa_service.services.certification import CertificationCheck
 
+    changes = {v: change_between(pack_version(v), policies) for v in effective}
+
+    def change_for(card: dict[str, Any]) -> Change | None:
+        return changes.get((card.get("policies") or {}).get("version"))
+
     found = rescan(cards, lambda card: rubric(card["rubric"]["id"], card["rubric"]["version"]), policies, nlp,
-                   save=save if store else None, annotate=CertificationCheck(repo).annotate)
+                   save=save if store else None, annotate=CertificationCheck(repo).annotate,
+                   change_for=change_for)
     if pending:
         repo.add_scorecard_versions(pending)
     found.refresher = group_mentions(found.mentions)

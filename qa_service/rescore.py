@@ -129,9 +129,17 @@ def tokenizer_name(nlp: Any) -> str:
     """Which tokenizer cut the stored tokens: the pipeline's name and version and spaCy's version."""
     import spacy
 
-    meta = getattr(nlp, "meta", {}) or {}
+    known = _TOKENIZER_NAMES.get(id(nlp))
+    if known is not None and known[0] is nlp:
+        return known[1]
+    meta = getattr(nlp, "meta", {}) or {}  # spaCy builds this anew on each read: slow
     name = f"{meta.get('lang', '?')}_{meta.get('name', '?')}-{meta.get('version', '?')}"
-    return f"{name}/spacy-{spacy.__version__}"
+    name += f"/spacy-{spacy.__version__}"
+    _TOKENIZER_NAMES[id(nlp)] = (nlp, name)
+    return name
+
+
+_TOKENIZER_NAMES: dict[int, tuple[Any, str]] = {}
 
 
 def stored_lengths(card: dict[str, Any], nlp: Any) -> list[list[int]] | None:

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from qa_service.rescan import effective_from, rescan_card, same_policy_items, stored_lengths, with_tokens
+from qa_service.rescan import (
+    change_between,
+    effective_from,
+    rescan_card,
+    same_policy_items,
+    stored_lengths,
+    with_tokens,
+)
 from qa_service.rescore import rescore_card
 from qa_service.rules.load import load_policy_pack, load_rubric
 
@@ -35,6 +42,11 @@ FEE_RISE = {'version: "2026-10-01"': 'version: "2026-11-01"',
             "      - {value: 420, until: 2026-10-31}\n"}
 
 
+DEDUCT = {"facts:\n": "outdated: {deduct: 30}\nfacts:\n"}
+AUTO_FAIL_FEE = {"    window: 8\n    current: {value: 420": "    window: 8\n    outdated: auto_fail\n"
+                 "    current: {value: 420"}
+
+
 @pytest.mark.parametrize(("subs", "expected"), [
     ({'version: "2026-10-01"': 'version: "2"'}, None),  # only the version: no call changes
     (FEE_RISE, date(2026, 11, 1)),
@@ -46,6 +58,23 @@ FEE_RISE = {'version: "2026-10-01"': 'version: "2026-11-01"',
 def test_effective_from_is_the_first_date_the_facts_differ(subs: dict[str, str],
                                                             expected: date | None) -> None:
     assert effective_from(pack(), pack(**subs)) == expected
+
+
+@pytest.mark.parametrize(("subs", "facts", "values", "everywhere"), [
+    ({'version: "2026-10-01"': 'version: "2"'}, set(), set(), False),
+    (FEE_RISE, {"permit-fee"}, {380, 420, 450}, False),
+    ({"title: Residence permit application fee": "title: Permit fee"}, {"permit-fee"}, set(), False),
+    (DEDUCT, {"permit-fee", "savings-threshold", "fax-submissions-ended"}, set(), False),
+    ({"since: 2026-02-01": "since: 2026-03-01"}, {"fax-submissions-ended"}, set(), True),
+    ({"window: 8\n    current: {value: 420": "window: 9\n    current: {value: 420"}, {"permit-fee"}, set(),
+     True),
+])
+def test_what_a_new_version_changes(subs: dict[str, str], facts: set[str], values: set[float],
+                                    everywhere: bool) -> None:
+    change = change_between(pack(), pack(**subs))
+    assert change.everywhere == everywhere
+    if not everywhere:
+        assert change.facts == facts and change.values == values
 
 
 def test_effective_from_counts_added_and_removed_facts() -> None:
@@ -111,17 +140,23 @@ def test_a_foreign_tokenizer_is_not_trusted(nlp: Any) -> None:
     assert stored_lengths(card, nlp) is None
 
 
-def test_policy_rescan_equals_a_full_rescore(nlp: Any) -> None:
+@pytest.mark.parametrize("costs", [{}, DEDUCT, AUTO_FAIL_FEE], ids=["note", "deduct", "auto_fail"])
+def test_policy_rescan_equals_a_full_rescore(costs: dict[str, str], nlp: Any) -> None:
     """A call the policy check leaves alone is one a full rescore would not change; a call it rescans
-    gets exactly the full rescore's scorecard."""
+    gets exactly the full rescore's scorecard, whether it reads the whole call or, knowing what
+    changed between the versions, only where the call says a number in question."""
     rubric = load_rubric(ROOT / "samples/rubric.yaml")
-    old, new = pack(), pack(**FEE_RISE)
+    old = pack(**costs)
+    new = pack(pack(**costs).text, **FEE_RISE)
+    change = change_between(old, new)
+    assert not change.everywhere and change.facts == {"permit-fee"} and change.values == {380, 420, 450}
     changed = unchanged = 0
     for card in cards(150):
         stored = with_tokens(rescore_card(card, rubric, old, nlp), nlp)  # as the store holds it
         assert same_policy_items(stored, old, nlp)
         full = rescore_card(_scored(card), rubric, new, nlp)
         rescanned = rescan_card(stored, rubric, new, nlp)
+        assert rescan_card(stored, rubric, new, nlp, change) == rescanned
         if rescanned is None:
             unchanged += 1
             for field in ("criteria", "violations", "to_check", "score", "passed", "provisional"):

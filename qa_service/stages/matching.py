@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, Protocol
@@ -701,49 +701,55 @@ def _word_marks(seg: Segment, pause: float) -> list[tuple[int, float, float]]:
 
 def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes: Sequence[str] = (),
                      max_gap: float = 2.0, pause: float = 1.5, set_lemmas: bool = True,
-                     lengths: Sequence[Sequence[int]] | None = None, docs: bool = True) -> list[Utterance]:
+                     lengths: Sequence[Sequence[int]] | None = None, docs: bool = True,
+                     keep: Callable[[int], bool] | None = None) -> list[Utterance]:
     """Utterances of a transcript, tokenised (and run through `pipes` when patterns need them).
 
     `set_lemmas` fills `token.lemma_` for LEMMA patterns when the tagger does not run. `lengths`, the
     token lengths per utterance kept with a stored transcript (`token_lengths`), stand in for the
     tokenizer; an utterance they do not fit is tokenised. Without `docs` no spaCy Doc is made
-    (`Utterance.doc` is None): enough for phrases and policy facts, not for token patterns.
+    (`Utterance.doc` is None): enough for phrases and policy facts, not for token patterns. `keep`
+    names the utterances (by index) to make; the others come back empty, in their places (a rescan
+    reads only the utterances that say a number it looks for).
     """
     segments = transcript.segments
     groups = group_segments(segments, max_gap)
+    made_here = [u for u in range(len(groups)) if keep is None or keep(u)]
     texts: list[str] = []
     bounds: list[list[tuple[int, int, list[tuple[int, float, float]]]]] = []
-    for _, idxs in groups:
+    for u in made_here:
         parts: list[str] = []
         spans: list[tuple[int, int, list[tuple[int, float, float]]]] = []
         pos = 0
-        for k in idxs:
+        for k in groups[u][1]:
             piece = segments[k].text.strip()
             spans.append((pos, k, _word_marks(segments[k], pause)))
             parts.append(piece)
             pos += len(piece) + 1
         texts.append(" ".join(parts))
         bounds.append(spans)
-    stored = [_split(t, lengths[u]) if lengths is not None and u < len(lengths) else None
-              for u, t in enumerate(texts)] if lengths is not None and len(lengths) == len(texts) else None
+    fits = lengths is not None and len(lengths) == len(groups)
+    stored = [_split(t, lengths[u]) for u, t in zip(made_here, texts, strict=True)] \
+        if fits and lengths is not None else None
     made: list[Any]
     if not docs and stored is not None and all(w is not None for w in stored):
         made = [None] * len(texts)
     else:
-        made = [tokenize(nlp, t) if stored is None or stored[u] is None
-                else Doc(nlp.vocab, words=stored[u][0], spaces=stored[u][1])  # type: ignore[index]
-                for u, t in enumerate(texts)]
+        made = [tokenize(nlp, t) if stored is None or stored[i] is None
+                else Doc(nlp.vocab, words=stored[i][0], spaces=stored[i][1])  # type: ignore[index]
+                for i, t in enumerate(texts)]
         if pipes:
             unneeded = [p for p in nlp.pipe_names if p not in pipes]
             made = list(nlp.pipe(made, disable=unneeded))
-    out: list[Utterance] = []
-    for u, ((speaker, idxs), text, doc, spans) in enumerate(zip(groups, texts, made, bounds, strict=True)):
+    out: dict[int, Utterance] = {}
+    for i, (u, text, doc, spans) in enumerate(zip(made_here, texts, made, bounds, strict=True)):
+        speaker, idxs = groups[u]
         token_segment: list[int] = []
         token_time: list[float] = []
         token_prob: list[float] = []
         if doc is None:
-            words = stored[u][0]  # type: ignore[index]
-            starts_lengths = _offsets(words, stored[u][1])  # type: ignore[index]
+            words = stored[i][0]  # type: ignore[index]
+            starts_lengths = _offsets(words, stored[i][1])  # type: ignore[index]
         else:
             # Offsets and lengths as arrays: building a Token object per word costs more than the matching.
             starts_lengths = doc.to_array([IDX, LENGTH]).tolist() if len(doc) else []
@@ -765,9 +771,10 @@ def build_utterances(transcript: Transcript, nlp: NLP, lemma: Lemmatizer, pipes:
         if doc is not None and set_lemmas and "lemmatizer" not in pipes:
             for tok in doc:
                 tok.lemma_ = lemma(tok.lower_)
-        out.append(Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, token_prob, toks,
-                             [w.lower() for w in words]))
-    return out
+        out[u] = Utterance(u, speaker, tuple(idxs), text, doc, token_segment, token_time, token_prob, toks,
+                           [w.lower() for w in words])
+    return [out.get(u) or Utterance(u, speaker, tuple(idxs), "", None, [], [], [], [], [])
+            for u, (speaker, idxs) in enumerate(groups)]
 
 
 def utterance_texts(transcript: Transcript, max_gap: float = 2.0) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from difflib import SequenceMatcher
@@ -286,11 +286,14 @@ def policy_items(call: _Call, policies: PolicyPack,
 
 
 def policy_check(transcript: Transcript, policies: PolicyPack, nlp: NLP, call_date: date,
-                 lengths: Sequence[Sequence[int]] | None = None) -> tuple[list[Violation], list[Violation]]:
+                 lengths: Sequence[Sequence[int]] | None = None,
+                 keep: Callable[[int], bool] | None = None) -> tuple[list[Violation], list[Violation]]:
     """The policy items `score` would give a call, without the rubric: only the speech an outdated
-    mention counts in (the agent's, or unattributed) is matched, and only against the pack's phrases."""
+    mention counts in (the agent's, or unattributed) is matched, and only against the pack's phrases.
+    With `keep`, only those utterances (by index) are read: the items found are those they hold."""
     rules = compile_policy(policies, nlp)
-    utts = build_utterances(transcript, nlp, rules.lemma, set_lemmas=False, lengths=lengths, docs=False)
+    utts = build_utterances(transcript, nlp, rules.lemma, set_lemmas=False, lengths=lengths, docs=False,
+                            keep=keep)
     call = _Call(transcript, utts, _find(rules, utts, speaker="agent"), rules)
     outdated, to_check = policy_items(call, policies, call_date)
     return (sorted(outdated, key=lambda v: (v.evidence.start, v.id)),
@@ -615,7 +618,7 @@ def _number_facts(call: _Call, facts: Sequence[NumberFact],
                 if not old:
                     # Not a value that ever applied, but perhaps one misheard: "three hundred and may"
                     # for "three hundred and eighty".
-                    maybe = [o for o in fact.superseded if o.until < call_date and _could_be(value, o.value)]
+                    maybe = [o for o in fact.superseded if o.until < call_date and could_be(value, o.value)]
                     if doubt and maybe:
                         found = _outdated_number(call, utt, tok, fact, maybe[0].until, current, call_date,
                                                  maybe=maybe[0].value)
@@ -671,7 +674,7 @@ def _doubt(utt: Utterance, tok: NTok) -> str | None:
     return None
 
 
-def _could_be(heard: float, value: float) -> bool:
+def could_be(heard: float, value: float) -> bool:
     """Whether a number heard may be a mishearing of another: the start of it as spoken ("three hundred"
     of "three hundred and eighty") or spoken much alike ("sixty five" and "sixty nine")."""
     if not (float(heard).is_integer() and float(value).is_integer()) or heard == value:
