@@ -138,6 +138,8 @@ class ResponseTime(_Strict):
             if not value:
                 raise ValueError(f"{_LIMIT_FORM}; got an empty map")
             for channel, seconds in value.items():
+                if channel not in ("call", "chat", "email", "im"):
+                    raise ValueError(f"{_LIMIT_FORM}; got a limit for {channel!r}, which is no channel")
                 if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
                     raise ValueError(f"{_LIMIT_FORM}; got {channel}: {seconds!r}")
             return value

@@ -54,8 +54,8 @@ from qa_service.services.exports import (
     stored_body,
 )
 from qa_service.services.reviews import may_review, page_review
-from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.stages.response import duration_words
+from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.storage.views import Filters, Page
 from qa_service.web import callview, charts
 
