@@ -16,6 +16,7 @@ from qa_service.intake import parse_transcript, settle_channel
 from qa_service.records import CallMeta, Segment
 from qa_service.rules.load import load_policy_pack, load_rubric
 from qa_service.stages.response import duration_words, waits
+from qa_service.storage.views import Filters
 from tests.conftest import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "samples"
@@ -394,3 +395,86 @@ def test_a_recording_is_a_call(api) -> None:
                         files={"audio": ("a.wav", b"RIFF....WAVE", "audio/wav")})
     assert r.status_code == 422 and "a recording is a call" in r.json()["detail"]
     assert not any(api.settings.storage_dir.iterdir())
+
+
+# -- the aggregate in SQL (SQLite and PostgreSQL) and in the memory twin -----------------------------
+
+def stored_card(passed: bool, wait: float | None, channel: str = "chat",
+                applicable: bool = True) -> dict[str, Any]:
+    response = {"measure": "longest", "channel": channel, "limit_s": 300.0, "wait_s": wait, "answered": 1,
+                "mean_wait_s": wait, "unanswered": False, "asked_at": None, "replied_at": None}
+    return {"score": 100.0 if passed else 70.0, "passed": passed, "auto_fail": False,
+            "rubric": {"id": "harbourline-written", "version": "2026.10"}, "channel": channel,
+            "criteria": [{"id": "greeting", "title": "Greets", "passed": True, "applicable": True},
+                         {"id": "reply_times", "title": "Replies in time", "passed": passed or not applicable,
+                          "applicable": applicable, "response": response}]}
+
+
+def fill(repo: Any) -> dict[str, str]:
+    import uuid
+
+    from qa_service.storage.repository import NewCall
+
+    cards = {"slow": stored_card(False, 420.0), "quick": stored_card(True, 240.0),
+             "mail": stored_card(True, 7200.0, channel="email"),
+             "nolimit": stored_card(True, None, "call", False),
+             "rescored": stored_card(True, 60.0)}
+    ids = {}
+    for name, card in cards.items():
+        call_id = str(uuid.uuid4())
+        repo.add_call(NewCall(id=call_id, agent_id="agent-ana", call_date=DAY,
+                              rubric_id="harbourline-written", rubric_version="2026.10", policy_pack_id="p",
+                              policy_pack_version="1", input_kind="transcript"))
+        if name == "rescored":  # an earlier version that was slow: only the latest counts
+            repo.finish_call(call_id, stored_card(False, 900.0))
+        repo.finish_call(call_id, card)
+        ids[name] = call_id
+    other = str(uuid.uuid4())
+    repo.add_call(NewCall(id=other, agent_id="agent-bo", call_date=DAY, rubric_id="harbourline-written",
+                          rubric_version="2026.10", policy_pack_id="p", policy_pack_version="1"))
+    repo.finish_call(other, stored_card(False, 1000.0))
+    return ids
+
+
+def review(call_id: str, action: str, n: int) -> Any:
+    from qa_service.review import Review
+
+    return Review(call_id=call_id, scorecard_version=1, target_kind="criterion", target_id="reply_times",
+                  action=action, reason="checked", reviewer_key_id=str(uuid_of(n)), reviewer_name="qa",
+                  created_at=datetime(2026, 10, 20, 10, n, tzinfo=UTC))
+
+
+def uuid_of(n: int) -> Any:
+    import uuid
+
+    return uuid.UUID(int=n)
+
+
+def rates_of(repo: Any) -> dict[str, tuple[int, int, float | None, float | None, float | None]]:
+    _, summary = repo.agent_scorecards("agent-ana")
+    return {r.channel: (r.conversations, r.within, r.attainment, r.mean_wait_s, r.longest_wait_s)
+            for r in summary.response_times}
+
+
+@pytest.mark.parametrize("where", ["sql", "memory"])
+def test_attainment_per_agent_counts_the_latest_versions_and_reviewed_verdicts(where, database_url) -> None:
+    from qa_service.storage import open_repository
+    from qa_service.storage.memory import MemoryRepository
+
+    repo = open_repository(database_url) if where == "sql" else MemoryRepository()
+    ids = fill(repo)
+    # Chats: slow (420, out), quick (240), rescored (60 now): 2 of 3 within; "call" had no limit.
+    assert rates_of(repo) == {"chat": (3, 2, 0.6667, 240.0, 420.0), "email": (1, 1, 1.0, 7200.0, 7200.0)}
+    # A reviewer passes the slow one, then fails the quick one and restores it: the last word counts.
+    repo.reviews.add(review(ids["slow"], "override_pass", 1))
+    repo.reviews.add(review(ids["quick"], "override_fail", 2))
+    repo.reviews.add(review(ids["quick"], "restore", 3))
+    assert rates_of(repo)["chat"][:3] == (3, 3, 1.0)
+    # Overriding a criterion that did not apply makes it count, as in the reviewed score.
+    repo.reviews.add(review(ids["nolimit"], "override_fail", 4))
+    assert rates_of(repo)["call"][:3] == (1, 0, 0.0)
+    if where == "sql":
+        report = repo.views.agent_report("agent-ana", Filters())
+        assert {r.channel: r.attainment for r in report.responses} == {"call": 0.0, "chat": 1.0, "email": 1.0}
+        repo.dispose()
+
