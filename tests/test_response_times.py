@@ -356,7 +356,7 @@ def test_through_the_api_a_slow_chat_reply_fails_and_attainment_is_in_the_aggreg
 
     # Another agent's conversations are not counted.
     other = api.client.get("/v1/agents/agent-mira/scorecards", headers=api.h()).json()["aggregate"]
-    assert other["response_times"] == []
+    assert "response_times" not in other, "an aggregate without response-time rules keeps its shape"
 
 
 def test_the_agent_page_shows_response_times(api, redis_conn) -> None:

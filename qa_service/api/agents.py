@@ -101,7 +101,8 @@ class AggregateOut(BaseModel):
     provisional_count: int = Field(0, description="FAILs resting on weak evidence that wait for a reviewer")
     violations: ViolationCounts
     response_times: list[ResponseTimeOut] = Field(
-        default_factory=list, description="Response-time attainment per criterion and channel")
+        default_factory=list, exclude_if=lambda v: not v,
+        description="Response-time attainment per criterion and channel; absent when none applied")
 
 
 class WeekOut(BaseModel):

@@ -141,9 +141,11 @@ class Aggregate(BaseModel):
     mean_score: float | None
     pass_rate: float | None = Field(description="Share of calls that passed, 0..1")
     auto_fail_count: int
+    # Left out when no response-time rule applied, so aggregates of calls keep their v1 shape.
     response_times: list[ResponseTimeOut] = Field(
-        default_factory=list, description="Response-time attainment per criterion and channel (written "
-                                          "conversations)")
+        default_factory=list, exclude_if=lambda v: not v,
+        description="Response-time attainment per criterion and channel (written conversations); absent "
+                    "when none applied")
 
 
 class AgentScorecards(BaseModel):
