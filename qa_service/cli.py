@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--agent-id", default="unknown")
     pr.add_argument("--call-date", type=_call_date, default=None, help="YYYY-MM-DD (default: today)")
     pr.add_argument("--channels", choices=["auto", "stereo", "stereo-agent-right", "mono"], default="auto")
+    pr.add_argument("--channel", choices=["call", "chat", "email", "im"], default=None,
+                    help="how the conversation was held (default: as the transcript says, else chat for "
+                         "transcripts and call for audio); response-time rules differ by channel")
     pr.add_argument("--out", type=Path, help="write CALL_ID.scorecard.json files here")
     pr.add_argument("--no-store", action="store_true", help="do not save scorecards in the database")
     pr.add_argument("--quiet", action="store_true", help="print only the summary table")
@@ -186,14 +189,14 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 def _jobs(args: argparse.Namespace) -> Iterator[Job]:
     call_date = args.call_date or date.today()
     for path in args.audio:
-        yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels),
-                  path, None, args.rubric, args.policies)
+        yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels,
+                           args.channel), path, None, args.rubric, args.policies)
     for path in args.transcript:
-        yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels),
-                  None, path, args.rubric, args.policies)
+        yield Job(CallMeta(args.call_id or path.stem.split(".")[0], args.agent_id, call_date, args.channels,
+                           args.channel), None, path, args.rubric, args.policies)
     if args.manifest:
         yield from read_manifest(args.manifest, rubric=args.rubric, policies=args.policies,
-                                 call_date=call_date, channels=args.channels)
+                                 call_date=call_date, channels=args.channels, channel=args.channel)
 
 
 def _repository(settings: Settings) -> Any:

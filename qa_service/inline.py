@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_service.errors import InputError, QAServiceError
-from qa_service.intake import call_date_from
+from qa_service.intake import call_date_from, conversation_channel
 from qa_service.records import CallMeta
 from qa_service.report import format_scorecard, format_table
 from qa_service.services.calls import store_scored_call
@@ -35,9 +35,10 @@ class Job:
 
 
 def read_manifest(manifest: Path, *, rubric: Path, policies: Path, call_date: date,
-                  channels: str) -> Iterator[Job]:
+                  channels: str, channel: str | None = None) -> Iterator[Job]:
     """The calls of a JSONL manifest (audio or transcript, call_id, agent_id, call_date[, channels,
-    rubric, policies]); paths are relative to the manifest's folder, else to the working directory."""
+    channel, rubric, policies]); paths are relative to the manifest's folder, else to the working
+    directory."""
     base = manifest.parent
     for n, line in enumerate(manifest.read_text().splitlines(), 1):
         if not line.strip():
@@ -46,7 +47,9 @@ def read_manifest(manifest: Path, *, rubric: Path, policies: Path, call_date: da
             row = json.loads(line)
             meta = CallMeta(str(row["call_id"]), str(row.get("agent_id", "unknown")),
                             call_date_from(str(row.get("call_date", call_date))),
-                            row.get("channels", channels))
+                            row.get("channels", channels),
+                            conversation_channel(row["channel"]) if row.get("channel")
+                            else conversation_channel(channel) if channel else None)
         except (ValueError, KeyError, InputError) as exc:
             raise QAServiceError(f"{manifest}:{n}: bad manifest line: {exc}") from exc
         audio = _resolve(row.get("audio"), base)

@@ -221,10 +221,12 @@ def process_transcript(transcript: Transcript, meta: CallMeta, rubric: Any, poli
 
     The scorecard's `models.stage_seconds` says how long each stage took (for /metrics).
     """
+    from qa_service.intake import settle_channel
     from qa_service.rescan import token_record
     from qa_service.stages.metrics import call_metrics
     from qa_service.stages.score import score
 
+    transcript = settle_channel(transcript, meta.channel)
     timings = dict(timings or {})
     with _timed(timings, "redact"):
         redactor = engines.redactor.with_rules_vocabulary(rules_phrases(rubric, policies))
@@ -274,6 +276,8 @@ def build_scorecard(meta: CallMeta, transcript: Transcript, redacted: Redacted, 
         models={"asr": asr, "source": transcript.source, "stage_seconds": stage_seconds or {}},
         metrics=metrics,
         warnings=warnings,
+        channel=transcript.channel or ("call" if transcript.source == "audio" else "chat"),
+        started_at=transcript.started_at,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +19,9 @@ Speaker = Literal["agent", "customer", "unknown"]
 # Whose voice a line carries: both parties ("call", a mono recording) or one of them.
 Role = Literal["call", "agent", "customer"]
 ChannelLayout = Literal["auto", "stereo", "stereo-agent-right", "mono"]
+# How a conversation was held: a phone call (audio), or written (chat, e-mail, instant messages).
+Conversation = Literal["call", "chat", "email", "im"]
+CONVERSATIONS: tuple[str, ...] = ("call", "chat", "email", "im")
 SAMPLE_RATE = 16000
 
 
@@ -161,6 +164,11 @@ class Transcript:
     # Per party, when their voice is heard in the audio (seconds from the start, sorted and merged);
     # empty for calls that came as text. Talk time and silence are measured on these.
     speech: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    # How the conversation was held; None when the input did not say (the pipeline settles it).
+    channel: Conversation | None = None
+    # When the first turn was written, for transcripts whose turns carry dates and times (segment
+    # times are then seconds from this moment); None otherwise.
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +205,33 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class ResponseMeasure:
+    """A response-time criterion's measurement: the wait that decided it and the limit it had.
+
+    Times of day (`asked_at`, `replied_at`, ISO 8601) when the conversation's turns carried dates and
+    times; the segment times are in the evidence either way.
+    """
+
+    measure: Literal["longest", "first"]
+    channel: str
+    limit_s: float | None  # None: no limit for this channel (the criterion did not apply)
+    wait_s: float | None  # the deciding wait; None when nothing was answered
+    answered: int  # customer messages (runs of them) the agent answered
+    mean_wait_s: float | None
+    unanswered: bool  # the conversation ended on customer messages without a reply
+    asked_at: str | None = None
+    replied_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scorecard's `response` block of a criterion."""
+        return {"measure": self.measure, "channel": self.channel, "limit_s": self.limit_s,
+                "wait_s": None if self.wait_s is None else round(self.wait_s, 1),
+                "answered": self.answered,
+                "mean_wait_s": None if self.mean_wait_s is None else round(self.mean_wait_s, 1),
+                "unanswered": self.unanswered, "asked_at": self.asked_at, "replied_at": self.replied_at}
+
+
+@dataclass(frozen=True)
 class CriterionResult:
     id: str
     title: str
@@ -215,6 +250,7 @@ class CriterionResult:
     # Why this verdict may be wrong (a near match where the recogniser was unsure, an uncertain
     # criterion it must follow); empty when the evidence is firm.
     doubt: str = ""
+    response: ResponseMeasure | None = None  # response-time criteria only
 
 
 @dataclass(frozen=True)
@@ -263,6 +299,9 @@ class CallMeta:
     agent_id: str
     call_date: date
     channels: ChannelLayout = "auto"
+    # How the conversation was held, when the sender said (a form field, --channel); None: the input
+    # says, else audio is a call and a transcript a chat (intake.settle_channel).
+    channel: Conversation | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +332,8 @@ class Scorecard:
     # Token lengths per utterance of the redacted transcript (qa_service/rescan.py), so that a rescore
     # cuts the same tokens without the tokenizer; None: not kept.
     tokens: dict[str, Any] | None = None
+    channel: Conversation = "call"
+    started_at: datetime | None = None  # when the first turn was written (transcripts with dates)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict in scorecard format v1."""
@@ -301,6 +342,8 @@ class Scorecard:
             "call_id": self.call_id,
             "agent_id": self.agent_id,
             "call_date": self.call_date.isoformat(),
+            "channel": self.channel,
+            **({"started_at": self.started_at.isoformat()} if self.started_at is not None else {}),
             "duration_s": round(self.duration_s, 3),
             "language": self.language,
             "rubric": asdict(self.rubric),
@@ -330,6 +373,7 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
             {"id": c.id, "title": c.title, "section": c.section, "passed": c.passed,
              "applicable": c.applicable, "points": c.points, "max_points": c.max_points,
              "auto_fail": c.auto_fail, "reason": c.reason, **_certainty(c.confidence, c.match, c.doubt),
+             **({"response": c.response.to_dict()} if c.response is not None else {}),
              "evidence": [_evidence(e) for e in c.evidence]}
             for c in r.criteria
         ],

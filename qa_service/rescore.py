@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from qa_service.records import RulesRef, Segment, Transcript, result_fields, word_from_row
@@ -93,8 +93,15 @@ def transcript_from_card(card: dict[str, Any]) -> Transcript:
                              words=tuple(word_from_row(w) for w in s.get("words", ())),
                              confidence=None if s.get("confidence") is None else float(s["confidence"]))
                      for s in card.get("transcript", []))
+    models = card.get("models") or {}
+    started = card.get("started_at")
+    # How its times were made (measured, given, or estimated from word counts) and its channel: a
+    # response-time rule reads both.
+    timing = (models.get("asr") or {}).get("timing")
     return Transcript(segments=segments, duration_s=float(card.get("duration_s", 0.0)),
-                      language=card.get("language", "en"), source="text")
+                      language=card.get("language", "en"), source="text",
+                      model={"timing": timing} if timing else {}, channel=card.get("channel") or "call",
+                      started_at=datetime.fromisoformat(started) if started else None)
 
 
 # The first scoring read the words behind each placeholder; a rescore reads a word of the same shape

@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.deps import InputsDep, ReadScoresKey, RepoDep
-from qa_service.api.schemas import Error
+from qa_service.api.schemas import Error, ResponseTimeOut
 from qa_service.errors import InputError, NotFound
 from qa_service.services.exports import (
     CSV_MEDIA_TYPE,
@@ -100,6 +100,9 @@ class AggregateOut(BaseModel):
     auto_fail_count: int
     provisional_count: int = Field(0, description="FAILs resting on weak evidence that wait for a reviewer")
     violations: ViolationCounts
+    response_times: list[ResponseTimeOut] = Field(
+        default_factory=list, exclude_if=lambda v: not v,
+        description="Response-time attainment per criterion and channel; absent when none applied")
 
 
 class WeekOut(BaseModel):
@@ -196,7 +199,8 @@ class AgentSummaryOut(BaseModel):
                    aggregate=AggregateOut(count=t.count, mean_score=t.mean_score, pass_rate=t.pass_rate,
                                           auto_fail_count=t.auto_fail_count,
                                           provisional_count=t.provisional_count,
-                                          violations=ViolationCounts(**_known_kinds(t.violations))),
+                                          violations=ViolationCounts(**_known_kinds(t.violations)),
+                                          response_times=[ResponseTimeOut.of(x) for x in r.responses]),
                    trend=[WeekOut.of(w) for w in r.trend], criteria=[CriterionOut.of(c) for c in r.criteria],
                    page=r.calls.page, page_size=r.calls.page_size, total=r.calls.total, pages=r.calls.pages,
                    scorecards=[CallItem.of(c) for c in r.calls.items])

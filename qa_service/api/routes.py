@@ -37,6 +37,7 @@ from qa_service.api.schemas import (
     Error,
     Health,
     RescanStarted,
+    ResponseTimeOut,
     RulesOut,
     ScorecardSummary,
 )
@@ -117,7 +118,7 @@ async def submit_call(request: Request, settings: SettingsDep, repo: RepoDep, qu
             external_id=fields.call_id, agent_id=fields.agent_id, call_date=fields.call_date,
             rubric_id=fields.rubric_id, rubric_version=fields.rubric_version,
             policy_pack_id=fields.policy_pack_id, policy_pack_version=fields.policy_pack_version,
-            channels=fields.channels, source="upload", submitted_by_key_id=key.id)
+            channels=fields.channels, source="upload", submitted_by_key_id=key.id, channel=fields.channel)
         submitted = await run_in_threadpool(lambda: calls.submit_call(
             store=repo, settings=settings, queue=queue, request=request_, upload=upload, inputs=inputs,
             visible=lambda call: may_read(key, call)))
@@ -240,7 +241,8 @@ def agent_scorecards(
     return AgentScorecards(
         agent_id=agent_id, **{"from": date_from, "to": date_to},
         aggregate=Aggregate(count=summary.count, mean_score=summary.mean_score, pass_rate=summary.pass_rate,
-                            auto_fail_count=summary.auto_fail_count),
+                            auto_fail_count=summary.auto_fail_count,
+                            response_times=[ResponseTimeOut.of(r) for r in summary.response_times]),
         scorecards=[ScorecardSummary.of(r) for r in rows],
     )
 

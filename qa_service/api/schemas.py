@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from qa_service.errors import InputError
 from qa_service.intake import call_date_from, check_call_date
 from qa_service.storage.repository import StoredCall, StoredRules, StoredScorecard
+from qa_service.storage.views import ResponseRate
 
 # Ids appear in URLs and logs: printable, no spaces or slashes.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$"
@@ -71,6 +72,7 @@ class CallOut(BaseModel):
     source: str
     input_kind: str
     channels: str
+    channel: str | None = None
     rubric: RulesRefOut
     policies: RulesRefOut
     attempts: int
@@ -84,7 +86,7 @@ class CallOut(BaseModel):
         return cls(
             id=call.id, external_id=call.external_id, agent_id=call.agent_id, call_date=call.call_date,
             status=call.status, failure_reason=call.failure_reason, source=call.source,
-            input_kind=call.input_kind, channels=call.channels,
+            input_kind=call.input_kind, channels=call.channels, channel=call.channel,
             rubric=RulesRefOut(id=call.rubric_id, version=call.rubric_version),
             policies=RulesRefOut(id=call.policy_pack_id, version=call.policy_pack_version),
             attempts=call.attempts, created_at=call.created_at, updated_at=call.updated_at,
@@ -111,11 +113,39 @@ class ScorecardSummary(BaseModel):
                    created_at=card.created_at)
 
 
+class ResponseTimeOut(BaseModel):
+    """Attainment of one response-time criterion over an agent's conversations on one channel."""
+
+    rubric_id: str
+    criterion_id: str
+    title: str
+    measure: Literal["longest", "first"]
+    channel: str
+    conversations: int = Field(description="Conversations where the criterion applied")
+    within: int = Field(description="Conversations within the limit (a reviewer's override counts)")
+    attainment: float | None = Field(description="Share of the conversations within the limit, 0..1")
+    mean_wait_s: float | None = Field(description="Mean of the deciding waits, seconds")
+    longest_wait_s: float | None = Field(description="Longest deciding wait, seconds")
+
+    @classmethod
+    def of(cls, r: ResponseRate) -> ResponseTimeOut:
+        """One criterion and channel's attainment."""
+        return cls(rubric_id=r.rubric_id, criterion_id=r.id, title=r.title,
+                   measure=r.measure,  # type: ignore[arg-type]
+                   channel=r.channel, conversations=r.conversations, within=r.within, attainment=r.attainment,
+                   mean_wait_s=r.mean_wait_s, longest_wait_s=r.longest_wait_s)
+
+
 class Aggregate(BaseModel):
     count: int
     mean_score: float | None
     pass_rate: float | None = Field(description="Share of calls that passed, 0..1")
     auto_fail_count: int
+    # Left out when no response-time rule applied, so aggregates of calls keep their v1 shape.
+    response_times: list[ResponseTimeOut] = Field(
+        default_factory=list, exclude_if=lambda v: not v,
+        description="Response-time attainment per criterion and channel (written conversations); absent "
+                    "when none applied")
 
 
 class AgentScorecards(BaseModel):
@@ -172,6 +202,9 @@ class CallForm(BaseModel):
     call_id: str | None = Field(None, min_length=1, max_length=200, pattern=ID_PATTERN,
                                 description="Your id for the call (not a UUID); resending it is safe")
     channels: Channels = "auto"
+    channel: Literal["call", "chat", "email", "im"] | None = Field(
+        None, description="How the conversation was held (default: as the transcript says, else chat for a "
+                          "transcript and call for audio); response-time rules differ by channel")
     rubric_version: str | None = Field(None, max_length=50)
     policy_pack_version: str | None = Field(None, max_length=50)
 

@@ -3,7 +3,8 @@
 Every model forbids unknown keys, so a typo in a rule file ("auto_fial") is an error rather than a rule
 that silently never fires. spaCy token patterns are checked with `Matcher(validate=True)`.
 Extensions beyond v1 (all optional, v1 files stay valid): `applies_when` on a criterion; `unit_aliases`
-on a number fact; `language` on a rubric; `outdated` (what an outdated mention costs) on a policy pack
+on a number fact; `language` on a rubric; `response_time` on a criterion (written conversations);
+`outdated` (what an outdated mention costs) on a policy pack
 and on each of its facts; a number fact's values written in words or Chinese numerals ("六百四十",
 "两万四千五百"); `requires_certification` on a rubric or policy pack.
 """
@@ -110,8 +111,51 @@ class AppliesWhen(_Says):
     speaker: RuleSpeaker = "any"
 
 
+ConversationChannel = Literal["call", "chat", "email", "im"]
+_LIMIT_FORM = ("`max_seconds` is a number of seconds (more than 0) for every channel, or one per channel: "
+               "{chat: 300, email: 86400, im: 3600} (channels: call, chat, email, im)")
+
+
+class ResponseTime(_Strict):
+    """How soon the agent must answer the customer, measured on the times of the conversation's turns.
+
+    A wait runs from a customer message that has no answer yet (the first of several in a row) to the
+    agent's next turn. `measure: longest` takes the longest wait of the conversation, `first` the
+    first one (the first customer message to the agent's first reply after it). `max_seconds` is one
+    limit, or one per channel (a conversation on a channel without a limit is not measured: the
+    criterion does not apply). Customer messages after the agent's last turn have no reply to time:
+    `unanswered: ignore` leaves them out, `fail` fails the criterion.
+    """
+
+    max_seconds: float | dict[ConversationChannel, float]
+    measure: Literal["longest", "first"] = "longest"
+    unanswered: Literal["ignore", "fail"] = "ignore"
+
+    @field_validator("max_seconds", mode="before")
+    @classmethod
+    def _limit(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError(f"{_LIMIT_FORM}; got an empty map")
+            for channel, seconds in value.items():
+                if channel not in ("call", "chat", "email", "im"):
+                    raise ValueError(f"{_LIMIT_FORM}; got a limit for {channel!r}, which is no channel")
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+                    raise ValueError(f"{_LIMIT_FORM}; got {channel}: {seconds!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"{_LIMIT_FORM}; got {value!r}")
+        return value
+
+    def limit(self, channel: str) -> float | None:
+        """The limit in seconds for a conversation on this channel; None when it has none."""
+        if isinstance(self.max_seconds, dict):
+            return self.max_seconds.get(channel)  # type: ignore[call-overload,no-any-return]
+        return self.max_seconds
+
+
 class Criterion(_Says):
-    """Something the call must contain."""
+    """Something the call must contain (phrases or patterns), or a response time it must keep."""
 
     id: Ident
     title: Phrase
@@ -122,6 +166,23 @@ class Criterion(_Says):
     after: Ident | None = None
     auto_fail: bool = False
     applies_when: AppliesWhen | None = None
+    response_time: ResponseTime | None = None
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> Criterion:
+        if self.response_time is None:
+            if not self.phrases and not self.patterns:
+                raise ValueError("give at least one of `phrases` or `patterns` (or a `response_time`)")
+            return self
+        # A response time is measured on the turns' times, not on words: nothing else may decide it.
+        extra = [name for name in ("phrases", "patterns", "within_seconds", "after")
+                 if getattr(self, name)]
+        if extra:
+            raise ValueError(f"a `response_time` criterion is measured on the times of the turns, not on "
+                             f"what is said: remove {', '.join(f'`{n}`' for n in extra)}")
+        if self.speaker != "agent":
+            raise ValueError("a `response_time` criterion times the agent's replies: its speaker is `agent`")
+        return self
 
 
 class Prohibited(_Says):
@@ -200,6 +261,9 @@ class Rubric(_Hashed):
                 raise ValueError(f"criterion {c.id!r}: `after` names unknown criterion {c.after!r}")
             if c.after == c.id:
                 raise ValueError(f"criterion {c.id!r}: `after` cannot name itself")
+            if c.after is not None and next(o for o in self.criteria if o.id == c.after).response_time:
+                raise ValueError(f"criterion {c.id!r}: `after` names {c.after!r}, a response time, which "
+                                 "is not said at a moment")
         by_id = {c.id: c for c in self.criteria}
         for c in self.criteria:
             seen = {c.id}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, BinaryIO
 
-from qa_service.errors import Conflict, TransientError
-from qa_service.intake import parse_transcript
+from qa_service.errors import Conflict, TranscriptError, TransientError
+from qa_service.intake import parse_transcript, settle_channel
 from qa_service.queueing import enqueue_call, is_queued
 from qa_service.records import CallMeta
 from qa_service.services.rules import keep_loaded_rules, stored_rules
@@ -79,6 +79,7 @@ class CallRequest:
     input_url: str | None = None  # a recording the worker downloads (webhook)
     input_kind: InputKind = "audio"  # when no input is sent along (a recording URL, a call scored inline)
     submitted_by_key_id: str | None = None
+    channel: str | None = None  # call, chat, email, im; None: as the input says (intake.settle_channel)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ def submit_call(*, store: Repository, settings: Settings, queue: Any | None, req
         existing = store.find_call(request.external_id)
         if existing is not None:
             return _existing(existing, queue, settings, visible)
+    kind = upload.kind if upload is not None else request.input_kind
+    if kind == "audio" and request.channel not in (None, "call"):
+        raise TranscriptError(f"a recording is a call, not {request.channel}: send written conversations "
+                              "as a transcript")
     rubric = stored_rules(store, "rubric", request.rubric_id, request.rubric_version)
     policies = stored_rules(store, "policy_pack", request.policy_pack_id, request.policy_pack_version)
 
@@ -135,14 +140,15 @@ def submit_call(*, store: Repository, settings: Settings, queue: Any | None, req
             # Junk text is refused now, while the caller is still listening, not later by the worker
             # (read back from the store: put_input refused anything over the limit).
             with inputs.open(ref) as stored:
-                parse_transcript(stored.read(limit + 1), filename=ref.rsplit("/", 1)[-1])
+                transcript = parse_transcript(stored.read(limit + 1), filename=ref.rsplit("/", 1)[-1])
+            settle_channel(transcript, request.channel)  # a channel field that contradicts the input
         call, created = store.add_call(NewCall(
             id=new_id, external_id=request.external_id, agent_id=request.agent_id,
             call_date=request.call_date, rubric_id=rubric.id, rubric_version=rubric.version,
             policy_pack_id=policies.id, policy_pack_version=policies.version, channels=request.channels,
             source=request.source, input_kind=upload.kind if upload is not None else request.input_kind,
             input_path=ref, input_url=request.input_url,
-            submitted_by_key_id=request.submitted_by_key_id,
+            submitted_by_key_id=request.submitted_by_key_id, channel=request.channel,
         ))
     except BaseException:
         if inputs is not None and ref is not None:
@@ -216,6 +222,6 @@ def store_scored_call(*, store: Repository, settings: Settings, meta: CallMeta, 
     submitted = submit_call(store=store, settings=settings, queue=None, request=CallRequest(
         external_id=meta.call_id, agent_id=meta.agent_id, call_date=meta.call_date, rubric_id=rubric.id,
         rubric_version=rubric.version, policy_pack_id=policies.id, policy_pack_version=policies.version,
-        channels=meta.channels, source="cli", input_kind=input_kind))
+        channels=meta.channels, source="cli", input_kind=input_kind, channel=meta.channel))
     store.start_call(submitted.call.id)
     return store.finish_call(submitted.call.id, card)

@@ -12,11 +12,19 @@ import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from difflib import SequenceMatcher
 from typing import Any
 
-from qa_service.records import CriterionResult, Evidence, ScoreResult, Segment, Transcript, Violation
+from qa_service.records import (
+    CriterionResult,
+    Evidence,
+    ResponseMeasure,
+    ScoreResult,
+    Segment,
+    Transcript,
+    Violation,
+)
 from qa_service.rules.schema import Criterion, NumberFact, PolicyPack, Rubric, TermFact
 from qa_service.spoken import canonical_unit, format_value, number_to_words
 from qa_service.stages.matching import (
@@ -34,6 +42,7 @@ from qa_service.stages.matching import (
     negated_by_window,
     pipes_for,
 )
+from qa_service.stages.response import channel_of, duration_words, timed, waits
 from qa_service.totals import Charge, Line, tally
 
 # Words that show a superseded value is being spoken of as history ("it used to be 65", "up from 595").
@@ -435,6 +444,10 @@ def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
         if c.id in results:
             return
         applicable = c.applies_when is None or bool(call.by(f"a:{c.id}", c.applies_when.speaker))
+        if c.response_time is not None:
+            results[c.id] = _response_time(call.transcript, c, applicable)
+            first_ok[c.id] = None
+            return
         # Negation is not checked here: on phone audio recognisers turn "is there anything else" into
         # "didn't there anything else" far more often than agents say a required line in the negative
         # (docs/decisions/0009-measured-options.md).
@@ -495,6 +508,78 @@ def _score_criteria(call: _Call, rubric: Rubric) -> list[CriterionResult]:
     for c in rubric.criteria:
         evaluate(c)
     return [results[c.id] for c in rubric.criteria]
+
+
+def _response_time(transcript: Transcript, c: Criterion, applicable: bool) -> CriterionResult:
+    """A response-time criterion: the conversation's longest or first wait for the agent, against the
+    limit for its channel (stages/response.py says what a wait is)."""
+    rule = c.response_time
+    assert rule is not None
+    segs = transcript.segments
+    channel = channel_of(transcript)
+    limit = rule.limit(channel)
+    found = waits(segs)
+    wait = found.longest if rule.measure == "longest" else found.first
+    late = found.unanswered if rule.unanswered == "fail" else None
+
+    def when(i: int) -> str:
+        return _moment(transcript, segs[i].start)
+
+    def evidence(i: int) -> Evidence:
+        seg = segs[i]
+        return Evidence(segments=(i,), start=seg.start, end=seg.end, speaker=seg.speaker, text=seg.text)
+
+    measure = ResponseMeasure(
+        measure=rule.measure, channel=channel, limit_s=limit, wait_s=wait.seconds if wait else None,
+        answered=len(found.answered), mean_wait_s=found.mean_seconds, unanswered=found.unanswered is not None,
+        asked_at=_stamp(transcript, segs[wait.asked].start) if wait else None,
+        replied_at=_stamp(transcript, segs[wait.replied].start) if wait and wait.replied is not None
+        else None)
+    shown: list[Evidence] = []
+    if wait is not None and wait.replied is not None:
+        shown = [evidence(wait.asked), evidence(wait.replied)]
+    reason = ""
+    if not applicable:
+        reason = "not applicable: the topic did not come up"
+    elif not timed(transcript):
+        applicable = False
+        reason = ("not applicable: the transcript gives no times (estimated from word counts), so replies "
+                  "cannot be timed")
+    elif limit is None:
+        applicable, reason = False, f"not applicable: the rule sets no limit for {_CHANNEL_NAMES[channel]}"
+    elif wait is None and late is None:
+        applicable, reason = False, "not applicable: no customer message had a reply to time"
+    passed = applicable and late is None and wait is not None and (wait.seconds or 0.0) <= (limit or 0.0)
+    if applicable and not passed:
+        if wait is not None and limit is not None and (wait.seconds or 0.0) > limit:
+            what = "first reply" if rule.measure == "first" else "reply"
+            reason = (f"the customer waited {duration_words(wait.seconds or 0.0)} ({wait.seconds:.0f} s) for "
+                      f"the agent's {what}: wrote at {when(wait.asked)}, answered at "
+                      f"{when(wait.replied or 0)}; the limit for {_CHANNEL_NAMES[channel]} is "
+                      f"{duration_words(limit)} ({limit:g} s)")
+        elif late is not None:
+            shown = [evidence(late.asked)]
+            reason = (f"the customer's message at {when(late.asked)} had no reply before the conversation "
+                      "ended")
+    return CriterionResult(
+        id=c.id, title=c.title, section=c.section, passed=passed or not applicable,
+        points=c.points if passed and applicable else 0.0, max_points=c.points if applicable else 0.0,
+        evidence=tuple(shown), applicable=applicable, reason=reason, auto_fail=c.auto_fail,
+        response=measure)
+
+
+_CHANNEL_NAMES = {"call": "calls", "chat": "chats", "email": "e-mails", "im": "instant messages"}
+
+
+def _stamp(transcript: Transcript, seconds: float) -> str | None:
+    """The date and time of a moment of the conversation, when its turns carried them."""
+    if transcript.started_at is None:
+        return None
+    return (transcript.started_at + timedelta(seconds=seconds)).isoformat()
+
+
+def _moment(transcript: Transcript, seconds: float) -> str:
+    return _stamp(transcript, seconds) or f"{seconds:.0f} s"
 
 
 def _negated(call: _Call, hit: Hit) -> bool:

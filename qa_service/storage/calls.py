@@ -40,6 +40,7 @@ class SqlCalls(SqlPart):
             "channels": call.channels, "source": call.source, "input_kind": call.input_kind,
             "input_path": call.input_path, "input_url": call.input_url, "attempts": 0,
             "created_at": now, "updated_at": now, "submitted_by_key_id": call.submitted_by_key_id,
+            "channel": call.channel,
         }
         try:
             with self._write() as conn:
@@ -135,5 +136,5 @@ def _call(row: Any) -> StoredCall:
         policy_pack_version=row["policy_pack_version"], channels=row["channels"], source=row["source"],
         input_kind=row["input_kind"], input_path=row["input_path"], input_url=row["input_url"],
         attempts=int(row["attempts"]), created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]),
-        submitted_by_key_id=row["submitted_by_key_id"],
+        submitted_by_key_id=row["submitted_by_key_id"], channel=row["channel"],
     )

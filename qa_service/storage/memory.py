@@ -45,10 +45,15 @@ from qa_service.storage.repository import (
     canonical_uuid,
 )
 from qa_service.storage.review import DETAILS_MAX, UUID_TARGETS, AuditEntry, QueueCandidate
+from qa_service.storage.views import ResponseRate
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
 
 
 def _in_range(day: date, date_from: date | None, date_to: date | None) -> bool:
@@ -257,7 +262,8 @@ class MemoryRepository:
             rubric_version=call.rubric_version, policy_pack_id=call.policy_pack_id,
             policy_pack_version=call.policy_pack_version, channels=call.channels, source=call.source,
             input_kind=call.input_kind, input_path=call.input_path, input_url=call.input_url, attempts=0,
-            created_at=now, updated_at=now, submitted_by_key_id=call.submitted_by_key_id)
+            created_at=now, updated_at=now, submitted_by_key_id=call.submitted_by_key_id,
+            channel=call.channel)
         return self.calls[call.id], True
 
     def get_call(self, call_id: str) -> StoredCall:
@@ -358,8 +364,31 @@ class MemoryRepository:
         summary = AgentSummary(
             count=count, mean_score=sum(c.score for c in rows) / count if count else None,
             pass_rate=sum(c.passed for c in rows) / count if count else None,
-            auto_fail_count=sum(c.auto_fail for c in rows))
+            auto_fail_count=sum(c.auto_fail for c in rows), response_times=self._response_rates(rows))
         return rows[:limit], summary
+
+    def _response_rates(self, cards: Sequence[StoredScorecard]) -> tuple[ResponseRate, ...]:
+        """What `Views.response_rates` answers, over these scorecards (the latest per call)."""
+        groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        for card in cards:
+            overrides = {r.target_id: r.action for r in self.reviews.for_call(card.call_id)
+                         if r.target_kind == "criterion"}  # oldest first: the last one stays
+            for c in card.data.get("criteria") or []:
+                response, action = c.get("response"), overrides.get(str(c.get("id")))
+                overridden = action in ("override_pass", "override_fail")
+                if not response or not (c.get("applicable", True) or overridden):
+                    continue
+                key = (card.rubric_id, str(c["id"]), str(response["measure"]),
+                       str(response.get("channel", "")))
+                group = groups.setdefault(key, {"title": c.get("title"), "n": 0, "within": 0, "waits": []})
+                group["n"] += 1
+                group["within"] += action == "override_pass" or (not overridden and bool(c.get("passed")))
+                if response.get("wait_s") is not None:
+                    group["waits"].append(float(response["wait_s"]))
+        return tuple(ResponseRate(rubric_id=r, id=i, title=str(g["title"] or i), measure=m, channel=ch,
+                                  conversations=g["n"], within=int(g["within"]),
+                                  mean_wait_s=_mean(g["waits"]), longest_wait_s=max(g["waits"], default=None))
+                     for (r, i, m, ch), g in sorted(groups.items()))
 
     def latest_scorecards(self, date_from: date | None = None, date_to: date | None = None,
                           rubric_id: str | None = None, batch: int = 500) -> Iterator[StoredScorecard]:

@@ -22,7 +22,7 @@ from qa_service.errors import Conflict
 if TYPE_CHECKING:
     from qa_service.review import Review
     from qa_service.storage.review import AuditEntry, QueueCandidate
-    from qa_service.storage.views import Views
+    from qa_service.storage.views import ResponseRate, Views
 
 CallStatus = Literal["queued", "processing", "done", "failed"]
 CallSource = Literal["upload", "webhook", "cli"]
@@ -62,6 +62,7 @@ class NewCall:
     input_url: str | None = None
     external_id: str | None = None
     submitted_by_key_id: str | None = None
+    channel: str | None = None  # call, chat, email, im as the sender said; None: as the input says
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class StoredCall:
     created_at: datetime
     updated_at: datetime
     submitted_by_key_id: str | None = None  # the API key that uploaded it; None: webhook or command line
+    channel: str | None = None  # how the conversation was held, as the sender said (None: not said)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class AgentSummary:
     mean_score: float | None
     pass_rate: float | None
     auto_fail_count: int
+    response_times: tuple[ResponseRate, ...] = ()
 
 
 @dataclass(frozen=True)

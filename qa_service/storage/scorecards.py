@@ -90,11 +90,16 @@ class SqlScorecards(SqlCalls):
             rows = [_scorecard(r, with_data=False) for r in conn.execute(rows_q).mappings()]
             count, mean, passed, auto_fail = conn.execute(agg_q).one()
         count = int(count or 0)
+        from qa_service.storage.views import Filters, Views  # the same query as the agent page's
+
+        responses = Views(self.engine).response_rates(Filters(agent_id=agent_id, date_from=date_from,
+                                                              date_to=date_to)) if count else []
         summary = AgentSummary(
             count=count,
             mean_score=round(float(mean), 2) if count else None,
             pass_rate=round(int(passed or 0) / count, 4) if count else None,
             auto_fail_count=int(auto_fail or 0),
+            response_times=tuple(responses),
         )
         return rows, summary
 

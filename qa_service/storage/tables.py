@@ -38,6 +38,9 @@ calls = sa.Table(
     # that reads every call reads only its own calls, and learns no other call's id. No foreign key:
     # like the audit log, the call names its submitter even after the key is gone.
     sa.Column("submitted_by_key_id", sa.String(36), nullable=True),
+    # How the conversation was held (call, chat, email, im) when the sender said so; None: the input
+    # says, else audio is a call and a transcript a chat. (`channels` is the recording's layout.)
+    sa.Column("channel", sa.String(16), nullable=True),
     sa.UniqueConstraint("external_id", name="uq_calls_external_id"),
     sa.CheckConstraint("status IN ('queued', 'processing', 'done', 'failed')", name="ck_calls_status"),
     sa.CheckConstraint("source IN ('upload', 'webhook', 'cli')", name="ck_calls_source"),

@@ -97,6 +97,27 @@ class CriterionRate:
 
 
 @dataclass(frozen=True)
+class ResponseRate:
+    """How often one response-time criterion was kept, over the conversations of one channel where it
+    applied: the verdict after review where a reviewer overrode it, and the deciding waits."""
+
+    rubric_id: str
+    id: str
+    title: str
+    measure: str  # longest | first
+    channel: str
+    conversations: int
+    within: int
+    mean_wait_s: float | None  # over the conversations with a reply to time
+    longest_wait_s: float | None
+
+    @property
+    def attainment(self) -> float | None:
+        """Share of the conversations within the rule, 0..1."""
+        return round(self.within / self.conversations, 4) if self.conversations else None
+
+
+@dataclass(frozen=True)
 class CallRow:
     """A call with its latest scorecard's headline numbers (None while it is not scored)."""
 
@@ -142,6 +163,7 @@ class AgentReport:
     trend: list[WeekPoint]
     criteria: list[CriterionRate]
     calls: Page
+    responses: list[ResponseRate] = field(default_factory=list)  # response-time attainment
 
 
 @dataclass(frozen=True)
@@ -327,6 +349,47 @@ class Views:
         order = self._criterion_order(f)
         return sorted(rates, key=lambda c: (c.rubric_id, order.get((c.rubric_id, c.id), 10_000), c.id))
 
+    def response_rates(self, f: Filters) -> list[ResponseRate]:
+        """Response-time attainment per rubric, criterion and channel over the filtered calls: the
+        conversations where the criterion applied, how many kept it, and the mean and longest deciding
+        wait. A reviewer's override of the criterion counts in place of the automatic verdict (and,
+        as in the reviewed score, makes it apply), like the reviewed pass rate."""
+        sc, rv = t.scorecards, t.reviews
+        joined, conds = self._scored(f)
+        element = self._elements("criteria")
+        crit_id = self._text(element, "id")
+        measure = self._nested(element, "response", "measure")
+        channel = self._nested(element, "response", "channel")
+        wait = sa.cast(self._nested(element, "response", "wait_s"), sa.Float)
+        newest = (sa.select(rv.c.call_id, rv.c.target_id, sa.func.max(rv.c.id).label("id"))
+                  .where(rv.c.target_kind == "criterion").group_by(rv.c.call_id, rv.c.target_id).subquery())
+        last = rv.alias("last_review")
+        overridden = last.c.action.in_(("override_pass", "override_fail"))
+        passed = sa.case((last.c.action == "override_pass", 1), (last.c.action == "override_fail", 0),
+                         (self._true(element, "passed", default=False), 1), else_=0)
+        counted = sa.or_(self._true(element, "applicable", default=True), overridden)
+        title = sa.func.max(self._text(element, "title"))
+        query = (sa.select(sc.c.rubric_id, crit_id, title, measure, channel, sa.func.count(),
+                           sa.func.sum(passed), sa.func.avg(wait), sa.func.max(wait))
+                 .select_from(joined).join(element, sa.true())
+                 .outerjoin(newest, sa.and_(newest.c.call_id == sc.c.call_id, newest.c.target_id == crit_id))
+                 .outerjoin(last, last.c.id == newest.c.id)
+                 .where(*conds, measure.is_not(None), counted)
+                 .group_by(sc.c.rubric_id, crit_id, measure, channel)
+                 .order_by(sc.c.rubric_id, crit_id, channel))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [ResponseRate(rubric_id=r[0], id=str(r[1]), title=str(r[2] or r[1]), measure=str(r[3]),
+                             channel=str(r[4] or ""), conversations=int(r[5]), within=int(r[6] or 0),
+                             mean_wait_s=_round(r[7], 1), longest_wait_s=_round(r[8], 1)) for r in rows]
+
+    def _nested(self, element: Any, key: str, inner: str) -> Any:
+        """The text of `element[key][inner]` (None where absent)."""
+        if self.postgres:
+            return element.c.value.op("->")(sa.literal_column(f"'{key}'")).op("->>")(
+                sa.literal_column(f"'{inner}'"))
+        return sa.func.json_extract(element.c.value, f"$.{key}.{inner}")
+
     def _criterion_order(self, f: Filters) -> dict[tuple[str, str], int]:
         """Rubric order of the criteria, read from one recent scorecard per rubric."""
         sc = t.scorecards
@@ -409,7 +472,7 @@ class Views:
         scope = f.scope()
         return AgentReport(agent_id=agent_id, filters=f, totals=self.totals(scope),
                            trend=self.weekly_trend(scope), criteria=self.criterion_rates(scope),
-                           calls=self.calls(f, page, page_size))
+                           calls=self.calls(f, page, page_size), responses=self.response_rates(scope))
 
     # -- choices for filter forms --------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from qa_service.services.exports import (
     stored_body,
 )
 from qa_service.services.reviews import may_review, page_review
+from qa_service.stages.response import duration_words
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.storage.views import Filters, Page
 from qa_service.web import callview, charts
@@ -66,6 +67,7 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["clock"] = callview.clock
 templates.env.filters["redacted"] = callview.redacted_html
 templates.env.filters["bar"] = charts.bar
+templates.env.filters["wait"] = lambda s: "–" if s is None else duration_words(float(s))
 templates.env.globals["rate_class"] = charts.rate_class
 templates.env.globals["reason_max"] = MAX_REASON_CHARS
 

@@ -90,7 +90,7 @@ def _score(context: WorkerContext, call: StoredCall) -> dict[str, Any]:
     rubric = context.compiled_rules("rubric", call.rubric_id, call.rubric_version)
     policies = context.compiled_rules("policy_pack", call.policy_pack_id, call.policy_pack_version)
     meta = CallMeta(call_id=call.external_id or call.id, agent_id=call.agent_id, call_date=call.call_date,
-                    channels=call.channels)  # type: ignore[arg-type]
+                    channels=call.channels, channel=call.channel)  # type: ignore[arg-type]
     with call_input(call, repo, settings, context.inputs) as path:
         if call.input_kind == "transcript":
             from qa_service.intake import read_transcript
