@@ -26,7 +26,7 @@ counted in the impact. Calls scored before tokens were kept are tokenised as a r
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -136,28 +136,38 @@ def new_policy_rows(card: dict[str, Any], policies: Any, nlp: Any, change: Chang
     """The outdated-policy violations and items to check the new pack gives a stored scorecard, as
     the scorecard stores them; None when they are the ones it has.
 
-    With the `change` from the call's pack version, a call it cannot touch is not read at all, and a
-    call whose only way to change is a number it said is read only where it said one
-    (`may_change`, `numbers_to_read`): its items of unchanged facts are the stored ones."""
+    With the `change` from the call's pack version, a call it cannot touch is not read at all
+    (`may_change`), and otherwise, where the stored numbers allow, only the utterances that say a
+    number in question or hold an item of a changed fact are read (`utterances_to_read`): the items
+    of the other facts are the stored ones."""
+    from qa_service.stages.matching import group_segments
     from qa_service.stages.score import policy_check
 
     if change is not None and not may_change(card, change):
         return None
-    keep = numbers_to_read(card, change) if change is not None else None
-    stored, readable = readable_transcript(card)
-    outdated, to_check = policy_check(readable, policies, nlp, dt.date.fromisoformat(card["call_date"]),
-                                      lengths=stored_lengths(card, nlp), keep=keep)
-    rows = (_policy_rows(outdated, stored.segments), _policy_rows(to_check, stored.segments))
+    day = dt.date.fromisoformat(card["call_date"])
     old = (_stored_policy_rows(card, "violations"), _stored_policy_rows(card, "to_check"))
-    if keep is not None:
-        # Only utterances with a number in question were read, and the call holds no item of a changed
-        # fact (numbers_to_read): the items of the changed facts found there are all that is new.
-        assert change is not None
-        found = tuple([r for r in part if _fact_id(r) in change.facts] for part in rows)
-        if not any(found):
-            return None
-        rows = (_by_time(old[0] + found[0]), _by_time(old[1] + found[1]))
-    return None if rows == old else rows
+    wanted = None
+    if change is not None:
+        light, _ = readable_transcript(card, words_of=())
+        groups = group_segments(light.segments)
+        wanted = utterances_to_read(card, change, light.segments, groups)
+    if wanted is None:
+        stored, readable = readable_transcript(card)
+        outdated, to_check = policy_check(readable, policies, nlp, day, lengths=stored_lengths(card, nlp))
+        rows = (_policy_rows(outdated, stored.segments), _policy_rows(to_check, stored.segments))
+        return None if rows == old else rows
+    assert change is not None
+    segments = {k for u in wanted for k in groups[u][1]}
+    stored, readable = readable_transcript(card, words_of=segments)
+    outdated, to_check = policy_check(readable, policies, nlp, day, lengths=stored_lengths(card, nlp),
+                                      keep=wanted.__contains__)
+    # The items of changed facts can only be where a number in question is said or where they were:
+    # those found there replace the stored ones; the other facts' items stand.
+    new = tuple(_by_time([r for r in before if _fact_id(r) not in change.facts]
+                         + [r for r in _policy_rows(found, stored.segments) if _fact_id(r) in change.facts])
+                for before, found in zip(old, (outdated, to_check), strict=True))
+    return None if new == tuple(_by_time(part) for part in old) else (new[0], new[1])
 
 
 def _by_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -293,16 +303,29 @@ def may_change(card: dict[str, Any], change: Change) -> bool:
     return said is None or any(_in_question(n, change.values) for per in said for n in per)
 
 
-def numbers_to_read(card: dict[str, Any], change: Change) -> Callable[[int], bool] | None:
-    """The utterances a call that may change needs read (by index): those saying a number in
-    question, when that is its only way to change; None: all of them."""
+def utterances_to_read(card: dict[str, Any], change: Change, segments: Sequence[Any],
+                       groups: Sequence[tuple[str, list[int]]]) -> set[int] | None:
+    """The utterances (by index) a call the change may touch needs read: those saying a number in
+    question and those holding a stored item of a changed fact; None: all of them (the change reaches
+    every call, or the call's numbers were not kept)."""
     said = _stored_numbers(card)
-    if change.everywhere or said is None or any(
-            _fact_id(row) in change.facts for field in ("violations", "to_check")
-            for row in _stored_policy_rows(card, field)):
+    if change.everywhere or said is None or len(said) != len(groups):
         return None
     wanted = {u for u, per in enumerate(said) if any(_in_question(n, change.values) for n in per)}
-    return wanted.__contains__
+    for field in ("violations", "to_check"):
+        for row in _stored_policy_rows(card, field):
+            if _fact_id(row) not in change.facts:
+                continue
+            start = row.get("start")
+            if not isinstance(start, int | float):
+                return None
+            held = {u for u, (_, idxs) in enumerate(groups)
+                    if min(segments[k].start for k in idxs) - 0.05 <= start
+                    <= max(segments[k].end for k in idxs) + 0.05}
+            if not held:
+                return None
+            wanted |= held
+    return wanted
 
 
 def rescan_card(card: dict[str, Any], rubric: Any, policies: Any, nlp: Any,

@@ -9,7 +9,7 @@ violations are new or gone, and which agents still quote outdated policy (the re
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -87,12 +87,14 @@ def now_outdated(changes: Iterable[CallImpact]) -> dict[str, list[dict[str, str]
             for fact, calls in sorted(out.items())}
 
 
-def transcript_from_card(card: dict[str, Any]) -> Transcript:
-    """The stored, redacted transcript of a scorecard as a Transcript record."""
+def transcript_from_card(card: dict[str, Any], words_of: Container[int] | None = None) -> Transcript:
+    """The stored, redacted transcript of a scorecard as a Transcript record (with `words_of`, the
+    word timings of those segments only: a rescan reads no other)."""
     segments = tuple(Segment(s["speaker"], float(s["start"]), float(s["end"]), s["text"],
-                             words=tuple(word_from_row(w) for w in s.get("words", ())),
+                             words=tuple(word_from_row(w) for w in s.get("words", ()))
+                             if words_of is None or k in words_of else (),
                              confidence=None if s.get("confidence") is None else float(s["confidence"]))
-                     for s in card.get("transcript", []))
+                     for k, s in enumerate(card.get("transcript", [])))
     models = card.get("models") or {}
     started = card.get("started_at")
     # How its times were made (measured, given, or estimated from word counts) and its channel: a
@@ -158,9 +160,10 @@ def stored_lengths(card: dict[str, Any], nlp: Any) -> list[list[int]] | None:
     return lengths if isinstance(lengths, list) else None
 
 
-def readable_transcript(card: dict[str, Any]) -> tuple[Transcript, Transcript]:
+def readable_transcript(card: dict[str, Any], words_of: Container[int] | None = None
+                        ) -> tuple[Transcript, Transcript]:
     """A scorecard's stored transcript, and the same with stand-ins for placeholders (what is scored)."""
-    transcript = transcript_from_card(card)
+    transcript = transcript_from_card(card, words_of)
     return transcript, replace(transcript, segments=tuple(_stand_ins(s) for s in transcript.segments))
 
 
