@@ -218,8 +218,9 @@ def get_scorecard(call_id: str, repo: RepoDep, key: ReadScoresKey,
 @router.post("/v1/calls/{call_id}/retry", status_code=202, response_model=CallAccepted, tags=["calls"],
              responses={**_ERRORS, 404: {"model": Error}, 409: {"model": Error}})
 def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsDep, inputs: InputsDep,
-               _key: RetryKey) -> CallAccepted:
+               key: RetryKey) -> CallAccepted:
     """Queue a failed call again (its input must still be stored)."""
+    readable_call(repo, key, call_id)  # NotFound outside a scoped key's teams
     call = calls.retry_call(store=repo, inputs=inputs, settings=settings, queue=queue, call_id=call_id)
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
 

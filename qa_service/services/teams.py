@@ -48,7 +48,7 @@ def make_scope(role: str, teams: Iterable[str] = (), vendors: Iterable[str] = ()
     if not teams and not vendors:
         return None
     if role not in SCOPED_ROLES:
-        raise InputError(f"a {role} key cannot be scoped to teams or vendors; scope a "
+        raise InputError(f"{role} keys cannot be scoped to teams or vendors; scope a "
                          f"{' or '.join(SCOPED_ROLES)} key")
     problems: list[str] = []
     for name in (*teams, *vendors):
