@@ -145,12 +145,13 @@ def test_a_call_counts_for_the_team_the_agent_was_in_that_day(database_url):
         assert views.totals(both).count == 2
         assert views.totals(Filters(allowed=Scope(teams=("alpha",), vendors=("in-house",)))).count == 0
         # Agents without a membership count for no team.
-        repo.add_call(NewCall(id="00000000-0000-4000-8000-000000000001", external_id="ext-z", agent_id="agent-z",
-                              call_date=date(2026, 11, 5), rubric_id="intake", rubric_version="1",
-                              policy_pack_id="fees", policy_pack_version="2026-10", input_kind="transcript"))
-        repo.start_call("00000000-0000-4000-8000-000000000001")
-        repo.finish_call("00000000-0000-4000-8000-000000000001",
-                         make_scorecard(Seed("z1", "agent-z", date(2026, 11, 5), ALL, (), 100.0, True), "ext-z"))
+        z = "00000000-0000-4000-8000-000000000001"
+        repo.add_call(NewCall(id=z, external_id="ext-z", agent_id="agent-z", call_date=date(2026, 11, 5),
+                              rubric_id="intake", rubric_version="1", policy_pack_id="fees",
+                              policy_pack_version="2026-10", input_kind="transcript"))
+        repo.start_call(z)
+        seed = Seed("z1", "agent-z", date(2026, 11, 5), ALL, (), 100.0, True)
+        repo.finish_call(z, make_scorecard(seed, "ext-z"))
         assert sum(g.totals.count for g in views.groups(Filters(), "team")) == 6
         assert "agent-z" not in {a.agent_id for a in views.agents(Filters(allowed=Scope(vendors=("acme",
                                                                                                  "in-house"))))}
@@ -202,7 +203,8 @@ class Site:
         return c
 
     def team_b(self) -> set[str]:
-        """What must never reach a reader scoped to team A: B's call ids, external ids, agent, team, vendor."""
+        """What must never reach a reader scoped to team A: B's call ids, external ids, agent, team and
+        vendor."""
         return {self.ids["b1"], self.ids["b2"], self.ids["queued"], "ext-b1", "ext-b2", "ext-queued",
                 "agent-b", TEAM_B, VENDOR_B}
 
@@ -232,7 +234,8 @@ def test_team_and_vendor_aggregates_and_csv(site):
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert "ext-b1" in csv.text and "ext-a1" not in csv.text
     by_team = api.get("/v1/calls", params={"team": TEAM_A, "page_size": 100}).json()
-    assert {c["external_id"] for c in by_team["items"]} == {"ext-a1", "ext-a2", "ext-a3", "ext-a4", "ext-failed"}
+    assert {c["external_id"] for c in by_team["items"]} == {"ext-a1", "ext-a2", "ext-a3", "ext-a4",
+                                                             "ext-failed"}
     assert api.get("/v1/agents", params={"vendor": VENDOR_B}).json()["agents"][0]["agent_id"] == "agent-b"
     assert api.get("/v1/calls", params={"team": "x" * 101}).status_code == 422
 
@@ -242,7 +245,8 @@ def test_memberships_through_the_api(site):
     r = admin.post("/v1/memberships", content="agent_id,team,vendor,from,to\nagent-q,t,v,2026-01-01,\n",
                    headers={"Content-Type": "text/csv"})
     assert r.status_code == 200 and r.json()["added"] == 1
-    r = admin.post("/v1/memberships", json=[{"agent_id": "agent-q", "team": "t", "vendor": "v", "from": "nope"}])
+    r = admin.post("/v1/memberships",
+                   json=[{"agent_id": "agent-q", "team": "t", "vendor": "v", "from": "nope"}])
     assert r.status_code == 422 and r.json()["errors"] == [{"item": 1, "message": "from 'nope' is not a date "
                                                                                   "(YYYY-MM-DD)"}]
     assert site.api("supervisor").post("/v1/memberships", json=[]).status_code == 403
@@ -453,7 +457,8 @@ def test_a_key_scoped_to_team_a_reads_team_a(site):
             silent.append(template)
     assert silent == []
     for route in REFUSED:
-        assert _read(site, scoped, route.replace("{run_id}", "00000000-0000-4000-8000-000000000000"))[0] == 403
+        url = route.replace("{run_id}", "00000000-0000-4000-8000-000000000000")
+        assert _read(site, scoped, url)[0] == 403
 
 
 def test_a_scoped_key_reaches_its_own_calls_and_audio(site):
