@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 
 from qa_service.errors import AuthError, Forbidden, InputError, NotFound
-from qa_service.storage.repository import ROLES, Repository, StoredKey, canonical_uuid
+from qa_service.storage.repository import ROLES, Repository, Scope, StoredKey, canonical_uuid
 
 KEY_PREFIX = "qak_"
 # Characters of a key's random part that are shown: 48 of its 256 bits, the rest stays secret.
@@ -63,15 +63,16 @@ def presented(token: str | None) -> Presented:
     return Presented(hash_key(token) if token else None, shown_key(token))
 
 
-def issue_key(repo: Repository, role: str, name: str) -> tuple[StoredKey, str]:
-    """Make a new key with this role and store its hash: the stored record and the key (shown once)."""
+def issue_key(repo: Repository, role: str, name: str, scope: Scope | None = None) -> tuple[StoredKey, str]:
+    """Make a new key with this role (and scope: the teams and vendors whose calls it reads) and store its
+    hash: the stored record and the key (shown once)."""
     if role not in ROLES:
         raise InputError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if not name.strip():
         raise InputError("a key needs a name saying who or what uses it")
     # The prefix lets secret scanners and people recognise a leaked key.
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    return repo.add_key(name.strip(), role, hash_key(key), key_prefix(key)), key
+    return repo.add_key(name.strip(), role, hash_key(key), key_prefix(key), scope=scope), key
 
 
 def create_key(repo: Repository, role: str, name: str) -> str:

@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     kc = keys.add_parser("create", help="create a key; prints it alone on the last line")
     kc.add_argument("--role", required=True, choices=["admin", "qa", "telephony", "supervisor"])
     kc.add_argument("--name", required=True)
+    kc.add_argument("--team", action="append", metavar="TEAM",
+                    help="scope a supervisor or qa key to this team's calls (repeat for more teams)")
+    kc.add_argument("--vendor", action="append", metavar="VENDOR",
+                    help="scope a supervisor or qa key to this vendor's calls (repeat; with --team, both "
+                         "must match)")
     kc.set_defaults(func=cmd_keys_create)
     kl = keys.add_parser("list", help="every key: id, name, role, prefix, created, revoked (never the key)")
     kl.set_defaults(func=cmd_keys_list)
@@ -165,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead: agents with calls under --pack (or certified for it) not trained "
                          "on --version")
     tl.set_defaults(func=cmd_training_list)
+
+    teams = sub.add_parser("teams", help="agents' teams and vendors by date: import a CSV file, list them")
+    teams_sub = teams.add_subparsers(dest="teams_command", required=True)
+    tmi = teams_sub.add_parser("import", help="import a CSV file (agent_id,team,vendor,from,to; `to` empty "
+                                              "while the agent is still there): all lines or none")
+    tmi.add_argument("file", type=Path, metavar="FILE.csv")
+    tmi.set_defaults(func=cmd_teams_import)
+    tml = teams_sub.add_parser("list", help="memberships: all, one agent's, one team's or vendor's")
+    tml.add_argument("--agent")
+    tml.add_argument("--team")
+    tml.add_argument("--vendor")
+    tml.set_defaults(func=cmd_teams_list)
 
     demo = sub.add_parser("demo", help="score the sample calls (through the queue when Redis answers)")
     demo.set_defaults(func=cmd_demo)
@@ -460,6 +477,34 @@ def cmd_training_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_teams_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Import team memberships from a CSV file; a bad line refuses the whole file, naming every bad line."""
+    from qa_service.services import teams
+
+    repo = _repository(settings)
+    counts = teams.put_memberships(store=repo, items=teams.read_memberships(_read_csv_file(args.file)))
+    repo.audit.record("import_memberships", key_name=_cli_user(), role="admin",
+                      details=f"added={counts.added} updated={counts.updated} unchanged={counts.unchanged}")
+    print(f"{args.file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged")
+    return 0
+
+
+def cmd_teams_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Print memberships as a table (all, one agent's, one team's or vendor's)."""
+    from qa_service.storage.repository import Scope
+
+    repo = _repository(settings)
+    scope = Scope(teams=(args.team,) if args.team else (), vendors=(args.vendor,) if args.vendor else ())
+    rows = [(m.agent_id, m.team, m.vendor, m.since.isoformat(), m.until.isoformat() if m.until else "-")
+            for m in repo.teams.memberships(agent_id=args.agent,
+                                            scope=scope if scope.teams or scope.vendors else None)]
+    if not rows:
+        print("no memberships; import them with `qa-service teams import FILE.csv`", file=sys.stderr)
+        return 0
+    print(_table(("agent", "team", "vendor", "from", "to"), rows))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Process the sample calls and print their scorecards."""
     from qa_service.demo import run_demo
@@ -470,11 +515,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     """Create an API key and print it alone on the last line."""
     from qa_service.auth import issue_key
+    from qa_service.services.teams import make_scope
 
     repo = _repository(settings)
-    stored, key = issue_key(repo, role=args.role, name=args.name)
+    scope = make_scope(args.role, args.team or (), args.vendor or ())
+    stored, key = issue_key(repo, role=args.role, name=args.name, scope=scope)
+    scoped = f" {scope.describe()}" if scope is not None else ""
     repo.audit.record("create_key", key_name=_cli_user(), role="admin", target_kind="key",
-                      target_id=stored.id, details=f"role={args.role} name={args.name}"[:200])
+                      target_id=stored.id, details=f"role={args.role}{scoped} name={args.name}"[:200])
     print(f"created {args.role} key {args.name!r} ({stored.id}); store it now, it is not shown again:",
           file=sys.stderr)
     print(key)
@@ -484,13 +532,18 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     """Print every API key as a table: id, name, role, prefix, created, revoked."""
     repo = _repository(settings)
+    keys = repo.list_keys()
+    # The scope column shows only when some key has one (the teams and vendors whose calls it reads).
+    scoped = any(k.scope is not None for k in keys)
     rows = [(k.id, k.name, k.role, f"{k.prefix}..." if k.prefix else "-",
-             k.created_at.strftime("%Y-%m-%d %H:%M"), "revoked" if k.revoked else "active")
-            for k in repo.list_keys()]
+             k.created_at.strftime("%Y-%m-%d %H:%M"), "revoked" if k.revoked else "active",
+             *([k.scope.describe() if k.scope else "-"] if scoped else []))
+            for k in keys]
     if not rows:
         print("no API keys; make one with `qa-service keys create --role admin --name NAME`", file=sys.stderr)
         return 0
-    print(_table(("id", "name", "role", "prefix", "created (UTC)", "state"), rows))
+    header = ("id", "name", "role", "prefix", "created (UTC)", "state", *(["scope"] if scoped else []))
+    print(_table(header, rows))
     return 0
 
 

@@ -129,7 +129,7 @@ def test_a_call_id_another_sender_used_first_is_refused_without_its_call(store, 
     other = key("telephony", "b")
     with pytest.raises(calls.CallIdTaken) as refused:
         submit(store, settings, queue=Queue(), request=request(),
-                          visible=lambda call: calls.may_read(other, call))
+                          visible=lambda call: calls.may_read(other, call, store=store))
     assert next(iter(store.calls)) not in str(refused.value)
 
 
@@ -210,7 +210,7 @@ def test_a_review_changes_the_reviewed_verdict_and_is_kept(store, settings):
     assert review.id == 1 and review.reviewer_name == "qa key"
     # No auto-fail any more; 50 points still miss the rubric's pass mark of 80.
     assert (reviewed["review"]["reviewed_auto_fail"], reviewed["review"]["reviewed_passed"]) == (False, False)
-    assert [r.action for r in reviews.call_reviews(store=store, call_id=call_id)] == ["dismiss"]
+    assert [r.action for r in reviews.call_reviews(store=store, key=key(), call_id=call_id)] == ["dismiss"]
 
 
 @pytest.mark.parametrize(("target", "target_id", "action", "error"), [
@@ -227,12 +227,12 @@ def test_a_review_that_does_not_fit_is_refused(store, settings, target, target_i
 
 def test_the_review_queue_holds_auto_fails_until_reviewed(store, settings):
     call_id = scored_call(store, settings)
-    assert [c["why"] for c in reviews.review_queue(store=store, share=0.0)] == ["auto_fail"]
+    assert [c["why"] for c in reviews.review_queue(store=store, key=key(), share=0.0)] == ["auto_fail"]
     reviews.add_review(store=store, key=key(), call_id=call_id, target="violation", target_id="guarantee",
                        action="dismiss", reason="checked")
-    assert list(reviews.review_queue(store=store, share=0.0)) == []
+    assert list(reviews.review_queue(store=store, key=key(), share=0.0)) == []
     with pytest.raises(InputError, match="'from' is after 'to'"):
-        list(reviews.review_queue(store=store, share=0.1, date_from=date(2026, 2, 1),
+        list(reviews.review_queue(store=store, key=key(), share=0.1, date_from=date(2026, 2, 1),
                                   date_to=date(2026, 1, 1)))
 
 

@@ -61,6 +61,13 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("GET", r"^/v1/training-records$", "list_training", "agent"),
     ("GET", rf"^/v1/policy-packs/{_ID}/versions/[^/]+/untrained$", "read_untrained", "policy_pack"),
     ("GET", r"^/certifications$", "list_certifications", "agent"),
+    ("GET", r"^/v1/memberships$", "list_memberships", "agent"),
+    ("GET", r"^/v1/teams$", "list_teams", "team"),
+    ("GET", r"^/v1/vendors$", "list_vendors", "vendor"),
+    ("GET", rf"^/v1/teams/{_ID}/scorecards(?:\.csv)?$", "read_scorecards", "team"),
+    ("GET", rf"^/v1/vendors/{_ID}/scorecards(?:\.csv)?$", "read_scorecards", "vendor"),
+    ("GET", r"^/teams$", "list_teams", "team"),
+    ("GET", r"^/vendors$", "list_vendors", "vendor"),
     ("GET", r"^/v1/audit$", "read_audit", None),
     ("GET", r"^/v1/keys$", "list_keys", "key"),
     ("GET", rf"^/v1/keys/{_ID}$", "read_key", "key"),
@@ -81,6 +88,7 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", r"^/v1/rescores$", "start_rescore", "rescore"),
     ("POST", r"^/v1/certifications$", "import_certifications", None),
     ("POST", r"^/v1/training-records$", "import_training", None),
+    ("POST", r"^/v1/memberships$", "import_memberships", None),
     ("POST", r"^/v1/keys$", "create_key", "key"),
     ("POST", rf"^/v1/keys/{_ID}/revoke$", "revoke_key", "key"),
     # Erasures name no target here: the erasure writes its own receipt rows, and the external id or
@@ -93,7 +101,7 @@ _LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs|rescores|keys)/([^/?
 _NOT_RECORDED = frozenset({429})
 # Lists that take `?agent_id=`: a read of one of them filtered so names that agent.
 _BY_AGENT = frozenset({"list_calls", "read_policy_currency", "read_review_queue", "list_certifications",
-                       "list_training"})
+                       "list_training", "list_memberships"})
 
 
 def audited(method: str, path: str, query: bytes | str = b"") -> tuple[str, str | None, str | None] | None:

@@ -27,6 +27,7 @@ START_RESCORE = ("qa",)
 READ_RESCORES = ("qa", "supervisor")
 MANAGE_CERTIFICATIONS = ("qa",)  # certifications and training records
 READ_CERTIFICATIONS = ("qa", "supervisor")
+MANAGE_TEAMS = ("qa",)  # agents' teams and vendors (unscoped keys only)
 MANAGE_KEYS: tuple[str, ...] = ()  # no role but admin: list, create and revoke keys, read the audit log
 
 

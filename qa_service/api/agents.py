@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from qa_service.api.deps import InputsDep, ReadScoresKey, RepoDep
 from qa_service.api.schemas import Error, ResponseTimeOut
 from qa_service.errors import InputError, NotFound
+from qa_service.services import teams
+from qa_service.services.calls import readable_call
 from qa_service.services.exports import (
     CSV_MEDIA_TYPE,
     RangeNotSatisfiable,
@@ -51,6 +53,10 @@ DateTo = Annotated[date | None, Query(alias="to", description="Last call date, i
 VerdictQ = Annotated[Verdict | None, Query(description="Only calls that passed / failed")]
 ViolationQ = Annotated[str | None, Query(max_length=200, description="Only calls with this violation id")]
 RubricQ = Annotated[str | None, Query(max_length=100, description="Only calls scored with this rubric")]
+TeamQ = Annotated[str | None, Query(max_length=100, description="Only calls of agents in this team on "
+                                                                  "the call's date")]
+VendorQ = Annotated[str | None, Query(max_length=100, description="Only calls of agents with this vendor on "
+                                                                    "the call's date")]
 PageQ = Annotated[int, Query(ge=1)]
 PageSizeQ = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 
@@ -213,25 +219,28 @@ def _known_kinds(counts: dict[str, int]) -> dict[str, int]:
 # -- routes ------------------------------------------------------------------------------------
 
 @router.get("/v1/agents", response_model=AgentList, tags=["agents"], responses=_ERRORS)
-def list_agents(repo: RepoDep, _key: ReadScoresKey, date_from: DateFrom = None,
-                date_to: DateTo = None) -> AgentList:
-    """Every agent with scored calls in the range: calls, mean score, pass rate, auto-fails, violations."""
+def list_agents(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None, date_to: DateTo = None,
+                team: TeamQ = None, vendor: VendorQ = None) -> AgentList:
+    """Every agent with scored calls in the range: calls, mean score, pass rate, auto-fails, violations
+    (only the calls of a team or vendor with `team=` / `vendor=`)."""
     check_range(date_from, date_to)
-    rows = repo.views.agents(Filters(date_from=date_from, date_to=date_to))
+    rows = repo.views.agents(teams.scoped(key, Filters(date_from=date_from, date_to=date_to, team=team,
+                                                       vendor=vendor)))
     return AgentList(date_from=date_from, date_to=date_to,
                      agents=[AgentOut.of(a.agent_id, a.totals) for a in rows])
 
 
 @router.get("/v1/agents/{agent_id}/summary", response_model=AgentSummaryOut, tags=["agents"],
             responses=_ERRORS)
-def agent_summary(agent_id: str, repo: RepoDep, _key: ReadScoresKey, date_from: DateFrom = None,
+def agent_summary(agent_id: str, repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
                   date_to: DateTo = None, rubric_id: RubricQ = None, verdict: VerdictQ = None,
                   violation: ViolationQ = None, page: PageQ = 1,
                   page_size: PageSizeQ = 50) -> AgentSummaryOut:
     """An agent's aggregate, weekly trend (ISO weeks), pass rate per criterion and a page of scorecards."""
     check_range(date_from, date_to)
-    filters = Filters(date_from=date_from, date_to=date_to, rubric_id=rubric_id, verdict=verdict,
-                      violation=violation)
+    teams.readable_agent(repo, key, agent_id)
+    filters = teams.scoped(key, Filters(date_from=date_from, date_to=date_to, rubric_id=rubric_id,
+                                        verdict=verdict, violation=violation))
     return AgentSummaryOut.of(repo.views.agent_report(agent_id, filters, page, page_size))
 
 
@@ -241,28 +250,31 @@ _CSV: dict[int | str, dict[str, Any]] = {
 
 @router.get("/v1/agents/{agent_id}/scorecards.csv", tags=["agents"], response_class=StreamingResponse,
             responses={**_ERRORS, **_CSV})
-def agent_scorecards_csv(agent_id: str, repo: RepoDep, _key: ReadScoresKey, date_from: DateFrom = None,
+def agent_scorecards_csv(agent_id: str, repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
                          date_to: DateTo = None, rubric_id: RubricQ = None, verdict: VerdictQ = None,
                          violation: ViolationQ = None) -> StreamingResponse:
     """An agent's latest scorecards as CSV, newest call first."""
     check_range(date_from, date_to)
-    filters = Filters(agent_id=agent_id, date_from=date_from, date_to=date_to, rubric_id=rubric_id,
-                      verdict=verdict, violation=violation)
+    teams.readable_agent(repo, key, agent_id)
+    filters = teams.scoped(key, Filters(agent_id=agent_id, date_from=date_from, date_to=date_to,
+                                        rubric_id=rubric_id, verdict=verdict, violation=violation))
     return _csv(repo.views, filters, f"{_safe_name(agent_id)}-scorecards.csv")
 
 
 @router.get("/v1/calls", response_model=CallPage, tags=["calls"], responses={**_ERRORS, **_CSV})
-def list_calls(repo: RepoDep, _key: ReadScoresKey,
+def list_calls(repo: RepoDep, key: ReadScoresKey,
                agent_id: Annotated[str | None, Query(max_length=100)] = None, date_from: DateFrom = None,
                date_to: DateTo = None, verdict: VerdictQ = None, violation: ViolationQ = None,
                status: Annotated[CallStatus | None, Query()] = None, rubric_id: RubricQ = None,
+               team: TeamQ = None, vendor: VendorQ = None,
                page: PageQ = 1, page_size: PageSizeQ = 50,
                format: Annotated[Literal["json", "csv"], Query(description="csv: scored calls, all pages")]
                = "json") -> Any:
     """Calls newest first with their latest verdict, filtered and paged; `format=csv` exports scorecards."""
     check_range(date_from, date_to)
-    filters = Filters(agent_id=agent_id, date_from=date_from, date_to=date_to, verdict=verdict,
-                      violation=violation, status=status, rubric_id=rubric_id)
+    filters = teams.scoped(key, Filters(agent_id=agent_id, date_from=date_from, date_to=date_to,
+                                        verdict=verdict, violation=violation, status=status,
+                                        rubric_id=rubric_id, team=team, vendor=vendor))
     views = repo.views
     if format == "csv":
         return _csv(views, filters, "scorecards.csv")
@@ -277,11 +289,11 @@ def list_calls(repo: RepoDep, _key: ReadScoresKey,
                        416: {"description": "The range asked for is outside the recording"},
                        404: {"model": Error, "description": "No such call, or no redacted audio is kept"}})
 def call_audio(call_id: str, request: Request, repo: RepoDep, inputs: InputsDep,
-               _key: ReadScoresKey) -> Response:
+               key: ReadScoresKey) -> Response:
     """The call's redacted recording, when one is kept; a `Range: bytes=...` request gets that part
     (206), so a player seeks without fetching the whole recording, from a local folder or an object
     store alike."""
-    ref = redacted_audio(inputs, repo.get_call(call_id).id)
+    ref = redacted_audio(inputs, readable_call(repo, key, call_id).id)
     if ref is None:
         raise NotFound("no redacted audio is kept for this call")
     try:

@@ -19,6 +19,7 @@ from qa_service.access.keys import MANAGE_CERTIFICATIONS, READ_CERTIFICATIONS, r
 from qa_service.api.deps import RepoDep
 from qa_service.api.schemas import Error
 from qa_service.services import certification as certs
+from qa_service.services import teams
 from qa_service.storage.repository import Certification, ImportCounts, StoredKey, TrainingRecord
 
 router = APIRouter(tags=["certification"])
@@ -149,31 +150,35 @@ async def post_certifications(request: Request, repo: RepoDep, _key: ManageKey) 
 
 
 @router.get("/v1/certifications", response_model=list[CertificationOut], responses=_ERRORS)
-def list_certifications(repo: RepoDep, _key: ReadKey, agent_id: str | None = None) -> list[CertificationOut]:
+def list_certifications(repo: RepoDep, key: ReadKey, agent_id: str | None = None) -> list[CertificationOut]:
     """Every certification (one agent's), by agent, name and issue date."""
-    return [CertificationOut.of(c) for c in repo.certification.certifications(agent_id=agent_id)]
+    found = repo.certification.certifications(agent_id=agent_id)
+    return [CertificationOut.of(c) for c in teams.visible(repo, key, found, lambda c: c.agent_id)]
 
 
 @router.get("/v1/certifications/expiring", response_model=ExpiringList, responses=_ERRORS)
 def expiring_certifications(
-    repo: RepoDep, _key: ReadKey,
+    repo: RepoDep, key: ReadKey,
     within_days: Annotated[int, Query(ge=0, le=3650)] = certs.DEFAULT_WITHIN_DAYS,
     on: Annotated[date | None, Query(description="Count from this day (default: today, UTC)")] = None,
 ) -> ExpiringList:
     """Certifications that expire within this many days, soonest first (renewed ones left out)."""
     day = on or _today()
-    items = certs.expiring(store=repo, today=day, within_days=within_days)
+    items = teams.visible(repo, key, certs.expiring(store=repo, today=day, within_days=within_days),
+                          lambda i: i.certification.agent_id)
     return ExpiringList(on=day, within_days=within_days, count=len(items),
                         certifications=[ExpiringOut.of_item(i) for i in items])
 
 
 @router.get("/v1/certifications/lapsed", response_model=list[ExpiringOut], responses=_ERRORS)
 def lapsed_certifications(
-    repo: RepoDep, _key: ReadKey,
+    repo: RepoDep, key: ReadKey,
     on: Annotated[date | None, Query(description="As of this day (default: today, UTC)")] = None,
 ) -> list[ExpiringOut]:
     """Certifications that have expired and were not renewed, most recently lapsed first."""
-    return [ExpiringOut.of_item(i) for i in certs.lapsed(store=repo, today=on or _today())]
+    lapsed = certs.lapsed(store=repo, today=on or _today())
+    shown = teams.visible(repo, key, lapsed, lambda i: i.certification.agent_id)
+    return [ExpiringOut.of_item(i) for i in shown]
 
 
 @router.post("/v1/training-records", response_model=ImportOut, openapi_extra=_IMPORT,
@@ -193,18 +198,19 @@ async def post_training(request: Request, repo: RepoDep, _key: ManageKey) -> Any
 
 
 @router.get("/v1/training-records", response_model=list[TrainingOut], responses=_ERRORS)
-def list_training(repo: RepoDep, _key: ReadKey, agent_id: str | None = None, pack_id: str | None = None,
+def list_training(repo: RepoDep, key: ReadKey, agent_id: str | None = None, pack_id: str | None = None,
                   version: str | None = None) -> list[TrainingOut]:
     """Training records, filtered by agent, policy pack and version."""
-    return [TrainingOut.of(r) for r in repo.certification.training(agent_id=agent_id, pack_id=pack_id,
-                                                                    pack_version=version)]
+    found = repo.certification.training(agent_id=agent_id, pack_id=pack_id, pack_version=version)
+    return [TrainingOut.of(r) for r in teams.visible(repo, key, found, lambda r: r.agent_id)]
 
 
 @router.get("/v1/policy-packs/{pack_id}/versions/{version}/untrained", response_model=UntrainedList,
             tags=["rules"], responses={**_ERRORS, 404: {"model": Error}})
-def untrained_agents(pack_id: str, version: str, repo: RepoDep, _key: ReadKey) -> UntrainedList:
+def untrained_agents(pack_id: str, version: str, repo: RepoDep, key: ReadKey) -> UntrainedList:
     """Agents who took calls under this policy pack (any version) or hold a certification covering it,
     and have no training record for this version."""
-    agents = certs.untrained(store=repo, pack_id=pack_id, version=version)
+    agents = teams.visible(repo, key, certs.untrained(store=repo, pack_id=pack_id, version=version),
+                           lambda a: str(a["agent_id"]))
     return UntrainedList(pack_id=pack_id, version=version, count=len(agents),
                          agents=[UntrainedAgent(**a) for a in agents])

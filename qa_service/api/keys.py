@@ -8,7 +8,7 @@ and the key acted on. A key revoked here stops working at once in this process a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qa_service.api.deps import AdminKey, RepoDep
 from qa_service.api.schemas import Error
 from qa_service.auth import find_key, issue_key, revoke_key
+from qa_service.services.teams import make_scope
 from qa_service.storage.repository import Role, StoredKey
 
 router = APIRouter(tags=["keys"])
@@ -34,12 +35,18 @@ class KeyOut(BaseModel):
                                            "none for keys made before they were kept")
     created_at: datetime
     revoked: bool
+    teams: list[str] = Field(default_factory=list, description="The key reads only these teams' calls "
+                                                               "(empty: any team)")
+    vendors: list[str] = Field(default_factory=list, description="The key reads only these vendors' calls "
+                                                                 "(empty: any vendor)")
 
     @classmethod
     def of(cls, key: StoredKey) -> KeyOut:
         """The public face of a stored key (never its hash)."""
+        scope = key.scope
         return cls(id=key.id, name=key.name, role=key.role, prefix=key.prefix, created_at=key.created_at,
-                   revoked=key.revoked)
+                   revoked=key.revoked, teams=list(scope.teams) if scope else [],
+                   vendors=list(scope.vendors) if scope else [])
 
 
 class NewKeyIn(BaseModel):
@@ -47,6 +54,12 @@ class NewKeyIn(BaseModel):
 
     role: Role
     name: str = Field(min_length=1, max_length=200, description="Who or what uses the key")
+    teams: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=100,
+        description="Scope a supervisor or qa key to these teams: it reads only their agents' calls")
+    vendors: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=100,
+        description="Scope a supervisor or qa key to these vendors (with teams: both must match)")
 
 
 class NewKeyOut(KeyOut):
@@ -63,7 +76,7 @@ def list_keys(repo: RepoDep, _key: AdminKey) -> list[KeyOut]:
              responses={**_ERRORS, 422: {"model": Error, "description": "Unknown role or empty name"}})
 def create_key(body: NewKeyIn, repo: RepoDep, response: Response, _key: AdminKey) -> NewKeyOut:
     """Make a key with a role; the answer holds the key itself, which is not shown again (admin only)."""
-    stored, key = issue_key(repo, body.role, body.name)
+    stored, key = issue_key(repo, body.role, body.name, make_scope(body.role, body.teams, body.vendors))
     response.headers["Location"] = f"/v1/keys/{stored.id}"
     response.headers["Cache-Control"] = "no-store"
     return NewKeyOut(**KeyOut.of(stored).model_dump(), key=key)

@@ -38,14 +38,14 @@ class PolicyCurrency(BaseModel):
 
 @router.get("/v1/policy-currency", response_model=PolicyCurrency, tags=["agents"],
             responses={401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}})
-def policy_currency(repo: RepoDep, _key: ReadScoresKey,
+def policy_currency(repo: RepoDep, key: ReadScoresKey,
                     date_from: Annotated[date | None, Query(alias="from")] = None,
                     date_to: Annotated[date | None, Query(alias="to")] = None,
                     agent_id: str | None = None) -> Any:
     """The refresher list: agents who stated outdated policy, per fact, with the calls. Mentions a
     reviewer dismissed are left out; items to check a reviewer confirmed are in."""
     check_range(date_from, date_to)
-    calls_read, listing = reviewed_currency(store=repo, date_from=date_from, date_to=date_to,
+    calls_read, listing = reviewed_currency(store=repo, key=key, date_from=date_from, date_to=date_to,
                                             agent_id=agent_id)
     agents = {agent: {fact: [OutdatedMention(**m) for m in calls] for fact, calls in facts.items()}
               for agent, facts in listing.items()}

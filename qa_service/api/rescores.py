@@ -19,6 +19,7 @@ from qa_service.api.deps import QueueDep, ReadRescoresKey, RepoDep, SettingsDep,
 from qa_service.api.policy import OutdatedMention
 from qa_service.api.schemas import Error, RulesRefOut
 from qa_service.services import rescores
+from qa_service.services.teams import unscoped_only
 from qa_service.storage.repository import StoredRescoreRun
 
 log = logging.getLogger(__name__)
@@ -175,17 +176,19 @@ def start_rescore(body: RescoreIn, repo: RepoDep, queue: QueueDep, settings: Set
 
 @router.get("/v1/rescores/{run_id}", response_model=RescoreRunDetail,
             responses={**_ERRORS, 404: {"model": Error}})
-def get_rescore(run_id: str, repo: RepoDep, _key: ReadRescoresKey) -> RescoreRunDetail:
+def get_rescore(run_id: str, repo: RepoDep, key: ReadRescoresKey) -> RescoreRunDetail:
     """A run's status (queued, running, done, failed + reason) and, when done, its impact summary."""
+    unscoped_only(key, "a rescore run")
     run = repo.get_rescore_run(run_id)
     summary = ImpactSummary.model_validate(run.summary) if run.summary is not None else None
     return RescoreRunDetail(**_fields(run), summary=summary)
 
 
 @router.get("/v1/rescores", response_model=list[RescoreRunOut], responses=_ERRORS)
-def list_rescores(repo: RepoDep, _key: ReadRescoresKey,
+def list_rescores(repo: RepoDep, key: ReadRescoresKey,
                   status: Literal["queued", "running", "done", "failed"] | None = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[RescoreRunOut]:
     """Recent runs, newest first, with headline counts (the full impact is on each run's own URL)."""
+    unscoped_only(key, "a rescore run")
     runs = repo.list_rescore_runs(statuses=[status] if status else None, limit=limit)
     return [RescoreRunOut(**_fields(r)) for r in runs]

@@ -16,6 +16,7 @@ from qa_service.api.deps import AdminKey, ReadScoresKey, RepoDep, ReviewKey
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.scorecard import ReviewedScorecardDoc
 from qa_service.services import reviews
+from qa_service.services.calls import readable_call
 
 router = APIRouter(tags=["review"])
 
@@ -44,22 +45,23 @@ def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey) -> 
 
 
 @router.get("/v1/calls/{call_id}/reviews")
-def get_reviews(call_id: str, repo: RepoDep, _key: ReadScoresKey) -> list[dict[str, Any]]:
+def get_reviews(call_id: str, repo: RepoDep, key: ReadScoresKey) -> list[dict[str, Any]]:
     """Every review of the call, oldest first."""
-    return [r.to_dict() for r in reviews.call_reviews(store=repo, call_id=call_id)]
+    return [r.to_dict() for r in reviews.call_reviews(store=repo, key=key, call_id=call_id)]
 
 
 @router.get("/v1/calls/{call_id}/scorecard/reviewed",
             responses={200: {"description": "Scorecard format v1 with its review",
                              "model": ReviewedScorecardDoc}})
-def get_reviewed_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey) -> dict[str, Any]:
+def get_reviewed_scorecard(call_id: str, repo: RepoDep, key: ReadScoresKey) -> dict[str, Any]:
     """The latest scorecard with its `review` section: automatic and reviewed verdicts, who, when, why."""
-    return reviews.reviewed_card(store=repo, stored=repo.get_scorecard(call_id))
+    call = readable_call(repo, key, call_id)
+    return reviews.reviewed_card(store=repo, stored=repo.get_scorecard(call.id))
 
 
 @router.get("/v1/review-queue")
 def review_queue(
-    request: Request, repo: RepoDep, _key: ReadScoresKey,
+    request: Request, repo: RepoDep, key: ReadScoresKey,
     agent_id: str | None = None,
     date_from: Annotated[date | None, Query(alias="from", description="First call date, inclusive")] = None,
     date_to: Annotated[date | None, Query(alias="to", description="Last call date, inclusive")] = None,
@@ -70,7 +72,7 @@ def review_queue(
     check (phrases and figures nearly heard), plus each agent's weekly sample. `why` says which."""
     share = request.app.state.settings.review_share
     calls = []
-    for call in reviews.review_queue(store=repo, share=share, agent_id=agent_id, date_from=date_from,
+    for call in reviews.review_queue(store=repo, key=key, share=share, agent_id=agent_id, date_from=date_from,
                                      date_to=date_to):
         calls.append(call)
         if len(calls) >= limit:

@@ -43,20 +43,22 @@ from qa_service.api.schemas import (
 )
 from qa_service.errors import InputError, NotFound, QAServiceError
 from qa_service.scorecard import ScorecardDoc
-from qa_service.services import calls
+from qa_service.services import calls, teams
 from qa_service.services.calls import (
     CallInput,
     CallRequest,
     QueueUnavailable,
     Submitted,
     may_read,
+    readable_call,
     transcript_too_large,
 )
 from qa_service.services.rescores import start_publish_rescan
 from qa_service.services.rules import add_rules, rules_path
 from qa_service.settings import Settings
 from qa_service.storage.inputs import InputTooLarge
-from qa_service.storage.repository import Repository, RescoreOverlap, RulesKind
+from qa_service.storage.repository import AgentSummary, Repository, RescoreOverlap, RulesKind
+from qa_service.storage.views import Filters
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -121,7 +123,7 @@ async def submit_call(request: Request, settings: SettingsDep, repo: RepoDep, qu
             channels=fields.channels, source="upload", submitted_by_key_id=key.id, channel=fields.channel)
         submitted = await run_in_threadpool(lambda: calls.submit_call(
             store=repo, settings=settings, queue=queue, request=request_, upload=upload, inputs=inputs,
-            visible=lambda call: may_read(key, call)))
+            visible=lambda call: may_read(key, call, store=repo)))
         return accepted(submitted, response)
     finally:
         await form.close()
@@ -185,7 +187,7 @@ def accepted(submitted: Submitted, response: Response) -> CallAccepted:
 def get_call(call_id: str, repo: RepoDep, key: ReadCallKey) -> CallOut:
     """A call's status (queued, processing, done, failed + reason)."""
     call = repo.get_call(call_id)
-    if not may_read(key, call):
+    if not may_read(key, call, store=repo):
         raise NotFound(f"no call with id {call_id!r}")  # as for a call that does not exist
     return CallOut.of(call)
 
@@ -196,10 +198,12 @@ def get_call(call_id: str, repo: RepoDep, key: ReadCallKey) -> CallOut:
                404: {"model": Error, "description": "No such call, or not scored yet"},
                409: {"model": Error, "description": "The call failed; see the reason"}},
 )
-def get_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey,
+def get_scorecard(call_id: str, repo: RepoDep, key: ReadScoresKey,
                   version: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
                   ) -> Response:
     """The call's scorecard (format v1); rescored calls keep earlier versions."""
+    if key.scope is not None:
+        readable_call(repo, key, call_id)  # NotFound outside the key's teams, as for no such call
     # One database read for the call's status and the scorecard, sent as the JSON text stored.
     found = repo.scorecard_text(call_id, version)
     if found.status == "failed":
@@ -218,8 +222,9 @@ def get_scorecard(call_id: str, repo: RepoDep, _key: ReadScoresKey,
 @router.post("/v1/calls/{call_id}/retry", status_code=202, response_model=CallAccepted, tags=["calls"],
              responses={**_ERRORS, 404: {"model": Error}, 409: {"model": Error}})
 def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsDep, inputs: InputsDep,
-               _key: RetryKey) -> CallAccepted:
+               key: RetryKey) -> CallAccepted:
     """Queue a failed call again (its input must still be stored)."""
+    readable_call(repo, key, call_id)  # NotFound outside a scoped key's teams
     call = calls.retry_call(store=repo, inputs=inputs, settings=settings, queue=queue, call_id=call_id)
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
 
@@ -229,7 +234,7 @@ def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsD
 @router.get("/v1/agents/{agent_id}/scorecards", response_model=AgentScorecards, tags=["agents"],
             responses={**_ERRORS, 422: {"model": Error}})
 def agent_scorecards(
-    agent_id: str, repo: RepoDep, _key: ReadScoresKey,
+    agent_id: str, repo: RepoDep, key: ReadScoresKey,
     date_from: Annotated[date | None, Query(alias="from", description="First call date, inclusive")] = None,
     date_to: Annotated[date | None, Query(alias="to", description="Last call date, inclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -237,7 +242,14 @@ def agent_scorecards(
     """An agent's latest scorecard per call in a date range, newest first, with count, mean and pass rate."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
+    teams.readable_agent(repo, key, agent_id)
     rows, summary = repo.agent_scorecards(agent_id, date_from, date_to, limit=limit)
+    if key.scope is not None:  # only the calls inside the key's teams, and their aggregate
+        rows = teams.visible(repo, key, rows, lambda r: r.agent_id, lambda r: r.call_date)
+        t = repo.views.totals(teams.scoped(key, Filters(agent_id=agent_id, date_from=date_from,
+                                                        date_to=date_to)))
+        summary = AgentSummary(count=t.count, mean_score=t.mean_score, pass_rate=t.pass_rate,
+                               auto_fail_count=t.auto_fail_count)
     return AgentScorecards(
         agent_id=agent_id, **{"from": date_from, "to": date_to},
         aggregate=Aggregate(count=summary.count, mean_score=summary.mean_score, pass_rate=summary.pass_rate,

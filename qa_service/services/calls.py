@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, BinaryIO
 
-from qa_service.errors import Conflict, TranscriptError, TransientError
+from qa_service.errors import Conflict, NotFound, TranscriptError, TransientError
 from qa_service.intake import parse_transcript, settle_channel
 from qa_service.queueing import enqueue_call, is_queued
 from qa_service.records import CallMeta
 from qa_service.services.rules import keep_loaded_rules, stored_rules
+from qa_service.services.teams import in_scope
 from qa_service.settings import Settings
 from qa_service.storage.inputs import InputTooLarge, input_suffix
 from qa_service.storage.objects import InputStore, ObjectMissing
@@ -47,10 +48,21 @@ class QueueUnavailable(TransientError):
     """Redis refused the job; the call is stored and will be enqueued again later."""
 
 
-def may_read(key: StoredKey, call: StoredCall) -> bool:
-    """Whether a key may read a call: its role reads every call, or the key uploaded the call."""
-    return key.role in READS_EVERY_CALL or (call.submitted_by_key_id is not None
-                                            and call.submitted_by_key_id == key.id)
+def may_read(key: StoredKey, call: StoredCall, *, store: Repository) -> bool:
+    """Whether a key may read a call: its role reads every call (inside the key's teams and vendors, when
+    it is scoped), or the key uploaded the call."""
+    if key.role in READS_EVERY_CALL:
+        return in_scope(store, key, call)
+    return call.submitted_by_key_id is not None and call.submitted_by_key_id == key.id
+
+
+def readable_call(store: Repository, key: StoredKey, call_id: str) -> StoredCall:
+    """The call, when the key may read it; NotFound otherwise, as for a call that does not exist (a scoped
+    key learns nothing of other teams' calls, not even that they exist)."""
+    call = store.get_call(call_id)
+    if not may_read(key, call, store=store):
+        raise NotFound(f"no call with id {call_id!r}")
+    return call
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from qa_service.review import (
     needs_review,
     rubric_terms,
 )
+from qa_service.services.calls import readable_call
+from qa_service.services.teams import reach
 from qa_service.storage.repository import Repository, StoredKey, StoredScorecard
 
 # Roles that review scorecards (admin may do everything).
@@ -56,6 +58,7 @@ def add_review(*, store: Repository, key: StoredKey, call_id: str, target: str, 
         check_review(target, action, reason)
     except ReviewError as exc:
         raise BadReview(str(exc)) from None
+    readable_call(store, key, call_id)  # a scoped reviewer reviews its teams' calls only
     stored = store.get_scorecard(call_id)
     if not has_target(stored.data, target, target_id):
         what = {"to_check": "item to check"}.get(target, target)
@@ -69,20 +72,24 @@ def add_review(*, store: Repository, key: StoredKey, call_id: str, target: str, 
     return review, card
 
 
-def call_reviews(*, store: Repository, call_id: str) -> list[Review]:
-    """Every review of a call, oldest first (NotFound for a call that does not exist)."""
-    return store.reviews.for_call(store.get_call(call_id).id)
+def call_reviews(*, store: Repository, key: StoredKey, call_id: str) -> list[Review]:
+    """Every review of a call, oldest first (NotFound for a call that does not exist or the key may not
+    read)."""
+    return store.reviews.for_call(readable_call(store, key, call_id).id)
 
 
-def review_queue(*, store: Repository, share: float, agent_id: str | None = None,
+def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: str | None = None,
                  date_from: date | None = None, date_to: date | None = None) -> Iterator[dict[str, Any]]:
     """Calls marked for review and not reviewed yet, oldest first: every provisional verdict, every
     call with an outdated-policy mention, every auto-fail, every call with items to check or findings
     (a lapsed certification), plus each agent's weekly sample of `share`. `why` names the first of
-    these that holds."""
+    these that holds. A scoped key gets its teams' calls only."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
+    inside = reach(store, key)
     for c in store.reviews.queue_candidates(agent_id, date_from, date_to):
+        if not inside.call(c.agent_id, c.call_date):
+            continue
         if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
                         to_check=c.to_check > 0 or c.provisional or c.findings > 0,
                         outdated=c.outdated > 0):
@@ -111,15 +118,16 @@ def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]
     }
 
 
-def policy_currency(*, store: Repository, date_from: date | None = None, date_to: date | None = None,
-                    agent_id: str | None = None) -> tuple[int, Refresher]:
+def policy_currency(*, store: Repository, key: StoredKey, date_from: date | None = None,
+                    date_to: date | None = None, agent_id: str | None = None) -> tuple[int, Refresher]:
     """How many calls were read, and the refresher list as reviewed: per agent and policy fact, the
     outdated mentions that count (dismissed ones left out, confirmed items to check in), each saying
     whether a reviewer confirmed it."""
     # The stored row's agent and date are the call's, whatever the scorecard's JSON says.
+    inside = reach(store, key)
     cards = [(s.call_id, {**s.data, "agent_id": s.agent_id, "call_date": s.call_date.isoformat()})
              for s in store.latest_scorecards(date_from, date_to)
-             if agent_id is None or s.agent_id == agent_id]
+             if (agent_id is None or s.agent_id == agent_id) and inside.call(s.agent_id, s.call_date)]
     reviewed = store.reviews.reviewed_call_ids([call_id for call_id, _ in cards])
     read = [(call_id, apply_reviews(card, store.reviews.for_call(call_id)) if call_id in reviewed else card)
             for call_id, card in cards]

@@ -13,6 +13,7 @@ from qa_service.errors import NotFound
 from qa_service.storage import tables as t
 from qa_service.storage.db import SqlPart, utc, utc_now, uuid_or_404
 from qa_service.storage.repository import (
+    Scope,
     StoredKey,
 )
 
@@ -29,13 +30,15 @@ class SqlKeys(SqlPart):
     _keys: dict[str, tuple[float, StoredKey]]
 
 
-    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
-        """Store a new API key's hash (and its first characters, to recognise it by)."""
+    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None,
+                scope: Scope | None = None) -> StoredKey:
+        """Store a new API key's hash (and its first characters, to recognise it by) with its scope."""
         key_id = str(uuid.uuid4())
         with self._write() as conn:
             conn.execute(t.api_keys.insert().values(
                 id=key_id, name=name, role=role, key_hash=key_hash, prefix=prefix, created_at=utc_now(),
-                revoked=False))
+                revoked=False, scope_teams=list(scope.teams) if scope is not None else None,
+                scope_vendors=list(scope.vendors) if scope is not None else None))
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
         return _key(row)
 
@@ -78,5 +81,7 @@ class SqlKeys(SqlPart):
 
 
 def _key(row: Any) -> StoredKey:
+    teams, vendors = tuple(row["scope_teams"] or ()), tuple(row["scope_vendors"] or ())
     return StoredKey(id=str(row["id"]), name=row["name"], role=row["role"], key_hash=row["key_hash"],
-                     created_at=utc(row["created_at"]), revoked=bool(row["revoked"]), prefix=row["prefix"])
+                     created_at=utc(row["created_at"]), revoked=bool(row["revoked"]), prefix=row["prefix"],
+                     scope=Scope(teams=teams, vendors=vendors) if teams or vendors else None)

@@ -1,7 +1,7 @@
 """The storage protocols kept in memory, for the services' unit tests (no database, no migrations).
 
 `MemoryRepository` holds calls, scorecards, rules, rescore runs and keys as its methods and reviews,
-the audit log, web sessions and certifications as its parts, with the errors the SQL implementation
+the audit log, web sessions, certifications and teams as its parts, with the errors the SQL implementation
 raises. The read-side views are SQL queries over the latest scorecards and have no twin here (`views` raises).
 One process, one thread: nothing here is shared between processes.
 """
@@ -30,11 +30,13 @@ from qa_service.storage.repository import (
     Certification,
     ErasureNote,
     ImportCounts,
+    Membership,
     NewCall,
     NewRescoreRun,
     Repository,
     RescoreOverlap,
     RulesKind,
+    Scope,
     ScorecardText,
     StoredCall,
     StoredKey,
@@ -225,6 +227,38 @@ class MemoryCertification:
         return {c.agent_id for c in self._repo.calls.values() if c.policy_pack_id == pack_id}
 
 
+class MemoryTeams:
+    """`TeamStore` in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, date], Membership] = {}
+
+    def put_memberships(self, items: Sequence[Membership]) -> ImportCounts:
+        """Store memberships (one per agent and start date; a changed one replaces the stored)."""
+        added = updated = unchanged = 0
+        for item in items:
+            stored = self.rows.get((item.agent_id, item.since))
+            if stored is None:
+                added += 1
+            elif stored == item:
+                unchanged += 1
+                continue
+            else:
+                updated += 1
+            self.rows[(item.agent_id, item.since)] = item
+        return ImportCounts(added=added, updated=updated, unchanged=unchanged)
+
+    def memberships(self, agent_id: str | None = None, scope: Scope | None = None) -> list[Membership]:
+        """Memberships (one agent's, those inside a scope), by agent and start date."""
+        return [m for _, m in sorted(self.rows.items())
+                if (agent_id is None or m.agent_id == agent_id)
+                and (scope is None or scope.allows(m.team, m.vendor))]
+
+    def teams_and_vendors(self) -> tuple[list[str], list[str]]:
+        """Every team and every vendor named by a membership, sorted."""
+        return (sorted({m.team for m in self.rows.values()}), sorted({m.vendor for m in self.rows.values()}))
+
+
 class MemoryRepository:
     """`Repository` in memory (but for the read-side views)."""
 
@@ -239,6 +273,7 @@ class MemoryRepository:
         self.audit = MemoryAudit()
         self.sessions = MemorySessions()
         self.certification = MemoryCertification(self)
+        self.teams = MemoryTeams()
 
     @property
     def views(self) -> NoReturn:
@@ -488,10 +523,11 @@ class MemoryRepository:
 
     # -- API keys ------------------------------------------------------------------------------
 
-    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
+    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None,
+                scope: Scope | None = None) -> StoredKey:
         """Store a key's hash under a new id."""
         key = StoredKey(id=str(uuid.uuid4()), name=name, role=role, key_hash=key_hash,  # type: ignore[arg-type]
-                        created_at=_now(), revoked=False, prefix=prefix)
+                        created_at=_now(), revoked=False, prefix=prefix, scope=scope)
         self.keys[key.id] = key
         return key
 

@@ -155,6 +155,43 @@ class StoredKey:
     revoked: bool
     # The key's first characters, to recognise it by; None for keys made before they were kept.
     prefix: str | None = None
+    # The teams and vendors whose calls the key reads (None: every call its role reads).
+    scope: Scope | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose calls a key reads: the calls of agents who, on the call's date, were in one of `teams` (any
+    team when empty) and with one of `vendors` (any vendor when empty). At least one of them is named."""
+
+    teams: tuple[str, ...] = ()
+    vendors: tuple[str, ...] = ()
+
+    def allows(self, team: str, vendor: str) -> bool:
+        """Whether a membership of this team and vendor is inside the scope."""
+        return (not self.teams or team in self.teams) and (not self.vendors or vendor in self.vendors)
+
+    def describe(self) -> str:
+        """The scope as `team=A,B vendor=V` (for tables and audit rows)."""
+        parts = [f"team={','.join(self.teams)}" if self.teams else "",
+                 f"vendor={','.join(self.vendors)}" if self.vendors else ""]
+        return " ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """An agent's team and vendor (an outsourcing company, or `in-house`) from `since` to `until`
+    (inclusive; None: still there). A call counts for the membership in force on the call's date."""
+
+    agent_id: str
+    team: str
+    vendor: str
+    since: date
+    until: date | None = None
+
+    def on(self, day: date) -> bool:
+        """Whether the membership was in force on this day."""
+        return self.since <= day and (self.until is None or day <= self.until)
 
 
 @dataclass(frozen=True)
@@ -401,8 +438,9 @@ class RescoreRunStore(Protocol):
 class KeyStore(Protocol):
     """API keys, stored by their hash only."""
 
-    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None) -> StoredKey:
-        """Store a new API key's hash (and its first characters, to recognise it by)."""
+    def add_key(self, name: str, role: str, key_hash: str, prefix: str | None = None,
+                scope: Scope | None = None) -> StoredKey:
+        """Store a new API key's hash (and its first characters, to recognise it by) with its scope."""
         ...
 
     def key_by_hash(self, key_hash: str, max_age_s: float = 0.0) -> StoredKey | None:
@@ -534,6 +572,23 @@ class CertificationStore(Protocol):
         ...
 
 
+class TeamStore(Protocol):
+    """Agents' teams and vendors by date (errors: Conflict)."""
+
+    def put_memberships(self, items: Sequence[Membership]) -> ImportCounts:
+        """Store memberships in one transaction: one row per agent and start date; the same agent and
+        start date again with another team, vendor or end replaces it (a correction)."""
+        ...
+
+    def memberships(self, agent_id: str | None = None, scope: Scope | None = None) -> list[Membership]:
+        """Memberships (one agent's, those inside a scope), by agent and start date."""
+        ...
+
+    def teams_and_vendors(self) -> tuple[list[str], list[str]]:
+        """Every team and every vendor named by a membership, sorted."""
+        ...
+
+
 class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStore, ErasureStore, Protocol):
     """The one storage object: calls, scorecards, rules, rescore runs and API keys as its methods (by
     aggregate above), with reviews, the audit log, web sessions, certifications and the read-side views
@@ -542,6 +597,11 @@ class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStor
     @property
     def certification(self) -> CertificationStore:
         """Agents' certifications and training records."""
+        ...
+
+    @property
+    def teams(self) -> TeamStore:
+        """Agents' teams and vendors by date."""
         ...
 
     @property

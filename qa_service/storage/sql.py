@@ -29,6 +29,7 @@ from qa_service.storage.review import SqlAudit, SqlReviews
 from qa_service.storage.rules import SqlRules
 from qa_service.storage.scorecards import SqlScorecards
 from qa_service.storage.sessions import SqlSessions
+from qa_service.storage.teams import SqlTeams
 from qa_service.storage.views import Views
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
 
 class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure):
     """`Repository` over SQLAlchemy Core, one part per aggregate (calls and scorecards, rules, rescore
-    runs, keys, erasure, and reviews, audit, sessions, certifications and views as attributes); safe to
+    runs, keys, erasure, and reviews, audit, sessions, certifications, teams and views as attributes); safe to
     share between threads (one engine, short transactions)."""
 
     def __init__(self, engine: Engine):
@@ -98,6 +99,7 @@ class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure
         self.audit = SqlAudit(engine)
         self.sessions = SqlSessions(engine)
         self.certification = SqlCertification(engine)
+        self.teams = SqlTeams(engine)
         self.views = Views(engine)
         self._keys = {}
 

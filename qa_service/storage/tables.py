@@ -118,6 +118,9 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(16), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The teams and vendors whose calls the key reads (JSON lists; both null: every call its role reads).
+    sa.Column("scope_teams", JSONType, nullable=True),
+    sa.Column("scope_vendors", JSONType, nullable=True),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
     sa.CheckConstraint("role IN ('admin', 'qa', 'telephony', 'supervisor')", name="ck_api_keys_role"),
 )
@@ -241,4 +244,22 @@ training_records = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.UniqueConstraint("agent_id", "pack_id", "pack_version", name="uq_training_records_agent_version"),
     sa.Index("ix_training_records_pack", "pack_id", "pack_version"),
+)
+
+# An agent's team and vendor from `since` to `until` (inclusive; null: still there). One row per agent and
+# start date; an agent's periods do not overlap (the service checks), so a call's date finds at most one.
+team_memberships = sa.Table(
+    "team_memberships", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("agent_id", sa.String(100), nullable=False),
+    sa.Column("team", sa.String(100), nullable=False),
+    sa.Column("vendor", sa.String(100), nullable=False),
+    sa.Column("since", sa.Date, nullable=False),
+    sa.Column("until", sa.Date, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("agent_id", "since", name="uq_team_memberships_agent_since"),
+    sa.CheckConstraint("until IS NULL OR since <= until", name="ck_team_memberships_dates"),
+    sa.Index("ix_team_memberships_team", "team"),
+    sa.Index("ix_team_memberships_vendor", "vendor"),
 )

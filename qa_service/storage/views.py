@@ -12,6 +12,7 @@ score, verdict, agent and date filters use plain indexed columns.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 
 from qa_service.storage import tables as t
+from qa_service.storage.repository import Scope
+from qa_service.storage.teams import member_on
 
 Verdict = Literal["pass", "fail"]
 VIOLATION_KINDS: tuple[str, ...] = ("prohibited", "outdated_policy")
@@ -40,11 +43,25 @@ class Filters:
     verdict: Verdict | None = None
     violation: str | None = None
     status: str | None = None
+    # Calls of agents in this team / with this vendor on the call's date.
+    team: str | None = None
+    vendor: str | None = None
+    # The reader's scope (its key's teams and vendors): None reads every call. Every door sets it from
+    # the key (`services.teams.scoped`); it is kept by `scope()` and everything below.
+    allowed: Scope | None = None
 
     def scope(self) -> Filters:
-        """The same agent, dates and rubric without the verdict and violation narrowing."""
+        """The same agent, dates, rubric, team and vendor without the verdict and violation narrowing."""
         return Filters(agent_id=self.agent_id, date_from=self.date_from, date_to=self.date_to,
-                       rubric_id=self.rubric_id)
+                       rubric_id=self.rubric_id, team=self.team, vendor=self.vendor, allowed=self.allowed)
+
+    def membership_scopes(self) -> list[Scope]:
+        """The membership conditions a call must meet on its date: the reader's scope, team and vendor."""
+        found = [self.allowed] if self.allowed is not None else []
+        if self.team is not None or self.vendor is not None:
+            found.append(Scope(teams=(self.team,) if self.team is not None else (),
+                               vendors=(self.vendor,) if self.vendor is not None else ()))
+        return found
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,14 @@ class AgentTotals:
     """One agent's line in the agent list."""
 
     agent_id: str
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class GroupTotals:
+    """One team's or vendor's line in a comparison."""
+
+    name: str
     totals: Totals
 
 
@@ -248,6 +273,7 @@ class Views:
             conds.append(sc.c.call_date >= f.date_from)
         if f.date_to is not None:
             conds.append(sc.c.call_date <= f.date_to)
+        conds.extend(member_on(sc.c.agent_id, sc.c.call_date, s) for s in f.membership_scopes())
         return sc, conds + self._card_conditions(f)
 
     def _card_conditions(self, f: Filters) -> list[Any]:
@@ -289,6 +315,33 @@ class Views:
             counts[str(kind)] = counts.get(str(kind), 0) + int(n)
         return [AgentTotals(agent_id=row[0], totals=_totals(row[1:], by_agent.get(row[0])))
                 for row in rows]
+
+    def groups(self, f: Filters, by: Literal["team", "vendor"]) -> list[GroupTotals]:
+        """Per team or vendor over the filtered calls, each call counted for the membership its agent was
+        in on the call's date (calls of agents without one are left out), ordered by name."""
+        joined, conds = self._scored(f)
+        sc, m = t.scorecards, t.team_memberships
+        joined = joined.join(m, sa.and_(m.c.agent_id == sc.c.agent_id, m.c.since <= sc.c.call_date,
+                                        sa.or_(m.c.until.is_(None), m.c.until >= sc.c.call_date)))
+        name = m.c[by]
+        query = sa.select(
+            name, sa.func.count(), sa.func.avg(_reviewed("score")),
+            sa.func.sum(sa.case((_reviewed("passed"), 1), else_=0)),
+            sa.func.sum(sa.case((_reviewed("auto_fail"), 1), else_=0)),
+            sa.func.sum(sa.case((sc.c.provisional, 1), else_=0)),
+        ).select_from(joined).where(*conds).group_by(name).order_by(name)
+        element = self._elements("violations")
+        kind = self._text(element, "kind")
+        kinds_q = (sa.select(name, kind, sa.func.count()).select_from(joined).join(element, sa.true())
+                   .where(*conds).group_by(name, kind))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            kinds = conn.execute(kinds_q).all()
+        by_name: dict[str, dict[str, int]] = {}
+        for group, k, n in kinds:
+            counts = by_name.setdefault(group, dict.fromkeys(VIOLATION_KINDS, 0))
+            counts[str(k)] = counts.get(str(k), 0) + int(n)
+        return [GroupTotals(name=str(r[0]), totals=_totals(r[1:], by_name.get(r[0]))) for r in rows]
 
     def _totals_query(self, joined: Any, conds: list[Any], *, by_agent: bool = False) -> Any:
         sc = t.scorecards
@@ -422,6 +475,8 @@ class Views:
             query = query.where(c.c.call_date <= f.date_to)
         if f.status is not None:
             query = query.where(c.c.status == f.status)
+        for s in f.membership_scopes():
+            query = query.where(member_on(c.c.agent_id, c.c.call_date, s))
         if f.rubric_id is not None:
             query = query.where(sa.func.coalesce(sc.c.rubric_id, c.c.rubric_id) == f.rubric_id)
         if f.verdict is not None or f.violation is not None:
@@ -467,8 +522,7 @@ class Views:
     def agent_report(self, agent_id: str, f: Filters, page: int = 1, page_size: int = 50) -> AgentReport:
         """The agent view: aggregate, trend and criteria over the date range and rubric; verdict and
         violation narrow only the list of calls."""
-        f = Filters(agent_id=agent_id, date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id,
-                    verdict=f.verdict, violation=f.violation, status=f.status)
+        f = dataclasses.replace(f, agent_id=agent_id)
         scope = f.scope()
         return AgentReport(agent_id=agent_id, filters=f, totals=self.totals(scope),
                            trend=self.weekly_trend(scope), criteria=self.criterion_rates(scope),
@@ -476,11 +530,14 @@ class Views:
 
     # -- choices for filter forms --------------------------------------------------------------
 
-    def agent_ids(self) -> list[str]:
-        """Every agent with at least one call."""
+    def agent_ids(self, f: Filters | None = None) -> list[str]:
+        """Every agent with at least one call (among the filters' calls)."""
         c = t.calls
+        query: Any = sa.select(c.c.agent_id)
+        if f is not None:
+            query = self._calls_query(f).with_only_columns(c.c.agent_id)
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(sa.select(c.c.agent_id).distinct().order_by(c.c.agent_id))]
+            return [r[0] for r in conn.execute(query.distinct().order_by(c.c.agent_id))]
 
     def violation_ids(self, f: Filters | None = None) -> list[tuple[str, str, str]]:
         """(id, kind, title) of every violation found on the latest scorecards in scope."""

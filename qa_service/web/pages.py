@@ -44,6 +44,8 @@ from qa_service.auth import verify_key
 from qa_service.errors import AuthError, Forbidden, NotFound
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.services import certification as certs
+from qa_service.services import teams
+from qa_service.services.calls import readable_call
 from qa_service.services.exports import (
     CSV_MEDIA_TYPE,
     RangeNotSatisfiable,
@@ -253,7 +255,7 @@ def _filters(request: Request, errors: list[str], *, agent: bool = True) -> Filt
     return Filters(agent_id=(q.get("agent_id") or None) if agent else None, date_from=date_from,
                    date_to=date_to, rubric_id=q.get("rubric_id") or None,
                    verdict=verdict, violation=q.get("violation") or None,  # type: ignore[arg-type]
-                   status=status)
+                   status=status, team=q.get("team") or None, vendor=q.get("vendor") or None)
 
 
 def _page_number(request: Request) -> int:
@@ -288,7 +290,8 @@ def agents_page(request: Request) -> Response:
         return to_sign_in(request)
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
-    rows = request.app.state.repo.views.agents(Filters(date_from=f.date_from, date_to=f.date_to))
+    rows = request.app.state.repo.views.agents(teams.scoped(key, Filters(
+        date_from=f.date_from, date_to=f.date_to, team=f.team, vendor=f.vendor)))
     return render(request, "agents.html", {"key": key, "errors": errors, "f": f, "agents": rows})
 
 
@@ -298,16 +301,23 @@ def agent_page(request: Request, agent_id: str) -> Response:
     key = signed_in(request)
     if key is None:
         return to_sign_in(request)
+    repo = request.app.state.repo
+    try:
+        teams.readable_agent(repo, key, agent_id)
+    except NotFound:
+        return render(request, "message.html", {
+            "key": key, "title": "No such agent", "message": "There is no agent with this id in your teams."},
+            404)
     errors: list[str] = []
-    f = _filters(request, errors, agent=False)
-    views = request.app.state.repo.views
+    f = teams.scoped(key, _filters(request, errors, agent=False))
+    views = repo.views
     report = views.agent_report(agent_id, f, _page_number(request), PAGE_SIZE)
     chart = charts.trend_chart([
         charts.TrendPoint(label=f"{w.week_start.day} {w.week_start:%b}", mean_score=w.mean_score,
                           pass_rate=w.pass_rate, count=w.count) for w in report.trend])
     return render(request, "agent.html", {
         "key": key, "errors": errors, "f": report.filters, "r": report, "chart": chart,
-        "violations": views.violation_ids(Filters(agent_id=agent_id)),
+        "violations": views.violation_ids(teams.scoped(key, Filters(agent_id=agent_id))),
         "pager": _pager(request, report.calls),
         "csv": f"/agents/{quote(agent_id, safe='')}/scorecards.csv" + _query(request, page=None).rstrip("?"),
     })
@@ -316,12 +326,17 @@ def agent_page(request: Request, agent_id: str) -> Response:
 @router.get("/agents/{agent_id}/scorecards.csv")
 def agent_csv(request: Request, agent_id: str) -> Response:
     """The agent's filtered scorecards as CSV, for a signed-in browser."""
-    if signed_in(request) is None:
+    key = signed_in(request)
+    if key is None:
         return to_sign_in(request)
+    try:
+        teams.readable_agent(request.app.state.repo, key, agent_id)
+    except NotFound:
+        return Response("no such agent in your teams", status_code=404, media_type="text/plain")
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
-    f = Filters(agent_id=agent_id, date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id,
-                verdict=f.verdict, violation=f.violation)
+    f = teams.scoped(key, Filters(agent_id=agent_id, date_from=f.date_from, date_to=f.date_to,
+                                  rubric_id=f.rubric_id, verdict=f.verdict, violation=f.violation))
     return StreamingResponse(csv_rows(request.app.state.repo.views, f), media_type=CSV_MEDIA_TYPE,
                              headers=attachment("scorecards.csv"))
 
@@ -333,12 +348,13 @@ def calls_page(request: Request) -> Response:
     if key is None:
         return to_sign_in(request)
     errors: list[str] = []
-    f = _filters(request, errors)
+    f = teams.scoped(key, _filters(request, errors))
     views = request.app.state.repo.views
     page = views.calls(f, _page_number(request), PAGE_SIZE)
     return render(request, "calls.html", {
         "key": key, "errors": errors, "f": f, "calls": page.items, "pager": _pager(request, page),
-        "agents": views.agent_ids(), "violations": views.violation_ids(), "statuses": CALL_STATUSES,
+        "agents": views.agent_ids(teams.scoped(key, Filters())),
+        "violations": views.violation_ids(teams.scoped(key, Filters())), "statuses": CALL_STATUSES,
     })
 
 
@@ -351,7 +367,7 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
         return to_sign_in(request)
     repo = request.app.state.repo
     try:
-        call = repo.get_call(call_id)
+        call = readable_call(repo, key, call_id)
     except NotFound:
         return render(request, "message.html", {"key": key, "title": "No such call",
                                                  "message": "There is no call with this id."}, 404)
@@ -371,9 +387,10 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
 @router.get("/calls/{call_id}/audio")
 def call_audio_page(request: Request, call_id: str) -> Response:
     """The redacted recording for the call page's player (session cookie instead of a bearer key)."""
-    if signed_in(request) is None:
+    key = signed_in(request)
+    if key is None:
         return Response(status_code=401)
-    call = request.app.state.repo.get_call(call_id)
+    call = readable_call(request.app.state.repo, key, call_id)
     inputs = request.app.state.inputs
     ref = redacted_audio(inputs, call.id)
     if ref is None:
@@ -407,11 +424,38 @@ def certifications_page(request: Request) -> Response:
     training = []
     if agent_id is not None:
         agent_items = [certs.Expiring(c, (c.expires_on - today).days)
-                       for c in repo.certification.certifications(agent_id=agent_id)]
-        training = repo.certification.training(agent_id=agent_id)
+                       for c in teams.visible(repo, key, repo.certification.certifications(agent_id=agent_id),
+                                              lambda c: c.agent_id)]
+        training = teams.visible(repo, key, repo.certification.training(agent_id=agent_id),
+                                 lambda r: r.agent_id)
     return render(request, "certifications.html", {
         "key": key, "errors": errors, "within_days": within, "default_days": certs.DEFAULT_WITHIN_DAYS,
         "agent_id": agent_id, "agent_items": agent_items, "training": training,
-        "expiring": certs.expiring(store=repo, today=today, within_days=within),
-        "lapsed": certs.lapsed(store=repo, today=today),
+        "expiring": teams.visible(repo, key, certs.expiring(store=repo, today=today, within_days=within),
+                                  lambda i: i.certification.agent_id),
+        "lapsed": teams.visible(repo, key, certs.lapsed(store=repo, today=today),
+                                lambda i: i.certification.agent_id),
     })
+
+
+@router.get("/vendors", response_class=HTMLResponse)
+def vendors_page(request: Request) -> Response:
+    """Vendors side by side: calls, mean score, pass rate and pass rate per criterion."""
+    return _comparison_page(request, "vendor")
+
+
+@router.get("/teams", response_class=HTMLResponse)
+def teams_page(request: Request) -> Response:
+    """Teams side by side: calls, mean score, pass rate and pass rate per criterion."""
+    return _comparison_page(request, "team")
+
+
+def _comparison_page(request: Request, by: teams.Group) -> Response:
+    key = signed_in(request)
+    if key is None:
+        return to_sign_in(request)
+    errors: list[str] = []
+    f = _filters(request, errors, agent=False)
+    f = Filters(date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id)
+    comparison = teams.compare(store=request.app.state.repo, key=key, by=by, f=f)
+    return render(request, "compare.html", {"key": key, "errors": errors, "f": f, "c": comparison})
