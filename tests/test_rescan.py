@@ -4,6 +4,7 @@ rescan that gives the scorecards a full rescore from text gives."""
 from __future__ import annotations
 
 import random
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -238,6 +239,27 @@ def _publish_rescan_shows_exactly_the_old_fee_after_the_new_date(api: Any, redis
     assert {c["call_id"] for c in payload["now_outdated"]["permit-fee"]} == \
         {calls["old-fee-after"], calls["old-fee-after-2"]}
     assert payload["calls"] == 4 and "text" not in json.dumps(payload)
+
+    # The report as a page, for a supervisor signed in; the run is listed with its counts.
+    from fastapi.testclient import TestClient
+
+    from tests.test_web import sign_in
+
+    web = TestClient(api.app, base_url="http://testserver")
+    assert sign_in(web, api.keys["supervisor"]).status_code == 303
+    listing = web.get("/rescores")
+    assert listing.status_code == 200 and f'href="/rescores/{rescan["id"]}"' in listing.text
+    assert "policy pack valdoria-residence 2026-10-15 published" in listing.text
+    page = web.get(f"/rescores/{rescan['id']}")
+    assert page.status_code == 200
+    outdated_section = page.text.split('id="now-outdated"')[1].split("</section>")[0]
+    shown = set(re.findall(r'href="/calls/([0-9a-f-]{36})"', outdated_section))
+    assert shown == {calls["old-fee-after"], calls["old-fee-after-2"]}
+    assert "permit-fee" in outdated_section and "agent-old-fee-after-2" in page.text
+    assert web.get("/rescores/00000000-0000-4000-8000-000000000000").status_code == 404
+    telephony = TestClient(api.app, base_url="http://testserver")
+    sign_in(telephony, api.keys["telephony"])
+    assert telephony.get(f"/rescores/{rescan['id']}", follow_redirects=False).status_code in (303, 403)
 
 
 def test_publish_rescan_through_the_api(make_settings: Any, redis_url: str, redis_conn: Any,

@@ -343,7 +343,7 @@ SCOPED = {
     "/calls/{call_id}/audio", "/certifications", "/vendors", "/teams",
 }
 # Routes that cover every team at once: refused (403) to scoped keys.
-REFUSED = {"/v1/rescores", "/v1/rescores/{run_id}"}
+REFUSED = {"/v1/rescores", "/v1/rescores/{run_id}", "/rescores", "/rescores/{run_id}"}
 # Routes with no call or agent data, or that a supervisor's key cannot use at all.
 NO_CALL_DATA = {
     "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/metrics", "/static", "/",

@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from qa_service.access.keys import READ_SCORES, sign_in_attempt
+from qa_service.access.keys import READ_RESCORES, READ_SCORES, sign_in_attempt
 from qa_service.access.ratelimit import limit_rate
 from qa_service.access.session import (
     COOKIE_NAME,
@@ -42,6 +42,7 @@ from qa_service.access.session import (
 )
 from qa_service.auth import verify_key
 from qa_service.errors import AuthError, Forbidden, NotFound
+from qa_service.rescan import published_pack
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.services import certification as certs
 from qa_service.services import teams
@@ -436,6 +437,84 @@ def certifications_page(request: Request) -> Response:
         "lapsed": teams.visible(repo, key, certs.lapsed(store=repo, today=today),
                                 lambda i: i.certification.agent_id),
     })
+
+
+@router.get("/rescores", response_class=HTMLResponse)
+def rescores_page(request: Request) -> Response:
+    """Rescore runs, newest first: hand-started rescores and the rescans of published policy packs."""
+    key = signed_in(request)
+    if key is None:
+        return to_sign_in(request)
+    refused = _rescores_refused(request, key)
+    if refused is not None:
+        return refused
+    runs = request.app.state.repo.list_rescore_runs(limit=100)
+    return render(request, "rescores.html", {"key": key, "runs": [_run_view(r) for r in runs]})
+
+
+@router.get("/rescores/{run_id}", response_class=HTMLResponse)
+def rescore_page(request: Request, run_id: str) -> Response:
+    """One run's report: what it read, the calls and agents that flip, the violations that appear or
+    go, the calls that now quote outdated policy, and the refresher list."""
+    key = signed_in(request)
+    if key is None:
+        return to_sign_in(request)
+    refused = _rescores_refused(request, key)
+    if refused is not None:
+        return refused
+    repo = request.app.state.repo
+    try:
+        run = repo.get_rescore_run(run_id)
+    except (NotFound, ValueError):
+        return render(request, "message.html", {"key": key, "title": "No such rescore run",
+                                                "message": "There is no rescore run with this id."}, 404)
+    summary = run.summary or {}
+    external = {}
+    for call_id in _summary_call_ids(summary):
+        try:
+            external[call_id] = repo.get_call(call_id).external_id
+        except NotFound:  # erased since the run
+            external[call_id] = None
+    return render(request, "rescore.html", {"key": key, "run": _run_view(run), "s": summary,
+                                            "external": external})
+
+
+def _rescores_refused(request: Request, key: StoredKey) -> Response | None:
+    """A 403 page for keys that may not read rescore runs (a run covers every team's calls)."""
+    if key.role not in ("admin", *READ_RESCORES) or key.scope is not None:
+        return render(request, "message.html", {
+            "key": key, "title": "Not for this key",
+            "message": "Rescore runs cover every team's calls: an unscoped QA or supervisor key reads them."},
+            403)
+    return None
+
+
+SHOWN_CALLS = 200  # calls listed per section of a run's page; the API has them all
+
+
+def _run_view(run: Any) -> dict[str, Any]:
+    """A run as the pages show it: what it rescored (a rubric, or a published policy pack) and its counts."""
+    pack = published_pack(run.rubric_id)
+    if pack is not None:
+        what = f"policy pack {pack} {run.policy_pack_version} published"
+    else:
+        what = f"rubric {run.rubric_id} {run.rubric_version}"
+        if run.policy_pack_id:
+            what += f" with policy pack {run.policy_pack_id} {run.policy_pack_version}"
+    summary = run.summary or {}
+    return {"id": run.id, "status": run.status, "what": what, "rescan": pack is not None,
+            "dry_run": run.dry_run, "created_at": run.created_at, "finished_at": run.finished_at,
+            "requested_by": run.requested_by_name, "failure_reason": run.failure_reason,
+            "calls": summary.get("calls"), "changed": len(summary.get("flipped_calls") or [])
+            if summary else None, "flipped_to_fail": summary.get("flipped_to_fail"),
+            "flipped_to_pass": summary.get("flipped_to_pass"),
+            "now_outdated": sum(len(v) for v in (summary.get("now_outdated") or {}).values())}
+
+
+def _summary_call_ids(summary: dict[str, Any]) -> list[str]:
+    ids = [c["call_id"] for c in summary.get("flipped_calls") or []]
+    ids += [c["call_id"] for calls in (summary.get("now_outdated") or {}).values() for c in calls]
+    return list(dict.fromkeys(ids))[:SHOWN_CALLS]
 
 
 @router.get("/vendors", response_class=HTMLResponse)
