@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 CALL_JOB = "qa_service.worker.jobs.process_call"
 RESCORE_JOB = "qa_service.worker.jobs.rescore_run"
+RESCAN_PART_JOB = "qa_service.worker.jobs.rescan_part"
 DELIVER_JOB = "qa_service.worker.jobs.deliver_webhook"
 RESULT_TTL_S = 24 * 3600
 FAILURE_TTL_S = 7 * 24 * 3600

@@ -405,12 +405,30 @@ def published_pack(rubric_id: str) -> str | None:
     return rubric_id[len(PUBLISH_PREFIX):] if rubric_id.startswith(PUBLISH_PREFIX) else None
 
 
-def rescan_stored(repo: Any, policies: Any, nlp: Any, *, pack_version: Callable[[str], Any],
-                  rubric: Callable[[str, str], Any], store: bool = True, batch: int = 500) -> ImpactReport:
-    """Rescan the latest scorecards of the calls scored with this pack id (another version of it),
-    dated on or after the new version's effective date against that version; store changed ones."""
+def effective_dates(repo: Any, policies: Any,
+                    pack_version: Callable[[str], Any]) -> dict[str, dt.date | None]:
+    """Per stored version of the pack other than this one, the date this one takes effect against it."""
     versions = {r.version for r in repo.list_rules("policy_pack") if r.id == policies.id} - {policies.version}
-    effective = {v: effective_from(pack_version(v), policies) for v in sorted(versions)}
+    return {v: effective_from(pack_version(v), policies) for v in sorted(versions)}
+
+
+def date_spans(first: dt.date, today: dt.date, parts: int) -> list[tuple[dt.date, dt.date | None]]:
+    """[first, today] cut into `parts` spans of (about) equal days, the last one open-ended (calls dated
+    later still count); one span from `first` when there are fewer days than parts."""
+    days = (today - first).days + 1
+    if parts <= 1 or days < parts:
+        return [(first, None)]
+    edges = [first + dt.timedelta(days=days * i // parts) for i in range(parts + 1)]
+    return [(edges[i], edges[i + 1] - dt.timedelta(days=1) if i < parts - 1 else None) for i in range(parts)]
+
+
+def rescan_stored(repo: Any, policies: Any, nlp: Any, *, pack_version: Callable[[str], Any],
+                  rubric: Callable[[str, str], Any], store: bool = True, batch: int = 500,
+                  span: tuple[dt.date, dt.date | None] | None = None) -> ImpactReport:
+    """Rescan the latest scorecards of the calls scored with this pack id (another version of it),
+    dated on or after the new version's effective date against that version; store changed ones.
+    `span`: only the calls dated within it (a run split across workers)."""
+    effective = effective_dates(repo, policies, pack_version)
     dates = [d for d in effective.values() if d is not None]
     report = ImpactReport()
     report.notes = {"effective_from": {v: None if d is None else d.isoformat() for v, d in effective.items()}}
@@ -426,18 +444,20 @@ def rescan_stored(repo: Any, policies: Any, nlp: Any, *, pack_version: Callable[
 
     def in_scope(card: dict[str, Any]) -> bool:
         ref = card.get("policies") or {}
-        since = effective.get(ref.get("version")) if ref.get("id") == policies.id else None
+        since = effective.get(str(ref.get("version"))) if ref.get("id") == policies.id else None
         return since is not None and card["call_date"] >= since.isoformat()
 
-    first = min(dates)
-    cards = ((s.call_id, s.data) for s in repo.latest_scorecards(None if first == dt.date.min else first)
-             if in_scope(s.data))
+    first, last = min(dates), None
+    if span is not None:
+        first, last = max(span[0], first), span[1]
+    stored = repo.latest_scorecards(None if first == dt.date.min else first, last)
+    cards = ((s.call_id, s.data) for s in stored if in_scope(s.data))
     from qa_service.services.certification import CertificationCheck
 
     changes = {v: change_between(pack_version(v), policies) for v in effective}
 
     def change_for(card: dict[str, Any]) -> Change | None:
-        return changes.get((card.get("policies") or {}).get("version"))
+        return changes.get(str((card.get("policies") or {}).get("version")))
 
     found = rescan(cards, lambda card: rubric(card["rubric"]["id"], card["rubric"]["version"]), policies, nlp,
                    save=save if store else None, annotate=CertificationCheck(repo).annotate,

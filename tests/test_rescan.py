@@ -298,3 +298,135 @@ def _no_context() -> Any:
 
     yield
     activate(None)
+
+
+# -- a run split across workers ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("first", "today", "parts", "spans"), [
+    (date(2026, 10, 15), date(2026, 12, 7), 1, [(date(2026, 10, 15), None)]),
+    (date(2026, 10, 1), date(2026, 10, 4), 2,
+     [(date(2026, 10, 1), date(2026, 10, 2)), (date(2026, 10, 3), None)]),
+    (date(2026, 10, 1), date(2026, 10, 1), 3, [(date(2026, 10, 1), None)]),  # fewer days than parts
+])
+def test_date_spans_cover_every_day_once(first: date, today: date, parts: int, spans: list[Any]) -> None:
+    from qa_service.rescan import date_spans
+
+    assert date_spans(first, today, parts) == spans
+
+
+def _scored_fee_calls(api: Any, redis_conn: Any, engines: Any) -> dict[str, str]:
+    from qa_service.worker.context import WorkerContext, activate
+    from tests.test_rescore_runs import work
+
+    activate(WorkerContext(settings=api.settings, store=api.repo, engines_loaded=engines))
+    calls = {}
+    for day, fee in [("2026-10-16", "420"), ("2026-10-30", "four hundred and fifty"), ("2026-11-20", "420"),
+                     ("2026-12-01", "four hundred and twenty"), ("2026-12-05", "450")]:
+        r = api.client.post("/v1/calls", headers=api.h(), data={
+            "agent_id": f"agent-{day}", "call_date": day, "rubric_id": "harbourline-intake",
+            "policy_pack_id": "valdoria-residence", "transcript": CALL_FEE.format(fee=fee)})
+        assert r.status_code == 202, r.text
+        calls[day] = r.json()["id"]
+    work(api, redis_conn)
+    return calls
+
+
+def test_a_rescan_split_in_parts_finds_what_one_part_finds(make_settings: Any, redis_url: str,
+                                                           redis_conn: Any, engines: Any,
+                                                           monkeypatch: Any) -> None:
+    """With several workers on the queue the run is cut into spans of dates; the run's own job does
+    every span no other worker has claimed, so the impact is the same as one worker's, and nothing
+    of the parts stays in Redis."""
+    import rq
+
+    from tests.test_api import Api, seed_rules
+    from tests.test_rescore_runs import POLICIES_2, work
+
+    api = Api(make_settings(redis_url=redis_url), redis_conn)
+    seed_rules(api.repo)
+    calls = _scored_fee_calls(api, redis_conn, engines)
+    monkeypatch.setattr(rq.Worker, "count", classmethod(lambda cls, *a, **k: 3))
+    r = api.client.post("/v1/policy-packs", content=POLICIES_2, headers=api.h())
+    assert r.status_code == 201, r.text
+    work(api, redis_conn)  # the run's job, then its parts' jobs, which find their spans done
+    summary = api.client.get(r.json()["rescan"]["url"], headers=api.h()).json()["summary"]
+    assert summary["parts"] == {"count": 3, "by_other_workers": 0}
+    assert {c["call_id"] for c in summary["now_outdated"]["permit-fee"]} == \
+        {calls["2026-10-16"], calls["2026-11-20"], calls["2026-12-01"]}
+    assert summary["calls"] == 5 and summary["effective_from"] == {"2026-10-01": "2026-10-15"}
+    assert list(redis_conn.scan_iter("qa:rescan:*")) == []
+    assert all(api.repo.get_scorecard(c).version == (2 if day in ("2026-10-16", "2026-11-20", "2026-12-01")
+                                                     else 1) for day, c in calls.items())
+
+
+def test_a_part_failing_on_another_worker_fails_the_run(make_settings: Any, redis_url: str, redis_conn: Any,
+                                                        engines: Any, monkeypatch: Any) -> None:
+    import rq
+
+    from qa_service.worker import rescores
+    from tests.test_api import Api, seed_rules
+    from tests.test_rescore_runs import POLICIES_2, work
+
+    api = Api(make_settings(redis_url=redis_url), redis_conn)
+    seed_rules(api.repo)
+    _scored_fee_calls(api, redis_conn, engines)
+    monkeypatch.setattr(rq.Worker, "count", classmethod(lambda cls, *a, **k: 2))
+    real = rescores._rescan_part
+
+    def other_worker_failed(context: Any, run: Any, *args: Any) -> Any:
+        # Another worker claimed the second span and failed on it, while this job did the first.
+        claims, _, failures = rescores._part_keys(run.id)
+        redis_conn.hset(claims, "1", "another-job")
+        redis_conn.hset(failures, "1", "part 2 of 2: the database did not answer")
+        return real(context, run, *args)
+
+    monkeypatch.setattr(rescores, "_rescan_part", other_worker_failed)
+    r = api.client.post("/v1/policy-packs", content=POLICIES_2, headers=api.h())
+    work(api, redis_conn)
+    run = api.client.get(r.json()["rescan"]["url"], headers=api.h()).json()
+    assert run["status"] == "failed" and "part 2 of 2: the database did not answer" in run["failure_reason"]
+    assert list(redis_conn.scan_iter("qa:rescan:*")) == []
+
+
+@pytest.mark.slow
+def test_another_worker_does_the_parts_it_claims(make_settings: Any, redis_url: str, redis_conn: Any,
+                                                 engines: Any, monkeypatch: Any) -> None:
+    """A second worker process, started while the run's own job works on its first span, claims and
+    does the other spans; the run's job merges their results into the same impact."""
+    import os
+    import subprocess
+
+    import rq
+
+    from qa_service.worker import rescores
+    from tests.test_api import Api, seed_rules
+    from tests.test_rescore_runs import POLICIES_2, work
+
+    settings = make_settings(redis_url=redis_url, asr_model="tiny.en")
+    api = Api(settings, redis_conn)
+    seed_rules(api.repo)
+    calls = _scored_fee_calls(api, redis_conn, engines)
+    monkeypatch.setattr(rq.Worker, "count", classmethod(lambda cls, *a, **k: 3))
+    real = rescores._rescan_part
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env.update({"QA_DATABASE_URL": settings.database_url, "QA_REDIS_URL": redis_url, "QA_QUEUE_NAME":
+                settings.queue_name, "QA_STORAGE_DIR": str(settings.storage_dir),
+                "QA_MODEL_CACHE_DIR": str(settings.model_cache_dir), "PYTHONPATH": str(ROOT)})
+
+    def first_span_while_another_worker_runs(context: Any, run: Any, pack_id: str, version: str,
+                                             span: Any) -> Any:
+        if span is not None and span[0] == date(2026, 10, 15):  # the run's own first span
+            done = subprocess.run([sys.executable, "-m", "qa_service", "worker", "--burst"], env=env,
+                                  capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-2000:]
+        return real(context, run, pack_id, version, span)
+
+    monkeypatch.setattr(rescores, "_rescan_part", first_span_while_another_worker_runs)
+    r = api.client.post("/v1/policy-packs", content=POLICIES_2, headers=api.h())
+    work(api, redis_conn)
+    summary = api.client.get(r.json()["rescan"]["url"], headers=api.h()).json()["summary"]
+    assert summary["parts"] == {"count": 3, "by_other_workers": 2}
+    assert {c["call_id"] for c in summary["now_outdated"]["permit-fee"]} == \
+        {calls["2026-10-16"], calls["2026-11-20"], calls["2026-12-01"]}
+    assert summary["calls"] == 5
+    assert list(redis_conn.scan_iter("qa:rescan:*")) == []

@@ -92,6 +92,11 @@ class CallRef(BaseModel):
     call_date: str
 
 
+class RescanParts(BaseModel):
+    count: int
+    by_other_workers: int
+
+
 class ImpactSummary(BaseModel):
     """What the run changed (or, for a dry run, would change)."""
 
@@ -112,6 +117,9 @@ class ImpactSummary(BaseModel):
     effective_from: dict[str, str | None] | None = Field(
         None, description="A rescan on publish: per earlier version of the pack, the first call date "
                           "the new version changes (None: it changes none)")
+    parts: RescanParts | None = Field(
+        default=None, description="A rescan of a published pack: the spans of dates it was cut into, one "
+                                  "per worker on the queue, and how many other workers did")
 
 
 class RescoreRunOut(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from qa_service import notify
+from qa_service.worker import rescores
 from qa_service.worker.calls import score_stored_call
 from qa_service.worker.context import current
 from qa_service.worker.lease import lease_key, leased, rescore_lease_key
@@ -40,6 +41,11 @@ def rescore_run(run_id: str) -> str:
             log.info("rescore run %s is being worked by another job; skipping", run_id)
             return run_id
         return rescore_started_run(context, run_id)
+
+
+def rescan_part(run_id: str, part: int, parts: int) -> str:
+    """One span of the calls of a rescan run split across workers (worker/rescores.py)."""
+    return rescores.rescan_part(current(), run_id, part, parts)
 
 
 def deliver_webhook(event: str, body: str, delivery: str) -> int:
