@@ -122,7 +122,7 @@ def attribute_speakers(
     # mean voice when there is a voice model (it separates similar voices that MFCC and pitch
     # statistics cannot), otherwise the one whose two MFCC models explain the audio best.
     guesses: list[np.ndarray] = []
-    if windows is not None and voice is not None:
+    if windows is not None and voice is not None and len(windows) >= 2:  # two voices need two windows
         guesses.append(_voice_clusters(windows, voice, words))
     for unit_guess in (_initial_clusters(emb, ok, units), _pitch_split(emb, ok)):
         if len(set(unit_guess[ok].tolist())) < 2:
