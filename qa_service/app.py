@@ -116,7 +116,10 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
         version=__version__,
         description="Recorded customer-service calls in, QA scorecards with evidence out. "
                     "Authenticate with `Authorization: Bearer <API key>`.",
+        docs_url=None,  # served below from the installed Swagger UI, not from a CDN
+        redoc_url=None,
     )
+    _local_docs(app)
     app.state.settings = settings
     app.state.repo = repo
     app.state.queue = queue
@@ -154,6 +157,23 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
         return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
 
     return app
+
+
+def _local_docs(app: FastAPI) -> None:
+    """`/docs`: Swagger UI from the `swagger-ui-bundle` package's files, so it works without internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title}: API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
 
 def app_from_env() -> FastAPI:

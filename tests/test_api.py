@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -74,6 +75,17 @@ def api(make_settings, redis_url, redis_conn) -> Api:
     a = Api(make_settings(redis_url=redis_url, max_upload_bytes=200_000), redis_conn)
     seed_rules(a.repo)
     return a
+
+
+def test_the_api_docs_page_needs_nothing_from_the_internet(api):
+    page = api.client.get("/docs")
+    assert page.status_code == 200 and "/openapi.json" in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/docs-assets/") for a in assets), assets  # no CDN
+    for asset in assets:
+        r = api.client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 100, asset
+    assert "SwaggerUIBundle" in api.client.get("/docs-assets/swagger-ui-bundle.js").text
 
 
 def test_openapi_and_health_need_no_key(api):

@@ -346,7 +346,7 @@ SCOPED = {
 REFUSED = {"/v1/rescores", "/v1/rescores/{run_id}", "/rescores", "/rescores/{run_id}"}
 # Routes with no call or agent data, or that a supervisor's key cannot use at all.
 NO_CALL_DATA = {
-    "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/metrics", "/static", "/",
+    "/openapi.json", "/docs", "/docs-assets", "/healthz", "/metrics", "/static", "/",
     "/v1/rubrics", "/v1/policy-packs", "/v1/rubrics/{rubric_id}/{version}",
     "/v1/policy-packs/{pack_id}/{version}",
     "/v1/keys", "/v1/keys/{key_id}", "/v1/audit",  # admin only
