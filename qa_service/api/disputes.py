@@ -113,8 +113,8 @@ def overturn_rates(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None
     rates = disputes.overturn_rates(store=repo, key=key, f=Filters(
         agent_id=agent_id, date_from=date_from, date_to=date_to, rubric_id=rubric_id, team=team,
         vendor=vendor))
-    return {"from": _iso(date_from), "to": _iso(date_to),
-            "rules": [OverturnOut.of(r).model_dump() for r in rates]}
+    return {"from": _iso(date_from), "to": _iso(date_to), "agent_id": agent_id, "rubric_id": rubric_id,
+            "team": team, "vendor": vendor, "rules": [OverturnOut.of(r).model_dump() for r in rates]}
 
 
 def _iso(day: date | None) -> str | None:
