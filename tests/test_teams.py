@@ -195,7 +195,7 @@ class Site:
             add_review(store=repo, key=reviewer, call_id=self.ids[key], target="verdict", target_id="verdict",
                        action="confirm", reason="listened")
         # Each agent disputes a finding of theirs, so the dispute routes have something of each team.
-        for agent, call, target, target_id in (("agent-a", "a2", "violation", "guarantee"),
+        for agent, call, target, target_id in (("agent-a", "a3", "criterion", "identity"),
                                                ("agent-b", "b1", "criterion", "disclosure")):
             agent_key = issue_key(repo, "agent", agent, Scope(agent=agent))[0]
             raise_dispute(store=repo, key=agent_key, call_id=self.ids[call], target=target, target_id=target_id,
