@@ -93,9 +93,11 @@ def test_dispute_overturn_changes_the_score_and_the_aggregates_and_keeps_the_his
             ("violation", "guarantee", 1, 1, 1.0)]
         # History: the dispute, its resolution, who and why; the review names the reviewer.
         acks, kept = disputes.call_disputes(store=repo, key=qa, call_id=ids["a2"])
-        assert acks == [] and [(d.status, d.reason, d.resolution_reason, d.resolved_by_name) for d in kept] == [
+        assert acks == []
+        assert [(d.status, d.reason, d.resolution_reason, d.resolved_by_name) for d in kept] == [
             ("overturned", "I said nobody can guarantee it", "Negated: it is allowed", "Quinn")]
-        assert [(r.action, r.reviewer_name) for r in repo.reviews.for_call(ids["a2"])] == [("dismiss", "Quinn")]
+        assert [(r.action, r.reviewer_name) for r in repo.reviews.for_call(ids["a2"])] == [
+            ("dismiss", "Quinn")]
         with pytest.raises(AlreadyResolved):
             disputes.resolve_dispute(store=repo, key=qa, dispute_id=dispute.id, outcome="upheld", reason="x")
         # A dismissed violation stands for the agent already: nothing to dispute.
@@ -190,10 +192,11 @@ def test_an_agent_key_reads_only_its_own_calls_through_the_api(site):
     assert api.get("/v1/calls", params={"agent_id": "agent-b"}).json()["total"] == 0
     assert api.get("/v1/agents/agent-a/summary").json()["aggregate"]["count"] == 4
     assert api.get("/v1/agents/agent-a/scorecards").status_code == 200
-    for path in ("/v1/agents/agent-b/summary", "/v1/agents/agent-b/scorecards", "/v1/agents/agent-b/scorecards.csv",
-                 "/v1/agents/nobody/summary", "/v1/agents", "/v1/review-queue", "/v1/rescores", "/v1/keys",
-                 "/v1/audit", "/v1/teams", "/v1/vendors", "/v1/memberships", "/v1/certifications",
-                 "/v1/policy-currency", "/v1/overturn-rates", f"/v1/teams/{'team-alpha'}/scorecards"):
+    for path in ("/v1/agents/agent-b/summary", "/v1/agents/agent-b/scorecards",
+                 "/v1/agents/agent-b/scorecards.csv", "/v1/agents/nobody/summary", "/v1/agents",
+                 "/v1/review-queue", "/v1/rescores", "/v1/keys", "/v1/audit", "/v1/teams", "/v1/vendors",
+                 "/v1/memberships", "/v1/certifications", "/v1/policy-currency", "/v1/overturn-rates",
+                 "/v1/teams/team-alpha/scorecards"):
         assert api.get(path).status_code == 403, path
     body = {"target": "verdict", "id": "verdict", "action": "confirm", "reason": "mine"}
     assert api.post(f"/v1/calls/{ids['a2']}/reviews", json=body).status_code == 403
@@ -243,7 +246,8 @@ def test_dispute_overturn_through_the_api(site):
                                                         "reason": "x"}).status_code == 422
     assert agent.post(f"/v1/calls/{a3}/disputes", json={"target": "violation", "id": "nope",
                                                         "reason": "x"}).status_code == 404
-    assert any(c["call_id"] == a3 and c["why"] == "dispute" for c in qa.get("/v1/review-queue").json()["calls"])
+    queue = qa.get("/v1/review-queue").json()["calls"]
+    assert any(c["call_id"] == a3 and c["why"] == "dispute" for c in queue)
     assert agent.post(f"/v1/disputes/{dispute['id']}/resolution",
                       json={"outcome": "overturned", "reason": "mine"}).status_code == 403
     assert site.api("supervisor").post(f"/v1/disputes/{dispute['id']}/resolution",
@@ -286,8 +290,8 @@ def test_dispute_overturn_through_the_pages(site):
     assert r.status_code == 303 and r.headers["location"] == "/agents/agent-a"
     own = web.get("/agents/agent-a")
     assert own.status_code == 200 and "My scorecards" in own.text and 'href="/teams"' not in own.text
-    for path in ("/agents", "/agents/agent-b", "/teams", "/vendors", "/certifications", "/rescores", "/disputes",
-                 "/agents/agent-b/scorecards.csv"):
+    for path in ("/agents", "/agents/agent-b", "/teams", "/vendors", "/certifications", "/rescores",
+                 "/disputes", "/agents/agent-b/scorecards.csv"):
         assert web.get(path, follow_redirects=False).status_code == 403, path
     assert web.get(f"/calls/{ids['b1']}").status_code == 404
     assert "ext-b1" not in web.get("/calls").text

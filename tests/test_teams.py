@@ -198,8 +198,8 @@ class Site:
         for agent, call, target, target_id in (("agent-a", "a3", "criterion", "identity"),
                                                ("agent-b", "b1", "criterion", "disclosure")):
             agent_key = issue_key(repo, "agent", agent, Scope(agent=agent))[0]
-            raise_dispute(store=repo, key=agent_key, call_id=self.ids[call], target=target, target_id=target_id,
-                          reason="I did not say that", window_days=7)
+            raise_dispute(store=repo, key=agent_key, call_id=self.ids[call], target=target,
+                          target_id=target_id, reason="I did not say that", window_days=7)
 
     def api(self, who: str) -> TestClient:
         return TestClient(self.app, headers={"Authorization": f"Bearer {self.keys[who]}"})
