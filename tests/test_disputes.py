@@ -148,6 +148,9 @@ def test_the_window_one_open_dispute_and_what_cannot_be_disputed(database_url):
             dispute()
         with pytest.raises(disputes.NotDisputable, match="passed"):
             dispute(target_id="greeting")
+        with pytest.raises(disputes.NotDisputable, match="did not apply"):
+            disputes.raise_dispute(store=repo, key=agent, call_id=ids["a2"], target="criterion",
+                                   target_id="disclosure", reason="x", window_days=WINDOW)
         with pytest.raises(disputes.BadDispute, match="reason"):
             disputes.raise_dispute(store=repo, key=agent, call_id=ids["a3"], target="criterion",
                                    target_id="identity", reason="  ", window_days=WINDOW)

@@ -107,10 +107,11 @@ def raise_dispute(*, store: Repository, key: StoredKey, call_id: str, target: st
     items = reviewed_card(store=store, stored=stored)["review"]["items"]
     item = next((i for i in items if (i["target"], i["id"]) == (target, target_id)), None)
     if target == "criterion":
-        passed = next(bool(c.get("passed")) for c in stored.data.get("criteria") or []
-                      if str(c.get("id")) == target_id)
-        if (item["reviewed"] == "pass") if item else passed:
+        crit = next(c for c in stored.data.get("criteria") or [] if str(c.get("id")) == target_id)
+        if (item["reviewed"] == "pass") if item else bool(crit.get("passed")):
             raise NotDisputable(f"criterion {target_id!r} passed: there is nothing to dispute")
+        if item is None and not crit.get("applicable", True):
+            raise NotDisputable(f"criterion {target_id!r} did not apply to this call: it costs nothing")
     elif item is not None and item["reviewed"] == "dismissed":
         raise NotDisputable(f"violation {target_id!r} was dismissed already: it does not count")
     return store.disputes.add(Dispute(
