@@ -1,7 +1,8 @@
 """API keys: random bearer tokens, stored only as sha256 hashes, each with one role.
 
 Roles: admin (everything), qa (upload calls and rules, read scorecards), supervisor (read calls,
-scorecards and agent aggregates), telephony (submit calls and read their status, not scorecards).
+scorecards and agent aggregates), telephony (submit calls and read their status, not scorecards),
+agent (bound to one agent id: read, acknowledge and dispute that agent's own scorecards, nothing else).
 
 Each process remembers a verified key for KEY_CACHE_TTL_S seconds, so a request does not wait on a
 database round trip just to check its key. A key revoked through the same repository (same process)

@@ -91,13 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     kc = keys.add_parser("create", help="create a key; prints it alone on the last line")
-    kc.add_argument("--role", required=True, choices=["admin", "qa", "telephony", "supervisor"])
+    kc.add_argument("--role", required=True, choices=["admin", "qa", "telephony", "supervisor", "agent"])
     kc.add_argument("--name", required=True)
     kc.add_argument("--team", action="append", metavar="TEAM",
                     help="scope a supervisor or qa key to this team's calls (repeat for more teams)")
     kc.add_argument("--vendor", action="append", metavar="VENDOR",
                     help="scope a supervisor or qa key to this vendor's calls (repeat; with --team, both "
                          "must match)")
+    kc.add_argument("--agent", metavar="AGENT_ID",
+                    help="for --role agent (required): the agent whose own scorecards the key reads, "
+                         "acknowledges and disputes")
     kc.set_defaults(func=cmd_keys_create)
     kl = keys.add_parser("list", help="every key: id, name, role, prefix, created, revoked (never the key)")
     kl.set_defaults(func=cmd_keys_list)
@@ -518,7 +521,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from qa_service.services.teams import make_scope
 
     repo = _repository(settings)
-    scope = make_scope(args.role, args.team or (), args.vendor or ())
+    scope = make_scope(args.role, args.team or (), args.vendor or (), args.agent)
     stored, key = issue_key(repo, role=args.role, name=args.name, scope=scope)
     scoped = f" {scope.describe()}" if scope is not None else ""
     repo.audit.record("create_key", key_name=_cli_user(), role="admin", target_kind="key",

@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     review_share: float = DEFAULT_SHARE
     # Days before a certification expires that its `certification.expiring` webhook is sent (once).
     certification_notice_days: int = Field(default=90, ge=0, le=3650)
+    # Days after a scorecard is stored during which its agent may dispute a criterion or violation of it.
+    dispute_window_days: float = Field(default=7.0, gt=0, le=3650)
 
     @field_validator("webhook_secret", "session_secret", "outgoing_webhook_secret")
     @classmethod

@@ -48,7 +48,7 @@ def test_create_list_and_revoke_through_the_api(api):
     # The key is shown once: never in a listing, nor its hash.
     assert key not in repr(listed) and hash_key(key) not in repr(listed)
     assert set(listed[-1]) == {"id", "name", "role", "prefix", "created_at", "revoked", "teams",
-                                "vendors"}
+                                "vendors", "agent_id"}
     assert api.client.get(f"/v1/keys/{made['id']}", headers=api.h("admin")).json() == listed[-1]
 
     # Warm the key's cache entry, then revoke it: it stops at once in this process all the same.

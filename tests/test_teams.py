@@ -22,6 +22,7 @@ from qa_service.errors import Forbidden, InputError, NotFound
 from qa_service.services import teams
 from qa_service.services.calls import readable_call
 from qa_service.services.certification import ImportRefused
+from qa_service.services.disputes import raise_dispute
 from qa_service.services.reviews import add_review
 from qa_service.settings import Settings
 from qa_service.storage import open_repository
@@ -193,6 +194,12 @@ class Site:
         for key in ("a1", "b1"):
             add_review(store=repo, key=reviewer, call_id=self.ids[key], target="verdict", target_id="verdict",
                        action="confirm", reason="listened")
+        # Each agent disputes a finding of theirs, so the dispute routes have something of each team.
+        for agent, call, target, target_id in (("agent-a", "a3", "criterion", "identity"),
+                                               ("agent-b", "b1", "criterion", "disclosure")):
+            agent_key = issue_key(repo, "agent", agent, Scope(agent=agent))[0]
+            raise_dispute(store=repo, key=agent_key, call_id=self.ids[call], target=target,
+                          target_id=target_id, reason="I did not say that", window_days=7)
 
     def api(self, who: str) -> TestClient:
         return TestClient(self.app, headers={"Authorization": f"Bearer {self.keys[who]}"})
@@ -341,6 +348,7 @@ SCOPED = {
     "/v1/teams/{team}/scorecards.csv", "/v1/vendors/{vendor}/scorecards.csv",
     "/agents", "/agents/{agent_id}", "/agents/{agent_id}/scorecards.csv", "/calls", "/calls/{call_id}",
     "/calls/{call_id}/audio", "/certifications", "/vendors", "/teams",
+    "/v1/calls/{call_id}/disputes", "/v1/disputes", "/v1/overturn-rates", "/disputes",
 }
 # Routes that cover every team at once: refused (403) to scoped keys.
 REFUSED = {"/v1/rescores", "/v1/rescores/{run_id}", "/rescores", "/rescores/{run_id}"}
@@ -367,6 +375,12 @@ CHANGES = {
     ("DELETE", "/v1/calls/{call_id}"): "admin only", ("DELETE", "/v1/calls"): "admin only",
     ("DELETE", "/v1/agents/{agent_id}/calls"): "admin only",
     ("POST", "/sign-in"): "no call data", ("POST", "/sign-out"): "no call data",
+    ("POST", "/v1/calls/{call_id}/acknowledgement"): "agent keys only, own calls (readable_call: 404)",
+    ("POST", "/calls/{call_id}/acknowledgement"): "agent keys only, own calls (readable_call: 404)",
+    ("POST", "/v1/calls/{call_id}/disputes"): "agent keys only, own calls (readable_call: 404)",
+    ("POST", "/calls/{call_id}/disputes"): "agent keys only, own calls (readable_call: 404)",
+    ("POST", "/v1/disputes/{dispute_id}/resolution"): "readable_call of the dispute's call: 404",
+    ("POST", "/disputes/{dispute_id}/resolution"): "readable_call of the dispute's call: 404",
 }
 
 

@@ -51,6 +51,10 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("GET", rf"^/v1/calls/{_ID}/scorecard/reviewed$", "read_scorecard", "call"),
     ("GET", rf"^/v1/calls/{_ID}/reviews$", "read_reviews", "call"),
     ("GET", rf"^/v1/calls/{_ID}/audio$", "read_audio", "call"),
+    ("GET", rf"^/v1/calls/{_ID}/disputes$", "read_disputes", "call"),
+    ("GET", r"^/v1/disputes$", "list_disputes", "call"),
+    ("GET", r"^/v1/overturn-rates$", "read_overturn_rates", "agent"),
+    ("GET", r"^/disputes$", "list_disputes", "call"),
     ("GET", r"^/v1/agents$", "list_agents", "agent"),
     ("GET", rf"^/v1/agents/{_ID}/(?:scorecards|scorecards\.csv|summary)$", "read_scorecards", "agent"),
     ("GET", r"^/v1/policy-currency$", "read_policy_currency", "agent"),
@@ -85,6 +89,9 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", rf"^/v1/calls/{_ID}/retry$", "retry_call", "call"),
     ("POST", rf"^/v1/calls/{_ID}/reviews$", "review", "call"),
     ("POST", rf"^/calls/{_ID}/reviews$", "review", "call"),
+    ("POST", rf"^/(?:v1/)?calls/{_ID}/acknowledgement$", "acknowledge", "call"),
+    ("POST", rf"^/(?:v1/)?calls/{_ID}/disputes$", "dispute", "call"),
+    ("POST", rf"^/(?:v1/)?disputes/{_ID}/resolution$", "resolve_dispute", "dispute"),
     ("POST", r"^/v1/rubrics$", "put_rules", "rubric"),
     ("POST", r"^/v1/policy-packs$", "put_rules", "policy_pack"),
     ("POST", r"^/v1/rescores$", "start_rescore", "rescore"),
@@ -103,7 +110,7 @@ _LOCATION = re.compile(r"^/v1/(?:calls|rubrics|policy-packs|rescores|keys)/([^/?
 _NOT_RECORDED = frozenset({429})
 # Lists that take `?agent_id=`: a read of one of them filtered so names that agent.
 _BY_AGENT = frozenset({"list_calls", "read_policy_currency", "read_review_queue", "list_certifications",
-                       "list_training", "list_memberships"})
+                       "list_training", "list_memberships", "list_disputes", "read_overturn_rates"})
 
 
 def audited(method: str, path: str, query: bytes | str = b"") -> tuple[str, str | None, str | None] | None:

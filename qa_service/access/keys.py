@@ -18,8 +18,13 @@ PRESENTED_STATE = "presented_key"
 
 # Who may do what; admin may do everything.
 SUBMIT = ("qa", "telephony")
-READ_CALL = ("qa", "telephony", "supervisor")
+READ_CALL = ("qa", "telephony", "supervisor", "agent")
 READ_SCORES = ("qa", "supervisor")
+# Reads an agent's key may make too, of its own agent's calls only (the key's scope narrows them): a
+# route that reads scores takes READ_SCORES unless it is meant for agents as well.
+READ_OWN_SCORES = ("qa", "supervisor", "agent")
+RAISE_DISPUTES = ("agent",)  # acknowledge and dispute a scorecard (the agent's own key)
+RESOLVE_DISPUTES = ("qa",)
 MANAGE_RULES = ("qa",)
 READ_RULES = ("qa", "telephony", "supervisor")
 RETRY = ("qa",)

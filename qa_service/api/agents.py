@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa_service.api.deps import InputsDep, ReadScoresKey, RepoDep
+from qa_service.api.deps import InputsDep, ReadOwnScoresKey, ReadScoresKey, RepoDep
 from qa_service.api.schemas import Error, ResponseTimeOut
 from qa_service.errors import InputError, NotFound
 from qa_service.services import teams
@@ -33,6 +33,7 @@ from qa_service.storage.views import (
     CallRow,
     CriterionRate,
     Filters,
+    OverturnRate,
     Totals,
     Verdict,
     Views,
@@ -109,6 +110,27 @@ class AggregateOut(BaseModel):
     response_times: list[ResponseTimeOut] = Field(
         default_factory=list, exclude_if=lambda v: not v,
         description="Response-time attainment per criterion and channel; absent when none applied")
+    overturns: list[OverturnOut] = Field(
+        default_factory=list, exclude_if=lambda v: not v,
+        description="Agents' disputes per criterion or violation id and how QA resolved them (overturn "
+                    "rate: the share of resolved disputes overturned); absent when there were none")
+
+
+class OverturnOut(BaseModel):
+    rubric_id: str
+    target: str = Field(description="criterion or violation")
+    id: str
+    disputes: int
+    overturned: int
+    upheld: int
+    open: int
+    overturn_rate: float | None = Field(description="Share of the resolved disputes overturned, 0..1")
+
+    @classmethod
+    def of(cls, r: OverturnRate) -> OverturnOut:
+        """One rule's dispute counts."""
+        return cls(rubric_id=r.rubric_id, target=r.target, id=r.id, disputes=r.disputes,
+                   overturned=r.overturned, upheld=r.upheld, open=r.open, overturn_rate=r.overturn_rate)
 
 
 class WeekOut(BaseModel):
@@ -206,7 +228,8 @@ class AgentSummaryOut(BaseModel):
                                           auto_fail_count=t.auto_fail_count,
                                           provisional_count=t.provisional_count,
                                           violations=ViolationCounts(**_known_kinds(t.violations)),
-                                          response_times=[ResponseTimeOut.of(x) for x in r.responses]),
+                                          response_times=[ResponseTimeOut.of(x) for x in r.responses],
+                                          overturns=[OverturnOut.of(x) for x in r.overturns]),
                    trend=[WeekOut.of(w) for w in r.trend], criteria=[CriterionOut.of(c) for c in r.criteria],
                    page=r.calls.page, page_size=r.calls.page_size, total=r.calls.total, pages=r.calls.pages,
                    scorecards=[CallItem.of(c) for c in r.calls.items])
@@ -232,7 +255,7 @@ def list_agents(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None, d
 
 @router.get("/v1/agents/{agent_id}/summary", response_model=AgentSummaryOut, tags=["agents"],
             responses=_ERRORS)
-def agent_summary(agent_id: str, repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
+def agent_summary(agent_id: str, repo: RepoDep, key: ReadOwnScoresKey, date_from: DateFrom = None,
                   date_to: DateTo = None, rubric_id: RubricQ = None, verdict: VerdictQ = None,
                   violation: ViolationQ = None, page: PageQ = 1,
                   page_size: PageSizeQ = 50) -> AgentSummaryOut:
@@ -250,7 +273,7 @@ _CSV: dict[int | str, dict[str, Any]] = {
 
 @router.get("/v1/agents/{agent_id}/scorecards.csv", tags=["agents"], response_class=StreamingResponse,
             responses={**_ERRORS, **_CSV})
-def agent_scorecards_csv(agent_id: str, repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
+def agent_scorecards_csv(agent_id: str, repo: RepoDep, key: ReadOwnScoresKey, date_from: DateFrom = None,
                          date_to: DateTo = None, rubric_id: RubricQ = None, verdict: VerdictQ = None,
                          violation: ViolationQ = None) -> StreamingResponse:
     """An agent's latest scorecards as CSV, newest call first."""
@@ -262,7 +285,7 @@ def agent_scorecards_csv(agent_id: str, repo: RepoDep, key: ReadScoresKey, date_
 
 
 @router.get("/v1/calls", response_model=CallPage, tags=["calls"], responses={**_ERRORS, **_CSV})
-def list_calls(repo: RepoDep, key: ReadScoresKey,
+def list_calls(repo: RepoDep, key: ReadOwnScoresKey,
                agent_id: Annotated[str | None, Query(max_length=100)] = None, date_from: DateFrom = None,
                date_to: DateTo = None, verdict: VerdictQ = None, violation: ViolationQ = None,
                status: Annotated[CallStatus | None, Query()] = None, rubric_id: RubricQ = None,
@@ -289,7 +312,7 @@ def list_calls(repo: RepoDep, key: ReadScoresKey,
                        416: {"description": "The range asked for is outside the recording"},
                        404: {"model": Error, "description": "No such call, or no redacted audio is kept"}})
 def call_audio(call_id: str, request: Request, repo: RepoDep, inputs: InputsDep,
-               key: ReadScoresKey) -> Response:
+               key: ReadOwnScoresKey) -> Response:
     """The call's redacted recording, when one is kept; a `Range: bytes=...` request gets that part
     (206), so a player seeks without fetching the whole recording, from a local folder or an object
     store alike."""

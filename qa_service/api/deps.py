@@ -10,10 +10,13 @@ from fastapi import Depends, Request
 from qa_service.access.keys import (
     MANAGE_KEYS,
     MANAGE_RULES,
+    RAISE_DISPUTES,
     READ_CALL,
+    READ_OWN_SCORES,
     READ_RESCORES,
     READ_RULES,
     READ_SCORES,
+    RESOLVE_DISPUTES,
     RETRY,
     START_RESCORE,
     SUBMIT,
@@ -55,6 +58,9 @@ InputsDep = Annotated[InputStore, Depends(get_inputs)]
 SubmitKey = Annotated[StoredKey, requires(*SUBMIT)]
 ReadCallKey = Annotated[StoredKey, requires(*READ_CALL)]
 ReadScoresKey = Annotated[StoredKey, requires(*READ_SCORES)]
+ReadOwnScoresKey = Annotated[StoredKey, requires(*READ_OWN_SCORES)]
+RaiseDisputeKey = Annotated[StoredKey, requires(*RAISE_DISPUTES)]
+ResolveDisputeKey = Annotated[StoredKey, requires(*RESOLVE_DISPUTES)]
 ManageRulesKey = Annotated[StoredKey, requires(*MANAGE_RULES)]
 ReadRulesKey = Annotated[StoredKey, requires(*READ_RULES)]
 RetryKey = Annotated[StoredKey, requires(*RETRY)]

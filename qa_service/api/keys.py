@@ -39,6 +39,8 @@ class KeyOut(BaseModel):
                                                                "(empty: any team)")
     vendors: list[str] = Field(default_factory=list, description="The key reads only these vendors' calls "
                                                                  "(empty: any vendor)")
+    agent_id: str | None = Field(None, description="An agent key's agent: it reads that agent's own "
+                                                   "calls only")
 
     @classmethod
     def of(cls, key: StoredKey) -> KeyOut:
@@ -46,7 +48,7 @@ class KeyOut(BaseModel):
         scope = key.scope
         return cls(id=key.id, name=key.name, role=key.role, prefix=key.prefix, created_at=key.created_at,
                    revoked=key.revoked, teams=list(scope.teams) if scope else [],
-                   vendors=list(scope.vendors) if scope else [])
+                   vendors=list(scope.vendors) if scope else [], agent_id=scope.agent if scope else None)
 
 
 class NewKeyIn(BaseModel):
@@ -60,6 +62,9 @@ class NewKeyIn(BaseModel):
     vendors: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
         default_factory=list, max_length=100,
         description="Scope a supervisor or qa key to these vendors (with teams: both must match)")
+    agent_id: str | None = Field(None, min_length=1, max_length=100,
+                                 description="For role agent (required): the agent whose own scorecards "
+                                             "the key reads, acknowledges and disputes")
 
 
 class NewKeyOut(KeyOut):
@@ -76,7 +81,8 @@ def list_keys(repo: RepoDep, _key: AdminKey) -> list[KeyOut]:
              responses={**_ERRORS, 422: {"model": Error, "description": "Unknown role or empty name"}})
 def create_key(body: NewKeyIn, repo: RepoDep, response: Response, _key: AdminKey) -> NewKeyOut:
     """Make a key with a role; the answer holds the key itself, which is not shown again (admin only)."""
-    stored, key = issue_key(repo, body.role, body.name, make_scope(body.role, body.teams, body.vendors))
+    scope = make_scope(body.role, body.teams, body.vendors, body.agent_id)
+    stored, key = issue_key(repo, body.role, body.name, scope)
     response.headers["Location"] = f"/v1/keys/{stored.id}"
     response.headers["Cache-Control"] = "no-store"
     return NewKeyOut(**KeyOut.of(stored).model_dump(), key=key)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa_service.api.deps import AdminKey, ReadScoresKey, RepoDep, ReviewKey
+from qa_service.api.deps import AdminKey, ReadOwnScoresKey, ReadScoresKey, RepoDep, ReviewKey
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.scorecard import ReviewedScorecardDoc
 from qa_service.services import reviews
@@ -45,7 +45,7 @@ def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey) -> 
 
 
 @router.get("/v1/calls/{call_id}/reviews")
-def get_reviews(call_id: str, repo: RepoDep, key: ReadScoresKey) -> list[dict[str, Any]]:
+def get_reviews(call_id: str, repo: RepoDep, key: ReadOwnScoresKey) -> list[dict[str, Any]]:
     """Every review of the call, oldest first."""
     return [r.to_dict() for r in reviews.call_reviews(store=repo, key=key, call_id=call_id)]
 
@@ -53,7 +53,7 @@ def get_reviews(call_id: str, repo: RepoDep, key: ReadScoresKey) -> list[dict[st
 @router.get("/v1/calls/{call_id}/scorecard/reviewed",
             responses={200: {"description": "Scorecard format v1 with its review",
                              "model": ReviewedScorecardDoc}})
-def get_reviewed_scorecard(call_id: str, repo: RepoDep, key: ReadScoresKey) -> dict[str, Any]:
+def get_reviewed_scorecard(call_id: str, repo: RepoDep, key: ReadOwnScoresKey) -> dict[str, Any]:
     """The latest scorecard with its `review` section: automatic and reviewed verdicts, who, when, why."""
     call = readable_call(repo, key, call_id)
     return reviews.reviewed_card(store=repo, stored=repo.get_scorecard(call.id))

@@ -21,8 +21,8 @@ from qa_service.api.deps import (
     ManageRulesKey,
     QueueDep,
     ReadCallKey,
+    ReadOwnScoresKey,
     ReadRulesKey,
-    ReadScoresKey,
     RepoDep,
     RetryKey,
     SettingsDep,
@@ -198,7 +198,7 @@ def get_call(call_id: str, repo: RepoDep, key: ReadCallKey) -> CallOut:
                404: {"model": Error, "description": "No such call, or not scored yet"},
                409: {"model": Error, "description": "The call failed; see the reason"}},
 )
-def get_scorecard(call_id: str, repo: RepoDep, key: ReadScoresKey,
+def get_scorecard(call_id: str, repo: RepoDep, key: ReadOwnScoresKey,
                   version: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
                   ) -> Response:
     """The call's scorecard (format v1); rescored calls keep earlier versions."""
@@ -234,7 +234,7 @@ def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsD
 @router.get("/v1/agents/{agent_id}/scorecards", response_model=AgentScorecards, tags=["agents"],
             responses={**_ERRORS, 422: {"model": Error}})
 def agent_scorecards(
-    agent_id: str, repo: RepoDep, key: ReadScoresKey,
+    agent_id: str, repo: RepoDep, key: ReadOwnScoresKey,
     date_from: Annotated[date | None, Query(alias="from", description="First call date, inclusive")] = None,
     date_to: Annotated[date | None, Query(alias="to", description="Last call date, inclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

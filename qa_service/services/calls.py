@@ -50,9 +50,11 @@ class QueueUnavailable(TransientError):
 
 def may_read(key: StoredKey, call: StoredCall, *, store: Repository) -> bool:
     """Whether a key may read a call: its role reads every call (inside the key's teams and vendors, when
-    it is scoped), or the key uploaded the call."""
+    it is scoped), it is the key of the call's agent, or the key uploaded the call."""
     if key.role in READS_EVERY_CALL:
         return in_scope(store, key, call)
+    if key.scope is not None and key.scope.agent is not None:
+        return in_scope(store, key, call)  # an agent's key: the agent's own calls
     return call.submitted_by_key_id is not None and call.submitted_by_key_id == key.id
 
 

@@ -80,7 +80,8 @@ def call_reviews(*, store: Repository, key: StoredKey, call_id: str) -> list[Rev
 
 def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: str | None = None,
                  date_from: date | None = None, date_to: date | None = None) -> Iterator[dict[str, Any]]:
-    """Calls marked for review and not reviewed yet, oldest first: every provisional verdict, every
+    """Calls marked for review and not reviewed yet, oldest first: every call with an open dispute of its
+    agent (reviewed or not), every provisional verdict, every
     call with an outdated-policy mention, every auto-fail, every call with items to check or findings
     (a lapsed certification), plus each agent's weekly sample of `share`. `why` names the first of
     these that holds. A scoped key gets its teams' calls only."""
@@ -90,16 +91,18 @@ def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: s
     for c in store.reviews.queue_candidates(agent_id, date_from, date_to):
         if not inside.call(c.agent_id, c.call_date):
             continue
-        if needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
-                        to_check=c.to_check > 0 or c.provisional or c.findings > 0,
-                        outdated=c.outdated > 0):
-            why = "provisional" if c.provisional else "outdated_policy" if c.outdated else \
+        # An agent's open dispute waits for QA whether or not the call was reviewed before.
+        if c.disputes or needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
+                                      to_check=c.to_check > 0 or c.provisional or c.findings > 0,
+                                      outdated=c.outdated > 0):
+            why = "dispute" if c.disputes else "provisional" if c.provisional else \
+                "outdated_policy" if c.outdated else \
                 "auto_fail" if c.auto_fail else "to_check" if c.to_check else \
                 "finding" if c.findings else "sampled"
             yield {"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
                    "scorecard_version": c.version, "score": c.score, "passed": c.passed,
                    "auto_fail": c.auto_fail, "provisional": c.provisional, "to_check": c.to_check,
-                   "outdated": c.outdated, "findings": c.findings, "why": why}
+                   "outdated": c.outdated, "findings": c.findings, "disputes": c.disputes, "why": why}
 
 
 def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:

@@ -9,6 +9,8 @@
   `in_scope` for one call (`services.calls.readable_call`: an out-of-scope call is answered as one that
   does not exist),
   `readable_agent` for one agent's pages and `visible` for lists read outside the views.
+- An agent's key carries the scope `Scope(agent=...)`: through the same functions it reads only that
+  agent's own calls and scorecards, whatever team the agent was in.
 """
 
 from __future__ import annotations
@@ -35,16 +37,32 @@ MEMBERSHIP_COLUMNS = ("agent_id", "team", "vendor", "from", "to")
 # Roles whose keys may carry a scope: those that read scorecards by team. An admin reads everything, and
 # a telephony key reads only the calls it sent.
 SCOPED_ROLES = ("supervisor", "qa")
+# An agent's key is bound to one agent id and reads that agent's own calls only (its scope's `agent`).
+AGENT_ROLE = "agent"
 T = TypeVar("T")
 
 
 # -- scopes ----------------------------------------------------------------------------------------
 
-def make_scope(role: str, teams: Iterable[str] = (), vendors: Iterable[str] = ()) -> Scope | None:
-    """The scope of a new key from the teams and vendors named (None when none is); InputError for a
-    role that cannot be scoped or a bad name."""
+def make_scope(role: str, teams: Iterable[str] = (), vendors: Iterable[str] = (),
+               agent: str | None = None) -> Scope | None:
+    """The scope of a new key from the teams and vendors named (None when none is), or an agent key's
+    agent; InputError for a role that cannot be scoped, an agent key without its agent, or a bad name."""
     teams = tuple(dict.fromkeys(t.strip() for t in teams))
     vendors = tuple(dict.fromkeys(v.strip() for v in vendors))
+    agent = agent.strip() if agent is not None else None
+    if role == AGENT_ROLE or agent is not None:
+        if role != AGENT_ROLE:
+            raise InputError(f"only agent keys are bound to an agent; a {role} key reads by its role")
+        if teams or vendors:
+            raise InputError("an agent key reads its own agent's calls: it takes no teams or vendors")
+        if not agent:
+            raise InputError("an agent key needs the agent id whose scorecards it reads (--agent AGENT_ID)")
+        agent_problems: list[str] = []
+        _text(agent, "agent id", agent_problems)
+        if agent_problems:
+            raise InputError("; ".join(agent_problems))
+        return Scope(agent=agent)
     if not teams and not vendors:
         return None
     if role not in SCOPED_ROLES:
@@ -69,17 +87,21 @@ class Reach:
     def __init__(self, store: Repository, scope: Scope | None):
         self.scope = scope
         self._periods: dict[str, list[Membership]] = {}
-        if scope is not None:
+        if scope is not None and scope.by_membership:
             for m in store.teams.memberships(scope=scope):
                 self._periods.setdefault(m.agent_id, []).append(m)
 
     def call(self, agent_id: str, day: date) -> bool:
         """Whether a call of this agent on this day is inside the scope."""
+        if self.scope is not None and self.scope.agent is not None:
+            return agent_id == self.scope.agent
         return self.scope is None or any(m.on(day) for m in self._periods.get(agent_id, ()))
 
     def agent(self, agent_id: str) -> bool:
         """Whether the agent was inside the scope on any day (for what has no call date: an agent's page,
         certifications, training)."""
+        if self.scope is not None and self.scope.agent is not None:
+            return agent_id == self.scope.agent
         return self.scope is None or agent_id in self._periods
 
 
@@ -103,6 +125,8 @@ def in_scope(store: Repository, key: StoredKey, call: StoredCall) -> bool:
     """Whether the call is inside the key's scope (always, for an unscoped key)."""
     if key.scope is None:
         return True
+    if key.scope.agent is not None:
+        return call.agent_id == key.scope.agent
     return any(m.on(call.call_date) for m in store.teams.memberships(agent_id=call.agent_id, scope=key.scope))
 
 
@@ -113,7 +137,12 @@ def unscoped_only(key: StoredKey, what: str) -> None:
 
 
 def readable_agent(store: Repository, key: StoredKey, agent_id: str) -> None:
-    """NotFound when the key is scoped and the agent was never inside its scope."""
+    """NotFound when the key is scoped and the agent was never inside its scope; Forbidden when an agent's
+    key asks for another agent (whether that agent exists or not)."""
+    if key.scope is not None and key.scope.agent is not None:
+        if agent_id != key.scope.agent:
+            raise Forbidden("an agent key reads its own scorecards only")
+        return
     if key.scope is not None and not reach(store, key).agent(agent_id):
         raise NotFound(f"no agent {agent_id!r} in your teams")
 

@@ -37,8 +37,9 @@ class SqlKeys(SqlPart):
         with self._write() as conn:
             conn.execute(t.api_keys.insert().values(
                 id=key_id, name=name, role=role, key_hash=key_hash, prefix=prefix, created_at=utc_now(),
-                revoked=False, scope_teams=list(scope.teams) if scope is not None else None,
-                scope_vendors=list(scope.vendors) if scope is not None else None))
+                revoked=False, scope_teams=list(scope.teams) if scope is not None and scope.teams else None,
+                scope_vendors=list(scope.vendors) if scope is not None and scope.vendors else None,
+                scope_agent=scope.agent if scope is not None else None))
             row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).mappings().one()
         return _key(row)
 
@@ -82,6 +83,8 @@ class SqlKeys(SqlPart):
 
 def _key(row: Any) -> StoredKey:
     teams, vendors = tuple(row["scope_teams"] or ()), tuple(row["scope_vendors"] or ())
+    agent = row["scope_agent"]
     return StoredKey(id=str(row["id"]), name=row["name"], role=row["role"], key_hash=row["key_hash"],
                      created_at=utc(row["created_at"]), revoked=bool(row["revoked"]), prefix=row["prefix"],
-                     scope=Scope(teams=teams, vendors=vendors) if teams or vendors else None)
+                     scope=Scope(teams=teams, vendors=vendors, agent=agent) if teams or vendors or agent
+                     else None)

@@ -26,8 +26,13 @@ from qa_service.storage.erasure import (
     without_transcript,
 )
 from qa_service.storage.repository import (
+    Acknowledgement,
     AgentSummary,
+    AlreadyResolved,
     Certification,
+    Dispute,
+    DisputeOpen,
+    DisputeStatus,
     ErasureNote,
     ImportCounts,
     Membership,
@@ -90,10 +95,15 @@ class MemoryReviews:
 
     def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
                          date_to: date | None = None) -> Iterator[QueueCandidate]:
-        """The latest scorecard of each call not yet reviewed, oldest call date first."""
+        """The latest scorecard of each call not yet reviewed or with an open dispute, oldest call date
+        first."""
         reviewed = {r.call_id for r in self.rows}
+        disputes: dict[str, int] = {}
+        for d in self._repo.disputes.listing(status="open", limit=10**9):
+            disputes[d.call_id] = disputes.get(d.call_id, 0) + 1
         latest = [c for c in self._repo.latest_scorecards(date_from, date_to)
-                  if c.call_id not in reviewed and (agent_id is None or c.agent_id == agent_id)]
+                  if (c.call_id not in reviewed or c.call_id in disputes)
+                  and (agent_id is None or c.agent_id == agent_id)]
         for c in sorted(latest, key=lambda c: (c.call_date, c.call_id)):
             review = self._repo.reviewed.get((c.call_id, c.version), {})
             provisional = bool(review.get("reviewed_provisional", c.data.get("provisional", False)))
@@ -101,7 +111,68 @@ class MemoryReviews:
                                  version=c.version, score=c.score, passed=c.passed, auto_fail=c.auto_fail,
                                  to_check=len(c.data.get("to_check") or []), provisional=provisional,
                                  outdated=outdated_count(c.data),
-                                 findings=len(c.data.get("findings") or []))
+                                 findings=len(c.data.get("findings") or []),
+                                 disputes=disputes.get(c.call_id, 0))
+
+
+class MemoryDisputes:
+    """`DisputeStore` in memory."""
+
+    def __init__(self, repo: MemoryRepository):
+        self._repo = repo
+        self.acks: list[Acknowledgement] = []
+        self.rows: list[Dispute] = []
+
+    def acknowledge(self, ack: Acknowledgement) -> tuple[Acknowledgement, bool]:
+        """Store an acknowledgement of a scorecard version; the stored one and False when there is one."""
+        for a in self.acks:
+            if (a.call_id, a.scorecard_version) == (ack.call_id, ack.scorecard_version):
+                return a, False
+        self.acks.append(ack)
+        return ack, True
+
+    def acknowledgements(self, call_id: str) -> list[Acknowledgement]:
+        """A call's acknowledgements, oldest version first."""
+        return sorted((a for a in self.acks if a.call_id == call_id), key=lambda a: a.scorecard_version)
+
+    def add(self, dispute: Dispute) -> Dispute:
+        """Store an open dispute; DisputeOpen when the target already has one open."""
+        self._repo.get_call(dispute.call_id)
+        if any((d.call_id, d.target_kind, d.target_id, d.status) ==
+               (dispute.call_id, dispute.target_kind, dispute.target_id, "open") for d in self.rows):
+            raise DisputeOpen(f"this {dispute.target_kind} already has an open dispute")
+        stored = dataclasses.replace(dispute, id=len(self.rows) + 1)
+        self.rows.append(stored)
+        return stored
+
+    def get(self, dispute_id: int) -> Dispute:
+        """The dispute with this id, or NotFound."""
+        found = next((d for d in self.rows if d.id == dispute_id), None)
+        if found is None:
+            raise NotFound(f"no dispute with id {dispute_id}")
+        return found
+
+    def resolve(self, dispute_id: int, *, outcome: DisputeStatus, reason: str, key_id: str, key_name: str,
+                at: datetime, review: Review | None = None) -> Dispute:
+        """Resolve an open dispute (and store the overturn's review); AlreadyResolved when it is not open."""
+        dispute = self.get(dispute_id)
+        if dispute.status != "open":
+            raise AlreadyResolved(f"dispute {dispute_id} is already resolved")
+        review_id = self._repo.reviews.add(review).id if review is not None else None
+        resolved = dataclasses.replace(dispute, status=outcome, resolution_reason=reason,
+                                       resolved_by_key_id=key_id, resolved_by_name=key_name, resolved_at=at,
+                                       review_id=review_id)
+        self.rows[self.rows.index(dispute)] = resolved
+        return resolved
+
+    def for_call(self, call_id: str) -> list[Dispute]:
+        """A call's disputes, oldest first."""
+        return [d for d in self.rows if d.call_id == call_id]
+
+    def listing(self, *, status: str | None = None, agent_id: str | None = None,
+                limit: int = 500) -> list[Dispute]:
+        """Disputes (with a status, of one agent), oldest first."""
+        return [d for d in self.rows if status in (None, d.status) and agent_id in (None, d.agent_id)][:limit]
 
 
 class MemoryAudit:
@@ -252,7 +323,8 @@ class MemoryTeams:
         """Memberships (one agent's, those inside a scope), by agent and start date."""
         return [m for _, m in sorted(self.rows.items())
                 if (agent_id is None or m.agent_id == agent_id)
-                and (scope is None or scope.allows(m.team, m.vendor))]
+                and (scope is None or (scope.allows(m.team, m.vendor)
+                                       and scope.agent in (None, m.agent_id)))]
 
     def teams_and_vendors(self) -> tuple[list[str], list[str]]:
         """Every team and every vendor named by a membership, sorted."""
@@ -270,6 +342,7 @@ class MemoryRepository:
         self.runs: dict[str, StoredRescoreRun] = {}
         self.keys: dict[str, StoredKey] = {}
         self.reviews = MemoryReviews(self)
+        self.disputes = MemoryDisputes(self)
         self.audit = MemoryAudit()
         self.sessions = MemorySessions()
         self.certification = MemoryCertification(self)
@@ -588,6 +661,8 @@ class MemoryRepository:
                 continue
             reviews = [r for r in self.reviews.rows if r.call_id == call_id]
             self.reviews.rows = [r for r in self.reviews.rows if r.call_id != call_id]
+            self.disputes.rows = [d for d in self.disputes.rows if d.call_id != call_id]
+            self.disputes.acks = [a for a in self.disputes.acks if a.call_id != call_id]
             self.reviewed = {k: v for k, v in self.reviewed.items() if k[0] != call_id}
             removed[call_id] = {"calls": 1, "scorecard_versions": len(self.scorecards.pop(call_id, [])),
                                 "reviews": len(reviews)}

@@ -28,12 +28,12 @@ CallStatus = Literal["queued", "processing", "done", "failed"]
 CallSource = Literal["upload", "webhook", "cli"]
 InputKind = Literal["audio", "transcript"]
 RulesKind = Literal["rubric", "policy_pack"]
-Role = Literal["admin", "qa", "telephony", "supervisor"]
+Role = Literal["admin", "qa", "telephony", "supervisor", "agent"]
 RescoreStatus = Literal["queued", "running", "done", "failed"]
 
 CALL_STATUSES: tuple[str, ...] = ("queued", "processing", "done", "failed")
 RESCORE_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
-ROLES: tuple[str, ...] = ("admin", "qa", "telephony", "supervisor")
+ROLES: tuple[str, ...] = ("admin", "qa", "telephony", "supervisor", "agent")
 
 
 def canonical_uuid(value: str) -> str | None:
@@ -162,19 +162,27 @@ class StoredKey:
 @dataclass(frozen=True)
 class Scope:
     """Whose calls a key reads: the calls of agents who, on the call's date, were in one of `teams` (any
-    team when empty) and with one of `vendors` (any vendor when empty). At least one of them is named."""
+    team when empty) and with one of `vendors` (any vendor when empty). At least one of them is named;
+    or, for an agent's key, `agent` alone: that agent's own calls, whatever team they were in."""
 
     teams: tuple[str, ...] = ()
     vendors: tuple[str, ...] = ()
+    agent: str | None = None
+
+    @property
+    def by_membership(self) -> bool:
+        """Whether the scope names teams or vendors (read against the memberships on the call's date)."""
+        return bool(self.teams or self.vendors)
 
     def allows(self, team: str, vendor: str) -> bool:
         """Whether a membership of this team and vendor is inside the scope."""
         return (not self.teams or team in self.teams) and (not self.vendors or vendor in self.vendors)
 
     def describe(self) -> str:
-        """The scope as `team=A,B vendor=V` (for tables and audit rows)."""
+        """The scope as `team=A,B vendor=V` or `agent=A` (for tables and audit rows)."""
         parts = [f"team={','.join(self.teams)}" if self.teams else "",
-                 f"vendor={','.join(self.vendors)}" if self.vendors else ""]
+                 f"vendor={','.join(self.vendors)}" if self.vendors else "",
+                 f"agent={self.agent}" if self.agent else ""]
         return " ".join(p for p in parts if p)
 
 
@@ -269,6 +277,112 @@ class ReviewStore(Protocol):
     def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
                          date_to: date | None = None) -> Iterator[QueueCandidate]:
         """The latest scorecard of each call not yet reviewed (one agent's, in a date range)."""
+        ...
+
+
+DisputeStatus = Literal["open", "upheld", "overturned"]
+DISPUTE_STATUSES: tuple[str, ...] = ("open", "upheld", "overturned")
+DISPUTE_TARGETS: tuple[str, ...] = ("criterion", "violation")
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """An agent's dispute of one criterion or violation of a scorecard version, and how QA resolved it.
+
+    Rows are kept for good: a resolution is written once (open -> upheld | overturned), with who, when
+    and why; an overturn names the review it stored (`review_id`), which changed the reviewed verdict."""
+
+    call_id: str
+    scorecard_version: int
+    rubric_id: str
+    agent_id: str
+    call_date: date
+    target_kind: str  # criterion | violation
+    target_id: str
+    reason: str
+    raised_by_key_id: str
+    raised_by_name: str
+    created_at: datetime
+    status: DisputeStatus = "open"
+    resolution_reason: str | None = None
+    resolved_by_key_id: str | None = None
+    resolved_by_name: str | None = None
+    resolved_at: datetime | None = None
+    review_id: int | None = None
+    id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        resolution = None if self.status == "open" else {
+            "outcome": self.status, "reason": self.resolution_reason,
+            "by": {"key_id": self.resolved_by_key_id, "name": self.resolved_by_name},
+            "at": self.resolved_at.isoformat() if self.resolved_at else None, "review_id": self.review_id}
+        return {"id": self.id, "call_id": self.call_id, "scorecard_version": self.scorecard_version,
+                "rubric_id": self.rubric_id, "agent_id": self.agent_id,
+                "call_date": self.call_date.isoformat(), "target": self.target_kind,
+                "target_id": self.target_id, "reason": self.reason,
+                "raised_by": {"key_id": self.raised_by_key_id, "name": self.raised_by_name},
+                "created_at": self.created_at.isoformat(), "status": self.status, "resolution": resolution}
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """An agent saw a scorecard version: who (the agent's key) and when; once per version."""
+
+    call_id: str
+    scorecard_version: int
+    agent_id: str
+    key_id: str
+    key_name: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"call_id": self.call_id, "scorecard_version": self.scorecard_version,
+                "agent_id": self.agent_id, "by": {"key_id": self.key_id, "name": self.key_name},
+                "acknowledged_at": self.created_at.isoformat()}
+
+
+class DisputeOpen(Conflict):
+    """The target already has an open dispute (HTTP 409)."""
+
+
+class AlreadyResolved(Conflict):
+    """The dispute was resolved already (HTTP 409)."""
+
+
+class DisputeStore(Protocol):
+    """Agents' acknowledgements and disputes of their scorecards (errors: NotFound, Conflict)."""
+
+    def acknowledge(self, ack: Acknowledgement) -> tuple[Acknowledgement, bool]:
+        """Store an acknowledgement of a scorecard version; the stored one and False when there is one."""
+        ...
+
+    def acknowledgements(self, call_id: str) -> list[Acknowledgement]:
+        """A call's acknowledgements, oldest version first."""
+        ...
+
+    def add(self, dispute: Dispute) -> Dispute:
+        """Store an open dispute; Conflict when the target already has one open."""
+        ...
+
+    def get(self, dispute_id: int) -> Dispute:
+        """The dispute with this id, or NotFound."""
+        ...
+
+    def resolve(self, dispute_id: int, *, outcome: DisputeStatus, reason: str, key_id: str, key_name: str,
+                at: datetime, review: Review | None = None) -> Dispute:
+        """Resolve an open dispute, storing the overturn's review in the same transaction; Conflict when
+        it is no longer open."""
+        ...
+
+    def for_call(self, call_id: str) -> list[Dispute]:
+        """A call's disputes, oldest first."""
+        ...
+
+    def listing(self, *, status: str | None = None, agent_id: str | None = None,
+                limit: int = 500) -> list[Dispute]:
+        """Disputes (with a status, of one agent), oldest first."""
         ...
 
 
@@ -607,6 +721,11 @@ class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStor
     @property
     def reviews(self) -> ReviewStore:
         """Reviews of scorecards."""
+        ...
+
+    @property
+    def disputes(self) -> DisputeStore:
+        """Agents' acknowledgements and disputes of their scorecards."""
         ...
 
     @property

@@ -63,6 +63,7 @@ class QueueCandidate:
     provisional: bool = False
     outdated: int = 0  # outdated-policy violations
     findings: int = 0
+    disputes: int = 0  # open disputes of the agent: the call waits for QA even when it was reviewed
 
 
 def _utc(value: datetime) -> datetime:
@@ -122,10 +123,13 @@ def reviewed_call_ids(engine: Engine, call_ids: list[str]) -> set[str]:
 
 def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: date | None = None,
                      date_to: date | None = None, batch: int = 1000) -> Iterator[QueueCandidate]:
-    """The latest scorecard of each call not yet reviewed (optionally one agent's, in a date range)."""
-    sc = t.scorecards
+    """The latest scorecard of each call not yet reviewed or with an open dispute (optionally one agent's,
+    in a date range)."""
+    sc, d = t.scorecards, t.disputes
     reviewed = sa.select(t.reviews.c.id).where(t.reviews.c.call_id == sc.c.call_id).exists()
-    conds: list[Any] = [sc.c.latest, ~reviewed]
+    disputes = (sa.select(sa.func.count()).where(d.c.call_id == sc.c.call_id, d.c.status == "open")
+                .scalar_subquery())
+    conds: list[Any] = [sc.c.latest, sa.or_(~reviewed, disputes > 0)]
     if agent_id is not None:
         conds.append(sc.c.agent_id == agent_id)
     if date_from is not None:
@@ -133,14 +137,15 @@ def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: dat
     if date_to is not None:
         conds.append(sc.c.call_date <= date_to)
     query = (sa.select(sc.c.call_id, sc.c.agent_id, sc.c.call_date, sc.c.version, sc.c.score, sc.c.passed,
-                       sc.c.auto_fail, sc.c.to_check, sc.c.provisional, sc.c.outdated, sc.c.findings)
+                       sc.c.auto_fail, sc.c.to_check, sc.c.provisional, sc.c.outdated, sc.c.findings,
+                       disputes)
              .where(*conds).order_by(sc.c.call_date, sc.c.call_id))
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=batch).execute(query):
             yield QueueCandidate(call_id=str(row[0]), agent_id=row[1], call_date=row[2], version=int(row[3]),
                                  score=float(row[4]), passed=bool(row[5]), auto_fail=bool(row[6]),
                                  to_check=int(row[7]), provisional=bool(row[8]), outdated=int(row[9]),
-                                 findings=int(row[10]))
+                                 findings=int(row[10]), disputes=int(row[11]))
 
 
 def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: str | None = None,

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from qa_service.errors import ConfigError, TransientError
 from qa_service.storage.certification import SqlCertification
 from qa_service.storage.db import WRITE_OPTION
+from qa_service.storage.disputes import SqlDisputes
 from qa_service.storage.erasure import SqlErasure
 from qa_service.storage.keys import SqlKeys
 from qa_service.storage.migrate import upgrade
@@ -89,13 +90,14 @@ def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
 
 class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure):
     """`Repository` over SQLAlchemy Core, one part per aggregate (calls and scorecards, rules, rescore
-    runs, keys, erasure, and reviews, audit, sessions, certifications, teams and views as attributes); safe to
-    share between threads (one engine, short transactions)."""
+    runs, keys, erasure, and reviews, disputes, audit, sessions, certifications, teams and views as
+    attributes); safe to share between threads (one engine, short transactions)."""
 
     def __init__(self, engine: Engine):
         # Public for the storage contract tests only; nothing outside storage/ touches it.
         self.engine = engine
         self.reviews = SqlReviews(engine)
+        self.disputes = SqlDisputes(engine)
         self.audit = SqlAudit(engine)
         self.sessions = SqlSessions(engine)
         self.certification = SqlCertification(engine)

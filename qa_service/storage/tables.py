@@ -121,8 +121,12 @@ api_keys = sa.Table(
     # The teams and vendors whose calls the key reads (JSON lists; both null: every call its role reads).
     sa.Column("scope_teams", JSONType, nullable=True),
     sa.Column("scope_vendors", JSONType, nullable=True),
+    # An agent's key: the agent whose own calls it reads (required for role agent, none for the others).
+    sa.Column("scope_agent", sa.String(100), nullable=True),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
-    sa.CheckConstraint("role IN ('admin', 'qa', 'telephony', 'supervisor')", name="ck_api_keys_role"),
+    sa.CheckConstraint("role IN ('admin', 'qa', 'telephony', 'supervisor', 'agent')",
+                       name="ck_api_keys_role"),
+    sa.CheckConstraint("(role = 'agent') = (scope_agent IS NOT NULL)", name="ck_api_keys_agent"),
 )
 
 # A reviewer's verdict on one criterion or violation of a call's scorecard. Rows are only ever added:
@@ -262,4 +266,54 @@ team_memberships = sa.Table(
     sa.CheckConstraint("until IS NULL OR since <= until", name="ck_team_memberships_dates"),
     sa.Index("ix_team_memberships_team", "team"),
     sa.Index("ix_team_memberships_vendor", "vendor"),
+)
+
+# An agent saw a scorecard version (once per version: acknowledging again changes nothing).
+acknowledgements = sa.Table(
+    "acknowledgements", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.Uuid(as_uuid=False), sa.ForeignKey("calls.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("scorecard_version", sa.Integer, nullable=False),
+    sa.Column("agent_id", sa.String(100), nullable=False),
+    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("key_name", sa.String(200), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("call_id", "scorecard_version", name="uq_acknowledgements_call_version"),
+)
+
+# An agent's dispute of a criterion or violation of a scorecard version, and QA's resolution: upheld
+# (the verdict stands) or overturned (a review of the target, `review_id`, changed it). Rows are kept.
+OPEN_DISPUTE = "status = 'open'"
+
+disputes = sa.Table(
+    "disputes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.Uuid(as_uuid=False), sa.ForeignKey("calls.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("scorecard_version", sa.Integer, nullable=False),
+    sa.Column("rubric_id", sa.String(100), nullable=False),
+    sa.Column("agent_id", sa.String(100), nullable=False),
+    sa.Column("call_date", sa.Date, nullable=False),
+    sa.Column("target_kind", sa.String(16), nullable=False),
+    sa.Column("target_id", sa.String(100), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raised_by_key_id", sa.String(36), nullable=False),
+    sa.Column("raised_by_name", sa.String(200), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("resolution_reason", sa.Text, nullable=True),
+    sa.Column("resolved_by_key_id", sa.String(36), nullable=True),
+    sa.Column("resolved_by_name", sa.String(200), nullable=True),
+    sa.Column("resolved_at", Timestamp, nullable=True),
+    sa.Column("review_id", sa.Integer, nullable=True),
+    sa.CheckConstraint("target_kind IN ('criterion', 'violation')", name="ck_disputes_target_kind"),
+    sa.CheckConstraint("status IN ('open', 'upheld', 'overturned')", name="ck_disputes_status"),
+    sa.CheckConstraint("length(trim(reason)) > 0", name="ck_disputes_reason"),
+    sa.CheckConstraint("(status = 'open') = (resolved_at IS NULL)", name="ck_disputes_resolved"),
+    sa.Index("ix_disputes_call", "call_id", "id"),
+    sa.Index("ix_disputes_status", "status", "id"),
+    # One open dispute per target of a call: two agents' tabs posting at once cannot both open one.
+    sa.Index("uq_disputes_one_open", "call_id", "target_kind", "target_id", unique=True,
+             sqlite_where=sa.text(OPEN_DISPUTE), postgresql_where=sa.text(OPEN_DISPUTE)),
 )

@@ -71,6 +71,8 @@ class SqlTeams:
 def scope_conditions(m: Any, scope: Scope) -> list[Any]:
     """SQL conditions on a membership table (or alias) for the rows inside a scope."""
     conds: list[Any] = []
+    if scope.agent is not None:
+        conds.append(m.c.agent_id == scope.agent)
     if scope.teams:
         conds.append(m.c.team.in_(scope.teams))
     if scope.vendors:

@@ -55,9 +55,14 @@ class Filters:
         return Filters(agent_id=self.agent_id, date_from=self.date_from, date_to=self.date_to,
                        rubric_id=self.rubric_id, team=self.team, vendor=self.vendor, allowed=self.allowed)
 
+    @property
+    def own_agent(self) -> str | None:
+        """The agent whose own calls alone the reader reads (an agent's key), else None."""
+        return self.allowed.agent if self.allowed is not None else None
+
     def membership_scopes(self) -> list[Scope]:
         """The membership conditions a call must meet on its date: the reader's scope, team and vendor."""
-        found = [self.allowed] if self.allowed is not None else []
+        found = [self.allowed] if self.allowed is not None and self.allowed.by_membership else []
         if self.team is not None or self.vendor is not None:
             found.append(Scope(teams=(self.team,) if self.team is not None else (),
                                vendors=(self.vendor,) if self.vendor is not None else ()))
@@ -143,6 +148,30 @@ class ResponseRate:
 
 
 @dataclass(frozen=True)
+class OverturnRate:
+    """How agents' disputes of one criterion or violation id ended: a rule QA often overturns is a bad
+    rule (or a badly recognised one)."""
+
+    rubric_id: str
+    target: str  # criterion | violation
+    id: str
+    disputes: int
+    overturned: int
+    upheld: int
+    open: int
+
+    @property
+    def resolved(self) -> int:
+        """Disputes QA has resolved."""
+        return self.overturned + self.upheld
+
+    @property
+    def overturn_rate(self) -> float | None:
+        """Share of the resolved disputes that QA overturned, 0..1 (None while none is resolved)."""
+        return round(self.overturned / self.resolved, 4) if self.resolved else None
+
+
+@dataclass(frozen=True)
 class CallRow:
     """A call with its latest scorecard's headline numbers (None while it is not scored)."""
 
@@ -189,6 +218,7 @@ class AgentReport:
     criteria: list[CriterionRate]
     calls: Page
     responses: list[ResponseRate] = field(default_factory=list)  # response-time attainment
+    overturns: list[OverturnRate] = field(default_factory=list)  # the agent's disputes, per rule
 
 
 @dataclass(frozen=True)
@@ -269,6 +299,8 @@ class Views:
         # agent and date are copied from the call into every version, so filtering here is exact.
         if f.agent_id is not None:
             conds.append(sc.c.agent_id == f.agent_id)
+        if f.own_agent is not None:
+            conds.append(sc.c.agent_id == f.own_agent)
         if f.date_from is not None:
             conds.append(sc.c.call_date >= f.date_from)
         if f.date_to is not None:
@@ -436,6 +468,36 @@ class Views:
                              channel=str(r[4] or ""), conversations=int(r[5]), within=int(r[6] or 0),
                              mean_wait_s=_round(r[7], 1), longest_wait_s=_round(r[8], 1)) for r in rows]
 
+    def overturn_rates(self, f: Filters) -> list[OverturnRate]:
+        """Agents' disputes per rubric and criterion or violation id over the filters' calls (agent, call
+        dates, rubric, team, vendor and the reader's scope): how many, overturned, upheld, still open."""
+        d, c = t.disputes, t.calls
+        query = (sa.select(d.c.rubric_id, d.c.target_kind, d.c.target_id, sa.func.count(),
+                           sa.func.sum(sa.case((d.c.status == "overturned", 1), else_=0)),
+                           sa.func.sum(sa.case((d.c.status == "upheld", 1), else_=0)))
+                 .select_from(d.join(c, c.c.id == d.c.call_id))
+                 .group_by(d.c.rubric_id, d.c.target_kind, d.c.target_id)
+                 .order_by(d.c.rubric_id, d.c.target_kind, d.c.target_id))
+        for agent in (f.agent_id, f.own_agent):
+            if agent is not None:
+                query = query.where(c.c.agent_id == agent)
+        if f.date_from is not None:
+            query = query.where(c.c.call_date >= f.date_from)
+        if f.date_to is not None:
+            query = query.where(c.c.call_date <= f.date_to)
+        if f.rubric_id is not None:
+            query = query.where(d.c.rubric_id == f.rubric_id)
+        for s in f.membership_scopes():
+            query = query.where(member_on(c.c.agent_id, c.c.call_date, s))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        rates = [OverturnRate(rubric_id=r[0], target=r[1], id=r[2], disputes=int(r[3]),
+                              overturned=int(r[4] or 0), upheld=int(r[5] or 0),
+                              open=int(r[3]) - int(r[4] or 0) - int(r[5] or 0)) for r in rows]
+        # Most often overturned first: those are the rules to look at.
+        return sorted(rates, key=lambda x: (-(x.overturn_rate or 0.0), -x.disputes, x.rubric_id, x.target,
+                                            x.id))
+
     def _nested(self, element: Any, key: str, inner: str) -> Any:
         """The text of `element[key][inner]` (None where absent)."""
         if self.postgres:
@@ -469,6 +531,8 @@ class Views:
                  .select_from(c.outerjoin(sc, sa.and_(sc.c.call_id == c.c.id, sc.c.latest))))
         if f.agent_id is not None:
             query = query.where(c.c.agent_id == f.agent_id)
+        if f.own_agent is not None:
+            query = query.where(c.c.agent_id == f.own_agent)
         if f.date_from is not None:
             query = query.where(c.c.call_date >= f.date_from)
         if f.date_to is not None:
@@ -526,7 +590,8 @@ class Views:
         scope = f.scope()
         return AgentReport(agent_id=agent_id, filters=f, totals=self.totals(scope),
                            trend=self.weekly_trend(scope), criteria=self.criterion_rates(scope),
-                           calls=self.calls(f, page, page_size), responses=self.response_rates(scope))
+                           calls=self.calls(f, page, page_size), responses=self.response_rates(scope),
+                           overturns=self.overturn_rates(scope))
 
     # -- choices for filter forms --------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from qa_service.access.keys import READ_RESCORES, READ_SCORES, sign_in_attempt
+from qa_service.access.keys import READ_OWN_SCORES, READ_RESCORES, sign_in_attempt
 from qa_service.access.ratelimit import limit_rate
 from qa_service.access.session import (
     COOKIE_NAME,
@@ -47,6 +47,7 @@ from qa_service.review import MAX_REASON_CHARS
 from qa_service.services import certification as certs
 from qa_service.services import teams
 from qa_service.services.calls import readable_call
+from qa_service.services.disputes import call_disputes, list_disputes, window_closes
 from qa_service.services.exports import (
     CSV_MEDIA_TYPE,
     RangeNotSatisfiable,
@@ -102,7 +103,7 @@ def signed_in(request: Request) -> StoredKey | None:
         return None
     repo = request.app.state.repo
     key: StoredKey | None = repo.key_by_hash(session.key_hash)
-    if key is None or key.revoked or (key.role != "admin" and key.role not in READ_SCORES):
+    if key is None or key.revoked or (key.role != "admin" and key.role not in READ_OWN_SCORES):
         return None
     if not repo.sessions.is_live(session.id, key.id):
         return None  # signed out, or expired on the server
@@ -139,11 +140,37 @@ def to_sign_in(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/?{urlencode({'next': target})}", status_code=303)
 
 
+DEFAULT_PAGE = "/agents"
+
+
 def _safe_next(target: str | None) -> str:
     # Only paths on this site: "//host" and "/\host" would send the browser elsewhere.
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
-    return "/agents"
+    return DEFAULT_PAGE
+
+
+def own_agent(key: StoredKey | None) -> str | None:
+    """The agent an agent's key is bound to (None for every other key)."""
+    return key.scope.agent if key is not None and key.scope is not None else None
+
+
+def home(key: StoredKey) -> str:
+    """Where a signed-in key starts: an agent's own page for an agent's key, the agents otherwise."""
+    agent = own_agent(key)
+    return f"/agents/{quote(agent, safe='')}" if agent is not None else DEFAULT_PAGE
+
+
+def staff_only(request: Request, key: StoredKey) -> Response | None:
+    """A 403 page for an agent's key on a page that lists other agents' data, else None."""
+    if own_agent(key) is None:
+        return None
+    return render(request, "message.html", {
+        "key": key, "title": "Not for an agent's key",
+        "message": "This page covers other agents' calls. Your own scorecards are on your page."}, 403)
+
+
+templates.env.globals["home"] = home
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
@@ -172,8 +199,10 @@ def _sign_in_form(request: Request, target: str, error: str | None = None, statu
 @router.get("/", response_class=HTMLResponse)
 def sign_in_page(request: Request, next: str | None = None) -> Response:
     """The sign-in form (or straight on to the agents when already signed in)."""
-    if signed_in(request) is not None:
-        return RedirectResponse(_safe_next(next), status_code=303)
+    key = signed_in(request)
+    if key is not None:
+        target = _safe_next(next)
+        return RedirectResponse(home(key) if target == DEFAULT_PAGE else target, status_code=303)
     return _sign_in_form(request, _safe_next(next))
 
 
@@ -194,15 +223,15 @@ async def sign_in(request: Request) -> Response:
                                               "paste the key here and sign in again.", 403)
     try:
         key = await run_in_threadpool(verify_key, state.repo, api_key)
-        if key.role != "admin" and key.role not in READ_SCORES:
-            raise Forbidden(f"a {key.role} key cannot view scorecards; use a supervisor or QA key")
+        if key.role != "admin" and key.role not in READ_OWN_SCORES:
+            raise Forbidden(f"a {key.role} key cannot view scorecards; use a supervisor, QA or agent key")
     except (AuthError, Forbidden) as exc:
         status = 403 if isinstance(exc, Forbidden) else 401
         message = str(exc) if isinstance(exc, Forbidden) else "That key is not valid (or has been revoked)."
         return _sign_in_form(request, target, message, status)
     session_id = new_session_id()  # a new one on every sign-in: a planted cookie cannot be taken over
     await run_in_threadpool(state.repo.sessions.start, session_id, key.id, MAX_AGE_S)
-    response = RedirectResponse(target, status_code=303)
+    response = RedirectResponse(home(key) if target == DEFAULT_PAGE else target, status_code=303)
     token = make_token(secret, key.key_hash, session_id)
     _set_cookie(request, response, COOKIE_NAME, token, MAX_AGE_S, "lax")
     response.delete_cookie(SIGN_IN_COOKIE, path="/", httponly=True, samesite="strict",
@@ -289,6 +318,9 @@ def agents_page(request: Request) -> Response:
     key = signed_in(request)
     if key is None:
         return to_sign_in(request)
+    refused = staff_only(request, key)
+    if refused is not None:
+        return refused
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
     rows = request.app.state.repo.views.agents(teams.scoped(key, Filters(
@@ -309,6 +341,8 @@ def agent_page(request: Request, agent_id: str) -> Response:
         return render(request, "message.html", {
             "key": key, "title": "No such agent", "message": "There is no agent with this id in your teams."},
             404)
+    except Forbidden:
+        return staff_only(request, key) or to_sign_in(request)
     errors: list[str] = []
     f = teams.scoped(key, _filters(request, errors, agent=False))
     views = repo.views
@@ -321,6 +355,8 @@ def agent_page(request: Request, agent_id: str) -> Response:
         "violations": views.violation_ids(teams.scoped(key, Filters(agent_id=agent_id))),
         "pager": _pager(request, report.calls),
         "csv": f"/agents/{quote(agent_id, safe='')}/scorecards.csv" + _query(request, page=None).rstrip("?"),
+        "disputes": list_disputes(store=repo, key=key, agent_id=agent_id),
+        "own": own_agent(key) == agent_id,
     })
 
 
@@ -334,6 +370,9 @@ def agent_csv(request: Request, agent_id: str) -> Response:
         teams.readable_agent(request.app.state.repo, key, agent_id)
     except NotFound:
         return Response("no such agent in your teams", status_code=404, media_type="text/plain")
+    except Forbidden:
+        return Response("an agent key reads its own scorecards only", status_code=403,
+                        media_type="text/plain")
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
     f = teams.scoped(key, Filters(agent_id=agent_id, date_from=f.date_from, date_to=f.date_to,
@@ -377,11 +416,20 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
         card = repo.get_scorecard(call.id)
     view = callview.build(card.data) if card is not None else None
     audio = redacted_audio(request.app.state.inputs, call.id) is not None
+    acks, disputes = call_disputes(store=repo, key=key, call_id=call.id)
+    window = request.app.state.settings.dispute_window_days
+    closes = window_closes(card, window) if card is not None else None
     return render(request, "call.html", {
         "key": key, "call": call, "card": card, "data": card.data if card else {}, "view": view,
         "audio": audio, "selected": c, "selected_violation": v,
         "review": page_review(store=repo, stored=card) if card is not None else None,
         "can_review": may_review(key.role),
+        "acks": acks, "disputes": disputes,
+        "open_targets": {(d.target_kind, d.target_id) for d in disputes if d.status == "open"},
+        "acknowledged": card is not None and any(a.scorecard_version == card.version for a in acks),
+        "is_agent": own_agent(key) is not None,
+        "can_dispute": own_agent(key) is not None and closes is not None and datetime.now(UTC) <= closes,
+        "dispute_closes": closes,
     })
 
 
@@ -410,6 +458,9 @@ def certifications_page(request: Request) -> Response:
     key = signed_in(request)
     if key is None:
         return to_sign_in(request)
+    refused = staff_only(request, key)
+    if refused is not None:
+        return refused
     errors: list[str] = []
     value = (request.query_params.get("within_days") or "").strip()
     within = certs.DEFAULT_WITHIN_DAYS
@@ -533,6 +584,9 @@ def _comparison_page(request: Request, by: teams.Group) -> Response:
     key = signed_in(request)
     if key is None:
         return to_sign_in(request)
+    refused = staff_only(request, key)
+    if refused is not None:
+        return refused
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
     f = Filters(date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id)

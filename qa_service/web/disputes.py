@@ -1,0 +1,108 @@
+"""The pages' dispute forms and the disputes page.
+
+An agent signed in with an agent's key acknowledges a scorecard and disputes a criterion or violation
+from the call page; a QA reviewer upholds or overturns the dispute there. The disputes page lists the
+open disputes and the overturn rate per rule for QA staff and supervisors. Every form posts with the
+session cookie and the session's form token, as the review forms do.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+
+from qa_service.errors import AuthError, Conflict, InputError, NotFound
+from qa_service.services import disputes as service
+from qa_service.storage.views import Filters
+from qa_service.web.pages import _filters, form_refused, render, signed_in, staff_only, to_sign_in
+
+router = APIRouter(include_in_schema=False)
+
+
+def _failed(request: Request, key: object, title: str, exc: Exception) -> Response:
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \
+        403 if isinstance(exc, AuthError) else 422
+    return render(request, "message.html", {"key": key, "title": title, "message": f"{exc}."}, status)
+
+
+@router.post("/calls/{call_id}/acknowledgement")
+async def acknowledge_from_page(request: Request, call_id: str) -> Response:
+    """The agent acknowledges the scorecard shown on the call page."""
+    key = await run_in_threadpool(signed_in, request)
+    if key is None:
+        return to_sign_in(request)
+    refused = form_refused(request, await request.form(), key)
+    if refused is not None:
+        return refused
+    try:
+        await run_in_threadpool(lambda: service.acknowledge(store=request.app.state.repo, key=key,
+                                                            call_id=call_id))
+    except (InputError, NotFound, Conflict, AuthError) as exc:
+        return _failed(request, key, "Not acknowledged", exc)
+    return RedirectResponse(f"/calls/{call_id}#acknowledgement", status_code=303)
+
+
+@router.post("/calls/{call_id}/disputes")
+async def dispute_from_page(request: Request, call_id: str) -> Response:
+    """The agent disputes a criterion or violation from the call page."""
+    key = await run_in_threadpool(signed_in, request)
+    if key is None:
+        return to_sign_in(request)
+    form = await request.form()
+    refused = form_refused(request, form, key)
+    if refused is not None:
+        return refused
+    # The page's form names the target as one choice, "kind:id"; a form may also send them apart.
+    pick = str(form.get("pick") or "")
+    target, _, target_id = pick.partition(":")
+    if not pick:
+        target, target_id = str(form.get("target") or ""), str(form.get("id") or "")
+    reason = str(form.get("reason") or "")
+    window = request.app.state.settings.dispute_window_days
+    try:
+        await run_in_threadpool(lambda: service.raise_dispute(
+            store=request.app.state.repo, key=key, call_id=call_id, target=target, target_id=target_id,
+            reason=reason, window_days=window))
+    except (InputError, NotFound, Conflict, AuthError) as exc:
+        return _failed(request, key, "Dispute not sent", exc)
+    return RedirectResponse(f"/calls/{call_id}#disputes", status_code=303)
+
+
+@router.post("/disputes/{dispute_id}/resolution")
+async def resolve_from_page(request: Request, dispute_id: int) -> Response:
+    """A QA reviewer upholds or overturns a dispute from the call page."""
+    key = await run_in_threadpool(signed_in, request)
+    if key is None:
+        return to_sign_in(request)
+    form = await request.form()
+    refused = form_refused(request, form, key)
+    if refused is not None:
+        return refused
+    outcome, reason = str(form.get("outcome") or ""), str(form.get("reason") or "")
+    try:
+        dispute, _ = await run_in_threadpool(lambda: service.resolve_dispute(
+            store=request.app.state.repo, key=key, dispute_id=dispute_id, outcome=outcome, reason=reason))
+    except (InputError, NotFound, Conflict, AuthError) as exc:
+        return _failed(request, key, "Dispute not resolved", exc)
+    return RedirectResponse(f"/calls/{dispute.call_id}#disputes", status_code=303)
+
+
+@router.get("/disputes")
+def disputes_page(request: Request) -> Response:
+    """Open disputes, oldest first, and how often each rule's disputes are overturned."""
+    key = signed_in(request)
+    if key is None:
+        return to_sign_in(request)
+    refused = staff_only(request, key)
+    if refused is not None:
+        return refused
+    errors: list[str] = []
+    f = _filters(request, errors, agent=False)
+    f = Filters(date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id, team=f.team, vendor=f.vendor)
+    repo = request.app.state.repo
+    return render(request, "disputes.html", {
+        "key": key, "errors": errors, "f": f,
+        "open": service.list_disputes(store=repo, key=key, status="open"),
+        "rates": service.overturn_rates(store=repo, key=key, f=f),
+    })
