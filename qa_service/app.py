@@ -22,6 +22,7 @@ from qa_service.access.ratelimit import ClientLimit
 from qa_service.access.session import app_secret
 from qa_service.api import (
     agents,
+    calibration,
     certification,
     erasure,
     keys,
@@ -124,7 +125,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.state.session_secret = session_secret
     for router in (routes.router, webhooks.router, agents.router, keys.router, policy.router,
                    rescores.router, metrics.router, web.router, review.router, web.review_router,
-                   erasure.router, certification.router, teams.router):
+                   erasure.router, certification.router, teams.router, calibration.router):
         app.include_router(router)
     app.mount("/static", web.static_files(), name="static")
     limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}

@@ -15,8 +15,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from qa_service.calibration import CalibrationSession, Sheet
 from qa_service.errors import Conflict, NotFound
 from qa_service.review import Review, outdated_count
+from qa_service.storage.calibration import SessionClosed
 from qa_service.storage.erasure import (
     RECEIPT_ACTION,
     RECEIPT_KIND,
@@ -259,6 +261,59 @@ class MemoryTeams:
         return (sorted({m.team for m in self.rows.values()}), sorted({m.vendor for m in self.rows.values()}))
 
 
+class MemoryCalibration:
+    """`CalibrationStore` in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, CalibrationSession] = {}
+        self.sheet_rows: dict[tuple[str, str, str], Sheet] = {}
+
+    def add_session(self, session: CalibrationSession) -> CalibrationSession:
+        """Store a new session with its calls and reviewers."""
+        if session.id in self.rows:
+            raise Conflict(f"calibration session {session.id} already exists")
+        self.rows[session.id] = session
+        return session
+
+    def get_session(self, session_id: str) -> CalibrationSession:
+        """The session with this id, or NotFound."""
+        found = self.rows.get(canonical_uuid(session_id) or session_id)
+        if found is None:
+            raise NotFound(f"no calibration session with id {session_id!r}")
+        return found
+
+    def list_sessions(self, limit: int = 100) -> list[CalibrationSession]:
+        """Sessions, newest first."""
+        return sorted(self.rows.values(), key=lambda x: (-x.created_at.timestamp(), x.id))[:limit]
+
+    def put_sheet(self, sheet: Sheet) -> Sheet:
+        """Store a sheet (replacing an earlier one); SessionClosed when the session is closed."""
+        if self.get_session(sheet.session_id).status != "open":
+            raise SessionClosed("the calibration session is closed: its answers are revealed")
+        self.sheet_rows[(sheet.session_id, sheet.call_id, sheet.reviewer_key_id)] = sheet
+        return sheet
+
+    def sheets(self, session_id: str, reviewer_key_id: str | None = None) -> list[Sheet]:
+        """The sheets of a session (one reviewer's only, when named), by call and reviewer."""
+        return [v for k, v in sorted(self.sheet_rows.items())
+                if k[0] == session_id and (reviewer_key_id is None or k[2] == reviewer_key_id)]
+
+    def close_session(self, session_id: str, by: str, at: datetime) -> CalibrationSession:
+        """Close an open session (a closed one stays as it was)."""
+        session = self.get_session(session_id)
+        if session.status == "open":
+            self.rows[session.id] = dataclasses.replace(session, status="closed", closed_at=at,
+                                                        closed_by_name=by)
+        return self.rows[session.id]
+
+    def forget_call(self, call_id: str) -> None:
+        """Take an erased call out of every session, with its sheets."""
+        for sid, session in self.rows.items():
+            self.rows[sid] = dataclasses.replace(session, calls=tuple(c for c in session.calls
+                                                                      if c.call_id != call_id))
+        self.sheet_rows = {k: v for k, v in self.sheet_rows.items() if k[1] != call_id}
+
+
 class MemoryRepository:
     """`Repository` in memory (but for the read-side views)."""
 
@@ -274,6 +329,7 @@ class MemoryRepository:
         self.sessions = MemorySessions()
         self.certification = MemoryCertification(self)
         self.teams = MemoryTeams()
+        self.calibration = MemoryCalibration()
 
     @property
     def views(self) -> NoReturn:
@@ -589,6 +645,7 @@ class MemoryRepository:
             reviews = [r for r in self.reviews.rows if r.call_id == call_id]
             self.reviews.rows = [r for r in self.reviews.rows if r.call_id != call_id]
             self.reviewed = {k: v for k, v in self.reviewed.items() if k[0] != call_id}
+            self.calibration.forget_call(call_id)
             removed[call_id] = {"calls": 1, "scorecard_versions": len(self.scorecards.pop(call_id, [])),
                                 "reviews": len(reviews)}
         erased = set(removed)
