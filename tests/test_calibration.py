@@ -30,12 +30,12 @@ CALLS = ("a1", "a2", "a3", "a4", "b1")
 #   a3: greeting P, identity F, disclosure P,  next_steps F; fee-amount
 #   a4: greeting F, identity P, disclosure P,  next_steps P; fee-amount
 #   b1: greeting P, identity P, disclosure F,  next_steps F; no violation
-# Designed answers of reviewers r1, r2, r3 per call: (greeting, identity, disclosure, next_steps) and violations.
+# Designed answers of reviewers r1, r2, r3 per call: greeting, identity, disclosure, next_steps, violations.
 GREETING = {"a1": (P, P, P), "a2": (P, P, F), "a3": (P, F, F), "a4": (F, F, F), "b1": (P, P, P)}
 IDENTITY = {"a1": P, "a2": P, "a3": F, "a4": P, "b1": P}  # all three give the machine's answer
 NEXT = {"a1": P, "a2": P, "a3": F, "a4": P, "b1": F}      # all three give the machine's answer
-VIOLATIONS = {"a2": {"guarantee": (C, C, D)}, "a3": {"fee-amount": (C, C, C)}, "a4": {"fee-amount": (C, D, D)},
-              "a1": {}, "b1": {}}
+VIOLATIONS = {"a2": {"guarantee": (C, C, D)}, "a3": {"fee-amount": (C, C, C)},
+              "a4": {"fee-amount": (C, D, D)}, "a1": {}, "b1": {}}
 
 
 def sheet(call: str, r: int) -> dict:
@@ -71,7 +71,8 @@ EXPECTED = {
 @pytest.fixture
 def site(database_url, tmp_path):
     settings = Settings(database_url=database_url, storage_dir=tmp_path / "storage",
-                        model_cache_dir=tmp_path / "models", redis_url="redis://127.0.0.1:1/0", review_share=1.0)
+                        model_cache_dir=tmp_path / "models", redis_url="redis://127.0.0.1:1/0",
+                        review_share=1.0)
     app = create_app(settings)
     repo = app.state.repo
     ids = seed_calls(repo)
@@ -158,7 +159,8 @@ def test_three_reviewers_five_calls_blind_then_agreement(site):
     greeting = figures[("criterion", "greeting")]
     assert greeting["reviewers_with_machine"] == {keys["r1"][0].id: 1.0, keys["r2"][0].id: 0.8,
                                                   keys["r3"][0].id: 0.6}
-    by_reviewer = {x["name"]: (x["answers"], x["machine_agreement"]) for x in result["agreement"]["reviewers"]}
+    by_reviewer = {x["name"]: (x["answers"], x["machine_agreement"])
+                   for x in result["agreement"]["reviewers"]}
     assert by_reviewer == {"r1 person": (23, round(21 / 23, 4)), "r2 person": (23, round(19 / 23, 4)),
                            "r3 person": (23, round(17 / 23, 4))}
     assert result["agreement"]["overall"]["answers"] == 69
@@ -179,7 +181,8 @@ def test_a_session_is_checked_and_qa_can_close_it_early(site):
     lead = client(app, keys, "lead")
     refused = lead.post("/v1/calibrations", json={"name": "x", "calls": [ids["a1"]],
                                                   "reviewers": ["r1 person", "sup person"]})
-    assert refused.status_code == 422 and "supervisor key; reviewers are QA or admin" in refused.json()["detail"]
+    assert refused.status_code == 422
+    assert "supervisor key; reviewers are QA or admin" in refused.json()["detail"]
     unknown = lead.post("/v1/calibrations", json={"name": "x", "calls": [ids["a1"]],
                                                   "reviewers": ["r1 person", "nobody"]})
     assert unknown.status_code == 422 and "'nobody'" in unknown.json()["detail"]
@@ -203,7 +206,7 @@ def test_a_session_is_checked_and_qa_can_close_it_early(site):
 
 
 def test_fleiss_kappa_on_the_textbook_table():
-    """Fleiss (1971) as Wikipedia works it: 10 subjects, 14 raters, 5 categories -> P-bar 0.378, kappa 0.210."""
+    """Fleiss (1971) as Wikipedia works it: 10 subjects, 14 raters, 5 categories: P-bar 0.378, kappa 0.210."""
     table = [(0, 0, 0, 0, 14), (0, 2, 6, 4, 2), (0, 0, 3, 5, 6), (0, 3, 9, 2, 0), (2, 2, 8, 1, 1),
              (7, 7, 0, 0, 0), (3, 2, 6, 3, 0), (2, 5, 3, 2, 2), (6, 5, 2, 1, 0), (0, 2, 2, 3, 7)]
     subjects = [[str(j) for j, n in enumerate(row) for _ in range(n)] for row in table]
@@ -215,8 +218,8 @@ def test_fleiss_kappa_on_the_textbook_table():
 def test_the_figures_leave_out_reviewers_and_calls_that_are_not_in_the_session():
     card = make_scorecard(SEED[0], "ext-a1")
     at = datetime.now(UTC)
-    session = CalibrationSession(id="s", name="s", status="closed", created_by_key_id=None, created_by_name="x",
-                                 created_at=at, calls=(SessionCall("c1", 1, 0),),
+    session = CalibrationSession(id="s", name="s", status="closed", created_by_key_id=None,
+                                 created_by_name="x", created_at=at, calls=(SessionCall("c1", 1, 0),),
                                  reviewers=(Reviewer("k1", "one"), Reviewer("k2", "two")))
     answers = {"greeting": P, "identity": P, "disclosure": P, "next_steps": F}
     sheets = [Sheet("s", "c1", k, answers, {}, at) for k in ("k1", "k2", "stranger")] + \
@@ -235,7 +238,8 @@ def test_the_memory_twin_keeps_sessions_like_the_database():
     store.finish_call(call_id, make_scorecard(SEED[0], "ext-a1"))
     lead = store.add_key("lead", "qa", "0" * 64)
     one, two = store.add_key("one", "qa", "1" * 64), store.add_key("two", "qa", "2" * 64)
-    session = calibration.create_session(store=store, key=lead, name="m", calls=[call_id], reviewers=["one", "two"])
+    session = calibration.create_session(store=store, key=lead, name="m", calls=[call_id],
+                                         reviewers=["one", "two"])
     with pytest.raises(Forbidden):
         calibration.submit_sheet(store=store, key=lead, session_id=session.id, call_id=call_id,
                                  criteria=sheet("a1", 0)["criteria"], violations={})
