@@ -92,10 +92,17 @@ class MemoryReviews:
 
     def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
                          date_to: date | None = None) -> Iterator[QueueCandidate]:
-        """The latest scorecard of each call not yet reviewed, oldest call date first."""
+        """The latest scorecard of each call not yet reviewed (or awaiting a second reviewer), oldest call
+        date first."""
         reviewed = {r.call_id for r in self.rows}
+
+        def second(c: StoredScorecard) -> bool:
+            dual = self._repo.reviewed.get((c.call_id, c.version), {}).get("dual_review") or {}
+            return bool(dual.get("pending"))
+
         latest = [c for c in self._repo.latest_scorecards(date_from, date_to)
-                  if c.call_id not in reviewed and (agent_id is None or c.agent_id == agent_id)]
+                  if (c.call_id not in reviewed or second(c))
+                  and (agent_id is None or c.agent_id == agent_id)]
         for c in sorted(latest, key=lambda c: (c.call_date, c.call_id)):
             review = self._repo.reviewed.get((c.call_id, c.version), {})
             provisional = bool(review.get("reviewed_provisional", c.data.get("provisional", False)))
@@ -103,7 +110,7 @@ class MemoryReviews:
                                  version=c.version, score=c.score, passed=c.passed, auto_fail=c.auto_fail,
                                  to_check=len(c.data.get("to_check") or []), provisional=provisional,
                                  outdated=outdated_count(c.data),
-                                 findings=len(c.data.get("findings") or []))
+                                 findings=len(c.data.get("findings") or []), second_review=second(c))
 
 
 class MemoryAudit:
@@ -452,11 +459,25 @@ class MemoryRepository:
         rows = sorted((c for c in self.latest_scorecards(date_from, date_to) if c.agent_id == agent_id),
                       key=lambda c: (c.call_date, c.created_at), reverse=True)
         count = len(rows)
+        verdicts = [self._verdict(c) for c in rows]
         summary = AgentSummary(
-            count=count, mean_score=sum(c.score for c in rows) / count if count else None,
-            pass_rate=sum(c.passed for c in rows) / count if count else None,
-            auto_fail_count=sum(c.auto_fail for c in rows), response_times=self._response_rates(rows))
+            count=count, mean_score=sum(v[0] for v in verdicts) / count if count else None,
+            pass_rate=sum(v[1] for v in verdicts) / count if count else None,
+            auto_fail_count=sum(v[2] for v in verdicts), response_times=self._response_rates(rows))
         return rows[:limit], summary
+
+    def _verdict(self, card: StoredScorecard) -> tuple[float, bool, bool]:
+        """Score, pass and auto-fail after reviews where a reviewer changed something (as the SQL
+        repository keeps them in the reviewed columns), else the automatic ones."""
+        review = self.reviewed.get((card.call_id, card.version)) or {}
+        changed = any(i["reviewed"] != i["automatic"] for i in review.get("items") or []
+                      if i["target"] != "verdict")
+        if not changed:
+            return card.score, card.passed, card.auto_fail
+        passed = review.get("reviewed_passed")
+        return (float(review.get("reviewed_score", card.score)),
+                card.passed if passed is None else bool(passed),
+                bool(review.get("reviewed_auto_fail", card.auto_fail)))
 
     def _response_rates(self, cards: Sequence[StoredScorecard]) -> tuple[ResponseRate, ...]:
         """What `Views.response_rates` answers, over these scorecards (the latest per call)."""

@@ -63,6 +63,7 @@ class QueueCandidate:
     provisional: bool = False
     outdated: int = 0  # outdated-policy violations
     findings: int = 0
+    second_review: bool = False  # under dual review: a reviewer's verdict awaits a second reviewer
 
 
 def _utc(value: datetime) -> datetime:
@@ -90,7 +91,9 @@ def set_reviewed(engine: Engine, call_id: str, version: int, review: dict[str, A
     changed any, and whether the verdict is still provisional."""
     changed = any(item["reviewed"] != item["automatic"] for item in review.get("items") or []
                   if item["target"] != "verdict")
-    values: dict[str, Any] = {"provisional": bool(review.get("reviewed_provisional"))}
+    dual = review.get("dual_review") or {}
+    values: dict[str, Any] = {"provisional": bool(review.get("reviewed_provisional")),
+                              "second_review": bool(dual.get("pending"))}
     values |= {"reviewed_score": review.get("reviewed_score"),
                "reviewed_passed": review.get("reviewed_passed"),
                "reviewed_auto_fail": review.get("reviewed_auto_fail"),
@@ -122,10 +125,11 @@ def reviewed_call_ids(engine: Engine, call_ids: list[str]) -> set[str]:
 
 def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: date | None = None,
                      date_to: date | None = None, batch: int = 1000) -> Iterator[QueueCandidate]:
-    """The latest scorecard of each call not yet reviewed (optionally one agent's, in a date range)."""
+    """The latest scorecard of each call not yet reviewed, or whose reviewer's verdict awaits a second
+    reviewer (optionally one agent's, in a date range)."""
     sc = t.scorecards
     reviewed = sa.select(t.reviews.c.id).where(t.reviews.c.call_id == sc.c.call_id).exists()
-    conds: list[Any] = [sc.c.latest, ~reviewed]
+    conds: list[Any] = [sc.c.latest, sa.or_(~reviewed, sc.c.second_review)]
     if agent_id is not None:
         conds.append(sc.c.agent_id == agent_id)
     if date_from is not None:
@@ -133,14 +137,15 @@ def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: dat
     if date_to is not None:
         conds.append(sc.c.call_date <= date_to)
     query = (sa.select(sc.c.call_id, sc.c.agent_id, sc.c.call_date, sc.c.version, sc.c.score, sc.c.passed,
-                       sc.c.auto_fail, sc.c.to_check, sc.c.provisional, sc.c.outdated, sc.c.findings)
+                       sc.c.auto_fail, sc.c.to_check, sc.c.provisional, sc.c.outdated, sc.c.findings,
+                       sc.c.second_review)
              .where(*conds).order_by(sc.c.call_date, sc.c.call_id))
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=batch).execute(query):
             yield QueueCandidate(call_id=str(row[0]), agent_id=row[1], call_date=row[2], version=int(row[3]),
                                  score=float(row[4]), passed=bool(row[5]), auto_fail=bool(row[6]),
                                  to_check=int(row[7]), provisional=bool(row[8]), outdated=int(row[9]),
-                                 findings=int(row[10]))
+                                 findings=int(row[10]), second_review=bool(row[11]))
 
 
 def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: str | None = None,
