@@ -98,7 +98,9 @@ def set_reviewed(engine: Engine, call_id: str, version: int, review: dict[str, A
                "reviewed_passed": review.get("reviewed_passed"),
                "reviewed_auto_fail": review.get("reviewed_auto_fail"),
                "reviewed_violations": review.get("violations")} if changed else \
-        dict.fromkeys(("reviewed_score", "reviewed_passed", "reviewed_auto_fail", "reviewed_violations"))
+        dict.fromkeys(("reviewed_score", "reviewed_passed", "reviewed_auto_fail")) | \
+        {"reviewed_violations": sa.null()}  # SQL NULL: a JSON column would store None as JSON 'null'
+    # (which the views' COALESCE takes for a list of violations).
     sc = t.scorecards
     with writing(engine) as conn:
         conn.execute(sc.update().where(sc.c.call_id == call_id, sc.c.version == version).values(**values))
