@@ -251,3 +251,51 @@ def test_the_memory_twin_keeps_sessions_like_the_database():
     with pytest.raises(Conflict):
         calibration.submit_sheet(store=store, key=one, session_id=session.id, call_id=call_id,
                                  criteria=sheet("a1", 0)["criteria"], violations={})
+
+
+def test_the_pages_list_score_with_a_form_token_and_show_the_results(sqlite_url, tmp_path):
+    from tests.test_web import form_token, sign_in
+
+    settings = Settings(database_url=sqlite_url, storage_dir=tmp_path / "storage",
+                        model_cache_dir=tmp_path / "models", redis_url="redis://127.0.0.1:1/0")
+    app = create_app(settings)
+    repo = app.state.repo
+    try:
+        ids = seed_calls(repo)
+        keys = {w: issue_key(repo, "qa", f"{w} person") for w in ("lead", "r1", "r2")}
+        sid = calibration.create_session(store=repo, key=keys["lead"][0], name="Page check",
+                                         calls=[ids["a2"]], reviewers=["r1 person", "r2 person"]).id
+        web = {w: TestClient(app, base_url="http://testserver") for w in ("lead", "r1", "r2")}
+        for w, c in web.items():
+            assert sign_in(c, keys[w][1]).status_code == 303
+        listing = web["r1"].get("/calibrations")
+        assert listing.status_code == 200
+        assert "Page check" in listing.text and "yours to score: 1" in listing.text
+        form = web["r1"].get(f"/calibrations/{sid}/calls/{ids['a2']}")
+        assert form.status_code == 200
+        assert 'name="c:greeting"' in form.text and 'name="v:guarantee"' in form.text
+        # Blind: no machine verdict, score or evidence reason on the form.
+        assert "not said by the agent" not in form.text and " checked" not in form.text
+        assert web["lead"].get(f"/calibrations/{sid}/calls/{ids['a2']}").status_code == 403  # no reviewer
+        answers = {f"c:{k}": v for k, v in sheet("a2", 0)["criteria"].items()} | {"v:guarantee": C}
+        url = f"/calibrations/{sid}/calls/{ids['a2']}"
+        assert web["r1"].post(url, data=answers, follow_redirects=False).status_code == 403  # no token
+        sent = web["r1"].post(url, data={**answers, "csrf": form_token(form.text)}, follow_redirects=False)
+        assert sent.status_code == 303 and sent.headers["location"] == f"/calibrations/{sid}"
+        assert repo.calibration.sheets(sid)[0].violations == {"guarantee": C}
+        before = web["r2"].get(f"/calibrations/{sid}")
+        assert "r1 person: 1 of 1" in before.text and 'id="agreement"' not in before.text
+        form2 = web["r2"].get(url)
+        bad = web["r2"].post(url, data={"c:greeting": P, "csrf": form_token(form2.text)},
+                             follow_redirects=False)
+        assert bad.status_code == 422 and "no answer for criterion identity" in bad.text
+        answers2 = {f"c:{k}": v for k, v in sheet("a2", 2)["criteria"].items()} | {"v:guarantee": D}
+        assert web["r2"].post(url, data={**answers2, "csrf": form_token(form2.text)},
+                              follow_redirects=False).status_code == 303
+        results = web["lead"].get(f"/calibrations/{sid}")
+        assert 'id="agreement"' in results.text and "Each reviewer against the machine" in results.text
+        # greeting: r1 pass, r2 fail on one call -> 0% agreement among pairs.
+        row = results.text.split('data-item="criterion:greeting"')[1].split("</tr>")[0]
+        assert '<td class="num">0%</td>' in row
+    finally:
+        repo.dispose()

@@ -365,13 +365,14 @@ SCOPED = {
     "/v1/teams", "/v1/vendors", "/v1/teams/{team}/scorecards", "/v1/vendors/{vendor}/scorecards",
     "/v1/teams/{team}/scorecards.csv", "/v1/vendors/{vendor}/scorecards.csv",
     "/agents", "/agents/{agent_id}", "/agents/{agent_id}/scorecards.csv", "/calls", "/calls/{call_id}",
-    "/calls/{call_id}/audio", "/certifications", "/vendors", "/teams", "/v1/calibrations",
+    "/calls/{call_id}/audio", "/certifications", "/vendors", "/teams", "/v1/calibrations", "/calibrations",
 }
 # Routes that cover every team at once: refused (403) to scoped keys.
 # A calibration session is refused when any of its calls is outside the key's scope (one over the key's own
 # calls reads as usual).
 REFUSED = {"/v1/rescores", "/v1/rescores/{run_id}", "/rescores", "/rescores/{run_id}",
-           "/v1/calibrations/{session_id}"}
+           "/v1/calibrations/{session_id}", "/calibrations/{session_id}",
+           "/calibrations/{session_id}/calls/{call_id}"}
 # Routes with no call or agent data, or that a supervisor's key cannot use at all.
 NO_CALL_DATA = {
     "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/metrics", "/static", "/",
@@ -399,6 +400,7 @@ CHANGES = {
     ("PUT", "/v1/calibrations/{session_id}/calls/{call_id}/answers"):
         "reviewers only; each was checked against the calls when the session opened",
     ("POST", "/v1/calibrations/{session_id}/close"): "readable_session: 403 when a call is outside the scope",
+    ("POST", "/calibrations/{session_id}/calls/{call_id}"): "as the PUT of answers",
 }
 
 
@@ -490,7 +492,7 @@ def test_a_key_scoped_to_team_a_reads_team_a(site):
     assert silent == []
     for route in REFUSED:
         url = route.replace("{run_id}", "00000000-0000-4000-8000-000000000000").replace(
-            "{session_id}", site.mixed_session)
+            "{session_id}", site.mixed_session).replace("{call_id}", site.ids["a1"])
         assert _read(site, scoped, url)[0] == 403
 
 

@@ -136,26 +136,32 @@ def readable_session(store: Repository, key: StoredKey, session_id: str) -> Cali
     return session
 
 
-def _inside(store: Repository, key: StoredKey, session: CalibrationSession) -> bool:
+def _inside(store: Repository, key: StoredKey, session: CalibrationSession,
+            calls: Sequence[StoredCall] | None = None) -> bool:
     inside = reach(store, key)
+    return all(inside.call(call.agent_id, call.call_date) for call in calls or _calls(store, session))
+
+
+def _calls(store: Repository, session: CalibrationSession) -> list[StoredCall]:
+    """The session's calls still stored, in its order."""
+    found = []
     for c in session.calls:
         try:
-            call = store.get_call(c.call_id)
+            found.append(store.get_call(c.call_id))
         except NotFound:
             continue
-        if not inside.call(call.agent_id, call.call_date):
-            return False
-    return True
+    return found
 
 
 def list_sessions(*, store: Repository, key: StoredKey, limit: int = 100) -> list[dict[str, Any]]:
     """The sessions the key may read, newest first, each with its progress."""
     out = []
     for session in store.calibration.list_sessions(limit):
-        if key.scope is not None and not _inside(store, key, session):
+        calls = _calls(store, session)
+        if key.scope is not None and not _inside(store, key, session, calls):
             continue
         sheets = store.calibration.sheets(session.id)
-        out.append(_summary(session, sheets, key))
+        out.append(_summary(session, sheets, key) | {"external_ids": [c.external_id or c.id for c in calls]})
     return out
 
 
