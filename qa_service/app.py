@@ -22,6 +22,7 @@ from qa_service.access.ratelimit import ClientLimit
 from qa_service.access.session import app_secret
 from qa_service.api import (
     agents,
+    calibration,
     certification,
     disputes,
     erasure,
@@ -128,7 +129,8 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     app.state.session_secret = session_secret
     for router in (routes.router, webhooks.router, agents.router, keys.router, policy.router,
                    rescores.router, metrics.router, web.router, review.router, web.review_router,
-                   erasure.router, certification.router, teams.router, disputes.router, web.disputes_router):
+                   erasure.router, certification.router, teams.router, disputes.router, web.disputes_router,
+                   calibration.router, web.calibration_router):
         app.include_router(router)
     app.mount("/static", web.static_files(), name="static")
     limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qa_service.dualreview import parse_dual
 from qa_service.review import DEFAULT_SHARE, parse_share
 
 # Secrets that sign things (webhook bodies, session cookies) are at least this long: shorter ones can
@@ -131,6 +132,9 @@ class Settings(BaseSettings):
     # The share of each agent's weekly calls sampled for review, besides the calls that always are:
     # a fraction or a percentage ("0.1", "10%").
     review_share: float = DEFAULT_SHARE
+    # Calls whose reviewed verdict is final only when two reviewers agree: "auto_fail" and/or "high_risk"
+    # (outdated-policy or prohibited violations), comma-separated; empty: one reviewer decides.
+    dual_review: str = ""
     # Days before a certification expires that its `certification.expiring` webhook is sent (once).
     certification_notice_days: int = Field(default=90, ge=0, le=3650)
     # Days after a scorecard is stored during which its agent may dispute a criterion or violation of it.
@@ -160,6 +164,16 @@ class Settings(BaseSettings):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return value.strip()
+
+    @field_validator("dual_review")
+    @classmethod
+    def _dual(cls, value: str) -> str:
+        return ",".join(sorted(parse_dual(value)))
+
+    @property
+    def dual_review_kinds(self) -> frozenset[str]:
+        """The call kinds under dual review."""
+        return parse_dual(self.dual_review)
 
     @field_validator("review_share", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ from qa_service.app import create_app
 from qa_service.auth import create_key, hash_key, issue_key
 from qa_service.cli import main
 from qa_service.errors import Forbidden, InputError, NotFound
-from qa_service.services import teams
+from qa_service.services import calibration, teams
 from qa_service.services.calls import readable_call
 from qa_service.services.certification import ImportRefused
 from qa_service.services.disputes import raise_dispute
@@ -200,6 +200,14 @@ class Site:
             agent_key = issue_key(repo, "agent", agent, Scope(agent=agent))[0]
             raise_dispute(store=repo, key=agent_key, call_id=self.ids[call], target=target,
                           target_id=target_id, reason="I did not say that", window_days=7)
+        # Two calibration sessions: one over team A's calls, one over both teams' (refused to scoped keys).
+        lead = repo.key_by_hash(hash_key(self.keys["admin"]))
+        both = ["admin person", "qa person"]
+        calibration.create_session(store=repo, key=lead, name="alpha calls", reviewers=both,
+                                   calls=[self.ids["a1"], self.ids["a2"]])
+        self.mixed_session = calibration.create_session(
+            store=repo, key=lead, name="both teams", reviewers=both,
+            calls=[self.ids["a1"], self.ids["b1"]]).id
 
     def api(self, who: str) -> TestClient:
         return TestClient(self.app, headers={"Authorization": f"Bearer {self.keys[who]}"})
@@ -333,6 +341,23 @@ def test_a_scoped_reviewer_cannot_review_or_retry_another_teams_call(site):
     assert len(site.repo.reviews.for_call(site.ids["b1"])) == before
 
 
+def test_calibration_sessions_over_other_teams_are_refused_to_scoped_keys(site):
+    alpha = site.api("alpha")
+    listed = alpha.get("/v1/calibrations").json()["sessions"]
+    assert [x["name"] for x in listed] == ["alpha calls"]
+    assert alpha.get(f"/v1/calibrations/{listed[0]['id']}").status_code == 200
+    assert alpha.get(f"/v1/calibrations/{site.mixed_session}").status_code == 403
+    assert site.api("alpha-qa").post(f"/v1/calibrations/{site.mixed_session}/close").status_code == 403
+    assert len(site.api("supervisor").get("/v1/calibrations").json()["sessions"]) == 2
+    # A reviewer scoped to team A cannot be asked to score team B's call, nor open a session over it.
+    body = {"name": "x", "calls": [site.ids["a1"], site.ids["b1"]],
+            "reviewers": ["alpha reviewer", "qa person"]}
+    r = site.api("admin").post("/v1/calibrations", json=body)
+    assert r.status_code == 422 and "'alpha reviewer' is scoped" in r.json()["detail"]
+    own = {**body, "reviewers": ["qa person", "admin person"]}
+    assert site.api("alpha-qa").post("/v1/calibrations", json=own).status_code == 404
+
+
 # -- the matrix: every route, a key scoped to team A, nothing of team B ------------------------------
 
 # Routes that read calls, agents, scorecards, aggregates, CSV, audio, the review queue or agents'
@@ -349,9 +374,14 @@ SCOPED = {
     "/agents", "/agents/{agent_id}", "/agents/{agent_id}/scorecards.csv", "/calls", "/calls/{call_id}",
     "/calls/{call_id}/audio", "/certifications", "/vendors", "/teams",
     "/v1/calls/{call_id}/disputes", "/v1/disputes", "/v1/overturn-rates", "/disputes",
+    "/v1/calibrations", "/calibrations",
 }
 # Routes that cover every team at once: refused (403) to scoped keys.
-REFUSED = {"/v1/rescores", "/v1/rescores/{run_id}", "/rescores", "/rescores/{run_id}"}
+# A calibration session is refused when any of its calls is outside the key's scope (one over the key's own
+# calls reads as usual).
+REFUSED = {"/v1/rescores", "/v1/rescores/{run_id}", "/rescores", "/rescores/{run_id}",
+           "/v1/calibrations/{session_id}", "/calibrations/{session_id}",
+           "/calibrations/{session_id}/calls/{call_id}"}
 # Routes with no call or agent data, or that a supervisor's key cannot use at all.
 NO_CALL_DATA = {
     "/openapi.json", "/docs", "/docs-assets", "/healthz", "/metrics", "/static", "/",
@@ -381,6 +411,11 @@ CHANGES = {
     ("POST", "/calls/{call_id}/disputes"): "agent keys only, own calls (readable_call: 404)",
     ("POST", "/v1/disputes/{dispute_id}/resolution"): "readable_call of the dispute's call: 404",
     ("POST", "/disputes/{dispute_id}/resolution"): "readable_call of the dispute's call: 404",
+    ("POST", "/v1/calibrations"): "readable_call on each call: 404; reviewers' scopes must hold every call",
+    ("PUT", "/v1/calibrations/{session_id}/calls/{call_id}/answers"):
+        "reviewers only; each was checked against the calls when the session opened",
+    ("POST", "/v1/calibrations/{session_id}/close"): "readable_session: 403 when a call is outside the scope",
+    ("POST", "/calibrations/{session_id}/calls/{call_id}"): "as the PUT of answers",
 }
 
 
@@ -471,7 +506,8 @@ def test_a_key_scoped_to_team_a_reads_team_a(site):
             silent.append(template)
     assert silent == []
     for route in REFUSED:
-        url = route.replace("{run_id}", "00000000-0000-4000-8000-000000000000")
+        url = route.replace("{run_id}", "00000000-0000-4000-8000-000000000000").replace(
+            "{session_id}", site.mixed_session).replace("{call_id}", site.ids["a1"])
         assert _read(site, scoped, url)[0] == 403
 
 

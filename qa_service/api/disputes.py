@@ -14,7 +14,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.agents import DateFrom, DateTo, OverturnOut, RubricQ, TeamQ, VendorQ, check_range
-from qa_service.api.deps import RaiseDisputeKey, ReadOwnScoresKey, ReadScoresKey, RepoDep, ResolveDisputeKey
+from qa_service.api.deps import (
+    RaiseDisputeKey,
+    ReadOwnScoresKey,
+    ReadScoresKey,
+    RepoDep,
+    ResolveDisputeKey,
+    SettingsDep,
+)
 from qa_service.api.schemas import Error
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.services import disputes
@@ -83,12 +90,12 @@ def get_call_disputes(call_id: str, repo: RepoDep, key: ReadOwnScoresKey) -> dic
 @router.post("/v1/disputes/{dispute_id}/resolution",
              responses={**_ERRORS, 409: {"model": Error, "description": "Resolved already, or the target is "
                                          "gone from the latest scorecard"}})
-def post_resolution(dispute_id: int, body: ResolutionIn, repo: RepoDep,
+def post_resolution(dispute_id: int, body: ResolutionIn, repo: RepoDep, settings: SettingsDep,
                     key: ResolveDisputeKey) -> dict[str, Any]:
     """QA resolves an open dispute: upheld, or overturned (a review of the target: the reviewed score,
     verdict and aggregates change). The dispute and its resolution are kept."""
     dispute, card = disputes.resolve_dispute(store=repo, key=key, dispute_id=dispute_id, outcome=body.outcome,
-                                             reason=body.reason)
+                                             reason=body.reason, dual=settings.dual_review_kinds)
     result = {k: v for k, v in card["review"].items() if k != "items"} if card is not None else None
     return {"dispute": dispute.to_dict(), "result": result}
 

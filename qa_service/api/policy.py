@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from qa_service.api.agents import check_range
-from qa_service.api.deps import ReadScoresKey, RepoDep
+from qa_service.api.deps import ReadScoresKey, RepoDep, SettingsDep
 from qa_service.api.schemas import Error
 from qa_service.services.reviews import policy_currency as reviewed_currency
 
@@ -38,7 +38,7 @@ class PolicyCurrency(BaseModel):
 
 @router.get("/v1/policy-currency", response_model=PolicyCurrency, tags=["agents"],
             responses={401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}})
-def policy_currency(repo: RepoDep, key: ReadScoresKey,
+def policy_currency(repo: RepoDep, key: ReadScoresKey, settings: SettingsDep,
                     date_from: Annotated[date | None, Query(alias="from")] = None,
                     date_to: Annotated[date | None, Query(alias="to")] = None,
                     agent_id: str | None = None) -> Any:
@@ -46,7 +46,7 @@ def policy_currency(repo: RepoDep, key: ReadScoresKey,
     reviewer dismissed are left out; items to check a reviewer confirmed are in."""
     check_range(date_from, date_to)
     calls_read, listing = reviewed_currency(store=repo, key=key, date_from=date_from, date_to=date_to,
-                                            agent_id=agent_id)
+                                            agent_id=agent_id, dual=settings.dual_review_kinds)
     agents = {agent: {fact: [OutdatedMention(**m) for m in calls] for fact, calls in facts.items()}
               for agent, facts in listing.items()}
     return PolicyCurrency(calls_read=calls_read, agents=agents)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa_service.api.deps import AdminKey, ReadOwnScoresKey, ReadScoresKey, RepoDep, ReviewKey
+from qa_service.api.deps import AdminKey, ReadOwnScoresKey, ReadScoresKey, RepoDep, ReviewKey, SettingsDep
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.scorecard import ReviewedScorecardDoc
 from qa_service.services import reviews
@@ -36,11 +36,14 @@ class ReviewIn(BaseModel):
 
 
 @router.post("/v1/calls/{call_id}/reviews", status_code=201)
-def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey) -> dict[str, Any]:
+def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey,
+                settings: SettingsDep) -> dict[str, Any]:
     """Override a criterion, confirm or dismiss a violation or an item to check, or confirm a provisional
-    verdict of the call's latest scorecard, with a reason."""
+    verdict of the call's latest scorecard, with a reason. Under dual review (QA_DUAL_REVIEW) the result
+    counts only what two reviewers agreed on; `result.dual_review` names what awaits another reviewer."""
     review, card = reviews.add_review(store=repo, key=key, call_id=call_id, target=body.target,
-                                      target_id=body.id, action=body.action, reason=body.reason)
+                                      target_id=body.id, action=body.action, reason=body.reason,
+                                      dual=settings.dual_review_kinds)
     return {"review": review.to_dict(), "result": {k: v for k, v in card["review"].items() if k != "items"}}
 
 
@@ -53,10 +56,13 @@ def get_reviews(call_id: str, repo: RepoDep, key: ReadOwnScoresKey) -> list[dict
 @router.get("/v1/calls/{call_id}/scorecard/reviewed",
             responses={200: {"description": "Scorecard format v1 with its review",
                              "model": ReviewedScorecardDoc}})
-def get_reviewed_scorecard(call_id: str, repo: RepoDep, key: ReadOwnScoresKey) -> dict[str, Any]:
-    """The latest scorecard with its `review` section: automatic and reviewed verdicts, who, when, why."""
+def get_reviewed_scorecard(call_id: str, repo: RepoDep, key: ReadOwnScoresKey,
+                           settings: SettingsDep) -> dict[str, Any]:
+    """The latest scorecard with its `review` section: automatic and reviewed verdicts, who, when, why
+    (and, under dual review, what awaits a second reviewer)."""
     call = readable_call(repo, key, call_id)
-    return reviews.reviewed_card(store=repo, stored=repo.get_scorecard(call.id))
+    return reviews.reviewed_card(store=repo, stored=repo.get_scorecard(call.id),
+                                 dual=settings.dual_review_kinds)
 
 
 @router.get("/v1/review-queue")

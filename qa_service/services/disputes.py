@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -121,7 +122,8 @@ def raise_dispute(*, store: Repository, key: StoredKey, call_id: str, target: st
 
 
 def resolve_dispute(*, store: Repository, key: StoredKey, dispute_id: int, outcome: str, reason: str,
-                    now: datetime | None = None) -> tuple[Dispute, dict[str, Any] | None]:
+                    now: datetime | None = None,
+                    dual: Collection[str] = ()) -> tuple[Dispute, dict[str, Any] | None]:
     """QA resolves an open dispute: upheld changes nothing; overturned stores a review of the target (the
     reviewed scorecard is returned). NotFound outside the reviewer's scope, as for no such dispute."""
     if not may_review(key.role):
@@ -153,7 +155,8 @@ def resolve_dispute(*, store: Repository, key: StoredKey, dispute_id: int, outco
                                       reason=reason, key_id=key.id, key_name=key.name, at=now, review=review)
     if stored is None:
         return resolved, None
-    card = reviewed_card(store=store, stored=stored)
+    # Under dual review (`dual`, QA_DUAL_REVIEW) an overturn is one reviewer's vote, as any review.
+    card = reviewed_card(store=store, stored=stored, dual=dual)
     store.reviews.set_reviewed(stored.call_id, stored.version, card["review"])
     return resolved, card
 

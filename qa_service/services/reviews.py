@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+from qa_service.dualreview import needs_two, settle
 from qa_service.errors import InputError, NotFound
 from qa_service.rescore import Refresher, refresher_list
 from qa_service.review import (
@@ -34,9 +35,14 @@ def may_review(role: str) -> bool:
     return role == "admin" or role in REVIEW
 
 
-def reviewed_card(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:
+def reviewed_card(*, store: Repository, stored: StoredScorecard,
+                  dual: Collection[str] = ()) -> dict[str, Any]:
     """A stored scorecard with its `review` section. The scorecard names its pass mark and auto-fail
-    criteria; for one stored before it did, they are read from its rubric."""
+    criteria; for one stored before it did, they are read from its rubric.
+
+    `dual`: the call kinds under dual review (QA_DUAL_REVIEW). On such a call only what two reviewers
+    agreed on counts, and `review.dual_review` names the targets that await a second (or third) reviewer.
+    """
     pass_mark: float | None = None
     auto_fail: frozenset[str] = frozenset()
     if "pass_mark" not in stored.data:
@@ -46,14 +52,23 @@ def reviewed_card(*, store: Repository, stored: StoredScorecard) -> dict[str, An
         except NotFound:
             pass
     reviews = store.reviews.for_call(stored.call_id)
+    why = needs_two(stored.data, dual)
+    pending: list[dict[str, Any]] = []
+    if why is not None:
+        reviews, pending = settle(reviews)
     card = apply_reviews(stored.data, reviews, pass_mark=pass_mark, auto_fail_criteria=auto_fail)
     card["review"]["scorecard_version"] = stored.version
+    if why is not None:
+        card["review"]["dual_review"] = {
+            "required": True, "why": why, "final": not pending, "pending": pending,
+            "note": "the reviewed verdict awaits a second reviewer" if pending else None}
     return card
 
 
 def add_review(*, store: Repository, key: StoredKey, call_id: str, target: str, target_id: str, action: str,
-               reason: str) -> tuple[Review, dict[str, Any]]:
-    """Check and store a review of the call's latest scorecard; the review and the reviewed scorecard."""
+               reason: str, dual: Collection[str] = ()) -> tuple[Review, dict[str, Any]]:
+    """Check and store a review of the call's latest scorecard; the review and the reviewed scorecard
+    (under dual review, `dual`, the verdict it leaves counts only what two reviewers agreed on)."""
     try:
         check_review(target, action, reason)
     except ReviewError as exc:
@@ -67,7 +82,7 @@ def add_review(*, store: Repository, key: StoredKey, call_id: str, target: str, 
         call_id=stored.call_id, scorecard_version=stored.version, target_kind=target,  # type: ignore[arg-type]
         target_id=target_id, action=action, reason=reason.strip(),  # type: ignore[arg-type]
         reviewer_key_id=key.id, reviewer_name=key.name, created_at=datetime.now(UTC)))
-    card = reviewed_card(store=store, stored=stored)
+    card = reviewed_card(store=store, stored=stored, dual=dual)
     store.reviews.set_reviewed(stored.call_id, stored.version, card["review"])
     return review, card
 
@@ -83,8 +98,9 @@ def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: s
     """Calls marked for review and not reviewed yet, oldest first: every call with an open dispute of its
     agent (reviewed or not), every provisional verdict, every
     call with an outdated-policy mention, every auto-fail, every call with items to check or findings
-    (a lapsed certification), plus each agent's weekly sample of `share`. `why` names the first of
-    these that holds. A scoped key gets its teams' calls only."""
+    (a lapsed certification), plus each agent's weekly sample of `share`; and, under dual review, every
+    call whose reviewer's verdict awaits a second (or third) reviewer (`second_review`). `why` names
+    the first of these that holds. A scoped key gets its teams' calls only."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
     inside = reach(store, key)
@@ -92,10 +108,11 @@ def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: s
         if not inside.call(c.agent_id, c.call_date):
             continue
         # An agent's open dispute waits for QA whether or not the call was reviewed before.
-        if c.disputes or needs_review(c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
-                                      to_check=c.to_check > 0 or c.provisional or c.findings > 0,
-                                      outdated=c.outdated > 0):
-            why = "dispute" if c.disputes else "provisional" if c.provisional else \
+        if c.disputes or c.second_review or needs_review(
+                c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
+                to_check=c.to_check > 0 or c.provisional or c.findings > 0, outdated=c.outdated > 0):
+            why = "dispute" if c.disputes else "second_review" if c.second_review else \
+                "provisional" if c.provisional else \
                 "outdated_policy" if c.outdated else \
                 "auto_fail" if c.auto_fail else "to_check" if c.to_check else \
                 "finding" if c.findings else "sampled"
@@ -105,10 +122,10 @@ def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: s
                    "outdated": c.outdated, "findings": c.findings, "disputes": c.disputes, "why": why}
 
 
-def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]:
+def page_review(*, store: Repository, stored: StoredScorecard, dual: Collection[str] = ()) -> dict[str, Any]:
     """What a call's page shows of the reviews: reviewed verdicts by criterion, violation and item to
     check id, the verdict's review, and whether the verdict is still provisional."""
-    section = reviewed_card(store=store, stored=stored)["review"]
+    section = reviewed_card(store=store, stored=stored, dual=dual)["review"]
     items = section["items"]
     return {
         "criteria": {i["id"]: i for i in items if i["target"] == "criterion"},
@@ -118,11 +135,13 @@ def page_review(*, store: Repository, stored: StoredScorecard) -> dict[str, Any]
         "reviewed": section["reviewed"], "score": section["reviewed_score"],
         "passed": section["reviewed_passed"], "auto_fail": section["reviewed_auto_fail"],
         "provisional": section["reviewed_provisional"],
+        "dual_review": section.get("dual_review"),
     }
 
 
 def policy_currency(*, store: Repository, key: StoredKey, date_from: date | None = None,
-                    date_to: date | None = None, agent_id: str | None = None) -> tuple[int, Refresher]:
+                    date_to: date | None = None, agent_id: str | None = None,
+                    dual: Collection[str] = ()) -> tuple[int, Refresher]:
     """How many calls were read, and the refresher list as reviewed: per agent and policy fact, the
     outdated mentions that count (dismissed ones left out, confirmed items to check in), each saying
     whether a reviewer confirmed it."""
@@ -132,6 +151,12 @@ def policy_currency(*, store: Repository, key: StoredKey, date_from: date | None
              for s in store.latest_scorecards(date_from, date_to)
              if (agent_id is None or s.agent_id == agent_id) and inside.call(s.agent_id, s.call_date)]
     reviewed = store.reviews.reviewed_call_ids([call_id for call_id, _ in cards])
-    read = [(call_id, apply_reviews(card, store.reviews.for_call(call_id)) if call_id in reviewed else card)
-            for call_id, card in cards]
+    read = [(call_id, apply_reviews(card, _counted(store, call_id, card, dual)) if call_id in reviewed
+             else card) for call_id, card in cards]
     return len(cards), refresher_list(read)
+
+
+def _counted(store: Repository, call_id: str, card: dict[str, Any], dual: Collection[str]) -> list[Review]:
+    """The reviews of a call that count: all of them, or under dual review those two reviewers agreed on."""
+    reviews = store.reviews.for_call(call_id)
+    return settle(reviews)[0] if needs_two(card, dual) else reviews

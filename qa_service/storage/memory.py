@@ -15,8 +15,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from qa_service.calibration import CalibrationSession, Sheet
 from qa_service.errors import Conflict, NotFound
 from qa_service.review import Review, outdated_count
+from qa_service.storage.calibration import SessionClosed
 from qa_service.storage.erasure import (
     RECEIPT_ACTION,
     RECEIPT_KIND,
@@ -95,14 +97,19 @@ class MemoryReviews:
 
     def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
                          date_to: date | None = None) -> Iterator[QueueCandidate]:
-        """The latest scorecard of each call not yet reviewed or with an open dispute, oldest call date
-        first."""
+        """The latest scorecard of each call not yet reviewed, with an open dispute, or awaiting a second
+        reviewer, oldest call date first."""
         reviewed = {r.call_id for r in self.rows}
         disputes: dict[str, int] = {}
         for d in self._repo.disputes.listing(status="open", limit=10**9):
             disputes[d.call_id] = disputes.get(d.call_id, 0) + 1
+
+        def second(c: StoredScorecard) -> bool:
+            dual = self._repo.reviewed.get((c.call_id, c.version), {}).get("dual_review") or {}
+            return bool(dual.get("pending"))
+
         latest = [c for c in self._repo.latest_scorecards(date_from, date_to)
-                  if (c.call_id not in reviewed or c.call_id in disputes)
+                  if (c.call_id not in reviewed or c.call_id in disputes or second(c))
                   and (agent_id is None or c.agent_id == agent_id)]
         for c in sorted(latest, key=lambda c: (c.call_date, c.call_id)):
             review = self._repo.reviewed.get((c.call_id, c.version), {})
@@ -112,7 +119,7 @@ class MemoryReviews:
                                  to_check=len(c.data.get("to_check") or []), provisional=provisional,
                                  outdated=outdated_count(c.data),
                                  findings=len(c.data.get("findings") or []),
-                                 disputes=disputes.get(c.call_id, 0))
+                                 disputes=disputes.get(c.call_id, 0), second_review=second(c))
 
 
 class MemoryDisputes:
@@ -331,6 +338,59 @@ class MemoryTeams:
         return (sorted({m.team for m in self.rows.values()}), sorted({m.vendor for m in self.rows.values()}))
 
 
+class MemoryCalibration:
+    """`CalibrationStore` in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, CalibrationSession] = {}
+        self.sheet_rows: dict[tuple[str, str, str], Sheet] = {}
+
+    def add_session(self, session: CalibrationSession) -> CalibrationSession:
+        """Store a new session with its calls and reviewers."""
+        if session.id in self.rows:
+            raise Conflict(f"calibration session {session.id} already exists")
+        self.rows[session.id] = session
+        return session
+
+    def get_session(self, session_id: str) -> CalibrationSession:
+        """The session with this id, or NotFound."""
+        found = self.rows.get(canonical_uuid(session_id) or session_id)
+        if found is None:
+            raise NotFound(f"no calibration session with id {session_id!r}")
+        return found
+
+    def list_sessions(self, limit: int = 100) -> list[CalibrationSession]:
+        """Sessions, newest first."""
+        return sorted(self.rows.values(), key=lambda x: (-x.created_at.timestamp(), x.id))[:limit]
+
+    def put_sheet(self, sheet: Sheet) -> Sheet:
+        """Store a sheet (replacing an earlier one); SessionClosed when the session is closed."""
+        if self.get_session(sheet.session_id).status != "open":
+            raise SessionClosed("the calibration session is closed: its answers are revealed")
+        self.sheet_rows[(sheet.session_id, sheet.call_id, sheet.reviewer_key_id)] = sheet
+        return sheet
+
+    def sheets(self, session_id: str, reviewer_key_id: str | None = None) -> list[Sheet]:
+        """The sheets of a session (one reviewer's only, when named), by call and reviewer."""
+        return [v for k, v in sorted(self.sheet_rows.items())
+                if k[0] == session_id and (reviewer_key_id is None or k[2] == reviewer_key_id)]
+
+    def close_session(self, session_id: str, by: str, at: datetime) -> CalibrationSession:
+        """Close an open session (a closed one stays as it was)."""
+        session = self.get_session(session_id)
+        if session.status == "open":
+            self.rows[session.id] = dataclasses.replace(session, status="closed", closed_at=at,
+                                                        closed_by_name=by)
+        return self.rows[session.id]
+
+    def forget_call(self, call_id: str) -> None:
+        """Take an erased call out of every session, with its sheets."""
+        for sid, session in self.rows.items():
+            self.rows[sid] = dataclasses.replace(session, calls=tuple(c for c in session.calls
+                                                                      if c.call_id != call_id))
+        self.sheet_rows = {k: v for k, v in self.sheet_rows.items() if k[1] != call_id}
+
+
 class MemoryRepository:
     """`Repository` in memory (but for the read-side views)."""
 
@@ -347,6 +407,7 @@ class MemoryRepository:
         self.sessions = MemorySessions()
         self.certification = MemoryCertification(self)
         self.teams = MemoryTeams()
+        self.calibration = MemoryCalibration()
 
     @property
     def views(self) -> NoReturn:
@@ -469,11 +530,25 @@ class MemoryRepository:
         rows = sorted((c for c in self.latest_scorecards(date_from, date_to) if c.agent_id == agent_id),
                       key=lambda c: (c.call_date, c.created_at), reverse=True)
         count = len(rows)
+        verdicts = [self._verdict(c) for c in rows]
         summary = AgentSummary(
-            count=count, mean_score=sum(c.score for c in rows) / count if count else None,
-            pass_rate=sum(c.passed for c in rows) / count if count else None,
-            auto_fail_count=sum(c.auto_fail for c in rows), response_times=self._response_rates(rows))
+            count=count, mean_score=sum(v[0] for v in verdicts) / count if count else None,
+            pass_rate=sum(v[1] for v in verdicts) / count if count else None,
+            auto_fail_count=sum(v[2] for v in verdicts), response_times=self._response_rates(rows))
         return rows[:limit], summary
+
+    def _verdict(self, card: StoredScorecard) -> tuple[float, bool, bool]:
+        """Score, pass and auto-fail after reviews where a reviewer changed something (as the SQL
+        repository keeps them in the reviewed columns), else the automatic ones."""
+        review = self.reviewed.get((card.call_id, card.version)) or {}
+        changed = any(i["reviewed"] != i["automatic"] for i in review.get("items") or []
+                      if i["target"] != "verdict")
+        if not changed:
+            return card.score, card.passed, card.auto_fail
+        passed = review.get("reviewed_passed")
+        return (float(review.get("reviewed_score", card.score)),
+                card.passed if passed is None else bool(passed),
+                bool(review.get("reviewed_auto_fail", card.auto_fail)))
 
     def _response_rates(self, cards: Sequence[StoredScorecard]) -> tuple[ResponseRate, ...]:
         """What `Views.response_rates` answers, over these scorecards (the latest per call)."""
@@ -664,6 +739,7 @@ class MemoryRepository:
             self.disputes.rows = [d for d in self.disputes.rows if d.call_id != call_id]
             self.disputes.acks = [a for a in self.disputes.acks if a.call_id != call_id]
             self.reviewed = {k: v for k, v in self.reviewed.items() if k[0] != call_id}
+            self.calibration.forget_call(call_id)
             removed[call_id] = {"calls": 1, "scorecard_versions": len(self.scorecards.pop(call_id, [])),
                                 "reviews": len(reviews)}
         erased = set(removed)

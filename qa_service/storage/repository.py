@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from qa_service.errors import Conflict
 
 if TYPE_CHECKING:
+    from qa_service.calibration import CalibrationSession, Sheet
     from qa_service.review import Review
     from qa_service.storage.review import AuditEntry, QueueCandidate
     from qa_service.storage.views import ResponseRate, Views
@@ -703,6 +704,35 @@ class TeamStore(Protocol):
         ...
 
 
+class CalibrationStore(Protocol):
+    """Calibration sessions, their pinned calls, reviewers and answer sheets (errors: NotFound, Conflict)."""
+
+    def add_session(self, session: CalibrationSession) -> CalibrationSession:
+        """Store a new session with its calls and reviewers, in one transaction."""
+        ...
+
+    def get_session(self, session_id: str) -> CalibrationSession:
+        """The session with this id, or NotFound."""
+        ...
+
+    def list_sessions(self, limit: int = 100) -> list[CalibrationSession]:
+        """Sessions, newest first."""
+        ...
+
+    def put_sheet(self, sheet: Sheet) -> Sheet:
+        """Store a reviewer's sheet for a call, replacing an earlier one; Conflict when the session is
+        closed."""
+        ...
+
+    def sheets(self, session_id: str, reviewer_key_id: str | None = None) -> list[Sheet]:
+        """The sheets of a session (one reviewer's only, when named), by call and reviewer."""
+        ...
+
+    def close_session(self, session_id: str, by: str, at: datetime) -> CalibrationSession:
+        """Close an open session (a closed one stays as it was closed); NotFound."""
+        ...
+
+
 class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStore, ErasureStore, Protocol):
     """The one storage object: calls, scorecards, rules, rescore runs and API keys as its methods (by
     aggregate above), with reviews, the audit log, web sessions, certifications and the read-side views
@@ -716,6 +746,11 @@ class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStor
     @property
     def teams(self) -> TeamStore:
         """Agents' teams and vendors by date."""
+        ...
+
+    @property
+    def calibration(self) -> CalibrationStore:
+        """Calibration sessions."""
         ...
 
     @property

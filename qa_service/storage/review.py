@@ -64,6 +64,7 @@ class QueueCandidate:
     outdated: int = 0  # outdated-policy violations
     findings: int = 0
     disputes: int = 0  # open disputes of the agent: the call waits for QA even when it was reviewed
+    second_review: bool = False  # under dual review: a reviewer's verdict awaits a second reviewer
 
 
 def _utc(value: datetime) -> datetime:
@@ -91,12 +92,16 @@ def set_reviewed(engine: Engine, call_id: str, version: int, review: dict[str, A
     changed any, and whether the verdict is still provisional."""
     changed = any(item["reviewed"] != item["automatic"] for item in review.get("items") or []
                   if item["target"] != "verdict")
-    values: dict[str, Any] = {"provisional": bool(review.get("reviewed_provisional"))}
+    dual = review.get("dual_review") or {}
+    values: dict[str, Any] = {"provisional": bool(review.get("reviewed_provisional")),
+                              "second_review": bool(dual.get("pending"))}
     values |= {"reviewed_score": review.get("reviewed_score"),
                "reviewed_passed": review.get("reviewed_passed"),
                "reviewed_auto_fail": review.get("reviewed_auto_fail"),
                "reviewed_violations": review.get("violations")} if changed else \
-        dict.fromkeys(("reviewed_score", "reviewed_passed", "reviewed_auto_fail", "reviewed_violations"))
+        dict.fromkeys(("reviewed_score", "reviewed_passed", "reviewed_auto_fail")) | \
+        {"reviewed_violations": sa.null()}  # SQL NULL: a JSON column would store None as JSON 'null'
+    # (which the views' COALESCE takes for a list of violations).
     sc = t.scorecards
     with writing(engine) as conn:
         conn.execute(sc.update().where(sc.c.call_id == call_id, sc.c.version == version).values(**values))
@@ -123,13 +128,13 @@ def reviewed_call_ids(engine: Engine, call_ids: list[str]) -> set[str]:
 
 def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: date | None = None,
                      date_to: date | None = None, batch: int = 1000) -> Iterator[QueueCandidate]:
-    """The latest scorecard of each call not yet reviewed or with an open dispute (optionally one agent's,
-    in a date range)."""
+    """The latest scorecard of each call not yet reviewed, with an open dispute, or whose reviewer's
+    verdict awaits a second reviewer (optionally one agent's, in a date range)."""
     sc, d = t.scorecards, t.disputes
     reviewed = sa.select(t.reviews.c.id).where(t.reviews.c.call_id == sc.c.call_id).exists()
     disputes = (sa.select(sa.func.count()).where(d.c.call_id == sc.c.call_id, d.c.status == "open")
                 .scalar_subquery())
-    conds: list[Any] = [sc.c.latest, sa.or_(~reviewed, disputes > 0)]
+    conds: list[Any] = [sc.c.latest, sa.or_(~reviewed, disputes > 0, sc.c.second_review)]
     if agent_id is not None:
         conds.append(sc.c.agent_id == agent_id)
     if date_from is not None:
@@ -138,14 +143,15 @@ def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: dat
         conds.append(sc.c.call_date <= date_to)
     query = (sa.select(sc.c.call_id, sc.c.agent_id, sc.c.call_date, sc.c.version, sc.c.score, sc.c.passed,
                        sc.c.auto_fail, sc.c.to_check, sc.c.provisional, sc.c.outdated, sc.c.findings,
-                       disputes)
+                       disputes, sc.c.second_review)
              .where(*conds).order_by(sc.c.call_date, sc.c.call_id))
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=batch).execute(query):
             yield QueueCandidate(call_id=str(row[0]), agent_id=row[1], call_date=row[2], version=int(row[3]),
                                  score=float(row[4]), passed=bool(row[5]), auto_fail=bool(row[6]),
                                  to_check=int(row[7]), provisional=bool(row[8]), outdated=int(row[9]),
-                                 findings=int(row[10]), disputes=int(row[11]))
+                                 findings=int(row[10]), disputes=int(row[11]),
+                                 second_review=bool(row[12]))
 
 
 def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: str | None = None,

@@ -81,10 +81,15 @@ class SqlScorecards(SqlCalls):
         columns = [c for c in sc.c if c.name != "data"]
         rows_q = (sa.select(*columns).where(*conds)
                   .order_by(sc.c.call_date.desc(), sc.c.created_at.desc()).limit(limit))
+        # The aggregate reads the verdict after reviews where a reviewer changed it (under dual review,
+        # only what two reviewers agreed on is stored there), like every view's.
+        def reviewed(column: str) -> Any:
+            return sa.func.coalesce(sc.c[f"reviewed_{column}"], sc.c[column])
+
         agg_q = sa.select(
-            sa.func.count(), sa.func.avg(sc.c.score),
-            sa.func.sum(sa.case((sc.c.passed, 1), else_=0)),
-            sa.func.sum(sa.case((sc.c.auto_fail, 1), else_=0)),
+            sa.func.count(), sa.func.avg(reviewed("score")),
+            sa.func.sum(sa.case((reviewed("passed"), 1), else_=0)),
+            sa.func.sum(sa.case((reviewed("auto_fail"), 1), else_=0)),
         ).where(*conds)
         with self.engine.connect() as conn:
             rows = [_scorecard(r, with_data=False) for r in conn.execute(rows_q).mappings()]

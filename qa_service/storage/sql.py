@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from qa_service.errors import ConfigError, TransientError
+from qa_service.storage.calibration import SqlCalibration
 from qa_service.storage.certification import SqlCertification
 from qa_service.storage.db import WRITE_OPTION
 from qa_service.storage.disputes import SqlDisputes
@@ -102,6 +103,7 @@ class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure
         self.sessions = SqlSessions(engine)
         self.certification = SqlCertification(engine)
         self.teams = SqlTeams(engine)
+        self.calibration = SqlCalibration(engine)
         self.views = Views(engine)
         self._keys = {}
 

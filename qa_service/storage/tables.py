@@ -83,6 +83,10 @@ scorecards = sa.Table(
     sa.Column("reviewed_passed", sa.Boolean, nullable=True),
     sa.Column("reviewed_auto_fail", sa.Boolean, nullable=True),
     sa.Column("reviewed_violations", JSONType, nullable=True),
+    # True while a call under dual review has a reviewer's verdict that a second reviewer has not yet
+    # agreed with (QA_DUAL_REVIEW): the call stays in the review queue, and the columns above keep
+    # only what two reviewers agreed on.
+    sa.Column("second_review", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("call_id", "version", name="uq_scorecards_call_version"),
     sa.Index("ix_scorecards_agent_date", "agent_id", "call_date"),
     sa.Index("ix_scorecards_call_date", "call_date"),
@@ -316,4 +320,57 @@ disputes = sa.Table(
     # One open dispute per target of a call: two agents' tabs posting at once cannot both open one.
     sa.Index("uq_disputes_one_open", "call_id", "target_kind", "target_id", unique=True,
              sqlite_where=sa.text(OPEN_DISPUTE), postgresql_where=sa.text(OPEN_DISPUTE)),
+)
+
+# A calibration session: a set of calls scored by several reviewers independently, to see how far they
+# agree with each other and with the machine. Its answers never change a scorecard. No foreign key to
+# the key that opened it: like rescore runs, the session names who asked even after the key is gone.
+calibration_sessions = sa.Table(
+    "calibration_sessions", metadata,
+    sa.Column("id", sa.Uuid(as_uuid=False), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_by_key_id", sa.String(36), nullable=True),
+    sa.Column("created_by_name", sa.String(200), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("closed_at", Timestamp, nullable=True),
+    sa.Column("closed_by_name", sa.String(200), nullable=True),
+    sa.CheckConstraint("status IN ('open', 'closed')", name="ck_calibration_sessions_status"),
+    sa.Index("ix_calibration_sessions_created", "created_at"),
+)
+
+# The calls of a session, each pinned to the scorecard version the session was opened with (a rescore
+# during the session changes nothing a reviewer is asked). Erasing a call takes it out of its sessions.
+calibration_calls = sa.Table(
+    "calibration_calls", metadata,
+    sa.Column("session_id", sa.Uuid(as_uuid=False),
+              sa.ForeignKey("calibration_sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("call_id", sa.Uuid(as_uuid=False), sa.ForeignKey("calls.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("scorecard_version", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Index("ix_calibration_calls_call", "call_id"),
+)
+
+# The keys asked to score a session's calls, named as they were when it opened.
+calibration_reviewers = sa.Table(
+    "calibration_reviewers", metadata,
+    sa.Column("session_id", sa.Uuid(as_uuid=False),
+              sa.ForeignKey("calibration_sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+
+# One reviewer's answers for one call of a session (JSON: criteria and violations by id); sent again
+# while the session is open, it replaces the earlier sheet.
+calibration_sheets = sa.Table(
+    "calibration_sheets", metadata,
+    sa.Column("session_id", sa.Uuid(as_uuid=False),
+              sa.ForeignKey("calibration_sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("call_id", sa.Uuid(as_uuid=False), sa.ForeignKey("calls.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("reviewer_key_id", sa.String(36), primary_key=True),
+    sa.Column("answers", JSONType, nullable=False),
+    sa.Column("submitted_at", Timestamp, nullable=False),
 )

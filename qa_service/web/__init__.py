@@ -1,7 +1,8 @@
 """Web pages for supervisors and QA staff: templates, static files and the routers that serve them."""
 
+from qa_service.web.calibration import router as calibration_router
 from qa_service.web.disputes import router as disputes_router
 from qa_service.web.pages import router, static_files
 from qa_service.web.review import router as review_router
 
-__all__ = ["disputes_router", "review_router", "router", "static_files"]
+__all__ = ["calibration_router", "disputes_router", "review_router", "router", "static_files"]

@@ -82,7 +82,8 @@ async def resolve_from_page(request: Request, dispute_id: int) -> Response:
     outcome, reason = str(form.get("outcome") or ""), str(form.get("reason") or "")
     try:
         dispute, _ = await run_in_threadpool(lambda: service.resolve_dispute(
-            store=request.app.state.repo, key=key, dispute_id=dispute_id, outcome=outcome, reason=reason))
+            store=request.app.state.repo, key=key, dispute_id=dispute_id, outcome=outcome, reason=reason,
+            dual=request.app.state.settings.dual_review_kinds))
     except (InputError, NotFound, Conflict, AuthError) as exc:
         return _failed(request, key, "Dispute not resolved", exc)
     return RedirectResponse(f"/calls/{dispute.call_id}#disputes", status_code=303)

@@ -422,7 +422,8 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
     return render(request, "call.html", {
         "key": key, "call": call, "card": card, "data": card.data if card else {}, "view": view,
         "audio": audio, "selected": c, "selected_violation": v,
-        "review": page_review(store=repo, stored=card) if card is not None else None,
+        "review": page_review(store=repo, stored=card, dual=request.app.state.settings.dual_review_kinds)
+        if card is not None else None,
         "can_review": may_review(key.role),
         "acks": acks, "disputes": disputes,
         "open_targets": {(d.target_kind, d.target_id) for d in disputes if d.status == "open"},

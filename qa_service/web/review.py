@@ -37,7 +37,8 @@ async def review_from_page(request: Request, call_id: str) -> Response:
     try:
         await run_in_threadpool(lambda: add_review(store=request.app.state.repo, key=key, call_id=call_id,
                                                    target=target, target_id=target_id, action=action,
-                                                   reason=reason))
+                                                   reason=reason,
+                                                   dual=request.app.state.settings.dual_review_kinds))
     except InputError as exc:
         return render(request, "message.html", {"key": key, "title": "Review not saved",
                                                 "message": f"{exc}."}, 422)

@@ -6,7 +6,7 @@ scorecard version; `disputes` keeps an agent's dispute of a criterion or violati
 (upheld, or overturned through a review of the target), one open dispute per target of a call.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-10
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
