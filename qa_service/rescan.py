@@ -13,14 +13,16 @@ call). None: the versions agree on every date. A stored call is rescanned when i
 after the effective date of the new version against the version the call was scored with.
 
 How. Nothing is transcribed again. The scorecard keeps, beside its redacted transcript, the token
-lengths of each utterance (`tokens`, from the tokenizer of the pipeline named in it), so a rescan
-cuts the text into the same tokens without running spaCy. A policy pack decides only a scorecard's
-outdated-policy items (criteria and prohibited items read the rubric alone): the rescan computes
-those under the new version first (`policy_check`, the pack's phrases on the agent's speech only)
-and, when they equal the stored ones, leaves the scorecard as it is: the new version gives it the
-same items, score and verdict. A call whose items differ is rescored in full with its own rubric
-and the new pack (`rescore_card`, from the stored tokens), stored as a new scorecard version, and
-counted in the impact. Calls scored before tokens were kept are tokenised as a rescore does.
+lengths of each utterance and the numbers it says (`tokens`), so a rescan cuts the text into the same
+tokens without running spaCy. A policy pack decides only a scorecard's outdated-policy items (criteria
+and prohibited items read the rubric alone). `change_between` says which facts a new version changes
+and, for number facts, which values are in question; a call that holds no item of a changed fact and
+says no value in question is not read (`may_change`), and of the others only the utterances saying
+one or holding such an item are (`utterances_to_read`). When the items the new version gives equal
+the stored ones, the scorecard stands. Otherwise the call gets its new items and is totalled again by
+the one rule (`patched_card`; a card the totals cannot be read from is rescored in full), stored as a
+new scorecard version and counted in the impact. Calls scored before tokens were kept are tokenised
+as a rescore does. docs/decisions/0014-rescan-on-publish.md has the measurements.
 """
 
 from __future__ import annotations
