@@ -52,12 +52,14 @@ from qa_service.rescore import (
 
 def _fact_view(fact: Any, on: dt.date) -> Any:
     """What scoring reads of one fact on a date (see the module docstring)."""
+    # What a mention costs (`outdated`) is left out: it is not a fact of a date, and a new cost applies
+    # to calls scored from now on (a rescore with the pack re-costs past calls on purpose).
     if fact.kind == "term":
-        static = fact.model_dump(mode="json", exclude={"since"})
+        static = fact.model_dump(mode="json", exclude={"since", "outdated"})
         return ("term", static, fact.since.isoformat()) if on >= fact.since else ("term", static, None)
     from qa_service.stages.score import in_force
 
-    static = fact.model_dump(mode="json", exclude={"current", "superseded"})
+    static = fact.model_dump(mode="json", exclude={"current", "superseded", "outdated"})
     past = tuple((o.value, o.until.isoformat()) for o in fact.superseded if o.until < on)
     # Not the date the value in force took effect: a violation's detail quotes it, but a value that
     # becomes a superseded one on a later date does not change what calls before that date said.
@@ -65,7 +67,8 @@ def _fact_view(fact: Any, on: dt.date) -> Any:
 
 
 def _pack_view(pack: Any, on: dt.date) -> Any:
-    extra = pack.model_dump(mode="json", exclude={"id", "version", "title", "jurisdiction", "facts"})
+    extra = pack.model_dump(mode="json",
+                            exclude={"id", "version", "title", "jurisdiction", "facts", "outdated"})
     return (extra, tuple(_fact_view(f, on) for f in pack.facts))
 
 

@@ -48,6 +48,13 @@ AUTO_FAIL_FEE = {"    window: 8\n    current: {value: 420": "    window: 8\n    
                  "    current: {value: 420"}
 
 
+def test_what_a_mention_costs_is_not_a_fact_of_a_date() -> None:
+    # A new cost applies to calls scored from now on; past calls are re-costed by a rescore on purpose.
+    assert effective_from(pack(), pack(**DEDUCT)) is None
+    assert effective_from(pack(), pack(**AUTO_FAIL_FEE)) is None
+    assert effective_from(pack(**DEDUCT), pack(pack(**DEDUCT).text, **FEE_RISE)) == date(2026, 11, 1)
+
+
 @pytest.mark.parametrize(("subs", "expected"), [
     ({'version: "2026-10-01"': 'version: "2"'}, None),  # only the version: no call changes
     (FEE_RISE, date(2026, 11, 1)),
