@@ -12,9 +12,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa_service import __version__, web
 from qa_service.access.audit import AuditTrail
@@ -36,7 +37,8 @@ from qa_service.api import (
     webhooks,
 )
 from qa_service.api.hosts import TrustedHosts
-from qa_service.api.schemas import message_of
+from qa_service.api.queryparams import refuse_unknown_query
+from qa_service.api.schemas import error_body, message_of
 from qa_service.errors import (
     AuthError,
     Conflict,
@@ -120,6 +122,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
                     "Authenticate with `Authorization: Bearer <API key>`.",
         docs_url=None,  # served below from the installed Swagger UI, not from a CDN
         redoc_url=None,
+        dependencies=[Depends(refuse_unknown_query)],  # API routes only: see api/queryparams.py
     )
     _local_docs(app)
     app.state.settings = settings
@@ -149,7 +152,21 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
-        return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
+        return JSONResponse(status_code=status, content=error_body(str(exc)), headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths (404), wrong methods (405), the rate limit (429): the one error format.
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(status_code=exc.status_code, content=error_body(str(exc.detail)),
+                            headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log by the server; the client learns only that it failed.
+        log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse(status_code=500, content=error_body("internal error; the failure is logged"))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -157,7 +174,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
         errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")),
                    "message": message_of(e), "type": e.get("type", "")} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
-        return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
+        return JSONResponse(status_code=422, content=error_body(detail, errors=errors))
 
     return app
 
@@ -246,7 +263,7 @@ class BodyLimit:
             await self._refuse(send, detail)
 
     async def _refuse(self, send: Any, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
+        body = json.dumps(error_body(detail)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
         await send({"type": "http.response.start", "status": 413, "headers": headers})

@@ -197,6 +197,10 @@ def test_only_admin_keys_erase(api, role):
 
 def test_erasing_by_external_id_keeps_it_out_of_the_audit_log(api, database_url, redis_conn):
     call_id = full_call(api, "ext-person-42")
+    # Reads that named the call by its sender's id are audited under that id until the erasure.
+    for path in ("/v1/calls/ext-person-42", "/v1/calls/ext-person-42/scorecard"):
+        assert api.client.get(path, headers=api.h("admin")).status_code == 200
+    assert database_hits(database_url, "ext-person-42")
     assert api.client.delete("/v1/calls", params={"external_id": "nobody"},
                              headers=api.h("admin")).status_code == 404
     r = api.client.delete("/v1/calls", params={"external_id": "ext-person-42"}, headers=api.h("admin"))

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa_service.api.deps import InputsDep, ReadOwnScoresKey, ReadScoresKey, RepoDep
+from qa_service.api.deps import CallIdPath, InputsDep, ReadOwnScoresKey, ReadScoresKey, RepoDep
 from qa_service.api.schemas import Error, ResponseTimeOut
 from qa_service.errors import InputError, NotFound
 from qa_service.services import teams
@@ -286,7 +286,10 @@ def agent_scorecards_csv(agent_id: str, repo: RepoDep, key: ReadOwnScoresKey, da
 
 @router.get("/v1/calls", response_model=CallPage, tags=["calls"], responses={**_ERRORS, **_CSV})
 def list_calls(repo: RepoDep, key: ReadOwnScoresKey,
-               agent_id: Annotated[str | None, Query(max_length=100)] = None, date_from: DateFrom = None,
+               agent_id: Annotated[str | None, Query(max_length=100)] = None,
+               external_id: Annotated[str | None, Query(
+                   max_length=200, description="Only the call its sender knows by this id")] = None,
+               date_from: DateFrom = None,
                date_to: DateTo = None, verdict: VerdictQ = None, violation: ViolationQ = None,
                status: Annotated[CallStatus | None, Query()] = None, rubric_id: RubricQ = None,
                team: TeamQ = None, vendor: VendorQ = None,
@@ -297,7 +300,8 @@ def list_calls(repo: RepoDep, key: ReadOwnScoresKey,
     check_range(date_from, date_to)
     filters = teams.scoped(key, Filters(agent_id=agent_id, date_from=date_from, date_to=date_to,
                                         verdict=verdict, violation=violation, status=status,
-                                        rubric_id=rubric_id, team=team, vendor=vendor))
+                                        rubric_id=rubric_id, team=team, vendor=vendor,
+                                        external_id=external_id))
     views = repo.views
     if format == "csv":
         return _csv(views, filters, "scorecards.csv")
@@ -311,7 +315,7 @@ def list_calls(repo: RepoDep, key: ReadOwnScoresKey,
                        206: {"content": {"audio/*": {}}, "description": "The byte range asked for"},
                        416: {"description": "The range asked for is outside the recording"},
                        404: {"model": Error, "description": "No such call, or no redacted audio is kept"}})
-def call_audio(call_id: str, request: Request, repo: RepoDep, inputs: InputsDep,
+def call_audio(call_id: CallIdPath, request: Request, repo: RepoDep, inputs: InputsDep,
                key: ReadOwnScoresKey) -> Response:
     """The call's redacted recording, when one is kept; a `Range: bytes=...` request gets that part
     (206), so a player seeks without fetching the whole recording, from a local folder or an object

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa_service.api.deps import ReadScoresKey, RepoDep, ReviewKey
+from qa_service.api.deps import CallIdPath, ReadScoresKey, RepoDep, ReviewKey
 from qa_service.calibration import MAX_CALLS, MAX_NAME_CHARS, MAX_REVIEWERS
 from qa_service.services import calibration
+from qa_service.services.calls import with_external_ids
 
 router = APIRouter(tags=["calibration"])
 
@@ -44,7 +45,7 @@ def create_session(body: SessionIn, repo: RepoDep, key: ReviewKey) -> dict[str, 
     """Open a calibration session over these calls for these reviewers."""
     session = calibration.create_session(store=repo, key=key, name=body.name, calls=body.calls,
                                          reviewers=body.reviewers)
-    return calibration.session_view(store=repo, key=key, session_id=session.id)
+    return with_external_ids(repo, calibration.session_view(store=repo, key=key, session_id=session.id))
 
 
 @router.get("/v1/calibrations")
@@ -53,29 +54,30 @@ def list_sessions(repo: RepoDep, key: ReadScoresKey,
     """Calibration sessions, newest first, with each reviewer's progress (a scoped key: the sessions
     whose calls are all inside its scope)."""
     sessions = calibration.list_sessions(store=repo, key=key, limit=limit)
-    return {"count": len(sessions), "sessions": sessions}
+    return {"count": len(sessions), "sessions": with_external_ids(repo, sessions)}
 
 
 @router.get("/v1/calibrations/{session_id}")
 def get_session(session_id: str, repo: RepoDep, key: ReadScoresKey) -> dict[str, Any]:
     """A session as the key sees it: before the reveal only its own answers, after it every answer, the
     machine's verdicts and the agreement per criterion and violation."""
-    return calibration.session_view(store=repo, key=key, session_id=session_id)
+    return with_external_ids(repo, calibration.session_view(store=repo, key=key, session_id=session_id))
 
 
 @router.put("/v1/calibrations/{session_id}/calls/{call_id}/answers")
-def put_answers(session_id: str, call_id: str, body: SheetIn, repo: RepoDep,
+def put_answers(session_id: str, call_id: CallIdPath, body: SheetIn, repo: RepoDep,
                 key: ReviewKey) -> dict[str, Any]:
     """Your answers for one call of the session (sent again before the reveal, they replace the earlier
     ones); the last reviewer's last call reveals the session."""
     sheet = calibration.submit_sheet(store=repo, key=key, session_id=session_id, call_id=call_id,
                                      criteria=body.criteria, violations=body.violations)
     session = repo.calibration.get_session(session_id)
-    return {"answers": sheet, "status": session.status, "revealed": session.status == "closed"}
+    return {"answers": with_external_ids(repo, sheet), "status": session.status,
+            "revealed": session.status == "closed"}
 
 
 @router.post("/v1/calibrations/{session_id}/close")
 def close_session(session_id: str, repo: RepoDep, key: ReviewKey) -> dict[str, Any]:
     """Close the session before every answer is in: the answers and figures are revealed as they stand."""
     calibration.close_session(store=repo, key=key, session_id=session_id)
-    return calibration.session_view(store=repo, key=key, session_id=session_id)
+    return with_external_ids(repo, calibration.session_view(store=repo, key=key, session_id=session_id))

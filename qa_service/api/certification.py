@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from qa_service.access.keys import MANAGE_CERTIFICATIONS, READ_CERTIFICATIONS, requires
 from qa_service.api.deps import RepoDep
-from qa_service.api.schemas import Error
+from qa_service.api.schemas import Error, error_body
 from qa_service.services import certification as certs
 from qa_service.services import teams
 from qa_service.storage.repository import Certification, ImportCounts, StoredKey, TrainingRecord
@@ -123,8 +123,8 @@ async def _rows(request: Request) -> tuple[str | None, list[dict[str, str]] | No
 
 
 def _refused(exc: certs.ImportRefused) -> JSONResponse:
-    return JSONResponse(status_code=422, content={
-        "detail": str(exc), "errors": [{exc.unit: n, "message": m} for n, m in exc.problems]})
+    return JSONResponse(status_code=422, content=error_body(
+        str(exc), errors=[{exc.unit: n, "message": m} for n, m in exc.problems]))
 
 
 _IMPORT = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from qa_service.access.keys import (
     MANAGE_KEYS,
@@ -51,6 +51,9 @@ async def get_inputs(request: Request) -> InputStore:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# A call in a path: the service's id or the sender's (services.calls.call_by_id says how one is chosen).
+CallIdPath = Annotated[str, Path(description="The service's id for the call (a UUID), or the id its sender "
+                                             "gave it (external id)")]
 RepoDep = Annotated[Repository, Depends(get_repo)]
 QueueDep = Annotated[Any, Depends(get_queue)]
 InputsDep = Annotated[InputStore, Depends(get_inputs)]

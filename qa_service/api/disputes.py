@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.agents import DateFrom, DateTo, OverturnOut, RubricQ, TeamQ, VendorQ, check_range
 from qa_service.api.deps import (
+    CallIdPath,
     RaiseDisputeKey,
     ReadOwnScoresKey,
     ReadScoresKey,
@@ -25,6 +26,7 @@ from qa_service.api.deps import (
 from qa_service.api.schemas import Error
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.services import disputes
+from qa_service.services.calls import readable_call, with_external_ids
 from qa_service.storage.views import Filters
 
 router = APIRouter(tags=["disputes"])
@@ -56,35 +58,37 @@ class ResolutionIn(BaseModel):
 @router.post("/v1/calls/{call_id}/acknowledgement", status_code=201,
              responses={**_ERRORS, 200: {"description": "Acknowledged before: the first acknowledgement"},
                         409: {"model": Error, "description": "The call is not scored"}})
-def post_acknowledgement(call_id: str, repo: RepoDep, key: RaiseDisputeKey,
+def post_acknowledgement(call_id: CallIdPath, repo: RepoDep, key: RaiseDisputeKey,
                          response: Response) -> dict[str, Any]:
     """The agent acknowledges the call's latest scorecard (agent keys, own calls); recorded with the time."""
     ack, created = disputes.acknowledge(store=repo, key=key, call_id=call_id)
     if not created:
         response.status_code = 200
-    return ack.to_dict()
+    return with_external_ids(repo, ack.to_dict())
 
 
 @router.post("/v1/calls/{call_id}/disputes", status_code=201,
              responses={**_ERRORS, 409: {"model": Error, "description": "The dispute window has closed, the "
                                          "target has an open dispute, or it already stands for the agent"},
                         422: {"model": Error, "description": "No reason, or not a criterion or violation"}})
-def post_dispute(call_id: str, body: DisputeIn, request: Request, repo: RepoDep,
+def post_dispute(call_id: CallIdPath, body: DisputeIn, request: Request, repo: RepoDep,
                  key: RaiseDisputeKey) -> dict[str, Any]:
     """The agent disputes a failed criterion or a violation of the call's latest scorecard, with a reason,
     within QA_DISPUTE_WINDOW_DAYS of the scorecard being stored; one open dispute per target."""
     dispute = disputes.raise_dispute(store=repo, key=key, call_id=call_id, target=body.target,
                                      target_id=body.id, reason=body.reason,
                                      window_days=request.app.state.settings.dispute_window_days)
-    return dispute.to_dict()
+    return with_external_ids(repo, dispute.to_dict())
 
 
 @router.get("/v1/calls/{call_id}/disputes", responses=_ERRORS)
-def get_call_disputes(call_id: str, repo: RepoDep, key: ReadOwnScoresKey) -> dict[str, Any]:
+def get_call_disputes(call_id: CallIdPath, repo: RepoDep, key: ReadOwnScoresKey) -> dict[str, Any]:
     """The call's acknowledgements and disputes with their resolutions (who, when, why), oldest first."""
-    acks, rows = disputes.call_disputes(store=repo, key=key, call_id=call_id)
-    return {"call_id": call_id, "acknowledgements": [a.to_dict() for a in acks],
-            "disputes": [d.to_dict() for d in rows]}
+    call = readable_call(repo, key, call_id)
+    acks, rows = disputes.call_disputes(store=repo, key=key, call_id=call.id)
+    return with_external_ids(repo, {"call_id": call.id, "external_id": call.external_id,
+                                    "acknowledgements": [a.to_dict() for a in acks],
+                                    "disputes": [d.to_dict() for d in rows]})
 
 
 @router.post("/v1/disputes/{dispute_id}/resolution",
@@ -97,7 +101,7 @@ def post_resolution(dispute_id: int, body: ResolutionIn, repo: RepoDep, settings
     dispute, card = disputes.resolve_dispute(store=repo, key=key, dispute_id=dispute_id, outcome=body.outcome,
                                              reason=body.reason, dual=settings.dual_review_kinds)
     result = {k: v for k, v in card["review"].items() if k != "items"} if card is not None else None
-    return {"dispute": dispute.to_dict(), "result": result}
+    return {"dispute": with_external_ids(repo, dispute.to_dict()), "result": result}
 
 
 @router.get("/v1/disputes", responses=_ERRORS)
@@ -107,7 +111,7 @@ def list_disputes(repo: RepoDep, key: ReadOwnScoresKey,
                   limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
     """Disputes, oldest first (open ones wait for QA); an agent's key lists its own."""
     rows = disputes.list_disputes(store=repo, key=key, status=status, agent_id=agent_id, limit=limit)
-    return {"count": len(rows), "disputes": [d.to_dict() for d in rows]}
+    return {"count": len(rows), "disputes": with_external_ids(repo, [d.to_dict() for d in rows])}
 
 
 @router.get("/v1/overturn-rates", responses=_ERRORS)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from qa_service.api.agents import check_range
 from qa_service.api.deps import ReadScoresKey, RepoDep, SettingsDep
 from qa_service.api.schemas import Error
+from qa_service.services.calls import with_external_ids
 from qa_service.services.reviews import policy_currency as reviewed_currency
 
 router = APIRouter()
@@ -22,6 +23,7 @@ router = APIRouter()
 
 class OutdatedMention(BaseModel):
     call_id: str
+    external_id: str | None = Field(None, description="The id the call's sender gave it")
     call_date: str
     detail: str
     consequence: str = Field("note", description="What its policy pack says it costs: note, deduct, "
@@ -47,6 +49,7 @@ def policy_currency(repo: RepoDep, key: ReadScoresKey, settings: SettingsDep,
     check_range(date_from, date_to)
     calls_read, listing = reviewed_currency(store=repo, key=key, date_from=date_from, date_to=date_to,
                                             agent_id=agent_id, dual=settings.dual_review_kinds)
+    with_external_ids(repo, listing)
     agents = {agent: {fact: [OutdatedMention(**m) for m in calls] for fact, calls in facts.items()}
               for agent, facts in listing.items()}
     return PolicyCurrency(calls_read=calls_read, agents=agents)

@@ -8,6 +8,7 @@ and reads runs back.
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from qa_service.api.deps import QueueDep, ReadRescoresKey, RepoDep, SettingsDep,
 from qa_service.api.policy import OutdatedMention
 from qa_service.api.schemas import Error, RulesRefOut
 from qa_service.services import rescores
+from qa_service.services.calls import with_external_ids
 from qa_service.services.teams import unscoped_only
 from qa_service.storage.repository import StoredRescoreRun
 
@@ -76,6 +78,7 @@ class Totals(BaseModel):
 
 class FlippedCall(BaseModel):
     call_id: str
+    external_id: str | None = None
     agent_id: str
     call_date: str
     old_score: float
@@ -88,6 +91,7 @@ class FlippedCall(BaseModel):
 
 class CallRef(BaseModel):
     call_id: str
+    external_id: str | None = None
     agent_id: str
     call_date: str
 
@@ -188,7 +192,9 @@ def get_rescore(run_id: str, repo: RepoDep, key: ReadRescoresKey) -> RescoreRunD
     """A run's status (queued, running, done, failed + reason) and, when done, its impact summary."""
     unscoped_only(key, "a rescore run")
     run = repo.get_rescore_run(run_id)
-    summary = ImpactSummary.model_validate(run.summary) if run.summary is not None else None
+    summary = None
+    if run.summary is not None:  # the calls it names, by both ids (a run stores the service's)
+        summary = ImpactSummary.model_validate(with_external_ids(repo, copy.deepcopy(run.summary)))
     return RescoreRunDetail(**_fields(run), summary=summary)
 
 

@@ -12,11 +12,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa_service.api.deps import AdminKey, ReadOwnScoresKey, ReadScoresKey, RepoDep, ReviewKey, SettingsDep
+from qa_service.api.deps import (
+    AdminKey,
+    CallIdPath,
+    ReadOwnScoresKey,
+    ReadScoresKey,
+    RepoDep,
+    ReviewKey,
+    SettingsDep,
+)
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.scorecard import ReviewedScorecardDoc
 from qa_service.services import reviews
-from qa_service.services.calls import readable_call
+from qa_service.services.calls import readable_call, with_external_ids
 
 router = APIRouter(tags=["review"])
 
@@ -36,7 +44,7 @@ class ReviewIn(BaseModel):
 
 
 @router.post("/v1/calls/{call_id}/reviews", status_code=201)
-def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey,
+def post_review(call_id: CallIdPath, body: ReviewIn, repo: RepoDep, key: ReviewKey,
                 settings: SettingsDep) -> dict[str, Any]:
     """Override a criterion, confirm or dismiss a violation or an item to check, or confirm a provisional
     verdict of the call's latest scorecard, with a reason. Under dual review (QA_DUAL_REVIEW) the result
@@ -44,19 +52,21 @@ def post_review(call_id: str, body: ReviewIn, repo: RepoDep, key: ReviewKey,
     review, card = reviews.add_review(store=repo, key=key, call_id=call_id, target=body.target,
                                       target_id=body.id, action=body.action, reason=body.reason,
                                       dual=settings.dual_review_kinds)
-    return {"review": review.to_dict(), "result": {k: v for k, v in card["review"].items() if k != "items"}}
+    return {"review": with_external_ids(repo, review.to_dict()),
+            "result": {k: v for k, v in card["review"].items() if k != "items"}}
 
 
 @router.get("/v1/calls/{call_id}/reviews")
-def get_reviews(call_id: str, repo: RepoDep, key: ReadOwnScoresKey) -> list[dict[str, Any]]:
+def get_reviews(call_id: CallIdPath, repo: RepoDep, key: ReadOwnScoresKey) -> list[dict[str, Any]]:
     """Every review of the call, oldest first."""
-    return [r.to_dict() for r in reviews.call_reviews(store=repo, key=key, call_id=call_id)]
+    return with_external_ids(repo, [r.to_dict() for r in reviews.call_reviews(store=repo, key=key,
+                                                                                call_id=call_id)])
 
 
 @router.get("/v1/calls/{call_id}/scorecard/reviewed",
             responses={200: {"description": "Scorecard format v1 with its review",
                              "model": ReviewedScorecardDoc}})
-def get_reviewed_scorecard(call_id: str, repo: RepoDep, key: ReadOwnScoresKey,
+def get_reviewed_scorecard(call_id: CallIdPath, repo: RepoDep, key: ReadOwnScoresKey,
                            settings: SettingsDep) -> dict[str, Any]:
     """The latest scorecard with its `review` section: automatic and reviewed verdicts, who, when, why
     (and, under dual review, what awaits a second reviewer)."""
@@ -83,7 +93,7 @@ def review_queue(
         calls.append(call)
         if len(calls) >= limit:
             break
-    return {"share": share, "count": len(calls), "calls": calls}
+    return {"share": share, "count": len(calls), "calls": with_external_ids(repo, calls)}
 
 
 @router.get("/v1/audit")

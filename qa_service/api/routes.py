@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa_service import __version__
 from qa_service.api.deps import (
+    CallIdPath,
     InputsDep,
     ManageRulesKey,
     QueueDep,
@@ -40,6 +41,7 @@ from qa_service.api.schemas import (
     ResponseTimeOut,
     RulesOut,
     ScorecardSummary,
+    error_body,
 )
 from qa_service.errors import InputError, NotFound, QAServiceError
 from qa_service.scorecard import ScorecardDoc
@@ -49,6 +51,7 @@ from qa_service.services.calls import (
     CallRequest,
     QueueUnavailable,
     Submitted,
+    call_by_id,
     may_read,
     readable_call,
     transcript_too_large,
@@ -184,12 +187,9 @@ def accepted(submitted: Submitted, response: Response) -> CallAccepted:
 
 @router.get("/v1/calls/{call_id}", response_model=CallOut, tags=["calls"],
             responses={**_ERRORS, 404: {"model": Error}})
-def get_call(call_id: str, repo: RepoDep, key: ReadCallKey) -> CallOut:
-    """A call's status (queued, processing, done, failed + reason)."""
-    call = repo.get_call(call_id)
-    if not may_read(key, call, store=repo):
-        raise NotFound(f"no call with id {call_id!r}")  # as for a call that does not exist
-    return CallOut.of(call)
+def get_call(call_id: CallIdPath, repo: RepoDep, key: ReadCallKey) -> CallOut:
+    """A call's status (queued, processing, done, failed + reason), by the service's id or yours."""
+    return CallOut.of(readable_call(repo, key, call_id))  # NotFound outside the key's reach
 
 
 @router.get(
@@ -198,34 +198,39 @@ def get_call(call_id: str, repo: RepoDep, key: ReadCallKey) -> CallOut:
                404: {"model": Error, "description": "No such call, or not scored yet"},
                409: {"model": Error, "description": "The call failed; see the reason"}},
 )
-def get_scorecard(call_id: str, repo: RepoDep, key: ReadOwnScoresKey,
+def get_scorecard(call_id: CallIdPath, repo: RepoDep, key: ReadOwnScoresKey,
                   version: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
                   ) -> Response:
     """The call's scorecard (format v1); rescored calls keep earlier versions."""
     if key.scope is not None:
-        readable_call(repo, key, call_id)  # NotFound outside the key's teams, as for no such call
-    # One database read for the call's status and the scorecard, sent as the JSON text stored.
-    found = repo.scorecard_text(call_id, version)
+        # NotFound outside the key's teams, as for no such call
+        call_id = readable_call(repo, key, call_id).id
+    # One database read for the call's status and the scorecard, sent as the JSON text stored; a second
+    # only for an id that is not the service's own.
+    try:
+        found = repo.scorecard_text(call_id, version)
+    except NotFound:
+        found = repo.scorecard_text(call_by_id(repo, call_id).id, version)
     if found.status == "failed":
-        return JSONResponse(status_code=409, content={
-            "detail": f"the call failed: {found.failure_reason}", "status": found.status})
+        return JSONResponse(status_code=409, content=error_body(
+            f"the call failed: {found.failure_reason}", status=found.status))
     if found.status != "done" and version is None:
-        return JSONResponse(status_code=404, content={
-            "detail": f"the call is {found.status}; its scorecard is not ready yet", "status": found.status})
+        return JSONResponse(status_code=404, content=error_body(
+            f"the call is {found.status}; its scorecard is not ready yet", status=found.status))
     if found.json is None or found.version is None:
         which = f"version {version} of the scorecard" if version is not None else "a scorecard"
         raise NotFound(f"call {found.call_id} has no {which}")
     return Response(found.json, media_type="application/json",
-                    headers={"X-Scorecard-Version": str(found.version)})
+                    headers={"X-Scorecard-Version": str(found.version), "X-Call-Id": found.call_id})
 
 
 @router.post("/v1/calls/{call_id}/retry", status_code=202, response_model=CallAccepted, tags=["calls"],
              responses={**_ERRORS, 404: {"model": Error}, 409: {"model": Error}})
-def retry_call(call_id: str, repo: RepoDep, queue: QueueDep, settings: SettingsDep, inputs: InputsDep,
+def retry_call(call_id: CallIdPath, repo: RepoDep, queue: QueueDep, settings: SettingsDep, inputs: InputsDep,
                key: RetryKey) -> CallAccepted:
     """Queue a failed call again (its input must still be stored)."""
-    readable_call(repo, key, call_id)  # NotFound outside a scoped key's teams
-    call = calls.retry_call(store=repo, inputs=inputs, settings=settings, queue=queue, call_id=call_id)
+    found = readable_call(repo, key, call_id)  # NotFound outside a scoped key's teams
+    call = calls.retry_call(store=repo, inputs=inputs, settings=settings, queue=queue, call_id=found.id)
     return CallAccepted(id=call.id, status=call.status, external_id=call.external_id)
 
 
@@ -250,12 +255,13 @@ def agent_scorecards(
                                                         date_to=date_to)))
         summary = AgentSummary(count=t.count, mean_score=t.mean_score, pass_rate=t.pass_rate,
                                auto_fail_count=t.auto_fail_count)
+    external = repo.external_ids(r.call_id for r in rows)
     return AgentScorecards(
         agent_id=agent_id, **{"from": date_from, "to": date_to},
         aggregate=Aggregate(count=summary.count, mean_score=summary.mean_score, pass_rate=summary.pass_rate,
                             auto_fail_count=summary.auto_fail_count,
                             response_times=[ResponseTimeOut.of(r) for r in summary.response_times]),
-        scorecards=[ScorecardSummary.of(r) for r in rows],
+        scorecards=[ScorecardSummary.of(r, external.get(r.call_id)) for r in rows],
     )
 
 

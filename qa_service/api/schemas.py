@@ -47,8 +47,31 @@ def _call_day(value: Any) -> date:
         raise ValueError(str(exc)) from None
 
 
+class ErrorItem(BaseModel):
+    """One thing wrong with a request: a field (its dotted name), or a line or item of an import."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+    field: str | None = None
+    type: str | None = None
+    line: int | None = None
+    item: int | None = None
+
+
 class Error(BaseModel):
+    """The one error format of every route: `detail` says what is wrong; `errors` names each part."""
+
+    model_config = ConfigDict(extra="forbid")
+
     detail: str
+    errors: list[ErrorItem] | None = Field(None, description="Each invalid field, line or item")
+    status: str | None = Field(None, description="The call's status, where the answer is about a call")
+
+
+def error_body(detail: str, **extra: Any) -> dict[str, Any]:
+    """An error answer's JSON body (`Error`); every error path builds it here."""
+    return {"detail": detail, **{k: v for k, v in extra.items() if v is not None}}
 
 
 class RulesRefOut(BaseModel):
@@ -96,6 +119,7 @@ class CallOut(BaseModel):
 
 class ScorecardSummary(BaseModel):
     call_id: str
+    external_id: str | None = Field(description="The id the call's sender gave it")
     version: int
     call_date: date
     score: float
@@ -105,9 +129,10 @@ class ScorecardSummary(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, card: StoredScorecard) -> ScorecardSummary:
+    def of(cls, card: StoredScorecard, external_id: str | None) -> ScorecardSummary:
         """One line of an agent's list."""
-        return cls(call_id=card.call_id, version=card.version, call_date=card.call_date, score=card.score,
+        return cls(call_id=card.call_id, external_id=external_id, version=card.version,
+                   call_date=card.call_date, score=card.score,
                    passed=card.passed, auto_fail=card.auto_fail,
                    rubric=RulesRefOut(id=card.rubric_id, version=card.rubric_version),
                    created_at=card.created_at)

@@ -251,6 +251,8 @@ def submit_sheet(*, store: Repository, key: StoredKey, session_id: str, call_id:
     if session.reviewer(key.id) is None:
         raise Forbidden("you are not a reviewer of this calibration session")
     pinned = session.call(_canonical(call_id))
+    if pinned is None and (by_sender := store.find_call(call_id)) is not None:
+        pinned = session.call(by_sender.id)  # the call named by the id its sender gave it
     if pinned is None:
         raise NotFound(f"the calibration session has no call {call_id!r}")
     cards = _cards(store, session)

@@ -58,13 +58,60 @@ def may_read(key: StoredKey, call: StoredCall, *, store: Repository) -> bool:
     return call.submitted_by_key_id is not None and call.submitted_by_key_id == key.id
 
 
+def call_by_id(store: Repository, call_id: str) -> StoredCall:
+    """The call with this service id, else the call its sender knows by this id, else NotFound naming the
+    id asked for.
+
+    No id names two calls: external ids are unique (a database constraint), and the service's own ids
+    are UUIDs, which an upload or webhook may not use as external ids. Where an older call's external
+    id is another call's service id, the service id wins.
+    """
+    try:
+        return store.get_call(call_id)
+    except NotFound:
+        found = store.find_call(call_id)
+        if found is None:
+            raise NotFound(f"no call with id {call_id!r}") from None
+        return found
+
+
 def readable_call(store: Repository, key: StoredKey, call_id: str) -> StoredCall:
-    """The call, when the key may read it; NotFound otherwise, as for a call that does not exist (a scoped
-    key learns nothing of other teams' calls, not even that they exist)."""
-    call = store.get_call(call_id)
+    """The call (by service or external id, `call_by_id`), when the key may read it; NotFound otherwise,
+    as for a call that does not exist (a scoped key learns nothing of other teams' calls, not even that
+    they exist or what the service calls them)."""
+    call = call_by_id(store, call_id)
     if not may_read(key, call, store=store):
         raise NotFound(f"no call with id {call_id!r}")
     return call
+
+
+def with_external_ids(store: Repository, data: Any) -> Any:
+    """`data` (JSON-ready dicts and lists) with `external_id` beside every `call_id` that lacks one, read in
+    one query: every answer that names a call names it by both ids (None: the call is gone or its sender
+    gave no id)."""
+    holders: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("call_id"), str) and "external_id" not in node:
+                holders.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                walk(value)
+
+    walk(data)
+    if holders:
+        found = store.external_ids({h["call_id"] for h in holders})
+        for h in holders:
+            named = {k: v for k, v in h.items()}
+            h.clear()
+            for k, v in named.items():  # external_id right after call_id, as in every listing
+                h[k] = v
+                if k == "call_id":
+                    h["external_id"] = found.get(v)
+    return data
 
 
 @dataclass(frozen=True)

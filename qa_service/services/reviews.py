@@ -73,8 +73,8 @@ def add_review(*, store: Repository, key: StoredKey, call_id: str, target: str, 
         check_review(target, action, reason)
     except ReviewError as exc:
         raise BadReview(str(exc)) from None
-    readable_call(store, key, call_id)  # a scoped reviewer reviews its teams' calls only
-    stored = store.get_scorecard(call_id)
+    call = readable_call(store, key, call_id)  # a scoped reviewer reviews its teams' calls only
+    stored = store.get_scorecard(call.id)
     if not has_target(stored.data, target, target_id):
         what = {"to_check": "item to check"}.get(target, target)
         raise NotFound(f"the call's scorecard has no {what} {target_id!r}")

@@ -16,6 +16,7 @@ from qa_service.storage.db import SqlPart, utc, utc_now, uuid_or_404
 from qa_service.storage.repository import (
     NewCall,
     StoredCall,
+    canonical_uuid,
 )
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,17 @@ class SqlCalls(SqlPart):
             query = sa.select(t.calls).where(t.calls.c.external_id == external_id)
             row = conn.execute(query).mappings().first()
         return _call(row) if row is not None else None
+
+    def external_ids(self, call_ids: Iterable[str]) -> dict[str, str | None]:
+        """The external id of each of these calls that exists (None: the sender gave none)."""
+        ids = sorted({i for i in (canonical_uuid(c) for c in call_ids) if i is not None})
+        found: dict[str, str | None] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                query = sa.select(t.calls.c.id, t.calls.c.external_id).where(
+                    t.calls.c.id.in_(ids[start:start + 500]))
+                found.update((str(i), e) for i, e in conn.execute(query))
+        return found
 
     def calls_with_status(self, statuses: Iterable[str]) -> list[StoredCall]:
         """Every call whose status is one of these, oldest first."""

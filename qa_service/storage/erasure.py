@@ -112,16 +112,20 @@ class SqlErasure(SqlPart):
         """Delete the calls and all that names them in one transaction; write one receipt row per call."""
         ids = [i for i in (canonical_uuid(c) for c in call_ids) if i is not None]
         removed: dict[str, dict[str, int]] = {}
+        senders: set[str] = set()  # the external ids of the erased calls, which request paths may name
         with self._write() as conn:
             for call_id in ids:
+                named_as = sa.select(t.calls.c.external_id).where(t.calls.c.id == call_id)
+                sender = conn.execute(named_as).scalar()
                 reviews = conn.execute(t.reviews.delete().where(t.reviews.c.call_id == call_id)).rowcount
                 cards = conn.execute(t.scorecards.delete().where(t.scorecards.c.call_id == call_id)).rowcount
                 calls = conn.execute(t.calls.delete().where(t.calls.c.id == call_id)).rowcount
                 if calls:
                     removed[call_id] = {"calls": calls, "scorecard_versions": cards, "reviews": reviews}
+                    senders |= {sender} if sender else set()
             erased = set(removed)
             runs = self._scrub_rescore_runs(conn, erased, receipt.agent_id)
-            audit_rows = self._repoint_audit(conn, erased, receipt)
+            audit_rows = self._repoint_audit(conn, erased, receipt, senders)
             at = utc_now()
             for call_id, counts in removed.items():
                 counts.update(receipt.removed_elsewhere.get(call_id, {}))
@@ -145,9 +149,15 @@ class SqlErasure(SqlPart):
                 changed += 1
         return changed
 
-    def _repoint_audit(self, conn: Any, erased: set[str], receipt: ErasureNote) -> int:
+    def _repoint_audit(self, conn: Any, erased: set[str], receipt: ErasureNote, senders: set[str]) -> int:
         a = t.audit_log
         moved = 0
+        for sender in sorted(senders):  # a request that named the call by its sender's id
+            moved += conn.execute(a.update().where(a.c.target_kind == "call", a.c.target_id == sender).values(
+                target_kind=RECEIPT_KIND, target_id=receipt.id)).rowcount
+            path = f"/calls/{sender}"
+            moved += conn.execute(a.update().where(a.c.details.contains(path, autoescape=True)).values(
+                details=sa.func.replace(a.c.details, path, f"/calls/{receipt.id}"))).rowcount
         for call_id in sorted(erased):
             moved += conn.execute(a.update().where(a.c.target_id == call_id).values(
                 target_kind=RECEIPT_KIND, target_id=receipt.id)).rowcount

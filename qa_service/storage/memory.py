@@ -446,6 +446,11 @@ class MemoryRepository:
         """A call by the sender's own id."""
         return next((c for c in self.calls.values() if c.external_id == external_id), None)
 
+    def external_ids(self, call_ids: Iterable[str]) -> dict[str, str | None]:
+        """The external id of each of these calls that exists."""
+        found = (self.calls.get(canonical_uuid(c) or c) for c in call_ids)
+        return {c.id: c.external_id for c in found if c is not None}
+
     def calls_with_status(self, statuses: Iterable[str]) -> list[StoredCall]:
         """Calls in these statuses."""
         wanted = set(statuses)
@@ -731,9 +736,12 @@ class MemoryRepository:
     def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
         """Delete the calls and all that names them; write one receipt row per call."""
         removed: dict[str, dict[str, int]] = {}
+        senders: set[str] = set()  # the external ids of the erased calls, which request paths may name
         for call_id in (canonical_uuid(c) for c in call_ids):
-            if call_id is None or self.calls.pop(call_id, None) is None:
+            gone = self.calls.pop(call_id, None) if call_id is not None else None
+            if call_id is None or gone is None:
                 continue
+            senders |= {gone.external_id} if gone.external_id else set()
             reviews = [r for r in self.reviews.rows if r.call_id == call_id]
             self.reviews.rows = [r for r in self.reviews.rows if r.call_id != call_id]
             self.disputes.rows = [d for d in self.disputes.rows if d.call_id != call_id]
@@ -753,10 +761,13 @@ class MemoryRepository:
         moved = 0
         for i, row in enumerate(self.audit.rows):
             named = row.target_id in erased or (receipt.agent_id is not None and row.target_kind == "agent"
-                                                and row.target_id == receipt.agent_id)
+                                                and row.target_id == receipt.agent_id) \
+                or (row.target_kind == "call" and row.target_id in senders)
             details = row.details
             for call_id in erased:
                 details = details.replace(call_id, receipt.id) if details else details
+            for sender in senders:
+                details = details.replace(f"/calls/{sender}", f"/calls/{receipt.id}") if details else details
             if named or details != row.details:
                 moved += 1
                 self.audit.rows[i] = dataclasses.replace(

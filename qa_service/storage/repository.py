@@ -434,6 +434,10 @@ class CallStore(Protocol):
         """The call registered under this external id, if any."""
         ...
 
+    def external_ids(self, call_ids: Iterable[str]) -> dict[str, str | None]:
+        """The external id of each of these calls that exists (None: the sender gave none)."""
+        ...
+
     def calls_with_status(self, statuses: Iterable[str]) -> list[StoredCall]:
         """Every call whose status is one of these, oldest first."""
         ...

@@ -46,6 +46,8 @@ class Filters:
     # Calls of agents in this team / with this vendor on the call's date.
     team: str | None = None
     vendor: str | None = None
+    # The call its sender knows by this id (listings of calls only).
+    external_id: str | None = None
     # The reader's scope (its key's teams and vendors): None reads every call. Every door sets it from
     # the key (`services.teams.scoped`); it is kept by `scope()` and everything below.
     allowed: Scope | None = None
@@ -531,6 +533,8 @@ class Views:
                  .select_from(c.outerjoin(sc, sa.and_(sc.c.call_id == c.c.id, sc.c.latest))))
         if f.agent_id is not None:
             query = query.where(c.c.agent_id == f.agent_id)
+        if f.external_id is not None:
+            query = query.where(c.c.external_id == f.external_id)
         if f.own_agent is not None:
             query = query.where(c.c.agent_id == f.own_agent)
         if f.date_from is not None:
