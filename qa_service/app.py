@@ -38,7 +38,7 @@ from qa_service.api import (
 )
 from qa_service.api.hosts import TrustedHosts
 from qa_service.api.queryparams import refuse_unknown_query
-from qa_service.api.schemas import error_body, message_of
+from qa_service.api.schemas import error_body, message_of, one_error_format
 from qa_service.errors import (
     AuthError,
     Conflict,
@@ -125,6 +125,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
         dependencies=[Depends(refuse_unknown_query)],  # API routes only: see api/queryparams.py
     )
     _local_docs(app)
+    _one_error_format(app)
     app.state.settings = settings
     app.state.repo = repo
     app.state.queue = queue
@@ -194,6 +195,18 @@ def _local_docs(app: FastAPI) -> None:
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+
+def _one_error_format(app: FastAPI) -> None:
+    """/openapi.json describes every error as the handlers send it (`Error`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = one_error_format(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

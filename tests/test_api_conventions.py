@@ -239,3 +239,14 @@ def test_rate_limits_and_unexpected_failures_answer_in_the_format(make_settings)
     app.state.repo.list_keys = broken
     r = api.get("/v1/keys")
     assert r.status_code == 500 and "fire" not in r.text and _error_of(r).detail
+
+
+def test_the_openapi_description_names_the_one_error_format(site):
+    spec = site.app.openapi()
+    assert "HTTPValidationError" not in str(spec)
+    operations = [(path, op) for path, ops in spec["paths"].items() if is_api(path) for op in ops.values()]
+    assert len(operations) > 40
+    for path, op in operations:
+        schema = op["responses"]["422"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, path
+    assert set(spec["components"]["schemas"]["Error"]["properties"]) == {"detail", "errors", "status"}
