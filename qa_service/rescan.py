@@ -184,7 +184,7 @@ def patched_card(card: dict[str, Any], rubric: Any, policies: Any, violations: l
     """The scorecard with new outdated-policy items, totalled again as scoring totals it (criteria and
     prohibited items read the rubric only, so a full rescore gives them unchanged); None when the card
     was scored with another text of the rubric, or before scorecards carried what the totals need."""
-    from qa_service.totals import Line, charge_of, tally
+    from qa_service.totals import retotal, stored_reasons
 
     criteria = card.get("criteria") or []
     ref = card.get("rubric") or {}
@@ -194,31 +194,9 @@ def patched_card(card: dict[str, Any], rubric: Any, policies: Any, violations: l
     kept = [v for v in card.get("violations") or [] if v.get("kind") != "outdated_policy"]
     checks = [v for v in card.get("to_check") or [] if v.get("kind") != "outdated_policy"]
     all_violations = _by_time(kept + violations)
-
-    def line(c: dict[str, Any], passed: bool | None = None) -> Line:
-        max_points = float(c.get("max_points") or 0.0)
-        if passed is None:
-            return Line(str(c.get("section") or ""), bool(c.get("applicable", True)), bool(c.get("passed")),
-                        float(c.get("points") or 0.0), max_points, bool(c.get("auto_fail")))
-        return Line(str(c.get("section") or ""), bool(c.get("applicable", True)), passed,
-                    max_points if passed else 0.0, max_points, bool(c.get("auto_fail")))
-
-    totals = tally((line(c) for c in criteria), charges=[charge_of(v) for v in all_violations],
-                   pass_mark=rubric.pass_mark)
+    totals = retotal(criteria, all_violations, pass_mark=rubric.pass_mark)
     passed = bool(totals.passed)
-    reasons: list[str] = []
-    if not passed:  # as stages/score.py's _provisional
-        doubtful = [c for c in criteria
-                    if c.get("applicable", True) and not c.get("passed") and c.get("doubt")]
-        weak = [i for i, v in enumerate(all_violations)
-                if (v.get("auto_fail") or v.get("deducted_points")) and v.get("doubt")]
-        if doubtful or weak:
-            best = tally((line(c, passed=True) if c in doubtful else line(c) for c in criteria),
-                         charges=[charge_of(v) for i, v in enumerate(all_violations) if i not in weak],
-                         pass_mark=rubric.pass_mark)
-            if best.passed:
-                reasons = [f"{c.get('id')}: {c.get('doubt')}" for c in doubtful]
-                reasons += [f"{all_violations[i].get('id')}: {all_violations[i].get('doubt')}" for i in weak]
+    reasons = [] if passed else list(stored_reasons(criteria, all_violations, pass_mark=rubric.pass_mark))
     return {
         **card,
         "rubric": asdict(RulesRef(rubric.id, rubric.version, rubric.sha256)),

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
 import yaml
 
-from qa_service.totals import Line, Totals, charge_of, tally
+from qa_service.totals import retotal
 
 TargetKind = Literal["criterion", "violation", "to_check", "verdict"]
 Action = Literal["override_pass", "override_fail", "dismiss", "confirm", "restore"]
@@ -178,7 +178,9 @@ def apply_reviews(card: dict[str, Any], reviews: Iterable[Review], *, pass_mark:
 
     counted = [v for v in violations if str(v.get("id")) not in dismissed] + \
               [v for v in to_check if str(v.get("id")) in confirmed]
-    totals = _reviewed_totals(criteria, counted, reviewed_passes, set(auto_fail_criteria), pass_mark)
+    # A reviewer who rules on a criterion says it applied to this call (`Line.ruled`).
+    totals = retotal(criteria, counted, pass_mark=pass_mark, passes=reviewed_passes,
+                     auto_fail_criteria=set(auto_fail_criteria))
     score, auto_fail = totals.score, totals.auto_fail
     changed = bool(reviewed_passes or dismissed or confirmed)
     passed = totals.passed if pass_mark is not None else bool(card.get("passed")) if not changed else None
@@ -211,27 +213,6 @@ def _step(r: Review) -> dict[str, Any]:
     return {"action": r.action, "reason": r.reason, "reviewer": r.reviewer_name,
             "reviewer_key_id": r.reviewer_key_id, "at": r.created_at.isoformat(),
             "scorecard_version": r.scorecard_version}
-
-
-def _reviewed_totals(criteria: Sequence[dict[str, Any]], violations: Sequence[dict[str, Any]],
-                     passes: dict[str, bool], auto_fail_criteria: set[str],
-                     pass_mark: float | None) -> Totals:
-    """The totals as scoring defines them, with reviewed verdicts in place of automatic ones
-    (`violations`: those that count after review)."""
-    lines = []
-    for c in criteria:
-        cid = str(c.get("id"))
-        max_points = float(c.get("max_points") or 0.0)
-        if cid in passes:
-            # A reviewer who rules on a criterion says it applied to this call.
-            applicable, passed = True, passes[cid]
-            points = max_points if passed else 0.0
-        else:
-            applicable, passed = bool(c.get("applicable", True)), bool(c.get("passed"))
-            points = float(c.get("points") or 0.0)
-        lines.append(Line(str(c.get("section") or ""), applicable, passed, points, max_points,
-                          cid in auto_fail_criteria))
-    return tally(lines, charges=[charge_of(v) for v in violations], pass_mark=pass_mark)
 
 
 # -- sampling ----------------------------------------------------------------------------------

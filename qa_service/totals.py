@@ -11,8 +11,8 @@ points come off once however often it is broken in the call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -26,6 +26,10 @@ class Line:
     points: float
     max_points: float
     auto_fail: bool = False  # failing it fails the call
+
+    def ruled(self, passed: bool) -> Line:
+        """The criterion with this verdict in place of its own: it applied, and the points follow."""
+        return replace(self, applicable=True, passed=passed, points=self.max_points if passed else 0.0)
 
 
 @dataclass(frozen=True)
@@ -83,3 +87,57 @@ def tally(lines: Iterable[Line], *, charges: Iterable[Charge] = (), auto_fail_vi
     score -= deducted
     passed = None if pass_mark is None else score >= pass_mark - 1e-9 and not auto_fail
     return Totals(score=score, auto_fail=auto_fail, passed=passed, sections=sections, deducted=deducted)
+
+
+def line_of(criterion: Mapping[str, Any], *, auto_fail: bool | None = None) -> Line:
+    """A criterion as a scorecard stores it; `auto_fail` in place of the card's own flag (the rubric's)."""
+    return Line(str(criterion.get("section") or ""), bool(criterion.get("applicable", True)),
+                bool(criterion.get("passed")), float(criterion.get("points") or 0.0),
+                float(criterion.get("max_points") or 0.0),
+                bool(criterion.get("auto_fail")) if auto_fail is None else auto_fail)
+
+
+def retotal(criteria: Sequence[Mapping[str, Any]], violations: Sequence[Mapping[str, Any]], *,
+            pass_mark: float | None, passes: Mapping[str, bool] | None = None,
+            auto_fail_criteria: Collection[str] | None = None) -> Totals:
+    """A stored scorecard totalled again as scoring totals it: `violations` are those that count,
+    `passes` reviewed verdicts by criterion id in place of the automatic ones, `auto_fail_criteria` the
+    rubric's auto-fail criteria in place of the card's flags."""
+    passes = passes or {}
+    lines = []
+    for c in criteria:
+        cid = str(c.get("id"))
+        line = line_of(c, auto_fail=None if auto_fail_criteria is None else cid in auto_fail_criteria)
+        lines.append(line.ruled(passes[cid]) if cid in passes else line)
+    return tally(lines, charges=[charge_of(v) for v in violations], pass_mark=pass_mark)
+
+
+def provisional_reasons(criteria: Sequence[tuple[str, Line, str | None]],
+                        charges: Sequence[tuple[str, Charge, str | None]], *,
+                        pass_mark: float | None) -> tuple[str, ...]:
+    """Why a FAIL is provisional: it would pass were its doubtful verdicts the other way; else ().
+
+    `criteria` and `charges` are (id, line or charge, doubt or None). A doubtful criterion is an
+    applicable one that failed on weak evidence; a weak charge is a costly violation heard with doubt.
+    """
+    doubtful = {i for i, (_, line, doubt) in enumerate(criteria)
+                if line.applicable and not line.passed and doubt}
+    weak = {i for i, (_, charge, doubt) in enumerate(charges)
+            if (charge.auto_fail or charge.points) and doubt}
+    if not doubtful and not weak:
+        return ()
+    best = tally((line.ruled(True) if i in doubtful else line for i, (_, line, _) in enumerate(criteria)),
+                 charges=[charge for i, (_, charge, _) in enumerate(charges) if i not in weak],
+                 pass_mark=pass_mark)
+    if not best.passed:
+        return ()
+    return tuple([f"{criteria[i][0]}: {criteria[i][2]}" for i in sorted(doubtful)]
+                 + [f"{charges[i][0]}: {charges[i][2]}" for i in sorted(weak)])
+
+
+def stored_reasons(criteria: Sequence[Mapping[str, Any]], violations: Sequence[Mapping[str, Any]], *,
+                   pass_mark: float | None) -> tuple[str, ...]:
+    """`provisional_reasons` of a scorecard as stored (its criteria and counted violations)."""
+    return provisional_reasons([(str(c.get("id")), line_of(c), c.get("doubt")) for c in criteria],
+                               [(str(v.get("id")), charge_of(v), v.get("doubt")) for v in violations],
+                               pass_mark=pass_mark)

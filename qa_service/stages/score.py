@@ -43,7 +43,7 @@ from qa_service.stages.matching import (
     pipes_for,
 )
 from qa_service.stages.response import channel_of, duration_words, timed, waits
-from qa_service.totals import Charge, Line, tally
+from qa_service.totals import Charge, Line, provisional_reasons, tally
 
 # Words that show a superseded value is being spoken of as history ("it used to be 65", "up from 595").
 HISTORY_CUES = frozenset({"was", "were", "used", "previously", "formerly", "until", "old", "earlier", "prior",
@@ -263,7 +263,9 @@ def score(transcript: Transcript, rubric: Rubric, policies: PolicyPack, nlp: NLP
     totals = tally((_line(c) for c in criteria), charges=[_charge(v) for v in violations],
                    pass_mark=rubric.pass_mark)
     passed = bool(totals.passed)
-    reasons = () if passed else _provisional(rubric, criteria, violations)
+    reasons = () if passed else provisional_reasons(
+        [(c.id, _line(c), c.doubt) for c in criteria], [(v.id, _charge(v), v.doubt) for v in violations],
+        pass_mark=rubric.pass_mark)
     return ScoreResult(criteria=tuple(criteria), violations=tuple(violations), score=totals.score,
                        auto_fail=totals.auto_fail, passed=passed, sections=totals.sections,
                        to_check=tuple(to_check), provisional=bool(reasons), provisional_reasons=reasons,
@@ -309,25 +311,9 @@ def policy_check(transcript: Transcript, policies: PolicyPack, nlp: NLP, call_da
             sorted(to_check, key=lambda v: (v.evidence.start, v.id)))
 
 
-def _line(c: CriterionResult, *, passed: bool | None = None) -> Line:
-    """A criterion for the totals; `passed` in place of its verdict (points follow)."""
-    if passed is None:
-        return Line(c.section, c.applicable, c.passed, c.points, c.max_points, c.auto_fail)
-    return Line(c.section, c.applicable, passed, c.max_points if passed else 0.0, c.max_points, c.auto_fail)
-
-
-def _provisional(rubric: Rubric, criteria: Sequence[CriterionResult],
-                 violations: Sequence[Violation]) -> tuple[str, ...]:
-    """Why a FAIL is provisional: it would pass were its doubtful verdicts the other way; else ()."""
-    doubtful = [c for c in criteria if c.applicable and not c.passed and c.doubt]
-    weak = [v for v in violations if (v.auto_fail or v.deducted_points) and v.doubt]
-    if not doubtful and not weak:
-        return ()
-    best = tally((_line(c, passed=True) if c in doubtful else _line(c) for c in criteria),
-                 charges=[_charge(v) for v in violations if v not in weak], pass_mark=rubric.pass_mark)
-    if not best.passed:
-        return ()
-    return tuple([f"{c.id}: {c.doubt}" for c in doubtful] + [f"{v.id}: {v.doubt}" for v in weak])
+def _line(c: CriterionResult) -> Line:
+    """A criterion for the totals."""
+    return Line(c.section, c.applicable, c.passed, c.points, c.max_points, c.auto_fail)
 
 
 def _criterion(rubric: Rubric, cid: str) -> Criterion:
