@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -146,12 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "hourly)")
     sw.set_defaults(func=cmd_sweep)
 
-    certs = sub.add_parser("certifications", help="agents' certifications: import a CSV file, list them")
-    certs_sub = certs.add_subparsers(dest="certifications_command", required=True)
-    ci = certs_sub.add_parser("import", help="import a CSV file (agent_id,name,covers,issued,expires): all "
-                                             "lines or, when one is bad, none")
-    ci.add_argument("file", type=Path, metavar="FILE.csv")
-    ci.set_defaults(func=cmd_certifications_import)
+    certs_sub = _records_commands(sub, "certifications", "agents' certifications",
+                                  "agent_id,name,covers,issued,expires", cmd_certifications_import)
     cl = certs_sub.add_parser("list", help="certifications: all, one agent's, expiring soon or lapsed")
     cl.add_argument("--agent", metavar="A", help="only this agent's")
     which_certs = cl.add_mutually_exclusive_group()
@@ -159,12 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     which_certs.add_argument("--lapsed", action="store_true", help="only those expired and not renewed")
     cl.set_defaults(func=cmd_certifications_list)
 
-    training = sub.add_parser("training", help="refresher training records: import a CSV file, list them")
-    training_sub = training.add_subparsers(dest="training_command", required=True)
-    ti = training_sub.add_parser("import", help="import a CSV file (agent_id,pack_id,version,completed): all "
-                                                "lines or, when one is bad, none")
-    ti.add_argument("file", type=Path, metavar="FILE.csv")
-    ti.set_defaults(func=cmd_training_import)
+    training_sub = _records_commands(sub, "training", "refresher training records",
+                                     "agent_id,pack_id,version,completed", cmd_training_import)
     tl = training_sub.add_parser("list", help="training records, by agent and policy pack version")
     tl.add_argument("--agent", metavar="A")
     tl.add_argument("--pack", metavar="PACK_ID")
@@ -174,12 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "on --version")
     tl.set_defaults(func=cmd_training_list)
 
-    teams = sub.add_parser("teams", help="agents' teams and vendors by date: import a CSV file, list them")
-    teams_sub = teams.add_subparsers(dest="teams_command", required=True)
-    tmi = teams_sub.add_parser("import", help="import a CSV file (agent_id,team,vendor,from,to; `to` empty "
-                                              "while the agent is still there): all lines or none")
-    tmi.add_argument("file", type=Path, metavar="FILE.csv")
-    tmi.set_defaults(func=cmd_teams_import)
+    teams_sub = _records_commands(sub, "teams", "agents' teams and vendors by date",
+                                  "agent_id,team,vendor,from,to; `to` empty while the agent is still there",
+                                  cmd_teams_import)
     tml = teams_sub.add_parser("list", help="memberships: all, one agent's, one team's or vendor's")
     tml.add_argument("--agent")
     tml.add_argument("--team")
@@ -403,17 +392,38 @@ def _read_csv_file(path: Path) -> str:
         raise InputError(f"{path} is not UTF-8 text") from None
 
 
+def _records_commands(sub: Any, name: str, what: str, columns: str,
+                      run_import: Callable[[argparse.Namespace, Settings], int]) -> Any:
+    """The `NAME import FILE.csv` command of a records file (all lines or, when one is bad, none); returns
+    the group's subcommands for its `list`."""
+    group = sub.add_parser(name, help=f"{what}: import a CSV file, list them")
+    commands = group.add_subparsers(dest=f"{name}_command", required=True)
+    imp = commands.add_parser("import", help=f"import a CSV file ({columns}): all lines or, when one is bad, "
+                                             "none")
+    imp.add_argument("file", type=Path, metavar="FILE.csv")
+    imp.set_defaults(func=run_import)
+    return commands
+
+
+def _import_file(args: argparse.Namespace, settings: Settings, action: str,
+                 load: Callable[[Any, str], Any], put: Callable[[Any, Any], Any]) -> int:
+    """Read a records file whole (`load`: ImportRefused naming every bad line), store it (`put`), record
+    the import in the audit log and print what it changed."""
+    repo = _repository(settings)
+    counts = put(repo, load(repo, _read_csv_file(args.file)))
+    repo.audit.record(action, key_name=_cli_user(), role="admin",
+                      details=f"added={counts.added} updated={counts.updated} unchanged={counts.unchanged}")
+    print(f"{args.file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged")
+    return 0
+
+
 def cmd_certifications_import(args: argparse.Namespace, settings: Settings) -> int:
     """Import certifications from a CSV file; a bad line refuses the whole file, naming every bad line."""
     from qa_service.services import certification as certs
 
-    repo = _repository(settings)
-    items = certs.read_certifications(_read_csv_file(args.file))
-    counts = certs.import_certifications(store=repo, items=items)
-    repo.audit.record("import_certifications", key_name=_cli_user(), role="admin",
-                      details=f"added={counts.added} updated={counts.updated} unchanged={counts.unchanged}")
-    print(f"{args.file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged")
-    return 0
+    return _import_file(args, settings, "import_certifications",
+                        lambda _, text: certs.read_certifications(text),
+                        lambda repo, items: certs.import_certifications(store=repo, items=items))
 
 
 def cmd_certifications_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -445,13 +455,8 @@ def cmd_training_import(args: argparse.Namespace, settings: Settings) -> int:
     """Import training records from a CSV file; a bad line refuses the whole file, naming every bad line."""
     from qa_service.services import certification as certs
 
-    repo = _repository(settings)
-    items = certs.read_training(repo, _read_csv_file(args.file))
-    counts = certs.import_training(store=repo, items=items)
-    repo.audit.record("import_training", key_name=_cli_user(), role="admin",
-                      details=f"added={counts.added} unchanged={counts.unchanged}")
-    print(f"{args.file}: {counts.added} added, {counts.unchanged} already recorded")
-    return 0
+    return _import_file(args, settings, "import_training", certs.read_training,
+                        lambda repo, items: certs.import_training(store=repo, items=items))
 
 
 def cmd_training_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -484,12 +489,8 @@ def cmd_teams_import(args: argparse.Namespace, settings: Settings) -> int:
     """Import team memberships from a CSV file; a bad line refuses the whole file, naming every bad line."""
     from qa_service.services import teams
 
-    repo = _repository(settings)
-    counts = teams.put_memberships(store=repo, items=teams.read_memberships(_read_csv_file(args.file)))
-    repo.audit.record("import_memberships", key_name=_cli_user(), role="admin",
-                      details=f"added={counts.added} updated={counts.updated} unchanged={counts.unchanged}")
-    print(f"{args.file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged")
-    return 0
+    return _import_file(args, settings, "import_memberships", lambda _, text: teams.read_memberships(text),
+                        lambda repo, items: teams.put_memberships(store=repo, items=items))
 
 
 def cmd_teams_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,8 +21,8 @@ from qa_service.cli import main
 from qa_service.errors import Forbidden, InputError, NotFound
 from qa_service.services import calibration, teams
 from qa_service.services.calls import readable_call
-from qa_service.services.certification import ImportRefused
 from qa_service.services.disputes import raise_dispute
+from qa_service.services.imports import ImportRefused
 from qa_service.services.reviews import add_review
 from qa_service.settings import Settings
 from qa_service.storage import open_repository

@@ -6,7 +6,6 @@ Admin and QA keys write records; supervisors read them. The use cases live in `s
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from qa_service.api.deps import RepoDep
 from qa_service.api.schemas import Error, error_body
 from qa_service.services import certification as certs
 from qa_service.services import teams
+from qa_service.services.imports import CSV_MEDIA_TYPE, ImportRefused, body_records
 from qa_service.storage.repository import Certification, ImportCounts, StoredKey, TrainingRecord
 
 router = APIRouter(tags=["certification"])
@@ -27,7 +27,7 @@ router = APIRouter(tags=["certification"])
 ManageKey = Annotated[StoredKey, requires(*MANAGE_CERTIFICATIONS)]
 ReadKey = Annotated[StoredKey, requires(*READ_CERTIFICATIONS)]
 
-_CSV = "text/csv"
+_CSV = CSV_MEDIA_TYPE
 _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Error}, 403: {"model": Error}}
 
 
@@ -102,27 +102,14 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-async def _rows(request: Request) -> tuple[str | None, list[dict[str, str]] | None]:
+async def records_in(request: Request) -> tuple[str | None, list[dict[str, str]] | None]:
     """The body as CSV text (Content-Type text/csv) or as a JSON list of records (objects of strings)."""
     body = await request.body()  # at most the app's body limit
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise certs.ImportRefused("body", [(1, "not UTF-8 text")]) from None
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() == _CSV:
-        return text, None
-    try:
-        items = json.loads(text)
-    except ValueError:
-        raise certs.ImportRefused("body", [(1, "not JSON; send a JSON list of records, or a CSV file with "
-                                               "Content-Type: text/csv")]) from None
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise certs.ImportRefused("body", [(1, "send a JSON list of records (objects)")])
-    return None, [{k: v if isinstance(v, str) else ";".join(map(str, v)) if isinstance(v, list) else str(v)
-                   for k, v in item.items()} for item in items]
+    return body_records(body, request.headers.get("content-type", ""))
 
 
-def _refused(exc: certs.ImportRefused) -> JSONResponse:
+def refused(exc: ImportRefused) -> JSONResponse:
+    """422 naming each bad line or item of an import, in the one error format."""
     return JSONResponse(status_code=422, content=error_body(
         str(exc), errors=[{exc.unit: n, "message": m} for n, m in exc.problems]))
 
@@ -139,12 +126,12 @@ _IMPORT = {
 async def post_certifications(request: Request, repo: RepoDep, _key: ManageKey) -> Any:
     """Store certifications from a CSV file (agent_id,name,covers,issued,expires; covers separated by `;`)
     or a JSON list of such records: all of them, or none when a line is bad."""
-    text, rows = await _rows(request)
+    text, rows = await records_in(request)
     try:
         items = certs.read_certifications(text) if text is not None else \
             certs.check_items(repo, rows or [], "certifications")
-    except certs.ImportRefused as exc:
-        return _refused(exc)
+    except ImportRefused as exc:
+        return refused(exc)
     counts = await run_in_threadpool(lambda: certs.import_certifications(store=repo, items=items))
     return ImportOut.of(counts)
 
@@ -186,13 +173,13 @@ def lapsed_certifications(
 async def post_training(request: Request, repo: RepoDep, _key: ManageKey) -> Any:
     """Store training records from a CSV file (agent_id,pack_id,version,completed) or a JSON list of such
     records: all of them, or none when a line is bad (a pack version must be stored)."""
-    text, rows = await _rows(request)
+    text, rows = await records_in(request)
     try:
         items = await run_in_threadpool(
             lambda: certs.read_training(repo, text) if text is not None else
             certs.check_items(repo, rows or [], "training"))
-    except certs.ImportRefused as exc:
-        return _refused(exc)
+    except ImportRefused as exc:
+        return refused(exc)
     counts = await run_in_threadpool(lambda: certs.import_training(store=repo, items=items))
     return ImportOut.of(counts)
 

@@ -35,11 +35,11 @@ from qa_service.api.agents import (
     _safe_name,
     check_range,
 )
-from qa_service.api.certification import ImportOut, _refused, _rows
+from qa_service.api.certification import ImportOut, records_in, refused
 from qa_service.api.deps import ReadScoresKey, RepoDep
 from qa_service.errors import Forbidden
 from qa_service.services import teams
-from qa_service.services.certification import ImportRefused
+from qa_service.services.imports import ImportRefused
 from qa_service.storage.repository import Membership, StoredKey
 from qa_service.storage.views import Filters
 
@@ -118,12 +118,12 @@ async def post_memberships(request: Request, repo: RepoDep, key: ManageKey) -> A
     there) or a JSON list of such records: all of them, or none when a line is bad. A period that starts
     after an agent's open one closes it the day before."""
     _no_scope(key)
-    text, rows = await _rows(request)
+    text, rows = await records_in(request)
     try:
         items = teams.read_memberships(text) if text is not None else teams.check_items(rows or [])
         counts = await run_in_threadpool(lambda: teams.put_memberships(store=repo, items=items))
     except ImportRefused as exc:
-        return _refused(exc)
+        return refused(exc)
     return ImportOut.of(counts)
 
 

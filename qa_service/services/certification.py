@@ -16,8 +16,6 @@ the lists QA leads act on.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -26,6 +24,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from qa_service.errors import InputError, NotFound
+from qa_service.services.imports import (
+    csv_rows,
+    day_field,
+    json_rows,
+    parsed,
+    refuse,
+    text_field,
+)
 from qa_service.settings import Settings
 from qa_service.storage.repository import Certification, ImportCounts, Repository, TrainingRecord
 
@@ -36,61 +42,23 @@ EXPIRING_EVENT = "certification.expiring"
 DEFAULT_WITHIN_DAYS = 90
 CERTIFICATION_COLUMNS = ("agent_id", "name", "covers", "issued", "expires")
 TRAINING_COLUMNS = ("agent_id", "pack_id", "version", "completed")
-# A line's problems are all listed, up to this many lines' worth (a wrong file fails on every line).
-MAX_PROBLEMS = 50
-_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _COVERS_SPLIT = re.compile(r"[;|\s]+")
-
-
-class ImportRefused(InputError):
-    """A records file (or request) with bad lines: nothing of it was stored. `problems` are (line, message)
-    pairs; line 1 is the header (`unit` "item": the n-th record of a JSON request)."""
-
-    def __init__(self, what: str, problems: list[tuple[int, str]], unit: str = "line"):
-        shown = problems[:MAX_PROBLEMS]
-        more = f"; and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
-        lines = "; ".join(f"{unit} {n}: {m}" for n, m in shown)
-        self.unit = unit
-        super().__init__(f"{what} refused, nothing was imported: {lines}{more}")
-        self.problems = problems
 
 
 # -- reading records -------------------------------------------------------------------------------
 
-def _day(value: str, field: str, problems: list[str]) -> date | None:
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        problems.append(f"{field} {value.strip()!r} is not a date (YYYY-MM-DD)" if value.strip()
-                        else f"{field} is empty")
-        return None
-
-
-def _text(value: str, field: str, problems: list[str], *, limit: int = 100, ident: bool = False) -> str:
-    value = value.strip()
-    if not value:
-        problems.append(f"{field} is empty")
-    elif len(value) > limit:
-        problems.append(f"{field} is longer than {limit} characters")
-    elif ident and not _IDENT.match(value):
-        problems.append(f"{field} {value!r} is not an id (letters, digits and _ . : -)")
-    elif any(ord(c) < 32 for c in value):
-        problems.append(f"{field} holds control characters")
-    return value
-
-
 def certification_from(fields: dict[str, str]) -> tuple[Certification | None, list[str]]:
     """A certification from text fields (agent_id, name, covers, issued, expires), or the problems."""
     problems: list[str] = []
-    agent = _text(fields.get("agent_id") or "", "agent_id", problems)
-    name = _text(fields.get("name") or "", "name", problems)
+    agent = text_field(fields.get("agent_id") or "", "agent_id", problems)
+    name = text_field(fields.get("name") or "", "name", problems)
     covers = tuple(c for c in _COVERS_SPLIT.split(fields.get("covers") or "") if c)
     if not covers:
         problems.append("covers is empty: name the rubric and/or policy pack ids it covers, separated by ;")
     for c in covers:
-        _text(c, "covers id", problems, ident=True)
-    issued = _day(fields.get("issued") or "", "issued", problems)
-    expires = _day(fields.get("expires") or "", "expires", problems)
+        text_field(c, "covers id", problems, ident=True)
+    issued = day_field(fields.get("issued") or "", "issued", problems)
+    expires = day_field(fields.get("expires") or "", "expires", problems)
     if issued and expires and issued > expires:
         problems.append(f"expires ({expires}) is before issued ({issued})")
     if problems or issued is None or expires is None:
@@ -104,10 +72,10 @@ def training_from(fields: dict[str, str],
     """A training record from text fields (agent_id, pack_id, version, completed), or the problems; the
     pack version must be one stored (`known`)."""
     problems: list[str] = []
-    agent = _text(fields.get("agent_id") or "", "agent_id", problems)
-    pack = _text(fields.get("pack_id") or "", "pack_id", problems, ident=True)
-    version = _text(fields.get("version") or "", "version", problems, limit=50)
-    completed = _day(fields.get("completed") or "", "completed", problems)
+    agent = text_field(fields.get("agent_id") or "", "agent_id", problems)
+    pack = text_field(fields.get("pack_id") or "", "pack_id", problems, ident=True)
+    version = text_field(fields.get("version") or "", "version", problems, limit=50)
+    completed = day_field(fields.get("completed") or "", "completed", problems)
     if pack and version and not problems and (pack, version) not in known:
         problems.append(f"no policy pack {pack!r} version {version!r} is stored (upload it first)")
     if problems or completed is None:
@@ -115,62 +83,20 @@ def training_from(fields: dict[str, str],
     return TrainingRecord(agent_id=agent, pack_id=pack, pack_version=version, completed_on=completed), []
 
 
-def _rows(text: str, columns: tuple[str, ...],
-          what: str) -> tuple[list[tuple[int, dict[str, str]]], list[tuple[int, str]]]:
-    """The data lines of a CSV file with exactly these columns (any order), with their line numbers, and
-    the lines that could not be read; ImportRefused for a file without the header."""
-    if text.startswith("\ufeff"):
-        text = text[1:]  # a spreadsheet's byte order mark
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
-        raise ImportRefused(what, [(1, f"the file is empty; the first line names the columns: "
-                                       f"{','.join(columns)}")]) from None
-    except csv.Error as exc:
-        raise ImportRefused(what, [(1, f"not CSV: {exc}")]) from None
-    missing = [c for c in columns if c not in header]
-    extra = [h for h in header if h not in columns]
-    if missing or extra or len(set(header)) != len(header):
-        told = (f"missing {', '.join(missing)}" if missing else "") + \
-            ("; " if missing and extra else "") + (f"unknown {', '.join(extra)}" if extra else "")
-        raise ImportRefused(what, [(1, f"the header must name the columns {','.join(columns)} "
-                                       f"({told or 'a column is repeated'})")])
-    rows: list[tuple[int, dict[str, str]]] = []
-    problems: list[tuple[int, str]] = []
-    try:
-        for values in reader:
-            line = reader.line_num
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                problems.append((line, f"{len(values)} values for {len(header)} columns"))
-                continue
-            rows.append((line, dict(zip(header, values, strict=True))))
-    except csv.Error as exc:
-        problems.append((reader.line_num, f"not CSV: {exc}"))
-    return rows, problems
-
-
 def read_certifications(text: str) -> list[Certification]:
     """Every certification of a CSV file (agent_id,name,covers,issued,expires); ImportRefused naming each
     bad line."""
     what = "certifications file"
-    items: list[Certification] = []
+    rows, problems = csv_rows(text, CERTIFICATION_COLUMNS, what)
+    items = parsed(rows, certification_from, problems)
     seen: dict[tuple[str, str, date], int] = {}
-    rows, problems = _rows(text, CERTIFICATION_COLUMNS, what)
-    for line, fields in rows:
-        cert, bad = certification_from(fields)
-        problems.extend((line, m) for m in bad)
-        if cert is not None:
-            key = (cert.agent_id, cert.name, cert.issued_on)
-            if key in seen:
-                problems.append((line, f"the same agent, name and issue date as line {seen[key]}"))
-            seen.setdefault(key, line)
-            items.append(cert)
-    if problems:
-        raise ImportRefused(what, sorted(problems, key=lambda p: p[0]))
-    return items
+    for line, cert in items:
+        key = (cert.agent_id, cert.name, cert.issued_on)
+        if key in seen:
+            problems.append((line, f"the same agent, name and issue date as line {seen[key]}"))
+        seen.setdefault(key, line)
+    refuse(what, problems)
+    return [cert for _, cert in items]
 
 
 def _known_packs(store: Repository) -> set[tuple[str, str]]:
@@ -182,16 +108,10 @@ def read_training(store: Repository, text: str) -> list[TrainingRecord]:
     bad line."""
     what = "training file"
     known = _known_packs(store)
-    items: list[TrainingRecord] = []
-    rows, problems = _rows(text, TRAINING_COLUMNS, what)
-    for line, fields in rows:
-        record, bad = training_from(fields, known)
-        problems.extend((line, m) for m in bad)
-        if record is not None:
-            items.append(record)
-    if problems:
-        raise ImportRefused(what, sorted(problems, key=lambda p: p[0]))
-    return items
+    rows, problems = csv_rows(text, TRAINING_COLUMNS, what)
+    items = parsed(rows, lambda fields: training_from(fields, known), problems)
+    refuse(what, problems)
+    return [record for _, record in items]
 
 
 def import_certifications(*, store: Repository, items: Sequence[Certification]) -> ImportCounts:
@@ -207,17 +127,15 @@ def import_training(*, store: Repository, items: Sequence[TrainingRecord]) -> Im
 def check_items(store: Repository, rows: Sequence[dict[str, str]], kind: str) -> list[Any]:
     """Records sent as JSON objects (fields as in the CSV files), checked like file lines: item 1 is the
     first; ImportRefused naming each bad item."""
-    known = _known_packs(store) if kind == "training" else set()
-    items: list[Any] = []
-    problems: list[tuple[int, str]] = []
-    for n, fields in enumerate(rows, 1):
-        record, bad = certification_from(fields) if kind == "certifications" else training_from(fields, known)
-        problems.extend((n, m) for m in bad)
-        if record is not None:
-            items.append(record)
-    if problems:
-        raise ImportRefused(f"{kind} request", problems, unit="item")
-    return items
+    parse: Any = certification_from
+    columns: tuple[str, ...] = CERTIFICATION_COLUMNS
+    if kind == "training":
+        known = _known_packs(store)
+        parse, columns = (lambda fields: training_from(fields, known)), TRAINING_COLUMNS
+    numbered, problems = json_rows(rows, columns)
+    items = parsed(numbered, parse, problems)
+    refuse(f"{kind} request", problems, unit="item")
+    return [record for _, record in items]
 
 
 # -- scorecards --------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from datetime import date, timedelta
 from typing import Literal, TypeVar
 
 from qa_service.errors import Forbidden, InputError, NotFound
-from qa_service.services.certification import ImportRefused, _day, _rows, _text
+from qa_service.services import imports
+from qa_service.services.imports import ImportRefused
 from qa_service.storage.repository import (
     ImportCounts,
     Membership,
@@ -59,7 +60,7 @@ def make_scope(role: str, teams: Iterable[str] = (), vendors: Iterable[str] = ()
         if not agent:
             raise InputError("an agent key needs the agent id whose scorecards it reads (--agent AGENT_ID)")
         agent_problems: list[str] = []
-        _text(agent, "agent id", agent_problems)
+        imports.text_field(agent, "agent id", agent_problems)
         if agent_problems:
             raise InputError("; ".join(agent_problems))
         return Scope(agent=agent)
@@ -70,7 +71,7 @@ def make_scope(role: str, teams: Iterable[str] = (), vendors: Iterable[str] = ()
                          f"{' or '.join(SCOPED_ROLES)} key")
     problems: list[str] = []
     for name in (*teams, *vendors):
-        _text(name, "team or vendor", problems)
+        imports.text_field(name, "team or vendor", problems)
     if problems:
         raise InputError("; ".join(problems))
     return Scope(teams=teams, vendors=vendors)
@@ -152,11 +153,11 @@ def readable_agent(store: Repository, key: StoredKey, agent_id: str) -> None:
 def membership_from(fields: dict[str, str]) -> tuple[Membership | None, list[str]]:
     """A membership from text fields (agent_id, team, vendor, from, to), or the problems."""
     problems: list[str] = []
-    agent = _text(fields.get("agent_id") or "", "agent_id", problems)
-    team = _text(fields.get("team") or "", "team", problems)
-    vendor = _text(fields.get("vendor") or "", "vendor", problems)
-    since = _day(fields.get("from") or "", "from", problems)
-    until = _day(fields["to"], "to", problems) if (fields.get("to") or "").strip() else None
+    agent = imports.text_field(fields.get("agent_id") or "", "agent_id", problems)
+    team = imports.text_field(fields.get("team") or "", "team", problems)
+    vendor = imports.text_field(fields.get("vendor") or "", "vendor", problems)
+    since = imports.day_field(fields.get("from") or "", "from", problems)
+    until = imports.day_field(fields["to"], "to", problems) if (fields.get("to") or "").strip() else None
     if since and until and since > until:
         problems.append(f"to ({until}) is before from ({since})")
     if problems or since is None:
@@ -167,35 +168,19 @@ def membership_from(fields: dict[str, str]) -> tuple[Membership | None, list[str
 def read_memberships(text: str) -> list[Membership]:
     """Every membership of a CSV file (agent_id,team,vendor,from,to); ImportRefused naming each bad line."""
     what = "teams file"
-    rows, problems = _rows(text, MEMBERSHIP_COLUMNS, what)
-    items: list[tuple[int, Membership]] = []
-    for line, fields in rows:
-        item, bad = membership_from(fields)
-        problems.extend((line, m) for m in bad)
-        if item is not None:
-            items.append((line, item))
+    rows, problems = imports.csv_rows(text, MEMBERSHIP_COLUMNS, what)
+    items = imports.parsed(rows, membership_from, problems)
     problems.extend(_overlaps(items))
-    if problems:
-        raise ImportRefused(what, sorted(problems, key=lambda p: p[0]))
+    imports.refuse(what, problems)
     return [m for _, m in items]
 
 
 def check_items(rows: Sequence[dict[str, str]]) -> list[Membership]:
     """Memberships from a JSON request's records; ImportRefused naming each bad item (1-based)."""
-    items: list[tuple[int, Membership]] = []
-    problems: list[tuple[int, str]] = []
-    for n, fields in enumerate(rows, start=1):
-        unknown = sorted(set(fields) - set(MEMBERSHIP_COLUMNS))
-        if unknown:
-            problems.append((n, f"unknown fields {', '.join(unknown)}; use {','.join(MEMBERSHIP_COLUMNS)}"))
-            continue
-        item, bad = membership_from(fields)
-        problems.extend((n, m) for m in bad)
-        if item is not None:
-            items.append((n, item))
+    numbered, problems = imports.json_rows(rows, MEMBERSHIP_COLUMNS)
+    items = imports.parsed(numbered, membership_from, problems)
     problems.extend(_overlaps(items))
-    if problems:
-        raise ImportRefused("memberships", sorted(problems, key=lambda p: p[0]), unit="item")
+    imports.refuse("memberships", problems, unit="item")
     return [m for _, m in items]
 
 
