@@ -335,6 +335,11 @@ def test_api_imports_refuse_bad_lines_and_roles(make_settings, redis_url, redis_
          "expires": "2026-12-31"},
         {"agent_id": "b", "name": "N", "covers": [], "issued": "2026-01-01", "expires": "2026-12-31"}])
     assert r.status_code == 422 and r.json()["errors"][0]["item"] == 2
+    # A field the file's columns do not name is refused, not dropped (a misspelt "expires" would be lost).
+    r = api.client.post("/v1/certifications", headers=api.h("qa"), json=[
+        {"agent_id": "a", "name": "N", "covers": "harbourline-intake", "issued": "2026-01-01",
+         "expires": "2026-12-31", "expiry": "2027-12-31"}])
+    assert r.status_code == 422 and "unknown fields expiry" in r.json()["errors"][0]["message"]
     # Supervisors read, they do not write; telephony keys do neither.
     r = api.client.post("/v1/certifications", content=GOOD.encode(),
                         headers={**api.h("supervisor"), **csv_headers})
