@@ -216,6 +216,9 @@ def test_every_error_has_the_one_format(site, tmp_path):
     # A not-yet-scored call's scorecard: 404 in the format, with the call's status.
     queued = api.get(f"/v1/calls/{site.ids['queued']}/scorecard")
     assert queued.status_code == 404 and _error_of(queued).status == "queued"
+    # A dispute id past the database's integers is a bad parameter, not a server error.
+    huge = api.post("/v1/disputes/9223372036854775808/resolution", json={"outcome": "upheld", "reason": "x"})
+    assert huge.status_code == 422 and _error_of(huge).errors[0].field == "dispute_id"
     # An import with bad lines names each line.
     refused = api.post("/v1/memberships", content="agent_id,team\n", headers={"Content-Type": "text/csv"})
     assert refused.status_code == 422 and _error_of(refused).errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.agents import DateFrom, DateTo, OverturnOut, RubricQ, TeamQ, VendorQ, check_range
@@ -30,6 +30,8 @@ from qa_service.services.calls import readable_call, with_external_ids
 from qa_service.storage.views import Filters
 
 router = APIRouter(tags=["disputes"])
+# A dispute's id is a database integer: a larger number is no dispute (422), not an overflow (500).
+DisputeId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "No or bad API key"},
@@ -94,7 +96,7 @@ def get_call_disputes(call_id: CallIdPath, repo: RepoDep, key: ReadOwnScoresKey)
 @router.post("/v1/disputes/{dispute_id}/resolution",
              responses={**_ERRORS, 409: {"model": Error, "description": "Resolved already, or the target is "
                                          "gone from the latest scorecard"}})
-def post_resolution(dispute_id: int, body: ResolutionIn, repo: RepoDep, settings: SettingsDep,
+def post_resolution(dispute_id: DisputeId, body: ResolutionIn, repo: RepoDep, settings: SettingsDep,
                     key: ResolveDisputeKey) -> dict[str, Any]:
     """QA resolves an open dispute: upheld, or overturned (a review of the target: the reviewed score,
     verdict and aggregates change). The dispute and its resolution are kept."""

@@ -105,7 +105,7 @@ def with_external_ids(store: Repository, data: Any) -> Any:
     if holders:
         found = store.external_ids({h["call_id"] for h in holders})
         for h in holders:
-            named = {k: v for k, v in h.items()}
+            named = dict(h)
             h.clear()
             for k, v in named.items():  # external_id right after call_id, as in every listing
                 h[k] = v
