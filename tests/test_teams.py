@@ -374,7 +374,7 @@ SCOPED = {
     "/agents", "/agents/{agent_id}", "/agents/{agent_id}/scorecards.csv", "/calls", "/calls/{call_id}",
     "/calls/{call_id}/audio", "/certifications", "/vendors", "/teams",
     "/v1/calls/{call_id}/disputes", "/v1/disputes", "/v1/overturn-rates", "/disputes",
-    "/v1/calibrations", "/calibrations",
+    "/v1/calibrations", "/calibrations", "/review-queue", "/search", "/v1/search",
 }
 # Routes that cover every team at once: refused (403) to scoped keys.
 # A calibration session is refused when any of its calls is outside the key's scope (one over the key's own
@@ -453,6 +453,8 @@ def _urls(site, template: str, team: str) -> list[str]:
                  f"{template}?vendor={values['vendor'][0]}"]
         if template == "/v1/calls":
             urls += ["/v1/calls?format=csv", "/v1/calls?page_size=500"]
+        if template in ("/search", "/v1/search"):  # by external id, and by a word of every transcript
+            urls += [f"{template}?q=ext-{team}1", f"{template}?q=thanks"]
         if template == "/certifications":
             urls += [f"/certifications?agent_id={agent}&within_days=3650"]
         if template == "/v1/certifications/expiring":

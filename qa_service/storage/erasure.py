@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from qa_service.storage import search
 from qa_service.storage import tables as t
 from qa_service.storage.db import SqlPart, utc_now
 from qa_service.storage.repository import ErasureNote, canonical_uuid
@@ -102,10 +103,14 @@ class SqlErasure(SqlPart):
         changed = 0
         with self._write() as conn:
             old = sa.select(c.c.id).where(c.c.created_at < cutoff)
-            for seq, data in conn.execute(sa.select(s.c.seq, s.c.data).where(s.c.call_id.in_(old))):
+            stripped: list[str] = []
+            for seq, call_id, data in conn.execute(sa.select(s.c.seq, s.c.call_id, s.c.data)
+                                                   .where(s.c.call_id.in_(old))):
                 if has_transcript(data):
                     conn.execute(s.update().where(s.c.seq == seq).values(data=without_transcript(data, at)))
+                    stripped.append(str(call_id))
                     changed += 1
+            search.unindex(conn, list(dict.fromkeys(stripped)))
         return changed
 
     def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
@@ -113,6 +118,7 @@ class SqlErasure(SqlPart):
         ids = [i for i in (canonical_uuid(c) for c in call_ids) if i is not None]
         removed: dict[str, dict[str, int]] = {}
         with self._write() as conn:
+            search.unindex(conn, ids)
             for call_id in ids:
                 reviews = conn.execute(t.reviews.delete().where(t.reviews.c.call_id == call_id)).rowcount
                 cards = conn.execute(t.scorecards.delete().where(t.scorecards.c.call_id == call_id)).rowcount

@@ -414,6 +414,11 @@ class MemoryRepository:
         """The read-side views are SQL queries: use the SQL repository for them."""
         raise NotImplementedError("the read-side views need the SQL repository")
 
+    @property
+    def search(self) -> NoReturn:
+        """The transcript search is the databases' own full-text search: use the SQL repository for it."""
+        raise NotImplementedError("the transcript search needs the SQL repository")
+
     # -- calls ---------------------------------------------------------------------------------
 
     def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from qa_service.calibration import CalibrationSession, Sheet
     from qa_service.review import Review
     from qa_service.storage.review import AuditEntry, QueueCandidate
+    from qa_service.storage.search import SqlSearch
     from qa_service.storage.views import ResponseRate, Views
 
 CallStatus = Literal["queued", "processing", "done", "failed"]
@@ -776,6 +777,11 @@ class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStor
     @property
     def views(self) -> Views:
         """Read-side views over the latest scorecards (supervisor reports, call lists, exports)."""
+        ...
+
+    @property
+    def search(self) -> SqlSearch:
+        """Full-text search over the calls' redacted transcripts, and calls' external ids by id."""
         ...
 
     def ping(self) -> None:

@@ -30,6 +30,7 @@ from qa_service.storage.rescore_runs import SqlRescoreRuns
 from qa_service.storage.review import SqlAudit, SqlReviews
 from qa_service.storage.rules import SqlRules
 from qa_service.storage.scorecards import SqlScorecards
+from qa_service.storage.search import SqlSearch
 from qa_service.storage.sessions import SqlSessions
 from qa_service.storage.teams import SqlTeams
 from qa_service.storage.views import Views
@@ -91,8 +92,8 @@ def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
 
 class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure):
     """`Repository` over SQLAlchemy Core, one part per aggregate (calls and scorecards, rules, rescore
-    runs, keys, erasure, and reviews, disputes, audit, sessions, certifications, teams and views as
-    attributes); safe to share between threads (one engine, short transactions)."""
+    runs, keys, erasure, and reviews, disputes, audit, sessions, certifications, teams, views and the
+    search index as attributes); safe to share between threads (one engine, short transactions)."""
 
     def __init__(self, engine: Engine):
         # Public for the storage contract tests only; nothing outside storage/ touches it.
@@ -105,6 +106,7 @@ class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure
         self.teams = SqlTeams(engine)
         self.calibration = SqlCalibration(engine)
         self.views = Views(engine)
+        self.search = SqlSearch(engine)
         self._keys = {}
 
     def ping(self) -> None:

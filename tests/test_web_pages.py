@@ -1,0 +1,126 @@
+"""The staff pages without a browser: the review queue, search, the call's version history and
+dismissed items, upload and keys (their looks are in tests/test_browser_pages.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from qa_service.auth import issue_key
+from qa_service.storage.repository import Scope
+from tests.test_web import Site, form_token, sign_in
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    s = Site(tmp_path_factory.mktemp("pages"))
+    yield s
+    s.repo.dispose()
+
+
+@pytest.fixture(scope="module")
+def web(site):
+    return site.client("qa")
+
+
+def linked_calls(html: str) -> list[str]:
+    return re.findall(r'class="call-link" href="/calls/([0-9a-f-]{36})"', html)
+
+
+# -- review queue ----------------------------------------------------------------------------------
+
+def test_review_queue_lists_external_ids_why_and_oldest_first(site, web):
+    r = web.get("/review-queue")
+    assert r.status_code == 200 and "<h1>Review queue</h1>" in r.text
+    ids = site.ids
+    listed = linked_calls(r.text)
+    # a2 auto-fails, a3 and a4 quote outdated policy, b2 has an item to check; oldest call first.
+    assert {ids["a2"], ids["a3"], ids["a4"]} <= set(listed)
+    days = re.findall(r"<td>(2026-\d\d-\d\d)</td>", r.text)
+    assert days == sorted(days) and len(days) == len(listed)
+    assert f'href="/calls/{ids["a2"]}">ext-a2</a>' in r.text
+    assert 'data-why="auto_fail"' in r.text and 'data-why="outdated_policy"' in r.text
+
+
+def test_review_queue_filters(site, web):
+    ids = site.ids
+    outdated = linked_calls(web.get("/review-queue?why=outdated_policy").text)
+    assert set(outdated) == {ids["a3"], ids["a4"]}
+    assert linked_calls(web.get("/review-queue?agent_id=agent-b&why=outdated_policy").text) == []
+    assert linked_calls(web.get("/review-queue?from=2026-11-11&to=2026-11-30&why=outdated_policy").text) == \
+        [ids["a4"]]
+    bad = web.get("/review-queue?why=bogus&from=yesterday")
+    assert bad.status_code == 200 and "unknown reason" in bad.text and "must be a date" in bad.text
+
+
+def test_review_queue_refuses_agents_keys(site):
+    stored, key = issue_key(site.repo, "agent", "agent a", Scope(agent="agent-a"))
+    client = site.client(None)
+    assert sign_in(client, key).status_code == 303
+    for page in ("/review-queue", "/search?q=fee"):
+        r = client.get(page)
+        assert r.status_code == 403 and "ext-a2" not in r.text
+
+
+def test_a_scoped_key_queues_and_finds_only_its_teams_calls(site):
+    from datetime import date
+
+    from qa_service.services import teams
+    from qa_service.storage.repository import Membership
+
+    teams.put_memberships(store=site.repo, items=[
+        Membership(agent_id="agent-b", team="bravo", vendor="two", since=date(2026, 1, 1))])
+    _, key = issue_key(site.repo, "supervisor", "bravo lead", Scope(teams=("bravo",)))
+    client = site.client(None)
+    assert sign_in(client, key).status_code == 303
+    queued = client.get("/review-queue").text
+    assert site.ids["a2"] not in queued and "agent-a" not in queued
+    found = client.get("/search?q=fee").text
+    assert site.ids["b2"] in found and site.ids["a2"] not in found
+    assert "No call has the external id" in client.get("/search?q=ext-a2").text
+
+
+# -- search ----------------------------------------------------------------------------------------
+
+def test_search_by_external_id_and_by_words(site, web):
+    r = web.get("/search?q=ext-a3")
+    assert r.status_code == 200 and f'href="/calls/{site.ids["a3"]}">ext-a3</a>' in r.text
+    go = web.get("/search?q=ext-a3&go=1", follow_redirects=False)
+    assert go.status_code == 303 and go.headers["location"] == f"/calls/{site.ids['a3']}"
+    words = web.get("/search?q=guarantee+permit")
+    assert "<mark>guarantee</mark>" in words.text and "<mark>permit</mark>" in words.text
+    assert set(linked_calls(words.text)) == {site.ids[k] for k in ("a1", "a2", "a3", "a4", "b1", "b2")}
+    assert "No transcript holds all of these words" in web.get("/search?q=zebra").text
+    assert "at most 200 characters" in web.get("/search?q=" + "x" * 201).text
+
+
+def test_search_shows_only_redacted_text_escaped(site, web):
+    from tests.test_views import RAW_NAME
+
+    r = web.get("/search?q=person")
+    assert "&lt;<mark>PERSON</mark>&gt;" in r.text or "<mark>PERSON</mark>" in r.text
+    assert RAW_NAME not in r.text
+    # The raw input names the customer; the index holds the redacted transcript only.
+    raw = web.get("/search", params={"q": RAW_NAME}).text
+    assert "No transcript holds all of these words" in raw and linked_calls(raw) == []
+
+
+def test_search_api(site):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(site.app)
+    h = {"Authorization": f"Bearer {site.keys['supervisor']}"}
+    body = client.get("/v1/search", params={"q": "ext-b1"}, headers=h).json()
+    exact = body["by_external_id"]
+    assert exact["call_id"] == site.ids["b1"] and exact["external_id"] == "ext-b1"
+    words = client.get("/v1/search", params={"q": "twelve weeks", "limit": 2}, headers=h).json()
+    assert words["count"] == 2 and words["more"] is True
+    assert all("twelve weeks" in c["snippet"] and "\x02" not in c["snippet"] for c in words["calls"])
+    assert client.get("/v1/search", params={"q": ""}, headers=h).status_code == 422
+    assert client.get("/v1/search", params={"q": "fee"},
+                      headers={"Authorization": f"Bearer {site.keys['telephony']}"}).status_code == 403
+
+
+def test_pages_carry_their_form_token(site, web):
+    assert form_token(web.get("/search").text)
