@@ -124,3 +124,53 @@ def test_search_api(site):
 
 def test_pages_carry_their_form_token(site, web):
     assert form_token(web.get("/search").text)
+
+
+# -- the call page: versions and dismissed items ------------------------------------------------------
+
+def _new_call(site, external_id: str, seed_index: int) -> str:
+    import uuid
+    from datetime import date
+
+    from qa_service.storage.repository import NewCall
+    from tests.test_views import SEED, make_scorecard
+
+    call_id = str(uuid.uuid4())
+    site.repo.add_call(NewCall(id=call_id, external_id=external_id, agent_id="agent-c",
+                               call_date=date(2026, 10, 1), rubric_id="intake", rubric_version="1",
+                               policy_pack_id="fees", policy_pack_version="2026-10", input_kind="transcript"))
+    site.repo.start_call(call_id)
+    site.repo.finish_call(call_id, make_scorecard(SEED[seed_index], external_id))
+    return call_id
+
+
+def test_call_page_lists_earlier_versions_and_why(site, web):
+    call_id = _new_call(site, "ext-hist", 5)  # 30, FAIL under rubric intake 1
+    first = site.repo.get_scorecard(call_id).data
+    site.repo.add_scorecard_versions([(call_id, {
+        **first, "score": 87.5, "passed": True,
+        "rubric": {**first["rubric"], "version": "2026.10", "sha256": "x"},
+        "rescored_from": {"rubric": first["rubric"], "score": 30.0, "passed": False}})])
+    page = web.get(f"/calls/{call_id}").text
+    assert 'id="history"' in page
+    assert "was <strong>30 FAIL under rubric intake 1</strong>" in page
+    assert "is <strong>87.5 PASS under rubric intake 2026.10</strong>" in page
+    assert "first scoring" in page and "rescored under rubric intake 2026.10" in page
+    # A call scored once shows no history section.
+    assert 'id="history"' not in web.get(f"/calls/{site.ids['a1']}").text
+
+
+def test_a_dismissed_violation_shows_as_dismissed_and_does_not_count(site, web):
+    call_id = _new_call(site, "ext-dismiss", 1)  # 70, auto-fail for "guarantee"
+    before = web.get(f"/calls/{call_id}").text
+    assert 'id="violation-count" class="badge viol">1<' in before and "data-dismissed" not in before
+    assert 'data-score="70"' in before
+    r = web.post(f"/calls/{call_id}/reviews", data={
+        "csrf": form_token(before), "target": "violation", "id": "guarantee", "action": "dismiss",
+        "reason": "the agent was quoting the customer"}, follow_redirects=False)
+    assert r.status_code == 303
+    after = web.get(f"/calls/{call_id}").text
+    assert 'data-dismissed="guarantee"' in after and "dismissed · not counted" in after
+    assert 'id="violation-count"' not in after and "1 dismissed, not counted" in after
+    assert 'id="reviewed-verdict">after review · automatic: 70' in after
+    assert re.search(r'class="verdict-box pass" id="shown-verdict"', after), "auto-fail given back: it passes"

@@ -415,6 +415,11 @@ class MemoryRepository:
         raise NotImplementedError("the read-side views need the SQL repository")
 
     @property
+    def history(self) -> NoReturn:
+        """The call page's history reads the SQL repository."""
+        raise NotImplementedError("the scorecard history needs the SQL repository")
+
+    @property
     def search(self) -> NoReturn:
         """The transcript search is the databases' own full-text search: use the SQL repository for it."""
         raise NotImplementedError("the transcript search needs the SQL repository")

@@ -22,6 +22,7 @@ from qa_service.errors import Conflict
 if TYPE_CHECKING:
     from qa_service.calibration import CalibrationSession, Sheet
     from qa_service.review import Review
+    from qa_service.storage.history import SqlHistory
     from qa_service.storage.review import AuditEntry, QueueCandidate
     from qa_service.storage.search import SqlSearch
     from qa_service.storage.views import ResponseRate, Views
@@ -777,6 +778,11 @@ class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStor
     @property
     def views(self) -> Views:
         """Read-side views over the latest scorecards (supervisor reports, call lists, exports)."""
+        ...
+
+    @property
+    def history(self) -> SqlHistory:
+        """Every stored version of a call's scorecard."""
         ...
 
     @property

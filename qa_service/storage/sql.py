@@ -24,6 +24,7 @@ from qa_service.storage.certification import SqlCertification
 from qa_service.storage.db import WRITE_OPTION
 from qa_service.storage.disputes import SqlDisputes
 from qa_service.storage.erasure import SqlErasure
+from qa_service.storage.history import SqlHistory
 from qa_service.storage.keys import SqlKeys
 from qa_service.storage.migrate import upgrade
 from qa_service.storage.rescore_runs import SqlRescoreRuns
@@ -92,8 +93,9 @@ def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
 
 class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure):
     """`Repository` over SQLAlchemy Core, one part per aggregate (calls and scorecards, rules, rescore
-    runs, keys, erasure, and reviews, disputes, audit, sessions, certifications, teams, views and the
-    search index as attributes); safe to share between threads (one engine, short transactions)."""
+    runs, keys, erasure, and reviews, disputes, audit, sessions, certifications, teams, views, the
+    search index and scorecard histories as attributes); safe to share between threads (one engine,
+    short transactions)."""
 
     def __init__(self, engine: Engine):
         # Public for the storage contract tests only; nothing outside storage/ touches it.
@@ -107,6 +109,7 @@ class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure
         self.calibration = SqlCalibration(engine)
         self.views = Views(engine)
         self.search = SqlSearch(engine)
+        self.history = SqlHistory(engine)
         self._keys = {}
 
     def ping(self) -> None:

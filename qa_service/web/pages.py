@@ -58,6 +58,7 @@ from qa_service.services.exports import (
     redacted_audio,
     stored_body,
 )
+from qa_service.services.history import call_history
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
@@ -455,6 +456,7 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
         "is_agent": own_agent(key) is not None,
         "can_dispute": own_agent(key) is not None and closes is not None and datetime.now(UTC) <= closes,
         "dispute_closes": closes,
+        "history": call_history(store=repo, call_id=call.id) if card is not None else [],
     })
 
 
