@@ -387,7 +387,7 @@ NO_CALL_DATA = {
     "/openapi.json", "/docs", "/docs-assets", "/healthz", "/metrics", "/static", "/",
     "/v1/rubrics", "/v1/policy-packs", "/v1/rubrics/{rubric_id}/{version}",
     "/v1/policy-packs/{pack_id}/{version}",
-    "/v1/keys", "/v1/keys/{key_id}", "/v1/audit",  # admin only
+    "/v1/keys", "/v1/keys/{key_id}", "/v1/audit", "/keys",  # admin only
 }
 # Routes that change something, each with how a scoped key is kept to its teams.
 CHANGES = {
@@ -402,6 +402,7 @@ CHANGES = {
     ("POST", "/v1/certifications"): "agents' records in, nothing read",
     ("POST", "/v1/training-records"): "agents' records in, nothing read",
     ("POST", "/v1/keys"): "admin only", ("POST", "/v1/keys/{key_id}/revoke"): "admin only",
+    ("POST", "/keys"): "admin only", ("POST", "/keys/{key_id}/revoke"): "admin only",
     ("DELETE", "/v1/calls/{call_id}"): "admin only", ("DELETE", "/v1/calls"): "admin only",
     ("DELETE", "/v1/agents/{agent_id}/calls"): "admin only",
     ("POST", "/sign-in"): "no call data", ("POST", "/sign-out"): "no call data",

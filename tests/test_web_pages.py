@@ -174,3 +174,42 @@ def test_a_dismissed_violation_shows_as_dismissed_and_does_not_count(site, web):
     assert 'id="violation-count"' not in after and "1 dismissed, not counted" in after
     assert 'id="reviewed-verdict">after review · automatic: 70' in after
     assert re.search(r'class="verdict-box pass" id="shown-verdict"', after), "auto-fail given back: it passes"
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+def test_keys_page_makes_shows_once_and_revokes(site):
+    admin = site.client("admin")
+    page = admin.get("/keys")
+    assert page.status_code == 200 and "<h1>API keys</h1>" in page.text and "qa person" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    made = admin.post("/keys", data={"csrf": form_token(page.text), "role": "supervisor",
+                                     "name": "Night lead", "teams": "bravo, alpha", "vendors": "",
+                                     "agent_id": ""})
+    assert made.status_code == 201 and "shown this once" in made.text
+    secret = re.search(r'id="secret" class="secret" readonly value="([^"]+)"', made.text).group(1)
+    new = next(k for k in site.repo.list_keys() if k.name == "Night lead")
+    assert new.role == "supervisor" and new.scope == Scope(teams=("bravo", "alpha"))
+    # The new key signs in; the list shows it without its secret.
+    assert sign_in(site.client(None), secret).status_code == 303
+    listing = admin.get("/keys").text
+    assert "Night lead" in listing and secret not in listing and "teams bravo, alpha" in listing
+    r = admin.post(f"/keys/{new.id}/revoke", data={"csrf": form_token(listing)}, follow_redirects=False)
+    assert r.status_code == 303
+    assert next(k for k in site.repo.list_keys() if k.id == new.id).revoked
+    assert sign_in(site.client(None), secret).status_code == 401
+
+
+def test_keys_page_explains_a_bad_key_and_refuses_other_roles(site):
+    admin = site.client("admin")
+    token = form_token(admin.get("/keys").text)
+    bad = admin.post("/keys", data={"csrf": token, "role": "telephony", "name": "pbx", "teams": "alpha"})
+    assert bad.status_code == 422 and "telephony keys cannot be scoped" in bad.text
+    assert 'value="pbx"' in bad.text  # what was typed stays in the form
+    assert admin.post("/keys", data={"csrf": "forged", "role": "qa", "name": "x"}).status_code == 403
+    for role in ("qa", "supervisor"):
+        client = site.client(role)
+        assert client.get("/keys").status_code == 403
+        token = form_token(client.get("/search").text)
+        assert client.post("/keys", data={"csrf": token, "role": "admin", "name": "me"}).status_code == 403
+    assert not any(k.name == "me" for k in site.repo.list_keys())

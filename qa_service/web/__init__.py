@@ -2,10 +2,11 @@
 
 from qa_service.web.calibration import router as calibration_router
 from qa_service.web.disputes import router as disputes_router
+from qa_service.web.keys import router as keys_router
 from qa_service.web.pages import router, static_files
 from qa_service.web.queue import router as queue_router
 from qa_service.web.review import router as review_router
 from qa_service.web.search import router as search_router
 
-__all__ = ["calibration_router", "disputes_router", "queue_router", "review_router", "router",
+__all__ = ["calibration_router", "disputes_router", "keys_router", "queue_router", "review_router", "router",
            "search_router", "static_files"]
