@@ -132,7 +132,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
                    rescores.router, metrics.router, web.router, review.router, web.review_router,
                    erasure.router, certification.router, teams.router, disputes.router, web.disputes_router,
                    calibration.router, web.calibration_router, search.router, web.queue_router,
-                   web.search_router, web.keys_router):
+                   web.search_router, web.keys_router, web.upload_router):
         app.include_router(router)
     app.mount("/static", web.static_files(), name="static")
     limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}

@@ -388,6 +388,7 @@ NO_CALL_DATA = {
     "/v1/rubrics", "/v1/policy-packs", "/v1/rubrics/{rubric_id}/{version}",
     "/v1/policy-packs/{pack_id}/{version}",
     "/v1/keys", "/v1/keys/{key_id}", "/v1/audit", "/keys",  # admin only
+    "/upload", "/upload/recent",  # a supervisor's key does not upload; a key lists the calls it uploaded
 }
 # Routes that change something, each with how a scoped key is kept to its teams.
 CHANGES = {
@@ -402,6 +403,7 @@ CHANGES = {
     ("POST", "/v1/certifications"): "agents' records in, nothing read",
     ("POST", "/v1/training-records"): "agents' records in, nothing read",
     ("POST", "/v1/keys"): "admin only", ("POST", "/v1/keys/{key_id}/revoke"): "admin only",
+    ("POST", "/upload"): "as POST /v1/calls (submit_call with may_read)",
     ("POST", "/keys"): "admin only", ("POST", "/keys/{key_id}/revoke"): "admin only",
     ("DELETE", "/v1/calls/{call_id}"): "admin only", ("DELETE", "/v1/calls"): "admin only",
     ("DELETE", "/v1/agents/{agent_id}/calls"): "admin only",

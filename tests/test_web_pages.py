@@ -213,3 +213,102 @@ def test_keys_page_explains_a_bad_key_and_refuses_other_roles(site):
         token = form_token(client.get("/search").text)
         assert client.post("/keys", data={"csrf": token, "role": "admin", "name": "me"}).status_code == 403
     assert not any(k.name == "me" for k in site.repo.list_keys())
+
+
+# -- upload ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def queued_site(tmp_path_factory, redis_url):
+    s = Site(tmp_path_factory.mktemp("upload"), redis_url=redis_url)
+    yield s
+    s.repo.dispose()
+
+
+TRANSCRIPT = (b"Agent: Thanks for calling Harbourline, this call is recorded.\n"
+              b"Customer: Hi, I need a permit.\n")
+JSON = {"Accept": "application/json"}
+FIELDS = {"agent_id": "agent-u", "call_date": "2026-11-02", "rubric_id": "intake", "policy_pack_id": "fees",
+          "channels": "auto"}
+
+
+def test_upload_one_call_through_the_form(queued_site):
+    site = queued_site
+    qa = site.client("qa")
+    page = qa.get("/upload")
+    assert page.status_code == 200 and "Nothing uploaded with this key yet" in page.text
+    assert '<label for="files">Files' in page.text and 'src="/static/upload.js"' in page.text
+    r = qa.post("/upload", data={**FIELDS, "call_id": "CRM-1", "csrf": form_token(page.text)},
+                files=[("files", ("first.txt", TRANSCRIPT, "text/plain"))])
+    assert r.status_code == 200 and "first.txt" in r.text
+    call = site.repo.find_call("CRM-1")
+    assert call is not None and call.status == "queued" and call.input_kind == "transcript"
+    qa_key = next(k for k in site.repo.list_keys() if k.name == "qa person")
+    assert call.submitted_by_key_id == qa_key.id and call.agent_id == "agent-u"
+    # The list is the server's: a reload shows it, and the page polls the same list as JSON.
+    assert f'data-call="{call.id}" data-status="queued"' in qa.get("/upload").text
+    recent = qa.get("/upload/recent").json()
+    assert recent[0]["call_id"] == call.id and recent[0]["external_id"] == "CRM-1"
+    # Sending it again stores nothing new.
+    again = qa.post("/upload", data={**FIELDS, "call_id": "CRM-1", "csrf": form_token(page.text)},
+                    files=[("files", ("first.txt", TRANSCRIPT, "text/plain"))], headers=JSON)
+    assert again.status_code == 200 and again.json()["again"] is True
+    assert len(qa.get("/upload/recent").json()) == 1
+
+
+def test_upload_many_files_named_by_their_file_names(queued_site):
+    site = queued_site
+    qa = site.client("qa")
+    token = form_token(qa.get("/upload").text)
+    files = [("files", (f"CRM-{n}.txt", TRANSCRIPT, "text/plain")) for n in (10, 11, 12)]
+    r = qa.post("/upload", data={**FIELDS, "ids_from_names": "1", "csrf": token}, files=files,
+                headers={"Accept": "application/json"})
+    assert r.status_code == 200
+    assert [x["call"]["external_id"] for x in r.json()["results"]] == ["CRM-10", "CRM-11", "CRM-12"]
+    # The page's script sends one file per request and reads its answer.
+    one = qa.post("/upload", data={**FIELDS, "ids_from_names": "1", "csrf": token},
+                  files=[("files", ("CRM-13.json", b'[{"speaker": "agent", "text": "Hello"}]', "text/json"))],
+                  headers=JSON)
+    assert one.status_code == 202 and one.json()["call"]["status"] == "queued"
+    bad = qa.post("/upload", data={**FIELDS, "ids_from_names": "1", "csrf": token},
+                  files=[("files", ("not a name!.txt", TRANSCRIPT, "text/plain")),
+                         ("files", ("junk.txt", b"\x00\x01 no speakers here", "text/plain"))])
+    assert bad.status_code == 422 and "its name cannot be a call id" in bad.text and "not stored" in bad.text
+
+
+def test_upload_explains_bad_fields_and_stores_nothing(queued_site):
+    site = queued_site
+    qa = site.client("qa")
+    token = form_token(qa.get("/upload").text)
+    before = len(site.repo.uploads.recent(next(k.id for k in site.repo.list_keys() if k.name == "qa person")))
+    wrong = {**FIELDS, "agent_id": "", "call_date": "soon", "call_id": "a b", "csrf": token}
+    r = qa.post("/upload", data=wrong, files=[("files", ("x.txt", TRANSCRIPT, "text/plain"))])
+    assert r.status_code == 422
+    for problem in ("agent id:", "call date:", "call id:"):
+        assert problem in r.text
+    unknown = qa.post("/upload", data={**FIELDS, "rubric_id": "nope", "csrf": token},
+                      files=[("files", ("x.txt", TRANSCRIPT, "text/plain"))], headers=JSON)
+    assert unknown.status_code == 422 and "nope" in unknown.json()["error"]
+    assert len(site.repo.uploads.recent(next(k.id for k in site.repo.list_keys() if k.name == "qa person"))) \
+        == before
+
+
+def test_upload_is_for_qa_and_admin_keys_with_their_form_token(queued_site):
+    site = queued_site
+    supervisor = site.client("supervisor")
+    assert supervisor.get("/upload").status_code == 403
+    assert supervisor.get("/upload/recent").status_code == 403
+    token = form_token(supervisor.get("/search").text)
+    r = supervisor.post("/upload", data={**FIELDS, "csrf": token}, files=[("files", ("x.txt", TRANSCRIPT))])
+    assert r.status_code == 403
+    qa = site.client("qa")
+    forged = qa.post("/upload", data={**FIELDS, "csrf": "forged"}, files=[("files", ("x.txt", TRANSCRIPT))])
+    assert forged.status_code == 403
+    assert site.client(None).get("/upload/recent").status_code == 401
+    assert site.client("admin").get("/upload").status_code == 200
+
+
+def test_the_upload_page_checks_ids_as_the_api_does():
+    from qa_service.api.schemas import ID_PATTERN
+    from qa_service.web import upload
+
+    assert upload.ID_PATTERN == ID_PATTERN

@@ -420,6 +420,11 @@ class MemoryRepository:
         raise NotImplementedError("the scorecard history needs the SQL repository")
 
     @property
+    def uploads(self) -> NoReturn:
+        """The upload page reads the SQL repository."""
+        raise NotImplementedError("the upload listing needs the SQL repository")
+
+    @property
     def search(self) -> NoReturn:
         """The transcript search is the databases' own full-text search: use the SQL repository for it."""
         raise NotImplementedError("the transcript search needs the SQL repository")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from qa_service.storage.history import SqlHistory
     from qa_service.storage.review import AuditEntry, QueueCandidate
     from qa_service.storage.search import SqlSearch
+    from qa_service.storage.uploads import SqlUploads
     from qa_service.storage.views import ResponseRate, Views
 
 CallStatus = Literal["queued", "processing", "done", "failed"]
@@ -783,6 +784,11 @@ class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStor
     @property
     def history(self) -> SqlHistory:
         """Every stored version of a call's scorecard."""
+        ...
+
+    @property
+    def uploads(self) -> SqlUploads:
+        """The calls each API key uploaded."""
         ...
 
     @property

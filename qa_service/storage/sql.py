@@ -34,6 +34,7 @@ from qa_service.storage.scorecards import SqlScorecards
 from qa_service.storage.search import SqlSearch
 from qa_service.storage.sessions import SqlSessions
 from qa_service.storage.teams import SqlTeams
+from qa_service.storage.uploads import SqlUploads
 from qa_service.storage.views import Views
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
 class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure):
     """`Repository` over SQLAlchemy Core, one part per aggregate (calls and scorecards, rules, rescore
     runs, keys, erasure, and reviews, disputes, audit, sessions, certifications, teams, views, the
-    search index and scorecard histories as attributes); safe to share between threads (one engine,
-    short transactions)."""
+    search index, scorecard histories and uploads by key as attributes); safe to share between threads
+    (one engine, short transactions)."""
 
     def __init__(self, engine: Engine):
         # Public for the storage contract tests only; nothing outside storage/ touches it.
@@ -110,6 +111,7 @@ class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure
         self.views = Views(engine)
         self.search = SqlSearch(engine)
         self.history = SqlHistory(engine)
+        self.uploads = SqlUploads(engine)
         self._keys = {}
 
     def ping(self) -> None:
