@@ -33,8 +33,8 @@ def site(tmp_path_factory, redis_url):
 
 def shot(browser, name: str, tmp_path: Path) -> None:
     """A full-height screenshot of the page, shared as /tmp/web-NAME.png."""
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1366, min(max(int(height) + 40, 700), 2400))
+    height = browser.execute_script("window.scrollTo(0, 0); return document.documentElement.scrollHeight")
+    browser.set_window_size(1366, min(max(int(height) + 160, 760), 2600))
     path = tmp_path / f"{name}.png"
     browser.save_screenshot(str(path))
     browser.set_window_size(1366, 1000)
@@ -92,7 +92,10 @@ def test_search_finds_a_call_by_external_id_and_by_a_word_of_its_transcript(brow
 
 
 def test_call_page_versions_and_a_dismissed_violation(browser, site, tmp_path):
+    from tests.test_views import RUBRIC_YAML, sha
+
     call_id = site.ids["a2"]
+    site.repo.put_rules("rubric", "intake", "2026.10", sha(RUBRIC_YAML + "\n"), RUBRIC_YAML + "\n")
     first = site.repo.get_scorecard(call_id).data
     site.repo.add_scorecard_versions([(call_id, {
         **first, "rubric": {**first["rubric"], "version": "2026.10", "sha256": "changed"},
@@ -115,7 +118,9 @@ def test_call_page_versions_and_a_dismissed_violation(browser, site, tmp_path):
         "text-decoration")
     assert browser.find_elements(By.ID, "violation-count") == []
     assert browser.find_element(By.ID, "dismissed-count").text == "1 dismissed, not counted"
-    browser.find_element(By.ID, "violations").location_once_scrolled_into_view  # noqa: B018 - scrolls
+    # The verdict shown is the one after review: the auto-fail given back, the call passes.
+    box = browser.find_element(By.ID, "shown-verdict")
+    assert "pass" in box.get_attribute("class").split() and "automatic: 70 fail" in box.text
     shot(browser, "call-history", tmp_path)
 
 
@@ -184,3 +189,10 @@ def test_upload_many_files_with_progress_that_survives_a_reload(browser, site, t
     assert failed.get_attribute("data-status") == "failed" and "names no agent turn" in failed.text
     time.sleep(0.2)
     shot(browser, "upload-status", tmp_path)
+    # A file whose sending a reload cut off is named after the reload (the browser kept its name).
+    browser.execute_script("localStorage.setItem('qa-upload-sending', JSON.stringify(['CRM-504.wav']))")
+    browser.refresh()
+    cut = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#sending li.refused")))
+    assert "CRM-504.wav" in cut.text and "send it again" in cut.text
+    browser.refresh()
+    assert browser.find_elements(By.CSS_SELECTOR, "#sending li") == []  # said once
