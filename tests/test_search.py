@@ -88,6 +88,18 @@ def test_erasure_empties_the_index_in_every_table(repo, database_url):
     assert [h.call_id for h in repo.search.find("stays")] == [kept]
 
 
+def test_erasures_merged_once_leave_no_word_either(repo, database_url):
+    # A retention sweep erases calls one by one without merging the index, then merges it once.
+    ids = [add(repo, f"s-sweep-{n}", f"Old call {n} about {WORD}.") for n in range(3)]
+    for call_id in ids:
+        note = ErasureNote(id=str(uuid.uuid4()), key_id=None, key_name="retention", role=None,
+                           merge_search=False)
+        repo.erase_calls([call_id], receipt=note)
+    assert repo.search.find(WORD) == []
+    repo.merge_search_index()
+    assert database_hits(database_url, WORD) == []
+
+
 def test_retention_strips_the_text_from_the_index(repo):
     call_id = add(repo, "s-old", f"An old call about {WORD}.")
     assert repo.strip_transcripts(datetime.now(UTC) + timedelta(seconds=1)) == 1

@@ -42,8 +42,9 @@ _ID = r"([^/]+)"
 # Every route that reads call, scorecard, agent, review, rescore, audit or key data, and every change.
 # Left out on purpose (tests/test_audit.py walks the app's routes against this list and those): health,
 # metrics, the OpenAPI description and docs, static files, the rules listings (no personal or
-# performance data in them), the sign-in form and sign-out. A GET without an id in its path names the
-# agent it is filtered to (`?agent_id=`), when it is.
+# performance data in them), the sign-in form and sign-out, and the upload page's polling of the status
+# of the calls its key uploaded (the page's own read is recorded; the poll repeats it every few
+# seconds). A GET without an id in its path names the agent it is filtered to (`?agent_id=`), when it is.
 AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p, a, k in (
     ("GET", r"^/v1/calls$", "list_calls", "call"),
     ("GET", rf"^/v1/calls/{_ID}$", "read_call", "call"),
@@ -92,7 +93,7 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", r"^/sign-in$", "sign_in", "key"),
     ("POST", r"^/v1/calls$", "submit_call", "call"),
     ("POST", r"^/upload$", "submit_call", "call"),
-    ("GET", r"^/upload(?:/recent)?$", "list_uploads", "call"),
+    ("GET", r"^/upload$", "list_uploads", "call"),
     ("POST", r"^/v1/webhooks/telephony$", "submit_call", "call"),
     ("POST", rf"^/v1/calls/{_ID}/retry$", "retry_call", "call"),
     ("POST", rf"^/v1/calls/{_ID}/reviews$", "review", "call"),

@@ -118,7 +118,7 @@ class SqlErasure(SqlPart):
         ids = [i for i in (canonical_uuid(c) for c in call_ids) if i is not None]
         removed: dict[str, dict[str, int]] = {}
         with self._write() as conn:
-            search.unindex(conn, ids)
+            search.unindex(conn, ids, optimize=receipt.merge_search)
             for call_id in ids:
                 reviews = conn.execute(t.reviews.delete().where(t.reviews.c.call_id == call_id)).rowcount
                 cards = conn.execute(t.scorecards.delete().where(t.scorecards.c.call_id == call_id)).rowcount
@@ -138,6 +138,11 @@ class SqlErasure(SqlPart):
                     action=RECEIPT_ACTION, target_kind="call", target_id=call_id,
                     details=receipt_details(receipt.id, counts)))
         return removed
+
+    def merge_search_index(self) -> None:
+        """Rewrite the search index without what erasures took out of it (SQLite; nothing on PostgreSQL)."""
+        with self._write() as conn:
+            search.merge(conn)
 
     def _scrub_rescore_runs(self, conn: Any, erased: set[str], agent_id: str | None) -> int:
         if not erased:

@@ -743,6 +743,9 @@ class MemoryRepository:
                         changed += 1
         return changed
 
+    def merge_search_index(self) -> None:
+        """Nothing: the memory twin keeps no search index."""
+
     def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
         """Delete the calls and all that names them; write one receipt row per call."""
         removed: dict[str, dict[str, int]] = {}

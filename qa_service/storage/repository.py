@@ -601,6 +601,11 @@ class ErasureStore(Protocol):
         call, all in one transaction; returns the rows removed per call and kind."""
         ...
 
+    def merge_search_index(self) -> None:
+        """Rewrite the search index without what erasures and retention took out of it (SQLite's FTS5
+        keeps deleted words in its pages until a merge; PostgreSQL needs nothing)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ErasureNote:
@@ -614,6 +619,9 @@ class ErasureNote:
     removed_elsewhere: dict[str, dict[str, int]] = field(default_factory=dict)  # per call id: kind -> count
     # An agent whose calls are all erased: audit rows naming the agent are pointed at the receipt too.
     agent_id: str | None = field(default=None, repr=False)
+    # Merge the search index in the same transaction, so the erased words leave its pages at once (SQLite;
+    # a sweep erasing many calls one by one leaves it to `merge_search_index` at its end).
+    merge_search: bool = True
 
 
 @dataclass(frozen=True)

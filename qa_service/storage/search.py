@@ -85,9 +85,17 @@ def unindex(conn: Any, call_ids: Sequence[str], *, optimize: bool = True) -> int
     for k in range(0, len(call_ids), 500):
         part = list(call_ids[k:k + 500])
         removed += conn.execute(table.delete().where(table.c.call_id.in_(part))).rowcount or 0
-    if removed and optimize and conn.dialect.name == "sqlite":
-        conn.execute(sa.text(f"INSERT INTO {TABLE}({TABLE}) VALUES ('optimize')"))
+    if removed and optimize:
+        merge(conn)
     return removed
+
+
+def merge(conn: Any) -> None:
+    """On SQLite, rewrite the FTS5 index in one segment: deleted rows leave their words in the index's
+    pages until their segment is merged, and this merges them all (its cost grows with the index:
+    docs/decisions/0019-search.md). PostgreSQL's index holds no deleted text: nothing to do."""
+    if conn.dialect.name == "sqlite":
+        conn.execute(sa.text(f"INSERT INTO {TABLE}({TABLE}) VALUES ('optimize')"))
 
 
 @dataclass(frozen=True)
@@ -128,9 +136,14 @@ class SqlSearch(SqlPart):
                 matches = sa.literal_column(TABLE).op("MATCH")(" ".join(f'"{w}"' for w in terms))
                 snippet = sa.func.snippet(sa.literal_column(TABLE), 1, MARK_START, MARK_END, "…",
                                           SNIPPET_WORDS)
+            joined = table.join(c, c.c.id == table.c.call_id)
+            order = (c.c.call_date.desc(), c.c.id)
+            # The page's calls first, then the snippets of those alone: a common word matches most calls,
+            # and cutting a snippet out of each before sorting them would cost the most.
+            page = (sa.select(c.c.id).select_from(joined).where(matches).order_by(*order)
+                    .offset(offset).limit(limit))
             q = (sa.select(c.c.id, c.c.external_id, c.c.agent_id, c.c.call_date, snippet)
-                 .select_from(table.join(c, c.c.id == table.c.call_id)).where(matches)
-                 .order_by(c.c.call_date.desc(), c.c.id).offset(offset).limit(limit))
+                 .select_from(joined).where(matches, c.c.id.in_(page.scalar_subquery())).order_by(*order))
             return [Hit(call_id=str(r[0]), external_id=r[1], agent_id=r[2], call_date=r[3], snippet=str(r[4]))
                     for r in conn.execute(q)]
 
