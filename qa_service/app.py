@@ -33,6 +33,7 @@ from qa_service.api import (
     rescores,
     review,
     routes,
+    search,
     teams,
     webhooks,
 )
@@ -134,7 +135,8 @@ def create_app(settings: Settings, *, repo: Repository | None = None, queue: Any
     for router in (routes.router, webhooks.router, agents.router, keys.router, policy.router,
                    rescores.router, metrics.router, web.router, review.router, web.review_router,
                    erasure.router, certification.router, teams.router, disputes.router, web.disputes_router,
-                   calibration.router, web.calibration_router):
+                   calibration.router, web.calibration_router, search.router, web.queue_router,
+                   web.search_router, web.keys_router, web.upload_router):
         app.include_router(router)
     app.mount("/static", web.static_files(), name="static")
     limits = {**ROUTE_BODY_LIMITS, UPLOAD_PATH: settings.max_upload_bytes + BODY_SLACK_BYTES}

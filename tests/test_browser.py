@@ -52,11 +52,11 @@ def _share(shot: Path, name: str) -> None:
 class Site:
     """uvicorn serving the app in a thread of this process."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, redis_url: str = "redis://127.0.0.1:1/0"):
         import uvicorn
 
         self.settings = Settings(database_url=f"sqlite:///{folder / 'qa.db'}", storage_dir=folder / "storage",
-                                 model_cache_dir=folder / "models", redis_url="redis://127.0.0.1:1/0")
+                                 model_cache_dir=folder / "models", redis_url=redis_url)
         self.app = create_app(self.settings)
         self.repo = self.app.state.repo
         self.ids = seed_calls(self.repo, self.settings.storage_dir)
@@ -94,16 +94,22 @@ def site(tmp_path_factory):
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def start_chromium(profile: Path) -> webdriver.Chrome:
+    """Headless Chromium with its own profile folder, driven by the Debian chromedriver."""
     options = Options()
     options.binary_location = CHROMIUM
     for flag in CHROME_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_argument(f"--user-data-dir={profile}")
     # An explicit driver path means Selenium Manager is never asked to find or download anything.
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(20)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 

@@ -328,7 +328,9 @@ def test_dispute_overturn_through_the_pages(site):
                 follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == f"/calls/{a2}#disputes"
     call = qa.get(f"/calls/{a2}")
-    assert re.search(r'id="reviewed-verdict">reviewed: 100, pass', call.text)
+    # The page shows the verdict after review, the automatic one beside it.
+    assert re.search(r'class="verdict-box pass" id="shown-verdict" data-score="100"', call.text)
+    assert 'id="reviewed-verdict">after review · automatic:' in call.text
     assert "Overturned by qa person" in call.text and "Negated; allowed" in call.text
     rates = qa.get("/disputes").text.split('id="overturn-rates"')[1]
     row = re.search(r'<tr data-rule="violation-guarantee">(.*?)</tr>', rates, re.S)

@@ -440,11 +440,16 @@ def test_migrations_match_the_table_definitions(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    from qa_service.storage.search import is_search_table
     from qa_service.storage.tables import metadata
+
+    def described(name, type_, _parent):  # the search index's SQL differs per database (storage/search.py)
+        return not (type_ == "table" and is_search_table(name))
 
     repo = open_repository(database_url)
     with repo.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": described})
+        diff = compare_metadata(context, metadata)
     repo.dispose()
     assert diff == []
 

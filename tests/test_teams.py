@@ -374,7 +374,7 @@ SCOPED = {
     "/agents", "/agents/{agent_id}", "/agents/{agent_id}/scorecards.csv", "/calls", "/calls/{call_id}",
     "/calls/{call_id}/audio", "/certifications", "/vendors", "/teams",
     "/v1/calls/{call_id}/disputes", "/v1/disputes", "/v1/overturn-rates", "/disputes",
-    "/v1/calibrations", "/calibrations",
+    "/v1/calibrations", "/calibrations", "/review-queue", "/search", "/v1/search",
 }
 # Routes that cover every team at once: refused (403) to scoped keys.
 # A calibration session is refused when any of its calls is outside the key's scope (one over the key's own
@@ -387,7 +387,8 @@ NO_CALL_DATA = {
     "/openapi.json", "/docs", "/docs-assets", "/healthz", "/metrics", "/static", "/",
     "/v1/rubrics", "/v1/policy-packs", "/v1/rubrics/{rubric_id}/{version}",
     "/v1/policy-packs/{pack_id}/{version}",
-    "/v1/keys", "/v1/keys/{key_id}", "/v1/audit",  # admin only
+    "/v1/keys", "/v1/keys/{key_id}", "/v1/audit", "/keys",  # admin only
+    "/upload", "/upload/recent",  # a supervisor's key does not upload; a key lists the calls it uploaded
 }
 # Routes that change something, each with how a scoped key is kept to its teams.
 CHANGES = {
@@ -402,6 +403,8 @@ CHANGES = {
     ("POST", "/v1/certifications"): "agents' records in, nothing read",
     ("POST", "/v1/training-records"): "agents' records in, nothing read",
     ("POST", "/v1/keys"): "admin only", ("POST", "/v1/keys/{key_id}/revoke"): "admin only",
+    ("POST", "/upload"): "as POST /v1/calls (submit_call with may_read)",
+    ("POST", "/keys"): "admin only", ("POST", "/keys/{key_id}/revoke"): "admin only",
     ("DELETE", "/v1/calls/{call_id}"): "admin only", ("DELETE", "/v1/calls"): "admin only",
     ("DELETE", "/v1/agents/{agent_id}/calls"): "admin only",
     ("POST", "/sign-in"): "no call data", ("POST", "/sign-out"): "no call data",
@@ -453,6 +456,8 @@ def _urls(site, template: str, team: str) -> list[str]:
                  f"{template}?vendor={values['vendor'][0]}"]
         if template == "/v1/calls":
             urls += ["/v1/calls?format=csv", "/v1/calls?page_size=500"]
+        if template in ("/search", "/v1/search"):  # by external id, and by a word of every transcript
+            urls += [f"{template}?q=ext-{team}1", f"{template}?q=thanks"]
         if template == "/certifications":
             urls += [f"/certifications?agent_id={agent}&within_days=3650"]
         if template == "/v1/certifications/expiring":

@@ -52,9 +52,9 @@ def sign_out(client: TestClient, page: str = "/agents", **headers: str):
 
 class Site:
     def __init__(self, folder, **settings):
+        settings = {"redis_url": "redis://127.0.0.1:1/0", **settings}
         self.settings = Settings(database_url=f"sqlite:///{folder / 'qa.db'}", storage_dir=folder / "storage",
-                                 model_cache_dir=folder / "models", redis_url="redis://127.0.0.1:1/0",
-                                 **settings)
+                                 model_cache_dir=folder / "models", **settings)
         self.app = create_app(self.settings)
         self.repo = self.app.state.repo
         self.ids = seed_calls(self.repo, self.settings.storage_dir)

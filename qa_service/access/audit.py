@@ -42,8 +42,9 @@ _ID = r"([^/]+)"
 # Every route that reads call, scorecard, agent, review, rescore, audit or key data, and every change.
 # Left out on purpose (tests/test_audit.py walks the app's routes against this list and those): health,
 # metrics, the OpenAPI description and docs, static files, the rules listings (no personal or
-# performance data in them), the sign-in form and sign-out. A GET without an id in its path names the
-# agent it is filtered to (`?agent_id=`), when it is.
+# performance data in them), the sign-in form and sign-out, and the upload page's polling of the status
+# of the calls its key uploaded (the page's own read is recorded; the poll repeats it every few
+# seconds). A GET without an id in its path names the agent it is filtered to (`?agent_id=`), when it is.
 AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p, a, k in (
     ("GET", r"^/v1/calls$", "list_calls", "call"),
     ("GET", rf"^/v1/calls/{_ID}$", "read_call", "call"),
@@ -59,6 +60,8 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("GET", rf"^/v1/agents/{_ID}/(?:scorecards|scorecards\.csv|summary)$", "read_scorecards", "agent"),
     ("GET", r"^/v1/policy-currency$", "read_policy_currency", "agent"),
     ("GET", r"^/v1/review-queue$", "read_review_queue", "call"),
+    ("GET", r"^/review-queue$", "read_review_queue", "call"),
+    ("GET", r"^/(?:v1/)?search$", "search_calls", "call"),
     ("GET", r"^/v1/rescores$", "list_rescores", "rescore"),
     ("GET", rf"^/v1/rescores/{_ID}$", "read_rescore", "rescore"),
     ("GET", r"^/rescores$", "list_rescores", "rescore"),
@@ -80,6 +83,7 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("GET", r"^/v1/audit$", "read_audit", None),
     ("GET", r"^/v1/keys$", "list_keys", "key"),
     ("GET", rf"^/v1/keys/{_ID}$", "read_key", "key"),
+    ("GET", r"^/keys$", "list_keys", "key"),
     ("GET", r"^/agents$", "list_agents", "agent"),
     ("GET", rf"^/agents/{_ID}$", "read_scorecards", "agent"),
     ("GET", rf"^/agents/{_ID}/scorecards\.csv$", "read_scorecards", "agent"),
@@ -88,6 +92,8 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("GET", rf"^/calls/{_ID}/audio$", "read_audio", "call"),
     ("POST", r"^/sign-in$", "sign_in", "key"),
     ("POST", r"^/v1/calls$", "submit_call", "call"),
+    ("POST", r"^/upload$", "submit_call", "call"),
+    ("GET", r"^/upload$", "list_uploads", "call"),
     ("POST", r"^/v1/webhooks/telephony$", "submit_call", "call"),
     ("POST", rf"^/v1/calls/{_ID}/retry$", "retry_call", "call"),
     ("POST", rf"^/v1/calls/{_ID}/reviews$", "review", "call"),
@@ -107,6 +113,8 @@ AUDITED: tuple[_Audited, ...] = tuple(_Audited(m, re.compile(p), a, k) for m, p,
     ("POST", r"^/v1/memberships$", "import_memberships", None),
     ("POST", r"^/v1/keys$", "create_key", "key"),
     ("POST", rf"^/v1/keys/{_ID}/revoke$", "revoke_key", "key"),
+    ("POST", r"^/keys$", "create_key", "key"),
+    ("POST", rf"^/keys/{_ID}/revoke$", "revoke_key", "key"),
     # Erasures name no target here: the erasure writes its own receipt rows, and the external id or
     # agent id a request names must not reach the audit log.
     ("DELETE", r"^/v1/calls(?:/[^/]+)?$", "erase", None),

@@ -88,12 +88,14 @@ def calls_to_erase(*, store: Repository, call_id: str | None = None, external_id
 
 def erase_calls(*, store: Repository, objects: InputStore, redis: Any, settings: Settings,
                 calls: list[StoredCall], asker: Asker, external_id: str | None = None,
-                agent_id: str | None = None, now: datetime | None = None) -> Receipt:
+                agent_id: str | None = None, now: datetime | None = None,
+                merge_search: bool = True) -> Receipt:
     """Erase these calls everywhere (jobs and keys in Redis, stored objects, rows) and return the receipt.
 
     `redis` is a client of QA_REDIS_URL. Conflict when a live worker is scoring one of them (nothing is
     erased then); TransientError when Redis or the object store does not answer (erasing again
-    finishes the work).
+    finishes the work). `merge_search` False leaves the erased words in the search index's pages until
+    `store.merge_search_index()` (a sweep erasing many calls one by one merges once, at its end).
     """
     ids = [c.id for c in calls]
     try:
@@ -112,7 +114,7 @@ def erase_calls(*, store: Repository, objects: InputStore, redis: Any, settings:
             raise TransientError(f"the input store still holds objects of call {call_id}; erase it again")
     receipt_id = str(uuid.uuid4())
     note = ErasureNote(id=receipt_id, key_id=asker.key_id, key_name=asker.name, role=asker.role,
-                       removed_elsewhere=elsewhere, agent_id=agent_id)
+                       removed_elsewhere=elsewhere, agent_id=agent_id, merge_search=merge_search)
     removed = store.erase_calls(ids, receipt=note)
     # A recovery pass may have queued a call again while its rows still stood.
     for call_id, again in forget_calls(redis, queues, ids).items():

@@ -34,13 +34,19 @@ def sweep(*, store: Repository, objects: InputStore, redis: Any, settings: Setti
     done = {"calls_erased": 0, "earlier_versions": 0, "transcripts_removed": 0, "redacted_audio": 0}
     if settings.retain_scorecards_days is not None:
         cutoff = now - timedelta(days=settings.retain_scorecards_days)
-        for call_id in store.ended_calls_before(cutoff):
-            try:
-                erase_calls(store=store, objects=objects, redis=redis, settings=settings,
-                            calls=[store.get_call(call_id)], asker=SWEEPER, now=now)
-                done["calls_erased"] += 1
-            except Conflict:  # being scored again right now; the next sweep takes it
-                continue
+        try:
+            for call_id in store.ended_calls_before(cutoff):
+                try:
+                    # One call at a time (a call being scored waits for the next sweep); the search
+                    # index is merged once, after them all.
+                    erase_calls(store=store, objects=objects, redis=redis, settings=settings,
+                                calls=[store.get_call(call_id)], asker=SWEEPER, now=now, merge_search=False)
+                    done["calls_erased"] += 1
+                except Conflict:  # being scored again right now; the next sweep takes it
+                    continue
+        finally:
+            if done["calls_erased"]:
+                store.merge_search_index()
         done["earlier_versions"] = store.drop_earlier_versions(cutoff)
     if settings.retain_transcripts_days is not None:
         done["transcripts_removed"] = store.strip_transcripts(

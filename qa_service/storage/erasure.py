@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from qa_service.storage import search
 from qa_service.storage import tables as t
 from qa_service.storage.db import SqlPart, utc_now
 from qa_service.storage.repository import ErasureNote, canonical_uuid
@@ -102,10 +103,14 @@ class SqlErasure(SqlPart):
         changed = 0
         with self._write() as conn:
             old = sa.select(c.c.id).where(c.c.created_at < cutoff)
-            for seq, data in conn.execute(sa.select(s.c.seq, s.c.data).where(s.c.call_id.in_(old))):
+            stripped: list[str] = []
+            for seq, call_id, data in conn.execute(sa.select(s.c.seq, s.c.call_id, s.c.data)
+                                                   .where(s.c.call_id.in_(old))):
                 if has_transcript(data):
                     conn.execute(s.update().where(s.c.seq == seq).values(data=without_transcript(data, at)))
+                    stripped.append(str(call_id))
                     changed += 1
+            search.unindex(conn, list(dict.fromkeys(stripped)))
         return changed
 
     def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
@@ -114,6 +119,7 @@ class SqlErasure(SqlPart):
         removed: dict[str, dict[str, int]] = {}
         senders: set[str] = set()  # the external ids of the erased calls, which request paths may name
         with self._write() as conn:
+            search.unindex(conn, ids, optimize=receipt.merge_search)
             for call_id in ids:
                 named_as = sa.select(t.calls.c.external_id).where(t.calls.c.id == call_id)
                 sender = conn.execute(named_as).scalar()
@@ -136,6 +142,11 @@ class SqlErasure(SqlPart):
                     action=RECEIPT_ACTION, target_kind="call", target_id=call_id,
                     details=receipt_details(receipt.id, counts)))
         return removed
+
+    def merge_search_index(self) -> None:
+        """Rewrite the search index without what erasures took out of it (SQLite; nothing on PostgreSQL)."""
+        with self._write() as conn:
+            search.merge(conn)
 
     def _scrub_rescore_runs(self, conn: Any, erased: set[str], agent_id: str | None) -> int:
         if not erased:

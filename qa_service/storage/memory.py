@@ -414,6 +414,21 @@ class MemoryRepository:
         """The read-side views are SQL queries: use the SQL repository for them."""
         raise NotImplementedError("the read-side views need the SQL repository")
 
+    @property
+    def history(self) -> NoReturn:
+        """The call page's history reads the SQL repository."""
+        raise NotImplementedError("the scorecard history needs the SQL repository")
+
+    @property
+    def uploads(self) -> NoReturn:
+        """The upload page reads the SQL repository."""
+        raise NotImplementedError("the upload listing needs the SQL repository")
+
+    @property
+    def search(self) -> NoReturn:
+        """The transcript search is the databases' own full-text search: use the SQL repository for it."""
+        raise NotImplementedError("the transcript search needs the SQL repository")
+
     # -- calls ---------------------------------------------------------------------------------
 
     def add_call(self, call: NewCall) -> tuple[StoredCall, bool]:
@@ -732,6 +747,9 @@ class MemoryRepository:
                         versions[i] = dataclasses.replace(v, data=without_transcript(v.data, at))
                         changed += 1
         return changed
+
+    def merge_search_index(self) -> None:
+        """Nothing: the memory twin keeps no search index."""
 
     def erase_calls(self, call_ids: Sequence[str], *, receipt: ErasureNote) -> dict[str, dict[str, int]]:
         """Delete the calls and all that names them; write one receipt row per call."""

@@ -22,7 +22,10 @@ from qa_service.errors import Conflict
 if TYPE_CHECKING:
     from qa_service.calibration import CalibrationSession, Sheet
     from qa_service.review import Review
+    from qa_service.storage.history import SqlHistory
     from qa_service.storage.review import AuditEntry, QueueCandidate
+    from qa_service.storage.search import SqlSearch
+    from qa_service.storage.uploads import SqlUploads
     from qa_service.storage.views import ResponseRate, Views
 
 CallStatus = Literal["queued", "processing", "done", "failed"]
@@ -602,6 +605,11 @@ class ErasureStore(Protocol):
         call, all in one transaction; returns the rows removed per call and kind."""
         ...
 
+    def merge_search_index(self) -> None:
+        """Rewrite the search index without what erasures and retention took out of it (SQLite's FTS5
+        keeps deleted words in its pages until a merge; PostgreSQL needs nothing)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ErasureNote:
@@ -615,6 +623,9 @@ class ErasureNote:
     removed_elsewhere: dict[str, dict[str, int]] = field(default_factory=dict)  # per call id: kind -> count
     # An agent whose calls are all erased: audit rows naming the agent are pointed at the receipt too.
     agent_id: str | None = field(default=None, repr=False)
+    # Merge the search index in the same transaction, so the erased words leave its pages at once (SQLite;
+    # a sweep erasing many calls one by one leaves it to `merge_search_index` at its end).
+    merge_search: bool = True
 
 
 @dataclass(frozen=True)
@@ -780,6 +791,21 @@ class Repository(CallStore, ScorecardStore, RulesStore, RescoreRunStore, KeyStor
     @property
     def views(self) -> Views:
         """Read-side views over the latest scorecards (supervisor reports, call lists, exports)."""
+        ...
+
+    @property
+    def history(self) -> SqlHistory:
+        """Every stored version of a call's scorecard."""
+        ...
+
+    @property
+    def uploads(self) -> SqlUploads:
+        """The calls each API key uploaded."""
+        ...
+
+    @property
+    def search(self) -> SqlSearch:
+        """Full-text search over the calls' redacted transcripts, and calls' external ids by id."""
         ...
 
     def ping(self) -> None:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from qa_service.errors import NotFound
 from qa_service.review import outdated_count
+from qa_service.storage import search
 from qa_service.storage import tables as t
 from qa_service.storage.calls import SqlCalls
 from qa_service.storage.db import utc, utc_now, uuid_or_404
@@ -38,6 +39,7 @@ class SqlScorecards(SqlCalls):
             values = _scorecard_row(call, (last or 0) + 1, scorecard, now)
             conn.execute(t.scorecards.insert().values(**values))
             _demote_earlier(conn, [call.id])
+            search.index_cards(conn, [(call.id, scorecard)])
             conn.execute(t.calls.update().where(t.calls.c.id == call.id).values(
                 status="done", failure_reason=None, updated_at=now))
         return self.get_scorecard(call.id, values["version"])
@@ -141,6 +143,7 @@ class SqlScorecards(SqlCalls):
                 rows.append(_scorecard_row(calls[call_id], version, card, now))
             conn.execute(sc.insert(), rows)
             _demote_earlier(conn, list(dict.fromkeys(ids)))
+            search.index_cards(conn, [(calls[call_id].id, card) for call_id, card in items])
         return len(rows)
 
 

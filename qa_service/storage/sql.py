@@ -24,14 +24,17 @@ from qa_service.storage.certification import SqlCertification
 from qa_service.storage.db import WRITE_OPTION
 from qa_service.storage.disputes import SqlDisputes
 from qa_service.storage.erasure import SqlErasure
+from qa_service.storage.history import SqlHistory
 from qa_service.storage.keys import SqlKeys
 from qa_service.storage.migrate import upgrade
 from qa_service.storage.rescore_runs import SqlRescoreRuns
 from qa_service.storage.review import SqlAudit, SqlReviews
 from qa_service.storage.rules import SqlRules
 from qa_service.storage.scorecards import SqlScorecards
+from qa_service.storage.search import SqlSearch
 from qa_service.storage.sessions import SqlSessions
 from qa_service.storage.teams import SqlTeams
+from qa_service.storage.uploads import SqlUploads
 from qa_service.storage.views import Views
 
 log = logging.getLogger(__name__)
@@ -91,8 +94,9 @@ def open_repository(url: str | Any, *, migrate: bool = True) -> SqlRepository:
 
 class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure):
     """`Repository` over SQLAlchemy Core, one part per aggregate (calls and scorecards, rules, rescore
-    runs, keys, erasure, and reviews, disputes, audit, sessions, certifications, teams and views as
-    attributes); safe to share between threads (one engine, short transactions)."""
+    runs, keys, erasure, and reviews, disputes, audit, sessions, certifications, teams, views, the
+    search index, scorecard histories and uploads by key as attributes); safe to share between threads
+    (one engine, short transactions)."""
 
     def __init__(self, engine: Engine):
         # Public for the storage contract tests only; nothing outside storage/ touches it.
@@ -105,6 +109,9 @@ class SqlRepository(SqlScorecards, SqlRules, SqlRescoreRuns, SqlKeys, SqlErasure
         self.teams = SqlTeams(engine)
         self.calibration = SqlCalibration(engine)
         self.views = Views(engine)
+        self.search = SqlSearch(engine)
+        self.history = SqlHistory(engine)
+        self.uploads = SqlUploads(engine)
         self._keys = {}
 
     def ping(self) -> None:

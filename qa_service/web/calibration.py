@@ -16,7 +16,7 @@ from qa_service.errors import Conflict, Forbidden, InputError, NotFound
 from qa_service.services import calibration
 from qa_service.services.reviews import may_review
 from qa_service.storage.repository import StoredKey
-from qa_service.web.pages import form_refused, render, signed_in, to_sign_in
+from qa_service.web.pages import render, signed_form, signed_in, to_sign_in
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,13 +78,10 @@ def scoring_page(request: Request, session_id: str, call_id: str) -> Response:
 @router.post("/calibrations/{session_id}/calls/{call_id}")
 async def scoring_post(request: Request, session_id: str, call_id: str) -> Response:
     """Store the reviewer's answers sent from the scoring form and go back to the session."""
-    key = await run_in_threadpool(signed_in, request)
-    if key is None:
-        return to_sign_in(request)
-    form = await request.form()
-    refused = form_refused(request, form, key)
-    if refused is not None:
-        return refused
+    posted = await signed_form(request)
+    if isinstance(posted, Response):
+        return posted
+    key, form = posted.key, posted.form
     criteria = {str(k)[2:]: str(v) for k, v in form.multi_items() if str(k).startswith("c:")}
     violations = {str(k)[2:]: str(v) for k, v in form.multi_items() if str(k).startswith("v:")}
     try:

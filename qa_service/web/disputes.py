@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from qa_service.errors import AuthError, Conflict, InputError, NotFound
 from qa_service.services import disputes as service
 from qa_service.storage.views import Filters
-from qa_service.web.pages import _filters, form_refused, render, signed_in, staff_only, to_sign_in
+from qa_service.web.pages import _filters, render, signed_form, signed_in, staff_only, to_sign_in
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,12 +29,10 @@ def _failed(request: Request, key: object, title: str, exc: Exception) -> Respon
 @router.post("/calls/{call_id}/acknowledgement")
 async def acknowledge_from_page(request: Request, call_id: str) -> Response:
     """The agent acknowledges the scorecard shown on the call page."""
-    key = await run_in_threadpool(signed_in, request)
-    if key is None:
-        return to_sign_in(request)
-    refused = form_refused(request, await request.form(), key)
-    if refused is not None:
-        return refused
+    posted = await signed_form(request)
+    if isinstance(posted, Response):
+        return posted
+    key = posted.key
     try:
         await run_in_threadpool(lambda: service.acknowledge(store=request.app.state.repo, key=key,
                                                             call_id=call_id))
@@ -46,13 +44,10 @@ async def acknowledge_from_page(request: Request, call_id: str) -> Response:
 @router.post("/calls/{call_id}/disputes")
 async def dispute_from_page(request: Request, call_id: str) -> Response:
     """The agent disputes a criterion or violation from the call page."""
-    key = await run_in_threadpool(signed_in, request)
-    if key is None:
-        return to_sign_in(request)
-    form = await request.form()
-    refused = form_refused(request, form, key)
-    if refused is not None:
-        return refused
+    posted = await signed_form(request)
+    if isinstance(posted, Response):
+        return posted
+    key, form = posted.key, posted.form
     # The page's form names the target as one choice, "kind:id"; a form may also send them apart.
     pick = str(form.get("pick") or "")
     target, _, target_id = pick.partition(":")
@@ -72,13 +67,10 @@ async def dispute_from_page(request: Request, call_id: str) -> Response:
 @router.post("/disputes/{dispute_id}/resolution")
 async def resolve_from_page(request: Request, dispute_id: int) -> Response:
     """A QA reviewer upholds or overturns a dispute from the call page."""
-    key = await run_in_threadpool(signed_in, request)
-    if key is None:
-        return to_sign_in(request)
-    form = await request.form()
-    refused = form_refused(request, form, key)
-    if refused is not None:
-        return refused
+    posted = await signed_form(request)
+    if isinstance(posted, Response):
+        return posted
+    key, form = posted.key, posted.form
     outcome, reason = str(form.get("outcome") or ""), str(form.get("reason") or "")
     try:
         dispute, _ = await run_in_threadpool(lambda: service.resolve_dispute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +58,7 @@ from qa_service.services.exports import (
     redacted_audio,
     stored_body,
 )
+from qa_service.services.history import call_history
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
@@ -122,6 +124,29 @@ def form_refused(request: Request, form: FormData, key: StoredKey) -> Response |
         "key": key, "title": "Form refused",
         "message": "This form came from another site, or from a page older than your session: "
                    "go back, reload the page and send it again."}, 403)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A form posted by a signed-in browser that passed the form checks."""
+
+    key: StoredKey
+    form: FormData
+
+
+async def signed_form(request: Request, **form_options: Any) -> Posted | Response:
+    """The signed-in key and the posted form, or the response that ends the request instead: the way to
+    the sign-in page for a stranger, a 403 page for a form from another site or without its token.
+    `form_options` go to Starlette's form parser (limits on an upload's parts)."""
+    key = await run_in_threadpool(signed_in, request)
+    if key is None:
+        return to_sign_in(request)
+    form = await request.form(**form_options)
+    refused = form_refused(request, form, key)
+    if refused is not None:
+        await form.close()
+        return refused
+    return Posted(key, form)
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int,
@@ -431,6 +456,7 @@ def call_page(request: Request, call_id: str, c: str | None = None, v: int | Non
         "is_agent": own_agent(key) is not None,
         "can_dispute": own_agent(key) is not None and closes is not None and datetime.now(UTC) <= closes,
         "dispute_closes": closes,
+        "history": call_history(store=repo, call_id=call.id) if card is not None else [],
     })
 
 

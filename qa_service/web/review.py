@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from qa_service.errors import InputError, NotFound
 from qa_service.services.reviews import add_review, may_review
-from qa_service.web.pages import form_refused, render, signed_in, to_sign_in
+from qa_service.web.pages import render, signed_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -22,13 +22,10 @@ router = APIRouter(include_in_schema=False)
 @router.post("/calls/{call_id}/reviews")
 async def review_from_page(request: Request, call_id: str) -> Response:
     """Store a review sent from the call page and go back to the page."""
-    key = await run_in_threadpool(signed_in, request)
-    if key is None:
-        return to_sign_in(request)
-    form = await request.form()
-    refused = form_refused(request, form, key)
-    if refused is not None:
-        return refused
+    posted = await signed_form(request)
+    if isinstance(posted, Response):
+        return posted
+    key, form = posted.key, posted.form
     if not may_review(key.role):
         return render(request, "message.html", {"key": key, "title": "Not allowed",
                                                 "message": "Only QA reviewers can review scorecards."}, 403)
