@@ -332,6 +332,11 @@ def test_dispute_overturn_through_the_pages(site):
     assert re.search(r'class="verdict-box pass" id="shown-verdict" data-score="100"', call.text)
     assert 'id="reviewed-verdict">after review · automatic:' in call.text
     assert "Overturned by qa person" in call.text and "Negated; allowed" in call.text
+    # A dispute id past the database's integers is no dispute, on the page as in the API.
+    huge = qa.post(f"/disputes/{2**70}/resolution",
+                   data={"csrf": form_token(call.text), "outcome": "upheld", "reason": "x"},
+                   follow_redirects=False)
+    assert huge.status_code == 404, huge.text
     rates = qa.get("/disputes").text.split('id="overturn-rates"')[1]
     row = re.search(r'<tr data-rule="violation-guarantee">(.*?)</tr>', rates, re.S)
     assert row and "1/1 (100%)" in row.group(1)

@@ -88,7 +88,9 @@ class SqlDisputes:
                 d.c.status == "open")).first() is not None
 
     def get(self, dispute_id: int) -> Dispute:
-        """The dispute with this id, or NotFound."""
+        """The dispute with this id, or NotFound (an id past the database's integers names none)."""
+        if not 1 <= dispute_id < 2**63:
+            raise NotFound(f"no dispute with id {dispute_id}")
         d = t.disputes
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(d).where(d.c.id == dispute_id)).mappings().first()
