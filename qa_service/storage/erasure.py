@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from qa_service.storage import rollups
 from qa_service.storage import tables as t
 from qa_service.storage.db import SqlPart, utc_now
 from qa_service.storage.repository import ErasureNote, canonical_uuid
@@ -112,7 +113,7 @@ class SqlErasure(SqlPart):
         """Delete the calls and all that names them in one transaction; write one receipt row per call."""
         ids = [i for i in (canonical_uuid(c) for c in call_ids) if i is not None]
         removed: dict[str, dict[str, int]] = {}
-        with self._write() as conn:
+        with self._write() as conn, rollups.kept(conn, ids):
             for call_id in ids:
                 reviews = conn.execute(t.reviews.delete().where(t.reviews.c.call_id == call_id)).rowcount
                 cards = conn.execute(t.scorecards.delete().where(t.scorecards.c.call_id == call_id)).rowcount

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from qa_service.errors import NotFound
 from qa_service.review import outdated_count
+from qa_service.storage import rollups
 from qa_service.storage import tables as t
 from qa_service.storage.calls import SqlCalls
 from qa_service.storage.db import utc, utc_now, uuid_or_404
@@ -36,8 +37,9 @@ class SqlScorecards(SqlCalls):
             ).scalar()
             now = utc_now()
             values = _scorecard_row(call, (last or 0) + 1, scorecard, now)
-            conn.execute(t.scorecards.insert().values(**values))
-            _demote_earlier(conn, [call.id])
+            with rollups.kept(conn, [call.id]):
+                conn.execute(t.scorecards.insert().values(**values))
+                _demote_earlier(conn, [call.id])
             conn.execute(t.calls.update().where(t.calls.c.id == call.id).values(
                 status="done", failure_reason=None, updated_at=now))
         return self.get_scorecard(call.id, values["version"])
@@ -139,8 +141,9 @@ class SqlScorecards(SqlCalls):
                 version = (last.get(call_id) or 0) + 1
                 last[call_id] = version  # the same call twice in one batch gets two versions
                 rows.append(_scorecard_row(calls[call_id], version, card, now))
-            conn.execute(sc.insert(), rows)
-            _demote_earlier(conn, list(dict.fromkeys(ids)))
+            with rollups.kept(conn, ids):
+                conn.execute(sc.insert(), rows)
+                _demote_earlier(conn, list(dict.fromkeys(ids)))
         return len(rows)
 
 

@@ -374,3 +374,27 @@ calibration_sheets = sa.Table(
     sa.Column("answers", JSONType, nullable=False),
     sa.Column("submitted_at", Timestamp, nullable=False),
 )
+
+# The aggregates' summary of the latest scorecards, one row per agent, call date and rubric: what the
+# agent, team and vendor views add up instead of reading every scorecard. The storage layer keeps it in
+# the transaction of every write that changes what it sums (`storage.rollups`). `team` and `vendor` are
+# the agent's membership on that date (null: none), set on write and when memberships change.
+scorecard_rollups = sa.Table(
+    "scorecard_rollups", metadata,
+    sa.Column("agent_id", sa.String(100), primary_key=True),
+    sa.Column("call_date", sa.Date, primary_key=True),
+    sa.Column("rubric_id", sa.String(100), primary_key=True),
+    sa.Column("team", sa.String(100), nullable=True),
+    sa.Column("vendor", sa.String(100), nullable=True),
+    sa.Column("calls", sa.Integer, nullable=False, server_default="0"),
+    # Sums and counts over the verdicts after review (where a reviewer changed them), like the views'.
+    sa.Column("score_sum", sa.Float, nullable=False, server_default="0"),
+    sa.Column("passed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("auto_fail", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("provisional", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("prohibited", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("outdated_policy", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_scorecard_rollups_date", "call_date"),
+    sa.Index("ix_scorecard_rollups_team", "team", "call_date"),
+    sa.Index("ix_scorecard_rollups_vendor", "vendor", "call_date"),
+)

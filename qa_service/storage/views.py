@@ -23,9 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 
+from qa_service.storage import rollups
 from qa_service.storage import tables as t
 from qa_service.storage.repository import Scope
-from qa_service.storage.teams import member_on
+from qa_service.storage.teams import member_on, scope_conditions
 
 Verdict = Literal["pass", "fail"]
 VIOLATION_KINDS: tuple[str, ...] = ("prohibited", "outdated_policy")
@@ -237,27 +238,24 @@ def _round(value: Any, digits: int) -> float | None:
 class Views:
     """Read-only queries over the SQL repository's tables; shares its engine."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, use_rollups: bool = True):
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
+        # False: every aggregate reads the scorecards themselves (to check the rollup against, and to
+        # measure what it saves).
+        self.use_rollups = use_rollups
 
     # -- JSON inside scorecards, per dialect ---------------------------------------------------
 
     def _elements(self, key: str) -> Any:
         """A table-valued function yielding each element of `data[key]` of the scorecard row in scope;
         for "violations", those that count after review where a reviewer changed them."""
-        sc = t.scorecards
-        array: Any
-        if self.postgres:
-            array = sc.c.data.op("->")(sa.literal_column(f"'{key}'"))
-            if key == "violations":
-                array = sa.func.coalesce(sc.c.reviewed_violations, array)
-            return sa.func.jsonb_array_elements(array).table_valued("value", joins_implicitly=True)
         if key == "violations":
-            automatic = sa.func.json_extract(sc.c.data, "$.violations")
-            array = sa.func.coalesce(sc.c.reviewed_violations, automatic)
-            return sa.func.json_each(array).table_valued("value", joins_implicitly=True)
-        return sa.func.json_each(sc.c.data, f"$.{key}").table_valued("value", joins_implicitly=True)
+            return rollups.violation_elements(self.postgres)
+        if self.postgres:
+            array = t.scorecards.c.data.op("->")(sa.literal_column(f"'{key}'"))
+            return sa.func.jsonb_array_elements(array).table_valued("value", joins_implicitly=True)
+        return sa.func.json_each(t.scorecards.c.data, f"$.{key}").table_valued("value", joins_implicitly=True)
 
     def _text(self, element: Any, key: str) -> Any:
         if self.postgres:
@@ -324,6 +322,9 @@ class Views:
 
     def totals(self, f: Filters) -> Totals:
         """Count, mean score, pass rate, auto-fails and violations by kind over the filtered calls."""
+        if self._rolled(f):
+            rows = self._rollup_sums(f, None)
+            return _rollup_totals(rows[0][1:]) if rows else _totals((0, None, 0, 0, 0), None)
         joined, conds = self._scored(f)
         with self.engine.connect() as conn:
             row = conn.execute(self._totals_query(joined, conds)).one()
@@ -335,6 +336,9 @@ class Views:
 
     def agents(self, f: Filters) -> list[AgentTotals]:
         """Per agent over the filtered calls: the same aggregate as `totals`, ordered by agent id."""
+        if self._rolled(f):
+            return [AgentTotals(agent_id=str(r[0]), totals=_rollup_totals(r[1:]))
+                    for r in self._rollup_sums(f, t.scorecard_rollups.c.agent_id)]
         joined, conds = self._scored(f)
         sc = t.scorecards
         with self.engine.connect() as conn:
@@ -351,6 +355,10 @@ class Views:
     def groups(self, f: Filters, by: Literal["team", "vendor"]) -> list[GroupTotals]:
         """Per team or vendor over the filtered calls, each call counted for the membership its agent was
         in on the call's date (calls of agents without one are left out), ordered by name."""
+        if self._rolled(f):
+            r = t.scorecard_rollups
+            return [GroupTotals(name=str(row[0]), totals=_rollup_totals(row[1:]))
+                    for row in self._rollup_sums(f, r.c[by], r.c[by].is_not(None))]
         joined, conds = self._scored(f)
         sc, m = t.scorecards, t.team_memberships
         joined = joined.join(m, sa.and_(m.c.agent_id == sc.c.agent_id, m.c.since <= sc.c.call_date,
@@ -375,6 +383,43 @@ class Views:
             counts[str(k)] = counts.get(str(k), 0) + int(n)
         return [GroupTotals(name=str(r[0]), totals=_totals(r[1:], by_name.get(r[0]))) for r in rows]
 
+    # -- the rollup: sums per agent, call date and rubric (`storage.rollups`) ------------------
+
+    def _rolled(self, f: Filters) -> bool:
+        """Whether the rollup answers these filters: it does for agent, dates, rubric, team, vendor and
+        scope; a verdict or violation narrowing needs each scorecard."""
+        return self.use_rollups and f.verdict is None and f.violation is None
+
+    def _rollup_conditions(self, f: Filters) -> list[Any]:
+        r = t.scorecard_rollups
+        conds: list[Any] = []
+        for agent in (f.agent_id, f.own_agent):
+            if agent is not None:
+                conds.append(r.c.agent_id == agent)
+        if f.date_from is not None:
+            conds.append(r.c.call_date >= f.date_from)
+        if f.date_to is not None:
+            conds.append(r.c.call_date <= f.date_to)
+        if f.rubric_id is not None:
+            conds.append(r.c.rubric_id == f.rubric_id)
+        # A row's team and vendor are the agent's membership on its date: a scope is a condition on them.
+        for s in f.membership_scopes():
+            conds.extend([r.c.team.is_not(None), *scope_conditions(r, s)])
+        return conds
+
+    def _rollup_sums(self, f: Filters, by: Any, *extra: Any) -> list[Any]:
+        """(group, calls, score sum, passed, auto-fail, provisional, prohibited, outdated) per group
+        (one row with group None when `by` is None), ordered by group."""
+        r = t.scorecard_rollups
+        sums = [sa.func.sum(r.c[name]) for name in rollups.SUMS]
+        query = sa.select(by if by is not None else sa.literal(None), *sums).where(
+            *self._rollup_conditions(f), *extra)
+        if by is not None:
+            query = query.group_by(by).order_by(by)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [row for row in rows if row[1]]
+
     def _totals_query(self, joined: Any, conds: list[Any], *, by_agent: bool = False) -> Any:
         sc = t.scorecards
         query = sa.select(
@@ -396,12 +441,19 @@ class Views:
 
     def weekly_trend(self, f: Filters) -> list[WeekPoint]:
         """Calls, mean score and pass rate per ISO week (weeks without calls are left out)."""
-        sc = t.scorecards
-        joined, conds = self._scored(f)
         # Group by day in SQL (portable), then fold days into ISO weeks here: at most one row a day.
-        query = (sa.select(sc.c.call_date, sa.func.count(), sa.func.sum(_reviewed("score")),
-                           sa.func.sum(sa.case((_reviewed("passed"), 1), else_=0)))
-                 .select_from(joined).where(*conds).group_by(sc.c.call_date))
+        query: Any
+        if self._rolled(f):
+            r = t.scorecard_rollups
+            query = (sa.select(r.c.call_date, sa.func.sum(r.c.calls), sa.func.sum(r.c.score_sum),
+                               sa.func.sum(r.c.passed))
+                     .where(*self._rollup_conditions(f), r.c.calls > 0).group_by(r.c.call_date))
+        else:
+            sc = t.scorecards
+            joined, conds = self._scored(f)
+            query = (sa.select(sc.c.call_date, sa.func.count(), sa.func.sum(_reviewed("score")),
+                               sa.func.sum(sa.case((_reviewed("passed"), 1), else_=0)))
+                     .select_from(joined).where(*conds).group_by(sc.c.call_date))
         weeks: dict[tuple[int, int], list[float]] = {}
         with self.engine.connect() as conn:
             for day, n, total, passed in conn.execute(query):
@@ -626,10 +678,15 @@ class Views:
         return ServiceCounts(calls_by_status=statuses, scorecards=int(cards), scored_calls=int(scored or 0))
 
 
-def _reviewed(column: str) -> Any:
-    """A scorecard's score, pass or auto-fail after review where a reviewer changed it, else as scored."""
-    sc = t.scorecards
-    return sa.func.coalesce(sc.c[f"reviewed_{column}"], sc.c[column])
+_reviewed = rollups.reviewed
+
+
+def _rollup_totals(row: Any) -> Totals:
+    """Totals from the rollup's sums: calls, score sum, passed, auto-fail, provisional, violations."""
+    count, score_sum, passed, auto_fail, provisional, prohibited, outdated = row
+    mean = float(score_sum) / int(count) if count else None
+    return _totals((count, mean, passed, auto_fail, provisional),
+                   {"prohibited": int(prohibited or 0), "outdated_policy": int(outdated or 0)})
 
 
 def _totals(row: Any, violations: dict[str, int] | None) -> Totals:

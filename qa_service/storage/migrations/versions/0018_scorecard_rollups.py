@@ -1,0 +1,49 @@
+"""The aggregates' summary table: one row per agent, call date and rubric over the latest scorecards.
+
+`scorecard_rollups` keeps the count, reviewed score sum, passes, auto-fails, provisional verdicts and
+violations by kind, with the agent's team and vendor on that date; the agent, team and vendor views
+add its rows up. The storage layer keeps it in the transaction of every write (`storage.rollups`);
+this migration fills it from the scorecards already stored.
+
+Revision ID: 0018
+Revises: 0016
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from qa_service.storage import rollups
+
+revision = "0018"
+down_revision = "0016"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "scorecard_rollups",
+        sa.Column("agent_id", sa.String(100), primary_key=True),
+        sa.Column("call_date", sa.Date, primary_key=True),
+        sa.Column("rubric_id", sa.String(100), primary_key=True),
+        sa.Column("team", sa.String(100), nullable=True),
+        sa.Column("vendor", sa.String(100), nullable=True),
+        sa.Column("calls", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("score_sum", sa.Float, nullable=False, server_default="0"),
+        sa.Column("passed", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("auto_fail", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("provisional", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("prohibited", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("outdated_policy", sa.Integer, nullable=False, server_default="0"),
+    )
+    op.create_index("ix_scorecard_rollups_date", "scorecard_rollups", ["call_date"])
+    op.create_index("ix_scorecard_rollups_team", "scorecard_rollups", ["team", "call_date"])
+    op.create_index("ix_scorecard_rollups_vendor", "scorecard_rollups", ["vendor", "call_date"])
+    rollups.rebuild(op.get_bind())
+
+
+def downgrade() -> None:
+    op.drop_table("scorecard_rollups")
