@@ -12,6 +12,8 @@ score, verdict, agent and date filters use plain indexed columns.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -23,9 +25,11 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 
+from qa_service.errors import InputError
 from qa_service.storage import rollups
 from qa_service.storage import tables as t
-from qa_service.storage.repository import Scope
+from qa_service.storage.db import utc
+from qa_service.storage.repository import Scope, canonical_uuid
 from qa_service.storage.teams import member_on, scope_conditions
 
 Verdict = Literal["pass", "fail"]
@@ -195,17 +199,15 @@ class CallRow:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a listing and how many items match in all."""
+    """One page of a listing, newest call first, and the cursor of the page after it (None: the last).
+
+    Pages are read by keyset: a cursor names the last call of the page before, and the next page starts
+    after it in the listing's order (call date, then time received, then id, all descending), so a page
+    deep in the list costs what the first does and calls arriving meanwhile shift nothing."""
 
     items: list[CallRow]
-    total: int
-    page: int
     page_size: int
-
-    @property
-    def pages(self) -> int:
-        """Number of pages (at least 1, so 'page 1 of 1' reads right on an empty list)."""
-        return max(1, -(-self.total // self.page_size))
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,27 @@ class ServiceCounts:
     calls_by_status: dict[str, int]
     scorecards: int
     scored_calls: int
+
+
+def encode_cursor(call_date: date, created_at: datetime, call_id: str) -> str:
+    """The opaque cursor naming a call's place in the listing order."""
+    at = utc(created_at).isoformat()
+    raw = json.dumps([call_date.isoformat(), at, call_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[date, datetime, str]:
+    """The call date, time received and id a cursor names; InputError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        day, at, call_id = json.loads(raw)
+        found = canonical_uuid(call_id)
+        if found is None:
+            raise ValueError(call_id)
+        return date.fromisoformat(day), utc(datetime.fromisoformat(at)), found
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InputError("the cursor is not one this listing gave: pass the next_cursor of the page "
+                         "before, or leave it out for the first page") from None
 
 
 def _round(value: Any, digits: int) -> float | None:
@@ -600,19 +623,23 @@ class Views:
         narrowing = Filters(verdict=f.verdict, violation=f.violation)
         return query.where(*self._card_conditions(narrowing))
 
-    def calls(self, f: Filters, page: int = 1, page_size: int = 50) -> Page:
-        """One page of calls (newest call date first) with their latest scorecard's verdict."""
-        page, page_size = max(1, page), min(max(1, page_size), MAX_PAGE_SIZE)
+    def calls(self, f: Filters, cursor: str | None = None, page_size: int = 50) -> Page:
+        """One page of calls (newest call date first) with their latest scorecard's verdict, after the
+        call the cursor names (from the start without one); InputError for a cursor we did not give."""
+        page_size = min(max(1, page_size), MAX_PAGE_SIZE)
         c = t.calls
+        order = (c.c.call_date, c.c.created_at, c.c.id)
         query = self._calls_query(f)
-        count = sa.select(sa.func.count()).select_from(query.subquery())
-        offset = (page - 1) * page_size
-        rows_q = (query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id)
-                  .limit(page_size).offset(offset))
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            query = query.where(sa.tuple_(*order) < sa.tuple_(
+                *(sa.literal(value, col.type) for value, col in zip(after, order, strict=True))))
+        # One row more than the page says whether another page follows.
+        rows_q = query.order_by(*(col.desc() for col in order)).limit(page_size + 1)
         with self.engine.connect() as conn:
-            total = int(conn.execute(count).scalar_one())
-            # A page past the end is empty; asking the database would overflow its integers on absurd pages.
-            rows = list(conn.execute(rows_q).mappings()) if offset < total else []
+            rows = list(conn.execute(rows_q).mappings())
+            more = len(rows) > page_size
+            rows = rows[:page_size]
             # Reading inside the JSON means reading the whole scorecard: do it for this page only.
             seqs = [r["seq"] for r in rows if r["seq"] is not None]
             counts: dict[int, int] = {}
@@ -621,13 +648,15 @@ class Views:
                 counts = {int(seq): int(n) for seq, n in conn.execute(
                     sa.select(sc.c.seq, self._array_length("violations")).where(sc.c.seq.in_(seqs)))}
         items = [_call_row(r, counts.get(r["seq"]) if r["seq"] is not None else None) for r in rows]
-        return Page(items=items, total=total, page=page, page_size=page_size)
+        last = items[-1] if more and items else None
+        after_last = encode_cursor(last.call_date, last.created_at, last.call_id) if last else None
+        return Page(items=items, page_size=page_size, next_cursor=after_last)
 
     def scorecards(self, f: Filters) -> Iterator[tuple[CallRow, dict[str, Any]]]:
         """Every scored call matching the filters with its latest scorecard, newest first (for export)."""
         c, sc = t.calls, t.scorecards
         query = self._calls_query(f).add_columns(sc.c.data).where(sc.c.call_id.is_not(None))
-        query = query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id)
+        query = query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id.desc())
         with self.engine.connect() as conn:
             # Stream in batches rather than holding every scorecard at once.
             result = conn.execution_options(yield_per=200).execute(query).mappings()
@@ -635,14 +664,15 @@ class Views:
                 data = dict(row["data"] or {})
                 yield _call_row(row, len(data.get("violations") or [])), data
 
-    def agent_report(self, agent_id: str, f: Filters, page: int = 1, page_size: int = 50) -> AgentReport:
+    def agent_report(self, agent_id: str, f: Filters, cursor: str | None = None,
+                     page_size: int = 50) -> AgentReport:
         """The agent view: aggregate, trend and criteria over the date range and rubric; verdict and
         violation narrow only the list of calls."""
         f = dataclasses.replace(f, agent_id=agent_id)
         scope = f.scope()
         return AgentReport(agent_id=agent_id, filters=f, totals=self.totals(scope),
                            trend=self.weekly_trend(scope), criteria=self.criterion_rates(scope),
-                           calls=self.calls(f, page, page_size), responses=self.response_rates(scope),
+                           calls=self.calls(f, cursor, page_size), responses=self.response_rates(scope),
                            overturns=self.overturn_rates(scope))
 
     # -- choices for filter forms --------------------------------------------------------------
