@@ -46,6 +46,9 @@ calls = sa.Table(
     sa.CheckConstraint("source IN ('upload', 'webhook', 'cli')", name="ck_calls_source"),
     sa.CheckConstraint("input_kind IN ('audio', 'transcript')", name="ck_calls_input_kind"),
     sa.Index("ix_calls_status", "status"),
+    # The listings' order (newest call date first) and their cursors, over all calls and per agent.
+    sa.Index("ix_calls_listing", "call_date", "created_at", "id"),
+    sa.Index("ix_calls_agent_listing", "agent_id", "call_date", "created_at", "id"),
 )
 
 scorecards = sa.Table(

@@ -3,7 +3,8 @@
 `scorecard_rollups` keeps the count, reviewed score sum, passes, auto-fails, provisional verdicts and
 violations by kind, with the agent's team and vendor on that date; the agent, team and vendor views
 add its rows up. The storage layer keeps it in the transaction of every write (`storage.rollups`);
-this migration fills it from the scorecards already stored.
+this migration fills it from the scorecards already stored. Two indexes on `calls` serve the listings'
+keyset pages (newest call date first, over all calls and per agent).
 
 Revision ID: 0018
 Revises: 0016
@@ -42,8 +43,12 @@ def upgrade() -> None:
     op.create_index("ix_scorecard_rollups_date", "scorecard_rollups", ["call_date"])
     op.create_index("ix_scorecard_rollups_team", "scorecard_rollups", ["team", "call_date"])
     op.create_index("ix_scorecard_rollups_vendor", "scorecard_rollups", ["vendor", "call_date"])
+    op.create_index("ix_calls_listing", "calls", ["call_date", "created_at", "id"])
+    op.create_index("ix_calls_agent_listing", "calls", ["agent_id", "call_date", "created_at", "id"])
     rollups.rebuild(op.get_bind())
 
 
 def downgrade() -> None:
+    op.drop_index("ix_calls_agent_listing", "calls")
+    op.drop_index("ix_calls_listing", "calls")
     op.drop_table("scorecard_rollups")
