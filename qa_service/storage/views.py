@@ -1,13 +1,16 @@
 """Read-side queries for supervisors and QA staff: call listings and aggregates over stored scorecards.
 
 Every view works on the latest scorecard version of each call (rescoring adds versions; only the
-newest counts). Aggregates are computed in SQL, reading inside the scorecard JSON with the
-database's own JSON functions (SQLite `json_each`/`json_extract`, PostgreSQL `jsonb_array_elements`
-and `->>`), so no scorecard travels to Python for a listing or an aggregate; CSV export streams them.
+newest counts). The agent, team and vendor aggregates and the weekly trend add up the rollup rows per
+agent, call date and rubric that the storage layer keeps on every write (`storage.rollups`): a date
+range, rubric, team, vendor or key scope is a condition on those rows, so their cost follows the
+number of agent-days, not of scorecards. A verdict or violation narrowing needs each scorecard and
+reads the scorecards, as do the criterion, response-time and violation-id views, with the database's
+own JSON functions (SQLite `json_each`/`json_extract`, PostgreSQL `jsonb_array_elements` and `->>`),
+so no scorecard travels to Python for a listing or an aggregate; CSV export streams them.
 
-Cost: the databases must parse (SQLite) or de-TOAST (PostgreSQL) a scorecard's JSON to look inside
-it, so violation counts and the violation filter scale with the number of scorecards in range;
-score, verdict, agent and date filters use plain indexed columns.
+Listings page by keyset: a cursor names the last call shown, and the next page starts after it in the
+listing's order (`Page`).
 """
 
 from __future__ import annotations
