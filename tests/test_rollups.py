@@ -154,3 +154,39 @@ def test_verdict_and_violation_narrowing_read_the_scorecards(repo):
     assert repo.views.totals(f) == Views(repo.engine, use_rollups=False).totals(f)
     assert repo.views.totals(f).count == 2  # b1 and a2 (a3 is agent-a's in team beta)
     assert repo.views.totals(Filters(violation="rude")).count == 1
+
+
+def test_concurrent_writers_of_one_agent_day_leave_the_rollup_right(database_url):
+    """Threads score, rescore and review calls of the same agents' days at once (on PostgreSQL each in
+    its own connection and transaction): the rows are locked before they are recounted, so the last
+    writer counts what the others committed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = open_repository(database_url)
+    try:
+        repo.teams.put_memberships(MEMBERS)
+        seed_calls(repo)
+        days = [date(2026, 11, 2), date(2026, 11, 3)]
+        calls = []
+        for i in range(40):
+            call_id = str(uuid.uuid4())
+            agent, day = ("agent-a", "agent-b")[i % 2], days[(i // 2) % 2] if i < 8 else days[0]
+            repo.add_call(NewCall(id=call_id, external_id=f"ext-c{i}", agent_id=agent, call_date=day,
+                                  rubric_id="intake", rubric_version="1", policy_pack_id="fees",
+                                  policy_pack_version="2026-10", input_kind="transcript"))
+            repo.start_call(call_id)
+            calls.append((call_id, Seed(f"c{i}", agent, day, SEED[0].passed, ("rude",) if i % 3 else (),
+                                        float(40 + i), i % 2 == 0)))
+
+        def write(item: tuple[str, Seed]) -> None:
+            call_id, seed = item
+            repo.finish_call(call_id, make_scorecard(seed, seed.key))
+            repo.add_scorecard_versions([(call_id, make_scorecard(dataclasses.replace(seed, score=99.0),
+                                                                  seed.key))])
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(write, calls))
+        assert_rollup_right(repo)
+        assert repo.views.totals(Filters(date_from=days[0], date_to=days[1])).count == 40 + 2  # + a1, b1
+    finally:
+        repo.dispose()
