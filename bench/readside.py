@@ -10,6 +10,7 @@ scorecards on PostgreSQL.
    comparisons (whole year, one month, a key scoped to two teams), one agent's aggregate and weekly
    trend, and a list page (50 calls) half a million calls deep by cursor, over all calls, one agent's
    and one team's.
+   The criterion pass rates, which still read the scorecards' JSON, are timed apart (`json_views`).
 3. With --before, the same aggregates computed from the scorecards themselves (`use_rollups=False`,
    as every view read them before the rollup) and the deep page read by OFFSET with a total count.
 
@@ -245,6 +246,12 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"rollup": {}, "before": {}}
     for name, fn in aggregates.items():
         out["rollup"][name] = time_it(lambda fn=fn: fn(views), args.repeat)
+    # What still reads the scorecards' JSON (no rollup yet): criterion pass rates, reported apart.
+    json_views: dict[str, Callable[[Views], Any]] = {
+        "criteria_one_agent_year": lambda v: v.criterion_rates(Filters(agent_id=agent_name(42))),
+        "criteria_one_team_month": lambda v: v.criterion_rates(Filters(team="team-05", **month)),
+    }
+    out["json_views"] = {name: time_it(lambda fn=fn: fn(views), 3) for name, fn in json_views.items()}
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(t.calls)).scalar_one()
     lists = {"calls_deep": (Filters(), total // 2),
