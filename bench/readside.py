@@ -11,7 +11,9 @@ scorecards on PostgreSQL.
    trend, and a list page (50 calls) half a million calls deep by cursor, over all calls, one agent's
    and one team's.
    The criterion pass rates, which still read the scorecards' JSON, are timed apart (`json_views`).
-3. With --before, the same aggregates computed from the scorecards themselves (`use_rollups=False`,
+3. Times `rollups.rebuild` (what the migration runs on an existing database) and checks it gives
+   the rows the load summed.
+4. With --before, the same aggregates computed from the scorecards themselves (`use_rollups=False`,
    as every view read them before the rollup) and the deep page read by OFFSET with a total count.
 
     python bench/readside.py                      # 1,000,000 calls
@@ -300,7 +302,33 @@ def run(args: argparse.Namespace | None = None) -> dict[str, Any]:
     with Database("postgresql", Path("."), args.pg_url) as db:
         out["data"] = load(db.url, args.calls)
         out.update(measure(db.url, args))
+        out["rebuild"] = rebuild(db.url)
     return out
+
+
+def rebuild(url: str) -> dict[str, Any]:
+    """Time the migration's fill of the rollup from the scorecards (`rollups.rebuild`), and check that
+    it gives the rows the load summed (row count and every column's total)."""
+    import sqlalchemy as sa
+
+    from qa_service.storage import rollups
+    from qa_service.storage import tables as t
+
+    r = t.scorecard_rollups
+    totals = sa.select(sa.func.count(), sa.func.count(r.c.team),
+                       *(sa.func.round(sa.cast(sa.func.sum(r.c[c]), sa.Numeric), 1) for c in rollups.SUMS))
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            loaded = conn.execute(totals).one()
+            t0 = time.perf_counter()
+            rollups.rebuild(conn)
+            seconds = time.perf_counter() - t0
+            rebuilt = conn.execute(totals).one()
+    finally:
+        engine.dispose()
+    assert tuple(loaded) == tuple(rebuilt), f"rebuilt rollup {rebuilt} differs from the loaded one {loaded}"
+    return {"rows": int(rebuilt[0]), "seconds": round(seconds, 1)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -111,32 +111,36 @@ def _lock(conn: Any, chunk: list[Key]) -> None:
                      .order_by(r.c.agent_id, r.c.call_date, r.c.rubric_id).with_for_update())
 
 
-def _count(conn: Any, chunk: list[Key]) -> dict[Key, dict[str, Any]]:
-    """The sums of each row from the latest scorecards it covers (rows covering none are left out)."""
+def _sums(postgres: bool) -> Any:
+    """SELECT of the rollup's key and sums, grouped by key, over the latest scorecards."""
     sc = t.scorecards
-    postgres = conn.dialect.name == "postgresql"
     key_cols = (sc.c.agent_id, sc.c.call_date, sc.c.rubric_id)
-    where = (sc.c.latest, sa.tuple_(*key_cols).in_(chunk))
-    totals = sa.select(
+
+    def violations_of(kind: str) -> Any:
+        element = violation_elements(postgres)
+        return (sa.select(sa.func.count()).select_from(element)
+                .where(element_text(element, "kind", postgres) == kind).scalar_subquery())
+
+    return sa.select(
         *key_cols, sa.func.count(), sa.func.sum(reviewed("score")),
         sa.func.sum(sa.case((reviewed("passed"), 1), else_=0)),
         sa.func.sum(sa.case((reviewed("auto_fail"), 1), else_=0)),
         sa.func.sum(sa.case((sc.c.provisional, 1), else_=0)),
-    ).where(*where).group_by(*key_cols)
-    element = violation_elements(postgres)
-    kind = element_text(element, "kind", postgres)
-    kinds = (sa.select(*key_cols, kind, sa.func.count()).select_from(sc).join(element, sa.true())
-             .where(*where).group_by(*key_cols, kind))
+        sa.func.sum(violations_of("prohibited")), sa.func.sum(violations_of("outdated_policy")),
+    ).where(sc.c.latest).group_by(*key_cols)
+
+
+def _count(conn: Any, chunk: list[Key]) -> dict[Key, dict[str, Any]]:
+    """The sums of each row from the latest scorecards it covers (rows covering none are left out)."""
+    sc = t.scorecards
+    query = _sums(conn.dialect.name == "postgresql").where(
+        sa.tuple_(sc.c.agent_id, sc.c.call_date, sc.c.rubric_id).in_(chunk))
     found: dict[Key, dict[str, Any]] = {}
-    for a, d, rub, n, score, passed, auto_fail, provisional in conn.execute(totals):
+    for a, d, rub, n, score, passed, auto_fail, provisional, prohibited, outdated in conn.execute(query):
         found[(str(a), d, str(rub))] = {
             "calls": int(n), "score_sum": float(score or 0.0), "passed": int(passed or 0),
             "auto_fail": int(auto_fail or 0), "provisional": int(provisional or 0),
-            "prohibited": 0, "outdated_policy": 0}
-    for a, d, rub, k, n in conn.execute(kinds):
-        row = found.get((str(a), d, str(rub)))
-        if row is not None and k in ("prohibited", "outdated_policy"):
-            row[str(k)] += int(n)
+            "prohibited": int(prohibited or 0), "outdated_policy": int(outdated or 0)}
     return found
 
 
@@ -175,9 +179,11 @@ def reassign_teams(conn: Any, agent_ids: Iterable[str]) -> None:
 
 
 def rebuild(conn: Any) -> None:
-    """Recount the whole rollup from the scorecards (the migration that adds it; a repair)."""
-    sc = t.scorecards
-    conn.execute(t.scorecard_rollups.delete())
-    keys = [(str(a), d, str(rub)) for a, d, rub in conn.execute(
-        sa.select(sc.c.agent_id, sc.c.call_date, sc.c.rubric_id).where(sc.c.latest).distinct())]
-    refresh(conn, keys)
+    """Recount the whole rollup from the scorecards in one statement (the migration that adds it; a
+    repair), then set every row's team and vendor."""
+    r = t.scorecard_rollups
+    conn.execute(r.delete())
+    columns = ["agent_id", "call_date", "rubric_id", *SUMS]
+    conn.execute(r.insert().from_select(columns, _sums(conn.dialect.name == "postgresql")))
+    agents = conn.execute(sa.select(r.c.agent_id).distinct()).scalars().all()
+    reassign_teams(conn, [str(a) for a in agents])
