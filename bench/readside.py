@@ -10,7 +10,7 @@ scorecards on PostgreSQL.
    comparisons (whole year, one month, a key scoped to two teams), one agent's aggregate and weekly
    trend, and a list page (50 calls) half a million calls deep by cursor, over all calls, one agent's
    and one team's.
-   The criterion pass rates, which still read the scorecards' JSON, are timed apart (`json_views`).
+   Criterion pass rates too: one agent's and one team's year, one team's month, everyone's year.
 3. Times `rollups.rebuild` (what the migration runs on an existing database) and checks it gives
    the rows the load summed.
 4. With --before, the same aggregates computed from the scorecards themselves (`use_rollups=False`,
@@ -107,6 +107,7 @@ def load(url: str, n_calls: int, seed_value: int = 7) -> dict[str, Any]:
     for m in members:
         by_agent.setdefault(m["agent_id"], []).append(m)
     sums: dict[Key, list[float]] = {}
+    criteria: dict[tuple[str, date, str, str], list[Any]] = {}
     now = datetime.now(UTC)
     t0 = time.perf_counter()
     cards = 0
@@ -155,14 +156,22 @@ def load(url: str, n_calls: int, seed_value: int = 7) -> dict[str, Any]:
                     r_auto = False if reviewed else None
                     r_viol = json.dumps(violations[:-1]) if reviewed else None
                     latest = v == versions
+                    data = scorecard_data(rng2, score, passed, auto_fail, violations)
                     copy.write_row((cid, v, agent, day, score, passed, auto_fail, rubric, "1", "0" * 64,
-                                    json.dumps(scorecard_data(rng2, score, passed, auto_fail, violations)),
+                                    json.dumps(data),
                                     created + timedelta(seconds=v), latest, provisional,
                                     r_score, r_passed, r_auto, r_viol))
-                    cards += 1
+                    cards += 1  # the table is new: its seq counts the rows in COPY order
                     if latest:
                         counted = violations[:-1] if reviewed else violations
-                        s = sums.setdefault((agent, day, rubric), [0, 0.0, 0, 0, 0, 0, 0])
+                        for position, crit in enumerate(data["criteria"]):
+                            c = criteria.setdefault((agent, day, rubric, crit["id"]),
+                                                    [0, 0, crit["title"], crit["section"], 0, 0])
+                            c[0] += 1
+                            c[1] += crit["passed"]
+                            c[4], c[5] = cards, position
+                        s = sums.setdefault((agent, day, rubric), [0, 0.0, 0, 0, 0, 0, 0, 0])
+                        s[7] = cards
                         s[0] += 1
                         s[1] += r_score if r_score is not None else score
                         s[2] += int(r_passed if r_passed is not None else passed)
@@ -171,10 +180,15 @@ def load(url: str, n_calls: int, seed_value: int = 7) -> dict[str, Any]:
                         for item in counted:
                             s[5 if item["kind"] == "prohibited" else 6] += 1
         rollup_cols = ("agent_id, call_date, rubric_id, team, vendor, calls, score_sum, passed, auto_fail, "
-                       "provisional, prohibited, outdated_policy")
+                       "provisional, prohibited, outdated_policy, newest_seq")
         with cur.copy(f"COPY scorecard_rollups ({rollup_cols}) FROM STDIN") as copy:
             for (agent, day, rubric), s in sums.items():
                 copy.write_row((agent, day, rubric, *team_on(by_agent[agent], day), *s))
+        criterion_cols = ("agent_id, call_date, rubric_id, criterion_id, team, vendor, applied, passed, "
+                          "title, section, newest_seq, position")
+        with cur.copy(f"COPY criterion_rollups ({criterion_cols}) FROM STDIN") as copy:
+            for (agent, day, rubric, crit_id), c in criteria.items():
+                copy.write_row((agent, day, rubric, crit_id, *team_on(by_agent[agent], day), *c))
         raw.commit()
         cur.execute("ANALYZE")
         raw.commit()
@@ -182,6 +196,7 @@ def load(url: str, n_calls: int, seed_value: int = 7) -> dict[str, Any]:
         raw.close()
         engine.dispose()
     return {"calls": n_calls, "scorecards": cards, "rollup_rows": len(sums),
+            "criterion_rows": len(criteria),
             "load_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -244,16 +259,14 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
                                                  v.weekly_trend(Filters(agent_id=agent_name(42)))),
         "one_team_totals_and_trend": lambda v: (v.totals(Filters(team="team-05")),
                                                 v.weekly_trend(Filters(team="team-05"))),
+        "criteria_one_agent_year": lambda v: v.criterion_rates(Filters(agent_id=agent_name(42))),
+        "criteria_one_team_year": lambda v: v.criterion_rates(Filters(team="team-05")),
+        "criteria_one_team_month": lambda v: v.criterion_rates(Filters(team="team-05", **month)),
+        "criteria_everyone_year": lambda v: v.criterion_rates(Filters()),
     }
     out: dict[str, Any] = {"rollup": {}, "before": {}}
     for name, fn in aggregates.items():
         out["rollup"][name] = time_it(lambda fn=fn: fn(views), args.repeat)
-    # What still reads the scorecards' JSON (no rollup yet): criterion pass rates, reported apart.
-    json_views: dict[str, Callable[[Views], Any]] = {
-        "criteria_one_agent_year": lambda v: v.criterion_rates(Filters(agent_id=agent_name(42))),
-        "criteria_one_team_month": lambda v: v.criterion_rates(Filters(team="team-05", **month)),
-    }
-    out["json_views"] = {name: time_it(lambda fn=fn: fn(views), 3) for name, fn in json_views.items()}
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(t.calls)).scalar_one()
     lists = {"calls_deep": (Filters(), total // 2),
@@ -314,21 +327,26 @@ def rebuild(url: str) -> dict[str, Any]:
     from qa_service.storage import rollups
     from qa_service.storage import tables as t
 
-    r = t.scorecard_rollups
+    r, cr = t.scorecard_rollups, t.criterion_rollups
+    sums = [*rollups.SUMS, "newest_seq"]
     totals = sa.select(sa.func.count(), sa.func.count(r.c.team),
-                       *(sa.func.round(sa.cast(sa.func.sum(r.c[c]), sa.Numeric), 1) for c in rollups.SUMS))
+                       *(sa.func.round(sa.cast(sa.func.sum(r.c[c]), sa.Numeric), 1) for c in sums))
+    crit_sums = ("applied", "passed", "newest_seq", "position")
+    crit_totals = sa.select(sa.func.count(), sa.func.count(cr.c.team),
+                            *(sa.func.sum(cr.c[c]) for c in crit_sums))
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            loaded = conn.execute(totals).one()
+            loaded = (*conn.execute(totals).one(), *conn.execute(crit_totals).one())
             t0 = time.perf_counter()
             rollups.rebuild(conn)
             seconds = time.perf_counter() - t0
-            rebuilt = conn.execute(totals).one()
+            rebuilt = (*conn.execute(totals).one(), *conn.execute(crit_totals).one())
     finally:
         engine.dispose()
     assert tuple(loaded) == tuple(rebuilt), f"rebuilt rollup {rebuilt} differs from the loaded one {loaded}"
-    return {"rows": int(rebuilt[0]), "seconds": round(seconds, 1)}
+    return {"rows": int(rebuilt[0]), "criterion_rows": int(rebuilt[len(sums) + 2]),
+            "seconds": round(seconds, 1)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

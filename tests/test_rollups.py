@@ -36,9 +36,8 @@ FILTERS = [
 ]
 
 
-def _rows(conn: sa.Connection) -> list[tuple]:
-    r = t.scorecard_rollups
-    rows = conn.execute(sa.select(r).order_by(r.c.agent_id, r.c.call_date, r.c.rubric_id)).all()
+def _rows(conn: sa.Connection, table: sa.Table = t.scorecard_rollups) -> list[tuple]:
+    rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
     return [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
 
 
@@ -52,13 +51,15 @@ def assert_rollup_right(repo) -> None:
         assert rolled.groups(f, "team") == direct.groups(f, "team"), f
         assert rolled.groups(f, "vendor") == direct.groups(f, "vendor"), f
         assert rolled.weekly_trend(f) == direct.weekly_trend(f), f
+        assert rolled.criterion_rates(f) == direct.criterion_rates(f), f
     with repo.engine.connect() as conn:
-        kept = _rows(conn)
+        kept = _rows(conn), _rows(conn, t.criterion_rollups)
         rollups.rebuild(conn)
-        rebuilt = _rows(conn)
+        rebuilt = _rows(conn), _rows(conn, t.criterion_rollups)
         conn.rollback()
     assert kept == rebuilt
-    assert all(row[5] > 0 for row in kept)  # no row left counting nothing
+    assert bool(kept[1]) == bool(kept[0]), "the criteria are summed with their rows"
+    assert all(row[5] > 0 for row in kept[0])  # no row left counting nothing
 
 
 MEMBERS = [

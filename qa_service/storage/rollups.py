@@ -17,6 +17,7 @@ Memberships changing moves rows between teams (`reassign_teams`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -30,6 +31,7 @@ from qa_service.storage import tables as t
 Key = tuple[str, date, str]  # agent id, call date, rubric id
 _CHUNK = 300
 SUMS = ("calls", "score_sum", "passed", "auto_fail", "provisional", "prohibited", "outdated_policy")
+Periods = list[tuple[date, date | None, str, str]]  # an agent's memberships: since, until, team, vendor
 
 
 def violation_elements(postgres: bool) -> Any:
@@ -96,6 +98,56 @@ def refresh(conn: Any, keys: Iterable[Key]) -> None:
             conn.execute(r.update().where(r.c.agent_id == sa.bindparam("k_agent"),
                                           r.c.call_date == sa.bindparam("k_date"),
                                           r.c.rubric_id == sa.bindparam("k_rubric")), rows)
+        _refresh_criteria(conn, chunk, teams)
+
+
+def _refresh_criteria(conn: Any, chunk: list[Key], teams: dict[str, Periods]) -> None:
+    """Recount the criterion rows of these rollup rows (whose locks the caller holds) from the latest
+    scorecards' criteria: applied and passed as the criterion view counts them, the greatest title and
+    section where it applied, and its place in the newest scorecard listing it."""
+    sc, cr = t.scorecards, t.criterion_rollups
+    key = sa.tuple_(cr.c.agent_id, cr.c.call_date, cr.c.rubric_id)
+    for g in range(0, len(chunk), 100):
+        conn.execute(cr.delete().where(key.in_(chunk[g:g + 100])))
+    query = (sa.select(sc.c.seq, sc.c.agent_id, sc.c.call_date, sc.c.rubric_id, sc.c.data["criteria"])
+             .where(sc.c.latest, sa.tuple_(sc.c.agent_id, sc.c.call_date, sc.c.rubric_id).in_(chunk)))
+    _insert_criteria(conn, _criterion_rows(conn.execute(query)), teams)
+
+
+CriterionKey = tuple[str, date, str, str]  # agent id, call date, rubric id, criterion id
+
+
+def _criterion_rows(cards: Iterable[Any]) -> dict[CriterionKey, dict[str, Any]]:
+    """The criterion rows of these latest scorecards, given as (seq, agent, date, rubric, criteria)."""
+    found: dict[CriterionKey, dict[str, Any]] = {}
+    for seq, agent, day, rubric, criteria in cards:
+        for position, crit in enumerate(criteria if isinstance(criteria, list) else []):
+            if not isinstance(crit, dict) or crit.get("id") is None:
+                continue
+            row = found.setdefault((str(agent), day, str(rubric), str(crit["id"])), {
+                "applied": 0, "passed": 0, "title": None, "section": None, "newest_seq": -1, "position": 0})
+            # Applies unless it says otherwise (a missing or null `applicable`, as the SQL views read it).
+            if crit.get("applicable", True) in (True, None):
+                row["applied"] += 1
+                row["passed"] += crit.get("passed") is True
+                row["title"] = _greater(row["title"], crit.get("title"))
+                row["section"] = _greater(row["section"], crit.get("section"))
+            if seq > row["newest_seq"]:
+                row["newest_seq"], row["position"] = int(seq), position
+    return found
+
+
+def _insert_criteria(conn: Any, found: dict[CriterionKey, dict[str, Any]], teams: dict[str, Periods]) -> None:
+    rows = [{"agent_id": a, "call_date": d, "rubric_id": rub, "criterion_id": cid, **values,
+             **_team_on(teams.get(a, []), d)} for (a, d, rub, cid), values in found.items()]
+    for g in range(0, len(rows), 1000):
+        conn.execute(t.criterion_rollups.insert(), rows[g:g + 1000])
+
+
+def _greater(a: Any, b: Any) -> str | None:
+    """The greater of two texts, as SQL's MAX reads them (None where absent)."""
+    texts = [str(x) for x in (a, b) if x is not None]
+    return max(texts) if texts else None
 
 
 def _lock(conn: Any, chunk: list[Key]) -> None:
@@ -127,6 +179,7 @@ def _sums(postgres: bool) -> Any:
         sa.func.sum(sa.case((reviewed("auto_fail"), 1), else_=0)),
         sa.func.sum(sa.case((sc.c.provisional, 1), else_=0)),
         sa.func.sum(violations_of("prohibited")), sa.func.sum(violations_of("outdated_policy")),
+        sa.func.max(sc.c.seq),
     ).where(sc.c.latest).group_by(*key_cols)
 
 
@@ -136,17 +189,19 @@ def _count(conn: Any, chunk: list[Key]) -> dict[Key, dict[str, Any]]:
     query = _sums(conn.dialect.name == "postgresql").where(
         sa.tuple_(sc.c.agent_id, sc.c.call_date, sc.c.rubric_id).in_(chunk))
     found: dict[Key, dict[str, Any]] = {}
-    for a, d, rub, n, score, passed, auto_fail, provisional, prohibited, outdated in conn.execute(query):
+    for a, d, rub, n, score, passed, auto_fail, provisional, prohibited, outdated, newest in \
+            conn.execute(query):
         found[(str(a), d, str(rub))] = {
             "calls": int(n), "score_sum": float(score or 0.0), "passed": int(passed or 0),
             "auto_fail": int(auto_fail or 0), "provisional": int(provisional or 0),
-            "prohibited": int(prohibited or 0), "outdated_policy": int(outdated or 0)}
+            "prohibited": int(prohibited or 0), "outdated_policy": int(outdated or 0),
+            "newest_seq": int(newest)}
     return found
 
 
-def _memberships(conn: Any, agents: set[str]) -> dict[str, list[tuple[date, date | None, str, str]]]:
+def _memberships(conn: Any, agents: set[str]) -> dict[str, Periods]:
     m = t.team_memberships
-    found: dict[str, list[tuple[date, date | None, str, str]]] = {}
+    found: dict[str, Periods] = {}
     query = sa.select(m.c.agent_id, m.c.since, m.c.until, m.c.team, m.c.vendor).where(
         m.c.agent_id.in_(sorted(agents)))
     for agent, since, until, team, vendor in conn.execute(query):
@@ -154,7 +209,7 @@ def _memberships(conn: Any, agents: set[str]) -> dict[str, list[tuple[date, date
     return found
 
 
-def _team_on(periods: list[tuple[date, date | None, str, str]], day: date) -> dict[str, str | None]:
+def _team_on(periods: Periods, day: date) -> dict[str, str | None]:
     """The team and vendor of the membership in force on the day (periods of an agent do not overlap)."""
     for since, until, team, vendor in periods:
         if since <= day and (until is None or day <= until):
@@ -165,25 +220,38 @@ def _team_on(periods: list[tuple[date, date | None, str, str]], day: date) -> di
 def reassign_teams(conn: Any, agent_ids: Iterable[str]) -> None:
     """Set the team and vendor of these agents' rollup rows from their memberships (same transaction as
     the change of memberships)."""
-    r, m = t.scorecard_rollups, t.team_memberships
+    m = t.team_memberships
     agents = sorted(set(agent_ids))
+    for r in (t.scorecard_rollups, t.criterion_rollups):
+        def on_the_day(column: str, r: Any = r) -> Any:
+            return (sa.select(m.c[column]).where(
+                m.c.agent_id == r.c.agent_id, m.c.since <= r.c.call_date,
+                sa.or_(m.c.until.is_(None), m.c.until >= r.c.call_date)).limit(1).scalar_subquery())
 
-    def on_the_day(column: str) -> Any:
-        return (sa.select(m.c[column]).where(
-            m.c.agent_id == r.c.agent_id, m.c.since <= r.c.call_date,
-            sa.or_(m.c.until.is_(None), m.c.until >= r.c.call_date)).limit(1).scalar_subquery())
-
-    for k in range(0, len(agents), 500):
-        conn.execute(r.update().where(r.c.agent_id.in_(agents[k:k + 500]))
-                     .values(team=on_the_day("team"), vendor=on_the_day("vendor")))
+        for k in range(0, len(agents), 500):
+            conn.execute(r.update().where(r.c.agent_id.in_(agents[k:k + 500]))
+                         .values(team=on_the_day("team"), vendor=on_the_day("vendor")))
 
 
 def rebuild(conn: Any) -> None:
-    """Recount the whole rollup from the scorecards in one statement (the migration that adds it; a
-    repair), then set every row's team and vendor."""
+    """Recount the whole rollup from the scorecards (the migration that adds it; a repair): the sums in
+    one statement, then the criteria, then every row's team and vendor."""
     r = t.scorecard_rollups
+    conn.execute(t.criterion_rollups.delete())
     conn.execute(r.delete())
-    columns = ["agent_id", "call_date", "rubric_id", *SUMS]
+    columns = ["agent_id", "call_date", "rubric_id", *SUMS, "newest_seq"]
     conn.execute(r.insert().from_select(columns, _sums(conn.dialect.name == "postgresql")))
+    # One pass over the latest scorecards in key order, a key's criterion rows written once it is read.
+    sc = t.scorecards
+    query = (sa.select(sc.c.seq, sc.c.agent_id, sc.c.call_date, sc.c.rubric_id, sc.c.data["criteria"])
+             .where(sc.c.latest).order_by(sc.c.agent_id, sc.c.call_date, sc.c.rubric_id))
+    cards = conn.execute(query, execution_options={"yield_per": 2000})
+    batch: dict[CriterionKey, dict[str, Any]] = {}
+    for _key, group in itertools.groupby(cards, key=lambda row: (row[1], row[2], row[3])):
+        batch.update(_criterion_rows(group))
+        if len(batch) >= 5000:
+            _insert_criteria(conn, batch, {})
+            batch = {}
+    _insert_criteria(conn, batch, {})
     agents = conn.execute(sa.select(r.c.agent_id).distinct()).scalars().all()
     reassign_teams(conn, [str(a) for a in agents])

@@ -397,7 +397,33 @@ scorecard_rollups = sa.Table(
     sa.Column("provisional", sa.Integer, nullable=False, server_default="0"),
     sa.Column("prohibited", sa.Integer, nullable=False, server_default="0"),
     sa.Column("outdated_policy", sa.Integer, nullable=False, server_default="0"),
+    # The newest scorecard counted here (its seq): the criterion views list criteria in its order.
+    sa.Column("newest_seq", sa.Integer, nullable=True),
     sa.Index("ix_scorecard_rollups_date", "call_date"),
     sa.Index("ix_scorecard_rollups_team", "team", "call_date"),
     sa.Index("ix_scorecard_rollups_vendor", "vendor", "call_date"),
+)
+
+# Per criterion of each `scorecard_rollups` row: how many of its latest scorecards the criterion applied
+# to and how many passed it (the automatic verdicts, as the criterion view reads them), with the title
+# and section those scorecards give it; `newest_seq` and `position` are the newest scorecard there
+# listing it and its place in that scorecard's list. Kept with its row, under the row's lock.
+criterion_rollups = sa.Table(
+    "criterion_rollups", metadata,
+    sa.Column("agent_id", sa.String(100), primary_key=True),
+    sa.Column("call_date", sa.Date, primary_key=True),
+    sa.Column("rubric_id", sa.String(100), primary_key=True),
+    sa.Column("criterion_id", sa.String(200), primary_key=True),
+    sa.Column("team", sa.String(100), nullable=True),
+    sa.Column("vendor", sa.String(100), nullable=True),
+    sa.Column("applied", sa.Integer, nullable=False),
+    sa.Column("passed", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("section", sa.Text, nullable=True),
+    sa.Column("newest_seq", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Index("ix_criterion_rollups_date", "call_date"),
+    sa.Index("ix_criterion_rollups_team", "team", "call_date"),
+    sa.Index("ix_criterion_rollups_vendor", "vendor", "call_date"),
+    sa.Index("ix_criterion_rollups_seq", "newest_seq"),
 )

@@ -416,8 +416,9 @@ class Views:
         scope; a verdict or violation narrowing needs each scorecard."""
         return self.use_rollups and f.verdict is None and f.violation is None
 
-    def _rollup_conditions(self, f: Filters) -> list[Any]:
-        r = t.scorecard_rollups
+    def _rollup_conditions(self, f: Filters, r: Any = None) -> list[Any]:
+        """Conditions on a rollup table's rows (`scorecard_rollups` unless another is named)."""
+        r = t.scorecard_rollups if r is None else r
         conds: list[Any] = []
         for agent in (f.agent_id, f.own_agent):
             if agent is not None:
@@ -494,6 +495,8 @@ class Views:
 
     def criterion_rates(self, f: Filters) -> list[CriterionRate]:
         """Pass counts per rubric criterion over the filtered calls, where the criterion applied."""
+        if self._rolled(f):
+            return self._rolled_criterion_rates(f)
         sc = t.scorecards
         joined, conds = self._scored(f)
         element = self._elements("criteria")
@@ -510,6 +513,27 @@ class Views:
         rates = [CriterionRate(rubric_id=r[0], id=str(r[1]), title=str(r[2] or r[1]), section=str(r[3] or ""),
                                passed=int(r[4] or 0), total=int(r[5])) for r in rows]
         order = self._criterion_order(f)
+        return sorted(rates, key=lambda c: (c.rubric_id, order.get((c.rubric_id, c.id), 10_000), c.id))
+
+    def _rolled_criterion_rates(self, f: Filters) -> list[CriterionRate]:
+        """`criterion_rates` from the criterion rollup, in the order of the newest scorecard in scope."""
+        cr, r = t.criterion_rollups, t.scorecard_rollups
+        query = (sa.select(cr.c.rubric_id, cr.c.criterion_id, sa.func.max(cr.c.title),
+                           sa.func.max(cr.c.section), sa.func.sum(cr.c.passed), sa.func.sum(cr.c.applied))
+                 .where(*self._rollup_conditions(f, cr)).group_by(cr.c.rubric_id, cr.c.criterion_id)
+                 .having(sa.func.sum(cr.c.applied) > 0))
+        newest = (sa.select(sa.func.max(r.c.newest_seq)).where(*self._rollup_conditions(f, r))
+                  .group_by(r.c.rubric_id))
+        order: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            seqs = [int(x) for x in conn.execute(newest).scalars() if x is not None]
+            places = sa.select(cr.c.rubric_id, cr.c.criterion_id, cr.c.position).where(
+                cr.c.newest_seq.in_(seqs))
+            for rubric_id, crit_id, position in conn.execute(places) if seqs else []:
+                order[(str(rubric_id), str(crit_id))] = int(position)
+        rates = [CriterionRate(rubric_id=r[0], id=str(r[1]), title=str(r[2] or r[1]), section=str(r[3] or ""),
+                               passed=int(r[4] or 0), total=int(r[5])) for r in rows]
         return sorted(rates, key=lambda c: (c.rubric_id, order.get((c.rubric_id, c.id), 10_000), c.id))
 
     def response_rates(self, f: Filters) -> list[ResponseRate]:
