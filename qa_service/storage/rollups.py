@@ -2,9 +2,11 @@
 
 `scorecard_rollups` holds, per agent, call date and rubric, the count, reviewed score sum, passes,
 auto-fails, provisional verdicts and violations by kind of the latest scorecards, plus the agent's
-team and vendor on that date. The agent, team and vendor views add these rows up instead of reading
-every scorecard (`storage.views`); a day's row answers any date range, rubric and scope, because a
-key's scope and a team or vendor filter are conditions on the row's agent, team and vendor.
+team and vendor on that date; `criterion_rollups` holds, per criterion of each such row, how often it
+applied and passed, its title and section, and its place in the newest scorecard listing it. The
+agent, team and vendor views add these rows up instead of reading every scorecard (`storage.views`);
+a day's row answers any date range, rubric and scope, because a key's scope and a team or vendor
+filter are conditions on the row's agent, team and vendor.
 
 How it stays right: each write that adds, changes or deletes scorecards wraps its statements in
 `kept(conn, call_ids)`, which notes the rows the calls' latest scorecards count in before the write and
