@@ -221,18 +221,16 @@ def _team_on(periods: Periods, day: date) -> dict[str, str | None]:
 
 def reassign_teams(conn: Any, agent_ids: Iterable[str]) -> None:
     """Set the team and vendor of these agents' rollup rows from their memberships (same transaction as
-    the change of memberships)."""
+    the change of memberships): cleared, then set by one join with the membership of each row's date."""
     m = t.team_memberships
     agents = sorted(set(agent_ids))
     for r in (t.scorecard_rollups, t.criterion_rollups):
-        def on_the_day(column: str, r: Any = r) -> Any:
-            return (sa.select(m.c[column]).where(
-                m.c.agent_id == r.c.agent_id, m.c.since <= r.c.call_date,
-                sa.or_(m.c.until.is_(None), m.c.until >= r.c.call_date)).limit(1).scalar_subquery())
-
         for k in range(0, len(agents), 500):
-            conn.execute(r.update().where(r.c.agent_id.in_(agents[k:k + 500]))
-                         .values(team=on_the_day("team"), vendor=on_the_day("vendor")))
+            some = r.c.agent_id.in_(agents[k:k + 500])
+            conn.execute(r.update().where(some).values(team=None, vendor=None))
+            on_the_day = (m.c.agent_id == r.c.agent_id, m.c.since <= r.c.call_date,
+                          sa.or_(m.c.until.is_(None), m.c.until >= r.c.call_date))
+            conn.execute(r.update().where(some, *on_the_day).values(team=m.c.team, vendor=m.c.vendor))
 
 
 def rebuild(conn: Any) -> None:
