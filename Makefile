@@ -28,7 +28,7 @@ test: $(STAMP) system-deps
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-## bench: pipeline against bare faster-whisper, rescoring and API load figures
+## bench: pipeline against bare faster-whisper, rescoring, API load and read-side (1,000,000 scorecards) figures
 ##        (BENCH_ARGS="--audio DIR --model base --quick" to add long calls, models, a shorter load run)
 bench: $(STAMP) system-deps
 	QA_TEST_POSTGRES_URL="$${QA_TEST_POSTGRES_URL:-$$(bash scripts/postgres.sh)}" $(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -78,6 +78,7 @@ def scorecard(call_id: str, agent_id: str, day: date, rng: random.Random,
 def seed(repo: Any, n_calls: int, agent: str, *, segments: int, rescored: float = 0.05,
          batch: int = 2000, seed_value: int = 1) -> list[str]:
     """Insert n_calls done calls with their scorecards (some rescored twice) in bulk; return call ids."""
+    from qa_service.storage import rollups
     from qa_service.storage import tables as t
 
     rng = random.Random(seed_value)
@@ -114,6 +115,9 @@ def seed(repo: Any, n_calls: int, agent: str, *, segments: int, rescored: float 
                     })
             conn.execute(t.calls.insert(), calls)
             conn.execute(t.scorecards.insert(), cards)
+        # Rows inserted around the storage layer: sum the aggregates' rollup for them as a write would.
+        days = {start + timedelta(days=i % 365) for i in range(min(n_calls, 365))}
+        rollups.refresh(conn, [(agent, day, "bench-rubric") for day in days])
     return ids
 
 
@@ -396,6 +400,7 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
             lambda: repo.agent_scorecards(AGENT, date(2026, 6, 1), date(2026, 6, 30)), args.repeat)
         _, summary = repo.agent_scorecards(AGENT)
         result["aggregate_count"] = summary.count
+        assert summary.count == args.aggregate_rows, "the aggregate must count every seeded call"
         repo.dispose()
 
         with Server(db.url, workdir, args.workers, args.redis_url, args.app, args.nice) as server:

@@ -21,9 +21,13 @@ rescan     100,000 stored, scored calls rescanned on publish of a policy pack ve
 load       GET scorecard at 200 requests/s for 60 s against 2 API workers, SQLite and PostgreSQL
            (p50/p99, target p99 < 25 ms), and the agent aggregate over 100,000 scorecards
            (target < 150 ms); see bench/load.py.
+readside   agent, team and vendor aggregates (whole year, a month, a scoped key) and list pages half a
+           million calls deep by cursor over 1,000,000 scorecards on PostgreSQL (target < 150 ms each);
+           with --before also as computed from the scorecards without the rollup; see bench/readside.py.
 
 Usage: python bench/run.py [--audio DIR ...] [--model tiny.en] [--quick] [--repeat 2]
-                           [--only pipeline|real|storage|rescore|rescan|load]
+                           [--only pipeline|real|storage|rescore|rescan|load|readside]
+                           [--readside-calls 1000000] [--before]
 """
 
 from __future__ import annotations
@@ -106,12 +110,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--audio", type=Path, action="append", default=[], help="extra folder of calls")
     ap.add_argument("--model", action="append", help="speech model(s) (default: tiny.en)")
-    ap.add_argument("--only", choices=["pipeline", "real", "storage", "rescore", "rescan", "load"],
+    ap.add_argument("--only", choices=["pipeline", "real", "storage", "rescore", "rescan", "load",
+                                       "readside"],
                     help="run one benchmark")
     ap.add_argument("--quick", action="store_true", help="shorter load run (10 s, 20,000 aggregate rows)")
     ap.add_argument("--repeat", type=int, default=2, help="pipeline bench: runs per file, the fastest counts")
     ap.add_argument("--transcripts", type=int, default=10_000, help="how many calls the rescore bench makes")
     ap.add_argument("--rescan-calls", type=int, default=100_000, help="how many calls the rescan bench makes")
+    ap.add_argument("--readside-calls", type=int, default=1_000_000,
+                    help="how many scored calls the read-side bench makes")
+    ap.add_argument("--before", action="store_true",
+                    help="read-side bench: also time the aggregates without the rollup")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     files = sorted(p for d in [ROOT / "samples/audio", *args.audio] for p in d.iterdir()
@@ -155,6 +164,16 @@ def main() -> None:
                   f"server CPU {lo['server_cpu_ms_per_request']} ms/request; agent aggregate over "
                   f"{r['aggregate_rows']} scorecards {r['aggregate_http_all']['median_ms']} ms (HTTP), "
                   f"{r['aggregate_repo_all']['median_ms']} ms (repository)")
+    if args.only in (None, "readside"):
+        import readside
+
+        results["readside"] = side = readside.run(argparse.Namespace(calls=args.readside_calls,
+                                                                     before=args.before))
+        print(f"readside over {side['data']['scorecards']} scorecards ({side['data']['rollup_rows']} rollup "
+              f"rows), median ms: " + ", ".join(f"{k} {v['median_ms']}" for k, v in side["rollup"].items()))
+        if side["before"]:
+            print("  without the rollup / by OFFSET: "
+                  + ", ".join(f"{k} {v['median_ms']}" for k, v in side["before"].items()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -248,6 +248,18 @@ def test_team_and_vendor_aggregates_and_csv(site):
     csv = api.get(f"/v1/vendors/{VENDOR_B}/scorecards.csv")
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert "ext-b1" in csv.text and "ext-a1" not in csv.text
+    first = api.get(f"/v1/teams/{TEAM_B}/scorecards", params={"page_size": 2}).json()
+    assert len(first["scorecards"]) == 2 and first["next_cursor"] and first["aggregate"]["count"] == 2
+    rest = api.get(f"/v1/teams/{TEAM_B}/scorecards", params={"page_size": 2,
+                                                              "cursor": first["next_cursor"]}).json()
+    assert {c["external_id"] for c in [*first["scorecards"], *rest["scorecards"]]} == {
+        "ext-b1", "ext-b2", "ext-queued"} and rest["next_cursor"] is None
+    for url in ("/v1/calls", "/v1/agents/agent-a/summary", f"/v1/teams/{TEAM_A}/scorecards",
+                f"/v1/vendors/{VENDOR_A}/scorecards"):
+        refused = api.get(url, params={"page": 2})
+        assert refused.status_code == 422 and "cursor" in refused.json()["detail"], url
+        bad = api.get(url, params={"cursor": "bm9wZQ"})
+        assert bad.status_code == 422 and "next_cursor" in bad.json()["detail"], url
     by_team = api.get("/v1/calls", params={"team": TEAM_A, "page_size": 100}).json()
     assert {c["external_id"] for c in by_team["items"]} == {"ext-a1", "ext-a2", "ext-a3", "ext-a4",
                                                              "ext-failed"}

@@ -273,16 +273,26 @@ def test_criterion_rates_skip_calls_where_the_criterion_did_not_apply(seeded):
 
 def test_call_list_filters_and_pages(seeded):
     views, ids, _repo = seeded
-    everything = views.calls(Filters(), page=1, page_size=3)
-    assert (everything.total, everything.pages, len(everything.items)) == (8, 3, 3)
-    # newest call date first, across pages without repeats
-    seen = [c.call_id for p in (1, 2, 3) for c in views.calls(Filters(), page=p, page_size=3).items]
-    assert len(seen) == len(set(seen)) == 8
+    # Newest call date first, page after page by cursor, without repeats; the last page has no cursor.
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = views.calls(Filters(), cursor, page_size=3)
+        seen += [c.call_id for c in page.items]
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert pages == 3 and len(seen) == len(set(seen)) == 8
     assert seen[0] == ids["queued"] and seen[1] == ids["b2"]
-    # Past the end: empty, with the total, even for a page number no database integer holds.
-    for page in (4, 10**20):
-        beyond = views.calls(Filters(), page=page, page_size=3)
-        assert (beyond.items, beyond.total, beyond.page) == ([], 8, page)
+    assert [(c.call_date, c.created_at) for c in views.calls(Filters(), page_size=8).items] == sorted(
+        ((c.call_date, c.created_at) for c in views.calls(Filters(), page_size=8).items), reverse=True)
+    # Exactly a page's worth: no cursor to an empty page.
+    assert views.calls(Filters(), page_size=8).next_cursor is None
+    assert views.calls(Filters(), page_size=7).next_cursor is not None
+    # A cursor keeps its place when a newer call arrives: nothing repeats, nothing is skipped.
+    first = views.calls(Filters(agent_id="agent-a"), page_size=2)
+    rest = views.calls(Filters(agent_id="agent-a"), first.next_cursor, page_size=10)
+    assert len({c.call_id for c in [*first.items, *rest.items]}) == 5 and rest.next_cursor is None
 
     failing = views.calls(Filters(agent_id="agent-a", verdict="fail"))
     assert {c.call_id for c in failing.items} == {ids["a2"], ids["a3"]}
@@ -293,7 +303,7 @@ def test_call_list_filters_and_pages(seeded):
     assert {c.call_id for c in fee.items} == {ids["a3"], ids["a4"]}
     # a3's first version said something rude; its latest did not.
     assert {c.call_id for c in views.calls(Filters(violation="rude")).items} == {ids["b2"]}
-    assert views.calls(Filters(violation="no-such-thing")).total == 0
+    assert views.calls(Filters(violation="no-such-thing")).items == []
 
     ranged = views.calls(Filters(date_from=date(2026, 11, 10), date_to=date(2026, 11, 13)))
     assert {c.call_id for c in ranged.items} == {ids["a3"], ids["a4"], ids["failed"]}
@@ -314,11 +324,13 @@ def test_call_rows_carry_the_latest_verdict(seeded):
 
 def test_agent_report_scope_and_list_narrowing(seeded):
     views, ids, _repo = seeded
-    report = views.agent_report("agent-a", Filters(verdict="fail"), page=1, page_size=1)
+    report = views.agent_report("agent-a", Filters(verdict="fail"), page_size=1)
     # aggregate covers the whole scope; the verdict narrows only the list
     assert report.totals.count == 4
-    assert report.calls.total == 2 and len(report.calls.items) == 1
+    assert len(report.calls.items) == 1 and report.calls.next_cursor is not None
     assert report.calls.items[0].call_id == ids["a3"]  # newest first
+    after = views.agent_report("agent-a", Filters(verdict="fail"), report.calls.next_cursor, page_size=1)
+    assert [c.call_id for c in after.calls.items] == [ids["a2"]] and after.calls.next_cursor is None
 
 
 def test_violation_choices_and_counts(seeded):
@@ -382,7 +394,10 @@ def test_agents_endpoint(api):
 
 
 def test_agent_summary_endpoint(api):
-    r = api.get("/v1/agents/agent-a/summary?verdict=fail&page_size=1&page=2")
+    first = api.get("/v1/agents/agent-a/summary?verdict=fail&page_size=1").json()
+    assert [s["call_id"] for s in first["scorecards"]] == [api.ids["a3"]] and first["next_cursor"]
+    r = api.get("/v1/agents/agent-a/summary", params={"verdict": "fail", "page_size": 1,
+                                                       "cursor": first["next_cursor"]})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["aggregate"]["count"] == 4 and body["aggregate"]["violations"]["outdated_policy"] == 2
@@ -391,7 +406,7 @@ def test_agent_summary_endpoint(api):
                                 "mean_score": 85.0, "pass_rate": 0.5}
     crit = {c["id"]: c for c in body["criteria"]}
     assert crit["disclosure"]["pass_rate"] == 1.0 and crit["disclosure"]["calls"] == 3
-    assert (body["page"], body["page_size"], body["total"], body["pages"]) == (2, 1, 2, 2)
+    assert (body["page_size"], body["next_cursor"]) == (1, None)
     assert [s["call_id"] for s in body["scorecards"]] == [api.ids["a2"]]
     assert body["scorecards"][0]["violations"] == 1 and body["scorecards"][0]["passed"] is False
 
@@ -403,8 +418,8 @@ def test_agent_summary_violation_and_rubric_filters(api):
 
 
 @pytest.mark.parametrize(("query", "field"), [
-    ("verdict=maybe", "verdict"), ("from=2026-13-01", "from"), ("page=0", "page"),
-    ("page_size=100000", "page_size"),
+    ("verdict=maybe", "verdict"), ("from=2026-13-01", "from"), ("page=2", "cursor"),
+    ("page_size=100000", "page_size"), ("cursor=bm90LWEtY3Vyc29y", "cursor"), ("cursor=%%%", "cursor"),
 ])
 def test_bad_query_is_422_naming_the_field(api, query, field):
     r = api.get(f"/v1/calls?{query}")
@@ -419,14 +434,21 @@ def test_from_after_to_is_422(api):
 
 def test_calls_endpoint(api):
     body = api.get("/v1/calls?agent_id=agent-a&page_size=2").json()
-    assert (body["total"], body["pages"], len(body["items"])) == (5, 3, 2)
+    assert (body["page_size"], len(body["items"])) == (2, 2) and body["next_cursor"]
+    listed = [c["call_id"] for c in body["items"]]
+    while body["next_cursor"]:
+        body = api.get("/v1/calls", params={"agent_id": "agent-a", "page_size": 2,
+                                            "cursor": body["next_cursor"]}).json()
+        listed += [c["call_id"] for c in body["items"]]
+    assert len(listed) == len(set(listed)) == 5
+    body = api.get("/v1/calls?agent_id=agent-a&page_size=2").json()
     first = body["items"][0]
     assert first["call_id"] == api.ids["failed"] and first["status"] == "failed" and first["score"] is None
     assert first["scorecard_url"] is None
     body = api.get("/v1/calls?violation=guarantee").json()
     assert [c["call_id"] for c in body["items"]] == [api.ids["a2"]]
     assert body["items"][0]["scorecard_url"] == f"/v1/calls/{api.ids['a2']}/scorecard"
-    assert api.get("/v1/calls?status=queued").json()["total"] == 1
+    assert len(api.get("/v1/calls?status=queued").json()["items"]) == 1
 
 
 def test_csv_export_columns(api):

@@ -434,6 +434,33 @@ def test_call_list_filters(site, web):
     assert listed("?status=failed") == {ids["failed"]}
 
 
+def test_call_list_pages_by_cursor(site, web, monkeypatch):
+    """Older → follows next_cursor page after page; « Newest goes back to the first page."""
+    import html as html_lib
+
+    from qa_service.web import pages
+
+    monkeypatch.setattr(pages, "PAGE_SIZE", 3)
+    seen: list[str] = []
+    url, hops = "/calls", 0
+    while url is not None:
+        page = web.get(url)
+        assert page.status_code == 200
+        seen += re.findall(r'href="/calls/([0-9a-f-]{36})"', page.text)
+        older = re.search(r'<a href="([^"]+)" rel="next">Older', page.text)
+        url = "/calls" + html_lib.unescape(older.group(1)) if older else None
+        hops += 1
+        if hops > 1:
+            assert 'rel="first">« Newest' in page.text
+    assert hops == 3 and len(seen) == len(set(seen)) == len(site.ids)
+
+
+def test_a_bad_cursor_is_explained_on_the_page(site, web):
+    r = web.get("/calls?cursor=not-a-cursor")
+    assert r.status_code == 200 and "the cursor is not one this listing gave" in r.text
+    assert set(re.findall(r'href="/calls/([0-9a-f-]{36})"', r.text)) == set(site.ids.values())
+
+
 def test_bad_filters_are_explained_on_the_page(web):
     r = web.get("/calls?from=yesterday&verdict=maybe")
     assert r.status_code == 200

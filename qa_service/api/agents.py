@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,8 +58,21 @@ TeamQ = Annotated[str | None, Query(max_length=100, description="Only calls of a
                                                                   "the call's date")]
 VendorQ = Annotated[str | None, Query(max_length=100, description="Only calls of agents with this vendor on "
                                                                     "the call's date")]
-PageQ = Annotated[int, Query(ge=1)]
+CursorQ = Annotated[str | None, Query(max_length=400, description="The next_cursor of the page before; "
+                                                                   "none for the first page")]
 PageSizeQ = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+
+
+def no_page_number(page: Annotated[str | None, Query(include_in_schema=False)] = None) -> None:
+    """Refuse `page=`: listings are read by cursor, and a page number silently read as the first page
+    would hide that from a caller."""
+    if page is not None:
+        raise InputError("'page' is not a parameter: listings are read by cursor; pass the next_cursor of "
+                         "the page before as cursor=")
+
+
+# Every paged listing refuses `page=` with that message.
+PAGED = [Depends(no_page_number)]
 
 
 def check_range(date_from: date | None, date_to: date | None) -> None:
@@ -192,10 +205,10 @@ class CallItem(BaseModel):
 
 
 class CallPage(BaseModel):
-    page: int
+    """A page of calls, and the cursor of the next page (None on the last)."""
+
     page_size: int
-    total: int
-    pages: int
+    next_cursor: str | None
     items: list[CallItem]
 
 
@@ -212,10 +225,8 @@ class AgentSummaryOut(BaseModel):
     aggregate: AggregateOut
     trend: list[WeekOut]
     criteria: list[CriterionOut]
-    page: int
     page_size: int
-    total: int
-    pages: int
+    next_cursor: str | None
     scorecards: list[CallItem]
 
     @classmethod
@@ -231,7 +242,7 @@ class AgentSummaryOut(BaseModel):
                                           response_times=[ResponseTimeOut.of(x) for x in r.responses],
                                           overturns=[OverturnOut.of(x) for x in r.overturns]),
                    trend=[WeekOut.of(w) for w in r.trend], criteria=[CriterionOut.of(c) for c in r.criteria],
-                   page=r.calls.page, page_size=r.calls.page_size, total=r.calls.total, pages=r.calls.pages,
+                   page_size=r.calls.page_size, next_cursor=r.calls.next_cursor,
                    scorecards=[CallItem.of(c) for c in r.calls.items])
 
 
@@ -254,17 +265,17 @@ def list_agents(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None, d
 
 
 @router.get("/v1/agents/{agent_id}/summary", response_model=AgentSummaryOut, tags=["agents"],
-            responses=_ERRORS)
+            responses=_ERRORS, dependencies=PAGED)
 def agent_summary(agent_id: str, repo: RepoDep, key: ReadOwnScoresKey, date_from: DateFrom = None,
                   date_to: DateTo = None, rubric_id: RubricQ = None, verdict: VerdictQ = None,
-                  violation: ViolationQ = None, page: PageQ = 1,
+                  violation: ViolationQ = None, cursor: CursorQ = None,
                   page_size: PageSizeQ = 50) -> AgentSummaryOut:
     """An agent's aggregate, weekly trend (ISO weeks), pass rate per criterion and a page of scorecards."""
     check_range(date_from, date_to)
     teams.readable_agent(repo, key, agent_id)
     filters = teams.scoped(key, Filters(date_from=date_from, date_to=date_to, rubric_id=rubric_id,
                                         verdict=verdict, violation=violation))
-    return AgentSummaryOut.of(repo.views.agent_report(agent_id, filters, page, page_size))
+    return AgentSummaryOut.of(repo.views.agent_report(agent_id, filters, cursor, page_size))
 
 
 _CSV: dict[int | str, dict[str, Any]] = {
@@ -284,7 +295,8 @@ def agent_scorecards_csv(agent_id: str, repo: RepoDep, key: ReadOwnScoresKey, da
     return _csv(repo.views, filters, f"{_safe_name(agent_id)}-scorecards.csv")
 
 
-@router.get("/v1/calls", response_model=CallPage, tags=["calls"], responses={**_ERRORS, **_CSV})
+@router.get("/v1/calls", response_model=CallPage, tags=["calls"], responses={**_ERRORS, **_CSV},
+            dependencies=PAGED)
 def list_calls(repo: RepoDep, key: ReadOwnScoresKey,
                agent_id: Annotated[str | None, Query(max_length=100)] = None,
                external_id: Annotated[str | None, Query(
@@ -293,7 +305,7 @@ def list_calls(repo: RepoDep, key: ReadOwnScoresKey,
                date_to: DateTo = None, verdict: VerdictQ = None, violation: ViolationQ = None,
                status: Annotated[CallStatus | None, Query()] = None, rubric_id: RubricQ = None,
                team: TeamQ = None, vendor: VendorQ = None,
-               page: PageQ = 1, page_size: PageSizeQ = 50,
+               cursor: CursorQ = None, page_size: PageSizeQ = 50,
                format: Annotated[Literal["json", "csv"], Query(description="csv: scored calls, all pages")]
                = "json") -> Any:
     """Calls newest first with their latest verdict, filtered and paged; `format=csv` exports scorecards."""
@@ -305,8 +317,8 @@ def list_calls(repo: RepoDep, key: ReadOwnScoresKey,
     views = repo.views
     if format == "csv":
         return _csv(views, filters, "scorecards.csv")
-    result = views.calls(filters, page, page_size)
-    return CallPage(page=result.page, page_size=result.page_size, total=result.total, pages=result.pages,
+    result = views.calls(filters, cursor, page_size)
+    return CallPage(page_size=result.page_size, next_cursor=result.next_cursor,
                     items=[CallItem.of(c) for c in result.items])
 
 

@@ -18,13 +18,14 @@ from qa_service.access.keys import MANAGE_TEAMS, requires
 from qa_service.api.agents import (
     _CSV,
     _ERRORS,
+    PAGED,
     AgentOut,
     AggregateOut,
     CallItem,
     CriterionOut,
+    CursorQ,
     DateFrom,
     DateTo,
-    PageQ,
     PageSizeQ,
     RubricQ,
     VerdictQ,
@@ -96,10 +97,8 @@ class GroupReportOut(BaseModel):
     aggregate: AggregateOut
     trend: list[WeekOut]
     criteria: list[CriterionOut]
-    page: int
     page_size: int
-    total: int
-    pages: int
+    next_cursor: str | None
     scorecards: list[CallItem]
 
 
@@ -161,12 +160,12 @@ def list_vendors(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
 
 
 def _report(by: teams.Group, name: str, repo: Any, key: StoredKey, date_from: Any, date_to: Any,
-            rubric_id: str | None, verdict: Any, violation: str | None, page: int,
+            rubric_id: str | None, verdict: Any, violation: str | None, cursor: str | None,
             page_size: int) -> GroupReportOut:
     check_range(date_from, date_to)
     f = Filters(date_from=date_from, date_to=date_to, rubric_id=rubric_id, verdict=verdict,
                 violation=violation)
-    r = teams.group_report(store=repo, key=key, by=by, name=name, f=f, page=page, page_size=page_size)
+    r = teams.group_report(store=repo, key=key, by=by, name=name, f=f, cursor=cursor, page_size=page_size)
     t = r.totals
     return GroupReportOut(
         **{by: name}, date_from=date_from, date_to=date_to, rubric_id=rubric_id,
@@ -174,27 +173,29 @@ def _report(by: teams.Group, name: str, repo: Any, key: StoredKey, date_from: An
                                auto_fail_count=t.auto_fail_count, provisional_count=t.provisional_count,
                                violations=_known_kinds(t.violations)),  # type: ignore[arg-type]
         trend=[WeekOut.of(w) for w in r.trend], criteria=[CriterionOut.of(c) for c in r.criteria],
-        page=r.calls.page, page_size=r.calls.page_size, total=r.calls.total, pages=r.calls.pages,
+        page_size=r.calls.page_size, next_cursor=r.calls.next_cursor,
         scorecards=[CallItem.of(c) for c in r.calls.items])
 
 
-@router.get("/v1/teams/{team}/scorecards", response_model=GroupReportOut, responses=_ERRORS)
+@router.get("/v1/teams/{team}/scorecards", response_model=GroupReportOut, responses=_ERRORS,
+            dependencies=PAGED)
 def team_scorecards(team: str, repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
                     date_to: DateTo = None, rubric_id: RubricQ = None, verdict: VerdictQ = None,
-                    violation: ViolationQ = None, page: PageQ = 1,
+                    violation: ViolationQ = None, cursor: CursorQ = None,
                     page_size: PageSizeQ = 50) -> GroupReportOut:
     """A team's aggregate, weekly trend, pass rate per criterion and a page of its calls."""
-    return _report("team", team, repo, key, date_from, date_to, rubric_id, verdict, violation, page,
+    return _report("team", team, repo, key, date_from, date_to, rubric_id, verdict, violation, cursor,
                    page_size)
 
 
-@router.get("/v1/vendors/{vendor}/scorecards", response_model=GroupReportOut, responses=_ERRORS)
+@router.get("/v1/vendors/{vendor}/scorecards", response_model=GroupReportOut, responses=_ERRORS,
+            dependencies=PAGED)
 def vendor_scorecards(vendor: str, repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
                       date_to: DateTo = None, rubric_id: RubricQ = None, verdict: VerdictQ = None,
-                      violation: ViolationQ = None, page: PageQ = 1,
+                      violation: ViolationQ = None, cursor: CursorQ = None,
                       page_size: PageSizeQ = 50) -> GroupReportOut:
     """A vendor's aggregate, weekly trend, pass rate per criterion and a page of its calls."""
-    return _report("vendor", vendor, repo, key, date_from, date_to, rubric_id, verdict, violation, page,
+    return _report("vendor", vendor, repo, key, date_from, date_to, rubric_id, verdict, violation, cursor,
                    page_size)
 
 

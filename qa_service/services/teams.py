@@ -278,8 +278,8 @@ def readable_group(key: StoredKey, by: Group, name: str) -> None:
         raise NotFound(f"no {by} {name!r} in your scope")
 
 
-def group_report(*, store: Repository, key: StoredKey, by: Group, name: str, f: Filters, page: int = 1,
-                 page_size: int = 50) -> GroupReport:
+def group_report(*, store: Repository, key: StoredKey, by: Group, name: str, f: Filters,
+                 cursor: str | None = None, page_size: int = 50) -> GroupReport:
     """A team's or vendor's report over the calls the key may read: aggregate, trend and criteria over
     the date range and rubric; verdict and violation narrow only the list of calls."""
     readable_group(key, by, name)
@@ -287,7 +287,7 @@ def group_report(*, store: Repository, key: StoredKey, by: Group, name: str, f: 
     views, whole = store.views, f.scope()
     return GroupReport(by=by, name=name, filters=f, totals=views.totals(whole),
                        trend=views.weekly_trend(whole), criteria=views.criterion_rates(whole),
-                       calls=views.calls(f, page, page_size))
+                       calls=views.calls(f, cursor, page_size))
 
 
 def compare(*, store: Repository, key: StoredKey, by: Group, f: Filters) -> Comparison:

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from qa_service.storage import search
+from qa_service.storage import rollups, search
 from qa_service.storage import tables as t
 from qa_service.storage.db import SqlPart, utc_now
 from qa_service.storage.repository import ErasureNote, canonical_uuid
@@ -118,7 +118,7 @@ class SqlErasure(SqlPart):
         ids = [i for i in (canonical_uuid(c) for c in call_ids) if i is not None]
         removed: dict[str, dict[str, int]] = {}
         senders: set[str] = set()  # the external ids of the erased calls, which request paths may name
-        with self._write() as conn:
+        with self._write() as conn, rollups.kept(conn, ids):
             search.unindex(conn, ids, optimize=receipt.merge_search)
             for call_id in ids:
                 named_as = sa.select(t.calls.c.external_id).where(t.calls.c.id == call_id)

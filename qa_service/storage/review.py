@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from qa_service.errors import NotFound
 from qa_service.review import Review
+from qa_service.storage import rollups
 from qa_service.storage import tables as t
 from qa_service.storage.db import writing
 from qa_service.storage.repository import canonical_uuid
@@ -103,7 +104,7 @@ def set_reviewed(engine: Engine, call_id: str, version: int, review: dict[str, A
         {"reviewed_violations": sa.null()}  # SQL NULL: a JSON column would store None as JSON 'null'
     # (which the views' COALESCE takes for a list of violations).
     sc = t.scorecards
-    with writing(engine) as conn:
+    with writing(engine) as conn, rollups.kept(conn, [call_id]):
         conn.execute(sc.update().where(sc.c.call_id == call_id, sc.c.version == version).values(**values))
 
 

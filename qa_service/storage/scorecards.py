@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from qa_service.errors import NotFound
 from qa_service.review import outdated_count
-from qa_service.storage import search
+from qa_service.storage import rollups, search
 from qa_service.storage import tables as t
 from qa_service.storage.calls import SqlCalls
 from qa_service.storage.db import utc, utc_now, uuid_or_404
@@ -37,8 +37,9 @@ class SqlScorecards(SqlCalls):
             ).scalar()
             now = utc_now()
             values = _scorecard_row(call, (last or 0) + 1, scorecard, now)
-            conn.execute(t.scorecards.insert().values(**values))
-            _demote_earlier(conn, [call.id])
+            with rollups.kept(conn, [call.id]):
+                conn.execute(t.scorecards.insert().values(**values))
+                _demote_earlier(conn, [call.id])
             search.index_cards(conn, [(call.id, scorecard)])
             conn.execute(t.calls.update().where(t.calls.c.id == call.id).values(
                 status="done", failure_reason=None, updated_at=now))
@@ -83,30 +84,17 @@ class SqlScorecards(SqlCalls):
         columns = [c for c in sc.c if c.name != "data"]
         rows_q = (sa.select(*columns).where(*conds)
                   .order_by(sc.c.call_date.desc(), sc.c.created_at.desc()).limit(limit))
-        # The aggregate reads the verdict after reviews where a reviewer changed it (under dual review,
-        # only what two reviewers agreed on is stored there), like every view's.
-        def reviewed(column: str) -> Any:
-            return sa.func.coalesce(sc.c[f"reviewed_{column}"], sc.c[column])
-
-        agg_q = sa.select(
-            sa.func.count(), sa.func.avg(reviewed("score")),
-            sa.func.sum(sa.case((reviewed("passed"), 1), else_=0)),
-            sa.func.sum(sa.case((reviewed("auto_fail"), 1), else_=0)),
-        ).where(*conds)
         with self.engine.connect() as conn:
             rows = [_scorecard(r, with_data=False) for r in conn.execute(rows_q).mappings()]
-            count, mean, passed, auto_fail = conn.execute(agg_q).one()
-        count = int(count or 0)
-        from qa_service.storage.views import Filters, Views  # the same query as the agent page's
+        from qa_service.storage.views import Filters, Views  # the same aggregate as the agent page's
 
-        responses = Views(self.engine).response_rates(Filters(agent_id=agent_id, date_from=date_from,
-                                                              date_to=date_to)) if count else []
+        # The reviewed verdicts (under dual review, only what two reviewers agreed on), from the rollup.
+        views, f = Views(self.engine), Filters(agent_id=agent_id, date_from=date_from, date_to=date_to)
+        totals = views.totals(f)
         summary = AgentSummary(
-            count=count,
-            mean_score=round(float(mean), 2) if count else None,
-            pass_rate=round(int(passed or 0) / count, 4) if count else None,
-            auto_fail_count=int(auto_fail or 0),
-            response_times=tuple(responses),
+            count=totals.count, mean_score=totals.mean_score, pass_rate=totals.pass_rate,
+            auto_fail_count=totals.auto_fail_count,
+            response_times=tuple(views.response_rates(f)) if totals.count else (),
         )
         return rows, summary
 
@@ -141,8 +129,9 @@ class SqlScorecards(SqlCalls):
                 version = (last.get(call_id) or 0) + 1
                 last[call_id] = version  # the same call twice in one batch gets two versions
                 rows.append(_scorecard_row(calls[call_id], version, card, now))
-            conn.execute(sc.insert(), rows)
-            _demote_earlier(conn, list(dict.fromkeys(ids)))
+            with rollups.kept(conn, ids):
+                conn.execute(sc.insert(), rows)
+                _demote_earlier(conn, list(dict.fromkeys(ids)))
             search.index_cards(conn, [(calls[call_id].id, card) for call_id, card in items])
         return len(rows)
 

@@ -46,6 +46,9 @@ calls = sa.Table(
     sa.CheckConstraint("source IN ('upload', 'webhook', 'cli')", name="ck_calls_source"),
     sa.CheckConstraint("input_kind IN ('audio', 'transcript')", name="ck_calls_input_kind"),
     sa.Index("ix_calls_status", "status"),
+    # The listings' order (newest call date first) and their cursors, over all calls and per agent.
+    sa.Index("ix_calls_listing", "call_date", "created_at", "id"),
+    sa.Index("ix_calls_agent_listing", "agent_id", "call_date", "created_at", "id"),
 )
 
 scorecards = sa.Table(
@@ -373,4 +376,54 @@ calibration_sheets = sa.Table(
     sa.Column("reviewer_key_id", sa.String(36), primary_key=True),
     sa.Column("answers", JSONType, nullable=False),
     sa.Column("submitted_at", Timestamp, nullable=False),
+)
+
+# The aggregates' summary of the latest scorecards, one row per agent, call date and rubric: what the
+# agent, team and vendor views add up instead of reading every scorecard. The storage layer keeps it in
+# the transaction of every write that changes what it sums (`storage.rollups`). `team` and `vendor` are
+# the agent's membership on that date (null: none), set on write and when memberships change.
+scorecard_rollups = sa.Table(
+    "scorecard_rollups", metadata,
+    sa.Column("agent_id", sa.String(100), primary_key=True),
+    sa.Column("call_date", sa.Date, primary_key=True),
+    sa.Column("rubric_id", sa.String(100), primary_key=True),
+    sa.Column("team", sa.String(100), nullable=True),
+    sa.Column("vendor", sa.String(100), nullable=True),
+    sa.Column("calls", sa.Integer, nullable=False, server_default="0"),
+    # Sums and counts over the verdicts after review (where a reviewer changed them), like the views'.
+    sa.Column("score_sum", sa.Float, nullable=False, server_default="0"),
+    sa.Column("passed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("auto_fail", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("provisional", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("prohibited", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("outdated_policy", sa.Integer, nullable=False, server_default="0"),
+    # The newest scorecard counted here (its seq): the criterion views list criteria in its order.
+    sa.Column("newest_seq", sa.Integer, nullable=True),
+    sa.Index("ix_scorecard_rollups_date", "call_date"),
+    sa.Index("ix_scorecard_rollups_team", "team", "call_date"),
+    sa.Index("ix_scorecard_rollups_vendor", "vendor", "call_date"),
+)
+
+# Per criterion of each `scorecard_rollups` row: how many of its latest scorecards the criterion applied
+# to and how many passed it (the automatic verdicts, as the criterion view reads them), with the title
+# and section those scorecards give it; `newest_seq` and `position` are the newest scorecard there
+# listing it and its place in that scorecard's list. Kept with its row, under the row's lock.
+criterion_rollups = sa.Table(
+    "criterion_rollups", metadata,
+    sa.Column("agent_id", sa.String(100), primary_key=True),
+    sa.Column("call_date", sa.Date, primary_key=True),
+    sa.Column("rubric_id", sa.String(100), primary_key=True),
+    sa.Column("criterion_id", sa.String(200), primary_key=True),
+    sa.Column("team", sa.String(100), nullable=True),
+    sa.Column("vendor", sa.String(100), nullable=True),
+    sa.Column("applied", sa.Integer, nullable=False),
+    sa.Column("passed", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("section", sa.Text, nullable=True),
+    sa.Column("newest_seq", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Index("ix_criterion_rollups_date", "call_date"),
+    sa.Index("ix_criterion_rollups_team", "team", "call_date"),
+    sa.Index("ix_criterion_rollups_vendor", "vendor", "call_date"),
+    sa.Index("ix_criterion_rollups_seq", "newest_seq"),
 )

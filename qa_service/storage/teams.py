@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from qa_service.storage import rollups
 from qa_service.storage import tables as t
 from qa_service.storage.db import utc_now, writing
 from qa_service.storage.repository import ImportCounts, Membership, Scope
@@ -44,6 +45,7 @@ class SqlTeams:
                     conn.execute(m.update().where(m.c.id == row[0]).values(
                         team=item.team, vendor=item.vendor, until=item.until, updated_at=now))
                     updated += 1
+            rollups.reassign_teams(conn, {item.agent_id for item in items})
         return ImportCounts(added=added, updated=updated, unchanged=unchanged)
 
     def memberships(self, agent_id: str | None = None, scope: Scope | None = None) -> list[Membership]:

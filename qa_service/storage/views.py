@@ -1,17 +1,22 @@
 """Read-side queries for supervisors and QA staff: call listings and aggregates over stored scorecards.
 
 Every view works on the latest scorecard version of each call (rescoring adds versions; only the
-newest counts). Aggregates are computed in SQL, reading inside the scorecard JSON with the
-database's own JSON functions (SQLite `json_each`/`json_extract`, PostgreSQL `jsonb_array_elements`
-and `->>`), so no scorecard travels to Python for a listing or an aggregate; CSV export streams them.
+newest counts). The agent, team and vendor aggregates and the weekly trend add up the rollup rows per
+agent, call date and rubric that the storage layer keeps on every write (`storage.rollups`): a date
+range, rubric, team, vendor or key scope is a condition on those rows, so their cost follows the
+number of agent-days, not of scorecards. A verdict or violation narrowing needs each scorecard and
+reads the scorecards, as do the criterion, response-time and violation-id views, with the database's
+own JSON functions (SQLite `json_each`/`json_extract`, PostgreSQL `jsonb_array_elements` and `->>`),
+so no scorecard travels to Python for a listing or an aggregate; CSV export streams them.
 
-Cost: the databases must parse (SQLite) or de-TOAST (PostgreSQL) a scorecard's JSON to look inside
-it, so violation counts and the violation filter scale with the number of scorecards in range;
-score, verdict, agent and date filters use plain indexed columns.
+Listings page by keyset: a cursor names the last call shown, and the next page starts after it in the
+listing's order (`Page`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -23,9 +28,12 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 
+from qa_service.errors import InputError
+from qa_service.storage import rollups
 from qa_service.storage import tables as t
-from qa_service.storage.repository import Scope
-from qa_service.storage.teams import member_on
+from qa_service.storage.db import utc
+from qa_service.storage.repository import Scope, canonical_uuid
+from qa_service.storage.teams import member_on, scope_conditions
 
 Verdict = Literal["pass", "fail"]
 VIOLATION_KINDS: tuple[str, ...] = ("prohibited", "outdated_policy")
@@ -196,17 +204,15 @@ class CallRow:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a listing and how many items match in all."""
+    """One page of a listing, newest call first, and the cursor of the page after it (None: the last).
+
+    Pages are read by keyset: a cursor names the last call of the page before, and the next page starts
+    after it in the listing's order (call date, then time received, then id, all descending), so a page
+    deep in the list costs what the first does and calls arriving meanwhile shift nothing."""
 
     items: list[CallRow]
-    total: int
-    page: int
     page_size: int
-
-    @property
-    def pages(self) -> int:
-        """Number of pages (at least 1, so 'page 1 of 1' reads right on an empty list)."""
-        return max(1, -(-self.total // self.page_size))
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,27 @@ class ServiceCounts:
     scored_calls: int
 
 
+def encode_cursor(call_date: date, created_at: datetime, call_id: str) -> str:
+    """The opaque cursor naming a call's place in the listing order."""
+    at = utc(created_at).isoformat()
+    raw = json.dumps([call_date.isoformat(), at, call_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[date, datetime, str]:
+    """The call date, time received and id a cursor names; InputError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        day, at, call_id = json.loads(raw)
+        found = canonical_uuid(call_id)
+        if found is None:
+            raise ValueError(call_id)
+        return date.fromisoformat(day), utc(datetime.fromisoformat(at)), found
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InputError("the cursor is not one this listing gave: pass the next_cursor of the page "
+                         "before, or leave it out for the first page") from None
+
+
 def _round(value: Any, digits: int) -> float | None:
     return round(float(value), digits) if value is not None else None
 
@@ -239,27 +266,24 @@ def _round(value: Any, digits: int) -> float | None:
 class Views:
     """Read-only queries over the SQL repository's tables; shares its engine."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, use_rollups: bool = True):
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
+        # False: every aggregate reads the scorecards themselves (to check the rollup against, and to
+        # measure what it saves).
+        self.use_rollups = use_rollups
 
     # -- JSON inside scorecards, per dialect ---------------------------------------------------
 
     def _elements(self, key: str) -> Any:
         """A table-valued function yielding each element of `data[key]` of the scorecard row in scope;
         for "violations", those that count after review where a reviewer changed them."""
-        sc = t.scorecards
-        array: Any
-        if self.postgres:
-            array = sc.c.data.op("->")(sa.literal_column(f"'{key}'"))
-            if key == "violations":
-                array = sa.func.coalesce(sc.c.reviewed_violations, array)
-            return sa.func.jsonb_array_elements(array).table_valued("value", joins_implicitly=True)
         if key == "violations":
-            automatic = sa.func.json_extract(sc.c.data, "$.violations")
-            array = sa.func.coalesce(sc.c.reviewed_violations, automatic)
-            return sa.func.json_each(array).table_valued("value", joins_implicitly=True)
-        return sa.func.json_each(sc.c.data, f"$.{key}").table_valued("value", joins_implicitly=True)
+            return rollups.violation_elements(self.postgres)
+        if self.postgres:
+            array = t.scorecards.c.data.op("->")(sa.literal_column(f"'{key}'"))
+            return sa.func.jsonb_array_elements(array).table_valued("value", joins_implicitly=True)
+        return sa.func.json_each(t.scorecards.c.data, f"$.{key}").table_valued("value", joins_implicitly=True)
 
     def _text(self, element: Any, key: str) -> Any:
         if self.postgres:
@@ -326,6 +350,9 @@ class Views:
 
     def totals(self, f: Filters) -> Totals:
         """Count, mean score, pass rate, auto-fails and violations by kind over the filtered calls."""
+        if self._rolled(f):
+            rows = self._rollup_sums(f, None)
+            return _rollup_totals(rows[0][1:]) if rows else _totals((0, None, 0, 0, 0), None)
         joined, conds = self._scored(f)
         with self.engine.connect() as conn:
             row = conn.execute(self._totals_query(joined, conds)).one()
@@ -337,6 +364,9 @@ class Views:
 
     def agents(self, f: Filters) -> list[AgentTotals]:
         """Per agent over the filtered calls: the same aggregate as `totals`, ordered by agent id."""
+        if self._rolled(f):
+            return [AgentTotals(agent_id=str(r[0]), totals=_rollup_totals(r[1:]))
+                    for r in self._rollup_sums(f, t.scorecard_rollups.c.agent_id)]
         joined, conds = self._scored(f)
         sc = t.scorecards
         with self.engine.connect() as conn:
@@ -353,6 +383,10 @@ class Views:
     def groups(self, f: Filters, by: Literal["team", "vendor"]) -> list[GroupTotals]:
         """Per team or vendor over the filtered calls, each call counted for the membership its agent was
         in on the call's date (calls of agents without one are left out), ordered by name."""
+        if self._rolled(f):
+            r = t.scorecard_rollups
+            return [GroupTotals(name=str(row[0]), totals=_rollup_totals(row[1:]))
+                    for row in self._rollup_sums(f, r.c[by], r.c[by].is_not(None))]
         joined, conds = self._scored(f)
         sc, m = t.scorecards, t.team_memberships
         joined = joined.join(m, sa.and_(m.c.agent_id == sc.c.agent_id, m.c.since <= sc.c.call_date,
@@ -377,6 +411,44 @@ class Views:
             counts[str(k)] = counts.get(str(k), 0) + int(n)
         return [GroupTotals(name=str(r[0]), totals=_totals(r[1:], by_name.get(r[0]))) for r in rows]
 
+    # -- the rollup: sums per agent, call date and rubric (`storage.rollups`) ------------------
+
+    def _rolled(self, f: Filters) -> bool:
+        """Whether the rollup answers these filters: it does for agent, dates, rubric, team, vendor and
+        scope; a verdict or violation narrowing needs each scorecard."""
+        return self.use_rollups and f.verdict is None and f.violation is None
+
+    def _rollup_conditions(self, f: Filters, r: Any = None) -> list[Any]:
+        """Conditions on a rollup table's rows (`scorecard_rollups` unless another is named)."""
+        r = t.scorecard_rollups if r is None else r
+        conds: list[Any] = []
+        for agent in (f.agent_id, f.own_agent):
+            if agent is not None:
+                conds.append(r.c.agent_id == agent)
+        if f.date_from is not None:
+            conds.append(r.c.call_date >= f.date_from)
+        if f.date_to is not None:
+            conds.append(r.c.call_date <= f.date_to)
+        if f.rubric_id is not None:
+            conds.append(r.c.rubric_id == f.rubric_id)
+        # A row's team and vendor are the agent's membership on its date: a scope is a condition on them.
+        for s in f.membership_scopes():
+            conds.extend([r.c.team.is_not(None), *scope_conditions(r, s)])
+        return conds
+
+    def _rollup_sums(self, f: Filters, by: Any, *extra: Any) -> list[Any]:
+        """(group, calls, score sum, passed, auto-fail, provisional, prohibited, outdated) per group
+        (one row with group None when `by` is None), ordered by group."""
+        r = t.scorecard_rollups
+        sums = [sa.func.sum(r.c[name]) for name in rollups.SUMS]
+        query = sa.select(by if by is not None else sa.literal(None), *sums).where(
+            *self._rollup_conditions(f), *extra)
+        if by is not None:
+            query = query.group_by(by).order_by(by)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [row for row in rows if row[1]]
+
     def _totals_query(self, joined: Any, conds: list[Any], *, by_agent: bool = False) -> Any:
         sc = t.scorecards
         query = sa.select(
@@ -398,12 +470,19 @@ class Views:
 
     def weekly_trend(self, f: Filters) -> list[WeekPoint]:
         """Calls, mean score and pass rate per ISO week (weeks without calls are left out)."""
-        sc = t.scorecards
-        joined, conds = self._scored(f)
         # Group by day in SQL (portable), then fold days into ISO weeks here: at most one row a day.
-        query = (sa.select(sc.c.call_date, sa.func.count(), sa.func.sum(_reviewed("score")),
-                           sa.func.sum(sa.case((_reviewed("passed"), 1), else_=0)))
-                 .select_from(joined).where(*conds).group_by(sc.c.call_date))
+        query: Any
+        if self._rolled(f):
+            r = t.scorecard_rollups
+            query = (sa.select(r.c.call_date, sa.func.sum(r.c.calls), sa.func.sum(r.c.score_sum),
+                               sa.func.sum(r.c.passed))
+                     .where(*self._rollup_conditions(f), r.c.calls > 0).group_by(r.c.call_date))
+        else:
+            sc = t.scorecards
+            joined, conds = self._scored(f)
+            query = (sa.select(sc.c.call_date, sa.func.count(), sa.func.sum(_reviewed("score")),
+                               sa.func.sum(sa.case((_reviewed("passed"), 1), else_=0)))
+                     .select_from(joined).where(*conds).group_by(sc.c.call_date))
         weeks: dict[tuple[int, int], list[float]] = {}
         with self.engine.connect() as conn:
             for day, n, total, passed in conn.execute(query):
@@ -418,6 +497,8 @@ class Views:
 
     def criterion_rates(self, f: Filters) -> list[CriterionRate]:
         """Pass counts per rubric criterion over the filtered calls, where the criterion applied."""
+        if self._rolled(f):
+            return self._rolled_criterion_rates(f)
         sc = t.scorecards
         joined, conds = self._scored(f)
         element = self._elements("criteria")
@@ -434,6 +515,27 @@ class Views:
         rates = [CriterionRate(rubric_id=r[0], id=str(r[1]), title=str(r[2] or r[1]), section=str(r[3] or ""),
                                passed=int(r[4] or 0), total=int(r[5])) for r in rows]
         order = self._criterion_order(f)
+        return sorted(rates, key=lambda c: (c.rubric_id, order.get((c.rubric_id, c.id), 10_000), c.id))
+
+    def _rolled_criterion_rates(self, f: Filters) -> list[CriterionRate]:
+        """`criterion_rates` from the criterion rollup, in the order of the newest scorecard in scope."""
+        cr, r = t.criterion_rollups, t.scorecard_rollups
+        query = (sa.select(cr.c.rubric_id, cr.c.criterion_id, sa.func.max(cr.c.title),
+                           sa.func.max(cr.c.section), sa.func.sum(cr.c.passed), sa.func.sum(cr.c.applied))
+                 .where(*self._rollup_conditions(f, cr)).group_by(cr.c.rubric_id, cr.c.criterion_id)
+                 .having(sa.func.sum(cr.c.applied) > 0))
+        newest = (sa.select(sa.func.max(r.c.newest_seq)).where(*self._rollup_conditions(f, r))
+                  .group_by(r.c.rubric_id))
+        order: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            seqs = [int(x) for x in conn.execute(newest).scalars() if x is not None]
+            places = sa.select(cr.c.rubric_id, cr.c.criterion_id, cr.c.position).where(
+                cr.c.newest_seq.in_(seqs))
+            for rubric_id, crit_id, position in conn.execute(places) if seqs else []:
+                order[(str(rubric_id), str(crit_id))] = int(position)
+        rates = [CriterionRate(rubric_id=r[0], id=str(r[1]), title=str(r[2] or r[1]), section=str(r[3] or ""),
+                               passed=int(r[4] or 0), total=int(r[5])) for r in rows]
         return sorted(rates, key=lambda c: (c.rubric_id, order.get((c.rubric_id, c.id), 10_000), c.id))
 
     def response_rates(self, f: Filters) -> list[ResponseRate]:
@@ -552,19 +654,23 @@ class Views:
         narrowing = Filters(verdict=f.verdict, violation=f.violation)
         return query.where(*self._card_conditions(narrowing))
 
-    def calls(self, f: Filters, page: int = 1, page_size: int = 50) -> Page:
-        """One page of calls (newest call date first) with their latest scorecard's verdict."""
-        page, page_size = max(1, page), min(max(1, page_size), MAX_PAGE_SIZE)
+    def calls(self, f: Filters, cursor: str | None = None, page_size: int = 50) -> Page:
+        """One page of calls (newest call date first) with their latest scorecard's verdict, after the
+        call the cursor names (from the start without one); InputError for a cursor we did not give."""
+        page_size = min(max(1, page_size), MAX_PAGE_SIZE)
         c = t.calls
+        order = (c.c.call_date, c.c.created_at, c.c.id)
         query = self._calls_query(f)
-        count = sa.select(sa.func.count()).select_from(query.subquery())
-        offset = (page - 1) * page_size
-        rows_q = (query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id)
-                  .limit(page_size).offset(offset))
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            query = query.where(sa.tuple_(*order) < sa.tuple_(
+                *(sa.literal(value, col.type) for value, col in zip(after, order, strict=True))))
+        # One row more than the page says whether another page follows.
+        rows_q = query.order_by(*(col.desc() for col in order)).limit(page_size + 1)
         with self.engine.connect() as conn:
-            total = int(conn.execute(count).scalar_one())
-            # A page past the end is empty; asking the database would overflow its integers on absurd pages.
-            rows = list(conn.execute(rows_q).mappings()) if offset < total else []
+            rows = list(conn.execute(rows_q).mappings())
+            more = len(rows) > page_size
+            rows = rows[:page_size]
             # Reading inside the JSON means reading the whole scorecard: do it for this page only.
             seqs = [r["seq"] for r in rows if r["seq"] is not None]
             counts: dict[int, int] = {}
@@ -573,13 +679,15 @@ class Views:
                 counts = {int(seq): int(n) for seq, n in conn.execute(
                     sa.select(sc.c.seq, self._array_length("violations")).where(sc.c.seq.in_(seqs)))}
         items = [_call_row(r, counts.get(r["seq"]) if r["seq"] is not None else None) for r in rows]
-        return Page(items=items, total=total, page=page, page_size=page_size)
+        last = items[-1] if more and items else None
+        after_last = encode_cursor(last.call_date, last.created_at, last.call_id) if last else None
+        return Page(items=items, page_size=page_size, next_cursor=after_last)
 
     def scorecards(self, f: Filters) -> Iterator[tuple[CallRow, dict[str, Any]]]:
         """Every scored call matching the filters with its latest scorecard, newest first (for export)."""
         c, sc = t.calls, t.scorecards
         query = self._calls_query(f).add_columns(sc.c.data).where(sc.c.call_id.is_not(None))
-        query = query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id)
+        query = query.order_by(c.c.call_date.desc(), c.c.created_at.desc(), c.c.id.desc())
         with self.engine.connect() as conn:
             # Stream in batches rather than holding every scorecard at once.
             result = conn.execution_options(yield_per=200).execute(query).mappings()
@@ -587,14 +695,15 @@ class Views:
                 data = dict(row["data"] or {})
                 yield _call_row(row, len(data.get("violations") or [])), data
 
-    def agent_report(self, agent_id: str, f: Filters, page: int = 1, page_size: int = 50) -> AgentReport:
+    def agent_report(self, agent_id: str, f: Filters, cursor: str | None = None,
+                     page_size: int = 50) -> AgentReport:
         """The agent view: aggregate, trend and criteria over the date range and rubric; verdict and
         violation narrow only the list of calls."""
         f = dataclasses.replace(f, agent_id=agent_id)
         scope = f.scope()
         return AgentReport(agent_id=agent_id, filters=f, totals=self.totals(scope),
                            trend=self.weekly_trend(scope), criteria=self.criterion_rates(scope),
-                           calls=self.calls(f, page, page_size), responses=self.response_rates(scope),
+                           calls=self.calls(f, cursor, page_size), responses=self.response_rates(scope),
                            overturns=self.overturn_rates(scope))
 
     # -- choices for filter forms --------------------------------------------------------------
@@ -630,10 +739,15 @@ class Views:
         return ServiceCounts(calls_by_status=statuses, scorecards=int(cards), scored_calls=int(scored or 0))
 
 
-def _reviewed(column: str) -> Any:
-    """A scorecard's score, pass or auto-fail after review where a reviewer changed it, else as scored."""
-    sc = t.scorecards
-    return sa.func.coalesce(sc.c[f"reviewed_{column}"], sc.c[column])
+_reviewed = rollups.reviewed
+
+
+def _rollup_totals(row: Any) -> Totals:
+    """Totals from the rollup's sums: calls, score sum, passed, auto-fail, provisional, violations."""
+    count, score_sum, passed, auto_fail, provisional, prohibited, outdated = row
+    mean = float(score_sum) / int(count) if count else None
+    return _totals((count, mean, passed, auto_fail, provisional),
+                   {"prohibited": int(prohibited or 0), "outdated_policy": int(outdated or 0)})
 
 
 def _totals(row: Any, violations: dict[str, int] | None) -> Totals:

@@ -42,7 +42,7 @@ from qa_service.access.session import (
     token_matches,
 )
 from qa_service.auth import verify_key
-from qa_service.errors import AuthError, Forbidden, NotFound
+from qa_service.errors import AuthError, Forbidden, InputError, NotFound
 from qa_service.rescan import published_pack
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.services import certification as certs
@@ -62,7 +62,7 @@ from qa_service.services.history import call_history
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
-from qa_service.storage.views import Filters, Page
+from qa_service.storage.views import Filters, Page, decode_cursor
 from qa_service.web import callview, charts
 
 log = logging.getLogger(__name__)
@@ -313,9 +313,17 @@ def _filters(request: Request, errors: list[str], *, agent: bool = True) -> Filt
                    status=status, team=q.get("team") or None, vendor=q.get("vendor") or None)
 
 
-def _page_number(request: Request) -> int:
-    value = request.query_params.get("page", "1")
-    return int(value) if value.isdigit() and int(value) > 0 else 1
+def _cursor(request: Request, errors: list[str]) -> str | None:
+    """The page's cursor (None: the first page); one the listing did not give is reported on the page,
+    which then shows the first page."""
+    value = request.query_params.get("cursor") or None
+    if value is not None:
+        try:
+            decode_cursor(value)
+        except InputError as exc:
+            errors.append(str(exc))
+            return None
+    return value
 
 
 def _query(request: Request, **changes: Any) -> str:
@@ -329,10 +337,11 @@ def _query(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
-def _pager(request: Request, page: Page) -> dict[str, Any]:
-    return {"page": page.page, "pages": page.pages, "total": page.total,
-            "prev": _query(request, page=page.page - 1) if page.page > 1 else None,
-            "next": _query(request, page=page.page + 1) if page.page < page.pages else None}
+def _pager(request: Request, page: Page, cursor: str | None) -> dict[str, Any]:
+    """Links to the first page (when this is not it) and to the next one (when there is one)."""
+    return {"shown": len(page.items),
+            "first": _query(request, cursor=None) if cursor is not None else None,
+            "next": _query(request, cursor=page.next_cursor) if page.next_cursor else None}
 
 
 # -- pages -------------------------------------------------------------------------------------
@@ -371,15 +380,17 @@ def agent_page(request: Request, agent_id: str) -> Response:
     errors: list[str] = []
     f = teams.scoped(key, _filters(request, errors, agent=False))
     views = repo.views
-    report = views.agent_report(agent_id, f, _page_number(request), PAGE_SIZE)
+    cursor = _cursor(request, errors)
+    report = views.agent_report(agent_id, f, cursor, PAGE_SIZE)
     chart = charts.trend_chart([
         charts.TrendPoint(label=f"{w.week_start.day} {w.week_start:%b}", mean_score=w.mean_score,
                           pass_rate=w.pass_rate, count=w.count) for w in report.trend])
     return render(request, "agent.html", {
         "key": key, "errors": errors, "f": report.filters, "r": report, "chart": chart,
         "violations": views.violation_ids(teams.scoped(key, Filters(agent_id=agent_id))),
-        "pager": _pager(request, report.calls),
-        "csv": f"/agents/{quote(agent_id, safe='')}/scorecards.csv" + _query(request, page=None).rstrip("?"),
+        "pager": _pager(request, report.calls, cursor),
+        "csv": f"/agents/{quote(agent_id, safe='')}/scorecards.csv"
+               + _query(request, cursor=None).rstrip("?"),
         "disputes": list_disputes(store=repo, key=key, agent_id=agent_id),
         "own": own_agent(key) == agent_id,
     })
@@ -415,9 +426,10 @@ def calls_page(request: Request) -> Response:
     errors: list[str] = []
     f = teams.scoped(key, _filters(request, errors))
     views = request.app.state.repo.views
-    page = views.calls(f, _page_number(request), PAGE_SIZE)
+    cursor = _cursor(request, errors)
+    page = views.calls(f, cursor, PAGE_SIZE)
     return render(request, "calls.html", {
-        "key": key, "errors": errors, "f": f, "calls": page.items, "pager": _pager(request, page),
+        "key": key, "errors": errors, "f": f, "calls": page.items, "pager": _pager(request, page, cursor),
         "agents": views.agent_ids(teams.scoped(key, Filters())),
         "violations": views.violation_ids(teams.scoped(key, Filters())), "statuses": CALL_STATUSES,
     })
