@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import time
 import uuid
@@ -41,6 +40,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 for extra in (REPO_ROOT, REPO_ROOT / "bench"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
+
+from load import time_it  # noqa: E402  (bench/ is on the path from here on)
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_MS = 150.0
@@ -198,18 +199,6 @@ def load(url: str, n_calls: int, seed_value: int = 7) -> dict[str, Any]:
     return {"calls": n_calls, "scorecards": cards, "rollup_rows": len(sums),
             "criterion_rows": len(criteria),
             "load_s": round(time.perf_counter() - t0, 1)}
-
-
-def time_it(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
-    """Median, best and worst of `repeat` timed calls in milliseconds, after one untimed call."""
-    fn()
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": round(statistics.median(runs), 1), "best_ms": round(min(runs), 1),
-            "worst_ms": round(max(runs), 1)}
 
 
 def cursor_at(engine: Any, views: Any, f: Any, depth: int) -> str | None:
