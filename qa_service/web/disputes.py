@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from qa_service.errors import AuthError, Conflict, InputError, NotFound
 from qa_service.services import disputes as service
 from qa_service.storage.views import Filters
-from qa_service.web.pages import _filters, render, signed_form, signed_in, staff_only, to_sign_in
+from qa_service.web.pages import _filters, render, signed_form, signed_page, staff_only
 
 router = APIRouter(include_in_schema=False)
 
@@ -84,12 +84,9 @@ async def resolve_from_page(request: Request, dispute_id: int) -> Response:
 @router.get("/disputes")
 def disputes_page(request: Request) -> Response:
     """Open disputes, oldest first, and how often each rule's disputes are overturned."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    refused = staff_only(request, key)
-    if refused is not None:
-        return refused
+    key = signed_page(request, staff_only)
+    if isinstance(key, Response):
+        return key
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
     f = Filters(date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id, team=f.team, vendor=f.vendor)

@@ -14,7 +14,7 @@ from qa_service.auth import issue_key, revoke_key
 from qa_service.errors import InputError, NotFound
 from qa_service.services.teams import make_scope
 from qa_service.storage.repository import ROLES, StoredKey
-from qa_service.web.pages import render, signed_form, signed_in, to_sign_in
+from qa_service.web.pages import render, signed_form, signed_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,10 +48,8 @@ def _page(request: Request, key: StoredKey, status: int = 200, **extra: object) 
 @router.get("/keys", response_class=HTMLResponse)
 def keys_page(request: Request) -> Response:
     """Every API key, oldest first, with its role, scope and prefix; the form to make one."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    return _refused(request, key) or _page(request, key)
+    key = signed_page(request, _refused)
+    return key if isinstance(key, Response) else _page(request, key)
 
 
 @router.post("/keys", response_class=HTMLResponse)

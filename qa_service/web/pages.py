@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -186,6 +187,17 @@ def home(key: StoredKey) -> str:
     return f"/agents/{quote(agent, safe='')}" if agent is not None else DEFAULT_PAGE
 
 
+def signed_page(request: Request,
+                refuse: Callable[[Request, StoredKey], Response | None]) -> StoredKey | Response:
+    """The signed-in key of a page's reader, or the response that ends the request instead: the way to
+    the sign-in page for a stranger, `refuse`'s 403 page for a key the page is not for."""
+    key = signed_in(request)
+    if key is None:
+        return to_sign_in(request)
+    refused = refuse(request, key)
+    return key if refused is None else refused
+
+
 def staff_only(request: Request, key: StoredKey) -> Response | None:
     """A 403 page for an agent's key on a page that lists other agents' data, else None."""
     if own_agent(key) is None:
@@ -349,12 +361,9 @@ def _pager(request: Request, page: Page, cursor: str | None) -> dict[str, Any]:
 @router.get("/agents", response_class=HTMLResponse)
 def agents_page(request: Request) -> Response:
     """Every agent with scored calls in a date range, with pass-rate and score bars."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    refused = staff_only(request, key)
-    if refused is not None:
-        return refused
+    key = signed_page(request, staff_only)
+    if isinstance(key, Response):
+        return key
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
     rows = request.app.state.repo.views.agents(teams.scoped(key, Filters(
@@ -494,12 +503,9 @@ def call_audio_page(request: Request, call_id: str) -> Response:
 @router.get("/certifications", response_class=HTMLResponse)
 def certifications_page(request: Request) -> Response:
     """Certifications expiring soon, lapsed ones, and one agent's certifications and training."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    refused = staff_only(request, key)
-    if refused is not None:
-        return refused
+    key = signed_page(request, staff_only)
+    if isinstance(key, Response):
+        return key
     errors: list[str] = []
     value = (request.query_params.get("within_days") or "").strip()
     within = certs.DEFAULT_WITHIN_DAYS
@@ -532,12 +538,9 @@ def certifications_page(request: Request) -> Response:
 @router.get("/rescores", response_class=HTMLResponse)
 def rescores_page(request: Request) -> Response:
     """Rescore runs, newest first: hand-started rescores and the rescans of published policy packs."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    refused = _rescores_refused(request, key)
-    if refused is not None:
-        return refused
+    key = signed_page(request, _rescores_refused)
+    if isinstance(key, Response):
+        return key
     runs = request.app.state.repo.list_rescore_runs(limit=100)
     return render(request, "rescores.html", {"key": key, "runs": [_run_view(r) for r in runs]})
 
@@ -546,12 +549,9 @@ def rescores_page(request: Request) -> Response:
 def rescore_page(request: Request, run_id: str) -> Response:
     """One run's report: what it read, the calls and agents that flip, the violations that appear or
     go, the calls that now quote outdated policy, and the refresher list."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    refused = _rescores_refused(request, key)
-    if refused is not None:
-        return refused
+    key = signed_page(request, _rescores_refused)
+    if isinstance(key, Response):
+        return key
     repo = request.app.state.repo
     try:
         run = repo.get_rescore_run(run_id)
@@ -620,12 +620,9 @@ def teams_page(request: Request) -> Response:
 
 
 def _comparison_page(request: Request, by: teams.Group) -> Response:
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    refused = staff_only(request, key)
-    if refused is not None:
-        return refused
+    key = signed_page(request, staff_only)
+    if isinstance(key, Response):
+        return key
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
     f = Filters(date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id)

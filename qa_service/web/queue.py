@@ -19,7 +19,7 @@ from qa_service.services import teams
 from qa_service.services.reviews import review_queue
 from qa_service.storage.repository import Scope, StoredKey
 from qa_service.storage.views import Filters
-from qa_service.web.pages import _filters, render, signed_in, staff_only, to_sign_in
+from qa_service.web.pages import _filters, render, signed_page, staff_only
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,12 +50,9 @@ def queue_refused(request: Request, key: StoredKey) -> Response | None:
 @router.get("/review-queue", response_class=HTMLResponse)
 def review_queue_page(request: Request) -> Response:
     """Calls waiting for review, oldest first, with why, filtered by why, agent, team, vendor and date."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    refused = queue_refused(request, key)
-    if refused is not None:
-        return refused
+    key = signed_page(request, queue_refused)
+    if isinstance(key, Response):
+        return key
     errors: list[str] = []
     f = _filters(request, errors)
     why = request.query_params.get("why") or None

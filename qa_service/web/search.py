@@ -12,7 +12,7 @@ from markupsafe import Markup, escape
 from qa_service.errors import InputError
 from qa_service.services import search
 from qa_service.storage.search import MARK_END, MARK_START
-from qa_service.web.pages import render, signed_in, templates, to_sign_in
+from qa_service.web.pages import render, signed_page, templates
 from qa_service.web.queue import queue_refused
 
 router = APIRouter(include_in_schema=False)
@@ -31,12 +31,9 @@ templates.env.filters["marked"] = marked
 def search_page(request: Request) -> Response:
     """The search form and, with `q`, the call with that external id and the calls whose transcript
     holds every word of it (`go=1` goes straight to the call an external id names)."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    refused = queue_refused(request, key)
-    if refused is not None:
-        return refused
+    key = signed_page(request, queue_refused)
+    if isinstance(key, Response):
+        return key
     query = request.query_params.get("q") or ""
     errors: list[str] = []
     found = None

@@ -27,7 +27,7 @@ from qa_service.intake import check_call_date
 from qa_service.services.calls import CallInput, CallRequest, may_read, submit_call
 from qa_service.storage.inputs import InputTooLarge
 from qa_service.storage.repository import InputKind, StoredCall, StoredKey
-from qa_service.web.pages import render, signed_form, signed_in, to_sign_in
+from qa_service.web.pages import render, signed_form, signed_in, signed_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -169,10 +169,8 @@ def _page(request: Request, key: StoredKey, status: int = 200, **extra: Any) -> 
 @router.get("/upload", response_class=HTMLResponse)
 def upload_page(request: Request) -> Response:
     """The upload form and the calls this key uploaded lately, with their status."""
-    key = signed_in(request)
-    if key is None:
-        return to_sign_in(request)
-    return _refused(request, key) or _page(request, key)
+    key = signed_page(request, _refused)
+    return key if isinstance(key, Response) else _page(request, key)
 
 
 @router.get("/upload/recent")
