@@ -286,9 +286,7 @@ class Views:
         return sa.func.json_each(t.scorecards.c.data, f"$.{key}").table_valued("value", joins_implicitly=True)
 
     def _text(self, element: Any, key: str) -> Any:
-        if self.postgres:
-            return element.c.value.op("->>")(sa.literal_column(f"'{key}'"))
-        return sa.func.json_extract(element.c.value, f"$.{key}")
+        return rollups.element_text(element, key, self.postgres)
 
     def _true(self, element: Any, key: str, *, default: bool) -> Any:
         """SQL condition: the element's boolean `key` is true (missing keys count as `default`)."""
