@@ -29,7 +29,7 @@ if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
                 "chromium-driver)", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -115,7 +115,9 @@ def browser(tmp_path_factory):
 
 
 def wait(driver, condition, timeout: float = 10):
-    return WebDriverWait(driver, timeout).until(condition)
+    # A form post reloads the page: an element found just before the reload goes stale, and the
+    # condition is asked again on the new page rather than failing the test.
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def sign_in(browser, site, key: str | None = None) -> None:
