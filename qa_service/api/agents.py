@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.deps import CallIdPath, InputsDep, ReadOwnScoresKey, ReadScoresKey, RepoDep
+from qa_service.api.paging import PAGED, CursorQ, PageSizeQ
 from qa_service.api.schemas import Error, ResponseTimeOut
 from qa_service.errors import InputError, NotFound
 from qa_service.services import teams
@@ -28,7 +29,6 @@ from qa_service.services.exports import (
     stored_body,
 )
 from qa_service.storage.views import (
-    MAX_PAGE_SIZE,
     AgentReport,
     CallRow,
     CriterionRate,
@@ -58,23 +58,6 @@ TeamQ = Annotated[str | None, Query(max_length=100, description="Only calls of a
                                                                   "the call's date")]
 VendorQ = Annotated[str | None, Query(max_length=100, description="Only calls of agents with this vendor on "
                                                                     "the call's date")]
-CursorQ = Annotated[str | None, Query(max_length=400, description="The next_cursor of the page before; "
-                                                                   "none for the first page")]
-PageSizeQ = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-
-
-def no_page_number(page: Annotated[str | None, Query(include_in_schema=False)] = None) -> None:
-    """Refuse `page=`: listings are read by cursor, and a page number silently read as the first page
-    would hide that from a caller."""
-    if page is not None:
-        raise InputError("'page' is not a parameter: listings are read by cursor; pass the next_cursor of "
-                         "the page before as cursor=")
-
-
-# Every paged listing refuses `page=` with that message.
-PAGED = [Depends(no_page_number)]
-
-
 def check_range(date_from: date | None, date_to: date | None) -> None:
     """Refuse a date range that ends before it starts."""
     if date_from and date_to and date_from > date_to:

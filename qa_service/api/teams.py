@@ -18,15 +18,12 @@ from qa_service.access.keys import MANAGE_TEAMS, requires
 from qa_service.api.agents import (
     _CSV,
     _ERRORS,
-    PAGED,
     AgentOut,
     AggregateOut,
     CallItem,
     CriterionOut,
-    CursorQ,
     DateFrom,
     DateTo,
-    PageSizeQ,
     RubricQ,
     VerdictQ,
     ViolationQ,
@@ -38,6 +35,7 @@ from qa_service.api.agents import (
 )
 from qa_service.api.certification import ImportOut, records_in, refused
 from qa_service.api.deps import ReadScoresKey, RepoDep
+from qa_service.api.paging import PAGED, CursorQ, PageSizeQ
 from qa_service.errors import Forbidden
 from qa_service.services import teams
 from qa_service.services.imports import ImportRefused

@@ -15,8 +15,6 @@ listing's order (`Page`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -28,16 +26,13 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 
-from qa_service.errors import InputError
-from qa_service.storage import rollups
+from qa_service.storage import paging, rollups
 from qa_service.storage import tables as t
-from qa_service.storage.db import utc
 from qa_service.storage.repository import Scope, canonical_uuid
 from qa_service.storage.teams import member_on, scope_conditions
 
 Verdict = Literal["pass", "fail"]
 VIOLATION_KINDS: tuple[str, ...] = ("prohibited", "outdated_policy")
-MAX_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -240,23 +235,16 @@ class ServiceCounts:
 
 def encode_cursor(call_date: date, created_at: datetime, call_id: str) -> str:
     """The opaque cursor naming a call's place in the listing order."""
-    at = utc(created_at).isoformat()
-    raw = json.dumps([call_date.isoformat(), at, call_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return paging.encode("calls", (call_date, created_at, call_id))
 
 
 def decode_cursor(cursor: str) -> tuple[date, datetime, str]:
     """The call date, time received and id a cursor names; InputError for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        day, at, call_id = json.loads(raw)
-        found = canonical_uuid(call_id)
-        if found is None:
-            raise ValueError(call_id)
-        return date.fromisoformat(day), utc(datetime.fromisoformat(at)), found
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InputError("the cursor is not one this listing gave: pass the next_cursor of the page "
-                         "before, or leave it out for the first page") from None
+    day, at, call_id = paging.decode("calls", cursor, (date, datetime, str))
+    found = canonical_uuid(call_id)
+    if found is None:
+        raise paging.refused()
+    return day, at, found
 
 
 def _round(value: Any, digits: int) -> float | None:
@@ -655,7 +643,7 @@ class Views:
     def calls(self, f: Filters, cursor: str | None = None, page_size: int = 50) -> Page:
         """One page of calls (newest call date first) with their latest scorecard's verdict, after the
         call the cursor names (from the start without one); InputError for a cursor we did not give."""
-        page_size = min(max(1, page_size), MAX_PAGE_SIZE)
+        page_size = paging.page_size_within(page_size)
         c = t.calls
         order = (c.c.call_date, c.c.created_at, c.c.id)
         query = self._calls_query(f)

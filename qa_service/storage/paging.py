@@ -1,0 +1,116 @@
+"""Keyset pages, one style for every listing.
+
+A listing is ordered by a key that names each row once (its sort columns, then an id). A page is read
+with one row more than it shows, which says whether another follows; the cursor of the next page is
+the key of the last row shown, so the next page starts right after it: a page deep in the list costs
+what the first does, and rows arriving meanwhile shift nothing.
+
+A cursor is opaque to clients (URL-safe base64 of JSON) and names its listing, so a cursor given by one
+listing and passed to another is refused like any other cursor the listing did not give.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from qa_service.errors import InputError
+from qa_service.storage.db import utc
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+
+T = TypeVar("T")
+KeyValue = str | int | date | datetime
+# What a key's parts are read back as: str, int, date or datetime (always in UTC).
+KeyType = type
+
+
+@dataclass(frozen=True)
+class Paged(Generic[T]):
+    """One page of a listing and the cursor of the page after it (None: the last page)."""
+
+    items: list[T]
+    page_size: int
+    next_cursor: str | None = None
+
+
+def page_size_within(page_size: int) -> int:
+    """A page size within 1 and MAX_PAGE_SIZE."""
+    return min(max(1, page_size), MAX_PAGE_SIZE)
+
+
+def encode(listing: str, key: Sequence[KeyValue]) -> str:
+    """The cursor naming a row's place in a listing's order."""
+    parts: list[str | int] = []
+    for value in key:
+        if isinstance(value, datetime):
+            parts.append(utc(value).isoformat())
+        elif isinstance(value, date):
+            parts.append(value.isoformat())
+        else:
+            parts.append(value)
+    raw = json.dumps([listing, *parts], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode(listing: str, cursor: str, types: Sequence[KeyType]) -> tuple[Any, ...]:
+    """The key a cursor of this listing names, read back as `types`; InputError for any other text."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        named, *parts = json.loads(raw)
+        if named != listing or len(parts) != len(types):
+            raise ValueError(cursor)
+        return tuple(_read(part, kind) for part, kind in zip(parts, types, strict=True))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise refused() from None
+
+
+def refused() -> InputError:
+    """The error for a cursor the listing did not give."""
+    return InputError("the cursor is not one this listing gave: pass the next_cursor of the page before, "
+                      "or leave it out for the first page")
+
+
+def _read(part: Any, kind: KeyType) -> KeyValue:
+    if kind is datetime:
+        return utc(datetime.fromisoformat(part))
+    if kind is date:
+        return date.fromisoformat(part)
+    if kind is int:
+        if isinstance(part, bool) or not isinstance(part, int):
+            raise ValueError(part)
+        return part
+    if not isinstance(part, str):
+        raise ValueError(part)
+    return part
+
+
+def after(query: sa.Select, order: Sequence[sa.ColumnElement[Any]], key: Sequence[Any], *,
+          descending: bool) -> sa.Select:
+    """The query narrowed to the rows after `key` in the order (all columns one way)."""
+    row = sa.tuple_(*order)
+    bound = sa.tuple_(*(sa.literal(value, col.type) for value, col in zip(key, order, strict=True)))
+    return query.where(row < bound if descending else row > bound)
+
+
+def ordered(query: sa.Select, order: Sequence[sa.ColumnElement[Any]], page_size: int, *,
+            descending: bool) -> sa.Select:
+    """The query in the listing's order, one row more than a page (to tell whether another follows)."""
+    return query.order_by(*(col.desc() if descending else col.asc() for col in order)).limit(page_size + 1)
+
+
+def page(rows: Sequence[T], page_size: int, listing: str,
+         key_of: Callable[[T], Sequence[KeyValue]]) -> Paged[T]:
+    """The page shown from rows read with `ordered` (page_size + 1 of them at most)."""
+    shown = list(rows[:page_size])
+    more = len(rows) > page_size and bool(shown)
+    cursor = encode(listing, key_of(shown[-1])) if more else None
+    return Paged(items=shown, page_size=page_size, next_cursor=cursor)
