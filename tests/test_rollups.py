@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from qa_service.auth import issue_key
+from qa_service.errors import InputError
 from qa_service.services import disputes, reviews
 from qa_service.storage import open_repository, rollups
 from qa_service.storage import tables as t
@@ -155,6 +156,39 @@ def test_verdict_and_violation_narrowing_read_the_scorecards(repo):
     assert repo.views.totals(f) == Views(repo.engine, use_rollups=False).totals(f)
     assert repo.views.totals(f).count == 2  # b1 and a2 (a3 is agent-a's in team beta)
     assert repo.views.totals(Filters(violation="rude")).count == 1
+
+
+def _walk(read) -> list:
+    """Every item of a paged listing, page after page."""
+    items, cursor = [], None
+    for _ in range(20):
+        page = read(cursor)
+        assert len(page.items) <= 1
+        items += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return items
+    raise AssertionError("the pages never end")
+
+
+def test_agent_team_and_vendor_listings_page_by_name(repo):
+    """Read one item a page, from the rollup and from the scorecards, each listing gives what it gives
+    whole: every agent, team and vendor once, in order, inside the filters' scope."""
+    repo.teams.put_memberships(MEMBERS)
+    seed_calls(repo)
+    for views in (repo.views, Views(repo.engine, use_rollups=False)):
+        for f in [*FILTERS, Filters(verdict="fail")]:
+            whole = views.agents(f)
+            assert _walk(lambda cursor, v=views, f=f: v.agents_page(f, cursor, 1)) == whole, f
+            for by in ("team", "vendor"):
+                assert _walk(lambda cursor, v=views, f=f, by=by: v.groups_page(f, by, cursor, 1)) == \
+                    views.groups(f, by), (f, by)
+    assert [a.agent_id for a in repo.views.agents(Filters())] == ["agent-a", "agent-b"]
+    assert [g.name for g in repo.views.groups(Filters(), "team")] == ["alpha", "beta"]
+    # A cursor names its listing: the agents' is not the teams'.
+    cursor = repo.views.agents_page(Filters(), None, 1).next_cursor
+    with pytest.raises(InputError):
+        repo.views.groups_page(Filters(), "team", cursor, 1)
 
 
 def test_concurrent_writers_of_one_agent_day_leave_the_rollup_right(database_url):

@@ -8,6 +8,7 @@ as refused to scoped keys, or as holding no call data. A new route without that 
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import date
 from itertools import product
@@ -29,6 +30,7 @@ from qa_service.storage import open_repository
 from qa_service.storage.memory import MemoryRepository
 from qa_service.storage.repository import Certification, Membership, NewCall, Scope, TrainingRecord
 from qa_service.storage.views import Filters
+from qa_service.web import pages
 from tests.test_audit import app_routes
 from tests.test_views import ALL, Seed, make_scorecard, seed_calls, silent_wav
 from tests.test_web import form_token, sign_in
@@ -265,6 +267,49 @@ def test_team_and_vendor_aggregates_and_csv(site):
                                                              "ext-failed"}
     assert api.get("/v1/agents", params={"vendor": VENDOR_B}).json()["agents"][0]["agent_id"] == "agent-b"
     assert api.get("/v1/calls", params={"team": "x" * 101}).status_code == 422
+
+
+def _every_page(api: TestClient, url: str, items: str) -> list[dict]:
+    """Every item of a paged API listing, read one item a page."""
+    found, cursor = [], None
+    for _ in range(20):
+        body = api.get(url, params={"page_size": 1, **({"cursor": cursor} if cursor else {})}).json()
+        assert len(body[items]) <= 1 and body["page_size"] == 1
+        found += body[items]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return found
+    raise AssertionError("the pages never end")
+
+
+def test_agent_team_and_vendor_listings_are_read_by_cursor(site):
+    api = site.api("supervisor")
+    assert [a["agent_id"] for a in _every_page(api, "/v1/agents", "agents")] == \
+        [a["agent_id"] for a in api.get("/v1/agents").json()["agents"]] == ["agent-a", "agent-b"]
+    assert [g["name"] for g in _every_page(api, "/v1/teams", "groups")] == [TEAM_A, TEAM_B]
+    assert [g["name"] for g in _every_page(api, "/v1/vendors", "groups")] == [VENDOR_A, VENDOR_B]
+    # A scoped lead's pages hold its own team only, and say nothing of another page.
+    alpha = site.api("alpha")
+    assert [g["name"] for g in _every_page(alpha, "/v1/teams", "groups")] == [TEAM_A]
+    assert [a["agent_id"] for a in _every_page(alpha, "/v1/agents", "agents")] == ["agent-a"]
+    agents_cursor = api.get("/v1/agents", params={"page_size": 1}).json()["next_cursor"]
+    for url in ("/v1/agents", "/v1/teams", "/v1/vendors"):
+        refused = api.get(url, params={"limit": 10})
+        assert refused.status_code == 422 and "page_size" in refused.json()["detail"], url
+    foreign = api.get("/v1/teams", params={"cursor": agents_cursor})
+    assert foreign.status_code == 422 and "next_cursor" in foreign.json()["detail"]
+
+
+def test_the_agents_page_pages(site, monkeypatch):
+    monkeypatch.setattr(pages, "AGENTS_PAGE_SIZE", 1)
+    web = site.web("supervisor")
+    first = web.get("/agents")
+    assert first.status_code == 200 and "agent-a" in first.text and "agent-b" not in first.text
+    older = re.search(r'href="([^"]+)" rel="next"', first.text)
+    assert older is not None
+    second = web.get("/agents" + html.unescape(older.group(1)))
+    assert "agent-b" in second.text and 'rel="next"' not in second.text
+    assert "not one this listing gave" in web.get("/agents?cursor=bm9wZQ").text
 
 
 def test_memberships_through_the_api(site):

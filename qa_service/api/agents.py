@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.deps import CallIdPath, InputsDep, ReadOwnScoresKey, ReadScoresKey, RepoDep
-from qa_service.api.paging import PAGED, CursorQ, PageSizeQ
+from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.api.schemas import Error, ResponseTimeOut
 from qa_service.errors import InputError, NotFound
 from qa_service.services import teams
@@ -94,6 +94,8 @@ class AgentList(BaseModel):
     date_from: date | None = Field(None, serialization_alias="from")
     date_to: date | None = Field(None, serialization_alias="to")
     agents: list[AgentOut]
+    page_size: int
+    next_cursor: str | None
 
 
 class AggregateOut(BaseModel):
@@ -235,16 +237,18 @@ def _known_kinds(counts: dict[str, int]) -> dict[str, int]:
 
 # -- routes ------------------------------------------------------------------------------------
 
-@router.get("/v1/agents", response_model=AgentList, tags=["agents"], responses=_ERRORS)
+@router.get("/v1/agents", response_model=AgentList, tags=["agents"], responses=_ERRORS, dependencies=PAGED)
 def list_agents(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None, date_to: DateTo = None,
-                team: TeamQ = None, vendor: VendorQ = None) -> AgentList:
-    """Every agent with scored calls in the range: calls, mean score, pass rate, auto-fails, violations
-    (only the calls of a team or vendor with `team=` / `vendor=`)."""
+                team: TeamQ = None, vendor: VendorQ = None, cursor: CursorQ = None,
+                page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> AgentList:
+    """Agents with scored calls in the range, by agent id, a page at a time: calls, mean score, pass
+    rate, auto-fails, violations (only the calls of a team or vendor with `team=` / `vendor=`)."""
     check_range(date_from, date_to)
-    rows = repo.views.agents(teams.scoped(key, Filters(date_from=date_from, date_to=date_to, team=team,
-                                                       vendor=vendor)))
+    page = repo.views.agents_page(teams.scoped(key, Filters(date_from=date_from, date_to=date_to, team=team,
+                                                            vendor=vendor)), cursor, page_size)
     return AgentList(date_from=date_from, date_to=date_to,
-                     agents=[AgentOut.of(a.agent_id, a.totals) for a in rows])
+                     agents=[AgentOut.of(a.agent_id, a.totals) for a in page.items],
+                     page_size=page.page_size, next_cursor=page.next_cursor)
 
 
 @router.get("/v1/agents/{agent_id}/summary", response_model=AgentSummaryOut, tags=["agents"],

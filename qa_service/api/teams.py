@@ -35,7 +35,7 @@ from qa_service.api.agents import (
 )
 from qa_service.api.certification import ImportOut, records_in, refused
 from qa_service.api.deps import ReadScoresKey, RepoDep
-from qa_service.api.paging import PAGED, CursorQ, PageSizeQ
+from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.errors import Forbidden
 from qa_service.services import teams
 from qa_service.services.imports import ImportRefused
@@ -79,6 +79,8 @@ class GroupList(BaseModel):
     date_from: Any = Field(None, serialization_alias="from")
     date_to: Any = Field(None, serialization_alias="to")
     groups: list[GroupOut]
+    page_size: int
+    next_cursor: str | None
 
 
 class GroupReportOut(BaseModel):
@@ -131,30 +133,35 @@ def list_memberships(repo: RepoDep, key: ReadScoresKey,
     return [MembershipOut.of(m) for m in repo.teams.memberships(agent_id=agent_id, scope=key.scope)]
 
 
-def _groups(by: teams.Group, repo: Any, key: StoredKey, date_from: Any, date_to: Any) -> GroupList:
+def _groups(by: teams.Group, repo: Any, key: StoredKey, date_from: Any, date_to: Any, cursor: str | None,
+            page_size: int) -> GroupList:
     check_range(date_from, date_to)
-    rows = repo.views.groups(teams.scoped(key, Filters(date_from=date_from, date_to=date_to)), by)
+    f = teams.scoped(key, Filters(date_from=date_from, date_to=date_to))
+    page = repo.views.groups_page(f, by, cursor, page_size)
     out = []
-    for g in rows:
+    for g in page.items:
         a = AgentOut.of(g.name, g.totals)
         out.append(GroupOut(name=g.name, calls=a.calls, mean_score=a.mean_score, pass_rate=a.pass_rate,
                             auto_fails=a.auto_fails, provisional=a.provisional,
                             violations=_known_kinds(g.totals.violations)))
-    return GroupList(date_from=date_from, date_to=date_to, groups=out)
+    return GroupList(date_from=date_from, date_to=date_to, groups=out, page_size=page.page_size,
+                     next_cursor=page.next_cursor)
 
 
-@router.get("/v1/teams", response_model=GroupList, responses=_ERRORS)
-def list_teams(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
-               date_to: DateTo = None) -> GroupList:
-    """Every team with scored calls in the range (each call counted for its agent's team on that day)."""
-    return _groups("team", repo, key, date_from, date_to)
+@router.get("/v1/teams", response_model=GroupList, responses=_ERRORS, dependencies=PAGED)
+def list_teams(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None, date_to: DateTo = None,
+               cursor: CursorQ = None, page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> GroupList:
+    """Teams with scored calls in the range, by name (each call counted for its agent's team on that
+    day)."""
+    return _groups("team", repo, key, date_from, date_to, cursor, page_size)
 
 
-@router.get("/v1/vendors", response_model=GroupList, responses=_ERRORS)
-def list_vendors(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None,
-                 date_to: DateTo = None) -> GroupList:
-    """Every vendor with scored calls in the range (each call counted for its agent's vendor on that day)."""
-    return _groups("vendor", repo, key, date_from, date_to)
+@router.get("/v1/vendors", response_model=GroupList, responses=_ERRORS, dependencies=PAGED)
+def list_vendors(repo: RepoDep, key: ReadScoresKey, date_from: DateFrom = None, date_to: DateTo = None,
+                 cursor: CursorQ = None, page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> GroupList:
+    """Vendors with scored calls in the range, by name (each call counted for its agent's vendor on that
+    day)."""
+    return _groups("vendor", repo, key, date_from, date_to, cursor, page_size)
 
 
 def _report(by: teams.Group, name: str, repo: Any, key: StoredKey, date_from: Any, date_to: Any,

@@ -247,6 +247,11 @@ def decode_cursor(cursor: str) -> tuple[date, datetime, str]:
     return day, at, found
 
 
+def _after(column: Any, value: str | None) -> list[Any]:
+    """The condition that keeps a listing's rows after a cursor's key (none without one)."""
+    return [column > value] if value is not None else []
+
+
 def _round(value: Any, digits: int) -> float | None:
     return round(float(value), digits) if value is not None else None
 
@@ -348,17 +353,21 @@ class Views:
             violations[str(kind)] = violations.get(str(kind), 0) + int(n)
         return _totals(row[1:], violations)
 
-    def agents(self, f: Filters) -> list[AgentTotals]:
-        """Per agent over the filtered calls: the same aggregate as `totals`, ordered by agent id."""
+    def agents(self, f: Filters, *, after: str | None = None, limit: int | None = None) -> list[AgentTotals]:
+        """Per agent over the filtered calls: the same aggregate as `totals`, ordered by agent id (only
+        the agents after `after`, at most `limit` of them, when given)."""
         if self._rolled(f):
-            return [AgentTotals(agent_id=str(r[0]), totals=_rollup_totals(r[1:]))
-                    for r in self._rollup_sums(f, t.scorecard_rollups.c.agent_id)]
+            r = t.scorecard_rollups
+            return [AgentTotals(agent_id=str(row[0]), totals=_rollup_totals(row[1:]))
+                    for row in self._rollup_sums(f, r.c.agent_id, *_after(r.c.agent_id, after), limit=limit)]
         joined, conds = self._scored(f)
         sc = t.scorecards
+        conds = [*conds, *_after(sc.c.agent_id, after)]
         with self.engine.connect() as conn:
             rows = conn.execute(self._totals_query(joined, conds, by_agent=True)
-                                .order_by(sc.c.agent_id)).all()
-            kinds = conn.execute(self._kinds_query(joined, conds)).all()
+                                .order_by(sc.c.agent_id).limit(limit)).all()
+            shown = [sc.c.agent_id.in_([row[0] for row in rows])] if limit is not None else []
+            kinds = conn.execute(self._kinds_query(joined, [*conds, *shown])).all()
         by_agent: dict[str, dict[str, int]] = {}
         for agent, kind, n in kinds:
             counts = by_agent.setdefault(agent, dict.fromkeys(VIOLATION_KINDS, 0))
@@ -366,36 +375,57 @@ class Views:
         return [AgentTotals(agent_id=row[0], totals=_totals(row[1:], by_agent.get(row[0])))
                 for row in rows]
 
-    def groups(self, f: Filters, by: Literal["team", "vendor"]) -> list[GroupTotals]:
+    def agents_page(self, f: Filters, cursor: str | None = None,
+                    page_size: int = paging.DEFAULT_PAGE_SIZE) -> paging.Paged[AgentTotals]:
+        """One page of `agents`, after the agent the cursor names."""
+        page_size = paging.page_size_within(page_size)
+        after = paging.decode("agents", cursor, (str,))[0] if cursor is not None else None
+        rows = self.agents(f, after=after, limit=page_size + 1)
+        return paging.page(rows, page_size, "agents", lambda a: (a.agent_id,))
+
+    def groups(self, f: Filters, by: Literal["team", "vendor"], *, after: str | None = None,
+               limit: int | None = None) -> list[GroupTotals]:
         """Per team or vendor over the filtered calls, each call counted for the membership its agent was
-        in on the call's date (calls of agents without one are left out), ordered by name."""
+        in on the call's date (calls of agents without one are left out), ordered by name (only the
+        names after `after`, at most `limit` of them, when given)."""
         if self._rolled(f):
             r = t.scorecard_rollups
             return [GroupTotals(name=str(row[0]), totals=_rollup_totals(row[1:]))
-                    for row in self._rollup_sums(f, r.c[by], r.c[by].is_not(None))]
+                    for row in self._rollup_sums(f, r.c[by], r.c[by].is_not(None), *_after(r.c[by], after),
+                                                 limit=limit)]
         joined, conds = self._scored(f)
         sc, m = t.scorecards, t.team_memberships
         joined = joined.join(m, sa.and_(m.c.agent_id == sc.c.agent_id, m.c.since <= sc.c.call_date,
                                         sa.or_(m.c.until.is_(None), m.c.until >= sc.c.call_date)))
         name = m.c[by]
+        conds = [*conds, *_after(name, after)]
         query = sa.select(
             name, sa.func.count(), sa.func.avg(_reviewed("score")),
             sa.func.sum(sa.case((_reviewed("passed"), 1), else_=0)),
             sa.func.sum(sa.case((_reviewed("auto_fail"), 1), else_=0)),
             sa.func.sum(sa.case((sc.c.provisional, 1), else_=0)),
-        ).select_from(joined).where(*conds).group_by(name).order_by(name)
+        ).select_from(joined).where(*conds).group_by(name).order_by(name).limit(limit)
         element = self._elements("violations")
         kind = self._text(element, "kind")
-        kinds_q = (sa.select(name, kind, sa.func.count()).select_from(joined).join(element, sa.true())
-                   .where(*conds).group_by(name, kind))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-            kinds = conn.execute(kinds_q).all()
+            shown = [name.in_([row[0] for row in rows])] if limit is not None else []
+            kinds = conn.execute(sa.select(name, kind, sa.func.count()).select_from(joined)
+                                 .join(element, sa.true()).where(*conds, *shown).group_by(name, kind)).all()
         by_name: dict[str, dict[str, int]] = {}
         for group, k, n in kinds:
             counts = by_name.setdefault(group, dict.fromkeys(VIOLATION_KINDS, 0))
             counts[str(k)] = counts.get(str(k), 0) + int(n)
         return [GroupTotals(name=str(r[0]), totals=_totals(r[1:], by_name.get(r[0]))) for r in rows]
+
+    def groups_page(self, f: Filters, by: Literal["team", "vendor"], cursor: str | None = None,
+                    page_size: int = paging.DEFAULT_PAGE_SIZE) -> paging.Paged[GroupTotals]:
+        """One page of `groups`, after the team or vendor the cursor names."""
+        page_size = paging.page_size_within(page_size)
+        listing = f"{by}s"
+        after = paging.decode(listing, cursor, (str,))[0] if cursor is not None else None
+        rows = self.groups(f, by, after=after, limit=page_size + 1)
+        return paging.page(rows, page_size, listing, lambda g: (g.name,))
 
     # -- the rollup: sums per agent, call date and rubric (`storage.rollups`) ------------------
 
@@ -422,15 +452,16 @@ class Views:
             conds.extend([r.c.team.is_not(None), *scope_conditions(r, s)])
         return conds
 
-    def _rollup_sums(self, f: Filters, by: Any, *extra: Any) -> list[Any]:
-        """(group, calls, score sum, passed, auto-fail, provisional, prohibited, outdated) per group
-        (one row with group None when `by` is None), ordered by group."""
+    def _rollup_sums(self, f: Filters, by: Any, *extra: Any, limit: int | None = None) -> list[Any]:
+        """(group, calls, score sum, passed, auto-fail, provisional, prohibited, outdated) per group with
+        calls (one row with group None when `by` is None), ordered by group, at most `limit` groups."""
         r = t.scorecard_rollups
         sums = [sa.func.sum(r.c[name]) for name in rollups.SUMS]
         query = sa.select(by if by is not None else sa.literal(None), *sums).where(
             *self._rollup_conditions(f), *extra)
         if by is not None:
-            query = query.group_by(by).order_by(by)
+            # A group whose rows were all taken back (erasure, review) sums to no calls: not listed.
+            query = query.group_by(by).having(sa.func.sum(r.c.calls) > 0).order_by(by).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [row for row in rows if row[1]]

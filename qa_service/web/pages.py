@@ -62,6 +62,8 @@ from qa_service.services.exports import (
 from qa_service.services.history import call_history
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
+from qa_service.storage import paging
+from qa_service.storage.paging import Paged
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.storage.views import Filters, Page, decode_cursor
 from qa_service.web import callview, charts
@@ -79,6 +81,7 @@ templates.env.globals["rate_class"] = charts.rate_class
 templates.env.globals["reason_max"] = MAX_REASON_CHARS
 
 PAGE_SIZE = 25
+AGENTS_PAGE_SIZE = 100
 NONCE = re.compile(r"[A-Za-z0-9_-]{43}")  # what new_session_id makes
 # Pages carry scorecards: no caching, no framing, scripts and styles from this origin only.
 SECURITY_HEADERS = {
@@ -325,13 +328,14 @@ def _filters(request: Request, errors: list[str], *, agent: bool = True) -> Filt
                    status=status, team=q.get("team") or None, vendor=q.get("vendor") or None)
 
 
-def _cursor(request: Request, errors: list[str]) -> str | None:
-    """The page's cursor (None: the first page); one the listing did not give is reported on the page,
-    which then shows the first page."""
+def _cursor(request: Request, errors: list[str],
+            read: Callable[[str], object] = decode_cursor) -> str | None:
+    """The page's cursor (None: the first page); one the listing did not give (`read` refuses it) is
+    reported on the page, which then shows the first page."""
     value = request.query_params.get("cursor") or None
     if value is not None:
         try:
-            decode_cursor(value)
+            read(value)
         except InputError as exc:
             errors.append(str(exc))
             return None
@@ -349,7 +353,7 @@ def _query(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
-def _pager(request: Request, page: Page, cursor: str | None) -> dict[str, Any]:
+def _pager(request: Request, page: Page | Paged[Any], cursor: str | None) -> dict[str, Any]:
     """Links to the first page (when this is not it) and to the next one (when there is one)."""
     return {"shown": len(page.items),
             "first": _query(request, cursor=None) if cursor is not None else None,
@@ -366,9 +370,11 @@ def agents_page(request: Request) -> Response:
         return key
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
-    rows = request.app.state.repo.views.agents(teams.scoped(key, Filters(
-        date_from=f.date_from, date_to=f.date_to, team=f.team, vendor=f.vendor)))
-    return render(request, "agents.html", {"key": key, "errors": errors, "f": f, "agents": rows})
+    cursor = _cursor(request, errors, lambda value: paging.decode("agents", value, (str,)))
+    page = request.app.state.repo.views.agents_page(teams.scoped(key, Filters(
+        date_from=f.date_from, date_to=f.date_to, team=f.team, vendor=f.vendor)), cursor, AGENTS_PAGE_SIZE)
+    return render(request, "agents.html", {"key": key, "errors": errors, "f": f, "agents": page.items,
+                                           "pager": _pager(request, page, cursor)})
 
 
 @router.get("/agents/{agent_id}", response_class=HTMLResponse)
