@@ -223,7 +223,7 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from qa_service.storage import tables as t
     from qa_service.storage.repository import Scope
-    from qa_service.storage.views import Filters, Views
+    from qa_service.storage.views import Filters, Views, of_group
 
     engine = sa.create_engine(url)
     views, direct = Views(engine), Views(engine, use_rollups=False)
@@ -252,6 +252,11 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "criteria_one_team_year": lambda v: v.criterion_rates(Filters(team="team-05")),
         "criteria_one_team_month": lambda v: v.criterion_rates(Filters(team="team-05", **month)),
         "criteria_everyone_year": lambda v: v.criterion_rates(Filters()),
+        "agents_first_page_year": lambda v: v.agents_page(Filters(), None, 50),
+        "teams_criteria_year": lambda v: v.criterion_rates_by(Filters(), "team"),
+        "vendors_criteria_year": lambda v: v.criterion_rates_by(Filters(), "vendor"),
+        "teams_criteria_scoped_month":
+            lambda v: v.criterion_rates_by(Filters(**month, allowed=scoped), "team"),
     }
     out: dict[str, Any] = {"rollup": {}, "before": {}}
     for name, fn in aggregates.items():
@@ -265,6 +270,11 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         cursor = cursor_at(engine, views, f, depth)
         out["rollup"][name] = {"depth": depth, **time_it(lambda f=f, c=cursor: views.calls(f, c, 50),
                                                          args.repeat)}
+    # The comparison pages read every group's criteria; before `criterion_rates_by`, one read a group.
+    out["comparison_per_group"] = {
+        by: time_it(lambda by=by: [views.criterion_rates(of_group(Filters(), by, g.name))
+                                   for g in views.groups(Filters(), by)], max(3, args.repeat // 2))
+        for by in ("team", "vendor")}
     if args.before:
         for name, fn in aggregates.items():
             out["before"][name] = time_it(lambda fn=fn: fn(direct), max(3, args.repeat // 2))

@@ -22,7 +22,7 @@ from qa_service.services import disputes, reviews
 from qa_service.storage import open_repository, rollups
 from qa_service.storage import tables as t
 from qa_service.storage.repository import ErasureNote, Membership, NewCall, Scope
-from qa_service.storage.views import Filters, Views
+from qa_service.storage.views import Filters, Views, of_group
 from tests.test_views import SEED, Seed, make_scorecard, seed_calls
 
 FILTERS = [
@@ -156,6 +156,19 @@ def test_verdict_and_violation_narrowing_read_the_scorecards(repo):
     assert repo.views.totals(f) == Views(repo.engine, use_rollups=False).totals(f)
     assert repo.views.totals(f).count == 2  # b1 and a2 (a3 is agent-a's in team beta)
     assert repo.views.totals(Filters(violation="rude")).count == 1
+
+
+def test_criterion_rates_of_every_team_and_vendor_in_one_read(repo):
+    """The comparison pages' grouped read equals each group's own criterion rates, rollup or not."""
+    repo.teams.put_memberships(MEMBERS)
+    seed_calls(repo)
+    for views in (repo.views, Views(repo.engine, use_rollups=False)):
+        for f in [*FILTERS, Filters(verdict="fail")]:
+            for by in ("team", "vendor"):
+                grouped = views.criterion_rates_by(f, by)
+                each = {g.name: views.criterion_rates(of_group(f, by, g.name)) for g in views.groups(f, by)}
+                assert grouped == {name: rates for name, rates in each.items() if rates}, (f, by)
+    assert set(repo.views.criterion_rates_by(Filters(), "team")) == {"alpha", "beta"}
 
 
 def _walk(read) -> list:

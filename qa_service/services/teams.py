@@ -32,7 +32,7 @@ from qa_service.storage.repository import (
     StoredCall,
     StoredKey,
 )
-from qa_service.storage.views import CriterionRate, Filters, Page, Totals, WeekPoint
+from qa_service.storage.views import CriterionRate, Filters, Page, Totals, WeekPoint, of_group
 
 MEMBERSHIP_COLUMNS = ("agent_id", "team", "vendor", "from", "to")
 # Roles whose keys may carry a scope: those that read scorecards by team. An admin reads everything, and
@@ -265,11 +265,6 @@ class Comparison:
     criteria: list[tuple[str, str, str]]  # (rubric id, criterion id, title) in rubric order
 
 
-def of_group(f: Filters, by: Group, name: str) -> Filters:
-    """The filters narrowed to one team's or vendor's calls."""
-    return dataclasses.replace(f, team=name) if by == "team" else dataclasses.replace(f, vendor=name)
-
-
 def readable_group(key: StoredKey, by: Group, name: str) -> None:
     """NotFound when the key's scope names teams (vendors) and not this one."""
     scope = key.scope
@@ -296,8 +291,9 @@ def compare(*, store: Repository, key: StoredKey, by: Group, f: Filters) -> Comp
     views = store.views
     columns = []
     rows: dict[tuple[str, str], str] = {}
+    rates_by = views.criterion_rates_by(f, by)
     for group in views.groups(f, by):
-        rates = views.criterion_rates(of_group(f, by, group.name))
+        rates = rates_by.get(group.name, [])
         for r in rates:
             rows.setdefault((r.rubric_id, r.id), r.title)
         columns.append(Column(name=group.name, totals=group.totals,

@@ -247,6 +247,11 @@ def decode_cursor(cursor: str) -> tuple[date, datetime, str]:
     return day, at, found
 
 
+def of_group(f: Filters, by: Literal["team", "vendor"], name: str) -> Filters:
+    """The filters narrowed to one team or vendor."""
+    return dataclasses.replace(f, team=name) if by == "team" else dataclasses.replace(f, vendor=name)
+
+
 def _after(column: Any, value: str | None) -> list[Any]:
     """The condition that keeps a listing's rows after a cursor's key (none without one)."""
     return [column > value] if value is not None else []
@@ -554,6 +559,38 @@ class Views:
         rates = [CriterionRate(rubric_id=r[0], id=str(r[1]), title=str(r[2] or r[1]), section=str(r[3] or ""),
                                passed=int(r[4] or 0), total=int(r[5])) for r in rows]
         return sorted(rates, key=lambda c: (c.rubric_id, order.get((c.rubric_id, c.id), 10_000), c.id))
+
+    def criterion_rates_by(self, f: Filters, by: Literal["team", "vendor"]) -> dict[str, list[CriterionRate]]:
+        """`criterion_rates` of each team or vendor over the filtered calls (each call counted for its
+        agent's membership on the call's date), in one read of the criterion rollup."""
+        if not self._rolled(f):
+            return {g.name: self.criterion_rates(of_group(f, by, g.name)) for g in self.groups(f, by)}
+        cr, r = t.criterion_rollups, t.scorecard_rollups
+        query = (sa.select(cr.c[by], cr.c.rubric_id, cr.c.criterion_id, sa.func.max(cr.c.title),
+                           sa.func.max(cr.c.section), sa.func.sum(cr.c.passed), sa.func.sum(cr.c.applied))
+                 .where(*self._rollup_conditions(f, cr), cr.c[by].is_not(None))
+                 .group_by(cr.c[by], cr.c.rubric_id, cr.c.criterion_id)
+                 .having(sa.func.sum(cr.c.applied) > 0))
+        # Each group's criteria in the order of its newest scorecard per rubric, as `criterion_rates`.
+        newest = (sa.select(r.c[by], sa.func.max(r.c.newest_seq)).where(*self._rollup_conditions(f, r))
+                  .group_by(r.c[by], r.c.rubric_id))
+        order: dict[str, dict[tuple[str, str], int]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            group_of = {int(seq): str(name) for name, seq in conn.execute(newest) if seq is not None}
+            places = sa.select(cr.c.newest_seq, cr.c.rubric_id, cr.c.criterion_id, cr.c.position).where(
+                cr.c.newest_seq.in_(list(group_of)))
+            for seq, rubric_id, crit_id, position in conn.execute(places) if group_of else []:
+                order.setdefault(group_of[int(seq)], {})[(str(rubric_id), str(crit_id))] = int(position)
+        rates: dict[str, list[CriterionRate]] = {}
+        for row in rows:
+            rates.setdefault(str(row[0]), []).append(CriterionRate(
+                rubric_id=row[1], id=str(row[2]), title=str(row[3] or row[2]), section=str(row[4] or ""),
+                passed=int(row[5] or 0), total=int(row[6])))
+        for name, found in rates.items():
+            places_of = order.get(name, {})
+            found.sort(key=lambda c: (c.rubric_id, places_of.get((c.rubric_id, c.id), 10_000), c.id))
+        return rates
 
     def response_rates(self, f: Filters) -> list[ResponseRate]:
         """Response-time attainment per rubric, criterion and channel over the filtered calls: the
