@@ -253,6 +253,10 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "criteria_one_team_month": lambda v: v.criterion_rates(Filters(team="team-05", **month)),
         "criteria_everyone_year": lambda v: v.criterion_rates(Filters()),
         "agents_first_page_year": lambda v: v.agents_page(Filters(), None, 50),
+        # Everything the agent route and page read: aggregate, trend, criteria, response times, overturns,
+        # the first page of calls; and the page's violation choices.
+        "one_agent_report_year": lambda v: v.agent_report(agent_name(42), Filters()),
+        "one_agent_violation_choices_year": lambda v: v.violation_ids(Filters(agent_id=agent_name(42))),
         "teams_criteria_year": lambda v: v.criterion_rates_by(Filters(), "team"),
         "vendors_criteria_year": lambda v: v.criterion_rates_by(Filters(), "vendor"),
         "teams_criteria_scoped_month":
