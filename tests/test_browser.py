@@ -117,7 +117,8 @@ def browser(tmp_path_factory):
 def wait(driver, condition, timeout: float = 10):
     # A form post reloads the page: an element found just before the reload goes stale, and the
     # condition is asked again on the new page rather than failing the test.
-    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
+    stale = (StaleElementReferenceException,)
+    return WebDriverWait(driver, timeout, ignored_exceptions=stale).until(condition)
 
 
 def sign_in(browser, site, key: str | None = None) -> None:
