@@ -54,6 +54,41 @@ def test_review_queue_filters(site, web):
     assert bad.status_code == 200 and "unknown reason" in bad.text and "must be a date" in bad.text
 
 
+def next_link(html: str) -> str | None:
+    found = re.search(r'<a href="([^"]+)" rel="next">', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def test_review_queue_pages_link_to_the_next_with_the_filters(site, web, monkeypatch):
+    from qa_service.web import queue
+
+    whole = linked_calls(web.get("/review-queue").text)
+    monkeypatch.setattr(queue, "PAGE_SIZE", 2)
+    seen, page = [], web.get("/review-queue")
+    while (link := next_link(page.text)) is not None:
+        assert "Next page" in page.text and "cursor=" in link
+        seen += linked_calls(page.text)
+        page = web.get("/review-queue" + link)
+    seen += linked_calls(page.text)
+    assert len(whole) > 2 and seen == whole
+    monkeypatch.setattr(queue, "PAGE_SIZE", 1)
+    first = web.get("/review-queue?why=outdated_policy")
+    link = next_link(first.text)
+    assert link is not None and "why=outdated_policy" in link
+    assert linked_calls(first.text) + linked_calls(web.get("/review-queue" + link).text) == \
+        [site.ids["a3"], site.ids["a4"]]
+    # A cursor the queue did not give (here: the calls listing's) is reported over the first page.
+    from datetime import UTC, date, datetime
+
+    from qa_service.storage.views import encode_cursor
+
+    calls_cursor = encode_cursor(date(2026, 11, 2), datetime.now(UTC), site.ids["a1"])
+    for cursor in ("garbled", calls_cursor):
+        bad = web.get("/review-queue", params={"cursor": cursor, "why": "outdated_policy"})
+        assert bad.status_code == 200 and "not one this listing gave" in bad.text
+        assert linked_calls(bad.text) == [site.ids["a3"]]
+
+
 def test_review_queue_refuses_agents_keys(site):
     stored, key = issue_key(site.repo, "agent", "agent a", Scope(agent="agent-a"))
     client = site.client(None)
