@@ -181,7 +181,7 @@ def test_the_refusal_lists_what_the_route_accepts_and_known_parameters_pass(site
     assert "agent_id" in message and "external_id" in message and "from" in message
     ok = api.get("/v1/calls", params={"agent_id": "agent-a", "from": "2026-01-01", "page_size": 5})
     assert ok.status_code == 200
-    assert api.get("/v1/review-queue", params={"from": "2026-01-01", "limit": 3}).status_code == 200
+    assert api.get("/v1/review-queue", params={"from": "2026-01-01", "page_size": 3}).status_code == 200
     # The web pages keep ignoring parameters browsers and links add.
     assert site.web("supervisor").get("/calls?utm_source=mail").status_code == 200
 

@@ -71,7 +71,7 @@ def test_dispute_overturn_changes_the_score_and_the_aggregates_and_keeps_the_his
                                          target_id="guarantee", reason="I said nobody can guarantee it",
                                          window_days=WINDOW)
         assert dispute.status == "open" and dispute.agent_id == "agent-a" and dispute.rubric_id == "intake"
-        queued = {c["call_id"]: c for c in reviews.review_queue(store=repo, key=qa, share=0.0)}
+        queued = {c["call_id"]: c for c in reviews.review_queue(store=repo, key=qa, share=0.0).items}
         assert queued[ids["a2"]]["why"] == "dispute" and queued[ids["a2"]]["disputes"] == 1
 
         resolved, card = disputes.resolve_dispute(store=repo, key=qa, dispute_id=dispute.id,
@@ -86,7 +86,8 @@ def test_dispute_overturn_changes_the_score_and_the_aggregates_and_keeps_the_his
         after = views.totals(Filters(agent_id="agent-a"))
         assert (after.mean_score, after.pass_rate, after.auto_fail_count) == (82.5, 0.75, 0)
         # The resolved dispute leaves the queue (the call was reviewed by the overturn).
-        assert ids["a2"] not in {c["call_id"] for c in reviews.review_queue(store=repo, key=qa, share=0.0)}
+        queued = {c["call_id"] for c in reviews.review_queue(store=repo, key=qa, share=0.0).items}
+        assert ids["a2"] not in queued
 
         rates = views.overturn_rates(Filters(agent_id="agent-a"))
         assert [(r.target, r.id, r.overturned, r.resolved, r.overturn_rate) for r in rates] == [

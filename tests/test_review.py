@@ -255,6 +255,121 @@ def test_queue_candidates_skip_reviewed_calls_and_filter(repo):
     assert [c.call_id for c in repo.reviews.queue_candidates(date_from=date(2026, 11, 10))] == [a2]
 
 
+def queue_walk(store, key, page_size: int = 2, **narrowing) -> list[str]:
+    """Every call of the review queue (share 0: the auto-fails), read a page at a time."""
+    from qa_service.services import reviews
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = reviews.review_queue(store=store, key=key, share=0.0, cursor=cursor, page_size=page_size,
+                                    **narrowing)
+        assert len(page.items) <= page_size and page.page_size == page_size
+        seen += [c["call_id"] for c in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+
+
+def seed_queue(store) -> dict[str, list[str]]:
+    """Waiting calls of agents a (team alpha) and b (team bravo), several on one day, with calls that do
+    not wait and a reviewed one between them; the earliest day's call is stored last."""
+    from qa_service.services import teams
+    from qa_service.storage.repository import Membership
+
+    teams.put_memberships(store=store, items=[
+        Membership(agent_id="a", team="alpha", vendor="one", since=date(2026, 1, 1)),
+        Membership(agent_id="b", team="bravo", vendor="two", since=date(2026, 1, 1))])
+    day, later, earliest = date(2026, 11, 3), date(2026, 11, 4), date(2026, 11, 2)
+    waiting = {"a": [], "b": []}
+    for agent, when, fails in [("a", day, True), ("b", day, True), ("a", day, False), ("a", day, True),
+                               ("b", later, True), ("a", day, True), ("b", day, False), ("b", day, True),
+                               ("a", later, True), ("b", earliest, True)]:
+        call_id = stored_call(store, agent=agent, day=when, auto_fail=fails)
+        if fails:
+            waiting[agent].append(call_id)
+    reviewed = stored_call(store, agent="a", day=day, auto_fail=True)
+    store.reviews.add(Review(**{**rv(V, "guarantee", "dismiss").__dict__, "call_id": reviewed}))
+    return waiting
+
+
+def queue_order(store, call_ids) -> list[str]:
+    """The calls in the queue's order: call date, time received, call id."""
+    calls = [store.get_call(i) for i in call_ids]
+    return [c.id for c in sorted(calls, key=lambda c: (c.call_date, c.created_at, c.id))]
+
+
+def admin_key(scope=None):
+    from qa_service.storage.repository import StoredKey
+
+    return StoredKey(id="k-admin", name="admin key", role="admin", key_hash="h", created_at=T0, revoked=False,
+                     scope=scope)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "memory"])
+def queue_store(request):
+    """The SQL repository on SQLite and PostgreSQL, and its in-memory twin."""
+    from qa_service.storage import open_repository
+    from qa_service.storage.memory import MemoryRepository
+
+    if request.param == "memory":
+        yield MemoryRepository()
+        return
+    r = open_repository(str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")))
+    yield r
+    r.dispose()
+
+
+def test_queue_pages_give_every_waiting_call_once_oldest_first(queue_store):
+    from qa_service.storage.repository import Scope
+
+    waiting = seed_queue(queue_store)
+    everyone = queue_order(queue_store, waiting["a"] + waiting["b"])
+    assert queue_walk(queue_store, admin_key()) == everyone
+    assert queue_walk(queue_store, admin_key(), page_size=3) == everyone
+    assert everyone[0] == waiting["b"][-1]  # the earliest call date first, though stored last
+    # A scoped key's pages hold its teams' calls only, and every one of them.
+    alpha = admin_key(Scope(teams=("alpha",)))
+    assert queue_walk(queue_store, alpha) == queue_order(queue_store, waiting["a"])
+    # Narrowed to a team, a reason or an agent, every page keeps the narrowing.
+    assert queue_walk(queue_store, admin_key(), group=Scope(teams=("bravo",))) == \
+        queue_order(queue_store, waiting["b"])
+    assert queue_walk(queue_store, admin_key(), why="auto_fail") == everyone
+    assert queue_walk(queue_store, admin_key(), why="sampled") == []
+    assert queue_walk(queue_store, admin_key(), agent_id="b") == queue_order(queue_store, waiting["b"])
+
+
+def test_queue_candidates_start_strictly_after_a_key(queue_store):
+    waiting = seed_queue(queue_store)
+    every = list(queue_store.reviews.queue_candidates())
+    assert [c.call_id for c in every] == queue_order(queue_store, [c.call_id for c in every])
+    for k in (0, 3, len(every) - 1):
+        after = list(queue_store.reviews.queue_candidates(after=every[k].key))
+        assert [c.call_id for c in after] == [c.call_id for c in every[k + 1:]]
+    assert len(every) == len(waiting["a"]) + len(waiting["b"]) + 2  # the two calls that do not wait
+
+
+def test_queue_candidates_are_read_in_keyset_batches(repo):
+    from qa_service.storage.review import queue_candidates
+
+    seed_queue(repo)
+    every = [c.call_id for c in repo.reviews.queue_candidates()]
+    assert [c.call_id for c in queue_candidates(repo.engine, batch=2)] == every
+    assert [c.call_id for c in queue_candidates(repo.engine, batch=3)] == every
+
+
+def test_a_queue_cursor_of_another_listing_is_refused():
+    from qa_service.errors import InputError
+    from qa_service.services import reviews
+    from qa_service.storage.memory import MemoryRepository
+    from qa_service.storage.paging import encode
+
+    calls_cursor = encode("calls", (date(2026, 11, 3), T0, str(uuid.uuid4())))
+    for cursor in (calls_cursor, "garbled"):
+        with pytest.raises(InputError, match="not one this listing gave"):
+            reviews.review_queue(store=MemoryRepository(), key=admin_key(), share=0.0, cursor=cursor)
+
+
 # -- API ---------------------------------------------------------------------------------------
 
 API_CARD = {
@@ -383,6 +498,45 @@ def test_review_queue_lists_auto_fails_and_the_sample_until_reviewed(api, monkey
     everything = Api(api.settings.model_copy(update={"review_share": 1.0}), api.queue.connection)
     assert set(c["call_id"] for c in everything.client.get(
         "/v1/review-queue", headers=everything.h()).json()["calls"]) == {*fine, checking}
+
+
+def test_review_queue_api_reads_pages_by_cursor(api):
+    from qa_service.auth import issue_key
+    from qa_service.services import teams
+    from qa_service.storage.paging import encode
+    from qa_service.storage.repository import Membership, Scope
+
+    def failed(agent: str) -> str:
+        call_id = api.submit(agent_id=agent).json()["id"]
+        api.repo.start_call(call_id)
+        api.repo.finish_call(call_id, API_CARD)
+        return call_id
+
+    ours = [failed("agent-mira") for _ in range(3)]
+    theirs = [failed("agent-other") for _ in range(2)]
+    teams.put_memberships(store=api.repo, items=[
+        Membership(agent_id="agent-mira", team="alpha", vendor="one", since=date(2026, 1, 1)),
+        Membership(agent_id="agent-other", team="bravo", vendor="two", since=date(2026, 1, 1))])
+    _, alpha = issue_key(api.repo, "supervisor", "alpha lead", Scope(teams=("alpha",)))
+
+    def walk(headers) -> list[str]:
+        seen, params = [], {"page_size": 2}
+        while True:
+            body = api.client.get("/v1/review-queue", params=params, headers=headers).json()
+            assert set(body) == {"share", "count", "calls", "page_size", "next_cursor"}
+            assert body["page_size"] == 2 and body["count"] == len(body["calls"]) <= 2
+            seen += [c["call_id"] for c in body["calls"]]
+            if body["next_cursor"] is None:
+                return seen
+            params["cursor"] = body["next_cursor"]
+
+    assert walk(api.h()) == queue_order(api.repo, ours + theirs)
+    assert walk({"Authorization": f"Bearer {alpha}"}) == queue_order(api.repo, ours)
+    other = encode("calls", (date(2026, 10, 14), T0, ours[0]))
+    refused = api.client.get("/v1/review-queue", params={"cursor": other}, headers=api.h())
+    assert refused.status_code == 422 and "not one this listing gave" in refused.text
+    limited = api.client.get("/v1/review-queue", params={"limit": 2}, headers=api.h())
+    assert limited.status_code == 422 and "page_size" in limited.text
 
 
 def test_a_bad_review_share_stops_start_up(monkeypatch, capsys):

@@ -62,6 +62,97 @@ def test_words_find_calls_newest_first_with_the_words_marked(repo):
     assert repo.search.find("   ") == [] and repo.search.find("!!") == []
 
 
+def staff_key(scope=None):
+    from qa_service.storage.repository import StoredKey
+
+    return StoredKey(id="k-search", name="search key", role="qa", key_hash="h", created_at=datetime.now(UTC),
+                     revoked=False, scope=scope)
+
+
+def seed_hits(repo) -> dict[str, list[str]]:
+    """Calls of agents a (team alpha) and b (team bravo) that say the word, several on one day, and
+    calls that do not; the newest day's call is stored first."""
+    from qa_service.services import teams
+    from qa_service.storage.repository import Membership
+
+    teams.put_memberships(store=repo, items=[
+        Membership(agent_id="agent-a", team="alpha", vendor="one", since=date(2026, 1, 1)),
+        Membership(agent_id="agent-b", team="bravo", vendor="two", since=date(2026, 1, 1))])
+    found: dict[str, list[str]] = {"agent-a": [], "agent-b": []}
+    plan = [("agent-a", 9, True), ("agent-b", 3, True), ("agent-a", 3, True), ("agent-b", 3, False),
+            ("agent-a", 3, True), ("agent-b", 1, True), ("agent-a", 3, False), ("agent-b", 3, True),
+            ("agent-a", 1, True)]
+    for n, (agent, day, says) in enumerate(plan):
+        call_id = add(repo, f"p-{n}", f"Call {n} about {WORD if says else 'nothing much'}.", agent=agent,
+                      day=date(2026, 11, day))
+        if says:
+            found[agent].append(call_id)
+    return found
+
+
+def newest_first(repo, call_ids) -> list[str]:
+    """The calls in the search's order: call date, time received, call id, newest first."""
+    calls = [repo.get_call(i) for i in call_ids]
+    return [c.id for c in sorted(calls, key=lambda c: (c.call_date, c.created_at, c.id), reverse=True)]
+
+
+def search_walk(repo, key, query: str = WORD, page_size: int = 2) -> list[str]:
+    """Every call a search finds, a page at a time; the external id is matched on the first page only."""
+    from qa_service.services.search import search_calls
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        found = search_calls(store=repo, key=key, query=query, cursor=cursor, page_size=page_size)
+        assert len(found.hits) <= page_size and found.more == (found.next_cursor is not None)
+        if cursor is not None:
+            assert found.by_external_id is None
+        seen += [h.call_id for h in found.hits]
+        cursor = found.next_cursor
+        if cursor is None:
+            return seen
+
+
+def test_search_pages_give_every_hit_once_newest_first(repo):
+    from qa_service.storage.repository import Scope
+
+    said = seed_hits(repo)
+    everyone = newest_first(repo, said["agent-a"] + said["agent-b"])
+    assert search_walk(repo, staff_key()) == everyone
+    assert search_walk(repo, staff_key(), page_size=4) == everyone
+    assert everyone[0] == said["agent-a"][0]  # the newest call date first, though stored first
+    # A scoped key's pages hold its team's calls only, and every one of them.
+    assert search_walk(repo, staff_key(Scope(teams=("bravo",)))) == newest_first(repo, said["agent-b"])
+    # The index read after a hit starts right after it.
+    hits = repo.search.find(WORD, limit=100)
+    assert [h.call_id for h in hits] == everyone
+    assert [h.call_id for h in repo.search.find(WORD, after=hits[2].key)] == everyone[3:]
+
+
+def test_the_external_id_is_matched_on_the_first_page_only(repo):
+    from qa_service.services.search import search_calls
+
+    named = add(repo, "p-named", "A call named p-named.", day=date(2026, 11, 1))
+    other = add(repo, "p-other", "Another call, also named p-named.", day=date(2026, 11, 2))
+    first = search_calls(store=repo, key=staff_key(), query="p-named", page_size=1)
+    assert first.by_external_id is not None and first.by_external_id.id == named
+    assert [h.call_id for h in first.hits] == [other] and first.next_cursor is not None
+    second = search_calls(store=repo, key=staff_key(), query="p-named", cursor=first.next_cursor, page_size=1)
+    assert second.by_external_id is None
+    assert [h.call_id for h in second.hits] == [named] and second.next_cursor is None
+
+
+def test_a_search_cursor_of_another_listing_is_refused(repo):
+    from qa_service.errors import InputError
+    from qa_service.services.search import search_calls
+    from qa_service.storage.paging import encode
+
+    other = encode("review-queue", (date(2026, 11, 3), datetime.now(UTC), str(uuid.uuid4())))
+    for cursor in (other, "garbled"):
+        with pytest.raises(InputError, match="not one this listing gave"):
+            search_calls(store=repo, key=staff_key(), query=WORD, cursor=cursor)
+
+
 @pytest.mark.parametrize("query", ['fee" OR "x', "fee*", "NEAR(fee money)", "body:fee", "fee -money", "(fee"])
 def test_query_syntax_is_taken_as_words(repo, query):
     call_id = add(repo, "s-syntax", "The fee is money well spent, or so they say near the end.")

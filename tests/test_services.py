@@ -227,13 +227,13 @@ def test_a_review_that_does_not_fit_is_refused(store, settings, target, target_i
 
 def test_the_review_queue_holds_auto_fails_until_reviewed(store, settings):
     call_id = scored_call(store, settings)
-    assert [c["why"] for c in reviews.review_queue(store=store, key=key(), share=0.0)] == ["auto_fail"]
+    assert [c["why"] for c in reviews.review_queue(store=store, key=key(), share=0.0).items] == ["auto_fail"]
     reviews.add_review(store=store, key=key(), call_id=call_id, target="violation", target_id="guarantee",
                        action="dismiss", reason="checked")
-    assert list(reviews.review_queue(store=store, key=key(), share=0.0)) == []
+    assert reviews.review_queue(store=store, key=key(), share=0.0).items == []
     with pytest.raises(InputError, match="'from' is after 'to'"):
-        list(reviews.review_queue(store=store, key=key(), share=0.1, date_from=date(2026, 2, 1),
-                                  date_to=date(2026, 1, 1)))
+        reviews.review_queue(store=store, key=key(), share=0.1, date_from=date(2026, 2, 1),
+                             date_to=date(2026, 1, 1))
 
 
 def test_only_qa_and_admin_review():

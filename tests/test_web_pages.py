@@ -54,6 +54,41 @@ def test_review_queue_filters(site, web):
     assert bad.status_code == 200 and "unknown reason" in bad.text and "must be a date" in bad.text
 
 
+def next_link(html: str) -> str | None:
+    found = re.search(r'<a href="([^"]+)" rel="next">', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def test_review_queue_pages_link_to_the_next_with_the_filters(site, web, monkeypatch):
+    from qa_service.web import queue
+
+    whole = linked_calls(web.get("/review-queue").text)
+    monkeypatch.setattr(queue, "PAGE_SIZE", 2)
+    seen, page = [], web.get("/review-queue")
+    while (link := next_link(page.text)) is not None:
+        assert "Next page" in page.text and "cursor=" in link
+        seen += linked_calls(page.text)
+        page = web.get("/review-queue" + link)
+    seen += linked_calls(page.text)
+    assert len(whole) > 2 and seen == whole
+    monkeypatch.setattr(queue, "PAGE_SIZE", 1)
+    first = web.get("/review-queue?why=outdated_policy")
+    link = next_link(first.text)
+    assert link is not None and "why=outdated_policy" in link
+    assert linked_calls(first.text) + linked_calls(web.get("/review-queue" + link).text) == \
+        [site.ids["a3"], site.ids["a4"]]
+    # A cursor the queue did not give (here: the calls listing's) is reported over the first page.
+    from datetime import UTC, date, datetime
+
+    from qa_service.storage.views import encode_cursor
+
+    calls_cursor = encode_cursor(date(2026, 11, 2), datetime.now(UTC), site.ids["a1"])
+    for cursor in ("garbled", calls_cursor):
+        bad = web.get("/review-queue", params={"cursor": cursor, "why": "outdated_policy"})
+        assert bad.status_code == 200 and "not one this listing gave" in bad.text
+        assert linked_calls(bad.text) == [site.ids["a3"]]
+
+
 def test_review_queue_refuses_agents_keys(site):
     stored, key = issue_key(site.repo, "agent", "agent a", Scope(agent="agent-a"))
     client = site.client(None)
@@ -114,12 +149,45 @@ def test_search_api(site):
     body = client.get("/v1/search", params={"q": "ext-b1"}, headers=h).json()
     exact = body["by_external_id"]
     assert exact["call_id"] == site.ids["b1"] and exact["external_id"] == "ext-b1"
-    words = client.get("/v1/search", params={"q": "twelve weeks", "limit": 2}, headers=h).json()
-    assert words["count"] == 2 and words["more"] is True
+    words = client.get("/v1/search", params={"q": "twelve weeks", "page_size": 2}, headers=h).json()
+    assert words["count"] == 2 and words["more"] is True and words["page_size"] == 2
     assert all("twelve weeks" in c["snippet"] and "\x02" not in c["snippet"] for c in words["calls"])
+    # The pages after it hold the other calls, once each, and no match by external id.
+    seen, params = [c["call_id"] for c in words["calls"]], {"q": "twelve weeks", "page_size": 2}
+    while words["next_cursor"] is not None:
+        words = client.get("/v1/search", params={**params, "cursor": words["next_cursor"]}, headers=h).json()
+        assert words["by_external_id"] is None and words["more"] == (words["next_cursor"] is not None)
+        seen += [c["call_id"] for c in words["calls"]]
+    whole = client.get("/v1/search", params={"q": "twelve weeks"}, headers=h).json()
+    assert len(seen) > 2 and seen == [c["call_id"] for c in whole["calls"]] and whole["next_cursor"] is None
+    limited = client.get("/v1/search", params={"q": "fee", "limit": 2}, headers=h)
+    assert limited.status_code == 422 and "page_size" in limited.text
+    from qa_service.storage.paging import encode
+
+    queue_cursor = encode("review-queue", ("2026-11-02", "2026-11-02T00:00:00+00:00", site.ids["a1"]))
+    refused = client.get("/v1/search", params={"q": "fee", "cursor": queue_cursor}, headers=h)
+    assert refused.status_code == 422 and "not one this listing gave" in refused.text
     assert client.get("/v1/search", params={"q": ""}, headers=h).status_code == 422
     assert client.get("/v1/search", params={"q": "fee"},
                       headers={"Authorization": f"Bearer {site.keys['telephony']}"}).status_code == 403
+
+
+def test_search_pages_link_to_the_next(site, web, monkeypatch):
+    from qa_service.web import search
+
+    whole = linked_calls(web.get("/search?q=guarantee").text)
+    monkeypatch.setattr(search, "PAGE_SIZE", 2)
+    seen, page = [], web.get("/search?q=guarantee")
+    while (link := next_link(page.text)) is not None:
+        assert "Next page" in page.text and "q=guarantee" in link and "cursor=" in link
+        seen += linked_calls(page.text)
+        page = web.get("/search" + link)
+        assert 'id="by-external-id"' not in page.text  # matched on the first page only
+    seen += linked_calls(page.text)
+    assert len(whole) > 2 and seen == whole
+    bad = web.get("/search", params={"q": "guarantee", "cursor": "garbled"})
+    assert bad.status_code == 200 and "not one this listing gave" in bad.text
+    assert linked_calls(bad.text) == whole[:2]
 
 
 def test_pages_carry_their_form_token(site, web):

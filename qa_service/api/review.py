@@ -21,6 +21,7 @@ from qa_service.api.deps import (
     ReviewKey,
     SettingsDep,
 )
+from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.scorecard import ReviewedScorecardDoc
 from qa_service.services import reviews
@@ -75,25 +76,23 @@ def get_reviewed_scorecard(call_id: CallIdPath, repo: RepoDep, key: ReadOwnScore
                                  dual=settings.dual_review_kinds)
 
 
-@router.get("/v1/review-queue")
+@router.get("/v1/review-queue", dependencies=PAGED)
 def review_queue(
     request: Request, repo: RepoDep, key: ReadScoresKey,
     agent_id: str | None = None,
     date_from: Annotated[date | None, Query(alias="from", description="First call date, inclusive")] = None,
     date_to: Annotated[date | None, Query(alias="to", description="Last call date, inclusive")] = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    cursor: CursorQ = None, page_size: PageSizeQ = DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
-    """Calls marked for review and not reviewed yet: every provisional verdict, every call with an
-    outdated-policy mention (whatever its pack says it costs), every auto-fail, every call with items to
-    check (phrases and figures nearly heard), plus each agent's weekly sample. `why` says which."""
+    """Calls marked for review and not reviewed yet, oldest first (call date, time received, call id), a
+    page at a time: every provisional verdict, every call with an outdated-policy mention (whatever its
+    pack says it costs), every auto-fail, every call with items to check (phrases and figures nearly
+    heard), plus each agent's weekly sample. `why` says which; `next_cursor` reads the next page."""
     share = request.app.state.settings.review_share
-    calls = []
-    for call in reviews.review_queue(store=repo, key=key, share=share, agent_id=agent_id, date_from=date_from,
-                                     date_to=date_to):
-        calls.append(call)
-        if len(calls) >= limit:
-            break
-    return {"share": share, "count": len(calls), "calls": with_external_ids(repo, calls)}
+    page = reviews.review_queue(store=repo, key=key, share=share, agent_id=agent_id, date_from=date_from,
+                                date_to=date_to, cursor=cursor, page_size=page_size)
+    return {"share": share, "count": len(page.items), "calls": with_external_ids(repo, page.items),
+            "page_size": page.page_size, "next_cursor": page.next_cursor}
 
 
 @router.get("/v1/audit")

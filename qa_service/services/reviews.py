@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -19,11 +19,16 @@ from qa_service.review import (
     rubric_terms,
 )
 from qa_service.services.calls import readable_call
-from qa_service.services.teams import reach
-from qa_service.storage.repository import Repository, StoredKey, StoredScorecard
+from qa_service.services.teams import Reach, reach
+from qa_service.storage import paging
+from qa_service.storage.paging import Paged
+from qa_service.storage.repository import Repository, Scope, StoredKey, StoredScorecard
+from qa_service.storage.review import QueueCandidate, QueueKey
 
 # Roles that review scorecards (admin may do everything).
 REVIEW = ("qa",)
+# The review queue's name in its cursors.
+QUEUE = "review-queue"
 
 
 class BadReview(InputError):
@@ -94,32 +99,66 @@ def call_reviews(*, store: Repository, key: StoredKey, call_id: str) -> list[Rev
 
 
 def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: str | None = None,
-                 date_from: date | None = None, date_to: date | None = None) -> Iterator[dict[str, Any]]:
-    """Calls marked for review and not reviewed yet, oldest first: every call with an open dispute of its
-    agent (reviewed or not), every provisional verdict, every
-    call with an outdated-policy mention, every auto-fail, every call with items to check or findings
-    (a lapsed certification), plus each agent's weekly sample of `share`; and, under dual review, every
-    call whose reviewer's verdict awaits a second (or third) reviewer (`second_review`). `why` names
-    the first of these that holds. A scoped key gets its teams' calls only."""
+                 date_from: date | None = None, date_to: date | None = None, why: str | None = None,
+                 group: Scope | None = None, cursor: str | None = None,
+                 page_size: int = paging.DEFAULT_PAGE_SIZE) -> Paged[dict[str, Any]]:
+    """One page of the calls marked for review and not reviewed yet, oldest first (call date, time
+    received, call id), after the call the cursor names: every call with an open dispute of its agent
+    (reviewed or not), every provisional verdict, every call with an outdated-policy mention, every
+    auto-fail, every call with items to check or findings (a lapsed certification), plus each agent's
+    weekly sample of `share`; and, under dual review, every call whose reviewer's verdict awaits a second
+    (or third) reviewer (`second_review`). `why` names the first of these that holds, and narrows the
+    queue to it when given; `group` narrows it to the calls of agents in a team or vendor on the call's
+    date. A scoped key gets its teams' calls only, on every page. InputError for a cursor the queue did
+    not give."""
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
+    page_size = paging.page_size_within(page_size)
+    after = queue_after(cursor)
     inside = reach(store, key)
-    for c in store.reviews.queue_candidates(agent_id, date_from, date_to):
-        if not inside.call(c.agent_id, c.call_date):
+    wanted = Reach(store, group) if group is not None else None
+    # Whether a call waits is decided here, after the read: read on in the queue's order until one call
+    # more than the page waits (it says another page follows).
+    found: list[tuple[QueueKey, dict[str, Any]]] = []
+    for c in store.reviews.queue_candidates(agent_id, date_from, date_to, after):
+        if not inside.call(c.agent_id, c.call_date) or (wanted is not None and
+                                                        not wanted.call(c.agent_id, c.call_date)):
             continue
-        # An agent's open dispute waits for QA whether or not the call was reviewed before.
-        if c.disputes or c.second_review or needs_review(
-                c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
-                to_check=c.to_check > 0 or c.provisional or c.findings > 0, outdated=c.outdated > 0):
-            why = "dispute" if c.disputes else "second_review" if c.second_review else \
-                "provisional" if c.provisional else \
-                "outdated_policy" if c.outdated else \
-                "auto_fail" if c.auto_fail else "to_check" if c.to_check else \
-                "finding" if c.findings else "sampled"
-            yield {"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
-                   "scorecard_version": c.version, "score": c.score, "passed": c.passed,
-                   "auto_fail": c.auto_fail, "provisional": c.provisional, "to_check": c.to_check,
-                   "outdated": c.outdated, "findings": c.findings, "disputes": c.disputes, "why": why}
+        item = _waiting(c, share)
+        if item is None or (why is not None and item["why"] != why):
+            continue
+        found.append((c.key, item))
+        if len(found) > page_size:
+            break
+    shown = paging.page(found, page_size, QUEUE, lambda pair: pair[0])
+    return Paged(items=[item for _, item in shown.items], page_size=page_size, next_cursor=shown.next_cursor)
+
+
+def queue_after(cursor: str | None) -> QueueKey | None:
+    """The queue key a cursor names (None: the first page); InputError for a cursor the queue did not
+    give."""
+    if cursor is None:
+        return None
+    day, at, call_id = paging.decode(QUEUE, cursor, (date, datetime, str))
+    return day, at, call_id
+
+
+def _waiting(c: QueueCandidate, share: float) -> dict[str, Any] | None:
+    """The queue's row for a candidate that waits for review, with why; None when it does not wait."""
+    # An agent's open dispute waits for QA whether or not the call was reviewed before.
+    if not (c.disputes or c.second_review or needs_review(
+            c.call_id, c.agent_id, c.call_date, c.auto_fail, share,
+            to_check=c.to_check > 0 or c.provisional or c.findings > 0, outdated=c.outdated > 0)):
+        return None
+    why = "dispute" if c.disputes else "second_review" if c.second_review else \
+        "provisional" if c.provisional else \
+        "outdated_policy" if c.outdated else \
+        "auto_fail" if c.auto_fail else "to_check" if c.to_check else \
+        "finding" if c.findings else "sampled"
+    return {"call_id": c.call_id, "agent_id": c.agent_id, "call_date": c.call_date.isoformat(),
+            "scorecard_version": c.version, "score": c.score, "passed": c.passed,
+            "auto_fail": c.auto_fail, "provisional": c.provisional, "to_check": c.to_check,
+            "outdated": c.outdated, "findings": c.findings, "disputes": c.disputes, "why": why}
 
 
 def page_review(*, store: Repository, stored: StoredScorecard, dual: Collection[str] = ()) -> dict[str, Any]:

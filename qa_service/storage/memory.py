@@ -53,7 +53,7 @@ from qa_service.storage.repository import (
     TrainingRecord,
     canonical_uuid,
 )
-from qa_service.storage.review import DETAILS_MAX, UUID_TARGETS, AuditEntry, QueueCandidate
+from qa_service.storage.review import DETAILS_MAX, UUID_TARGETS, AuditEntry, QueueCandidate, QueueKey
 from qa_service.storage.views import ResponseRate
 
 
@@ -96,9 +96,10 @@ class MemoryReviews:
         return {r.call_id for r in self.rows} & set(call_ids)
 
     def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
-                         date_to: date | None = None) -> Iterator[QueueCandidate]:
+                         date_to: date | None = None,
+                         after: QueueKey | None = None) -> Iterator[QueueCandidate]:
         """The latest scorecard of each call not yet reviewed, with an open dispute, or awaiting a second
-        reviewer, oldest call date first."""
+        reviewer, oldest first (call date, time received, call id), strictly after the `after` key."""
         reviewed = {r.call_id for r in self.rows}
         disputes: dict[str, int] = {}
         for d in self._repo.disputes.listing(status="open", limit=10**9):
@@ -111,10 +112,14 @@ class MemoryReviews:
         latest = [c for c in self._repo.latest_scorecards(date_from, date_to)
                   if (c.call_id not in reviewed or c.call_id in disputes or second(c))
                   and (agent_id is None or c.agent_id == agent_id)]
-        for c in sorted(latest, key=lambda c: (c.call_date, c.call_id)):
+        received = {c.call_id: self._repo.get_call(c.call_id).created_at for c in latest}
+        for c in sorted(latest, key=lambda c: (c.call_date, received[c.call_id], c.call_id)):
+            if after is not None and (c.call_date, received[c.call_id], c.call_id) <= after:
+                continue
             review = self._repo.reviewed.get((c.call_id, c.version), {})
             provisional = bool(review.get("reviewed_provisional", c.data.get("provisional", False)))
             yield QueueCandidate(call_id=c.call_id, agent_id=c.agent_id, call_date=c.call_date,
+                                 received_at=received[c.call_id],
                                  version=c.version, score=c.score, passed=c.passed, auto_fail=c.auto_fail,
                                  to_check=len(c.data.get("to_check") or []), provisional=provisional,
                                  outdated=outdated_count(c.data),

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from qa_service.calibration import CalibrationSession, Sheet
     from qa_service.review import Review
     from qa_service.storage.history import SqlHistory
-    from qa_service.storage.review import AuditEntry, QueueCandidate
+    from qa_service.storage.review import AuditEntry, QueueCandidate, QueueKey
     from qa_service.storage.search import SqlSearch
     from qa_service.storage.uploads import SqlUploads
     from qa_service.storage.views import ResponseRate, Views
@@ -279,8 +279,11 @@ class ReviewStore(Protocol):
         ...
 
     def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
-                         date_to: date | None = None) -> Iterator[QueueCandidate]:
-        """The latest scorecard of each call not yet reviewed (one agent's, in a date range)."""
+                         date_to: date | None = None,
+                         after: QueueKey | None = None) -> Iterator[QueueCandidate]:
+        """The latest scorecard of each call waiting for review (one agent's, in a date range), oldest
+        first by call date, time received and call id, strictly after the `after` key (None: from the
+        start)."""
         ...
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from qa_service.errors import NotFound
 from qa_service.review import Review
-from qa_service.storage import rollups
+from qa_service.storage import paging, rollups
 from qa_service.storage import tables as t
 from qa_service.storage.db import writing
 from qa_service.storage.repository import canonical_uuid
@@ -49,6 +49,10 @@ class AuditEntry:
                 "target_id": self.target_id, "details": self.details}
 
 
+# A call's place in the review queue's order: its call date, the time it was received, its id.
+QueueKey = tuple[date, datetime, str]
+
+
 @dataclass(frozen=True)
 class QueueCandidate:
     """A call's latest scorecard facts that decide whether it is marked for review."""
@@ -56,6 +60,7 @@ class QueueCandidate:
     call_id: str
     agent_id: str
     call_date: date
+    received_at: datetime  # when the call was received: the queue's order after its call date
     version: int
     score: float
     passed: bool
@@ -66,6 +71,11 @@ class QueueCandidate:
     findings: int = 0
     disputes: int = 0  # open disputes of the agent: the call waits for QA even when it was reviewed
     second_review: bool = False  # under dual review: a reviewer's verdict awaits a second reviewer
+
+    @property
+    def key(self) -> QueueKey:
+        """The call's place in the queue's order."""
+        return self.call_date, self.received_at, self.call_id
 
 
 def _utc(value: datetime) -> datetime:
@@ -128,10 +138,13 @@ def reviewed_call_ids(engine: Engine, call_ids: list[str]) -> set[str]:
 
 
 def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: date | None = None,
-                     date_to: date | None = None, batch: int = 1000) -> Iterator[QueueCandidate]:
+                     date_to: date | None = None, after: QueueKey | None = None,
+                     batch: int = 500) -> Iterator[QueueCandidate]:
     """The latest scorecard of each call not yet reviewed, with an open dispute, or whose reviewer's
-    verdict awaits a second reviewer (optionally one agent's, in a date range)."""
-    sc, d = t.scorecards, t.disputes
+    verdict awaits a second reviewer (optionally one agent's, in a date range), oldest first: by call
+    date, time received and call id, strictly after the `after` key. Read in keyset batches, so a reader
+    that stops early (a page of the queue) reads little, and a deep page does not read the ones before."""
+    c, sc, d = t.calls, t.scorecards, t.disputes
     reviewed = sa.select(t.reviews.c.id).where(t.reviews.c.call_id == sc.c.call_id).exists()
     disputes = (sa.select(sa.func.count()).where(d.c.call_id == sc.c.call_id, d.c.status == "open")
                 .scalar_subquery())
@@ -142,18 +155,29 @@ def queue_candidates(engine: Engine, agent_id: str | None = None, date_from: dat
         conds.append(sc.c.call_date >= date_from)
     if date_to is not None:
         conds.append(sc.c.call_date <= date_to)
-    query = (sa.select(sc.c.call_id, sc.c.agent_id, sc.c.call_date, sc.c.version, sc.c.score, sc.c.passed,
-                       sc.c.auto_fail, sc.c.to_check, sc.c.provisional, sc.c.outdated, sc.c.findings,
-                       disputes, sc.c.second_review)
-             .where(*conds).order_by(sc.c.call_date, sc.c.call_id))
-    with engine.connect() as conn:
-        for row in conn.execution_options(yield_per=batch).execute(query):
-            yield QueueCandidate(call_id=str(row[0]), agent_id=row[1], call_date=row[2], version=int(row[3]),
-                                 score=float(row[4]), passed=bool(row[5]), auto_fail=bool(row[6]),
-                                 to_check=int(row[7]), provisional=bool(row[8]), outdated=int(row[9]),
-                                 findings=int(row[10]), disputes=int(row[11]),
-                                 second_review=bool(row[12]))
+    order = (c.c.call_date, c.c.created_at, c.c.id)
+    query = (sa.select(*order, sc.c.agent_id, sc.c.version, sc.c.score, sc.c.passed, sc.c.auto_fail,
+                       sc.c.to_check, sc.c.provisional, sc.c.outdated, sc.c.findings, disputes,
+                       sc.c.second_review)
+             .select_from(sc.join(c, c.c.id == sc.c.call_id)).where(*conds))
+    while True:
+        narrowed = query if after is None else paging.after(query, order, after, descending=False)
+        with engine.connect() as conn:
+            rows = conn.execute(narrowed.order_by(*order).limit(batch)).all()
+        found = [_candidate(row) for row in rows]
+        yield from found
+        if len(found) < batch:
+            return
+        after = found[-1].key
 
+
+def _candidate(row: Any) -> QueueCandidate:
+    """A queue candidate from a row of `queue_candidates`' query."""
+    return QueueCandidate(call_id=str(row[2]), agent_id=row[3], call_date=row[0], received_at=_utc(row[1]),
+                          version=int(row[4]), score=float(row[5]), passed=bool(row[6]),
+                          auto_fail=bool(row[7]), to_check=int(row[8]), provisional=bool(row[9]),
+                          outdated=int(row[10]), findings=int(row[11]), disputes=int(row[12]),
+                          second_review=bool(row[13]))
 
 def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: str | None = None,
           role: str | None = None, target_kind: str | None = None, target_id: str | None = None,
@@ -226,9 +250,10 @@ class SqlReviews:
         return reviewed_call_ids(self._engine, call_ids)
 
     def queue_candidates(self, agent_id: str | None = None, date_from: date | None = None,
-                         date_to: date | None = None) -> Iterator[QueueCandidate]:
-        """The latest scorecard of each call not yet reviewed."""
-        return queue_candidates(self._engine, agent_id, date_from, date_to)
+                         date_to: date | None = None,
+                         after: QueueKey | None = None) -> Iterator[QueueCandidate]:
+        """The latest scorecard of each call waiting for review, oldest first, after the `after` key."""
+        return queue_candidates(self._engine, agent_id, date_from, date_to, after)
 
 
 class SqlAudit:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from qa_service.storage import paging
 from qa_service.storage import tables as t
-from qa_service.storage.db import SqlPart
+from qa_service.storage.db import SqlPart, utc
 from qa_service.storage.repository import canonical_uuid
 
 TABLE = "transcript_search"
@@ -98,6 +99,10 @@ def merge(conn: Any) -> None:
         conn.execute(sa.text(f"INSERT INTO {TABLE}({TABLE}) VALUES ('optimize')"))
 
 
+# A hit's place in the search's order (newest first): its call date, the time it was received, its id.
+SearchKey = tuple[date, datetime, str]
+
+
 @dataclass(frozen=True)
 class Hit:
     """A call whose transcript holds every word searched for, with the lines around the first match."""
@@ -106,7 +111,13 @@ class Hit:
     external_id: str | None
     agent_id: str
     call_date: date
+    received_at: datetime
     snippet: str  # the words found between MARK_START and MARK_END
+
+    @property
+    def key(self) -> SearchKey:
+        """The hit's place in the search's order."""
+        return self.call_date, self.received_at, self.call_id
 
 
 class SqlSearch(SqlPart):
@@ -115,9 +126,9 @@ class SqlSearch(SqlPart):
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
-    def find(self, query: str, *, offset: int = 0, limit: int = 50) -> list[Hit]:
-        """Calls whose redacted transcript holds every word of `query`, newest call first (by call date,
-        then id); none when the query has no words."""
+    def find(self, query: str, *, after: SearchKey | None = None, limit: int = 50) -> list[Hit]:
+        """Calls whose redacted transcript holds every word of `query`, newest first (by call date, time
+        received and call id), strictly after the `after` key; none when the query has no words."""
         terms = words(query)
         if not terms:
             return []
@@ -137,15 +148,18 @@ class SqlSearch(SqlPart):
                 snippet = sa.func.snippet(sa.literal_column(TABLE), 1, MARK_START, MARK_END, "…",
                                           SNIPPET_WORDS)
             joined = table.join(c, c.c.id == table.c.call_id)
-            order = (c.c.call_date.desc(), c.c.id)
+            order = (c.c.call_date, c.c.created_at, c.c.id)
             # The page's calls first, then the snippets of those alone: a common word matches most calls,
             # and cutting a snippet out of each before sorting them would cost the most.
-            page = (sa.select(c.c.id).select_from(joined).where(matches).order_by(*order)
-                    .offset(offset).limit(limit))
-            q = (sa.select(c.c.id, c.c.external_id, c.c.agent_id, c.c.call_date, snippet)
-                 .select_from(joined).where(matches, c.c.id.in_(page.scalar_subquery())).order_by(*order))
-            return [Hit(call_id=str(r[0]), external_id=r[1], agent_id=r[2], call_date=r[3], snippet=str(r[4]))
-                    for r in conn.execute(q)]
+            page = sa.select(c.c.id).select_from(joined).where(matches)
+            if after is not None:
+                page = paging.after(page, order, after, descending=True)
+            page = page.order_by(*(col.desc() for col in order)).limit(limit)
+            q = (sa.select(*order, c.c.external_id, c.c.agent_id, snippet)
+                 .select_from(joined).where(matches, c.c.id.in_(page.scalar_subquery()))
+                 .order_by(*(col.desc() for col in order)))
+            return [Hit(call_id=str(r[2]), external_id=r[3], agent_id=r[4], call_date=r[0],
+                        received_at=utc(r[1]), snippet=str(r[5])) for r in conn.execute(q)]
 
     def indexed(self, call_id: str) -> str | None:
         """The text the index holds for a call (None when it holds none)."""

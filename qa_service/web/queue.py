@@ -1,29 +1,28 @@
 """The review queue page: the calls waiting for a QA reviewer, oldest first, each with why it waits.
 
-The queue is `services.reviews.review_queue`, the same one the API lists as JSON; the page names each
-call by its external id (linked to the call's page) and filters by why, agent, team, vendor and date.
+The queue is `services.reviews.review_queue`, the same one the API lists as JSON, a page at a time with
+a link to the next; the page names each call by its external id (linked to the call's page) and filters
+by why, agent, team, vendor and date.
 A scoped key sees its teams' calls only (the service narrows them); an agent's key is refused.
 """
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from qa_service.access.keys import READ_SCORES
-from qa_service.errors import InputError
 from qa_service.services import teams
-from qa_service.services.reviews import review_queue
+from qa_service.services.reviews import queue_after, review_queue
 from qa_service.storage.repository import Scope, StoredKey
 from qa_service.storage.views import Filters
-from qa_service.web.pages import _filters, render, signed_page, staff_only
+from qa_service.web.pages import _cursor, _filters, _pager, render, signed_page, staff_only
 
 router = APIRouter(include_in_schema=False)
 
-SHOWN = 200  # calls on the page; the API lists up to 5,000
+PAGE_SIZE = 100  # calls on a page
 # Why a call waits, in the queue's order of precedence, as a reviewer reads it.
 WHY = {
     "dispute": "The agent disputes part of the scorecard",
@@ -61,32 +60,22 @@ def review_queue_page(request: Request) -> Response:
         why = None
     repo = request.app.state.repo
     # Team and vendor narrow the queue as a scope would: by the agent's membership on the call's date.
-    group = None
-    if f.team or f.vendor:
-        wanted = Scope(teams=(f.team,) if f.team else (), vendors=(f.vendor,) if f.vendor else ())
-        group = teams.Reach(repo, wanted)
-    items: list[dict[str, Any]] = []
-    more = False
-    try:
-        for item in review_queue(store=repo, key=key, share=request.app.state.settings.review_share,
-                                 agent_id=f.agent_id, date_from=f.date_from, date_to=f.date_to):
-            if why is not None and item["why"] != why:
-                continue
-            if group is not None and not group.call(item["agent_id"], date.fromisoformat(item["call_date"])):
-                continue
-            if len(items) == SHOWN:
-                more = True
-                break
-            items.append(item)
-    except InputError as exc:
-        errors.append(str(exc))
+    group = Scope(teams=(f.team,) if f.team else (), vendors=(f.vendor,) if f.vendor else ()) \
+        if f.team or f.vendor else None
+    # A cursor the queue did not give is reported, and the first page shown (the filters leave out a
+    # 'from' after 'to' the same way).
+    cursor = _cursor(request, errors, queue_after)
+    page = review_queue(store=repo, key=key, share=request.app.state.settings.review_share,
+                        agent_id=f.agent_id, date_from=f.date_from, date_to=f.date_to, why=why, group=group,
+                        cursor=cursor, page_size=PAGE_SIZE)
+    items = page.items
     external = repo.search.external_ids([i["call_id"] for i in items]) if items else {}
     views = repo.views
     names = group_names(repo, key)
     return render(request, "review_queue.html", {
-        "key": key, "errors": errors, "f": f, "why": why, "reasons": WHY, "calls": items, "more": more,
-        "external": external, "agents": views.agent_ids(teams.scoped(key, Filters())),
-        "teams": names[0], "vendors": names[1],
+        "key": key, "errors": errors, "f": f, "why": why, "reasons": WHY, "calls": items,
+        "pager": _pager(request, page, cursor), "external": external,
+        "agents": views.agent_ids(teams.scoped(key, Filters())), "teams": names[0], "vendors": names[1],
     })
 
 

@@ -1,6 +1,7 @@
 """The search page: a call by its external id, or the calls whose redacted transcript holds some words.
 
-The same use case as `GET /v1/search` (`services.search`); a scoped key finds its teams' calls only.
+The same use case as `GET /v1/search` (`services.search`), a page at a time with a link to the next; a
+scoped key finds its teams' calls only.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from markupsafe import Markup, escape
 
 from qa_service.errors import InputError
 from qa_service.services import search
+from qa_service.storage.paging import Paged
 from qa_service.storage.search import MARK_END, MARK_START
-from qa_service.web.pages import render, signed_page, templates
+from qa_service.web.pages import _cursor, _pager, render, signed_page, templates
 from qa_service.web.queue import queue_refused
 
 router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50  # calls found on a page
 
 
 def marked(snippet: str) -> Markup:
@@ -36,12 +40,17 @@ def search_page(request: Request) -> Response:
         return key
     query = request.query_params.get("q") or ""
     errors: list[str] = []
+    # A cursor the search did not give is reported, and the first page shown.
+    cursor = _cursor(request, errors, search.search_after)
     found = None
     if query.strip():
         try:
-            found = search.search_calls(store=request.app.state.repo, key=key, query=query)
+            found = search.search_calls(store=request.app.state.repo, key=key, query=query, cursor=cursor,
+                                         page_size=PAGE_SIZE)
         except InputError as exc:
             errors.append(f"{exc}.")
     if found is not None and found.by_external_id is not None and request.query_params.get("go") == "1":
         return RedirectResponse(f"/calls/{found.by_external_id.id}", status_code=303)
-    return render(request, "search.html", {"key": key, "errors": errors, "q": query, "found": found})
+    pager = _pager(request, Paged(found.hits, found.page_size, found.next_cursor), cursor) if found else None
+    return render(request, "search.html", {"key": key, "errors": errors, "q": query, "found": found,
+                                           "cursor": cursor, "pager": pager})
