@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -77,3 +78,31 @@ def test_the_last_full_page_has_no_next_cursor():
 def test_page_sizes_stay_within_bounds():
     assert paging.page_size_within(0) == 1
     assert paging.page_size_within(10_000) == paging.MAX_PAGE_SIZE
+
+
+def test_a_listing_pages_rows_in_hand_as_it_pages_sql_rows():
+    engine = sa.create_engine("sqlite://")
+    meta = sa.MetaData()
+    rows = sa.Table("rows", meta, sa.Column("day", sa.Date), sa.Column("id", sa.Integer, primary_key=True))
+    meta.create_all(engine)
+    items = [{"day": date(2026, 1, 1 + i // 3), "id": i} for i in range(10)]
+    with engine.begin() as conn:
+        conn.execute(rows.insert(), items)
+    listing = paging.Listing[Any]("rows", (date, int), lambda r: (r["day"], r["id"]))
+    for descending in (False, True):
+        def from_sql(cursor: str | None, descending: bool = descending) -> paging.Paged[Any]:
+            with engine.connect() as conn:
+                return listing.read(conn, sa.select(rows), (rows.c.day, rows.c.id), cursor, 3, dict,
+                                    descending=descending)
+
+        def in_hand(cursor: str | None, descending: bool = descending) -> paging.Paged[Any]:
+            return listing.listed(reversed(items), cursor, 3, descending=descending)
+
+        expected = sorted(range(10), reverse=descending)
+        assert [r["id"] for r in paging.every(from_sql)] == expected
+        assert [r["id"] for r in paging.every(in_hand)] == expected
+        # A cursor of one reads on in the other: the same key, the same rule.
+        first = from_sql(None)
+        assert in_hand(first.next_cursor).items == from_sql(first.next_cursor).items
+    with pytest.raises(InputError):
+        listing.listed(items, paging.encode("other", (date(2026, 1, 1), 1)), 3)

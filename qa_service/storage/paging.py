@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
@@ -114,3 +114,53 @@ def page(rows: Sequence[T], page_size: int, listing: str,
     more = len(rows) > page_size and bool(shown)
     cursor = encode(listing, key_of(shown[-1])) if more else None
     return Paged(items=shown, page_size=page_size, next_cursor=cursor)
+
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """A listing read from SQL and from memory alike: its name (which its cursors carry), the types of its
+    key's parts and a row's key (the sort columns, then what makes it unique)."""
+
+    name: str
+    types: tuple[KeyType, ...]
+    key_of: Callable[[T], tuple[Any, ...]]
+
+    def decode(self, cursor: str) -> tuple[Any, ...]:
+        """The key a cursor of this listing names; InputError for any other text."""
+        return decode(self.name, cursor, self.types)
+
+    def page(self, rows: Sequence[T], page_size: int) -> Paged[T]:
+        """The page shown from rows read with `ordered` (page_size + 1 of them at most)."""
+        return page(rows, page_size, self.name, self.key_of)
+
+    def read(self, conn: sa.Connection, query: sa.Select, order: Sequence[sa.ColumnElement[Any]],
+             cursor: str | None, page_size: int, record: Callable[[Any], T], *,
+             descending: bool = False) -> Paged[T]:
+        """One page of the query's rows in this listing's order (`order`: its key's columns, all one way),
+        after the row the cursor names, each row made a record by `record`."""
+        if cursor is not None:
+            query = after(query, order, self.decode(cursor), descending=descending)
+        rows = conn.execute(ordered(query, order, page_size, descending=descending)).mappings()
+        return self.page([record(r) for r in rows], page_size)
+
+    def listed(self, items: Iterable[T], cursor: str | None, page_size: int, *,
+               descending: bool = False) -> Paged[T]:
+        """A page of rows in hand (the in-memory stores, lists built in Python): the same order and the
+        same "strictly after the cursor's key" rule as a page read from SQL."""
+        rows = sorted(items, key=self.key_of, reverse=descending)
+        if cursor is not None:
+            key = self.decode(cursor)
+            rows = [r for r in rows if (self.key_of(r) < key if descending else self.key_of(r) > key)]
+        return self.page(rows[:page_size + 1], page_size)
+
+
+def every(read: Callable[[str | None], Paged[T]]) -> Iterator[T]:
+    """Every item of a listing, page after page (for the CLI and the worker, which want them all)."""
+    cursor: str | None = None
+    while True:
+        shown = read(cursor)
+        yield from shown.items
+        if shown.next_cursor is None:
+            return
+        cursor = shown.next_cursor
