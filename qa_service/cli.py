@@ -431,13 +431,18 @@ def cmd_certifications_list(args: argparse.Namespace, settings: Settings) -> int
     from datetime import UTC, datetime
 
     from qa_service.services import certification as certs
+    from qa_service.storage.paging import MAX_PAGE_SIZE, Paged, every
 
     repo = _repository(settings)
     today = datetime.now(UTC).date()
     if args.expiring is not None or args.lapsed:
-        listed = certs.lapsed(store=repo, today=today) if args.lapsed else \
-            certs.expiring(store=repo, today=today, within_days=args.expiring)
-        items = [(i.certification, str(i.days_left)) for i in listed
+        def read(cursor: str | None) -> Paged[certs.Expiring]:
+            if args.lapsed:
+                return certs.lapsed(store=repo, today=today, cursor=cursor, page_size=MAX_PAGE_SIZE)
+            return certs.expiring(store=repo, today=today, within_days=args.expiring, cursor=cursor,
+                                  page_size=MAX_PAGE_SIZE)
+
+        items = [(i.certification, str(i.days_left)) for i in every(read)
                  if args.agent is None or i.certification.agent_id == args.agent]
     else:
         items = [(c, str((c.expires_on - today).days))
@@ -462,12 +467,15 @@ def cmd_training_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_training_list(args: argparse.Namespace, settings: Settings) -> int:
     """Print training records as a table, or the agents not yet trained on a pack version."""
     from qa_service.services import certification as certs
+    from qa_service.storage.paging import MAX_PAGE_SIZE, every
 
     repo = _repository(settings)
     if args.untrained:
         if not args.pack or not args.version:
             raise InputError("--untrained needs --pack and --version")
-        agents = certs.untrained(store=repo, pack_id=args.pack, version=args.version)
+        pack, version = args.pack, args.version
+        agents = list(every(lambda cursor: certs.untrained(store=repo, pack_id=pack, version=version,
+                                                           cursor=cursor, page_size=MAX_PAGE_SIZE)))
         if not agents:
             print(f"every agent of {args.pack} is trained on version {args.version}", file=sys.stderr)
             return 0

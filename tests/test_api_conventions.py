@@ -239,7 +239,7 @@ def test_rate_limits_and_unexpected_failures_answer_in_the_format(make_settings)
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the disk is on fire")
 
-    app.state.repo.list_keys = broken
+    app.state.repo.key_page = broken
     r = api.get("/v1/keys")
     assert r.status_code == 500 and "fire" not in r.text and _error_of(r).detail
 

@@ -206,7 +206,8 @@ def test_certifications_findings_repeats_untrained_and_expiry_through_the_api(fl
                             headers=flow.h("supervisor")).json()
     assert [c["agent_id"] for c in wider["certifications"]] == ["agent-valid", "agent-other"]
     lapsed = flow.client.get("/v1/certifications/lapsed?on=2026-10-20", headers=flow.h("supervisor")).json()
-    assert [(c["agent_id"], c["days_left"]) for c in lapsed] == [("agent-lapsed", -7)]
+    assert [(c["agent_id"], c["days_left"]) for c in lapsed["certifications"]] == [("agent-lapsed", -7)]
+    assert lapsed["next_cursor"] is None
 
     notify_queue = Queue(notify.queue_name(flow.settings), connection=flow.queue.connection)
     day = date(2026, 10, 20)
@@ -329,7 +330,8 @@ def test_api_imports_refuse_bad_lines_and_roles(make_settings, redis_url, redis_
     r = api.client.post("/v1/certifications", content=BAD.encode(), headers={**api.h("qa"), **csv_headers})
     assert r.status_code == 422
     assert sorted({e["line"] for e in r.json()["errors"]}) == [3, 4, 5]
-    assert api.client.get("/v1/certifications", headers=api.h("supervisor")).json() == []
+    assert api.client.get("/v1/certifications", headers=api.h("supervisor")).json() == {
+        "certifications": [], "page_size": 50, "next_cursor": None}
     r = api.client.post("/v1/certifications", headers=api.h("qa"), json=[
         {"agent_id": "a", "name": "N", "covers": ["harbourline-intake"], "issued": "2026-01-01",
          "expires": "2026-12-31"},
@@ -349,7 +351,7 @@ def test_api_imports_refuse_bad_lines_and_roles(make_settings, redis_url, redis_
                         headers={**api.h("admin"), **csv_headers})
     assert r.json()["added"] == 2
     listed = api.client.get("/v1/certifications?agent_id=agent-b", headers=api.h("supervisor")).json()
-    assert [(c["name"], c["covers"]) for c in listed] == [
+    assert [(c["name"], c["covers"]) for c in listed["certifications"]] == [
         ("Residence advice, senior", ["harbourline-intake", "valdoria-residence"])]
     r = api.client.get("/v1/certifications/expiring?within_days=-1", headers=api.h("qa"))
     assert r.status_code == 422

@@ -10,6 +10,8 @@ import pytest
 from qa_service.auth import hash_key, issue_key
 from qa_service.errors import NotFound
 from qa_service.storage import open_repository
+from qa_service.storage.paging import DEFAULT_PAGE_SIZE, encode
+from qa_service.storage.repository import Scope
 from tests.test_api import Api
 
 
@@ -42,14 +44,17 @@ def test_create_list_and_revoke_through_the_api(api):
     new = {"Authorization": f"Bearer {key}"}
     assert api.client.get("/v1/agents", headers=new).status_code == 200  # works at once
 
-    listed = api.client.get("/v1/keys", headers=api.h("admin")).json()
-    assert [k["name"] for k in listed] == ["admin key", "qa key", "telephony key", "supervisor key",
-                                           "night shift"]
+    answer = api.client.get("/v1/keys", headers=api.h("admin")).json()
+    assert (answer["page_size"], answer["next_cursor"]) == (DEFAULT_PAGE_SIZE, None)
+    listed = answer["keys"]
+    # Newest first: the key just made heads the first page.
+    assert [k["name"] for k in listed] == ["night shift", "supervisor key", "telephony key", "qa key",
+                                           "admin key"]
     # The key is shown once: never in a listing, nor its hash.
-    assert key not in repr(listed) and hash_key(key) not in repr(listed)
-    assert set(listed[-1]) == {"id", "name", "role", "prefix", "created_at", "revoked", "teams",
-                                "vendors", "agent_id"}
-    assert api.client.get(f"/v1/keys/{made['id']}", headers=api.h("admin")).json() == listed[-1]
+    assert key not in repr(answer) and hash_key(key) not in repr(answer)
+    assert set(listed[0]) == {"id", "name", "role", "prefix", "created_at", "revoked", "teams",
+                              "vendors", "agent_id"}
+    assert api.client.get(f"/v1/keys/{made['id']}", headers=api.h("admin")).json() == listed[0]
 
     # Warm the key's cache entry, then revoke it: it stops at once in this process all the same.
     assert api.client.get("/v1/agents", headers=new).status_code == 200
@@ -108,3 +113,36 @@ def test_key_storage_keeps_prefixes_and_reads_ids_in_any_form(database_url):
                 repo.revoke_key(bad)
     finally:
         repo.dispose()
+
+
+def test_keys_are_read_a_page_at_a_time_newest_first(make_settings, redis_url, redis_conn, database_url):
+    api = Api(make_settings(redis_url=redis_url, database_url=database_url), redis_conn)
+    try:
+        for n in range(5):
+            issue_key(api.repo, "agent", f"agent {n}", Scope(agent=f"agent-{n}"))
+        every = api.repo.list_keys()
+        newest_first = sorted(every, key=lambda k: (k.created_at, k.id), reverse=True)
+        seen, cursor, pages = [], None, 0
+        while True:
+            r = api.client.get("/v1/keys", params={"page_size": 2, **({"cursor": cursor} if cursor else {})},
+                               headers=api.h("admin"))
+            assert r.status_code == 200, r.text
+            assert len(r.json()["keys"]) <= 2 and r.json()["page_size"] == 2
+            seen += [k["id"] for k in r.json()["keys"]]
+            pages += 1
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == [k.id for k in newest_first] and len(every) == 9 and pages == 5
+    finally:
+        api.repo.dispose()
+
+
+def test_the_keys_listing_refuses_other_cursors_and_limits(api):
+    admin = api.h("admin")
+    for cursor in (encode("memberships", ("agent-1", "2026-01-01")), "garbled"):
+        r = api.client.get("/v1/keys", params={"cursor": cursor}, headers=admin)
+        assert r.status_code == 422 and "not one this listing gave" in r.json()["detail"]
+    r = api.client.get("/v1/keys?limit=2", headers=admin)
+    assert r.status_code == 422 and "page_size" in r.json()["detail"]
+    assert api.client.get("/v1/keys?page_size=0", headers=admin).status_code == 422

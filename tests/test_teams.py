@@ -324,7 +324,7 @@ def test_memberships_through_the_api(site):
     assert site.api("supervisor").post("/v1/memberships", json=[]).status_code == 403
     # A scoped reviewer may not move agents into its scope.
     assert site.api("alpha-qa").post("/v1/memberships", json=[]).status_code == 403
-    mine = site.api("alpha").get("/v1/memberships").json()
+    mine = site.api("alpha").get("/v1/memberships").json()["memberships"]
     assert [(x["agent_id"], x["team"], x["from"], x["to"]) for x in mine] == [
         ("agent-a", TEAM_A, "2026-01-01", None)]
 

@@ -12,13 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from qa_service.access.keys import MANAGE_CERTIFICATIONS, READ_CERTIFICATIONS, requires
 from qa_service.api.deps import RepoDep
+from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.api.schemas import Error, error_body
 from qa_service.services import certification as certs
-from qa_service.services import teams
 from qa_service.services.imports import CSV_MEDIA_TYPE, ImportRefused, body_records
 from qa_service.storage.repository import Certification, ImportCounts, StoredKey, TrainingRecord
 
@@ -55,10 +55,23 @@ class ExpiringOut(CertificationOut):
         return cls(**CertificationOut.of(item.certification).model_dump(), days_left=item.days_left)
 
 
-class ExpiringList(BaseModel):
+class PageOut(BaseModel):
+    page_size: int
+    next_cursor: str | None = Field(description="Pass as cursor= for the next page; null on the last")
+
+
+class CertificationList(PageOut):
+    certifications: list[CertificationOut]
+
+
+class ExpiringList(PageOut):
     on: date
     within_days: int
-    count: int
+    count: int = Field(description="Certifications on this page")
+    certifications: list[ExpiringOut]
+
+
+class LapsedList(PageOut):
     certifications: list[ExpiringOut]
 
 
@@ -72,6 +85,10 @@ class TrainingOut(BaseModel):
     def of(cls, r: TrainingRecord) -> TrainingOut:
         """The response body of a training record."""
         return cls(agent_id=r.agent_id, pack_id=r.pack_id, version=r.pack_version, completed=r.completed_on)
+
+
+class TrainingList(PageOut):
+    training_records: list[TrainingOut]
 
 
 class ImportOut(BaseModel):
@@ -91,10 +108,10 @@ class UntrainedAgent(BaseModel):
     certified: bool
 
 
-class UntrainedList(BaseModel):
+class UntrainedList(PageOut):
     pack_id: str
     version: str
-    count: int
+    count: int = Field(description="Agents on this page")
     agents: list[UntrainedAgent]
 
 
@@ -136,36 +153,46 @@ async def post_certifications(request: Request, repo: RepoDep, _key: ManageKey) 
     return ImportOut.of(counts)
 
 
-@router.get("/v1/certifications", response_model=list[CertificationOut], responses=_ERRORS)
-def list_certifications(repo: RepoDep, key: ReadKey, agent_id: str | None = None) -> list[CertificationOut]:
-    """Every certification (one agent's), by agent, name and issue date."""
-    found = repo.certification.certifications(agent_id=agent_id)
-    return [CertificationOut.of(c) for c in teams.visible(repo, key, found, lambda c: c.agent_id)]
+@router.get("/v1/certifications", response_model=CertificationList, dependencies=PAGED, responses=_ERRORS)
+def list_certifications(repo: RepoDep, key: ReadKey, agent_id: str | None = None, cursor: CursorQ = None,
+                        page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> CertificationList:
+    """Certifications (one agent's), by agent, name and issue date, a page at a time; a scoped key sees
+    those of the agents inside its scope."""
+    found = repo.certification.certification_page(agent_id, key.scope, cursor, page_size)
+    return CertificationList(certifications=[CertificationOut.of(c) for c in found.items],
+                             page_size=found.page_size, next_cursor=found.next_cursor)
 
 
-@router.get("/v1/certifications/expiring", response_model=ExpiringList, responses=_ERRORS)
+@router.get("/v1/certifications/expiring", response_model=ExpiringList, dependencies=PAGED,
+            responses=_ERRORS)
 def expiring_certifications(
     repo: RepoDep, key: ReadKey,
     within_days: Annotated[int, Query(ge=0, le=3650)] = certs.DEFAULT_WITHIN_DAYS,
     on: Annotated[date | None, Query(description="Count from this day (default: today, UTC)")] = None,
+    cursor: CursorQ = None, page_size: PageSizeQ = DEFAULT_PAGE_SIZE,
 ) -> ExpiringList:
-    """Certifications that expire within this many days, soonest first (renewed ones left out)."""
+    """Certifications that expire within this many days, soonest first (then by agent, name and issue
+    date; renewed ones left out), a page at a time."""
     day = on or _today()
-    items = teams.visible(repo, key, certs.expiring(store=repo, today=day, within_days=within_days),
-                          lambda i: i.certification.agent_id)
-    return ExpiringList(on=day, within_days=within_days, count=len(items),
-                        certifications=[ExpiringOut.of_item(i) for i in items])
+    found = certs.expiring(store=repo, today=day, within_days=within_days, scope=key.scope, cursor=cursor,
+                           page_size=page_size)
+    return ExpiringList(on=day, within_days=within_days, count=len(found.items),
+                        certifications=[ExpiringOut.of_item(i) for i in found.items],
+                        page_size=found.page_size, next_cursor=found.next_cursor)
 
 
-@router.get("/v1/certifications/lapsed", response_model=list[ExpiringOut], responses=_ERRORS)
+@router.get("/v1/certifications/lapsed", response_model=LapsedList, dependencies=PAGED, responses=_ERRORS)
 def lapsed_certifications(
     repo: RepoDep, key: ReadKey,
     on: Annotated[date | None, Query(description="As of this day (default: today, UTC)")] = None,
-) -> list[ExpiringOut]:
-    """Certifications that have expired and were not renewed, most recently lapsed first."""
-    lapsed = certs.lapsed(store=repo, today=on or _today())
-    shown = teams.visible(repo, key, lapsed, lambda i: i.certification.agent_id)
-    return [ExpiringOut.of_item(i) for i in shown]
+    cursor: CursorQ = None, page_size: PageSizeQ = DEFAULT_PAGE_SIZE,
+) -> LapsedList:
+    """Certifications that have expired and were not renewed, most recently lapsed first (then by agent,
+    name and issue date, backwards), a page at a time."""
+    found = certs.lapsed(store=repo, today=on or _today(), scope=key.scope, cursor=cursor,
+                         page_size=page_size)
+    return LapsedList(certifications=[ExpiringOut.of_item(i) for i in found.items], page_size=found.page_size,
+                      next_cursor=found.next_cursor)
 
 
 @router.post("/v1/training-records", response_model=ImportOut, openapi_extra=_IMPORT,
@@ -184,20 +211,25 @@ async def post_training(request: Request, repo: RepoDep, _key: ManageKey) -> Any
     return ImportOut.of(counts)
 
 
-@router.get("/v1/training-records", response_model=list[TrainingOut], responses=_ERRORS)
+@router.get("/v1/training-records", response_model=TrainingList, dependencies=PAGED, responses=_ERRORS)
 def list_training(repo: RepoDep, key: ReadKey, agent_id: str | None = None, pack_id: str | None = None,
-                  version: str | None = None) -> list[TrainingOut]:
-    """Training records, filtered by agent, policy pack and version."""
-    found = repo.certification.training(agent_id=agent_id, pack_id=pack_id, pack_version=version)
-    return [TrainingOut.of(r) for r in teams.visible(repo, key, found, lambda r: r.agent_id)]
+                  version: str | None = None, cursor: CursorQ = None,
+                  page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> TrainingList:
+    """Training records, filtered by agent, policy pack and version, by agent, pack and version, a page at
+    a time; a scoped key sees those of the agents inside its scope."""
+    found = repo.certification.training_page(agent_id, pack_id, version, key.scope, cursor, page_size)
+    return TrainingList(training_records=[TrainingOut.of(r) for r in found.items], page_size=found.page_size,
+                        next_cursor=found.next_cursor)
 
 
 @router.get("/v1/policy-packs/{pack_id}/versions/{version}/untrained", response_model=UntrainedList,
-            tags=["rules"], responses={**_ERRORS, 404: {"model": Error}})
-def untrained_agents(pack_id: str, version: str, repo: RepoDep, key: ReadKey) -> UntrainedList:
+            tags=["rules"], dependencies=PAGED, responses={**_ERRORS, 404: {"model": Error}})
+def untrained_agents(pack_id: str, version: str, repo: RepoDep, key: ReadKey, cursor: CursorQ = None,
+                     page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> UntrainedList:
     """Agents who took calls under this policy pack (any version) or hold a certification covering it,
-    and have no training record for this version."""
-    agents = teams.visible(repo, key, certs.untrained(store=repo, pack_id=pack_id, version=version),
-                           lambda a: str(a["agent_id"]))
-    return UntrainedList(pack_id=pack_id, version=version, count=len(agents),
-                         agents=[UntrainedAgent(**a) for a in agents])
+    and have no training record for this version, by agent id, a page at a time."""
+    found = certs.untrained(store=repo, pack_id=pack_id, version=version, scope=key.scope, cursor=cursor,
+                            page_size=page_size)
+    return UntrainedList(pack_id=pack_id, version=version, count=len(found.items),
+                         agents=[UntrainedAgent(**a) for a in found.items], page_size=found.page_size,
+                         next_cursor=found.next_cursor)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.deps import AdminKey, RepoDep
+from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.api.schemas import Error
 from qa_service.auth import find_key, issue_key, revoke_key
 from qa_service.services.teams import make_scope
@@ -71,10 +72,21 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="The key itself: shown this once, stored only as a hash")
 
 
-@router.get("/v1/keys", response_model=list[KeyOut], responses=_ERRORS)
-def list_keys(repo: RepoDep, _key: AdminKey) -> list[KeyOut]:
-    """Every API key, oldest first, with its prefix and whether it is revoked (admin only)."""
-    return [KeyOut.of(k) for k in repo.list_keys()]
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+    page_size: int
+    next_cursor: str | None = Field(description="Pass as cursor= for the next page; null on the last")
+
+
+@router.get("/v1/keys", response_model=KeyList, dependencies=PAGED,
+            responses={**_ERRORS, 422: {"model": Error, "description": "A cursor this listing did not give"}})
+def list_keys(repo: RepoDep, _key: AdminKey, cursor: CursorQ = None,
+              page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> KeyList:
+    """API keys, newest first (then by id), with their prefix and whether they are revoked, a page at a
+    time (admin only)."""
+    found = repo.key_page(cursor, page_size)
+    return KeyList(keys=[KeyOut.of(k) for k in found.items], page_size=found.page_size,
+                   next_cursor=found.next_cursor)
 
 
 @router.post("/v1/keys", status_code=201, response_model=NewKeyOut,

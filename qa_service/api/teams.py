@@ -126,11 +126,21 @@ async def post_memberships(request: Request, repo: RepoDep, key: ManageKey) -> A
     return ImportOut.of(counts)
 
 
-@router.get("/v1/memberships", response_model=list[MembershipOut], responses=_ERRORS)
+class MembershipList(BaseModel):
+    memberships: list[MembershipOut]
+    page_size: int
+    next_cursor: str | None = Field(description="Pass as cursor= for the next page; null on the last")
+
+
+@router.get("/v1/memberships", response_model=MembershipList, dependencies=PAGED, responses=_ERRORS)
 def list_memberships(repo: RepoDep, key: ReadScoresKey,
-                     agent_id: Annotated[str | None, Query(max_length=100)] = None) -> list[MembershipOut]:
-    """Memberships (one agent's), by agent and start date; a scoped key sees those inside its scope."""
-    return [MembershipOut.of(m) for m in repo.teams.memberships(agent_id=agent_id, scope=key.scope)]
+                     agent_id: Annotated[str | None, Query(max_length=100)] = None, cursor: CursorQ = None,
+                     page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> MembershipList:
+    """Memberships (one agent's), by agent and start date, a page at a time; a scoped key sees those
+    inside its scope."""
+    found = repo.teams.membership_page(agent_id, key.scope, cursor, page_size)
+    return MembershipList(memberships=[MembershipOut.of(m) for m in found.items], page_size=found.page_size,
+                          next_cursor=found.next_cursor)
 
 
 def _groups(by: teams.Group, repo: Any, key: StoredKey, date_from: Any, date_to: Any, cursor: str | None,

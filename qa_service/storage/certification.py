@@ -7,16 +7,28 @@ that fails half-way (a lost connection) leaves nothing behind.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from qa_service.storage import paging
 from qa_service.storage import tables as t
 from qa_service.storage.db import utc_now, writing
-from qa_service.storage.repository import Certification, ImportCounts, TrainingRecord, canonical_uuid
+from qa_service.storage.listings import CERTIFICATIONS, EXPIRING, LAPSED, TRAINING
+from qa_service.storage.paging import Paged
+from qa_service.storage.repository import (
+    Certification,
+    ImportCounts,
+    Scope,
+    TrainingRecord,
+    canonical_uuid,
+)
+from qa_service.storage.teams import reached
+
+T = TypeVar("T")
 
 
 class SqlCertification:
@@ -65,6 +77,40 @@ class SqlCertification:
         with self._engine.connect() as conn:
             return [_certification(r) for r in conn.execute(query).mappings()]
 
+    def certification_page(self, agent_id: str | None = None, scope: Scope | None = None,
+                           cursor: str | None = None,
+                           page_size: int = paging.DEFAULT_PAGE_SIZE) -> Paged[Certification]:
+        """One page of certifications (one agent's; of the agents a scope reaches), by agent, name and
+        issue date, after the one the cursor names."""
+        c = t.certifications
+        query = sa.select(c).where(*_agent_conditions(c, agent_id, scope))
+        return self._page(query, (c.c.agent_id, c.c.name, c.c.issued_on), CERTIFICATIONS, cursor, page_size,
+                          _certification)
+
+    def unrenewed_page(self, expires_from: date | None = None, expires_to: date | None = None,
+                       scope: Scope | None = None, cursor: str | None = None,
+                       page_size: int = paging.DEFAULT_PAGE_SIZE, *,
+                       latest_first: bool = False) -> Paged[Certification]:
+        """One page of the certifications expiring in a date range that were not renewed (the agent holds
+        none of the same name expiring later), soonest expiry first, or most recent first with
+        latest_first."""
+        c, later = t.certifications, t.certifications.alias("later")
+        renewed = sa.exists(sa.select(sa.literal(1)).select_from(later).where(
+            later.c.agent_id == c.c.agent_id, later.c.name == c.c.name, later.c.expires_on > c.c.expires_on))
+        query = sa.select(c).where(~renewed, *_agent_conditions(c, None, scope))
+        if expires_from is not None:
+            query = query.where(c.c.expires_on >= expires_from)
+        if expires_to is not None:
+            query = query.where(c.c.expires_on <= expires_to)
+        return self._page(query, (c.c.expires_on, c.c.agent_id, c.c.name, c.c.issued_on),
+                          LAPSED if latest_first else EXPIRING, cursor, page_size, _certification,
+                          descending=latest_first)
+
+    def _page(self, query: sa.Select, order: Sequence[Any], listing: paging.Listing[T], cursor: str | None,
+              page_size: int, record: Callable[[Any], T], *, descending: bool = False) -> Paged[T]:
+        with self._engine.connect() as conn:
+            return listing.read(conn, query, order, cursor, page_size, record, descending=descending)
+
     def claim_expiry_notice(self, certification_id: str, expires_on: date) -> bool:
         """Mark the notice for this expiry date sent; False when it already was."""
         c = t.certifications
@@ -107,16 +153,20 @@ class SqlCertification:
                  pack_version: str | None = None) -> list[TrainingRecord]:
         """Training records, by agent, pack, version."""
         tr = t.training_records
-        conds: list[Any] = []
-        for column, value in ((tr.c.agent_id, agent_id), (tr.c.pack_id, pack_id),
-                              (tr.c.pack_version, pack_version)):
-            if value is not None:
-                conds.append(column == value)
-        query = sa.select(tr).where(*conds).order_by(tr.c.agent_id, tr.c.pack_id, tr.c.pack_version)
+        query = _training(agent_id, pack_id, pack_version, None).order_by(
+            tr.c.agent_id, tr.c.pack_id, tr.c.pack_version)
         with self._engine.connect() as conn:
-            return [TrainingRecord(agent_id=r["agent_id"], pack_id=r["pack_id"],
-                                   pack_version=r["pack_version"], completed_on=r["completed_on"])
-                    for r in conn.execute(query).mappings()]
+            return [_record(r) for r in conn.execute(query).mappings()]
+
+    def training_page(self, agent_id: str | None = None, pack_id: str | None = None,
+                      pack_version: str | None = None, scope: Scope | None = None, cursor: str | None = None,
+                      page_size: int = paging.DEFAULT_PAGE_SIZE) -> Paged[TrainingRecord]:
+        """One page of training records (filtered; of the agents a scope reaches), by agent, pack and
+        version, after the one the cursor names."""
+        tr = t.training_records
+        order = (tr.c.agent_id, tr.c.pack_id, tr.c.pack_version)
+        query = _training(agent_id, pack_id, pack_version, scope)
+        return self._page(query, order, TRAINING, cursor, page_size, _record)
 
     def pack_agents(self, pack_id: str) -> set[str]:
         """The agents of every stored call scored under any version of this policy pack."""
@@ -130,3 +180,28 @@ def _certification(row: Any) -> Certification:
                          covers=tuple(row["covers"]), issued_on=row["issued_on"],
                          expires_on=row["expires_on"],
                          notified_expiry=row["notified_expiry"])
+
+
+def _agent_conditions(table: Any, agent_id: str | None, scope: Scope | None) -> list[Any]:
+    """SQL conditions: the rows of one agent (when named) among the agents the scope reaches."""
+    conds: list[Any] = []
+    if agent_id is not None:
+        conds.append(table.c.agent_id == agent_id)
+    if scope is not None:
+        conds.append(reached(table.c.agent_id, scope))
+    return conds
+
+
+def _training(agent_id: str | None, pack_id: str | None, pack_version: str | None,
+              scope: Scope | None) -> sa.Select:
+    tr = t.training_records
+    conds = _agent_conditions(tr, agent_id, scope)
+    for column, value in ((tr.c.pack_id, pack_id), (tr.c.pack_version, pack_version)):
+        if value is not None:
+            conds.append(column == value)
+    return sa.select(tr).where(*conds)
+
+
+def _record(row: Any) -> TrainingRecord:
+    return TrainingRecord(agent_id=row["agent_id"], pack_id=row["pack_id"], pack_version=row["pack_version"],
+                          completed_on=row["completed_on"])

@@ -10,8 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from qa_service.errors import NotFound
+from qa_service.storage import paging
 from qa_service.storage import tables as t
 from qa_service.storage.db import SqlPart, utc, utc_now, uuid_or_404
+from qa_service.storage.listings import KEYS
+from qa_service.storage.paging import Paged
 from qa_service.storage.repository import (
     Scope,
     StoredKey,
@@ -68,6 +71,14 @@ class SqlKeys(SqlPart):
         with self.engine.connect() as conn:
             return [_key(r) for r in conn.execute(sa.select(t.api_keys).order_by(t.api_keys.c.created_at))
                     .mappings()]
+
+    def key_page(self, cursor: str | None = None,
+                 page_size: int = paging.DEFAULT_PAGE_SIZE) -> Paged[StoredKey]:
+        """One page of keys, newest first (then by id), after the key the cursor names."""
+        k = t.api_keys
+        with self.engine.connect() as conn:
+            return KEYS.read(conn, sa.select(k), (k.c.created_at, k.c.id), cursor, page_size, _key,
+                             descending=True)
 
     def revoke_key(self, key_id: str) -> StoredKey:
         """Mark a key revoked, or NotFound."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from qa_service.calibration import CalibrationSession, Sheet
 from qa_service.errors import Conflict, NotFound
 from qa_service.review import Review, outdated_count
+from qa_service.storage import listings
 from qa_service.storage.calibration import SessionClosed
 from qa_service.storage.erasure import (
     RECEIPT_ACTION,
@@ -27,6 +28,7 @@ from qa_service.storage.erasure import (
     summary_without,
     without_transcript,
 )
+from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
 from qa_service.storage.repository import (
     Acknowledgement,
     AgentSummary,
@@ -309,6 +311,36 @@ class MemoryCertification:
         """The agents of every stored call scored under any version of this policy pack."""
         return {c.agent_id for c in self._repo.calls.values() if c.policy_pack_id == pack_id}
 
+    def certification_page(self, agent_id: str | None = None, scope: Scope | None = None,
+                           cursor: str | None = None,
+                           page_size: int = DEFAULT_PAGE_SIZE) -> Paged[Certification]:
+        """One page of certifications (one agent's; of the agents a scope reaches), by agent, name and
+        issue date."""
+        found = [c for c in self.certifications(agent_id) if self._repo.teams.reached(c.agent_id, scope)]
+        return listings.CERTIFICATIONS.listed(found, cursor, page_size)
+
+    def unrenewed_page(self, expires_from: date | None = None, expires_to: date | None = None,
+                       scope: Scope | None = None, cursor: str | None = None,
+                       page_size: int = DEFAULT_PAGE_SIZE, *,
+                       latest_first: bool = False) -> Paged[Certification]:
+        """One page of the unrenewed certifications expiring in a date range, soonest first (most recent
+        first with latest_first)."""
+        every = self.certs.values()
+        found = [c for c in every if _in_range(c.expires_on, expires_from, expires_to)
+                 and self._repo.teams.reached(c.agent_id, scope)
+                 and not any(o.agent_id == c.agent_id and o.name == c.name and o.expires_on > c.expires_on
+                             for o in every)]
+        listing = listings.LAPSED if latest_first else listings.EXPIRING
+        return listing.listed(found, cursor, page_size, descending=latest_first)
+
+    def training_page(self, agent_id: str | None = None, pack_id: str | None = None,
+                      pack_version: str | None = None, scope: Scope | None = None, cursor: str | None = None,
+                      page_size: int = DEFAULT_PAGE_SIZE) -> Paged[TrainingRecord]:
+        """One page of training records (filtered; of the agents a scope reaches), by agent, pack, version."""
+        found = [r for r in self.training(agent_id, pack_id, pack_version)
+                 if self._repo.teams.reached(r.agent_id, scope)]
+        return listings.TRAINING.listed(found, cursor, page_size)
+
 
 class MemoryTeams:
     """`TeamStore` in memory."""
@@ -337,6 +369,17 @@ class MemoryTeams:
                 if (agent_id is None or m.agent_id == agent_id)
                 and (scope is None or (scope.allows(m.team, m.vendor)
                                        and scope.agent in (None, m.agent_id)))]
+
+    def membership_page(self, agent_id: str | None = None, scope: Scope | None = None,
+                        cursor: str | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> Paged[Membership]:
+        """One page of memberships (one agent's, those inside a scope), by agent and start date."""
+        return listings.MEMBERSHIPS.listed(self.memberships(agent_id, scope), cursor, page_size)
+
+    def reached(self, agent_id: str, scope: Scope | None) -> bool:
+        """Whether the agent is the scope's agent or was in a membership inside the scope on some day."""
+        if scope is None or scope.agent is not None:
+            return scope is None or agent_id == scope.agent
+        return any(m.agent_id == agent_id and scope.allows(m.team, m.vendor) for m in self.rows.values())
 
     def teams_and_vendors(self) -> tuple[list[str], list[str]]:
         """Every team and every vendor named by a membership, sorted."""
@@ -711,6 +754,10 @@ class MemoryRepository:
     def list_keys(self) -> list[StoredKey]:
         """Every key, oldest first."""
         return sorted(self.keys.values(), key=lambda k: k.created_at)
+
+    def key_page(self, cursor: str | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> Paged[StoredKey]:
+        """One page of keys, newest first (then by id), after the key the cursor names."""
+        return listings.KEYS.listed(self.keys.values(), cursor, page_size, descending=True)
 
     def revoke_key(self, key_id: str) -> StoredKey:
         """Revoke a key; NotFound when there is none."""

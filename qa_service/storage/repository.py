@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from qa_service.calibration import CalibrationSession, Sheet
     from qa_service.review import Review
     from qa_service.storage.history import SqlHistory
+    from qa_service.storage.paging import Paged
     from qa_service.storage.review import AuditEntry, QueueCandidate, QueueKey
     from qa_service.storage.search import SqlSearch
     from qa_service.storage.uploads import SqlUploads
@@ -577,6 +578,11 @@ class KeyStore(Protocol):
         """Every key, oldest first."""
         ...
 
+    def key_page(self, cursor: str | None = None, page_size: int = 50) -> Paged[StoredKey]:
+        """One page of keys, newest first (then by id), after the key the cursor names (InputError for a
+        cursor this listing did not give)."""
+        ...
+
     def revoke_key(self, key_id: str) -> StoredKey:
         """Mark a key revoked, or NotFound."""
         ...
@@ -704,6 +710,28 @@ class CertificationStore(Protocol):
         """The agents of every stored call scored under any version of this policy pack."""
         ...
 
+    def certification_page(self, agent_id: str | None = None, scope: Scope | None = None,
+                           cursor: str | None = None,
+                           page_size: int = 50) -> Paged[Certification]:
+        """One page of certifications (one agent's; of the agents a scope reaches), by agent, name and
+        issue date, after the one the cursor names."""
+        ...
+
+    def unrenewed_page(self, expires_from: date | None = None, expires_to: date | None = None,
+                       scope: Scope | None = None, cursor: str | None = None,
+                       page_size: int = 50, *, latest_first: bool = False) -> Paged[Certification]:
+        """One page of the certifications expiring in a date range that were not renewed (the agent holds
+        none of the same name expiring later), soonest expiry first (`listings.EXPIRING`), or most recent
+        first with latest_first (`listings.LAPSED`)."""
+        ...
+
+    def training_page(self, agent_id: str | None = None, pack_id: str | None = None,
+                      pack_version: str | None = None, scope: Scope | None = None, cursor: str | None = None,
+                      page_size: int = 50) -> Paged[TrainingRecord]:
+        """One page of training records (filtered; of the agents a scope reaches), by agent, pack and
+        version, after the one the cursor names."""
+        ...
+
 
 class TeamStore(Protocol):
     """Agents' teams and vendors by date (errors: Conflict)."""
@@ -715,6 +743,12 @@ class TeamStore(Protocol):
 
     def memberships(self, agent_id: str | None = None, scope: Scope | None = None) -> list[Membership]:
         """Memberships (one agent's, those inside a scope), by agent and start date."""
+        ...
+
+    def membership_page(self, agent_id: str | None = None, scope: Scope | None = None,
+                        cursor: str | None = None, page_size: int = 50) -> Paged[Membership]:
+        """One page of memberships (one agent's, those inside a scope), by agent and start date, after the
+        one the cursor names."""
         ...
 
     def teams_and_vendors(self) -> tuple[list[str], list[str]]:

@@ -12,9 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from qa_service.storage import rollups
+from qa_service.storage import paging, rollups
 from qa_service.storage import tables as t
 from qa_service.storage.db import utc_now, writing
+from qa_service.storage.listings import MEMBERSHIPS
+from qa_service.storage.paging import Paged
 from qa_service.storage.repository import ImportCounts, Membership, Scope
 
 
@@ -51,15 +53,19 @@ class SqlTeams:
     def memberships(self, agent_id: str | None = None, scope: Scope | None = None) -> list[Membership]:
         """Memberships (one agent's, those inside a scope), by agent and start date."""
         m = t.team_memberships
-        conds: list[Any] = []
-        if agent_id is not None:
-            conds.append(m.c.agent_id == agent_id)
-        if scope is not None:
-            conds.extend(scope_conditions(m, scope))
-        query = sa.select(m).where(*conds).order_by(m.c.agent_id, m.c.since)
+        query = _memberships(agent_id, scope).order_by(m.c.agent_id, m.c.since)
         with self._engine.connect() as conn:
-            return [Membership(agent_id=r["agent_id"], team=r["team"], vendor=r["vendor"], since=r["since"],
-                               until=r["until"]) for r in conn.execute(query).mappings()]
+            return [_membership(r) for r in conn.execute(query).mappings()]
+
+    def membership_page(self, agent_id: str | None = None, scope: Scope | None = None,
+                        cursor: str | None = None,
+                        page_size: int = paging.DEFAULT_PAGE_SIZE) -> Paged[Membership]:
+        """One page of memberships (one agent's, those inside a scope), by agent and start date, after the
+        one the cursor names."""
+        m = t.team_memberships
+        with self._engine.connect() as conn:
+            return MEMBERSHIPS.read(conn, _memberships(agent_id, scope), (m.c.agent_id, m.c.since), cursor,
+                                    page_size, _membership)
 
     def teams_and_vendors(self) -> tuple[list[str], list[str]]:
         """Every team and every vendor named by a membership, sorted."""
@@ -68,6 +74,21 @@ class SqlTeams:
             teams = [str(r[0]) for r in conn.execute(sa.select(m.c.team).distinct().order_by(m.c.team))]
             vendors = [str(r[0]) for r in conn.execute(sa.select(m.c.vendor).distinct().order_by(m.c.vendor))]
         return teams, vendors
+
+
+def _memberships(agent_id: str | None, scope: Scope | None) -> sa.Select:
+    m = t.team_memberships
+    conds: list[Any] = []
+    if agent_id is not None:
+        conds.append(m.c.agent_id == agent_id)
+    if scope is not None:
+        conds.extend(scope_conditions(m, scope))
+    return sa.select(m).where(*conds)
+
+
+def _membership(row: Any) -> Membership:
+    return Membership(agent_id=row["agent_id"], team=row["team"], vendor=row["vendor"], since=row["since"],
+                      until=row["until"])
 
 
 def scope_conditions(m: Any, scope: Scope) -> list[Any]:
@@ -88,3 +109,12 @@ def member_on(agent: Any, day: Any, scope: Scope) -> Any:
     return sa.exists(sa.select(sa.literal(1)).select_from(m).where(
         m.c.agent_id == agent, m.c.since <= day, sa.or_(m.c.until.is_(None), m.c.until >= day),
         *scope_conditions(m, scope)))
+
+
+def reached(agent: Any, scope: Scope) -> Any:
+    """SQL condition: the agent (a column) is the scope's agent, or was in a membership inside the scope on
+    some day (for what has no call date: certifications, training; `services.teams.Reach.agent`)."""
+    if scope.agent is not None:
+        return agent == scope.agent
+    m = t.team_memberships.alias("reach_m")
+    return agent.in_(sa.select(m.c.agent_id).where(*scope_conditions(m, scope)))

@@ -6,6 +6,8 @@ forms post with the session cookie and its form token. Every other role gets a 4
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -14,7 +16,7 @@ from qa_service.auth import issue_key, revoke_key
 from qa_service.errors import InputError, NotFound
 from qa_service.services.teams import make_scope
 from qa_service.storage.repository import ROLES, StoredKey
-from qa_service.web.pages import render, signed_form, signed_page
+from qa_service.web.pages import paged, render, signed_form, signed_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,15 +41,19 @@ def _names(text: str) -> list[str]:
     return [n for n in (part.strip() for part in text.split(",")) if n]
 
 
-def _page(request: Request, key: StoredKey, status: int = 200, **extra: object) -> Response:
-    keys = request.app.state.repo.list_keys()
-    context = {"key": key, "keys": keys, "roles": ROLES, "notes": ROLE_NOTES, **extra}
+def _page(request: Request, key: StoredKey, status: int = 200, errors: list[str] | None = None,
+          **extra: object) -> Response:
+    """The page of keys the query's cursor names (the first without one), with the form."""
+    errors = list(errors or [])
+    keys, pages = paged(request, "cursor", request.app.state.repo.key_page, errors)
+    context = {"key": key, "keys": keys.items, "pages": pages, "cursor": request.query_params.get("cursor"),
+               "roles": ROLES, "notes": ROLE_NOTES, "errors": errors, **extra}
     return render(request, "keys.html", context, status)
 
 
 @router.get("/keys", response_class=HTMLResponse)
 def keys_page(request: Request) -> Response:
-    """Every API key, oldest first, with its role, scope and prefix; the form to make one."""
+    """API keys, newest first, a page at a time, with their role, scope and prefix; the form to make one."""
     key = signed_page(request, _refused)
     return key if isinstance(key, Response) else _page(request, key)
 
@@ -76,7 +82,7 @@ async def create_key_from_page(request: Request) -> Response:
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_from_page(request: Request, key_id: str) -> Response:
-    """Revoke a key: it stops working at once, its sessions too."""
+    """Revoke a key: it stops working at once, its sessions too. Back to the page of keys it was on."""
     posted = await signed_form(request)
     if isinstance(posted, Response):
         return posted
@@ -88,4 +94,6 @@ async def revoke_from_page(request: Request, key_id: str) -> Response:
     except NotFound:
         return render(request, "message.html", {"key": posted.key, "title": "No such key",
                                                 "message": "There is no API key with this id."}, 404)
-    return RedirectResponse(f"/keys#key-{key_id}", status_code=303)
+    cursor = str(posted.form.get("cursor") or "")
+    back = "?" + urlencode({"cursor": cursor}) if cursor else ""
+    return RedirectResponse(f"/keys{back}#key-{key_id}", status_code=303)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
@@ -70,6 +70,7 @@ from qa_service.web import callview, charts
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
+T = TypeVar("T")
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -353,6 +354,21 @@ def _query(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
+def paged(request: Request, param: str, read: Callable[[str | None], Paged[T]],
+          errors: list[str]) -> tuple[Paged[T], dict[str, str | None]]:
+    """A page of a listing with its cursor in the query parameter `param` (a cursor the listing did not
+    give is reported on the page, which then shows the first page), and the links to the first page
+    (when this is not it) and to the next one (when there is one)."""
+    cursor = request.query_params.get(param) or None
+    try:
+        found = read(cursor)
+    except InputError as exc:
+        errors.append(str(exc))
+        cursor, found = None, read(None)
+    return found, {"first": _query(request, **{param: None}) if cursor is not None else None,
+                   "next": _query(request, **{param: found.next_cursor}) if found.next_cursor else None}
+
+
 def _pager(request: Request, page: Page | Paged[Any], cursor: str | None) -> dict[str, Any]:
     """Links to the first page (when this is not it) and to the next one (when there is one)."""
     return {"shown": len(page.items),
@@ -531,13 +547,15 @@ def certifications_page(request: Request) -> Response:
                                               lambda c: c.agent_id)]
         training = teams.visible(repo, key, repo.certification.training(agent_id=agent_id),
                                  lambda r: r.agent_id)
+    expiring, expiring_pages = paged(request, "expiring_cursor", lambda cursor: certs.expiring(
+        store=repo, today=today, within_days=within, scope=key.scope, cursor=cursor), errors)
+    lapsed, lapsed_pages = paged(request, "lapsed_cursor", lambda cursor: certs.lapsed(
+        store=repo, today=today, scope=key.scope, cursor=cursor), errors)
     return render(request, "certifications.html", {
         "key": key, "errors": errors, "within_days": within, "default_days": certs.DEFAULT_WITHIN_DAYS,
         "agent_id": agent_id, "agent_items": agent_items, "training": training,
-        "expiring": teams.visible(repo, key, certs.expiring(store=repo, today=today, within_days=within),
-                                  lambda i: i.certification.agent_id),
-        "lapsed": teams.visible(repo, key, certs.lapsed(store=repo, today=today),
-                                lambda i: i.certification.agent_id),
+        "expiring": expiring.items, "expiring_pages": expiring_pages,
+        "lapsed": lapsed.items, "lapsed_pages": lapsed_pages,
     })
 
 
