@@ -13,7 +13,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select
 
-from qa_service.auth import create_key
+from qa_service.auth import create_key, issue_key
+from qa_service.storage.paging import DEFAULT_PAGE_SIZE
+from qa_service.storage.repository import Scope
 from tests.test_browser import Site, _share, sign_in, start_chromium, wait
 
 
@@ -140,6 +142,17 @@ def test_keys_page(browser, site, tmp_path):
     row.find_element(By.CSS_SELECTOR, "button.danger").click()
     wait(browser, lambda d: "revoked" in d.find_element(By.ID, f"key-{made.id}").get_attribute("class"))
     assert next(k for k in site.repo.list_keys() if k.id == made.id).revoked
+    # Agents' keys run to thousands: the page shows the newest, its Next page link the older ones.
+    for n in range(DEFAULT_PAGE_SIZE):
+        issue_key(site.repo, "agent", f"Agent {n}", Scope(agent=f"agent-{n}"))
+    browser.get(site.url + "/keys")
+    oldest = min(site.repo.list_keys(), key=lambda k: (k.created_at, k.id))
+    assert browser.find_elements(By.ID, f"key-{oldest.id}") == []
+    assert browser.find_elements(By.ID, f"key-{made.id}") == []
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Next page").click()
+    wait(browser, ec.presence_of_element_located((By.ID, f"key-{oldest.id}")))
+    assert browser.find_elements(By.ID, f"key-{made.id}") and "cursor=" in browser.current_url
+    shot(browser, "keys-page-2", tmp_path)
     # Not for a supervisor.
     fresh(browser, site, site.key)
     browser.get(site.url + "/keys")

@@ -3,9 +3,12 @@ key storage those routes rely on, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 
 import pytest
+from fastapi.testclient import TestClient
 
 from qa_service.auth import hash_key, issue_key
 from qa_service.errors import NotFound
@@ -13,6 +16,8 @@ from qa_service.storage import open_repository
 from qa_service.storage.paging import DEFAULT_PAGE_SIZE, encode
 from qa_service.storage.repository import Scope
 from tests.test_api import Api
+from tests.test_paging import walk
+from tests.test_web import form_token, sign_in
 
 
 @pytest.fixture
@@ -122,18 +127,9 @@ def test_keys_are_read_a_page_at_a_time_newest_first(make_settings, redis_url, r
             issue_key(api.repo, "agent", f"agent {n}", Scope(agent=f"agent-{n}"))
         every = api.repo.list_keys()
         newest_first = sorted(every, key=lambda k: (k.created_at, k.id), reverse=True)
-        seen, cursor, pages = [], None, 0
-        while True:
-            r = api.client.get("/v1/keys", params={"page_size": 2, **({"cursor": cursor} if cursor else {})},
-                               headers=api.h("admin"))
-            assert r.status_code == 200, r.text
-            assert len(r.json()["keys"]) <= 2 and r.json()["page_size"] == 2
-            seen += [k["id"] for k in r.json()["keys"]]
-            pages += 1
-            cursor = r.json()["next_cursor"]
-            if cursor is None:
-                break
-        assert seen == [k.id for k in newest_first] and len(every) == 9 and pages == 5
+        seen = walk(lambda url, **kw: api.client.get(url, headers=api.h("admin"), **kw), "/v1/keys", "keys")
+        assert [k["id"] for k in seen] == [k.id for k in newest_first] and len(every) == 9
+        assert seen[0]["name"] == "agent 4" and seen[-1]["name"] == "admin key"
     finally:
         api.repo.dispose()
 
@@ -146,3 +142,29 @@ def test_the_keys_listing_refuses_other_cursors_and_limits(api):
     r = api.client.get("/v1/keys?limit=2", headers=admin)
     assert r.status_code == 422 and "page_size" in r.json()["detail"]
     assert api.client.get("/v1/keys?page_size=0", headers=admin).status_code == 422
+
+
+def test_the_keys_page_links_to_the_next_page_and_revokes_back_to_it(api):
+    for n in range(DEFAULT_PAGE_SIZE):
+        issue_key(api.repo, "agent", f"agent {n}", Scope(agent=f"agent-{n}"))
+    web = TestClient(api.app, base_url="http://testserver")
+    assert sign_in(web, api.keys["admin"]).status_code == 303
+    first = web.get("/keys")
+    shown = re.findall(r'<tr id="key-([^"]+)"', first.text)
+    oldest_first = [k.id for k in sorted(api.repo.list_keys(), key=lambda k: (k.created_at, k.id))]
+    assert shown == oldest_first[::-1][:DEFAULT_PAGE_SIZE] and "agent 49" in first.text
+    link = re.search(r'<a href="([^"]+)" rel="next">Next page', first.text)
+    assert link and "First page" not in first.text
+    second = web.get("/keys" + html.unescape(link.group(1)))
+    rest = re.findall(r'<tr id="key-([^"]+)"', second.text)
+    assert rest == oldest_first[:4][::-1] and not set(rest) & set(shown)
+    assert 'rel="next"' not in second.text and 'rel="first"' in second.text
+    # Revoking a key of the second page comes back to the second page.
+    cursor = html.unescape(link.group(1)).split("cursor=")[1]
+    r = web.post(f"/keys/{rest[0]}/revoke", data={"csrf": form_token(second.text), "cursor": cursor},
+                 follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/keys?cursor={cursor}#key-{rest[0]}"
+    # A cursor of another listing: said on the page, which shows the first page.
+    other = web.get("/keys", params={"cursor": encode("memberships", ("a", "2026-01-01"))})
+    assert other.status_code == 200 and "not one this listing gave" in other.text
+    assert re.findall(r'<tr id="key-([^"]+)"', other.text) == shown

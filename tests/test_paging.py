@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -106,3 +107,22 @@ def test_a_listing_pages_rows_in_hand_as_it_pages_sql_rows():
         assert in_hand(first.next_cursor).items == from_sql(first.next_cursor).items
     with pytest.raises(InputError):
         listing.listed(items, paging.encode("other", (date(2026, 1, 1), 1)), 3)
+
+
+def walk(get: Callable[..., Any], url: str, field: str, page_size: int = 2,
+         **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paged API listing, read `page_size` at a time with `get` (a test client's get with
+    its key), each page checked: no longer than asked, its size echoed, the last one without a cursor."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(1000):
+        r = get(url, params={**params, "page_size": page_size, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["page_size"] == page_size and len(body[field]) <= page_size
+        items += body[field]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+        assert len(body[field]) == page_size  # only a full page says another follows
+    raise AssertionError(f"{url} never reached its last page")
