@@ -12,6 +12,7 @@ import html
 import re
 from datetime import date
 from itertools import product
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,10 +29,14 @@ from qa_service.services.reviews import add_review
 from qa_service.settings import Settings
 from qa_service.storage import open_repository
 from qa_service.storage.memory import MemoryRepository
+from qa_service.storage.paging import encode
+from qa_service.storage.paging import every as every_page
 from qa_service.storage.repository import Certification, Membership, NewCall, Scope, TrainingRecord
 from qa_service.storage.views import Filters
 from qa_service.web import pages
+from tests.test_api import Api
 from tests.test_audit import app_routes
+from tests.test_paging import walk
 from tests.test_views import ALL, Seed, make_scorecard, seed_calls, silent_wav
 from tests.test_web import form_token, sign_in
 
@@ -327,6 +332,48 @@ def test_memberships_through_the_api(site):
     mine = site.api("alpha").get("/v1/memberships").json()["memberships"]
     assert [(x["agent_id"], x["team"], x["from"], x["to"]) for x in mine] == [
         ("agent-a", TEAM_A, "2026-01-01", None)]
+
+
+def test_memberships_are_read_a_page_at_a_time_inside_the_scope(make_settings, redis_url, redis_conn,
+                                                                database_url):
+    api = Api(make_settings(redis_url=redis_url, database_url=database_url), redis_conn)
+    try:
+        # Agents who move between teams: a scoped key sees only the periods in its teams, on every page.
+        moved = date(2026, 6, 1)
+        first = [m(f"agent-{n}", TEAM_A if n % 2 else TEAM_B, VENDOR_A, START) for n in range(7)]
+        then = [m(f"agent-{n}", TEAM_B if n % 2 else TEAM_A, VENDOR_B, moved) for n in range(0, 7, 3)]
+        for items in (first, then):
+            teams.put_memberships(store=api.repo, items=items)
+        alpha = issue_key(api.repo, "supervisor", "alpha lead", Scope(teams=(TEAM_A,)))[1]
+
+        def reader(headers: dict[str, str]) -> Any:
+            return lambda url, **kw: api.client.get(url, headers=headers, **kw)
+
+        every = walk(reader(api.h("admin")), "/v1/memberships", "memberships")
+        order = [(x["agent_id"], x["from"]) for x in every]
+        assert order == sorted(order) and len(order) == len(set(order)) == 10
+        scoped = walk(reader({"Authorization": f"Bearer {alpha}"}), "/v1/memberships", "memberships",
+                      page_size=1)
+        assert [(x["agent_id"], x["from"]) for x in scoped] == [(x["agent_id"], x["from"]) for x in every
+                                                                if x["team"] == TEAM_A]
+        one = walk(reader(api.h("admin")), "/v1/memberships", "memberships", agent_id="agent-3")
+        assert [(x["team"], x["from"], x["to"]) for x in one] == [(TEAM_A, "2026-01-01", "2026-05-31"),
+                                                                   (TEAM_B, "2026-06-01", None)]
+        # The in-memory twin pages alike.
+        twin = MemoryRepository()
+        for items in (first, then):
+            teams.put_memberships(store=twin, items=items)
+        assert [(x.agent_id, x.since.isoformat()) for x in every_page(twin.teams.membership_page)] == order
+    finally:
+        api.repo.dispose()
+
+
+def test_the_memberships_listing_refuses_other_cursors_and_limits(site):
+    api = site.api("admin")
+    r = api.get("/v1/memberships", params={"cursor": encode("keys", ("2026-01-01T00:00:00+00:00", "x"))})
+    assert r.status_code == 422 and "not one this listing gave" in r.json()["detail"]
+    r = api.get("/v1/memberships", params={"limit": 5})
+    assert r.status_code == 422 and "page_size" in r.json()["detail"]
 
 
 def test_keys_with_a_scope_through_the_api_and_the_command_line(site, tmp_path, monkeypatch, capsys):
