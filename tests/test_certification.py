@@ -8,27 +8,33 @@ the text engines (no speech model).
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from rq import Queue
 
 from qa_service import notify, rescore
+from qa_service.auth import issue_key
 from qa_service.cli import main
 from qa_service.errors import RulesError
 from qa_service.rules.load import load_policy_pack, load_rubric
 from qa_service.services import certification as certs
 from qa_service.settings import Settings
 from qa_service.storage.memory import MemoryRepository
-from qa_service.storage.repository import Certification, TrainingRecord
+from qa_service.storage.paging import DEFAULT_PAGE_SIZE, every
+from qa_service.storage.repository import Certification, Membership, Scope, TrainingRecord
 from qa_service.worker import jobs
 from qa_service.worker.context import WorkerContext, activate
 from qa_service.worker.run import run_worker
 from tests.test_api import POLICIES, RUBRIC, Api, seed_rules
 from tests.test_notify import SECRET, receiver, valid_signature, work  # noqa: F401 (receiver: a fixture)
+from tests.test_paging import walk
 from tests.test_web import sign_in
 
 CALL_DAY = "2026-10-14"
@@ -386,6 +392,141 @@ def test_certifications_page(make_settings, redis_url, redis_conn) -> None:
     assert "valdoria-residence" in one.split('<section id="agent">')[1].split('<section id="expiring">')[0]
     bad = client.get("/certifications?within_days=soon")
     assert bad.status_code == 200 and "whole number of days" in bad.text
+    api.repo.dispose()
+
+
+# -- listings a page at a time ---------------------------------------------------------------------
+
+ON = date(2026, 10, 20)
+
+
+def agents_records() -> tuple[list[Membership], list[Certification], list[TrainingRecord]]:
+    """Six agents, the even ones in team alpha: certifications lapsed, expiring, renewed and sharing an
+    expiry date (ties broken by agent), and training for the first three."""
+    members = [Membership(f"agent-{n}", "alpha" if n % 2 == 0 else "bravo", "in-house", date(2026, 1, 1))
+               for n in range(6)]
+    held = []
+    for n in range(6):
+        agent = f"agent-{n}"
+        held += [Certification(agent, "Residence advice", ("valdoria-residence",), date(2025, 1, 1),
+                               ON + timedelta(days=n * 10 - 25)),
+                 Certification(agent, "Chat", ("harbourline-intake",), date(2025, 6, 1), date(2026, 11, 1)),
+                 Certification(agent, "Old", ("harbourline-intake",), date(2024, 1, 1), date(2026, 9, 1))]
+    held.append(Certification("agent-4", "Chat", ("harbourline-intake",), date(2026, 10, 1),
+                              date(2027, 12, 31)))  # renews agent-4's first Chat
+    trained = [TrainingRecord(f"agent-{n}", "valdoria-residence", "2026-10-01", date(2026, 10, n + 1))
+               for n in range(3)]
+    return members, held, trained
+
+
+def _unrenewed(held: list[Certification], keep: Any) -> list[Certification]:
+    """The oracle: certifications `keep` takes that no later expiry of the same agent and name renewed."""
+    return [c for c in held if keep(c) and not any(
+        (o.agent_id, o.name) == (c.agent_id, c.name) and o.expires_on > c.expires_on for o in held)]
+
+
+def test_certification_listings_are_read_a_page_at_a_time_inside_the_scope(make_settings, redis_url,
+                                                                          redis_conn, database_url):
+    api = Api(make_settings(redis_url=redis_url, database_url=database_url), redis_conn)
+    try:
+        seed_rules(api.repo)
+        members, held, trained = agents_records()
+        api.repo.teams.put_memberships(members)
+        api.repo.certification.import_certifications(held)
+        api.repo.certification.import_training(trained)
+        alpha = issue_key(api.repo, "supervisor", "alpha lead", Scope(teams=("alpha",)))[1]
+        soon = _unrenewed(held, lambda c: ON <= c.expires_on <= ON + timedelta(days=90))
+        gone = _unrenewed(held, lambda c: c.expires_on < ON)
+        untrained_url = "/v1/policy-packs/valdoria-residence/versions/2026-10-01/untrained"
+        def in_alpha(agent: str) -> bool:
+            return int(agent[-1]) % 2 == 0
+
+        for headers, inside in ((api.h("supervisor"), lambda agent: True),
+                                ({"Authorization": f"Bearer {alpha}"}, in_alpha)):
+            def read(url: str, field: str, headers: dict[str, str] = headers, **params: Any) -> list[Any]:
+                return walk(lambda u, **kw: api.client.get(u, headers=headers, **kw), url, field, **params)
+
+            def mine(items: list[Any], inside: Any = inside) -> list[Any]:
+                return [i for i in items if inside(i.agent_id)]
+
+            listed = read("/v1/certifications", "certifications")
+            assert [(c["agent_id"], c["name"], c["issued"]) for c in listed] == [
+                (c.agent_id, c.name, c.issued_on.isoformat())
+                for c in sorted(mine(held), key=lambda c: (c.agent_id, c.name, c.issued_on))]
+            expiring = read("/v1/certifications/expiring", "certifications", on=ON.isoformat())
+            assert [(c["expires"], c["agent_id"], c["name"]) for c in expiring] == [
+                (c.expires_on.isoformat(), c.agent_id, c.name)
+                for c in sorted(mine(soon), key=lambda c: (c.expires_on, c.agent_id, c.name))]
+            lapsed = read("/v1/certifications/lapsed", "certifications", on=ON.isoformat())
+            assert [(c["expires"], c["agent_id"], c["name"]) for c in lapsed] == [
+                (c.expires_on.isoformat(), c.agent_id, c.name)
+                for c in sorted(mine(gone), key=lambda c: (c.expires_on, c.agent_id, c.name), reverse=True)]
+            records = read("/v1/training-records", "training_records", page_size=1)
+            assert [r["agent_id"] for r in records] == [r.agent_id for r in mine(trained)]
+            agents = read(untrained_url, "agents", page_size=1)
+            assert [a["agent_id"] for a in agents] == [a for a in ("agent-3", "agent-4", "agent-5")
+                                                       if inside(a)]
+        # Ties on a date and a renewal left out, across page boundaries.
+        assert len(soon) == 8 and len(gone) == 9 and ("agent-4", "Chat") not in {
+            (c.agent_id, c.name) for c in soon}
+
+        # A cursor of one listing is refused by another; page numbers and limits are refused.
+        admin = api.h("admin")
+        page = api.client.get("/v1/certifications/expiring", params={"on": ON.isoformat(), "page_size": 1},
+                              headers=admin).json()
+        assert page["count"] == 1 and page["within_days"] == 90 and page["next_cursor"]
+        for url in ("/v1/certifications", "/v1/certifications/lapsed", "/v1/training-records", untrained_url):
+            r = api.client.get(url, params={"cursor": page["next_cursor"]}, headers=admin)
+            assert r.status_code == 422 and "not one this listing gave" in r.json()["detail"], url
+            r = api.client.get(url, params={"limit": 10}, headers=admin)
+            assert r.status_code == 422 and "page_size" in r.json()["detail"], url
+
+        # The in-memory twin pages alike.
+        twin = MemoryRepository()
+        twin.teams.put_memberships(members)
+        twin.certification.import_certifications(held)
+        for store in (api.repo, twin):
+            assert [(i.certification.agent_id, i.certification.name) for i in every(
+                lambda cursor, store=store: certs.lapsed(store=store, today=ON, scope=Scope(teams=("alpha",)),
+                                                         cursor=cursor, page_size=2))] == [
+                (c.agent_id, c.name) for c in sorted((c for c in gone if in_alpha(c.agent_id)),
+                                                     key=lambda c: (c.expires_on, c.agent_id, c.name),
+                                                     reverse=True)]
+    finally:
+        api.repo.dispose()
+
+
+def test_the_certifications_page_links_to_the_next_page_of_each_list(make_settings, redis_url,
+                                                                     redis_conn) -> None:
+    api = Api(make_settings(redis_url=redis_url), redis_conn)
+    today = datetime.now(UTC).date()
+    api.repo.certification.import_certifications([
+        Certification(f"agent-{n:02}", "Residence advice", ("harbourline-intake",),
+                      today - timedelta(days=300), today + timedelta(days=1 + n))
+        for n in range(DEFAULT_PAGE_SIZE + 5)] + [
+        Certification("agent-gone", "Residence advice", ("harbourline-intake",), today - timedelta(days=400),
+                      today - timedelta(days=3))])
+    client = TestClient(api.app, base_url="http://testserver")
+    assert sign_in(client, api.keys["supervisor"]).status_code == 303
+
+    def sections(page: str) -> tuple[str, str]:
+        expiring, lapsed = page.split('<section id="expiring">')[1].split('<section id="lapsed">')
+        return expiring, lapsed
+
+    expiring, lapsed = sections(client.get("/certifications").text)
+    assert expiring.count('class="agent-link"') == DEFAULT_PAGE_SIZE and "agent-49" in expiring
+    assert "agent-50" not in expiring and "agent-gone" in lapsed and 'rel="next"' not in lapsed
+    link = re.search(r'<a href="([^"]+)" rel="next">Next page', expiring)
+    assert link and "expiring_cursor=" in link.group(1)
+    expiring, lapsed = sections(client.get("/certifications" + html.unescape(link.group(1))).text)
+    shown = re.findall(r'class="agent-link"[^>]*>(agent-\d+)<', expiring)
+    assert shown == [f"agent-{n}" for n in range(50, 55)]
+    assert 'rel="next"' not in expiring and 'rel="first"' in expiring and "agent-gone" in lapsed
+    # A cursor the listing did not give is said on the page, which shows the first page.
+    cursor = html.unescape(link.group(1)).split("expiring_cursor=")[1]
+    other = client.get("/certifications", params={"lapsed_cursor": cursor})
+    assert other.status_code == 200 and "not one this listing gave" in other.text
+    assert "agent-gone" in sections(other.text)[1]
     api.repo.dispose()
 
 
