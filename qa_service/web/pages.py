@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
@@ -62,7 +62,7 @@ from qa_service.services.exports import (
 from qa_service.services.history import call_history
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
-from qa_service.storage import paging
+from qa_service.storage import listings, paging
 from qa_service.storage.paging import Paged
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.storage.views import Filters, Page, decode_cursor
@@ -70,7 +70,6 @@ from qa_service.web import callview, charts
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
-T = TypeVar("T")
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -330,10 +329,10 @@ def _filters(request: Request, errors: list[str], *, agent: bool = True) -> Filt
 
 
 def _cursor(request: Request, errors: list[str],
-            read: Callable[[str], object] = decode_cursor) -> str | None:
-    """The page's cursor (None: the first page); one the listing did not give (`read` refuses it) is
-    reported on the page, which then shows the first page."""
-    value = request.query_params.get("cursor") or None
+            read: Callable[[str], object] = decode_cursor, param: str = "cursor") -> str | None:
+    """The page's cursor, in query parameter `param` (None: the first page); one the listing did not give
+    (`read` refuses it) is reported on the page, which then shows the first page."""
+    value = request.query_params.get(param) or None
     if value is not None:
         try:
             read(value)
@@ -354,26 +353,12 @@ def _query(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
-def paged(request: Request, param: str, read: Callable[[str | None], Paged[T]],
-          errors: list[str]) -> tuple[Paged[T], dict[str, str | None]]:
-    """A page of a listing with its cursor in the query parameter `param` (a cursor the listing did not
-    give is reported on the page, which then shows the first page), and the links to the first page
-    (when this is not it) and to the next one (when there is one)."""
-    cursor = request.query_params.get(param) or None
-    try:
-        found = read(cursor)
-    except InputError as exc:
-        errors.append(str(exc))
-        cursor, found = None, read(None)
-    return found, {"first": _query(request, **{param: None}) if cursor is not None else None,
-                   "next": _query(request, **{param: found.next_cursor}) if found.next_cursor else None}
-
-
-def _pager(request: Request, page: Page | Paged[Any], cursor: str | None) -> dict[str, Any]:
+def _pager(request: Request, page: Page | Paged[Any], cursor: str | None,
+           param: str = "cursor") -> dict[str, Any]:
     """Links to the first page (when this is not it) and to the next one (when there is one)."""
     return {"shown": len(page.items),
-            "first": _query(request, cursor=None) if cursor is not None else None,
-            "next": _query(request, cursor=page.next_cursor) if page.next_cursor else None}
+            "first": _query(request, **{param: None}) if cursor is not None else None,
+            "next": _query(request, **{param: page.next_cursor}) if page.next_cursor else None}
 
 
 # -- pages -------------------------------------------------------------------------------------
@@ -547,15 +532,17 @@ def certifications_page(request: Request) -> Response:
                                               lambda c: c.agent_id)]
         training = teams.visible(repo, key, repo.certification.training(agent_id=agent_id),
                                  lambda r: r.agent_id)
-    expiring, expiring_pages = paged(request, "expiring_cursor", lambda cursor: certs.expiring(
-        store=repo, today=today, within_days=within, scope=key.scope, cursor=cursor), errors)
-    lapsed, lapsed_pages = paged(request, "lapsed_cursor", lambda cursor: certs.lapsed(
-        store=repo, today=today, scope=key.scope, cursor=cursor), errors)
+    # Each list pages on its own: its cursor has its own parameter.
+    soon_after = _cursor(request, errors, listings.EXPIRING.decode, "expiring_cursor")
+    expiring = certs.expiring(store=repo, today=today, within_days=within, scope=key.scope, cursor=soon_after)
+    gone_after = _cursor(request, errors, listings.LAPSED.decode, "lapsed_cursor")
+    lapsed = certs.lapsed(store=repo, today=today, scope=key.scope, cursor=gone_after)
     return render(request, "certifications.html", {
         "key": key, "errors": errors, "within_days": within, "default_days": certs.DEFAULT_WITHIN_DAYS,
         "agent_id": agent_id, "agent_items": agent_items, "training": training,
-        "expiring": expiring.items, "expiring_pages": expiring_pages,
-        "lapsed": lapsed.items, "lapsed_pages": lapsed_pages,
+        "expiring": expiring.items, "lapsed": lapsed.items,
+        "expiring_pages": _pager(request, expiring, soon_after, "expiring_cursor"),
+        "lapsed_pages": _pager(request, lapsed, gone_after, "lapsed_cursor"),
     })
 
 
