@@ -116,7 +116,6 @@ def page(rows: Sequence[T], page_size: int, listing: str,
     return Paged(items=shown, page_size=page_size, next_cursor=cursor)
 
 
-
 @dataclass(frozen=True)
 class Listing(Generic[T]):
     """A listing read from SQL and from memory alike: its name (which its cursors carry), the types of its
