@@ -6,7 +6,9 @@ is kept (through the services on SQLite and PostgreSQL, through the API and the 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,14 +18,17 @@ from qa_service.cli import main
 from qa_service.errors import Forbidden, InputError
 from qa_service.services import disputes, reviews, teams
 from qa_service.services.reviews import reviewed_card
-from qa_service.storage import open_repository
-from qa_service.storage.repository import AlreadyResolved, DisputeOpen, Scope
+from qa_service.storage import open_repository, paging
+from qa_service.storage.memory import MemoryRepository
+from qa_service.storage.paging import Paged
+from qa_service.storage.repository import AlreadyResolved, Dispute, DisputeOpen, Scope
 from qa_service.storage.views import Filters
-from tests.test_teams import SCOPED, Site, _read, _urls
+from tests.test_teams import SCOPED, START, TEAM_A, TEAM_B, VENDOR_A, VENDOR_B, Site, _read, _urls, m
 from tests.test_views import seed_calls
 from tests.test_web import form_token, sign_in
 
 WINDOW = 7.0
+T = TypeVar("T")
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -119,7 +124,7 @@ def test_dispute_overturn_changes_the_score_and_the_aggregates_and_keeps_the_his
         assert (rates["identity"].upheld, rates["identity"].overturn_rate) == (1, 0.0)
         assert disputes.list_disputes(store=repo, key=agent) == disputes.list_disputes(
             store=repo, key=qa, agent_id="agent-a")
-        assert len(disputes.list_disputes(store=repo, key=qa, status="upheld")) == 1
+        assert len(disputes.list_disputes(store=repo, key=qa, status="upheld").items) == 1
 
         # Acknowledging is once per version; the second time returns the first.
         first, new = disputes.acknowledge(store=repo, key=agent, call_id=ids["a2"])
@@ -161,6 +166,94 @@ def test_the_window_one_open_dispute_and_what_cannot_be_disputed(database_url):
         assert len(repo.disputes.for_call(ids["a3"])) == 1
     finally:
         repo.dispose()
+
+
+# -- pages of the listing -------------------------------------------------------------------------
+
+def walk(read: Callable[[str | None], Paged[T]], page_size: int = 2) -> list[T]:
+    """Every item of a listing, page after page; each page but the last holds page_size items."""
+    seen: list[T] = []
+    cursor = None
+    while True:
+        found = read(cursor)
+        assert found.page_size == page_size
+        seen += found.items
+        if found.next_cursor is None:
+            assert len(found.items) <= page_size
+            return seen
+        assert len(found.items) == page_size  # a scope or filter never leaves a page short
+        cursor = found.next_cursor
+
+
+def walk_api(client: TestClient, path: str, field: str, page_size: int = 2, **params: Any) -> list[Any]:
+    """Every item a route lists, page after page with page_size, each page but the last full."""
+    seen: list[Any] = []
+    cursor = None
+    while True:
+        at = {"cursor": cursor} if cursor else {}
+        r = client.get(path, params={**params, "page_size": page_size, **at})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["page_size"] == page_size
+        seen += body[field]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            assert len(body[field]) <= page_size
+            return seen
+        assert len(body[field]) == page_size
+
+
+def _many_disputes(repo) -> list[Dispute]:
+    """Three disputes on each of six calls of two teams, raised in threes at the same moment (the id
+    orders those), agent-a's and agent-b's interleaved."""
+    ids = seed_calls(repo)
+    teams.put_memberships(store=repo, items=[m("agent-a", TEAM_A, VENDOR_A, START),
+                                             m("agent-b", TEAM_B, VENDOR_B, START)])
+    t0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    made = []
+    for n in range(3):
+        for i, (call, agent) in enumerate((("a1", "agent-a"), ("b1", "agent-b"), ("a2", "agent-a"),
+                                           ("b2", "agent-b"), ("a3", "agent-a"), ("a4", "agent-a"))):
+            made.append(repo.disputes.add(Dispute(
+                call_id=ids[call], scorecard_version=1, rubric_id="intake", agent_id=agent,
+                call_date=repo.get_call(ids[call]).call_date, target_kind="criterion", target_id=f"c{n}",
+                reason="x", raised_by_key_id="k", raised_by_name=agent,
+                created_at=t0 + timedelta(seconds=(6 * n + i) // 3))))
+    return made
+
+
+def _pages_of_disputes(repo) -> None:
+    made = _many_disputes(repo)
+    qa = issue_key(repo, "qa", "Quinn")[0]
+    agent = issue_key(repo, "agent", "Ana", Scope(agent="agent-a"))[0]
+    alpha = issue_key(repo, "supervisor", "alpha lead", Scope(teams=(TEAM_A,)))[0]
+    bravo = issue_key(repo, "supervisor", "bravo lead", Scope(vendors=(VENDOR_B,)))[0]
+
+    def pages(key, **kw):
+        return [d.id for d in walk(lambda c: disputes.list_disputes(store=repo, key=key, cursor=c,
+                                                                    page_size=2, **kw))]
+
+    assert pages(qa) == [d.id for d in made]  # oldest first, the id breaking ties
+    own = [d.id for d in made if d.agent_id == "agent-a"]
+    assert pages(agent) == pages(alpha) == own
+    assert pages(bravo) == [d.id for d in made if d.agent_id == "agent-b"]
+    assert pages(alpha, agent_id="agent-b") == []
+    disputes.resolve_dispute(store=repo, key=qa, dispute_id=own[0], outcome="upheld", reason="stands")
+    assert pages(agent, status="open") == own[1:]
+    with pytest.raises(InputError, match="not one this listing gave"):
+        disputes.list_disputes(store=repo, key=qa, cursor=paging.encode("audit", (made[0].created_at, 1)))
+
+
+def test_dispute_pages_hold_every_dispute_once_and_only_the_keys_scope(database_url):
+    repo = open_repository(database_url)
+    try:
+        _pages_of_disputes(repo)
+    finally:
+        repo.dispose()
+
+
+def test_dispute_pages_in_memory_match_the_database():
+    _pages_of_disputes(MemoryRepository())
 
 
 # -- through the API and the pages -----------------------------------------------------------------
@@ -360,3 +453,29 @@ def test_a_closed_window_is_shown_and_refused_on_the_page(site, monkeypatch):
     api = site.api("agent-a").post(f"/v1/calls/{site.ids['a4']}/disputes",
                                    json={"target": "criterion", "id": "greeting", "reason": "x"})
     assert api.status_code == 409 and "QA_DISPUTE_WINDOW_DAYS" in api.json()["detail"]
+
+
+def test_the_disputes_listing_by_cursor_through_the_api_and_the_page(site, monkeypatch):
+    qa, alpha = site.api("qa"), site.api("alpha")
+    every = walk_api(qa, "/v1/disputes", "disputes", page_size=1)
+    whole = qa.get("/v1/disputes", params={"page_size": 500}).json()
+    assert every == whole["disputes"] and whole["count"] == len(every) >= 2
+    assert whole["next_cursor"] is None and {d["agent_id"] for d in every} == {"agent-a", "agent-b"}
+    assert walk_api(alpha, "/v1/disputes", "disputes", page_size=1) == [
+        d for d in every if d["agent_id"] == "agent-a"]
+    foreign = paging.encode("audit", (datetime.now(UTC), 1))
+    r = qa.get("/v1/disputes", params={"cursor": foreign})
+    assert r.status_code == 422 and "not one this listing gave" in r.json()["detail"]
+    r = qa.get("/v1/disputes", params={"limit": 5})
+    assert r.status_code == 422 and "page_size" in r.json()["detail"]
+
+    monkeypatch.setattr("qa_service.web.disputes.PAGE_SIZE", 1)
+    web = site.web("qa")
+    first = web.get("/disputes").text
+    opened = [d for d in every if d["status"] == "open"]
+    assert f'data-dispute="{opened[0]["id"]}"' in first and f'data-dispute="{opened[1]["id"]}"' not in first
+    link = re.search(r'<a href="([^"]+)" rel="next">Next page', first).group(1).replace("&amp;", "&")
+    second = web.get(f"/disputes{link}").text
+    assert f'data-dispute="{opened[1]["id"]}"' in second and f'data-dispute="{opened[0]["id"]}"' not in second
+    garbled = web.get("/disputes", params={"cursor": "nonsense"}).text
+    assert "not one this listing gave" in garbled and f'data-dispute="{opened[0]["id"]}"' in garbled

@@ -23,6 +23,7 @@ from qa_service.api.deps import (
     ResolveDisputeKey,
     SettingsDep,
 )
+from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.api.schemas import Error
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.services import disputes
@@ -106,14 +107,16 @@ def post_resolution(dispute_id: DisputeId, body: ResolutionIn, repo: RepoDep, se
     return {"dispute": with_external_ids(repo, dispute.to_dict()), "result": result}
 
 
-@router.get("/v1/disputes", responses=_ERRORS)
+@router.get("/v1/disputes", responses=_ERRORS, dependencies=PAGED)
 def list_disputes(repo: RepoDep, key: ReadOwnScoresKey,
                   status: Annotated[Literal["open", "upheld", "overturned"] | None, Query()] = None,
                   agent_id: Annotated[str | None, Query(max_length=100)] = None,
-                  limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
-    """Disputes, oldest first (open ones wait for QA); an agent's key lists its own."""
-    rows = disputes.list_disputes(store=repo, key=key, status=status, agent_id=agent_id, limit=limit)
-    return {"count": len(rows), "disputes": with_external_ids(repo, [d.to_dict() for d in rows])}
+                  cursor: CursorQ = None, page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> dict[str, Any]:
+    """Disputes, oldest first (open ones wait for QA), a page at a time; an agent's key lists its own."""
+    page = disputes.list_disputes(store=repo, key=key, status=status, agent_id=agent_id, cursor=cursor,
+                                  page_size=page_size)
+    return {"count": len(page.items), "disputes": with_external_ids(repo, [d.to_dict() for d in page.items]),
+            "page_size": page.page_size, "next_cursor": page.next_cursor}
 
 
 @router.get("/v1/overturn-rates", responses=_ERRORS)

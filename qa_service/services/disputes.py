@@ -21,7 +21,9 @@ from qa_service.errors import Conflict, Forbidden, InputError, NotFound
 from qa_service.review import MAX_REASON_CHARS, Review, has_target
 from qa_service.services.calls import readable_call
 from qa_service.services.reviews import may_review, reviewed_card
-from qa_service.services.teams import reach, scoped
+from qa_service.services.teams import scoped
+from qa_service.storage import paging
+from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
 from qa_service.storage.repository import (
     DISPUTE_TARGETS,
     Acknowledgement,
@@ -34,6 +36,7 @@ from qa_service.storage.repository import (
 from qa_service.storage.views import Filters, OverturnRate
 
 OUTCOMES = ("upheld", "overturned")
+LISTING = "disputes"
 # What an overturn does to each kind of target: the agent-favourable verdict.
 OVERTURN_ACTION = {"criterion": "override_pass", "violation": "dismiss"}
 
@@ -169,13 +172,23 @@ def call_disputes(*, store: Repository, key: StoredKey,
 
 
 def list_disputes(*, store: Repository, key: StoredKey, status: str | None = None,
-                  agent_id: str | None = None, limit: int = 500) -> list[Dispute]:
-    """Disputes the key may read (its scope's calls; an agent's key: its own), oldest first."""
-    inside = reach(store, key)
-    # A scoped key's share is found after reading: read them all then (disputes are few beside calls).
-    rows = store.disputes.listing(status=status, agent_id=agent_id,
-                                  limit=limit if key.scope is None else 10**6)
-    return [d for d in rows if inside.call(d.agent_id, d.call_date)][:limit]
+                  agent_id: str | None = None, cursor: str | None = None,
+                  page_size: int = DEFAULT_PAGE_SIZE) -> Paged[Dispute]:
+    """One page of the disputes the key may read (its scope's calls; an agent's key: its own), oldest
+    first, after the dispute the cursor names; InputError for a cursor this listing did not give."""
+    page_size = paging.page_size_within(page_size)
+    rows = store.disputes.listing(status=status, agent_id=agent_id, scope=key.scope,
+                                  after=disputes_after(cursor), limit=page_size + 1)
+    return paging.page(rows, page_size, LISTING, lambda d: (d.created_at, d.id))
+
+
+def disputes_after(cursor: str | None) -> tuple[datetime, int] | None:
+    """The (raised time, id) a cursor of the disputes listing names (None: the first page); InputError
+    for a cursor this listing did not give."""
+    if cursor is None:
+        return None
+    at, dispute_id = paging.decode(LISTING, cursor, (datetime, int))
+    return at, dispute_id
 
 
 def overturn_rates(*, store: Repository, key: StoredKey, f: Filters) -> list[OverturnRate]:

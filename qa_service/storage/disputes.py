@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from qa_service.errors import NotFound
 from qa_service.review import Review
+from qa_service.storage import paging
 from qa_service.storage import tables as t
 from qa_service.storage.db import utc, writing
 from qa_service.storage.repository import (
@@ -25,7 +26,9 @@ from qa_service.storage.repository import (
     Dispute,
     DisputeOpen,
     DisputeStatus,
+    Scope,
 )
+from qa_service.storage.teams import member_on
 
 
 class SqlDisputes:
@@ -128,17 +131,26 @@ class SqlDisputes:
             rows = conn.execute(sa.select(d).where(d.c.call_id == call_id).order_by(d.c.id)).mappings().all()
         return [_dispute(r) for r in rows]
 
-    def listing(self, *, status: str | None = None, agent_id: str | None = None,
-                limit: int = 500) -> list[Dispute]:
-        """Disputes (with a status, of one agent), oldest first."""
+    def listing(self, *, status: str | None = None, agent_id: str | None = None, scope: Scope | None = None,
+                after: tuple[datetime, int] | None = None, limit: int = 500) -> list[Dispute]:
+        """Disputes (with a status, of one agent, inside a scope), oldest first by (created time, id),
+        from the one after the key `after` when given."""
         d = t.disputes
-        query = sa.select(d).order_by(d.c.id).limit(limit)
+        order = (d.c.created_at, d.c.id)
+        query = sa.select(d)
         if status is not None:
             query = query.where(d.c.status == status)
         if agent_id is not None:
             query = query.where(d.c.agent_id == agent_id)
+        if scope is not None:
+            # In the query, before the limit: a page holds as many of the scope's disputes as it can.
+            query = query.where(d.c.agent_id == scope.agent if scope.agent is not None
+                                else member_on(d.c.agent_id, d.c.call_date, scope))
+        if after is not None:
+            query = paging.after(query, order, after, descending=False)
         with self._engine.connect() as conn:
-            return [_dispute(r) for r in conn.execute(query).mappings()]
+            rows = conn.execute(query.order_by(*order).limit(limit)).mappings()
+            return [_dispute(r) for r in rows]
 
 
 def _acknowledgement(row: Any) -> Acknowledgement:

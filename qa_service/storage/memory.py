@@ -183,10 +183,18 @@ class MemoryDisputes:
         """A call's disputes, oldest first."""
         return [d for d in self.rows if d.call_id == call_id]
 
-    def listing(self, *, status: str | None = None, agent_id: str | None = None,
-                limit: int = 500) -> list[Dispute]:
-        """Disputes (with a status, of one agent), oldest first."""
-        return [d for d in self.rows if status in (None, d.status) and agent_id in (None, d.agent_id)][:limit]
+    def listing(self, *, status: str | None = None, agent_id: str | None = None, scope: Scope | None = None,
+                after: tuple[datetime, int] | None = None, limit: int = 500) -> list[Dispute]:
+        """Disputes (with a status, of one agent, inside a scope), oldest first by (created time, id), from
+        the one after the key `after` when given."""
+        rows = sorted((d for d in self.rows if status in (None, d.status) and agent_id in (None, d.agent_id)
+                       and (scope is None or self._inside(scope, d))), key=lambda d: (d.created_at, d.id))
+        return [d for d in rows if after is None or (d.created_at, d.id) > after][:limit]
+
+    def _inside(self, scope: Scope, d: Dispute) -> bool:
+        if scope.agent is not None:
+            return d.agent_id == scope.agent
+        return any(m.on(d.call_date) for m in self._repo.teams.memberships(agent_id=d.agent_id, scope=scope))
 
 
 class MemoryAudit:

@@ -388,9 +388,10 @@ class DisputeStore(Protocol):
         """A call's disputes, oldest first."""
         ...
 
-    def listing(self, *, status: str | None = None, agent_id: str | None = None,
-                limit: int = 500) -> list[Dispute]:
-        """Disputes (with a status, of one agent), oldest first."""
+    def listing(self, *, status: str | None = None, agent_id: str | None = None, scope: Scope | None = None,
+                after: tuple[datetime, int] | None = None, limit: int = 500) -> list[Dispute]:
+        """Disputes (with a status, of one agent, inside a scope: an agent's own, or its agents' on the
+        call's date), oldest first by (created time, id), from the one after the key `after` when given."""
         ...
 
 

@@ -63,7 +63,7 @@ from qa_service.services.history import call_history
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
 from qa_service.storage import listings, paging
-from qa_service.storage.paging import Paged
+from qa_service.storage.paging import MAX_PAGE_SIZE, Paged
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
 from qa_service.storage.views import Filters, Page, decode_cursor
 from qa_service.web import callview, charts
@@ -407,7 +407,8 @@ def agent_page(request: Request, agent_id: str) -> Response:
         "pager": _pager(request, report.calls, cursor),
         "csv": f"/agents/{quote(agent_id, safe='')}/scorecards.csv"
                + _query(request, cursor=None).rstrip("?"),
-        "disputes": list_disputes(store=repo, key=key, agent_id=agent_id),
+        # Disputes are few beside calls: the page shows the agent's first (and largest) page of them.
+        "disputes": list_disputes(store=repo, key=key, agent_id=agent_id, page_size=MAX_PAGE_SIZE).items,
         "own": own_agent(key) == agent_id,
     })
 
