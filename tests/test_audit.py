@@ -12,10 +12,13 @@ from fastapi.testclient import TestClient
 
 from qa_service.access.audit import audited
 from qa_service.access.session import COOKIE_NAME
-from qa_service.storage import open_repository
+from qa_service.errors import InputError
+from qa_service.services import audit
+from qa_service.storage import open_repository, paging
 from qa_service.storage import review as store
 from qa_service.storage import tables as t
 from tests import test_review
+from tests.paging_support import walk, walk_api
 from tests.test_api import Api, seed_rules
 from tests.test_ratelimit import fresh_window
 from tests.test_review import post, scored
@@ -176,19 +179,20 @@ def test_audit_route_is_admin_only_and_filters(api):
     api.client.get(f"/v1/calls/{b}/scorecard", headers=api.h())
     for role in ("qa", "supervisor", "telephony"):
         assert api.client.get("/v1/audit", headers=api.h(role)).status_code == 403
-    got = api.client.get(f"/v1/audit?call_id={a}", headers=api.h("admin")).json()
+    got = api.client.get(f"/v1/audit?call_id={a}", headers=api.h("admin")).json()["entries"]
     assert [r["action"] for r in got] == ["read_call", "submit_call"]  # newest first
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    assert api.client.get("/v1/audit", params={"from": future}, headers=api.h("admin")).json() == []
-    assert api.client.get("/v1/audit?to=2000-01-01T00:00:00", headers=api.h("admin")).json() == []
+    assert api.client.get("/v1/audit", params={"from": future}, headers=api.h("admin")).json() == {
+        "entries": [], "page_size": 50, "next_cursor": None}
+    assert api.client.get("/v1/audit?to=2000-01-01T00:00:00", headers=api.h("admin")).json()["entries"] == []
     supervisor = next(k for k in api.repo.list_keys() if k.role == "supervisor")
-    by_key = api.client.get(f"/v1/audit?key_id={supervisor.id}", headers=api.h("admin")).json()
+    by_key = api.client.get(f"/v1/audit?key_id={supervisor.id}", headers=api.h("admin")).json()["entries"]
     # The supervisor's refused look at the audit log is there too, with its status.
     assert [(r["action"], r["target_id"], r["details"].split(" client=")[0]) for r in by_key] == [
         ("forbidden", None, "status=403"), ("read_call", a, "status=200")]
     assert by_key[0]["details"].endswith(" tried=read_audit")
-    assert [r["action"] for r in api.client.get("/v1/audit?action=forbidden", headers=api.h("admin")).json()
-            ] == ["forbidden"] * 3
+    assert [r["action"] for r in api.client.get("/v1/audit?action=forbidden", headers=api.h("admin")
+                                                ).json()["entries"]] == ["forbidden"] * 3
     # Reading the audit log is itself recorded.
     assert rows(api)[-1]["action"] == "read_audit"
 
@@ -214,8 +218,33 @@ def test_audit_storage(database_url):
         assert [e.action for e in window] == ["review"]
         assert window[0].at == t0 + timedelta(minutes=5)
         assert repo.audit.entries(limit=1)[0].action == "put_rules"
+        # Rows written at the same moment: the id orders them, and every page holds the next ones.
+        for n in range(5):
+            repo.audit.record("read_call", key_id=key, target_kind="call", target_id=f"c{n}",
+                              at=t0 + timedelta(hours=2))
+        every = repo.audit.entries()
+        assert [(e.at, e.id) for e in every] == sorted(((e.at, e.id) for e in every), reverse=True)
+        assert walk(lambda c: audit.audit_page(store=repo, cursor=c, page_size=2)) == every
+        assert walk(lambda c: audit.audit_page(store=repo, key_id=key, cursor=c, page_size=2)) == [
+            e for e in every if e.key_id == key]
+        with pytest.raises(InputError, match="not one this listing gave"):
+            audit.audit_page(store=repo, cursor=paging.encode("disputes", (t0, 1)))
     finally:
         repo.dispose()
+
+
+def test_the_audit_route_answers_pages_newest_first(api):
+    for _ in range(5):
+        scored(api)
+    until = datetime.now(UTC).isoformat()
+    expected = sorted(rows(api), key=lambda r: (r["at"], r["id"]), reverse=True)
+    walked = walk_api(api.client, "/v1/audit", "entries", headers=api.h("admin"), to=until)
+    assert [r["id"] for r in walked] == [r["id"] for r in expected] and len(walked) == 5
+    foreign = paging.encode("disputes", (datetime.now(UTC), 1))
+    r = api.client.get("/v1/audit", params={"cursor": foreign}, headers=api.h("admin"))
+    assert r.status_code == 422 and "not one this listing gave" in r.json()["detail"]
+    r = api.client.get("/v1/audit", params={"limit": 10}, headers=api.h("admin"))
+    assert r.status_code == 422 and "page_size" in r.json()["detail"]
 
 
 def test_lists_exports_and_pages_are_audited(api):
@@ -259,11 +288,11 @@ def test_a_read_by_the_id_written_another_way_is_found_by_the_usual_id(make_sett
         assert r.status_code == 200, (form, r.text)
         assert r.json()["score"] == 25.0
     assert a.client.get(f"/v1/calls/{as_uuid.hex}", headers=a.h("supervisor")).json()["id"] == call_id
-    found = a.client.get("/v1/audit", params={"call_id": call_id}, headers=a.h("admin")).json()
+    found = a.client.get("/v1/audit", params={"call_id": call_id}, headers=a.h("admin")).json()["entries"]
     assert [r["action"] for r in found] == ["read_call"] + ["read_scorecard"] * 3 + ["submit_call"]
     assert {r["target_id"] for r in found} == {call_id}
     # A search by the id in another form finds the same rows.
-    again = a.client.get("/v1/audit", params={"call_id": as_uuid.hex}, headers=a.h("admin")).json()
+    again = a.client.get("/v1/audit", params={"call_id": as_uuid.hex}, headers=a.h("admin")).json()["entries"]
     assert again == found
     a.repo.dispose()
 
@@ -282,7 +311,7 @@ def test_failed_authentication_names_the_key_prefix_and_the_client_address(api):
     assert sign_in(client, pasted).status_code == 401
     assert client.post("/v1/webhooks/telephony", json={"external_call_id": "x"}).status_code == 401
 
-    failed = api.client.get("/v1/audit?action=auth_failed", headers=api.h("admin")).json()[::-1]
+    failed = api.client.get("/v1/audit?action=auth_failed", headers=api.h("admin")).json()["entries"][::-1]
     assert [(r["key_name"], r["target_kind"], r["target_id"], r["details"]) for r in failed] == [
         (None, "call", call_id, "status=401 client=203.0.113.9 key=qak_GuEsSeD1 tried=read_scorecard"),
         (None, None, None, "status=401 client=203.0.113.9 key=none tried=GET /v1/rubrics"),

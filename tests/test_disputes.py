@@ -6,9 +6,8 @@ is kept (through the services on SQLite and PostgreSQL, through the API and the 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,9 +19,9 @@ from qa_service.services import disputes, reviews, teams
 from qa_service.services.reviews import reviewed_card
 from qa_service.storage import open_repository, paging
 from qa_service.storage.memory import MemoryRepository
-from qa_service.storage.paging import Paged
 from qa_service.storage.repository import AlreadyResolved, Dispute, DisputeOpen, Scope
 from qa_service.storage.views import Filters
+from tests.paging_support import walk, walk_api
 from tests.test_teams import SCOPED, START, TEAM_A, TEAM_B, VENDOR_A, VENDOR_B, Site, _read, _urls, m
 from tests.test_views import seed_calls
 from tests.test_web import form_token, sign_in
@@ -169,39 +168,6 @@ def test_the_window_one_open_dispute_and_what_cannot_be_disputed(database_url):
 
 
 # -- pages of the listing -------------------------------------------------------------------------
-
-def walk(read: Callable[[str | None], Paged[T]], page_size: int = 2) -> list[T]:
-    """Every item of a listing, page after page; each page but the last holds page_size items."""
-    seen: list[T] = []
-    cursor = None
-    while True:
-        found = read(cursor)
-        assert found.page_size == page_size
-        seen += found.items
-        if found.next_cursor is None:
-            assert len(found.items) <= page_size
-            return seen
-        assert len(found.items) == page_size  # a scope or filter never leaves a page short
-        cursor = found.next_cursor
-
-
-def walk_api(client: TestClient, path: str, field: str, page_size: int = 2, **params: Any) -> list[Any]:
-    """Every item a route lists, page after page with page_size, each page but the last full."""
-    seen: list[Any] = []
-    cursor = None
-    while True:
-        at = {"cursor": cursor} if cursor else {}
-        r = client.get(path, params={**params, "page_size": page_size, **at})
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["page_size"] == page_size
-        seen += body[field]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            assert len(body[field]) <= page_size
-            return seen
-        assert len(body[field]) == page_size
-
 
 def _many_disputes(repo) -> list[Dispute]:
     """Three disputes on each of six calls of two teams, raised in threes at the same moment (the id

@@ -24,7 +24,7 @@ from qa_service.api.deps import (
 from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.review import MAX_REASON_CHARS
 from qa_service.scorecard import ReviewedScorecardDoc
-from qa_service.services import reviews
+from qa_service.services import audit, reviews
 from qa_service.services.calls import readable_call, with_external_ids
 
 router = APIRouter(tags=["review"])
@@ -95,7 +95,7 @@ def review_queue(
             "page_size": page.page_size, "next_cursor": page.next_cursor}
 
 
-@router.get("/v1/audit")
+@router.get("/v1/audit", dependencies=PAGED)
 def get_audit(
     repo: RepoDep, _key: AdminKey,
     call_id: Annotated[str | None, Query(description="A call, agent, key or rules id")] = None,
@@ -103,14 +103,15 @@ def get_audit(
     action: Annotated[str | None, Query(description="e.g. read_scorecard, export_calls, auth_failed")] = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-) -> list[dict[str, Any]]:
-    """Audit rows, newest first, by target (call, agent, key or rules id), key, action and time range
-    (admin only)."""
+    cursor: CursorQ = None, page_size: PageSizeQ = DEFAULT_PAGE_SIZE,
+) -> dict[str, Any]:
+    """Audit rows, newest first, a page at a time, by target (call, agent, key or rules id), key, action
+    and time range (admin only)."""
     since, until = (_aware(x) for x in (since, until))
-    rows = repo.audit.entries(target_id=call_id, key_id=key_id, action=action, since=since, until=until,
-                              limit=limit)
-    return [r.to_dict() for r in rows]
+    page = audit.audit_page(store=repo, target_id=call_id, key_id=key_id, action=action, since=since,
+                            until=until, cursor=cursor, page_size=page_size)
+    return {"entries": [r.to_dict() for r in page.items], "page_size": page.page_size,
+            "next_cursor": page.next_cursor}
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -216,14 +216,16 @@ class MemoryAudit:
 
     def entries(self, *, target_id: str | None = None, key_id: str | None = None, action: str | None = None,
                 since: datetime | None = None, until: datetime | None = None,
-                limit: int = 1000) -> list[AuditEntry]:
-        """Rows, newest first, filtered by target, key, action and time range."""
+                after: tuple[datetime, int] | None = None, limit: int = 1000) -> list[AuditEntry]:
+        """Rows, newest first by (time, id), filtered by target, key, action and time range, from the row
+        after the key `after` when given."""
         targets = {target_id, canonical_uuid(target_id) or target_id} if target_id is not None else None
         rows = [r for r in self.rows
                 if (targets is None or r.target_id in targets)
                 and (key_id is None or r.key_id == (canonical_uuid(key_id) or key_id))
                 and (action is None or r.action == action)
-                and (since is None or r.at >= since) and (until is None or r.at <= until)]
+                and (since is None or r.at >= since) and (until is None or r.at <= until)
+                and (after is None or (r.at, r.id) < after)]
         return sorted(rows, key=lambda r: (r.at, r.id), reverse=True)[:limit]
 
 

@@ -406,8 +406,9 @@ class AuditLog(Protocol):
 
     def entries(self, *, target_id: str | None = None, key_id: str | None = None, action: str | None = None,
                 since: datetime | None = None, until: datetime | None = None,
-                limit: int = 1000) -> list[AuditEntry]:
-        """Rows, newest first, filtered by target, key, action and time range."""
+                after: tuple[datetime, int] | None = None, limit: int = 1000) -> list[AuditEntry]:
+        """Rows, newest first by (time, id), filtered by target, key, action and time range, from the row
+        after the key `after` when given."""
         ...
 
 

@@ -195,9 +195,9 @@ def audit(engine: Engine, action: str, *, key_id: str | None = None, key_name: s
 
 def audit_entries(engine: Engine, *, target_id: str | None = None, key_id: str | None = None,
                   action: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                  limit: int = 1000) -> list[AuditEntry]:
-    """Audit rows, newest first, filtered by target (a call, agent, key or rules id), key, action and
-    time range."""
+                  after: tuple[datetime, int] | None = None, limit: int = 1000) -> list[AuditEntry]:
+    """Audit rows, newest first by (time, id), filtered by target (a call, agent, key or rules id), key,
+    action and time range, from the row after the key `after` when given."""
     a = t.audit_log
     conds: list[Any] = []
     if target_id is not None:
@@ -211,7 +211,11 @@ def audit_entries(engine: Engine, *, target_id: str | None = None, key_id: str |
         conds.append(a.c.at >= since)
     if until is not None:
         conds.append(a.c.at <= until)
-    query = sa.select(a).where(*conds).order_by(a.c.at.desc(), a.c.id.desc()).limit(limit)
+    order = (a.c.at, a.c.id)
+    query = sa.select(a).where(*conds)
+    if after is not None:
+        query = paging.after(query, order, after, descending=True)
+    query = query.order_by(*(col.desc() for col in order)).limit(limit)
     with engine.connect() as conn:
         return [AuditEntry(id=int(r["id"]), at=_utc(r["at"]), key_id=r["key_id"], key_name=r["key_name"],
                            role=r["role"], action=r["action"], target_kind=r["target_kind"],
@@ -271,7 +275,8 @@ class SqlAudit:
 
     def entries(self, *, target_id: str | None = None, key_id: str | None = None, action: str | None = None,
                 since: datetime | None = None, until: datetime | None = None,
-                limit: int = 1000) -> list[AuditEntry]:
-        """Rows, newest first, filtered by target, key, action and time range."""
+                after: tuple[datetime, int] | None = None, limit: int = 1000) -> list[AuditEntry]:
+        """Rows, newest first by (time, id), filtered by target, key, action and time range, from the row
+        after the key `after` when given."""
         return audit_entries(self._engine, target_id=target_id, key_id=key_id, action=action, since=since,
-                             until=until, limit=limit)
+                             until=until, after=after, limit=limit)
