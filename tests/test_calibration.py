@@ -6,7 +6,9 @@ Runs through the API on SQLite and PostgreSQL, plus the pure figures and the in-
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,11 +17,14 @@ from qa_service.app import create_app
 from qa_service.auth import issue_key
 from qa_service.calibration import CalibrationSession, Reviewer, SessionCall, Sheet, agreement, fleiss
 from qa_service.errors import Conflict, Forbidden
-from qa_service.services import calibration
+from qa_service.services import calibration, teams
 from qa_service.settings import Settings
+from qa_service.storage import paging
 from qa_service.storage.memory import MemoryRepository
-from qa_service.storage.repository import NewCall
+from qa_service.storage.repository import NewCall, Scope
 from qa_service.storage.views import Filters
+from tests.paging_support import walk, walk_api
+from tests.test_teams import START, TEAM_A, TEAM_B, VENDOR_A, VENDOR_B, m
 from tests.test_views import SEED, make_scorecard, seed_calls
 
 P, F, NA, C, D = "pass", "fail", "na", "confirm", "dismiss"
@@ -205,6 +210,44 @@ def test_a_session_is_checked_and_qa_can_close_it_early(site):
                                        json=sheet("b1", 1)).status_code == 409
 
 
+def _sessions_of_both_teams(repo, ids, lead) -> list[CalibrationSession]:
+    """Nine sessions opened in threes at the same moment: over team A's calls, over both teams', over
+    team B's, in turn; newest first by (created time, id)."""
+    teams.put_memberships(store=repo, items=[m("agent-a", TEAM_A, VENDOR_A, START),
+                                             m("agent-b", TEAM_B, VENDOR_B, START)])
+    t0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    over = (("a1", "a2"), ("a1", "b1"), ("b1",))
+    made = []
+    for n in range(9):
+        calls = tuple(SessionCall(call_id=ids[c], scorecard_version=1, position=i)
+                      for i, c in enumerate(over[n % 3]))
+        made.append(repo.calibration.add_session(CalibrationSession(
+            id=str(uuid.uuid4()), name=f"s{n}", status="open", created_by_key_id=lead.id,
+            created_by_name="lead person", created_at=t0 + timedelta(minutes=n // 3), calls=calls,
+            reviewers=(Reviewer(key_id=lead.id, name="lead person"),))))
+    return sorted(made, key=lambda x: (x.created_at, x.id), reverse=True)
+
+
+def test_session_pages_hold_every_session_once_and_a_scoped_key_only_its_own(site):
+    app, repo, ids, keys = site
+    made = _sessions_of_both_teams(repo, ids, keys["lead"][0])
+    alpha = issue_key(repo, "supervisor", "alpha lead", Scope(teams=(TEAM_A,)))
+    everyone = walk_api(client(app, keys, "sup"), "/v1/calibrations", "sessions")
+    assert [x["id"] for x in everyone] == [x.id for x in made]
+    scoped = walk_api(TestClient(app, headers={"Authorization": f"Bearer {alpha[1]}"}), "/v1/calibrations",
+                      "sessions")
+    assert [x["id"] for x in scoped] == [x.id for x in made if x.name in ("s0", "s3", "s6")]
+    pages = walk(lambda c: calibration.list_sessions(store=repo, key=alpha[0], cursor=c, page_size=2))
+    assert [x["id"] for x in pages] == [x["id"] for x in scoped]
+    sup = client(app, keys, "sup")
+    for cursor in (paging.encode("rescores", (made[0].created_at, made[0].id)),
+                   paging.encode("calibrations", (made[0].created_at, "not-an-id")), "garbled"):
+        r = sup.get("/v1/calibrations", params={"cursor": cursor})
+        assert r.status_code == 422 and "not one this listing gave" in r.json()["detail"], cursor
+    r = sup.get("/v1/calibrations", params={"limit": 5})
+    assert r.status_code == 422 and "page_size" in r.json()["detail"]
+
+
 def test_fleiss_kappa_on_the_textbook_table():
     """Fleiss (1971) as Wikipedia works it: 10 subjects, 14 raters, 5 categories: P-bar 0.378, kappa 0.210."""
     table = [(0, 0, 0, 0, 14), (0, 2, 6, 4, 2), (0, 0, 3, 5, 6), (0, 3, 9, 2, 0), (2, 2, 8, 1, 1),
@@ -251,9 +294,17 @@ def test_the_memory_twin_keeps_sessions_like_the_database():
     with pytest.raises(Conflict):
         calibration.submit_sheet(store=store, key=one, session_id=session.id, call_id=call_id,
                                  criteria=sheet("a1", 0)["criteria"], violations={})
+    # Pages in memory follow the database's order, ties broken by the id.
+    memory = MemoryRepository()
+    made = _sessions_of_both_teams(memory, seed_calls(memory), lead)
+    alpha = memory.add_key("alpha", "supervisor", "3" * 64, scope=Scope(teams=(TEAM_A,)))
+    assert [x["id"] for x in walk(lambda c: calibration.list_sessions(store=memory, key=lead, cursor=c,
+                                                                       page_size=2))] == [x.id for x in made]
+    assert [x["name"] for x in walk(lambda c: calibration.list_sessions(store=memory, key=alpha, cursor=c,
+                                                                         page_size=2))] == ["s6", "s3", "s0"]
 
 
-def test_the_pages_list_score_with_a_form_token_and_show_the_results(sqlite_url, tmp_path):
+def test_the_pages_list_score_with_a_form_token_and_show_the_results(sqlite_url, tmp_path, monkeypatch):
     from tests.test_web import form_token, sign_in
 
     settings = Settings(database_url=sqlite_url, storage_dir=tmp_path / "storage",
@@ -263,14 +314,24 @@ def test_the_pages_list_score_with_a_form_token_and_show_the_results(sqlite_url,
     try:
         ids = seed_calls(repo)
         keys = {w: issue_key(repo, "qa", f"{w} person") for w in ("lead", "r1", "r2")}
+        calibration.create_session(store=repo, key=keys["lead"][0], name="Earlier check", calls=[ids["a1"]],
+                                   reviewers=["r1 person", "r2 person"])
         sid = calibration.create_session(store=repo, key=keys["lead"][0], name="Page check",
                                          calls=[ids["a2"]], reviewers=["r1 person", "r2 person"]).id
         web = {w: TestClient(app, base_url="http://testserver") for w in ("lead", "r1", "r2")}
         for w, c in web.items():
             assert sign_in(c, keys[w][1]).status_code == 303
+        monkeypatch.setattr("qa_service.web.calibration.PAGE_SIZE", 1)
         listing = web["r1"].get("/calibrations")
         assert listing.status_code == 200
         assert "Page check" in listing.text and "yours to score: 1" in listing.text
+        assert "Earlier check" not in listing.text
+        link = re.search(r'<a href="([^"]+)" rel="next">Next page', listing.text).group(1)
+        link = link.replace("&amp;", "&")
+        older = web["r1"].get(f"/calibrations{link}").text
+        assert "Earlier check" in older and "Page check" not in older and 'rel="next"' not in older
+        garbled = web["r1"].get("/calibrations", params={"cursor": "garbled"}).text
+        assert "not one this listing gave" in garbled and "Page check" in garbled
         form = web["r1"].get(f"/calibrations/{sid}/calls/{ids['a2']}")
         assert form.status_code == 200
         assert 'name="c:greeting"' in form.text and 'name="v:guarantee"' in form.text

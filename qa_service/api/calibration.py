@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa_service.api.deps import CallIdPath, ReadScoresKey, RepoDep, ReviewKey
+from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.calibration import MAX_CALLS, MAX_NAME_CHARS, MAX_REVIEWERS
 from qa_service.services import calibration
 from qa_service.services.calls import with_external_ids
@@ -48,13 +49,14 @@ def create_session(body: SessionIn, repo: RepoDep, key: ReviewKey) -> dict[str, 
     return with_external_ids(repo, calibration.session_view(store=repo, key=key, session_id=session.id))
 
 
-@router.get("/v1/calibrations")
-def list_sessions(repo: RepoDep, key: ReadScoresKey,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    """Calibration sessions, newest first, with each reviewer's progress (a scoped key: the sessions
-    whose calls are all inside its scope)."""
-    sessions = calibration.list_sessions(store=repo, key=key, limit=limit)
-    return {"count": len(sessions), "sessions": with_external_ids(repo, sessions)}
+@router.get("/v1/calibrations", dependencies=PAGED)
+def list_sessions(repo: RepoDep, key: ReadScoresKey, cursor: CursorQ = None,
+                  page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> dict[str, Any]:
+    """Calibration sessions, newest first, a page at a time, with each reviewer's progress (a scoped key:
+    the sessions whose calls are all inside its scope)."""
+    page = calibration.list_sessions(store=repo, key=key, cursor=cursor, page_size=page_size)
+    return {"count": len(page.items), "sessions": with_external_ids(repo, page.items),
+            "page_size": page.page_size, "next_cursor": page.next_cursor}
 
 
 @router.get("/v1/calibrations/{session_id}")

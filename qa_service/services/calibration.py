@@ -41,9 +41,12 @@ from qa_service.errors import Forbidden, InputError, NotFound
 from qa_service.services.calls import readable_call
 from qa_service.services.reviews import may_review
 from qa_service.services.teams import reach
-from qa_service.storage.repository import Repository, StoredCall, StoredKey
+from qa_service.storage import paging
+from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
+from qa_service.storage.repository import Repository, StoredCall, StoredKey, canonical_uuid
 
 ALL_SENT = "every reviewer answered every call"
+LISTING = "calibrations"
 
 
 class BadCalibration(InputError):
@@ -153,16 +156,40 @@ def _calls(store: Repository, session: CalibrationSession) -> list[StoredCall]:
     return found
 
 
-def list_sessions(*, store: Repository, key: StoredKey, limit: int = 100) -> list[dict[str, Any]]:
-    """The sessions the key may read, newest first, each with its progress."""
-    out = []
-    for session in store.calibration.list_sessions(limit):
-        calls = _calls(store, session)
-        if key.scope is not None and not _inside(store, key, session, calls):
-            continue
-        sheets = store.calibration.sheets(session.id)
-        out.append(_summary(session, sheets, key) | {"external_ids": [c.external_id or c.id for c in calls]})
-    return out
+def list_sessions(*, store: Repository, key: StoredKey, cursor: str | None = None,
+                  page_size: int = DEFAULT_PAGE_SIZE) -> Paged[dict[str, Any]]:
+    """One page of the sessions the key may read, newest first, each with its progress, after the session
+    the cursor names; InputError for a cursor this listing did not give."""
+    page_size = paging.page_size_within(page_size)
+    after = sessions_after(cursor)
+    shown: list[tuple[CalibrationSession, list[StoredCall]]] = []
+    # A scoped key's share is found after reading: read on in the listing's order until one more
+    # session than the page has passed (or none is left), so no page is short and none repeats one.
+    while len(shown) <= page_size:
+        batch = store.calibration.list_sessions(after, limit=page_size + 1)
+        for session in batch:
+            calls = _calls(store, session)
+            if key.scope is None or _inside(store, key, session, calls):
+                shown.append((session, calls))
+        if len(batch) <= page_size:
+            break
+        after = (batch[-1].created_at, batch[-1].id)
+    found = paging.page(shown, page_size, LISTING, lambda x: (x[0].created_at, x[0].id))
+    items = [_summary(session, store.calibration.sheets(session.id), key)
+             | {"external_ids": [c.external_id or c.id for c in calls]} for session, calls in found.items]
+    return Paged(items=items, page_size=found.page_size, next_cursor=found.next_cursor)
+
+
+def sessions_after(cursor: str | None) -> tuple[datetime, str] | None:
+    """The (created time, id) a cursor of the sessions listing names (None: the first page); InputError
+    for a cursor this listing did not give."""
+    if cursor is None:
+        return None
+    at, session_id = paging.decode(LISTING, cursor, (datetime, str))
+    usual = canonical_uuid(session_id)
+    if usual is None:
+        raise paging.refused()
+    return at, usual
 
 
 def _summary(session: CalibrationSession, sheets: Sequence[Sheet], key: StoredKey) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from qa_service.calibration import CalibrationSession, Reviewer, SessionCall, Sheet
 from qa_service.errors import Conflict, NotFound
+from qa_service.storage import paging
 from qa_service.storage import tables as t
 from qa_service.storage.db import utc, uuid_or_404, writing
 
@@ -47,20 +47,25 @@ class SqlCalibration:
     def get_session(self, session_id: str) -> CalibrationSession:
         """The session with this id, or NotFound."""
         session_id = uuid_or_404(session_id, "calibration session")
-        found = self._sessions(t.calibration_sessions.c.id == session_id)
+        s = t.calibration_sessions
+        found = self._sessions(sa.select(s).where(s.c.id == session_id))
         if not found:
             raise NotFound(f"no calibration session with id {session_id!r}")
         return found[0]
 
-    def list_sessions(self, limit: int = 100) -> list[CalibrationSession]:
-        """Sessions, newest first."""
-        return self._sessions(None, limit)
+    def list_sessions(self, after: tuple[datetime, str] | None = None,
+                      limit: int = 100) -> list[CalibrationSession]:
+        """Sessions, newest first by (created time, id), from the one after the key `after` when given."""
+        s = t.calibration_sessions
+        order = (s.c.created_at, s.c.id)
+        query = sa.select(s)
+        if after is not None:
+            query = paging.after(query, order, after, descending=True)
+        return self._sessions(query.order_by(*(col.desc() for col in order)).limit(limit))
 
-    def _sessions(self, where: Any, limit: int = 1) -> list[CalibrationSession]:
-        s, c, r = t.calibration_sessions, t.calibration_calls, t.calibration_reviewers
-        query = sa.select(s).order_by(s.c.created_at.desc(), s.c.id).limit(limit)
-        if where is not None:
-            query = query.where(where)
+    def _sessions(self, query: sa.Select) -> list[CalibrationSession]:
+        """The sessions the query reads, in its order, with their calls and reviewers."""
+        c, r = t.calibration_calls, t.calibration_reviewers
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
             ids = [str(row["id"]) for row in rows]

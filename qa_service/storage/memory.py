@@ -417,9 +417,11 @@ class MemoryCalibration:
             raise NotFound(f"no calibration session with id {session_id!r}")
         return found
 
-    def list_sessions(self, limit: int = 100) -> list[CalibrationSession]:
-        """Sessions, newest first."""
-        return sorted(self.rows.values(), key=lambda x: (-x.created_at.timestamp(), x.id))[:limit]
+    def list_sessions(self, after: tuple[datetime, str] | None = None,
+                      limit: int = 100) -> list[CalibrationSession]:
+        """Sessions, newest first by (created time, id), from the one after the key `after` when given."""
+        rows = sorted(self.rows.values(), key=lambda x: (x.created_at, x.id), reverse=True)
+        return [x for x in rows if after is None or (x.created_at, x.id) < after][:limit]
 
     def put_sheet(self, sheet: Sheet) -> Sheet:
         """Store a sheet (replacing an earlier one); SessionClosed when the session is closed."""

@@ -769,8 +769,9 @@ class CalibrationStore(Protocol):
         """The session with this id, or NotFound."""
         ...
 
-    def list_sessions(self, limit: int = 100) -> list[CalibrationSession]:
-        """Sessions, newest first."""
+    def list_sessions(self, after: tuple[datetime, str] | None = None,
+                      limit: int = 100) -> list[CalibrationSession]:
+        """Sessions, newest first by (created time, id), from the one after the key `after` when given."""
         ...
 
     def put_sheet(self, sheet: Sheet) -> Sheet:
