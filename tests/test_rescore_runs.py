@@ -7,21 +7,26 @@ spaCy pipeline and redactor loaded once (no speech model: the calls are transcri
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
 
 from qa_service import queueing
+from qa_service.storage import paging
 from qa_service.storage import tables as t
 from qa_service.worker import jobs, lease, recovery
 from qa_service.worker.context import WorkerContext, activate, current
 from tests.conftest import free_port
+from tests.paging_support import walk_api
 from tests.test_api import POLICIES, RUBRIC, Api, seed_rules, sha
+from tests.test_web import sign_in
 
 PATH = "/v1/rescores"
 BODY = {"rubric_id": "harbourline-intake", "rubric_version": "2026.10"}
@@ -169,15 +174,56 @@ def test_runs_are_listed_newest_first_with_totals(api):
                "flipped_to_pass": 0, "agents_with_flips": {}, "new_violations": {}, "vanished_violations": {},
                "flipped_calls": [], "refresher": {}}
     api.repo.finish_rescore_run(ids[0], summary)
-    listed = api.client.get(PATH, headers=api.h("supervisor")).json()
+    body = api.client.get(PATH, headers=api.h("supervisor")).json()
+    assert (body["page_size"], body["next_cursor"]) == (50, None)
+    listed = body["runs"]
     assert [x["id"] for x in listed] == ids[::-1]
     assert "summary" not in listed[0]
     assert listed[2]["totals"] == {"calls": 4, "score_changed": 2, "flipped_to_fail": 1, "flipped_to_pass": 0}
-    assert [x["id"] for x in api.client.get(f"{PATH}?limit=2", headers=api.h()).json()] == ids[:0:-1]
-    done = api.client.get(f"{PATH}?status=done", headers=api.h()).json()
+    first = api.client.get(f"{PATH}?page_size=2", headers=api.h()).json()
+    assert [x["id"] for x in first["runs"]] == ids[:0:-1] and first["next_cursor"]
+    done = api.client.get(f"{PATH}?status=done", headers=api.h()).json()["runs"]
     assert [(x["id"], x["status"]) for x in done] == [(ids[0], "done")]
     assert api.client.get(f"{PATH}?status=lost", headers=api.h()).status_code == 422
-    assert api.client.get(f"{PATH}?limit=0", headers=api.h()).status_code == 422
+    assert api.client.get(f"{PATH}?page_size=0", headers=api.h()).status_code == 422
+    r = api.client.get(f"{PATH}?limit=2", headers=api.h())
+    assert r.status_code == 422 and "page_size" in r.json()["detail"]
+
+
+def walk_runs(api: Api) -> None:
+    """Five dry runs, three of them requested at the same moment: pages of two hold each run once, newest
+    first and the id breaking ties; a cursor of another listing, or naming no run id, is refused."""
+    ids = [start(api, dry_run=True).json()["id"] for _ in range(5)]
+    same = datetime.now(UTC) - timedelta(hours=1)
+    with api.repo.engine.begin() as conn:
+        conn.execute(t.rescore_runs.update().where(t.rescore_runs.c.id.in_(ids[1:4])).values(created_at=same))
+    stored = api.repo.list_rescore_runs(limit=100)
+    assert len({r.created_at for r in stored if r.id in ids[1:4]}) == 1
+    expected = [r.id for r in sorted(stored, key=lambda r: (r.created_at, r.id), reverse=True)]
+    assert set(ids) <= set(expected)
+    walked = walk_api(api.client, PATH, "runs", headers=api.h("supervisor"))
+    assert [x["id"] for x in walked] == expected
+    for cursor in (paging.encode("calibrations", (same, ids[0])), paging.encode("rescores", (same, "x"))):
+        r = api.client.get(PATH, params={"cursor": cursor}, headers=api.h())
+        assert r.status_code == 422 and "not one this listing gave" in r.json()["detail"]
+
+
+def test_run_pages_walk_every_run_once(api):
+    walk_runs(api)
+
+
+def test_the_runs_page_links_to_the_next_page(api, monkeypatch):
+    ids = [start(api, dry_run=True).json()["id"] for _ in range(3)]
+    monkeypatch.setattr("qa_service.web.pages.PAGE_SIZE", 2)
+    web = TestClient(api.app, base_url="http://testserver")
+    assert sign_in(web, api.keys["supervisor"]).status_code == 303
+    first = web.get("/rescores").text
+    assert all(f'href="/rescores/{i}"' in first for i in ids[1:])
+    assert f'href="/rescores/{ids[0]}"' not in first
+    link = re.search(r'<a href="([^"]+)" rel="next">Next page', first).group(1)
+    second = web.get(f"/rescores{link}").text
+    assert f'href="/rescores/{ids[0]}"' in second and 'rel="next"' not in second
+    assert all(f'href="/rescores/{i}"' not in second for i in ids[1:])
 
 
 def test_one_run_at_a_time_stores_a_rubrics_scorecards(api):
@@ -360,5 +406,7 @@ def test_rescore_routes_on_postgresql(make_settings, redis_url, redis_conn, pg_u
     seed_rules(api.repo)
     run_id = start(api, since="2026-10-01").json()["id"]
     assert api.client.get(f"{PATH}/{run_id}", headers=api.h()).json()["since"] == "2026-10-01"
-    assert [x["id"] for x in api.client.get(PATH, headers=api.h()).json()] == [run_id]
+    assert [x["id"] for x in api.client.get(PATH, headers=api.h()).json()["runs"]] == [run_id]
     assert api.client.get(f"{PATH}/not-a-uuid", headers=api.h()).status_code == 404
+    api.repo.fail_rescore_run(run_id, "made way for the dry runs")
+    walk_runs(api)

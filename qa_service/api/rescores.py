@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import logging
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qa_service.api.deps import QueueDep, ReadRescoresKey, RepoDep, SettingsDep, StartRescoreKey
+from qa_service.api.paging import DEFAULT_PAGE_SIZE, PAGED, CursorQ, PageSizeQ
 from qa_service.api.policy import OutdatedMention
 from qa_service.api.schemas import Error, RulesRefOut
 from qa_service.services import rescores
@@ -143,6 +144,12 @@ class RescoreRunOut(BaseModel):
     url: str
 
 
+class RescoreRunPage(BaseModel):
+    runs: list[RescoreRunOut] = Field(description="Newest requested first")
+    page_size: int
+    next_cursor: str | None = Field(description="Pass back as cursor= for the next page; None: the last page")
+
+
 class RescoreRunDetail(RescoreRunOut):
     summary: ImpactSummary | None = Field(description="The impact report, once the run is done")
 
@@ -198,11 +205,13 @@ def get_rescore(run_id: str, repo: RepoDep, key: ReadRescoresKey) -> RescoreRunD
     return RescoreRunDetail(**_fields(run), summary=summary)
 
 
-@router.get("/v1/rescores", response_model=list[RescoreRunOut], responses=_ERRORS)
+@router.get("/v1/rescores", response_model=RescoreRunPage, responses=_ERRORS, dependencies=PAGED)
 def list_rescores(repo: RepoDep, key: ReadRescoresKey,
                   status: Literal["queued", "running", "done", "failed"] | None = None,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[RescoreRunOut]:
-    """Recent runs, newest first, with headline counts (the full impact is on each run's own URL)."""
+                  cursor: CursorQ = None, page_size: PageSizeQ = DEFAULT_PAGE_SIZE) -> RescoreRunPage:
+    """Runs, newest first, a page at a time, with headline counts (the full impact is on each run's own
+    URL)."""
     unscoped_only(key, "a rescore run")
-    runs = repo.list_rescore_runs(statuses=[status] if status else None, limit=limit)
-    return [RescoreRunOut(**_fields(r)) for r in runs]
+    page = rescores.list_runs(store=repo, status=status, cursor=cursor, page_size=page_size)
+    return RescoreRunPage(runs=[RescoreRunOut(**_fields(r)) for r in page.items], page_size=page.page_size,
+                          next_cursor=page.next_cursor)

@@ -43,7 +43,7 @@ from qa_service.services.reviews import may_review
 from qa_service.services.teams import reach
 from qa_service.storage import paging
 from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
-from qa_service.storage.repository import Repository, StoredCall, StoredKey, canonical_uuid
+from qa_service.storage.repository import Repository, StoredCall, StoredKey
 
 ALL_SENT = "every reviewer answered every call"
 LISTING = "calibrations"
@@ -185,11 +185,7 @@ def sessions_after(cursor: str | None) -> tuple[datetime, str] | None:
     for a cursor this listing did not give."""
     if cursor is None:
         return None
-    at, session_id = paging.decode(LISTING, cursor, (datetime, str))
-    usual = canonical_uuid(session_id)
-    if usual is None:
-        raise paging.refused()
-    return at, usual
+    return paging.decode_timed_uuid(LISTING, cursor)
 
 
 def _summary(session: CalibrationSession, sheets: Sequence[Sheet], key: StoredKey) -> dict[str, Any]:

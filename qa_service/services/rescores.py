@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from qa_service.errors import Conflict, QAServiceError
@@ -19,6 +19,8 @@ from qa_service.queueing import enqueue_rescore
 from qa_service.services.calls import QueueUnavailable
 from qa_service.services.rules import stored_rules
 from qa_service.settings import Settings
+from qa_service.storage import paging
+from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
 from qa_service.storage.repository import (
     NewRescoreRun,
     Repository,
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from qa_service.rescore import ImpactReport
 
 log = logging.getLogger(__name__)
+LISTING = "rescores"
 
 
 def start_rescore(*, store: Repository, settings: Settings, queue: Any, key: StoredKey, rubric_id: str,
@@ -59,6 +62,22 @@ def start_rescore(*, store: Repository, settings: Settings, queue: Any, key: Sto
             f"the rescore run is stored as {run.id} but the queue is unavailable; a worker queues it "
             f"when it starts (GET /v1/rescores/{run.id})") from None
     return run
+
+
+def list_runs(*, store: Repository, status: str | None = None, cursor: str | None = None,
+              page_size: int = DEFAULT_PAGE_SIZE) -> Paged[StoredRescoreRun]:
+    """One page of rescore runs (in a status), newest first, after the run the cursor names; InputError
+    for a cursor this listing did not give."""
+    page_size = paging.page_size_within(page_size)
+    runs = store.list_rescore_runs(statuses=[status] if status else None, after=runs_after(cursor),
+                                   limit=page_size + 1)
+    return paging.page(runs, page_size, LISTING, lambda r: (r.created_at, r.id))
+
+
+def runs_after(cursor: str | None) -> tuple[datetime, str] | None:
+    """The (requested time, id) a cursor of the runs listing names (None: the first page); InputError for
+    a cursor this listing did not give."""
+    return paging.decode_timed_uuid(LISTING, cursor) if cursor is not None else None
 
 
 def start_publish_rescan(*, store: Repository, settings: Settings, queue: Any, key: StoredKey | None,

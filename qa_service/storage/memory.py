@@ -724,11 +724,14 @@ class MemoryRepository:
         return found
 
     def list_rescore_runs(self, statuses: Iterable[str] | None = None,
+                          after: tuple[datetime, str] | None = None,
                           limit: int = 50) -> list[StoredRescoreRun]:
-        """Runs, newest first, optionally in these statuses."""
+        """Runs, newest first by (requested time, id), optionally in these statuses, from the one after
+        the key `after` when given."""
         wanted = set(statuses) if statuses is not None else None
-        runs = [r for r in self.runs.values() if wanted is None or r.status in wanted]
-        return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
+        runs = [r for r in self.runs.values() if (wanted is None or r.status in wanted)
+                and (after is None or (r.created_at, r.id) < after)]
+        return sorted(runs, key=lambda r: (r.created_at, r.id), reverse=True)[:limit]
 
     def _update_run(self, run_id: str, **values: Any) -> StoredRescoreRun:
         run = self.get_rescore_run(run_id)

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from qa_service.errors import InputError
 from qa_service.storage.db import utc
+from qa_service.storage.repository import canonical_uuid
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
@@ -71,6 +72,16 @@ def decode(listing: str, cursor: str, types: Sequence[KeyType]) -> tuple[Any, ..
         return tuple(_read(part, kind) for part, kind in zip(parts, types, strict=True))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise refused() from None
+
+
+def decode_timed_uuid(listing: str, cursor: str) -> tuple[datetime, str]:
+    """The (time, id) key a cursor of this listing names when the id is a UUID, in its usual form;
+    InputError for any other text (a UUID column cannot even compare with it)."""
+    at, row_id = decode(listing, cursor, (datetime, str))
+    usual = canonical_uuid(row_id)
+    if usual is None:
+        raise refused()
+    return at, usual
 
 
 def refused() -> InputError:

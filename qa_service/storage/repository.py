@@ -546,8 +546,10 @@ class RescoreRunStore(Protocol):
         ...
 
     def list_rescore_runs(self, statuses: Iterable[str] | None = None,
+                          after: tuple[datetime, str] | None = None,
                           limit: int = 50) -> list[StoredRescoreRun]:
-        """Rescore runs, newest first (optionally only those with one of these statuses)."""
+        """Rescore runs, newest first by (requested time, id) (optionally only those with one of these
+        statuses), from the one after the key `after` when given."""
         ...
 
     def start_rescore_run(self, run_id: str) -> StoredRescoreRun:

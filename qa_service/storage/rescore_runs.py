@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from qa_service.errors import Conflict, NotFound
+from qa_service.storage import paging
 from qa_service.storage import tables as t
 from qa_service.storage.db import SqlPart, utc, utc_now, uuid_or_404
 from qa_service.storage.repository import (
@@ -64,12 +66,18 @@ class SqlRescoreRuns(SqlPart):
         return _rescore_run(row)
 
     def list_rescore_runs(self, statuses: Iterable[str] | None = None,
+                          after: tuple[datetime, str] | None = None,
                           limit: int = 50) -> list[StoredRescoreRun]:
-        """Rescore runs, newest first (optionally only those with one of these statuses)."""
+        """Rescore runs, newest first by (requested time, id) (optionally only those with one of these
+        statuses), from the one after the key `after` when given."""
         r = t.rescore_runs
-        query = sa.select(r).order_by(r.c.created_at.desc(), r.c.id).limit(limit)
+        order = (r.c.created_at, r.c.id)
+        query = sa.select(r)
         if statuses is not None:
             query = query.where(r.c.status.in_(list(statuses)))
+        if after is not None:
+            query = paging.after(query, order, after, descending=True)
+        query = query.order_by(*(col.desc() for col in order)).limit(limit)
         with self.engine.connect() as conn:
             return [_rescore_run(row) for row in conn.execute(query).mappings()]
 

@@ -60,6 +60,7 @@ from qa_service.services.exports import (
     stored_body,
 )
 from qa_service.services.history import call_history
+from qa_service.services.rescores import list_runs, runs_after
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
 from qa_service.storage import listings, paging
@@ -553,8 +554,12 @@ def rescores_page(request: Request) -> Response:
     key = signed_page(request, _rescores_refused)
     if isinstance(key, Response):
         return key
-    runs = request.app.state.repo.list_rescore_runs(limit=100)
-    return render(request, "rescores.html", {"key": key, "runs": [_run_view(r) for r in runs]})
+    errors: list[str] = []
+    cursor = _cursor(request, errors, runs_after)
+    runs = list_runs(store=request.app.state.repo, cursor=cursor, page_size=PAGE_SIZE)
+    return render(request, "rescores.html", {
+        "key": key, "errors": errors, "runs": [_run_view(r) for r in runs.items],
+        "pager": _pager(request, runs, cursor)})
 
 
 @router.get("/rescores/{run_id}", response_class=HTMLResponse)
