@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from qa_service.storage import paging
+from qa_service.storage import listings, paging
 from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
 from qa_service.storage.repository import Repository
 from qa_service.storage.review import AuditEntry
-
-LISTING = "audit"
 
 
 def audit_page(*, store: Repository, target_id: str | None = None, key_id: str | None = None,
@@ -22,7 +20,7 @@ def audit_page(*, store: Repository, target_id: str | None = None, key_id: str |
     """One page of audit rows (by target, key, action and time range), newest first, after the row the
     cursor names; InputError for a cursor this listing did not give."""
     page_size = paging.page_size_within(page_size)
-    after = paging.decode(LISTING, cursor, (datetime, int)) if cursor is not None else None
+    after = listings.AUDIT.decode(cursor) if cursor is not None else None
     rows = store.audit.entries(target_id=target_id, key_id=key_id, action=action, since=since, until=until,
                                after=after, limit=page_size + 1)
-    return paging.page(rows, page_size, LISTING, lambda r: (r.at, r.id))
+    return listings.AUDIT.page(rows, page_size)

@@ -41,12 +41,11 @@ from qa_service.errors import Forbidden, InputError, NotFound
 from qa_service.services.calls import readable_call
 from qa_service.services.reviews import may_review
 from qa_service.services.teams import reach
-from qa_service.storage import paging
+from qa_service.storage import listings, paging
 from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
 from qa_service.storage.repository import Repository, StoredCall, StoredKey
 
 ALL_SENT = "every reviewer answered every call"
-LISTING = "calibrations"
 
 
 class BadCalibration(InputError):
@@ -174,9 +173,10 @@ def list_sessions(*, store: Repository, key: StoredKey, cursor: str | None = Non
         if len(batch) <= page_size:
             break
         after = (batch[-1].created_at, batch[-1].id)
-    found = paging.page(shown, page_size, LISTING, lambda x: (x[0].created_at, x[0].id))
-    items = [_summary(session, store.calibration.sheets(session.id), key)
-             | {"external_ids": [c.external_id or c.id for c in calls]} for session, calls in found.items]
+    found = listings.CALIBRATIONS.page([session for session, _ in shown], page_size)
+    calls_of = {session.id: calls for session, calls in shown}
+    items = [_summary(s, store.calibration.sheets(s.id), key)
+             | {"external_ids": [c.external_id or c.id for c in calls_of[s.id]]} for s in found.items]
     return Paged(items=items, page_size=found.page_size, next_cursor=found.next_cursor)
 
 
@@ -185,7 +185,7 @@ def sessions_after(cursor: str | None) -> tuple[datetime, str] | None:
     for a cursor this listing did not give."""
     if cursor is None:
         return None
-    return paging.decode_timed_uuid(LISTING, cursor)
+    return paging.decode_timed_uuid(listings.CALIBRATIONS.name, cursor)
 
 
 def _summary(session: CalibrationSession, sheets: Sequence[Sheet], key: StoredKey) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from qa_service.review import MAX_REASON_CHARS, Review, has_target
 from qa_service.services.calls import readable_call
 from qa_service.services.reviews import may_review, reviewed_card
 from qa_service.services.teams import scoped
-from qa_service.storage import paging
+from qa_service.storage import listings, paging
 from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
 from qa_service.storage.repository import (
     DISPUTE_TARGETS,
@@ -36,7 +36,6 @@ from qa_service.storage.repository import (
 from qa_service.storage.views import Filters, OverturnRate
 
 OUTCOMES = ("upheld", "overturned")
-LISTING = "disputes"
 # What an overturn does to each kind of target: the agent-favourable verdict.
 OVERTURN_ACTION = {"criterion": "override_pass", "violation": "dismiss"}
 
@@ -179,7 +178,7 @@ def list_disputes(*, store: Repository, key: StoredKey, status: str | None = Non
     page_size = paging.page_size_within(page_size)
     rows = store.disputes.listing(status=status, agent_id=agent_id, scope=key.scope,
                                   after=disputes_after(cursor), limit=page_size + 1)
-    return paging.page(rows, page_size, LISTING, lambda d: (d.created_at, d.id))
+    return listings.DISPUTES.page(rows, page_size)
 
 
 def disputes_after(cursor: str | None) -> tuple[datetime, int] | None:
@@ -187,7 +186,7 @@ def disputes_after(cursor: str | None) -> tuple[datetime, int] | None:
     for a cursor this listing did not give."""
     if cursor is None:
         return None
-    at, dispute_id = paging.decode(LISTING, cursor, (datetime, int))
+    at, dispute_id = listings.DISPUTES.decode(cursor)
     return at, dispute_id
 
 

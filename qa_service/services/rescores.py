@@ -19,7 +19,7 @@ from qa_service.queueing import enqueue_rescore
 from qa_service.services.calls import QueueUnavailable
 from qa_service.services.rules import stored_rules
 from qa_service.settings import Settings
-from qa_service.storage import paging
+from qa_service.storage import listings, paging
 from qa_service.storage.paging import DEFAULT_PAGE_SIZE, Paged
 from qa_service.storage.repository import (
     NewRescoreRun,
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from qa_service.rescore import ImpactReport
 
 log = logging.getLogger(__name__)
-LISTING = "rescores"
 
 
 def start_rescore(*, store: Repository, settings: Settings, queue: Any, key: StoredKey, rubric_id: str,
@@ -71,13 +70,13 @@ def list_runs(*, store: Repository, status: str | None = None, cursor: str | Non
     page_size = paging.page_size_within(page_size)
     runs = store.list_rescore_runs(statuses=[status] if status else None, after=runs_after(cursor),
                                    limit=page_size + 1)
-    return paging.page(runs, page_size, LISTING, lambda r: (r.created_at, r.id))
+    return listings.RESCORES.page(runs, page_size)
 
 
 def runs_after(cursor: str | None) -> tuple[datetime, str] | None:
     """The (requested time, id) a cursor of the runs listing names (None: the first page); InputError for
     a cursor this listing did not give."""
-    return paging.decode_timed_uuid(LISTING, cursor) if cursor is not None else None
+    return paging.decode_timed_uuid(listings.RESCORES.name, cursor) if cursor is not None else None
 
 
 def start_publish_rescan(*, store: Repository, settings: Settings, queue: Any, key: StoredKey | None,

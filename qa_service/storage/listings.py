@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from qa_service.calibration import CalibrationSession
 from qa_service.storage.paging import Listing
-from qa_service.storage.repository import Certification, Membership, StoredKey, TrainingRecord
+from qa_service.storage.repository import (
+    Certification,
+    Dispute,
+    Membership,
+    StoredKey,
+    StoredRescoreRun,
+    TrainingRecord,
+)
+from qa_service.storage.review import AuditEntry
 
 # API keys, newest first: the key just made is on the first page, and agents' keys run to thousands.
 KEYS: Listing[StoredKey] = Listing("keys", (datetime, str), lambda k: (k.created_at, k.id))
@@ -29,3 +38,14 @@ LAPSED: Listing[Certification] = Listing("certifications-lapsed", EXPIRING.types
 # Training records by agent, policy pack and version (one row per agent and pack version).
 TRAINING: Listing[TrainingRecord] = Listing(
     "training-records", (str, str, str), lambda r: (r.agent_id, r.pack_id, r.pack_version))
+
+# Agents' disputes, oldest raised first (the open ones wait for QA).
+DISPUTES: Listing[Dispute] = Listing("disputes", (datetime, int), lambda d: (d.created_at, d.id))
+
+# The audit log, newest first: rows are only appended, so a later page still starts after the last shown.
+AUDIT: Listing[AuditEntry] = Listing("audit", (datetime, int), lambda r: (r.at, r.id))
+
+# Calibration sessions and rescore runs, newest first; their ids are UUIDs (`paging.decode_timed_uuid`).
+CALIBRATIONS: Listing[CalibrationSession] = Listing(
+    "calibrations", (datetime, str), lambda s: (s.created_at, s.id))
+RESCORES: Listing[StoredRescoreRun] = Listing("rescores", (datetime, str), lambda r: (r.created_at, r.id))
