@@ -137,10 +137,7 @@ def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: s
 def queue_after(cursor: str | None) -> QueueKey | None:
     """The queue key a cursor names (None: the first page); InputError for a cursor the queue did not
     give."""
-    if cursor is None:
-        return None
-    day, at, call_id = paging.decode(QUEUE, cursor, (date, datetime, str))
-    return day, at, call_id
+    return paging.decode_call_key(QUEUE, cursor) if cursor is not None else None
 
 
 def _waiting(c: QueueCandidate, share: float) -> dict[str, Any] | None:

@@ -10,7 +10,6 @@ key's reach, so a page of results is full whenever enough of the key's own calls
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
 
 from qa_service.errors import InputError
 from qa_service.services.calls import may_read
@@ -85,10 +84,7 @@ def search_calls(*, store: Repository, key: StoredKey, query: str, cursor: str |
 def search_after(cursor: str | None) -> SearchKey | None:
     """The key a search cursor names (None: the first page); InputError for a cursor the search did not
     give."""
-    if cursor is None:
-        return None
-    day, at, call_id = paging.decode(SEARCH, cursor, (date, datetime, str))
-    return day, at, call_id
+    return paging.decode_call_key(SEARCH, cursor) if cursor is not None else None
 
 
 def plain(snippet: str) -> str:

@@ -30,6 +30,8 @@ DEFAULT_PAGE_SIZE = 50
 
 T = TypeVar("T")
 KeyValue = str | int | date | datetime
+# A call's place in a listing of calls: its call date, the time it was received, its id.
+CallKey = tuple[date, datetime, str]
 # What a key's parts are read back as: str, int, date or datetime (always in UTC).
 KeyType = type
 
@@ -78,10 +80,21 @@ def decode_timed_uuid(listing: str, cursor: str) -> tuple[datetime, str]:
     """The (time, id) key a cursor of this listing names when the id is a UUID, in its usual form;
     InputError for any other text (a UUID column cannot even compare with it)."""
     at, row_id = decode(listing, cursor, (datetime, str))
-    usual = canonical_uuid(row_id)
+    return at, _uuid(row_id)
+
+
+def decode_call_key(listing: str, cursor: str) -> CallKey:
+    """The (call date, time received, call id) key a cursor of a listing of calls names; InputError for
+    any other text."""
+    day, at, call_id = decode(listing, cursor, (date, datetime, str))
+    return day, at, _uuid(call_id)
+
+
+def _uuid(value: str) -> str:
+    usual = canonical_uuid(value)
     if usual is None:
         raise refused()
-    return at, usual
+    return usual
 
 
 def refused() -> InputError:

@@ -49,8 +49,8 @@ class AuditEntry:
                 "target_id": self.target_id, "details": self.details}
 
 
-# A call's place in the review queue's order: its call date, the time it was received, its id.
-QueueKey = tuple[date, datetime, str]
+# A call's place in the review queue's order (oldest first).
+QueueKey = paging.CallKey
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,8 @@ def merge(conn: Any) -> None:
         conn.execute(sa.text(f"INSERT INTO {TABLE}({TABLE}) VALUES ('optimize')"))
 
 
-# A hit's place in the search's order (newest first): its call date, the time it was received, its id.
-SearchKey = tuple[date, datetime, str]
+# A hit's place in the search's order (newest first).
+SearchKey = paging.CallKey
 
 
 @dataclass(frozen=True)

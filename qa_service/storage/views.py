@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql
 
 from qa_service.storage import paging, rollups
 from qa_service.storage import tables as t
-from qa_service.storage.repository import Scope, canonical_uuid
+from qa_service.storage.repository import Scope
 from qa_service.storage.teams import member_on, scope_conditions
 
 Verdict = Literal["pass", "fail"]
@@ -233,6 +233,12 @@ class ServiceCounts:
     scored_calls: int
 
 
+# Agents by id; teams and vendors by name.
+AGENTS: paging.Listing[AgentTotals] = paging.Listing("agents", (str,), lambda a: (a.agent_id,))
+GROUPS: dict[str, paging.Listing[GroupTotals]] = {
+    by: paging.Listing(f"{by}s", (str,), lambda g: (g.name,)) for by in ("team", "vendor")}
+
+
 def encode_cursor(call_date: date, created_at: datetime, call_id: str) -> str:
     """The opaque cursor naming a call's place in the listing order."""
     return paging.encode("calls", (call_date, created_at, call_id))
@@ -240,11 +246,7 @@ def encode_cursor(call_date: date, created_at: datetime, call_id: str) -> str:
 
 def decode_cursor(cursor: str) -> tuple[date, datetime, str]:
     """The call date, time received and id a cursor names; InputError for anything else."""
-    day, at, call_id = paging.decode("calls", cursor, (date, datetime, str))
-    found = canonical_uuid(call_id)
-    if found is None:
-        raise paging.refused()
-    return day, at, found
+    return paging.decode_call_key("calls", cursor)
 
 
 def of_group(f: Filters, by: Literal["team", "vendor"], name: str) -> Filters:
@@ -384,9 +386,8 @@ class Views:
                     page_size: int = paging.DEFAULT_PAGE_SIZE) -> paging.Paged[AgentTotals]:
         """One page of `agents`, after the agent the cursor names."""
         page_size = paging.page_size_within(page_size)
-        after = paging.decode("agents", cursor, (str,))[0] if cursor is not None else None
-        rows = self.agents(f, after=after, limit=page_size + 1)
-        return paging.page(rows, page_size, "agents", lambda a: (a.agent_id,))
+        after = AGENTS.decode(cursor)[0] if cursor is not None else None
+        return AGENTS.page(self.agents(f, after=after, limit=page_size + 1), page_size)
 
     def groups(self, f: Filters, by: Literal["team", "vendor"], *, after: str | None = None,
                limit: int | None = None) -> list[GroupTotals]:
@@ -427,10 +428,9 @@ class Views:
                     page_size: int = paging.DEFAULT_PAGE_SIZE) -> paging.Paged[GroupTotals]:
         """One page of `groups`, after the team or vendor the cursor names."""
         page_size = paging.page_size_within(page_size)
-        listing = f"{by}s"
-        after = paging.decode(listing, cursor, (str,))[0] if cursor is not None else None
-        rows = self.groups(f, by, after=after, limit=page_size + 1)
-        return paging.page(rows, page_size, listing, lambda g: (g.name,))
+        listing = GROUPS[by]
+        after = listing.decode(cursor)[0] if cursor is not None else None
+        return listing.page(self.groups(f, by, after=after, limit=page_size + 1), page_size)
 
     # -- the rollup: sums per agent, call date and rubric (`storage.rollups`) ------------------
 

@@ -63,10 +63,10 @@ from qa_service.services.history import call_history
 from qa_service.services.rescores import list_runs, runs_after
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
-from qa_service.storage import listings, paging
+from qa_service.storage import listings
 from qa_service.storage.paging import MAX_PAGE_SIZE, Paged
 from qa_service.storage.repository import CALL_STATUSES, StoredKey
-from qa_service.storage.views import Filters, Page, decode_cursor
+from qa_service.storage.views import AGENTS, Filters, Page, decode_cursor
 from qa_service.web import callview, charts
 
 log = logging.getLogger(__name__)
@@ -372,7 +372,7 @@ def agents_page(request: Request) -> Response:
         return key
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
-    cursor = _cursor(request, errors, lambda value: paging.decode("agents", value, (str,)))
+    cursor = _cursor(request, errors, AGENTS.decode)
     page = request.app.state.repo.views.agents_page(teams.scoped(key, Filters(
         date_from=f.date_from, date_to=f.date_to, team=f.team, vendor=f.vendor)), cursor, AGENTS_PAGE_SIZE)
     return render(request, "agents.html", {"key": key, "errors": errors, "f": f, "agents": page.items,
