@@ -97,7 +97,8 @@ def load(url: str, n_calls: int, seed_value: int = 7) -> dict[str, Any]:
     """Load calls, scorecards, memberships and rollup rows with COPY; returns counts and seconds."""
     import sqlalchemy as sa
 
-    from qa_service.storage import open_repository
+    from qa_service.storage import open_repository, rollups
+    from qa_service.storage import tables as t
 
     rng = random.Random(seed_value)
     repo = open_repository(url)  # migrates
@@ -191,13 +192,17 @@ def load(url: str, n_calls: int, seed_value: int = 7) -> dict[str, Any]:
             for (agent, day, rubric, crit_id), c in criteria.items():
                 copy.write_row((agent, day, rubric, crit_id, *team_on(by_agent[agent], day), *c))
         raw.commit()
+        with engine.begin() as conn:  # the team-day sums, as the migration fills them
+            rollups.rebuild_groups(conn)
+            group_rows = conn.execute(sa.select(sa.func.count()).select_from(
+                t.group_criterion_rollups)).scalar_one()
         cur.execute("ANALYZE")
         raw.commit()
     finally:
         raw.close()
         engine.dispose()
     return {"calls": n_calls, "scorecards": cards, "rollup_rows": len(sums),
-            "criterion_rows": len(criteria),
+            "criterion_rows": len(criteria), "group_criterion_rows": group_rows,
             "load_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -235,6 +240,8 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             assert views.totals(f) == direct.totals(f), f"rollup differs from the scorecards for {agent}"
     assert views.groups(Filters(**month, allowed=scoped), "team") == \
         direct.groups(Filters(**month, allowed=scoped), "team")
+    assert views.criterion_rates_by(Filters(**month, allowed=scoped), "team") == \
+        direct.criterion_rates_by(Filters(**month, allowed=scoped), "team")
     aggregates: dict[str, Callable[[Views], Any]] = {
         "agents_year": lambda v: v.agents(Filters()),
         "agents_month": lambda v: v.agents(Filters(**month)),
@@ -323,33 +330,40 @@ def run(args: argparse.Namespace | None = None) -> dict[str, Any]:
 
 
 def rebuild(url: str) -> dict[str, Any]:
-    """Time the migration's fill of the rollup from the scorecards (`rollups.rebuild`), and check that
-    it gives the rows the load summed (row count and every column's total)."""
+    """Time the migrations' fill of the rollup from the scorecards (`rollups.rebuild`, then the team-day
+    sums, `rollups.rebuild_groups`), and check that it gives the rows the load summed (row count and
+    every column's total)."""
     import sqlalchemy as sa
 
     from qa_service.storage import rollups
     from qa_service.storage import tables as t
 
-    r, cr = t.scorecard_rollups, t.criterion_rollups
+    r, cr, g = t.scorecard_rollups, t.criterion_rollups, t.group_criterion_rollups
     sums = [*rollups.SUMS, "newest_seq"]
     totals = sa.select(sa.func.count(), sa.func.count(r.c.team),
                        *(sa.func.round(sa.cast(sa.func.sum(r.c[c]), sa.Numeric), 1) for c in sums))
     crit_sums = ("applied", "passed", "newest_seq", "position")
     crit_totals = sa.select(sa.func.count(), sa.func.count(cr.c.team),
                             *(sa.func.sum(cr.c[c]) for c in crit_sums))
+    group_totals = sa.select(sa.func.count(), sa.func.sum(g.c.applied), sa.func.sum(g.c.passed))
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            loaded = (*conn.execute(totals).one(), *conn.execute(crit_totals).one())
+            loaded = (*conn.execute(totals).one(), *conn.execute(crit_totals).one(),
+                      *conn.execute(group_totals).one())
             t0 = time.perf_counter()
             rollups.rebuild(conn)
             seconds = time.perf_counter() - t0
-            rebuilt = (*conn.execute(totals).one(), *conn.execute(crit_totals).one())
+            rollups.rebuild_groups(conn)
+            group_seconds = time.perf_counter() - t0 - seconds
+            rebuilt = (*conn.execute(totals).one(), *conn.execute(crit_totals).one(),
+                       *conn.execute(group_totals).one())
     finally:
         engine.dispose()
     assert tuple(loaded) == tuple(rebuilt), f"rebuilt rollup {rebuilt} differs from the loaded one {loaded}"
     return {"rows": int(rebuilt[0]), "criterion_rows": int(rebuilt[len(sums) + 2]),
-            "seconds": round(seconds, 1)}
+            "group_criterion_rows": int(rebuilt[-3]), "seconds": round(seconds, 1),
+            "group_seconds": round(group_seconds, 1)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

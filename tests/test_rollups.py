@@ -53,14 +53,19 @@ def assert_rollup_right(repo) -> None:
         assert rolled.groups(f, "vendor") == direct.groups(f, "vendor"), f
         assert rolled.weekly_trend(f) == direct.weekly_trend(f), f
         assert rolled.criterion_rates(f) == direct.criterion_rates(f), f
+        for by in ("team", "vendor"):
+            assert rolled.criterion_rates_by(f, by) == direct.criterion_rates_by(f, by), (f, by)
+    tables = (t.scorecard_rollups, t.criterion_rollups, t.group_criterion_rollups)
     with repo.engine.connect() as conn:
-        kept = _rows(conn), _rows(conn, t.criterion_rollups)
+        kept = tuple(_rows(conn, table) for table in tables)
         rollups.rebuild(conn)
-        rebuilt = _rows(conn), _rows(conn, t.criterion_rollups)
+        rollups.rebuild_groups(conn)
+        rebuilt = tuple(_rows(conn, table) for table in tables)
         conn.rollback()
     assert kept == rebuilt
     assert bool(kept[1]) == bool(kept[0]), "the criteria are summed with their rows"
     assert all(row[5] > 0 for row in kept[0])  # no row left counting nothing
+    assert bool(kept[2]) == any(row[3] is not None for row in kept[1]), "team days summed with their rows"
 
 
 MEMBERS = [
@@ -207,18 +212,20 @@ def test_agent_team_and_vendor_listings_page_by_name(repo):
 def test_concurrent_writers_of_one_agent_day_leave_the_rollup_right(database_url):
     """Threads score, rescore and review calls of the same agents' days at once (on PostgreSQL each in
     its own connection and transaction): the rows are locked before they are recounted, so the last
-    writer counts what the others committed."""
+    writer counts what the others committed. agent-a and agent-c share a team and vendor: their writers
+    recount the same team days."""
     from concurrent.futures import ThreadPoolExecutor
 
     repo = open_repository(database_url)
     try:
-        repo.teams.put_memberships(MEMBERS)
+        repo.teams.put_memberships([*MEMBERS, Membership(agent_id="agent-c", team="alpha", vendor="acme",
+                                                         since=date(2026, 10, 1))])
         seed_calls(repo)
         days = [date(2026, 11, 2), date(2026, 11, 3)]
         calls = []
         for i in range(40):
             call_id = str(uuid.uuid4())
-            agent, day = ("agent-a", "agent-b")[i % 2], days[(i // 2) % 2] if i < 8 else days[0]
+            agent, day = ("agent-a", "agent-b", "agent-c")[i % 3], days[(i // 2) % 2] if i < 8 else days[0]
             repo.add_call(NewCall(id=call_id, external_id=f"ext-c{i}", agent_id=agent, call_date=day,
                                   rubric_id="intake", rubric_version="1", policy_pack_id="fees",
                                   policy_pack_version="2026-10", input_kind="transcript"))

@@ -84,9 +84,11 @@ def keys_of(conn: Any, call_ids: Sequence[str]) -> set[Key]:
 def refresh(conn: Any, keys: Iterable[Key]) -> None:
     """Recount these rollup rows from the latest scorecards (deleting those that count none)."""
     ordered = sorted(set(keys))  # one lock order for every writer: no deadlock between two of them
+    groups: set[GroupKey] = set()
     for k in range(0, len(ordered), _CHUNK):
         chunk = ordered[k:k + _CHUNK]
         _lock(conn, chunk)
+        groups |= _groups_of(conn, chunk)  # the team days these rows counted in before the write
         counts = _count(conn, chunk)
         teams = _memberships(conn, {a for a, _, _ in chunk})
         r = t.scorecard_rollups
@@ -101,6 +103,9 @@ def refresh(conn: Any, keys: Iterable[Key]) -> None:
                                           r.c.call_date == sa.bindparam("k_date"),
                                           r.c.rubric_id == sa.bindparam("k_rubric")), rows)
         _refresh_criteria(conn, chunk, teams)
+        groups |= _groups_of(conn, chunk)  # and after it
+    # Every agent row is locked before any team day: writers take the two kinds of lock in one order.
+    refresh_groups(conn, groups)
 
 
 def _refresh_criteria(conn: Any, chunk: list[Key], teams: dict[str, Periods]) -> None:
@@ -221,9 +226,17 @@ def _team_on(periods: Periods, day: date) -> dict[str, str | None]:
 
 def reassign_teams(conn: Any, agent_ids: Iterable[str]) -> None:
     """Set the team and vendor of these agents' rollup rows from their memberships (same transaction as
-    the change of memberships): cleared, then set by one join with the membership of each row's date."""
-    m = t.team_memberships
+    the change of memberships), and recount the team days they leave and join."""
     agents = sorted(set(agent_ids))
+    before = _agent_groups(conn, agents)
+    _set_teams(conn, agents)
+    refresh_groups(conn, before | _agent_groups(conn, agents))
+
+
+def _set_teams(conn: Any, agents: list[str]) -> None:
+    """Each of these agents' rows gets the team and vendor of the membership of its date: cleared, then
+    set by one join with the membership of each row's date."""
+    m = t.team_memberships
     for r in (t.scorecard_rollups, t.criterion_rollups):
         for k in range(0, len(agents), 500):
             some = r.c.agent_id.in_(agents[k:k + 500])
@@ -231,6 +244,72 @@ def reassign_teams(conn: Any, agent_ids: Iterable[str]) -> None:
             on_the_day = (m.c.agent_id == r.c.agent_id, m.c.since <= r.c.call_date,
                           sa.or_(m.c.until.is_(None), m.c.until >= r.c.call_date))
             conn.execute(r.update().where(some, *on_the_day).values(team=m.c.team, vendor=m.c.vendor))
+
+
+# -- the criterion rollup per team day (`group_criterion_rollups`) ---------------------------------
+
+GroupKey = tuple[str, str, date, str]  # team, vendor, call date, rubric id
+
+
+def _groups_of(conn: Any, chunk: list[Key]) -> set[GroupKey]:
+    """The team days these rollup rows count in now."""
+    r = t.scorecard_rollups
+    key = sa.tuple_(r.c.agent_id, r.c.call_date, r.c.rubric_id)
+    query = sa.select(r.c.team, r.c.vendor, r.c.call_date, r.c.rubric_id).where(
+        key.in_(chunk), r.c.team.is_not(None))
+    return {(str(team), str(vendor), d, str(rub)) for team, vendor, d, rub in conn.execute(query)}
+
+
+def _agent_groups(conn: Any, agents: list[str]) -> set[GroupKey]:
+    """The team days these agents' rollup rows count in now."""
+    r = t.scorecard_rollups
+    found: set[GroupKey] = set()
+    for k in range(0, len(agents), 500):
+        query = (sa.select(r.c.team, r.c.vendor, r.c.call_date, r.c.rubric_id).distinct()
+                 .where(r.c.agent_id.in_(agents[k:k + 500]), r.c.team.is_not(None)))
+        found.update((str(team), str(vendor), d, str(rub)) for team, vendor, d, rub in conn.execute(query))
+    return found
+
+
+def _group_sums() -> Any:
+    """SELECT of the team-day criterion rows summed from the per-agent criterion rows."""
+    cr = t.criterion_rollups
+    key_cols = (cr.c.team, cr.c.vendor, cr.c.call_date, cr.c.rubric_id, cr.c.criterion_id)
+    return (sa.select(*key_cols, sa.func.sum(cr.c.applied), sa.func.sum(cr.c.passed), sa.func.max(cr.c.title),
+                      sa.func.max(cr.c.section))
+            .where(cr.c.team.is_not(None), cr.c.vendor.is_not(None)).group_by(*key_cols))
+
+
+GROUP_COLUMNS = ["team", "vendor", "call_date", "rubric_id", "criterion_id", "applied", "passed", "title",
+                 "section"]
+
+
+def refresh_groups(conn: Any, keys: Iterable[GroupKey]) -> None:
+    """Recount these team days' criterion rows from the per-agent criterion rows (whose writers hold
+    their locks). On PostgreSQL each team day is locked first, in one order, so that two writers of
+    one team's day (two agents of the team) recount one after the other."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return
+    if conn.dialect.name == "postgresql":
+        lock = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+        for team, vendor, d, rub in ordered:
+            conn.execute(lock, {"key": f"group-criteria\x1f{team}\x1f{vendor}\x1f{d.isoformat()}\x1f{rub}"})
+    g, cr = t.group_criterion_rollups, t.criterion_rollups
+    for k in range(0, len(ordered), 100):
+        chunk = ordered[k:k + 100]
+        conn.execute(g.delete().where(_team_day(g).in_(chunk)))
+        conn.execute(g.insert().from_select(GROUP_COLUMNS, _group_sums().where(_team_day(cr).in_(chunk))))
+
+
+def _team_day(table: sa.Table) -> Any:
+    return sa.tuple_(table.c.team, table.c.vendor, table.c.call_date, table.c.rubric_id)
+
+
+def rebuild_groups(conn: Any) -> None:
+    """Recount every team day's criterion rows from the per-agent criterion rows (a migration; a repair)."""
+    conn.execute(t.group_criterion_rollups.delete())
+    conn.execute(t.group_criterion_rollups.insert().from_select(GROUP_COLUMNS, _group_sums()))
 
 
 def rebuild(conn: Any) -> None:
@@ -254,4 +333,4 @@ def rebuild(conn: Any) -> None:
             batch = {}
     _insert_criteria(conn, batch, {})
     agents = conn.execute(sa.select(r.c.agent_id).distinct()).scalars().all()
-    reassign_teams(conn, [str(a) for a in agents])
+    _set_teams(conn, sorted(str(a) for a in agents))

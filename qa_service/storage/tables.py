@@ -427,3 +427,19 @@ criterion_rollups = sa.Table(
     sa.Index("ix_criterion_rollups_vendor", "vendor", "call_date"),
     sa.Index("ix_criterion_rollups_seq", "newest_seq"),
 )
+
+# The criterion rollup summed per team, vendor, call date, rubric and criterion: what the team and vendor
+# comparisons read (a year of it is a tenth of the per-agent rows or less).
+group_criterion_rollups = sa.Table(
+    "group_criterion_rollups", metadata,
+    sa.Column("team", sa.String(100), primary_key=True),
+    sa.Column("vendor", sa.String(100), primary_key=True),
+    sa.Column("call_date", sa.Date, primary_key=True),
+    sa.Column("rubric_id", sa.String(100), primary_key=True),
+    sa.Column("criterion_id", sa.String(200), primary_key=True),
+    sa.Column("applied", sa.Integer, nullable=False),
+    sa.Column("passed", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("section", sa.Text, nullable=True),
+    sa.Index("ix_group_criterion_rollups_date", "call_date"),
+)

@@ -542,10 +542,13 @@ class Views:
     def _rolled_criterion_rates(self, f: Filters) -> list[CriterionRate]:
         """`criterion_rates` from the criterion rollup, in the order of the newest scorecard in scope."""
         cr, r = t.criterion_rollups, t.scorecard_rollups
-        query = (sa.select(cr.c.rubric_id, cr.c.criterion_id, sa.func.max(cr.c.title),
-                           sa.func.max(cr.c.section), sa.func.sum(cr.c.passed), sa.func.sum(cr.c.applied))
-                 .where(*self._rollup_conditions(f, cr)).group_by(cr.c.rubric_id, cr.c.criterion_id)
-                 .having(sa.func.sum(cr.c.applied) > 0))
+        # Calls of one team or vendor (every row has one) without an agent: the team-day sums answer.
+        grouped = f.membership_scopes() and f.agent_id is None and f.own_agent is None
+        g = t.group_criterion_rollups if grouped else cr
+        query = (sa.select(g.c.rubric_id, g.c.criterion_id, sa.func.max(g.c.title),
+                           sa.func.max(g.c.section), sa.func.sum(g.c.passed), sa.func.sum(g.c.applied))
+                 .where(*self._rollup_conditions(f, g)).group_by(g.c.rubric_id, g.c.criterion_id)
+                 .having(sa.func.sum(g.c.applied) > 0))
         newest = (sa.select(sa.func.max(r.c.newest_seq)).where(*self._rollup_conditions(f, r))
                   .group_by(r.c.rubric_id))
         order: dict[tuple[str, str], int] = {}
@@ -566,11 +569,13 @@ class Views:
         if not self._rolled(f):
             return {g.name: self.criterion_rates(of_group(f, by, g.name)) for g in self.groups(f, by)}
         cr, r = t.criterion_rollups, t.scorecard_rollups
-        query = (sa.select(cr.c[by], cr.c.rubric_id, cr.c.criterion_id, sa.func.max(cr.c.title),
-                           sa.func.max(cr.c.section), sa.func.sum(cr.c.passed), sa.func.sum(cr.c.applied))
-                 .where(*self._rollup_conditions(f, cr), cr.c[by].is_not(None))
-                 .group_by(cr.c[by], cr.c.rubric_id, cr.c.criterion_id)
-                 .having(sa.func.sum(cr.c.applied) > 0))
+        # Without an agent to narrow to, the team-day sums answer (a tenth of the agent rows or less).
+        g = t.group_criterion_rollups if f.agent_id is None and f.own_agent is None else cr
+        query = (sa.select(g.c[by], g.c.rubric_id, g.c.criterion_id, sa.func.max(g.c.title),
+                           sa.func.max(g.c.section), sa.func.sum(g.c.passed), sa.func.sum(g.c.applied))
+                 .where(*self._rollup_conditions(f, g), g.c[by].is_not(None))
+                 .group_by(g.c[by], g.c.rubric_id, g.c.criterion_id)
+                 .having(sa.func.sum(g.c.applied) > 0))
         # Each group's criteria in the order of its newest scorecard per rubric, as `criterion_rates`.
         newest = (sa.select(r.c[by], sa.func.max(r.c.newest_seq)).where(*self._rollup_conditions(f, r))
                   .group_by(r.c[by], r.c.rubric_id))
