@@ -3,10 +3,11 @@
 `scorecard_rollups` holds, per agent, call date and rubric, the count, reviewed score sum, passes,
 auto-fails, provisional verdicts and violations by kind of the latest scorecards, plus the agent's
 team and vendor on that date; `criterion_rollups` holds, per criterion of each such row, how often it
-applied and passed, its title and section, and its place in the newest scorecard listing it. The
-agent, team and vendor views add these rows up instead of reading every scorecard (`storage.views`);
-a day's row answers any date range, rubric and scope, because a key's scope and a team or vendor
-filter are conditions on the row's agent, team and vendor.
+applied and passed, its title and section, and its place in the newest scorecard listing it;
+`group_criterion_rollups` sums those per team, vendor, call date, rubric and criterion, for the team and
+vendor comparisons. The agent, team and vendor views add these rows up instead of reading every
+scorecard (`storage.views`); a day's row answers any date range, rubric and scope, because a key's
+scope and a team or vendor filter are conditions on the row's agent, team and vendor.
 
 How it stays right: each write that adds, changes or deletes scorecards wraps its statements in
 `kept(conn, call_ids)`, which notes the rows the calls' latest scorecards count in before the write and
@@ -14,7 +15,9 @@ after it, and recounts those rows from the scorecards in the same transaction. R
 than adding deltas) makes every write path the same code and a rollup row always equal to its
 scorecards. On PostgreSQL the rows are locked before they are recounted, so two writers of one agent's
 day queue up and the second recounts what the first committed; SQLite has one writer at a time.
-Memberships changing moves rows between teams (`reassign_teams`).
+Memberships changing moves rows between teams (`reassign_teams`). The team-day rows are recounted
+from the agent rows after those (`refresh_groups`), under a lock per team day on PostgreSQL taken after
+every agent row's: two writers of different agents of one team's day queue up there.
 """
 
 from __future__ import annotations

@@ -543,7 +543,7 @@ class Views:
         """`criterion_rates` from the criterion rollup, in the order of the newest scorecard in scope."""
         cr, r = t.criterion_rollups, t.scorecard_rollups
         # Calls of one team or vendor (every row has one) without an agent: the team-day sums answer.
-        grouped = f.membership_scopes() and f.agent_id is None and f.own_agent is None
+        grouped = bool(f.membership_scopes()) and f.agent_id is None and f.own_agent is None
         g = t.group_criterion_rollups if grouped else cr
         query = (sa.select(g.c.rubric_id, g.c.criterion_id, sa.func.max(g.c.title),
                            sa.func.max(g.c.section), sa.func.sum(g.c.passed), sa.func.sum(g.c.applied))
