@@ -429,7 +429,7 @@ criterion_rollups = sa.Table(
 )
 
 # The criterion rollup summed per team, vendor, call date, rubric and criterion: what the team and vendor
-# comparisons read (a year of it is a tenth of the per-agent rows or less).
+# comparisons read (a team's agents share its rows).
 group_criterion_rollups = sa.Table(
     "group_criterion_rollups", metadata,
     sa.Column("team", sa.String(100), primary_key=True),

@@ -569,7 +569,7 @@ class Views:
         if not self._rolled(f):
             return {g.name: self.criterion_rates(of_group(f, by, g.name)) for g in self.groups(f, by)}
         cr, r = t.criterion_rollups, t.scorecard_rollups
-        # Without an agent to narrow to, the team-day sums answer (a tenth of the agent rows or less).
+        # Without an agent to narrow to, the team-day sums answer (a team's agents share its rows).
         g = t.group_criterion_rollups if f.agent_id is None and f.own_agent is None else cr
         query = (sa.select(g.c[by], g.c.rubric_id, g.c.criterion_id, sa.func.max(g.c.title),
                            sa.func.max(g.c.section), sa.func.sum(g.c.passed), sa.func.sum(g.c.applied))
