@@ -16,7 +16,15 @@ from qa_service.errors import Conflict, Forbidden, InputError, NotFound
 from qa_service.services import calibration
 from qa_service.services.reviews import may_review
 from qa_service.storage.repository import StoredKey
-from qa_service.web.pages import PAGE_SIZE, _cursor, _pager, render, signed_form, signed_in, to_sign_in
+from qa_service.web.pages import (
+    PAGE_SIZE,
+    page_cursor,
+    pager_links,
+    render,
+    signed_form,
+    signed_in,
+    to_sign_in,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,11 +49,11 @@ def calibrations_page(request: Request) -> Response:
     if key is None:
         return to_sign_in(request)
     errors: list[str] = []
-    cursor = _cursor(request, errors, calibration.sessions_after)
+    cursor = page_cursor(request, errors, calibration.sessions_after)
     sessions = calibration.list_sessions(store=request.app.state.repo, key=key, cursor=cursor,
                                          page_size=PAGE_SIZE)
     return render(request, "calibrations.html", {"key": key, "errors": errors, "sessions": sessions.items,
-                                                 "pager": _pager(request, sessions, cursor)})
+                                                 "pager": pager_links(request, sessions, cursor)})
 
 
 @router.get("/calibrations/{session_id}", response_class=HTMLResponse)

@@ -17,9 +17,9 @@ from qa_service.services import disputes as service
 from qa_service.storage.views import Filters
 from qa_service.web.pages import (
     PAGE_SIZE,
-    _cursor,
     _filters,
-    _pager,
+    page_cursor,
+    pager_links,
     render,
     signed_form,
     signed_page,
@@ -100,10 +100,10 @@ def disputes_page(request: Request) -> Response:
     f = _filters(request, errors, agent=False)
     f = Filters(date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id, team=f.team, vendor=f.vendor)
     repo = request.app.state.repo
-    cursor = _cursor(request, errors, service.disputes_after)
+    cursor = page_cursor(request, errors, service.disputes_after)
     waiting = service.list_disputes(store=repo, key=key, status="open", cursor=cursor, page_size=PAGE_SIZE)
     return render(request, "disputes.html", {
         "key": key, "errors": errors, "f": f, "open": waiting.items,
-        "pager": _pager(request, waiting, cursor),
+        "pager": pager_links(request, waiting, cursor),
         "rates": service.overturn_rates(store=repo, key=key, f=f),
     })

@@ -17,7 +17,7 @@ from qa_service.errors import InputError, NotFound
 from qa_service.services.teams import make_scope
 from qa_service.storage.listings import KEYS
 from qa_service.storage.repository import ROLES, StoredKey
-from qa_service.web.pages import _cursor, _pager, render, signed_form, signed_page
+from qa_service.web.pages import page_cursor, pager_links, render, signed_form, signed_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,9 +46,9 @@ def _page(request: Request, key: StoredKey, status: int = 200, errors: list[str]
           **extra: object) -> Response:
     """The page of keys the query's cursor names (the first without one), with the form."""
     errors = list(errors or [])
-    cursor = _cursor(request, errors, KEYS.decode)
+    cursor = page_cursor(request, errors, KEYS.decode)
     keys = request.app.state.repo.key_page(cursor)
-    context = {"key": key, "keys": keys.items, "pager": _pager(request, keys, cursor), "cursor": cursor,
+    context = {"key": key, "keys": keys.items, "pager": pager_links(request, keys, cursor), "cursor": cursor,
                "roles": ROLES, "notes": ROLE_NOTES, "errors": errors, **extra}
     return render(request, "keys.html", context, status)
 

@@ -329,7 +329,7 @@ def _filters(request: Request, errors: list[str], *, agent: bool = True) -> Filt
                    status=status, team=q.get("team") or None, vendor=q.get("vendor") or None)
 
 
-def _cursor(request: Request, errors: list[str],
+def page_cursor(request: Request, errors: list[str],
             read: Callable[[str], object] = decode_cursor, param: str = "cursor") -> str | None:
     """The page's cursor, in query parameter `param` (None: the first page); one the listing did not give
     (`read` refuses it) is reported on the page, which then shows the first page."""
@@ -354,7 +354,7 @@ def _query(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
-def _pager(request: Request, page: Page | Paged[Any], cursor: str | None,
+def pager_links(request: Request, page: Page | Paged[Any], cursor: str | None,
            param: str = "cursor") -> dict[str, Any]:
     """Links to the first page (when this is not it) and to the next one (when there is one)."""
     return {"shown": len(page.items),
@@ -372,11 +372,11 @@ def agents_page(request: Request) -> Response:
         return key
     errors: list[str] = []
     f = _filters(request, errors, agent=False)
-    cursor = _cursor(request, errors, AGENTS.decode)
+    cursor = page_cursor(request, errors, AGENTS.decode)
     page = request.app.state.repo.views.agents_page(teams.scoped(key, Filters(
         date_from=f.date_from, date_to=f.date_to, team=f.team, vendor=f.vendor)), cursor, AGENTS_PAGE_SIZE)
     return render(request, "agents.html", {"key": key, "errors": errors, "f": f, "agents": page.items,
-                                           "pager": _pager(request, page, cursor)})
+                                           "pager": pager_links(request, page, cursor)})
 
 
 @router.get("/agents/{agent_id}", response_class=HTMLResponse)
@@ -397,7 +397,7 @@ def agent_page(request: Request, agent_id: str) -> Response:
     errors: list[str] = []
     f = teams.scoped(key, _filters(request, errors, agent=False))
     views = repo.views
-    cursor = _cursor(request, errors)
+    cursor = page_cursor(request, errors)
     report = views.agent_report(agent_id, f, cursor, PAGE_SIZE)
     chart = charts.trend_chart([
         charts.TrendPoint(label=f"{w.week_start.day} {w.week_start:%b}", mean_score=w.mean_score,
@@ -405,7 +405,7 @@ def agent_page(request: Request, agent_id: str) -> Response:
     return render(request, "agent.html", {
         "key": key, "errors": errors, "f": report.filters, "r": report, "chart": chart,
         "violations": views.violation_ids(teams.scoped(key, Filters(agent_id=agent_id))),
-        "pager": _pager(request, report.calls, cursor),
+        "pager": pager_links(request, report.calls, cursor),
         "csv": f"/agents/{quote(agent_id, safe='')}/scorecards.csv"
                + _query(request, cursor=None).rstrip("?"),
         # Disputes are few beside calls: the page shows the agent's first (and largest) page of them.
@@ -444,10 +444,11 @@ def calls_page(request: Request) -> Response:
     errors: list[str] = []
     f = teams.scoped(key, _filters(request, errors))
     views = request.app.state.repo.views
-    cursor = _cursor(request, errors)
+    cursor = page_cursor(request, errors)
     page = views.calls(f, cursor, PAGE_SIZE)
     return render(request, "calls.html", {
-        "key": key, "errors": errors, "f": f, "calls": page.items, "pager": _pager(request, page, cursor),
+        "key": key, "errors": errors, "f": f, "calls": page.items,
+        "pager": pager_links(request, page, cursor),
         "agents": views.agent_ids(teams.scoped(key, Filters())),
         "violations": views.violation_ids(teams.scoped(key, Filters())), "statuses": CALL_STATUSES,
     })
@@ -535,16 +536,16 @@ def certifications_page(request: Request) -> Response:
         training = teams.visible(repo, key, repo.certification.training(agent_id=agent_id),
                                  lambda r: r.agent_id)
     # Each list pages on its own: its cursor has its own parameter.
-    soon_after = _cursor(request, errors, listings.EXPIRING.decode, "expiring_cursor")
+    soon_after = page_cursor(request, errors, listings.EXPIRING.decode, "expiring_cursor")
     expiring = certs.expiring(store=repo, today=today, within_days=within, scope=key.scope, cursor=soon_after)
-    gone_after = _cursor(request, errors, listings.LAPSED.decode, "lapsed_cursor")
+    gone_after = page_cursor(request, errors, listings.LAPSED.decode, "lapsed_cursor")
     lapsed = certs.lapsed(store=repo, today=today, scope=key.scope, cursor=gone_after)
     return render(request, "certifications.html", {
         "key": key, "errors": errors, "within_days": within, "default_days": certs.DEFAULT_WITHIN_DAYS,
         "agent_id": agent_id, "agent_items": agent_items, "training": training,
         "expiring": expiring.items, "lapsed": lapsed.items,
-        "expiring_pages": _pager(request, expiring, soon_after, "expiring_cursor"),
-        "lapsed_pages": _pager(request, lapsed, gone_after, "lapsed_cursor"),
+        "expiring_pages": pager_links(request, expiring, soon_after, "expiring_cursor"),
+        "lapsed_pages": pager_links(request, lapsed, gone_after, "lapsed_cursor"),
     })
 
 
@@ -555,11 +556,11 @@ def rescores_page(request: Request) -> Response:
     if isinstance(key, Response):
         return key
     errors: list[str] = []
-    cursor = _cursor(request, errors, runs_after)
+    cursor = page_cursor(request, errors, runs_after)
     runs = list_runs(store=request.app.state.repo, cursor=cursor, page_size=PAGE_SIZE)
     return render(request, "rescores.html", {
         "key": key, "errors": errors, "runs": [_run_view(r) for r in runs.items],
-        "pager": _pager(request, runs, cursor)})
+        "pager": pager_links(request, runs, cursor)})
 
 
 @router.get("/rescores/{run_id}", response_class=HTMLResponse)

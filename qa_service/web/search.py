@@ -14,7 +14,7 @@ from qa_service.errors import InputError
 from qa_service.services import search
 from qa_service.storage.paging import Paged
 from qa_service.storage.search import MARK_END, MARK_START
-from qa_service.web.pages import _cursor, _pager, render, signed_page, templates
+from qa_service.web.pages import page_cursor, pager_links, render, signed_page, templates
 from qa_service.web.queue import queue_refused
 
 router = APIRouter(include_in_schema=False)
@@ -41,7 +41,7 @@ def search_page(request: Request) -> Response:
     query = request.query_params.get("q") or ""
     errors: list[str] = []
     # A cursor the search did not give is reported, and the first page shown.
-    cursor = _cursor(request, errors, search.search_after)
+    cursor = page_cursor(request, errors, search.search_after)
     found = None
     if query.strip():
         try:
@@ -51,6 +51,8 @@ def search_page(request: Request) -> Response:
             errors.append(f"{exc}.")
     if found is not None and found.by_external_id is not None and request.query_params.get("go") == "1":
         return RedirectResponse(f"/calls/{found.by_external_id.id}", status_code=303)
-    pager = _pager(request, Paged(found.hits, found.page_size, found.next_cursor), cursor) if found else None
+    pager = None
+    if found is not None:
+        pager = pager_links(request, Paged(found.hits, found.page_size, found.next_cursor), cursor)
     return render(request, "search.html", {"key": key, "errors": errors, "q": query, "found": found,
                                            "cursor": cursor, "pager": pager})
