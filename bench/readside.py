@@ -327,8 +327,42 @@ def run(args: argparse.Namespace | None = None) -> dict[str, Any]:
     with Database("postgresql", Path("."), args.pg_url) as db:
         out["data"] = load(db.url, args.calls)
         out.update(measure(db.url, args))
+        out["writes"] = writes(db.url, args.repeat)
         out["rebuild"] = rebuild(db.url)
     return out
+
+
+def writes(url: str, repeat: int) -> dict[str, Any]:
+    """Time writes that recount rollup rows at this size: a new scorecard version of one call (its
+    agent's day and team day recounted) and a membership change moving one agent's year to another team
+    and back (every day of it, and the team days it leaves and joins); then check the moved team days
+    against the scorecards."""
+    import dataclasses
+
+    from qa_service.storage import open_repository
+    from qa_service.storage.repository import Scope
+    from qa_service.storage.views import Filters, Views
+
+    repo = open_repository(url)
+    try:
+        agent = agent_name(42)
+        call_id = repo.views.calls(Filters(agent_id=agent), None, 1).items[0].call_id
+        card = repo.get_scorecard(call_id).data
+        scores = iter(range(10_000))
+        version = time_it(lambda: repo.add_scorecard_versions(
+            [(call_id, {**card, "score": float(next(scores) % 100)})]), repeat)
+        first = repo.teams.memberships(agent_id=agent)[0]
+        moved = dataclasses.replace(first, team="team-19", vendor="vendor-3")
+        swaps = iter(range(10_000))
+        membership = time_it(lambda: repo.teams.put_memberships(
+            [moved if next(swaps) % 2 == 0 else first]), max(3, repeat // 2) * 2)
+        month = Filters(date_from=date(2026, 3, 1), date_to=date(2026, 3, 31),
+                        allowed=Scope(teams=(first.team, moved.team)))
+        assert repo.views.criterion_rates_by(month, "team") == \
+            Views(repo.engine, use_rollups=False).criterion_rates_by(month, "team"), "team days differ"
+    finally:
+        repo.dispose()
+    return {"one_scorecard_version": version, "membership_change_one_agent_year": membership}
 
 
 def rebuild(url: str) -> dict[str, Any]:
