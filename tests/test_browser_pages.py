@@ -1,6 +1,6 @@
 """The staff pages in headless Chromium: the review queue, search (a call found by its external id and
-by a word of its transcript), a call's versions and a dismissed violation, the keys page and the
-upload page (each file's progress, and the calls' status after a reload). Every page leaves a
+by a word of its transcript), a call's versions and a dismissed violation, an agent's dispute that QA
+overturns, the keys page and the upload page (each file's progress, and the calls' status after a reload). Every page leaves a
 screenshot in /tmp/web-NAME.png. Skipped, like tests/test_browser.py, only without Chromium."""
 
 from __future__ import annotations
@@ -124,6 +124,46 @@ def test_call_page_versions_and_a_dismissed_violation(browser, site, tmp_path):
     box = browser.find_element(By.ID, "shown-verdict")
     assert "pass" in box.get_attribute("class").split() and "automatic: 70 fail" in box.text
     shot(browser, "call-history", tmp_path)
+
+
+def test_an_agent_disputes_a_violation_and_qa_overturns_it(browser, site, tmp_path):
+    """The agent disputes a violation from the call page; QA overturns it from the call page; the
+    violation stops counting in the agent's aggregate and both see the outcome and the reason."""
+    from qa_service.storage.views import Filters
+
+    call_id = site.ids["a4"]
+    agent_key = issue_key(site.repo, "agent", "Ana", Scope(agent="agent-a"))[1]
+    counted = site.repo.views.totals(Filters(agent_id="agent-a")).violations["outdated_policy"]
+    fresh(browser, site, agent_key)
+    browser.get(f"{site.url}/calls/{call_id}")
+    form = wait(browser, ec.presence_of_element_located((By.ID, "dispute-form")))
+    Select(form.find_element(By.NAME, "pick")).select_by_value("violation:fee-amount")
+    form.find_element(By.NAME, "reason").send_keys("I quoted the fee in force on the day")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    opened = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#disputes li.dispute.open")))
+    assert "I quoted the fee in force on the day" in opened.text
+    shot(browser, "dispute-raised", tmp_path)
+
+    fresh(browser, site, site.qa_key)
+    browser.find_element(By.LINK_TEXT, "Disputes").click()
+    wait(browser, ec.presence_of_element_located((By.LINK_TEXT, "ext-a4"))).click()
+    resolve = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#disputes form.resolve-form")))
+    Select(resolve.find_element(By.NAME, "outcome")).select_by_value("overturned")
+    resolve.find_element(By.NAME, "reason").send_keys("The pack in force that day had this fee")
+    resolve.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    done = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#disputes li.dispute.overturned")))
+    assert "Overturned by Browser test reviewer" in done.text
+    assert "The pack in force that day had this fee" in done.text
+    shot(browser, "dispute-overturned", tmp_path)
+    # The dismissed violation no longer counts in the agent's aggregate; the history is kept.
+    assert site.repo.views.totals(Filters(agent_id="agent-a")).violations["outdated_policy"] == counted - 1
+    [dispute] = [d for d in site.repo.disputes.for_call(call_id)]
+    assert dispute.status == "overturned" and dispute.reason == "I quoted the fee in force on the day"
+
+    fresh(browser, site, agent_key)
+    browser.get(f"{site.url}/calls/{call_id}")
+    seen = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#disputes li.dispute.overturned")))
+    assert "The pack in force that day had this fee" in seen.text
 
 
 def test_keys_page(browser, site, tmp_path):

@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from qa_service.errors import AuthError, Conflict, InputError, NotFound
 from qa_service.services import disputes as service
+from qa_service.services.calls import with_external_ids
 from qa_service.storage.views import Filters
 from qa_service.web.pages import (
     PAGE_SIZE,
@@ -102,8 +103,11 @@ def disputes_page(request: Request) -> Response:
     repo = request.app.state.repo
     cursor = page_cursor(request, errors, service.disputes_after)
     waiting = service.list_disputes(store=repo, key=key, status="open", cursor=cursor, page_size=PAGE_SIZE)
+    # Staff know a call by the id its sender gave: the listing names each call by it.
+    named = with_external_ids(repo, [{"call_id": d.call_id} for d in waiting.items])
     return render(request, "disputes.html", {
         "key": key, "errors": errors, "f": f, "open": waiting.items,
+        "external_ids": {row["call_id"]: row["external_id"] for row in named},
         "pager": pager_links(request, waiting, cursor),
         "rates": service.overturn_rates(store=repo, key=key, f=f),
     })
