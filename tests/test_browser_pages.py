@@ -1,7 +1,8 @@
 """The staff pages in headless Chromium: the review queue, search (a call found by its external id and
 by a word of its transcript), a call's versions and a dismissed violation, an agent's dispute that QA
-overturns, the keys page and the upload page (each file's progress, and the calls' status after a reload). Every page leaves a
-screenshot in /tmp/web-NAME.png. Skipped, like tests/test_browser.py, only without Chromium."""
+overturns, the keys page and the upload page (each file's progress, and the calls' status after a
+reload). Every page leaves a screenshot in /tmp/web-NAME.png. Skipped, like tests/test_browser.py,
+only without Chromium."""
 
 from __future__ import annotations
 
