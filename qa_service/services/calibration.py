@@ -160,7 +160,7 @@ def list_sessions(*, store: Repository, key: StoredKey, cursor: str | None = Non
     """One page of the sessions the key may read, newest first, each with its progress, after the session
     the cursor names; InputError for a cursor this listing did not give."""
     page_size = paging.page_size_within(page_size)
-    after = sessions_after(cursor)
+    after = listings.CALIBRATIONS.after(cursor)
     shown: list[tuple[CalibrationSession, list[StoredCall]]] = []
     # A scoped key's share is found after reading: read on in the listing's order until one more
     # session than the page has passed (or none is left), so no page is short and none repeats one.
@@ -178,14 +178,6 @@ def list_sessions(*, store: Repository, key: StoredKey, cursor: str | None = Non
     items = [_summary(s, store.calibration.sheets(s.id), key)
              | {"external_ids": [c.external_id or c.id for c in calls_of[s.id]]} for s in found.items]
     return Paged(items=items, page_size=found.page_size, next_cursor=found.next_cursor)
-
-
-def sessions_after(cursor: str | None) -> tuple[datetime, str] | None:
-    """The (created time, id) a cursor of the sessions listing names (None: the first page); InputError
-    for a cursor this listing did not give."""
-    if cursor is None:
-        return None
-    return paging.decode_timed_uuid(listings.CALIBRATIONS.name, cursor)
 
 
 def _summary(session: CalibrationSession, sheets: Sequence[Sheet], key: StoredKey) -> dict[str, Any]:

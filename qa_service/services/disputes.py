@@ -177,17 +177,8 @@ def list_disputes(*, store: Repository, key: StoredKey, status: str | None = Non
     first, after the dispute the cursor names; InputError for a cursor this listing did not give."""
     page_size = paging.page_size_within(page_size)
     rows = store.disputes.listing(status=status, agent_id=agent_id, scope=key.scope,
-                                  after=disputes_after(cursor), limit=page_size + 1)
+                                  after=listings.DISPUTES.after(cursor), limit=page_size + 1)
     return listings.DISPUTES.page(rows, page_size)
-
-
-def disputes_after(cursor: str | None) -> tuple[datetime, int] | None:
-    """The (raised time, id) a cursor of the disputes listing names (None: the first page); InputError
-    for a cursor this listing did not give."""
-    if cursor is None:
-        return None
-    at, dispute_id = listings.DISPUTES.decode(cursor)
-    return at, dispute_id
 
 
 def overturn_rates(*, store: Repository, key: StoredKey, f: Filters) -> list[OverturnRate]:

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from qa_service.errors import Conflict, QAServiceError
@@ -68,15 +68,9 @@ def list_runs(*, store: Repository, status: str | None = None, cursor: str | Non
     """One page of rescore runs (in a status), newest first, after the run the cursor names; InputError
     for a cursor this listing did not give."""
     page_size = paging.page_size_within(page_size)
-    runs = store.list_rescore_runs(statuses=[status] if status else None, after=runs_after(cursor),
-                                   limit=page_size + 1)
+    after = listings.RESCORES.after(cursor)
+    runs = store.list_rescore_runs(statuses=[status] if status else None, after=after, limit=page_size + 1)
     return listings.RESCORES.page(runs, page_size)
-
-
-def runs_after(cursor: str | None) -> tuple[datetime, str] | None:
-    """The (requested time, id) a cursor of the runs listing names (None: the first page); InputError for
-    a cursor this listing did not give."""
-    return paging.decode_timed_uuid(listings.RESCORES.name, cursor) if cursor is not None else None
 
 
 def start_publish_rescan(*, store: Repository, settings: Settings, queue: Any, key: StoredKey | None,

@@ -27,8 +27,9 @@ from qa_service.storage.review import QueueCandidate, QueueKey
 
 # Roles that review scorecards (admin may do everything).
 REVIEW = ("qa",)
-# The review queue's name in its cursors.
-QUEUE = "review-queue"
+# The review queue, oldest first: by call date, time received and call id.
+QUEUE: paging.Listing[tuple[QueueKey, dict[str, Any]]] = paging.Listing(
+    "review-queue", (date, datetime, str), lambda pair: pair[0], uuid_id=True)
 
 
 class BadReview(InputError):
@@ -114,7 +115,7 @@ def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: s
     if date_from and date_to and date_from > date_to:
         raise InputError("'from' is after 'to'")
     page_size = paging.page_size_within(page_size)
-    after = queue_after(cursor)
+    after = QUEUE.after(cursor)
     inside = reach(store, key)
     wanted = Reach(store, group) if group is not None else None
     # Whether a call waits is decided here, after the read: read on in the queue's order until one call
@@ -130,14 +131,8 @@ def review_queue(*, store: Repository, key: StoredKey, share: float, agent_id: s
         found.append((c.key, item))
         if len(found) > page_size:
             break
-    shown = paging.page(found, page_size, QUEUE, lambda pair: pair[0])
+    shown = QUEUE.page(found, page_size)
     return Paged(items=[item for _, item in shown.items], page_size=page_size, next_cursor=shown.next_cursor)
-
-
-def queue_after(cursor: str | None) -> QueueKey | None:
-    """The queue key a cursor names (None: the first page); InputError for a cursor the queue did not
-    give."""
-    return paging.decode_call_key(QUEUE, cursor) if cursor is not None else None
 
 
 def _waiting(c: QueueCandidate, share: float) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ key's reach, so a page of results is full whenever enough of the key's own calls
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from qa_service.errors import InputError
 from qa_service.services.calls import may_read
@@ -17,13 +18,14 @@ from qa_service.services.teams import reach
 from qa_service.storage import paging
 from qa_service.storage.paging import DEFAULT_PAGE_SIZE
 from qa_service.storage.repository import Repository, StoredCall, StoredKey
-from qa_service.storage.search import MARK_END, MARK_START, Hit, SearchKey, words
+from qa_service.storage.search import MARK_END, MARK_START, Hit, words
 
 MAX_QUERY_CHARS = 200
 # Hits read at a time for a scoped key, whose pages leave out the other teams' calls.
 BATCH = 200
-# The search's name in its cursors.
-SEARCH = "search"
+# Hits, newest first: by call date, time received and call id.
+SEARCH: paging.Listing[Hit] = paging.Listing("search", (date, datetime, str), lambda hit: hit.key,
+                                             uuid_id=True)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def search_calls(*, store: Repository, key: StoredKey, query: str, cursor: str |
     call the cursor names. InputError for a cursor the search did not give."""
     query = check_query(query)
     page_size = paging.page_size_within(page_size)
-    after = search_after(cursor)
+    after = SEARCH.after(cursor)
     exact = None
     if cursor is None:
         exact = store.find_call(query)
@@ -77,14 +79,8 @@ def search_calls(*, store: Repository, key: StoredKey, query: str, cursor: str |
         if len(batch) < size:
             break
         after = batch[-1].key
-    shown = paging.page(hits, page_size, SEARCH, lambda hit: hit.key)
+    shown = SEARCH.page(hits, page_size)
     return Found(query, exact, shown.items, page_size, shown.next_cursor)
-
-
-def search_after(cursor: str | None) -> SearchKey | None:
-    """The key a search cursor names (None: the first page); InputError for a cursor the search did not
-    give."""
-    return paging.decode_call_key(SEARCH, cursor) if cursor is not None else None
 
 
 def plain(snippet: str) -> str:

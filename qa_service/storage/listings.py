@@ -45,7 +45,8 @@ DISPUTES: Listing[Dispute] = Listing("disputes", (datetime, int), lambda d: (d.c
 # The audit log, newest first: rows are only appended, so a later page still starts after the last shown.
 AUDIT: Listing[AuditEntry] = Listing("audit", (datetime, int), lambda r: (r.at, r.id))
 
-# Calibration sessions and rescore runs, newest first; their ids are UUIDs (`paging.decode_timed_uuid`).
+# Calibration sessions and rescore runs, newest first; their ids are UUIDs.
 CALIBRATIONS: Listing[CalibrationSession] = Listing(
-    "calibrations", (datetime, str), lambda s: (s.created_at, s.id))
-RESCORES: Listing[StoredRescoreRun] = Listing("rescores", (datetime, str), lambda r: (r.created_at, r.id))
+    "calibrations", (datetime, str), lambda s: (s.created_at, s.id), uuid_id=True)
+RESCORES: Listing[StoredRescoreRun] = Listing("rescores", (datetime, str), lambda r: (r.created_at, r.id),
+                                              uuid_id=True)

@@ -76,27 +76,6 @@ def decode(listing: str, cursor: str, types: Sequence[KeyType]) -> tuple[Any, ..
         raise refused() from None
 
 
-def decode_timed_uuid(listing: str, cursor: str) -> tuple[datetime, str]:
-    """The (time, id) key a cursor of this listing names when the id is a UUID, in its usual form;
-    InputError for any other text (a UUID column cannot even compare with it)."""
-    at, row_id = decode(listing, cursor, (datetime, str))
-    return at, _uuid(row_id)
-
-
-def decode_call_key(listing: str, cursor: str) -> CallKey:
-    """The (call date, time received, call id) key a cursor of a listing of calls names; InputError for
-    any other text."""
-    day, at, call_id = decode(listing, cursor, (date, datetime, str))
-    return day, at, _uuid(call_id)
-
-
-def _uuid(value: str) -> str:
-    usual = canonical_uuid(value)
-    if usual is None:
-        raise refused()
-    return usual
-
-
 def refused() -> InputError:
     """The error for a cursor the listing did not give."""
     return InputError("the cursor is not one this listing gave: pass the next_cursor of the page before, "
@@ -143,15 +122,29 @@ def page(rows: Sequence[T], page_size: int, listing: str,
 @dataclass(frozen=True)
 class Listing(Generic[T]):
     """A listing read from SQL and from memory alike: its name (which its cursors carry), the types of its
-    key's parts and a row's key (the sort columns, then what makes it unique)."""
+    key's parts and a row's key (the sort columns, then what makes it unique). With `uuid_id` the key's
+    last part is a UUID (a call's, a run's): a cursor naming anything else is refused before a UUID
+    column is compared with it, and the id is read back in its usual form."""
 
     name: str
     types: tuple[KeyType, ...]
     key_of: Callable[[T], tuple[Any, ...]]
+    uuid_id: bool = False
 
     def decode(self, cursor: str) -> tuple[Any, ...]:
         """The key a cursor of this listing names; InputError for any other text."""
-        return decode(self.name, cursor, self.types)
+        key = decode(self.name, cursor, self.types)
+        if not self.uuid_id:
+            return key
+        usual = canonical_uuid(key[-1])
+        if usual is None:
+            raise refused()
+        return (*key[:-1], usual)
+
+    def after(self, cursor: str | None) -> tuple[Any, ...] | None:
+        """The key a page starts after (None: the first page); InputError for a cursor this listing did not
+        give."""
+        return self.decode(cursor) if cursor is not None else None
 
     def page(self, rows: Sequence[T], page_size: int) -> Paged[T]:
         """The page shown from rows read with `ordered` (page_size + 1 of them at most)."""

@@ -233,6 +233,9 @@ class ServiceCounts:
     scored_calls: int
 
 
+# Calls, newest first: by call date, time received and id.
+CALLS: paging.Listing[CallRow] = paging.Listing(
+    "calls", (date, datetime, str), lambda c: (c.call_date, c.created_at, c.call_id), uuid_id=True)
 # Agents by id; teams and vendors by name.
 AGENTS: paging.Listing[AgentTotals] = paging.Listing("agents", (str,), lambda a: (a.agent_id,))
 GROUPS: dict[str, paging.Listing[GroupTotals]] = {
@@ -246,7 +249,8 @@ def encode_cursor(call_date: date, created_at: datetime, call_id: str) -> str:
 
 def decode_cursor(cursor: str) -> tuple[date, datetime, str]:
     """The call date, time received and id a cursor names; InputError for anything else."""
-    return paging.decode_call_key("calls", cursor)
+    day, at, call_id = CALLS.decode(cursor)
+    return day, at, call_id
 
 
 def of_group(f: Filters, by: Literal["team", "vendor"], name: str) -> Filters:

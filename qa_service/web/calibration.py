@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from qa_service.errors import Conflict, Forbidden, InputError, NotFound
 from qa_service.services import calibration
 from qa_service.services.reviews import may_review
+from qa_service.storage import listings
 from qa_service.storage.repository import StoredKey
 from qa_service.web.pages import (
     PAGE_SIZE,
@@ -49,7 +50,7 @@ def calibrations_page(request: Request) -> Response:
     if key is None:
         return to_sign_in(request)
     errors: list[str] = []
-    cursor = page_cursor(request, errors, calibration.sessions_after)
+    cursor = page_cursor(request, errors, listings.CALIBRATIONS.decode)
     sessions = calibration.list_sessions(store=request.app.state.repo, key=key, cursor=cursor,
                                          page_size=PAGE_SIZE)
     return render(request, "calibrations.html", {"key": key, "errors": errors, "sessions": sessions.items,

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from qa_service.errors import AuthError, Conflict, InputError, NotFound
 from qa_service.services import disputes as service
 from qa_service.services.calls import with_external_ids
+from qa_service.storage import listings
 from qa_service.storage.views import Filters
 from qa_service.web.pages import (
     PAGE_SIZE,
@@ -101,7 +102,7 @@ def disputes_page(request: Request) -> Response:
     f = _filters(request, errors, agent=False)
     f = Filters(date_from=f.date_from, date_to=f.date_to, rubric_id=f.rubric_id, team=f.team, vendor=f.vendor)
     repo = request.app.state.repo
-    cursor = page_cursor(request, errors, service.disputes_after)
+    cursor = page_cursor(request, errors, listings.DISPUTES.decode)
     waiting = service.list_disputes(store=repo, key=key, status="open", cursor=cursor, page_size=PAGE_SIZE)
     # Staff know a call by the id its sender gave: the listing names each call by it.
     named = with_external_ids(repo, [{"call_id": d.call_id} for d in waiting.items])

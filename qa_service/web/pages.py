@@ -60,7 +60,7 @@ from qa_service.services.exports import (
     stored_body,
 )
 from qa_service.services.history import call_history
-from qa_service.services.rescores import list_runs, runs_after
+from qa_service.services.rescores import list_runs
 from qa_service.services.reviews import may_review, page_review
 from qa_service.stages.response import duration_words
 from qa_service.storage import listings
@@ -556,7 +556,7 @@ def rescores_page(request: Request) -> Response:
     if isinstance(key, Response):
         return key
     errors: list[str] = []
-    cursor = page_cursor(request, errors, runs_after)
+    cursor = page_cursor(request, errors, listings.RESCORES.decode)
     runs = list_runs(store=request.app.state.repo, cursor=cursor, page_size=PAGE_SIZE)
     return render(request, "rescores.html", {
         "key": key, "errors": errors, "runs": [_run_view(r) for r in runs.items],

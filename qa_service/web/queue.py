@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from qa_service.access.keys import READ_SCORES
 from qa_service.services import teams
-from qa_service.services.reviews import queue_after, review_queue
+from qa_service.services.reviews import QUEUE, review_queue
 from qa_service.storage.repository import Scope, StoredKey
 from qa_service.storage.views import Filters
 from qa_service.web.pages import _filters, page_cursor, pager_links, render, signed_page, staff_only
@@ -64,7 +64,7 @@ def review_queue_page(request: Request) -> Response:
         if f.team or f.vendor else None
     # A cursor the queue did not give is reported, and the first page shown (the filters leave out a
     # 'from' after 'to' the same way).
-    cursor = page_cursor(request, errors, queue_after)
+    cursor = page_cursor(request, errors, QUEUE.decode)
     page = review_queue(store=repo, key=key, share=request.app.state.settings.review_share,
                         agent_id=f.agent_id, date_from=f.date_from, date_to=f.date_to, why=why, group=group,
                         cursor=cursor, page_size=PAGE_SIZE)

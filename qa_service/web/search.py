@@ -41,7 +41,7 @@ def search_page(request: Request) -> Response:
     query = request.query_params.get("q") or ""
     errors: list[str] = []
     # A cursor the search did not give is reported, and the first page shown.
-    cursor = page_cursor(request, errors, search.search_after)
+    cursor = page_cursor(request, errors, search.SEARCH.decode)
     found = None
     if query.strip():
         try:
